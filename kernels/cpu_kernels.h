@@ -1,0 +1,34 @@
+/* Internal to kernels/: the CPU implementations behind bl_cpu_kernels.
+ * Callers outside kernels/ go through the table in kernels.h; the contracts
+ * (shapes, accumulate, conventions) are the ones stated there. */
+#ifndef BL_CPU_KERNELS_H
+#define BL_CPU_KERNELS_H
+
+#include <stddef.h>
+
+/* Element-wise loops run in spans of BL_CPU_LANES plus one shorter tail
+ * span. At -O2 (CMake's RelWithDebInfo) GCC 12 vectorises only loops whose
+ * trip count is a known multiple of the vector width, so a span of fixed
+ * length gets SIMD (SSE: two vectors, AVX: one) with no special flags. */
+enum { BL_CPU_LANES = 8 };
+
+/* dense.c */
+void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const float *w,
+                          const float *b, float *y, int relu);
+void bl_cpu_dense_backward(int batch, int in, int out, const float *x, const float *w,
+                           const float *y, float *dy, float *dx, float *dw, float *db, int relu,
+                           int accumulate);
+
+/* elementwise.c */
+void bl_cpu_relu_forward(size_t count, const float *x, float *y);
+void bl_cpu_relu_backward(size_t count, const float *y, const float *dy, float *dx);
+
+/* softmax_xent.c */
+double bl_cpu_softmax_xent(int batch, int classes, const float *logits, const int *labels,
+                           float *dlogits, long *correct);
+
+/* sgd.c */
+void bl_cpu_sgd_update(size_t count, float *w, float *v, const float *grad, float grad_scale,
+                       float lr, float momentum, float weight_decay);
+
+#endif /* BL_CPU_KERNELS_H */

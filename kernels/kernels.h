@@ -1,0 +1,69 @@
+/* The device-agnostic kernel interface: the math one training step needs.
+ * kernels/ implements it on the CPU with OpenBLAS; cuda/ will implement the
+ * same table on GPUs. Kernels know nothing of MPI, plans or the runtime.
+ *
+ * Conventions: row-major float32; `batch` rows; counts are element counts.
+ * Gradients are per-sample SUMS (not means): the optimizer scales by 1/B,
+ * so any split of a batch sums to the same gradient. */
+#ifndef BL_KERNELS_H
+#define BL_KERNELS_H
+
+#include <stddef.h>
+
+typedef struct bl_kernels {
+    const char *name;
+
+    /* C (m×n) = alpha · op(A) · op(B) + beta · C; op per trans_* (0/1). */
+    void (*gemm)(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+    /* y (batch, out) = x (batch, in) · W^T + b, W (out, in), b (out);
+     * then y = max(y, 0) when relu is set (bias and ReLU in one pass). */
+    void (*dense_forward)(int batch, int in, int out, const float *x, const float *w,
+                          const float *b, float *y, int relu);
+
+    /* Backward of dense_forward. dy (batch, out) is d loss / d y; when relu
+     * is set, y is the forward output and dy is masked in place by y > 0
+     * first (dy is scratch after the call). Then:
+     *   dW (out, in) (+)= dy^T · x,  db (out) (+)= column sums of dy,
+     *   dx (batch, in) = dy · W, skipped when dx is NULL.
+     * accumulate: 0 overwrites dW and db, 1 adds to them. y may be NULL
+     * when relu is not set (it is not read). */
+    void (*dense_backward)(int batch, int in, int out, const float *x, const float *w,
+                           const float *y, float *dy, float *dx, float *dw, float *db, int relu,
+                           int accumulate);
+
+    /* y = max(x, 0) over count elements (x == y allowed). */
+    void (*relu_forward)(size_t count, const float *x, float *y);
+    /* dx = dy where y > 0, else 0 (dy == dx allowed). */
+    void (*relu_backward)(size_t count, const float *y, const float *dy, float *dx);
+
+    /* Softmax cross-entropy over logits (batch, classes) with labels in
+     * [0, classes). Numerically stable (max subtracted). Writes
+     * dlogits (batch, classes) = softmax − onehot (per-sample, unscaled),
+     * adds the number of rows whose argmax equals the label to *correct
+     * (ties: lowest index), and returns the SUM of per-sample losses.
+     * dlogits may be NULL (evaluation), and so may correct. classes >= 1.
+     * The caller divides by B for the batch mean. */
+    double (*softmax_xent)(int batch, int classes, const float *logits, const int *labels,
+                           float *dlogits, long *correct);
+
+    /* SGD with momentum and weight decay, PyTorch's convention, over count
+     * parameters, in one pass:
+     *   g = grad_scale · grad + weight_decay · w
+     *   v = momentum · v + g
+     *   w = w − lr · v
+     * w, v and grad must not overlap. */
+    void (*sgd_update)(size_t count, float *w, float *v, const float *grad, float grad_scale,
+                       float lr, float momentum, float weight_decay);
+} bl_kernels_t;
+
+/* The CPU implementation (OpenBLAS). */
+extern const bl_kernels_t bl_cpu_kernels;
+
+/* Sets OpenBLAS's thread count (n > 0; other values are ignored). This is
+ * a process-wide OpenBLAS setting: it also affects the caller's own BLAS
+ * calls, which is why the runtime only sets it when asked (blas_threads). */
+void bl_cpu_set_threads(int n);
+
+#endif /* BL_KERNELS_H */

@@ -1,0 +1,290 @@
+/* ballast — distributed SGD training over MPI on heterogeneous clusters.
+ *
+ * Public C API. Every public name carries the bl_ / BL_ prefix. Handles are
+ * opaque, created and destroyed in pairs; destroying NULL is a no-op. Every
+ * fallible call returns a bl_status_t; the detailed cause of the last failure
+ * on a runtime is bl_last_error(rt). The library never exits, aborts or calls
+ * MPI_Abort: the program decides what to do with a failure.
+ *
+ * Shapes: every matrix is row-major float32, [batch × features]. */
+#ifndef BALLAST_H
+#define BALLAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BL_VERSION_MAJOR 0
+#define BL_VERSION_MINOR 1
+#define BL_VERSION_PATCH 0
+
+/* ---- Status ------------------------------------------------------------ */
+
+/* One table for the codes and their strings, so they cannot drift apart. */
+#define BL_STATUS_MAP(X)                                                                           \
+    X(OK, "success")                                                                               \
+    X(ERR_INVALID_ARG, "invalid argument")                                                         \
+    X(ERR_NO_MEM, "out of memory")                                                                 \
+    X(ERR_IO, "input/output error")                                                                \
+    X(ERR_FORMAT, "malformed input")                                                               \
+    X(ERR_MPI, "MPI error")                                                                        \
+    X(ERR_CUDA, "CUDA error")                                                                      \
+    X(ERR_NCCL, "NCCL error")                                                                      \
+    X(ERR_MISMATCH, "mismatch between ranks or files")                                             \
+    X(ERR_TIMEOUT, "timed out")                                                                    \
+    X(ERR_UNSUPPORTED, "unsupported")                                                              \
+    X(ERR_INTERRUPTED, "interrupted")
+
+typedef enum {
+#define BL_STATUS_ENUM(name, text) BL_##name,
+    BL_STATUS_MAP(BL_STATUS_ENUM)
+#undef BL_STATUS_ENUM
+        BL_STATUS_COUNT
+} bl_status_t;
+
+/* A short static string for s ("invalid argument"); "unknown status" for a
+ * value outside the enum. Never NULL. */
+const char *bl_status_string(bl_status_t s);
+
+/* ---- Logging ----------------------------------------------------------- */
+
+typedef enum { BL_LOG_ERROR = 0, BL_LOG_WARN, BL_LOG_INFO, BL_LOG_DEBUG } bl_log_level_t;
+
+/* A log sink: receives one formatted line without its trailing newline. */
+typedef void (*bl_log_fn)(bl_log_level_t level, int rank, const char *line, void *arg);
+
+/* ---- Allocation -------------------------------------------------------- */
+
+/* Optional allocator hooks. Every allocation of the library goes through
+ * them, so a caller can track memory or inject failures. Both functions or
+ * neither. */
+typedef struct bl_allocator {
+    void *(*alloc)(size_t nbytes,
+                   void *ctx);             /* may return NULL: the call fails with BL_ERR_NO_MEM */
+    void (*release)(void *ptr, void *ctx); /* ptr may be NULL */
+    void *ctx;
+} bl_allocator_t;
+
+/* ---- Runtime ----------------------------------------------------------- */
+
+#define BL_CONFIG_VERSION 1
+
+typedef struct bl_config {
+    int version;              /* BL_CONFIG_VERSION; set by BL_CONFIG_INIT */
+    int log_level;            /* a bl_log_level_t, or -1: from $BALLAST_LOG, else info */
+    int log_all_ranks;        /* 0: only rank 0 logs (errors log on every rank) */
+    bl_log_fn log_fn;         /* NULL: lines go to stderr as "ballast[rank] level: ..." */
+    void *log_arg;            /* passed to log_fn */
+    int blas_threads;         /* > 0: BLAS threads of this rank; 0: leave BLAS as it is */
+    bl_allocator_t allocator; /* all NULL: malloc and free */
+} bl_config_t;
+
+#define BL_CONFIG_INIT                                                                             \
+    {                                                                                              \
+        .version = BL_CONFIG_VERSION, .log_level = -1                                              \
+    }
+
+typedef struct bl_runtime bl_runtime_t;
+
+/* Creates a runtime on a duplicate of comm, with MPI_ERRORS_RETURN on the
+ * duplicate. Collective over comm. MPI must be initialised by the caller.
+ * cfg may be NULL (defaults). On failure *out is NULL and the cause is logged. */
+bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out);
+
+/* Frees the runtime and its communicator. Collective. NULL is a no-op. */
+void bl_runtime_destroy(bl_runtime_t *rt);
+
+/* The detailed message of the last failure on rt ("" if none). Belongs to
+ * the runtime; valid until the next failing call. */
+const char *bl_last_error(const bl_runtime_t *rt);
+
+int bl_runtime_rank(const bl_runtime_t *rt);
+int bl_runtime_size(const bl_runtime_t *rt);
+
+/* Logs one printf-style line through the runtime's logger (level filter and
+ * rank filter apply). */
+void bl_log(const bl_runtime_t *rt, bl_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- Math helpers for user layers -------------------------------------- */
+
+/* A layer call's device context. User layers pass it to the bl_math_*
+ * helpers, which run on the rank's device (CPU with OpenBLAS for now). */
+typedef struct bl_device bl_device_t;
+
+/* C (M×N) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = X or X^T
+ * as trans_a / trans_b say (0 or 1); lda, ldb, ldc are row strides. */
+void bl_math_gemm(const bl_device_t *dev, int trans_a, int trans_b, int m, int n, int k,
+                  float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                  float *c, int ldc);
+
+/* ---- Layers ------------------------------------------------------------ */
+
+/* What a layer's forward or backward receives. Shapes are row-major. */
+typedef struct bl_layer_call {
+    const bl_device_t *device; /* for the bl_math_* helpers */
+    int batch;                 /* rows of x, y, dy, dx */
+    int in_features;           /* columns of x and dx */
+    int out_features;          /* columns of y and dy */
+    const float *params;       /* the layer's parameters (param_count floats) */
+    const float *x;            /* (batch, in)  input */
+    float *y;       /* (batch, out) forward: output to write; backward: the forward output */
+    float *dy;      /* backward: (batch, out) d loss / d y; scratch, may be overwritten */
+    float *dx;      /* backward: (batch, in) to write, or NULL (first layer: not needed) */
+    float *grads;   /* backward: d loss / d params, param_count floats; sums over the batch */
+    int accumulate; /* backward: 0 overwrite grads, 1 add to them */
+    void *state;    /* the user_state given to bl_model_add_layer */
+} bl_layer_call_t;
+
+/* A layer defined by callbacks. forward and backward may be called with
+ * batch == 0. backward may write dy's memory (it is scratch after the call). */
+typedef struct bl_layer_ops {
+    const char *name; /* for messages and logs */
+    /* Given in_features, the layer's output width and its parameter count. */
+    bl_status_t (*shape)(void *state, int in_features, int *out_features, size_t *param_count);
+    /* Initial parameters; rng_seed is derived from the model seed and the
+     * layer's position, so the same seed gives the same parameters. */
+    bl_status_t (*init)(void *state, int in_features, int out_features, float *params,
+                        uint64_t rng_seed);
+    bl_status_t (*forward)(const bl_layer_call_t *call);
+    bl_status_t (*backward)(const bl_layer_call_t *call);
+    /* Relative compute cost per sample (e.g. multiply-adds); used to plan. */
+    double (*cost_hint)(void *state, int in_features, int out_features);
+    /* Frees user_state when the model is destroyed; may be NULL. */
+    void (*destroy)(void *state);
+} bl_layer_ops_t;
+
+/* Uniform random floats in [lo, hi) from a seed: the deterministic generator
+ * user layers can use in init. */
+void bl_fill_uniform(float *out, size_t count, float lo, float hi, uint64_t seed);
+
+/* ---- Model ------------------------------------------------------------- */
+
+typedef struct bl_model bl_model_t;
+
+/* An empty model whose input has in_features columns. */
+bl_status_t bl_model_create(bl_runtime_t *rt, int in_features, bl_model_t **out);
+void bl_model_destroy(bl_model_t *m);
+
+/* Appends layers (only before bl_model_build). A dense layer computes
+ * y = x · W^T + b with W (out × in) and b (out); its initial values follow
+ * torch.nn.Linear: U(−1/√in, 1/√in). */
+bl_status_t bl_model_add_dense(bl_model_t *m, int out_features);
+bl_status_t bl_model_add_relu(bl_model_t *m);
+/* A user layer; ops is copied, user_state is owned by the model afterwards
+ * when ops->destroy is set. */
+bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *user_state);
+
+/* Allocates parameters and gradients (one allocation each, cut into
+ * per-layer views) and initialises them from seed. The last layer's output
+ * width is the number of classes of the softmax cross-entropy loss. */
+bl_status_t bl_model_build(bl_model_t *m, uint64_t seed);
+
+int bl_model_layer_count(const bl_model_t *m);
+int bl_model_out_features(const bl_model_t *m);
+size_t bl_model_param_count(const bl_model_t *m);
+/* The parameters, in file order (see bl_model_save_params). Belongs to the
+ * model; NULL before bl_model_build. */
+float *bl_model_params(bl_model_t *m);
+
+/* Parameter files: raw little-endian float32, for each layer with
+ * parameters in order its parameters (dense: W as (out × in) row-major,
+ * then b (out)); nothing else. Save writes a temporary file and renames it,
+ * so a failed save leaves an existing file intact. Load checks the file's
+ * length against the model and changes nothing on failure. */
+bl_status_t bl_model_save_params(bl_model_t *m, const char *path);
+bl_status_t bl_model_load_params(bl_model_t *m, const char *path);
+
+/* ---- Datasets ---------------------------------------------------------- */
+
+typedef struct bl_dataset bl_dataset_t;
+
+/* Opens an IDX image file (uint8, rank ≥ 2: n × d1 × ...) and its IDX label
+ * file (uint8, rank 1, n labels), gzip-compressed or not. Pixels are scaled
+ * to [0, 1]. classes == 0: the number of classes is max label + 1; classes
+ * > 0: every label must be below it. Every malformed input is refused with
+ * BL_ERR_FORMAT (or BL_ERR_IO) and a message naming the file and the field. */
+bl_status_t bl_dataset_open_idx(bl_runtime_t *rt, const char *images_path, const char *labels_path,
+                                int classes, bl_dataset_t **out);
+
+/* A dataset held in memory: x is (count × features), y holds count labels
+ * in [0, classes). Both are copied. */
+bl_status_t bl_dataset_from_memory(bl_runtime_t *rt, long count, int features, int classes,
+                                   const float *x, const int *y, bl_dataset_t **out);
+
+/* A dataset served by callbacks: get writes sample index's features into x
+ * (features floats) and its label into *label. */
+typedef struct bl_dataset_ops {
+    bl_status_t (*get)(void *state, long index, float *x, int *label);
+    void (*destroy)(void *state); /* may be NULL */
+} bl_dataset_ops_t;
+bl_status_t bl_dataset_from_callbacks(bl_runtime_t *rt, long count, int features, int classes,
+                                      const bl_dataset_ops_t *ops, void *state, bl_dataset_t **out);
+
+void bl_dataset_destroy(bl_dataset_t *d);
+long bl_dataset_count(const bl_dataset_t *d);
+int bl_dataset_features(const bl_dataset_t *d);
+int bl_dataset_classes(const bl_dataset_t *d);
+
+/* ---- Trainer ----------------------------------------------------------- */
+
+#define BL_TRAIN_CONFIG_VERSION 1
+
+typedef struct bl_train_config {
+    int version;        /* BL_TRAIN_CONFIG_VERSION */
+    int batch;          /* global batch B (samples per step) */
+    float lr;           /* learning rate */
+    float momentum;     /* SGD momentum μ (PyTorch convention, no dampening) */
+    float weight_decay; /* L2 weight decay added to the gradient */
+    uint64_t seed;      /* sampler seed */
+    int shuffle;        /* 1: a seeded permutation per epoch; 0: file order */
+} bl_train_config_t;
+
+#define BL_TRAIN_CONFIG_INIT                                                                       \
+    {                                                                                              \
+        .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .lr = 0.05f, .momentum = 0.9f,           \
+        .weight_decay = 0.0f, .seed = 1, .shuffle = 1                                              \
+    }
+
+typedef struct bl_trainer bl_trainer_t;
+
+/* A trainer over a built model and a training set; neither is owned. The
+ * optimizer state is allocated here. Steps per epoch = floor(count / batch):
+ * the last partial batch of an epoch is dropped, so every step has B samples. */
+bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
+                              const bl_train_config_t *cfg, bl_trainer_t **out);
+void bl_trainer_destroy(bl_trainer_t *t);
+
+typedef struct bl_step_info {
+    long step;  /* 0-based global step just finished */
+    long epoch; /* its epoch */
+    long steps_per_epoch;
+    double loss;     /* mean loss of the step's global batch */
+    double accuracy; /* fraction of the step's batch classified right */
+    double seconds;  /* wall time of the step */
+} bl_step_info_t;
+
+/* Called after every step on every rank; a non-zero return stops the run
+ * after that step (bl_trainer_run then returns BL_OK). */
+typedef int (*bl_step_cb)(const bl_step_info_t *info, void *arg);
+
+/* Runs steps more steps from where the trainer is. Collective. cb may be NULL. */
+bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
+
+/* The next step to run (steps already taken). */
+long bl_trainer_step(const bl_trainer_t *t);
+long bl_trainer_steps_per_epoch(const bl_trainer_t *t);
+
+/* Mean loss and accuracy of the model over every sample of d. Collective. */
+bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BALLAST_H */

@@ -1,0 +1,290 @@
+/* ballast-train: trains a ReLU MLP on an IDX dataset through the public API,
+ * printing progress and a final summary line. The program (not the library)
+ * decides to exit: 0 success, 1 run-time failure, 2 bad usage. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ballast.h"
+#include "train_options.h"
+
+#define LOSS_WINDOW 100 /* the summary's train_loss: mean of the last steps */
+
+typedef struct progress {
+    const train_options_t *opt;
+    bl_trainer_t *trainer; /* for --eval-every */
+    bl_dataset_t *test_set;
+    bl_status_t eval_status; /* a failed evaluation stops the run */
+    long total_steps;
+    int batch;
+    double start;       /* wall clock at the first step */
+    double last_print;  /* wall clock of the last progress line */
+    long last_step;     /* steps done at the last line */
+    double window_loss; /* loss summed since the last line */
+    double recent[LOSS_WINDOW];
+    long done;
+} progress_t;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void format_duration(double seconds, char *out, size_t n)
+{
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) {
+        snprintf(out, n, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    } else if (s >= 60) {
+        snprintf(out, n, "%ldm%02lds", s / 60, s % 60);
+    } else {
+        snprintf(out, n, "%lds", s);
+    }
+}
+
+static int on_step(const bl_step_info_t *info, void *arg)
+{
+    progress_t *p = arg;
+    double now = now_seconds();
+    p->recent[p->done % LOSS_WINDOW] = info->loss;
+    p->done++;
+    p->window_loss += info->loss;
+    int last = p->done == p->total_steps;
+    if (p->opt->eval_every > 0 && !last &&
+        p->done % (info->steps_per_epoch * p->opt->eval_every) == 0) {
+        double loss = 0.0, accuracy = 0.0;
+        p->eval_status = bl_trainer_evaluate(p->trainer, p->test_set, &loss, &accuracy);
+        if (p->eval_status != BL_OK) {
+            return 1;
+        }
+        /* Evaluation is not training: shift the clocks past it so samples/s
+         * and the ETA count training time only. */
+        double spent = now_seconds() - now;
+        p->start += spent;
+        p->last_print += spent;
+        now += spent;
+        printf("eval: epoch %ld test_accuracy=%.4f test_loss=%.6f\n", info->epoch + 1, accuracy,
+               loss);
+        fflush(stdout);
+    }
+    if (p->opt->quiet || (!last && now - p->last_print < p->opt->progress_seconds)) {
+        return 0;
+    }
+    long steps = p->done - p->last_step;
+    double rate = (double)steps * p->batch / (now - p->last_print);
+    char eta[32];
+    format_duration((double)(p->total_steps - p->done) / (double)p->done * (now - p->start), eta,
+                    sizeof eta);
+    long epochs = (p->total_steps + info->steps_per_epoch - 1) / info->steps_per_epoch;
+    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s\n", p->done, p->total_steps,
+           info->epoch + 1, epochs, p->window_loss / (double)steps, rate, eta);
+    fflush(stdout);
+    p->last_print = now;
+    p->last_step = p->done;
+    p->window_loss = 0.0;
+    return 0;
+}
+
+/* dir/name.gz when it exists, else dir/name. */
+static void data_path(const char *dir, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s.gz", dir, name);
+    if (access(out, F_OK) != 0) {
+        snprintf(out, n, "%s/%s", dir, name);
+    }
+}
+
+/* Refuses a --save-params target that cannot be written, before training:
+ * a directory, or a file in a directory that is missing or not writable. */
+static bl_status_t check_save_path(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "ballast-train: --save-params %s: is a directory\n", path);
+        return BL_ERR_INVALID_ARG;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash == NULL ? 1 : (slash == path ? 1 : (int)(slash - path)),
+             slash == NULL ? "." : path);
+    if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "ballast-train: --save-params %s: cannot write into %s: %s\n", path, dir,
+                strerror(errno));
+        return BL_ERR_INVALID_ARG;
+    }
+    return BL_OK;
+}
+
+/* The MLP: dense + ReLU per hidden width, then dense to the classes. */
+static bl_status_t build_model(bl_runtime_t *rt, const train_options_t *o, int features,
+                               int classes, bl_model_t **out)
+{
+    bl_model_t *m = NULL;
+    bl_status_t st = bl_model_create(rt, features, &m);
+    for (int i = 0; st == BL_OK && i < o->hidden_count; i++) {
+        st = bl_model_add_dense(m, o->hidden[i]);
+        if (st == BL_OK) {
+            st = bl_model_add_relu(m);
+        }
+    }
+    if (st == BL_OK) {
+        st = bl_model_add_dense(m, classes);
+    }
+    if (st == BL_OK) {
+        st = bl_model_build(m, o->seed);
+    }
+    if (st == BL_OK && o->init_params != NULL) {
+        st = bl_model_load_params(m, o->init_params);
+    }
+    if (st != BL_OK) {
+        bl_model_destroy(m);
+        m = NULL;
+    }
+    *out = m;
+    return st;
+}
+
+/* Trains as the options say. A failure the program found itself is printed
+ * here and flagged in *reported; a library failure is left to the caller,
+ * which prints bl_last_error. */
+static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported)
+{
+    char images[4096], labels[4096];
+    bl_dataset_t *train_set = NULL, *test_set = NULL;
+    bl_model_t *model = NULL;
+    bl_trainer_t *trainer = NULL;
+
+    data_path(o->data_dir, "train-images-idx3-ubyte", images, sizeof images);
+    data_path(o->data_dir, "train-labels-idx1-ubyte", labels, sizeof labels);
+    bl_status_t st = bl_dataset_open_idx(rt, images, labels, 0, &train_set);
+    if (st == BL_OK) {
+        data_path(o->data_dir, "t10k-images-idx3-ubyte", images, sizeof images);
+        data_path(o->data_dir, "t10k-labels-idx1-ubyte", labels, sizeof labels);
+        st = bl_dataset_open_idx(rt, images, labels, bl_dataset_classes(train_set), &test_set);
+    }
+    /* Everything that can be refused is refused before training starts. */
+    if (st == BL_OK && bl_dataset_features(test_set) != bl_dataset_features(train_set)) {
+        st = BL_ERR_MISMATCH;
+        *reported = 1;
+        fprintf(stderr,
+                "ballast-train: %s: %d features per sample, but the training images have %d\n",
+                images, bl_dataset_features(test_set), bl_dataset_features(train_set));
+    }
+    if (st == BL_OK && o->save_params != NULL) {
+        st = check_save_path(o->save_params);
+        *reported = st != BL_OK;
+    }
+    if (st == BL_OK) {
+        st = build_model(rt, o, bl_dataset_features(train_set), bl_dataset_classes(train_set),
+                         &model);
+    }
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = o->batch;
+    cfg.lr = o->lr;
+    cfg.momentum = o->momentum;
+    cfg.weight_decay = o->weight_decay;
+    cfg.seed = o->seed;
+    cfg.shuffle = o->shuffle;
+    if (st == BL_OK) {
+        st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
+    }
+    if (st != BL_OK) {
+        goto done;
+    }
+    long steps = o->steps >= 0 ? o->steps : o->epochs * bl_trainer_steps_per_epoch(trainer);
+    bl_log(rt, BL_LOG_INFO,
+           "training %zu parameters on %ld samples: %ld steps of %d (%ld per epoch)",
+           bl_model_param_count(model), bl_dataset_count(train_set), steps, o->batch,
+           bl_trainer_steps_per_epoch(trainer));
+    progress_t p = {.opt = o,
+                    .trainer = trainer,
+                    .test_set = test_set,
+                    .total_steps = steps,
+                    .batch = o->batch};
+    p.start = p.last_print = now_seconds();
+    st = bl_trainer_run(trainer, steps, on_step, &p);
+    if (st == BL_OK) {
+        st = p.eval_status;
+    }
+    double train_seconds = now_seconds() - p.start;
+    double test_loss = 0.0, test_accuracy = 0.0;
+    if (st == BL_OK) {
+        st = bl_trainer_evaluate(trainer, test_set, &test_loss, &test_accuracy);
+    }
+    if (st == BL_OK) {
+        long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;
+        double recent = 0.0;
+        for (long i = 0; i < n; i++) {
+            recent += p.recent[i];
+        }
+        printf("summary: steps=%ld samples_per_s=%.1f train_loss=%.6f test_accuracy=%.4f "
+               "test_loss=%.6f\n",
+               p.done, train_seconds > 0 ? (double)p.done * o->batch / train_seconds : 0.0,
+               n > 0 ? recent / (double)n : 0.0, test_accuracy, test_loss);
+        fflush(stdout);
+    }
+    if (st == BL_OK && o->save_params != NULL) {
+        st = bl_model_save_params(model, o->save_params);
+    }
+done:
+    bl_trainer_destroy(trainer);
+    bl_model_destroy(model);
+    bl_dataset_destroy(test_set);
+    bl_dataset_destroy(train_set);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+
+    train_options_t opt;
+    char err[512];
+    if (train_options_parse(argc, argv, &opt, err, sizeof err) != 0) {
+        if (rank == 0) {
+            fprintf(stderr, "ballast-train: %s\n", err);
+        }
+        MPI_Finalize();
+        return 2;
+    }
+    if (opt.help) {
+        if (rank == 0) {
+            fputs(train_options_usage(), stdout);
+        }
+        MPI_Finalize();
+        return 0;
+    }
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.blas_threads = opt.threads;
+    bl_runtime_t *rt = NULL;
+    int reported = 0;
+    bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt);
+    if (st == BL_OK) {
+        st = train(rt, &opt, &reported);
+    }
+    if (st != BL_OK) {
+        if (!reported) {
+            fprintf(stderr,
+                    "ballast-train: rank %d: %s: %s\n(for more detail set BALLAST_LOG=debug)\n",
+                    rank, bl_status_string(st), rt != NULL ? bl_last_error(rt) : "");
+        }
+        bl_runtime_destroy(rt);
+        int size = 1;
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        if (size > 1) {
+            MPI_Abort(MPI_COMM_WORLD, 1); /* the other ranks may be waiting in a collective */
+        }
+        MPI_Finalize();
+        return 1;
+    }
+    bl_runtime_destroy(rt);
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,321 @@
+/* ballast-train's flags, parsed with getopt_long and validated strictly:
+ * every value must parse whole and lie in range, or the flag is named in a
+ * one-line error. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_options.h"
+
+static const char usage_text[] =
+    "usage: ballast-train [options]\n"
+    "Trains a ReLU MLP with softmax cross-entropy on an IDX dataset (Fashion-MNIST by default)\n"
+    "and prints progress and a final machine-readable summary line.\n"
+    "\n"
+    "Data and model:\n"
+    "  --data DIR            directory with train-images-idx3-ubyte[.gz],\n"
+    "                        train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and\n"
+    "                        t10k-labels-idx1-ubyte[.gz] (default "
+    "/usr/share/datasets/fashion-mnist)\n"
+    "  --layers W1,W2,...    hidden widths; input and output widths come from the data\n"
+    "                        (default 256,128)\n"
+    "  --init-params FILE    start from these parameters instead of the seeded init\n"
+    "  --save-params FILE    write the final parameters (raw little-endian float32; per dense\n"
+    "                        layer W as (out x in) row-major, then b)\n"
+    "Optimisation (SGD, PyTorch's conventions):\n"
+    "  --batch B             global batch size (default 128)\n"
+    "  --lr X                learning rate (default 0.05)\n"
+    "  --momentum X          momentum in [0, 1) (default 0.9)\n"
+    "  --weight-decay X      L2 weight decay added to the gradient (default 0)\n"
+    "  --epochs N            epochs to train (default 1); an epoch is floor(samples / B) steps\n"
+    "  --steps N             steps to train instead of --epochs\n"
+    "  --seed N              seed of the initial parameters and the shuffle (default 1)\n"
+    "  --shuffle on|off      a seeded permutation per epoch, or file order (default on)\n"
+    "Running:\n"
+    "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
+    "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
+    "  --eval-every N        evaluate the test set every N epochs and print an 'eval:' line\n"
+    "                        (default 0: only at the end)\n"
+    "  --quiet               no progress lines, only the summary\n"
+    "  --help                this text\n"
+    "\n"
+    "Output (stdout): progress lines 'step S/N epoch E/F loss L samples/s X eta T', then\n"
+    "summary: steps=N samples_per_s=X train_loss=Y test_accuracy=Z test_loss=W\n"
+    "(train_loss: the mean loss of the last min(N, 100) steps; samples_per_s: training only).\n"
+    "Environment: BALLAST_LOG=error|warn|info|debug sets the log level (default info).\n"
+    "Exit status: 0 success, 1 a run-time failure (the message says why), 2 bad usage.\n";
+
+const char *train_options_usage(void)
+{
+    return usage_text;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_long(const char *flag, const char *text, long lo, long hi, long *out, char *err,
+                      size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE) {
+        return fail(err, errlen, "%s: '%s' is not an integer", flag, text);
+    }
+    if (v < lo || v > hi) {
+        return fail(err, errlen, "%s: %ld is outside [%ld, %ld]", flag, v, lo, hi);
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *flag, const char *text, int lo, int hi, int *out, char *err,
+                     size_t errlen)
+{
+    long v = 0;
+    if (parse_long(flag, text, lo, hi, &v, err, errlen) != 0) {
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* A finite number in [lo, hi) — hi_open — or [lo, hi]. */
+static int parse_real(const char *flag, const char *text, double lo, double hi, int hi_open,
+                      double *out, char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        return fail(err, errlen, "%s: '%s' is not a finite number", flag, text);
+    }
+    if (v < lo || v > hi || (hi_open && v == hi)) {
+        return fail(err, errlen, "%s: %g is outside [%g, %g%s", flag, v, lo, hi,
+                    hi_open ? ")" : "]");
+    }
+    *out = v;
+    return 0;
+}
+
+/* "256,128": positive widths separated by single commas. */
+static int parse_layers(const char *text, train_options_t *o, char *err, size_t errlen)
+{
+    int count = 0;
+    const char *p = text;
+    if (*p == '\0') {
+        return fail(err, errlen, "--layers: empty; give hidden widths such as 256,128");
+    }
+    while (*p != '\0') {
+        char *end = NULL;
+        errno = 0;
+        long w = strtol(p, &end, 10);
+        if (end == p || (*end != ',' && *end != '\0') || errno == ERANGE) {
+            return fail(err, errlen, "--layers: '%s' is not a comma-separated list of widths",
+                        text);
+        }
+        if (w <= 0 || w > 1000000) {
+            return fail(err, errlen, "--layers: width %ld is outside [1, 1000000]", w);
+        }
+        if (count == TRAIN_MAX_LAYERS) {
+            return fail(err, errlen, "--layers: more than %d hidden layers", TRAIN_MAX_LAYERS);
+        }
+        o->hidden[count++] = (int)w;
+        p = end;
+        if (*p == ',') {
+            p++;
+            if (*p == '\0') {
+                return fail(err, errlen, "--layers: '%s' ends with a comma", text);
+            }
+        }
+    }
+    o->hidden_count = count;
+    return 0;
+}
+
+enum {
+    OPT_DATA = 256,
+    OPT_LAYERS,
+    OPT_BATCH,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_WEIGHT_DECAY,
+    OPT_EPOCHS,
+    OPT_STEPS,
+    OPT_SEED,
+    OPT_SHUFFLE,
+    OPT_THREADS,
+    OPT_INIT_PARAMS,
+    OPT_SAVE_PARAMS,
+    OPT_PROGRESS,
+    OPT_EVAL_EVERY,
+    OPT_QUIET,
+    OPT_HELP,
+};
+
+static const struct option long_options[] = {
+    {"data", required_argument, NULL, OPT_DATA},
+    {"layers", required_argument, NULL, OPT_LAYERS},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"lr", required_argument, NULL, OPT_LR},
+    {"momentum", required_argument, NULL, OPT_MOMENTUM},
+    {"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY},
+    {"epochs", required_argument, NULL, OPT_EPOCHS},
+    {"steps", required_argument, NULL, OPT_STEPS},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"shuffle", required_argument, NULL, OPT_SHUFFLE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"init-params", required_argument, NULL, OPT_INIT_PARAMS},
+    {"save-params", required_argument, NULL, OPT_SAVE_PARAMS},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static void set_defaults(train_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->data_dir = "/usr/share/datasets/fashion-mnist";
+    o->hidden[0] = 256;
+    o->hidden[1] = 128;
+    o->hidden_count = 2;
+    o->batch = 128;
+    o->lr = 0.05f;
+    o->momentum = 0.9f;
+    o->weight_decay = 0.0f;
+    o->epochs = 1;
+    o->steps = -1;
+    o->seed = 1;
+    o->shuffle = 1;
+    o->progress_seconds = 5.0;
+}
+
+/* Applies one flag's value; 0 or -1 with err set. */
+static int apply(int opt, const char *flag, const char *arg, train_options_t *o, int *seen_epochs,
+                 char *err, size_t errlen)
+{
+    double real = 0.0;
+    long integer = 0;
+    switch (opt) {
+    case OPT_DATA:
+        o->data_dir = arg;
+        return 0;
+    case OPT_LAYERS:
+        return parse_layers(arg, o, err, errlen);
+    case OPT_BATCH:
+        return parse_int(flag, arg, 1, 1 << 24, &o->batch, err, errlen);
+    case OPT_LR:
+        if (parse_real(flag, arg, 0.0, 1e6, 0, &real, err, errlen) != 0) {
+            return -1;
+        }
+        if (real == 0.0) {
+            return fail(err, errlen, "%s: the learning rate must be positive", flag);
+        }
+        o->lr = (float)real;
+        return 0;
+    case OPT_MOMENTUM:
+        if (parse_real(flag, arg, 0.0, 1.0, 1, &real, err, errlen) != 0) {
+            return -1;
+        }
+        o->momentum = (float)real;
+        return 0;
+    case OPT_WEIGHT_DECAY:
+        if (parse_real(flag, arg, 0.0, 1.0, 0, &real, err, errlen) != 0) {
+            return -1;
+        }
+        o->weight_decay = (float)real;
+        return 0;
+    case OPT_EPOCHS:
+        *seen_epochs = 1;
+        return parse_long(flag, arg, 1, 1000000, &o->epochs, err, errlen);
+    case OPT_STEPS:
+        return parse_long(flag, arg, 0, LONG_MAX / 2, &o->steps, err, errlen);
+    case OPT_SEED:
+        if (parse_long(flag, arg, 0, LONG_MAX, &integer, err, errlen) != 0) {
+            return -1;
+        }
+        o->seed = (uint64_t)integer;
+        return 0;
+    case OPT_SHUFFLE:
+        if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+            o->shuffle = strcmp(arg, "on") == 0;
+            return 0;
+        }
+        return fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
+    case OPT_THREADS:
+        return parse_int(flag, arg, 1, 1024, &o->threads, err, errlen);
+    case OPT_INIT_PARAMS:
+        o->init_params = arg;
+        return 0;
+    case OPT_SAVE_PARAMS:
+        o->save_params = arg;
+        return 0;
+    case OPT_PROGRESS:
+        return parse_real(flag, arg, 0.0, 1e6, 0, &o->progress_seconds, err, errlen);
+    case OPT_EVAL_EVERY:
+        return parse_long(flag, arg, 0, 1000000, &o->eval_every, err, errlen);
+    case OPT_QUIET:
+        o->quiet = 1;
+        return 0;
+    case OPT_HELP:
+        o->help = 1;
+        return 0;
+    default:
+        return fail(err, errlen, "internal: unhandled option %d", opt);
+    }
+}
+
+int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen)
+{
+    set_defaults(o);
+    int seen_epochs = 0;
+    optind = 0; /* glibc: 0 re-initialises getopt, so the parser can run more than once */
+    opterr = 0; /* errors are ours to word */
+    for (;;) {
+        int index = -1;
+        int opt = getopt_long(argc, argv, "", long_options, &index);
+        if (opt == -1) {
+            break;
+        }
+        if (opt == '?' || opt == ':') {
+            if (optopt > 0 && optopt < OPT_DATA) {
+                /* a short option: getopt may have stopped inside a word */
+                return fail(err, errlen, "unknown option '-%c' (see --help)", optopt);
+            }
+            const char *what = argv[optind - 1];
+            if (optopt >= OPT_DATA &&
+                long_options[optopt - OPT_DATA].has_arg == required_argument) {
+                return fail(err, errlen, "%s: needs a value (see --help)", what);
+            }
+            return fail(err, errlen, "unknown option '%s' (see --help)", what);
+        }
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", long_options[index].name);
+        if (apply(opt, flag, optarg, o, &seen_epochs, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        return fail(err, errlen, "unexpected argument '%s' (options start with --)", argv[optind]);
+    }
+    if (seen_epochs && o->steps >= 0) {
+        return fail(err, errlen, "--epochs and --steps: give one of them, not both");
+    }
+    return 0;
+}

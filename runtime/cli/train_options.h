@@ -1,0 +1,39 @@
+/* ballast-train's command line: parsing and validation, separate from the
+ * program so tests can drive it. */
+#ifndef BL_TRAIN_OPTIONS_H
+#define BL_TRAIN_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRAIN_MAX_LAYERS 64
+
+typedef struct train_options {
+    const char *data_dir;         /* holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] */
+    int hidden[TRAIN_MAX_LAYERS]; /* hidden widths of the ReLU MLP */
+    int hidden_count;
+    int batch;
+    float lr;
+    float momentum;
+    float weight_decay;
+    long epochs; /* used when steps < 0 */
+    long steps;  /* -1: from epochs */
+    uint64_t seed;
+    int shuffle;
+    int threads; /* 0: leave BLAS as it is */
+    const char *init_params;
+    const char *save_params;
+    double progress_seconds; /* between progress lines */
+    long eval_every;         /* epochs between test-set evaluations; 0: only at the end */
+    int quiet;
+    int help;
+} train_options_t;
+
+/* Parses argv. Returns 0 on success (o->help set for --help), or -1 with a
+ * one-line message in err that names the flag and what is wrong. */
+int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen);
+
+/* The --help text. */
+const char *train_options_usage(void);
+
+#endif /* BL_TRAIN_OPTIONS_H */

@@ -1,0 +1,47 @@
+/* The allocation funnel: every allocation of the library comes here, so
+ * allocator hooks see all of them (and tests can make any one fail). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void *bl_mem_alloc(const bl_allocator_t *a, size_t nbytes)
+{
+    if (nbytes == 0) {
+        nbytes = 1; /* a unique pointer, never NULL-for-success */
+    }
+    if (a != NULL && a->alloc != NULL) {
+        return a->alloc(nbytes, a->ctx);
+    }
+    return malloc(nbytes);
+}
+
+void *bl_mem_array(const bl_allocator_t *a, size_t count, size_t elem_nbytes)
+{
+    if (elem_nbytes != 0 && count > SIZE_MAX / elem_nbytes) {
+        return NULL;
+    }
+    return bl_mem_alloc(a, count * elem_nbytes);
+}
+
+void *bl_mem_array_zeroed(const bl_allocator_t *a, size_t count, size_t elem_nbytes)
+{
+    void *p = bl_mem_array(a, count, elem_nbytes);
+    if (p != NULL) {
+        memset(p, 0, count * elem_nbytes);
+    }
+    return p;
+}
+
+void bl_mem_free(const bl_allocator_t *a, void *ptr)
+{
+    if (ptr == NULL) {
+        return;
+    }
+    if (a != NULL && a->release != NULL) {
+        a->release(ptr, a->ctx);
+        return;
+    }
+    free(ptr);
+}

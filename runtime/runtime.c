@@ -1,0 +1,124 @@
+/* The runtime handle: our own communicator, the logger's settings, the
+ * device, the last error. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime_impl.h"
+
+/* Resolves the log level: the config's when set, else $BALLAST_LOG, else
+ * info. An unknown $BALLAST_LOG value is reported once it can be logged. */
+static int resolve_log_level(int configured, int *env_invalid)
+{
+    *env_invalid = 0;
+    if (configured >= 0) {
+        return configured;
+    }
+    const char *env = getenv("BALLAST_LOG");
+    if (env != NULL && env[0] != '\0') {
+        int level = bl_log_level_parse(env);
+        if (level >= 0) {
+            return level;
+        }
+        *env_invalid = 1;
+    }
+    return BL_LOG_INFO;
+}
+
+bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out)
+{
+    static const bl_config_t defaults = BL_CONFIG_INIT;
+    bl_runtime_t *rt = NULL;
+    bl_status_t st = BL_OK;
+    int initialized = 0;
+
+    if (out == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (cfg == NULL) {
+        cfg = &defaults;
+    }
+    /* Everything checkable is checked before the collective MPI_Comm_dup, so
+     * a bad config fails on its own rank without a half-done collective.
+     * There is no runtime to hold a message yet: the header lists these. */
+    if (cfg->version < 1 || cfg->version > BL_CONFIG_VERSION) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if ((cfg->allocator.alloc == NULL) != (cfg->allocator.release == NULL)) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (cfg->log_level < -1 || cfg->log_level > BL_LOG_DEBUG || cfg->blas_threads < 0) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (MPI_Initialized(&initialized) != MPI_SUCCESS || !initialized || comm == MPI_COMM_NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    rt = bl_mem_alloc(&cfg->allocator, sizeof *rt);
+    if (rt == NULL) {
+        return BL_ERR_NO_MEM;
+    }
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = *cfg;
+    rt->comm = MPI_COMM_NULL;
+    rt->device.kernels = &bl_cpu_kernels;
+    int env_invalid = 0;
+    rt->cfg.log_level = resolve_log_level(cfg->log_level, &env_invalid);
+    MPI_Comm_rank(comm, &rt->rank); /* for log lines before the duplicate exists */
+
+    int rc = MPI_Comm_dup(comm, &rt->comm);
+    if (rc != MPI_SUCCESS) {
+        rt->comm = MPI_COMM_NULL;
+        st = bl_fail_mpi(rt, rc, "MPI_Comm_dup of the caller's communicator");
+        goto fail;
+    }
+    /* Errors on our communicator come back as codes we turn into statuses. */
+    rc = MPI_Comm_set_errhandler(rt->comm, MPI_ERRORS_RETURN);
+    if (rc != MPI_SUCCESS) {
+        st = bl_fail_mpi(rt, rc, "MPI_Comm_set_errhandler");
+        goto fail;
+    }
+    MPI_Comm_rank(rt->comm, &rt->rank);
+    MPI_Comm_size(rt->comm, &rt->size);
+    if (env_invalid) {
+        bl_log(rt, BL_LOG_WARN,
+               "BALLAST_LOG='%s' is not one of error, warn, info, debug; using info",
+               getenv("BALLAST_LOG"));
+    }
+    if (cfg->blas_threads > 0) {
+        bl_cpu_set_threads(cfg->blas_threads);
+    }
+    *out = rt;
+    return BL_OK;
+
+fail:
+    bl_log(rt, BL_LOG_ERROR, "%s", rt->err.msg);
+    bl_runtime_destroy(rt);
+    return st;
+}
+
+void bl_runtime_destroy(bl_runtime_t *rt)
+{
+    if (rt == NULL) {
+        return;
+    }
+    if (rt->comm != MPI_COMM_NULL) {
+        MPI_Comm_free(&rt->comm);
+    }
+    bl_allocator_t a = rt->cfg.allocator;
+    bl_mem_free(&a, rt);
+}
+
+const char *bl_last_error(const bl_runtime_t *rt)
+{
+    return rt == NULL ? "" : rt->err.msg;
+}
+
+int bl_runtime_rank(const bl_runtime_t *rt)
+{
+    return rt == NULL ? -1 : rt->rank;
+}
+
+int bl_runtime_size(const bl_runtime_t *rt)
+{
+    return rt == NULL ? 0 : rt->size;
+}

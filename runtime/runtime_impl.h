@@ -1,0 +1,42 @@
+/* The runtime handle's contents, shared by the runtime's modules. */
+#ifndef BL_RUNTIME_IMPL_H
+#define BL_RUNTIME_IMPL_H
+
+#include "internal.h"
+#include "kernels.h"
+
+/* Where a rank computes: its kernel table (CPU for now). */
+struct bl_device {
+    const bl_kernels_t *kernels;
+};
+
+struct bl_runtime {
+    MPI_Comm comm; /* our duplicate of the caller's communicator, MPI_ERRORS_RETURN */
+    int rank;
+    int size;
+    bl_config_t cfg; /* log_level resolved; allocator hooks copied */
+    bl_device_t device;
+    bl_error_t err; /* the last failure, for bl_last_error */
+};
+
+/* Records a failure on rt (message and status), logs it at debug level and
+ * returns status. */
+bl_status_t bl_fail(bl_runtime_t *rt, bl_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adopts a module's error record into rt and returns its status. */
+bl_status_t bl_fail_from(bl_runtime_t *rt, const bl_error_t *err);
+
+/* Turns an MPI error code from `what` into BL_ERR_MPI with MPI's string. */
+bl_status_t bl_fail_mpi(bl_runtime_t *rt, int mpi_err, const char *what);
+
+/* Parses a level name as $BALLAST_LOG spells it ("error" .. "debug"); -1
+ * when unknown. */
+int bl_log_level_parse(const char *text);
+
+static inline const bl_allocator_t *bl_rt_allocator(const bl_runtime_t *rt)
+{
+    return &rt->cfg.allocator;
+}
+
+#endif /* BL_RUNTIME_IMPL_H */

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Quick start, command 2: install what is missing, build with warnings as
+# errors, run the whole test suite; then build the tests again with
+# AddressSanitizer and UndefinedBehaviorSanitizer and run the unit tests.
+# Exits non-zero when anything fails.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+jobs=$(nproc)
+
+BALLAST_BUILD_DIR="$root/build" "$root/scripts/build.sh" -DBALLAST_WERROR=ON
+echo "test: full suite"
+ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
+
+BALLAST_BUILD_DIR="$root/build-sanitize" "$root/scripts/build.sh" -DBALLAST_WERROR=ON \
+    -DBALLAST_SANITIZE=address,undefined -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF \
+    -DCMAKE_BUILD_TYPE=Debug
+echo "test: unit and cli tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -L 'unit|cli' -LE slow

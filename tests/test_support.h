@@ -1,0 +1,104 @@
+/* Shared pieces of the library-level tests: MPI set-up, a runtime on
+ * MPI_COMM_SELF, a counting allocator that can fail on demand, and a
+ * synthetic linearly separable dataset. Header-only (static functions). */
+#ifndef BL_TEST_SUPPORT_H
+#define BL_TEST_SUPPORT_H
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ballast.h"
+
+/* Counts allocations and releases; fail_at = n makes the n-th allocation
+ * (1-based) fail, 0 never. */
+typedef struct counting_allocator {
+    long allocs;
+    long releases;
+    long fail_at;
+} counting_allocator_t;
+
+static inline void *counting_alloc(size_t nbytes, void *ctx)
+{
+    counting_allocator_t *c = ctx;
+    c->allocs++;
+    if (c->fail_at > 0 && c->allocs == c->fail_at) {
+        c->releases++; /* a failed allocation holds nothing */
+        return NULL;
+    }
+    return malloc(nbytes);
+}
+
+static inline void counting_release(void *ptr, void *ctx)
+{
+    counting_allocator_t *c = ctx;
+    if (ptr != NULL) {
+        c->releases++;
+        free(ptr);
+    }
+}
+
+/* A runtime on MPI_COMM_SELF, quiet unless a test asks, using `counter`
+ * for allocations when it is not NULL. */
+static inline bl_runtime_t *test_runtime(counting_allocator_t *counter)
+{
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_ERROR;
+    cfg.blas_threads = 1;
+    if (counter != NULL) {
+        cfg.allocator.alloc = counting_alloc;
+        cfg.allocator.release = counting_release;
+        cfg.allocator.ctx = counter;
+    }
+    bl_runtime_t *rt = NULL;
+    if (bl_runtime_create(MPI_COMM_SELF, &cfg, &rt) != BL_OK) {
+        return NULL;
+    }
+    return rt;
+}
+
+/* count samples of `features` values in [0, 1]: class c (of `classes`)
+ * lights the c-th block of features brighter, plus deterministic noise.
+ * Linearly separable. x (count, features), y (count). */
+static inline void make_separable(long count, int features, int classes, unsigned seed, float *x,
+                                  int *y)
+{
+    unsigned s = seed * 2654435761u + 1u;
+    int block = features / classes;
+    for (long i = 0; i < count; i++) {
+        int c = (int)(i % classes);
+        y[i] = c;
+        for (int j = 0; j < features; j++) {
+            s = s * 1664525u + 1013904223u;
+            float noise = (float)(s >> 8) / 16777216.0f; /* [0, 1) */
+            int lit = j / block == c;
+            x[i * features + j] = lit ? 0.6f + 0.4f * noise : 0.3f * noise;
+        }
+    }
+}
+
+/* A separable in-memory dataset. */
+static inline bl_dataset_t *make_separable_dataset(bl_runtime_t *rt, long count, int features,
+                                                   int classes, unsigned seed)
+{
+    float *x = malloc((size_t)count * (size_t)features * sizeof *x);
+    int *y = malloc((size_t)count * sizeof *y);
+    bl_dataset_t *d = NULL;
+    if (x != NULL && y != NULL) {
+        make_separable(count, features, classes, seed, x, y);
+        if (bl_dataset_from_memory(rt, count, features, classes, x, y, &d) != BL_OK) {
+            d = NULL;
+        }
+    }
+    free(x);
+    free(y);
+    return d;
+}
+
+/* |got - ref| <= atol + rtol·|ref| */
+static inline int close_enough(double got, double ref, double atol, double rtol)
+{
+    return fabs(got - ref) <= atol + rtol * fabs(ref);
+}
+
+#endif /* BL_TEST_SUPPORT_H */

@@ -1,0 +1,427 @@
+/* Training: convergence on a separable problem, determinism, the split
+ * invariant (a batch's gradient is the sum of its parts'), callbacks, the
+ * runtime and logger, and every bad input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+
+#include "model_impl.h"
+#include "test_support.h"
+
+static bl_runtime_t *rt;
+
+enum { FEATURES = 16, CLASSES = 4, SAMPLES = 800 };
+
+static bl_model_t *mlp(int hidden, uint64_t seed)
+{
+    bl_model_t *m = NULL;
+    assert_int_equal(bl_model_create(rt, FEATURES, &m), BL_OK);
+    assert_int_equal(bl_model_add_dense(m, hidden), BL_OK);
+    assert_int_equal(bl_model_add_relu(m), BL_OK);
+    assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
+    assert_int_equal(bl_model_build(m, seed), BL_OK);
+    return m;
+}
+
+static void test_separable_reaches_99_percent(void **state)
+{
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 1);
+    bl_dataset_t *test = make_separable_dataset(rt, 200, FEATURES, CLASSES, 2);
+    bl_model_t *m = mlp(16, 1);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 32;
+    bl_trainer_t *t = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    double loss0 = 0.0, acc0 = 0.0, loss = 0.0, acc = 0.0;
+    assert_int_equal(bl_trainer_evaluate(t, test, &loss0, &acc0), BL_OK);
+    assert_int_equal(bl_trainer_run(t, 5 * bl_trainer_steps_per_epoch(t), NULL, NULL), BL_OK);
+    assert_int_equal(bl_trainer_step(t), 5 * (SAMPLES / 32));
+    assert_int_equal(bl_trainer_evaluate(t, test, &loss, &acc), BL_OK);
+    assert_true(acc >= 0.99);
+    assert_true(loss < 0.5 * loss0);
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
+    bl_dataset_destroy(test);
+}
+
+/* Trains `steps` steps from seed and returns the parameters (caller frees). */
+static float *train_params(int shuffle, float weight_decay, long steps, size_t *count)
+{
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    bl_model_t *m = mlp(8, 9);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 50;
+    cfg.shuffle = shuffle;
+    cfg.weight_decay = weight_decay;
+    bl_trainer_t *t = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    assert_int_equal(bl_trainer_run(t, steps, NULL, NULL), BL_OK);
+    *count = bl_model_param_count(m);
+    float *p = malloc(*count * sizeof *p);
+    memcpy(p, bl_model_params(m), *count * sizeof *p);
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
+    return p;
+}
+
+static void test_same_run_is_bitwise_identical(void **state)
+{
+    size_t n = 0;
+    float *a = train_params(1, 1e-4f, 40, &n);
+    float *b = train_params(1, 1e-4f, 40, &n);
+    float *c = train_params(0, 1e-4f, 40, &n); /* file order: another run */
+    float *d = train_params(1, 0.0f, 40, &n);  /* no weight decay: another run */
+    assert_memory_equal(a, b, n * sizeof *a);
+    assert_memory_not_equal(a, c, n * sizeof *a);
+    assert_memory_not_equal(a, d, n * sizeof *a);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+
+/* DESIGN invariant 1 at its root: gradients are per-sample sums, so the
+ * gradient of a batch equals the sum of the gradients of any split of it. */
+static void test_batch_gradient_is_sum_of_parts(void **state)
+{
+    enum { B = 24 };
+    bl_model_t *m = mlp(12, 4);
+    bl_workspace_t ws;
+    assert_int_equal(bl_workspace_init(m, B, &ws), BL_OK);
+    float x[B * FEATURES];
+    int y[B];
+    make_separable(B, FEATURES, CLASSES, 5, x, y);
+    const bl_kernels_t *k = &bl_cpu_kernels;
+    size_t n = bl_model_param_count(m);
+    float *whole = malloc(n * sizeof *whole);
+
+    const float *logits = NULL;
+    long correct = 0;
+    assert_int_equal(bl_model_forward(m, &ws, B, x, &logits), BL_OK);
+    k->softmax_xent(B, CLASSES, logits, y, bl_model_dlogits(&ws), &correct);
+    assert_int_equal(bl_model_backward(m, &ws, B, x, 0), BL_OK);
+    memcpy(whole, m->grads, n * sizeof *whole);
+
+    /* Uneven parts 0, 7, 17: the first part overwrites, the rest add. */
+    const int cuts[] = {0, 0, 7, B};
+    for (int part = 0; part < 3; part++) {
+        int first = cuts[part], rows = cuts[part + 1] - cuts[part];
+        const float *xp = x + first * FEATURES;
+        assert_int_equal(bl_model_forward(m, &ws, rows, xp, &logits), BL_OK);
+        k->softmax_xent(rows, CLASSES, logits, y + first, bl_model_dlogits(&ws), &correct);
+        assert_int_equal(bl_model_backward(m, &ws, rows, xp, part > 0), BL_OK);
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_true(close_enough(m->grads[i], whole[i], 1e-6, 1e-5));
+    }
+    free(whole);
+    bl_workspace_free(bl_rt_allocator(m->rt), &ws);
+    bl_model_destroy(m);
+}
+
+static int stop_at_three(const bl_step_info_t *info, void *arg)
+{
+    long *calls = arg;
+    (*calls)++;
+    assert_int_equal(info->steps_per_epoch, SAMPLES / 100);
+    assert_int_equal(info->epoch, info->step / (SAMPLES / 100));
+    assert_true(info->loss > 0.0);
+    assert_true(info->accuracy >= 0.0 && info->accuracy <= 1.0);
+    return info->step == 2;
+}
+
+static void test_callback_sees_steps_and_can_stop(void **state)
+{
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 1);
+    bl_model_t *m = mlp(8, 1);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 100;
+    bl_trainer_t *t = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    long calls = 0;
+    assert_int_equal(bl_trainer_run(t, 50, stop_at_three, &calls), BL_OK);
+    assert_int_equal(calls, 3);
+    assert_int_equal(bl_trainer_step(t), 3);
+    assert_int_equal(bl_trainer_run(t, -1, NULL, NULL), BL_ERR_INVALID_ARG);
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
+}
+
+static void test_trainer_rejects_bad_input(void **state)
+{
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 1);
+    bl_dataset_t *wide = make_separable_dataset(rt, 100, FEATURES * 2, CLASSES, 1);
+    bl_dataset_t *many = make_separable_dataset(rt, 100, FEATURES, 8, 1);
+    bl_model_t *m = mlp(8, 1);
+    bl_trainer_t *t = NULL;
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+
+    cfg.batch = SAMPLES + 1;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_null(t);
+    assert_non_null(strstr(bl_last_error(rt), "batch size 801 is larger than the dataset"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.lr = 0.0f;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "lr 0 must be positive"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.version = 99;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "train config version 99"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    assert_int_equal(bl_trainer_create(rt, m, wide, &cfg, &t), BL_ERR_MISMATCH);
+    assert_non_null(strstr(bl_last_error(rt), "32 features per sample but the model's input"));
+    assert_int_equal(bl_trainer_create(rt, m, many, &cfg, &t), BL_ERR_MISMATCH);
+    assert_non_null(strstr(bl_last_error(rt), "8 classes but the model's last layer has 4"));
+
+    bl_model_t *unbuilt = NULL;
+    assert_int_equal(bl_model_create(rt, FEATURES, &unbuilt), BL_OK);
+    assert_int_equal(bl_trainer_create(rt, unbuilt, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "bl_model_build first"));
+    bl_model_destroy(unbuilt);
+
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    double loss, acc;
+    assert_int_equal(bl_trainer_evaluate(t, wide, &loss, &acc), BL_ERR_MISMATCH);
+    bl_trainer_destroy(t);
+    bl_trainer_destroy(NULL);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
+    bl_dataset_destroy(wide);
+    bl_dataset_destroy(many);
+}
+
+/* A dataset from callbacks: sample i is the separable sample i; a bad
+ * label from the callback is an error naming the sample. */
+typedef struct cb_data {
+    float x[SAMPLES * FEATURES];
+    int y[SAMPLES];
+    long bad_index; /* this sample's label comes back out of range */
+} cb_data_t;
+
+static bl_status_t cb_get(void *state, long index, float *x, int *label)
+{
+    cb_data_t *d = state;
+    memcpy(x, d->x + index * FEATURES, FEATURES * sizeof *x);
+    *label = index == d->bad_index ? CLASSES + 3 : d->y[index];
+    return BL_OK;
+}
+
+static void test_callback_dataset(void **state)
+{
+    static cb_data_t data;
+    make_separable(SAMPLES, FEATURES, CLASSES, 1, data.x, data.y);
+    data.bad_index = -1;
+    bl_dataset_ops_t ops = {.get = cb_get};
+    bl_dataset_t *d = NULL, *mem = NULL;
+    assert_int_equal(bl_dataset_from_callbacks(rt, SAMPLES, FEATURES, CLASSES, &ops, &data, &d),
+                     BL_OK);
+    assert_int_equal(bl_dataset_count(d), SAMPLES);
+    assert_int_equal(bl_dataset_features(d), FEATURES);
+    assert_int_equal(bl_dataset_classes(d), CLASSES);
+    assert_int_equal(bl_dataset_from_memory(rt, SAMPLES, FEATURES, CLASSES, data.x, data.y, &mem),
+                     BL_OK);
+    /* The same samples through callbacks and from memory train alike. */
+    size_t n = 0;
+    float *p[2];
+    bl_dataset_t *sets[2] = {d, mem};
+    for (int k = 0; k < 2; k++) {
+        bl_model_t *m = mlp(8, 2);
+        bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+        bl_trainer_t *t = NULL;
+        assert_int_equal(bl_trainer_create(rt, m, sets[k], &cfg, &t), BL_OK);
+        assert_int_equal(bl_trainer_run(t, 10, NULL, NULL), BL_OK);
+        n = bl_model_param_count(m);
+        p[k] = malloc(n * sizeof(float));
+        memcpy(p[k], bl_model_params(m), n * sizeof(float));
+        if (k == 0) {
+            data.bad_index = 5; /* evaluation reads every sample */
+            double loss, acc;
+            assert_int_equal(bl_trainer_evaluate(t, d, &loss, &acc), BL_ERR_FORMAT);
+            assert_non_null(strstr(bl_last_error(rt), "label 7 for sample 5, outside [0, 4)"));
+        }
+        bl_trainer_destroy(t);
+        bl_model_destroy(m);
+    }
+    assert_memory_equal(p[0], p[1], n * sizeof(float));
+    free(p[0]);
+    free(p[1]);
+    bl_dataset_destroy(d);
+    bl_dataset_destroy(mem);
+}
+
+static void test_dataset_rejects_bad_input(void **state)
+{
+    float x[4] = {0};
+    int y[2] = {0, 5};
+    bl_dataset_t *d = NULL;
+    assert_int_equal(bl_dataset_from_memory(rt, 2, 2, 3, x, y, &d), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "label 5 of sample 1 is outside [0, 3)"));
+    y[1] = 1;
+    assert_int_equal(bl_dataset_from_memory(rt, 0, 2, 3, x, y, &d), BL_ERR_INVALID_ARG);
+    assert_int_equal(bl_dataset_from_memory(rt, 2, 2, 3, NULL, y, &d), BL_ERR_INVALID_ARG);
+    bl_dataset_ops_t ops = {0};
+    assert_int_equal(bl_dataset_from_callbacks(rt, 2, 2, 3, &ops, NULL, &d), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "ops->get is required"));
+    assert_null(d);
+    assert_int_equal(bl_dataset_open_idx(rt, "/nonexistent/images", "/nonexistent/labels", 0, &d),
+                     BL_ERR_IO);
+    assert_non_null(strstr(bl_last_error(rt), "/nonexistent/images"));
+    bl_dataset_destroy(NULL);
+}
+
+/* ---- runtime and logger ---- */
+
+typedef struct captured {
+    int lines;
+    bl_log_level_t last_level;
+    char last[256];
+} captured_t;
+
+static void capture(bl_log_level_t level, int rank, const char *line, void *arg)
+{
+    captured_t *c = arg;
+    c->lines++;
+    c->last_level = level;
+    snprintf(c->last, sizeof c->last, "%s", line);
+}
+
+static void test_logger_levels(void **state)
+{
+    captured_t seen = {0};
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_WARN;
+    cfg.log_fn = capture;
+    cfg.log_arg = &seen;
+    bl_runtime_t *r = NULL;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_OK);
+    bl_log(r, BL_LOG_INFO, "hidden %d", 1);
+    assert_int_equal(seen.lines, 0);
+    bl_log(r, BL_LOG_WARN, "shown %d", 2);
+    assert_int_equal(seen.lines, 1);
+    assert_string_equal(seen.last, "shown 2");
+    assert_int_equal(seen.last_level, BL_LOG_WARN);
+    bl_runtime_destroy(r);
+
+    /* $BALLAST_LOG applies when the config leaves the level at -1. */
+    setenv("BALLAST_LOG", "debug", 1);
+    cfg.log_level = -1;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_OK);
+    bl_log(r, BL_LOG_DEBUG, "debug line");
+    assert_int_equal(seen.lines, 2);
+    bl_runtime_destroy(r);
+    /* An unknown value warns and falls back to info. */
+    setenv("BALLAST_LOG", "chatty", 1);
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_OK);
+    assert_int_equal(seen.last_level, BL_LOG_WARN);
+    assert_non_null(strstr(seen.last, "BALLAST_LOG='chatty'"));
+    bl_log(r, BL_LOG_DEBUG, "not shown");
+    assert_non_null(strstr(seen.last, "chatty"));
+    bl_runtime_destroy(r);
+    unsetenv("BALLAST_LOG");
+}
+
+static void test_runtime_rejects_bad_config(void **state)
+{
+    bl_runtime_t *r = NULL;
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.version = 0;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_ERR_INVALID_ARG);
+    assert_null(r);
+    cfg = (bl_config_t)BL_CONFIG_INIT;
+    cfg.allocator.alloc = counting_alloc; /* without a release hook */
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_ERR_INVALID_ARG);
+    cfg = (bl_config_t)BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_ERROR + 0;
+    cfg.blas_threads = -2;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_ERR_INVALID_ARG);
+    assert_int_equal(bl_runtime_create(MPI_COMM_NULL, NULL, &r), BL_ERR_INVALID_ARG);
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, NULL, NULL), BL_ERR_INVALID_ARG);
+    assert_string_equal(bl_last_error(NULL), "");
+    bl_runtime_destroy(NULL);
+
+    /* The runtime works on a duplicate that returns MPI errors as codes. */
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, NULL, &r), BL_OK);
+    assert_int_equal(bl_runtime_rank(r), 0);
+    assert_int_equal(bl_runtime_size(r), 1);
+    bl_runtime_destroy(r);
+}
+
+/* A whole training run through the allocator hooks: every allocation
+ * failing in turn gives BL_ERR_NO_MEM and no leak. */
+static void test_training_allocation_failures(void **state)
+{
+    static float x[100 * FEATURES];
+    static int y[100];
+    make_separable(100, FEATURES, CLASSES, 1, x, y);
+    for (long fail_at = 1;; fail_at++) {
+        counting_allocator_t counter = {0};
+        bl_runtime_t *r = test_runtime(&counter);
+        assert_non_null(r);
+        counter.fail_at = counter.allocs + fail_at;
+        bl_dataset_t *d = NULL;
+        bl_model_t *m = NULL;
+        bl_trainer_t *t = NULL;
+        bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+        cfg.batch = 20;
+        bl_status_t st = bl_dataset_from_memory(r, 100, FEATURES, CLASSES, x, y, &d);
+        if (st == BL_OK) {
+            st = bl_model_create(r, FEATURES, &m);
+        }
+        if (st == BL_OK) {
+            st = bl_model_add_dense(m, CLASSES);
+        }
+        if (st == BL_OK) {
+            st = bl_model_build(m, 1);
+        }
+        if (st == BL_OK) {
+            st = bl_trainer_create(r, m, d, &cfg, &t);
+        }
+        if (st == BL_OK) {
+            st = bl_trainer_run(t, 3, NULL, NULL);
+        }
+        double loss, acc;
+        if (st == BL_OK) {
+            st = bl_trainer_evaluate(t, d, &loss, &acc);
+        }
+        bl_trainer_destroy(t);
+        bl_model_destroy(m);
+        bl_dataset_destroy(d);
+        bl_runtime_destroy(r);
+        assert_int_equal(counter.allocs, counter.releases);
+        if (st == BL_OK) {
+            assert_true(fail_at > 10);
+            break;
+        }
+        assert_int_equal(st, BL_ERR_NO_MEM);
+    }
+}
+
+int main(void)
+{
+    MPI_Init(NULL, NULL);
+    rt = test_runtime(NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_separable_reaches_99_percent),
+        cmocka_unit_test(test_same_run_is_bitwise_identical),
+        cmocka_unit_test(test_batch_gradient_is_sum_of_parts),
+        cmocka_unit_test(test_callback_sees_steps_and_can_stop),
+        cmocka_unit_test(test_trainer_rejects_bad_input),
+        cmocka_unit_test(test_callback_dataset),
+        cmocka_unit_test(test_dataset_rejects_bad_input),
+        cmocka_unit_test(test_logger_levels),
+        cmocka_unit_test(test_runtime_rejects_bad_config),
+        cmocka_unit_test(test_training_allocation_failures),
+    };
+    int failed = rt == NULL ? 1 : cmocka_run_group_tests(tests, NULL, NULL);
+    bl_runtime_destroy(rt);
+    MPI_Finalize();
+    return failed;
+}
