@@ -269,6 +269,21 @@ void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws)
     memset(ws, 0, sizeof *ws);
 }
 
+/* The forward part of a user layer's call: input x, output y. */
+static bl_layer_call_t user_call(const bl_model_t *m, const bl_layer_t *l, int batch,
+                                 const float *x, float *y)
+{
+    bl_layer_call_t call = {.device = &m->rt->device,
+                            .batch = batch,
+                            .in_features = l->in_features,
+                            .out_features = l->out_features,
+                            .params = m->params + l->param_offset,
+                            .x = x,
+                            .y = y,
+                            .state = l->state};
+    return call;
+}
+
 static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_status_t st)
 {
     const char *name = m->layers[i].ops.name ? m->layers[i].ops.name : "user layer";
@@ -294,14 +309,7 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
                 k->relu_forward((size_t)batch * (size_t)l->out_features, in, y);
             }
         } else {
-            bl_layer_call_t call = {.device = &m->rt->device,
-                                    .batch = batch,
-                                    .in_features = l->in_features,
-                                    .out_features = l->out_features,
-                                    .params = p,
-                                    .x = in,
-                                    .y = y,
-                                    .state = l->state};
+            bl_layer_call_t call = user_call(m, l, batch, in, y);
             bl_status_t st = l->ops.forward(&call);
             if (st != BL_OK) {
                 return user_call_failed(m, i, "forward", st);
@@ -336,18 +344,11 @@ bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, cons
             }
             continue; /* in place (or fused into the dense layer): dy stays in dgrad[cur] */
         } else {
-            bl_layer_call_t call = {.device = &m->rt->device,
-                                    .batch = batch,
-                                    .in_features = l->in_features,
-                                    .out_features = l->out_features,
-                                    .params = p,
-                                    .x = in,
-                                    .y = ws->acts[i],
-                                    .dy = dy,
-                                    .dx = dx,
-                                    .grads = g,
-                                    .accumulate = accumulate,
-                                    .state = l->state};
+            bl_layer_call_t call = user_call(m, l, batch, in, ws->acts[i]);
+            call.dy = dy;
+            call.dx = dx;
+            call.grads = g;
+            call.accumulate = accumulate;
             bl_status_t st = l->ops.backward(&call);
             if (st != BL_OK) {
                 return user_call_failed(m, i, "backward", st);

@@ -11,10 +11,10 @@ jobs=$(nproc)
 
 BALLAST_BUILD_DIR="$root/build" "$root/scripts/build.sh" -DBALLAST_WERROR=ON
 echo "test: full suite"
-ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
+ctest --test-dir "$root/build" --output-on-failure -j "$jobs" --timeout 600
 
 BALLAST_BUILD_DIR="$root/build-sanitize" "$root/scripts/build.sh" -DBALLAST_WERROR=ON \
     -DBALLAST_SANITIZE=address,undefined -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF \
     -DCMAKE_BUILD_TYPE=Debug
 echo "test: unit and cli tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" -L 'unit|cli' -LE slow
+ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" --timeout 600 -L 'unit|cli' -LE slow

@@ -115,15 +115,10 @@ static void test_user_layer_first(void **state)
 
 int main(void)
 {
-    MPI_Init(NULL, NULL);
-    rt = test_runtime(NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_relu_dense),
         cmocka_unit_test(test_user_layer_and_unfused_relu),
         cmocka_unit_test(test_user_layer_first),
     };
-    int failed = rt == NULL ? 1 : cmocka_run_group_tests(tests, NULL, NULL);
-    bl_runtime_destroy(rt);
-    MPI_Finalize();
-    return failed;
+    return run_tests_with_runtime("test_gradcheck", tests, sizeof tests / sizeof tests[0], &rt);
 }

@@ -303,8 +303,6 @@ static void test_allocation_failures(void **state)
 
 int main(void)
 {
-    MPI_Init(NULL, NULL);
-    rt = test_runtime(NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_layout),
         cmocka_unit_test(test_init_is_seeded_and_bounded),
@@ -316,8 +314,5 @@ int main(void)
         cmocka_unit_test(test_params_bad_files_change_nothing),
         cmocka_unit_test(test_allocation_failures),
     };
-    int failed = rt == NULL ? 1 : cmocka_run_group_tests(tests, NULL, NULL);
-    bl_runtime_destroy(rt);
-    MPI_Finalize();
-    return failed;
+    return run_tests_with_runtime("test_model", tests, sizeof tests / sizeof tests[0], &rt);
 }

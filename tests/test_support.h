@@ -101,4 +101,17 @@ static inline int close_enough(double got, double ref, double atol, double rtol)
     return fabs(got - ref) <= atol + rtol * fabs(ref);
 }
 
+/* main() of the library-level tests: MPI up, the shared runtime `*rt` on
+ * MPI_COMM_SELF, the group run, everything down. Returns failures. */
+static inline int run_tests_with_runtime(const char *name, const struct CMUnitTest *tests,
+                                         size_t count, bl_runtime_t **rt)
+{
+    MPI_Init(NULL, NULL);
+    *rt = test_runtime(NULL);
+    int failed = *rt == NULL ? 1 : _cmocka_run_group_tests(name, tests, count, NULL, NULL);
+    bl_runtime_destroy(*rt);
+    MPI_Finalize();
+    return failed;
+}
+
 #endif /* BL_TEST_SUPPORT_H */

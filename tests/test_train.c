@@ -406,8 +406,6 @@ static void test_training_allocation_failures(void **state)
 
 int main(void)
 {
-    MPI_Init(NULL, NULL);
-    rt = test_runtime(NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_separable_reaches_99_percent),
         cmocka_unit_test(test_same_run_is_bitwise_identical),
@@ -420,8 +418,5 @@ int main(void)
         cmocka_unit_test(test_runtime_rejects_bad_config),
         cmocka_unit_test(test_training_allocation_failures),
     };
-    int failed = rt == NULL ? 1 : cmocka_run_group_tests(tests, NULL, NULL);
-    bl_runtime_destroy(rt);
-    MPI_Finalize();
-    return failed;
+    return run_tests_with_runtime("test_train", tests, sizeof tests / sizeof tests[0], &rt);
 }
