@@ -33,8 +33,12 @@ static bl_status_t tanh_dense_forward(const bl_layer_call_t *c)
         return BL_OK;
     }
     /* (batch, out) = (batch, in) · W^T */
-    bl_math_gemm(c->device, 0, 1, c->batch, c->out_features, c->in_features, 1.0f, c->x,
-                 c->in_features, c->params, c->in_features, 0.0f, c->y, c->out_features);
+    bl_status_t st =
+        bl_math_gemm(c->device, 0, 1, c->batch, c->out_features, c->in_features, 1.0f, c->x,
+                     c->in_features, c->params, c->in_features, 0.0f, c->y, c->out_features);
+    if (st != BL_OK) {
+        return st;
+    }
     for (size_t i = 0; i < n; i++) {
         c->y[i] = tanhf(c->y[i]);
     }
@@ -59,15 +63,15 @@ static bl_status_t tanh_dense_backward(const bl_layer_call_t *c)
         dz[i] *= 1.0f - c->y[i] * c->y[i];
     }
     /* dW (out, in) (+)= dz^T (out, batch) · x (batch, in) */
-    bl_math_gemm(c->device, 1, 0, c->out_features, c->in_features, c->batch, 1.0f, dz,
-                 c->out_features, c->x, c->in_features, c->accumulate ? 1.0f : 0.0f, c->grads,
-                 c->in_features);
+    bl_status_t st = bl_math_gemm(c->device, 1, 0, c->out_features, c->in_features, c->batch, 1.0f,
+                                  dz, c->out_features, c->x, c->in_features,
+                                  c->accumulate ? 1.0f : 0.0f, c->grads, c->in_features);
     /* dx (batch, in) = dz (batch, out) · W (out, in) */
-    if (c->dx != NULL) {
-        bl_math_gemm(c->device, 0, 0, c->batch, c->in_features, c->out_features, 1.0f, dz,
-                     c->out_features, c->params, c->in_features, 0.0f, c->dx, c->in_features);
+    if (st == BL_OK && c->dx != NULL) {
+        st = bl_math_gemm(c->device, 0, 0, c->batch, c->in_features, c->out_features, 1.0f, dz,
+                          c->out_features, c->params, c->in_features, 0.0f, c->dx, c->in_features);
     }
-    return BL_OK;
+    return st;
 }
 
 static double tanh_dense_cost(void *state, int in_features, int out_features)

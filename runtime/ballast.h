@@ -6,7 +6,11 @@
  * on a runtime is bl_last_error(rt). The library never exits, aborts or calls
  * MPI_Abort: the program decides what to do with a failure.
  *
- * Shapes: every matrix is row-major float32, [batch × features]. */
+ * Shapes: every matrix is row-major float32, [batch × features].
+ *
+ * Lifetimes: the runtime must outlive every handle made from it; a trainer
+ * uses its model and datasets (it does not own them), so they must outlive
+ * its last use; destroying them in any order afterwards is safe. */
 #ifndef BALLAST_H
 #define BALLAST_H
 
@@ -93,7 +97,12 @@ typedef struct bl_runtime bl_runtime_t;
 
 /* Creates a runtime on a duplicate of comm, with MPI_ERRORS_RETURN on the
  * duplicate. Collective over comm. MPI must be initialised by the caller.
- * cfg may be NULL (defaults). On failure *out is NULL and the cause is logged. */
+ * cfg may be NULL (defaults); a config of an older version is accepted.
+ * Before any MPI call it returns BL_ERR_INVALID_ARG, with no message (there
+ * is no runtime to hold one), for: out NULL, comm MPI_COMM_NULL, MPI not
+ * initialised, a version outside 1..BL_CONFIG_VERSION, only one allocator
+ * hook, log_level outside -1..BL_LOG_DEBUG, blas_threads < 0. Later
+ * failures (BL_ERR_MPI, BL_ERR_NO_MEM) are logged. On failure *out is NULL. */
 bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out);
 
 /* Frees the runtime and its communicator. Collective. NULL is a no-op. */
@@ -103,6 +112,7 @@ void bl_runtime_destroy(bl_runtime_t *rt);
  * the runtime; valid until the next failing call. */
 const char *bl_last_error(const bl_runtime_t *rt);
 
+/* This rank in the runtime's communicator (-1 for NULL), and its size (0). */
 int bl_runtime_rank(const bl_runtime_t *rt);
 int bl_runtime_size(const bl_runtime_t *rt);
 
@@ -118,10 +128,12 @@ void bl_log(const bl_runtime_t *rt, bl_log_level_t level, const char *fmt, ...)
 typedef struct bl_device bl_device_t;
 
 /* C (M×N) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = X or X^T
- * as trans_a / trans_b say (0 or 1); lda, ldb, ldc are row strides. */
-void bl_math_gemm(const bl_device_t *dev, int trans_a, int trans_b, int m, int n, int k,
-                  float alpha, const float *a, int lda, const float *b, int ldb, float beta,
-                  float *c, int ldc);
+ * as trans_a / trans_b say (0 or 1); lda, ldb, ldc are row strides.
+ * Returns BL_OK, or BL_ERR_INVALID_ARG for a NULL device or negative sizes
+ * (a device backend may also return its own errors: pass them on). */
+bl_status_t bl_math_gemm(const bl_device_t *dev, int trans_a, int trans_b, int m, int n, int k,
+                         float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc);
 
 /* ---- Layers ------------------------------------------------------------ */
 
@@ -142,7 +154,10 @@ typedef struct bl_layer_call {
 } bl_layer_call_t;
 
 /* A layer defined by callbacks. forward and backward may be called with
- * batch == 0. backward may write dy's memory (it is scratch after the call). */
+ * batch == 0. backward may write dy's memory (it is scratch after the call).
+ * The name string must outlive the model. A callback reports failure by
+ * returning a status other than BL_OK; the model's error message then names
+ * the layer, its position and the pass. */
 typedef struct bl_layer_ops {
     const char *name; /* for messages and logs */
     /* Given in_features, the layer's output width and its parameter count. */
@@ -176,8 +191,9 @@ void bl_model_destroy(bl_model_t *m);
  * torch.nn.Linear: U(−1/√in, 1/√in). */
 bl_status_t bl_model_add_dense(bl_model_t *m, int out_features);
 bl_status_t bl_model_add_relu(bl_model_t *m);
-/* A user layer; ops is copied, user_state is owned by the model afterwards
- * when ops->destroy is set. */
+/* A user layer; ops is copied. When the call succeeds and ops->destroy is
+ * set, the model owns user_state and destroys it with the model; when the
+ * call fails, the caller still owns it. */
 bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *user_state);
 
 /* Allocates parameters and gradients (one allocation each, cut into
@@ -185,6 +201,8 @@ bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *u
  * width is the number of classes of the softmax cross-entropy loss. */
 bl_status_t bl_model_build(bl_model_t *m, uint64_t seed);
 
+/* Layers added, the last layer's output width (the input width while
+ * empty), and the parameter count (0 before bl_model_build). 0 for NULL. */
 int bl_model_layer_count(const bl_model_t *m);
 int bl_model_out_features(const bl_model_t *m);
 size_t bl_model_param_count(const bl_model_t *m);
@@ -218,7 +236,10 @@ bl_status_t bl_dataset_from_memory(bl_runtime_t *rt, long count, int features, i
                                    const float *x, const int *y, bl_dataset_t **out);
 
 /* A dataset served by callbacks: get writes sample index's features into x
- * (features floats) and its label into *label. */
+ * (features floats) and its label into *label; a label outside [0, classes)
+ * (or none written) fails the step with BL_ERR_FORMAT naming the sample.
+ * On success the dataset owns state (ops->destroy frees it, when set); on
+ * failure the caller still does. */
 typedef struct bl_dataset_ops {
     bl_status_t (*get)(void *state, long index, float *x, int *label);
     void (*destroy)(void *state); /* may be NULL */
@@ -227,6 +248,7 @@ bl_status_t bl_dataset_from_callbacks(bl_runtime_t *rt, long count, int features
                                       const bl_dataset_ops_t *ops, void *state, bl_dataset_t **out);
 
 void bl_dataset_destroy(bl_dataset_t *d);
+/* Samples, features per sample and classes (0 for NULL). */
 long bl_dataset_count(const bl_dataset_t *d);
 int bl_dataset_features(const bl_dataset_t *d);
 int bl_dataset_classes(const bl_dataset_t *d);
@@ -253,8 +275,11 @@ typedef struct bl_train_config {
 
 typedef struct bl_trainer bl_trainer_t;
 
-/* A trainer over a built model and a training set; neither is owned. The
- * optimizer state is allocated here. Steps per epoch = floor(count / batch):
+/* A trainer over a built model and a training set from the same runtime;
+ * neither is owned. The optimizer state (momentum, zero) is allocated here,
+ * so load parameters into the model before creating the trainer.
+ * This version trains in one process: a runtime of more than one rank gets
+ * BL_ERR_UNSUPPORTED. Steps per epoch = floor(count / batch):
  * the last partial batch of an epoch is dropped, so every step has B samples. */
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
                               const bl_train_config_t *cfg, bl_trainer_t **out);
@@ -270,13 +295,16 @@ typedef struct bl_step_info {
 } bl_step_info_t;
 
 /* Called after every step on every rank; a non-zero return stops the run
- * after that step (bl_trainer_run then returns BL_OK). */
+ * after that step (bl_trainer_run then returns BL_OK). In a job of several
+ * ranks the callback must return the same value on every rank (decide from
+ * the step info, which is the same everywhere), or ranks fall out of step. */
 typedef int (*bl_step_cb)(const bl_step_info_t *info, void *arg);
 
 /* Runs steps more steps from where the trainer is. Collective. cb may be NULL. */
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
 
-/* The next step to run (steps already taken). */
+/* The next step to run (steps already taken), and the steps of an epoch
+ * (floor(count / batch)). 0 for NULL. */
 long bl_trainer_step(const bl_trainer_t *t);
 long bl_trainer_steps_per_epoch(const bl_trainer_t *t);
 
