@@ -265,12 +265,21 @@ typedef struct bl_train_config {
     float weight_decay; /* L2 weight decay added to the gradient */
     uint64_t seed;      /* sampler seed */
     int shuffle;        /* 1: a seeded permutation per epoch; 0: file order */
+    /* Data parallelism over the runtime's ranks. Each step's global batch is
+     * cut into contiguous slices, one per rank, of these sizes (shard_count
+     * must equal the number of ranks, each >= 0, summing to batch); NULL: as
+     * even as possible. The array is copied. A rank with a 0 shard still
+     * takes part in every reduction. */
+    const int *shards;
+    int shard_count;
+    double bucket_mb; /* gradient all-reduce bucket size in MiB (> 0) */
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
     {                                                                                              \
         .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .lr = 0.05f, .momentum = 0.9f,           \
-        .weight_decay = 0.0f, .seed = 1, .shuffle = 1                                              \
+        .weight_decay = 0.0f, .seed = 1, .shuffle = 1, .shards = NULL, .shard_count = 0,           \
+        .bucket_mb = 4.0                                                                           \
     }
 
 typedef struct bl_trainer bl_trainer_t;
@@ -278,9 +287,11 @@ typedef struct bl_trainer bl_trainer_t;
 /* A trainer over a built model and a training set from the same runtime;
  * neither is owned. The optimizer state (momentum, zero) is allocated here,
  * so load parameters into the model before creating the trainer.
- * This version trains in one process: a runtime of more than one rank gets
- * BL_ERR_UNSUPPORTED. Steps per epoch = floor(count / batch):
- * the last partial batch of an epoch is dropped, so every step has B samples. */
+ * Collective: with several ranks it trains data-parallel, and first checks
+ * that every rank has the same configuration, model, dataset header and
+ * initial parameters (BL_ERR_MISMATCH naming the rank and the field if not).
+ * A bad shard plan is BL_ERR_INVALID_ARG naming the problem. Steps per epoch = floor(count /
+ * batch): the last partial batch of an epoch is dropped, so every step has B samples. */
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
                               const bl_train_config_t *cfg, bl_trainer_t **out);
 void bl_trainer_destroy(bl_trainer_t *t);

@@ -322,7 +322,7 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
 }
 
 bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
-                              int accumulate)
+                              int accumulate, bl_layer_done_fn done, void *done_arg)
 {
     const bl_kernels_t *k = m->rt->device.kernels;
     int cur = 0; /* ws->dgrad[cur] holds d loss / d (output of layer i) */
@@ -338,11 +338,13 @@ bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, cons
             size_t w_count = (size_t)l->in_features * (size_t)l->out_features;
             k->dense_backward(batch, l->in_features, l->out_features, in, p, ws->acts[i], dy, dx, g,
                               g + w_count, l->fused_relu, accumulate);
+            cur = 1 - cur;
         } else if (l->kind == BL_LAYER_RELU) {
+            /* In place (or fused into the dense layer before it): dy stays in
+             * dgrad[cur]. */
             if (!l->fused && dx != NULL) {
                 k->relu_backward((size_t)batch * (size_t)l->out_features, ws->acts[i], dy, dy);
             }
-            continue; /* in place (or fused into the dense layer): dy stays in dgrad[cur] */
         } else {
             bl_layer_call_t call = user_call(m, l, batch, in, ws->acts[i]);
             call.dy = dy;
@@ -353,8 +355,14 @@ bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, cons
             if (st != BL_OK) {
                 return user_call_failed(m, i, "backward", st);
             }
+            cur = 1 - cur;
         }
-        cur = 1 - cur;
+        if (done != NULL) {
+            bl_status_t st = done(i, done_arg);
+            if (st != BL_OK) {
+                return st;
+            }
+        }
     }
     return BL_OK;
 }

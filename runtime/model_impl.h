@@ -52,11 +52,16 @@ void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws);
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                              const float **logits);
 
+/* Called by backward once layer `layer`'s gradients are final (layers go
+ * from the last to the first); a status other than BL_OK stops backward. */
+typedef bl_status_t (*bl_layer_done_fn)(int layer, void *arg);
+
 /* Backward pass after bl_model_forward on the same x. dlogits (batch,
  * classes) must be ws->dgrad[0] (bl_model_dlogits); it is scratch afterwards.
- * Writes (accumulate 0) or adds (1) per-sample gradient sums into m->grads. */
+ * Writes (accumulate 0) or adds (1) per-sample gradient sums into m->grads.
+ * done (may be NULL) is called after every layer. */
 bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
-                              int accumulate);
+                              int accumulate, bl_layer_done_fn done, void *done_arg);
 
 /* The buffer the loss writes d loss / d logits into before backward. */
 static inline float *bl_model_dlogits(bl_workspace_t *ws)

@@ -1,26 +1,35 @@
-/* The trainer: the step loop. One step = sample the global batch, forward,
- * loss, backward (per-sample gradient sums), one fused optimizer pass that
- * divides by B and updates, then the caller's callback. */
+/* The trainer: the step loop, one process or data-parallel. One step =
+ * sample the global batch (the same on every rank), forward and loss on this
+ * rank's contiguous slice of it, backward (per-sample gradient sums) with
+ * bucketed all-reduces posted as layers finish, wait, then one fused
+ * optimizer pass that divides by B and updates — identically on every rank. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
 
+#include "consistency.h"
 #include "dataset_impl.h"
+#include "grad_sync.h"
 #include "model_impl.h"
+#include "partition.h"
 #include "sampler.h"
 
 struct bl_trainer {
     bl_runtime_t *rt;
     bl_model_t *model;
     bl_dataset_t *data;
-    bl_train_config_t cfg;
+    bl_train_config_t cfg; /* cfg.shards points at shards below */
+    int *shards;           /* (P) samples of each rank's slice; sums to B */
+    int offset;            /* this rank's slice: [offset, offset + local) of the batch */
+    int local;
     bl_sampler_t sampler;
-    bl_workspace_t ws; /* activations for up to cfg.batch rows */
-    float *velocity;   /* momentum buffer, the params' layout */
-    long *indices;     /* (B) this step's sample indices */
-    float *x;          /* (B, features) this step's inputs */
-    int *labels;       /* (B) */
-    long step;         /* the next global step */
+    bl_grad_sync_t sync; /* used when P > 1 */
+    bl_workspace_t ws;   /* activations for up to B rows (training slices, eval chunks) */
+    float *velocity;     /* momentum buffer, the params' layout */
+    long *indices;       /* (B) this step's sample indices (the whole global batch) */
+    float *x;            /* (local, features) this rank's inputs */
+    int *labels;         /* (local) */
+    long step;           /* the next global step */
 };
 
 static double now_seconds(void)
@@ -56,7 +65,7 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
 {
     if (c->version < 1 || c->version > BL_TRAIN_CONFIG_VERSION) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
-                       "train config version %d; this library expects %d (use "
+                       "train config version %d; this library expects 1..%d (use "
                        "BL_TRAIN_CONFIG_INIT)",
                        c->version, BL_TRAIN_CONFIG_VERSION);
     }
@@ -70,7 +79,83 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
                        "non-negative and finite",
                        (double)c->lr, (double)c->momentum, (double)c->weight_decay);
     }
+    if (!(c->bucket_mb > 0.0) || !(c->bucket_mb <= 4096.0)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
+                       c->bucket_mb);
+    }
     return BL_OK;
+}
+
+/* Fills t->shards from the config (checked) or as an even split. */
+static bl_status_t plan_shards(bl_trainer_t *t)
+{
+    const bl_train_config_t *c = &t->cfg;
+    int P = t->rt->size;
+    if (c->shards == NULL) {
+        /* B/P each, the first B%P ranks one more. */
+        long *even = bl_mem_array(bl_rt_allocator(t->rt), (size_t)P, sizeof *even);
+        if (even == NULL) {
+            return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", P);
+        }
+        bl_split_even(c->batch, P, even);
+        for (int r = 0; r < P; r++) {
+            t->shards[r] = (int)even[r];
+        }
+        bl_mem_free(bl_rt_allocator(t->rt), even);
+        return BL_OK;
+    }
+    if (c->shard_count != P) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                       "the shard plan has %d sizes but the job has %d ranks", c->shard_count, P);
+    }
+    long sum = 0;
+    for (int r = 0; r < P; r++) {
+        if (c->shards[r] < 0) {
+            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard of rank %d is %d; it must be >= 0", r,
+                           c->shards[r]);
+        }
+        sum += c->shards[r];
+        t->shards[r] = c->shards[r];
+    }
+    if (sum != c->batch) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                       "the shard sizes sum to %ld but the global batch is %d", sum, c->batch);
+    }
+    return BL_OK;
+}
+
+/* What every rank must agree on before step 0. */
+static bl_status_t check_ranks_agree(bl_trainer_t *t)
+{
+    const bl_model_t *m = t->model;
+    const bl_train_config_t *c = &t->cfg;
+    uint64_t layers[2 * 64 + 1];
+    size_t n = 0;
+    for (int i = 0; i < m->layer_count && n + 2 < sizeof layers / sizeof layers[0]; i++) {
+        layers[n++] = (uint64_t)m->layers[i].kind;
+        layers[n++] = (uint64_t)m->layers[i].out_features;
+    }
+    layers[n++] = (uint64_t)m->layer_count;
+    const bl_check_field_t fields[] = {
+        {"batch", BL_CHECK_INT, (uint64_t)c->batch},
+        {"lr", BL_CHECK_FLOAT, bl_float_bits(c->lr)},
+        {"momentum", BL_CHECK_FLOAT, bl_float_bits(c->momentum)},
+        {"weight decay", BL_CHECK_FLOAT, bl_float_bits(c->weight_decay)},
+        {"seed", BL_CHECK_INT, c->seed},
+        {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
+        {"shard plan", BL_CHECK_DIGEST,
+         bl_digest(t->shards, (size_t)t->rt->size * sizeof *t->shards)},
+        {"model layers", BL_CHECK_DIGEST, bl_digest(layers, n * sizeof layers[0])},
+        {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
+        {"parameter count", BL_CHECK_INT, m->param_count},
+        {"initial parameters", BL_CHECK_DIGEST,
+         bl_digest(m->params, m->param_count * sizeof(float))},
+        {"training set samples", BL_CHECK_INT, (uint64_t)t->data->count},
+        {"training set features", BL_CHECK_INT, (uint64_t)t->data->features},
+        {"training set classes", BL_CHECK_INT, (uint64_t)t->data->classes},
+    };
+    return bl_check_same_on_all_ranks(t->rt, "start-up check", fields,
+                                      (int)(sizeof fields / sizeof fields[0]));
 }
 
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
@@ -83,12 +168,6 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (rt == NULL || m == NULL || train == NULL || cfg == NULL) {
         return rt == NULL ? BL_ERR_INVALID_ARG
                           : bl_fail(rt, BL_ERR_INVALID_ARG, "trainer: NULL model, data or config");
-    }
-    if (rt->size != 1) {
-        return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "this build trains in one process; the communicator has %d ranks "
-                       "(data parallelism is not implemented yet)",
-                       rt->size);
     }
     if (!m->built) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "trainer: call bl_model_build first");
@@ -110,6 +189,21 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     t->model = m;
     t->data = train;
     t->cfg = *cfg;
+    t->shards = bl_mem_array(a, (size_t)rt->size, sizeof *t->shards);
+    if (t->shards == NULL) {
+        st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", rt->size);
+        goto fail;
+    }
+    st = plan_shards(t);
+    if (st != BL_OK) {
+        goto fail;
+    }
+    t->cfg.shards = t->shards;
+    t->cfg.shard_count = rt->size;
+    for (int r = 0; r < rt->rank; r++) {
+        t->offset += t->shards[r];
+    }
+    t->local = t->shards[rt->rank];
 
     bl_error_t err = {0};
     st = bl_sampler_init(&t->sampler, train->count, cfg->batch, cfg->seed, cfg->shuffle, a, &err);
@@ -130,6 +224,18 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
                      cfg->batch);
         goto fail;
     }
+    if (rt->size > 1) {
+        st = bl_grad_sync_init(&t->sync, rt, m, (size_t)(cfg->bucket_mb * 1024.0 * 1024.0));
+        if (st != BL_OK) {
+            goto fail;
+        }
+    }
+    /* Last, so every rank has reached it with a complete trainer: a
+     * mismatch is reported by all ranks together. */
+    st = check_ranks_agree(t);
+    if (st != BL_OK) {
+        goto fail;
+    }
     *out = t;
     return BL_OK;
 fail:
@@ -144,7 +250,9 @@ void bl_trainer_destroy(bl_trainer_t *t)
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     bl_sampler_free(&t->sampler);
-    bl_workspace_free(bl_rt_allocator(t->rt), &t->ws);
+    bl_grad_sync_free(&t->sync);
+    bl_workspace_free(a, &t->ws);
+    bl_mem_free(a, t->shards);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);
     bl_mem_free(a, t->x);
@@ -158,26 +266,34 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     bl_model_t *m = t->model;
     const bl_kernels_t *k = t->rt->device.kernels;
     int B = t->cfg.batch;
+    int parallel = t->rt->size > 1;
     double start = now_seconds();
 
+    /* Every rank draws the whole global batch and computes its slice. */
     bl_sampler_batch(&t->sampler, t->step, t->indices);
-    bl_status_t st = bl_dataset_gather(t->data, t->indices, B, t->x, t->labels);
+    bl_status_t st = bl_dataset_gather(t->data, t->indices + t->offset, t->local, t->x, t->labels);
     if (st != BL_OK) {
         return st;
     }
     const float *logits = NULL;
-    st = bl_model_forward(m, &t->ws, B, t->x, &logits);
+    st = bl_model_forward(m, &t->ws, t->local, t->x, &logits);
     if (st != BL_OK) {
         return st;
     }
     long correct = 0;
-    double loss_sum = k->softmax_xent(B, bl_model_out_features(m), logits, t->labels,
+    double loss_sum = k->softmax_xent(t->local, bl_model_out_features(m), logits, t->labels,
                                       bl_model_dlogits(&t->ws), &correct);
-    st = bl_model_backward(m, &t->ws, B, t->x, 0);
+    st = bl_model_backward(m, &t->ws, t->local, t->x, 0, parallel ? bl_grad_sync_layer_done : NULL,
+                           &t->sync);
+    if (st == BL_OK && parallel) {
+        /* Gradient sums, loss and accuracy over every rank's samples. */
+        st = bl_grad_sync_finish(&t->sync, &loss_sum, &correct);
+    }
     if (st != BL_OK) {
         return st;
     }
-    /* Gradients are per-sample sums; 1/B here makes them the batch mean. */
+    /* Gradients are per-sample sums over the global batch; 1/B makes them
+     * its mean. Every rank applies the same update to the same values. */
     k->sgd_update(m->param_count, m->params, t->velocity, m->grads, 1.0f / (float)B, t->cfg.lr,
                   t->cfg.momentum, t->cfg.weight_decay);
 
@@ -222,45 +338,85 @@ long bl_trainer_steps_per_epoch(const bl_trainer_t *t)
     return t == NULL ? 0 : t->sampler.steps_per_epoch;
 }
 
-bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy)
+/* Loss sum and correct count of samples [first, first + count) of d, in
+ * chunks through the training workspace. */
+static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, long count,
+                                  double *loss_sum, long *correct)
 {
-    if (t == NULL || d == NULL || loss == NULL || accuracy == NULL) {
-        return t == NULL ? BL_ERR_INVALID_ARG
-                         : bl_fail(t->rt, BL_ERR_INVALID_ARG, "evaluate: NULL argument");
-    }
-    bl_status_t st = check_dataset(t->rt, t->model, d, "evaluation");
-    if (st != BL_OK) {
-        return st;
-    }
     const bl_kernels_t *k = t->rt->device.kernels;
+    const bl_allocator_t *a = bl_rt_allocator(t->rt);
     int chunk = t->ws.max_batch;
-    size_t features = (size_t)d->features;
-    float *x = bl_mem_array(bl_rt_allocator(t->rt), (size_t)chunk * features, sizeof(float));
-    int *labels = bl_mem_array(bl_rt_allocator(t->rt), (size_t)chunk, sizeof(int));
-    double loss_sum = 0.0;
-    long correct = 0;
+    float *x = bl_mem_array(a, (size_t)chunk * (size_t)d->features, sizeof(float));
+    int *labels = bl_mem_array(a, (size_t)chunk, sizeof(int));
+    bl_status_t st = BL_OK;
     if (x == NULL || labels == NULL) {
         st = bl_fail(t->rt, BL_ERR_NO_MEM, "no memory to evaluate in chunks of %d", chunk);
         goto done;
     }
-    /* Chunks of up to B samples through the training workspace. */
-    for (long first = 0; first < d->count; first += chunk) {
-        int n = d->count - first < chunk ? (int)(d->count - first) : chunk;
+    for (long done = 0; done < count; done += chunk) {
+        int n = count - done < chunk ? (int)(count - done) : chunk;
         const float *logits = NULL;
-        st = bl_dataset_gather_range(d, first, n, x, labels);
+        st = bl_dataset_gather_range(d, first + done, n, x, labels);
         if (st == BL_OK) {
             st = bl_model_forward(t->model, &t->ws, n, x, &logits);
         }
         if (st != BL_OK) {
             goto done;
         }
-        loss_sum +=
-            k->softmax_xent(n, bl_model_out_features(t->model), logits, labels, NULL, &correct);
+        *loss_sum +=
+            k->softmax_xent(n, bl_model_out_features(t->model), logits, labels, NULL, correct);
     }
-    *loss = loss_sum / (double)d->count;
-    *accuracy = (double)correct / (double)d->count;
 done:
-    bl_mem_free(bl_rt_allocator(t->rt), x);
-    bl_mem_free(bl_rt_allocator(t->rt), labels);
+    bl_mem_free(a, x);
+    bl_mem_free(a, labels);
     return st;
+}
+
+bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy)
+{
+    if (t == NULL || d == NULL || loss == NULL || accuracy == NULL) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG, "evaluate: NULL argument");
+    }
+    bl_runtime_t *rt = t->rt;
+    bl_status_t st = check_dataset(rt, t->model, d, "evaluation");
+    if (st != BL_OK) {
+        return st;
+    }
+    const bl_check_field_t fields[] = {
+        {"evaluation set samples", BL_CHECK_INT, (uint64_t)d->count},
+        {"evaluation set features", BL_CHECK_INT, (uint64_t)d->features},
+    };
+    st = bl_check_same_on_all_ranks(rt, "evaluation", fields, 2);
+    if (st != BL_OK) {
+        return st;
+    }
+    /* Each rank evaluates its contiguous share of the set; the sums are
+     * reduced, so the figures are exact global ones. */
+    long share = d->count / rt->size, extra = d->count % rt->size;
+    long first = rt->rank * share + (rt->rank < extra ? rt->rank : extra);
+    long count = share + (rt->rank < extra ? 1 : 0);
+    double totals[2] = {0.0, 0.0};
+    long correct = 0;
+    st = evaluate_range(t, d, first, count, &totals[0], &correct);
+    /* Every rank takes part in the reduction even after a local failure, so
+     * none is left waiting; a failure anywhere fails everywhere. */
+    totals[1] = (double)correct;
+    double failed = st != BL_OK ? 1.0 : 0.0;
+    double sums[3] = {totals[0], totals[1], failed};
+    if (rt->size > 1) {
+        int rc = MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, rt->comm);
+        if (rc != MPI_SUCCESS) {
+            return bl_fail_mpi(rt, rc, "MPI_Allreduce of the evaluation");
+        }
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    if (sums[2] > 0.0) {
+        return bl_fail(rt, BL_ERR_MISMATCH, "evaluation failed on %.0f other rank(s)", sums[2]);
+    }
+    *loss = sums[0] / (double)d->count;
+    *accuracy = sums[1] / (double)d->count;
+    return BL_OK;
 }

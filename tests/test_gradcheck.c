@@ -48,7 +48,7 @@ static void check_gradients(bl_model_t *m)
     for (size_t i = 0; i < m->param_count; i++) {
         m->grads[i] = 1e6f;
     }
-    assert_int_equal(bl_model_backward(m, &ws, BATCH, x, 0), BL_OK);
+    assert_int_equal(bl_model_backward(m, &ws, BATCH, x, 0, NULL, NULL), BL_OK);
 
     const double h = 1e-3;
     int checked = 0, nonzero = 0;

@@ -105,7 +105,7 @@ static void test_batch_gradient_is_sum_of_parts(void **state)
     long correct = 0;
     assert_int_equal(bl_model_forward(m, &ws, B, x, &logits), BL_OK);
     k->softmax_xent(B, CLASSES, logits, y, bl_model_dlogits(&ws), &correct);
-    assert_int_equal(bl_model_backward(m, &ws, B, x, 0), BL_OK);
+    assert_int_equal(bl_model_backward(m, &ws, B, x, 0, NULL, NULL), BL_OK);
     memcpy(whole, m->grads, n * sizeof *whole);
 
     /* Uneven parts 0, 7, 17: the first part overwrites, the rest add. */
@@ -115,7 +115,7 @@ static void test_batch_gradient_is_sum_of_parts(void **state)
         const float *xp = x + first * FEATURES;
         assert_int_equal(bl_model_forward(m, &ws, rows, xp, &logits), BL_OK);
         k->softmax_xent(rows, CLASSES, logits, y + first, bl_model_dlogits(&ws), &correct);
-        assert_int_equal(bl_model_backward(m, &ws, rows, xp, part > 0), BL_OK);
+        assert_int_equal(bl_model_backward(m, &ws, rows, xp, part > 0, NULL, NULL), BL_OK);
     }
     for (size_t i = 0; i < n; i++) {
         assert_true(close_enough(m->grads[i], whole[i], 1e-6, 1e-5));

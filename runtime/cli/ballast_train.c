@@ -15,6 +15,7 @@
 
 typedef struct progress {
     const train_options_t *opt;
+    int rank;              /* only rank 0 prints */
     bl_trainer_t *trainer; /* for --eval-every */
     bl_dataset_t *test_set;
     bl_status_t eval_status; /* a failed evaluation stops the run */
@@ -68,11 +69,15 @@ static int on_step(const bl_step_info_t *info, void *arg)
         p->start += spent;
         p->last_print += spent;
         now += spent;
+        if (p->rank != 0) {
+            return 0;
+        }
         printf("eval: epoch %ld test_accuracy=%.4f test_loss=%.6f\n", info->epoch + 1, accuracy,
                loss);
         fflush(stdout);
     }
-    if (p->opt->quiet || (!last && now - p->last_print < p->opt->progress_seconds)) {
+    if (p->rank != 0 || p->opt->quiet ||
+        (!last && now - p->last_print < p->opt->progress_seconds)) {
         return 0;
     }
     long steps = p->done - p->last_step;
@@ -154,6 +159,7 @@ static bl_status_t build_model(bl_runtime_t *rt, const train_options_t *o, int f
  * which prints bl_last_error. */
 static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported)
 {
+    int rank = bl_runtime_rank(rt);
     char images[4096], labels[4096];
     bl_dataset_t *train_set = NULL, *test_set = NULL;
     bl_model_t *model = NULL;
@@ -171,13 +177,18 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     if (st == BL_OK && bl_dataset_features(test_set) != bl_dataset_features(train_set)) {
         st = BL_ERR_MISMATCH;
         *reported = 1;
-        fprintf(stderr,
-                "ballast-train: %s: %d features per sample, but the training images have %d\n",
-                images, bl_dataset_features(test_set), bl_dataset_features(train_set));
+        if (rank == 0) {
+            fprintf(stderr,
+                    "ballast-train: %s: %d features per sample, but the training images have %d\n",
+                    images, bl_dataset_features(test_set), bl_dataset_features(train_set));
+        }
     }
     if (st == BL_OK && o->save_params != NULL) {
-        st = check_save_path(o->save_params);
-        *reported = st != BL_OK;
+        /* Rank 0 writes the parameters, so rank 0 checks, and all follow. */
+        int refused = rank == 0 ? check_save_path(o->save_params) != BL_OK : 0;
+        MPI_Bcast(&refused, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        st = refused ? BL_ERR_INVALID_ARG : BL_OK;
+        *reported = refused;
     }
     if (st == BL_OK) {
         st = build_model(rt, o, bl_dataset_features(train_set), bl_dataset_classes(train_set),
@@ -190,6 +201,9 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.weight_decay = o->weight_decay;
     cfg.seed = o->seed;
     cfg.shuffle = o->shuffle;
+    cfg.shards = o->shard_count > 0 ? o->shards : NULL;
+    cfg.shard_count = o->shard_count;
+    cfg.bucket_mb = o->bucket_mb;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }
@@ -202,6 +216,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
            bl_model_param_count(model), bl_dataset_count(train_set), steps, o->batch,
            bl_trainer_steps_per_epoch(trainer));
     progress_t p = {.opt = o,
+                    .rank = rank,
                     .trainer = trainer,
                     .test_set = test_set,
                     .total_steps = steps,
@@ -216,7 +231,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     if (st == BL_OK) {
         st = bl_trainer_evaluate(trainer, test_set, &test_loss, &test_accuracy);
     }
-    if (st == BL_OK) {
+    if (st == BL_OK && rank == 0) {
         long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;
         double recent = 0.0;
         for (long i = 0; i < n; i++) {
@@ -228,7 +243,8 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                n > 0 ? recent / (double)n : 0.0, test_accuracy, test_loss);
         fflush(stdout);
     }
-    if (st == BL_OK && o->save_params != NULL) {
+    if (st == BL_OK && o->save_params != NULL && rank == 0) {
+        /* Every rank holds the same parameters: rank 0 writes them. */
         st = bl_model_save_params(model, o->save_params);
     }
 done:
@@ -248,6 +264,15 @@ int main(int argc, char **argv)
     train_options_t opt;
     char err[512];
     if (train_options_parse(argc, argv, &opt, err, sizeof err) != 0) {
+        if (rank == 0) {
+            fprintf(stderr, "ballast-train: %s\n", err);
+        }
+        MPI_Finalize();
+        return 2;
+    }
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (!opt.help && train_options_check_ranks(&opt, size, err, sizeof err) != 0) {
         if (rank == 0) {
             fprintf(stderr, "ballast-train: %s\n", err);
         }
@@ -276,8 +301,6 @@ int main(int argc, char **argv)
                     rank, bl_status_string(st), rt != NULL ? bl_last_error(rt) : "");
         }
         bl_runtime_destroy(rt);
-        int size = 1;
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
         if (size > 1) {
             MPI_Abort(MPI_COMM_WORLD, 1); /* the other ranks may be waiting in a collective */
         }

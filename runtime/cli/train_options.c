@@ -36,6 +36,10 @@ static const char usage_text[] =
     "  --steps N             steps to train instead of --epochs\n"
     "  --seed N              seed of the initial parameters and the shuffle (default 1)\n"
     "  --shuffle on|off      a seeded permutation per epoch, or file order (default on)\n"
+    "Data parallelism (mpirun -np P ballast-train ...):\n"
+    "  --shards B0,B1,...    samples of each step's global batch that each rank computes, one\n"
+    "                        size per rank, summing to --batch (default: as even as possible)\n"
+    "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
     "Running:\n"
     "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
     "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
@@ -73,7 +77,8 @@ static int parse_long(const char *flag, const char *text, long lo, long hi, long
     char *end = NULL;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (text[0] == '\0' || *end != '\0' || errno == ERANGE) {
+    /* strtol skips blanks and takes a '+': a flag value must be the number alone */
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || text[0] == ' ' || text[0] == '+') {
         return fail(err, errlen, "%s: '%s' is not an integer", flag, text);
     }
     if (v < lo || v > hi) {
@@ -101,7 +106,8 @@ static int parse_real(const char *flag, const char *text, double lo, double hi, 
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
-    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || !isfinite(v) || text[0] == ' ' ||
+        text[0] == '+') {
         return fail(err, errlen, "%s: '%s' is not a finite number", flag, text);
     }
     if (v < lo || v > hi || (hi_open && v == hi)) {
@@ -112,38 +118,43 @@ static int parse_real(const char *flag, const char *text, double lo, double hi, 
     return 0;
 }
 
-/* "256,128": positive widths separated by single commas. */
-static int parse_layers(const char *text, train_options_t *o, char *err, size_t errlen)
+/* A list of integers in [lo, hi] separated by single commas, such as
+ * "256,128", into out (at most max_count). noun names one value in
+ * messages ("width"); plural the list ("hidden layers"). */
+static int parse_int_list(const char *flag, const char *text, long lo, long hi, int max_count,
+                          const char *noun, const char *plural, int *out, int *count, char *err,
+                          size_t errlen)
 {
-    int count = 0;
+    int n = 0;
     const char *p = text;
     if (*p == '\0') {
-        return fail(err, errlen, "--layers: empty; give hidden widths such as 256,128");
+        return fail(err, errlen, "%s: empty; give %s such as 256,128", flag, plural);
     }
     while (*p != '\0') {
         char *end = NULL;
         errno = 0;
-        long w = strtol(p, &end, 10);
-        if (end == p || (*end != ',' && *end != '\0') || errno == ERANGE) {
-            return fail(err, errlen, "--layers: '%s' is not a comma-separated list of widths",
-                        text);
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end != ',' && *end != '\0') || errno == ERANGE || *p == ' ' ||
+            *p == '+') {
+            return fail(err, errlen, "%s: '%s' is not a comma-separated list of %s", flag, text,
+                        plural);
         }
-        if (w <= 0 || w > 1000000) {
-            return fail(err, errlen, "--layers: width %ld is outside [1, 1000000]", w);
+        if (v < lo || v > hi) {
+            return fail(err, errlen, "%s: %s %ld is outside [%ld, %ld]", flag, noun, v, lo, hi);
         }
-        if (count == TRAIN_MAX_LAYERS) {
-            return fail(err, errlen, "--layers: more than %d hidden layers", TRAIN_MAX_LAYERS);
+        if (n == max_count) {
+            return fail(err, errlen, "%s: more than %d %s", flag, max_count, plural);
         }
-        o->hidden[count++] = (int)w;
+        out[n++] = (int)v;
         p = end;
         if (*p == ',') {
             p++;
             if (*p == '\0') {
-                return fail(err, errlen, "--layers: '%s' ends with a comma", text);
+                return fail(err, errlen, "%s: '%s' ends with a comma", flag, text);
             }
         }
     }
-    o->hidden_count = count;
+    *count = n;
     return 0;
 }
 
@@ -163,6 +174,8 @@ enum {
     OPT_SAVE_PARAMS,
     OPT_PROGRESS,
     OPT_EVAL_EVERY,
+    OPT_SHARDS,
+    OPT_BUCKET_MB,
     OPT_QUIET,
     OPT_HELP,
 };
@@ -183,6 +196,8 @@ static const struct option long_options[] = {
     {"save-params", required_argument, NULL, OPT_SAVE_PARAMS},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+    {"shards", required_argument, NULL, OPT_SHARDS},
+    {"bucket-mb", required_argument, NULL, OPT_BUCKET_MB},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -204,6 +219,7 @@ static void set_defaults(train_options_t *o)
     o->seed = 1;
     o->shuffle = 1;
     o->progress_seconds = 5.0;
+    o->bucket_mb = 4.0;
 }
 
 /* Applies one flag's value; 0 or -1 with err set. */
@@ -217,21 +233,31 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         o->data_dir = arg;
         return 0;
     case OPT_LAYERS:
-        return parse_layers(arg, o, err, errlen);
+        return parse_int_list(flag, arg, 1, 1000000, TRAIN_MAX_LAYERS, "width", "hidden layers",
+                              o->hidden, &o->hidden_count, err, errlen);
+    case OPT_SHARDS:
+        return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard size", "shard sizes",
+                              o->shards, &o->shard_count, err, errlen);
+    case OPT_BUCKET_MB:
+        return parse_real(flag, arg, 1e-6, 4096.0, 0, &o->bucket_mb, err, errlen);
     case OPT_BATCH:
         return parse_int(flag, arg, 1, 1 << 24, &o->batch, err, errlen);
     case OPT_LR:
         if (parse_real(flag, arg, 0.0, 1e6, 0, &real, err, errlen) != 0) {
             return -1;
         }
-        if (real == 0.0) {
-            return fail(err, errlen, "%s: the learning rate must be positive", flag);
+        if ((float)real == 0.0f) {
+            return fail(err, errlen, "%s: the learning rate must be positive (as a float32)", flag);
         }
         o->lr = (float)real;
         return 0;
     case OPT_MOMENTUM:
         if (parse_real(flag, arg, 0.0, 1.0, 1, &real, err, errlen) != 0) {
             return -1;
+        }
+        if ((float)real >= 1.0f) {
+            return fail(err, errlen, "%s: %s rounds to 1 in float32; it must be below 1", flag,
+                        arg);
         }
         o->momentum = (float)real;
         return 0;
@@ -316,6 +342,25 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
     }
     if (seen_epochs && o->steps >= 0) {
         return fail(err, errlen, "--epochs and --steps: give one of them, not both");
+    }
+    return 0;
+}
+
+int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen)
+{
+    if (o->shard_count == 0) {
+        return 0;
+    }
+    if (o->shard_count != ranks) {
+        return fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
+                    o->shard_count, ranks);
+    }
+    long sum = 0;
+    for (int r = 0; r < o->shard_count; r++) {
+        sum += o->shards[r];
+    }
+    if (sum != o->batch) {
+        return fail(err, errlen, "--shards: the sizes sum to %ld but --batch is %d", sum, o->batch);
     }
     return 0;
 }

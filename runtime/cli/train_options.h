@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define TRAIN_MAX_LAYERS 64
+#define TRAIN_MAX_RANKS  4096 /* --shards values */
 
 typedef struct train_options {
     const char *data_dir;         /* holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] */
@@ -20,7 +21,10 @@ typedef struct train_options {
     long steps;  /* -1: from epochs */
     uint64_t seed;
     int shuffle;
-    int threads; /* 0: leave BLAS as it is */
+    int threads;                 /* 0: leave BLAS as it is */
+    int shards[TRAIN_MAX_RANKS]; /* --shards: samples of each rank's slice */
+    int shard_count;             /* 0: an even split */
+    double bucket_mb;            /* gradient all-reduce bucket (MiB) */
     const char *init_params;
     const char *save_params;
     double progress_seconds; /* between progress lines */
@@ -32,6 +36,10 @@ typedef struct train_options {
 /* Parses argv. Returns 0 on success (o->help set for --help), or -1 with a
  * one-line message in err that names the flag and what is wrong. */
 int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen);
+
+/* Checks what depends on the job's size: --shards must give one size per
+ * rank and sum to --batch. 0, or -1 with err naming the flag. */
+int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen);
 
 /* The --help text. */
 const char *train_options_usage(void);

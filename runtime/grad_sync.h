@@ -1,0 +1,45 @@
+/* Gradient synchronisation across the data-parallel ranks: per-sample
+ * gradient sums are all-reduced with SUM in buckets, each posted as a
+ * non-blocking MPI_Iallreduce as soon as backward has finished the layers it
+ * covers, so communication overlaps the rest of backward. Parameters are
+ * contiguous in layer order and backward runs from the last layer, so every
+ * bucket is one contiguous slice of the gradient array. */
+#ifndef BL_GRAD_SYNC_H
+#define BL_GRAD_SYNC_H
+
+#include "model_impl.h"
+
+typedef struct bl_bucket {
+    size_t first;    /* first gradient element */
+    size_t count;    /* elements (fits an int: checked at init) */
+    int close_layer; /* post the bucket once backward has finished this layer */
+} bl_bucket_t;
+
+typedef struct bl_grad_sync {
+    bl_runtime_t *rt;
+    float *grads;
+    bl_bucket_t *buckets; /* in posting order: the last layers' bucket first */
+    int bucket_count;
+    MPI_Request *requests; /* one per bucket, MPI_REQUEST_NULL when idle */
+    int posted;            /* buckets posted this step */
+    double totals[2];      /* this step's loss sum and correct count, reduced */
+    MPI_Request totals_request;
+} bl_grad_sync_t;
+
+/* Plans buckets of about bucket_bytes (at least one layer's parameters
+ * each; a layer larger than that is a bucket alone; under 4 bytes, one
+ * bucket per layer with parameters). */
+bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, bl_model_t *m,
+                              size_t bucket_bytes);
+void bl_grad_sync_free(bl_grad_sync_t *s);
+
+/* The backward hook: posts every bucket that closes at `layer`, and tests
+ * the ones in flight so MPI makes progress while backward goes on. */
+bl_status_t bl_grad_sync_layer_done(int layer, void *sync);
+
+/* Posts the step's (loss sum, correct) reduction and waits for everything:
+ * afterwards the gradients hold the sums over all ranks' samples, and the
+ * totals are global. */
+bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct);
+
+#endif /* BL_GRAD_SYNC_H */

@@ -1,0 +1,80 @@
+# Data parallelism end to end (labels cli;mpi): P ranks under mpirun
+# --oversubscribe train to the same parameters as one process on the same
+# global batches (DESIGN invariant 1), whatever the shard split and the
+# bucket size, and bit-identically when run twice. Included after
+# cli/cli_tests.cmake (bl_cli_test, the generated data, the out directory).
+
+add_executable(compare_params ${CMAKE_CURRENT_SOURCE_DIR}/compare_params.c)
+target_link_libraries(compare_params PRIVATE ${MATH_LIBRARY})
+
+set(BL_MPIRUN ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+# 25 steps (K >= 20) of a 64-32-16-4 MLP: three dense layers, so buckets
+# can split between them.
+set(bl_dp_run --data ${BL_CLI_DATA}/good --layers 32,16 --batch 32 --steps 25 --lr 0.05
+              --momentum 0.9 --weight-decay 0.0001 --quiet)
+
+bl_cli_test(dp_reference EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --save-params ${BL_CLI_OUT}/dp_ref.bin
+    REQUIRES cli_data_good cli_out SETUP dp_ref)
+
+# bl_dp_case(NAME RANKS EXTRA_FLAGS...): trains on RANKS ranks into
+# dp_NAME.bin and compares it with the one-process reference.
+function(bl_dp_case name ranks)
+    bl_cli_test(dp_${name} EXIT 0 MATCH "^summary: steps=25 "
+        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} ${ARGN}
+                --save-params ${BL_CLI_OUT}/dp_${name}.bin
+        REQUIRES cli_data_good cli_out SETUP dp_${name})
+    bl_cli_test(dp_${name}_equals_one_process EXIT 0 MATCH " 0 outside "
+        COMMAND $<TARGET_FILE:compare_params> ${BL_CLI_OUT}/dp_${name}.bin
+                ${BL_CLI_OUT}/dp_ref.bin 1e-5 1e-6
+        REQUIRES dp_ref dp_${name})
+    set_tests_properties(cli_dp_${name} cli_dp_${name}_equals_one_process PROPERTIES
+        LABELS "cli;mpi")
+endfunction()
+
+bl_dp_case(even2 2)
+bl_dp_case(even3 3)
+bl_dp_case(even4 4)
+# Uneven splits, each with a rank that computes nothing.
+bl_dp_case(uneven2 2 --shards 32,0)
+bl_dp_case(uneven3 3 --shards 0,20,12)
+bl_dp_case(uneven4 4 --shards 3,0,17,12)
+# Buckets smaller than a layer (one per layer) and larger than the model.
+bl_dp_case(tiny_buckets 3 --shards 0,20,12 --bucket-mb 0.000001)
+bl_dp_case(one_bucket 3 --shards 0,20,12 --bucket-mb 100)
+
+# Determinism: the same uneven run twice, the same bytes.
+bl_cli_test(dp_uneven3_again EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shards 0,20,12
+            --save-params ${BL_CLI_OUT}/dp_uneven3_again.bin
+    REQUIRES cli_data_good cli_out SETUP dp_uneven3_again)
+bl_cli_test(dp_deterministic COMPARE same ${BL_CLI_OUT}/dp_uneven3.bin
+    ${BL_CLI_OUT}/dp_uneven3_again.bin
+    REQUIRES dp_uneven3 dp_uneven3_again)
+
+# Bad plans: refused before training, naming the flag.
+bl_cli_test(dp_shards_count EXIT 2 MATCH "--shards: 2 sizes given but the job has 3 ranks"
+    COMMAND ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shards 16,16
+    REQUIRES cli_data_good)
+bl_cli_test(dp_shards_sum EXIT 2 MATCH "--shards: the sizes sum to 31 but --batch is 32"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shards 16,15
+    REQUIRES cli_data_good)
+bl_cli_test(dp_shards_negative EXIT 2 MATCH "--shards: shard size -1 is outside"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shards 33,-1
+    REQUIRES cli_data_good)
+# Mismatched configurations across ranks (MPMD launch): stopped before step
+# 0, naming the rank and the field.
+bl_cli_test(dp_mismatch_layers EXIT 1
+    MATCH "rank 1 differs from rank 0 in model layers" "!^summary:"
+    COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} :
+            ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/good --layers 32,8
+            --batch 32 --steps 25 --lr 0.05 --momentum 0.9 --weight-decay 0.0001 --quiet
+    REQUIRES cli_data_good)
+bl_cli_test(dp_mismatch_lr EXIT 1
+    MATCH [[rank 1 differs from rank 0 in lr \(0\.100000001 vs 0\.0500000007\)]] "!^summary:"
+    COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} :
+            ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN} ${bl_dp_run} --lr 0.1
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_count
+    cli_dp_shards_sum cli_dp_shards_negative cli_dp_mismatch_layers cli_dp_mismatch_lr
+    PROPERTIES LABELS "cli;mpi")
