@@ -229,8 +229,9 @@ static const char *plural(int n)
  * cores, the warning. */
 static void summarise_node(const char *host, const node_entry_t *e, int count, node_summary_t *s)
 {
-    int cores = 0, pus = 0, threads_sum = 0;
+    int cores = 0, pus = 0, threads_sum = 0, unbound = 0;
     for (int i = 0; i < count; i++) {
+        unbound += !e[i].known || !e[i].place.bound;
         if (e[i].place.cores_total > cores) {
             cores = e[i].place.cores_total;
             pus = e[i].place.pus_total;
@@ -259,18 +260,20 @@ static void summarise_node(const char *host, const node_entry_t *e, int count, n
 
     s->warn[0] = '\0';
     if (cores > 0 && threads_sum > cores) {
-        if (count <= cores) {
-            snprintf(s->warn, sizeof s->warn,
-                     "node %s: %d rank%s run %d BLAS threads on %d core%s, so they compete for "
-                     "cores; use --threads %d or fewer, and bind ranks to cores (mpirun "
-                     "--bind-to core)",
-                     host, count, plural(count), threads_sum, cores, plural(cores), cores / count);
+        int fair = count <= cores ? cores / count : 0; /* threads per rank that fit */
+        char advice[160];
+        if (fair == 0) {
+            snprintf(advice, sizeof advice, "start at most %d rank%s on this node", cores,
+                     plural(cores));
         } else {
-            snprintf(s->warn, sizeof s->warn,
-                     "node %s: %d ranks run %d BLAS threads on %d core%s, so they compete for "
-                     "cores; start at most %d rank%s on this node",
-                     host, count, threads_sum, cores, plural(cores), cores, plural(cores));
+            snprintf(advice, sizeof advice, "use --threads %d%s%s", fair,
+                     fair > 1 ? " or fewer" : "",
+                     unbound > 0 ? ", and bind ranks to cores (mpirun --bind-to core)" : "");
         }
+        snprintf(s->warn, sizeof s->warn,
+                 "node %s: %d rank%s run %d BLAS threads on %d core%s, so they compete for "
+                 "cores; %s",
+                 host, count, plural(count), threads_sum, cores, plural(cores), advice);
     }
 }
 

@@ -78,3 +78,16 @@ bl_cli_test(dp_mismatch_lr EXIT 1
 set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_count
     cli_dp_shards_sum cli_dp_shards_negative cli_dp_mismatch_layers cli_dp_mismatch_lr
     PROPERTIES LABELS "cli;mpi")
+
+# The bucketed all-reduce itself, on small-integer gradients (exact sums).
+add_executable(test_grad_sync ${CMAKE_CURRENT_SOURCE_DIR}/test_grad_sync.c)
+target_include_directories(test_grad_sync PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+    ${PROJECT_SOURCE_DIR}/kernels)
+target_link_libraries(test_grad_sync PRIVATE ballast)
+foreach(ranks 2 3 4)
+    add_test(NAME test_grad_sync_np${ranks}
+        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe $<TARGET_FILE:test_grad_sync>)
+    set_tests_properties(test_grad_sync_np${ranks} PROPERTIES LABELS "unit;mpi" TIMEOUT 60
+        PASS_REGULAR_EXPRESSION "test_grad_sync: ${ranks} ranks, 0 failures"
+        ENVIRONMENT "${BALLAST_TEST_ENV}")
+endforeach()
