@@ -79,12 +79,15 @@ typedef struct bl_allocator {
 #define BL_CONFIG_VERSION 1
 
 typedef struct bl_config {
-    int version;              /* BL_CONFIG_VERSION; set by BL_CONFIG_INIT */
-    int log_level;            /* a bl_log_level_t, or -1: from $BALLAST_LOG, else info */
-    int log_all_ranks;        /* 0: only rank 0 logs (errors log on every rank) */
-    bl_log_fn log_fn;         /* NULL: lines go to stderr as "ballast[rank] level: ..." */
-    void *log_arg;            /* passed to log_fn */
-    int blas_threads;         /* > 0: BLAS threads of this rank; 0: leave BLAS as it is */
+    int version;       /* BL_CONFIG_VERSION; set by BL_CONFIG_INIT */
+    int log_level;     /* a bl_log_level_t, or -1: from $BALLAST_LOG, else info */
+    int log_all_ranks; /* 0: only rank 0 logs (errors log on every rank) */
+    bl_log_fn log_fn;  /* NULL: lines go to stderr as "ballast[rank] level: ..." */
+    void *log_arg;     /* passed to log_fn */
+    /* > 0: BLAS threads of this rank; 0: the cores of the rank's cpuset,
+     * shared among the node's ranks bound to the same cpuset (a process-wide
+     * OpenBLAS setting). */
+    int blas_threads;
     bl_allocator_t allocator; /* all NULL: malloc and free */
 } bl_config_t;
 
@@ -102,7 +105,10 @@ typedef struct bl_runtime bl_runtime_t;
  * is no runtime to hold one), for: out NULL, comm MPI_COMM_NULL, MPI not
  * initialised, a version outside 1..BL_CONFIG_VERSION, only one allocator
  * hook, log_level outside -1..BL_LOG_DEBUG, blas_threads < 0. Later
- * failures (BL_ERR_MPI, BL_ERR_NO_MEM) are logged. On failure *out is NULL. */
+ * failures (BL_ERR_MPI, BL_ERR_NO_MEM) are logged. On failure *out is NULL.
+ * Each rank learns its cpuset and NUMA node (hwloc); rank 0 logs one line
+ * per node (ranks, cores, binding, threads) at info level, and a warning
+ * when a node's ranks run more BLAS threads than it has cores. */
 bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out);
 
 /* Frees the runtime and its communicator. Collective. NULL is a no-op. */

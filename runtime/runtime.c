@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "runtime_impl.h"
+#include "topology.h"
 
 /* Resolves the log level: the config's when set, else $BALLAST_LOG, else
  * info. An unknown $BALLAST_LOG value is reported once it can be logged. */
@@ -84,8 +85,11 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
                "BALLAST_LOG='%s' is not one of error, warn, info, debug; using info",
                getenv("BALLAST_LOG"));
     }
-    if (cfg->blas_threads > 0) {
-        bl_cpu_set_threads(cfg->blas_threads);
+    /* Where this rank runs (hwloc), how many BLAS threads it gets, and a
+     * summary line per node. Collective. */
+    st = bl_topology_setup(rt, cfg->blas_threads, &rt->blas_threads);
+    if (st != BL_OK) {
+        goto fail;
     }
     *out = rt;
     return BL_OK;

@@ -16,7 +16,8 @@ struct bl_runtime {
     int size;
     bl_config_t cfg; /* log_level resolved; allocator hooks copied */
     bl_device_t device;
-    bl_error_t err; /* the last failure, for bl_last_error */
+    int blas_threads; /* BLAS threads of this rank, as bl_topology_setup chose */
+    bl_error_t err;   /* the last failure, for bl_last_error */
 };
 
 /* Records a failure on rt (message and status), logs it at debug level and

@@ -259,6 +259,7 @@ static bl_runtime_t *capturing_runtime(captured_t *seen, counting_allocator_t *c
     }
     bl_runtime_t *r = NULL;
     assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &r), BL_OK);
+    seen->lines = 0; /* bl_runtime_create ran the set-up once already */
     return r;
 }
 
@@ -277,7 +278,6 @@ static void test_setup_one_rank(void **state)
     assert_true(threads >= 1);
     /* Alone on its cpuset, the rank takes every core of it. */
     assert_int_equal(threads, bl_threads_default(&here, 1));
-    assert_int_equal(openblas_get_num_threads(), threads);
     assert_int_equal(seen.lines, 1);
     assert_int_equal(seen.level[0], BL_LOG_INFO);
     assert_non_null(strstr(seen.line[0], "1 rank on"));
@@ -304,6 +304,7 @@ static void test_setup_one_rank(void **state)
     assert_non_null(strstr(seen.line[1], "--threads"));
     assert_non_null(strstr(seen.line[1], host));
 
+    /* Applied to OpenBLAS (a count below its compile-time cap). */
     assert_int_equal(bl_topology_setup(r, 1, &threads), BL_OK);
     assert_int_equal(openblas_get_num_threads(), 1);
     bl_runtime_destroy(r);
@@ -322,10 +323,11 @@ static void test_setup_rejects_bad_input(void **state)
 
 static void test_setup_allocation_failures(void **state)
 {
-    for (long fail_at = 2;; fail_at++) { /* allocation 1 is the runtime */
-        counting_allocator_t counter = {.fail_at = fail_at};
+    for (long fail_at = 1;; fail_at++) {
+        counting_allocator_t counter = {0};
         captured_t seen = {0};
         bl_runtime_t *r = capturing_runtime(&seen, &counter);
+        counter.fail_at = counter.allocs + fail_at; /* counted from after create */
         int threads = -5;
         bl_status_t st = bl_topology_setup(r, 2, &threads);
         bl_runtime_destroy(r);
