@@ -93,7 +93,8 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
     return BL_OK;
 }
 
-bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct)
+bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct,
+                                bl_bucket_ready_fn ready, void *ready_arg)
 {
     bl_status_t st = BL_OK;
     if (s->posted != s->bucket_count) {
@@ -110,12 +111,23 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         drain(s);
         return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
     }
-    rc = MPI_Waitall(s->posted, s->requests, MPI_STATUSES_IGNORE);
-    int rc2 = MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
+    /* Buckets in the order they complete: each is handed on at once. */
+    for (int left = s->posted; left > 0; left--) {
+        int k = MPI_UNDEFINED;
+        rc = MPI_Waitany(s->posted, s->requests, &k, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || k == MPI_UNDEFINED) {
+            drain(s);
+            return bl_fail_mpi(s->rt, rc != MPI_SUCCESS ? rc : MPI_ERR_REQUEST,
+                               "waiting for the gradient all-reduce");
+        }
+        if (ready != NULL) {
+            ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
+        }
+    }
+    rc = MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
     s->posted = 0;
-    if (rc != MPI_SUCCESS || rc2 != MPI_SUCCESS) {
-        return bl_fail_mpi(s->rt, rc != MPI_SUCCESS ? rc : rc2,
-                           "waiting for the gradient all-reduce");
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(s->rt, rc, "waiting for the loss and accuracy all-reduce");
     }
     *loss_sum = s->totals[0];
     *correct = (long)s->totals[1];

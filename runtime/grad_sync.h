@@ -37,9 +37,16 @@ void bl_grad_sync_free(bl_grad_sync_t *s);
  * the ones in flight so MPI makes progress while backward goes on. */
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync);
 
-/* Posts the step's (loss sum, correct) reduction and waits for everything:
+/* Called for each bucket as soon as its reduction has completed, with the
+ * slice [first, first + count) of the gradients now summed over all ranks:
+ * the optimizer updates that slice while other buckets are still in flight. */
+typedef void (*bl_bucket_ready_fn)(size_t first, size_t count, void *arg);
+
+/* Posts the step's (loss sum, correct) reduction and waits for everything,
+ * calling ready (may be NULL) for each bucket in completion order:
  * afterwards the gradients hold the sums over all ranks' samples, and the
  * totals are global. */
-bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct);
+bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct,
+                                bl_bucket_ready_fn ready, void *ready_arg);
 
 #endif /* BL_GRAD_SYNC_H */

@@ -260,6 +260,19 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_mem_free(a, t);
 }
 
+/* The optimizer on parameters [first, first + count). Gradients are
+ * per-sample sums over the global batch; 1/B makes them its mean. Every
+ * rank applies the same element-wise update to the same values, so slices
+ * in any order give the same parameters as one pass. */
+static void update_slice(size_t first, size_t count, void *trainer)
+{
+    bl_trainer_t *t = trainer;
+    bl_model_t *m = t->model;
+    t->rt->device.kernels->sgd_update(count, m->params + first, t->velocity + first,
+                                      m->grads + first, 1.0f / (float)t->cfg.batch, t->cfg.lr,
+                                      t->cfg.momentum, t->cfg.weight_decay);
+}
+
 /* One training step on the global batch of t->step. */
 static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
 {
@@ -285,17 +298,19 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                                       bl_model_dlogits(&t->ws), &correct);
     st = bl_model_backward(m, &t->ws, t->local, t->x, 0, parallel ? bl_grad_sync_layer_done : NULL,
                            &t->sync);
-    if (st == BL_OK && parallel) {
-        /* Gradient sums, loss and accuracy over every rank's samples. */
-        st = bl_grad_sync_finish(&t->sync, &loss_sum, &correct);
-    }
     if (st != BL_OK) {
         return st;
     }
-    /* Gradients are per-sample sums over the global batch; 1/B makes them
-     * its mean. Every rank applies the same update to the same values. */
-    k->sgd_update(m->param_count, m->params, t->velocity, m->grads, 1.0f / (float)B, t->cfg.lr,
-                  t->cfg.momentum, t->cfg.weight_decay);
+    if (parallel) {
+        /* Gradient sums, loss and accuracy over every rank's samples; each
+         * bucket is updated as soon as its reduction lands. */
+        st = bl_grad_sync_finish(&t->sync, &loss_sum, &correct, update_slice, t);
+        if (st != BL_OK) {
+            return st;
+        }
+    } else {
+        update_slice(0, m->param_count, t);
+    }
 
     info->step = t->step;
     info->steps_per_epoch = t->sampler.steps_per_epoch;

@@ -34,6 +34,19 @@ static bl_model_t *make_model(bl_runtime_t *rt)
     return m;
 }
 
+/* Counts what the ready callback is handed. */
+typedef struct ready {
+    int calls;
+    size_t floats;
+} ready_t;
+
+static void count_ready(size_t first, size_t count, void *arg)
+{
+    ready_t *r = arg;
+    r->calls++;
+    r->floats += count;
+}
+
 /* One reduction with buckets of bucket_bytes; expects `buckets` of them. */
 static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes, int buckets)
 {
@@ -66,9 +79,10 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
         st = bl_grad_sync_layer_done(layer, &sync);
         CHECK(st == BL_OK, "layer %d: %s", layer, bl_last_error(rt));
     }
+    ready_t ready = {0};
     double loss = rank + 0.5;
     long correct = rank;
-    st = bl_grad_sync_finish(&sync, &loss, &correct);
+    st = bl_grad_sync_finish(&sync, &loss, &correct, count_ready, &ready);
     CHECK(st == BL_OK, "finish: %s", bl_last_error(rt));
     for (size_t i = 0; i < m->param_count; i++) {
         float want = (float)((int)(i % 5) * P * (P + 1) / 2);
@@ -78,6 +92,9 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
             break;
         }
     }
+    CHECK(ready.calls == sync.bucket_count && ready.floats == m->param_count,
+          "ready: %d calls for %zu floats; expected %d for %zu", ready.calls, ready.floats,
+          sync.bucket_count, m->param_count);
     CHECK(loss == P * P / 2.0, "loss sum %g, expected %g", loss, P * P / 2.0);
     CHECK(correct == (long)P * (P - 1) / 2, "correct %ld, expected %ld", correct,
           (long)P * (P - 1) / 2);

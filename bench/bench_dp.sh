@@ -1,0 +1,366 @@
+#!/bin/sh
+# bench_dp.sh: data-parallel throughput of ballast-train against PyTorch, and
+# the raw MPI all-reduce of the same gradient bytes. Figures only, never
+# pass/fail: exit status 0 unless something failed to run (then 1, with the
+# failing command and its output), 2 on bad usage.
+#
+# The model: ballast-train --layers 1024,1024,1024 --batch 256 on
+# Fashion-MNIST (784-1024-1024-1024-10 ReLU MLP, 2913290 parameters, a
+# gradient of 11653160 bytes), one BLAS thread per rank. Per repetition, in an
+# order that rotates from one repetition to the next:
+#   (a) mpirun -np 1 ballast-train ... --threads 1 --quiet
+#   (b) mpirun -np 2 ballast-train ... --threads 1 --quiet
+#   (c) the PyTorch peer --plain --threads 1          (with --peer)
+#   (d) the PyTorch peer --np 2 --threads 1 (DDP/gloo) (with --peer)
+#   (e) mpirun -np 2 allreduce_bw for the gradient bytes, blocking and in
+#       3 buckets (ballast's default --bucket-mb 4 makes 3 for this model)
+# and with --diagnose, to split (b)'s loss into compute and communication:
+#   (f) two independent one-rank runs at --batch 128, side by side, one per
+#       core: the compute of np=2 with no communication at all
+#   (g) (b) with --bucket-mb 4096: one bucket, posted after backward
+#   (h) (b) with Open MPI's non-blocking all-reduce forced to the ring
+#       algorithm (OMPI_MCA_coll_libnbc_iallreduce_algorithm=1)
+# See bench/README.md for how to read the output.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BALLAST_BUILD_DIR:-$root/build}
+mpirun=${MPIRUN:-mpirun}
+python=${PYTHON:-/usr/bin/python3}
+data=/usr/share/datasets/fashion-mnist
+reps=3
+steps=100
+peer=
+peer_steps=100
+bind=core
+diagnose=0
+
+usage() {
+    cat <<EOF
+usage: bench/bench_dp.sh [options]
+Data-parallel training throughput of ballast-train (MLP 1024,1024,1024, batch 256,
+one BLAS thread per rank) at np=1 and np=2, the PyTorch peer (plain and DDP over
+gloo), and a raw MPI all-reduce of the gradient bytes; medians over interleaved
+repetitions.
+  --build DIR       build directory with runtime/ballast-train and bench/allreduce_bw
+                    (default \$BALLAST_BUILD_DIR, else build/ in the repository)
+  --reps R          repetitions of every figure (default 3)
+  --steps S         ballast steps per run, at least 60 (default 100)
+  --peer PATH       also run the PyTorch peer script PATH (torch_ddp_fmnist.py) with
+                    \$PYTHON (default /usr/bin/python3), when that can import torch
+  --peer-steps N    timed steps per peer run, after its own 10 warm-up steps (default 100)
+  --data DIR        Fashion-MNIST IDX files (default $data)
+  --bind core|none  mpirun --bind-to for the ballast runs (default core)
+  --diagnose        also run (f) compute-only, (g) one bucket, (h) ring iallreduce
+  --help            this text
+Environment: BALLAST_BUILD_DIR, MPIRUN (default mpirun), PYTHON.
+EOF
+}
+
+die_usage() {
+    echo "bench_dp.sh: $1 (see --help)" >&2
+    exit 2
+}
+
+# A positive integer, or die naming the flag.
+positive() {
+    case $2 in
+    '' | *[!0-9]* | 0*) die_usage "$1: '$2' is not a positive integer" ;;
+    esac
+    echo "$2"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build | --reps | --steps | --peer | --peer-steps | --data | --bind)
+        [ $# -ge 2 ] || die_usage "$1: needs a value"
+        case $1 in
+        --build) build=$2 ;;
+        --reps) reps=$(positive "$1" "$2") ;;
+        --steps) steps=$(positive "$1" "$2") ;;
+        --peer) peer=$2 ;;
+        --peer-steps) peer_steps=$(positive "$1" "$2") ;;
+        --data) data=$2 ;;
+        --bind)
+            case $2 in
+            core | none) bind=$2 ;;
+            *) die_usage "--bind: '$2' is neither core nor none" ;;
+            esac
+            ;;
+        esac
+        shift 2
+        ;;
+    --diagnose)
+        diagnose=1
+        shift
+        ;;
+    --help)
+        usage
+        exit 0
+        ;;
+    *) die_usage "unknown argument '$1'" ;;
+    esac
+done
+[ "$steps" -ge 60 ] || die_usage "--steps: $steps is below 60; start-up would not be amortised"
+
+train=$build/runtime/ballast-train
+arbw=$build/bench/allreduce_bw
+for f in "$train" "$arbw"; do
+    [ -x "$f" ] || {
+        echo "bench_dp.sh: $f is missing; build first:" >&2
+        echo "  cmake -S . -B build -DBALLAST_TESTS=OFF && cmake --build build -j2" >&2
+        exit 1
+    }
+done
+command -v "$mpirun" >/dev/null 2>&1 || {
+    echo "bench_dp.sh: '$mpirun' not found (set MPIRUN)" >&2
+    exit 1
+}
+if [ -n "$peer" ]; then
+    [ -r "$peer" ] || {
+        echo "bench_dp.sh: --peer: cannot read $peer" >&2
+        exit 1
+    }
+    if ! "$python" -c 'import torch' >/dev/null 2>&1; then
+        echo "bench_dp.sh: $python cannot import torch (apt-get install python3-torch);" \
+            "leaving out (c) and (d)" >&2
+        peer=
+    fi
+fi
+if [ "$(id -u)" = 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench_dp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+batch=256
+grad_bytes=11653160 # 4 * (784*1024+1024 + 2*(1024*1024+1024) + 1024*10+10)
+train_args="--data $data --layers 1024,1024,1024 --steps $steps --threads 1 --quiet"
+
+# run NAME CMD...: runs CMD, its stdout and stderr to $tmp/NAME.out; on
+# failure prints the command and that output, and exits 1.
+run() {
+    name=$1
+    shift
+    if ! "$@" >"$tmp/$name.out" 2>&1; then
+        echo "bench_dp.sh: ($name) failed: $*" >&2
+        cat "$tmp/$name.out" >&2
+        exit 1
+    fi
+}
+
+# field FILE PREFIX KEY: the value of KEY= on the last line of FILE that
+# starts with PREFIX; empty when there is none.
+field() {
+    awk -v p="$2" -v k="$3=" 'index($0, p) == 1 {
+        for (i = 1; i <= NF; i++) if (index($i, k) == 1) v = substr($i, length(k) + 1)
+    } END { print v }' "$1"
+}
+
+# record NAME FILE PREFIX KEY: appends that value to $tmp/NAME.values; dies
+# when the output has no such figure.
+record() {
+    v=$(field "$2" "$3" "$4")
+    if [ -z "$v" ]; then
+        echo "bench_dp.sh: ($1) printed no '$3 ... $4=' figure:" >&2
+        cat "$2" >&2
+        exit 1
+    fi
+    echo "$v" >>"$tmp/$1.values"
+    printf ' %s %s' "$1" "$v" >&2
+}
+
+ballast() { # ballast NP [extra ballast-train flags]
+    np=$1
+    shift
+    "$mpirun" -np "$np" --bind-to "$bind" "$train" $train_args --batch "$batch" "$@"
+}
+
+figure_a() {
+    run a ballast 1
+    record a "$tmp/a.out" summary: samples_per_s
+}
+figure_b() {
+    run b ballast 2
+    record b "$tmp/b.out" summary: samples_per_s
+}
+figure_c() {
+    run c "$python" "$peer" --plain --threads 1 --hidden 1024,1024,1024 --batch "$batch" \
+        --steps "$peer_steps" --lr 0.05 --data "$data"
+    record c "$tmp/c.out" torch- samples/s
+}
+figure_d() {
+    run d "$python" "$peer" --np 2 --threads 1 --hidden 1024,1024,1024 --batch "$batch" \
+        --steps "$peer_steps" --lr 0.05 --data "$data"
+    record d "$tmp/d.out" torch- samples/s
+}
+figure_e() {
+    run e "$mpirun" -np 2 --bind-to "$bind" "$arbw" --bytes "$grad_bytes" --buckets 3
+    record e1 "$tmp/e.out" "result: mode=allreduce" time_us
+    record e3 "$tmp/e.out" "result: mode=buckets" time_us
+}
+# Two one-rank jobs of batch 128 at once, pinned one per core by taskset
+# (two mpiruns would both bind their rank 0 to core 0): the work of np=2's
+# ranks, with the same sharing of caches and memory, and no communication.
+figure_f() {
+    (taskset -c 0 "$mpirun" -np 1 --bind-to none "$train" $train_args --batch 128 \
+        >"$tmp/f0.out" 2>&1) &
+    pid=$!
+    if ! taskset -c 1 "$mpirun" -np 1 --bind-to none "$train" $train_args --batch 128 \
+        >"$tmp/f1.out" 2>&1; then
+        wait "$pid" || true
+        echo "bench_dp.sh: (f) failed:" >&2
+        cat "$tmp/f1.out" >&2
+        exit 1
+    fi
+    if ! wait "$pid"; then
+        echo "bench_dp.sh: (f) failed:" >&2
+        cat "$tmp/f0.out" >&2
+        exit 1
+    fi
+    f0=$(field "$tmp/f0.out" summary: samples_per_s)
+    f1=$(field "$tmp/f1.out" summary: samples_per_s)
+    [ -n "$f0" ] && [ -n "$f1" ] || {
+        echo "bench_dp.sh: (f) printed no summary" >&2
+        exit 1
+    }
+    # Together they train 256 samples per step pair; the slower sets the pace.
+    v=$(awk -v x="$f0" -v y="$f1" 'BEGIN { m = x < y ? x : y; printf "%.1f", 2 * m }')
+    echo "$v" >>"$tmp/f.values"
+    printf ' f %s' "$v" >&2
+}
+figure_g() {
+    run g ballast 2 --bucket-mb 4096
+    record g "$tmp/g.out" summary: samples_per_s
+}
+figure_h() {
+    run h env OMPI_MCA_coll_libnbc_iallreduce_algorithm=1 "$mpirun" -np 2 --bind-to "$bind" \
+        "$train" $train_args --batch "$batch"
+    record h "$tmp/h.out" summary: samples_per_s
+}
+
+figures="a b"
+[ -n "$peer" ] && figures="$figures c d"
+figures="$figures e"
+[ "$diagnose" = 1 ] && figures="$figures f g h"
+
+# ---- Header --------------------------------------------------------------
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+mpiver=$("$mpirun" --version 2>/dev/null | head -n 1 || true)
+echo "bench_dp: MLP 784-1024-1024-1024-10, batch $batch (global), 1 BLAS thread per rank"
+echo "  ballast: $steps steps per run (samples_per_s of its summary: training time only)"
+[ -n "$peer" ] && echo "  PyTorch peer: $peer, $peer_steps timed steps per run; $("$python" -c \
+    'import torch; print("torch", torch.__version__)' 2>/dev/null)"
+echo "  $reps repetitions, interleaved (the order of the figures rotates)"
+echo "  cpu: ${cpu:-unknown}, $(nproc) online; $mpiver; ballast ranks: --bind-to $bind"
+echo "  loadavg at start: $(cat /proc/loadavg 2>/dev/null || echo unknown)"
+echo
+
+# ---- Measurements, interleaved ------------------------------------------
+r=1
+while [ "$r" -le "$reps" ]; do
+    # rotate the figure order by r - 1, so no figure always runs first
+    set -- $figures
+    k=1
+    while [ "$k" -lt "$r" ]; do
+        first=$1
+        shift
+        set -- "$@" "$first"
+        k=$((k + 1))
+    done
+    printf 'rep %d/%d:' "$r" "$reps" >&2
+    for fig in "$@"; do
+        "figure_$fig"
+    done
+    echo >&2
+    r=$((r + 1))
+done
+
+# ---- Report --------------------------------------------------------------
+# stats NAME: "median min max" of $tmp/NAME.values
+stats() {
+    sort -g "$tmp/$1.values" | awk '{ v[NR] = $1 } END {
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.6g %.6g %.6g\n", m, v[1], v[NR] }'
+}
+# row LABEL NAME: samples/s median, min - max, and the median step time
+row() {
+    set -- "$1" $(stats "$2")
+    awk -v l="$1" -v m="$2" -v lo="$3" -v hi="$4" -v b="$batch" 'BEGIN {
+        printf "%-44s %9.0f   %6.0f - %-6.0f %8.2f\n", l, m, lo, hi, 1e3 * b / m }'
+}
+# ratio LABEL NUM DEN SCALE TARGET: median(NUM) / (SCALE * median(DEN)), and
+# the range of the per-repetition ratios
+ratio() {
+    nm=$(stats "$2" | cut -d' ' -f1)
+    dm=$(stats "$3" | cut -d' ' -f1)
+    paste "$tmp/$2.values" "$tmp/$3.values" | awk -v l="$1" -v nm="$nm" -v dm="$dm" -v s="$4" \
+        -v t="$5" '{ q = $1 / (s * $2); lo = NR == 1 || q < lo ? q : lo; hi = q > hi ? q : hi }
+        END { printf "%-44s %6.3f   (per repetition %.3f - %.3f)   %s\n",
+              l, nm / (s * dm), lo, hi, t }'
+}
+# allreduce LABEL NAME: median time and bandwidths of $grad_bytes over 2 ranks
+allreduce() {
+    set -- "$1" $(stats "$2")
+    awk -v l="$1" -v m="$2" -v lo="$3" -v hi="$4" -v n="$grad_bytes" 'BEGIN {
+        alg = n / (m * 1e-6) * 1e-9
+        printf "%-36s %8.2f   %5.2f - %-5.2f %10.2f %10.2f\n", l, m / 1e3, lo / 1e3, hi / 1e3,
+               alg, alg * 2 * (2 - 1) / 2 }'
+}
+
+echo
+printf '%-44s %9s   %-15s %8s\n' "figure" "samples/s" "min - max" "ms/step"
+row "(a) ballast np=1" a
+row "(b) ballast np=2" b
+if [ -n "$peer" ]; then
+    row "(c) PyTorch plain, 1 thread" c
+    row "(d) PyTorch DDP (gloo) np=2, 1 thread/rank" d
+fi
+if [ "$diagnose" = 1 ]; then
+    row "(f) 2 x np=1 batch 128 side by side, no comm" f
+    row "(g) ballast np=2 --bucket-mb 4096" g
+    row "(h) ballast np=2, libnbc ring iallreduce" h
+fi
+echo
+ratio "scaling efficiency (b) / (2 x (a)):" b a 2 "target >= 0.85"
+if [ -n "$peer" ]; then
+    ratio "ballast np=2 / PyTorch DDP, (b) / (d):" b d 1 "target >= 1.4"
+    ratio "ballast np=2 / PyTorch plain, (b) / (c):" b c 1 ""
+    ratio "PyTorch DDP scaling, (d) / (2 x (c)):" d c 2 ""
+fi
+if [ "$diagnose" = 1 ]; then
+    ratio "no-comm bound, (f) / (2 x (a)):" f a 2 ""
+    ratio "ballast np=2 / no-comm bound, (b) / (f):" b f 1 ""
+fi
+echo
+echo "(e) raw MPI all-reduce of the gradient, $grad_bytes bytes, np=2 (float32 SUM in place):"
+printf '%-36s %8s   %-13s %10s %10s\n' "" "ms" "min - max" "algbw GB/s" "busbw GB/s"
+allreduce "MPI_Allreduce" e1
+allreduce "3 x MPI_Iallreduce + MPI_Waitall" e3
+echo "(bus bandwidth = algbw x 2(n-1)/n, n = 2; GB = 1e9 bytes)"
+echo "ballast's own achieved all-reduce bandwidth: not measured; it awaits per-step"
+echo "communication telemetry in the trainer."
+echo
+# The step-time budget, medians: what np=2 would take with perfect halving
+# of the compute and the raw all-reduce not overlapped at all.
+set -- $(stats a) && ma=$1
+set -- $(stats b) && mb=$1
+set -- $(stats e1) && me1=$1
+set -- $(stats e3) && me3=$1
+awk -v a="$ma" -v b="$mb" -v e1="$me1" -v e3="$me3" -v B="$batch" 'BEGIN {
+    sa = 1e3 * B / a; sb = 1e3 * B / b
+    printf "step budget (medians, ms): np=1 step %.2f; half of it %.2f; np=2 step %.2f\n",
+           sa, sa / 2, sb
+    printf "  np=2 step - np=1 step / 2 = %.2f (compute slowdown and unhidden communication\n",
+           sb - sa / 2
+    printf "  together); raw all-reduce %.2f blocking, %.2f in 3 buckets\n", e1 / 1e3, e3 / 1e3 }'
+if [ "$diagnose" = 1 ]; then
+    set -- $(stats f) && mf=$1
+    awk -v b="$mb" -v f="$mf" -v B="$batch" 'BEGIN {
+        sb = 1e3 * B / b; sf = 1e3 * B / f
+        printf "  (f) compute-only np=2 step %.2f; np=2 step - that = %.2f of communication\n",
+               sf, sb - sf
+        printf "  and synchronisation per step, not hidden by overlap\n" }'
+fi
