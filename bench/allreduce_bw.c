@@ -13,7 +13,7 @@
  *                                ballast tests after every layer of backward),
  *                                then MPI_Waitall. Its "exposed" time is the
  *                                total minus X: the communication the work
- *                                did not hide.
+ *                                did not hide (no bandwidth is derived).
  * One repetition times --iters back-to-back operations after a barrier; its
  * time per operation is the slowest rank's. Rank 0 prints, per mode, the
  * median and range over the repetitions, the algorithm bandwidth
@@ -76,8 +76,10 @@ static void usage(FILE *f)
             "  --warmup W        untimed operations before each mode (default 3)\n"
             "  --help            this text\n"
             "Output: a table, then per mode one line\n"
-            "result: mode=M ranks=P bytes=N time_us=T algbw_GBps=A busbw_GBps=B "
-            "[exposed_us=E]\n",
+            "  result: mode=allreduce|buckets ranks=P bytes=N time_us=T algbw_GBps=A "
+            "busbw_GBps=B\n"
+            "  result: mode=overlap ranks=P bytes=N time_us=T work_us=W exposed_us=T-W\n"
+            "(GB = 1e9 bytes; exit status 1 when a sum came out wrong or MPI failed)\n",
             (long)MLP_GRAD_BYTES);
 }
 
@@ -344,6 +346,9 @@ static void print_header(const bench_t *b)
     printf("  %d reps x %d ops (after %d warm-up ops), time per op = slowest rank's, median\n",
            o->reps, o->iters, o->warmup);
     printf("  %s\n", version);
+    if (b->size == 1) {
+        printf("  one rank: nothing moves, and the bus bandwidth is 0 by definition\n");
+    }
     if (o->buckets > 0) {
         printf("  %d buckets of %d..%d floats", o->buckets,
                b->first[o->buckets] - b->first[o->buckets - 1], b->first[1] - b->first[0]);
@@ -357,30 +362,32 @@ static void print_header(const bench_t *b)
            "busbw GB/s");
 }
 
-/* One table row and one result line; exposed is the time minus the probe's
- * work (overlap mode only, else < 0). */
+/* One table row and one result line. work_s > 0 marks the overlap probe:
+ * its row gives the part of the time not covered by the work ("exposed")
+ * instead of bandwidths, which that time does not measure. */
 static void print_mode(const bench_t *b, const char *name, const char *key, const double *seconds,
                        double work_s, char *results, size_t results_len)
 {
     const options_t *o = b->o;
     summary_t s = summarize(seconds, o->reps);
-    double t = s.median - work_s; /* the communication's share of the time */
-    double algbw = t > 0.0 ? (double)o->nbytes / t * 1e-9 : 0.0;
-    double busbw = algbw * 2.0 * (b->size - 1) / b->size;
     char range[64];
     snprintf(range, sizeof range, "%.0f - %.0f", 1e6 * s.min, 1e6 * s.max);
-    printf("%-34s %10.0f   %-21s %10.2f %10.2f\n", name, 1e6 * s.median, range, algbw, busbw);
     size_t used = strlen(results);
-    snprintf(results + used, results_len - used,
-             "result: mode=%s ranks=%d bytes=%ld time_us=%.1f algbw_GBps=%.3f busbw_GBps=%.3f", key,
-             b->size, o->nbytes, 1e6 * s.median, algbw, busbw);
-    used = strlen(results);
     if (work_s > 0.0) {
-        snprintf(results + used, results_len - used, " work_us=%.1f exposed_us=%.1f\n",
-                 1e6 * work_s, 1e6 * t);
-    } else {
-        snprintf(results + used, results_len - used, "\n");
+        double exposed = s.median - work_s;
+        printf("%-34s %10.0f   %-21s exposed %.0f us\n", name, 1e6 * s.median, range,
+               1e6 * exposed);
+        snprintf(results + used, results_len - used,
+                 "result: mode=%s ranks=%d bytes=%ld time_us=%.1f work_us=%.1f exposed_us=%.1f\n",
+                 key, b->size, o->nbytes, 1e6 * s.median, 1e6 * work_s, 1e6 * exposed);
+        return;
     }
+    double algbw = (double)o->nbytes / s.median * 1e-9;
+    double busbw = algbw * 2.0 * (b->size - 1) / b->size;
+    printf("%-34s %10.0f   %-21s %10.2f %10.2f\n", name, 1e6 * s.median, range, algbw, busbw);
+    snprintf(results + used, results_len - used,
+             "result: mode=%s ranks=%d bytes=%ld time_us=%.1f algbw_GBps=%.3f busbw_GBps=%.3f\n",
+             key, b->size, o->nbytes, 1e6 * s.median, algbw, busbw);
 }
 
 /* ---- Main -------------------------------------------------------------- */
@@ -428,7 +435,7 @@ int main(int argc, char **argv)
     const char *keys[3] = {"allreduce", "buckets", "overlap"};
     snprintf(names[0], sizeof names[0], "MPI_Allreduce");
     snprintf(names[1], sizeof names[1], "%d x MPI_Iallreduce + Waitall", o.buckets);
-    snprintf(names[2], sizeof names[2], "same + %g ms work, exposed", o.compute_ms);
+    snprintf(names[2], sizeof names[2], "same + %g ms of work", o.compute_ms);
     long wrong_here = 0;
     for (int m = MODE_BLOCKING; m <= MODE_OVERLAP; m++) {
         if ((m == MODE_BUCKETS && o.buckets == 0) || (m == MODE_OVERLAP && o.compute_ms <= 0.0)) {

@@ -13,7 +13,9 @@
 #   (c) the PyTorch peer --plain --threads 1          (with --peer)
 #   (d) the PyTorch peer --np 2 --threads 1 (DDP/gloo) (with --peer)
 #   (e) mpirun -np 2 allreduce_bw for the gradient bytes, blocking and in
-#       3 buckets (ballast's default --bucket-mb 4 makes 3 for this model)
+#       3 buckets (ballast's default --bucket-mb 4 makes 3 for this model);
+#       with --diagnose also its overlap probe (the 3 buckets posted, then
+#       16 ms of work with 7 MPI_Testall, then MPI_Waitall)
 # and with --diagnose, to split (b)'s loss into compute and communication:
 #   (f) two independent one-rank runs at --batch 128, side by side, one per
 #       core: the compute of np=2 with no communication at all
@@ -21,6 +23,9 @@
 #   (h) (b) with Open MPI's non-blocking all-reduce forced to the ring
 #       algorithm (OMPI_MCA_coll_libnbc_iallreduce_algorithm=1)
 # See bench/README.md for how to read the output.
+# Word splitting is meant where a list or "median min max" is split into
+# positional parameters.
+# shellcheck disable=SC2046,SC2086
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,12 +67,11 @@ die_usage() {
     exit 2
 }
 
-# A positive integer, or die naming the flag.
-positive() {
+# Dies naming the flag unless $2 is a positive integer.
+check_positive() {
     case $2 in
     '' | *[!0-9]* | 0*) die_usage "$1: '$2' is not a positive integer" ;;
     esac
-    echo "$2"
 }
 
 while [ $# -gt 0 ]; do
@@ -75,11 +79,14 @@ while [ $# -gt 0 ]; do
     --build | --reps | --steps | --peer | --peer-steps | --data | --bind)
         [ $# -ge 2 ] || die_usage "$1: needs a value"
         case $1 in
+        --reps | --steps | --peer-steps) check_positive "$1" "$2" ;;
+        esac
+        case $1 in
         --build) build=$2 ;;
-        --reps) reps=$(positive "$1" "$2") ;;
-        --steps) steps=$(positive "$1" "$2") ;;
+        --reps) reps=$2 ;;
+        --steps) steps=$2 ;;
         --peer) peer=$2 ;;
-        --peer-steps) peer_steps=$(positive "$1" "$2") ;;
+        --peer-steps) peer_steps=$2 ;;
         --data) data=$2 ;;
         --bind)
             case $2 in
@@ -137,7 +144,7 @@ trap 'exit 130' INT TERM
 
 batch=256
 grad_bytes=11653160 # 4 * (784*1024+1024 + 2*(1024*1024+1024) + 1024*10+10)
-train_args="--data $data --layers 1024,1024,1024 --steps $steps --threads 1 --quiet"
+probe_ms=16         # about np=2's backward pass: the work an overlap could hide behind
 
 # run NAME CMD...: runs CMD, its stdout and stderr to $tmp/NAME.out; on
 # failure prints the command and that output, and exits 1.
@@ -172,18 +179,27 @@ record() {
     printf ' %s %s' "$1" "$v" >&2
 }
 
-ballast() { # ballast NP [extra ballast-train flags]
-    np=$1
-    shift
-    "$mpirun" -np "$np" --bind-to "$bind" "$train" $train_args --batch "$batch" "$@"
+# ballast CPU ENV NP BATCH [extra ballast-train flags]: one ballast-train
+# job. CPU: taskset's core for the whole job (the job then binds nothing), or
+# -; ENV: one VAR=VALUE for it, or -.
+ballast() {
+    cpu=$1 var=$2 np=$3 b=$4
+    shift 4
+    bind_to=$bind
+    [ "$cpu" = - ] || bind_to=none
+    set -- "$mpirun" -np "$np" --bind-to "$bind_to" "$train" --data "$data" \
+        --layers 1024,1024,1024 --batch "$b" --steps "$steps" --threads 1 --quiet "$@"
+    [ "$var" = - ] || set -- env "$var" "$@"
+    [ "$cpu" = - ] || set -- taskset -c "$cpu" "$@"
+    "$@"
 }
 
 figure_a() {
-    run a ballast 1
+    run a ballast - - 1 "$batch"
     record a "$tmp/a.out" summary: samples_per_s
 }
 figure_b() {
-    run b ballast 2
+    run b ballast - - 2 "$batch"
     record b "$tmp/b.out" summary: samples_per_s
 }
 figure_c() {
@@ -197,19 +213,20 @@ figure_d() {
     record d "$tmp/d.out" torch- samples/s
 }
 figure_e() {
-    run e "$mpirun" -np 2 --bind-to "$bind" "$arbw" --bytes "$grad_bytes" --buckets 3
+    probe=
+    [ "$diagnose" = 0 ] || probe="--compute-ms $probe_ms --tests 7"
+    run e "$mpirun" -np 2 --bind-to "$bind" "$arbw" --bytes "$grad_bytes" --buckets 3 $probe
     record e1 "$tmp/e.out" "result: mode=allreduce" time_us
     record e3 "$tmp/e.out" "result: mode=buckets" time_us
+    [ "$diagnose" = 0 ] || record ex "$tmp/e.out" "result: mode=overlap" exposed_us
 }
 # Two one-rank jobs of batch 128 at once, pinned one per core by taskset
 # (two mpiruns would both bind their rank 0 to core 0): the work of np=2's
 # ranks, with the same sharing of caches and memory, and no communication.
 figure_f() {
-    (taskset -c 0 "$mpirun" -np 1 --bind-to none "$train" $train_args --batch 128 \
-        >"$tmp/f0.out" 2>&1) &
+    ballast 0 - 1 128 >"$tmp/f0.out" 2>&1 &
     pid=$!
-    if ! taskset -c 1 "$mpirun" -np 1 --bind-to none "$train" $train_args --batch 128 \
-        >"$tmp/f1.out" 2>&1; then
+    if ! ballast 1 - 1 128 >"$tmp/f1.out" 2>&1; then
         wait "$pid" || true
         echo "bench_dp.sh: (f) failed:" >&2
         cat "$tmp/f1.out" >&2
@@ -222,22 +239,21 @@ figure_f() {
     fi
     f0=$(field "$tmp/f0.out" summary: samples_per_s)
     f1=$(field "$tmp/f1.out" summary: samples_per_s)
-    [ -n "$f0" ] && [ -n "$f1" ] || {
+    if [ -z "$f0" ] || [ -z "$f1" ]; then
         echo "bench_dp.sh: (f) printed no summary" >&2
         exit 1
-    }
+    fi
     # Together they train 256 samples per step pair; the slower sets the pace.
     v=$(awk -v x="$f0" -v y="$f1" 'BEGIN { m = x < y ? x : y; printf "%.1f", 2 * m }')
     echo "$v" >>"$tmp/f.values"
     printf ' f %s' "$v" >&2
 }
 figure_g() {
-    run g ballast 2 --bucket-mb 4096
+    run g ballast - - 2 "$batch" --bucket-mb 4096
     record g "$tmp/g.out" summary: samples_per_s
 }
 figure_h() {
-    run h env OMPI_MCA_coll_libnbc_iallreduce_algorithm=1 "$mpirun" -np 2 --bind-to "$bind" \
-        "$train" $train_args --batch "$batch"
+    run h ballast - OMPI_MCA_coll_libnbc_iallreduce_algorithm=1 2 "$batch"
     record h "$tmp/h.out" summary: samples_per_s
 }
 
@@ -250,7 +266,7 @@ figures="$figures e"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 mpiver=$("$mpirun" --version 2>/dev/null | head -n 1 || true)
 echo "bench_dp: MLP 784-1024-1024-1024-10, batch $batch (global), 1 BLAS thread per rank"
-echo "  ballast: $steps steps per run (samples_per_s of its summary: training time only)"
+echo "  ballast: $train, $steps steps per run (samples_per_s of its summary: training only)"
 [ -n "$peer" ] && echo "  PyTorch peer: $peer, $peer_steps timed steps per run; $("$python" -c \
     'import torch; print("torch", torch.__version__)' 2>/dev/null)"
 echo "  $reps repetitions, interleaved (the order of the figures rotates)"
@@ -285,6 +301,9 @@ stats() {
         m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         printf "%.6g %.6g %.6g\n", m, v[1], v[NR] }'
 }
+median() {
+    stats "$1" | cut -d' ' -f1
+}
 # row LABEL NAME: samples/s median, min - max, and the median step time
 row() {
     set -- "$1" $(stats "$2")
@@ -294,8 +313,8 @@ row() {
 # ratio LABEL NUM DEN SCALE TARGET: median(NUM) / (SCALE * median(DEN)), and
 # the range of the per-repetition ratios
 ratio() {
-    nm=$(stats "$2" | cut -d' ' -f1)
-    dm=$(stats "$3" | cut -d' ' -f1)
+    nm=$(median "$2")
+    dm=$(median "$3")
     paste "$tmp/$2.values" "$tmp/$3.values" | awk -v l="$1" -v nm="$nm" -v dm="$dm" -v s="$4" \
         -v t="$5" '{ q = $1 / (s * $2); lo = NR == 1 || q < lo ? q : lo; hi = q > hi ? q : hi }
         END { printf "%-44s %6.3f   (per repetition %.3f - %.3f)   %s\n",
@@ -323,6 +342,22 @@ if [ "$diagnose" = 1 ]; then
     row "(g) ballast np=2 --bucket-mb 4096" g
     row "(h) ballast np=2, libnbc ring iallreduce" h
 fi
+# A figure whose range exceeds 20% of its median says the machine was busy.
+noisy=
+for n in $figures; do
+    [ "$n" = e ] && n="e1 e3"
+    for m in $n; do
+        set -- $(stats "$m")
+        if awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !((hi - lo) > 0.2 * m) }'; then
+            noisy="$noisy $m"
+        fi
+    done
+done
+if [ -n "$noisy" ]; then
+    echo "note: the range of ($(echo $noisy | sed 's/ /), (/g')) exceeds 20% of the median:"
+    echo "  something else ran on the machine; see the per-repetition lines on stderr, rerun"
+fi
+echo "loadavg at end: $(cat /proc/loadavg 2>/dev/null || echo unknown)"
 echo
 ratio "scaling efficiency (b) / (2 x (a)):" b a 2 "target >= 0.85"
 if [ -n "$peer" ]; then
@@ -339,16 +374,25 @@ echo "(e) raw MPI all-reduce of the gradient, $grad_bytes bytes, np=2 (float32 S
 printf '%-36s %8s   %-13s %10s %10s\n' "" "ms" "min - max" "algbw GB/s" "busbw GB/s"
 allreduce "MPI_Allreduce" e1
 allreduce "3 x MPI_Iallreduce + MPI_Waitall" e3
+if [ "$diagnose" = 1 ]; then
+    set -- $(stats ex)
+    awk -v m="$1" -v lo="$2" -v hi="$3" -v w="$probe_ms" 'BEGIN {
+        printf "%-36s %8.2f   %5.2f - %-5.2f (no bandwidth: not a transfer time)\n",
+               "same + " w " ms work, exposed part", m / 1e3, lo / 1e3, hi / 1e3 }'
+    echo "(exposed part: the probe's time minus its ${probe_ms} ms of work in 7 chunks with an"
+    echo " MPI_Testall after each, as ballast tests after every layer; close to the 3-bucket"
+    echo " time, or above it, means the work hid (almost) none of the all-reduce)"
+fi
 echo "(bus bandwidth = algbw x 2(n-1)/n, n = 2; GB = 1e9 bytes)"
 echo "ballast's own achieved all-reduce bandwidth: not measured; it awaits per-step"
 echo "communication telemetry in the trainer."
 echo
 # The step-time budget, medians: what np=2 would take with perfect halving
 # of the compute and the raw all-reduce not overlapped at all.
-set -- $(stats a) && ma=$1
-set -- $(stats b) && mb=$1
-set -- $(stats e1) && me1=$1
-set -- $(stats e3) && me3=$1
+ma=$(median a)
+mb=$(median b)
+me1=$(median e1)
+me3=$(median e3)
 awk -v a="$ma" -v b="$mb" -v e1="$me1" -v e3="$me3" -v B="$batch" 'BEGIN {
     sa = 1e3 * B / a; sb = 1e3 * B / b
     printf "step budget (medians, ms): np=1 step %.2f; half of it %.2f; np=2 step %.2f\n",
@@ -357,7 +401,7 @@ awk -v a="$ma" -v b="$mb" -v e1="$me1" -v e3="$me3" -v B="$batch" 'BEGIN {
            sb - sa / 2
     printf "  together); raw all-reduce %.2f blocking, %.2f in 3 buckets\n", e1 / 1e3, e3 / 1e3 }'
 if [ "$diagnose" = 1 ]; then
-    set -- $(stats f) && mf=$1
+    mf=$(median f)
     awk -v b="$mb" -v f="$mf" -v B="$batch" 'BEGIN {
         sb = 1e3 * B / b; sf = 1e3 * B / f
         printf "  (f) compute-only np=2 step %.2f; np=2 step - that = %.2f of communication\n",

@@ -263,6 +263,17 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 #define BL_TRAIN_CONFIG_VERSION 1
 
+/* An emulated slow rank (testing and demos): from step from_step to
+ * to_step (inclusive; -1: to the end) that rank's compute takes factor
+ * times as long — its measured compute time, then the extra slept. It
+ * changes timings only, never the math. */
+typedef struct bl_slowdown {
+    int rank;
+    double factor; /* >= 1 */
+    long from_step;
+    long to_step;
+} bl_slowdown_t;
+
 typedef struct bl_train_config {
     int version;        /* BL_TRAIN_CONFIG_VERSION */
     int batch;          /* global batch B (samples per step) */
@@ -279,13 +290,26 @@ typedef struct bl_train_config {
     const int *shards;
     int shard_count;
     double bucket_mb; /* gradient all-reduce bucket size in MiB (> 0) */
+    /* Adaptive rebalancing: every rebalance_every steps rank 0 feeds the
+     * window's telemetry to the policy and broadcasts the next shard plan;
+     * every rank applies it at the same step boundary. NULL or "none": the
+     * plan above stays. "static", "proportional", "bandit", "rl". */
+    const char *policy;
+    int rebalance_every;            /* steps per control window (>= 1) */
+    const char *policy_file;        /* rl: a Q-table to start from (raw little-endian
+                                       float64, as ballast-sim writes), or NULL */
+    const char *telemetry_path;     /* rank 0 writes one JSON object per step, or NULL */
+    const char *trace_path;         /* rank 0 writes a Chrome trace-event file, or NULL */
+    const bl_slowdown_t *slowdowns; /* copied; slowdown_count of them */
+    int slowdown_count;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
     {                                                                                              \
         .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .lr = 0.05f, .momentum = 0.9f,           \
         .weight_decay = 0.0f, .seed = 1, .shuffle = 1, .shards = NULL, .shard_count = 0,           \
-        .bucket_mb = 4.0                                                                           \
+        .bucket_mb = 4.0, .policy = NULL, .rebalance_every = 10, .policy_file = NULL,              \
+        .telemetry_path = NULL, .trace_path = NULL, .slowdowns = NULL, .slowdown_count = 0         \
     }
 
 typedef struct bl_trainer bl_trainer_t;
@@ -306,9 +330,11 @@ typedef struct bl_step_info {
     long step;  /* 0-based global step just finished */
     long epoch; /* its epoch */
     long steps_per_epoch;
-    double loss;     /* mean loss of the step's global batch */
-    double accuracy; /* fraction of the step's batch classified right */
-    double seconds;  /* wall time of the step */
+    double loss;       /* mean loss of the step's global batch */
+    double accuracy;   /* fraction of the step's batch classified right */
+    double seconds;    /* wall time of the step */
+    long plan_version; /* the shard plan the NEXT step runs (increments on change) */
+    int plan_changed;  /* the controller changed the plan after this step */
 } bl_step_info_t;
 
 /* Called after every step on every rank; a non-zero return stops the run

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "balancer.h"
 #include "consistency.h"
 #include "dataset_impl.h"
 #include "grad_sync.h"
@@ -23,13 +24,14 @@ struct bl_trainer {
     int offset;            /* this rank's slice: [offset, offset + local) of the batch */
     int local;
     bl_sampler_t sampler;
-    bl_grad_sync_t sync; /* used when P > 1 */
-    bl_workspace_t ws;   /* activations for up to B rows (training slices, eval chunks) */
-    float *velocity;     /* momentum buffer, the params' layout */
-    long *indices;       /* (B) this step's sample indices (the whole global batch) */
-    float *x;            /* (local, features) this rank's inputs */
-    int *labels;         /* (local) */
-    long step;           /* the next global step */
+    bl_balancer_t balancer; /* slowdowns, telemetry, the controller */
+    bl_grad_sync_t sync;    /* used when P > 1 */
+    bl_workspace_t ws;      /* activations for up to B rows (training slices, eval chunks) */
+    float *velocity;        /* momentum buffer, the params' layout */
+    long *indices;          /* (B) this step's sample indices (the whole global batch) */
+    float *x;               /* (local, features) this rank's inputs */
+    int *labels;            /* (local) */
+    long step;              /* the next global step */
 };
 
 static double now_seconds(void)
@@ -124,6 +126,16 @@ static bl_status_t plan_shards(bl_trainer_t *t)
     return BL_OK;
 }
 
+/* This rank's slice of the batch under the current plan. */
+static void locate_slice(bl_trainer_t *t)
+{
+    t->offset = 0;
+    for (int r = 0; r < t->rt->rank; r++) {
+        t->offset += t->shards[r];
+    }
+    t->local = t->shards[t->rt->rank];
+}
+
 /* What every rank must agree on before step 0. */
 static bl_status_t check_ranks_agree(bl_trainer_t *t)
 {
@@ -153,6 +165,7 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
         {"training set samples", BL_CHECK_INT, (uint64_t)t->data->count},
         {"training set features", BL_CHECK_INT, (uint64_t)t->data->features},
         {"training set classes", BL_CHECK_INT, (uint64_t)t->data->classes},
+        {"rebalancing settings", BL_CHECK_DIGEST, bl_balancer_digest(c)},
     };
     return bl_check_same_on_all_ranks(t->rt, "start-up check", fields,
                                       (int)(sizeof fields / sizeof fields[0]));
@@ -200,10 +213,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     t->cfg.shards = t->shards;
     t->cfg.shard_count = rt->size;
-    for (int r = 0; r < rt->rank; r++) {
-        t->offset += t->shards[r];
-    }
-    t->local = t->shards[rt->rank];
+    locate_slice(t);
 
     bl_error_t err = {0};
     st = bl_sampler_init(&t->sampler, train->count, cfg->batch, cfg->seed, cfg->shuffle, a, &err);
@@ -222,6 +232,10 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (t->velocity == NULL || t->indices == NULL || t->x == NULL || t->labels == NULL) {
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for the optimizer state and a batch of %d",
                      cfg->batch);
+        goto fail;
+    }
+    st = bl_balancer_init(&t->balancer, rt, cfg);
+    if (st != BL_OK) {
         goto fail;
     }
     if (rt->size > 1) {
@@ -250,6 +264,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     bl_sampler_free(&t->sampler);
+    bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
     bl_workspace_free(a, &t->ws);
     bl_mem_free(a, t->shards);
@@ -280,6 +295,10 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     const bl_kernels_t *k = t->rt->device.kernels;
     int B = t->cfg.batch;
     int parallel = t->rt->size > 1;
+    bl_step_record_t record = {.step = (double)t->step,
+                               .samples = t->local,
+                               .start_s = bl_balancer_now(&t->balancer),
+                               .plan = (double)t->balancer.ctl.version};
     double start = now_seconds();
 
     /* Every rank draws the whole global batch and computes its slice. */
@@ -301,6 +320,9 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     if (st != BL_OK) {
         return st;
     }
+    double computed = now_seconds();
+    record.compute_s = bl_balancer_slow_down(&t->balancer, t->step, computed - start);
+    double synced = now_seconds();
     if (parallel) {
         /* Gradient sums, loss and accuracy over every rank's samples; each
          * bucket is updated as soon as its reduction lands. */
@@ -311,6 +333,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     } else {
         update_slice(0, m->param_count, t);
     }
+    record.sync_s = now_seconds() - synced;
 
     info->step = t->step;
     info->steps_per_epoch = t->sampler.steps_per_epoch;
@@ -319,7 +342,13 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     info->accuracy = (double)correct / B;
     info->seconds = now_seconds() - start;
     t->step++;
-    return BL_OK;
+    /* Telemetry, and at a window's end the controller's plan for the next
+     * step (the same on every rank). */
+    st = bl_balancer_after_step(&t->balancer, &record, info, t->shards);
+    if (st == BL_OK && info->plan_changed) {
+        locate_slice(t);
+    }
+    return st;
 }
 
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)
@@ -340,7 +369,8 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
             break;
         }
     }
-    return BL_OK;
+    /* The last step's telemetry, so the files are complete after a run. */
+    return bl_balancer_flush(&t->balancer);
 }
 
 long bl_trainer_step(const bl_trainer_t *t)

@@ -7,7 +7,7 @@
 set -eu
 
 packages="build-essential cmake pkgconf libopenmpi-dev openmpi-bin libopenblas-dev \
-libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist"
+libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq"
 for arg in "$@"; do
     case "$arg" in
     --peers) packages="$packages python3-torch" ;;

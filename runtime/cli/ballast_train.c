@@ -86,8 +86,9 @@ static int on_step(const bl_step_info_t *info, void *arg)
     format_duration((double)(p->total_steps - p->done) / (double)p->done * (now - p->start), eta,
                     sizeof eta);
     long epochs = (p->total_steps + info->steps_per_epoch - 1) / info->steps_per_epoch;
-    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s\n", p->done, p->total_steps,
-           info->epoch + 1, epochs, p->window_loss / (double)steps, rate, eta);
+    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s plan v%ld\n", p->done,
+           p->total_steps, info->epoch + 1, epochs, p->window_loss / (double)steps, rate, eta,
+           info->plan_version);
     fflush(stdout);
     p->last_print = now;
     p->last_step = p->done;
@@ -204,6 +205,13 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.shards = o->shard_count > 0 ? o->shards : NULL;
     cfg.shard_count = o->shard_count;
     cfg.bucket_mb = o->bucket_mb;
+    cfg.policy = o->policy;
+    cfg.rebalance_every = o->rebalance_every;
+    cfg.policy_file = o->policy_file;
+    cfg.telemetry_path = o->telemetry_path;
+    cfg.trace_path = o->trace_path;
+    cfg.slowdowns = o->slowdowns;
+    cfg.slowdown_count = o->slowdown_count;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }

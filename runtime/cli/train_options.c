@@ -40,6 +40,17 @@ static const char usage_text[] =
     "  --shards B0,B1,...    samples of each step's global batch that each rank computes, one\n"
     "                        size per rank, summing to --batch (default: as even as possible)\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
+    "Adaptive rebalancing:\n"
+    "  --policy NAME         none (the plan stays), static (even), proportional (shards in\n"
+    "                        proportion to measured speed), bandit (discounted UCB over how far\n"
+    "                        to move towards that), rl (online Q-learning) (default none)\n"
+    "  --rebalance-every K   steps per control window (default 10)\n"
+    "  --policy-file FILE    rl: start from this Q-table (raw float64, from ballast-sim)\n"
+    "  --emulate-slowdown RANK:FACTOR[@FROM[-TO]]\n"
+    "                        make RANK's compute FACTOR times slower from step FROM to TO\n"
+    "                        (default: all steps); repeatable; timings only, never the math\n"
+    "  --telemetry FILE      rank 0 writes one JSON object per step\n"
+    "  --trace FILE          rank 0 writes a Chrome trace (open in Perfetto)\n"
     "Running:\n"
     "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
     "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
@@ -158,6 +169,45 @@ static int parse_int_list(const char *flag, const char *text, long lo, long hi, 
     return 0;
 }
 
+/* RANK:FACTOR[@FROM[-TO]], e.g. 1:2, 1:2@100, 1:2@100-200. */
+static int parse_slowdown(const char *flag, const char *arg, train_options_t *o, char *err,
+                          size_t errlen)
+{
+    if (o->slowdown_count == TRAIN_MAX_SLOWDOWNS) {
+        return fail(err, errlen, "%s: more than %d given", flag, TRAIN_MAX_SLOWDOWNS);
+    }
+    bl_slowdown_t s = {.from_step = 0, .to_step = -1};
+    char *end = NULL;
+    errno = 0;
+    long rank = strtol(arg, &end, 10);
+    if (end == arg || *end != ':' || errno == ERANGE || rank < 0 || rank > INT_MAX ||
+        arg[0] == '+' || arg[0] == ' ') {
+        return fail(err, errlen, "%s: '%s' is not RANK:FACTOR[@FROM[-TO]]", flag, arg);
+    }
+    const char *p = end + 1;
+    s.rank = (int)rank;
+    s.factor = strtod(p, &end);
+    if (end == p || (*end != '\0' && *end != '@') || !isfinite(s.factor) || s.factor < 1.0) {
+        return fail(err, errlen, "%s: '%s': the factor must be a number >= 1", flag, arg);
+    }
+    if (*end == '@') {
+        p = end + 1;
+        s.from_step = strtol(p, &end, 10);
+        if (end == p || s.from_step < 0 || (*end != '\0' && *end != '-')) {
+            return fail(err, errlen, "%s: '%s': FROM must be a step >= 0", flag, arg);
+        }
+        if (*end == '-') {
+            p = end + 1;
+            s.to_step = strtol(p, &end, 10);
+            if (end == p || *end != '\0' || s.to_step < s.from_step) {
+                return fail(err, errlen, "%s: '%s': TO must be a step >= FROM", flag, arg);
+            }
+        }
+    }
+    o->slowdowns[o->slowdown_count++] = s;
+    return 0;
+}
+
 enum {
     OPT_DATA = 256,
     OPT_LAYERS,
@@ -176,6 +226,12 @@ enum {
     OPT_EVAL_EVERY,
     OPT_SHARDS,
     OPT_BUCKET_MB,
+    OPT_POLICY,
+    OPT_REBALANCE_EVERY,
+    OPT_POLICY_FILE,
+    OPT_SLOWDOWN,
+    OPT_TELEMETRY,
+    OPT_TRACE,
     OPT_QUIET,
     OPT_HELP,
 };
@@ -198,6 +254,12 @@ static const struct option long_options[] = {
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
     {"shards", required_argument, NULL, OPT_SHARDS},
     {"bucket-mb", required_argument, NULL, OPT_BUCKET_MB},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"rebalance-every", required_argument, NULL, OPT_REBALANCE_EVERY},
+    {"policy-file", required_argument, NULL, OPT_POLICY_FILE},
+    {"emulate-slowdown", required_argument, NULL, OPT_SLOWDOWN},
+    {"telemetry", required_argument, NULL, OPT_TELEMETRY},
+    {"trace", required_argument, NULL, OPT_TRACE},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -220,6 +282,8 @@ static void set_defaults(train_options_t *o)
     o->shuffle = 1;
     o->progress_seconds = 5.0;
     o->bucket_mb = 4.0;
+    o->policy = "none";
+    o->rebalance_every = 10;
 }
 
 /* Applies one flag's value; 0 or -1 with err set. */
@@ -296,6 +360,30 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return parse_real(flag, arg, 0.0, 1e6, 0, &o->progress_seconds, err, errlen);
     case OPT_EVAL_EVERY:
         return parse_long(flag, arg, 0, 1000000, &o->eval_every, err, errlen);
+    case OPT_POLICY: {
+        static const char *const names[] = {"none", "static", "proportional", "bandit", "rl"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            if (strcmp(arg, names[i]) == 0) {
+                o->policy = names[i];
+                return 0;
+            }
+        }
+        return fail(err, errlen, "%s: '%s' is not one of none, static, proportional, bandit, rl",
+                    flag, arg);
+    }
+    case OPT_REBALANCE_EVERY:
+        return parse_int(flag, arg, 1, 1000000, &o->rebalance_every, err, errlen);
+    case OPT_POLICY_FILE:
+        o->policy_file = arg;
+        return 0;
+    case OPT_SLOWDOWN:
+        return parse_slowdown(flag, arg, o, err, errlen);
+    case OPT_TELEMETRY:
+        o->telemetry_path = arg;
+        return 0;
+    case OPT_TRACE:
+        o->trace_path = arg;
+        return 0;
     case OPT_QUIET:
         o->quiet = 1;
         return 0;
@@ -348,6 +436,12 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
 
 int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen)
 {
+    for (int i = 0; i < o->slowdown_count; i++) {
+        if (o->slowdowns[i].rank >= ranks) {
+            return fail(err, errlen, "--emulate-slowdown: rank %d, but the job has ranks 0..%d",
+                        o->slowdowns[i].rank, ranks - 1);
+        }
+    }
     if (o->shard_count == 0) {
         return 0;
     }

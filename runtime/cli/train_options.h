@@ -6,8 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TRAIN_MAX_LAYERS 64
-#define TRAIN_MAX_RANKS  4096 /* --shards values */
+#include "ballast.h"
+
+#define TRAIN_MAX_LAYERS    64
+#define TRAIN_MAX_RANKS     4096 /* --shards values */
+#define TRAIN_MAX_SLOWDOWNS 16
 
 typedef struct train_options {
     const char *data_dir;         /* holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] */
@@ -25,6 +28,13 @@ typedef struct train_options {
     int shards[TRAIN_MAX_RANKS]; /* --shards: samples of each rank's slice */
     int shard_count;             /* 0: an even split */
     double bucket_mb;            /* gradient all-reduce bucket (MiB) */
+    const char *policy;          /* none|static|proportional|bandit|rl */
+    int rebalance_every;
+    const char *policy_file;
+    const char *telemetry_path;
+    const char *trace_path;
+    bl_slowdown_t slowdowns[TRAIN_MAX_SLOWDOWNS];
+    int slowdown_count;
     const char *init_params;
     const char *save_params;
     double progress_seconds; /* between progress lines */

@@ -1,0 +1,69 @@
+/* Internal to partition/ (not installed, not for callers): allocation
+ * through the caller's hooks, and the few helpers the estimator, plan and
+ * policy files share. Pure like the rest of partition/. */
+#ifndef BL_PARTITION_ALLOC_H
+#define BL_PARTITION_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "policy.h"
+
+/* count elements of each bytes through a's hooks (a NULL or a->alloc NULL:
+ * malloc). NULL when count·each overflows or memory is short. A count of 0
+ * still gets a (1-element) block, so NULL always means failure. */
+static inline void *bl_part_alloc(const bl_part_allocator_t *a, size_t count, size_t each)
+{
+    if (count == 0) {
+        count = 1;
+    }
+    if (each == 0 || count > SIZE_MAX / each) {
+        return NULL;
+    }
+    if (a != NULL && a->alloc != NULL) {
+        return a->alloc(count * each, a->ctx);
+    }
+    return malloc(count * each);
+}
+
+/* Releases what bl_part_alloc gave (a NULL or a->release NULL: free). NULL
+ * is a no-op. */
+static inline void bl_part_free(const bl_part_allocator_t *a, void *ptr)
+{
+    if (ptr == NULL) {
+        return;
+    }
+    if (a != NULL && a->release != NULL) {
+        a->release(ptr, a->ctx);
+        return;
+    }
+    free(ptr);
+}
+
+/* The real-valued share of part i (samples, >= 0) for bl_part_round. */
+typedef double (*bl_part_quota_fn)(const void *ctx, int i);
+
+/* Largest-remainder rounding of real quotas that sum to total (up to
+ * floating-point rounding): shares[i] = floor(quota(i)), then the units
+ * left go one each to the largest fractional parts, ties to the lower
+ * index; an overshoot (rounding) is taken back from the largest share.
+ * This is bl_split_proportional's rule, in O(parts · 64) instead of
+ * O(parts²) (the threshold remainder is found by bisection on its bits),
+ * so 65,536 ranks take milliseconds. rem (parts doubles) is optional
+ * scratch; NULL recomputes the quotas (callers without an allocator).
+ * Σ shares == total on return. */
+void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ctx, double *rem,
+                   long *shares);
+
+/* bl_plan_proportional with optional scratch (ranks doubles, or NULL) for
+ * the rounding. */
+int bl_part_plan(long batch, int ranks, const double *speeds, const long *min_shard,
+                 const long *max_shard, long *shards, double *rem);
+
+/* The estimator's noise level: the mean over observed ranks of the
+ * relative sigma of a window's speed (e.g. 0.03 = 3%); 0 before any
+ * observation. */
+double bl_part_estimator_noise(const bl_estimator_t *e);
+
+#endif /* BL_PARTITION_ALLOC_H */

@@ -1,0 +1,231 @@
+/* Per-rank speed estimation: an EMA of samples per second of compute, an
+ * EMA of the squared relative deviation (the noise), and change detection.
+ *
+ * A window's observed speed x is compared with the estimate s: the
+ * relative deviation d = (x − s)/s is "out of band" when |d| exceeds
+ * change_sigma·σ, with σ the rank's noise (sqrt of its EMA of d²) but at
+ * least SIGMA_FLOOR. change_windows out-of-band windows in a row, all on
+ * the same side, are a real change: the estimate jumps to the mean of
+ * those windows' observations, the noise returns to its value before them
+ * (they were a shift, not noise), and {rank, new/old} is reported. Until
+ * then each window moves the EMA by alpha only, so an isolated outlier is
+ * not chased; its d² enters the noise winsorised at the band's edge, so
+ * one spike cannot blind the detector for long. */
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "policy.h"
+
+/* The least relative sigma the detector assumes (2%): with noise-free
+ * input the noise EMA is 0, and without a floor a 1e-12 jitter would be
+ * "beyond 4 sigmas". With the default 4 sigmas, shifts under 8% are never
+ * called changes; the EMA tracks them instead. */
+#define SIGMA_FLOOR 0.02
+
+struct bl_estimator {
+    bl_part_allocator_t a;
+    int ranks;
+    bl_estimator_params_t params;
+    double *speed;   /* EMA, samples/s; 0: never observed */
+    double *var;     /* EMA of the squared relative deviation (dimensionless) */
+    double *ref;     /* during a run: the estimate before it (the reference) */
+    double *ref_var; /* during a run: the noise before it */
+    double *run_sum; /* during a run: Σ observed speeds, samples/s */
+    int *run;        /* out-of-band windows in a row: > 0 faster, < 0 slower */
+    bl_speed_change_t *changes; /* the last update's changes (at most one per rank) */
+    int nchanges;
+};
+
+static int params_valid(const bl_estimator_params_t *p)
+{
+    return p->alpha > 0.0 && p->alpha <= 1.0 && p->change_sigma > 0.0 &&
+           isfinite(p->change_sigma) && p->change_windows >= 1;
+}
+
+int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
+                        const bl_part_allocator_t *a, bl_estimator_t **out)
+{
+    if (out == NULL) {
+        return -1;
+    }
+    *out = NULL;
+    bl_estimator_params_t defaults = BL_ESTIMATOR_PARAMS_DEFAULT;
+    if (params == NULL) {
+        params = &defaults;
+    }
+    if (ranks < 1 || !params_valid(params)) {
+        return -1;
+    }
+    bl_estimator_t *e = bl_part_alloc(a, 1, sizeof *e);
+    if (e == NULL) {
+        return -1;
+    }
+    memset(e, 0, sizeof *e);
+    if (a != NULL) {
+        e->a = *a;
+    }
+    e->ranks = ranks;
+    e->params = *params;
+    size_t n = (size_t)ranks;
+    e->speed = bl_part_alloc(a, n, sizeof *e->speed);
+    e->var = bl_part_alloc(a, n, sizeof *e->var);
+    e->ref = bl_part_alloc(a, n, sizeof *e->ref);
+    e->ref_var = bl_part_alloc(a, n, sizeof *e->ref_var);
+    e->run_sum = bl_part_alloc(a, n, sizeof *e->run_sum);
+    e->run = bl_part_alloc(a, n, sizeof *e->run);
+    e->changes = bl_part_alloc(a, n, sizeof *e->changes);
+    if (e->speed == NULL || e->var == NULL || e->ref == NULL || e->ref_var == NULL ||
+        e->run_sum == NULL || e->run == NULL || e->changes == NULL) {
+        goto fail;
+    }
+    for (int r = 0; r < ranks; r++) {
+        e->speed[r] = 0.0;
+        e->var[r] = 0.0;
+        e->ref[r] = 0.0;
+        e->ref_var[r] = 0.0;
+        e->run_sum[r] = 0.0;
+        e->run[r] = 0;
+    }
+    *out = e;
+    return 0;
+fail:
+    bl_estimator_destroy(e);
+    return -1;
+}
+
+void bl_estimator_destroy(bl_estimator_t *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    bl_part_allocator_t a = e->a;
+    bl_part_free(&a, e->speed);
+    bl_part_free(&a, e->var);
+    bl_part_free(&a, e->ref);
+    bl_part_free(&a, e->ref_var);
+    bl_part_free(&a, e->run_sum);
+    bl_part_free(&a, e->run);
+    bl_part_free(&a, e->changes);
+    bl_part_free(&a, e);
+}
+
+static int obs_valid(const bl_rank_obs_t *o)
+{
+    return o->samples >= 0.0 && isfinite(o->samples) && o->compute_s >= 0.0 &&
+           isfinite(o->compute_s) && o->comm_s >= 0.0 && isfinite(o->comm_s) &&
+           o->wait_s >= 0.0 && isfinite(o->wait_s);
+}
+
+/* One rank's window at speed x (samples/s, finite, > 0). Returns 1 and
+ * fills *change when it completes a change. */
+static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change)
+{
+    const double alpha = e->params.alpha, band = e->params.change_sigma;
+    if (e->speed[r] == 0.0) {
+        e->speed[r] = x; /* the first observation initialises */
+        e->var[r] = 0.0;
+        e->run[r] = 0;
+        return 0;
+    }
+    /* During a run, deviations are judged against the estimate and noise
+     * from before it: the EMA drifting toward the new level must not hide a
+     * shift that needs more than two windows to confirm. */
+    double reference = e->run[r] != 0 ? e->ref[r] : e->speed[r];
+    double var = e->run[r] != 0 ? e->ref_var[r] : e->var[r];
+    double sigma = sqrt(var) > SIGMA_FLOOR ? sqrt(var) : SIGMA_FLOOR;
+    double d = (x - reference) / reference;
+    double now = (x - e->speed[r]) / e->speed[r]; /* against the EMA, for the noise */
+    double edge = band * sigma;
+    if (fabs(d) <= edge) {
+        e->run[r] = 0; /* back in band: what went before was an outlier */
+        e->speed[r] += alpha * (x - e->speed[r]);
+        e->var[r] += alpha * (now * now - e->var[r]);
+        return 0;
+    }
+    int dir = d > 0.0 ? 1 : -1;
+    if (e->run[r] == 0) {
+        e->ref[r] = e->speed[r];
+        e->ref_var[r] = e->var[r];
+    }
+    if (e->run[r] == 0 || (e->run[r] > 0) != (dir > 0)) {
+        e->run[r] = dir; /* a new run (the other side's run is dropped) */
+        e->run_sum[r] = x;
+    } else {
+        e->run[r] += dir;
+        e->run_sum[r] += x;
+    }
+    int length = e->run[r] > 0 ? e->run[r] : -e->run[r];
+    if (length >= e->params.change_windows) {
+        double level = e->run_sum[r] / (double)length;
+        change->rank = r;
+        change->factor = level / e->ref[r];
+        e->speed[r] = level;
+        e->var[r] = e->ref_var[r];
+        e->run[r] = 0;
+        return 1;
+    }
+    double capped = now * now < edge * edge ? now * now : edge * edge;
+    e->speed[r] += alpha * (x - e->speed[r]);
+    e->var[r] += alpha * (capped - e->var[r]);
+    return 0;
+}
+
+/* Returns -1 (and changes nothing) when e or obs is NULL or an observation
+ * is negative or not finite. */
+int bl_estimator_update(bl_estimator_t *e, const bl_rank_obs_t *obs, bl_speed_change_t *changes,
+                        int max_changes)
+{
+    if (e == NULL || obs == NULL) {
+        return -1;
+    }
+    for (int r = 0; r < e->ranks; r++) {
+        if (!obs_valid(&obs[r])) {
+            return -1;
+        }
+    }
+    e->nchanges = 0;
+    for (int r = 0; r < e->ranks; r++) {
+        /* No samples or no time: nothing learnt; the estimate stays. */
+        if (!(obs[r].samples > 0.0) || !(obs[r].compute_s > 0.0)) {
+            continue;
+        }
+        double x = obs[r].samples / obs[r].compute_s;
+        if (!(x > 0.0) || !isfinite(x)) {
+            continue;
+        }
+        e->nchanges += observe(e, r, x, &e->changes[e->nchanges]);
+    }
+    return bl_estimator_last_changes(e, changes, max_changes);
+}
+
+int bl_estimator_last_changes(const bl_estimator_t *e, bl_speed_change_t *changes, int max)
+{
+    if (e == NULL) {
+        return 0;
+    }
+    if (changes != NULL) {
+        for (int i = 0; i < e->nchanges && i < max; i++) {
+            changes[i] = e->changes[i];
+        }
+    }
+    return e->nchanges;
+}
+
+const double *bl_estimator_speeds(const bl_estimator_t *e)
+{
+    return e != NULL ? e->speed : NULL;
+}
+
+double bl_part_estimator_noise(const bl_estimator_t *e)
+{
+    double sum = 0.0;
+    int n = 0;
+    for (int r = 0; r < e->ranks; r++) {
+        if (e->speed[r] > 0.0) {
+            sum += sqrt(e->var[r]);
+            n++;
+        }
+    }
+    return n > 0 ? sum / (double)n : 0.0;
+}

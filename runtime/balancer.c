@@ -1,0 +1,247 @@
+/* Emulated slowdowns, telemetry and the controller, around the step loop. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "balancer.h"
+#include "consistency.h"
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double bl_balancer_now(const bl_balancer_t *b)
+{
+    return monotonic_seconds() - b->t0;
+}
+
+static int uses_policy(const bl_train_config_t *cfg)
+{
+    return cfg->policy != NULL && strcmp(cfg->policy, "none") != 0;
+}
+
+uint64_t bl_balancer_digest(const bl_train_config_t *cfg)
+{
+    const char *policy = uses_policy(cfg) ? cfg->policy : "none";
+    uint64_t d = bl_digest(policy, strlen(policy));
+    d = bl_seed_mix(d, (uint64_t)cfg->rebalance_every);
+    if (cfg->slowdown_count > 0 && cfg->slowdowns != NULL) {
+        d = bl_seed_mix(
+            d, bl_digest(cfg->slowdowns, (size_t)cfg->slowdown_count * sizeof *cfg->slowdowns));
+    }
+    return d;
+}
+
+static bl_status_t check_slowdowns(bl_runtime_t *rt, const bl_train_config_t *cfg)
+{
+    if (cfg->slowdown_count < 0 || (cfg->slowdown_count > 0 && cfg->slowdowns == NULL)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "slowdowns: %d given with %s array",
+                       cfg->slowdown_count, cfg->slowdowns == NULL ? "no" : "an");
+    }
+    for (int i = 0; i < cfg->slowdown_count; i++) {
+        const bl_slowdown_t *s = &cfg->slowdowns[i];
+        if (s->rank < 0 || s->rank >= rt->size) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: rank %d is outside the job's ranks 0..%d", i, s->rank,
+                           rt->size - 1);
+        }
+        if (!(s->factor >= 1.0) || !isfinite(s->factor)) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: factor %g must be a finite number >= 1", i, s->factor);
+        }
+        if (s->from_step < 0 || (s->to_step != -1 && s->to_step < s->from_step)) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: steps %ld-%ld are not a range from >= 0 (to -1: the end)",
+                           i, s->from_step, s->to_step);
+        }
+    }
+    return BL_OK;
+}
+
+/* Rank 0: reads an rl Q-table file (raw little-endian float64). */
+static bl_status_t load_policy_file(bl_runtime_t *rt, const char *path, double *table, size_t count)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return bl_fail(rt, BL_ERR_IO, "policy file %s: cannot open: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    bl_status_t st = BL_OK;
+    if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size != count * sizeof(double)) {
+        st = bl_fail(rt, BL_ERR_FORMAT,
+                     "policy file %s: holds %lld bytes; an rl table is %zu float64 (%zu bytes)",
+                     path, (long long)sb.st_size, count, count * sizeof(double));
+    } else if (fread(table, sizeof(double), count, f) != count) {
+        st = bl_fail(rt, BL_ERR_IO, "policy file %s: short read", path);
+    }
+    for (size_t i = 0; st == BL_OK && i < count; i++) {
+        if (!isfinite(table[i])) {
+            st = bl_fail(rt, BL_ERR_FORMAT, "policy file %s: value %zu is not finite", path, i);
+        }
+    }
+    fclose(f);
+    return st;
+}
+
+bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg)
+{
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    memset(b, 0, sizeof *b);
+    b->rt = rt;
+    bl_status_t st = check_slowdowns(rt, cfg);
+    if (st == BL_OK && cfg->rebalance_every < 1) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG, "rebalance interval %d must be at least 1 step",
+                     cfg->rebalance_every);
+    }
+    if (st == BL_OK && cfg->policy_file != NULL &&
+        (!uses_policy(cfg) || strcmp(cfg->policy, "rl") != 0)) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG, "a policy file %s applies to the rl policy only",
+                     cfg->policy_file);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    if (cfg->slowdown_count > 0) {
+        b->slowdowns = bl_mem_array(a, (size_t)cfg->slowdown_count, sizeof *b->slowdowns);
+        if (b->slowdowns == NULL) {
+            return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d slowdowns", cfg->slowdown_count);
+        }
+        memcpy(b->slowdowns, cfg->slowdowns, (size_t)cfg->slowdown_count * sizeof *b->slowdowns);
+        b->slowdown_count = cfg->slowdown_count;
+    }
+    b->controller_on = uses_policy(cfg);
+    b->telemetry_on =
+        rt->size > 1 || b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
+    /* A common time origin for the trace: everyone leaves a barrier. */
+    if (b->telemetry_on) {
+        int rc = MPI_Barrier(rt->comm);
+        if (rc != MPI_SUCCESS) {
+            st = bl_fail_mpi(rt, rc, "MPI_Barrier before the first step");
+            goto fail;
+        }
+    }
+    b->t0 = monotonic_seconds();
+    if (b->telemetry_on) {
+        st = bl_telemetry_init(&b->tm, rt, cfg->telemetry_path, cfg->trace_path);
+        if (st != BL_OK) {
+            goto fail;
+        }
+        b->prev_shards = bl_mem_array(a, (size_t)rt->size, sizeof *b->prev_shards);
+        if (b->prev_shards == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for telemetry of %d ranks", rt->size);
+            goto fail;
+        }
+    }
+    if (b->controller_on) {
+        double table[BL_RL_STATES * BL_RL_ACTIONS];
+        const double *q_init = NULL;
+        if (cfg->policy_file != NULL && rt->rank == 0) {
+            st = load_policy_file(rt, cfg->policy_file, table, BL_RL_STATES * BL_RL_ACTIONS);
+            q_init = table;
+        }
+        /* A file error on rank 0 reaches the others through the controller's
+         * set-up agreement; rank 0 keeps its own message. */
+        if (st == BL_OK) {
+            st = bl_controller_init(&b->ctl, rt, cfg->policy, cfg->rebalance_every, cfg->batch,
+                                    cfg->seed, q_init);
+        } else {
+            int failed = 1, any = 0;
+            MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
+        }
+        if (st != BL_OK) {
+            goto fail;
+        }
+    }
+    return BL_OK;
+fail:
+    bl_balancer_free(b);
+    return st;
+}
+
+void bl_balancer_free(bl_balancer_t *b)
+{
+    if (b->rt == NULL) {
+        return;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(b->rt);
+    bl_controller_free(&b->ctl);
+    bl_telemetry_close(&b->tm);
+    bl_mem_free(a, b->slowdowns);
+    bl_mem_free(a, b->prev_shards);
+    memset(b, 0, sizeof *b);
+}
+
+double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s)
+{
+    double factor = 1.0;
+    for (int i = 0; i < b->slowdown_count; i++) {
+        const bl_slowdown_t *s = &b->slowdowns[i];
+        if (s->rank == b->rt->rank && step >= s->from_step &&
+            (s->to_step == -1 || step <= s->to_step)) {
+            factor *= s->factor;
+        }
+    }
+    if (factor <= 1.0) {
+        return compute_s;
+    }
+    double extra = (factor - 1.0) * compute_s;
+    struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return factor * compute_s;
+}
+
+/* Rank 0: the records of the step before the current one arrived. */
+static void on_records(const bl_step_record_t *records, void *arg)
+{
+    bl_balancer_t *b = arg;
+    if (b->controller_on) {
+        bl_controller_observe(&b->ctl, records);
+    }
+    if (b->have_prev) {
+        char extra[1024] = "";
+        if (b->controller_on && b->ctl.decided && b->ctl.decided_at == b->prev_info.step) {
+            bl_controller_describe(&b->ctl, extra, sizeof extra);
+        }
+        bl_telemetry_write_step(&b->tm, records, b->prev_shards, b->prev_info.loss,
+                                b->prev_info.accuracy, extra);
+        bl_telemetry_trace_step(&b->tm, records);
+    }
+}
+
+bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
+                                   bl_step_info_t *info, int *shards)
+{
+    info->plan_changed = 0;
+    info->plan_version = b->controller_on ? b->ctl.version : 0;
+    if (!b->telemetry_on) {
+        return BL_OK;
+    }
+    /* Delivers the previous step's records (written with the previous
+     * step's info), then starts this step's gather. */
+    bl_status_t st = bl_telemetry_step(&b->tm, record, on_records, b);
+    if (st != BL_OK) {
+        return st;
+    }
+    if (b->rt->rank == 0) {
+        b->prev_info = *info;
+        memcpy(b->prev_shards, shards, (size_t)b->rt->size * sizeof *shards);
+        b->have_prev = 1;
+    }
+    if (b->controller_on) {
+        st = bl_controller_boundary(&b->ctl, info->step, shards, &info->plan_changed);
+        info->plan_version = b->ctl.version;
+    }
+    return st;
+}
+
+bl_status_t bl_balancer_flush(bl_balancer_t *b)
+{
+    return b->telemetry_on ? bl_telemetry_flush(&b->tm, on_records, b) : BL_OK;
+}

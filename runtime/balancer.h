@@ -1,0 +1,53 @@
+/* The trainer's adaptive side, kept out of the step loop: emulated
+ * slowdowns, per-step telemetry (records, gather, files) and the rank-0
+ * controller that rebalances shards. */
+#ifndef BL_BALANCER_H
+#define BL_BALANCER_H
+
+#include "controller.h"
+#include "telemetry.h"
+
+typedef struct bl_balancer {
+    bl_runtime_t *rt;
+    bl_slowdown_t *slowdowns; /* copied from the config */
+    int slowdown_count;
+    int telemetry_on; /* records gathered every step (P > 1, a file, or a policy) */
+    bl_telemetry_t tm;
+    double t0;         /* common time origin (after a barrier), seconds */
+    int controller_on; /* a policy other than none */
+    bl_controller_t ctl;
+    /* rank 0: what the telemetry line of the step whose records arrive
+     * next needs (records come one step late) */
+    bl_step_info_t prev_info;
+    int *prev_shards;
+    int have_prev;
+} bl_balancer_t;
+
+/* Collective. Validates the slowdowns and the policy, opens the telemetry
+ * files (rank 0), loads the rl policy file (rank 0), sets up the
+ * controller. */
+bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg);
+void bl_balancer_free(bl_balancer_t *b);
+
+/* A stable digest of the adaptive settings, for the start-up check. */
+uint64_t bl_balancer_digest(const bl_train_config_t *cfg);
+
+/* Seconds since the common origin. */
+double bl_balancer_now(const bl_balancer_t *b);
+
+/* Emulates this rank's slowdown at `step`: sleeps (factor − 1) · compute_s
+ * when one applies; returns the compute time including the sleep. */
+double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s);
+
+/* After every step, on every rank (collective): hands the step's record to
+ * telemetry (rank 0 writes the previous step's line), then at a window's
+ * end lets the controller decide; when the plan changes, shards (P ints)
+ * is overwritten and info->plan_changed set. shards on entry is the plan
+ * the step ran. */
+bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
+                                   bl_step_info_t *info, int *shards);
+
+/* Completes the telemetry in flight (end of a run). Collective. */
+bl_status_t bl_balancer_flush(bl_balancer_t *b);
+
+#endif /* BL_BALANCER_H */

@@ -1,0 +1,51 @@
+/* The rank-0 controller: it sums the gathered telemetry of a control window
+ * into per-rank observations, asks the policy (partition/, pure) for the
+ * next shard plan every K steps, raises straggler alerts from the
+ * estimator's detected speed changes, and broadcasts the plan so every rank
+ * applies the same plan version at the same step boundary (one decider). */
+#ifndef BL_CONTROLLER_H
+#define BL_CONTROLLER_H
+
+#include "policy.h"
+#include "telemetry.h"
+
+#define BL_HOST_CHARS 64
+
+typedef struct bl_controller {
+    bl_runtime_t *rt;
+    int every; /* K: steps per control window */
+    long batch;
+    bl_policy_t *policy;   /* rank 0 */
+    bl_rank_obs_t *window; /* rank 0: per-rank sums over the window */
+    double window_step_s;  /* rank 0: sum of step times in the window */
+    int window_steps;
+    long *current, *next; /* rank 0: plans as the policy sees them */
+    int *message;         /* (1 + P) ints broadcast: changed flag, then shards */
+    char *hosts;          /* rank 0: P × BL_HOST_CHARS, for alerts */
+    long version;         /* plan version (increments on every change) */
+    bl_decision_t last;   /* rank 0: the latest decision */
+    int decided;          /* rank 0: a decision was made at the last boundary */
+    long decided_at;      /* step after which it was made */
+    char events[512];     /* rank 0: JSON array members of this window's alerts */
+} bl_controller_t;
+
+/* Collective. policy_name: static|proportional|bandit|rl. q_init: an rl
+ * table to start from, or NULL. */
+bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
+                               int every, long batch, uint64_t seed, const double *q_init);
+void bl_controller_free(bl_controller_t *c);
+
+/* Rank 0: adds one step's gathered records to the window. */
+void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records);
+
+/* Collective, after step `step` (0-based) finished. When a window ends
+ * there, rank 0 decides and broadcasts; every rank then overwrites shards
+ * (P ints) with the plan to run from the next step and *changed says
+ * whether it differs. Otherwise nothing happens. */
+bl_status_t bl_controller_boundary(bl_controller_t *c, long step, int *shards, int *changed);
+
+/* Rank 0: the decision made at the last boundary as JSON members
+ * ("decision":{...},"events":[...]) into out, or "" when none. */
+void bl_controller_describe(const bl_controller_t *c, char *out, size_t n);
+
+#endif /* BL_CONTROLLER_H */

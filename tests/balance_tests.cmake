@@ -1,0 +1,56 @@
+# Adaptive rebalancing end to end (labels cli;mpi): under an emulated slow
+# rank the controller moves samples away from it, the parameters still equal
+# the one-process run (DESIGN invariant 1), straggler alerts name the rank,
+# and the telemetry and trace files are valid JSON with the promised fields
+# (checked with jq). Included after dp_tests.cmake (bl_dp_run, dp_ref).
+
+find_program(JQ jq REQUIRED)
+
+# bl_balance_case(NAME POLICY EXTRA...): 2 ranks, rank 1 emulated 3x slower,
+# a decision every 2 steps; parameters compared with the one-process run,
+# and the telemetry must show the plan changed (the test is not vacuous).
+function(bl_balance_case name policy)
+    set(out ${BL_CLI_OUT}/bal_${name})
+    bl_cli_test(bal_${name} EXIT 0 MATCH "^summary: steps=25 "
+        COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run}
+                --policy ${policy} --rebalance-every 2 --emulate-slowdown 1:3 ${ARGN}
+                --telemetry ${out}.jsonl --trace ${out}.trace.json --save-params ${out}.bin
+        REQUIRES cli_data_good cli_out SETUP bal_${name})
+    bl_cli_test(bal_${name}_equals_one_process EXIT 0 MATCH " 0 outside "
+        COMMAND $<TARGET_FILE:compare_params> ${out}.bin ${BL_CLI_OUT}/dp_ref.bin 1e-5 1e-6
+        REQUIRES dp_ref bal_${name})
+    # tests/telemetry_check.jq and trace_check.jq say what is checked.
+    bl_cli_test(bal_${name}_telemetry EXIT 0 MATCH "^true$"
+        COMMAND ${JQ} -s -e -f ${CMAKE_CURRENT_SOURCE_DIR}/telemetry_check.jq ${out}.jsonl
+        REQUIRES bal_${name})
+    bl_cli_test(bal_${name}_trace EXIT 0 MATCH "^true$"
+        COMMAND ${JQ} -e -f ${CMAKE_CURRENT_SOURCE_DIR}/trace_check.jq ${out}.trace.json
+        REQUIRES bal_${name})
+    set_tests_properties(cli_bal_${name} cli_bal_${name}_equals_one_process
+        cli_bal_${name}_telemetry cli_bal_${name}_trace PROPERTIES LABELS "cli;mpi")
+endfunction()
+
+bl_balance_case(proportional proportional)
+bl_balance_case(bandit bandit)
+bl_balance_case(rl rl)
+
+# A rank that slows down mid-run is named in a warning.
+bl_cli_test(bal_straggler_alert EXIT 0
+    MATCH [[warn: rank 1 on .* is [0-9.]+× slower since step]] "^summary: steps=60 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/good
+            --layers 64,64 --batch 64 --steps 60 --quiet --policy proportional
+            --rebalance-every 3 --emulate-slowdown 1:4@30
+    REQUIRES cli_data_good)
+# Bad values are refused naming the flag.
+bl_cli_test(bal_bad_policy EXIT 2 MATCH "--policy: 'greedy' is not one of"
+    COMMAND ${BL_CLI_TRAIN} --policy greedy)
+bl_cli_test(bal_bad_slowdown EXIT 2 MATCH "--emulate-slowdown: '1:0.5': the factor"
+    COMMAND ${BL_CLI_TRAIN} --emulate-slowdown 1:0.5)
+bl_cli_test(bal_bad_slowdown_range EXIT 2 MATCH "--emulate-slowdown: '0:2@9-3': TO must be"
+    COMMAND ${BL_CLI_TRAIN} --emulate-slowdown 0:2@9-3)
+bl_cli_test(bal_slowdown_rank EXIT 2 MATCH "--emulate-slowdown: rank 2, but the job has ranks 0..1"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --emulate-slowdown 2:2)
+bl_cli_test(bal_policy_file_not_rl EXIT 1 MATCH "applies to the rl policy only"
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --policy proportional --policy-file ${BL_CLI_OUT}/q.bin
+    REQUIRES cli_data_good)
+set_tests_properties(cli_bal_straggler_alert cli_bal_slowdown_rank PROPERTIES LABELS "cli;mpi")
