@@ -48,9 +48,9 @@ typedef double (*bl_part_quota_fn)(const void *ctx, int i);
  * floating-point rounding): shares[i] = floor(quota(i)), then the units
  * left go one each to the largest fractional parts, ties to the lower
  * index; an overshoot (rounding) is taken back from the largest share.
- * This is bl_split_proportional's rule, in O(parts · 64) instead of
- * O(parts²) (the threshold remainder is found by bisection on its bits),
- * so 65,536 ranks take milliseconds. rem (parts doubles) is optional
+ * This is bl_split_proportional's rule, in O(parts) instead of O(parts²)
+ * (the threshold remainder is found by radix selection on its bits), so
+ * 65,536 ranks take milliseconds. rem (parts doubles) is optional
  * scratch; NULL recomputes the quotas (callers without an allocator).
  * Σ shares == total on return. */
 void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ctx, double *rem,
@@ -65,5 +65,10 @@ int bl_part_plan(long batch, int ranks, const double *speeds, const long *min_sh
  * relative sigma of a window's speed (e.g. 0.03 = 3%); 0 before any
  * observation. */
 double bl_part_estimator_noise(const bl_estimator_t *e);
+
+/* The typical relative error of the estimates themselves: the mean over
+ * observed ranks of σ·sqrt(f), the window noise scaled by how many windows
+ * the estimate averages (see estimator.c); 0 before any observation. */
+double bl_part_estimator_error(const bl_estimator_t *e);
 
 #endif /* BL_PARTITION_ALLOC_H */

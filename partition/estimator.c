@@ -1,16 +1,29 @@
-/* Per-rank speed estimation: an EMA of samples per second of compute, an
- * EMA of the squared relative deviation (the noise), and change detection.
+/* Per-rank speed estimation: an EMA of samples per second of compute, a
+ * running estimate of each rank's noise, and change detection.
  *
- * A window's observed speed x is compared with the estimate s: the
- * relative deviation d = (x − s)/s is "out of band" when |d| exceeds
- * change_sigma·σ, with σ the rank's noise (sqrt of its EMA of d²) but at
- * least SIGMA_FLOOR. change_windows out-of-band windows in a row, all on
- * the same side, are a real change: the estimate jumps to the mean of
- * those windows' observations, the noise returns to its value before them
- * (they were a shift, not noise), and {rank, new/old} is reported. Until
- * then each window moves the EMA by alpha only, so an isolated outlier is
- * not chased; its d² enters the noise winsorised at the band's edge, so
- * one spike cannot blind the detector for long. */
+ * Noise: σ² is the mean of half the squared relative step between
+ * successive windows (for independent noise its mean is σ², and unlike the
+ * deviation from the EMA a steady drift does not inflate it by the EMA's
+ * lag). It starts from NOISE_PRIOR as one pseudo-sample, averages the
+ * first samples equally, and then is an EMA of weight NOISE_WEIGHT: a
+ * variance needs more windows than a mean, or its dips make noise look
+ * like change.
+ *
+ * Uncertainty of the estimate: an EMA of weight a over windows of
+ * relative variance σ² has variance σ²·f, f = 1 after the first window and
+ * f ← (1 − a)²·f + a² after each (→ a / (2 − a)); the mean of the m windows
+ * that confirmed a change has f = 1/m.
+ *
+ * Change: a window's relative deviation d = (x − s)/s from the estimate s
+ * is out of band when |d| > change_sigma·σ_d, σ_d = σ·sqrt(1 + f) (the
+ * window's noise and the estimate's error) but at least SIGMA_FLOOR.
+ * change_windows out-of-band windows in a row, all on the same side, are a
+ * real change: the estimate jumps to the mean of those windows'
+ * observations, the noise returns to its value before them (they were a
+ * shift, not noise), and {rank, new/old} is reported. Until then each
+ * window moves the EMA by alpha only, so an isolated outlier is not
+ * chased; its noise sample enters winsorised at the band's edge, so one
+ * spike cannot blind the detector for long. */
 #include <math.h>
 #include <string.h>
 
@@ -18,21 +31,31 @@
 #include "policy.h"
 
 /* The least relative sigma the detector assumes (2%): with noise-free
- * input the noise EMA is 0, and without a floor a 1e-12 jitter would be
+ * input the noise tends to 0, and without a floor a 1e-12 jitter would be
  * "beyond 4 sigmas". With the default 4 sigmas, shifts under 8% are never
  * called changes; the EMA tracks them instead. */
 #define SIGMA_FLOOR 0.02
+/* The noise assumed before any is measured (5% relative per window), as
+ * one pseudo-sample: one window says nothing of noise, and acting on a
+ * single window of a noisy cluster as if it were exact would lock in a
+ * noisy plan. Noise-free input brings it under 2.5% in 3 windows. */
+#define NOISE_PRIOR 0.05
+/* The noise EMA's weight once 10 samples are in: a memory of ~10 windows. */
+#define NOISE_WEIGHT 0.1
 
 struct bl_estimator {
     bl_part_allocator_t a;
     int ranks;
     bl_estimator_params_t params;
-    double *speed;   /* EMA, samples/s; 0: never observed */
-    double *var;     /* EMA of the squared relative deviation (dimensionless) */
-    double *ref;     /* during a run: the estimate before it (the reference) */
-    double *ref_var; /* during a run: the noise before it */
-    double *run_sum; /* during a run: Σ observed speeds, samples/s */
-    int *run;        /* out-of-band windows in a row: > 0 faster, < 0 slower */
+    double *speed;              /* EMA, samples/s; 0: never observed */
+    double *var;                /* EMA of the squared relative deviation (dimensionless) */
+    double *ref;                /* during a run: the estimate before it (the reference) */
+    double *ref_var;            /* during a run: the noise before it */
+    double *last;               /* the previous window's observed speed, samples/s */
+    double *efac;               /* the estimate's variance over a window's (see above) */
+    int *nnoise;                /* noise samples so far, the prior included */
+    double *run_sum;            /* during a run: Σ observed speeds, samples/s */
+    int *run;                   /* out-of-band windows in a row: > 0 faster, < 0 slower */
     bl_speed_change_t *changes; /* the last update's changes (at most one per rank) */
     int nchanges;
 };
@@ -72,11 +95,15 @@ int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
     e->var = bl_part_alloc(a, n, sizeof *e->var);
     e->ref = bl_part_alloc(a, n, sizeof *e->ref);
     e->ref_var = bl_part_alloc(a, n, sizeof *e->ref_var);
+    e->efac = bl_part_alloc(a, n, sizeof *e->efac);
+    e->last = bl_part_alloc(a, n, sizeof *e->last);
+    e->nnoise = bl_part_alloc(a, n, sizeof *e->nnoise);
     e->run_sum = bl_part_alloc(a, n, sizeof *e->run_sum);
     e->run = bl_part_alloc(a, n, sizeof *e->run);
     e->changes = bl_part_alloc(a, n, sizeof *e->changes);
     if (e->speed == NULL || e->var == NULL || e->ref == NULL || e->ref_var == NULL ||
-        e->run_sum == NULL || e->run == NULL || e->changes == NULL) {
+        e->efac == NULL || e->last == NULL || e->nnoise == NULL || e->run_sum == NULL ||
+        e->run == NULL || e->changes == NULL) {
         goto fail;
     }
     for (int r = 0; r < ranks; r++) {
@@ -84,6 +111,7 @@ int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
         e->var[r] = 0.0;
         e->ref[r] = 0.0;
         e->ref_var[r] = 0.0;
+        e->efac[r] = 1.0;
         e->run_sum[r] = 0.0;
         e->run[r] = 0;
     }
@@ -104,6 +132,9 @@ void bl_estimator_destroy(bl_estimator_t *e)
     bl_part_free(&a, e->var);
     bl_part_free(&a, e->ref);
     bl_part_free(&a, e->ref_var);
+    bl_part_free(&a, e->efac);
+    bl_part_free(&a, e->last);
+    bl_part_free(&a, e->nnoise);
     bl_part_free(&a, e->run_sum);
     bl_part_free(&a, e->run);
     bl_part_free(&a, e->changes);
@@ -113,18 +144,38 @@ void bl_estimator_destroy(bl_estimator_t *e)
 static int obs_valid(const bl_rank_obs_t *o)
 {
     return o->samples >= 0.0 && isfinite(o->samples) && o->compute_s >= 0.0 &&
-           isfinite(o->compute_s) && o->comm_s >= 0.0 && isfinite(o->comm_s) &&
-           o->wait_s >= 0.0 && isfinite(o->wait_s);
+           isfinite(o->compute_s) && o->comm_s >= 0.0 && isfinite(o->comm_s) && o->wait_s >= 0.0 &&
+           isfinite(o->wait_s);
+}
+
+/* Adds a noise sample (squared relative deviation): equal weights for the
+ * first samples, then NOISE_WEIGHT. */
+static void add_noise(bl_estimator_t *e, int r, double sample)
+{
+    e->nnoise[r]++;
+    double w = 1.0 / (double)e->nnoise[r];
+    w = w > NOISE_WEIGHT ? w : NOISE_WEIGHT;
+    e->var[r] += w * (sample - e->var[r]);
+}
+
+/* The EMA's step, and its uncertainty's. */
+static void move_estimate(bl_estimator_t *e, int r, double x)
+{
+    const double alpha = e->params.alpha;
+    e->speed[r] += alpha * (x - e->speed[r]);
+    e->efac[r] = (1.0 - alpha) * (1.0 - alpha) * e->efac[r] + alpha * alpha;
 }
 
 /* One rank's window at speed x (samples/s, finite, > 0). Returns 1 and
  * fills *change when it completes a change. */
 static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change)
 {
-    const double alpha = e->params.alpha, band = e->params.change_sigma;
     if (e->speed[r] == 0.0) {
         e->speed[r] = x; /* the first observation initialises */
-        e->var[r] = 0.0;
+        e->var[r] = NOISE_PRIOR * NOISE_PRIOR;
+        e->nnoise[r] = 1;
+        e->efac[r] = 1.0;
+        e->last[r] = x;
         e->run[r] = 0;
         return 0;
     }
@@ -133,14 +184,17 @@ static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change
      * shift that needs more than two windows to confirm. */
     double reference = e->run[r] != 0 ? e->ref[r] : e->speed[r];
     double var = e->run[r] != 0 ? e->ref_var[r] : e->var[r];
-    double sigma = sqrt(var) > SIGMA_FLOOR ? sqrt(var) : SIGMA_FLOOR;
+    double sigma = sqrt(var * (1.0 + e->efac[r]));
+    sigma = sigma > SIGMA_FLOOR ? sigma : SIGMA_FLOOR;
+    double edge = e->params.change_sigma * sigma;
     double d = (x - reference) / reference;
-    double now = (x - e->speed[r]) / e->speed[r]; /* against the EMA, for the noise */
-    double edge = band * sigma;
+    double step = (x - e->last[r]) / e->speed[r];
+    double sample = step * step / 2.0;
+    e->last[r] = x;
     if (fabs(d) <= edge) {
         e->run[r] = 0; /* back in band: what went before was an outlier */
-        e->speed[r] += alpha * (x - e->speed[r]);
-        e->var[r] += alpha * (now * now - e->var[r]);
+        move_estimate(e, r, x);
+        add_noise(e, r, sample);
         return 0;
     }
     int dir = d > 0.0 ? 1 : -1;
@@ -162,12 +216,12 @@ static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change
         change->factor = level / e->ref[r];
         e->speed[r] = level;
         e->var[r] = e->ref_var[r];
+        e->efac[r] = 1.0 / (double)length;
         e->run[r] = 0;
         return 1;
     }
-    double capped = now * now < edge * edge ? now * now : edge * edge;
-    e->speed[r] += alpha * (x - e->speed[r]);
-    e->var[r] += alpha * (capped - e->var[r]);
+    move_estimate(e, r, x);
+    add_noise(e, r, sample < edge * edge ? sample : edge * edge);
     return 0;
 }
 
@@ -224,6 +278,19 @@ double bl_part_estimator_noise(const bl_estimator_t *e)
     for (int r = 0; r < e->ranks; r++) {
         if (e->speed[r] > 0.0) {
             sum += sqrt(e->var[r]);
+            n++;
+        }
+    }
+    return n > 0 ? sum / (double)n : 0.0;
+}
+
+double bl_part_estimator_error(const bl_estimator_t *e)
+{
+    double sum = 0.0;
+    int n = 0;
+    for (int r = 0; r < e->ranks; r++) {
+        if (e->speed[r] > 0.0) {
+            sum += sqrt(e->var[r] * e->efac[r]);
             n++;
         }
     }

@@ -12,7 +12,7 @@
 /* ---- Largest-remainder rounding -------------------------------------- */
 
 /* Non-negative doubles order like their bit patterns read as unsigned
- * integers, so a threshold among them can be bisected exactly. */
+ * integers, so a threshold among them can be selected exactly. */
 static uint64_t order_bits(double x)
 {
     uint64_t u = 0;
@@ -38,17 +38,6 @@ static double remainder_at(long total, bl_part_quota_fn quota, const void *ctx, 
     }
     double q = safe_quota(total, quota, ctx, i);
     return q - floor(q);
-}
-
-/* How many remainders have bits >= threshold. */
-static int count_at_least(long total, int parts, bl_part_quota_fn quota, const void *ctx,
-                          const double *rem, uint64_t threshold)
-{
-    int n = 0;
-    for (int i = 0; i < parts; i++) {
-        n += order_bits(remainder_at(total, quota, ctx, rem, i)) >= threshold;
-    }
-    return n;
 }
 
 void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ctx, double *rem,
@@ -92,29 +81,39 @@ void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ct
             return;
         }
     }
-    /* The left-th largest remainder v: count(>= v) >= left > count(> v).
-     * Invariant: count(>= lo) >= left (lo = 0 counts all), count(>= hi) <
-     * left (no remainder reaches 1). */
-    int k = (int)left;
-    uint64_t lo = 0, hi = order_bits(1.0);
-    while (hi - lo > 1) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (count_at_least(total, parts, quota, ctx, rem, mid) >= k) {
-            lo = mid;
-        } else {
-            hi = mid;
+    /* The left-th largest remainder v, by radix selection on its bits, 11
+     * bits a pass (6 passes): keep the prefix of v found so far, count the
+     * next digit among remainders sharing it, and descend into the digit
+     * that holds the need-th largest. */
+    int need = (int)left;
+    uint64_t v = 0, known = 0; /* v's bits under the mask known */
+    for (int shift = 64; shift > 0;) {
+        int width = shift >= 11 ? 11 : shift;
+        shift -= width;
+        unsigned digit_mask = (1u << width) - 1u;
+        int count[1 << 11] = {0};
+        for (int i = 0; i < parts; i++) {
+            uint64_t b = order_bits(remainder_at(total, quota, ctx, rem, i));
+            if ((b & known) == v) {
+                count[(b >> shift) & digit_mask]++;
+            }
         }
+        int d = (int)digit_mask;
+        while (need > count[d]) {
+            need -= count[d];
+            d--;
+        }
+        v |= (uint64_t)d << shift;
+        known |= (uint64_t)digit_mask << shift;
     }
-    /* Everything above v gets a unit, then ties at v in index order. */
-    int above = count_at_least(total, parts, quota, ctx, rem, lo + 1);
-    int ties = k - above;
+    /* Everything above v gets a unit, then the first need ties at v. */
     for (int i = 0; i < parts; i++) {
         uint64_t b = order_bits(remainder_at(total, quota, ctx, rem, i));
-        if (b > lo) {
+        if (b > v) {
             shares[i]++;
-        } else if (b == lo && ties > 0) {
+        } else if (b == v && need > 0) {
             shares[i]++;
-            ties--;
+            need--;
         }
     }
 }
@@ -129,19 +128,22 @@ void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ct
  * = Σw, the very quota bl_split_proportional computes. */
 typedef struct plan_ctx {
     const double *speeds;
-    double fill;      /* the weight of a rank with speed 0: the mean known speed */
-    int exponent;     /* weights scaled by 2^-exponent */
-    const long *lo;   /* NULL: 0 */
-    const long *hi;   /* NULL: batch */
+    double fill;    /* the weight of a rank with speed 0: the mean known speed */
+    int exponent;   /* weights scaled by 2^-exponent */
+    double scale;   /* 2^-exponent when finite, else 0 (then ldexp) */
+    const long *lo; /* NULL: 0 */
+    const long *hi; /* NULL: batch */
     long batch;
-    double lambda;    /* the classification point, in scaled-weight units */
-    double free_total; /* batch minus the bounds of clamped ranks */
+    double lambda;      /* the classification point, in scaled-weight units */
+    double free_total;  /* batch minus the bounds of clamped ranks */
     double free_weight; /* Σ w over free ranks */
 } plan_ctx_t;
 
 static double weight_of(const plan_ctx_t *c, int i)
 {
-    return ldexp(c->speeds[i] > 0.0 ? c->speeds[i] : c->fill, -c->exponent);
+    double s = c->speeds[i] > 0.0 ? c->speeds[i] : c->fill;
+    /* A product by a power of two rounds like ldexp, and is cheaper. */
+    return c->scale > 0.0 ? s * c->scale : ldexp(s, -c->exponent);
 }
 
 static long lo_of(const plan_ctx_t *c, int i)
@@ -177,57 +179,80 @@ static double plan_quota(const void *vctx, int i)
     return q < lo ? lo : (q > hi ? hi : q);
 }
 
-/* Σ_i clamp(lambda·w_i, lo_i, hi_i): non-decreasing and continuous in
- * lambda, from Σlo at 0 to Σhi. */
-static double clamped_sum(const plan_ctx_t *c, int ranks, double lambda)
+/* At lambda, the bounds held by clamped ranks (samples) and the weight of
+ * the free ones: Σ_i clamp(lambda·w_i, lo_i, hi_i) = *clamped + lambda ·
+ * *free_weight, non-decreasing and continuous in lambda, Σlo at 0. */
+static void classify(const plan_ctx_t *c, int ranks, double lambda, long *clamped,
+                     double *free_weight)
 {
-    double s = 0.0;
-    for (int i = 0; i < ranks; i++) {
-        double x = lambda * weight_of(c, i);
-        double lo = (double)lo_of(c, i), hi = (double)hi_of(c, i);
-        s += x < lo ? lo : (x > hi ? hi : x);
-    }
-    return s;
-}
-
-/* Bounds given: the smallest lambda (to the last bit) with clamped_sum >=
- * batch, then the ranks it clamps and the batch left to the free ones. */
-static void solve_bounded(plan_ctx_t *c, int ranks)
-{
-    double top = 0.0; /* clamped_sum(top) = Σhi >= batch */
-    for (int i = 0; i < ranks; i++) {
-        double t = (double)hi_of(c, i) / weight_of(c, i);
-        top = t > top ? t : top;
-    }
-    double lambda = 0.0;
-    if (clamped_sum(c, ranks, 0.0) < (double)c->batch) {
-        uint64_t lo = 0, hi = order_bits(top);
-        while (hi - lo > 1) {
-            uint64_t mid = lo + (hi - lo) / 2;
-            double m = 0.0;
-            memcpy(&m, &mid, sizeof m);
-            if (clamped_sum(c, ranks, m) >= (double)c->batch) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        memcpy(&lambda, &hi, sizeof lambda);
-    }
-    c->lambda = lambda;
-    long clamped = 0;
+    long held = 0;
     double wfree = 0.0;
     for (int i = 0; i < ranks; i++) {
         double w = weight_of(c, i);
         double x = lambda * w;
         if (x >= (double)hi_of(c, i)) {
-            clamped += hi_of(c, i);
+            held += hi_of(c, i);
         } else if (x <= (double)lo_of(c, i)) {
-            clamped += lo_of(c, i);
+            held += lo_of(c, i);
         } else {
             wfree += w;
         }
     }
+    *clamped = held;
+    *free_weight = wfree;
+}
+
+static double bits_midpoint(double lo, double hi)
+{
+    uint64_t a = order_bits(lo), b = order_bits(hi), m = a + (b - a) / 2;
+    double mid = 0.0;
+    memcpy(&mid, &m, sizeof mid);
+    return mid;
+}
+
+/* Bounds given: lambda with Σ clamp(lambda·w) = batch, then the ranks it
+ * clamps and the batch left to the free ones. Safeguarded Newton: the
+ * sum is linear between breakpoints, so once lambda's segment holds the
+ * root, (batch − clamped) / free weight is the root and the next pass
+ * confirms it (typically 2–4 passes); a step that leaves the bracket
+ * [lo, hi] with sum(lo) < batch <= sum(hi) bisects its bits instead (at
+ * most 64 of those). */
+static void solve_bounded(plan_ctx_t *c, int ranks)
+{
+    long clamped = 0;
+    double wfree = 0.0, all = 0.0, top = 0.0; /* sum(top) = Σhi >= batch */
+    for (int i = 0; i < ranks; i++) {
+        double w = weight_of(c, i);
+        double t = (double)hi_of(c, i) / w;
+        top = t > top ? t : top;
+        all += w;
+    }
+    double lambda = 0.0;
+    classify(c, ranks, 0.0, &clamped, &wfree);
+    if (clamped < c->batch) {
+        double lo = 0.0, hi = top;
+        lambda = (double)c->batch / all; /* the unbounded root: right when nothing binds */
+        lambda = lambda > lo && lambda <= hi ? lambda : bits_midpoint(lo, hi);
+        for (int pass = 0; pass < 256; pass++) {
+            classify(c, ranks, lambda, &clamped, &wfree);
+            if ((double)clamped + lambda * wfree >= (double)c->batch) {
+                hi = lambda;
+            } else {
+                lo = lambda;
+            }
+            double root = wfree > 0.0 ? (double)(c->batch - clamped) / wfree : -1.0;
+            if (root == lambda) {
+                break;
+            }
+            if (nextafter(lo, hi) >= hi) {
+                lambda = hi;
+                break;
+            }
+            lambda = root > lo && root <= hi ? root : bits_midpoint(lo, hi);
+        }
+    }
+    classify(c, ranks, lambda, &clamped, &wfree);
+    c->lambda = lambda;
     c->free_total = (double)(c->batch - clamped);
     c->free_weight = wfree;
 }
@@ -305,6 +330,8 @@ int bl_part_plan(long batch, int ranks, const double *speeds, const long *min_sh
     c.fill = c.fill > largest && nknown > 0 ? largest : c.fill;
     largest = largest > c.fill ? largest : c.fill;
     frexp(largest, &c.exponent);
+    c.scale = ldexp(1.0, -c.exponent);
+    c.scale = isfinite(c.scale) ? c.scale : 0.0;
     /* Bounds: 0 <= lo <= hi, Σlo <= batch <= Σhi (caps clamped to batch,
      * so the sums stay in range). */
     long sum_lo = 0, sum_hi = 0;

@@ -17,10 +17,10 @@
  *
  * The adaptive kinds share the dead-band: a move is made only when the
  * target improves the predicted step time by more than the dead-band plus
- * the improvement the estimates' own noise fakes (see move_threshold), so
- * a plan already that close to the estimated optimum is left alone and
- * noise does not churn shards; and always when the current plan breaks
- * the min/max bounds. Shard moves are free (no state moves with a
+ * the improvement the estimates' own error fakes (see move_threshold) —
+ * so a plan that close to the estimated optimum is left alone and noise
+ * does not churn shards — and always when the current plan breaks the
+ * min/max bounds. Shard moves are free (no state moves with a
  * sample), so nothing is charged for them. */
 #include <math.h>
 #include <stdarg.h>
@@ -35,8 +35,8 @@
 
 enum { ACT_HOLD, ACT_MOVE_25, ACT_MOVE_50, ACT_MOVE_100, ACT_EVEN };
 
-static const char *const action_names[BL_RL_ACTIONS] = {"hold", "move 0.25", "move 0.5",
-                                                        "move 1.0", "even"};
+static const char *const action_names[BL_RL_ACTIONS] = {"hold", "move 0.25", "move 0.5", "move 1.0",
+                                                        "even"};
 /* The fraction of the way to the target each action moves (even: n/a). */
 static const double action_alpha[BL_RL_ACTIONS] = {0.0, 0.25, 0.5, 1.0, 0.0};
 
@@ -49,8 +49,9 @@ static const double action_alpha[BL_RL_ACTIONS] = {0.0, 0.25, 0.5, 1.0, 0.0};
 #define BANDIT_GAMMA 0.9
 /* Exploration weight of the UCB bonus. Rewards live in (0, 1] and the
  * differences that matter are a few percent to tens of percent, so the
- * textbook sqrt(2) would spend most windows exploring bad arms; 0.1 still retries an
- * arm left alone for ~6 credited windows. */
+ * textbook sqrt(2) would spend most windows exploring bad arms; with 0.1
+ * an arm left alone is retried after several credited windows, as the
+ * discount shrinks its count. */
 #define BANDIT_C 0.1
 /* Rewards are capped here: an estimate that is briefly off (or a window
  * measured far below the estimated optimum) must not make one arm look
@@ -70,23 +71,23 @@ static const int bandit_order[BANDIT_ARMS] = {ACT_MOVE_100, ACT_MOVE_50, ACT_MOV
 
 /* ---- RL constants ------------------------------------------------------ */
 
-#define RL_LR 0.2    /* learning rate: a Q value averages ~5 recent rewards */
+#define RL_LR 0.2 /* learning rate: a Q value averages ~5 recent rewards */
 /* Discount: a plan's effect shows in the next window, and later windows
  * depend mostly on later decisions, so a short horizon (≈ 2 windows)
  * learns fast and values stay near reward / (1 − 0.5). */
 #define RL_GAMMA 0.5
 /* ε-greedy: ε_t = RL_EPS0 / (1 + t / RL_EPS_TAU) over decisions t, 10% at
- * first and 2% after 200 windows (about 10 random actions in the first
- * 200 windows). */
-#define RL_EPS0 0.1
+ * first and 2% after 200 windows; drawn only in windows that want a move
+ * (see rl_decide), so a settled plan is never disturbed by exploration. */
+#define RL_EPS0    0.1
 #define RL_EPS_TAU 50.0
 /* State bins. Imbalance: predicted step of the current plan over the
  * estimated optimum, minus 1. Trend: measured step time over the previous
  * window's. Noise: the estimator's mean relative sigma of a window. */
-#define RL_IMB_LOW 0.02
-#define RL_IMB_HIGH 0.10
+#define RL_IMB_LOW    0.02
+#define RL_IMB_HIGH   0.10
 #define RL_TREND_BAND 0.02
-#define RL_NOISE_LOW 0.02
+#define RL_NOISE_LOW  0.02
 #define RL_NOISE_HIGH 0.08
 
 /* ---- The policy -------------------------------------------------------- */
@@ -97,7 +98,6 @@ struct bl_policy {
     int ranks;
     long batch;
     double deadband;
-    double est_alpha; /* the estimator's EMA weight, for its noise */
     long *lo; /* copies of the bounds, or NULL */
     long *hi;
     bl_estimator_t *est;
@@ -119,7 +119,7 @@ struct bl_policy {
     double prev_step_s;
     int q_default; /* rl: the default table, still to rebase at the first reward */
     uint64_t rng;  /* splitmix64 state */
-    long t;       /* decisions made, for ε */
+    long t;        /* decisions made, for ε */
 };
 
 const char *bl_policy_name(bl_policy_kind_t kind)
@@ -289,7 +289,6 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     p->ranks = n;
     p->batch = config->batch;
     p->deadband = config->deadband;
-    p->est_alpha = config->estimator.alpha;
     p->prev_arm = -1;
     p->prev_action = -1;
     p->rng = config->seed;
@@ -438,16 +437,15 @@ static double blend_quota(const void *vctx, int i)
 }
 
 /* The least relative improvement worth a move: the dead-band, plus what
- * noise alone shows. An EMA of weight a over windows of relative sigma σ
- * (the estimator's noise) has relative error σ·sqrt(a / (2 − a)); the
- * current plan's predicted step is a max over P ranks, which noise raises
- * by about sqrt(2 ln P) such errors above the optimum even when the plan
- * is right. Noise-free estimates leave the dead-band alone. */
+ * the estimates' error alone shows. The current plan's predicted step is a
+ * max over P ranks, so relative errors of about ε in the speeds raise it
+ * by about sqrt(2 ln P)·ε above the estimated optimum even when the plan
+ * is right (the expected maximum of P normal errors). Exact estimates
+ * (noise-free input, after a few windows) leave the dead-band alone. */
 static double move_threshold(const bl_policy_t *p)
 {
-    double sigma = bl_part_estimator_noise(p->est) * sqrt(p->est_alpha / (2.0 - p->est_alpha));
     double z = p->ranks > 1 ? sqrt(2.0 * log((double)p->ranks)) : 0.0;
-    return p->deadband + z * sigma;
+    return p->deadband + z * bl_part_estimator_error(p->est);
 }
 
 static double reward_of(double optimal_s, double step_s)
@@ -579,8 +577,8 @@ static int rl_decide(bl_policy_t *p, double step_s, double predicted_s, double o
     return a;
 }
 
-int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s,
-                     const long *current, long *next, bl_decision_t *decision)
+int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, const long *current,
+                     long *next, bl_decision_t *decision)
 {
     bl_decision_t d = {.action = "hold"};
     if (p == NULL || obs == NULL || current == NULL || next == NULL) {

@@ -1,6 +1,8 @@
 /* Integer shard sizes: even splits and largest-remainder proportional splits. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "partition.h"
 
@@ -21,6 +23,16 @@ static double quota(long total, double weight, double sum)
 {
     double q = (double)total * weight / sum;
     return q > (double)total ? (double)total : q;
+}
+
+/* The remainder quota − share of one part, as an unsigned key with the
+ * order of the double (negative values below positive ones). */
+static uint64_t remainder_key(long total, double weight, int exponent, double sum, long share)
+{
+    double rem = quota(total, ldexp(weight, -exponent), sum) - (double)share;
+    uint64_t bits;
+    memcpy(&bits, &rem, sizeof bits);
+    return (bits >> 63) ? ~bits : bits | (1ULL << 63);
 }
 
 int bl_split_proportional(long total, int parts, const double *weights, long *shares)
@@ -64,20 +76,37 @@ int bl_split_proportional(long total, int parts, const double *weights, long *sh
         given--;
     }
     /* Hand out what rounding down left, one unit each, to the largest
-     * remainders first (ties: lower index). Fewer than parts units remain,
-     * and every remainder is > -1, so best is always found. */
-    while (given < total) {
-        int best = 0;
-        double best_rem = -2.0;
-        for (int i = 0; i < parts; i++) {
-            double rem = quota(total, ldexp(weights[i], -exponent), sum) - (double)shares[i];
-            if (rem > best_rem) {
-                best_rem = rem;
-                best = i;
+     * remainders (ties: lower index) — the same units as taking the
+     * largest remainder one at a time, in O(parts · 64) rather than
+     * O(parts²): find the k-th largest remainder by bisecting on the
+     * order of its bits, then give a unit to every remainder above it and
+     * to the lowest-indexed ones equal to it. */
+    long k = total - given;
+    if (k > 0) {
+        uint64_t lo = 0, hi = UINT64_MAX; /* invariant: count(key >= lo) >= k */
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2 + 1;
+            long at_least = 0;
+            for (int i = 0; i < parts; i++) {
+                at_least += remainder_key(total, weights[i], exponent, sum, shares[i]) >= mid;
+            }
+            if (at_least >= k) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
             }
         }
-        shares[best]++;
-        given++;
+        long above = 0;
+        for (int i = 0; i < parts; i++) {
+            above += remainder_key(total, weights[i], exponent, sum, shares[i]) > lo;
+        }
+        long ties = k - above; /* units for remainders equal to the k-th, lowest index first */
+        for (int i = 0; i < parts; i++) {
+            uint64_t key = remainder_key(total, weights[i], exponent, sum, shares[i]);
+            if (key > lo || (key == lo && ties-- > 0)) {
+                shares[i]++;
+            }
+        }
     }
     return 0;
 }

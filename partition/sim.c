@@ -626,9 +626,10 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     const long half = steps / 2; /* the steady state: steps [T/2, T) */
     bl_split_even(batch, n, m.plan);
     memset(m.obs, 0, nr * sizeof *m.obs);
-    double sum_step = 0.0, sum_oracle = 0.0;      /* Σ step times */
-    double sum_cmax = 0.0, sum_oracle_cmax = 0.0; /* Σ slowest computes */
-    double half_step = 0.0, half_oracle = 0.0;    /* Σ step times over [T/2, T) */
+    double sum_step = 0.0, sum_oracle = 0.0;        /* Σ step times */
+    double sum_cmax = 0.0, sum_oracle_cmax = 0.0;   /* Σ slowest computes */
+    double half_step = 0.0, half_oracle = 0.0;      /* Σ step times over [T/2, T) */
+    double half_cmax = 0.0, half_oracle_cmax = 0.0; /* Σ slowest computes over [T/2, T) */
     double decide_s = 0.0, window_step = 0.0, churn = 0.0;
     long decisions = 0, changes = 0;
     int in_window = 0;
@@ -672,6 +673,8 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
         if (t >= half) {
             half_step += step;
             half_oracle += oracle_step;
+            half_cmax += cmax;
+            half_oracle_cmax += oracle_cmax;
         }
         if (is_oracle) {
             continue;
@@ -730,6 +733,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     out->throughput_vs_oracle = sum_oracle / sum_step;
     out->steady_vs_oracle = half_oracle / half_step;
     out->compute_vs_oracle = sum_cmax > 0.0 ? sum_oracle_cmax / sum_cmax : 1.0;
+    out->steady_compute_vs_oracle = half_cmax > 0.0 ? half_oracle_cmax / half_cmax : 1.0;
     out->cold_start_steps =
         bl_sim_settle_step(step_trace, oracle_trace, steps, 0, BL_SIM_WITHIN, BL_SIM_SUSTAIN);
     out->change_step = bl_scenario_change_step(scenario);

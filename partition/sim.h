@@ -170,16 +170,17 @@ typedef struct bl_sim_result {
     double churn;                /* Σ over decisions of bl_sim_churn */
     double decision_us;          /* mean wall time of one decision, µs (0 without a clock) */
     /* More detail. */
-    double steady_vs_oracle;  /* the throughput ratio over the last half, steps [T/2, T) */
-    double compute_vs_oracle; /* Σ oracle step compute / Σ step compute (comm left out) */
-    double controller_frac;   /* decision time / simulated time: the controller's cost */
-    long change_step;         /* the step change's step, or -1 (recovery not applicable) */
-    long decisions;           /* bl_policy_decide calls (oracle: plans computed) */
-    long plan_changes;        /* decisions that changed the plan */
-    double mean_step_s;       /* mean simulated step time */
-    double oracle_step_s;     /* the oracle's mean step time */
-    double comm_s;            /* the ring all-reduce time of every step */
-    long batch;               /* the batch used (the default resolved) */
+    double steady_vs_oracle;         /* the throughput ratio over the last half, steps [T/2, T) */
+    double compute_vs_oracle;        /* Σ oracle step compute / Σ step compute (comm left out) */
+    double steady_compute_vs_oracle; /* the same over the last half, steps [T/2, T) */
+    double controller_frac;          /* decision time / simulated time: the controller's cost */
+    long change_step;                /* the step change's step, or -1 (recovery not applicable) */
+    long decisions;                  /* bl_policy_decide calls (oracle: plans computed) */
+    long plan_changes;               /* decisions that changed the plan */
+    double mean_step_s;              /* mean simulated step time */
+    double oracle_step_s;            /* the oracle's mean step time */
+    double comm_s;                   /* the ring all-reduce time of every step */
+    long batch;                      /* the batch used (the default resolved) */
 } bl_sim_result_t;
 
 /* Simulates one run: each step t, every rank r computes plan[r] samples in

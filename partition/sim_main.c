@@ -46,7 +46,7 @@ static const char usage_text[] =
     "Figures (per run):\n"
     "  throughput_vs_oracle  (samples / time) over the oracle's, all steps\n"
     "  steady                the same over the last half, steps [T/2, T)\n"
-    "  compute               the same on compute time alone (the all-reduce left out)\n"
+    "  steady_c              steady, on compute time alone (the all-reduce left out)\n"
     "  cold_start_steps      the first step from which every step for 20 steps (or to the\n"
     "                        end) takes at most 1.05x the oracle's; 'never' if none\n"
     "  recovery_steps        the same counted from the step change (step-change only; n/a\n"
@@ -319,14 +319,15 @@ static void print_run(const bl_sim_config_t *c, const bl_sim_result_t *r)
     const char *recovery =
         steps_text(r->recovery_steps, r->change_step >= 0, recovery_buf, sizeof recovery_buf);
     printf("%-12s %-13s %8.4f %8.4f %8.4f %6s %8s %11.4f %8.4f %7ld %12.2f\n", scenario, policy,
-           r->throughput_vs_oracle, r->steady_vs_oracle, r->compute_vs_oracle, cold, recovery,
-           r->regret_s, r->churn, r->plan_changes, r->decision_us);
+           r->throughput_vs_oracle, r->steady_vs_oracle, r->steady_compute_vs_oracle, cold,
+           recovery, r->regret_s, r->churn, r->plan_changes, r->decision_us);
     printf("sim-detail: ranks=%d scenario=%s policy=%s steady_vs_oracle=%.6f "
-           "compute_vs_oracle=%.6f controller_frac=%.3g decisions=%ld plan_changes=%ld "
+           "compute_vs_oracle=%.6f steady_compute_vs_oracle=%.6f controller_frac=%.3g "
+           "decisions=%ld plan_changes=%ld "
            "step_s=%.6g oracle_step_s=%.6g comm_s=%.6g batch=%ld change_step=%ld\n",
            c->ranks, scenario, policy, r->steady_vs_oracle, r->compute_vs_oracle,
-           r->controller_frac, r->decisions, r->plan_changes, r->mean_step_s, r->oracle_step_s,
-           r->comm_s, r->batch, r->change_step);
+           r->steady_compute_vs_oracle, r->controller_frac, r->decisions, r->plan_changes,
+           r->mean_step_s, r->oracle_step_s, r->comm_s, r->batch, r->change_step);
     printf("sim: ranks=%d scenario=%s policy=%s throughput_vs_oracle=%.6f cold_start_steps=%s "
            "recovery_steps=%s regret_s=%.6g churn=%.6g decision_us=%.3f\n",
            c->ranks, scenario, policy, r->throughput_vs_oracle, cold, recovery, r->regret_s,

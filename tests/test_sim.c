@@ -343,6 +343,7 @@ static void test_oracle_scores_one(void **state)
         assert_true(r.throughput_vs_oracle == 1.0);
         assert_true(r.steady_vs_oracle == 1.0);
         assert_true(r.compute_vs_oracle == 1.0);
+        assert_true(r.steady_compute_vs_oracle == 1.0);
         assert_true(r.regret_s == 0.0);
         assert_int_equal(r.cold_start_steps, 0);
         if (k == BL_SCENARIO_STEP_CHANGE) {
