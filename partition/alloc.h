@@ -71,4 +71,9 @@ double bl_part_estimator_noise(const bl_estimator_t *e);
  * the estimate averages (see estimator.c); 0 before any observation. */
 double bl_part_estimator_error(const bl_estimator_t *e);
 
+/* Formats a message into err (NULL or errlen 0: none) and returns -1, so a
+ * failure reads `return bl_part_fail(err, errlen, "...", ...)`. */
+int bl_part_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif /* BL_PARTITION_ALLOC_H */

@@ -2,6 +2,8 @@
  * rounding, and a plan's predicted step time. Units: speeds in samples per
  * second of compute, shards in samples, times in seconds. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -388,4 +390,15 @@ double bl_plan_step_time(int ranks, const long *shards, const double *speeds)
         worst = t > worst ? t : worst;
     }
     return worst;
+}
+
+int bl_part_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
 }

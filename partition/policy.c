@@ -141,75 +141,62 @@ int bl_policy_parse(const char *name)
     return -1;
 }
 
-static int fail_msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail_msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* Checks everything but memory; names the field at fault. */
 static int check_config(const bl_policy_config_t *c, char *err, size_t errlen)
 {
     if ((int)c->kind < 0 || c->kind >= BL_POLICY_COUNT) {
-        return fail_msg(err, errlen, "kind %d is not a policy kind (0 .. %d)", (int)c->kind,
-                        BL_POLICY_COUNT - 1);
+        return bl_part_fail(err, errlen, "kind %d is not a policy kind (0 .. %d)", (int)c->kind,
+                            BL_POLICY_COUNT - 1);
     }
     if (c->ranks < 1) {
-        return fail_msg(err, errlen, "ranks is %d; it must be at least 1", c->ranks);
+        return bl_part_fail(err, errlen, "ranks is %d; it must be at least 1", c->ranks);
     }
     if (c->batch < 0) {
-        return fail_msg(err, errlen, "batch is %ld; it must not be negative", c->batch);
+        return bl_part_fail(err, errlen, "batch is %ld; it must not be negative", c->batch);
     }
     if (!(c->deadband >= 0.0) || !isfinite(c->deadband)) {
-        return fail_msg(err, errlen, "deadband is %g; it must be finite and >= 0", c->deadband);
+        return bl_part_fail(err, errlen, "deadband is %g; it must be finite and >= 0", c->deadband);
     }
     const bl_estimator_params_t *e = &c->estimator;
     if (!(e->alpha > 0.0 && e->alpha <= 1.0)) {
-        return fail_msg(err, errlen, "estimator.alpha is %g; it must be in (0, 1]", e->alpha);
+        return bl_part_fail(err, errlen, "estimator.alpha is %g; it must be in (0, 1]", e->alpha);
     }
     if (!(e->change_sigma > 0.0) || !isfinite(e->change_sigma)) {
-        return fail_msg(err, errlen, "estimator.change_sigma is %g; it must be finite and > 0",
-                        e->change_sigma);
+        return bl_part_fail(err, errlen, "estimator.change_sigma is %g; it must be finite and > 0",
+                            e->change_sigma);
     }
     if (e->change_windows < 1) {
-        return fail_msg(err, errlen, "estimator.change_windows is %d; it must be at least 1",
-                        e->change_windows);
+        return bl_part_fail(err, errlen, "estimator.change_windows is %d; it must be at least 1",
+                            e->change_windows);
     }
     long sum_lo = 0, sum_hi = 0;
     for (int r = 0; r < c->ranks; r++) {
         long lo = c->min_shard != NULL ? c->min_shard[r] : 0;
         long hi = c->max_shard != NULL ? c->max_shard[r] : c->batch;
         if (lo < 0) {
-            return fail_msg(err, errlen, "min_shard[%d] is %ld; it must not be negative", r, lo);
+            return bl_part_fail(err, errlen, "min_shard[%d] is %ld; it must not be negative", r,
+                                lo);
         }
         if (hi < lo) {
-            return fail_msg(err, errlen, "max_shard[%d] is %ld, below min_shard[%d] = %ld", r, hi,
-                            r, lo);
+            return bl_part_fail(err, errlen, "max_shard[%d] is %ld, below min_shard[%d] = %ld", r,
+                                hi, r, lo);
         }
         if (lo > c->batch - sum_lo) {
-            return fail_msg(err, errlen, "min_shard: the minimums exceed batch %ld by rank %d",
-                            c->batch, r);
+            return bl_part_fail(err, errlen, "min_shard: the minimums exceed batch %ld by rank %d",
+                                c->batch, r);
         }
         sum_lo += lo;
         sum_hi += hi < c->batch ? hi : c->batch; /* clamped: no overflow */
     }
     if (sum_hi < c->batch) {
-        return fail_msg(err, errlen, "max_shard: the maximums sum to %ld, less than batch %ld",
-                        sum_hi, c->batch);
+        return bl_part_fail(err, errlen, "max_shard: the maximums sum to %ld, less than batch %ld",
+                            sum_hi, c->batch);
     }
     if (c->kind == BL_POLICY_RL && c->q_init != NULL) {
         for (int i = 0; i < BL_RL_STATES * BL_RL_ACTIONS; i++) {
             if (!isfinite(c->q_init[i])) {
-                return fail_msg(err, errlen, "q_init[%d] is %g; Q values must be finite", i,
-                                c->q_init[i]);
+                return bl_part_fail(err, errlen, "q_init[%d] is %g; Q values must be finite", i,
+                                    c->q_init[i]);
             }
         }
     }
@@ -267,11 +254,11 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
                      bl_policy_t **out, char *err, size_t errlen)
 {
     if (out == NULL) {
-        return fail_msg(err, errlen, "out must not be NULL");
+        return bl_part_fail(err, errlen, "out must not be NULL");
     }
     *out = NULL;
     if (config == NULL) {
-        return fail_msg(err, errlen, "config must not be NULL");
+        return bl_part_fail(err, errlen, "config must not be NULL");
     }
     if (check_config(config, err, errlen) != 0) {
         return -1;
@@ -279,7 +266,7 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     const int n = config->ranks;
     bl_policy_t *p = bl_part_alloc(a, 1, sizeof *p);
     if (p == NULL) {
-        return fail_msg(err, errlen, "out of memory for the policy");
+        return bl_part_fail(err, errlen, "out of memory for the policy");
     }
     memset(p, 0, sizeof *p);
     if (a != NULL) {
@@ -306,7 +293,7 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     }
     if (failed || p->speed == NULL || p->rem == NULL || p->target == NULL || p->cand == NULL ||
         p->even == NULL || bl_estimator_create(n, &config->estimator, a, &p->est) != 0) {
-        fail_msg(err, errlen, "out of memory for a policy of %d ranks", n);
+        bl_part_fail(err, errlen, "out of memory for a policy of %d ranks", n);
         goto fail;
     }
     /* The even split; under bounds it breaks, the equal-speed plan within

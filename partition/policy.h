@@ -39,7 +39,10 @@ typedef struct bl_estimator_params {
     int change_windows;  /* ...for this many windows in a row is a real change */
 } bl_estimator_params_t;
 
-#define BL_ESTIMATOR_PARAMS_DEFAULT {.alpha = 0.3, .change_sigma = 4.0, .change_windows = 2}
+#define BL_ESTIMATOR_PARAMS_DEFAULT                                                                \
+    {                                                                                              \
+        .alpha = 0.3, .change_sigma = 4.0, .change_windows = 2                                     \
+    }
 
 /* Per-rank speed (samples per second of compute) by EMA, with change
  * detection: when a rank's observed speed stays beyond change_sigma noise
@@ -110,7 +113,7 @@ typedef struct bl_policy_config {
                               step time improves by more than this fraction (e.g. 0.02) */
     uint64_t seed;         /* exploration (bandit, rl) */
     bl_estimator_params_t estimator;
-    const double *q_init;  /* rl: a Q-table to start from (BL_RL_STATES × BL_RL_ACTIONS), or NULL */
+    const double *q_init; /* rl: a Q-table to start from (BL_RL_STATES × BL_RL_ACTIONS), or NULL */
 } bl_policy_config_t;
 
 /* What a policy did, for telemetry and logs. */
@@ -133,15 +136,15 @@ void bl_policy_destroy(bl_policy_t *p);
  * measured mean step time, given the plan that ran (current), and writes
  * the next plan into next (may alias current). Returns 0 or -1 on invalid
  * input (next then equals current). */
-int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s,
-                     const long *current, long *next, bl_decision_t *decision);
+int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, const long *current,
+                     long *next, bl_decision_t *decision);
 
 /* The policy's estimator (for straggler alerts and telemetry). */
 const bl_estimator_t *bl_policy_estimator(const bl_policy_t *p);
 
 /* rl: the learned Q-table (BL_RL_STATES × BL_RL_ACTIONS doubles), to save as
  * a policy file; NULL for other kinds. */
-#define BL_RL_STATES 27
+#define BL_RL_STATES  27
 #define BL_RL_ACTIONS 5
 const double *bl_policy_q_table(const bl_policy_t *p);
 

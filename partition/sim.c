@@ -9,6 +9,7 @@
 
 #include "partition.h"
 #include "policy.h"
+#include "alloc.h"
 #include "sim.h"
 
 /* ---- Allocation ----------------------------------------------------------- */
@@ -474,20 +475,6 @@ int bl_sim_policy_parse(const char *name)
 
 /* ---- A run ---------------------------------------------------------------------- */
 
-static int fail_msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail_msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static double read_clock(const bl_sim_config_t *c)
 {
     return c->clock != NULL ? c->clock(c->clock_ctx) : 0.0;
@@ -497,36 +484,37 @@ static double read_clock(const bl_sim_config_t *c)
 static int check_config(const bl_sim_config_t *c, long *batch, char *err, size_t errlen)
 {
     if (c->ranks < 1) {
-        return fail_msg(err, errlen, "ranks: %d, must be at least 1", c->ranks);
+        return bl_part_fail(err, errlen, "ranks: %d, must be at least 1", c->ranks);
     }
     if (c->steps < 1) {
-        return fail_msg(err, errlen, "steps: %ld, must be at least 1", c->steps);
+        return bl_part_fail(err, errlen, "steps: %ld, must be at least 1", c->steps);
     }
     if (c->rebalance_every < 1) {
-        return fail_msg(err, errlen, "rebalance_every: %d, must be at least 1", c->rebalance_every);
+        return bl_part_fail(err, errlen, "rebalance_every: %d, must be at least 1",
+                            c->rebalance_every);
     }
     if ((int)c->scenario < 0 || c->scenario >= BL_SCENARIO_COUNT) {
-        return fail_msg(err, errlen, "scenario: unknown kind %d", (int)c->scenario);
+        return bl_part_fail(err, errlen, "scenario: unknown kind %d", (int)c->scenario);
     }
     if (c->policy < 0 || c->policy > BL_SIM_ORACLE) {
-        return fail_msg(err, errlen, "policy: unknown kind %d", c->policy);
+        return bl_part_fail(err, errlen, "policy: unknown kind %d", c->policy);
     }
     if (c->batch < 0) {
-        return fail_msg(err, errlen, "batch: %ld, must be positive (or 0 for the default)",
-                        c->batch);
+        return bl_part_fail(err, errlen, "batch: %ld, must be positive (or 0 for the default)",
+                            c->batch);
     }
     if (!(c->nbytes >= 0.0) || !isfinite(c->nbytes)) {
-        return fail_msg(err, errlen, "nbytes: %g, must be a finite number >= 0", c->nbytes);
+        return bl_part_fail(err, errlen, "nbytes: %g, must be a finite number >= 0", c->nbytes);
     }
     if (!(c->alpha_s >= 0.0) || !isfinite(c->alpha_s)) {
-        return fail_msg(err, errlen, "alpha_s: %g, must be a finite number >= 0", c->alpha_s);
+        return bl_part_fail(err, errlen, "alpha_s: %g, must be a finite number >= 0", c->alpha_s);
     }
     if (!(c->beta_s_per_byte >= 0.0) || !isfinite(c->beta_s_per_byte)) {
-        return fail_msg(err, errlen, "beta_s_per_byte: %g, must be a finite number >= 0",
-                        c->beta_s_per_byte);
+        return bl_part_fail(err, errlen, "beta_s_per_byte: %g, must be a finite number >= 0",
+                            c->beta_s_per_byte);
     }
     if (!(c->deadband >= 0.0) || !isfinite(c->deadband)) {
-        return fail_msg(err, errlen, "deadband: %g, must be a finite number >= 0", c->deadband);
+        return bl_part_fail(err, errlen, "deadband: %g, must be a finite number >= 0", c->deadband);
     }
     *batch = c->batch > 0 ? c->batch : (long)BL_SIM_SAMPLES_PER_RANK * c->ranks;
     return 0;
@@ -568,7 +556,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     long batch = 0;
     int rc = -1;
     if (c == NULL || out == NULL) {
-        return fail_msg(err, errlen, "config and result must not be NULL");
+        return bl_part_fail(err, errlen, "config and result must not be NULL");
     }
     memset(out, 0, sizeof *out);
     if (check_config(c, &batch, err, errlen) != 0) {
@@ -596,11 +584,11 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     if (m.speeds == NULL || m.prev_speeds == NULL || m.noise == NULL || m.plan == NULL ||
         m.next == NULL || m.oracle == NULL || m.obs == NULL || step_trace == NULL ||
         oracle_trace == NULL) {
-        fail_msg(err, errlen, "out of memory for %d ranks and %ld steps", n, steps);
+        bl_part_fail(err, errlen, "out of memory for %d ranks and %ld steps", n, steps);
         goto done;
     }
     if (bl_scenario_create(c->scenario, n, steps, c->seed, a, &scenario) != 0) {
-        fail_msg(err, errlen, "scenario: out of memory for %d ranks", n);
+        bl_part_fail(err, errlen, "scenario: out of memory for %d ranks", n);
         goto done;
     }
     if (!is_oracle) {
@@ -617,7 +605,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
         };
         char perr[256] = "";
         if (bl_policy_create(&pc, a, &policy, perr, sizeof perr) != 0) {
-            fail_msg(err, errlen, "policy %s: %s", bl_sim_policy_name(c->policy), perr);
+            bl_part_fail(err, errlen, "policy %s: %s", bl_sim_policy_name(c->policy), perr);
             goto done;
         }
     }
@@ -640,7 +628,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
         if (t == 0 || memcmp(m.speeds, m.prev_speeds, nr * sizeof *m.speeds) != 0) {
             double t0 = is_oracle ? read_clock(c) : 0.0;
             if (bl_plan_proportional(batch, n, m.speeds, NULL, NULL, m.oracle) != 0) {
-                fail_msg(err, errlen, "oracle: bl_plan_proportional failed at step %ld", t);
+                bl_part_fail(err, errlen, "oracle: bl_plan_proportional failed at step %ld", t);
                 goto done;
             }
             memcpy(m.prev_speeds, m.speeds, nr * sizeof *m.speeds);
@@ -701,22 +689,23 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
         decide_s += read_clock(c) - t0;
         decisions++;
         if (status != 0) {
-            fail_msg(err, errlen, "policy %s: bl_policy_decide failed at step %ld",
-                     bl_sim_policy_name(c->policy), t);
+            bl_part_fail(err, errlen, "policy %s: bl_policy_decide failed at step %ld",
+                         bl_sim_policy_name(c->policy), t);
             goto done;
         }
         long total = 0;
         for (int r = 0; r < n; r++) {
             if (m.next[r] < 0) {
-                fail_msg(err, errlen, "policy %s: negative shard %ld for rank %d at step %ld",
-                         bl_sim_policy_name(c->policy), m.next[r], r, t);
+                bl_part_fail(err, errlen, "policy %s: negative shard %ld for rank %d at step %ld",
+                             bl_sim_policy_name(c->policy), m.next[r], r, t);
                 goto done;
             }
             total += m.next[r];
         }
         if (total != batch) {
-            fail_msg(err, errlen, "policy %s: the plan sums to %ld, not the batch %ld, at step %ld",
-                     bl_sim_policy_name(c->policy), total, batch, t);
+            bl_part_fail(err, errlen,
+                         "policy %s: the plan sums to %ld, not the batch %ld, at step %ld",
+                         bl_sim_policy_name(c->policy), total, batch, t);
             goto done;
         }
         double moved = bl_sim_churn(n, batch, m.plan, m.next);
