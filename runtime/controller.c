@@ -36,7 +36,10 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
     char mine[BL_HOST_CHARS] = "";
     int len = 0;
     MPI_Get_processor_name(host, &len);
-    snprintf(mine, sizeof mine, "%s", host);
+    /* Cut long host names to the fixed width the gather carries. */
+    size_t keep = strnlen(host, sizeof mine - 1);
+    memcpy(mine, host, keep);
+    mine[keep] = '\0';
     if (rt->rank == 0) {
         c->window = bl_mem_array_zeroed(a, (size_t)P, sizeof *c->window);
         c->current = bl_mem_array(a, (size_t)P, sizeof *c->current);
