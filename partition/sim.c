@@ -601,7 +601,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
             .deadband = c->deadband,
             .seed = c->seed,
             .estimator = BL_ESTIMATOR_PARAMS_DEFAULT,
-            .q_init = NULL,
+            .q_init = c->policy == BL_POLICY_RL ? c->q_init : NULL,
         };
         char perr[256] = "";
         if (bl_policy_create(&pc, a, &policy, perr, sizeof perr) != 0) {
@@ -745,6 +745,10 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     out->oracle_step_s = sum_oracle / (double)steps;
     out->comm_s = comm;
     out->batch = batch;
+    if (c->q_out != NULL && c->policy == BL_POLICY_RL && policy != NULL) {
+        memcpy(c->q_out, bl_policy_q_table(policy),
+               (size_t)BL_RL_STATES * BL_RL_ACTIONS * sizeof(double));
+    }
     rc = 0;
 done:
     bl_policy_destroy(policy);

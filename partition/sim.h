@@ -146,6 +146,11 @@ typedef struct bl_sim_config {
      * world; NULL: decision times read 0. */
     double (*clock)(void *ctx);
     void *clock_ctx;
+    /* rl only (ignored otherwise): the Q-table to start from, or NULL; and
+     * where to copy the learned table after the run, or NULL. Each is
+     * BL_RL_STATES × BL_RL_ACTIONS doubles; they may be the same array. */
+    const double *q_init;
+    double *q_out;
 } bl_sim_config_t;
 
 #define BL_SIM_CONFIG_DEFAULT                                                                      \
@@ -153,7 +158,8 @@ typedef struct bl_sim_config {
         .ranks = 64, .batch = 0, .steps = 400, .rebalance_every = 5,                               \
         .scenario = BL_SCENARIO_FIXED_2X, .policy = BL_POLICY_PROPORTIONAL, .seed = 1,             \
         .nbytes = BL_SIM_GRADIENT_BYTES, .alpha_s = BL_SIM_ALPHA_S,                                \
-        .beta_s_per_byte = BL_SIM_BETA_S_PER_B, .deadband = 0.02, .clock = NULL, .clock_ctx = NULL \
+        .beta_s_per_byte = BL_SIM_BETA_S_PER_B, .deadband = 0.02, .clock = NULL,                   \
+        .clock_ctx = NULL, .q_init = NULL, .q_out = NULL                                           \
     }
 
 /* Samples per rank of the default batch (batch = 0): integral shards, and

@@ -37,6 +37,10 @@ static const char usage_text[] =
     "  --alpha-us X           ring all-reduce latency per message, microseconds (default 5)\n"
     "  --bandwidth-gbs X      ring all-reduce link bandwidth, GB/s (default 10)\n"
     "  --deadband X           the policies' dead-band, a fraction of the step (default 0.02)\n"
+    "  --load-policy FILE     rl: start from this Q-table (raw little-endian float64)\n"
+    "  --save-policy FILE     rl: write the learned Q-table there after the runs (each rl run\n"
+    "                         starts from the previous one's table, so '--scenario all'\n"
+    "                         trains across scenarios); ballast-train --policy-file reads it\n"
     "  --help                 this text\n"
     "\n"
     "Model: rank r computes its shard in shard / speed_r(t) seconds (times the noise\n"
@@ -74,6 +78,8 @@ typedef struct options {
     int list_scenarios;
     int list_policies;
     int help;
+    const char *load_policy;
+    const char *save_policy;
 } options_t;
 
 enum {
@@ -88,6 +94,8 @@ enum {
     OPT_ALPHA_US,
     OPT_BANDWIDTH_GBS,
     OPT_DEADBAND,
+    OPT_LOAD_POLICY,
+    OPT_SAVE_POLICY,
     OPT_HELP,
 };
 
@@ -104,6 +112,8 @@ static const struct option long_options[] = {
     {"alpha-us", required_argument, NULL, OPT_ALPHA_US},
     {"bandwidth-gbs", required_argument, NULL, OPT_BANDWIDTH_GBS},
     {"deadband", required_argument, NULL, OPT_DEADBAND},
+    {"load-policy", required_argument, NULL, OPT_LOAD_POLICY},
+    {"save-policy", required_argument, NULL, OPT_SAVE_POLICY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -231,6 +241,12 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
         return 0;
     case OPT_DEADBAND:
         return parse_double(flag, arg, 0.0, 0.99, &o->deadband, err, errlen);
+    case OPT_LOAD_POLICY:
+        o->load_policy = arg;
+        return 0;
+    case OPT_SAVE_POLICY:
+        o->save_policy = arg;
+        return 0;
     case OPT_HELP:
         o->help = 1;
         return 0;
@@ -335,6 +351,43 @@ static void print_run(const bl_sim_config_t *c, const bl_sim_result_t *r)
     fflush(stdout);
 }
 
+/* rl Q-tables as files: BL_RL_STATES × BL_RL_ACTIONS raw float64 (little
+ * endian on the machines ballast runs on), nothing else. */
+static int read_q_table(const char *path, double *table, char *err, size_t errlen)
+{
+    const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return fail(err, errlen, "--load-policy %s: cannot open: %s", path, strerror(errno));
+    }
+    size_t got = fread(table, sizeof(double), count, f);
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != count || extra) {
+        return fail(err, errlen, "--load-policy %s: not an rl table of %zu float64", path, count);
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(table[i])) {
+            return fail(err, errlen, "--load-policy %s: value %zu is not finite", path, i);
+        }
+    }
+    return 0;
+}
+
+static int write_q_table(const char *path, const double *table, char *err, size_t errlen)
+{
+    const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
+    FILE *f = fopen(path, "wb");
+    if (f == NULL) {
+        return fail(err, errlen, "--save-policy %s: cannot create: %s", path, strerror(errno));
+    }
+    size_t put = fwrite(table, sizeof(double), count, f);
+    if (fclose(f) != 0 || put != count) {
+        return fail(err, errlen, "--save-policy %s: writing failed", path);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -368,6 +421,17 @@ int main(int argc, char **argv)
     c.beta_s_per_byte = 1e-9 / o.bandwidth_gbs;
     c.deadband = o.deadband;
     c.clock = monotonic_s;
+    double q_table[BL_RL_STATES * BL_RL_ACTIONS];
+    if (o.load_policy != NULL && read_q_table(o.load_policy, q_table, err, sizeof err) != 0) {
+        fprintf(stderr, "ballast-sim: %s\n", err);
+        return 1;
+    }
+    if (o.load_policy != NULL) {
+        c.q_init = q_table;
+    }
+    if (o.save_policy != NULL) {
+        c.q_out = q_table;
+    }
 
     long batch = o.batch > 0 ? o.batch : (long)BL_SIM_SAMPLES_PER_RANK * o.ranks;
     double comm = bl_sim_ring_allreduce_s(c.ranks, c.nbytes, c.alpha_s, c.beta_s_per_byte);
@@ -400,7 +464,14 @@ int main(int argc, char **argv)
                 return 1;
             }
             print_run(&c, &r);
+            if (p == BL_POLICY_RL && c.q_out != NULL) {
+                c.q_init = q_table; /* the next rl run goes on learning */
+            }
         }
+    }
+    if (o.save_policy != NULL && write_q_table(o.save_policy, q_table, err, sizeof err) != 0) {
+        fprintf(stderr, "ballast-sim: %s\n", err);
+        return 1;
     }
     return 0;
 }

@@ -54,3 +54,15 @@ bl_cli_test(bal_policy_file_not_rl EXIT 1 MATCH "applies to the rl policy only"
     COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --policy proportional --policy-file ${BL_CLI_OUT}/q.bin
     REQUIRES cli_data_good)
 set_tests_properties(cli_bal_straggler_alert cli_bal_slowdown_rank PROPERTIES LABELS "cli;mpi")
+
+# rl warm start: ballast-sim trains a Q-table across every scenario and
+# ballast-train starts from it; the math is unchanged.
+bl_cli_test(sim_save_policy EXIT 0 MATCH "^sim: ranks=16 scenario=noise policy=rl "
+    COMMAND $<TARGET_FILE:ballast-sim> --ranks 16 --scenario all --policy rl --steps 100
+            --save-policy ${BL_CLI_OUT}/q.bin
+    REQUIRES cli_out SETUP sim_q)
+bl_balance_case(rl_warm rl --policy-file ${BL_CLI_OUT}/q.bin)
+set_tests_properties(cli_bal_rl_warm PROPERTIES FIXTURES_REQUIRED "cli_data_good;cli_out;sim_q")
+bl_cli_test(bal_policy_file_bad EXIT 1 MATCH "policy file .*dp_ref\\.bin: holds [0-9]+ bytes"
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --policy rl --policy-file ${BL_CLI_OUT}/dp_ref.bin
+    REQUIRES cli_data_good dp_ref)
