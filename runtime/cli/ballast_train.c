@@ -86,9 +86,13 @@ static int on_step(const bl_step_info_t *info, void *arg)
     format_duration((double)(p->total_steps - p->done) / (double)p->done * (now - p->start), eta,
                     sizeof eta);
     long epochs = (p->total_steps + info->steps_per_epoch - 1) / info->steps_per_epoch;
-    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s plan v%ld\n", p->done,
+    char plan[32] = "";
+    if (strcmp(p->opt->policy, "none") != 0) {
+        snprintf(plan, sizeof plan, " plan v%ld", info->plan_version);
+    }
+    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s%s\n", p->done,
            p->total_steps, info->epoch + 1, epochs, p->window_loss / (double)steps, rate, eta,
-           info->plan_version);
+           plan);
     fflush(stdout);
     p->last_print = now;
     p->last_step = p->done;

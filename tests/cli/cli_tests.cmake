@@ -59,7 +59,9 @@ file(MAKE_DIRECTORY ${BL_CLI_DATA})
 bl_cli_test(help EXIT 0
     MATCH "^usage: ballast-train" --data --layers --init-params --save-params --batch
           --lr --momentum --weight-decay --epochs --steps --seed --shuffle --threads
-          --progress --quiet --help "!^summary: steps=[0-9]"
+          --progress --quiet --help --eval-every --shards --bucket-mb --policy
+          --rebalance-every --policy-file --emulate-slowdown --telemetry --trace
+          "!^summary: steps=[0-9]"
     COMMAND ${BL_CLI_TRAIN} --help)
 
 # name, expected regex, arguments
