@@ -30,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_stats.h"
+
 #include <mpi.h>
 
 enum {
@@ -185,33 +187,6 @@ static int parse_options(int argc, char **argv, options_t *o, int say)
 }
 
 /* ---- Time and statistics ----------------------------------------------- */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct summary {
-    double median, min, max;
-} summary_t;
-
-/* Median and range of n > 0 values (v is left unchanged). */
-static summary_t summarize(const double *v, int n)
-{
-    double sorted[MAX_REPS];
-    memcpy(sorted, v, (size_t)n * sizeof *v);
-    qsort(sorted, (size_t)n, sizeof *sorted, compare_doubles);
-    double median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-    return (summary_t){.median = median, .min = sorted[0], .max = sorted[n - 1]};
-}
 
 /* Keeps the core busy for seconds without touching memory, as computation
  * would; returns a value the compiler cannot drop. */

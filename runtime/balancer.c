@@ -9,16 +9,9 @@
 #include "balancer.h"
 #include "consistency.h"
 
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double bl_balancer_now(const bl_balancer_t *b)
 {
-    return monotonic_seconds() - b->t0;
+    return bl_now_seconds() - b->t0;
 }
 
 static int uses_policy(const bl_train_config_t *cfg)
@@ -116,8 +109,9 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
         b->slowdown_count = cfg->slowdown_count;
     }
     b->controller_on = uses_policy(cfg);
-    b->telemetry_on =
-        rt->size > 1 || b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
+    /* Records are gathered only for someone to read: the controller or
+     * the files. Plain data parallelism pays nothing for them. */
+    b->telemetry_on = b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
     /* A common time origin for the trace: everyone leaves a barrier. */
     if (b->telemetry_on) {
         int rc = MPI_Barrier(rt->comm);
@@ -126,7 +120,7 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
             goto fail;
         }
     }
-    b->t0 = monotonic_seconds();
+    b->t0 = bl_now_seconds();
     if (b->telemetry_on) {
         st = bl_telemetry_init(&b->tm, rt, cfg->telemetry_path, cfg->trace_path);
         if (st != BL_OK) {

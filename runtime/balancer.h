@@ -11,7 +11,7 @@ typedef struct bl_balancer {
     bl_runtime_t *rt;
     bl_slowdown_t *slowdowns; /* copied from the config */
     int slowdown_count;
-    int telemetry_on; /* records gathered every step (P > 1, a file, or a policy) */
+    int telemetry_on; /* records gathered every step (a policy, or a file to write) */
     bl_telemetry_t tm;
     double t0;         /* common time origin (after a barrier), seconds */
     int controller_on; /* a policy other than none */

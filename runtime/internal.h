@@ -45,4 +45,8 @@ float bl_rng_float(bl_rng_t *r);
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t bl_rng_below(bl_rng_t *r, uint64_t n);
 
+/* Seconds on CLOCK_MONOTONIC (system-wide on Linux: comparable across the
+ * ranks of one node). */
+double bl_now_seconds(void);
+
 #endif /* BL_INTERNAL_H */

@@ -5,7 +5,6 @@
  * optimizer pass that divides by B and updates — identically on every rank. */
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include "balancer.h"
 #include "consistency.h"
@@ -33,13 +32,6 @@ struct bl_trainer {
     int *labels;            /* (local) */
     long step;              /* the next global step */
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The checks that tie a dataset to the model. */
 static bl_status_t check_dataset(bl_runtime_t *rt, const bl_model_t *m, const bl_dataset_t *d,
@@ -299,7 +291,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                                .samples = t->local,
                                .start_s = bl_balancer_now(&t->balancer),
                                .plan = (double)t->balancer.ctl.version};
-    double start = now_seconds();
+    double start = bl_now_seconds();
 
     /* Every rank draws the whole global batch and computes its slice. */
     bl_sampler_batch(&t->sampler, t->step, t->indices);
@@ -320,9 +312,9 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     if (st != BL_OK) {
         return st;
     }
-    double computed = now_seconds();
+    double computed = bl_now_seconds();
     record.compute_s = bl_balancer_slow_down(&t->balancer, t->step, computed - start);
-    double synced = now_seconds();
+    double synced = bl_now_seconds();
     if (parallel) {
         /* Gradient sums, loss and accuracy over every rank's samples; each
          * bucket is updated as soon as its reduction lands. */
@@ -333,14 +325,14 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     } else {
         update_slice(0, m->param_count, t);
     }
-    record.sync_s = now_seconds() - synced;
+    record.sync_s = bl_now_seconds() - synced;
 
     info->step = t->step;
     info->steps_per_epoch = t->sampler.steps_per_epoch;
     info->epoch = t->step / t->sampler.steps_per_epoch;
     info->loss = loss_sum / B;
     info->accuracy = (double)correct / B;
-    info->seconds = now_seconds() - start;
+    info->seconds = bl_now_seconds() - start;
     t->step++;
     /* Telemetry, and at a window's end the controller's plan for the next
      * step (the same on every rank). */
