@@ -102,6 +102,9 @@ void bl_controller_free(bl_controller_t *c)
 
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
 {
+    if (records[0].step == 0.0) {
+        return; /* the first step pays for first touches and page faults: not a speed */
+    }
     double step_s = 0.0;
     for (int r = 0; r < c->rt->size; r++) {
         c->window[r].samples += records[r].samples;
