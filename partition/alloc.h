@@ -48,9 +48,9 @@ typedef double (*bl_part_quota_fn)(const void *ctx, int i);
  * floating-point rounding): shares[i] = floor(quota(i)), then the units
  * left go one each to the largest fractional parts, ties to the lower
  * index; an overshoot (rounding) is taken back from the largest share.
- * This is bl_split_proportional's rule, in O(parts) instead of O(parts²)
- * (the threshold remainder is found by radix selection on its bits), so
- * 65,536 ranks take milliseconds. rem (parts doubles) is optional
+ * The one rounding rule of partition/ (bl_split_proportional and the
+ * plans use it), in O(parts): the threshold remainder is found by radix
+ * selection on its bits, so 65,536 ranks take milliseconds. rem (parts doubles) is optional
  * scratch; NULL recomputes the quotas (callers without an allocator).
  * Σ shares == total on return. */
 void bl_part_round(long total, int parts, bl_part_quota_fn quota, const void *ctx, double *rem,
