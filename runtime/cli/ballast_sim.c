@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "flags.h"
 #include "policy.h"
 #include "sim.h"
 
@@ -118,67 +119,16 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* A decimal integer, whole and in [lo, hi]. */
-static int parse_long(const char *flag, const char *text, long lo, long hi, long *out, char *err,
-                      size_t errlen)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    /* strtol skips blanks and takes a '+': a value must be the number alone */
-    if (text[0] == '\0' || !(text[0] == '-' || (text[0] >= '0' && text[0] <= '9')) ||
-        *end != '\0') {
-        return fail(err, errlen, "%s: '%s' is not an integer", flag, text);
-    }
-    if (errno == ERANGE || v < lo || v > hi) {
-        return fail(err, errlen, "%s: %s is outside %ld..%ld", flag, text, lo, hi);
-    }
-    *out = v;
-    return 0;
-}
-
-/* A finite decimal number in [lo, hi]. */
-static int parse_double(const char *flag, const char *text, double lo, double hi, double *out,
-                        char *err, size_t errlen)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (text[0] == '\0' || text[0] == ' ' || text[0] == '\t' || *end != '\0') {
-        return fail(err, errlen, "%s: '%s' is not a number", flag, text);
-    }
-    if (!isfinite(v)) {
-        return fail(err, errlen, "%s: '%s' is not a finite number", flag, text);
-    }
-    if (v < lo || v > hi) {
-        return fail(err, errlen, "%s: %s is outside %g..%g", flag, text, lo, hi);
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_seed(const char *flag, const char *text, uint64_t *out, char *err, size_t errlen)
 {
     char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
     if (text[0] < '0' || text[0] > '9' || *end != '\0') {
-        return fail(err, errlen, "%s: '%s' is not a non-negative integer", flag, text);
+        return flags_fail(err, errlen, "%s: '%s' is not a non-negative integer", flag, text);
     }
     if (errno == ERANGE) {
-        return fail(err, errlen, "%s: %s does not fit in 64 bits", flag, text);
+        return flags_fail(err, errlen, "%s: %s does not fit in 64 bits", flag, text);
     }
     *out = (uint64_t)v;
     return 0;
@@ -188,7 +138,7 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
 {
     switch (opt) {
     case OPT_RANKS:
-        return parse_long(flag, arg, 1, MAX_RANKS, &o->ranks, err, errlen);
+        return flags_long(flag, arg, 1, MAX_RANKS, &o->ranks, err, errlen);
     case OPT_SCENARIO:
         if (strcmp(arg, "list") == 0) {
             o->list_scenarios = 1;
@@ -200,7 +150,8 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
         }
         o->scenario = bl_scenario_parse(arg);
         if (o->scenario < 0) {
-            return fail(err, errlen, "%s: unknown scenario '%s' (see --scenario list)", flag, arg);
+            return flags_fail(err, errlen, "%s: unknown scenario '%s' (see --scenario list)", flag,
+                              arg);
         }
         return 0;
     case OPT_POLICY:
@@ -214,33 +165,34 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
         }
         o->policy = bl_sim_policy_parse(arg);
         if (o->policy < 0) {
-            return fail(err, errlen,
-                        "%s: unknown policy '%s' (static, proportional, bandit, rl, oracle, all)",
-                        flag, arg);
+            return flags_fail(
+                err, errlen,
+                "%s: unknown policy '%s' (static, proportional, bandit, rl, oracle, all)", flag,
+                arg);
         }
         return 0;
     case OPT_STEPS:
-        return parse_long(flag, arg, 1, MAX_STEPS, &o->steps, err, errlen);
+        return flags_long(flag, arg, 1, MAX_STEPS, &o->steps, err, errlen);
     case OPT_SEED:
         return parse_seed(flag, arg, &o->seed, err, errlen);
     case OPT_BATCH:
-        return parse_long(flag, arg, 1, LONG_MAX / 4, &o->batch, err, errlen);
+        return flags_long(flag, arg, 1, LONG_MAX / 4, &o->batch, err, errlen);
     case OPT_REBALANCE_EVERY:
-        return parse_long(flag, arg, 1, MAX_STEPS, &o->rebalance_every, err, errlen);
+        return flags_long(flag, arg, 1, MAX_STEPS, &o->rebalance_every, err, errlen);
     case OPT_BYTES:
-        return parse_double(flag, arg, 0.0, 1e15, &o->nbytes, err, errlen);
+        return flags_double(flag, arg, 0.0, 1e15, 0, &o->nbytes, err, errlen);
     case OPT_ALPHA_US:
-        return parse_double(flag, arg, 0.0, 1e9, &o->alpha_us, err, errlen);
+        return flags_double(flag, arg, 0.0, 1e9, 0, &o->alpha_us, err, errlen);
     case OPT_BANDWIDTH_GBS:
-        if (parse_double(flag, arg, 0.0, 1e9, &o->bandwidth_gbs, err, errlen) != 0) {
+        if (flags_double(flag, arg, 0.0, 1e9, 0, &o->bandwidth_gbs, err, errlen) != 0) {
             return -1;
         }
         if (!(o->bandwidth_gbs > 0.0)) {
-            return fail(err, errlen, "%s: the bandwidth must be positive", flag);
+            return flags_fail(err, errlen, "%s: the bandwidth must be positive", flag);
         }
         return 0;
     case OPT_DEADBAND:
-        return parse_double(flag, arg, 0.0, 0.99, &o->deadband, err, errlen);
+        return flags_double(flag, arg, 0.0, 0.99, 0, &o->deadband, err, errlen);
     case OPT_LOAD_POLICY:
         o->load_policy = arg;
         return 0;
@@ -251,7 +203,7 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
         o->help = 1;
         return 0;
     default:
-        return fail(err, errlen, "internal: unhandled option %d", opt);
+        return flags_fail(err, errlen, "internal: unhandled option %d", opt);
     }
 }
 
@@ -270,36 +222,21 @@ static int parse_options(int argc, char **argv, options_t *o, char *err, size_t 
         .scenario = -1,
         .policy = -1,
     };
-    opterr = 0; /* errors are ours to word */
+    char flag[64];
+    flags_begin();
     for (;;) {
-        int index = -1;
-        int opt = getopt_long(argc, argv, "", long_options, &index);
+        int opt = flags_next(argc, argv, long_options, OPT_RANKS, flag, sizeof flag, err, errlen);
         if (opt == -1) {
             break;
         }
-        if (opt == '?' || opt == ':') {
-            if (optopt > 0 && optopt < OPT_RANKS) {
-                return fail(err, errlen, "unknown option '-%c' (see --help)", optopt);
-            }
-            const char *what = argv[optind - 1];
-            if (optopt >= OPT_RANKS &&
-                long_options[optopt - OPT_RANKS].has_arg == required_argument) {
-                return fail(err, errlen, "%s: needs a value (see --help)", what);
-            }
-            return fail(err, errlen, "unknown option '%s' (see --help)", what);
-        }
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", long_options[index].name);
-        if (apply(opt, flag, optarg, o, err, errlen) != 0) {
+        if (opt == -2 || apply(opt, flag, optarg, o, err, errlen) != 0) {
             return -1;
         }
     }
-    if (optind < argc) {
-        return fail(err, errlen, "unexpected argument '%s' (options start with --)", argv[optind]);
-    }
     if (o->rebalance_every > o->steps) {
-        return fail(err, errlen, "--rebalance-every: %ld is more than --steps %ld: no decision",
-                    o->rebalance_every, o->steps);
+        return flags_fail(err, errlen,
+                          "--rebalance-every: %ld is more than --steps %ld: no decision",
+                          o->rebalance_every, o->steps);
     }
     return 0;
 }
@@ -358,17 +295,18 @@ static int read_q_table(const char *path, double *table, char *err, size_t errle
     const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        return fail(err, errlen, "--load-policy %s: cannot open: %s", path, strerror(errno));
+        return flags_fail(err, errlen, "--load-policy %s: cannot open: %s", path, strerror(errno));
     }
     size_t got = fread(table, sizeof(double), count, f);
     int extra = fgetc(f) != EOF;
     fclose(f);
     if (got != count || extra) {
-        return fail(err, errlen, "--load-policy %s: not an rl table of %zu float64", path, count);
+        return flags_fail(err, errlen, "--load-policy %s: not an rl table of %zu float64", path,
+                          count);
     }
     for (size_t i = 0; i < count; i++) {
         if (!isfinite(table[i])) {
-            return fail(err, errlen, "--load-policy %s: value %zu is not finite", path, i);
+            return flags_fail(err, errlen, "--load-policy %s: value %zu is not finite", path, i);
         }
     }
     return 0;
@@ -379,11 +317,12 @@ static int write_q_table(const char *path, const double *table, char *err, size_
     const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
     FILE *f = fopen(path, "wb");
     if (f == NULL) {
-        return fail(err, errlen, "--save-policy %s: cannot create: %s", path, strerror(errno));
+        return flags_fail(err, errlen, "--save-policy %s: cannot create: %s", path,
+                          strerror(errno));
     }
     size_t put = fwrite(table, sizeof(double), count, f);
     if (fclose(f) != 0 || put != count) {
-        return fail(err, errlen, "--save-policy %s: writing failed", path);
+        return flags_fail(err, errlen, "--save-policy %s: writing failed", path);
     }
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flags.h"
 #include "train_options.h"
 
 static const char usage_text[] =
@@ -70,65 +71,6 @@ const char *train_options_usage(void)
     return usage_text;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int parse_long(const char *flag, const char *text, long lo, long hi, long *out, char *err,
-                      size_t errlen)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    /* strtol skips blanks and takes a '+': a flag value must be the number alone */
-    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || text[0] == ' ' || text[0] == '+') {
-        return fail(err, errlen, "%s: '%s' is not an integer", flag, text);
-    }
-    if (v < lo || v > hi) {
-        return fail(err, errlen, "%s: %ld is outside [%ld, %ld]", flag, v, lo, hi);
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_int(const char *flag, const char *text, int lo, int hi, int *out, char *err,
-                     size_t errlen)
-{
-    long v = 0;
-    if (parse_long(flag, text, lo, hi, &v, err, errlen) != 0) {
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-/* A finite number in [lo, hi) — hi_open — or [lo, hi]. */
-static int parse_real(const char *flag, const char *text, double lo, double hi, int hi_open,
-                      double *out, char *err, size_t errlen)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || !isfinite(v) || text[0] == ' ' ||
-        text[0] == '+') {
-        return fail(err, errlen, "%s: '%s' is not a finite number", flag, text);
-    }
-    if (v < lo || v > hi || (hi_open && v == hi)) {
-        return fail(err, errlen, "%s: %g is outside [%g, %g%s", flag, v, lo, hi,
-                    hi_open ? ")" : "]");
-    }
-    *out = v;
-    return 0;
-}
-
 /* A list of integers in [lo, hi] separated by single commas, such as
  * "256,128", into out (at most max_count). noun names one value in
  * messages ("width"); plural the list ("hidden layers"). */
@@ -139,7 +81,7 @@ static int parse_int_list(const char *flag, const char *text, long lo, long hi, 
     int n = 0;
     const char *p = text;
     if (*p == '\0') {
-        return fail(err, errlen, "%s: empty; give %s such as 256,128", flag, plural);
+        return flags_fail(err, errlen, "%s: empty; give %s such as 256,128", flag, plural);
     }
     while (*p != '\0') {
         char *end = NULL;
@@ -147,21 +89,22 @@ static int parse_int_list(const char *flag, const char *text, long lo, long hi, 
         long v = strtol(p, &end, 10);
         if (end == p || (*end != ',' && *end != '\0') || errno == ERANGE || *p == ' ' ||
             *p == '+') {
-            return fail(err, errlen, "%s: '%s' is not a comma-separated list of %s", flag, text,
-                        plural);
+            return flags_fail(err, errlen, "%s: '%s' is not a comma-separated list of %s", flag,
+                              text, plural);
         }
         if (v < lo || v > hi) {
-            return fail(err, errlen, "%s: %s %ld is outside [%ld, %ld]", flag, noun, v, lo, hi);
+            return flags_fail(err, errlen, "%s: %s %ld is outside [%ld, %ld]", flag, noun, v, lo,
+                              hi);
         }
         if (n == max_count) {
-            return fail(err, errlen, "%s: more than %d %s", flag, max_count, plural);
+            return flags_fail(err, errlen, "%s: more than %d %s", flag, max_count, plural);
         }
         out[n++] = (int)v;
         p = end;
         if (*p == ',') {
             p++;
             if (*p == '\0') {
-                return fail(err, errlen, "%s: '%s' ends with a comma", flag, text);
+                return flags_fail(err, errlen, "%s: '%s' ends with a comma", flag, text);
             }
         }
     }
@@ -174,7 +117,7 @@ static int parse_slowdown(const char *flag, const char *arg, train_options_t *o,
                           size_t errlen)
 {
     if (o->slowdown_count == TRAIN_MAX_SLOWDOWNS) {
-        return fail(err, errlen, "%s: more than %d given", flag, TRAIN_MAX_SLOWDOWNS);
+        return flags_fail(err, errlen, "%s: more than %d given", flag, TRAIN_MAX_SLOWDOWNS);
     }
     bl_slowdown_t s = {.from_step = 0, .to_step = -1};
     char *end = NULL;
@@ -182,25 +125,25 @@ static int parse_slowdown(const char *flag, const char *arg, train_options_t *o,
     long rank = strtol(arg, &end, 10);
     if (end == arg || *end != ':' || errno == ERANGE || rank < 0 || rank > INT_MAX ||
         arg[0] == '+' || arg[0] == ' ') {
-        return fail(err, errlen, "%s: '%s' is not RANK:FACTOR[@FROM[-TO]]", flag, arg);
+        return flags_fail(err, errlen, "%s: '%s' is not RANK:FACTOR[@FROM[-TO]]", flag, arg);
     }
     const char *p = end + 1;
     s.rank = (int)rank;
     s.factor = strtod(p, &end);
     if (end == p || (*end != '\0' && *end != '@') || !isfinite(s.factor) || s.factor < 1.0) {
-        return fail(err, errlen, "%s: '%s': the factor must be a number >= 1", flag, arg);
+        return flags_fail(err, errlen, "%s: '%s': the factor must be a number >= 1", flag, arg);
     }
     if (*end == '@') {
         p = end + 1;
         s.from_step = strtol(p, &end, 10);
         if (end == p || s.from_step < 0 || (*end != '\0' && *end != '-')) {
-            return fail(err, errlen, "%s: '%s': FROM must be a step >= 0", flag, arg);
+            return flags_fail(err, errlen, "%s: '%s': FROM must be a step >= 0", flag, arg);
         }
         if (*end == '-') {
             p = end + 1;
             s.to_step = strtol(p, &end, 10);
             if (end == p || *end != '\0' || s.to_step < s.from_step) {
-                return fail(err, errlen, "%s: '%s': TO must be a step >= FROM", flag, arg);
+                return flags_fail(err, errlen, "%s: '%s': TO must be a step >= FROM", flag, arg);
             }
         }
     }
@@ -303,41 +246,42 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard size", "shard sizes",
                               o->shards, &o->shard_count, err, errlen);
     case OPT_BUCKET_MB:
-        return parse_real(flag, arg, 1e-6, 4096.0, 0, &o->bucket_mb, err, errlen);
+        return flags_double(flag, arg, 1e-6, 4096.0, 0, &o->bucket_mb, err, errlen);
     case OPT_BATCH:
-        return parse_int(flag, arg, 1, 1 << 24, &o->batch, err, errlen);
+        return flags_int(flag, arg, 1, 1 << 24, &o->batch, err, errlen);
     case OPT_LR:
-        if (parse_real(flag, arg, 0.0, 1e6, 0, &real, err, errlen) != 0) {
+        if (flags_double(flag, arg, 0.0, 1e6, 0, &real, err, errlen) != 0) {
             return -1;
         }
         if ((float)real == 0.0f) {
-            return fail(err, errlen, "%s: the learning rate must be positive (as a float32)", flag);
+            return flags_fail(err, errlen, "%s: the learning rate must be positive (as a float32)",
+                              flag);
         }
         o->lr = (float)real;
         return 0;
     case OPT_MOMENTUM:
-        if (parse_real(flag, arg, 0.0, 1.0, 1, &real, err, errlen) != 0) {
+        if (flags_double(flag, arg, 0.0, 1.0, 1, &real, err, errlen) != 0) {
             return -1;
         }
         if ((float)real >= 1.0f) {
-            return fail(err, errlen, "%s: %s rounds to 1 in float32; it must be below 1", flag,
-                        arg);
+            return flags_fail(err, errlen, "%s: %s rounds to 1 in float32; it must be below 1",
+                              flag, arg);
         }
         o->momentum = (float)real;
         return 0;
     case OPT_WEIGHT_DECAY:
-        if (parse_real(flag, arg, 0.0, 1.0, 0, &real, err, errlen) != 0) {
+        if (flags_double(flag, arg, 0.0, 1.0, 0, &real, err, errlen) != 0) {
             return -1;
         }
         o->weight_decay = (float)real;
         return 0;
     case OPT_EPOCHS:
         *seen_epochs = 1;
-        return parse_long(flag, arg, 1, 1000000, &o->epochs, err, errlen);
+        return flags_long(flag, arg, 1, 1000000, &o->epochs, err, errlen);
     case OPT_STEPS:
-        return parse_long(flag, arg, 0, LONG_MAX / 2, &o->steps, err, errlen);
+        return flags_long(flag, arg, 0, LONG_MAX / 2, &o->steps, err, errlen);
     case OPT_SEED:
-        if (parse_long(flag, arg, 0, LONG_MAX, &integer, err, errlen) != 0) {
+        if (flags_long(flag, arg, 0, LONG_MAX, &integer, err, errlen) != 0) {
             return -1;
         }
         o->seed = (uint64_t)integer;
@@ -347,9 +291,9 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
             o->shuffle = strcmp(arg, "on") == 0;
             return 0;
         }
-        return fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
+        return flags_fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
     case OPT_THREADS:
-        return parse_int(flag, arg, 1, 1024, &o->threads, err, errlen);
+        return flags_int(flag, arg, 1, 1024, &o->threads, err, errlen);
     case OPT_INIT_PARAMS:
         o->init_params = arg;
         return 0;
@@ -357,9 +301,9 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         o->save_params = arg;
         return 0;
     case OPT_PROGRESS:
-        return parse_real(flag, arg, 0.0, 1e6, 0, &o->progress_seconds, err, errlen);
+        return flags_double(flag, arg, 0.0, 1e6, 0, &o->progress_seconds, err, errlen);
     case OPT_EVAL_EVERY:
-        return parse_long(flag, arg, 0, 1000000, &o->eval_every, err, errlen);
+        return flags_long(flag, arg, 0, 1000000, &o->eval_every, err, errlen);
     case OPT_POLICY: {
         static const char *const names[] = {"none", "static", "proportional", "bandit", "rl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -368,11 +312,12 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
                 return 0;
             }
         }
-        return fail(err, errlen, "%s: '%s' is not one of none, static, proportional, bandit, rl",
-                    flag, arg);
+        return flags_fail(err, errlen,
+                          "%s: '%s' is not one of none, static, proportional, bandit, rl", flag,
+                          arg);
     }
     case OPT_REBALANCE_EVERY:
-        return parse_int(flag, arg, 1, 1000000, &o->rebalance_every, err, errlen);
+        return flags_int(flag, arg, 1, 1000000, &o->rebalance_every, err, errlen);
     case OPT_POLICY_FILE:
         o->policy_file = arg;
         return 0;
@@ -391,7 +336,7 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         o->help = 1;
         return 0;
     default:
-        return fail(err, errlen, "internal: unhandled option %d", opt);
+        return flags_fail(err, errlen, "internal: unhandled option %d", opt);
     }
 }
 
@@ -399,37 +344,19 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
 {
     set_defaults(o);
     int seen_epochs = 0;
-    optind = 0; /* glibc: 0 re-initialises getopt, so the parser can run more than once */
-    opterr = 0; /* errors are ours to word */
+    char flag[64];
+    flags_begin();
     for (;;) {
-        int index = -1;
-        int opt = getopt_long(argc, argv, "", long_options, &index);
+        int opt = flags_next(argc, argv, long_options, OPT_DATA, flag, sizeof flag, err, errlen);
         if (opt == -1) {
             break;
         }
-        if (opt == '?' || opt == ':') {
-            if (optopt > 0 && optopt < OPT_DATA) {
-                /* a short option: getopt may have stopped inside a word */
-                return fail(err, errlen, "unknown option '-%c' (see --help)", optopt);
-            }
-            const char *what = argv[optind - 1];
-            if (optopt >= OPT_DATA &&
-                long_options[optopt - OPT_DATA].has_arg == required_argument) {
-                return fail(err, errlen, "%s: needs a value (see --help)", what);
-            }
-            return fail(err, errlen, "unknown option '%s' (see --help)", what);
-        }
-        char flag[64];
-        snprintf(flag, sizeof flag, "--%s", long_options[index].name);
-        if (apply(opt, flag, optarg, o, &seen_epochs, err, errlen) != 0) {
+        if (opt == -2 || apply(opt, flag, optarg, o, &seen_epochs, err, errlen) != 0) {
             return -1;
         }
     }
-    if (optind < argc) {
-        return fail(err, errlen, "unexpected argument '%s' (options start with --)", argv[optind]);
-    }
     if (seen_epochs && o->steps >= 0) {
-        return fail(err, errlen, "--epochs and --steps: give one of them, not both");
+        return flags_fail(err, errlen, "--epochs and --steps: give one of them, not both");
     }
     return 0;
 }
@@ -438,23 +365,25 @@ int train_options_check_ranks(const train_options_t *o, int ranks, char *err, si
 {
     for (int i = 0; i < o->slowdown_count; i++) {
         if (o->slowdowns[i].rank >= ranks) {
-            return fail(err, errlen, "--emulate-slowdown: rank %d, but the job has ranks 0..%d",
-                        o->slowdowns[i].rank, ranks - 1);
+            return flags_fail(err, errlen,
+                              "--emulate-slowdown: rank %d, but the job has ranks 0..%d",
+                              o->slowdowns[i].rank, ranks - 1);
         }
     }
     if (o->shard_count == 0) {
         return 0;
     }
     if (o->shard_count != ranks) {
-        return fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
-                    o->shard_count, ranks);
+        return flags_fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
+                          o->shard_count, ranks);
     }
     long sum = 0;
     for (int r = 0; r < o->shard_count; r++) {
         sum += o->shards[r];
     }
     if (sum != o->batch) {
-        return fail(err, errlen, "--shards: the sizes sum to %ld but --batch is %d", sum, o->batch);
+        return flags_fail(err, errlen, "--shards: the sizes sum to %ld but --batch is %d", sum,
+                          o->batch);
     }
     return 0;
 }
