@@ -261,7 +261,14 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 1
+#define BL_TRAIN_CONFIG_VERSION 2
+
+/* Pipeline schedules. */
+typedef enum {
+    BL_SCHEDULE_GPIPE = 0, /* all forwards, then all backwards (fill–drain) */
+    BL_SCHEDULE_1F1B = 1   /* after warm-up, one forward then one backward: stage s holds at
+                              most S − s micro-batches of activations */
+} bl_schedule_t;
 
 /* An emulated slow rank (testing and demos): from step from_step to
  * to_step (inclusive; -1: to the end) that rank's compute takes factor
@@ -282,11 +289,12 @@ typedef struct bl_train_config {
     float weight_decay; /* L2 weight decay added to the gradient */
     uint64_t seed;      /* sampler seed */
     int shuffle;        /* 1: a seeded permutation per epoch; 0: file order */
-    /* Data parallelism over the runtime's ranks. Each step's global batch is
-     * cut into contiguous slices, one per rank, of these sizes (shard_count
-     * must equal the number of ranks, each >= 0, summing to batch); NULL: as
-     * even as possible. The array is copied. A rank with a 0 shard still
-     * takes part in every reduction. */
+    /* Data parallelism over the job's D = P / S pipelines (D = P ranks
+     * without pipelining). Each step's global batch is cut into contiguous
+     * slices, one per pipeline, of these sizes (shard_count must equal D,
+     * each >= 0, summing to batch); NULL: as even as possible. The array is
+     * copied. A pipeline with a 0 shard still takes part in every
+     * reduction. */
     const int *shards;
     int shard_count;
     double bucket_mb; /* gradient all-reduce bucket size in MiB (> 0) */
@@ -302,6 +310,20 @@ typedef struct bl_train_config {
     const char *trace_path;         /* rank 0 writes a Chrome trace-event file, or NULL */
     const bl_slowdown_t *slowdowns; /* copied; slowdown_count of them */
     int slowdown_count;
+    /* Version 2: pipelines. The P ranks form D = P / pipeline_stages
+     * pipelines; rank r is stage r % S of pipeline r / S. Stage s owns the
+     * contiguous layers [stage_first[s], stage_first[s+1]) (stage_count = S
+     * entries, stage_first[0] = 0, ascending; copied) or, with NULL, the
+     * split that balances the layers' cost hints. Each pipeline cuts its
+     * shard into micro_batches as even slices (the first ones one row
+     * more; a micro-batch may be empty) and runs them in the schedule's
+     * order; gradients are sums over micro-batches, so the result does not
+     * depend on S, M or the schedule. Adaptive policies need S = 1 for now. */
+    int pipeline_stages; /* S >= 1 */
+    int micro_batches;   /* M, 1..32767 */
+    bl_schedule_t schedule;
+    const int *stage_first;
+    int stage_count;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -309,12 +331,16 @@ typedef struct bl_train_config {
         .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .lr = 0.05f, .momentum = 0.9f,           \
         .weight_decay = 0.0f, .seed = 1, .shuffle = 1, .shards = NULL, .shard_count = 0,           \
         .bucket_mb = 4.0, .policy = NULL, .rebalance_every = 10, .policy_file = NULL,              \
-        .telemetry_path = NULL, .trace_path = NULL, .slowdowns = NULL, .slowdown_count = 0         \
+        .telemetry_path = NULL, .trace_path = NULL, .slowdowns = NULL, .slowdown_count = 0,        \
+        .pipeline_stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B,                    \
+        .stage_first = NULL, .stage_count = 0                                                      \
     }
 
 typedef struct bl_trainer bl_trainer_t;
 
 /* A trainer over a built model and a training set from the same runtime;
+ * a version-1 config gets the version-2 defaults (one stage, one
+ * micro-batch);
  * neither is owned. The optimizer state (momentum, zero) is allocated here,
  * so load parameters into the model before creating the trainer.
  * Collective: with several ranks it trains data-parallel, and first checks
@@ -343,13 +369,32 @@ typedef struct bl_step_info {
  * the step info, which is the same everywhere), or ranks fall out of step. */
 typedef int (*bl_step_cb)(const bl_step_info_t *info, void *arg);
 
-/* Runs steps more steps from where the trainer is. Collective. cb may be NULL. */
+/* Runs steps more steps from where the trainer is. Collective. cb may be
+ * NULL. When it returns, every rank's model holds the current parameters
+ * of every layer, whatever the layout (pipeline stages send theirs to the
+ * rest of their pipeline), so bl_model_save_params works on any rank. */
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
 
 /* The next step to run (steps already taken), and the steps of an epoch
  * (floor(count / batch)). 0 for NULL. */
 long bl_trainer_step(const bl_trainer_t *t);
 long bl_trainer_steps_per_epoch(const bl_trainer_t *t);
+
+/* Where this rank sits in the job's grid. */
+typedef struct bl_layout_info {
+    int data_parallel; /* D: pipelines (data-parallel groups) */
+    int stages;        /* S */
+    int replica;       /* this rank's pipeline, 0..D−1 */
+    int stage;         /* this rank's stage, 0..S−1 */
+    int first_layer;   /* this stage's layers: [first_layer, last_layer) */
+    int last_layer;
+    int micro_batches;  /* M */
+    int stash_capacity; /* micro-batches the stage can hold between forward and backward */
+    int peak_stashed;   /* the most it has held at once so far */
+} bl_layout_info_t;
+
+/* Fills *out for this rank. BL_ERR_INVALID_ARG for NULL arguments. */
+bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out);
 
 /* Mean loss and accuracy of the model over every sample of d. Collective. */
 bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);

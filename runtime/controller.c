@@ -4,14 +4,6 @@
 
 #include "controller.h"
 
-/* The runtime's allocator hooks in partition/'s shape. */
-static bl_part_allocator_t part_allocator(const bl_runtime_t *rt)
-{
-    bl_part_allocator_t a = {rt->cfg.allocator.alloc, rt->cfg.allocator.release,
-                             rt->cfg.allocator.ctx};
-    return a;
-}
-
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
                                int every, long batch, uint64_t seed, const double *q_init)
 {
@@ -60,7 +52,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                                  .seed = seed,
                                  .estimator = (bl_estimator_params_t)BL_ESTIMATOR_PARAMS_DEFAULT,
                                  .q_init = q_init};
-        bl_part_allocator_t pa = part_allocator(rt);
+        bl_part_allocator_t pa = bl_rt_part_allocator(rt);
         char err[256] = "";
         if (bl_policy_create(&pc, &pa, &c->policy, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "policy %s: %s", policy_name, err);

@@ -196,12 +196,20 @@ bl_status_t bl_dataset_gather(bl_dataset_t *d, const long *indices, int n, float
     for (int i = 0; i < n; i++) {
         long s = indices[i];
         if (d->x != NULL) {
-            memcpy(x + (size_t)i * row, d->x + (size_t)s * row, row * sizeof(float));
-            y[i] = d->y[s];
+            if (x != NULL) {
+                memcpy(x + (size_t)i * row, d->x + (size_t)s * row, row * sizeof(float));
+            }
+            if (y != NULL) {
+                y[i] = d->y[s];
+            }
         } else {
-            bl_status_t st = get_from_callbacks(d, s, x + (size_t)i * row, &y[i]);
+            int label;
+            bl_status_t st = get_from_callbacks(d, s, x + (size_t)i * row, &label);
             if (st != BL_OK) {
                 return st;
+            }
+            if (y != NULL) {
+                y[i] = label;
             }
         }
     }

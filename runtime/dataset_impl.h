@@ -17,7 +17,8 @@ struct bl_dataset {
 };
 
 /* Copies samples indices[0..n) into x (n, features) and y (n). Labels from
- * callbacks are checked against classes. */
+ * callbacks are checked against classes. y may be NULL (inputs only); x
+ * may be NULL for an in-memory dataset (labels only). */
 bl_status_t bl_dataset_gather(bl_dataset_t *d, const long *indices, int n, float *x, int *y);
 
 /* Copies the contiguous samples [first, first + n). */

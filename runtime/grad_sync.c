@@ -1,35 +1,38 @@
-/* Bucketed, overlapped all-reduce of gradient sums over the runtime's
- * communicator. */
+/* Bucketed, overlapped all-reduce of gradient sums over a data-parallel
+ * group. */
 #include <limits.h>
 #include <string.h>
 
 #include "grad_sync.h"
 
-bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, bl_model_t *m,
-                              size_t bucket_bytes)
+bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm, bl_model_t *m,
+                              int first_layer, int last_layer, size_t bucket_bytes)
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     memset(s, 0, sizeof *s);
     s->rt = rt;
+    s->comm = comm;
     s->grads = m->grads;
     s->totals_request = MPI_REQUEST_NULL;
     /* Below one float: one bucket per layer with parameters. */
     size_t bucket_floats = bucket_bytes < sizeof(float) ? 1 : bucket_bytes / sizeof(float);
     /* At most one bucket per layer. */
-    s->buckets = bl_mem_array(a, (size_t)m->layer_count, sizeof *s->buckets);
-    s->requests = bl_mem_array(a, (size_t)m->layer_count, sizeof *s->requests);
+    int layers = last_layer - first_layer;
+    s->buckets = bl_mem_array(a, (size_t)layers, sizeof *s->buckets);
+    s->requests = bl_mem_array(a, (size_t)layers, sizeof *s->requests);
     if (s->buckets == NULL || s->requests == NULL) {
         bl_grad_sync_free(s);
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient buckets", m->layer_count);
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient buckets", layers);
     }
-    /* Walk layers in backward order; a bucket closes when it holds at least
-     * bucket_floats, or at the first layer. Its slice ends where the
-     * previous bucket began. */
-    size_t end = m->param_count;
-    for (int i = m->layer_count - 1; i >= 0; i--) {
+    /* Walk the range's layers in backward order; a bucket closes when it
+     * holds at least bucket_floats, or at the range's first layer. Its
+     * slice ends where the previous bucket began. */
+    const bl_layer_t *top = &m->layers[last_layer - 1];
+    size_t end = top->param_offset + top->param_count;
+    for (int i = last_layer - 1; i >= first_layer; i--) {
         size_t first = m->layers[i].param_offset;
-        int last_layer = i == 0;
-        if ((end - first >= bucket_floats || last_layer) && end > first) {
+        int closing = i == first_layer;
+        if ((end - first >= bucket_floats || closing) && end > first) {
             if (end - first > (size_t)INT_MAX) {
                 bl_grad_sync_free(s);
                 return bl_fail(rt, BL_ERR_UNSUPPORTED,
@@ -41,7 +44,7 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, bl_model_t *m
             end = first;
         }
     }
-    for (int k = 0; k < m->layer_count; k++) {
+    for (int k = 0; k < layers; k++) {
         s->requests[k] = MPI_REQUEST_NULL;
     }
     return BL_OK;
@@ -73,7 +76,7 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
     while (s->posted < s->bucket_count && s->buckets[s->posted].close_layer == layer) {
         const bl_bucket_t *b = &s->buckets[s->posted];
         int rc = MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->first, (int)b->count, MPI_FLOAT,
-                                MPI_SUM, s->rt->comm, &s->requests[s->posted]);
+                                MPI_SUM, s->comm, &s->requests[s->posted]);
         if (rc != MPI_SUCCESS) {
             drain(s);
             return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of a gradient bucket");
@@ -103,13 +106,16 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         drain(s);
         return st;
     }
-    s->totals[0] = *loss_sum;
-    s->totals[1] = (double)*correct;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, s->totals, 2, MPI_DOUBLE, MPI_SUM, s->rt->comm,
+    int rc = MPI_SUCCESS;
+    if (loss_sum != NULL) {
+        s->totals[0] = *loss_sum;
+        s->totals[1] = (double)*correct;
+        rc = MPI_Iallreduce(MPI_IN_PLACE, s->totals, 2, MPI_DOUBLE, MPI_SUM, s->comm,
                             &s->totals_request);
-    if (rc != MPI_SUCCESS) {
-        drain(s);
-        return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
+        if (rc != MPI_SUCCESS) {
+            drain(s);
+            return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
+        }
     }
     /* Buckets in the order they complete: each is handed on at once. */
     for (int left = s->posted; left > 0; left--) {
@@ -129,7 +135,9 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(s->rt, rc, "waiting for the loss and accuracy all-reduce");
     }
-    *loss_sum = s->totals[0];
-    *correct = (long)s->totals[1];
+    if (loss_sum != NULL) {
+        *loss_sum = s->totals[0];
+        *correct = (long)s->totals[1];
+    }
     return BL_OK;
 }

@@ -17,6 +17,7 @@ typedef struct bl_bucket {
 
 typedef struct bl_grad_sync {
     bl_runtime_t *rt;
+    MPI_Comm comm; /* the data-parallel group */
     float *grads;
     bl_bucket_t *buckets; /* in posting order: the last layers' bucket first */
     int bucket_count;
@@ -26,11 +27,13 @@ typedef struct bl_grad_sync {
     MPI_Request totals_request;
 } bl_grad_sync_t;
 
-/* Plans buckets of about bucket_bytes (at least one layer's parameters
- * each; a layer larger than that is a bucket alone; under 4 bytes, one
- * bucket per layer with parameters). */
-bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, bl_model_t *m,
-                              size_t bucket_bytes);
+/* Plans buckets over the gradients of layers [first_layer, last_layer) —
+ * the whole model, or a pipeline stage's layers — reduced over comm, of
+ * about bucket_bytes (at least one layer's parameters each; a layer larger
+ * than that is a bucket alone; under 4 bytes, one bucket per layer with
+ * parameters). A range without parameters has no buckets. */
+bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm, bl_model_t *m,
+                              int first_layer, int last_layer, size_t bucket_bytes);
 void bl_grad_sync_free(bl_grad_sync_t *s);
 
 /* The backward hook: posts every bucket that closes at `layer`, and tests
@@ -42,10 +45,10 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync);
  * the optimizer updates that slice while other buckets are still in flight. */
 typedef void (*bl_bucket_ready_fn)(size_t first, size_t count, void *arg);
 
-/* Posts the step's (loss sum, correct) reduction and waits for everything,
- * calling ready (may be NULL) for each bucket in completion order:
- * afterwards the gradients hold the sums over all ranks' samples, and the
- * totals are global. */
+/* Posts the step's (loss sum, correct) reduction (unless loss_sum is
+ * NULL) and waits for everything, calling ready (may be NULL) for each
+ * bucket in completion order: afterwards the gradients hold the sums over
+ * the group's samples, and the totals are the group's. */
 bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct,
                                 bl_bucket_ready_fn ready, void *ready_arg);
 

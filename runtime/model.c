@@ -168,10 +168,6 @@ bl_status_t bl_model_build(bl_model_t *m, uint64_t seed)
         }
         l->param_offset = total;
         total += l->param_count;
-        l->fused = l->kind == BL_LAYER_RELU && i > 0 && m->layers[i - 1].kind == BL_LAYER_DENSE;
-        if (l->fused) {
-            m->layers[i - 1].fused_relu = 1;
-        }
     }
     float *params = bl_mem_array(a, total, sizeof(float));
     float *grads = bl_mem_array_zeroed(a, total, sizeof(float));
@@ -226,31 +222,46 @@ float *bl_model_params(bl_model_t *m)
 
 bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws)
 {
+    return bl_workspace_init_range(m, 0, m->layer_count, max_batch, ws);
+}
+
+bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_batch,
+                                    bl_workspace_t *ws)
+{
     const bl_allocator_t *a = bl_rt_allocator(m->rt);
     memset(ws, 0, sizeof *ws);
+    if (first < 0 || last > m->layer_count || first >= last || max_batch < 0) {
+        return bl_fail(m->rt, BL_ERR_INVALID_ARG,
+                       "internal: workspace for layers [%d, %d) of %d, batch %d", first, last,
+                       m->layer_count, max_batch);
+    }
+    ws->first = first;
+    ws->last = last;
     ws->max_batch = max_batch;
     size_t act_floats = 0;
-    int widest = 1; /* of the outputs: the first layer's input gradient is never computed */
-    for (int i = 0; i < m->layer_count; i++) {
-        if (!m->layers[i].fused) {
+    int widest = 1; /* of the outputs: the first layer's input gradient goes to the caller */
+    for (int i = first; i < last; i++) {
+        if (!bl_relu_is_fused(m, ws, i)) {
             act_floats += (size_t)max_batch * (size_t)m->layers[i].out_features;
         }
         if (m->layers[i].out_features > widest) {
             widest = m->layers[i].out_features;
         }
     }
-    ws->acts = bl_mem_array(a, (size_t)m->layer_count, sizeof *ws->acts);
-    ws->act_mem = bl_mem_array(a, act_floats, sizeof(float));
+    /* Indexed by layer; entries outside the range stay NULL. */
+    ws->acts = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *ws->acts);
+    ws->act_mem = bl_mem_array(a, act_floats > 0 ? act_floats : 1, sizeof(float));
     for (int k = 0; k < 2; k++) {
-        ws->dgrad[k] = bl_mem_array(a, (size_t)max_batch * (size_t)widest, sizeof(float));
+        ws->dgrad[k] = bl_mem_array(a, (size_t)(max_batch > 0 ? max_batch : 1) * (size_t)widest,
+                                    sizeof(float));
     }
     if (ws->acts == NULL || ws->act_mem == NULL || ws->dgrad[0] == NULL || ws->dgrad[1] == NULL) {
         bl_workspace_free(a, ws);
         return bl_fail(m->rt, BL_ERR_NO_MEM, "no memory for activations of %d samples", max_batch);
     }
     float *next = ws->act_mem;
-    for (int i = 0; i < m->layer_count; i++) {
-        if (m->layers[i].fused) {
+    for (int i = first; i < last; i++) {
+        if (bl_relu_is_fused(m, ws, i)) {
             ws->acts[i] = ws->acts[i - 1]; /* the dense layer before wrote ReLU's output */
         } else {
             ws->acts[i] = next;
@@ -291,11 +302,11 @@ static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_s
 }
 
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
-                             const float **logits)
+                             const float **out)
 {
     const bl_kernels_t *k = m->rt->device.kernels;
     const float *in = x;
-    for (int i = 0; i < m->layer_count; i++) {
+    for (int i = ws->first; i < ws->last; i++) {
         const bl_layer_t *l = &m->layers[i];
         float *y = ws->acts[i];
         const float *p = m->params + l->param_offset;
@@ -303,9 +314,9 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
             /* (batch, out) = (batch, in) · W^T + b, ReLU fused when the next layer is one */
             k->dense_forward(batch, l->in_features, l->out_features, in, p,
                              p + (size_t)l->in_features * (size_t)l->out_features, y,
-                             l->fused_relu);
+                             bl_dense_fuses_relu(m, ws, i));
         } else if (l->kind == BL_LAYER_RELU) {
-            if (!l->fused) {
+            if (!bl_relu_is_fused(m, ws, i)) {
                 k->relu_forward((size_t)batch * (size_t)l->out_features, in, y);
             }
         } else {
@@ -317,33 +328,43 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
         }
         in = y;
     }
-    *logits = in;
+    *out = in;
     return BL_OK;
 }
 
 bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                               int accumulate, bl_layer_done_fn done, void *done_arg)
 {
+    return bl_model_backward_range(m, ws, batch, x, bl_model_dlogits(ws), NULL, accumulate, done,
+                                   done_arg);
+}
+
+bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
+                                    float *dy, float *dx_out, int accumulate, bl_layer_done_fn done,
+                                    void *done_arg)
+{
     const bl_kernels_t *k = m->rt->device.kernels;
-    int cur = 0; /* ws->dgrad[cur] holds d loss / d (output of layer i) */
-    for (int i = m->layer_count - 1; i >= 0; i--) {
+    /* dy holds d loss / d (output of layer i); a layer writes its input
+     * gradient into whichever ping-pong buffer dy is not, or, for the
+     * range's first layer, into dx_out. */
+    for (int i = ws->last - 1; i >= ws->first; i--) {
         const bl_layer_t *l = &m->layers[i];
-        const float *in = i == 0 ? x : ws->acts[i - 1];
-        float *dy = ws->dgrad[cur];
-        /* The first layer's input gradient is never needed. */
-        float *dx = i == 0 ? NULL : ws->dgrad[1 - cur];
+        int first = i == ws->first;
+        const float *in = first ? x : ws->acts[i - 1];
+        float *dx = first ? dx_out : (dy == ws->dgrad[0] ? ws->dgrad[1] : ws->dgrad[0]);
         const float *p = m->params + l->param_offset;
         float *g = m->grads + l->param_offset;
         if (l->kind == BL_LAYER_DENSE) {
             size_t w_count = (size_t)l->in_features * (size_t)l->out_features;
             k->dense_backward(batch, l->in_features, l->out_features, in, p, ws->acts[i], dy, dx, g,
-                              g + w_count, l->fused_relu, accumulate);
-            cur = 1 - cur;
+                              g + w_count, bl_dense_fuses_relu(m, ws, i), accumulate);
+            dy = dx;
         } else if (l->kind == BL_LAYER_RELU) {
-            /* In place (or fused into the dense layer before it): dy stays in
-             * dgrad[cur]. */
-            if (!l->fused && dx != NULL) {
-                k->relu_backward((size_t)batch * (size_t)l->out_features, ws->acts[i], dy, dy);
+            /* In place (or fused into the dense layer before it): dy stays;
+             * the range's first layer writes dx_out. */
+            if (!bl_relu_is_fused(m, ws, i) && dx != NULL) {
+                k->relu_backward((size_t)batch * (size_t)l->out_features, ws->acts[i], dy,
+                                 first ? dx : dy);
             }
         } else {
             bl_layer_call_t call = user_call(m, l, batch, in, ws->acts[i]);
@@ -355,7 +376,7 @@ bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, cons
             if (st != BL_OK) {
                 return user_call_failed(m, i, "backward", st);
             }
-            cur = 1 - cur;
+            dy = dx;
         }
         if (done != NULL) {
             bl_status_t st = done(i, done_arg);

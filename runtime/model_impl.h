@@ -15,11 +15,6 @@ typedef struct bl_layer {
     int out_features;
     size_t param_offset; /* into the model's params and grads */
     size_t param_count;
-    /* A dense layer followed by a ReLU computes both in one pass: the dense
-     * layer has fused_relu set, the ReLU has fused set and does nothing; both
-     * share one activation buffer. Decided at build time. */
-    int fused_relu;
-    int fused;
 } bl_layer_t;
 
 struct bl_model {
@@ -34,21 +29,44 @@ struct bl_model {
     float *grads;  /* same layout: per-sample gradient sums of the last backward */
 };
 
-/* Activation and gradient buffers for batches of up to max_batch rows. */
+/* Activation and gradient buffers of the layers [first, last) — the whole
+ * model, or one pipeline stage's layers — for batches of up to max_batch
+ * rows. The passes below run over the workspace's layers. */
 typedef struct bl_workspace {
+    int first, last; /* the layer range */
     int max_batch;
-    float **acts;    /* acts[i]: (max_batch, out_i), the output of layer i */
+    float **acts;    /* acts[i] for i in the range: (max_batch, out_i), the output of layer i */
     float *act_mem;  /* the one allocation the acts point into */
     float *dgrad[2]; /* ping-pong (max_batch, widest) buffers for d loss / d activations */
 } bl_workspace_t;
 
+/* The whole model's layers. */
 bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws);
+/* Layers [first, last) of a built model, 0 <= first < last <= layer count. */
+bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_batch,
+                                    bl_workspace_t *ws);
 /* Frees ws (any state, also zeroed) with the allocator it came from; it
  * does not touch the model, which may be gone already. */
 void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws);
 
-/* Forward pass of batch rows of x (batch, in_features); returns the logits
- * (batch, classes), which live in ws. */
+/* A dense layer followed by a ReLU in the same workspace computes both in
+ * one pass: the dense layer applies the ReLU, the ReLU does nothing, and
+ * both share one activation buffer. Across a stage boundary each runs
+ * alone. */
+static inline int bl_dense_fuses_relu(const bl_model_t *m, const bl_workspace_t *ws, int i)
+{
+    return m->layers[i].kind == BL_LAYER_DENSE && i + 1 < ws->last &&
+           m->layers[i + 1].kind == BL_LAYER_RELU;
+}
+static inline int bl_relu_is_fused(const bl_model_t *m, const bl_workspace_t *ws, int i)
+{
+    return m->layers[i].kind == BL_LAYER_RELU && i > ws->first &&
+           m->layers[i - 1].kind == BL_LAYER_DENSE;
+}
+
+/* Forward pass of the workspace's layers over batch rows of x (batch, in
+ * of the first layer); *out is the last layer's output (batch, its out),
+ * which lives in ws: the logits when the range ends the model. */
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                              const float **logits);
 
@@ -56,10 +74,18 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
  * from the last to the first); a status other than BL_OK stops backward. */
 typedef bl_status_t (*bl_layer_done_fn)(int layer, void *arg);
 
-/* Backward pass after bl_model_forward on the same x. dlogits (batch,
- * classes) must be ws->dgrad[0] (bl_model_dlogits); it is scratch afterwards.
- * Writes (accumulate 0) or adds (1) per-sample gradient sums into m->grads.
- * done (may be NULL) is called after every layer. */
+/* Backward pass of the workspace's layers after bl_model_forward on the
+ * same x. dy (batch, out of the last layer) is d loss / d output; it may be
+ * ws->dgrad[0] or the caller's buffer, and is scratch afterwards. dx (batch,
+ * in of the first layer) receives d loss / d x, or is NULL when nobody
+ * needs it. Writes (accumulate 0) or adds (1) per-sample gradient sums of
+ * the range's layers into m->grads. done (may be NULL) is called after
+ * every layer. */
+bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
+                                    float *dy, float *dx, int accumulate, bl_layer_done_fn done,
+                                    void *done_arg);
+
+/* bl_model_backward_range with dy = bl_model_dlogits(ws) and no dx. */
 bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                               int accumulate, bl_layer_done_fn done, void *done_arg);
 

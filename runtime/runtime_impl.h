@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "policy.h" /* bl_part_allocator_t */
 
 /* Where a rank computes: its kernel table (CPU for now). */
 struct bl_device {
@@ -38,6 +39,14 @@ int bl_log_level_parse(const char *text);
 static inline const bl_allocator_t *bl_rt_allocator(const bl_runtime_t *rt)
 {
     return &rt->cfg.allocator;
+}
+
+/* The same hooks in partition/'s shape. */
+static inline bl_part_allocator_t bl_rt_part_allocator(const bl_runtime_t *rt)
+{
+    bl_part_allocator_t a = {rt->cfg.allocator.alloc, rt->cfg.allocator.release,
+                             rt->cfg.allocator.ctx};
+    return a;
 }
 
 #endif /* BL_RUNTIME_IMPL_H */

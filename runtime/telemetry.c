@@ -167,6 +167,11 @@ static double comm_of(const bl_step_record_t *r, double max)
     return comm > 0.0 ? comm : 0.0;
 }
 
+static double pipe_of(const bl_step_record_t *r, double max)
+{
+    return r->pipe_s;
+}
+
 static double samples_of(const bl_step_record_t *r, double max)
 {
     return r->samples;
@@ -192,9 +197,11 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
     double max = max_compute(records, P);
     bl_balance_t b = bl_balance_of(records, P);
     double step_s = 0.0;
+    int piped = 0;
     for (int r = 0; r < P; r++) {
-        double s = records[r].compute_s + records[r].sync_s;
+        double s = records[r].compute_s + records[r].pipe_s + records[r].sync_s;
         step_s = s > step_s ? s : step_s;
+        piped |= records[r].pipe_s > 0.0;
     }
     fprintf(f,
             "{\"step\":%.0f,\"plan_version\":%.0f,\"loss\":%.6g,\"accuracy\":%.6g,"
@@ -210,6 +217,9 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
     write_array(f, "compute_s", records, P, compute_of, max);
     write_array(f, "comm_s", records, P, comm_of, max);
     write_array(f, "wait_s", records, P, wait_of, max);
+    if (piped) {
+        write_array(f, "pipe_s", records, P, pipe_of, max);
+    }
     if (extra != NULL && extra[0] != '\0') {
         fprintf(f, ",%s", extra);
     }
@@ -246,10 +256,12 @@ void bl_telemetry_trace_step(bl_telemetry_t *tm, const bl_step_record_t *records
                     "\"args\":{\"name\":\"rank %d\"}}",
                     tm->trace_events++ == 0 ? "" : ",\n", r, r);
         }
+        /* A pipeline stage's passes and its waits for neighbours interleave;
+         * the record holds their totals, drawn one after the other. */
         trace_span(tm, "compute", r, x->start_s, x->compute_s, x->step);
-        trace_span(tm, "wait", r, x->start_s + x->compute_s, wait < x->sync_s ? wait : x->sync_s,
-                   x->step);
-        trace_span(tm, "comm", r, x->start_s + x->compute_s + (wait < x->sync_s ? wait : 0.0), comm,
-                   x->step);
+        trace_span(tm, "pipeline", r, x->start_s + x->compute_s, x->pipe_s, x->step);
+        double after = x->start_s + x->compute_s + x->pipe_s;
+        trace_span(tm, "wait", r, after, wait < x->sync_s ? wait : x->sync_s, x->step);
+        trace_span(tm, "comm", r, after + (wait < x->sync_s ? wait : 0.0), comm, x->step);
     }
 }

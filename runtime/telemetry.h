@@ -18,6 +18,7 @@ typedef struct bl_step_record {
     double compute_s; /* forward + backward (and any emulated slowdown) */
     double sync_s;    /* waiting for the reductions after compute: comm + wait */
     double plan;      /* plan version the step ran */
+    double pipe_s;    /* pipelines: blocked on the neighbouring stages (bubble + transfers) */
 } bl_step_record_t;
 
 #define BL_RECORD_DOUBLES ((int)(sizeof(bl_step_record_t) / sizeof(double)))

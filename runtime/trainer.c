@@ -1,35 +1,42 @@
-/* The trainer: the step loop, one process or data-parallel. One step =
- * sample the global batch (the same on every rank), forward and loss on this
- * rank's contiguous slice of it, backward (per-sample gradient sums) with
- * bucketed all-reduces posted as layers finish, wait, then one fused
- * optimizer pass that divides by B and updates — identically on every rank. */
+/* The trainer: the step loop, for one process, data parallelism, pipelines
+ * and both together. One step = sample the global batch (the same on every
+ * rank); each pipeline takes its contiguous slice and runs it through its
+ * stages as micro-batches (one stage, one micro-batch: forward, loss,
+ * backward); per-sample gradient sums of each stage's layers are
+ * all-reduced over the stage's data-parallel group in buckets posted as
+ * layers finish; then one fused optimizer pass divides by B and updates
+ * the stage's layers — identically on every replica. */
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "balancer.h"
 #include "consistency.h"
 #include "dataset_impl.h"
 #include "grad_sync.h"
+#include "layout.h"
 #include "model_impl.h"
 #include "partition.h"
 #include "sampler.h"
+#include "stage.h"
 
 struct bl_trainer {
     bl_runtime_t *rt;
     bl_model_t *model;
     bl_dataset_t *data;
-    bl_train_config_t cfg; /* cfg.shards points at shards below */
-    int *shards;           /* (P) samples of each rank's slice; sums to B */
-    int offset;            /* this rank's slice: [offset, offset + local) of the batch */
+    bl_train_config_t cfg; /* cfg.shards and cfg.stage_first point at copies below */
+    bl_layout_t layout;    /* D pipelines × S stages, the layer→stage map, communicators */
+    int *shards;           /* (D) samples of each pipeline's slice; sums to B */
+    int *rank_shards;      /* (P) each rank's pipeline's slice, for telemetry */
+    int offset;            /* this pipeline's slice: [offset, offset + local) of the batch */
     int local;
     bl_sampler_t sampler;
     bl_balancer_t balancer; /* slowdowns, telemetry, the controller */
-    bl_grad_sync_t sync;    /* used when P > 1 */
-    bl_workspace_t ws;      /* activations for up to B rows (training slices, eval chunks) */
+    bl_stage_t stage;       /* this rank's stage: its layers, micro-batches, transfers */
+    bl_grad_sync_t sync;    /* used when D > 1 */
     float *velocity;        /* momentum buffer, the params' layout */
     long *indices;          /* (B) this step's sample indices (the whole global batch) */
-    float *x;               /* (local, features) this rank's inputs */
-    int *labels;            /* (local) */
     long step;              /* the next global step */
 };
 
@@ -57,12 +64,6 @@ static bl_status_t check_dataset(bl_runtime_t *rt, const bl_model_t *m, const bl
 
 static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
 {
-    if (c->version < 1 || c->version > BL_TRAIN_CONFIG_VERSION) {
-        return bl_fail(rt, BL_ERR_INVALID_ARG,
-                       "train config version %d; this library expects 1..%d (use "
-                       "BL_TRAIN_CONFIG_INIT)",
-                       c->version, BL_TRAIN_CONFIG_VERSION);
-    }
     if (c->batch <= 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "batch %d must be positive", c->batch);
     }
@@ -77,14 +78,39 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
         return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
                        c->bucket_mb);
     }
+    if (c->schedule != BL_SCHEDULE_GPIPE && c->schedule != BL_SCHEDULE_1F1B) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "pipeline schedule %d is neither GPipe (%d) nor "
+                       "1F1B (%d)",
+                       (int)c->schedule, BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
+    }
+    if (c->pipeline_stages > 1 && c->policy != NULL && strcmp(c->policy, "none") != 0) {
+        return bl_fail(rt, BL_ERR_UNSUPPORTED,
+                       "policy %s with %d pipeline stages: adaptive rebalancing runs on "
+                       "data-parallel jobs (one stage) only for now",
+                       c->policy, c->pipeline_stages);
+    }
     return BL_OK;
+}
+
+/* The config a caller of any supported version meant: a version-1 struct
+ * is shorter, so only its fields are read and the rest keep their defaults. */
+static bl_train_config_t upgrade_config(const bl_train_config_t *c)
+{
+    bl_train_config_t full = BL_TRAIN_CONFIG_INIT;
+    if (c->version == 1) {
+        memcpy(&full, c, offsetof(bl_train_config_t, pipeline_stages));
+        full.version = BL_TRAIN_CONFIG_VERSION;
+        return full;
+    }
+    return *c;
 }
 
 /* Fills t->shards from the config (checked) or as an even split. */
 static bl_status_t plan_shards(bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
-    int P = t->rt->size;
+    int P = t->layout.replicas;
     if (c->shards == NULL) {
         /* B/P each, the first B%P ranks one more. */
         long *even = bl_mem_array(bl_rt_allocator(t->rt), (size_t)P, sizeof *even);
@@ -99,14 +125,20 @@ static bl_status_t plan_shards(bl_trainer_t *t)
         return BL_OK;
     }
     if (c->shard_count != P) {
-        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                       "the shard plan has %d sizes but the job has %d ranks", c->shard_count, P);
+        return P == t->rt->size
+                   ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                             "the shard plan has %d sizes but the job has %d ranks", c->shard_count,
+                             P)
+                   : bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                             "the shard plan has %d sizes but the job has %d pipelines "
+                             "(%d ranks / %d stages)",
+                             c->shard_count, P, t->rt->size, t->layout.stages);
     }
     long sum = 0;
     for (int r = 0; r < P; r++) {
         if (c->shards[r] < 0) {
-            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard of rank %d is %d; it must be >= 0", r,
-                           c->shards[r]);
+            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard of %s %d is %d; it must be >= 0",
+                           P == t->rt->size ? "rank" : "pipeline", r, c->shards[r]);
         }
         sum += c->shards[r];
         t->shards[r] = c->shards[r];
@@ -118,14 +150,19 @@ static bl_status_t plan_shards(bl_trainer_t *t)
     return BL_OK;
 }
 
-/* This rank's slice of the batch under the current plan. */
+/* This pipeline's slice of the batch under the current plan, and every
+ * rank's (its pipeline's) for telemetry. */
 static void locate_slice(bl_trainer_t *t)
 {
+    const bl_layout_t *l = &t->layout;
     t->offset = 0;
-    for (int r = 0; r < t->rt->rank; r++) {
-        t->offset += t->shards[r];
+    for (int d = 0; d < l->replica; d++) {
+        t->offset += t->shards[d];
     }
-    t->local = t->shards[t->rt->rank];
+    t->local = t->shards[l->replica];
+    for (int r = 0; r < t->rt->size; r++) {
+        t->rank_shards[r] = t->shards[r / l->stages];
+    }
 }
 
 /* What every rank must agree on before step 0. */
@@ -147,8 +184,13 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
         {"weight decay", BL_CHECK_FLOAT, bl_float_bits(c->weight_decay)},
         {"seed", BL_CHECK_INT, c->seed},
         {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
+        {"pipeline stages", BL_CHECK_INT, (uint64_t)t->layout.stages},
+        {"stage map", BL_CHECK_DIGEST,
+         bl_digest(t->layout.first, (size_t)(t->layout.stages + 1) * sizeof *t->layout.first)},
+        {"micro-batches", BL_CHECK_INT, (uint64_t)c->micro_batches},
+        {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
         {"shard plan", BL_CHECK_DIGEST,
-         bl_digest(t->shards, (size_t)t->rt->size * sizeof *t->shards)},
+         bl_digest(t->shards, (size_t)t->layout.replicas * sizeof *t->shards)},
         {"model layers", BL_CHECK_DIGEST, bl_digest(layers, n * sizeof layers[0])},
         {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
         {"parameter count", BL_CHECK_INT, m->param_count},
@@ -161,6 +203,27 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
     };
     return bl_check_same_on_all_ranks(t->rt, "start-up check", fields,
                                       (int)(sizeof fields / sizeof fields[0]));
+}
+
+/* One info line: the grid, the stage map, the micro-batches. */
+static void log_layout(const bl_trainer_t *t)
+{
+    const bl_layout_t *l = &t->layout;
+    if (l->stages == 1 && t->cfg.micro_batches == 1) {
+        return;
+    }
+    char map[512] = "";
+    size_t used = 0;
+    for (int s = 0; s < l->stages && used < sizeof map; s++) {
+        int n = snprintf(map + used, sizeof map - used, "%s%d-%d", s == 0 ? "" : ",", l->first[s],
+                         l->first[s + 1] - 1);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    bl_log(t->rt, BL_LOG_INFO,
+           "layout: %d data-parallel x %d pipeline stages; stage layers %s; %d micro-batches per "
+           "step (%s)",
+           l->replicas, l->stages, map, t->cfg.micro_batches,
+           t->cfg.schedule == BL_SCHEDULE_GPIPE ? "gpipe" : "1f1b");
 }
 
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
@@ -177,7 +240,14 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (!m->built) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "trainer: call bl_model_build first");
     }
-    bl_status_t st = check_config(rt, cfg);
+    if (cfg->version < 1 || cfg->version > BL_TRAIN_CONFIG_VERSION) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "train config version %d; this library expects 1..%d (use "
+                       "BL_TRAIN_CONFIG_INIT)",
+                       cfg->version, BL_TRAIN_CONFIG_VERSION);
+    }
+    bl_train_config_t c = upgrade_config(cfg);
+    bl_status_t st = check_config(rt, &c);
     if (st == BL_OK) {
         st = check_dataset(rt, m, train, "training");
     }
@@ -193,9 +263,15 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     t->rt = rt;
     t->model = m;
     t->data = train;
-    t->cfg = *cfg;
-    t->shards = bl_mem_array(a, (size_t)rt->size, sizeof *t->shards);
-    if (t->shards == NULL) {
+    t->cfg = c;
+    st = bl_layout_init(&t->layout, rt, m, c.pipeline_stages, c.stage_first, c.stage_count);
+    if (st != BL_OK) {
+        goto fail;
+    }
+    t->cfg.stage_first = t->layout.first;
+    t->shards = bl_mem_array(a, (size_t)t->layout.replicas, sizeof *t->shards);
+    t->rank_shards = bl_mem_array(a, (size_t)rt->size, sizeof *t->rank_shards);
+    if (t->shards == NULL || t->rank_shards == NULL) {
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", rt->size);
         goto fail;
     }
@@ -204,44 +280,44 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         goto fail;
     }
     t->cfg.shards = t->shards;
-    t->cfg.shard_count = rt->size;
+    t->cfg.shard_count = t->layout.replicas;
     locate_slice(t);
 
     bl_error_t err = {0};
-    st = bl_sampler_init(&t->sampler, train->count, cfg->batch, cfg->seed, cfg->shuffle, a, &err);
+    st = bl_sampler_init(&t->sampler, train->count, c.batch, c.seed, c.shuffle, a, &err);
     if (st != BL_OK) {
         st = bl_fail_from(rt, &err);
         goto fail;
     }
-    st = bl_workspace_init(m, cfg->batch, &t->ws);
-    if (st != BL_OK) {
-        goto fail;
-    }
     t->velocity = bl_mem_array_zeroed(a, m->param_count, sizeof(float));
-    t->indices = bl_mem_array(a, (size_t)cfg->batch, sizeof *t->indices);
-    t->x = bl_mem_array(a, (size_t)cfg->batch * (size_t)train->features, sizeof(float));
-    t->labels = bl_mem_array(a, (size_t)cfg->batch, sizeof(int));
-    if (t->velocity == NULL || t->indices == NULL || t->x == NULL || t->labels == NULL) {
+    t->indices = bl_mem_array(a, (size_t)c.batch, sizeof *t->indices);
+    if (t->velocity == NULL || t->indices == NULL) {
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for the optimizer state and a batch of %d",
-                     cfg->batch);
+                     c.batch);
         goto fail;
     }
-    st = bl_balancer_init(&t->balancer, rt, cfg);
+    st = bl_balancer_init(&t->balancer, rt, &t->cfg);
     if (st != BL_OK) {
         goto fail;
     }
-    if (rt->size > 1) {
-        st = bl_grad_sync_init(&t->sync, rt, m, (size_t)(cfg->bucket_mb * 1024.0 * 1024.0));
-        if (st != BL_OK) {
-            goto fail;
-        }
-    }
-    /* Last, so every rank has reached it with a complete trainer: a
-     * mismatch is reported by all ranks together. */
+    /* Every rank has reached this point with a complete plan: a mismatch is
+     * reported by all ranks together, before any communicator is split. */
     st = check_ranks_agree(t);
+    if (st == BL_OK) {
+        st = bl_layout_connect(&t->layout);
+    }
+    if (st == BL_OK) {
+        st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
+                           c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
+    }
+    if (st == BL_OK && t->layout.replicas > 1) {
+        st = bl_grad_sync_init(&t->sync, rt, t->layout.dp, m, t->stage.first, t->stage.last,
+                               (size_t)(c.bucket_mb * 1024.0 * 1024.0));
+    }
     if (st != BL_OK) {
         goto fail;
     }
+    log_layout(t);
     *out = t;
     return BL_OK;
 fail:
@@ -258,19 +334,19 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
-    bl_workspace_free(a, &t->ws);
+    bl_stage_free(&t->stage);
+    bl_layout_free(&t->layout);
     bl_mem_free(a, t->shards);
+    bl_mem_free(a, t->rank_shards);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);
-    bl_mem_free(a, t->x);
-    bl_mem_free(a, t->labels);
     bl_mem_free(a, t);
 }
 
 /* The optimizer on parameters [first, first + count). Gradients are
  * per-sample sums over the global batch; 1/B makes them its mean. Every
- * rank applies the same element-wise update to the same values, so slices
- * in any order give the same parameters as one pass. */
+ * replica applies the same element-wise update to the same values, so
+ * slices in any order give the same parameters as one pass. */
 static void update_slice(size_t first, size_t count, void *trainer)
 {
     bl_trainer_t *t = trainer;
@@ -280,67 +356,112 @@ static void update_slice(size_t first, size_t count, void *trainer)
                                       t->cfg.momentum, t->cfg.weight_decay);
 }
 
+/* The parameters of this stage's layers: [first, first + count). */
+static void stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count)
+{
+    const bl_model_t *m = t->model;
+    const bl_layer_t *lo = &m->layers[t->layout.first[stage]];
+    const bl_layer_t *hi = &m->layers[t->layout.first[stage + 1] - 1];
+    *first = lo->param_offset;
+    *count = hi->param_offset + hi->param_count - lo->param_offset;
+}
+
+/* The step's loss sum and correct count live on the last stages: every
+ * rank gets the job's totals (the other stages add zeros). */
+static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correct)
+{
+    double totals[2] = {*loss_sum, (double)*correct};
+    int rc = MPI_Allreduce(MPI_IN_PLACE, totals, 2, MPI_DOUBLE, MPI_SUM, t->rt->comm);
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(t->rt, rc, "MPI_Allreduce of the step's loss and accuracy");
+    }
+    *loss_sum = totals[0];
+    *correct = (long)totals[1];
+    return BL_OK;
+}
+
 /* One training step on the global batch of t->step. */
 static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
 {
-    bl_model_t *m = t->model;
-    const bl_kernels_t *k = t->rt->device.kernels;
     int B = t->cfg.batch;
-    int parallel = t->rt->size > 1;
+    int replicated = t->layout.replicas > 1, piped = t->layout.stages > 1;
     bl_step_record_t record = {.step = (double)t->step,
                                .samples = t->local,
                                .start_s = bl_balancer_now(&t->balancer),
                                .plan = (double)t->balancer.ctl.version};
     double start = bl_now_seconds();
 
-    /* Every rank draws the whole global batch and computes its slice. */
+    /* Every rank draws the whole global batch; its pipeline takes a slice. */
     bl_sampler_batch(&t->sampler, t->step, t->indices);
-    bl_status_t st = bl_dataset_gather(t->data, t->indices + t->offset, t->local, t->x, t->labels);
+    bl_stage_step_t in = {.step = t->step,
+                          .data = t->data,
+                          .indices = t->indices + t->offset,
+                          .count = t->local,
+                          .done = replicated ? bl_grad_sync_layer_done : NULL,
+                          .done_arg = &t->sync,
+                          .slowdown = &t->balancer};
+    bl_stage_result_t r;
+    bl_status_t st = bl_stage_run(&t->stage, &in, &r);
     if (st != BL_OK) {
         return st;
     }
-    const float *logits = NULL;
-    st = bl_model_forward(m, &t->ws, t->local, t->x, &logits);
-    if (st != BL_OK) {
-        return st;
-    }
-    long correct = 0;
-    double loss_sum = k->softmax_xent(t->local, bl_model_out_features(m), logits, t->labels,
-                                      bl_model_dlogits(&t->ws), &correct);
-    st = bl_model_backward(m, &t->ws, t->local, t->x, 0, parallel ? bl_grad_sync_layer_done : NULL,
-                           &t->sync);
-    if (st != BL_OK) {
-        return st;
-    }
-    double computed = bl_now_seconds();
-    record.compute_s = bl_balancer_slow_down(&t->balancer, t->step, computed - start);
+    record.compute_s = r.compute_s;
+    record.pipe_s = r.pipe_s;
     double synced = bl_now_seconds();
-    if (parallel) {
-        /* Gradient sums, loss and accuracy over every rank's samples; each
-         * bucket is updated as soon as its reduction lands. */
-        st = bl_grad_sync_finish(&t->sync, &loss_sum, &correct, update_slice, t);
-        if (st != BL_OK) {
-            return st;
-        }
+    if (replicated) {
+        /* Gradient sums over the stage's replicas (and, without pipelining,
+         * the loss and accuracy); each bucket is updated as soon as its
+         * reduction lands. */
+        st = bl_grad_sync_finish(&t->sync, piped ? NULL : &r.loss_sum, piped ? NULL : &r.correct,
+                                 update_slice, t);
     } else {
-        update_slice(0, m->param_count, t);
+        size_t first, count;
+        stage_params(t, t->layout.stage, &first, &count);
+        update_slice(first, count, t);
+    }
+    if (st == BL_OK && piped) {
+        st = reduce_totals(t, &r.loss_sum, &r.correct);
+    }
+    if (st != BL_OK) {
+        return st;
     }
     record.sync_s = bl_now_seconds() - synced;
 
     info->step = t->step;
     info->steps_per_epoch = t->sampler.steps_per_epoch;
     info->epoch = t->step / t->sampler.steps_per_epoch;
-    info->loss = loss_sum / B;
-    info->accuracy = (double)correct / B;
+    info->loss = r.loss_sum / B;
+    info->accuracy = (double)r.correct / B;
     info->seconds = bl_now_seconds() - start;
     t->step++;
     /* Telemetry, and at a window's end the controller's plan for the next
-     * step (the same on every rank). */
-    st = bl_balancer_after_step(&t->balancer, &record, info, t->shards);
+     * step (the same on every rank; only without pipelining, so shards are
+     * per rank then). */
+    st = bl_balancer_after_step(&t->balancer, &record, info, piped ? t->rank_shards : t->shards);
     if (st == BL_OK && info->plan_changed) {
         locate_slice(t);
     }
     return st;
+}
+
+/* After a run of a pipelined job: every stage sends its layers'
+ * parameters to the rest of its pipeline, so every rank's model is whole
+ * and current (for saving, evaluating and inspecting). */
+static bl_status_t share_stage_params(bl_trainer_t *t)
+{
+    for (int s = 0; s < t->layout.stages; s++) {
+        size_t first, count;
+        stage_params(t, s, &first, &count);
+        for (size_t done = 0; done < count;) {
+            int n = count - done > (size_t)INT_MAX ? INT_MAX : (int)(count - done);
+            int rc = MPI_Bcast(t->model->params + first + done, n, MPI_FLOAT, s, t->layout.pipe);
+            if (rc != MPI_SUCCESS) {
+                return bl_fail_mpi(t->rt, rc, "MPI_Bcast of a stage's parameters");
+            }
+            done += (size_t)n;
+        }
+    }
+    return BL_OK;
 }
 
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)
@@ -362,7 +483,29 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
         }
     }
     /* The last step's telemetry, so the files are complete after a run. */
-    return bl_balancer_flush(&t->balancer);
+    bl_status_t st = bl_balancer_flush(&t->balancer);
+    if (st == BL_OK && t->layout.stages > 1) {
+        st = share_stage_params(t);
+    }
+    return st;
+}
+
+bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
+{
+    if (t == NULL || out == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    const bl_layout_t *l = &t->layout;
+    *out = (bl_layout_info_t){.data_parallel = l->replicas,
+                              .stages = l->stages,
+                              .replica = l->replica,
+                              .stage = l->stage,
+                              .first_layer = t->stage.first,
+                              .last_layer = t->stage.last,
+                              .micro_batches = t->stage.micro_batches,
+                              .stash_capacity = t->stage.slot_count,
+                              .peak_stashed = t->stage.peak_in_flight};
+    return BL_OK;
 }
 
 long bl_trainer_step(const bl_trainer_t *t)
@@ -376,16 +519,29 @@ long bl_trainer_steps_per_epoch(const bl_trainer_t *t)
 }
 
 /* Loss sum and correct count of samples [first, first + count) of d, in
- * chunks through the training workspace. */
+ * chunks of up to B rows through the whole model (every rank holds every
+ * layer's current parameters between runs). Without pipelining or
+ * micro-batches the training workspace serves; otherwise one is made for
+ * the evaluation. */
 static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, long count,
                                   double *loss_sum, long *correct)
 {
     const bl_kernels_t *k = t->rt->device.kernels;
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
-    int chunk = t->ws.max_batch;
+    int chunk = t->cfg.batch;
+    bl_workspace_t own = {0};
+    bl_workspace_t *ws = &own;
+    bl_status_t st = BL_OK;
+    if (t->layout.stages == 1 && t->stage.max_micro == chunk) {
+        ws = &t->stage.slots[0].ws;
+    } else {
+        st = bl_workspace_init(t->model, chunk, &own);
+        if (st != BL_OK) {
+            return st;
+        }
+    }
     float *x = bl_mem_array(a, (size_t)chunk * (size_t)d->features, sizeof(float));
     int *labels = bl_mem_array(a, (size_t)chunk, sizeof(int));
-    bl_status_t st = BL_OK;
     if (x == NULL || labels == NULL) {
         st = bl_fail(t->rt, BL_ERR_NO_MEM, "no memory to evaluate in chunks of %d", chunk);
         goto done;
@@ -395,7 +551,7 @@ static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, 
         const float *logits = NULL;
         st = bl_dataset_gather_range(d, first + done, n, x, labels);
         if (st == BL_OK) {
-            st = bl_model_forward(t->model, &t->ws, n, x, &logits);
+            st = bl_model_forward(t->model, ws, n, x, &logits);
         }
         if (st != BL_OK) {
             goto done;
@@ -406,6 +562,7 @@ static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, 
 done:
     bl_mem_free(a, x);
     bl_mem_free(a, labels);
+    bl_workspace_free(a, &own);
     return st;
 }
 

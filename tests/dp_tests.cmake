@@ -82,7 +82,7 @@ set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_cou
 # The bucketed all-reduce itself, on small-integer gradients (exact sums).
 add_executable(test_grad_sync ${CMAKE_CURRENT_SOURCE_DIR}/test_grad_sync.c)
 target_include_directories(test_grad_sync PRIVATE ${PROJECT_SOURCE_DIR}/runtime
-    ${PROJECT_SOURCE_DIR}/kernels)
+    ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
 target_link_libraries(test_grad_sync PRIVATE ballast)
 foreach(ranks 2 3 4)
     add_test(NAME test_grad_sync_np${ranks}

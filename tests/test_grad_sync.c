@@ -52,7 +52,7 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
 {
     int rank = rt->rank, P = rt->size;
     bl_grad_sync_t sync;
-    bl_status_t st = bl_grad_sync_init(&sync, rt, m, bucket_bytes);
+    bl_status_t st = bl_grad_sync_init(&sync, rt, rt->comm, m, 0, m->layer_count, bucket_bytes);
     CHECK(st == BL_OK, "init with %zu-byte buckets: %s", bucket_bytes, bl_last_error(rt));
     if (st != BL_OK) {
         return;

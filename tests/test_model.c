@@ -37,8 +37,26 @@ static void test_shapes_and_layout(void **state)
     assert_int_equal(bl_model_param_count(m), 4 * 5 + 4 + 3 * 4 + 3);
     assert_int_equal(m->layers[0].param_offset, 0);
     assert_int_equal(m->layers[2].param_offset, 24);
-    assert_true(m->layers[0].fused_relu);
-    assert_true(m->layers[1].fused);
+    /* Dense + ReLU fuse inside one workspace, not across a stage boundary. */
+    bl_workspace_t whole, head, tail;
+    assert_int_equal(bl_workspace_init(m, 2, &whole), BL_OK);
+    assert_int_equal(bl_workspace_init_range(m, 0, 1, 2, &head), BL_OK);
+    assert_int_equal(bl_workspace_init_range(m, 1, 3, 2, &tail), BL_OK);
+    assert_true(bl_dense_fuses_relu(m, &whole, 0));
+    assert_true(bl_relu_is_fused(m, &whole, 1));
+    assert_ptr_equal(whole.acts[0], whole.acts[1]);
+    assert_false(bl_dense_fuses_relu(m, &head, 0));
+    assert_false(bl_relu_is_fused(m, &tail, 1));
+    assert_null(head.acts[1]);
+    assert_null(tail.acts[0]);
+    for (bl_workspace_t *w = &whole; w != NULL; w = w == &whole  ? &head
+                                                    : w == &head ? &tail
+                                                                 : NULL) {
+        bl_workspace_free(bl_rt_allocator(m->rt), w);
+    }
+    /* Ranges outside the model are refused. */
+    assert_int_equal(bl_workspace_init_range(m, 2, 2, 2, &head), BL_ERR_INVALID_ARG);
+    assert_int_equal(bl_workspace_init_range(m, 0, 4, 2, &head), BL_ERR_INVALID_ARG);
     bl_model_destroy(m);
 }
 
@@ -115,7 +133,6 @@ static void test_unfused_relu_first(void **state)
     assert_int_equal(bl_model_add_relu(m), BL_OK);
     assert_int_equal(bl_model_add_dense(m, 2), BL_OK);
     assert_int_equal(bl_model_build(m, 1), BL_OK);
-    assert_false(m->layers[0].fused);
     float *p = bl_model_params(m);
     const float w[8] = {1, 2, 3, 4, 5, 6, 0.5f, -0.5f}; /* W 2×3, b 2 */
     memcpy(p, w, sizeof w);

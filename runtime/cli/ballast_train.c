@@ -160,6 +160,34 @@ static bl_status_t build_model(bl_runtime_t *rt, const train_options_t *o, int f
     return st;
 }
 
+/* Rank 0 prints one line per rank: its place in the grid, its layers and
+ * the most micro-batches it held between forward and backward. */
+static bl_status_t print_stages(bl_runtime_t *rt, const bl_trainer_t *trainer)
+{
+    enum { FIELDS = 6 };
+    bl_layout_info_t li;
+    bl_status_t st = bl_trainer_layout(trainer, &li);
+    if (st != BL_OK) {
+        return st;
+    }
+    int mine[FIELDS] = {li.replica,    li.stage,          li.first_layer,
+                        li.last_layer, li.stash_capacity, li.peak_stashed};
+    int size = bl_runtime_size(rt), rank = bl_runtime_rank(rt);
+    int *all = rank == 0 ? malloc((size_t)size * FIELDS * sizeof *all) : NULL;
+    if (rank == 0 && all == NULL) {
+        return BL_ERR_NO_MEM;
+    }
+    MPI_Gather(mine, FIELDS, MPI_INT, all, FIELDS, MPI_INT, 0, MPI_COMM_WORLD);
+    for (int r = 0; rank == 0 && r < size; r++) {
+        const int *f = &all[r * FIELDS];
+        printf("stage: rank=%d pipeline=%d stage=%d layers=%d-%d micro_batches=%d "
+               "stash_capacity=%d peak_stashed=%d\n",
+               r, f[0], f[1], f[2], f[3] - 1, li.micro_batches, f[4], f[5]);
+    }
+    free(all);
+    return BL_OK;
+}
+
 /* Trains as the options say. A failure the program found itself is printed
  * here and flagged in *reported; a library failure is left to the caller,
  * which prints bl_last_error. */
@@ -217,6 +245,11 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.trace_path = o->trace_path;
     cfg.slowdowns = o->slowdowns;
     cfg.slowdown_count = o->slowdown_count;
+    cfg.pipeline_stages = o->pp;
+    cfg.micro_batches = o->micro_batches;
+    cfg.schedule = o->schedule;
+    cfg.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
+    cfg.stage_count = o->stage_count;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }
@@ -243,6 +276,9 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     double test_loss = 0.0, test_accuracy = 0.0;
     if (st == BL_OK) {
         st = bl_trainer_evaluate(trainer, test_set, &test_loss, &test_accuracy);
+    }
+    if (st == BL_OK && (o->pp > 1 || o->micro_batches > 1)) {
+        st = print_stages(rt, trainer);
     }
     if (st == BL_OK && rank == 0) {
         long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;

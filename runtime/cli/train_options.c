@@ -37,9 +37,21 @@ static const char usage_text[] =
     "  --steps N             steps to train instead of --epochs\n"
     "  --seed N              seed of the initial parameters and the shuffle (default 1)\n"
     "  --shuffle on|off      a seeded permutation per epoch, or file order (default on)\n"
-    "Data parallelism (mpirun -np P ballast-train ...):\n"
-    "  --shards B0,B1,...    samples of each step's global batch that each rank computes, one\n"
-    "                        size per rank, summing to --batch (default: as even as possible)\n"
+    "Parallelism (mpirun -np P ballast-train ...; P = D x S):\n"
+    "  --pp S                pipeline stages: the layers are split into S contiguous stages,\n"
+    "                        one per rank; rank r is stage r %% S of pipeline r / S (default 1)\n"
+    "  --dp D                data-parallel groups (pipelines); must equal P / S (default)\n"
+    "  --micro-batches M     micro-batches per step in each pipeline (default 1); gradients\n"
+    "                        are summed over them, so M never changes the math\n"
+    "  --schedule NAME       gpipe (all forwards, then all backwards) or 1f1b (one forward,\n"
+    "                        one backward after warm-up; stage s stashes at most S - s\n"
+    "                        micro-batches) (default 1f1b)\n"
+    "  --stages A-B,C-D,...  the layers of each stage, inclusive, contiguous from layer 0\n"
+    "                        (layer i: 2k dense and 2k+1 ReLU of hidden layer k, then the\n"
+    "                        output layer) (default: balanced by multiply-adds)\n"
+    "  --shards B0,B1,...    samples of each step's global batch that each pipeline (each\n"
+    "                        rank, without --pp) computes, one size per pipeline, summing to\n"
+    "                        --batch (default: as even as possible)\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
     "Adaptive rebalancing:\n"
     "  --policy NAME         none (the plan stays), static (even), proportional (shards in\n"
@@ -151,6 +163,51 @@ static int parse_slowdown(const char *flag, const char *arg, train_options_t *o,
     return 0;
 }
 
+/* Stage layer ranges "A-B,C-D,...": inclusive, each starting right after
+ * the previous one ends, the first at layer 0. (That the last ends at the
+ * model's last layer is checked with the model's size.) */
+static int parse_stages(const char *flag, const char *text, train_options_t *o, char *err,
+                        size_t errlen)
+{
+    const char *p = text;
+    int n = 0, next = 0;
+    while (*p != '\0') {
+        char *end = NULL;
+        long lo = -1, hi = -1;
+        if (*p >= '0' && *p <= '9') {
+            lo = strtol(p, &end, 10);
+        }
+        if (end != NULL && *end == '-' && end[1] >= '0' && end[1] <= '9') {
+            hi = strtol(end + 1, &end, 10);
+        }
+        if (lo < 0 || hi < 0 || (*end != ',' && *end != '\0') || lo > INT_MAX || hi > INT_MAX) {
+            return flags_fail(err, errlen, "%s: '%s' is not a list of layer ranges such as 0-2,3-4",
+                              flag, text);
+        }
+        if (n == TRAIN_MAX_LAYERS) {
+            return flags_fail(err, errlen, "%s: more than %d stages", flag, TRAIN_MAX_LAYERS);
+        }
+        if (lo != next || hi < lo) {
+            return flags_fail(err, errlen,
+                              "%s: stage %d is layers %ld-%ld; it must start at layer %d (stages "
+                              "are contiguous from layer 0) and end at or after it",
+                              flag, n, lo, hi, next);
+        }
+        o->stage_first[n++] = (int)lo;
+        next = (int)hi + 1;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && *p == '\0') {
+            return flags_fail(err, errlen, "%s: '%s' ends with a comma", flag, text);
+        }
+    }
+    if (n == 0) {
+        return flags_fail(err, errlen, "%s: empty; give layer ranges such as 0-2,3-4", flag);
+    }
+    o->stage_count = n;
+    o->stages_end = next;
+    return 0;
+}
+
 enum {
     OPT_DATA = 256,
     OPT_LAYERS,
@@ -168,6 +225,11 @@ enum {
     OPT_PROGRESS,
     OPT_EVAL_EVERY,
     OPT_SHARDS,
+    OPT_DP,
+    OPT_PP,
+    OPT_MICRO_BATCHES,
+    OPT_SCHEDULE,
+    OPT_STAGES,
     OPT_BUCKET_MB,
     OPT_POLICY,
     OPT_REBALANCE_EVERY,
@@ -196,6 +258,11 @@ static const struct option long_options[] = {
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
     {"shards", required_argument, NULL, OPT_SHARDS},
+    {"dp", required_argument, NULL, OPT_DP},
+    {"pp", required_argument, NULL, OPT_PP},
+    {"micro-batches", required_argument, NULL, OPT_MICRO_BATCHES},
+    {"schedule", required_argument, NULL, OPT_SCHEDULE},
+    {"stages", required_argument, NULL, OPT_STAGES},
     {"bucket-mb", required_argument, NULL, OPT_BUCKET_MB},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"rebalance-every", required_argument, NULL, OPT_REBALANCE_EVERY},
@@ -227,6 +294,9 @@ static void set_defaults(train_options_t *o)
     o->bucket_mb = 4.0;
     o->policy = "none";
     o->rebalance_every = 10;
+    o->pp = 1;
+    o->micro_batches = 1;
+    o->schedule = BL_SCHEDULE_1F1B;
 }
 
 /* Applies one flag's value; 0 or -1 with err set. */
@@ -245,6 +315,20 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
     case OPT_SHARDS:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard size", "shard sizes",
                               o->shards, &o->shard_count, err, errlen);
+    case OPT_DP:
+        return flags_int(flag, arg, 1, TRAIN_MAX_RANKS, &o->dp, err, errlen);
+    case OPT_PP:
+        return flags_int(flag, arg, 1, TRAIN_MAX_LAYERS * 2 + 1, &o->pp, err, errlen);
+    case OPT_MICRO_BATCHES:
+        return flags_int(flag, arg, 1, 32767, &o->micro_batches, err, errlen);
+    case OPT_SCHEDULE:
+        if (strcmp(arg, "gpipe") == 0 || strcmp(arg, "1f1b") == 0) {
+            o->schedule = strcmp(arg, "gpipe") == 0 ? BL_SCHEDULE_GPIPE : BL_SCHEDULE_1F1B;
+            return 0;
+        }
+        return flags_fail(err, errlen, "%s: '%s' is neither gpipe nor 1f1b", flag, arg);
+    case OPT_STAGES:
+        return parse_stages(flag, arg, o, err, errlen);
     case OPT_BUCKET_MB:
         return flags_double(flag, arg, 1e-6, 4096.0, 0, &o->bucket_mb, err, errlen);
     case OPT_BATCH:
@@ -358,11 +442,47 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
     if (seen_epochs && o->steps >= 0) {
         return flags_fail(err, errlen, "--epochs and --steps: give one of them, not both");
     }
+    if (o->stage_count > 0) {
+        int layers = train_options_layer_count(o);
+        if (o->stages_end != layers) {
+            return flags_fail(err, errlen,
+                              "--stages: the stages cover layers 0-%d but the model has layers "
+                              "0-%d",
+                              o->stages_end - 1, layers - 1);
+        }
+        if (o->pp == 1) {
+            o->pp = o->stage_count; /* the map says how many stages */
+        } else if (o->pp != o->stage_count) {
+            return flags_fail(err, errlen, "--stages gives %d stages but --pp is %d",
+                              o->stage_count, o->pp);
+        }
+    }
+    if (o->pp > train_options_layer_count(o)) {
+        return flags_fail(err, errlen,
+                          "--pp %d: the model has %d layers and every stage needs at least one",
+                          o->pp, train_options_layer_count(o));
+    }
     return 0;
+}
+
+int train_options_layer_count(const train_options_t *o)
+{
+    return 2 * o->hidden_count + 1;
 }
 
 int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen)
 {
+    if (ranks % o->pp != 0) {
+        return flags_fail(err, errlen,
+                          "--pp %d: the job's %d ranks are not a whole number of %d-stage "
+                          "pipelines",
+                          o->pp, ranks, o->pp);
+    }
+    int groups = ranks / o->pp;
+    if (o->dp != 0 && o->dp != groups) {
+        return flags_fail(err, errlen, "--dp %d x --pp %d is %d ranks but the job has %d", o->dp,
+                          o->pp, o->dp * o->pp, ranks);
+    }
     for (int i = 0; i < o->slowdown_count; i++) {
         if (o->slowdowns[i].rank >= ranks) {
             return flags_fail(err, errlen,
@@ -373,9 +493,14 @@ int train_options_check_ranks(const train_options_t *o, int ranks, char *err, si
     if (o->shard_count == 0) {
         return 0;
     }
-    if (o->shard_count != ranks) {
-        return flags_fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
-                          o->shard_count, ranks);
+    if (o->shard_count != groups) {
+        return o->pp == 1
+                   ? flags_fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
+                                o->shard_count, ranks)
+                   : flags_fail(err, errlen,
+                                "--shards: %d sizes given but the job has %d pipelines "
+                                "(%d ranks / --pp %d)",
+                                o->shard_count, groups, ranks, o->pp);
     }
     long sum = 0;
     for (int r = 0; r < o->shard_count; r++) {

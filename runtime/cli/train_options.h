@@ -24,11 +24,18 @@ typedef struct train_options {
     long steps;  /* -1: from epochs */
     uint64_t seed;
     int shuffle;
-    int threads;                 /* 0: leave BLAS as it is */
-    int shards[TRAIN_MAX_RANKS]; /* --shards: samples of each rank's slice */
-    int shard_count;             /* 0: an even split */
-    double bucket_mb;            /* gradient all-reduce bucket (MiB) */
-    const char *policy;          /* none|static|proportional|bandit|rl */
+    int threads;                       /* 0: leave BLAS as it is */
+    int shards[TRAIN_MAX_RANKS];       /* --shards: samples of each pipeline's (rank's) slice */
+    int shard_count;                   /* 0: an even split */
+    int dp;                            /* --dp: data-parallel groups; 0: ranks / pp */
+    int pp;                            /* --pp: pipeline stages (default 1) */
+    int micro_batches;                 /* --micro-batches (default 1) */
+    bl_schedule_t schedule;            /* --schedule (default 1f1b) */
+    int stage_first[TRAIN_MAX_LAYERS]; /* --stages: each stage's first layer */
+    int stage_count;                   /* 0: balanced by cost */
+    int stages_end;                    /* one past the last layer --stages covers */
+    double bucket_mb;                  /* gradient all-reduce bucket (MiB) */
+    const char *policy;                /* none|static|proportional|bandit|rl */
     int rebalance_every;
     const char *policy_file;
     const char *telemetry_path;
@@ -47,8 +54,13 @@ typedef struct train_options {
  * one-line message in err that names the flag and what is wrong. */
 int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen);
 
-/* Checks what depends on the job's size: --shards must give one size per
- * rank and sum to --batch. 0, or -1 with err naming the flag. */
+/* Layers of the model the options describe: dense + ReLU per hidden
+ * width, then the output dense layer. */
+int train_options_layer_count(const train_options_t *o);
+
+/* Checks what depends on the job's size: --dp × --pp must be the ranks,
+ * --shards must give one size per pipeline and sum to --batch. 0, or -1
+ * with err naming the flag. */
 int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen);
 
 /* The --help text. */

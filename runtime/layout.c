@@ -1,0 +1,152 @@
+/* The data × pipeline grid: checks, the layer→stage map, communicators. */
+#include <string.h>
+
+#include "layout.h"
+#include "pipeline.h"
+
+double bl_layer_cost(const bl_model_t *m, int i)
+{
+    const bl_layer_t *l = &m->layers[i];
+    double in = (double)l->in_features, out = (double)l->out_features;
+    switch (l->kind) {
+    case BL_LAYER_DENSE:
+        return in * out;
+    case BL_LAYER_RELU:
+        return out;
+    case BL_LAYER_USER:
+        if (l->ops.cost_hint != NULL) {
+            double c = l->ops.cost_hint(l->state, l->in_features, l->out_features);
+            return c >= 0.0 && c < 1e300 ? c : in * out;
+        }
+        return in * out;
+    }
+    return in * out;
+}
+
+/* The user's map: S ascending first layers starting at 0, inside the model. */
+static bl_status_t check_map(bl_runtime_t *rt, int layers, int stages, const int *first, int count)
+{
+    if (count != stages) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "the stage map has %d stages but the pipeline has %d", count, stages);
+    }
+    if (first[0] != 0) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "the stage map must start at layer 0; stage 0 starts at layer %d", first[0]);
+    }
+    for (int s = 1; s < stages; s++) {
+        if (first[s] <= first[s - 1] || first[s] >= layers) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "stage %d starts at layer %d: stages must be contiguous, in order, "
+                           "each with at least one of the model's layers 0..%d",
+                           s, first[s], layers - 1);
+        }
+    }
+    return BL_OK;
+}
+
+/* The balanced default: contiguous min-max over the cost hints. */
+static bl_status_t balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stages, int *first)
+{
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    double *cost = bl_mem_array(a, (size_t)m->layer_count, sizeof *cost);
+    if (cost == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d layer costs", m->layer_count);
+    }
+    for (int i = 0; i < m->layer_count; i++) {
+        cost[i] = bl_layer_cost(m, i);
+    }
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    int rc = bl_pipe_partition_layers(m->layer_count, cost, stages, NULL, first, &pa);
+    bl_mem_free(a, cost);
+    return rc == 0 ? BL_OK
+                   : bl_fail(rt, BL_ERR_NO_MEM, "no memory to split %d layers over %d stages",
+                             m->layer_count, stages);
+}
+
+static bl_status_t split_comm(bl_runtime_t *rt, int color, int key, MPI_Comm *out, const char *what)
+{
+    int rc = MPI_Comm_split(rt->comm, color, key, out);
+    if (rc == MPI_SUCCESS && *out != MPI_COMM_NULL) {
+        rc = MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+    }
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, what);
+}
+
+bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages,
+                           const int *stage_first, int stage_count)
+{
+    memset(l, 0, sizeof *l);
+    l->pipe = MPI_COMM_NULL;
+    l->dp = MPI_COMM_NULL;
+    int P = rt->size, L = m->layer_count;
+    if (stages < 1 || P % stages != 0) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "%d pipeline stages: the job's %d ranks must be a whole number of "
+                       "pipelines (ranks = data-parallel groups × stages)",
+                       stages, P);
+    }
+    if (stages > L) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "%d pipeline stages but the model has %d layers: every stage needs at "
+                       "least one layer",
+                       stages, L);
+    }
+    l->rt = rt;
+    l->stages = stages;
+    l->replicas = P / stages;
+    l->stage = rt->rank % stages;
+    l->replica = rt->rank / stages;
+    l->first = bl_mem_array(bl_rt_allocator(rt), (size_t)stages + 1, sizeof *l->first);
+    if (l->first == NULL) {
+        bl_layout_free(l);
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", stages);
+    }
+    bl_status_t st;
+    if (stage_first != NULL) {
+        st = check_map(rt, L, stages, stage_first, stage_count);
+        if (st == BL_OK) {
+            memcpy(l->first, stage_first, (size_t)stages * sizeof *l->first);
+        }
+    } else {
+        st = stage_count == 0
+                 ? balanced_map(rt, m, stages, l->first)
+                 : bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "a stage count of %d is given without a stage map", stage_count);
+    }
+    l->first[stages] = L;
+    if (st != BL_OK) {
+        bl_layout_free(l);
+    }
+    return st;
+}
+
+bl_status_t bl_layout_connect(bl_layout_t *l)
+{
+    bl_status_t st = BL_OK;
+    if (l->stages > 1) {
+        st = split_comm(l->rt, l->replica, l->stage, &l->pipe, "MPI_Comm_split of the pipelines");
+    }
+    if (st == BL_OK && l->replicas > 1) {
+        st = split_comm(l->rt, l->stage, l->replica, &l->dp,
+                        "MPI_Comm_split of the data-parallel groups");
+    }
+    return st;
+}
+
+void bl_layout_free(bl_layout_t *l)
+{
+    if (l->rt == NULL) {
+        return;
+    }
+    if (l->pipe != MPI_COMM_NULL) {
+        MPI_Comm_free(&l->pipe);
+    }
+    if (l->dp != MPI_COMM_NULL) {
+        MPI_Comm_free(&l->dp);
+    }
+    bl_mem_free(bl_rt_allocator(l->rt), l->first);
+    memset(l, 0, sizeof *l);
+    l->pipe = MPI_COMM_NULL;
+    l->dp = MPI_COMM_NULL;
+}

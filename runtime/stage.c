@@ -1,0 +1,301 @@
+/* A pipeline stage's step, over the schedule's forward and backward passes. */
+#include <limits.h>
+#include <string.h>
+
+#include "dataset_impl.h"
+#include "partition.h"
+#include "stage.h"
+
+/* Tags: a message carries its micro-batch's index, so a stage never takes
+ * one micro-batch's data for another's. */
+#define BL_STAGE_MAX_MICRO 32767 /* MPI guarantees tags up to 32767 */
+
+static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
+{
+    const bl_allocator_t *a = bl_rt_allocator(s->rt);
+    size_t rows = (size_t)(s->max_micro > 0 ? s->max_micro : 1);
+    slot->micro = -1;
+    slot->send[0] = slot->send[1] = MPI_REQUEST_NULL;
+    bl_status_t st = bl_workspace_init_range(s->model, s->first, s->last, s->max_micro, &slot->ws);
+    if (st != BL_OK) {
+        return st;
+    }
+    slot->in = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
+    slot->dy = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
+    int ok = slot->in != NULL && slot->dy != NULL;
+    if (s->stage > 0) {
+        slot->dx = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
+        ok = ok && slot->dx != NULL;
+    }
+    if (s->stage == s->stages - 1) {
+        slot->labels = bl_mem_array(a, rows, sizeof(int));
+        ok = ok && slot->labels != NULL;
+    }
+    return ok ? BL_OK
+              : bl_fail(s->rt, BL_ERR_NO_MEM, "no memory for a micro-batch of %d rows",
+                        s->max_micro);
+}
+
+bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
+                          int micro_batches, int schedule)
+{
+    bl_runtime_t *rt = m->rt;
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    memset(s, 0, sizeof *s);
+    if (micro_batches < 1 || micro_batches > BL_STAGE_MAX_MICRO) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "%d micro-batches: it must be 1..%d", micro_batches,
+                       BL_STAGE_MAX_MICRO);
+    }
+    s->rt = rt;
+    s->model = m;
+    s->pipe = l->pipe;
+    s->stage = l->stage;
+    s->stages = l->stages;
+    s->first = l->first[l->stage];
+    s->last = l->first[l->stage + 1];
+    s->in_width = m->layers[s->first].in_features;
+    s->out_width = m->layers[s->last - 1].out_features;
+    s->micro_batches = micro_batches;
+    s->max_micro = (batch + micro_batches - 1) / micro_batches;
+    int widest = s->in_width > s->out_width ? s->in_width : s->out_width;
+    if ((long long)s->max_micro * widest > INT_MAX) {
+        return bl_fail(rt, BL_ERR_UNSUPPORTED,
+                       "a micro-batch of %d rows × %d columns is more than one MPI message "
+                       "carries; use more micro-batches",
+                       s->max_micro, widest);
+    }
+    s->ops = bl_mem_array(a, 2 * (size_t)micro_batches, sizeof *s->ops);
+    s->micro_rows = bl_mem_array(a, (size_t)micro_batches, sizeof *s->micro_rows);
+    s->micro_offset = bl_mem_array(a, (size_t)micro_batches, sizeof *s->micro_offset);
+    if (s->ops == NULL || s->micro_rows == NULL || s->micro_offset == NULL) {
+        bl_stage_free(s);
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a schedule of %d micro-batches",
+                       micro_batches);
+    }
+    if (bl_pipe_schedule(schedule, s->stages, s->stage, micro_batches, s->ops) < 0) {
+        bl_stage_free(s);
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "unknown pipeline schedule %d", schedule);
+    }
+    s->slot_count = schedule == BL_PIPE_GPIPE              ? micro_batches
+                    : s->stages - s->stage < micro_batches ? s->stages - s->stage
+                                                           : micro_batches;
+    s->slots = bl_mem_array_zeroed(a, (size_t)s->slot_count, sizeof *s->slots);
+    if (s->slots == NULL) {
+        bl_stage_free(s);
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d micro-batch slots", s->slot_count);
+    }
+    bl_status_t st = BL_OK;
+    for (int k = 0; k < s->slot_count && st == BL_OK; k++) {
+        st = alloc_slot(s, &s->slots[k]);
+    }
+    if (st == BL_OK && s->stages > 1 && s->stage == s->stages - 1) {
+        s->x_scratch = bl_mem_array(a, (size_t)(s->max_micro > 0 ? s->max_micro : 1),
+                                    (size_t)m->in_features * sizeof(float));
+        if (s->x_scratch == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a micro-batch of %d inputs",
+                         s->max_micro);
+        }
+    }
+    if (st != BL_OK) {
+        bl_stage_free(s);
+    }
+    return st;
+}
+
+void bl_stage_free(bl_stage_t *s)
+{
+    if (s->rt == NULL) {
+        return;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(s->rt);
+    for (int k = 0; s->slots != NULL && k < s->slot_count; k++) {
+        bl_stage_slot_t *slot = &s->slots[k];
+        MPI_Waitall(2, slot->send, MPI_STATUSES_IGNORE); /* buffers may still be read */
+        bl_workspace_free(a, &slot->ws);
+        bl_mem_free(a, slot->in);
+        bl_mem_free(a, slot->dy);
+        bl_mem_free(a, slot->dx);
+        bl_mem_free(a, slot->labels);
+    }
+    bl_mem_free(a, s->slots);
+    bl_mem_free(a, s->ops);
+    bl_mem_free(a, s->micro_rows);
+    bl_mem_free(a, s->micro_offset);
+    bl_mem_free(a, s->x_scratch);
+    memset(s, 0, sizeof *s);
+}
+
+/* Blocks on one transfer request, adding the time to *pipe_s. */
+static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s, const char *what)
+{
+    if (*req == MPI_REQUEST_NULL) {
+        return BL_OK;
+    }
+    double t0 = bl_now_seconds();
+    int rc = MPI_Wait(req, MPI_STATUS_IGNORE);
+    *pipe_s += bl_now_seconds() - t0;
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, what);
+}
+
+/* Receives micro-batch j's floats from pipeline stage `from`. */
+static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int from, int j,
+                           double *pipe_s, const char *what)
+{
+    double t0 = bl_now_seconds();
+    int rc = MPI_Recv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, MPI_STATUS_IGNORE);
+    *pipe_s += bl_now_seconds() - t0;
+    if (rc != MPI_SUCCESS) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "stage %d receiving %s of micro-batch %d from stage %d", s->stage,
+                 what, j, from);
+        return bl_fail_mpi(s->rt, rc, msg);
+    }
+    return BL_OK;
+}
+
+static bl_status_t send(bl_stage_t *s, const float *buf, int rows, int width, int to, int j,
+                        MPI_Request *req, const char *what)
+{
+    int rc = MPI_Isend(buf, rows * width, MPI_FLOAT, to, j, s->pipe, req);
+    if (rc != MPI_SUCCESS) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "stage %d sending %s of micro-batch %d to stage %d", s->stage,
+                 what, j, to);
+        return bl_fail_mpi(s->rt, rc, msg);
+    }
+    return BL_OK;
+}
+
+static double slowed(const bl_stage_step_t *in, double seconds)
+{
+    return in->slowdown != NULL ? bl_balancer_slow_down(in->slowdown, in->step, seconds) : seconds;
+}
+
+/* F(j): input (read or received), the stage's layers, then the loss (last
+ * stage) or the activations sent on. */
+static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_stage_result_t *out)
+{
+    bl_stage_slot_t *slot = &s->slots[j % s->slot_count];
+    int rows = s->micro_rows[j];
+    int last = s->stage == s->stages - 1;
+    if (slot->micro != -1) {
+        return bl_fail(s->rt, BL_ERR_INVALID_ARG,
+                       "internal: stage %d has no room for micro-batch %d (slot holds %d)",
+                       s->stage, j, slot->micro);
+    }
+    /* The slot's last sends read its buffers: they must be done. */
+    bl_status_t st = wait_transfer(s, &slot->send[0], &out->pipe_s, "completing a send");
+    if (st == BL_OK) {
+        st = wait_transfer(s, &slot->send[1], &out->pipe_s, "completing a send");
+    }
+    if (st == BL_OK && s->stage > 0) {
+        st = receive(s, slot->in, rows, s->in_width, s->stage - 1, j, &out->pipe_s, "activations");
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    slot->micro = j;
+    if (++s->in_flight > s->peak_in_flight) {
+        s->peak_in_flight = s->in_flight;
+    }
+    double t0 = bl_now_seconds();
+    const long *idx = in->indices + s->micro_offset[j];
+    if (s->stage == 0) {
+        st = bl_dataset_gather(in->data, idx, rows, slot->in, last ? slot->labels : NULL);
+    } else if (last) {
+        /* Only the labels are needed; callbacks deliver inputs with them. */
+        float *x = in->data->x != NULL ? NULL : s->x_scratch;
+        st = bl_dataset_gather(in->data, idx, rows, x, slot->labels);
+    }
+    const float *y = NULL;
+    if (st == BL_OK) {
+        st = bl_model_forward(s->model, &slot->ws, rows, slot->in, &y);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    if (last) {
+        long correct = 0;
+        out->loss_sum += s->rt->device.kernels->softmax_xent(rows, s->out_width, y, slot->labels,
+                                                             slot->dy, &correct);
+        out->correct += correct;
+    }
+    out->compute_s += slowed(in, bl_now_seconds() - t0);
+    if (!last) {
+        st = send(s, y, rows, s->out_width, s->stage + 1, j, &slot->send[0], "activations");
+    }
+    return st;
+}
+
+/* B(j): d loss / d output (the loss's, or received), backward through the
+ * stage's layers, the input gradient sent back. */
+static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
+                            const bl_stage_step_t *in, bl_stage_result_t *out)
+{
+    bl_stage_slot_t *slot = &s->slots[j % s->slot_count];
+    int rows = s->micro_rows[j];
+    if (slot->micro != j) {
+        return bl_fail(s->rt, BL_ERR_INVALID_ARG,
+                       "internal: stage %d runs backward of micro-batch %d it does not hold",
+                       s->stage, j);
+    }
+    bl_status_t st = BL_OK;
+    if (s->stage < s->stages - 1) {
+        st = receive(s, slot->dy, rows, s->out_width, s->stage + 1, j, &out->pipe_s, "gradients");
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    double t0 = bl_now_seconds();
+    st = bl_model_backward_range(s->model, &slot->ws, rows, slot->in, slot->dy,
+                                 s->stage > 0 ? slot->dx : NULL, accumulate,
+                                 finishing ? in->done : NULL, in->done_arg);
+    if (st != BL_OK) {
+        return st;
+    }
+    out->compute_s += slowed(in, bl_now_seconds() - t0);
+    slot->micro = -1;
+    s->in_flight--;
+    if (s->stage > 0) {
+        st = send(s, slot->dx, rows, s->in_width, s->stage - 1, j, &slot->send[1], "gradients");
+    }
+    return st;
+}
+
+bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    int M = s->micro_batches;
+    if (in->count > s->max_micro * M) {
+        return bl_fail(s->rt, BL_ERR_INVALID_ARG,
+                       "internal: a shard of %d samples exceeds %d micro-batches of %d", in->count,
+                       M, s->max_micro);
+    }
+    /* The micro-batch split of the shard: deterministic, as even as
+     * possible (the first count % M get one more row). */
+    for (int j = 0, offset = 0; j < M; j++) {
+        s->micro_rows[j] = in->count / M + (j < in->count % M ? 1 : 0);
+        s->micro_offset[j] = offset;
+        offset += s->micro_rows[j];
+    }
+    bl_status_t st = BL_OK;
+    int backwards = 0;
+    for (int k = 0; k < 2 * M && st == BL_OK; k++) {
+        const bl_pipe_op_t *op = &s->ops[k];
+        if (op->pass == BL_PIPE_FORWARD) {
+            st = forward(s, op->micro, in, out);
+        } else {
+            st = backward(s, op->micro, backwards > 0, k == 2 * M - 1, in, out);
+            backwards++;
+        }
+    }
+    /* Sends still in flight finish within the step, so no message of this
+     * step can meet the next step's receives. */
+    for (int k = 0; k < s->slot_count && st == BL_OK; k++) {
+        st = wait_transfer(s, &s->slots[k].send[0], &out->pipe_s, "completing a send");
+        if (st == BL_OK) {
+            st = wait_transfer(s, &s->slots[k].send[1], &out->pipe_s, "completing a send");
+        }
+    }
+    return st;
+}

@@ -1,0 +1,76 @@
+/* One pipeline stage's step: the forward and backward passes of the
+ * stage's layers over the micro-batches of this pipeline's shard, in the
+ * schedule's order (partition/pipeline.h), with activations sent on to the
+ * next stage and input gradients back to the previous one by non-blocking
+ * MPI point-to-point on the pipeline's communicator. The loss lives on the
+ * last stage. With one stage this is the data-parallel step's compute
+ * (micro-batched when M > 1: gradient accumulation). */
+#ifndef BL_STAGE_H
+#define BL_STAGE_H
+
+#include "balancer.h"
+#include "layout.h"
+#include "pipeline.h"
+
+/* A micro-batch between its forward and its backward. */
+typedef struct bl_stage_slot {
+    bl_workspace_t ws;   /* activations of the stage's layers */
+    float *in;           /* (max_micro, in_width) stage input: the data, or activations received */
+    float *dy;           /* (max_micro, out_width) d loss / d stage output: loss's or received */
+    float *dx;           /* (max_micro, in_width) d loss / d stage input, sent back (stage > 0) */
+    int *labels;         /* (max_micro) last stage */
+    int micro;           /* the micro-batch held, −1 when free */
+    MPI_Request send[2]; /* in flight from this slot: [0] activations, [1] input gradient */
+} bl_stage_slot_t;
+
+typedef struct bl_stage {
+    bl_runtime_t *rt;
+    bl_model_t *model;
+    MPI_Comm pipe; /* MPI_COMM_NULL with one stage */
+    int stage, stages;
+    int first, last;         /* the stage's layers [first, last) */
+    int in_width, out_width; /* columns of the stage's input and output */
+    int micro_batches;       /* M */
+    bl_pipe_op_t *ops;       /* (2M) the schedule of this stage */
+    int max_micro;           /* rows of the largest micro-batch: ceil(B / M) */
+    int slot_count;          /* micro-batches the stage can hold: M (GPipe), min(S − s, M) */
+    bl_stage_slot_t *slots;  /* micro-batch j lives in slot j % slot_count */
+    float *x_scratch;        /* (max_micro, features) last of several stages: inputs read
+                                for their labels */
+    int *micro_rows;         /* (M) rows of each micro-batch this step */
+    int *micro_offset;       /* (M) its first row in the shard */
+    int in_flight;           /* micro-batches held now */
+    int peak_in_flight;      /* the most held at once since init */
+} bl_stage_t;
+
+/* Sets up the stage of this rank in layout l for global batch `batch`,
+ * M micro-batches and a schedule (BL_PIPE_GPIPE or BL_PIPE_1F1B). */
+bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
+                          int micro_batches, int schedule);
+/* Waits for sends still in flight (after a failed step), then frees. */
+void bl_stage_free(bl_stage_t *s);
+
+/* What a step runs on. */
+typedef struct bl_stage_step {
+    long step;
+    bl_dataset_t *data;
+    const long *indices; /* (count) this pipeline's samples of the global batch, in order */
+    int count;
+    bl_layer_done_fn done; /* called per layer by the step's last backward (gradient sync) */
+    void *done_arg;
+    const bl_balancer_t *slowdown; /* emulated slowdown applied to every pass, or NULL */
+} bl_stage_step_t;
+
+typedef struct bl_stage_result {
+    double loss_sum;  /* last stage: loss summed over the pipeline's samples (else 0) */
+    long correct;     /* last stage: samples classified right (else 0) */
+    double compute_s; /* data reads, forward and backward passes (with emulated slowdown) */
+    double pipe_s;    /* blocked on the neighbouring stages' transfers */
+} bl_stage_result_t;
+
+/* Runs the stage's part of one step. Collective over the pipeline. The
+ * model's gradients (the stage's layers) end as per-sample sums over the
+ * pipeline's samples. */
+bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_result_t *out);
+
+#endif /* BL_STAGE_H */
