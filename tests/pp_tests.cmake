@@ -94,3 +94,14 @@ bl_cli_test(pp_policy_refused EXIT 1
 foreach(name pp_hybrid_again pp_1f1b_stash_bound pp_gpipe_stash pp_layout_line pp_policy_refused)
     set_tests_properties(cli_${name} PROPERTIES LABELS "cli;mpi")
 endforeach()
+
+# The hybrid example on the public API: 2 pipelines x 2 stages.
+if(TARGET hybrid_mlp)
+    bl_cli_test(example_hybrid_mlp EXIT 0
+        MATCH "rank 0: pipeline 0 of 2, stage 0 of 2, layers 0-1, at most 2 micro-batches"
+              "rank 3: pipeline 1 of 2, stage 1 of 2, layers 2-4, at most 1 micro-batches"
+              "test accuracy (0\\.9[0-9]|1\\.0)"
+        COMMAND ${BL_MPIRUN} 4 --oversubscribe $<TARGET_FILE:hybrid_mlp> ${BL_CLI_DATA}/good
+        REQUIRES cli_data_good)
+    set_tests_properties(cli_example_hybrid_mlp PROPERTIES LABELS "cli;mpi")
+endif()

@@ -86,6 +86,79 @@ static void test_same_run_is_bitwise_identical(void **state)
     free(d);
 }
 
+/* Micro-batches sum gradients over slices of the batch, so M never changes
+ * the math beyond float32 summation order. */
+static void test_micro_batches_keep_the_math(void **state)
+{
+    size_t n = 0;
+    float *p[3];
+    const int micro[3] = {1, 3, 64};
+    for (int k = 0; k < 3; k++) {
+        bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+        bl_model_t *m = mlp(8, 9);
+        bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+        cfg.batch = 50;
+        cfg.micro_batches = micro[k]; /* 64 > 50: some are empty */
+        cfg.schedule = k == 2 ? BL_SCHEDULE_GPIPE : BL_SCHEDULE_1F1B;
+        bl_trainer_t *t = NULL;
+        assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+        bl_layout_info_t li;
+        assert_int_equal(bl_trainer_layout(t, &li), BL_OK);
+        assert_int_equal(li.stages, 1);
+        assert_int_equal(li.data_parallel, 1);
+        assert_int_equal(li.first_layer, 0);
+        assert_int_equal(li.last_layer, bl_model_layer_count(m));
+        assert_int_equal(bl_trainer_run(t, 20, NULL, NULL), BL_OK);
+        assert_int_equal(bl_trainer_layout(t, &li), BL_OK);
+        /* one stage: 1F1B holds one micro-batch at a time, GPipe all */
+        assert_int_equal(li.peak_stashed, k == 2 ? 64 : 1);
+        assert_int_equal(bl_trainer_layout(NULL, &li), BL_ERR_INVALID_ARG);
+        assert_int_equal(bl_trainer_layout(t, NULL), BL_ERR_INVALID_ARG);
+        n = bl_model_param_count(m);
+        p[k] = malloc(n * sizeof(float));
+        memcpy(p[k], bl_model_params(m), n * sizeof(float));
+        bl_trainer_destroy(t);
+        bl_model_destroy(m);
+        bl_dataset_destroy(train);
+    }
+    for (int k = 1; k < 3; k++) {
+        for (size_t i = 0; i < n; i++) {
+            if (!close_enough(p[k][i], p[0][i], 1e-5, 1e-6)) {
+                fail_msg("M = %d: parameter %zu is %.8g, M = 1 gives %.8g", micro[k], i,
+                         (double)p[k][i], (double)p[0][i]);
+            }
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        free(p[k]);
+    }
+}
+
+/* A version-1 config ends before the pipeline fields: whatever lies after
+ * it is not read, and the run is a one-stage, one-micro-batch run. */
+static void test_version_one_config(void **state)
+{
+    size_t n = 0;
+    float *want = train_params(1, 0.0f, 10, &n);
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    bl_model_t *m = mlp(8, 9);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.version = 1;
+    cfg.batch = 50;
+    cfg.pipeline_stages = -7; /* beyond a version-1 struct: ignored */
+    cfg.micro_batches = -7;
+    cfg.schedule = (bl_schedule_t)99;
+    cfg.stage_count = 12;
+    bl_trainer_t *t = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    assert_int_equal(bl_trainer_run(t, 10, NULL, NULL), BL_OK);
+    assert_memory_equal(bl_model_params(m), want, n * sizeof(float));
+    free(want);
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
+}
+
 /* DESIGN invariant 1 at its root: gradients are per-sample sums, so the
  * gradient of a batch equals the sum of the gradients of any split of it. */
 static void test_batch_gradient_is_sum_of_parts(void **state)
@@ -180,6 +253,32 @@ static void test_trainer_rejects_bad_input(void **state)
     assert_non_null(strstr(bl_last_error(rt), "32 features per sample but the model's input"));
     assert_int_equal(bl_trainer_create(rt, m, many, &cfg, &t), BL_ERR_MISMATCH);
     assert_non_null(strstr(bl_last_error(rt), "8 classes but the model's last layer has 4"));
+
+    /* Layouts this one-rank job cannot have, and bad pipeline settings. */
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.pipeline_stages = 2;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "2 pipeline stages: the job's 1 ranks"));
+    cfg.pipeline_stages = 0;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.micro_batches = 0;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "0 micro-batches"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.schedule = (bl_schedule_t)7;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "pipeline schedule 7"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.stage_count = 1;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "without a stage map"));
+    const int bad_map[] = {1};
+    cfg.stage_first = bad_map;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "must start at layer 0"));
+    assert_null(t);
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
 
     bl_model_t *unbuilt = NULL;
     assert_int_equal(bl_model_create(rt, FEATURES, &unbuilt), BL_OK);
@@ -414,6 +513,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_separable_reaches_99_percent),
         cmocka_unit_test(test_same_run_is_bitwise_identical),
+        cmocka_unit_test(test_micro_batches_keep_the_math),
+        cmocka_unit_test(test_version_one_config),
         cmocka_unit_test(test_batch_gradient_is_sum_of_parts),
         cmocka_unit_test(test_callback_sees_steps_and_can_stop),
         cmocka_unit_test(test_trainer_rejects_bad_input),

@@ -389,6 +389,87 @@ static void test_stray_argument(void **state)
     parse_fails(ARGS("--", "--batch"), PHRASES("unexpected argument", "'--batch'"));
 }
 
+/* ---- Pipelines and the grid ---------------------------------------------- */
+
+static void test_pipeline_flags(void **state)
+{
+    (void)state;
+    train_options_t o;
+    parse_ok(&o, ARGS("--layers", "8,8"));
+    assert_int_equal(o.pp, 1);
+    assert_int_equal(o.dp, 0);
+    assert_int_equal(o.micro_batches, 1);
+    assert_int_equal(o.schedule, BL_SCHEDULE_1F1B);
+    assert_int_equal(o.stage_count, 0);
+    assert_int_equal(train_options_layer_count(&o), 5);
+
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "2", "--dp", "3", "--micro-batches", "7",
+                      "--schedule", "gpipe"));
+    assert_int_equal(o.pp, 2);
+    assert_int_equal(o.dp, 3);
+    assert_int_equal(o.micro_batches, 7);
+    assert_int_equal(o.schedule, BL_SCHEDULE_GPIPE);
+
+    /* A stage map alone sets the stage count. */
+    parse_ok(&o, ARGS("--layers", "8,8", "--stages", "0-1,2-2,3-4"));
+    assert_int_equal(o.pp, 3);
+    assert_int_equal(o.stage_count, 3);
+    assert_int_equal(o.stage_first[0], 0);
+    assert_int_equal(o.stage_first[1], 2);
+    assert_int_equal(o.stage_first[2], 3);
+    parse_ok(&o, ARGS("--layers", "8,8", "--stages", "0-4", "--pp", "1"));
+    assert_int_equal(o.pp, 1);
+}
+
+static void test_bad_pipeline_flags(void **state)
+{
+    (void)state;
+    parse_fails(ARGS("--pp", "0"), PHRASES("--pp", "0 is outside"));
+    parse_fails(ARGS("--dp", "0"), PHRASES("--dp", "0 is outside"));
+    parse_fails(ARGS("--micro-batches", "32768"), PHRASES("--micro-batches", "outside"));
+    parse_fails(ARGS("--schedule", "1F1B"), PHRASES("--schedule", "'1F1B' is neither"));
+    parse_fails(ARGS("--layers", "8", "--pp", "4"),
+                PHRASES("--pp 4", "3 layers", "every stage needs at least one"));
+    parse_fails(ARGS("--layers", "8", "--stages", "1-2"),
+                PHRASES("--stages", "stage 0 is layers 1-2", "start at layer 0"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,1-2"),
+                PHRASES("--stages", "stage 1 is layers 1-2", "start at layer 2"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,2-1"),
+                PHRASES("--stages", "stage 1 is layers 2-1"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,2-5"),
+                PHRASES("--stages", "cover layers 0-5", "layers 0-2"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,"),
+                PHRASES("--stages", "ends with a comma"));
+    parse_fails(ARGS("--layers", "8", "--stages", ""), PHRASES("--stages", "empty"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,2"), PHRASES("--stages", "not a list"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0--1"), PHRASES("--stages", "not a list"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-1,2-2", "--pp", "3"),
+                PHRASES("--stages gives 2 stages but --pp is 3"));
+}
+
+/* What depends on the job's size: the grid and the per-pipeline shards. */
+static void test_check_ranks(void **state)
+{
+    (void)state;
+    train_options_t o;
+    char err[512];
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "2", "--batch", "10"));
+    assert_int_equal(train_options_check_ranks(&o, 4, err, sizeof err), 0);
+    assert_int_equal(train_options_check_ranks(&o, 3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--pp 2: the job's 3 ranks are not a whole number"));
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "2", "--dp", "2", "--batch", "10"));
+    assert_int_equal(train_options_check_ranks(&o, 4, err, sizeof err), 0);
+    assert_int_equal(train_options_check_ranks(&o, 6, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--dp 2 x --pp 2 is 4 ranks but the job has 6"));
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "2", "--shards", "7,3", "--batch", "10"));
+    assert_int_equal(train_options_check_ranks(&o, 4, err, sizeof err), 0);
+    assert_int_equal(train_options_check_ranks(&o, 6, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shards: 2 sizes given but the job has 3 pipelines"));
+    /* Slowdowns name ranks, not pipelines. */
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "2", "--emulate-slowdown", "3:2"));
+    assert_int_equal(train_options_check_ranks(&o, 4, err, sizeof err), 0);
+}
+
 static void test_short_error_buffer(void **state)
 {
     (void)state;
@@ -423,6 +504,9 @@ int main(void)
         cmocka_unit_test(test_unknown_option),
         cmocka_unit_test(test_missing_value),
         cmocka_unit_test(test_stray_argument),
+        cmocka_unit_test(test_pipeline_flags),
+        cmocka_unit_test(test_bad_pipeline_flags),
+        cmocka_unit_test(test_check_ranks),
         cmocka_unit_test(test_short_error_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
