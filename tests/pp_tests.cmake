@@ -105,3 +105,23 @@ if(TARGET hybrid_mlp)
         REQUIRES cli_data_good)
     set_tests_properties(cli_example_hybrid_mlp PROPERTIES LABELS "cli;mpi")
 endif()
+
+# Telemetry and trace of a pipeline: per-rank pipeline waits in the JSON
+# lines, "pipeline" spans for both stages in the trace.
+find_program(JQ jq REQUIRED)
+bl_cli_test(pp_telemetry_run EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2 --micro-batches 4
+            --telemetry ${BL_CLI_OUT}/pp.jsonl --trace ${BL_CLI_OUT}/pp.trace.json
+    REQUIRES cli_data_good cli_out SETUP pp_telemetry)
+bl_cli_test(pp_telemetry EXIT 0 MATCH "^true$"
+    COMMAND ${JQ} -s -e -f ${CMAKE_CURRENT_SOURCE_DIR}/pipe_telemetry_check.jq
+            ${BL_CLI_OUT}/pp.jsonl
+    REQUIRES pp_telemetry)
+bl_cli_test(pp_trace EXIT 0 MATCH "^true$"
+    COMMAND ${JQ} -e -f ${CMAKE_CURRENT_SOURCE_DIR}/trace_check.jq ${BL_CLI_OUT}/pp.trace.json
+    REQUIRES pp_telemetry)
+bl_cli_test(pp_trace_pipeline_spans EXIT 0 MATCH "^\\[0,1\\]$"
+    COMMAND ${JQ} -c "[.traceEvents[] | select(.name == \"pipeline\") | .tid] | unique"
+            ${BL_CLI_OUT}/pp.trace.json
+    REQUIRES pp_telemetry)
+set_tests_properties(cli_pp_telemetry_run PROPERTIES LABELS "cli;mpi")

@@ -61,6 +61,7 @@ bl_cli_test(help EXIT 0
           --lr --momentum --weight-decay --epochs --steps --seed --shuffle --threads
           --progress --quiet --help --eval-every --shards --bucket-mb --policy
           --rebalance-every --policy-file --emulate-slowdown --telemetry --trace
+          --pp --dp --micro-batches --schedule --stages
           "!^summary: steps=[0-9]"
     COMMAND ${BL_CLI_TRAIN} --help)
 
