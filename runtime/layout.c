@@ -8,19 +8,24 @@ double bl_layer_cost(const bl_model_t *m, int i)
 {
     const bl_layer_t *l = &m->layers[i];
     double in = (double)l->in_features, out = (double)l->out_features;
+    /* A step runs the forward pass and, in backward, the weight gradient
+     * and the input gradient — three passes of about the forward's cost,
+     * except that layer 0's input gradient is never computed. */
+    double passes = i == 0 ? 2.0 : 3.0;
+    double forward = in * out;
     switch (l->kind) {
     case BL_LAYER_DENSE:
-        return in * out;
+        break;
     case BL_LAYER_RELU:
-        return out;
+        return 2.0 * out; /* one element-wise pass each way */
     case BL_LAYER_USER:
         if (l->ops.cost_hint != NULL) {
             double c = l->ops.cost_hint(l->state, l->in_features, l->out_features);
-            return c >= 0.0 && c < 1e300 ? c : in * out;
+            forward = c >= 0.0 && c < 1e300 ? c : forward;
         }
-        return in * out;
+        break;
     }
-    return in * out;
+    return passes * forward;
 }
 
 /* The user's map: S ascending first layers starting at 0, inside the model. */

@@ -33,9 +33,11 @@ bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m
 bl_status_t bl_layout_connect(bl_layout_t *l);
 void bl_layout_free(bl_layout_t *l);
 
-/* The cost hint of layer i for planning stages: multiply-adds per sample
- * for dense layers, the output width for ReLU, the user's hint (or in·out)
- * for user layers. */
+/* The cost of layer i per sample and step, for planning stages: its
+ * forward cost — multiply-adds (in·out) for dense layers, the user's hint
+ * (or in·out) for user layers — times the passes a step runs (forward,
+ * weight gradient, input gradient: 3, or 2 for layer 0, whose input
+ * gradient nobody needs); a ReLU costs two element-wise passes. */
 double bl_layer_cost(const bl_model_t *m, int i);
 
 /* The pipeline rank's global rank: replica · S + stage. */

@@ -39,7 +39,7 @@ static const char usage_text[] =
     "  --shuffle on|off      a seeded permutation per epoch, or file order (default on)\n"
     "Parallelism (mpirun -np P ballast-train ...; P = D x S):\n"
     "  --pp S                pipeline stages: the layers are split into S contiguous stages,\n"
-    "                        one per rank; rank r is stage r %% S of pipeline r / S (default 1)\n"
+    "                        one per rank; rank r is stage r % S of pipeline r / S (default 1)\n"
     "  --dp D                data-parallel groups (pipelines); must equal P / S (default)\n"
     "  --micro-batches M     micro-batches per step in each pipeline (default 1); gradients\n"
     "                        are summed over them, so M never changes the math\n"
