@@ -42,6 +42,7 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     bl_runtime_t *rt = m->rt;
     const bl_allocator_t *a = bl_rt_allocator(rt);
     memset(s, 0, sizeof *s);
+    s->early = MPI_REQUEST_NULL;
     if (micro_batches < 1 || micro_batches > BL_STAGE_MAX_MICRO) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "%d micro-batches: it must be 1..%d", micro_batches,
                        BL_STAGE_MAX_MICRO);
@@ -137,12 +138,18 @@ static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, what);
 }
 
-/* Receives micro-batch j's floats from pipeline stage `from`. */
+/* Receives micro-batch j's floats from pipeline stage `from`: completes
+ * the receive posted one op ahead, or receives now. */
 static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int from, int j,
                            double *pipe_s, const char *what)
 {
     double t0 = bl_now_seconds();
-    int rc = MPI_Recv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, MPI_STATUS_IGNORE);
+    int rc;
+    if (s->early != MPI_REQUEST_NULL && s->early_buf == buf) {
+        rc = MPI_Wait(&s->early, MPI_STATUS_IGNORE);
+    } else {
+        rc = MPI_Recv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, MPI_STATUS_IGNORE);
+    }
     *pipe_s += bl_now_seconds() - t0;
     if (rc != MPI_SUCCESS) {
         char msg[160];
@@ -262,6 +269,37 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     return st;
 }
 
+/* Posts the receive op `next` will need while op `now` runs, when its
+ * buffer is free for all of op `now`: a forward's input slot must be free
+ * and not the one op `now` fills; a backward's dy slot must hold that
+ * micro-batch already or be filled by op `now` (forwards do not touch dy
+ * on stages that receive it). Otherwise op `next` receives when it runs. */
+static bl_status_t post_early(bl_stage_t *s, const bl_pipe_op_t *now, const bl_pipe_op_t *next)
+{
+    int j = next->micro;
+    bl_stage_slot_t *slot = &s->slots[j % s->slot_count];
+    int same_slot = now->micro % s->slot_count == j % s->slot_count;
+    float *buf = NULL;
+    int width = 0, from = 0;
+    if (next->pass == BL_PIPE_FORWARD && s->stage > 0 && slot->micro == -1 &&
+        !(now->pass == BL_PIPE_FORWARD && same_slot)) {
+        buf = slot->in;
+        width = s->in_width;
+        from = s->stage - 1;
+    } else if (next->pass == BL_PIPE_BACKWARD && s->stage < s->stages - 1 &&
+               (slot->micro == j || (now->pass == BL_PIPE_FORWARD && now->micro == j))) {
+        buf = slot->dy;
+        width = s->out_width;
+        from = s->stage + 1;
+    }
+    if (buf == NULL) {
+        return BL_OK;
+    }
+    int rc = MPI_Irecv(buf, s->micro_rows[j] * width, MPI_FLOAT, from, j, s->pipe, &s->early);
+    s->early_buf = buf;
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, "posting a pipeline receive");
+}
+
 bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_result_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -282,12 +320,24 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
     int backwards = 0;
     for (int k = 0; k < 2 * M && st == BL_OK; k++) {
         const bl_pipe_op_t *op = &s->ops[k];
+        if (s->early == MPI_REQUEST_NULL && k + 1 < 2 * M) {
+            st = post_early(s, op, &s->ops[k + 1]);
+            if (st != BL_OK) {
+                break;
+            }
+        }
         if (op->pass == BL_PIPE_FORWARD) {
             st = forward(s, op->micro, in, out);
         } else {
             st = backward(s, op->micro, backwards > 0, k == 2 * M - 1, in, out);
             backwards++;
         }
+    }
+    /* A receive posted ahead is always consumed by its op, unless a failure
+     * stopped the step first: then it is cancelled. */
+    if (s->early != MPI_REQUEST_NULL) {
+        MPI_Cancel(&s->early);
+        MPI_Wait(&s->early, MPI_STATUS_IGNORE);
     }
     /* Sends still in flight finish within the step, so no message of this
      * step can meet the next step's receives. */

@@ -39,6 +39,8 @@ typedef struct bl_stage {
                                 for their labels */
     int *micro_rows;         /* (M) rows of each micro-batch this step */
     int *micro_offset;       /* (M) its first row in the shard */
+    MPI_Request early;       /* a receive posted one op ahead, or MPI_REQUEST_NULL */
+    float *early_buf;        /* its buffer */
     int in_flight;           /* micro-batches held now */
     int peak_in_flight;      /* the most held at once since init */
 } bl_stage_t;
