@@ -14,6 +14,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
+. "$root/bench/common.sh"
 mpirun=${MPIRUN:-mpirun}
 data=/usr/share/datasets/fashion-mnist
 reps=3
@@ -57,21 +58,13 @@ run() { # run NAME: one job, its samples/s appended to $tmp/NAME
     printf ' %s %s' "$1" "$rate" >&2
 }
 
-median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-range() { sort -n "$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s - %s", lo, hi }'; }
+median() { bench_median "$1"; }
+range() { bench_stats "$1" | awk '{ printf "%s - %s", $2, $3 }'; }
 
 echo "bench_balance: np=2, MLP 1024,1024,1024, batch 256, rank 1 emulated ${factor}x slower,"
 echo "  $steps steps per run, decisions every $every steps, oracle --shards $oracle, $reps repetitions"
 echo "  cpu: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1), $(nproc) online; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-i=0
-while [ "$i" -lt "$reps" ]; do
-    i=$((i + 1))
-    printf 'rep %d/%d:' "$i" "$reps" >&2
-    # Rotate the order so drifting load hits every figure alike.
-    order=$(echo $figures | awk -v k="$i" '{ for (j = 0; j < NF; j++) printf "%s ", $((j + k) % NF + 1) }')
-    for f in $order; do run "$f"; done
-    echo >&2
-done
+bench_interleave "$reps" run $figures
 best=$(median "$tmp/oracle")
 printf '\n%-14s %10s   %-20s %9s\n' policy samples/s "min - max" vs_oracle
 for f in $figures; do

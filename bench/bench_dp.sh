@@ -30,6 +30,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
+. "$root/bench/common.sh"
 mpirun=${MPIRUN:-mpirun}
 python=${PYTHON:-/usr/bin/python3}
 data=/usr/share/datasets/fashion-mnist
@@ -158,18 +159,10 @@ run() {
     fi
 }
 
-# field FILE PREFIX KEY: the value of KEY= on the last line of FILE that
-# starts with PREFIX; empty when there is none.
-field() {
-    awk -v p="$2" -v k="$3=" 'index($0, p) == 1 {
-        for (i = 1; i <= NF; i++) if (index($i, k) == 1) v = substr($i, length(k) + 1)
-    } END { print v }' "$1"
-}
-
 # record NAME FILE PREFIX KEY: appends that value to $tmp/NAME.values; dies
 # when the output has no such figure.
 record() {
-    v=$(field "$2" "$3" "$4")
+    v=$(bench_field "$2" "$3" "$4")
     if [ -z "$v" ]; then
         echo "bench_dp.sh: ($1) printed no '$3 ... $4=' figure:" >&2
         cat "$2" >&2
@@ -237,8 +230,8 @@ figure_f() {
         cat "$tmp/f0.out" >&2
         exit 1
     fi
-    f0=$(field "$tmp/f0.out" summary: samples_per_s)
-    f1=$(field "$tmp/f1.out" summary: samples_per_s)
+    f0=$(bench_field "$tmp/f0.out" summary: samples_per_s)
+    f1=$(bench_field "$tmp/f1.out" summary: samples_per_s)
     if [ -z "$f0" ] || [ -z "$f1" ]; then
         echo "bench_dp.sh: (f) printed no summary" >&2
         exit 1
@@ -275,34 +268,18 @@ echo "  loadavg at start: $(cat /proc/loadavg 2>/dev/null || echo unknown)"
 echo
 
 # ---- Measurements, interleaved ------------------------------------------
-r=1
-while [ "$r" -le "$reps" ]; do
-    # rotate the figure order by r - 1, so no figure always runs first
-    set -- $figures
-    k=1
-    while [ "$k" -lt "$r" ]; do
-        first=$1
-        shift
-        set -- "$@" "$first"
-        k=$((k + 1))
-    done
-    printf 'rep %d/%d:' "$r" "$reps" >&2
-    for fig in "$@"; do
-        "figure_$fig"
-    done
-    echo >&2
-    r=$((r + 1))
-done
+figure() {
+    "figure_$1"
+}
+bench_interleave "$reps" figure $figures
 
 # ---- Report --------------------------------------------------------------
 # stats NAME: "median min max" of $tmp/NAME.values
 stats() {
-    sort -g "$tmp/$1.values" | awk '{ v[NR] = $1 } END {
-        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.6g %.6g %.6g\n", m, v[1], v[NR] }'
+    bench_stats "$tmp/$1.values"
 }
 median() {
-    stats "$1" | cut -d' ' -f1
+    bench_median "$tmp/$1.values"
 }
 # row LABEL NAME: samples/s median, min - max, and the median step time
 row() {

@@ -33,6 +33,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
+. "$root/bench/common.sh"
 mpirun=${MPIRUN:-mpirun}
 data=/usr/share/datasets/fashion-mnist
 quick=0
@@ -170,14 +171,6 @@ length as $all | .[$warmup:] as $s | ($s[0].compute_s | length) as $n
 | map(tostring) | join(" ")
 EOF
 
-# field FILE PREFIX KEY: the value of KEY= on the last line of FILE that
-# starts with PREFIX; empty when there is none.
-field() {
-    awk -v p="$2" -v k="$3=" 'index($0, p) == 1 {
-        for (i = 1; i <= NF; i++) if (index($i, k) == 1) v = substr($i, length(k) + 1)
-    } END { print v }' "$1"
-}
-
 # fail NAME MESSAGE: says what failed, with the run's output, and exits 1.
 fail() {
     echo "bench_pipeline.sh: ($1) $2" >&2
@@ -200,7 +193,7 @@ measure() {
     fi
     rm -f "$tmp/$name.jsonl"
     "$@" >"$tmp/$name.out" 2>&1 || fail "$name" "failed: $*"
-    sps=$(field "$tmp/$name.out" summary: samples_per_s)
+    sps=$(bench_field "$tmp/$name.out" summary: samples_per_s)
     [ -n "$sps" ] || fail "$name" "printed no summary"
     # The layout line names the stage map; keep the first repetition's.
     [ -e "$tmp/$name.layout" ] ||
@@ -236,34 +229,12 @@ echo "  cpu: ${cpu:-unknown}, $(nproc) online; $mpiver"
 echo "  loadavg at start: $(cat /proc/loadavg 2>/dev/null || echo unknown)"
 
 # ---- Measurements, interleaved ------------------------------------------
-r=1
-while [ "$r" -le "$reps" ]; do
-    # rotate the order by r - 1, so drifting load hits every configuration alike
-    set -- $configs
-    k=1
-    while [ "$k" -lt "$r" ]; do
-        first=$1
-        shift
-        set -- "$@" "$first"
-        k=$((k + 1))
-    done
-    printf 'rep %d/%d:' "$r" "$reps" >&2
-    for c in "$@"; do
-        measure "$c"
-    done
-    echo >&2
-    r=$((r + 1))
-done
+bench_interleave "$reps" measure $configs
 
 # ---- Report --------------------------------------------------------------
-# median FILE: the median of the numbers in FILE, one a line
-median() {
-    sort -g "$1" | awk '{ v[NR] = $1 } END {
-        printf "%.6g\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 # m CONFIG KEY: median of CONFIG's KEY over the repetitions
 m() {
-    median "$tmp/$1.$2"
+    bench_median "$tmp/$1.$2"
 }
 
 echo

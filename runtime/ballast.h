@@ -396,7 +396,10 @@ typedef struct bl_layout_info {
 /* Fills *out for this rank. BL_ERR_INVALID_ARG for NULL arguments. */
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out);
 
-/* Mean loss and accuracy of the model over every sample of d. Collective. */
+/* Mean loss and accuracy of the model over every sample of d. Collective;
+ * it may be called from a step callback in the middle of a run (a
+ * pipelined job first makes every rank's model whole, as the end of a run
+ * does). */
 bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);
 
 #ifdef __cplusplus

@@ -40,10 +40,4 @@ void bl_layout_free(bl_layout_t *l);
  * gradient nobody needs); a ReLU costs two element-wise passes. */
 double bl_layer_cost(const bl_model_t *m, int i);
 
-/* The pipeline rank's global rank: replica · S + stage. */
-static inline int bl_layout_rank_of(const bl_layout_t *l, int replica, int stage)
-{
-    return replica * l->stages + stage;
-}
-
 #endif /* BL_LAYOUT_H */

@@ -138,6 +138,17 @@ static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, what);
 }
 
+/* A failed transfer, named: "stage 1 receiving gradients of micro-batch 3
+ * from stage 2: <MPI's message>". */
+static bl_status_t transfer_failed(bl_stage_t *s, int rc, const char *doing, const char *what,
+                                   int j, const char *direction, int peer)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "stage %d %s %s of micro-batch %d %s stage %d", s->stage, doing, what,
+             j, direction, peer);
+    return bl_fail_mpi(s->rt, rc, msg);
+}
+
 /* Receives micro-batch j's floats from pipeline stage `from`: completes
  * the receive posted one op ahead, or receives now. */
 static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int from, int j,
@@ -151,26 +162,14 @@ static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int f
         rc = MPI_Recv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, MPI_STATUS_IGNORE);
     }
     *pipe_s += bl_now_seconds() - t0;
-    if (rc != MPI_SUCCESS) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "stage %d receiving %s of micro-batch %d from stage %d", s->stage,
-                 what, j, from);
-        return bl_fail_mpi(s->rt, rc, msg);
-    }
-    return BL_OK;
+    return rc == MPI_SUCCESS ? BL_OK : transfer_failed(s, rc, "receiving", what, j, "from", from);
 }
 
 static bl_status_t send(bl_stage_t *s, const float *buf, int rows, int width, int to, int j,
                         MPI_Request *req, const char *what)
 {
     int rc = MPI_Isend(buf, rows * width, MPI_FLOAT, to, j, s->pipe, req);
-    if (rc != MPI_SUCCESS) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "stage %d sending %s of micro-batch %d to stage %d", s->stage,
-                 what, j, to);
-        return bl_fail_mpi(s->rt, rc, msg);
-    }
-    return BL_OK;
+    return rc == MPI_SUCCESS ? BL_OK : transfer_failed(s, rc, "sending", what, j, "to", to);
 }
 
 static double slowed(const bl_stage_step_t *in, double seconds)
@@ -281,23 +280,28 @@ static bl_status_t post_early(bl_stage_t *s, const bl_pipe_op_t *now, const bl_p
     int same_slot = now->micro % s->slot_count == j % s->slot_count;
     float *buf = NULL;
     int width = 0, from = 0;
+    const char *what = NULL;
     if (next->pass == BL_PIPE_FORWARD && s->stage > 0 && slot->micro == -1 &&
         !(now->pass == BL_PIPE_FORWARD && same_slot)) {
         buf = slot->in;
         width = s->in_width;
         from = s->stage - 1;
+        what = "activations";
     } else if (next->pass == BL_PIPE_BACKWARD && s->stage < s->stages - 1 &&
                (slot->micro == j || (now->pass == BL_PIPE_FORWARD && now->micro == j))) {
         buf = slot->dy;
         width = s->out_width;
         from = s->stage + 1;
+        what = "gradients";
     }
     if (buf == NULL) {
         return BL_OK;
     }
     int rc = MPI_Irecv(buf, s->micro_rows[j] * width, MPI_FLOAT, from, j, s->pipe, &s->early);
     s->early_buf = buf;
-    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, "posting a pipeline receive");
+    return rc == MPI_SUCCESS
+               ? BL_OK
+               : transfer_failed(s, rc, "posting a receive of", what, j, "from", from);
 }
 
 bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_result_t *out)

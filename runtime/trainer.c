@@ -38,6 +38,8 @@ struct bl_trainer {
     float *velocity;        /* momentum buffer, the params' layout */
     long *indices;          /* (B) this step's sample indices (the whole global batch) */
     long step;              /* the next global step */
+    long whole_at;          /* the step at which every rank last held every layer's
+                               current parameters (pipelines; 0: the initial ones) */
 };
 
 /* The checks that tie a dataset to the model. */
@@ -444,11 +446,15 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     return st;
 }
 
-/* After a run of a pipelined job: every stage sends its layers'
- * parameters to the rest of its pipeline, so every rank's model is whole
- * and current (for saving, evaluating and inspecting). */
-static bl_status_t share_stage_params(bl_trainer_t *t)
+/* In a pipelined job a rank's model is current only in its stage's layers
+ * once a step has run. Every stage sends its layers' parameters to the rest
+ * of its pipeline, so every rank's model is whole and current (for saving,
+ * evaluating and inspecting); nothing to do when it already is. Collective. */
+static bl_status_t make_params_whole(bl_trainer_t *t)
 {
+    if (t->layout.stages == 1 || t->whole_at == t->step) {
+        return BL_OK;
+    }
     for (int s = 0; s < t->layout.stages; s++) {
         size_t first, count;
         stage_params(t, s, &first, &count);
@@ -461,6 +467,7 @@ static bl_status_t share_stage_params(bl_trainer_t *t)
             done += (size_t)n;
         }
     }
+    t->whole_at = t->step;
     return BL_OK;
 }
 
@@ -484,10 +491,7 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     }
     /* The last step's telemetry, so the files are complete after a run. */
     bl_status_t st = bl_balancer_flush(&t->balancer);
-    if (st == BL_OK && t->layout.stages > 1) {
-        st = share_stage_params(t);
-    }
-    return st;
+    return st == BL_OK ? make_params_whole(t) : st;
 }
 
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
@@ -582,6 +586,9 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
         {"evaluation set features", BL_CHECK_INT, (uint64_t)d->features},
     };
     st = bl_check_same_on_all_ranks(rt, "evaluation", fields, 2);
+    if (st == BL_OK) {
+        st = make_params_whole(t); /* also from a step callback, in the middle of a run */
+    }
     if (st != BL_OK) {
         return st;
     }

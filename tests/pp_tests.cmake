@@ -125,3 +125,14 @@ bl_cli_test(pp_trace_pipeline_spans EXIT 0 MATCH "^\\[0,1\\]$"
             ${BL_CLI_OUT}/pp.trace.json
     REQUIRES pp_telemetry)
 set_tests_properties(cli_pp_telemetry_run PROPERTIES LABELS "cli;mpi")
+
+# Evaluation in the middle of a pipelined run (--eval-every from the step
+# callback) sees every stage's current layers: after an epoch the generated
+# problem is solved (a model mixing trained and initial layers scores far
+# lower; one process scores 1.0000 here).
+bl_cli_test(pp_eval_mid_run EXIT 0
+    MATCH "^eval: epoch 1 test_accuracy=(0\\.9[5-9]|1\\.0)"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/good
+            --layers 32,16 --batch 32 --epochs 2 --eval-every 1 --quiet --pp 2
+    REQUIRES cli_data_good)
+set_tests_properties(cli_pp_eval_mid_run PROPERTIES LABELS "cli;mpi")

@@ -1,0 +1,45 @@
+# Shell helpers the benchmark scripts share (POSIX sh, sourced): reading a
+# figure from a program's output, medians, and interleaved repetitions.
+# Their own variables start with _bench_, so callbacks may use any other.
+
+# bench_field FILE PREFIX KEY: the value of KEY= on the last line of FILE
+# that starts with PREFIX; empty when there is none.
+bench_field() {
+    awk -v p="$2" -v k="$3=" 'index($0, p) == 1 {
+        for (i = 1; i <= NF; i++) if (index($i, k) == 1) v = substr($i, length(k) + 1)
+    } END { print v }' "$1"
+}
+
+# bench_stats FILE: "median min max" of the numbers in FILE, one a line.
+bench_stats() {
+    sort -g "$1" | awk '{ v[NR] = $1 } END {
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.6g %.6g %.6g\n", m, v[1], v[NR] }'
+}
+
+# bench_median FILE: the median of the numbers in FILE, one a line.
+bench_median() {
+    bench_stats "$1" | cut -d' ' -f1
+}
+
+# bench_interleave REPS FUNCTION ITEM...: runs FUNCTION ITEM for every
+# ITEM, REPS times; each repetition starts one item later than the one
+# before, so load that drifts during the run hits every item alike. Prints
+# "rep r/R:" on stderr before each repetition and a newline after it.
+bench_interleave() {
+    _bench_reps=$1
+    _bench_fn=$2
+    shift 2
+    _bench_r=1
+    while [ "$_bench_r" -le "$_bench_reps" ]; do
+        printf 'rep %d/%d:' "$_bench_r" "$_bench_reps" >&2
+        for _bench_item in "$@"; do
+            "$_bench_fn" "$_bench_item"
+        done
+        echo >&2
+        _bench_first=$1
+        shift
+        set -- "$@" "$_bench_first"
+        _bench_r=$((_bench_r + 1))
+    done
+}
