@@ -114,24 +114,7 @@ fi
     die_usage "--steps $steps with --warmup $warmup leaves fewer than 3 measured steps"
 
 train=$build/runtime/ballast-train
-[ -x "$train" ] || {
-    echo "bench_pipeline.sh: $train is missing; build first:" >&2
-    echo "  cmake -S . -B build -DBALLAST_TESTS=OFF && cmake --build build -j2" >&2
-    exit 1
-}
-command -v "$mpirun" >/dev/null 2>&1 || {
-    echo "bench_pipeline.sh: '$mpirun' not found (set MPIRUN)" >&2
-    exit 1
-}
-command -v jq >/dev/null 2>&1 || {
-    echo "bench_pipeline.sh: jq not found (apt-get install jq); it reads the telemetry" >&2
-    exit 1
-}
-if [ "$(id -u)" = 0 ]; then
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-# One BLAS thread per rank (--threads 1 says it to the program too).
-export OPENBLAS_NUM_THREADS=1
+bench_prepare bench_pipeline.sh "$train"
 # Two ranks want two cores; with fewer, Open MPI needs to be told (and the
 # figures then say little).
 oversub=

@@ -43,3 +43,26 @@ bench_interleave() {
         _bench_r=$((_bench_r + 1))
     done
 }
+
+# bench_prepare NAME PROGRAM: exits 1, naming the script NAME, unless
+# PROGRAM is built and $mpirun (default mpirun) and jq are installed; then
+# lets Open MPI run as root and gives every rank one BLAS thread.
+bench_prepare() {
+    [ -x "$2" ] || {
+        echo "$1: $2 is missing; build first:" >&2
+        echo "  cmake -S . -B build -DBALLAST_TESTS=OFF && cmake --build build -j2" >&2
+        exit 1
+    }
+    command -v "${mpirun:-mpirun}" >/dev/null 2>&1 || {
+        echo "$1: '${mpirun:-mpirun}' not found (set MPIRUN)" >&2
+        exit 1
+    }
+    command -v jq >/dev/null 2>&1 || {
+        echo "$1: jq not found (apt-get install jq); it reads the telemetry" >&2
+        exit 1
+    }
+    if [ "$(id -u)" = 0 ]; then
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    fi
+    export OPENBLAS_NUM_THREADS=1
+}

@@ -71,6 +71,15 @@ double bl_part_estimator_noise(const bl_estimator_t *e);
  * the estimate averages (see estimator.c); 0 before any observation. */
 double bl_part_estimator_error(const bl_estimator_t *e);
 
+/* splitmix64 (Steele, Lea, Flood): a policy's own stream from its seed. */
+uint64_t bl_part_next_random(uint64_t *state);
+
+/* Discounted UCB1's choice (Garivier & Moulines): the arm maximising
+ * sums[i] / pulls[i] + c · sqrt(ln Σ pulls / pulls[i]), an arm whose pulls
+ * have decayed to nothing first; arms are searched in `order` (arms
+ * indices), so ties go to the earlier one there. */
+int bl_part_ucb_pick(const double *pulls, const double *sums, const int *order, int arms, double c);
+
 /* Formats a message into err (NULL or errlen 0: none) and returns -1, so a
  * failure reads `return bl_part_fail(err, errlen, "...", ...)`. */
 int bl_part_fail(char *err, size_t errlen, const char *fmt, ...)

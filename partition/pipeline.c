@@ -82,58 +82,134 @@ int bl_pipe_peak_in_flight(const bl_pipe_op_t *ops, int count)
 
 /* ---- Layer partitions -------------------------------------------------- */
 
-/* Every stage time here and in bl_pipe_partition_cost is the same float
- * expression: the costs summed left to right from 0, then divided by the
- * stage's speed, so the solver's optimum is the cost the caller measures. */
-static double speed_of(const double *speed, int s)
+/* Every stage time here, in the solver and in bl_pipe_partition_time, is
+ * the same float expression, built by these two helpers: the stage's costs
+ * summed left to right from 0, divided by its speed, plus the cut before
+ * it, plus the cut after it. So the solver's optimum is the time the
+ * caller measures, bit for bit, and the tie slack only has to absorb
+ * partitions that are equal in exact arithmetic. (Prefix sums would make a
+ * stage's sum P[end] − P[begin], which loses a small stage after heavy ones
+ * to cancellation and turns an overflowed total into inf − inf; the
+ * running sum costs the same O(1) per step of the solver's inner loop.)
+ *
+ * head: the work term plus the cut before the stage. It never decreases as
+ * the stage grows (costs >= 0, and rounding is monotone), and the cut
+ * after only adds, which is what lets the solver stop a scan early. */
+static inline double head_seconds(double sum, double speed, double before)
 {
-    return speed != NULL ? speed[s] : 1.0;
+    return (speed > 0.0 ? sum / speed : INFINITY) + before;
 }
 
-static int valid_inputs(int layers, const double *cost, int stages, const double *speed)
+static inline double stage_seconds(double head, double after)
 {
-    if (stages < 1 || layers < stages || cost == NULL) {
+    return head + after;
+}
+
+static double speed_of(const bl_pipe_problem_t *p, int s)
+{
+    return p->speed != NULL ? p->speed[s] : 1.0;
+}
+
+/* What a cut before layer `at` adds to each stage it touches: 0 without
+ * boundary costs, and 0 at 0 or L, where no layer lies on the other side.
+ * (Adding +0.0 to a time >= 0 changes nothing, so the expression above
+ * needs no branch for stages at the ends.) */
+static double cut_seconds(const bl_pipe_problem_t *p, int at)
+{
+    return p->boundary != NULL && at > 0 && at < p->layers ? p->boundary[at] : 0.0;
+}
+
+static double before_seconds(const bl_pipe_problem_t *p, int s, int begin)
+{
+    return s > 0 ? cut_seconds(p, begin) : 0.0;
+}
+
+static double after_seconds(const bl_pipe_problem_t *p, int s, int end)
+{
+    return s < p->stages - 1 ? cut_seconds(p, end) : 0.0;
+}
+
+double bl_pipe_stage_time(const bl_pipe_problem_t *p, int stage, int begin, int end)
+{
+    if (p == NULL || p->cost == NULL || stage < 0 || stage >= p->stages || begin < 0 ||
+        begin > end || end > p->layers) {
+        return NAN;
+    }
+    if (begin == end) {
+        return 0.0;
+    }
+    double sum = 0.0;
+    for (int k = begin; k < end; k++) {
+        sum += p->cost[k];
+    }
+    double head = head_seconds(sum, speed_of(p, stage), before_seconds(p, stage, begin));
+    return stage_seconds(head, after_seconds(p, stage, end));
+}
+
+static int finite_at_least(double x, double least)
+{
+    return x >= least && isfinite(x);
+}
+
+static int valid_problem(const bl_pipe_problem_t *p)
+{
+    if (p == NULL || p->cost == NULL || p->stages < 1 || p->layers < p->stages) {
         return 0;
     }
-    for (int i = 0; i < layers; i++) {
-        if (!(cost[i] >= 0.0) || !isfinite(cost[i])) {
+    for (int i = 0; i < p->layers; i++) {
+        if (!finite_at_least(p->cost[i], 0.0)) {
             return 0;
         }
     }
-    for (int s = 0; speed != NULL && s < stages; s++) {
-        if (!(speed[s] > 0.0) || !isfinite(speed[s])) {
+    for (int s = 0; p->speed != NULL && s < p->stages; s++) {
+        if (!(p->speed[s] > 0.0) || !isfinite(p->speed[s])) {
+            return 0;
+        }
+    }
+    for (int i = 1; p->boundary != NULL && i < p->layers; i++) {
+        if (!finite_at_least(p->boundary[i], 0.0)) {
             return 0;
         }
     }
     return 1;
 }
 
-/* best (stages × (layers + 1), row-major): best[s][i] is the least slowest
- * stage over partitions of layers i..L−1 into stages s..S−1, each stage
- * non-empty; only i in [s, L − (S − s)] is written (the others have no
- * such partition). Filled from the last stage back, O(S · L²). */
-static void fill_suffix_table(int layers, const double *cost, int stages, const double *speed,
-                              double *best)
+/* best (S × (L + 1), row-major): best[s][i] is the least slowest stage over
+ * partitions of layers i..L−1 into stages s..S−1, each stage non-empty;
+ * only i in [s, L − (S − s)] is written (the others have no such
+ * partition). Filled from the last stage back, O(S · L²): for each (s, i)
+ * the scan over stage s's end j keeps the running sum, so each step is
+ * O(1). The scan stops once the head alone reaches the least found: every
+ * later j is at least as slow (see head_seconds), so best is unchanged. */
+static void fill_suffix_table(const bl_pipe_problem_t *p, double *best)
 {
-    const int row = layers + 1;
-    int last = stages - 1;
+    const int layers = p->layers, stages = p->stages;
+    const size_t row = (size_t)layers + 1;
+    const int last = stages - 1;
     for (int i = last; i < layers; i++) {
         double sum = 0.0;
         for (int k = i; k < layers; k++) {
-            sum += cost[k];
+            sum += p->cost[k];
         }
-        best[last * row + i] = sum / speed_of(speed, last);
+        double head = head_seconds(sum, speed_of(p, last), before_seconds(p, last, i));
+        best[last * row + i] = stage_seconds(head, after_seconds(p, last, layers));
     }
     for (int s = last - 1; s >= 0; s--) {
-        int rest = stages - s - 1; /* stages after s, one layer each at least */
+        const int rest = stages - s - 1; /* stages after s, one layer each at least */
+        const double speed = speed_of(p, s);
+        const double *next = best + (size_t)(s + 1) * row;
         for (int i = s; i <= layers - rest - 1; i++) {
             /* Stage s owns i..j−1; the rest start at j. */
+            const double before = before_seconds(p, s, i);
             double sum = 0.0, least = INFINITY;
             for (int j = i + 1; j <= layers - rest; j++) {
-                sum += cost[j - 1];
-                double here = sum / speed_of(speed, s);
-                double after = best[(s + 1) * row + j];
-                double worst = here > after ? here : after;
+                sum += p->cost[j - 1];
+                double head = head_seconds(sum, speed, before);
+                if (head >= least) {
+                    break;
+                }
+                double here = stage_seconds(head, after_seconds(p, s, j));
+                double worst = here > next[j] ? here : next[j];
                 least = worst < least ? worst : least;
             }
             best[s * row + i] = least;
@@ -143,26 +219,32 @@ static void fill_suffix_table(int layers, const double *cost, int stages, const 
 
 /* With the optimum v = best[0][0]: each stage in turn ends at the first
  * layer that keeps it within v and leaves a suffix that can still make v,
- * which gives the lexicographically smallest first[]. "Within v" allows
- * 1e-12·v, so sums that round differently in another order still tie. */
-static void pick_first(int layers, const double *cost, int stages, const double *speed,
-                       const double *best, int *first)
+ * which gives the lexicographically smallest first[] among partitions
+ * within v (the table holds the exact least of the same expressions, so
+ * "can still make it" is exact). "Within v" allows 1e-12·v, so partitions
+ * equal in exact arithmetic whose sums round differently still tie. */
+static void pick_first(const bl_pipe_problem_t *p, const double *best, int *first)
 {
-    const int row = layers + 1;
-    double v = best[0];
-    double limit = v + 1e-12 * v;
+    const int layers = p->layers, stages = p->stages;
+    const size_t row = (size_t)layers + 1;
+    const double v = best[0];
+    const double limit = v + 1e-12 * v;
     first[0] = 0;
     for (int s = 0; s < stages - 1; s++) {
-        int rest = stages - s - 1;
-        int i = first[s];
-        /* The table promises a qualifying end in (i, end]: when none
-         * before end qualifies, end does. */
-        int end = layers - rest;
+        const int rest = stages - s - 1;
+        const int i = first[s];
+        const double speed = speed_of(p, s);
+        const double before = before_seconds(p, s, i);
+        const double *next = best + (size_t)(s + 1) * row;
+        /* best[s][i] <= limit promises a qualifying end in (i, end]: when
+         * none before end qualifies, end does. */
+        const int end = layers - rest;
         double sum = 0.0;
         int j = i + 1;
         for (; j < end; j++) {
-            sum += cost[j - 1];
-            if (sum / speed_of(speed, s) <= limit && best[(s + 1) * row + j] <= limit) {
+            sum += p->cost[j - 1];
+            double here = stage_seconds(head_seconds(sum, speed, before), after_seconds(p, s, j));
+            if (here <= limit && next[j] <= limit) {
                 break;
             }
         }
@@ -171,49 +253,52 @@ static void pick_first(int layers, const double *cost, int stages, const double 
     first[stages] = layers;
 }
 
-int bl_pipe_partition_layers(int layers, const double *cost, int stages, const double *speed,
-                             int *first, const bl_part_allocator_t *a)
+int bl_pipe_partition_solve(const bl_pipe_problem_t *p, int *first, const bl_part_allocator_t *a)
 {
-    if (first == NULL || !valid_inputs(layers, cost, stages, speed)) {
+    if (first == NULL || !valid_problem(p)) {
         return -1;
     }
-    double *best = bl_part_alloc(a, (size_t)stages * (size_t)(layers + 1), sizeof *best);
+    double *best = bl_part_alloc(a, (size_t)p->stages * ((size_t)p->layers + 1), sizeof *best);
     if (best == NULL) {
         return -1;
     }
-    fill_suffix_table(layers, cost, stages, speed, best);
-    pick_first(layers, cost, stages, speed, best, first);
+    fill_suffix_table(p, best);
+    pick_first(p, best, first);
     bl_part_free(a, best);
     return 0;
 }
 
-/* NaN on invalid input (stages < 1, layers < 0, NULL cost or first, first
- * not a non-decreasing 0 … layers); a non-empty stage with a speed <= 0
- * never finishes (+inf), an empty one takes 0. */
-double bl_pipe_partition_cost(int layers, const double *cost, int stages, const double *speed,
-                              const int *first)
+double bl_pipe_partition_time(const bl_pipe_problem_t *p, const int *first)
 {
-    if (stages < 1 || layers < 0 || cost == NULL || first == NULL || first[0] != 0 ||
-        first[stages] != layers) {
+    if (p == NULL || p->stages < 1 || p->layers < 0 || p->cost == NULL || first == NULL ||
+        first[0] != 0 || first[p->stages] != p->layers) {
         return NAN;
     }
-    for (int s = 0; s < stages; s++) {
+    for (int s = 0; s < p->stages; s++) {
         if (first[s + 1] < first[s]) {
             return NAN;
         }
     }
     double worst = 0.0;
-    for (int s = 0; s < stages; s++) {
-        if (first[s + 1] == first[s]) {
-            continue;
-        }
-        double sum = 0.0;
-        for (int k = first[s]; k < first[s + 1]; k++) {
-            sum += cost[k];
-        }
-        double sp = speed_of(speed, s);
-        double t = sp > 0.0 ? sum / sp : INFINITY;
+    for (int s = 0; s < p->stages; s++) {
+        double t = bl_pipe_stage_time(p, s, first[s], first[s + 1]);
         worst = t > worst ? t : worst;
     }
     return worst;
+}
+
+int bl_pipe_partition_layers(int layers, const double *cost, int stages, const double *speed,
+                             int *first, const bl_part_allocator_t *a)
+{
+    const bl_pipe_problem_t p = {
+        .layers = layers, .cost = cost, .stages = stages, .speed = speed, .boundary = NULL};
+    return bl_pipe_partition_solve(&p, first, a);
+}
+
+double bl_pipe_partition_cost(int layers, const double *cost, int stages, const double *speed,
+                              const int *first)
+{
+    const bl_pipe_problem_t p = {
+        .layers = layers, .cost = cost, .stages = stages, .speed = speed, .boundary = NULL};
+    return bl_pipe_partition_time(&p, first);
 }

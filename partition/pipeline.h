@@ -36,21 +36,64 @@ int bl_pipe_schedule(int schedule, int stages, int stage, int micro_batches, bl_
  * when it runs ops (count of them) in order. */
 int bl_pipe_peak_in_flight(const bl_pipe_op_t *ops, int count);
 
-/* Contiguous min-max partition of layers 0..layers−1 over `stages`
- * stages: stage s owns layers [first[s], first[s+1]) (first[0] = 0,
- * first[stages] = layers; first has stages + 1 entries). Stage s takes
- * Σ cost / speed[s] time; the partition minimises the slowest stage (ties:
- * the lexicographically smallest first[]). Every stage gets at least one
- * layer. cost[i] >= 0 (zero-cost layers allowed); speed NULL means all 1,
- * else every speed > 0. Exact (dynamic programming, O(stages · layers²)),
- * with a (stages × (layers + 1)) table from a (NULL: malloc). Returns 0,
- * or −1 when stages < 1, layers < stages, an input is negative,
- * non-finite, or a speed is not positive, or memory is short. */
+/* ---- Layer partitions ---------------------------------------------------
+ *
+ * Contiguous min-max partition of layers 0..L−1 over S stages: stage s
+ * owns layers [first[s], first[s+1]) (first[0] = 0, first[S] = L; first
+ * has S + 1 entries). Every stage owns at least one layer, so L >= S: a
+ * stage without layers would have nothing to run and no neighbour to pass
+ * activations through. */
+
+/* One partition problem. The arrays belong to the caller and are only
+ * read. */
+typedef struct bl_pipe_problem {
+    int layers;             /* L */
+    const double *cost;     /* (L) work of each layer per step at speed 1, >= 0 (zero allowed) */
+    int stages;             /* S */
+    const double *speed;    /* (S) relative speeds > 0, or NULL: all 1 */
+    const double *boundary; /* (L) or NULL: boundary[i] (i >= 1) is the time a cut between
+                               layers i-1 and i adds to EACH of the two stages it separates
+                               (activations sent forward, gradients back); boundary[0] unused
+                               (never read); >= 0 */
+} bl_pipe_problem_t;
+
+/* The time of stage `stage` owning layers [begin, end):
+ *   Σ cost[begin..end−1] / speed[stage]
+ *     + (stage > 0 && begin > 0 ? boundary[begin] : 0)
+ *     + (stage < S−1 && end < L ? boundary[end] : 0),
+ * the costs summed left to right from 0, the terms added in that order (a
+ * cut at 0 or L separates this stage from empty ones only, and costs
+ * nothing). The solver and bl_pipe_partition_time compute every stage time
+ * with this one expression, so the optimum the solver finds is bit for bit
+ * the time the caller measures. An empty stage (begin == end) takes 0; a
+ * non-empty one with a speed <= 0 never finishes (+inf). NaN for a NULL p
+ * or cost, stage outside [0, S), or not 0 <= begin <= end <= L. Inputs are
+ * not otherwise checked. */
+double bl_pipe_stage_time(const bl_pipe_problem_t *p, int stage, int begin, int end);
+
+/* Writes into first (S + 1 entries) the partition that minimises the
+ * slowest stage's bl_pipe_stage_time; ties (within 1e−12 of the optimum,
+ * relative) go to the lexicographically smallest first[]. Exact (dynamic
+ * programming, O(S · L²) time), with a (S × (L + 1)) table of doubles
+ * from a (NULL: malloc), freed before return. Returns 0, or −1 (first
+ * untouched) when p, p->cost or first is NULL, S < 1, L < S, a cost is
+ * negative or non-finite, a speed is not positive or non-finite, a
+ * boundary[i >= 1] is negative or non-finite, or memory is short. */
+int bl_pipe_partition_solve(const bl_pipe_problem_t *p, int *first, const bl_part_allocator_t *a);
+
+/* The slowest stage's time of partition first: the max over s of
+ * bl_pipe_stage_time(p, s, first[s], first[s+1]); 0 when every stage is
+ * empty. NaN on invalid input: p, p->cost or first NULL, S < 1, L < 0, or
+ * first not a non-decreasing 0 … L (empty stages are allowed here). */
+double bl_pipe_partition_time(const bl_pipe_problem_t *p, const int *first);
+
+/* bl_pipe_partition_solve without boundary costs: stage s takes
+ * Σ cost / speed[s]. Same results, same −1 cases. */
 int bl_pipe_partition_layers(int layers, const double *cost, int stages, const double *speed,
                              int *first, const bl_part_allocator_t *a);
 
-/* The slowest stage's time of a partition: max over s of Σ cost / speed[s]
- * (speed NULL: all 1). */
+/* bl_pipe_partition_time without boundary costs: max over s of
+ * Σ cost / speed[s] (speed NULL: all 1). */
 double bl_pipe_partition_cost(int layers, const double *cost, int stages, const double *speed,
                               const int *first);
 

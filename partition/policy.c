@@ -470,34 +470,9 @@ static int bandit_decide(bl_policy_t *p, double step_s, double optimal_s, int mu
     if (!want) {
         return ACT_HOLD; /* within the dead-band: nothing to choose */
     }
-    double total = 0.0;
-    for (int i = 0; i < BANDIT_ARMS; i++) {
-        total += p->arm_n[i];
-    }
-    double log_total = total > 1.0 ? log(total) : 0.0;
-    int best = -1;
-    double best_index = -INFINITY;
-    for (int k = 0; k < BANDIT_ARMS; k++) {
-        int i = bandit_order[k];
-        double index = p->arm_n[i] > 1e-12
-                           ? p->arm_s[i] / p->arm_n[i] + BANDIT_C * sqrt(log_total / p->arm_n[i])
-                           : INFINITY; /* forgotten: try again */
-        if (index > best_index) {
-            best_index = index;
-            best = i;
-        }
-    }
+    int best = bl_part_ucb_pick(p->arm_n, p->arm_s, bandit_order, BANDIT_ARMS, BANDIT_C);
     p->prev_arm = best;
     return best;
-}
-
-/* splitmix64 (Steele, Lea, Flood): the policy's own stream from the seed. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
 }
 
 static int rl_state(const bl_policy_t *p, double predicted_s, double optimal_s, double step_s)
@@ -541,8 +516,8 @@ static int rl_decide(bl_policy_t *p, double step_s, double predicted_s, double o
     p->t++;
     /* Both draws every decision, so the stream does not depend on the
      * branch taken. */
-    double u = (double)(next_random(&p->rng) >> 11) * 0x1.0p-53;
-    int random_action = (int)(next_random(&p->rng) % BL_RL_ACTIONS);
+    double u = (double)(bl_part_next_random(&p->rng) >> 11) * 0x1.0p-53;
+    int random_action = (int)(bl_part_next_random(&p->rng) % BL_RL_ACTIONS);
     if (must) {
         return ACT_MOVE_100;
     }

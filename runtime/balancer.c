@@ -108,7 +108,9 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
         memcpy(b->slowdowns, cfg->slowdowns, (size_t)cfg->slowdown_count * sizeof *b->slowdowns);
         b->slowdown_count = cfg->slowdown_count;
     }
-    b->controller_on = uses_policy(cfg);
+    /* With pipelines the policy moves layers (the stage controller), not
+     * shards. */
+    b->controller_on = uses_policy(cfg) && cfg->pipeline_stages <= 1;
     /* Records are gathered only for someone to read: the controller or
      * the files. Plain data parallelism pays nothing for them. */
     b->telemetry_on = b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
@@ -168,10 +170,11 @@ void bl_balancer_free(bl_balancer_t *b)
     bl_telemetry_close(&b->tm);
     bl_mem_free(a, b->slowdowns);
     bl_mem_free(a, b->prev_shards);
+    bl_mem_free(a, b->prev_first);
     memset(b, 0, sizeof *b);
 }
 
-double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s)
+double bl_balancer_slow_factor(const bl_balancer_t *b, long step)
 {
     double factor = 1.0;
     for (int i = 0; i < b->slowdown_count; i++) {
@@ -181,6 +184,12 @@ double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s
             factor *= s->factor;
         }
     }
+    return factor;
+}
+
+double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s)
+{
+    double factor = bl_balancer_slow_factor(b, step);
     if (factor <= 1.0) {
         return compute_s;
     }
@@ -191,6 +200,49 @@ double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s
     return factor * compute_s;
 }
 
+bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages, const int *first,
+                                       const char *(*note)(const void *arg, long step),
+                                       const void *note_arg)
+{
+    if (!b->telemetry_on || b->rt->rank != 0 || stages < 2) {
+        return BL_OK;
+    }
+    b->prev_first = bl_mem_array(bl_rt_allocator(b->rt), (size_t)stages + 1, sizeof *b->prev_first);
+    if (b->prev_first == NULL) {
+        return bl_fail(b->rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", stages);
+    }
+    b->stages = stages;
+    b->first = first;
+    b->note = note;
+    b->note_arg = note_arg;
+    return BL_OK;
+}
+
+/* Rank 0: the JSON members of a step's line beyond the records: the
+ * controller's decision, the stage map and the stage controller's note. */
+static void line_extra(const bl_balancer_t *b, char *extra, size_t n)
+{
+    size_t used = 0;
+    extra[0] = '\0';
+    if (b->controller_on && b->ctl.decided && b->ctl.decided_at == b->prev_info.step) {
+        bl_controller_describe(&b->ctl, extra, n);
+        used = strlen(extra);
+    }
+    if (b->stages > 1) {
+        for (int s = 0; s <= b->stages && used < n; s++) {
+            used += (size_t)snprintf(
+                extra + used, n - used, "%s%d",
+                s > 0 ? "," : (used > 0 ? ",\"stage_first\":[" : "\"stage_first\":["),
+                b->prev_first[s]);
+        }
+        used += used < n ? (size_t)snprintf(extra + used, n - used, "]") : 0;
+        const char *note = b->note != NULL ? b->note(b->note_arg, b->prev_info.step) : NULL;
+        if (note != NULL && used < n) {
+            snprintf(extra + used, n - used, ",%s", note);
+        }
+    }
+}
+
 /* Rank 0: the records of the step before the current one arrived. */
 static void on_records(const bl_step_record_t *records, void *arg)
 {
@@ -199,13 +251,16 @@ static void on_records(const bl_step_record_t *records, void *arg)
         bl_controller_observe(&b->ctl, records);
     }
     if (b->have_prev) {
-        char extra[1024] = "";
-        if (b->controller_on && b->ctl.decided && b->ctl.decided_at == b->prev_info.step) {
-            bl_controller_describe(&b->ctl, extra, sizeof extra);
+        size_t n = 1024 + (b->stages > 1 ? 16384 : 0);
+        char *extra = bl_mem_array(bl_rt_allocator(b->rt), n, 1);
+        if (extra == NULL) {
+            return; /* the line is lost, the run goes on */
         }
+        line_extra(b, extra, n);
         bl_telemetry_write_step(&b->tm, records, b->prev_shards, b->prev_info.loss,
                                 b->prev_info.accuracy, extra);
         bl_telemetry_trace_step(&b->tm, records);
+        bl_mem_free(bl_rt_allocator(b->rt), extra);
     }
 }
 
@@ -226,6 +281,9 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
     if (b->rt->rank == 0) {
         b->prev_info = *info;
         memcpy(b->prev_shards, shards, (size_t)b->rt->size * sizeof *shards);
+        if (b->stages > 1) {
+            memcpy(b->prev_first, b->first, (size_t)(b->stages + 1) * sizeof *b->first);
+        }
         b->have_prev = 1;
     }
     if (b->controller_on) {

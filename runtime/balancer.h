@@ -21,7 +21,22 @@ typedef struct bl_balancer {
     bl_step_info_t prev_info;
     int *prev_shards;
     int have_prev;
+    /* pipelines (rank 0): the stage map (updated in place when layers
+     * move; S + 1 entries) and the map the previous step ran, and the
+     * stage controller's notes for a step's line */
+    int stages;
+    const int *first;
+    int *prev_first;
+    const char *(*note)(const void *arg, long step);
+    const void *note_arg;
 } bl_balancer_t;
+
+/* Pipelines: every telemetry line also carries the stage map its step ran
+ * ("stage_first") and note(note_arg, step)'s JSON members when not NULL.
+ * first is read after every step (it may change in place). */
+bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages, const int *first,
+                                       const char *(*note)(const void *arg, long step),
+                                       const void *note_arg);
 
 /* Collective. Validates the slowdowns and the policy, opens the telemetry
  * files (rank 0), loads the rl policy file (rank 0), sets up the
@@ -34,6 +49,9 @@ uint64_t bl_balancer_digest(const bl_train_config_t *cfg);
 
 /* Seconds since the common origin. */
 double bl_balancer_now(const bl_balancer_t *b);
+
+/* The factor this rank's compute is slowed by at `step` (1: none). */
+double bl_balancer_slow_factor(const bl_balancer_t *b, long step);
 
 /* Emulates this rank's slowdown at `step`: sleeps (factor − 1) · compute_s
  * when one applies; returns the compute time including the sleep. */

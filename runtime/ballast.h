@@ -261,7 +261,7 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 2
+#define BL_TRAIN_CONFIG_VERSION 3
 
 /* Pipeline schedules. */
 typedef enum {
@@ -318,12 +318,28 @@ typedef struct bl_train_config {
      * shard into micro_batches as even slices (the first ones one row
      * more; a micro-batch may be empty) and runs them in the schedule's
      * order; gradients are sums over micro-batches, so the result does not
-     * depend on S, M or the schedule. Adaptive policies need S = 1 for now. */
+     * depend on S, M or the schedule. */
     int pipeline_stages; /* S >= 1 */
     int micro_batches;   /* M, 1..32767 */
     bl_schedule_t schedule;
     const int *stage_first;
     int stage_count;
+    /* Version 3: adaptive stage maps. With S > 1 the policy decides which
+     * layers each stage owns (the pipelines' shards stay as planned above):
+     * every rebalance_every steps rank 0 turns the window's per-layer times
+     * into the best contiguous map for the stages' measured speeds, and
+     * when the move pays back within repartition_horizon steps (its bytes
+     * over the measured bandwidth against the predicted gain per step),
+     * every pipeline moves those layers' parameters and momentum at the
+     * same step boundary. The math does not change. A stage plan scripts
+     * maps instead: after step stage_plan_steps[k] (ascending, >= 0) the
+     * map becomes stage_plan_first[k·S … k·S + S − 1] (stage_plan_count
+     * maps; both copied); it takes precedence over the policy at its steps. */
+    double repartition_horizon;   /* steps (> 0) */
+    double repartition_threshold; /* proportional: least predicted relative gain, [0, 1) */
+    const long *stage_plan_steps;
+    const int *stage_plan_first;
+    int stage_plan_count;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -333,15 +349,17 @@ typedef struct bl_train_config {
         .bucket_mb = 4.0, .policy = NULL, .rebalance_every = 10, .policy_file = NULL,              \
         .telemetry_path = NULL, .trace_path = NULL, .slowdowns = NULL, .slowdown_count = 0,        \
         .pipeline_stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B,                    \
-        .stage_first = NULL, .stage_count = 0                                                      \
+        .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
+        .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
+        .stage_plan_count = 0                                                                      \
     }
 
 typedef struct bl_trainer bl_trainer_t;
 
 /* A trainer over a built model and a training set from the same runtime;
- * a version-1 config gets the version-2 defaults (one stage, one
- * micro-batch);
- * neither is owned. The optimizer state (momentum, zero) is allocated here,
+ * an older config gets the defaults of the fields it lacks (version 1: one
+ * stage, one micro-batch; version 2: no stage plan, the default horizon
+ * and threshold); neither is owned. The optimizer state (momentum, zero) is allocated here,
  * so load parameters into the model before creating the trainer.
  * Collective: with several ranks it trains data-parallel, and first checks
  * that every rank has the same configuration, model, dataset header and
@@ -361,6 +379,7 @@ typedef struct bl_step_info {
     double seconds;    /* wall time of the step */
     long plan_version; /* the shard plan the NEXT step runs (increments on change) */
     int plan_changed;  /* the controller changed the plan after this step */
+    int stages_moved;  /* layers that changed stage after this step (pipelines) */
 } bl_step_info_t;
 
 /* Called after every step on every rank; a non-zero return stops the run
@@ -395,6 +414,17 @@ typedef struct bl_layout_info {
 
 /* Fills *out for this rank. BL_ERR_INVALID_ARG for NULL arguments. */
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out);
+
+/* The stage map in force: first[0..S] (stage s owns [first[s],
+ * first[s+1])); it changes when layers migrate. Belongs to t; NULL for a
+ * NULL t. */
+const int *bl_trainer_stage_map(const bl_trainer_t *t);
+
+/* The optimizer state: SGD momentum, one float per parameter in the
+ * model's parameter layout (*count of them). In a pipelined job a rank's
+ * entries are current for its stage's layers only. Belongs to t; NULL for
+ * a NULL t. */
+const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
 
 /* Mean loss and accuracy of the model over every sample of d. Collective;
  * it may be called from a step callback in the middle of a run (a

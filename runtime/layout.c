@@ -28,8 +28,8 @@ double bl_layer_cost(const bl_model_t *m, int i)
     return passes * forward;
 }
 
-/* The user's map: S ascending first layers starting at 0, inside the model. */
-static bl_status_t check_map(bl_runtime_t *rt, int layers, int stages, const int *first, int count)
+bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *first,
+                                int count)
 {
     if (count != stages) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
@@ -109,7 +109,7 @@ bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m
     }
     bl_status_t st;
     if (stage_first != NULL) {
-        st = check_map(rt, L, stages, stage_first, stage_count);
+        st = bl_layout_check_map(rt, L, stages, stage_first, stage_count);
         if (st == BL_OK) {
             memcpy(l->first, stage_first, (size_t)stages * sizeof *l->first);
         }
@@ -124,6 +124,15 @@ bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m
         bl_layout_free(l);
     }
     return st;
+}
+
+int bl_layout_stage_of(const int *first, int stages, int layer)
+{
+    int s = 0;
+    while (s + 1 < stages && first[s + 1] <= layer) {
+        s++;
+    }
+    return s;
 }
 
 bl_status_t bl_layout_connect(bl_layout_t *l)

@@ -28,6 +28,13 @@ typedef struct bl_layout {
  * divide P, more stages than layers, a map that is not contiguous, ...). */
 bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages,
                            const int *stage_first, int stage_count);
+/* Checks a user's stage map: count = stages first layers, ascending from
+ * 0, each stage at least one of the model's layers. */
+bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *first,
+                                int count);
+/* The stage owning `layer` under map first (stages + 1 entries). */
+int bl_layout_stage_of(const int *first, int stages, int layer);
+
 /* Splits the pipeline and data-parallel communicators. Collective over rt:
  * call it once every rank is known to hold the same layout. */
 bl_status_t bl_layout_connect(bl_layout_t *l);

@@ -308,6 +308,7 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
     const float *in = x;
     for (int i = ws->first; i < ws->last; i++) {
         const bl_layer_t *l = &m->layers[i];
+        double t0 = ws->forward_s != NULL ? bl_now_seconds() : 0.0;
         float *y = ws->acts[i];
         const float *p = m->params + l->param_offset;
         if (l->kind == BL_LAYER_DENSE) {
@@ -325,6 +326,9 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
             if (st != BL_OK) {
                 return user_call_failed(m, i, "forward", st);
             }
+        }
+        if (ws->forward_s != NULL) {
+            ws->forward_s[i] += bl_now_seconds() - t0;
         }
         in = y;
     }
@@ -349,6 +353,7 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
      * range's first layer, into dx_out. */
     for (int i = ws->last - 1; i >= ws->first; i--) {
         const bl_layer_t *l = &m->layers[i];
+        double t0 = ws->backward_s != NULL ? bl_now_seconds() : 0.0;
         int first = i == ws->first;
         const float *in = first ? x : ws->acts[i - 1];
         float *dx = first ? dx_out : (dy == ws->dgrad[0] ? ws->dgrad[1] : ws->dgrad[0]);
@@ -377,6 +382,9 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
                 return user_call_failed(m, i, "backward", st);
             }
             dy = dx;
+        }
+        if (ws->backward_s != NULL) {
+            ws->backward_s[i] += bl_now_seconds() - t0;
         }
         if (done != NULL) {
             bl_status_t st = done(i, done_arg);

@@ -38,6 +38,11 @@ typedef struct bl_workspace {
     float **acts;    /* acts[i] for i in the range: (max_batch, out_i), the output of layer i */
     float *act_mem;  /* the one allocation the acts point into */
     float *dgrad[2]; /* ping-pong (max_batch, widest) buffers for d loss / d activations */
+    /* Optional per-layer clocks, indexed by the model's layer number (not
+     * owned; NULL: not timed): the passes add each layer's seconds. A ReLU
+     * fused into the dense layer before it shows its time there. */
+    double *forward_s;
+    double *backward_s;
 } bl_workspace_t;
 
 /* The whole model's layers. */

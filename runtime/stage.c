@@ -20,6 +20,8 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
     if (st != BL_OK) {
         return st;
     }
+    slot->ws.forward_s = s->forward_s;
+    slot->ws.backward_s = s->backward_s;
     slot->in = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
     slot->dy = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
     int ok = slot->in != NULL && slot->dy != NULL;
@@ -68,7 +70,10 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     s->ops = bl_mem_array(a, 2 * (size_t)micro_batches, sizeof *s->ops);
     s->micro_rows = bl_mem_array(a, (size_t)micro_batches, sizeof *s->micro_rows);
     s->micro_offset = bl_mem_array(a, (size_t)micro_batches, sizeof *s->micro_offset);
-    if (s->ops == NULL || s->micro_rows == NULL || s->micro_offset == NULL) {
+    s->forward_s = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *s->forward_s);
+    s->backward_s = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *s->backward_s);
+    if (s->ops == NULL || s->micro_rows == NULL || s->micro_offset == NULL ||
+        s->forward_s == NULL || s->backward_s == NULL) {
         bl_stage_free(s);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a schedule of %d micro-batches",
                        micro_batches);
@@ -123,6 +128,8 @@ void bl_stage_free(bl_stage_t *s)
     bl_mem_free(a, s->micro_rows);
     bl_mem_free(a, s->micro_offset);
     bl_mem_free(a, s->x_scratch);
+    bl_mem_free(a, s->forward_s);
+    bl_mem_free(a, s->backward_s);
     memset(s, 0, sizeof *s);
 }
 
@@ -320,6 +327,9 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
         s->micro_offset[j] = offset;
         offset += s->micro_rows[j];
     }
+    for (int i = s->first; i < s->last; i++) {
+        s->forward_s[i] = s->backward_s[i] = 0.0;
+    }
     bl_status_t st = BL_OK;
     int backwards = 0;
     for (int k = 0; k < 2 * M && st == BL_OK; k++) {
@@ -342,6 +352,12 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
     if (s->early != MPI_REQUEST_NULL) {
         MPI_Cancel(&s->early);
         MPI_Wait(&s->early, MPI_STATUS_IGNORE);
+    }
+    /* The emulated slowdown stretches every layer alike. */
+    double factor = in->slowdown != NULL ? bl_balancer_slow_factor(in->slowdown, in->step) : 1.0;
+    for (int i = s->first; i < s->last && factor != 1.0; i++) {
+        s->forward_s[i] *= factor;
+        s->backward_s[i] *= factor;
     }
     /* Sends still in flight finish within the step, so no message of this
      * step can meet the next step's receives. */

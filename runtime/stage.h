@@ -41,8 +41,13 @@ typedef struct bl_stage {
     int *micro_offset;       /* (M) its first row in the shard */
     MPI_Request early;       /* a receive posted one op ahead, or MPI_REQUEST_NULL */
     float *early_buf;        /* its buffer */
-    int in_flight;           /* micro-batches held now */
-    int peak_in_flight;      /* the most held at once since init */
+    /* (layer count, by model layer; only the stage's entries move) seconds
+     * of each layer's forward and backward passes in the last step, emulated
+     * slowdown included: the per-layer telemetry */
+    double *forward_s;
+    double *backward_s;
+    int in_flight;      /* micro-batches held now */
+    int peak_in_flight; /* the most held at once since init */
 } bl_stage_t;
 
 /* Sets up the stage of this rank in layout l for global batch `batch`,

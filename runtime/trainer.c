@@ -16,8 +16,10 @@
 #include "dataset_impl.h"
 #include "grad_sync.h"
 #include "layout.h"
+#include "migration.h"
 #include "model_impl.h"
 #include "partition.h"
+#include "restager.h"
 #include "sampler.h"
 #include "stage.h"
 
@@ -35,6 +37,8 @@ struct bl_trainer {
     bl_balancer_t balancer; /* slowdowns, telemetry, the controller */
     bl_stage_t stage;       /* this rank's stage: its layers, micro-batches, transfers */
     bl_grad_sync_t sync;    /* used when D > 1 */
+    bl_restager_t restager; /* pipelines: per-layer telemetry, stage-map decisions */
+    int *next_first;        /* (S + 1) the map the restager chose for the next step */
     float *velocity;        /* momentum buffer, the params' layout */
     long *indices;          /* (B) this step's sample indices (the whole global batch) */
     long step;              /* the next global step */
@@ -86,26 +90,26 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
                        "1F1B (%d)",
                        (int)c->schedule, BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
     }
-    if (c->pipeline_stages > 1 && c->policy != NULL && strcmp(c->policy, "none") != 0) {
+    if (c->pipeline_stages > 1 && c->policy_file != NULL) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "policy %s with %d pipeline stages: adaptive rebalancing runs on "
-                       "data-parallel jobs (one stage) only for now",
-                       c->policy, c->pipeline_stages);
+                       "policy file %s with %d pipeline stages: a policy file holds a shard "
+                       "policy's table; with pipelines the policy moves layers and learns online",
+                       c->policy_file, c->pipeline_stages);
     }
     return BL_OK;
 }
 
-/* The config a caller of any supported version meant: a version-1 struct
- * is shorter, so only its fields are read and the rest keep their defaults. */
+/* The config a caller of any supported version meant: an older struct is
+ * shorter, so only its fields are read and the rest keep their defaults. */
 static bl_train_config_t upgrade_config(const bl_train_config_t *c)
 {
+    static const size_t size_of_version[] = {0, offsetof(bl_train_config_t, pipeline_stages),
+                                             offsetof(bl_train_config_t, repartition_horizon),
+                                             sizeof(bl_train_config_t)};
     bl_train_config_t full = BL_TRAIN_CONFIG_INIT;
-    if (c->version == 1) {
-        memcpy(&full, c, offsetof(bl_train_config_t, pipeline_stages));
-        full.version = BL_TRAIN_CONFIG_VERSION;
-        return full;
-    }
-    return *c;
+    memcpy(&full, c, size_of_version[c->version]);
+    full.version = BL_TRAIN_CONFIG_VERSION;
+    return full;
 }
 
 /* Fills t->shards from the config (checked) or as an even split. */
@@ -202,25 +206,38 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
         {"training set features", BL_CHECK_INT, (uint64_t)t->data->features},
         {"training set classes", BL_CHECK_INT, (uint64_t)t->data->classes},
         {"rebalancing settings", BL_CHECK_DIGEST, bl_balancer_digest(c)},
+        {"stage plan and repartition settings", BL_CHECK_DIGEST, bl_restager_digest(c)},
     };
     return bl_check_same_on_all_ranks(t->rt, "start-up check", fields,
                                       (int)(sizeof fields / sizeof fields[0]));
 }
 
 /* One info line: the grid, the stage map, the micro-batches. */
+/* "0-2,3-5": a stage map as --stages takes it. */
+static void format_map(const int *first, int stages, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int s = 0; s < stages && used < n; s++) {
+        int k = snprintf(out + used, n - used, "%s%d-%d", s == 0 ? "" : ",", first[s],
+                         first[s + 1] - 1);
+        used += k > 0 ? (size_t)k : 0;
+    }
+}
+
+static const char *restager_note(const void *restager, long step)
+{
+    return bl_restager_note(restager, step);
+}
+
 static void log_layout(const bl_trainer_t *t)
 {
     const bl_layout_t *l = &t->layout;
     if (l->stages == 1 && t->cfg.micro_batches == 1) {
         return;
     }
-    char map[512] = "";
-    size_t used = 0;
-    for (int s = 0; s < l->stages && used < sizeof map; s++) {
-        int n = snprintf(map + used, sizeof map - used, "%s%d-%d", s == 0 ? "" : ",", l->first[s],
-                         l->first[s + 1] - 1);
-        used += n > 0 ? (size_t)n : 0;
-    }
+    char map[512];
+    format_map(l->first, l->stages, map, sizeof map);
     bl_log(t->rt, BL_LOG_INFO,
            "layout: %d data-parallel x %d pipeline stages; stage layers %s; %d micro-batches per "
            "step (%s)",
@@ -271,6 +288,15 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         goto fail;
     }
     t->cfg.stage_first = t->layout.first;
+    st = bl_restager_check_plan(rt, &c, m->layer_count);
+    if (st != BL_OK) {
+        goto fail;
+    }
+    t->next_first = bl_mem_array(a, (size_t)t->layout.stages + 1, sizeof *t->next_first);
+    if (t->next_first == NULL) {
+        st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", t->layout.stages);
+        goto fail;
+    }
     t->shards = bl_mem_array(a, (size_t)t->layout.replicas, sizeof *t->shards);
     t->rank_shards = bl_mem_array(a, (size_t)rt->size, sizeof *t->rank_shards);
     if (t->shards == NULL || t->rank_shards == NULL) {
@@ -316,6 +342,13 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         st = bl_grad_sync_init(&t->sync, rt, t->layout.dp, m, t->stage.first, t->stage.last,
                                (size_t)(c.bucket_mb * 1024.0 * 1024.0));
     }
+    if (st == BL_OK) {
+        st = bl_restager_init(&t->restager, rt, &t->cfg, m, &t->layout);
+    }
+    if (st == BL_OK) {
+        st = bl_balancer_track_pipeline(&t->balancer, t->layout.stages, t->layout.first,
+                                        restager_note, &t->restager);
+    }
     if (st != BL_OK) {
         goto fail;
     }
@@ -336,12 +369,14 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
+    bl_restager_free(&t->restager);
     bl_stage_free(&t->stage);
     bl_layout_free(&t->layout);
     bl_mem_free(a, t->shards);
     bl_mem_free(a, t->rank_shards);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);
+    bl_mem_free(a, t->next_first);
     bl_mem_free(a, t);
 }
 
@@ -380,6 +415,51 @@ static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correc
     *loss_sum = totals[0];
     *correct = (long)totals[1];
     return BL_OK;
+}
+
+/* Moves to stage map next at the boundary after step `step`, in every
+ * pipeline at once: the layers that change stage send their parameters
+ * and momentum over (migration.h), then every rank rebuilds its stage (and
+ * its gradient sync) for its new layers. All ranks agree on success before
+ * anyone trains on: a failure anywhere fails everywhere. Collective. */
+static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *moved)
+{
+    bl_layout_t *l = &t->layout;
+    double t0 = bl_now_seconds();
+    bl_migration_t mig;
+    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+    double agree[2] = {bl_now_seconds() - t0, st != BL_OK ? 1.0 : 0.0};
+    int rc = MPI_Allreduce(MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX, t->rt->comm);
+    if (st != BL_OK) {
+        return st;
+    }
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(t->rt, rc, "MPI_Allreduce agreeing on a layer migration");
+    }
+    if (agree[1] > 0.0) {
+        return bl_fail(t->rt, BL_ERR_MISMATCH,
+                       "a layer migration after step %ld failed on another rank", step);
+    }
+    char from_map[512], to_map[512];
+    format_map(l->first, l->stages, from_map, sizeof from_map);
+    format_map(next, l->stages, to_map, sizeof to_map);
+    bl_log(t->rt, BL_LOG_INFO,
+           "after step %ld: stage layers %s -> %s (%d layers moved, %.0f bytes per pipeline, "
+           "%.3f ms)",
+           step, from_map, to_map, mig.layers_moved, mig.pipeline_bytes, agree[0] * 1e3);
+    bl_restager_moved(&t->restager, step, l->first, next, &mig, agree[0]);
+    memcpy(l->first, next, (size_t)(l->stages + 1) * sizeof *l->first);
+    *moved = mig.layers_moved;
+    /* The stage's buffers and the gradient buckets follow its new layers. */
+    bl_stage_free(&t->stage);
+    bl_grad_sync_free(&t->sync);
+    st = bl_stage_init(&t->stage, t->model, l, t->cfg.batch, t->cfg.micro_batches,
+                       t->cfg.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
+    if (st == BL_OK && l->replicas > 1) {
+        st = bl_grad_sync_init(&t->sync, t->rt, l->dp, t->model, t->stage.first, t->stage.last,
+                               (size_t)(t->cfg.bucket_mb * 1024.0 * 1024.0));
+    }
+    return st;
 }
 
 /* One training step on the global batch of t->step. */
@@ -442,6 +522,17 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     st = bl_balancer_after_step(&t->balancer, &record, info, piped ? t->rank_shards : t->shards);
     if (st == BL_OK && info->plan_changed) {
         locate_slice(t);
+    }
+    /* Pipelines: the stage controller may move layers at this boundary. */
+    info->stages_moved = 0;
+    if (st == BL_OK && t->restager.on) {
+        int changed = 0;
+        bl_restager_observe(&t->restager, &t->stage, info->seconds);
+        st = bl_restager_boundary(&t->restager, info->step, t->layout.first, t->next_first,
+                                  &changed);
+        if (st == BL_OK && changed) {
+            st = restage(t, info->step, t->next_first, &info->stages_moved);
+        }
     }
     return st;
 }
@@ -510,6 +601,19 @@ bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
                               .stash_capacity = t->stage.slot_count,
                               .peak_stashed = t->stage.peak_in_flight};
     return BL_OK;
+}
+
+const int *bl_trainer_stage_map(const bl_trainer_t *t)
+{
+    return t != NULL ? t->layout.first : NULL;
+}
+
+const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count)
+{
+    if (count != NULL) {
+        *count = t != NULL ? t->model->param_count : 0;
+    }
+    return t != NULL ? t->velocity : NULL;
 }
 
 long bl_trainer_step(const bl_trainer_t *t)

@@ -76,22 +76,29 @@ set(bl_pp_usage_cases
     "pp_stages_text|2|--stages: '0-1,x' is not a list of layer ranges|--stages|0-1,x"
     "pp_bad_schedule|2|--schedule: 'zigzag' is neither gpipe nor 1f1b|--schedule|zigzag"
     "pp_zero_micro|2|--micro-batches: 0 is outside|--micro-batches|0")
-foreach(case IN LISTS bl_pp_usage_cases)
-    string(REPLACE "|" ";" fields "${case}")
-    list(POP_FRONT fields name ranks regex)
-    bl_cli_test(${name} EXIT 2 MATCH "${regex}"
-        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} ${fields}
-        REQUIRES cli_data_good)
-    set_tests_properties(cli_${name} PROPERTIES LABELS "cli;mpi")
-endforeach()
-# Adaptive policies balance data-parallel shards only: a pipelined job
-# with one is refused by the library, naming the policy.
-bl_cli_test(pp_policy_refused EXIT 1
-    MATCH "policy proportional with 2 pipeline stages: adaptive rebalancing runs on data-parallel"
+# bl_usage_cases(CASE...): each "NAME|RANKS|REGEX|FLAG|VALUE..." runs the
+# 25-step job on RANKS ranks with those flags; it must exit 2 with a
+# message matching REGEX.
+function(bl_usage_cases)
+    foreach(case IN LISTS ARGN)
+        string(REPLACE "|" ";" fields "${case}")
+        list(POP_FRONT fields name ranks regex)
+        bl_cli_test(${name} EXIT 2 MATCH "${regex}"
+            COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} ${fields}
+            REQUIRES cli_data_good)
+        set_tests_properties(cli_${name} PROPERTIES LABELS "cli;mpi")
+    endforeach()
+endfunction()
+bl_usage_cases(${bl_pp_usage_cases})
+# A policy file holds a shard policy's table: with pipelines the policy
+# moves layers, so the library refuses one, naming the file.
+bl_cli_test(pp_policy_file_refused EXIT 1
+    MATCH "policy file /nonexistent.q with 2 pipeline stages: a policy file holds a shard"
     COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2
-            --policy proportional
+            --policy rl --policy-file /nonexistent.q
     REQUIRES cli_data_good)
-foreach(name pp_hybrid_again pp_1f1b_stash_bound pp_gpipe_stash pp_layout_line pp_policy_refused)
+foreach(name pp_hybrid_again pp_1f1b_stash_bound pp_gpipe_stash pp_layout_line
+        pp_policy_file_refused)
     set_tests_properties(cli_${name} PROPERTIES LABELS "cli;mpi")
 endforeach()
 

@@ -301,22 +301,30 @@ static void test_schedule_invalid(void **state)
 #define BIG_LAYERS 200
 #define BIG_STAGES 64
 
-/* A stage's time as the header defines it: the costs summed in order,
- * divided by the stage's speed. */
-static double stage_time(const double *cost, const double *speed, int s, int from, int to)
+/* A stage's time as the header defines it, written out again here: the
+ * costs summed in order, divided by the stage's speed, plus the cut before
+ * it (not for the first stage) and the cut after it (not for the last). */
+static double stage_time(const bl_pipe_problem_t *p, int s, int from, int to)
 {
     double sum = 0.0;
     for (int k = from; k < to; k++) {
-        sum += cost[k];
+        sum += p->cost[k];
     }
-    return sum / (speed != NULL ? speed[s] : 1.0);
+    double t = sum / (p->speed != NULL ? p->speed[s] : 1.0);
+    if (p->boundary != NULL && s > 0) {
+        t += p->boundary[from];
+    }
+    if (p->boundary != NULL && s < p->stages - 1) {
+        t += p->boundary[to];
+    }
+    return t;
 }
 
-static double slowest(int stages, const double *cost, const double *speed, const int *first)
+static double slowest(const bl_pipe_problem_t *p, const int *first)
 {
     double worst = 0.0;
-    for (int s = 0; s < stages; s++) {
-        double t = stage_time(cost, speed, s, first[s], first[s + 1]);
+    for (int s = 0; s < p->stages; s++) {
+        double t = stage_time(p, s, first[s], first[s + 1]);
         worst = t > worst ? t : worst;
     }
     return worst;
@@ -325,8 +333,7 @@ static double slowest(int stages, const double *cost, const double *speed, const
 /* Brute force: every partition into non-empty contiguous stages, visited
  * in lexicographic order of first[]. */
 typedef struct brute {
-    int layers, stages;
-    const double *cost, *speed;
+    const bl_pipe_problem_t *p;
     int first[MAX_LAYERS + 1];
     double limit; /* pass 2: the first partition within it is the answer */
     double best;  /* pass 1: the optimum */
@@ -336,12 +343,13 @@ typedef struct brute {
 
 static void brute_visit(brute_t *b, int s, int pass)
 {
+    const int layers = b->p->layers, stages = b->p->stages;
     if (pass == 2 && b->found) {
         return;
     }
-    if (s == b->stages - 1) {
-        b->first[b->stages] = b->layers;
-        double t = slowest(b->stages, b->cost, b->speed, b->first);
+    if (s == stages - 1) {
+        b->first[stages] = layers;
+        double t = slowest(b->p, b->first);
         if (pass == 1) {
             b->best = t < b->best ? t : b->best;
         } else if (t <= b->limit) {
@@ -351,7 +359,7 @@ static void brute_visit(brute_t *b, int s, int pass)
         return;
     }
     /* Stage s owns [first[s], j); the stages after it need a layer each. */
-    for (int j = b->first[s] + 1; j <= b->layers - (b->stages - s - 1); j++) {
+    for (int j = b->first[s] + 1; j <= layers - (stages - s - 1); j++) {
         b->first[s + 1] = j;
         brute_visit(b, s + 1, pass);
     }
@@ -385,6 +393,15 @@ static void check_partition(int layers, int stages, const int *first)
     }
 }
 
+static void check_first(const int *got, const int *want, int stages, const char *what)
+{
+    for (int s = 0; s <= stages; s++) {
+        if (got[s] != want[s]) {
+            fail_msg("%s: first[%d] = %d, expected %d", what, s, got[s], want[s]);
+        }
+    }
+}
+
 /* Costs of one of several shapes: uniform, heavy-tailed, small integers
  * (many ties), or with a third of the layers free. */
 static void random_costs(uint64_t *rs, int shape, int layers, double *cost)
@@ -408,22 +425,68 @@ static void random_costs(uint64_t *rs, int shape, int layers, double *cost)
     }
 }
 
-static void check_against_brute(int layers, int stages, const double *cost, const double *speed,
-                                const char *what)
+/* Speeds: none (NULL), continuous, or a few ratios (ties). */
+static const double *random_speeds(uint64_t *rs, int mode, int stages, double *speed)
 {
+    if (mode == 0) {
+        return NULL;
+    }
+    for (int s = 0; s < stages; s++) {
+        speed[s] = mode == 1 ? 0.25 + 2.0 * next_unit(rs) : (double)(1 + next_random(rs) % 3);
+    }
+    return speed;
+}
+
+/* Boundary costs: none (NULL), uniform, small integers (ties with integer
+ * costs), or a few heavy cuts among free ones. boundary[0] is NaN: the
+ * header says it is never read, and a read would show in every time. */
+static const double *random_boundary(uint64_t *rs, int mode, int layers, double *boundary)
+{
+    if (mode == 0) {
+        return NULL;
+    }
+    boundary[0] = NAN;
+    for (int i = 1; i < layers; i++) {
+        double u = next_unit(rs);
+        switch (mode) {
+        case 1:
+            boundary[i] = u;
+            break;
+        case 2:
+            boundary[i] = (double)(next_random(rs) % 3);
+            break;
+        default:
+            boundary[i] = next_random(rs) % 4 == 0 ? 5.0 + 20.0 * u : 0.0;
+            break;
+        }
+    }
+    return boundary;
+}
+
+/* The solver against brute force: the optimum (relative 1e-12), the
+ * lexicographically smallest optimal first[], nothing written past
+ * first[S]; without boundary costs the old entry points agree. */
+static void check_against_brute(const bl_pipe_problem_t *p, const char *what)
+{
+    const int layers = p->layers, stages = p->stages;
     int first[MAX_LAYERS + 2];
     first[stages + 1] = -7; /* a guard: written past first[stages]? */
-    if (bl_pipe_partition_layers(layers, cost, stages, speed, first, NULL) != 0) {
+    if (bl_pipe_partition_solve(p, first, NULL) != 0) {
         fail_msg("%s: L=%d S=%d refused", what, layers, stages);
     }
     assert_int_equal(first[stages + 1], -7);
     check_partition(layers, stages, first);
-    brute_t b = {.layers = layers, .stages = stages, .cost = cost, .speed = speed};
+    brute_t b = {.p = p};
     brute_force(&b);
-    double got = bl_pipe_partition_cost(layers, cost, stages, speed, first);
-    if (!(fabs(got - b.best) <= 1e-9 * b.best)) {
-        fail_msg("%s: L=%d S=%d: cost %.17g, brute-force optimum %.17g", what, layers, stages, got,
+    double got = bl_pipe_partition_time(p, first);
+    if (!(fabs(got - b.best) <= 1e-12 * b.best)) {
+        fail_msg("%s: L=%d S=%d: time %.17g, brute-force optimum %.17g", what, layers, stages, got,
                  b.best);
+    }
+    /* The time is the max of the documented per-stage times. */
+    if (got != slowest(p, first)) {
+        fail_msg("%s: L=%d S=%d: time %.17g, stage by stage %.17g", what, layers, stages, got,
+                 slowest(p, first));
     }
     for (int s = 0; s <= stages; s++) {
         if (first[s] != b.answer[s]) {
@@ -431,33 +494,43 @@ static void check_against_brute(int layers, int stages, const double *cost, cons
                      layers, stages, s, first[s], b.answer[s]);
         }
     }
+    if (p->boundary == NULL) {
+        int old[MAX_LAYERS + 1];
+        assert_int_equal(bl_pipe_partition_layers(layers, p->cost, stages, p->speed, old, NULL), 0);
+        check_first(old, first, stages, what);
+        assert_true(bl_pipe_partition_cost(layers, p->cost, stages, p->speed, old) == got);
+    }
 }
 
+/* Every L in 1..10 and S in 1..min(4, L), over all 4 × 3 × 4 mixes of cost
+ * shape, speed mode and boundary mode, twice each with fresh draws. */
 static void test_partition_matches_brute_force(void **state)
 {
     (void)state;
     uint64_t rs = 0x5eed1234abcdULL;
-    double cost[MAX_LAYERS], speed[4];
+    double cost[MAX_LAYERS], speed[4], boundary[MAX_LAYERS];
+    char what[64];
     int cases = 0;
     for (int layers = 1; layers <= MAX_LAYERS; layers++) {
         for (int stages = 1; stages <= 4 && stages <= layers; stages++) {
-            for (int round = 0; round < 24; round++) {
-                random_costs(&rs, round % 4, layers, cost);
-                const double *sp = NULL;
-                if (round % 3 != 0) {
-                    for (int s = 0; s < stages; s++) {
-                        /* half the rounds: speeds of a few ratios, so ties */
-                        speed[s] = round % 2 == 0 ? 0.25 + 2.0 * next_unit(&rs)
-                                                  : (double)(1 + next_random(&rs) % 3);
-                    }
-                    sp = speed;
-                }
-                check_against_brute(layers, stages, cost, sp, "random");
+            for (int round = 0; round < 96; round++) {
+                int shape = round % 4, speeds = (round / 4) % 3, cuts = (round / 12) % 4;
+                random_costs(&rs, shape, layers, cost);
+                bl_pipe_problem_t p = {
+                    .layers = layers,
+                    .cost = cost,
+                    .stages = stages,
+                    .speed = random_speeds(&rs, speeds, stages, speed),
+                    .boundary = random_boundary(&rs, cuts, layers, boundary),
+                };
+                snprintf(what, sizeof what, "round %d (cost %d, speed %d, boundary %d)", round,
+                         shape, speeds, cuts);
+                check_against_brute(&p, what);
                 cases++;
             }
         }
     }
-    assert_true(cases == 24 * (1 + 2 + 3 + 4 * 7));
+    assert_true(cases == 96 * (1 + 2 + 3 + 4 * 7));
 }
 
 static void test_partition_examples(void **state)
@@ -487,6 +560,118 @@ static void test_partition_examples(void **state)
     assert_int_equal(
         bl_pipe_partition_layers(4, (const double[]){2, 0, 0, 2}, 2, NULL, first, NULL), 0);
     assert_int_equal(first[1], 1);
+}
+
+/* The tie slack: 0.1 0.6 0.1 0.3 0.4 over 2 splits as {0.1 0.6} {0.1 0.3
+ * 0.4} or {0.1 0.6 0.1} {0.3 0.4}, both 0.8 in exact arithmetic; summed in
+ * doubles the first makes 0.8 and the second 0.7999999999999999. Within
+ * the 1e-12 slack they tie, and the smaller first[] wins. */
+static void test_partition_rounding_ties(void **state)
+{
+    (void)state;
+    const double cost[5] = {0.1, 0.6, 0.1, 0.3, 0.4};
+    const bl_pipe_problem_t p = {.layers = 5, .cost = cost, .stages = 2};
+    int first[3];
+    assert_true(bl_pipe_partition_time(&p, (const int[]){0, 3, 5}) <
+                bl_pipe_partition_time(&p, (const int[]){0, 2, 5}));
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 2, 5}, 2, "rounding tie");
+}
+
+/* The stage-time formula on numbers exact in binary: costs 1 2 3 4,
+ * speeds 1 and 2, cuts before layers 1, 2, 3 cost 0.5, 0.25, 0.125. */
+static void test_stage_time_formula(void **state)
+{
+    (void)state;
+    const double cost[4] = {1, 2, 3, 4};
+    const bl_pipe_problem_t p = {.layers = 4,
+                                 .cost = cost,
+                                 .stages = 2,
+                                 .speed = (const double[]){1, 2},
+                                 .boundary = (const double[]){NAN, 0.5, 0.25, 0.125}};
+    /* Stage 0 owns {1 2}: 3 / 1, plus the cut after it. */
+    assert_true(bl_pipe_stage_time(&p, 0, 0, 2) == 3.25);
+    /* Stage 1 owns {3 4}: 7 / 2, plus the cut before it. */
+    assert_true(bl_pipe_stage_time(&p, 1, 2, 4) == 3.75);
+    assert_true(bl_pipe_partition_time(&p, (const int[]){0, 2, 4}) == 3.75);
+    /* Cuts at 0 and L have nothing on the other side: no cost. */
+    assert_true(bl_pipe_stage_time(&p, 0, 0, 4) == 10.0);
+    assert_true(bl_pipe_stage_time(&p, 1, 0, 4) == 5.0);
+    /* Empty stages take 0 and are allowed when measuring. */
+    assert_true(bl_pipe_stage_time(&p, 1, 3, 3) == 0.0);
+    assert_true(bl_pipe_partition_time(&p, (const int[]){0, 0, 4}) == 5.0);
+    /* Without boundary costs the old measure, unchanged. */
+    const bl_pipe_problem_t q = {.layers = 4, .cost = cost, .stages = 2, .speed = p.speed};
+    assert_true(bl_pipe_partition_time(&q, (const int[]){0, 2, 4}) == 3.5);
+    assert_true(bl_pipe_partition_cost(4, cost, 2, p.speed, (const int[]){0, 2, 4}) == 3.5);
+    /* Invalid: NaN. */
+    assert_true(isnan(bl_pipe_stage_time(NULL, 0, 0, 1)));
+    assert_true(isnan(bl_pipe_stage_time(&p, 2, 0, 1)));
+    assert_true(isnan(bl_pipe_stage_time(&p, -1, 0, 1)));
+    assert_true(isnan(bl_pipe_stage_time(&p, 0, 2, 1)));
+    assert_true(isnan(bl_pipe_stage_time(&p, 0, -1, 1)));
+    assert_true(isnan(bl_pipe_stage_time(&p, 0, 0, 5)));
+    assert_true(isnan(bl_pipe_partition_time(NULL, (const int[]){0, 2, 4})));
+    assert_true(isnan(bl_pipe_partition_time(&p, NULL)));
+    assert_true(isnan(bl_pipe_partition_time(&p, (const int[]){1, 2, 4})));
+    assert_true(isnan(bl_pipe_partition_time(&p, (const int[]){0, 2, 3})));
+    assert_true(isnan(bl_pipe_partition_time(&p, (const int[]){0, 5, 4})));
+}
+
+/* 1 2 3 4 5 6 over 3 makes 9 as {1 2 3} {4 5} {6} without boundary costs
+ * (test_partition_examples). With the cut before layer 3 costing 2 and the
+ * others 0.5, that map makes 3 + 4 + 2 + 0.5 = 11.5 in its middle stage;
+ * {1 2 3 4} {5} {6} avoids the costly cut and makes 10 + 0.5 = 10.5 (its
+ * other stages: 5 + 0.5 + 0.5 = 6 and 6 + 0.5 = 6.5), the optimum. */
+static void test_boundary_changes_optimum(void **state)
+{
+    (void)state;
+    const double cost[6] = {1, 2, 3, 4, 5, 6};
+    const double boundary[6] = {0, 0.5, 0.5, 2, 0.5, 0.5};
+    int first[4];
+    bl_pipe_problem_t p = {.layers = 6, .cost = cost, .stages = 3, .boundary = NULL};
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 3, 5, 6}, 3, "no boundary");
+    assert_true(bl_pipe_partition_time(&p, first) == 9.0);
+    p.boundary = boundary;
+    assert_true(bl_pipe_partition_time(&p, first) == 11.5);
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 4, 5, 6}, 3, "boundary");
+    assert_true(bl_pipe_partition_time(&p, first) == 10.5);
+}
+
+/* Eight unit layers over 3 stages balance as 2 3 3 (time 3; the smallest
+ * first[] of the three orders). When every
+ * cut costs 1e6 except those before layers 1 and 7, both cuts go to the
+ * free places however lopsided the stages (1 6 1, time 6). With only the
+ * cut before layer 4 free, one costly cut is unavoidable: it goes where it
+ * balances the two stages that pay it, {1 1} {1 1} | {1 1 1 1}, time
+ * 1e6 + 2 (the smallest of the two mirror-image optima). */
+static void test_boundary_huge_avoids_costly_cuts(void **state)
+{
+    (void)state;
+    const double cost[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    double boundary[8];
+    int first[4];
+    bl_pipe_problem_t p = {.layers = 8, .cost = cost, .stages = 3, .boundary = NULL};
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 2, 5, 8}, 3, "no boundary");
+    assert_true(bl_pipe_partition_time(&p, first) == 3.0);
+
+    for (int i = 0; i < 8; i++) {
+        boundary[i] = i == 1 || i == 7 ? 0.0 : 1e6;
+    }
+    p.boundary = boundary;
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 1, 7, 8}, 3, "free cuts at 1 and 7");
+    assert_true(bl_pipe_partition_time(&p, first) == 6.0);
+
+    for (int i = 0; i < 8; i++) {
+        boundary[i] = i == 4 ? 0.0 : 1e6;
+    }
+    assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+    check_first(first, (const int[]){0, 2, 4, 8}, 3, "free cut at 4");
+    assert_true(bl_pipe_partition_time(&p, first) == 1e6 + 2.0);
 }
 
 static void test_partition_one_layer_each(void **state)
@@ -555,36 +740,236 @@ static void test_partition_invalid(void **state)
     check_partition(4, 2, first);
 }
 
+/* A fixed valid problem with one field replaced. */
+typedef struct solve_case {
+    bl_pipe_problem_t p;
+    int null_problem, null_first;
+} solve_case_t;
+
+static int solve_case(solve_case_t c)
+{
+    int first[8];
+    memset(first, 0x5a, sizeof first);
+    int rc =
+        bl_pipe_partition_solve(c.null_problem ? NULL : &c.p, c.null_first ? NULL : first, NULL);
+    if (rc != 0) {
+        /* -1 leaves first untouched. */
+        for (int s = 0; s < 8; s++) {
+            assert_int_equal(first[s], 0x5a5a5a5a);
+        }
+    }
+    return rc;
+}
+
+static void *failing_alloc(size_t nbytes, void *ctx)
+{
+    (void)nbytes;
+    ++*(int *)ctx;
+    return NULL;
+}
+
+static void failing_release(void *ptr, void *ctx)
+{
+    (void)ptr;
+    (void)ctx;
+    fail_msg("release called for a block never given");
+}
+
+typedef struct counting {
+    int allocs, releases;
+    size_t nbytes;
+} counting_t;
+
+static void *counting_alloc(size_t nbytes, void *ctx)
+{
+    counting_t *c = ctx;
+    c->allocs++;
+    c->nbytes += nbytes;
+    return malloc(nbytes);
+}
+
+static void counting_release(void *ptr, void *ctx)
+{
+    ((counting_t *)ctx)->releases++;
+    free(ptr);
+}
+
+/* Each invalid input of bl_pipe_partition_solve alone gives -1. */
+static void test_solve_invalid(void **state)
+{
+    (void)state;
+    const double cost[4] = {1, 2, 3, 4};
+    const double speed[2] = {1, 2};
+    const double boundary[4] = {NAN, 0.5, 0.25, 0.125}; /* boundary[0]: never read */
+    const solve_case_t ok = {
+        .p = {.layers = 4, .cost = cost, .stages = 2, .speed = speed, .boundary = boundary}};
+    solve_case_t c;
+    assert_int_equal(solve_case(ok), 0);
+    c = ok, c.null_problem = 1;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.null_first = 1;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.cost = NULL;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.stages = 0;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.stages = -1;
+    assert_int_equal(solve_case(c), -1);
+    /* More stages than layers: every stage needs a layer. */
+    c = ok, c.p.layers = 1;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.layers = 0, c.p.stages = 1;
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.cost = (const double[]){1, -0.5, 3, 4};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.cost = (const double[]){1, 2, NAN, 4};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.cost = (const double[]){1, 2, 3, INFINITY};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.speed = (const double[]){1, 0};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.speed = (const double[]){-2, 1};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.speed = (const double[]){NAN, 1};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.speed = (const double[]){1, INFINITY};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.boundary = (const double[]){0, 0.5, -0.25, 0.125};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.boundary = (const double[]){0, 0.5, 0.25, NAN};
+    assert_int_equal(solve_case(c), -1);
+    c = ok, c.p.boundary = (const double[]){0, INFINITY, 0.25, 0.125};
+    assert_int_equal(solve_case(c), -1);
+    /* boundary[0] is not read, whatever it holds. */
+    c = ok, c.p.boundary = (const double[]){-INFINITY, 0.5, 0.25, 0.125};
+    assert_int_equal(solve_case(c), 0);
+    /* Out of memory: -1, first untouched, nothing released. */
+    int tries = 0;
+    const bl_part_allocator_t none = {failing_alloc, failing_release, &tries};
+    int first[3] = {-3, -3, -3};
+    assert_int_equal(bl_pipe_partition_solve(&ok.p, first, &none), -1);
+    assert_int_equal(tries, 1);
+    assert_int_equal(first[0], -3);
+    assert_int_equal(first[1], -3);
+    assert_int_equal(first[2], -3);
+}
+
+/* One (S × (L + 1)) table through the hooks, released before return. */
+static void test_solve_memory(void **state)
+{
+    (void)state;
+    static double cost[BIG_LAYERS], boundary[BIG_LAYERS];
+    uint64_t rs = 0xa110cULL;
+    random_costs(&rs, 0, BIG_LAYERS, cost);
+    random_boundary(&rs, 1, BIG_LAYERS, boundary);
+    const bl_pipe_problem_t p = {
+        .layers = BIG_LAYERS, .cost = cost, .stages = 16, .boundary = boundary};
+    counting_t c = {0};
+    const bl_part_allocator_t a = {counting_alloc, counting_release, &c};
+    int first[17];
+    assert_int_equal(bl_pipe_partition_solve(&p, first, &a), 0);
+    assert_int_equal(c.allocs, 1);
+    assert_int_equal(c.releases, 1);
+    assert_true(c.nbytes == 16 * (BIG_LAYERS + 1) * sizeof(double));
+    check_partition(BIG_LAYERS, 16, first);
+}
+
+/* A plain reference for sizes brute force cannot reach: the forward
+ * recurrence over prefixes, f[s][j] = min over i of max(f[s−1][i], time of
+ * stage s−1 on [i, j)), with each stage's sum taken right to left (other
+ * rounding than the library's: compare within 1e-12). No early exit. */
+static double reference_optimum(const bl_pipe_problem_t *p)
+{
+    const int L = p->layers, S = p->stages;
+    double *f = malloc((size_t)(S + 1) * (size_t)(L + 1) * sizeof *f);
+    assert_non_null(f);
+    for (int k = 0; k < (S + 1) * (L + 1); k++) {
+        f[k] = INFINITY;
+    }
+    f[0] = 0.0; /* no stages over no layers */
+    for (int s = 1; s <= S; s++) {
+        const int stage = s - 1;
+        const double speed = p->speed != NULL ? p->speed[stage] : 1.0;
+        for (int j = s; j <= L - (S - s); j++) {
+            double sum = 0.0, least = INFINITY;
+            for (int i = j - 1; i >= stage; i--) {
+                sum += p->cost[i];
+                double t = sum / speed;
+                if (p->boundary != NULL && stage > 0) {
+                    t += p->boundary[i];
+                }
+                if (p->boundary != NULL && stage < S - 1) {
+                    t += p->boundary[j];
+                }
+                double prev = f[(s - 1) * (L + 1) + i];
+                double worst = t > prev ? t : prev;
+                least = worst < least ? worst : least;
+            }
+            f[s * (L + 1) + j] = least;
+        }
+    }
+    double v = f[S * (L + 1) + L];
+    free(f);
+    return v;
+}
+
 static void test_partition_large(void **state)
 {
     (void)state;
-    static double cost[BIG_LAYERS];
+    static double cost[BIG_LAYERS], boundary[BIG_LAYERS];
     double speed[BIG_STAGES];
-    int first[BIG_STAGES + 1];
+    int first[BIG_STAGES + 1], moved[BIG_STAGES + 1];
     uint64_t rs = 0xb16b00b5ULL;
-    random_costs(&rs, 1, BIG_LAYERS, cost);
-    for (int s = 0; s < BIG_STAGES; s++) {
-        speed[s] = 0.5 + next_unit(&rs);
+    const int stage_counts[4] = {2, 8, 31, BIG_STAGES};
+    for (int round = 0; round < 8; round++) {
+        const int S = stage_counts[round % 4];
+        random_costs(&rs, round % 2 == 0 ? 1 : 3, BIG_LAYERS, cost);
+        for (int s = 0; s < S; s++) {
+            speed[s] = 0.5 + next_unit(&rs);
+        }
+        bl_pipe_problem_t p = {
+            .layers = BIG_LAYERS,
+            .cost = cost,
+            .stages = S,
+            .speed = speed,
+            .boundary = random_boundary(&rs, round < 4 ? 0 : 1 + round % 3, BIG_LAYERS, boundary)};
+        assert_int_equal(bl_pipe_partition_solve(&p, first, NULL), 0);
+        check_partition(BIG_LAYERS, S, first);
+        double got = bl_pipe_partition_time(&p, first);
+        assert_true(isfinite(got) && got > 0.0);
+        assert_true(got == slowest(&p, first));
+        double want = reference_optimum(&p);
+        if (!(fabs(got - want) <= 1e-12 * want)) {
+            fail_msg("L=%d S=%d round %d: time %.17g, reference optimum %.17g", BIG_LAYERS, S,
+                     round, got, want);
+        }
+        /* No single cut moved by one layer does better. */
+        for (int s = 1; s < S; s++) {
+            for (int d = -1; d <= 1; d += 2) {
+                memcpy(moved, first, sizeof moved);
+                moved[s] += d;
+                if (moved[s] <= moved[s - 1] || moved[s] >= moved[s + 1]) {
+                    continue;
+                }
+                assert_true(slowest(&p, moved) >= got);
+            }
+        }
+        /* And no better than the costliest layer alone on the fastest
+         * stage; no worse than the even split by count. */
+        double fastest = 0.0, costliest = 0.0;
+        for (int s = 0; s < S; s++) {
+            fastest = speed[s] > fastest ? speed[s] : fastest;
+        }
+        for (int i = 0; i < BIG_LAYERS; i++) {
+            costliest = cost[i] > costliest ? cost[i] : costliest;
+        }
+        assert_true(got >= costliest / fastest);
+        int even[BIG_STAGES + 1];
+        for (int s = 0; s <= S; s++) {
+            even[s] = (int)((long)s * BIG_LAYERS / S);
+        }
+        assert_true(got <= slowest(&p, even));
     }
-    assert_int_equal(bl_pipe_partition_layers(BIG_LAYERS, cost, BIG_STAGES, speed, first, NULL), 0);
-    check_partition(BIG_LAYERS, BIG_STAGES, first);
-    double got = bl_pipe_partition_cost(BIG_LAYERS, cost, BIG_STAGES, speed, first);
-    assert_true(isfinite(got) && got > 0.0);
-    /* A lower bound no partition beats: the costliest layer on the fastest
-     * stage. And an upper bound the optimum beats: the even split by count. */
-    double fastest = 0.0, costliest = 0.0;
-    for (int s = 0; s < BIG_STAGES; s++) {
-        fastest = speed[s] > fastest ? speed[s] : fastest;
-    }
-    for (int i = 0; i < BIG_LAYERS; i++) {
-        costliest = cost[i] > costliest ? cost[i] : costliest;
-    }
-    assert_true(got >= costliest / fastest);
-    int even[BIG_STAGES + 1];
-    for (int s = 0; s <= BIG_STAGES; s++) {
-        even[s] = (int)((long)s * BIG_LAYERS / BIG_STAGES);
-    }
-    assert_true(got <= slowest(BIG_STAGES, cost, speed, even));
 }
 
 int main(void)
@@ -598,9 +983,15 @@ int main(void)
         cmocka_unit_test(test_schedule_invalid),
         cmocka_unit_test(test_partition_matches_brute_force),
         cmocka_unit_test(test_partition_examples),
+        cmocka_unit_test(test_partition_rounding_ties),
+        cmocka_unit_test(test_stage_time_formula),
+        cmocka_unit_test(test_boundary_changes_optimum),
+        cmocka_unit_test(test_boundary_huge_avoids_costly_cuts),
         cmocka_unit_test(test_partition_one_layer_each),
         cmocka_unit_test(test_partition_all_zero),
         cmocka_unit_test(test_partition_invalid),
+        cmocka_unit_test(test_solve_invalid),
+        cmocka_unit_test(test_solve_memory),
         cmocka_unit_test(test_partition_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

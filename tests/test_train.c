@@ -134,29 +134,61 @@ static void test_micro_batches_keep_the_math(void **state)
     }
 }
 
-/* A version-1 config ends before the pipeline fields: whatever lies after
- * it is not read, and the run is a one-stage, one-micro-batch run. */
-static void test_version_one_config(void **state)
+/* An older config ends before the newer fields: whatever lies after it
+ * (garbled here) is not read, and the run equals one with the defaults.
+ * The trainer's accessors answer for it. */
+static void check_old_config(int version, void (*garble)(bl_train_config_t *))
 {
     size_t n = 0;
     float *want = train_params(1, 0.0f, 10, &n);
     bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
     bl_model_t *m = mlp(8, 9);
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.version = 1;
+    cfg.version = version;
     cfg.batch = 50;
-    cfg.pipeline_stages = -7; /* beyond a version-1 struct: ignored */
-    cfg.micro_batches = -7;
-    cfg.schedule = (bl_schedule_t)99;
-    cfg.stage_count = 12;
+    garble(&cfg);
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, 10, NULL, NULL), BL_OK);
     assert_memory_equal(bl_model_params(m), want, n * sizeof(float));
+    const int *map = bl_trainer_stage_map(t);
+    assert_int_equal(map[0], 0);
+    assert_int_equal(map[1], bl_model_layer_count(m));
+    size_t count = 0;
+    assert_non_null(bl_trainer_momentum(t, &count));
+    assert_int_equal(count, n);
+    assert_null(bl_trainer_momentum(NULL, &count));
+    assert_int_equal(count, 0);
+    assert_null(bl_trainer_stage_map(NULL));
     free(want);
     bl_trainer_destroy(t);
     bl_model_destroy(m);
     bl_dataset_destroy(train);
+}
+
+static void garble_after_version_one(bl_train_config_t *cfg)
+{
+    cfg->pipeline_stages = -7;
+    cfg->micro_batches = -7;
+    cfg->schedule = (bl_schedule_t)99;
+    cfg->stage_count = 12;
+}
+
+static void garble_after_version_two(bl_train_config_t *cfg)
+{
+    cfg->repartition_horizon = -1.0;
+    cfg->repartition_threshold = 7.0;
+    cfg->stage_plan_count = 3;
+}
+
+static void test_version_one_config(void **state)
+{
+    check_old_config(1, garble_after_version_one);
+}
+
+static void test_version_two_config(void **state)
+{
+    check_old_config(2, garble_after_version_two);
 }
 
 /* DESIGN invariant 1 at its root: gradients are per-sample sums, so the
@@ -277,6 +309,28 @@ static void test_trainer_rejects_bad_input(void **state)
     cfg.stage_first = bad_map;
     assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
     assert_non_null(strstr(bl_last_error(rt), "must start at layer 0"));
+    assert_null(t);
+
+    /* Stage plans and repartition settings. */
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    const long plan_steps[] = {3};
+    const int plan_first[] = {0};
+    cfg.stage_plan_steps = plan_steps;
+    cfg.stage_plan_first = plan_first;
+    cfg.stage_plan_count = 1;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "a stage plan needs a pipeline"));
+    cfg.stage_plan_first = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "stage plan: 1 maps given with missing arrays"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.repartition_horizon = 0.0;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "repartition horizon 0 steps must be positive"));
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.repartition_threshold = 1.0;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "repartition threshold 1 must be in [0, 1)"));
     assert_null(t);
     cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
 
@@ -515,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_same_run_is_bitwise_identical),
         cmocka_unit_test(test_micro_batches_keep_the_math),
         cmocka_unit_test(test_version_one_config),
+        cmocka_unit_test(test_version_two_config),
         cmocka_unit_test(test_batch_gradient_is_sum_of_parts),
         cmocka_unit_test(test_callback_sees_steps_and_can_stop),
         cmocka_unit_test(test_trainer_rejects_bad_input),

@@ -447,6 +447,53 @@ static void test_bad_pipeline_flags(void **state)
                 PHRASES("--stages gives 2 stages but --pp is 3"));
 }
 
+/* --stages-at: scripted maps, packed as pp first layers each; the
+ * repartition settings. */
+static void test_stage_plan_flags(void **state)
+{
+    (void)state;
+    train_options_t o;
+    parse_ok(&o, ARGS("--layers", "8,8"));
+    assert_int_equal(o.stage_plan_count, 0);
+    assert_true(o.repartition_horizon == 200.0);
+    assert_true(o.repartition_threshold == 0.02);
+    parse_ok(&o, ARGS("--layers", "8,8", "--pp", "3", "--stages-at", "4:0-0,1-2,3-4", "--stages-at",
+                      "9:0-2,3-3,4-4", "--repartition-horizon", "50", "--repartition-threshold",
+                      "0.1"));
+    assert_int_equal(o.stage_plan_count, 2);
+    assert_int_equal(o.stage_plan_steps[0], 4);
+    assert_int_equal(o.stage_plan_steps[1], 9);
+    const int packed[] = {0, 1, 3, 0, 3, 4};
+    assert_memory_equal(o.stage_plan_first, packed, sizeof packed);
+    assert_true(o.repartition_horizon == 50.0);
+    assert_true(o.repartition_threshold == 0.1);
+}
+
+static void test_bad_stage_plan_flags(void **state)
+{
+    (void)state;
+    parse_fails(ARGS("--layers", "8", "--stages-at", "3:0-1,2-2"),
+                PHRASES("--stages-at needs a pipeline"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "3:0-0,1-1,2-2"),
+                PHRASES("--stages-at 3", "3 stages", "the job has 2 stages"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "3:0-0,1-1"),
+                PHRASES("--stages-at 3", "covering layers 0-1", "over layers 0-2"));
+    parse_fails(
+        ARGS("--layers", "8", "--pp", "2", "--stages-at", "5:0-0,1-2", "--stages-at", "5:0-1,2-2"),
+        PHRASES("--stages-at", "step 5 comes after step 5"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "0-0,1-2"),
+                PHRASES("--stages-at", "is not STEP:MAP"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "-1:0-0,1-2"),
+                PHRASES("--stages-at", "is not STEP:MAP"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "2:1-2"),
+                PHRASES("--stages-at", "must start at layer 0"));
+    parse_fails(ARGS("--repartition-horizon", "0.5"), PHRASES("--repartition-horizon", "outside"));
+    parse_fails(ARGS("--repartition-threshold", "1"),
+                PHRASES("--repartition-threshold", "outside"));
+    parse_fails(ARGS("--repartition-threshold", "x"),
+                PHRASES("--repartition-threshold", "not a finite number"));
+}
+
 /* What depends on the job's size: the grid and the per-pipeline shards. */
 static void test_check_ranks(void **state)
 {
@@ -506,6 +553,8 @@ int main(void)
         cmocka_unit_test(test_stray_argument),
         cmocka_unit_test(test_pipeline_flags),
         cmocka_unit_test(test_bad_pipeline_flags),
+        cmocka_unit_test(test_stage_plan_flags),
+        cmocka_unit_test(test_bad_stage_plan_flags),
         cmocka_unit_test(test_check_ranks),
         cmocka_unit_test(test_short_error_buffer),
     };

@@ -1,7 +1,8 @@
 /* ballast-sim: runs the shard policies against simulated clusters (sim.h)
- * and prints, per run, a table row and the machine-readable "sim:" line.
- * The one clock of the simulator lives here: clock_gettime times each
- * policy decision. */
+ * and prints, per run, a table row and the machine-readable "sim:" line;
+ * with --stages or --layers, the stage-map policies against a simulated
+ * pipeline (pipe_sim.h), with a "pipe:" line instead. The one clock of the
+ * simulator lives here: clock_gettime times each policy decision. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -13,16 +14,21 @@
 #include <time.h>
 
 #include "flags.h"
+#include "pipe_sim.h"
 #include "policy.h"
 #include "sim.h"
 
 #define MAX_RANKS 1048576L /* 16 × the 65,536 the simulator is meant for */
 #define MAX_STEPS 10000000L
+#define MAX_MICRO 1000000L
 
 static const char usage_text[] =
     "usage: ballast-sim [options]\n"
+    "       ballast-sim --stages S [--layers L] [options]    (pipeline mode)\n"
     "Runs the shard-rebalancing policies against a simulated data-parallel cluster and\n"
-    "compares each with the oracle (the plan from the true speeds, every step).\n"
+    "compares each with the oracle (the plan from the true speeds, every step). With\n"
+    "--stages or --layers, runs the stage-map policies against a simulated pipeline\n"
+    "instead (see 'Pipeline mode' below).\n"
     "\n"
     "  --ranks N              simulated ranks, 1..1048576 (default 64)\n"
     "  --scenario NAME        a scenario, 'all', or 'list' to print them (default all)\n"
@@ -43,6 +49,18 @@ static const char usage_text[] =
     "                         starts from the previous one's table, so '--scenario all'\n"
     "                         trains across scenarios); ballast-train --policy-file reads it\n"
     "  --help                 this text\n"
+    "Pipeline mode (--stages or --layers; --ranks, --batch, --bytes, --alpha-us,\n"
+    "--deadband, --load-policy and --save-policy do not apply; --policy oracle neither:\n"
+    "the oracle runs beside every run):\n"
+    "  --stages S             pipeline stages, 1..L (default 4, or L if fewer)\n"
+    "  --layers L             layers, S..4096 (default 200)\n"
+    "  --micro-batches M      micro-batches per step (default 4 per stage)\n"
+    "  --horizon H            a migration must pay back within H steps (default 100)\n"
+    "  --threshold X          proportional: least predicted relative gain to move, [0, 1)\n"
+    "                         (default 0.02)\n"
+    "  --latency-ms X         fixed cost of a migration besides its bytes, ms (default 1)\n"
+    "  --bandwidth-gbs X      the link of migrations and activations, GB/s (default 10)\n"
+    "  --steps, --seed, --scenario, --rebalance-every: as above\n"
     "\n"
     "Model: rank r computes its shard in shard / speed_r(t) seconds (times the noise\n"
     "factor); a step is the slowest compute plus a ring all-reduce,\n"
@@ -62,6 +80,25 @@ static const char usage_text[] =
     "Output: per run a table row, a 'sim-detail:' line and, last, the line\n"
     "sim: ranks=N scenario=NAME policy=NAME throughput_vs_oracle=X cold_start_steps=Y\n"
     "     recovery_steps=Z regret_s=R churn=C decision_us=D   (on one line)\n"
+    "\n"
+    "Pipeline model: L layers of seeded costs (1 ms x log-uniform [0.25, 4] per step at\n"
+    "nominal speed; every 4th layer an activation at 1%), migration bytes proportional\n"
+    "to cost (8 MB per ms), a seeded activation width per cut; the policy gets the\n"
+    "costs with a +-30% error. Stage s (the scenario's rank s) takes T_s = its layers'\n"
+    "cost / its speed (times the noise factor) + the bytes of its cuts / bandwidth; a\n"
+    "step takes (M + S - 1) / M x max_s T_s. A changed map costs bytes moved /\n"
+    "bandwidth + latency once. The run starts from the even split by the policy's costs.\n"
+    "Figures (per run): max/mean  the final map's slowest over mean stage time on the\n"
+    "  last step's true speeds (opt: the optimal map's, the floor the layers allow);\n"
+    "  gap  the final slowest stage over the optimal map's; step/orc and steady  mean\n"
+    "  step time (migrations included) over the oracle's (the optimal map every step,\n"
+    "  moves free), all steps and the last half; static/orc  the initial map kept;\n"
+    "  migr, unpaid  maps changed, and changes whose realised gain over the next H\n"
+    "  steps (or to the end) was below their cost; decision ms  median and max.\n"
+    "Output: per run a table row, a 'pipe-detail:' line and, last, the line\n"
+    "pipe: stages=S layers=L scenario=NAME policy=NAME max_over_mean=X gap=G\n"
+    "      step_over_oracle=R migrations=N unpaid=U decision_ms_median=D\n"
+    "      decision_ms_max=E   (on one line)\n"
     "Exit status: 0 success, 1 a run failed (the message says why), 2 bad usage.\n";
 
 typedef struct options {
@@ -81,6 +118,14 @@ typedef struct options {
     int help;
     const char *load_policy;
     const char *save_policy;
+    /* Pipeline mode (when --stages or --layers is given). */
+    long stages;
+    long layers;
+    long micro_batches; /* 0: 4 per stage */
+    double horizon;
+    double threshold;
+    double latency_ms;
+    unsigned long given; /* bit (opt − OPT_RANKS): the flag was given */
 } options_t;
 
 enum {
@@ -98,6 +143,12 @@ enum {
     OPT_LOAD_POLICY,
     OPT_SAVE_POLICY,
     OPT_HELP,
+    OPT_STAGES,
+    OPT_LAYERS,
+    OPT_MICRO_BATCHES,
+    OPT_HORIZON,
+    OPT_THRESHOLD,
+    OPT_LATENCY_MS,
 };
 
 /* Indexed by opt − OPT_RANKS. */
@@ -116,6 +167,12 @@ static const struct option long_options[] = {
     {"load-policy", required_argument, NULL, OPT_LOAD_POLICY},
     {"save-policy", required_argument, NULL, OPT_SAVE_POLICY},
     {"help", no_argument, NULL, OPT_HELP},
+    {"stages", required_argument, NULL, OPT_STAGES},
+    {"layers", required_argument, NULL, OPT_LAYERS},
+    {"micro-batches", required_argument, NULL, OPT_MICRO_BATCHES},
+    {"horizon", required_argument, NULL, OPT_HORIZON},
+    {"threshold", required_argument, NULL, OPT_THRESHOLD},
+    {"latency-ms", required_argument, NULL, OPT_LATENCY_MS},
     {NULL, 0, NULL, 0},
 };
 
@@ -202,9 +259,38 @@ static int apply(int opt, const char *flag, const char *arg, options_t *o, char 
     case OPT_HELP:
         o->help = 1;
         return 0;
+    case OPT_STAGES:
+        return flags_long(flag, arg, 1, BL_PIPE_SIM_MAX_LAYERS, &o->stages, err, errlen);
+    case OPT_LAYERS:
+        return flags_long(flag, arg, 1, BL_PIPE_SIM_MAX_LAYERS, &o->layers, err, errlen);
+    case OPT_MICRO_BATCHES:
+        return flags_long(flag, arg, 1, MAX_MICRO, &o->micro_batches, err, errlen);
+    case OPT_HORIZON:
+        if (flags_double(flag, arg, 0.0, 1e12, 0, &o->horizon, err, errlen) != 0) {
+            return -1;
+        }
+        if (!(o->horizon > 0.0)) {
+            return flags_fail(err, errlen, "%s: the horizon must be positive", flag);
+        }
+        return 0;
+    case OPT_THRESHOLD:
+        return flags_double(flag, arg, 0.0, 1.0, 1, &o->threshold, err, errlen);
+    case OPT_LATENCY_MS:
+        return flags_double(flag, arg, 0.0, 1e9, 0, &o->latency_ms, err, errlen);
     default:
         return flags_fail(err, errlen, "internal: unhandled option %d", opt);
     }
+}
+
+static int given(const options_t *o, int opt)
+{
+    return (o->given >> (opt - OPT_RANKS)) & 1UL;
+}
+
+/* Pipeline mode: --stages or --layers was given. */
+static int pipeline_mode(const options_t *o)
+{
+    return given(o, OPT_STAGES) || given(o, OPT_LAYERS);
 }
 
 static int parse_options(int argc, char **argv, options_t *o, char *err, size_t errlen)
@@ -221,6 +307,13 @@ static int parse_options(int argc, char **argv, options_t *o, char *err, size_t 
         .deadband = 0.02,
         .scenario = -1,
         .policy = -1,
+        .stages = 4,
+        .layers = 200,
+        .micro_batches = 0,
+        .horizon = 100.0,
+        .threshold = 0.02,
+        .latency_ms = 1.0,
+        .given = 0,
     };
     char flag[64];
     flags_begin();
@@ -231,6 +324,41 @@ static int parse_options(int argc, char **argv, options_t *o, char *err, size_t 
         }
         if (opt == -2 || apply(opt, flag, optarg, o, err, errlen) != 0) {
             return -1;
+        }
+        o->given |= 1UL << (opt - OPT_RANKS);
+    }
+    if (pipeline_mode(o)) {
+        /* The flags of the other mode, named. */
+        static const int shard_only[] = {OPT_RANKS,      OPT_BATCH,    OPT_BYTES,
+                                         OPT_ALPHA_US,   OPT_DEADBAND, OPT_LOAD_POLICY,
+                                         OPT_SAVE_POLICY};
+        for (size_t k = 0; k < sizeof shard_only / sizeof shard_only[0]; k++) {
+            if (given(o, shard_only[k])) {
+                return flags_fail(err, errlen,
+                                  "--%s: not in pipeline mode (--stages, --layers); see --help",
+                                  long_options[shard_only[k] - OPT_RANKS].name);
+            }
+        }
+        if (o->policy == BL_SIM_ORACLE) {
+            return flags_fail(err, errlen,
+                              "--policy: oracle is not a pipeline policy (every pipeline run "
+                              "is compared with the oracle)");
+        }
+        if (!given(o, OPT_STAGES) && o->stages > o->layers) {
+            o->stages = o->layers; /* the default, 4, on fewer layers */
+        }
+        if (o->stages > o->layers) {
+            return flags_fail(err, errlen, "--stages: %ld is more than --layers %ld", o->stages,
+                              o->layers);
+        }
+    } else {
+        static const int pipe_only[] = {OPT_MICRO_BATCHES, OPT_HORIZON, OPT_THRESHOLD,
+                                        OPT_LATENCY_MS};
+        for (size_t k = 0; k < sizeof pipe_only / sizeof pipe_only[0]; k++) {
+            if (given(o, pipe_only[k])) {
+                return flags_fail(err, errlen, "--%s: pipeline mode only (give --stages)",
+                                  long_options[pipe_only[k] - OPT_RANKS].name);
+            }
         }
     }
     if (o->rebalance_every > o->steps) {
@@ -327,6 +455,84 @@ static int write_q_table(const char *path, const double *table, char *err, size_
     return 0;
 }
 
+/* ---- Pipeline mode ---------------------------------------------------------- */
+
+static void print_pipe_run(const bl_pipe_sim_config_t *c, const bl_pipe_sim_result_t *r)
+{
+    const char *scenario = bl_scenario_name(c->scenario);
+    const char *policy = bl_policy_name((bl_policy_kind_t)c->policy);
+    double step_ratio = r->mean_step_s / r->oracle_step_s;
+    double static_ratio = r->static_step_s / r->oracle_step_s;
+    printf("%-12s %-13s %8.4f %8.4f %7.4f %8.4f %8.4f %8.4f %6ld %6ld %9.3f %8.3f %8.3f\n",
+           scenario, policy, r->max_over_mean, r->opt_max_over_mean, r->gap, step_ratio,
+           r->steady_over_oracle, static_ratio, r->migrations, r->unpaid, r->migration_s * 1e3,
+           r->decision_ms_median, r->decision_ms_max);
+    printf("pipe-detail: stages=%d layers=%d scenario=%s policy=%s micro_batches=%d bubble=%.6g "
+           "opt_max_over_mean=%.6f steady_over_oracle=%.6f static_over_oracle=%.6f "
+           "step_s=%.6g oracle_step_s=%.6g static_step_s=%.6g decisions=%ld "
+           "migrated_bytes=%.6g migration_s=%.6g\n",
+           c->stages, c->layers, scenario, policy, c->micro_batches, r->bubble,
+           r->opt_max_over_mean, r->steady_over_oracle, static_ratio, r->mean_step_s,
+           r->oracle_step_s, r->static_step_s, r->decisions, r->migrated_bytes, r->migration_s);
+    printf("pipe: stages=%d layers=%d scenario=%s policy=%s max_over_mean=%.6f gap=%.6f "
+           "step_over_oracle=%.6f migrations=%ld unpaid=%ld decision_ms_median=%.4f "
+           "decision_ms_max=%.4f\n",
+           c->stages, c->layers, scenario, policy, r->max_over_mean, r->gap, step_ratio,
+           r->migrations, r->unpaid, r->decision_ms_median, r->decision_ms_max);
+    fflush(stdout);
+}
+
+/* Every scenario and policy asked for, in pipeline mode. Returns the exit
+ * status. */
+static int run_pipeline(const options_t *o)
+{
+    bl_pipe_sim_config_t c = BL_PIPE_SIM_CONFIG_DEFAULT;
+    c.layers = (int)o->layers;
+    c.stages = (int)o->stages;
+    c.steps = o->steps;
+    c.rebalance_every = (int)o->rebalance_every;
+    c.micro_batches = o->micro_batches > 0 ? (int)o->micro_batches : 4 * c.stages;
+    c.seed = o->seed;
+    c.horizon_steps = o->horizon;
+    c.threshold = o->threshold;
+    c.bandwidth = o->bandwidth_gbs * 1e9;
+    c.latency_s = o->latency_ms * 1e-3;
+    c.clock = monotonic_s;
+
+    printf("ballast-sim pipeline: %d layers over %d stages, %d micro-batches (bubble %.4gx), "
+           "%ld steps, a decision every %d steps, horizon %g steps, seed %llu\n",
+           c.layers, c.stages, c.micro_batches,
+           (double)(c.micro_batches + c.stages - 1) / (double)c.micro_batches, c.steps,
+           c.rebalance_every, c.horizon_steps, (unsigned long long)c.seed);
+    printf("links: %g GB/s for migrations and activations, migration latency %g ms; "
+           "proportional threshold %g\n",
+           o->bandwidth_gbs, o->latency_ms, c.threshold);
+    printf("%-12s %-13s %8s %8s %7s %8s %8s %8s %6s %6s %9s %8s %8s\n", "scenario", "policy",
+           "max/mean", "opt_m/m", "gap", "step/orc", "steady", "static", "migr", "unpaid",
+           "migr_ms", "dec_med", "dec_max");
+    fflush(stdout);
+
+    int first_scenario = o->scenario < 0 ? 0 : o->scenario;
+    int last_scenario = o->scenario < 0 ? BL_SCENARIO_COUNT - 1 : o->scenario;
+    int first_policy = o->policy < 0 ? 0 : o->policy;
+    int last_policy = o->policy < 0 ? BL_POLICY_COUNT - 1 : o->policy;
+    char err[512];
+    for (int s = first_scenario; s <= last_scenario; s++) {
+        for (int p = first_policy; p <= last_policy; p++) {
+            c.scenario = (bl_scenario_kind_t)s;
+            c.policy = p;
+            bl_pipe_sim_result_t r;
+            if (bl_pipe_sim_run(&c, NULL, &r, err, sizeof err) != 0) {
+                fprintf(stderr, "ballast-sim: %s %s: %s\n", bl_scenario_name(c.scenario),
+                        bl_policy_name((bl_policy_kind_t)p), err);
+                return 1;
+            }
+            print_pipe_run(&c, &r);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -343,10 +549,14 @@ int main(int argc, char **argv)
         for (int k = 0; o.list_scenarios && k < BL_SCENARIO_COUNT; k++) {
             printf("%s\n", bl_scenario_name((bl_scenario_kind_t)k));
         }
-        for (int k = 0; o.list_policies && k <= BL_SIM_ORACLE; k++) {
+        int last = pipeline_mode(&o) ? BL_POLICY_COUNT - 1 : BL_SIM_ORACLE;
+        for (int k = 0; o.list_policies && k <= last; k++) {
             printf("%s\n", bl_sim_policy_name(k));
         }
         return 0;
+    }
+    if (pipeline_mode(&o)) {
+        return run_pipeline(&o);
     }
 
     bl_sim_config_t c = BL_SIM_CONFIG_DEFAULT;

@@ -250,6 +250,11 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.schedule = o->schedule;
     cfg.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
     cfg.stage_count = o->stage_count;
+    cfg.stage_plan_steps = o->stage_plan_count > 0 ? o->stage_plan_steps : NULL;
+    cfg.stage_plan_first = o->stage_plan_count > 0 ? o->stage_plan_first : NULL;
+    cfg.stage_plan_count = o->stage_plan_count;
+    cfg.repartition_horizon = o->repartition_horizon;
+    cfg.repartition_threshold = o->repartition_threshold;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }

@@ -53,10 +53,20 @@ static const char usage_text[] =
     "                        rank, without --pp) computes, one size per pipeline, summing to\n"
     "                        --batch (default: as even as possible)\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
+    "  --stages-at STEP:MAP  after step STEP the stages own the layers of MAP (as --stages);\n"
+    "                        the layers' parameters and momentum migrate; repeatable, in\n"
+    "                        step order (a scripted stage plan)\n"
     "Adaptive rebalancing:\n"
     "  --policy NAME         none (the plan stays), static (even), proportional (shards in\n"
     "                        proportion to measured speed), bandit (discounted UCB over how far\n"
-    "                        to move towards that), rl (online Q-learning) (default none)\n"
+    "                        to move towards that), rl (online Q-learning) (default none);\n"
+    "                        with --pp the policy moves layers between stages instead\n"
+    "  --repartition-horizon N\n"
+    "                        with --pp: a layer move must pay back its cost within N steps\n"
+    "                        (default 200)\n"
+    "  --repartition-threshold X\n"
+    "                        with --pp, proportional: move only for a predicted gain above X\n"
+    "                        (default 0.02)\n"
     "  --rebalance-every K   steps per control window (default 10)\n"
     "  --policy-file FILE    rl: start from this Q-table (raw float64, from ballast-sim)\n"
     "  --emulate-slowdown RANK:FACTOR[@FROM[-TO]]\n"
@@ -164,10 +174,11 @@ static int parse_slowdown(const char *flag, const char *arg, train_options_t *o,
 }
 
 /* Stage layer ranges "A-B,C-D,...": inclusive, each starting right after
- * the previous one ends, the first at layer 0. (That the last ends at the
+ * the previous one ends, the first at layer 0, into first[] (*count
+ * stages; *end one past the last layer). (That the last ends at the
  * model's last layer is checked with the model's size.) */
-static int parse_stages(const char *flag, const char *text, train_options_t *o, char *err,
-                        size_t errlen)
+static int parse_map(const char *flag, const char *text, int *first, int *count, int *end_layer,
+                     char *err, size_t errlen)
 {
     const char *p = text;
     int n = 0, next = 0;
@@ -193,7 +204,7 @@ static int parse_stages(const char *flag, const char *text, train_options_t *o, 
                               "are contiguous from layer 0) and end at or after it",
                               flag, n, lo, hi, next);
         }
-        o->stage_first[n++] = (int)lo;
+        first[n++] = (int)lo;
         next = (int)hi + 1;
         p = *end == ',' ? end + 1 : end;
         if (*end == ',' && *p == '\0') {
@@ -203,8 +214,36 @@ static int parse_stages(const char *flag, const char *text, train_options_t *o, 
     if (n == 0) {
         return flags_fail(err, errlen, "%s: empty; give layer ranges such as 0-2,3-4", flag);
     }
-    o->stage_count = n;
-    o->stages_end = next;
+    *count = n;
+    *end_layer = next;
+    return 0;
+}
+
+/* "STEP:A-B,C-D,...": after step STEP the stages own these layers. */
+static int parse_stages_at(const char *flag, const char *text, train_options_t *o, char *err,
+                           size_t errlen)
+{
+    int k = o->stage_plan_count;
+    if (k == TRAIN_MAX_STAGE_PLAN) {
+        return flags_fail(err, errlen, "%s: more than %d maps", flag, TRAIN_MAX_STAGE_PLAN);
+    }
+    char *end = NULL;
+    long step = *text >= '0' && *text <= '9' ? strtol(text, &end, 10) : -1;
+    if (step < 0 || end == NULL || *end != ':') {
+        return flags_fail(err, errlen, "%s: '%s' is not STEP:MAP such as 20:0-2,3-4", flag, text);
+    }
+    if (k > 0 && step <= o->stage_plan_steps[k - 1]) {
+        return flags_fail(err, errlen,
+                          "%s: step %ld comes after step %ld: give the maps in step "
+                          "order",
+                          flag, step, o->stage_plan_steps[k - 1]);
+    }
+    if (parse_map(flag, end + 1, o->stage_plan_first + (size_t)k * TRAIN_MAX_LAYERS,
+                  &o->stage_plan_stages[k], &o->stage_plan_end[k], err, errlen) != 0) {
+        return -1;
+    }
+    o->stage_plan_steps[k] = step;
+    o->stage_plan_count++;
     return 0;
 }
 
@@ -230,6 +269,9 @@ enum {
     OPT_MICRO_BATCHES,
     OPT_SCHEDULE,
     OPT_STAGES,
+    OPT_STAGES_AT,
+    OPT_REPARTITION_HORIZON,
+    OPT_REPARTITION_THRESHOLD,
     OPT_BUCKET_MB,
     OPT_POLICY,
     OPT_REBALANCE_EVERY,
@@ -263,6 +305,9 @@ static const struct option long_options[] = {
     {"micro-batches", required_argument, NULL, OPT_MICRO_BATCHES},
     {"schedule", required_argument, NULL, OPT_SCHEDULE},
     {"stages", required_argument, NULL, OPT_STAGES},
+    {"stages-at", required_argument, NULL, OPT_STAGES_AT},
+    {"repartition-horizon", required_argument, NULL, OPT_REPARTITION_HORIZON},
+    {"repartition-threshold", required_argument, NULL, OPT_REPARTITION_THRESHOLD},
     {"bucket-mb", required_argument, NULL, OPT_BUCKET_MB},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"rebalance-every", required_argument, NULL, OPT_REBALANCE_EVERY},
@@ -297,6 +342,8 @@ static void set_defaults(train_options_t *o)
     o->pp = 1;
     o->micro_batches = 1;
     o->schedule = BL_SCHEDULE_1F1B;
+    o->repartition_horizon = 200.0;
+    o->repartition_threshold = 0.02;
 }
 
 /* Applies one flag's value; 0 or -1 with err set. */
@@ -328,7 +375,13 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         }
         return flags_fail(err, errlen, "%s: '%s' is neither gpipe nor 1f1b", flag, arg);
     case OPT_STAGES:
-        return parse_stages(flag, arg, o, err, errlen);
+        return parse_map(flag, arg, o->stage_first, &o->stage_count, &o->stages_end, err, errlen);
+    case OPT_STAGES_AT:
+        return parse_stages_at(flag, arg, o, err, errlen);
+    case OPT_REPARTITION_HORIZON:
+        return flags_double(flag, arg, 1.0, 1e12, 0, &o->repartition_horizon, err, errlen);
+    case OPT_REPARTITION_THRESHOLD:
+        return flags_double(flag, arg, 0.0, 0.999, 0, &o->repartition_threshold, err, errlen);
     case OPT_BUCKET_MB:
         return flags_double(flag, arg, 1e-6, 4096.0, 0, &o->bucket_mb, err, errlen);
     case OPT_BATCH:
@@ -424,6 +477,28 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
     }
 }
 
+/* Every --stages-at map has --pp stages and covers the model; then the
+ * maps are packed as pp first layers each. */
+static int check_stage_plan(train_options_t *o, char *err, size_t errlen)
+{
+    int layers = train_options_layer_count(o);
+    if (o->stage_plan_count > 0 && o->pp < 2) {
+        return flags_fail(err, errlen, "--stages-at needs a pipeline: give --pp S (S >= 2)");
+    }
+    for (int k = 0; k < o->stage_plan_count; k++) {
+        if (o->stage_plan_stages[k] != o->pp || o->stage_plan_end[k] != layers) {
+            return flags_fail(err, errlen,
+                              "--stages-at %ld: the map has %d stages covering layers 0-%d; the "
+                              "job has %d stages over layers 0-%d",
+                              o->stage_plan_steps[k], o->stage_plan_stages[k],
+                              o->stage_plan_end[k] - 1, o->pp, layers - 1);
+        }
+        memmove(o->stage_plan_first + (size_t)k * (size_t)o->pp,
+                o->stage_plan_first + (size_t)k * TRAIN_MAX_LAYERS, (size_t)o->pp * sizeof(int));
+    }
+    return 0;
+}
+
 int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen)
 {
     set_defaults(o);
@@ -462,7 +537,7 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
                           "--pp %d: the model has %d layers and every stage needs at least one",
                           o->pp, train_options_layer_count(o));
     }
-    return 0;
+    return check_stage_plan(o, err, errlen);
 }
 
 int train_options_layer_count(const train_options_t *o)

@@ -8,9 +8,10 @@
 
 #include "ballast.h"
 
-#define TRAIN_MAX_LAYERS    64
-#define TRAIN_MAX_RANKS     4096 /* --shards values */
-#define TRAIN_MAX_SLOWDOWNS 16
+#define TRAIN_MAX_LAYERS     64
+#define TRAIN_MAX_RANKS      4096 /* --shards values */
+#define TRAIN_MAX_SLOWDOWNS  16
+#define TRAIN_MAX_STAGE_PLAN 16 /* --stages-at maps */
 
 typedef struct train_options {
     const char *data_dir;         /* holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] */
@@ -34,8 +35,17 @@ typedef struct train_options {
     int stage_first[TRAIN_MAX_LAYERS]; /* --stages: each stage's first layer */
     int stage_count;                   /* 0: balanced by cost */
     int stages_end;                    /* one past the last layer --stages covers */
-    double bucket_mb;                  /* gradient all-reduce bucket (MiB) */
-    const char *policy;                /* none|static|proportional|bandit|rl */
+    /* --stages-at STEP:MAP: the scripted stage plan; map k's first layers
+     * are stage_plan_first[k · pp …] once parsing ends */
+    long stage_plan_steps[TRAIN_MAX_STAGE_PLAN];
+    int stage_plan_first[TRAIN_MAX_STAGE_PLAN * TRAIN_MAX_LAYERS];
+    int stage_plan_stages[TRAIN_MAX_STAGE_PLAN]; /* stages of map k */
+    int stage_plan_end[TRAIN_MAX_STAGE_PLAN];    /* one past the last layer map k covers */
+    int stage_plan_count;
+    double repartition_horizon;   /* --repartition-horizon (steps) */
+    double repartition_threshold; /* --repartition-threshold */
+    double bucket_mb;             /* gradient all-reduce bucket (MiB) */
+    const char *policy;           /* none|static|proportional|bandit|rl */
     int rebalance_every;
     const char *policy_file;
     const char *telemetry_path;

@@ -1,0 +1,318 @@
+/* Tests of the stage-map policy (partition/restage.c): the estimates
+ * recover stage speeds and layer costs from per-layer times; proportional
+ * moves to the optimal map when the move pays back and holds when it would
+ * not (horizon, threshold, noise); static never moves; bandit and rl never
+ * make a move that does not pay back; migrations teach the bandwidth; every
+ * bad config and observation is refused naming the field. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline.h"
+#include "restage.h"
+
+enum { L = 8, S = 2 };
+
+/* True per-step costs (seconds at speed 1) and the anchors the policy is
+ * given: the truth times ±20 %, so it must learn. */
+static const double true_cost[L] = {4e-3, 1e-4, 3e-3, 1e-4, 3e-3, 1e-4, 2e-3, 1e-4};
+static const double anchor[L] = {4.8, 0.08, 2.4, 0.12, 3.6, 0.08, 1.6, 0.12};
+static const double layer_bytes[L] = {4e5, 0, 3e5, 0, 3e5, 0, 2e5, 0};
+
+static bl_restage_config_t config(bl_policy_kind_t kind)
+{
+    bl_restage_config_t c = {.kind = kind,
+                             .layers = L,
+                             .stages = S,
+                             .anchor = anchor,
+                             .layer_bytes = layer_bytes,
+                             .edge_bytes = NULL,
+                             .bandwidth = 1e9,
+                             .latency_s = 1e-3,
+                             .horizon_steps = 100.0,
+                             .threshold = 0.03,
+                             .seed = 7,
+                             .estimator = (bl_estimator_params_t)BL_ESTIMATOR_PARAMS_DEFAULT};
+    return c;
+}
+
+static bl_restage_t *create(const bl_restage_config_t *c)
+{
+    bl_restage_t *r = NULL;
+    char err[256] = "";
+    if (bl_restage_create(c, NULL, &r, err, sizeof err) != 0) {
+        fail_msg("create: %s", err);
+    }
+    return r;
+}
+
+/* The window a map shows when stage s runs at speed[s]: each layer's time
+ * on its stage; the step is the slowest stage. */
+static void observe(const int *first, const double *speed, double *layer_s, double *step_s)
+{
+    *step_s = 0.0;
+    for (int s = 0; s < S; s++) {
+        double stage = 0.0;
+        for (int i = first[s]; i < first[s + 1]; i++) {
+            layer_s[i] = true_cost[i] / speed[s];
+            stage += layer_s[i];
+        }
+        *step_s = stage > *step_s ? stage : *step_s;
+    }
+}
+
+/* Runs windows until the policy settles; returns the moves made; the map
+ * ends in first. */
+static int run_windows(bl_restage_t *r, int *first, const double *speed, int windows)
+{
+    int moves = 0;
+    for (int w = 0; w < windows; w++) {
+        double layer_s[L], step_s;
+        observe(first, speed, layer_s, &step_s);
+        bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
+        int next[S + 1];
+        bl_restage_decision_t d;
+        assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
+        if (d.changed) {
+            assert_true(d.payback_steps <= 100.0);
+            assert_true(d.best_s < d.current_s);
+            moves++;
+            bl_restage_migrated(r, bl_restage_move_bytes(r, first, next), d.move_s);
+            memcpy(first, next, sizeof next);
+        } else {
+            assert_memory_equal(next, first, sizeof next);
+        }
+    }
+    return moves;
+}
+
+/* The optimum for the true costs and speeds. */
+static double optimum(const double *speed, int *best)
+{
+    bl_pipe_problem_t p = {.layers = L, .cost = true_cost, .stages = S, .speed = speed};
+    assert_int_equal(bl_pipe_partition_solve(&p, best, NULL), 0);
+    return bl_pipe_partition_time(&p, best);
+}
+
+static double time_of(const int *first, const double *speed)
+{
+    bl_pipe_problem_t p = {.layers = L, .cost = true_cost, .stages = S, .speed = speed};
+    return bl_pipe_partition_time(&p, first);
+}
+
+static void test_proportional_moves_off_a_slow_stage(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    /* Stage 1 twice as slow and holding most layers: its 16.6 ms against
+     * stage 0's 4.1 ms; the best map (0-4, 5-7) takes 10.2 ms. */
+    const double speed[S] = {1.0, 0.5};
+    int first[S + 1] = {0, 2, L};
+    int moves = run_windows(r, first, speed, 12);
+    int best[S + 1];
+    double opt = optimum(speed, best);
+    assert_true(moves >= 1 && moves <= 3); /* no churn once there */
+    assert_true(time_of(first, speed) <= opt * 1.0 + 1e-12);
+    assert_memory_equal(first, best, sizeof best);
+    /* The learnt speeds have the true ratio, whatever the anchors' units. */
+    const double *v = bl_restage_stage_speeds(r);
+    assert_true(fabs(v[1] / v[0] - 0.5) < 0.02);
+    bl_restage_destroy(r);
+}
+
+static void test_holds_when_balanced(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    const double speed[S] = {1.0, 1.0};
+    int best[S + 1];
+    optimum(speed, best);
+    int first[S + 1];
+    memcpy(first, best, sizeof first);
+    assert_int_equal(run_windows(r, first, speed, 10), 0);
+    bl_restage_destroy(r);
+}
+
+/* The moves policy c makes over `windows` windows from map 0-3,4-7 when
+ * stage 1 runs at speed `slow` (stage 0 at 1). */
+static int moves_from_even_map(bl_restage_config_t c, double slow, int windows)
+{
+    bl_restage_t *r = create(&c);
+    const double speed[S] = {1.0, slow};
+    int first[S + 1] = {0, 4, L};
+    int moves = run_windows(r, first, speed, windows);
+    bl_restage_destroy(r);
+    return moves;
+}
+
+/* Moving 1.2 MB at 1 kB/s never pays back within 100 steps: every kind
+ * holds, however slow a stage is. */
+static void test_no_move_that_does_not_pay_back(void **state)
+{
+    for (int kind = BL_POLICY_STATIC; kind < BL_POLICY_COUNT; kind++) {
+        bl_restage_config_t c = config((bl_policy_kind_t)kind);
+        c.bandwidth = 1e3;
+        assert_int_equal(moves_from_even_map(c, 0.25, 30), 0);
+    }
+}
+
+/* A gain below the threshold is left alone by proportional; static never
+ * moves at all. (With stage 1 at 0.25 the best map is about twice as fast.) */
+static void test_threshold_and_static(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    assert_true(moves_from_even_map(c, 0.25, 10) >= 1); /* not vacuous */
+    c.threshold = 0.9;
+    assert_int_equal(moves_from_even_map(c, 0.25, 10), 0);
+    assert_int_equal(moves_from_even_map(config(BL_POLICY_STATIC), 0.3, 10), 0);
+}
+
+/* bandit and rl reach the optimum on a fixed slow stage too (each makes
+ * the admissible move at least once and settles). */
+static void test_bandit_and_rl_reach_the_optimum(void **state)
+{
+    bl_policy_kind_t kinds[] = {BL_POLICY_BANDIT, BL_POLICY_RL};
+    for (int k = 0; k < 2; k++) {
+        bl_restage_config_t c = config(kinds[k]);
+        bl_restage_t *r = create(&c);
+        const double speed[S] = {0.5, 1.0};
+        int first[S + 1] = {0, 4, L};
+        int moves = run_windows(r, first, speed, 40);
+        int best[S + 1];
+        double opt = optimum(speed, best);
+        assert_true(moves >= 1);
+        assert_true(time_of(first, speed) <= opt * 1.02);
+        bl_restage_destroy(r);
+    }
+}
+
+static void test_migrations_teach_the_bandwidth(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    for (int i = 0; i < 20; i++) {
+        bl_restage_migrated(r, 1e6, 1e-3 + 1e6 / 2e8); /* 200 MB/s plus the latency */
+    }
+    assert_true(fabs(bl_restage_bandwidth(r) / 2e8 - 1.0) < 0.01);
+    bl_restage_migrated(r, 1e6, -1.0); /* ignored */
+    bl_restage_migrated(r, 0.0, 1.0);
+    assert_true(fabs(bl_restage_bandwidth(r) / 2e8 - 1.0) < 0.01);
+    const int from[S + 1] = {0, 4, L}, to[S + 1] = {0, 2, L};
+    assert_true(bl_restage_move_bytes(r, from, to) == layer_bytes[2] + layer_bytes[3]);
+    assert_true(bl_restage_move_bytes(r, from, from) == 0.0);
+    bl_restage_destroy(r);
+}
+
+static void expect_config_error(bl_restage_config_t c, const char *words)
+{
+    bl_restage_t *r = NULL;
+    char err[256] = "";
+    assert_int_equal(bl_restage_create(&c, NULL, &r, err, sizeof err), -1);
+    assert_null(r);
+    if (strstr(err, words) == NULL) {
+        fail_msg("expected '%s' in '%s'", words, err);
+    }
+}
+
+static void test_bad_configs(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    c.kind = BL_POLICY_COUNT;
+    expect_config_error(c, "kind 4 is not a policy");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.stages = L + 1;
+    expect_config_error(c, "9 stages over 8 layers");
+    c.stages = 0;
+    expect_config_error(c, "0 stages over 8 layers");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.anchor = NULL;
+    expect_config_error(c, "anchor and layer_bytes are required");
+    double bad[L];
+    memcpy(bad, anchor, sizeof bad);
+    bad[3] = NAN;
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.anchor = bad;
+    expect_config_error(c, "anchor[3]");
+    c = config(BL_POLICY_PROPORTIONAL);
+    bad[3] = -1.0;
+    c.layer_bytes = bad;
+    expect_config_error(c, "layer_bytes[3]");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.edge_bytes = bad;
+    expect_config_error(c, "edge_bytes[3]");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.bandwidth = 0.0;
+    expect_config_error(c, "bandwidth 0");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.latency_s = -1.0;
+    expect_config_error(c, "latency -1");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.horizon_steps = INFINITY;
+    expect_config_error(c, "horizon inf");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.threshold = 1.0;
+    expect_config_error(c, "threshold 1");
+    c = config(BL_POLICY_PROPORTIONAL);
+    c.estimator.alpha = 0.0;
+    expect_config_error(c, "estimator");
+    char err[64];
+    bl_restage_t *r = NULL;
+    assert_int_equal(bl_restage_create(NULL, NULL, &r, err, sizeof err), -1);
+}
+
+static void expect_obs_error(bl_restage_t *r, const int *first, const double *layer_s,
+                             double step_s, const char *words)
+{
+    bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
+    int next[S + 1] = {-1, -1, -1};
+    bl_restage_decision_t d;
+    assert_int_equal(bl_restage_decide(r, &obs, next, &d), -1);
+    if (strstr(d.action, words) == NULL) {
+        fail_msg("expected '%s' in '%s'", words, d.action);
+    }
+    if (first != NULL) {
+        assert_memory_equal(next, first, sizeof next); /* the map stays */
+    }
+}
+
+static void test_bad_observations(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    double layer_s[L] = {1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3};
+    const int good[S + 1] = {0, 4, L}, empty[S + 1] = {0, 0, L}, short_map[S + 1] = {0, 4, L - 1};
+    expect_obs_error(r, NULL, layer_s, 1.0, "NULL map");
+    expect_obs_error(r, good, NULL, 1.0, "NULL map or layer times");
+    expect_obs_error(r, empty, layer_s, 1.0, "empty or out of order");
+    expect_obs_error(r, short_map, layer_s, 1.0, "does not cover the layers");
+    layer_s[5] = -1.0;
+    expect_obs_error(r, good, layer_s, 1.0, "layer time is negative");
+    layer_s[5] = 1e-3;
+    expect_obs_error(r, good, layer_s, NAN, "step time");
+    bl_restage_decision_t d;
+    int next[S + 1];
+    assert_int_equal(bl_restage_decide(NULL, NULL, next, &d), -1);
+    bl_restage_destroy(r);
+    bl_restage_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_proportional_moves_off_a_slow_stage),
+        cmocka_unit_test(test_holds_when_balanced),
+        cmocka_unit_test(test_no_move_that_does_not_pay_back),
+        cmocka_unit_test(test_threshold_and_static),
+        cmocka_unit_test(test_bandit_and_rl_reach_the_optimum),
+        cmocka_unit_test(test_migrations_teach_the_bandwidth),
+        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_bad_observations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
