@@ -14,7 +14,9 @@
  * timed a layer on two stages, their speed ratio is measured rather than
  * assumed. A stage's speed change (the estimator's change detection on
  * its windows, as for shard policies) drops what its other layers measured
- * there before the change.
+ * there before the change. A stage whose window strays from the fit by
+ * more than change_sigma noise sigmas without a detected change (a spike)
+ * is left out of that window, and the window proposes no move.
  *
  * Decision. With costs c, speeds v and a boundary cost (bytes crossing a
  * cut / bandwidth) the exact contiguous min-max partition
@@ -73,9 +75,14 @@ struct bl_restage {
     double anchor_total;
     double *boundary; /* (L) seconds a cut before layer i adds to each side */
     double *anchor, *layer_bytes, *edge_bytes;
-    bl_rank_obs_t *stage_obs; /* (S) */
-    int *best;                /* (S + 1) */
-    int *proposed;            /* (S + 1) the map a window found paying, to confirm */
+    bl_rank_obs_t *stage_obs;   /* (S) */
+    int *best;                  /* (S + 1) */
+    int *proposed;              /* (S + 1) the map a window found paying, to confirm */
+    bl_speed_change_t *changes; /* (S) the window's detected changes */
+    int *changed;               /* (S) 1: stage s changed this window */
+    int outliers;               /* stages whose window was left out as outliers */
+    int *last_first;            /* (S + 1) the map of the previous window */
+    int seen_map;
     int proposed_valid;
     double bandwidth;
     double migrated_s;     /* measured migration seconds since the last decision */
@@ -173,10 +180,13 @@ int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator
     r->stage_obs = bl_part_alloc(&r->a, (size_t)S, sizeof *r->stage_obs);
     r->best = bl_part_alloc(&r->a, (size_t)S + 1, sizeof *r->best);
     r->proposed = bl_part_alloc(&r->a, (size_t)S + 1, sizeof *r->proposed);
+    r->changes = bl_part_alloc(&r->a, (size_t)S, sizeof *r->changes);
+    r->changed = bl_part_alloc(&r->a, (size_t)S, sizeof *r->changed);
+    r->last_first = bl_part_alloc(&r->a, (size_t)S + 1, sizeof *r->last_first);
     if (r->cost == NULL || r->anchor == NULL || r->layer_bytes == NULL || r->edge_bytes == NULL ||
         r->boundary == NULL || r->stage_obs == NULL || r->best == NULL || r->proposed == NULL ||
-        r->seen == NULL || r->speed == NULL ||
-        bl_estimator_create(S, &config->estimator, &r->a, &r->est) != 0) {
+        r->changes == NULL || r->changed == NULL || r->last_first == NULL || r->seen == NULL ||
+        r->speed == NULL || bl_estimator_create(S, &config->estimator, &r->a, &r->est) != 0) {
         bl_restage_destroy(r);
         return bl_part_fail(err, errlen, "out of memory, or invalid estimator parameters");
     }
@@ -218,6 +228,9 @@ void bl_restage_destroy(bl_restage_t *r)
     bl_part_free(&r->a, r->stage_obs);
     bl_part_free(&r->a, r->best);
     bl_part_free(&r->a, r->proposed);
+    bl_part_free(&r->a, r->changes);
+    bl_part_free(&r->a, r->changed);
+    bl_part_free(&r->a, r->last_first);
     bl_part_allocator_t a = r->a;
     bl_part_free(&a, r);
 }
@@ -268,6 +281,9 @@ static const char *check_obs(const bl_restage_t *r, const bl_restage_obs_t *o)
     }
     return NULL;
 }
+
+/* The least relative noise a window's stage time is judged by. */
+#define NOISE_FLOOR 0.02
 
 #define FIT_ROUNDS 30 /* alternating rounds; a few suffice, the fit starts from the last one */
 
@@ -325,22 +341,45 @@ static int learn(bl_restage_t *r, const bl_restage_obs_t *o)
         r->stage_obs[s] =
             (bl_rank_obs_t){.samples = useful ? work : 0.0, .compute_s = useful ? secs : 0.0};
     }
-    bl_speed_change_t changes[8];
-    int n = bl_estimator_update(r->est, r->stage_obs, changes, 8);
-    for (int k = 0; k < n && k < 8; k++) {
+    int n = bl_estimator_update(r->est, r->stage_obs, r->changes, S);
+    for (int s = 0; s < S; s++) {
+        r->changed[s] = 0;
+    }
+    for (int k = 0; k < n && k < S; k++) {
         /* What other layers measured on a changed stage is out of date. */
+        r->changed[r->changes[k].rank] = 1;
         for (int i = 0; i < L; i++) {
-            r->seen[i * S + changes[k].rank] = 0.0;
+            r->seen[i * S + r->changes[k].rank] = 0.0;
         }
     }
     double alpha = r->c.estimator.alpha;
+    double band = r->c.estimator.change_sigma * fmax(bl_part_estimator_noise(r->est), NOISE_FLOOR);
+    r->outliers = 0;
     for (int s = 0; s < S; s++) {
+        /* A stage far from what the fit predicts, without a confirmed
+         * change, is an outlier (a spike): its window is left out, as
+         * the estimator leaves such windows out of its speeds. */
+        double expected = 0.0, observed = 0.0;
+        for (int i = o->first[s]; i < o->first[s + 1]; i++) {
+            expected += r->speed[s] > 0.0 ? r->cost[i] / r->speed[s] : 0.0;
+            observed += o->layer_s[i];
+        }
+        /* A stage with new layers has nothing to be judged against yet. */
+        int same_layers = r->seen_map && o->first[s] == r->last_first[s] &&
+                          o->first[s + 1] == r->last_first[s + 1];
+        if (same_layers && !r->changed[s] && expected > 0.0 &&
+            fabs(observed / expected - 1.0) > band) {
+            r->outliers++;
+            continue;
+        }
         for (int i = o->first[s]; i < o->first[s + 1]; i++) {
             double *t = &r->seen[i * S + s];
             *t = *t > 0.0 ? *t + alpha * (o->layer_s[i] - *t) : o->layer_s[i];
         }
     }
     fit(r);
+    memcpy(r->last_first, o->first, (size_t)(S + 1) * sizeof *o->first);
+    r->seen_map = 1;
     return n;
 }
 
@@ -464,6 +503,7 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
     /* A move must be the best for two windows in a row: a spike, or the
      * maximum of noisy stage estimates, proposes a map once; a real change
      * proposes the same map again. */
+    pays = pays && r->outliers == 0; /* a window with outliers proposes nothing */
     int admissible = pays && r->proposed_valid && memcmp(r->proposed, r->best, map_bytes) == 0;
     r->proposed_valid = pays && !admissible;
     if (r->proposed_valid) {
