@@ -145,7 +145,7 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
          * set-up agreement; rank 0 keeps its own message. */
         if (st == BL_OK) {
             st = bl_controller_init(&b->ctl, rt, cfg->policy, cfg->rebalance_every, cfg->batch,
-                                    cfg->seed, q_init);
+                                    cfg->seed, q_init, cfg->shard_min, cfg->shard_max);
         } else {
             int failed = 1, any = 0;
             MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);

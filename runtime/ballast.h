@@ -340,6 +340,15 @@ typedef struct bl_train_config {
     const long *stage_plan_steps;
     const int *stage_plan_first;
     int stage_plan_count;
+    /* Per-pipeline shard caps (memory limits): pipeline d never computes
+     * fewer than shard_min[d] or more than shard_max[d] samples a step,
+     * whatever the policy decides; shard_cap_count must be D and
+     * Σ min <= batch <= Σ max. Without a shard plan the first plan is the
+     * even split within the caps; a given plan must respect them. NULL:
+     * 0 and batch. Copied. */
+    const int *shard_min;
+    const int *shard_max;
+    int shard_cap_count;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -351,7 +360,7 @@ typedef struct bl_train_config {
         .pipeline_stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B,                    \
         .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
         .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
-        .stage_plan_count = 0                                                                      \
+        .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0          \
     }
 
 typedef struct bl_trainer bl_trainer_t;

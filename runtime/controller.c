@@ -5,7 +5,8 @@
 #include "controller.h"
 
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
-                               int every, long batch, uint64_t seed, const double *q_init)
+                               int every, long batch, uint64_t seed, const double *q_init,
+                               const int *shard_min, const int *shard_max)
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     int P = rt->size;
@@ -45,7 +46,18 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank plan message", P);
     }
     if (st == BL_OK && rt->rank == 0) {
+        /* The caps as the policy takes them (it copies them). */
+        long *caps = NULL;
+        if (shard_min != NULL) {
+            caps = bl_mem_array(a, 2 * (size_t)P, sizeof *caps);
+            for (int r = 0; caps != NULL && r < P; r++) {
+                caps[r] = shard_min[r];
+                caps[P + r] = shard_max[r];
+            }
+        }
         bl_policy_config_t pc = {.kind = (bl_policy_kind_t)kind,
+                                 .min_shard = caps,
+                                 .max_shard = caps != NULL ? caps + P : NULL,
                                  .ranks = P,
                                  .batch = batch,
                                  .deadband = 0.02,
@@ -54,9 +66,12 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                                  .q_init = q_init};
         bl_part_allocator_t pa = bl_rt_part_allocator(rt);
         char err[256] = "";
-        if (bl_policy_create(&pc, &pa, &c->policy, err, sizeof err) != 0) {
+        if (shard_min != NULL && caps == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d shard caps", P);
+        } else if (bl_policy_create(&pc, &pa, &c->policy, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "policy %s: %s", policy_name, err);
         }
+        bl_mem_free(a, caps);
     }
     /* Every rank learns whether rank 0 could set up, then rank 0 learns the
      * hosts (for alerts naming them). */

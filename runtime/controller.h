@@ -30,9 +30,11 @@ typedef struct bl_controller {
 } bl_controller_t;
 
 /* Collective. policy_name: static|proportional|bandit|rl. q_init: an rl
- * table to start from, or NULL. */
+ * table to start from, or NULL. shard_min, shard_max: per-rank caps (P
+ * each, checked by the caller), or NULL. */
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
-                               int every, long batch, uint64_t seed, const double *q_init);
+                               int every, long batch, uint64_t seed, const double *q_init,
+                               const int *shard_min, const int *shard_max);
 void bl_controller_free(bl_controller_t *c);
 
 /* Rank 0: adds one step's gathered records to the window. */

@@ -30,8 +30,10 @@ struct bl_trainer {
     bl_train_config_t cfg; /* cfg.shards and cfg.stage_first point at copies below */
     bl_layout_t layout;    /* D pipelines × S stages, the layer→stage map, communicators */
     int *shards;           /* (D) samples of each pipeline's slice; sums to B */
-    int *rank_shards;      /* (P) each rank's pipeline's slice, for telemetry */
-    int offset;            /* this pipeline's slice: [offset, offset + local) of the batch */
+    int *shard_min;        /* (D) the caps, or NULL (cfg.shard_min points here) */
+    int *shard_max;
+    int *rank_shards; /* (P) each rank's pipeline's slice, for telemetry */
+    int offset;       /* this pipeline's slice: [offset, offset + local) of the batch */
     int local;
     bl_sampler_t sampler;
     bl_balancer_t balancer; /* slowdowns, telemetry, the controller */
@@ -112,23 +114,94 @@ static bl_train_config_t upgrade_config(const bl_train_config_t *c)
     return full;
 }
 
+/* "rank 3" or "pipeline 3": what a shard belongs to in this layout. */
+static const char *shard_owner(const bl_trainer_t *t)
+{
+    return t->layout.replicas == t->rt->size ? "rank" : "pipeline";
+}
+
+/* Checks the caps (D each, 0 <= min <= max, Σ min <= B <= Σ max) and keeps
+ * copies. */
+static bl_status_t copy_caps(bl_trainer_t *t)
+{
+    const bl_train_config_t *c = &t->cfg;
+    int D = t->layout.replicas;
+    if (c->shard_min == NULL && c->shard_max == NULL) {
+        return BL_OK;
+    }
+    if (c->shard_cap_count != D) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard caps: %d given but the job has %d %ss",
+                       c->shard_cap_count, D, shard_owner(t));
+    }
+    const bl_allocator_t *a = bl_rt_allocator(t->rt);
+    t->shard_min = bl_mem_array(a, (size_t)D, sizeof *t->shard_min);
+    t->shard_max = bl_mem_array(a, (size_t)D, sizeof *t->shard_max);
+    if (t->shard_min == NULL || t->shard_max == NULL) {
+        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for %d shard caps", D);
+    }
+    long lo_sum = 0, hi_sum = 0;
+    for (int d = 0; d < D; d++) {
+        t->shard_min[d] = c->shard_min != NULL ? c->shard_min[d] : 0;
+        t->shard_max[d] = c->shard_max != NULL ? c->shard_max[d] : c->batch;
+        if (t->shard_min[d] < 0 || t->shard_max[d] < t->shard_min[d]) {
+            return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                           "shard caps of %s %d: min %d and max %d must satisfy 0 <= min <= max",
+                           shard_owner(t), d, t->shard_min[d], t->shard_max[d]);
+        }
+        lo_sum += t->shard_min[d];
+        hi_sum += t->shard_max[d] < c->batch ? t->shard_max[d] : c->batch;
+    }
+    if (lo_sum > c->batch || hi_sum < c->batch) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                       "shard caps: the minimums sum to %ld and the maximums to %ld; the global "
+                       "batch %d must lie between",
+                       lo_sum, hi_sum, c->batch);
+    }
+    t->cfg.shard_min = t->shard_min;
+    t->cfg.shard_max = t->shard_max;
+    return BL_OK;
+}
+
+/* Without a plan: the even split (B/D each, the first B%D one more), or
+ * with caps the split closest to even within them. */
+static bl_status_t even_plan(bl_trainer_t *t)
+{
+    const bl_allocator_t *a = bl_rt_allocator(t->rt);
+    int D = t->layout.replicas;
+    long *plan = bl_mem_array(a, 3 * (size_t)D, sizeof *plan);
+    double *ones = bl_mem_array(a, (size_t)D, sizeof *ones);
+    if (plan == NULL || ones == NULL) {
+        bl_mem_free(a, plan);
+        bl_mem_free(a, ones);
+        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
+    }
+    if (t->shard_min == NULL) {
+        bl_split_even(t->cfg.batch, D, plan);
+    } else {
+        long *lo = plan + D, *hi = plan + 2 * D;
+        for (int d = 0; d < D; d++) {
+            ones[d] = 1.0;
+            lo[d] = t->shard_min[d];
+            hi[d] = t->shard_max[d];
+        }
+        bl_plan_proportional(t->cfg.batch, D, ones, lo, hi, plan); /* caps checked: feasible */
+    }
+    for (int d = 0; d < D; d++) {
+        t->shards[d] = (int)plan[d];
+    }
+    bl_mem_free(a, plan);
+    bl_mem_free(a, ones);
+    return BL_OK;
+}
+
 /* Fills t->shards from the config (checked) or as an even split. */
 static bl_status_t plan_shards(bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
     int P = t->layout.replicas;
-    if (c->shards == NULL) {
-        /* B/P each, the first B%P ranks one more. */
-        long *even = bl_mem_array(bl_rt_allocator(t->rt), (size_t)P, sizeof *even);
-        if (even == NULL) {
-            return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", P);
-        }
-        bl_split_even(c->batch, P, even);
-        for (int r = 0; r < P; r++) {
-            t->shards[r] = (int)even[r];
-        }
-        bl_mem_free(bl_rt_allocator(t->rt), even);
-        return BL_OK;
+    bl_status_t st = copy_caps(t);
+    if (st != BL_OK || c->shards == NULL) {
+        return st != BL_OK ? st : even_plan(t);
     }
     if (c->shard_count != P) {
         return P == t->rt->size
@@ -144,7 +217,7 @@ static bl_status_t plan_shards(bl_trainer_t *t)
     for (int r = 0; r < P; r++) {
         if (c->shards[r] < 0) {
             return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard of %s %d is %d; it must be >= 0",
-                           P == t->rt->size ? "rank" : "pipeline", r, c->shards[r]);
+                           shard_owner(t), r, c->shards[r]);
         }
         sum += c->shards[r];
         t->shards[r] = c->shards[r];
@@ -152,6 +225,13 @@ static bl_status_t plan_shards(bl_trainer_t *t)
     if (sum != c->batch) {
         return bl_fail(t->rt, BL_ERR_INVALID_ARG,
                        "the shard sizes sum to %ld but the global batch is %d", sum, c->batch);
+    }
+    for (int r = 0; r < P && t->shard_min != NULL; r++) {
+        if (t->shards[r] < t->shard_min[r] || t->shards[r] > t->shard_max[r]) {
+            return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                           "shard of %s %d is %d, outside its caps [%d, %d]", shard_owner(t), r,
+                           t->shards[r], t->shard_min[r], t->shard_max[r]);
+        }
     }
     return BL_OK;
 }
@@ -197,6 +277,11 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
         {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
         {"shard plan", BL_CHECK_DIGEST,
          bl_digest(t->shards, (size_t)t->layout.replicas * sizeof *t->shards)},
+        {"shard caps", BL_CHECK_DIGEST,
+         t->shard_min == NULL
+             ? 0
+             : bl_seed_mix(bl_digest(t->shard_min, (size_t)t->layout.replicas * sizeof(int)),
+                           bl_digest(t->shard_max, (size_t)t->layout.replicas * sizeof(int)))},
         {"model layers", BL_CHECK_DIGEST, bl_digest(layers, n * sizeof layers[0])},
         {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
         {"parameter count", BL_CHECK_INT, m->param_count},
@@ -373,6 +458,8 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_stage_free(&t->stage);
     bl_layout_free(&t->layout);
     bl_mem_free(a, t->shards);
+    bl_mem_free(a, t->shard_min);
+    bl_mem_free(a, t->shard_max);
     bl_mem_free(a, t->rank_shards);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);

@@ -69,3 +69,29 @@ set_tests_properties(cli_bal_rl_warm PROPERTIES FIXTURES_REQUIRED "cli_data_good
 bl_cli_test(bal_policy_file_bad EXIT 1 MATCH "policy file .*dp_ref\\.bin: holds [0-9]+ bytes"
     COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --policy rl --policy-file ${BL_CLI_OUT}/dp_ref.bin
     REQUIRES cli_data_good dp_ref)
+
+# Memory caps: rank 0 may compute at most 20 of the 32 samples. Under a 3x
+# slow rank 1, proportional would give it about 24; it stops at the cap,
+# and the math is still the one-process run's.
+set(bl_caps_out ${BL_CLI_OUT}/bal_caps)
+bl_cli_test(bal_caps EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --policy proportional
+            --rebalance-every 2 --emulate-slowdown 1:3 --shard-max 20,32
+            --telemetry ${bl_caps_out}.jsonl --save-params ${bl_caps_out}.bin
+    REQUIRES cli_data_good cli_out SETUP bal_caps)
+bl_cli_test(bal_caps_respected EXIT 0 MATCH "^true$"
+    COMMAND ${JQ} -s -e -f ${CMAKE_CURRENT_SOURCE_DIR}/caps_check.jq ${bl_caps_out}.jsonl
+    REQUIRES bal_caps)
+bl_cli_test(bal_caps_equals_one_process EXIT 0 MATCH " 0 outside "
+    COMMAND $<TARGET_FILE:compare_params> ${bl_caps_out}.bin ${BL_CLI_OUT}/dp_ref.bin 1e-5 1e-6
+    REQUIRES dp_ref bal_caps)
+# Without --shards the first plan is the even split within the caps.
+bl_cli_test(bal_caps_first_plan_run EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shard-max 10,32
+            --telemetry ${bl_caps_out}_first.jsonl
+    REQUIRES cli_data_good cli_out SETUP bal_caps_first)
+bl_cli_test(bal_caps_first_plan EXIT 0 MATCH "^\\[10,22\\]$"
+    COMMAND ${JQ} -c ".shards" ${bl_caps_out}_first.jsonl
+    REQUIRES bal_caps_first)
+set_tests_properties(cli_bal_caps cli_bal_caps_respected cli_bal_caps_equals_one_process
+    cli_bal_caps_first_plan_run cli_bal_caps_first_plan PROPERTIES LABELS "cli;mpi")

@@ -1,4 +1,5 @@
-/* Layer migration moves the optimizer state with the layer, bit for bit:
+/* Layer migration moves the optimizer state with the layer, bit for bit
+ * (and, first, a shard plan outside its caps is refused):
  * run under `mpirun -np 2` (one pipeline of two stages). A 16-32-16-4 MLP
  * (layers 0 dense, 1 ReLU, 2 dense, 3 ReLU, 4 dense) starts with stage map
  * 0-1,2-4; a scripted stage plan moves layers 2-3 to stage 0 after step 5.
@@ -126,6 +127,23 @@ int main(int argc, char **argv)
               bl_model_add_relu(m) == BL_OK && bl_model_add_dense(m, CLASSES) == BL_OK &&
               bl_model_build(m, 5) == BL_OK,
           rank, "model");
+    /* A shard plan outside its caps is refused by the library, naming the
+     * rank (two ranks are needed for a plan that sums right but breaks a
+     * cap). */
+    {
+        static const int plan[] = {30, 2}, caps[] = {20, 32};
+        bl_train_config_t dp = BL_TRAIN_CONFIG_INIT;
+        dp.batch = 32;
+        dp.shards = plan;
+        dp.shard_count = 2;
+        dp.shard_max = caps;
+        dp.shard_cap_count = 2;
+        bl_trainer_t *none = NULL;
+        check(bl_trainer_create(rt, m, train, &dp, &none) == BL_ERR_INVALID_ARG && none == NULL,
+              rank, "a plan outside its caps is refused");
+        check(strstr(bl_last_error(rt), "shard of rank 0 is 30, outside its caps [0, 20]") != NULL,
+              rank, bl_last_error(rt));
+    }
     static const int start[] = {0, 2};
     static const long plan_steps[] = {MOVE_AFTER};
     static const int plan_first[] = {0, 4};

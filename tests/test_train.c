@@ -311,6 +311,48 @@ static void test_trainer_rejects_bad_input(void **state)
     assert_non_null(strstr(bl_last_error(rt), "must start at layer 0"));
     assert_null(t);
 
+    /* Shard caps (one rank here: one cap each). */
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    const int cap_lo[] = {5, 0}, cap_hi[] = {100, 200};
+    cfg.shard_min = cap_lo;
+    cfg.shard_cap_count = 2;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "shard caps: 2 given but the job has 1 ranks"));
+    cfg.shard_cap_count = 1;
+    cfg.shard_max = cap_hi;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt),
+                           "the minimums sum to 5 and the maximums to 100; the global batch 128"));
+    cfg.shard_min = cap_hi + 1; /* 200 > max 100 */
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "min 200 and max 100 must satisfy"));
+    cfg.shard_min = NULL;
+    cfg.shard_max = cap_hi + 1;
+    const int plan[] = {128};
+    cfg.shards = plan;
+    cfg.shard_count = 1;
+    cfg.shard_max = cap_hi; /* 100 < 128 */
+    cfg.shard_min = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    cfg.batch = 100; /* a cap that pins the only rank's shard */
+    const int big_plan[] = {100};
+    cfg.shards = big_plan;
+    cfg.shard_min = cap_hi; /* [100, 100] */
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    bl_trainer_destroy(t);
+    t = NULL;
+    cfg.shards = plan;
+    cfg.batch = 128;
+    cfg.shard_min = NULL;
+    cfg.shard_max = cap_hi + 1;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    bl_trainer_destroy(t);
+    t = NULL;
+    cfg.shard_min = cap_lo; /* [5, 200]: the plan fits */
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    bl_trainer_destroy(t);
+    t = NULL;
+
     /* Stage plans and repartition settings. */
     cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
     const long plan_steps[] = {3};

@@ -494,6 +494,38 @@ static void test_bad_stage_plan_flags(void **state)
                 PHRASES("--repartition-threshold", "not a finite number"));
 }
 
+/* Shard caps: one per pipeline, min <= max, a given plan within them, and
+ * room for the batch. */
+static void test_shard_caps(void **state)
+{
+    (void)state;
+    train_options_t o;
+    char err[512];
+    parse_ok(&o, ARGS("--batch", "32", "--shard-min", "4,0", "--shard-max", "20,32"));
+    assert_int_equal(o.shard_min_count, 2);
+    assert_int_equal(o.shard_max[0], 20);
+    assert_int_equal(train_options_check_ranks(&o, 2, err, sizeof err), 0);
+    assert_int_equal(train_options_check_ranks(&o, 3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shard-min: 2 sizes given but the job has 3 ranks"));
+    parse_ok(&o, ARGS("--batch", "32", "--shard-max", "20,32", "--shards", "24,8"));
+    assert_int_equal(train_options_check_ranks(&o, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shards: 24 for rank 0 is outside its caps [0, 20]"));
+    parse_ok(&o, ARGS("--batch", "32", "--shard-min", "9,0", "--shard-max", "8,32"));
+    assert_int_equal(train_options_check_ranks(&o, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shard-min 9 is above --shard-max 8 for rank 0"));
+    parse_ok(&o, ARGS("--batch", "32", "--shard-max", "10,10"));
+    assert_int_equal(train_options_check_ranks(&o, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shard-min sums to 0 and --shard-max to 20: --batch 32"));
+    parse_ok(&o, ARGS("--batch", "32", "--shard-min", "20,20"));
+    assert_int_equal(train_options_check_ranks(&o, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shard-min sums to 40"));
+    parse_ok(&o, ARGS("--batch", "32", "--pp", "2", "--shard-max", "20,32,5"));
+    assert_int_equal(train_options_check_ranks(&o, 4, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--shard-max: 3 sizes given but the job has 2 pipelines"));
+    parse_fails(ARGS("--shard-max", "-1"), PHRASES("--shard-max"));
+    parse_fails(ARGS("--shard-min", "1,x"), PHRASES("--shard-min"));
+}
+
 /* What depends on the job's size: the grid and the per-pipeline shards. */
 static void test_check_ranks(void **state)
 {
@@ -554,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_flags),
         cmocka_unit_test(test_bad_pipeline_flags),
         cmocka_unit_test(test_stage_plan_flags),
+        cmocka_unit_test(test_shard_caps),
         cmocka_unit_test(test_bad_stage_plan_flags),
         cmocka_unit_test(test_check_ranks),
         cmocka_unit_test(test_short_error_buffer),

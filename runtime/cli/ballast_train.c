@@ -255,6 +255,9 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.stage_plan_count = o->stage_plan_count;
     cfg.repartition_horizon = o->repartition_horizon;
     cfg.repartition_threshold = o->repartition_threshold;
+    cfg.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
+    cfg.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
+    cfg.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }

@@ -52,6 +52,10 @@ static const char usage_text[] =
     "  --shards B0,B1,...    samples of each step's global batch that each pipeline (each\n"
     "                        rank, without --pp) computes, one size per pipeline, summing to\n"
     "                        --batch (default: as even as possible)\n"
+    "  --shard-min B0,B1,... the fewest samples each pipeline (rank) may be given, one per\n"
+    "                        pipeline (default 0)\n"
+    "  --shard-max B0,B1,... the most samples each pipeline (rank) may be given (memory caps;\n"
+    "                        default --batch); policies plan within both\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
     "  --stages-at STEP:MAP  after step STEP the stages own the layers of MAP (as --stages);\n"
     "                        the layers' parameters and momentum migrate; repeatable, in\n"
@@ -264,6 +268,8 @@ enum {
     OPT_PROGRESS,
     OPT_EVAL_EVERY,
     OPT_SHARDS,
+    OPT_SHARD_MIN,
+    OPT_SHARD_MAX,
     OPT_DP,
     OPT_PP,
     OPT_MICRO_BATCHES,
@@ -300,6 +306,8 @@ static const struct option long_options[] = {
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
     {"shards", required_argument, NULL, OPT_SHARDS},
+    {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
+    {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
     {"pp", required_argument, NULL, OPT_PP},
     {"micro-batches", required_argument, NULL, OPT_MICRO_BATCHES},
@@ -362,6 +370,12 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
     case OPT_SHARDS:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard size", "shard sizes",
                               o->shards, &o->shard_count, err, errlen);
+    case OPT_SHARD_MIN:
+        return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard cap", "shard caps",
+                              o->shard_min, &o->shard_min_count, err, errlen);
+    case OPT_SHARD_MAX:
+        return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard cap", "shard caps",
+                              o->shard_max, &o->shard_max_count, err, errlen);
     case OPT_DP:
         return flags_int(flag, arg, 1, TRAIN_MAX_RANKS, &o->dp, err, errlen);
     case OPT_PP:
@@ -545,6 +559,22 @@ int train_options_layer_count(const train_options_t *o)
     return 2 * o->hidden_count + 1;
 }
 
+/* A per-pipeline list (count 0: not given) has one value per pipeline. */
+static int check_per_pipeline(const char *flag, int count, const train_options_t *o, int ranks,
+                              char *err, size_t errlen)
+{
+    int groups = ranks / o->pp;
+    if (count == 0 || count == groups) {
+        return 0;
+    }
+    return o->pp == 1 ? flags_fail(err, errlen, "%s: %d sizes given but the job has %d ranks", flag,
+                                   count, ranks)
+                      : flags_fail(err, errlen,
+                                   "%s: %d sizes given but the job has %d pipelines "
+                                   "(%d ranks / --pp %d)",
+                                   flag, count, groups, ranks, o->pp);
+}
+
 int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen)
 {
     if (ranks % o->pp != 0) {
@@ -565,25 +595,36 @@ int train_options_check_ranks(const train_options_t *o, int ranks, char *err, si
                               o->slowdowns[i].rank, ranks - 1);
         }
     }
-    if (o->shard_count == 0) {
-        return 0;
+    if (check_per_pipeline("--shards", o->shard_count, o, ranks, err, errlen) != 0 ||
+        check_per_pipeline("--shard-min", o->shard_min_count, o, ranks, err, errlen) != 0 ||
+        check_per_pipeline("--shard-max", o->shard_max_count, o, ranks, err, errlen) != 0) {
+        return -1;
     }
-    if (o->shard_count != groups) {
-        return o->pp == 1
-                   ? flags_fail(err, errlen, "--shards: %d sizes given but the job has %d ranks",
-                                o->shard_count, ranks)
-                   : flags_fail(err, errlen,
-                                "--shards: %d sizes given but the job has %d pipelines "
-                                "(%d ranks / --pp %d)",
-                                o->shard_count, groups, ranks, o->pp);
+    long sum = 0, lo = 0, hi = 0;
+    for (int r = 0; r < groups; r++) {
+        int min = o->shard_min_count > 0 ? o->shard_min[r] : 0;
+        int max = o->shard_max_count > 0 ? o->shard_max[r] : o->batch;
+        if (min > max) {
+            return flags_fail(err, errlen, "--shard-min %d is above --shard-max %d for %s %d", min,
+                              max, o->pp == 1 ? "rank" : "pipeline", r);
+        }
+        if (o->shard_count > 0 && (o->shards[r] < min || o->shards[r] > max)) {
+            return flags_fail(err, errlen, "--shards: %d for %s %d is outside its caps [%d, %d]",
+                              o->shards[r], o->pp == 1 ? "rank" : "pipeline", r, min, max);
+        }
+        sum += o->shard_count > 0 ? o->shards[r] : 0;
+        lo += min;
+        hi += max < o->batch ? max : o->batch;
     }
-    long sum = 0;
-    for (int r = 0; r < o->shard_count; r++) {
-        sum += o->shards[r];
-    }
-    if (sum != o->batch) {
+    if (o->shard_count > 0 && sum != o->batch) {
         return flags_fail(err, errlen, "--shards: the sizes sum to %ld but --batch is %d", sum,
                           o->batch);
+    }
+    if (lo > o->batch || hi < o->batch) {
+        return flags_fail(err, errlen,
+                          "--shard-min sums to %ld and --shard-max to %ld: --batch %d must lie "
+                          "between",
+                          lo, hi, o->batch);
     }
     return 0;
 }

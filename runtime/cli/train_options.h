@@ -25,9 +25,13 @@ typedef struct train_options {
     long steps;  /* -1: from epochs */
     uint64_t seed;
     int shuffle;
-    int threads;                       /* 0: leave BLAS as it is */
-    int shards[TRAIN_MAX_RANKS];       /* --shards: samples of each pipeline's (rank's) slice */
-    int shard_count;                   /* 0: an even split */
+    int threads;                    /* 0: leave BLAS as it is */
+    int shards[TRAIN_MAX_RANKS];    /* --shards: samples of each pipeline's (rank's) slice */
+    int shard_count;                /* 0: an even split */
+    int shard_min[TRAIN_MAX_RANKS]; /* --shard-min: per pipeline (rank) */
+    int shard_min_count;
+    int shard_max[TRAIN_MAX_RANKS]; /* --shard-max */
+    int shard_max_count;
     int dp;                            /* --dp: data-parallel groups; 0: ranks / pp */
     int pp;                            /* --pp: pipeline stages (default 1) */
     int micro_batches;                 /* --micro-batches (default 1) */
