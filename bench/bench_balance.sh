@@ -49,12 +49,15 @@ run() { # run NAME: one job, its samples/s appended to $tmp/NAME
     oracle) flags="--shards $oracle" ;;
     *) flags="--policy $1 --rebalance-every $every" ;;
     esac
-    out=$($mpirun -np 2 --bind-to core "$train" --data "$data" --layers 1024,1024,1024 \
+    out=$(BALLAST_LOG=info $mpirun -np 2 --bind-to core "$train" --data "$data" --layers 1024,1024,1024 \
         --batch 256 --steps "$steps" --threads 1 --quiet --emulate-slowdown "1:$factor" \
         $flags 2>&1) || { echo "bench_balance: $1 failed:"; echo "$out"; exit 1; } >&2
     rate=$(echo "$out" | sed -n 's/^summary: .*samples_per_s=\([0-9.]*\).*/\1/p')
     [ -n "$rate" ] || { echo "bench_balance: $1 printed no summary:" >&2; echo "$out" >&2; exit 1; }
     echo "$rate" >> "$tmp/$1"
+    # What telemetry and the controller cost rank 0, in % of the step.
+    ctl=$(echo "$out" | sed -n 's/.*telemetry and control cost rank 0 [0-9.]* ms a step, \([0-9.]*\)%.*/\1/p')
+    echo "${ctl:-0}" >> "$tmp/$1.ctl"
     printf ' %s %s' "$1" "$rate" >&2
 }
 
@@ -66,10 +69,12 @@ echo "  $steps steps per run, decisions every $every steps, oracle --shards $ora
 echo "  cpu: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1), $(nproc) online; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 bench_interleave "$reps" run $figures
 best=$(median "$tmp/oracle")
-printf '\n%-14s %10s   %-20s %9s\n' policy samples/s "min - max" vs_oracle
+printf '\n%-14s %10s   %-20s %9s %9s\n' policy samples/s "min - max" vs_oracle control%
 for f in $figures; do
     m=$(median "$tmp/$f")
-    printf '%-14s %10.0f   %-20s %9.3f\n' "$f" "$m" "$(range "$tmp/$f")" \
-        "$(awk -v a="$m" -v b="$best" 'BEGIN { print a / b }')"
+    printf '%-14s %10.0f   %-20s %9.3f %9.3f\n' "$f" "$m" "$(range "$tmp/$f")" \
+        "$(awk -v a="$m" -v b="$best" 'BEGIN { print a / b }')" "$(median "$tmp/$f.ctl")"
 done
+echo "control%: rank 0's seconds in telemetry and the controller per step over its step time"
+echo "  (median over the repetitions; 0 for the oracle, which runs neither)"
 echo "targets (issue): steady state >= 0.97 of the oracle (here the whole run, cold start included)"

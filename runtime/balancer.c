@@ -264,6 +264,9 @@ static void on_records(const bl_step_record_t *records, void *arg)
     }
 }
 
+static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
+                              bl_step_info_t *info, int *shards);
+
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
                                    bl_step_info_t *info, int *shards)
 {
@@ -272,6 +275,18 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
     if (!b->telemetry_on) {
         return BL_OK;
     }
+    double t0 = bl_now_seconds();
+    bl_status_t st = after_step(b, record, info, shards);
+    b->spent_s += bl_now_seconds() - t0;
+    b->step_s += info->seconds;
+    b->steps++;
+    return st;
+}
+
+/* The work of bl_balancer_after_step when telemetry is on. */
+static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
+                              bl_step_info_t *info, int *shards)
+{
     /* Delivers the previous step's records (written with the previous
      * step's info), then starts this step's gather. */
     bl_status_t st = bl_telemetry_step(&b->tm, record, on_records, b);
@@ -295,5 +310,16 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
 
 bl_status_t bl_balancer_flush(bl_balancer_t *b)
 {
-    return b->telemetry_on ? bl_telemetry_flush(&b->tm, on_records, b) : BL_OK;
+    if (!b->telemetry_on) {
+        return BL_OK;
+    }
+    bl_status_t st = bl_telemetry_flush(&b->tm, on_records, b);
+    if (b->rt->rank == 0 && b->steps > 0 && b->step_s > 0.0) {
+        bl_log(b->rt, BL_LOG_INFO,
+               "telemetry and control cost rank 0 %.3f ms a step, %.2f%% of the mean step of "
+               "%.2f ms (%ld steps)",
+               1e3 * b->spent_s / (double)b->steps, 100.0 * b->spent_s / b->step_s,
+               1e3 * b->step_s / (double)b->steps, b->steps);
+    }
+    return st;
 }

@@ -29,6 +29,11 @@ typedef struct bl_balancer {
     int *prev_first;
     const char *(*note)(const void *arg, long step);
     const void *note_arg;
+    /* what telemetry and control cost this rank: seconds in
+     * bl_balancer_after_step, against the steps' own seconds */
+    double spent_s;
+    double step_s;
+    long steps;
 } bl_balancer_t;
 
 /* Pipelines: every telemetry line also carries the stage map its step ran
@@ -65,7 +70,9 @@ double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
                                    bl_step_info_t *info, int *shards);
 
-/* Completes the telemetry in flight (end of a run). Collective. */
+/* Completes the telemetry in flight (end of a run). Collective. Rank 0
+ * logs (info) what telemetry and control cost it per step so far, and the
+ * share of the step time that is. */
 bl_status_t bl_balancer_flush(bl_balancer_t *b);
 
 #endif /* BL_BALANCER_H */
