@@ -251,7 +251,9 @@ static void on_records(const bl_step_record_t *records, void *arg)
         bl_controller_observe(&b->ctl, records);
     }
     if (b->have_prev) {
-        size_t n = 1024 + (b->stages > 1 ? 16384 : 0);
+        /* Room for the decision, the map and the note, whatever their size. */
+        const char *note = b->note != NULL ? b->note(b->note_arg, b->prev_info.step) : NULL;
+        size_t n = 1024 + 16 * (size_t)(b->stages + 1) + (note != NULL ? strlen(note) : 0);
         char *extra = bl_mem_array(bl_rt_allocator(b->rt), n, 1);
         if (extra == NULL) {
             return; /* the line is lost, the run goes on */
