@@ -1,0 +1,36 @@
+# cmake --install: the library and ballast.h, the programs, a CMake package
+# (find_package(ballast) gives ballast::ballast) and a pkg-config file
+# (pkg-config --cflags --libs ballast). tests/install_test.sh builds a
+# program against the installed tree both ways.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(BALLAST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ballast)
+# Installed programs find the installed library wherever the prefix is.
+set_target_properties(ballast-train ballast-sim PROPERTIES
+    INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+
+install(TARGETS ballast EXPORT ballastTargets
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS ballast-train ballast-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(EXPORT ballastTargets NAMESPACE ballast:: FILE ballastTargets.cmake
+    DESTINATION ${BALLAST_CMAKE_DIR})
+
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/ballastConfig.cmake.in
+    ${CMAKE_CURRENT_BINARY_DIR}/ballastConfig.cmake INSTALL_DESTINATION ${BALLAST_CMAKE_DIR})
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/ballastConfigVersion.cmake
+    COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ballastConfig.cmake
+    ${CMAKE_CURRENT_BINARY_DIR}/ballastConfigVersion.cmake DESTINATION ${BALLAST_CMAKE_DIR})
+
+# pkg-config: MPI is public (ballast.h includes mpi.h); the rest is private,
+# needed only to link a static libballast. The prefix is found from the
+# file's own place (${pcfiledir}), so `cmake --install --prefix` anywhere
+# gives a working file.
+file(RELATIVE_PATH BALLAST_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/ballast.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc
+    @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
