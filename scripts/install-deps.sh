@@ -7,7 +7,7 @@
 set -eu
 
 packages="build-essential cmake pkgconf libopenmpi-dev openmpi-bin libopenblas-dev \
-libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq"
+libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq gnuplot-nox"
 for arg in "$@"; do
     case "$arg" in
     --peers) packages="$packages python3-torch" ;;

@@ -1,0 +1,51 @@
+# ballast-report end to end (label cli): the summary and non-empty PNG and
+# SVG plots of recorded runs (shard rebalancing; a pipeline whose layers
+# migrated), a malformed line named by file and line and left out, and
+# every bad input refused. Included after balance_tests.cmake and
+# restage_tests.cmake, whose runs it reports on.
+find_program(GNUPLOT gnuplot REQUIRED)
+set(BL_REPORT ${PROJECT_BINARY_DIR}/runtime/ballast-report)
+set(bl_report_out ${BL_CLI_OUT}/report)
+
+bl_cli_test(report_balance EXIT 0
+    MATCH "bal_proportional.jsonl: 25 steps \\(0..24\\), 2 ranks$"
+          "^throughput: median [0-9]+ samples/s"
+          "^load balance: efficiency mean 0?\\.[0-9]+"
+          "^plan changes: [1-9]" "^time lost waiting: " "^migrations: 0$"
+          "report in .*/report_balance/ \\(summary.txt, compute.png compute.svg shards.png shards.svg throughput.png throughput.svg\\)"
+    COMMAND ${BL_REPORT} --out ${bl_report_out}_balance ${BL_CLI_OUT}/bal_proportional.jsonl
+    REQUIRES bal_proportional SETUP report_balance)
+bl_cli_test(report_balance_files EXIT 0 MATCH "^plots: 6 non-empty$"
+    COMMAND sh -c "echo plots: $(find \"$0\" -size +0 -name '*.[ps][nv]g' | wc -l) non-empty"
+            ${bl_report_out}_balance
+    REQUIRES report_balance)
+bl_cli_test(report_pipeline EXIT 0
+    MATCH "2 ranks, 2 pipeline stages$" "^stage maps: first 0,1,5, last 0,4,5$"
+          "^migrations: 1, [0-9]+ bytes" "^stage-map decisions: [0-9]+ \\(hold [0-9]+, repartition 1\\)"
+          "stages.png stages.svg"
+    COMMAND ${BL_REPORT} --out ${bl_report_out}_pipeline ${BL_CLI_OUT}/restage_policy.jsonl
+    REQUIRES restage_policy)
+
+# A line that is not JSON, and one that is not a step record: each named,
+# left out, and the report still made from the other 25.
+bl_cli_test(report_malformed EXIT 0
+    MATCH "report_bad.jsonl line 4: not JSON. left out"
+          "report_bad.jsonl line 7: not a step record \\(step, step_s, shards\\). left out"
+          "25 steps \\(0..24\\), 2 ranks, 2 malformed line\\(s\\) left out"
+    COMMAND sh -c "head -n 3 \"$0\" >\"$1\" && echo '{\"step\": 3, oops' >>\"$1\" && sed -n 4,5p \"$0\" >>\"$1\" && echo '{\"hello\":1}' >>\"$1\" && tail -n +6 \"$0\" >>\"$1\" && exec \"$2\" --out \"$1.d\" \"$1\""
+            ${BL_CLI_OUT}/bal_proportional.jsonl ${BL_CLI_OUT}/report_bad.jsonl ${BL_REPORT}
+    REQUIRES bal_proportional)
+bl_cli_test(report_nothing_usable EXIT 1 MATCH "report_empty.jsonl has no usable step record"
+    COMMAND sh -c "echo 'not json' >\"$0\" && exec \"$1\" \"$0\"" ${BL_CLI_OUT}/report_empty.jsonl
+            ${BL_REPORT}
+    REQUIRES cli_out)
+bl_cli_test(report_missing_file EXIT 1 MATCH "/nonexistent.jsonl: cannot read it"
+    COMMAND ${BL_REPORT} /nonexistent.jsonl)
+bl_cli_test(report_no_file EXIT 2 MATCH "no telemetry file given"
+    COMMAND ${BL_REPORT} --quiet)
+bl_cli_test(report_two_files EXIT 2 MATCH "one telemetry file, not 'a.jsonl' and 'b.jsonl'"
+    COMMAND ${BL_REPORT} a.jsonl b.jsonl)
+bl_cli_test(report_bad_option EXIT 2 MATCH "unknown option '--pdf'"
+    COMMAND ${BL_REPORT} --pdf x.jsonl)
+bl_cli_test(report_help EXIT 0 MATCH "^usage: ballast-report"
+    COMMAND ${BL_REPORT} --help)
