@@ -247,6 +247,7 @@ static void line_extra(const bl_balancer_t *b, char *extra, size_t n)
 static void on_records(const bl_step_record_t *records, void *arg)
 {
     bl_balancer_t *b = arg;
+    b->last_efficiency = bl_balance_of(records, b->rt->size).efficiency;
     if (b->controller_on) {
         bl_controller_observe(&b->ctl, records);
     }
@@ -274,11 +275,17 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
 {
     info->plan_changed = 0;
     info->plan_version = b->controller_on ? b->ctl.version : 0;
+    info->lb_efficiency = 0.0;
+    info->decision = NULL;
     if (!b->telemetry_on) {
         return BL_OK;
     }
     double t0 = bl_now_seconds();
     bl_status_t st = after_step(b, record, info, shards);
+    info->lb_efficiency = b->last_efficiency;
+    if (b->controller_on && b->ctl.decided) {
+        info->decision = b->ctl.last.action != NULL ? b->ctl.last.action : "hold";
+    }
     b->spent_s += bl_now_seconds() - t0;
     b->step_s += info->seconds;
     b->steps++;

@@ -34,6 +34,7 @@ typedef struct bl_balancer {
     double spent_s;
     double step_s;
     long steps;
+    double last_efficiency; /* rank 0: of the latest records delivered */
 } bl_balancer_t;
 
 /* Pipelines: every telemetry line also carries the stage map its step ran

@@ -389,6 +389,13 @@ typedef struct bl_step_info {
     long plan_version; /* the shard plan the NEXT step runs (increments on change) */
     int plan_changed;  /* the controller changed the plan after this step */
     int stages_moved;  /* layers that changed stage after this step (pipelines) */
+    /* For progress displays, on rank 0 only (0 and NULL elsewhere), when
+     * telemetry is gathered (a policy or a telemetry file): the load-balance
+     * efficiency (mean / max compute) of the latest step whose records have
+     * arrived (they come one step late; 0 before), and the policy's latest
+     * action ("hold", "move 0.5", "repartition", ...; NULL before any). */
+    double lb_efficiency;
+    const char *decision;
 } bl_step_info_t;
 
 /* Called after every step on every rank; a non-zero return stops the run

@@ -268,6 +268,7 @@ static void decide(bl_restager_t *r, long step, const double *sums, const int *f
         .first = first, .layer_s = r->layer_s, .step_s = r->window_step_s / r->window_steps};
     bl_restage_decision_t d;
     bl_restage_decide(r->policy, &obs, next, &d);
+    r->last_action = d.action;
     note_add(r,
              ",\"repartition\":{\"after_step\":%ld,\"action\":\"%s\",\"changed\":%d,"
              "\"current_s\":%.6g,\"best_s\":%.6g,\"gain_s\":%.6g,\"move_bytes\":%.0f,"

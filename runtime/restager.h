@@ -29,7 +29,8 @@ typedef struct bl_restager {
     int *message;         /* (S + 2): changed flag, then the next map */
     char *note;           /* rank 0: JSON members for the step's telemetry line */
     size_t note_cap;
-    long note_step; /* the step the note belongs to, −1: none */
+    long note_step;          /* the step the note belongs to, −1: none */
+    const char *last_action; /* rank 0: the policy's latest action, or NULL */
 } bl_restager_t;
 
 /* Collective. cfg is the trainer's (validated) config, l its layout. */

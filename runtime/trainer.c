@@ -617,6 +617,9 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
         bl_restager_observe(&t->restager, &t->stage, info->seconds);
         st = bl_restager_boundary(&t->restager, info->step, t->layout.first, t->next_first,
                                   &changed);
+        if (t->restager.last_action != NULL) {
+            info->decision = t->restager.last_action;
+        }
         if (st == BL_OK && changed) {
             st = restage(t, info->step, t->next_first, &info->stages_moved);
         }

@@ -49,3 +49,28 @@ bl_cli_test(report_bad_option EXIT 2 MATCH "unknown option '--pdf'"
     COMMAND ${BL_REPORT} --pdf x.jsonl)
 bl_cli_test(report_help EXIT 0 MATCH "^usage: ballast-report"
     COMMAND ${BL_REPORT} --help)
+
+# Progress on rank 0: with a policy it names the load balance and the
+# latest decision; in a log (here a pipe, under mpirun) one line per report
+# and no carriage return; run directly on a terminal (script(1) gives it
+# one) the line is redrawn in place.
+bl_cli_test(progress_policy EXIT 0
+    MATCH "^step 25/25 epoch 1/1 loss [0-9.]+ samples/s [0-9]+ eta [0-9]+s balance [01]\\.[0-9][0-9] plan v[0-9]+ (hold|move [0-9.]+)$"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/good
+            --layers 32,16 --batch 32 --steps 25 --progress 0 --policy bandit
+            --rebalance-every 3 --emulate-slowdown 1:3
+    REQUIRES cli_data_good)
+bl_cli_test(progress_log_has_no_carriage_return EXIT 0 MATCH "^carriage returns: 0 lines: 25$"
+    COMMAND sh -c "\"$@\" --progress 0 >\"$0\" && echo carriage returns: $(tr -dc '\\r' <\"$0\" | wc -c) lines: $(grep -c '^step ' \"$0\")"
+            ${BL_CLI_OUT}/progress_log.txt ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            --data ${BL_CLI_DATA}/good --layers 32,16 --batch 32 --steps 25
+    REQUIRES cli_data_good cli_out)
+find_program(SCRIPT script)
+if(SCRIPT)
+    bl_cli_test(progress_terminal_redraws EXIT 0 MATCH "^carriage returns: [1-9][0-9]*$"
+        COMMAND sh -c "${SCRIPT} -qec \"$0 --data $1 --layers 32,16 --batch 32 --steps 25 --progress 0\" /dev/null >\"$2\" && echo carriage returns: $(tr -dc '\\r' <\"$2\" | wc -c)"
+                ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good ${BL_CLI_OUT}/progress_tty.txt
+        REQUIRES cli_data_good cli_out)
+endif()
+set_tests_properties(cli_progress_policy cli_progress_log_has_no_carriage_return PROPERTIES
+    LABELS "cli;mpi")

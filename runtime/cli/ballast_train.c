@@ -28,7 +28,34 @@ typedef struct progress {
     double window_loss; /* loss summed since the last line */
     double recent[LOSS_WINDOW];
     long done;
+    int tty;     /* stdout is a terminal: one line, redrawn in place */
+    int pending; /* a redrawn line is on screen without its newline */
 } progress_t;
+
+/* Progress is redrawn in place only on the user's terminal. Under an MPI
+ * launcher a rank's stdout is the launcher's pseudo-terminal or pipe,
+ * whatever the launcher's own output is (a log file, say), so there it is
+ * one line per report. */
+static int redraws_in_place(void)
+{
+    static const char *const launched[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK",
+                                           "SLURM_STEP_ID"};
+    for (size_t i = 0; i < sizeof launched / sizeof launched[0]; i++) {
+        if (getenv(launched[i]) != NULL) {
+            return 0;
+        }
+    }
+    return isatty(STDOUT_FILENO);
+}
+
+/* Ends a line redrawn in place before anything else is printed. */
+static void end_progress_line(progress_t *p)
+{
+    if (p->pending) {
+        putchar('\n');
+        p->pending = 0;
+    }
+}
 
 static double now_seconds(void)
 {
@@ -73,6 +100,7 @@ static int on_step(const bl_step_info_t *info, void *arg)
         if (p->rank != 0) {
             return 0;
         }
+        end_progress_line(p);
         printf("eval: epoch %ld test_accuracy=%.4f test_loss=%.6f\n", info->epoch + 1, accuracy,
                loss);
         fflush(stdout);
@@ -87,13 +115,25 @@ static int on_step(const bl_step_info_t *info, void *arg)
     format_duration((double)(p->total_steps - p->done) / (double)p->done * (now - p->start), eta,
                     sizeof eta);
     long epochs = (p->total_steps + info->steps_per_epoch - 1) / info->steps_per_epoch;
-    char plan[32] = "";
-    if (strcmp(p->opt->policy, "none") != 0) {
-        snprintf(plan, sizeof plan, " plan v%ld", info->plan_version);
+    /* What the balancer knows: the load-balance efficiency and the policy's
+     * latest action (and, for shards, the plan version). */
+    char extra[96] = "";
+    size_t used = 0;
+    if (info->lb_efficiency > 0.0) {
+        used += (size_t)snprintf(extra, sizeof extra, " balance %.2f", info->lb_efficiency);
     }
-    printf("step %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s%s\n", p->done,
-           p->total_steps, info->epoch + 1, epochs, p->window_loss / (double)steps, rate, eta,
-           plan);
+    if (strcmp(p->opt->policy, "none") != 0 && used < sizeof extra) {
+        snprintf(extra + used, sizeof extra - used, " plan v%ld%s%s", info->plan_version,
+                 info->decision != NULL ? " " : "", info->decision != NULL ? info->decision : "");
+    }
+    /* On a terminal the line is redrawn in place; in a log, one per line. */
+    printf("%sstep %ld/%ld epoch %ld/%ld loss %.4f samples/s %.0f eta %s%s%s", p->tty ? "\r" : "",
+           p->done, p->total_steps, info->epoch + 1, epochs, p->window_loss / (double)steps, rate,
+           eta, extra, p->tty ? "\033[K" : "\n");
+    p->pending = p->tty;
+    if (last) {
+        end_progress_line(p);
+    }
     fflush(stdout);
     p->last_print = now;
     p->last_step = p->done;
@@ -274,9 +314,11 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                     .trainer = trainer,
                     .test_set = test_set,
                     .total_steps = steps,
-                    .batch = o->batch};
+                    .batch = o->batch,
+                    .tty = redraws_in_place()};
     p.start = p.last_print = now_seconds();
     st = bl_trainer_run(trainer, steps, on_step, &p);
+    end_progress_line(&p);
     if (st == BL_OK) {
         st = p.eval_status;
     }
