@@ -15,8 +15,10 @@ install(TARGETS ballast EXPORT ballastTargets
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS ballast-train ballast-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(PROGRAMS ${PROJECT_SOURCE_DIR}/runtime/cli/ballast_report.sh
-    DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME ballast-report)
+foreach(script report bench)
+    install(PROGRAMS ${PROJECT_SOURCE_DIR}/runtime/cli/ballast_${script}.sh
+        DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME ballast-${script})
+endforeach()
 install(EXPORT ballastTargets NAMESPACE ballast:: FILE ballastTargets.cmake
     DESTINATION ${BALLAST_CMAKE_DIR})
 

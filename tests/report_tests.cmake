@@ -74,3 +74,39 @@ if(SCRIPT)
 endif()
 set_tests_properties(cli_progress_policy cli_progress_log_has_no_carriage_return PROPERTIES
     LABELS "cli;mpi")
+
+# ballast-bench: a strong and a weak sweep over 1 and 2 ranks (tiny model,
+# generated data) prints both tables and writes both plots; bad flags are
+# refused naming the flag.
+set(BL_BENCH ${PROJECT_BINARY_DIR}/runtime/ballast-bench)
+bl_cli_test(bench_scaling EXIT 0
+    MATCH "^strong scaling \\(mpirun\\): --layers 32,16, batch 32, 12 steps"
+          "^weak scaling \\(mpirun\\): --layers 32,16, batch 32 per rank"
+          "^ +ranks +batch +samples/s +speed-up +efficiency$"
+          "^ +1 +32 +[0-9]+ +1\\.000 +1\\.000$" "^ +2 +32 +[0-9]+ +[0-9.]+ +[0-9.]+$"
+          "^ +2 +64 +[0-9]+ +[0-9.]+ +[0-9.]+$"
+          "ballast-bench: table in .*/bench_scaling/scaling.txt"
+    COMMAND ${BL_BENCH} --ranks 1,2 --mode both --layers 32,16 --batch 32 --steps 12
+            --warmup 2 --data ${BL_CLI_DATA}/good --launcher-args --oversubscribe
+            --out ${BL_CLI_OUT}/bench_scaling -- --threads 1
+    REQUIRES cli_data_good cli_out SETUP bench_scaling)
+bl_cli_test(bench_scaling_plots EXIT 0 MATCH "^plots: 4 non-empty$"
+    COMMAND sh -c "echo plots: $(find \"$0\" -size +0 -name 'scaling-*.[ps][nv]g' | wc -l) non-empty"
+            ${BL_CLI_OUT}/bench_scaling
+    REQUIRES bench_scaling)
+set(bl_bench_usage_cases
+    "bench_bad_mode|--mode: 'fast' is not strong, weak or both|--mode|fast"
+    "bench_not_ascending|--ranks: '2,1' is not ascending|--ranks|2,1"
+    "bench_bad_ranks|--ranks: 'x' in '1,x' is not a positive integer|--ranks|1,x"
+    "bench_bad_launcher|--launcher: 'slurm' is not mpirun or srun|--launcher|slurm"
+    "bench_short_run|--steps 4 with --warmup 2 leaves fewer than 3 steps|--steps|4|--warmup|2"
+    "bench_bad_batch|--batch: '0' is not a positive integer|--batch|0"
+    "bench_unknown|unknown argument '--fast'|--fast")
+foreach(case IN LISTS bl_bench_usage_cases)
+    string(REPLACE "|" ";" fields "${case}")
+    list(POP_FRONT fields name regex)
+    bl_cli_test(${name} EXIT 2 MATCH "${regex}" COMMAND ${BL_BENCH} ${fields})
+endforeach()
+bl_cli_test(bench_no_train EXIT 1 MATCH "/nonexistent is not an executable ballast-train"
+    COMMAND ${BL_BENCH} --train /nonexistent)
+set_tests_properties(cli_bench_scaling PROPERTIES LABELS "cli;mpi")
