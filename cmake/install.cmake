@@ -34,6 +34,14 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ballastConfig.cmake
 # file's own place (${pcfiledir}), so `cmake --install --prefix` anywhere
 # gives a working file.
 file(RELATIVE_PATH BALLAST_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+# A static libballast needs its dependencies on every link, not only with
+# pkg-config --static (which would also drag in their own static closure).
+set(BALLAST_PC_REQUIRES "")
+set(BALLAST_PC_LIBS "")
+if(NOT BALLAST_SHARED)
+    set(BALLAST_PC_REQUIRES " openblas hwloc zlib")
+    set(BALLAST_PC_LIBS " -lm")
+endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/ballast.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc
     @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc
