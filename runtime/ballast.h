@@ -122,6 +122,11 @@ const char *bl_last_error(const bl_runtime_t *rt);
 int bl_runtime_rank(const bl_runtime_t *rt);
 int bl_runtime_size(const bl_runtime_t *rt);
 
+/* *any = 1 when `mine` is non-zero on any rank (a reduction): how ranks
+ * agree to stop at the same step when one of them got a signal.
+ * Collective. */
+bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any);
+
 /* Logs one printf-style line through the runtime's logger (level filter and
  * rank filter apply). */
 void bl_log(const bl_runtime_t *rt, bl_log_level_t level, const char *fmt, ...)
@@ -430,6 +435,27 @@ typedef struct bl_layout_info {
 
 /* Fills *out for this rank. BL_ERR_INVALID_ARG for NULL arguments. */
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out);
+
+/* Checkpoints (format and guarantees: runtime/checkpoint.h, README).
+ * Saves the trainer's state — parameters, momentum, the next step, the
+ * seed, batch and shuffle that fix the sampler, the shard plan and the
+ * stage map — into dir/ckpt-<step>/, keeping the newest `keep` (0: all);
+ * path (n bytes, may be NULL with n 0) receives the checkpoint's
+ * directory. Collective; may be called from a step callback. A failed
+ * save leaves the previous checkpoints as they were. */
+bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
+                                       size_t n);
+
+/* Loads the newest complete and valid checkpoint in dir (skipping, with a
+ * warning, any that is not) and continues from it: the next run starts at
+ * its step with its parameters and momentum, bitwise as if never stopped
+ * when the layout is the same. The layout may differ (ranks, pipelines,
+ * stages): the saved shard plan is kept when the number of pipelines is
+ * the same and the config gives none, the saved stage map when the number
+ * of stages is the same and the config gives none. *resumed = 0 when dir
+ * has no checkpoint. Collective, before bl_trainer_run. BL_ERR_MISMATCH
+ * when the checkpoint is of another model, seed, batch or shuffle. */
+bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed);
 
 /* The stage map in force: first[0..S] (stage s owns [first[s],
  * first[s+1])); it changes when layers migrate. Belongs to t; NULL for a

@@ -126,3 +126,13 @@ int bl_runtime_size(const bl_runtime_t *rt)
 {
     return rt == NULL ? 0 : rt->size;
 }
+
+bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any)
+{
+    if (rt == NULL || any == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    int local = mine != 0;
+    int rc = MPI_Allreduce(&local, any, 1, MPI_INT, MPI_MAX, rt->comm);
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Allreduce of a stop flag");
+}

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "balancer.h"
+#include "checkpoint.h"
 #include "consistency.h"
 #include "dataset_impl.h"
 #include "grad_sync.h"
@@ -44,6 +45,8 @@ struct bl_trainer {
     float *velocity;        /* momentum buffer, the params' layout */
     long *indices;          /* (B) this step's sample indices (the whole global batch) */
     long step;              /* the next global step */
+    int user_map;           /* the stage map came from the config (a resume keeps it) */
+    int cfg_shards_given;   /* the shard plan came from the config (a resume keeps it) */
     long whole_at;          /* the step at which every rank last held every layer's
                                current parameters (pipelines; 0: the initial ones) */
 };
@@ -372,6 +375,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (st != BL_OK) {
         goto fail;
     }
+    t->user_map = c.stage_first != NULL;
     t->cfg.stage_first = t->layout.first;
     st = bl_restager_check_plan(rt, &c, m->layer_count);
     if (st != BL_OK) {
@@ -382,6 +386,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", t->layout.stages);
         goto fail;
     }
+    t->cfg_shards_given = c.shards != NULL;
     t->shards = bl_mem_array(a, (size_t)t->layout.replicas, sizeof *t->shards);
     t->rank_shards = bl_mem_array(a, (size_t)rt->size, sizeof *t->rank_shards);
     if (t->shards == NULL || t->rank_shards == NULL) {
@@ -504,6 +509,23 @@ static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correc
     return BL_OK;
 }
 
+/* The stage's buffers and the gradient buckets, (re)made for the layers
+ * the layout gives this rank's stage now. */
+static bl_status_t rebuild_stage(bl_trainer_t *t)
+{
+    bl_layout_t *l = &t->layout;
+    bl_stage_free(&t->stage);
+    bl_grad_sync_free(&t->sync);
+    bl_status_t st =
+        bl_stage_init(&t->stage, t->model, l, t->cfg.batch, t->cfg.micro_batches,
+                      t->cfg.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
+    if (st == BL_OK && l->replicas > 1) {
+        st = bl_grad_sync_init(&t->sync, t->rt, l->dp, t->model, t->stage.first, t->stage.last,
+                               (size_t)(t->cfg.bucket_mb * 1024.0 * 1024.0));
+    }
+    return st;
+}
+
 /* Moves to stage map next at the boundary after step `step`, in every
  * pipeline at once: the layers that change stage send their parameters
  * and momentum over (migration.h), then every rank rebuilds its stage (and
@@ -537,16 +559,7 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     bl_restager_moved(&t->restager, step, l->first, next, &mig, agree[0]);
     memcpy(l->first, next, (size_t)(l->stages + 1) * sizeof *l->first);
     *moved = mig.layers_moved;
-    /* The stage's buffers and the gradient buckets follow its new layers. */
-    bl_stage_free(&t->stage);
-    bl_grad_sync_free(&t->sync);
-    st = bl_stage_init(&t->stage, t->model, l, t->cfg.batch, t->cfg.micro_batches,
-                       t->cfg.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
-    if (st == BL_OK && l->replicas > 1) {
-        st = bl_grad_sync_init(&t->sync, t->rt, l->dp, t->model, t->stage.first, t->stage.last,
-                               (size_t)(t->cfg.bucket_mb * 1024.0 * 1024.0));
-    }
-    return st;
+    return rebuild_stage(t);
 }
 
 /* One training step on the global batch of t->step. */
@@ -814,4 +827,106 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
     *loss = sums[0] / (double)d->count;
     *accuracy = sums[1] / (double)d->count;
     return BL_OK;
+}
+
+bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
+                                       size_t n)
+{
+    if (t == NULL || dir == NULL || keep < 0 || (path == NULL && n > 0)) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                                   "save checkpoint: NULL directory or path, or keep %d < 0", keep);
+    }
+    char scratch[4096];
+    bl_ckpt_state_t s = {.step = t->step,
+                         .seed = t->cfg.seed,
+                         .batch = t->cfg.batch,
+                         .shuffle = t->cfg.shuffle,
+                         .plan_version = t->balancer.ctl.version,
+                         .ranks = t->rt->size,
+                         .replicas = t->layout.replicas,
+                         .stages = t->layout.stages,
+                         .first = t->layout.first,
+                         .shards = t->shards};
+    return bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
+                        path != NULL ? path : scratch, path != NULL ? n : sizeof scratch);
+}
+
+/* The loaded run must be this run: the same global batches. */
+static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_ckpt_state_t *s)
+{
+    const bl_train_config_t *c = &t->cfg;
+    if (s->seed != c->seed || s->batch != c->batch || s->shuffle != c->shuffle) {
+        return bl_fail(t->rt, BL_ERR_MISMATCH,
+                       "resume: %s was saved with seed %llu, batch %d, shuffle %s; this run has "
+                       "seed %llu, batch %d, shuffle %s",
+                       path, (unsigned long long)s->seed, s->batch, s->shuffle ? "on" : "off",
+                       (unsigned long long)c->seed, c->batch, c->shuffle ? "on" : "off");
+    }
+    return BL_OK;
+}
+
+/* What a checkpoint's plan gives this layout: its shards when the number
+ * of pipelines is the same and no plan was given; its stage map when the
+ * number of stages is the same and no map was given. */
+static bl_status_t adopt_plan(bl_trainer_t *t, const bl_ckpt_state_t *s)
+{
+    bl_layout_t *l = &t->layout;
+    int D = l->replicas, S = l->stages;
+    int caps_ok = 1;
+    for (int d = 0; t->shard_min != NULL && d < D && s->replicas == D; d++) {
+        caps_ok = caps_ok && s->shards[d] >= t->shard_min[d] && s->shards[d] <= t->shard_max[d];
+    }
+    if (s->replicas == D && caps_ok && !t->cfg_shards_given) {
+        memcpy(t->shards, s->shards, (size_t)D * sizeof *t->shards);
+        locate_slice(t);
+    }
+    if (s->stages == S && !t->user_map &&
+        memcmp(l->first, s->first, (size_t)(S + 1) * sizeof *l->first) != 0) {
+        memcpy(l->first, s->first, (size_t)(S + 1) * sizeof *l->first);
+        return rebuild_stage(t);
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
+{
+    if (t == NULL || dir == NULL || resumed == NULL) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG, "resume: NULL argument");
+    }
+    *resumed = 0;
+    char path[4096];
+    int found = 0;
+    bl_status_t st = bl_ckpt_find(t->rt, dir, t->model, path, sizeof path, &found);
+    if (st != BL_OK || !found) {
+        return st;
+    }
+    bl_ckpt_state_t s = {0};
+    st = bl_ckpt_load(t->rt, path, t->model, t->velocity, &s);
+    if (st == BL_OK) {
+        st = check_resumable(t, path, &s);
+    }
+    /* Every rank read the same files: a failure anywhere fails everywhere. */
+    int failed = st != BL_OK, any = 0;
+    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, t->rt->comm);
+    if (st == BL_OK && rc != MPI_SUCCESS) {
+        st = bl_fail_mpi(t->rt, rc, "MPI_Allreduce agreeing on a resume");
+    } else if (st == BL_OK && any) {
+        st = bl_fail(t->rt, BL_ERR_IO, "resume from %s failed on another rank", path);
+    }
+    if (st == BL_OK) {
+        t->step = s.step;
+        t->whole_at = s.step; /* every rank loaded every layer */
+        t->balancer.ctl.version = s.plan_version;
+        st = adopt_plan(t, &s);
+    }
+    if (st == BL_OK) {
+        *resumed = 1;
+        bl_log(t->rt, BL_LOG_INFO,
+               "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
+               s.step, s.ranks, s.replicas, s.stages);
+    }
+    bl_ckpt_state_free(t->rt, &s);
+    return st;
 }

@@ -2,6 +2,7 @@
  * printing progress and a final summary line. The program (not the library)
  * decides to exit: 0 success, 1 run-time failure, 2 bad usage. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,75 @@ typedef struct progress {
     long done;
     int tty;     /* stdout is a terminal: one line, redrawn in place */
     int pending; /* a redrawn line is on screen without its newline */
+    bl_runtime_t *rt;
+    long first_step;             /* the step this process started from (a resume's) */
+    int stopped;                 /* a signal stopped the run (every rank agreed) */
+    bl_status_t ckpt_status;     /* a failed periodic checkpoint stops the run */
+    long kill_step, signal_step; /* test hooks (BALLAST_TEST_KILL_AT, ..._SIGNAL_AT), or -1 */
 } progress_t;
+
+/* SIGTERM or SIGUSR1 arrived: the ranks stop together at the next step
+ * boundary (with --checkpoint-dir). */
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void arm_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* A test hook: "RANK:STEP" in the environment variable `name` names the
+ * step after which this rank acts; -1 when unset or not this rank. */
+static long hook_step(const char *name, int rank)
+{
+    const char *v = getenv(name);
+    int r = -1;
+    long step = -1;
+    if (v == NULL || sscanf(v, "%d:%ld", &r, &step) != 2 || r != rank) {
+        return -1;
+    }
+    return step;
+}
+
+/* Before anything else of a step's callback, on every rank: the test
+ * hooks, the agreement to stop on a signal, the periodic checkpoint.
+ * Returns 1 to stop the run. */
+static int between_steps(progress_t *p, const bl_step_info_t *info)
+{
+    if (info->step == p->kill_step) {
+        raise(SIGKILL); /* the kill-and-resume test: die here, mid-run */
+    }
+    if (info->step == p->signal_step) {
+        raise(SIGUSR1); /* the signal test: as if the scheduler sent it */
+    }
+    const train_options_t *o = p->opt;
+    if (o->checkpoint_dir == NULL) {
+        return 0;
+    }
+    int any = 0;
+    p->ckpt_status = bl_runtime_any(p->rt, stop_requested, &any);
+    if (p->ckpt_status != BL_OK || any) {
+        p->stopped = any;
+        return 1;
+    }
+    int last = info->step + 1 >= p->total_steps;
+    if (o->checkpoint_every > 0 && !last && (info->step + 1) % o->checkpoint_every == 0) {
+        p->ckpt_status =
+            bl_trainer_save_checkpoint(p->trainer, o->checkpoint_dir, o->keep, NULL, 0);
+        return p->ckpt_status != BL_OK;
+    }
+    return 0;
+}
 
 /* Progress is redrawn in place only on the user's terminal. Under an MPI
  * launcher a rank's stdout is the launcher's pseudo-terminal or pipe,
@@ -79,6 +148,10 @@ static void format_duration(double seconds, char *out, size_t n)
 static int on_step(const bl_step_info_t *info, void *arg)
 {
     progress_t *p = arg;
+    if (between_steps(p, info)) {
+        p->done++;
+        return 1;
+    }
     double now = now_seconds();
     p->recent[p->done % LOSS_WINDOW] = info->loss;
     p->done++;
@@ -112,8 +185,9 @@ static int on_step(const bl_step_info_t *info, void *arg)
     long steps = p->done - p->last_step;
     double rate = (double)steps * p->batch / (now - p->last_print);
     char eta[32];
-    format_duration((double)(p->total_steps - p->done) / (double)p->done * (now - p->start), eta,
-                    sizeof eta);
+    format_duration((double)(p->total_steps - p->done) / (double)(p->done - p->first_step) *
+                        (now - p->start),
+                    eta, sizeof eta);
     long epochs = (p->total_steps + info->steps_per_epoch - 1) / info->steps_per_epoch;
     /* What the balancer knows: the load-balance efficiency and the policy's
      * latest action (and, for shards, the plan version). */
@@ -231,7 +305,7 @@ static bl_status_t print_stages(bl_runtime_t *rt, const bl_trainer_t *trainer)
 /* Trains as the options say. A failure the program found itself is printed
  * here and flagged in *reported; a library failure is left to the caller,
  * which prints bl_last_error. */
-static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported)
+static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported, int *stopped)
 {
     int rank = bl_runtime_rank(rt);
     char images[4096], labels[4096];
@@ -309,18 +383,51 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
            "training %zu parameters on %ld samples: %ld steps of %d (%ld per epoch)",
            bl_model_param_count(model), bl_dataset_count(train_set), steps, o->batch,
            bl_trainer_steps_per_epoch(trainer));
+    if (o->resume) {
+        int resumed = 0;
+        st = bl_trainer_resume(trainer, o->checkpoint_dir, &resumed);
+        if (st != BL_OK) {
+            goto done;
+        }
+        if (!resumed) {
+            bl_log(rt, BL_LOG_INFO, "resume: no checkpoint in %s; starting from step 0",
+                   o->checkpoint_dir);
+        }
+    }
+    if (o->checkpoint_dir != NULL) {
+        arm_signals();
+    }
+    long first = bl_trainer_step(trainer);
     progress_t p = {.opt = o,
                     .rank = rank,
                     .trainer = trainer,
                     .test_set = test_set,
                     .total_steps = steps,
                     .batch = o->batch,
-                    .tty = redraws_in_place()};
+                    .tty = redraws_in_place(),
+                    .rt = rt,
+                    .first_step = first,
+                    .last_step = first,
+                    .done = first,
+                    .kill_step = hook_step("BALLAST_TEST_KILL_AT", rank),
+                    .signal_step = hook_step("BALLAST_TEST_SIGNAL_AT", rank)};
     p.start = p.last_print = now_seconds();
-    st = bl_trainer_run(trainer, steps, on_step, &p);
+    st = bl_trainer_run(trainer, steps > first ? steps - first : 0, on_step, &p);
     end_progress_line(&p);
     if (st == BL_OK) {
-        st = p.eval_status;
+        st = p.eval_status != BL_OK ? p.eval_status : p.ckpt_status;
+    }
+    if (st == BL_OK && o->checkpoint_dir != NULL) {
+        char path[4096];
+        st = bl_trainer_save_checkpoint(trainer, o->checkpoint_dir, o->keep, path, sizeof path);
+        if (st == BL_OK && p.stopped) {
+            *stopped = 1;
+            if (rank == 0) {
+                printf("stopped: after step %ld by a signal; checkpoint %s\n", p.done - 1, path);
+                fflush(stdout);
+            }
+            goto done;
+        }
     }
     double train_seconds = now_seconds() - p.start;
     double test_loss = 0.0, test_accuracy = 0.0;
@@ -331,14 +438,16 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
         st = print_stages(rt, trainer);
     }
     if (st == BL_OK && rank == 0) {
-        long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;
-        double recent = 0.0;
-        for (long i = 0; i < n; i++) {
+        long ran = p.done - p.first_step; /* steps this process trained */
+        long n = ran < LOSS_WINDOW ? ran : LOSS_WINDOW;
+        double recent = 0.0; /* slots not yet written hold 0 */
+        for (long i = 0; i < LOSS_WINDOW; i++) {
             recent += p.recent[i];
         }
         printf("summary: steps=%ld samples_per_s=%.1f train_loss=%.6f test_accuracy=%.4f "
                "test_loss=%.6f\n",
-               p.done, train_seconds > 0 ? (double)p.done * o->batch / train_seconds : 0.0,
+               p.done,
+               train_seconds > 0 ? (double)(p.done - p.first_step) * o->batch / train_seconds : 0.0,
                n > 0 ? recent / (double)n : 0.0, test_accuracy, test_loss);
         fflush(stdout);
     }
@@ -393,10 +502,10 @@ int main(int argc, char **argv)
     bl_config_t cfg = BL_CONFIG_INIT;
     cfg.blas_threads = opt.threads;
     bl_runtime_t *rt = NULL;
-    int reported = 0;
+    int reported = 0, stopped = 0;
     bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt);
     if (st == BL_OK) {
-        st = train(rt, &opt, &reported);
+        st = train(rt, &opt, &reported, &stopped);
     }
     if (st != BL_OK) {
         if (!reported) {
@@ -413,5 +522,5 @@ int main(int argc, char **argv)
     }
     bl_runtime_destroy(rt);
     MPI_Finalize();
-    return 0;
+    return stopped ? 3 : 0;
 }

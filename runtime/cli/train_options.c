@@ -78,6 +78,15 @@ static const char usage_text[] =
     "                        (default: all steps); repeatable; timings only, never the math\n"
     "  --telemetry FILE      rank 0 writes one JSON object per step\n"
     "  --trace FILE          rank 0 writes a Chrome trace (open in Perfetto)\n"
+    "Checkpoints and signals:\n"
+    "  --checkpoint-dir DIR  write checkpoints into DIR/ckpt-<step>/ (at the end of the run,\n"
+    "                        every --checkpoint-every steps, and when a rank gets SIGTERM or\n"
+    "                        SIGUSR1: then every rank stops after the same step, the\n"
+    "                        checkpoint is written and the exit status is 3)\n"
+    "  --checkpoint-every N  also every N steps (default 0: only at the end)\n"
+    "  --keep K              keep the newest K checkpoints (default 3; 0: all)\n"
+    "  --resume              continue from the newest complete, valid checkpoint in DIR (the\n"
+    "                        total --steps/--epochs stay the run's length); none: from step 0\n"
     "Running:\n"
     "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
     "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
@@ -92,7 +101,8 @@ static const char usage_text[] =
     "summary: steps=N samples_per_s=X train_loss=Y test_accuracy=Z test_loss=W\n"
     "(train_loss: the mean loss of the last min(N, 100) steps; samples_per_s: training only).\n"
     "Environment: BALLAST_LOG=error|warn|info|debug sets the log level (default info).\n"
-    "Exit status: 0 success, 1 a run-time failure (the message says why), 2 bad usage.\n";
+    "Exit status: 0 success, 1 a run-time failure (the message says why), 2 bad usage,\n"
+    "3 stopped by SIGTERM or SIGUSR1 after writing a checkpoint.\n";
 
 const char *train_options_usage(void)
 {
@@ -270,6 +280,10 @@ enum {
     OPT_PROGRESS,
     OPT_EVAL_EVERY,
     OPT_SHARDS,
+    OPT_CHECKPOINT_DIR,
+    OPT_CHECKPOINT_EVERY,
+    OPT_KEEP,
+    OPT_RESUME,
     OPT_SHARD_MIN,
     OPT_SHARD_MAX,
     OPT_DP,
@@ -308,6 +322,10 @@ static const struct option long_options[] = {
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
     {"shards", required_argument, NULL, OPT_SHARDS},
+    {"checkpoint-dir", required_argument, NULL, OPT_CHECKPOINT_DIR},
+    {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
+    {"keep", required_argument, NULL, OPT_KEEP},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
     {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
@@ -353,6 +371,7 @@ static void set_defaults(train_options_t *o)
     o->micro_batches = 1;
     o->schedule = BL_SCHEDULE_1F1B;
     o->repartition_horizon = 200.0;
+    o->keep = 3;
     o->repartition_threshold = 0.02;
 }
 
@@ -372,6 +391,16 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
     case OPT_SHARDS:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard size", "shard sizes",
                               o->shards, &o->shard_count, err, errlen);
+    case OPT_CHECKPOINT_DIR:
+        o->checkpoint_dir = arg;
+        return 0;
+    case OPT_CHECKPOINT_EVERY:
+        return flags_long(flag, arg, 0, 1000000000L, &o->checkpoint_every, err, errlen);
+    case OPT_KEEP:
+        return flags_int(flag, arg, 0, 1000000, &o->keep, err, errlen);
+    case OPT_RESUME:
+        o->resume = 1;
+        return 0;
     case OPT_SHARD_MIN:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard cap", "shard caps",
                               o->shard_min, &o->shard_min_count, err, errlen);
@@ -552,6 +581,10 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
         return flags_fail(err, errlen,
                           "--pp %d: the model has %d layers and every stage needs at least one",
                           o->pp, train_options_layer_count(o));
+    }
+    if ((o->resume || o->checkpoint_every > 0) && o->checkpoint_dir == NULL) {
+        return flags_fail(err, errlen, "%s needs --checkpoint-dir DIR",
+                          o->resume ? "--resume" : "--checkpoint-every");
     }
     return check_stage_plan(o, err, errlen);
 }

@@ -56,6 +56,10 @@ typedef struct train_options {
     const char *trace_path;
     bl_slowdown_t slowdowns[TRAIN_MAX_SLOWDOWNS];
     int slowdown_count;
+    const char *checkpoint_dir; /* --checkpoint-dir */
+    long checkpoint_every;      /* --checkpoint-every: steps; 0: only at the end */
+    int keep;                   /* --keep: newest checkpoints kept; 0: all */
+    int resume;                 /* --resume */
     const char *init_params;
     const char *save_params;
     double progress_seconds; /* between progress lines */
