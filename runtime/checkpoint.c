@@ -157,6 +157,26 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
+/* mkdir -p: dir and any missing parents. */
+static int make_dirs(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 /* Removes a directory and the files in it (checkpoints hold no deeper
  * levels). */
 static void remove_tree(const char *dir)
@@ -395,7 +415,7 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     }
     /* Rank 0 makes the temporary directory; everyone writes into it. */
     if (st == BL_OK && rt->rank == 0) {
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        if (make_dirs(dir) != 0) {
             st = bl_fail(rt, BL_ERR_IO, "checkpoint directory %s: cannot create it: %s", dir,
                          strerror(errno));
         } else if (snprintf(tmpdir, sizeof tmpdir, "%s/.tmp-ckpt-%012ld-%ld", dir, s->step,

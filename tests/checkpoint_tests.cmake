@@ -1,0 +1,72 @@
+# Checkpoints end to end (labels cli;mpi): kill a random rank at a random
+# step and resume, again and again, and end bit for bit where an
+# uninterrupted run ends; SIGUSR1 to one rank stops every rank at one step
+# with a checkpoint (exit 3) and the resumed run matches; a checkpoint
+# saved with one layout resumes under another with identical parameters;
+# bad checkpoint flags are refused. Included after pp_tests.cmake (bl_dp_run,
+# dp_even2: the 25-step job on 2 ranks, the reference for bitwise
+# comparisons; dp_ref: one process).
+
+set(bl_ckpt ${BL_CLI_OUT}/ckpt)
+
+# 5 trials of up to 2 kills each in the default suite; 20 more under slow.
+bl_cli_test(kill_resume EXIT 0 MATCH "^kill-resume: 5 trials, [0-9]+ kills, 0 diverged$"
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/kill_resume.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+            ${bl_ckpt}/kill ${BL_CLI_OUT}/dp_even2.bin 5 1 2
+    REQUIRES dp_even2)
+bl_cli_test(kill_resume_many EXIT 0 MATCH "^kill-resume: 20 trials, [0-9]+ kills, 0 diverged$"
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/kill_resume.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+            ${bl_ckpt}/kill-many ${BL_CLI_OUT}/dp_even2.bin 20 101 3
+    REQUIRES dp_even2)
+set_tests_properties(cli_kill_resume PROPERTIES LABELS "cli;mpi" TIMEOUT 300)
+set_tests_properties(cli_kill_resume_many PROPERTIES LABELS "cli;mpi;slow" TIMEOUT 900)
+
+# SIGUSR1 to rank 1 after step 9: every rank stops there, the checkpoint is
+# written, exit 3; the resumed run ends bit for bit as the uninterrupted one.
+bl_cli_test(signal_stop EXIT 3
+    MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
+    COMMAND env BALLAST_TEST_SIGNAL_AT=1:9 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --checkpoint-dir ${bl_ckpt}/signal --checkpoint-every 4
+    REQUIRES cli_data_good cli_out SETUP ckpt_signal)
+bl_cli_test(signal_resume EXIT 0
+    MATCH "resumed from .*/signal/ckpt-000000000010 at step 10" "^summary: steps=25 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run}
+            --checkpoint-dir ${bl_ckpt}/signal --resume --save-params ${BL_CLI_OUT}/ckpt-signal.bin
+    REQUIRES ckpt_signal SETUP ckpt_signal_resumed)
+bl_cli_test(signal_resume_bitwise COMPARE same ${BL_CLI_OUT}/ckpt-signal.bin
+    ${BL_CLI_OUT}/dp_even2.bin REQUIRES ckpt_signal_resumed dp_even2)
+set_tests_properties(cli_signal_stop cli_signal_resume PROPERTIES LABELS "cli;mpi")
+
+# Resharding: checkpoints after 10 steps at np = 2 (data parallel) and at
+# pp = 2 (stages 0-1, 2-4) load under np = 1, np = 3 and another stage map
+# with identical parameters (no step runs after the load).
+foreach(saved dp2 pp2)
+    if(saved STREQUAL "dp2")
+        set(layout)
+    else()
+        set(layout --pp 2 --stages 0-1,2-4 --micro-batches 2)
+    endif()
+    bl_cli_test(reshard_save_${saved} EXIT 0 MATCH "^summary: steps=10 "
+        COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --steps 10 ${layout}
+                --checkpoint-dir ${bl_ckpt}/reshard-${saved}
+                --save-params ${BL_CLI_OUT}/ckpt-reshard-${saved}.bin
+        REQUIRES cli_data_good cli_out SETUP reshard_${saved})
+    set_tests_properties(cli_reshard_save_${saved} PROPERTIES LABELS "cli;mpi")
+    foreach(target "np1|1|" "np3|3|" "pp2_other_map|2|--pp|2|--stages|0-2,3-4")
+        string(REPLACE "|" ";" fields "${target}")
+        list(POP_FRONT fields tname ranks)
+        set(out ${BL_CLI_OUT}/ckpt-reshard-${saved}-to-${tname})
+        # Each resumes from its own copy of the saved directory (a resumed
+        # run writes its final checkpoint there).
+        bl_cli_test(reshard_${saved}_to_${tname} EXIT 0
+            MATCH "resumed from .*/ckpt-000000000010 at step 10" "^summary: steps=10 "
+            COMMAND sh -c "rm -rf \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
+                    ${out}.d ${bl_ckpt}/reshard-${saved} env BALLAST_LOG=info ${BL_MPIRUN}
+                    ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --steps 10 ${fields}
+                    --checkpoint-dir ${out}.d --resume --save-params ${out}.bin
+            REQUIRES reshard_${saved} SETUP reshard_${saved}_${tname})
+        set_tests_properties(cli_reshard_${saved}_to_${tname} PROPERTIES LABELS "cli;mpi")
+        bl_cli_test(reshard_${saved}_to_${tname}_identical COMPARE same ${out}.bin
+            ${BL_CLI_OUT}/ckpt-reshard-${saved}.bin REQUIRES reshard_${saved}_${tname})
+    endforeach()
+endforeach()
