@@ -848,8 +848,16 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .stages = t->layout.stages,
                          .first = t->layout.first,
                          .shards = t->shards};
-    return bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
-                        path != NULL ? path : scratch, path != NULL ? n : sizeof scratch);
+    double t0 = bl_now_seconds();
+    char *where = path != NULL ? path : scratch;
+    bl_status_t st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep,
+                                  BL_CKPT_NO_FAULT, where, path != NULL ? n : sizeof scratch);
+    if (st == BL_OK) {
+        /* Parameters and momentum, 4 bytes each, plus small headers. */
+        bl_log(t->rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
+               8.0 * (double)t->model->param_count / 1e6, 1e3 * (bl_now_seconds() - t0));
+    }
+    return st;
 }
 
 /* The loaded run must be this run: the same global batches. */
