@@ -4,10 +4,14 @@
 #
 #   scripts/install-deps.sh            build + test dependencies and the dataset
 #   scripts/install-deps.sh --peers    also PyTorch, for the peer benchmark
+#
+# clang builds the libFuzzer harnesses (fuzz/); libFuzzer itself
+# (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang only recommends.
 set -eu
 
 packages="build-essential cmake pkgconf libopenmpi-dev openmpi-bin libopenblas-dev \
-libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq gnuplot-nox"
+libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq gnuplot-nox \
+clang libclang-rt-14-dev"
 for arg in "$@"; do
     case "$arg" in
     --peers) packages="$packages python3-torch" ;;

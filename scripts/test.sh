@@ -18,3 +18,17 @@ BALLAST_BUILD_DIR="$root/build-sanitize" "$root/scripts/build.sh" -DBALLAST_WERR
     -DCMAKE_BUILD_TYPE=Debug
 echo "test: unit and cli tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" --timeout 600 -L 'unit|cli' -LE slow
+
+# libFuzzer harnesses (fuzz/README.md): build them with clang under
+# AddressSanitizer + UndefinedBehaviorSanitizer and replay the seed corpora
+# (no new fuzzing here; fuzz_short_* under -L slow fuzz for 20 s each).
+if command -v clang >/dev/null 2>&1; then
+    CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DBALLAST_FUZZ=ON -DBALLAST_SANITIZE=address,undefined -DBALLAST_WERROR=ON \
+        -DBALLAST_TESTS=OFF -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF
+    cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_train_options fuzz_checkpoint
+    echo "test: fuzz corpus replay (libFuzzer, AddressSanitizer + UndefinedBehaviorSanitizer)"
+    ctest --test-dir "$root/build-fuzz/fuzz" --output-on-failure -L fuzz -LE slow
+else
+    echo "test: clang not found, fuzz corpus replay skipped"
+fi

@@ -443,6 +443,11 @@ static void test_bad_pipeline_flags(void **state)
     parse_fails(ARGS("--layers", "8", "--stages", ""), PHRASES("--stages", "empty"));
     parse_fails(ARGS("--layers", "8", "--stages", "0-1,2"), PHRASES("--stages", "not a list"));
     parse_fails(ARGS("--layers", "8", "--stages", "0--1"), PHRASES("--stages", "not a list"));
+    /* found by fuzz_train_options: hi + 1 overflowed int */
+    parse_fails(ARGS("--layers", "8", "--stages", "0-2147483647"),
+                PHRASES("--stages", "not a list"));
+    parse_fails(ARGS("--layers", "8", "--stages", "0-2147483646"),
+                PHRASES("--stages", "cover layers 0-2147483646"));
     parse_fails(ARGS("--layers", "8", "--stages", "0-1,2-2", "--pp", "3"),
                 PHRASES("--stages gives 2 stages but --pp is 3"));
 }
@@ -487,6 +492,8 @@ static void test_bad_stage_plan_flags(void **state)
                 PHRASES("--stages-at", "is not STEP:MAP"));
     parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "2:1-2"),
                 PHRASES("--stages-at", "must start at layer 0"));
+    parse_fails(ARGS("--layers", "8", "--pp", "2", "--stages-at", "2:0-0,1-2147483647"),
+                PHRASES("--stages-at", "not a list"));
     parse_fails(ARGS("--repartition-horizon", "0.5"), PHRASES("--repartition-horizon", "outside"));
     parse_fails(ARGS("--repartition-threshold", "1"),
                 PHRASES("--repartition-threshold", "outside"));

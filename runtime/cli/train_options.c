@@ -207,7 +207,8 @@ static int parse_map(const char *flag, const char *text, int *first, int *count,
         if (end != NULL && *end == '-' && end[1] >= '0' && end[1] <= '9') {
             hi = strtol(end + 1, &end, 10);
         }
-        if (lo < 0 || hi < 0 || (*end != ',' && *end != '\0') || lo > INT_MAX || hi > INT_MAX) {
+        /* below INT_MAX: the next stage's first layer, hi + 1, is an int */
+        if (lo < 0 || hi < 0 || (*end != ',' && *end != '\0') || lo >= INT_MAX || hi >= INT_MAX) {
             return flags_fail(err, errlen, "%s: '%s' is not a list of layer ranges such as 0-2,3-4",
                               flag, text);
         }
