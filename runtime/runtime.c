@@ -25,6 +25,22 @@ static int resolve_log_level(int configured, int *env_invalid)
     return BL_LOG_INFO;
 }
 
+/* Under Slurm, one line naming the job, its step and nodes, so a job's
+ * log says where it ran (ranks come from MPI, not from Slurm). */
+static void log_scheduler(const bl_runtime_t *rt)
+{
+    const char *job = getenv("SLURM_JOB_ID");
+    if (job == NULL) {
+        return;
+    }
+    const char *step = getenv("SLURM_STEP_ID");
+    const char *nodes = getenv("SLURM_JOB_NODELIST");
+    const char *restarts = getenv("SLURM_RESTART_COUNT");
+    bl_log(rt, BL_LOG_INFO, "slurm: job %s step %s on %s (restart %s), %d ranks", job,
+           step != NULL ? step : "?", nodes != NULL ? nodes : "?",
+           restarts != NULL ? restarts : "0", rt->size);
+}
+
 bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out)
 {
     static const bl_config_t defaults = BL_CONFIG_INIT;
@@ -88,6 +104,7 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     /* Where this rank runs (hwloc), how many BLAS threads it gets, and a
      * summary line per node. Collective. */
     st = bl_topology_setup(rt, cfg->blas_threads, &rt->blas_threads);
+    log_scheduler(rt);
     if (st != BL_OK) {
         goto fail;
     }

@@ -11,7 +11,7 @@ set -eu
 
 packages="build-essential cmake pkgconf libopenmpi-dev openmpi-bin libopenblas-dev \
 libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq gnuplot-nox \
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev slurm-wlm munge"
 for arg in "$@"; do
     case "$arg" in
     --peers) packages="$packages python3-torch" ;;

@@ -70,3 +70,16 @@ foreach(saved dp2 pp2)
             ${BL_CLI_OUT}/ckpt-reshard-${saved}.bin REQUIRES reshard_${saved}_${tname})
     endforeach()
 endforeach()
+
+# Slurm end to end on a local single-node Slurm started for the test
+# (slurm/local-cluster.sh): srun equals mpirun bit for bit, an sbatch job
+# completes with its summary, and a job signalled mid-run checkpoints,
+# requeues itself, resumes and ends bit for bit as an uninterrupted run.
+# Label slurm; skipped (exit 77, the reason printed) where no local Slurm
+# can start (not root, slurm-wlm missing, a Slurm already on the ports).
+add_test(NAME slurm_local
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/slurm_test.sh ${PROJECT_SOURCE_DIR} ${BL_CLI_TRAIN}
+            ${BL_CLI_DATA}/good ${CMAKE_CURRENT_BINARY_DIR}/slurm-test
+            ${BL_CLI_OUT}/dp_even2.bin)
+set_tests_properties(slurm_local PROPERTIES LABELS slurm TIMEOUT 600 SKIP_RETURN_CODE 77
+    FIXTURES_REQUIRED "dp_even2")

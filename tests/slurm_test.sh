@@ -1,0 +1,104 @@
+#!/bin/sh
+# Slurm end to end on a local single-node Slurm (slurm/local-cluster.sh):
+#  1. srun -n 2 ballast-train completes and its parameters equal the
+#     mpirun -np 2 run of the same config (REFERENCE, 25 steps);
+#  2. an sbatch job (slurm/dp.sbatch on 2 tasks) runs to completion and its
+#     output file holds the summary;
+#  3. preemption: a longer sbatch job signalled with SIGUSR1 mid-run (as
+#     --signal does before the time limit) checkpoints, exits 3, requeues
+#     itself, resumes and finishes with parameters equal to an uninterrupted
+#     mpirun run, bit for bit.
+# Exits 77 (ctest: skipped) with the reason when no local Slurm can start
+# here (not root, slurm-wlm/munge missing, daemons refused).
+#   slurm_test.sh ROOT TRAIN DATA WORK REFERENCE
+set -u
+root=$1
+train=$2
+data=$3
+work=$4
+ref=$5
+skip() {
+    echo "slurm test skipped: $*"
+    exit 77
+}
+fail() {
+    echo "slurm test FAILED: $*"
+    [ -n "${2:-}" ] && [ -f "$2" ] && cat "$2"
+    sh "$root/slurm/local-cluster.sh" stop "$work/cluster" >/dev/null 2>&1
+    exit 1
+}
+[ "$(id -u)" = 0 ] || skip "not root"
+command -v slurmctld >/dev/null 2>&1 || skip "slurm-wlm is not installed"
+sh "$root/slurm/local-cluster.sh" stop "$work/cluster" >/dev/null 2>&1
+rm -rf "$work"
+mkdir -p "$work"
+sh "$root/slurm/local-cluster.sh" start "$work/cluster" >"$work/start.log" 2>&1 ||
+    skip "the local Slurm did not start: $(tail -n 3 "$work/start.log")"
+export SLURM_CONF=$work/cluster/slurm.conf
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+run="--data $data --layers 32,16 --batch 32 --lr 0.05 --momentum 0.9 --weight-decay 0.0001"
+
+# 1. srun.
+# shellcheck disable=SC2086
+srun --mpi=pmix -n 2 "$train" $run --steps 25 --quiet --save-params "$work/srun.bin" \
+    >"$work/srun.log" 2>&1 || fail "srun -n 2 failed" "$work/srun.log"
+grep -q "^summary: steps=25 " "$work/srun.log" || fail "srun printed no summary" "$work/srun.log"
+cmp -s "$work/srun.bin" "$ref" || fail "srun's parameters differ from mpirun's"
+echo "slurm test: srun -n 2: summary printed, parameters equal mpirun -np 2's ($(date +%T))"
+
+# wait_done JOB: until the job has completed (or failed), at most 180 s.
+wait_done() {
+    i=0
+    while [ "$i" -lt 180 ]; do
+        state=$(scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+        case $state in
+        COMPLETED) return 0 ;;
+        FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL) return 1 ;;
+        PENDING)
+            # A requeued job waits out Slurm's requeue delay; release it now.
+            scontrol update JobId="$1" StartTime=now >/dev/null 2>&1
+            ;;
+        esac
+        sleep 1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# 2. sbatch.
+export BALLAST_HOME=$root BALLAST_TRAIN=$train
+job=$(BALLAST_CKPT=$work/sbatch-ckpt BALLAST_ARGS="$run --steps 25 --quiet" \
+    sbatch --parsable --ntasks=2 --output="$work/sbatch.out" "$root/slurm/dp.sbatch") ||
+    fail "sbatch refused the job"
+wait_done "$job" || fail "the sbatch job $job did not complete" "$work/sbatch.out"
+grep -q "^summary: steps=25 " "$work/sbatch.out" || fail "no summary in the job's output" \
+    "$work/sbatch.out"
+echo "slurm test: sbatch job $job completed; its output holds the summary ($(date +%T))"
+
+# 3. Preemption: rank 0 slowed so the signal lands mid-run.
+# shellcheck disable=SC2086
+mpirun -np 2 --oversubscribe "$train" $run --steps 200 --quiet --save-params "$work/whole.bin" \
+    >"$work/whole.log" 2>&1 || fail "the uninterrupted reference run failed" "$work/whole.log"
+job=$(BALLAST_CKPT=$work/preempt-ckpt BALLAST_ARGS="$run --steps 200 --progress 0 \
+--emulate-slowdown 0:200 --save-params $work/preempted.bin" \
+    sbatch --parsable --ntasks=2 --output="$work/preempt.out" "$root/slurm/dp.sbatch") ||
+    fail "sbatch refused the preemption job"
+i=0
+until grep -q "^step [2-9][0-9]/200" "$work/preempt.out" 2>/dev/null; do
+    sleep 1
+    i=$((i + 1))
+    [ "$i" -lt 120 ] || fail "the preemption job made no progress" "$work/preempt.out"
+done
+scancel --signal=USR1 "$job" || fail "scancel --signal=USR1 $job failed"
+wait_done "$job" || fail "the preempted job $job did not complete" "$work/preempt.out"
+grep -q "stopped: after step [0-9]* by a signal" "$work/preempt.out" ||
+    fail "the job was not stopped by the signal" "$work/preempt.out"
+grep -q "requeueing" "$work/preempt.out" || fail "the job did not requeue" "$work/preempt.out"
+grep -q "resumed from .*preempt-ckpt/ckpt-" "$work/preempt.out" ||
+    fail "the requeued job did not resume" "$work/preempt.out"
+cmp -s "$work/preempted.bin" "$work/whole.bin" ||
+    fail "the preempted job's parameters differ from the uninterrupted run's" "$work/preempt.out"
+echo "slurm test: job $job stopped by SIGUSR1, checkpointed, requeued, resumed; parameters equal"
+echo "slurm test: $(grep -o 'stopped: after step [0-9]*' "$work/preempt.out")"
+sh "$root/slurm/local-cluster.sh" stop "$work/cluster" >/dev/null 2>&1
+echo "slurm test: ok"
