@@ -66,3 +66,28 @@ bench_prepare() {
     fi
     export OPENBLAS_NUM_THREADS=1
 }
+
+# bench_sim_scenarios NAME SIM LOG LINES PREFIX ARG...: runs SIM ARG...
+# --scenario S for every scenario SIM lists, each run's output in LOG,
+# appending its "PREFIX:" and "PREFIX-detail:" lines to LINES; prints the
+# number of runs. On a failed run: the command and its output on stderr,
+# naming the script NAME, and status 1.
+bench_sim_scenarios() {
+    _bench_name=$1
+    _bench_sim=$2
+    _bench_log=$3
+    _bench_lines=$4
+    _bench_prefix=$5
+    shift 5
+    _bench_runs=0
+    for _bench_s in $("$_bench_sim" --scenario list); do
+        if ! "$_bench_sim" "$@" --scenario "$_bench_s" >"$_bench_log" 2>&1; then
+            echo "$_bench_name: failed: $_bench_sim $* --scenario $_bench_s" >&2
+            cat "$_bench_log" >&2
+            return 1
+        fi
+        grep -E "^$_bench_prefix(-detail)?: " "$_bench_log" >>"$_bench_lines"
+        _bench_runs=$((_bench_runs + $(grep -c "^$_bench_prefix: " "$_bench_log")))
+    done
+    echo "$_bench_runs"
+}

@@ -27,6 +27,7 @@
 # Word splitting is meant for the lists.
 # shellcheck disable=SC2086
 set -eu
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
@@ -96,19 +97,9 @@ echo "host: $(uname -n), $(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?') CP
     "load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 for n in $stages_list; do
     started=$(date +%s)
-    runs=0
-    for s in $("$sim" --scenario list); do
-        if ! "$sim" --stages "$n" --layers "$layers" --scenario "$s" --policy all \
-            --steps "$steps" --rebalance-every "$every" --horizon "$horizon" --seed "$seed" \
-            >"$log" 2>&1; then
-            echo "sim_pipeline.sh: failed: $sim --stages $n --layers $layers --scenario $s" \
-                "--policy all --steps $steps" >&2
-            cat "$log" >&2
-            exit 1
-        fi
-        grep -E '^pipe(-detail)?: ' "$log" >>"$lines"
-        runs=$((runs + $(grep -c '^pipe: ' "$log")))
-    done
+    runs=$(bench_sim_scenarios sim_pipeline.sh "$sim" "$log" "$lines" pipe --stages "$n" \
+        --layers "$layers" --policy all --steps "$steps" --rebalance-every "$every" \
+        --horizon "$horizon" --seed "$seed") || exit 1
     echo "stages $n: $runs runs in $(($(date +%s) - started)) s;" \
         "$(sed -n 's/^ballast-sim pipeline: //p' "$log")"
 done

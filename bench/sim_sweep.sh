@@ -26,6 +26,7 @@
 # Word splitting is meant for the list of rank counts.
 # shellcheck disable=SC2086
 set -eu
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
@@ -92,17 +93,8 @@ for n in $ranks_list; do
     t=$steps
     [ "$n" -lt 65536 ] || t=$steps_large
     started=$(date +%s)
-    runs=0
-    for s in $("$sim" --scenario list); do
-        if ! "$sim" --ranks "$n" --scenario "$s" --policy all --steps "$t" --seed "$seed" \
-            >"$log" 2>&1; then
-            echo "sim_sweep.sh: failed: $sim --ranks $n --scenario $s --policy all --steps $t" >&2
-            cat "$log" >&2
-            exit 1
-        fi
-        grep -E '^sim(-detail)?: ' "$log" >>"$lines"
-        runs=$((runs + $(grep -c '^sim: ' "$log")))
-    done
+    runs=$(bench_sim_scenarios sim_sweep.sh "$sim" "$log" "$lines" sim --ranks "$n" \
+        --policy all --steps "$t" --seed "$seed") || exit 1
     echo "ranks $n: $t steps per run, $runs runs in $(($(date +%s) - started)) s;" \
         "$(sed -n 's/^comm: //p' "$log")"
 done
