@@ -412,15 +412,17 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     bl_status_t st = BL_OK;
     if (!host_is_little_endian()) {
         st = bl_fail(rt, BL_ERR_UNSUPPORTED, "checkpoints are little-endian; this host is not");
+    } else if (snprintf(path, n, "%s/ckpt-%012ld", dir, s->step) >= (int)n) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
     }
-    /* Rank 0 makes the temporary directory; everyone writes into it. */
+    /* Rank 0 makes the temporary directory (its name has rank 0's pid);
+     * everyone writes into it. */
     if (st == BL_OK && rt->rank == 0) {
         if (make_dirs(dir) != 0) {
             st = bl_fail(rt, BL_ERR_IO, "checkpoint directory %s: cannot create it: %s", dir,
                          strerror(errno));
         } else if (snprintf(tmpdir, sizeof tmpdir, "%s/.tmp-ckpt-%012ld-%ld", dir, s->step,
-                            (long)getpid()) >= (int)sizeof tmpdir ||
-                   snprintf(path, n, "%s/ckpt-%012ld", dir, s->step) >= (int)n) {
+                            (long)getpid()) >= (int)sizeof tmpdir) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
         } else if (mkdir(tmpdir, 0755) != 0) {
             st = bl_fail(rt, BL_ERR_IO, "checkpoint %s: cannot create it: %s", tmpdir,
@@ -430,9 +432,6 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     st = agree(rt, st, "creating the checkpoint directory");
     if (st == BL_OK) {
         int rc = MPI_Bcast(tmpdir, (int)sizeof tmpdir, MPI_CHAR, 0, rt->comm);
-        if (rc == MPI_SUCCESS && n > 0) {
-            rc = MPI_Bcast(path, (int)(n < INT_MAX ? n : INT_MAX), MPI_CHAR, 0, rt->comm);
-        }
         st = rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "sharing the checkpoint's name");
     }
     if (st != BL_OK) {
@@ -843,9 +842,17 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
             }
         }
     }
+    /* The name travels in a buffer of one size on every rank, whatever n. */
+    char chosen[PATH_MAX] = "";
+    if (rt->rank == 0 && result[0]) {
+        snprintf(chosen, sizeof chosen, "%s", path);
+    }
     int rc = MPI_Bcast(result, 2, MPI_INT, 0, rt->comm);
     if (rc == MPI_SUCCESS && result[0]) {
-        rc = MPI_Bcast(path, (int)(n < INT_MAX ? n : INT_MAX), MPI_CHAR, 0, rt->comm);
+        rc = MPI_Bcast(chosen, (int)sizeof chosen, MPI_CHAR, 0, rt->comm);
+        if (rc == MPI_SUCCESS && snprintf(path, n, "%s", chosen) >= (int)n) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint %s: path too long", chosen);
+        }
     }
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(rt, rc, "sharing the checkpoint to resume from");
