@@ -354,6 +354,13 @@ typedef struct bl_train_config {
     const int *shard_min;
     const int *shard_max;
     int shard_cap_count;
+    /* Hang detection: every wait of a step (the pipeline's transfers, the
+     * gradient and loss all-reduces, the telemetry gather, the stop-flag
+     * reduction) gives up after timeout_s seconds with BL_ERR_TIMEOUT naming
+     * the step, the operation and, for a transfer, the rank that had not
+     * arrived. 0: wait forever. Not yet bounded: the start-up checks, the
+     * controllers' decisions, evaluation and checkpoints. */
+    double timeout_s;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -365,7 +372,8 @@ typedef struct bl_train_config {
         .pipeline_stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B,                    \
         .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
         .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
-        .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0          \
+        .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0,         \
+        .timeout_s = 0.0                                                                           \
     }
 
 typedef struct bl_trainer bl_trainer_t;

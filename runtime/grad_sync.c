@@ -120,20 +120,21 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
     /* Buckets in the order they complete: each is handed on at once. */
     for (int left = s->posted; left > 0; left--) {
         int k = MPI_UNDEFINED;
-        rc = MPI_Waitany(s->posted, s->requests, &k, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS || k == MPI_UNDEFINED) {
-            drain(s);
-            return bl_fail_mpi(s->rt, rc != MPI_SUCCESS ? rc : MPI_ERR_REQUEST,
-                               "waiting for the gradient all-reduce");
+        st = bl_waitany_bounded(s->rt, s->posted, s->requests, &k, "the gradient all-reduce");
+        if (st != BL_OK) {
+            if (st != BL_ERR_TIMEOUT) {
+                drain(s); /* a timed-out reduction would never drain */
+            }
+            return st;
         }
         if (ready != NULL) {
             ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
         }
     }
-    rc = MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
+    st = bl_wait_bounded(s->rt, &s->totals_request, "the loss and accuracy all-reduce", -1);
     s->posted = 0;
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(s->rt, rc, "waiting for the loss and accuracy all-reduce");
+    if (st != BL_OK) {
+        return st;
     }
     if (loss_sum != NULL) {
         *loss_sum = s->totals[0];

@@ -150,6 +150,10 @@ bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any)
         return BL_ERR_INVALID_ARG;
     }
     int local = mine != 0;
-    int rc = MPI_Allreduce(&local, any, 1, MPI_INT, MPI_MAX, rt->comm);
-    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Allreduce of a stop flag");
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iallreduce(&local, any, 1, MPI_INT, MPI_MAX, rt->comm, &req);
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(rt, rc, "MPI_Iallreduce of a stop flag");
+    }
+    return bl_wait_bounded(rt, &req, "the all-reduce of the stop flag", -1);
 }

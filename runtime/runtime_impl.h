@@ -19,7 +19,20 @@ struct bl_runtime {
     bl_device_t device;
     int blas_threads; /* BLAS threads of this rank, as bl_topology_setup chose */
     bl_error_t err;   /* the last failure, for bl_last_error */
+    /* Hang detection: a step's waits give up after wait_timeout_s seconds
+     * (0: they wait forever), naming wait_step (set by the trainer). */
+    double wait_timeout_s;
+    long wait_step;
 };
+
+/* Completes *req like MPI_Wait; with rt->wait_timeout_s > 0 it gives up
+ * after that many seconds with BL_ERR_TIMEOUT and a message naming the
+ * step, `op` and, for point-to-point (peer >= 0), the rank it waits for.
+ * A request that timed out is left pending: the job is ending. */
+bl_status_t bl_wait_bounded(bl_runtime_t *rt, MPI_Request *req, const char *op, int peer);
+/* MPI_Waitany under the same bound: *index of the request completed. */
+bl_status_t bl_waitany_bounded(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index,
+                               const char *op);
 
 /* Records a failure on rt (message and status), logs it at debug level and
  * returns status. */

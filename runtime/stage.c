@@ -54,6 +54,7 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     s->pipe = l->pipe;
     s->stage = l->stage;
     s->stages = l->stages;
+    s->pipe_base = l->replica * l->stages;
     s->first = l->first[l->stage];
     s->last = l->first[l->stage + 1];
     s->in_width = m->layers[s->first].in_features;
@@ -133,16 +134,18 @@ void bl_stage_free(bl_stage_t *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Blocks on one transfer request, adding the time to *pipe_s. */
-static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s, const char *what)
+/* Blocks on one transfer request with stage `peer`, adding the time to
+ * *pipe_s (bounded by the runtime's timeout, naming the peer's rank). */
+static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s, const char *what,
+                                 int peer)
 {
     if (*req == MPI_REQUEST_NULL) {
         return BL_OK;
     }
     double t0 = bl_now_seconds();
-    int rc = MPI_Wait(req, MPI_STATUS_IGNORE);
+    bl_status_t st = bl_wait_bounded(s->rt, req, what, s->pipe_base + peer);
     *pipe_s += bl_now_seconds() - t0;
-    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(s->rt, rc, what);
+    return st;
 }
 
 /* A failed transfer, named: "stage 1 receiving gradients of micro-batch 3
@@ -162,13 +165,25 @@ static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int f
                            double *pipe_s, const char *what)
 {
     double t0 = bl_now_seconds();
-    int rc;
+    int rc = MPI_SUCCESS;
+    bl_status_t st = BL_OK;
+    char op[96];
+    snprintf(op, sizeof op, "receiving %s of micro-batch %d from stage %d", what, j, from);
     if (s->early != MPI_REQUEST_NULL && s->early_buf == buf) {
-        rc = MPI_Wait(&s->early, MPI_STATUS_IGNORE);
+        st = bl_wait_bounded(s->rt, &s->early, op, s->pipe_base + from);
+    } else if (s->rt->wait_timeout_s > 0.0) {
+        MPI_Request req = MPI_REQUEST_NULL;
+        rc = MPI_Irecv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, &req);
+        if (rc == MPI_SUCCESS) {
+            st = bl_wait_bounded(s->rt, &req, op, s->pipe_base + from);
+        }
     } else {
         rc = MPI_Recv(buf, rows * width, MPI_FLOAT, from, j, s->pipe, MPI_STATUS_IGNORE);
     }
     *pipe_s += bl_now_seconds() - t0;
+    if (st != BL_OK) {
+        return st;
+    }
     return rc == MPI_SUCCESS ? BL_OK : transfer_failed(s, rc, "receiving", what, j, "from", from);
 }
 
@@ -197,9 +212,11 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
                        s->stage, j, slot->micro);
     }
     /* The slot's last sends read its buffers: they must be done. */
-    bl_status_t st = wait_transfer(s, &slot->send[0], &out->pipe_s, "completing a send");
+    bl_status_t st = wait_transfer(s, &slot->send[0], &out->pipe_s,
+                                   "sending activations to the next stage", s->stage + 1);
     if (st == BL_OK) {
-        st = wait_transfer(s, &slot->send[1], &out->pipe_s, "completing a send");
+        st = wait_transfer(s, &slot->send[1], &out->pipe_s,
+                           "sending gradients to the previous stage", s->stage - 1);
     }
     if (st == BL_OK && s->stage > 0) {
         st = receive(s, slot->in, rows, s->in_width, s->stage - 1, j, &out->pipe_s, "activations");
@@ -362,9 +379,11 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
     /* Sends still in flight finish within the step, so no message of this
      * step can meet the next step's receives. */
     for (int k = 0; k < s->slot_count && st == BL_OK; k++) {
-        st = wait_transfer(s, &s->slots[k].send[0], &out->pipe_s, "completing a send");
+        st = wait_transfer(s, &s->slots[k].send[0], &out->pipe_s,
+                           "sending activations to the next stage", s->stage + 1);
         if (st == BL_OK) {
-            st = wait_transfer(s, &s->slots[k].send[1], &out->pipe_s, "completing a send");
+            st = wait_transfer(s, &s->slots[k].send[1], &out->pipe_s,
+                               "sending gradients to the previous stage", s->stage - 1);
         }
     }
     return st;

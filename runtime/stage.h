@@ -28,7 +28,8 @@ typedef struct bl_stage {
     bl_model_t *model;
     MPI_Comm pipe; /* MPI_COMM_NULL with one stage */
     int stage, stages;
-    int first, last;         /* the stage's layers [first, last) */
+    int pipe_base;   /* the job rank of this pipeline's stage 0 (replica × S), for messages */
+    int first, last; /* the stage's layers [first, last) */
     int in_width, out_width; /* columns of the stage's input and output */
     int micro_batches;       /* M */
     bl_pipe_op_t *ops;       /* (2M) the schedule of this stage */

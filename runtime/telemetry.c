@@ -80,9 +80,9 @@ static bl_status_t complete_pending(bl_telemetry_t *tm, bl_records_ready_fn read
     }
     int k = tm->pending;
     tm->pending = -1;
-    int rc = MPI_Wait(&tm->request[k], MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(tm->rt, rc, "MPI_Wait of the telemetry gather");
+    bl_status_t st = bl_wait_bounded(tm->rt, &tm->request[k], "the telemetry gather", -1);
+    if (st != BL_OK) {
+        return st;
     }
     if (tm->rt->rank == 0 && ready != NULL) {
         ready(tm->gathered[k], arg);

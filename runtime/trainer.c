@@ -85,6 +85,10 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
                        "non-negative and finite",
                        (double)c->lr, (double)c->momentum, (double)c->weight_decay);
     }
+    if (!(c->timeout_s >= 0.0) || !isfinite(c->timeout_s)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
+                       c->timeout_s);
+    }
     if (!(c->bucket_mb > 0.0) || !(c->bucket_mb <= 4096.0)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
                        c->bucket_mb);
@@ -376,6 +380,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         goto fail;
     }
     t->user_map = c.stage_first != NULL;
+    rt->wait_timeout_s = c.timeout_s;
     t->cfg.stage_first = t->layout.first;
     st = bl_restager_check_plan(rt, &c, m->layer_count);
     if (st != BL_OK) {
@@ -500,9 +505,14 @@ static void stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t
 static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correct)
 {
     double totals[2] = {*loss_sum, (double)*correct};
-    int rc = MPI_Allreduce(MPI_IN_PLACE, totals, 2, MPI_DOUBLE, MPI_SUM, t->rt->comm);
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, totals, 2, MPI_DOUBLE, MPI_SUM, t->rt->comm, &req);
     if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(t->rt, rc, "MPI_Allreduce of the step's loss and accuracy");
+        return bl_fail_mpi(t->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
+    }
+    bl_status_t st = bl_wait_bounded(t->rt, &req, "the all-reduce of the step's loss", -1);
+    if (st != BL_OK) {
+        return st;
     }
     *loss_sum = totals[0];
     *correct = (long)totals[1];
@@ -572,6 +582,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                                .start_s = bl_balancer_now(&t->balancer),
                                .plan = (double)t->balancer.ctl.version};
     double start = bl_now_seconds();
+    t->rt->wait_step = t->step; /* what a timed-out wait names */
 
     /* Every rank draws the whole global batch; its pipeline takes a slice. */
     bl_sampler_batch(&t->sampler, t->step, t->indices);

@@ -83,3 +83,22 @@ add_test(NAME slurm_local
             ${BL_CLI_OUT}/dp_even2.bin)
 set_tests_properties(slurm_local PROPERTIES LABELS slurm TIMEOUT 600 SKIP_RETURN_CODE 77
     FIXTURES_REQUIRED "dp_even2")
+
+# Hang detection: one rank stops arriving after step 7 (the test hook sleeps
+# it); with --timeout 2 the job ends within seconds with an error naming the
+# step, the operation and, for a pipeline transfer, the missing rank. (The
+# ctest timeout, 60 s, is the bound on "ends".)
+bl_cli_test(hang_gradient_allreduce EXIT 1
+    MATCH "timed out: step 8: the gradient all-reduce did not complete within 2 s"
+    COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --timeout 2
+    REQUIRES cli_data_good)
+bl_cli_test(hang_pipeline_transfer EXIT 1
+    MATCH "rank 1: timed out: step 8: receiving activations of micro-batch 0 from stage 0 did not complete within 2 s: rank 0 had not arrived"
+    COMMAND env BALLAST_TEST_HANG_AT=0:7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --pp 2 --timeout 2
+    REQUIRES cli_data_good)
+bl_cli_test(timeout_negative EXIT 2 MATCH "--timeout: -1 is outside"
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --timeout -1)
+set_tests_properties(cli_hang_gradient_allreduce cli_hang_pipeline_transfer PROPERTIES
+    LABELS "cli;mpi")

@@ -353,6 +353,11 @@ static void test_trainer_rejects_bad_input(void **state)
     bl_trainer_destroy(t);
     t = NULL;
 
+    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    cfg.timeout_s = -1.0;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "timeout -1 s must be finite and >= 0"));
+
     /* Stage plans and repartition settings. */
     cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
     const long plan_steps[] = {3};

@@ -32,10 +32,11 @@ typedef struct progress {
     int tty;     /* stdout is a terminal: one line, redrawn in place */
     int pending; /* a redrawn line is on screen without its newline */
     bl_runtime_t *rt;
-    long first_step;             /* the step this process started from (a resume's) */
-    int stopped;                 /* a signal stopped the run (every rank agreed) */
-    bl_status_t ckpt_status;     /* a failed periodic checkpoint stops the run */
-    long kill_step, signal_step; /* test hooks (BALLAST_TEST_KILL_AT, ..._SIGNAL_AT), or -1 */
+    long first_step;                        /* the step this process started from (a resume's) */
+    int stopped;                            /* a signal stopped the run (every rank agreed) */
+    bl_status_t ckpt_status;                /* a failed periodic checkpoint stops the run */
+    long kill_step, signal_step, hang_step; /* test hooks (BALLAST_TEST_KILL_AT,
+                                               ..._SIGNAL_AT, ..._HANG_AT), or -1 */
 } progress_t;
 
 /* SIGTERM or SIGUSR1 arrived: the ranks stop together at the next step
@@ -81,6 +82,9 @@ static int between_steps(progress_t *p, const bl_step_info_t *info)
     }
     if (info->step == p->signal_step) {
         raise(SIGUSR1); /* the signal test: as if the scheduler sent it */
+    }
+    if (info->step == p->hang_step) {
+        sleep(600); /* the hang test: this rank never reaches the next step's collectives */
     }
     const train_options_t *o = p->opt;
     if (o->checkpoint_dir == NULL) {
@@ -372,6 +376,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
     cfg.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
     cfg.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
+    cfg.timeout_s = o->timeout_s;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }
@@ -410,7 +415,8 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                     .last_step = first,
                     .done = first,
                     .kill_step = hook_step("BALLAST_TEST_KILL_AT", rank),
-                    .signal_step = hook_step("BALLAST_TEST_SIGNAL_AT", rank)};
+                    .signal_step = hook_step("BALLAST_TEST_SIGNAL_AT", rank),
+                    .hang_step = hook_step("BALLAST_TEST_HANG_AT", rank)};
     p.start = p.last_print = now_seconds();
     st = bl_trainer_run(trainer, steps > first ? steps - first : 0, on_step, &p);
     end_progress_line(&p);

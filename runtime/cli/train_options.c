@@ -87,6 +87,10 @@ static const char usage_text[] =
     "  --keep K              keep the newest K checkpoints (default 3; 0: all)\n"
     "  --resume              continue from the newest complete, valid checkpoint in DIR (the\n"
     "                        total --steps/--epochs stay the run's length); none: from step 0\n"
+    "  --timeout SECONDS     end the job when one of a step's waits (a pipeline transfer,\n"
+    "                        the gradient or loss all-reduce, the telemetry gather) takes\n"
+    "                        longer, naming the step, the operation and, for a transfer, the\n"
+    "                        rank that had not arrived (default 0: wait forever)\n"
     "Running:\n"
     "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
     "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
@@ -285,6 +289,7 @@ enum {
     OPT_CHECKPOINT_EVERY,
     OPT_KEEP,
     OPT_RESUME,
+    OPT_TIMEOUT,
     OPT_SHARD_MIN,
     OPT_SHARD_MAX,
     OPT_DP,
@@ -327,6 +332,7 @@ static const struct option long_options[] = {
     {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
     {"keep", required_argument, NULL, OPT_KEEP},
     {"resume", no_argument, NULL, OPT_RESUME},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
     {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
@@ -402,6 +408,8 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
     case OPT_RESUME:
         o->resume = 1;
         return 0;
+    case OPT_TIMEOUT:
+        return flags_double(flag, arg, 0.0, 1e9, 0, &o->timeout_s, err, errlen);
     case OPT_SHARD_MIN:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard cap", "shard caps",
                               o->shard_min, &o->shard_min_count, err, errlen);

@@ -60,6 +60,7 @@ typedef struct train_options {
     long checkpoint_every;      /* --checkpoint-every: steps; 0: only at the end */
     int keep;                   /* --keep: newest checkpoints kept; 0: all */
     int resume;                 /* --resume */
+    double timeout_s;           /* --timeout: seconds a step's wait may take; 0: none */
     const char *init_params;
     const char *save_params;
     double progress_seconds; /* between progress lines */
