@@ -71,7 +71,10 @@ double bl_part_estimator_noise(const bl_estimator_t *e);
  * the estimate averages (see estimator.c); 0 before any observation. */
 double bl_part_estimator_error(const bl_estimator_t *e);
 
-/* splitmix64 (Steele, Lea, Flood): a policy's own stream from its seed. */
+/* splitmix64 (Steele, Lea, Flood): its finaliser, a bijective 64-bit mix
+ * (hashes a counter into an independent-looking value), and the stream
+ * whose whole state is one word (a policy's own, from its seed). */
+uint64_t bl_part_mix64(uint64_t z);
 uint64_t bl_part_next_random(uint64_t *state);
 
 /* Discounted UCB1's choice (Garivier & Moulines): the arm maximising

@@ -13,14 +13,6 @@
 
 /* ---- Random numbers ---------------------------------------------------------- */
 
-/* splitmix64's finaliser: a bijective 64-bit mix. */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Streams of the model, each a counter hashed with the seed, so that one
  * layer's draws do not depend on how many others there are. */
 enum { STREAM_COST = 1, STREAM_ANCHOR, STREAM_WIDTH };
@@ -28,8 +20,9 @@ enum { STREAM_COST = 1, STREAM_ANCHOR, STREAM_WIDTH };
 /* Uniform in [0, 1): draw i of stream on seed. */
 static double draw(uint64_t seed, int stream, int i)
 {
-    uint64_t key = mix64(seed ^ (0x6a09e667f3bcc909ULL * (uint64_t)stream));
-    return (double)(mix64(key + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)) >> 11) * 0x1.0p-53;
+    uint64_t key = bl_part_mix64(seed ^ (0x6a09e667f3bcc909ULL * (uint64_t)stream));
+    return (double)(bl_part_mix64(key + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)) >> 11) *
+           0x1.0p-53;
 }
 
 /* exp of a uniform in [ln lo, ln hi). */

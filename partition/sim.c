@@ -44,22 +44,6 @@ static void sim_free(const bl_part_allocator_t *a, void *ptr)
 
 /* ---- Random numbers --------------------------------------------------------- */
 
-/* splitmix64's finaliser: a bijective 64-bit mix, good enough to hash a
- * counter into an independent-looking value. */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* splitmix64: a sequential stream whose whole state is one word. */
-static uint64_t next64(uint64_t *state)
-{
-    *state += 0x9e3779b97f4a7c15ULL;
-    return mix64(*state);
-}
-
 /* Uniform in [0, 1) with 53 random bits. */
 static double to_unit(uint64_t bits)
 {
@@ -68,7 +52,7 @@ static double to_unit(uint64_t bits)
 
 static double next_unit(uint64_t *state)
 {
-    return to_unit(next64(state));
+    return to_unit(bl_part_next_random(state));
 }
 
 /* Uniform integer in [0, n), n ≥ 1 (the bias of scaling 53 bits is below
@@ -192,9 +176,9 @@ int bl_scenario_create(bl_scenario_kind_t kind, int ranks, long steps, uint64_t 
     /* Three streams from one seed: set-up choices, the per-step walk, the
      * noise key. */
     uint64_t root = seed;
-    uint64_t setup = next64(&root);
-    s->walk_state = next64(&root);
-    s->noise_key = next64(&root);
+    uint64_t setup = bl_part_next_random(&root);
+    s->walk_state = bl_part_next_random(&root);
+    s->noise_key = bl_part_next_random(&root);
 
     double ratio = fixed_ratio(kind);
     if (ratio > 0.0) {
@@ -343,8 +327,10 @@ static void noise_factors(const bl_scenario_t *s, double *noise)
     for (int r = 0; r < n; r += 2) {
         double z0 = 0.0;
         double z1 = 0.0;
-        double u1 = to_unit(mix64(s->noise_key + 0x9e3779b97f4a7c15ULL * (base + (uint64_t)r)));
-        double u2 = to_unit(mix64(s->noise_key + 0x9e3779b97f4a7c15ULL * (base + (uint64_t)r + 1)));
+        double u1 =
+            to_unit(bl_part_mix64(s->noise_key + 0x9e3779b97f4a7c15ULL * (base + (uint64_t)r)));
+        double u2 =
+            to_unit(bl_part_mix64(s->noise_key + 0x9e3779b97f4a7c15ULL * (base + (uint64_t)r + 1)));
         box_muller(u1, u2, &z0, &z1);
         noise[r] = exp(sigma * z0 + shift);
         if (r + 1 < n) {

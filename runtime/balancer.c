@@ -171,6 +171,7 @@ void bl_balancer_free(bl_balancer_t *b)
     bl_mem_free(a, b->slowdowns);
     bl_mem_free(a, b->prev_shards);
     bl_mem_free(a, b->prev_first);
+    bl_mem_free(a, b->extra);
     memset(b, 0, sizeof *b);
 }
 
@@ -255,15 +256,18 @@ static void on_records(const bl_step_record_t *records, void *arg)
         /* Room for the decision, the map and the note, whatever their size. */
         const char *note = b->note != NULL ? b->note(b->note_arg, b->prev_info.step) : NULL;
         size_t n = 1024 + 16 * (size_t)(b->stages + 1) + (note != NULL ? strlen(note) : 0);
-        char *extra = bl_mem_array(bl_rt_allocator(b->rt), n, 1);
-        if (extra == NULL) {
-            return; /* the line is lost, the run goes on */
+        if (n > b->extra_cap) { /* grows with the note, then stays */
+            bl_mem_free(bl_rt_allocator(b->rt), b->extra);
+            b->extra = bl_mem_array(bl_rt_allocator(b->rt), n, 1);
+            b->extra_cap = b->extra != NULL ? n : 0;
+            if (b->extra == NULL) {
+                return; /* the line is lost, the run goes on */
+            }
         }
-        line_extra(b, extra, n);
+        line_extra(b, b->extra, n);
         bl_telemetry_write_step(&b->tm, records, b->prev_shards, b->prev_info.loss,
-                                b->prev_info.accuracy, extra);
+                                b->prev_info.accuracy, b->extra);
         bl_telemetry_trace_step(&b->tm, records);
-        bl_mem_free(bl_rt_allocator(b->rt), extra);
     }
 }
 

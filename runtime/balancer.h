@@ -35,6 +35,8 @@ typedef struct bl_balancer {
     double step_s;
     long steps;
     double last_efficiency; /* rank 0: of the latest records delivered */
+    char *extra;            /* rank 0: a telemetry line's extra members, reused */
+    size_t extra_cap;
 } bl_balancer_t;
 
 /* Pipelines: every telemetry line also carries the stage map its step ran

@@ -294,21 +294,6 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
     return st;
 }
 
-/* Did any rank fail? Every rank learns; a rank that failed keeps its own
- * message, the others get one naming the failure elsewhere. */
-static bl_status_t agree(bl_runtime_t *rt, bl_status_t mine, const char *what)
-{
-    int failed = mine != BL_OK, any = 0;
-    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(rt, rc, what);
-    }
-    if (mine != BL_OK) {
-        return mine;
-    }
-    return any ? bl_fail(rt, BL_ERR_IO, "%s failed on another rank", what) : BL_OK;
-}
-
 static int ckpt_step_of(const char *name, long *step)
 {
     const char *digits = name + 5;
@@ -331,9 +316,9 @@ static int by_step_descending(const void *a, const void *b)
     return x < y ? 1 : (x > y ? -1 : 0);
 }
 
-/* The complete checkpoints in dir, newest first (up to max; returns how
- * many there are). */
-static int list_checkpoints(const char *dir, long *steps, int max)
+/* The steps of the complete checkpoints in dir (at most max; NULL steps:
+ * only counted); returns how many it wrote, or counted. */
+static int scan_checkpoints(const char *dir, long *steps, int max)
 {
     DIR *d = opendir(dir);
     int n = 0;
@@ -341,32 +326,44 @@ static int list_checkpoints(const char *dir, long *steps, int max)
         return 0;
     }
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long step;
+    long step;
+    while ((e = readdir(d)) != NULL && (steps == NULL || n < max)) {
         if (ckpt_step_of(e->d_name, &step)) {
-            if (n < max) {
+            if (steps != NULL) {
                 steps[n] = step;
             }
             n++;
         }
     }
     closedir(d);
-    qsort(steps, (size_t)(n < max ? n : max), sizeof *steps, by_step_descending);
     return n;
 }
 
-#define BL_CKPT_LIST_MAX 4096 /* checkpoints considered in one directory */
+/* The complete checkpoints' steps in dir, newest first, in an array from
+ * the runtime's allocator (*count of them; NULL when none or short of
+ * memory). */
+static long *list_checkpoints(bl_runtime_t *rt, const char *dir, int *count)
+{
+    int max = scan_checkpoints(dir, NULL, 0);
+    long *steps = max > 0 ? bl_mem_array(bl_rt_allocator(rt), (size_t)max, sizeof *steps) : NULL;
+    *count = steps != NULL ? scan_checkpoints(dir, steps, max) : 0;
+    if (*count > 1) {
+        qsort(steps, (size_t)*count, sizeof *steps, by_step_descending);
+    }
+    return steps;
+}
 
 /* Rank 0: keeps the newest `keep`. */
-static void prune(const char *dir, int keep)
+static void prune(bl_runtime_t *rt, const char *dir, int keep)
 {
-    static long steps[BL_CKPT_LIST_MAX];
-    int n = list_checkpoints(dir, steps, BL_CKPT_LIST_MAX);
-    for (int i = keep; keep > 0 && i < n && i < BL_CKPT_LIST_MAX; i++) {
+    int n = 0;
+    long *steps = keep > 0 ? list_checkpoints(rt, dir, &n) : NULL;
+    for (int i = keep; i < n; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/ckpt-%012ld", dir, steps[i]);
         remove_tree(path);
     }
+    bl_mem_free(bl_rt_allocator(rt), steps);
 }
 
 /* Rank 0: the temporary directory renamed into place (an older checkpoint
@@ -429,7 +426,7 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          strerror(errno));
         }
     }
-    st = agree(rt, st, "creating the checkpoint directory");
+    st = bl_agree(rt, st, BL_ERR_IO, "creating the checkpoint directory");
     if (st == BL_OK) {
         int rc = MPI_Bcast(tmpdir, (int)sizeof tmpdir, MPI_CHAR, 0, rt->comm);
         st = rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "sharing the checkpoint's name");
@@ -440,14 +437,14 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     /* Pipeline 0's ranks write their stage; the other pipelines hold the
      * same state. */
     bl_status_t mine = l->replica == 0 ? write_stage(rt, tmpdir, m, momentum, l, fault) : BL_OK;
-    st = agree(rt, mine, "writing the checkpoint's stage files");
+    st = bl_agree(rt, mine, BL_ERR_IO, "writing the checkpoint's stage files");
     if (st == BL_OK && rt->rank == 0) {
         st = write_manifest(rt, tmpdir, m, s);
         if (st == BL_OK) {
             st = commit(rt, dir, tmpdir, path, fault);
         }
         if (st == BL_OK) {
-            prune(dir, keep);
+            prune(rt, dir, keep);
         }
     }
     /* A failure leaves nothing behind (a simulated crash leaves what a
@@ -458,7 +455,7 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     }
     /* Rank 0 committed (or not); the others were done with the stage
      * files' agreement. */
-    return agree(rt, st, "committing the checkpoint");
+    return bl_agree(rt, st, BL_ERR_IO, "committing the checkpoint");
 }
 
 /* ---- Reading ---------------------------------------------------------- */
@@ -828,10 +825,10 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
 {
     int result[2] = {0, 0}; /* found, failed */
     if (rt->rank == 0) {
-        static long steps[BL_CKPT_LIST_MAX];
         remove_leftovers(dir);
-        int count = list_checkpoints(dir, steps, BL_CKPT_LIST_MAX);
-        for (int i = 0; i < count && i < BL_CKPT_LIST_MAX && !result[0]; i++) {
+        int count = 0;
+        long *steps = list_checkpoints(rt, dir, &count);
+        for (int i = 0; i < count && !result[0]; i++) {
             if (snprintf(path, n, "%s/ckpt-%012ld", dir, steps[i]) >= (int)n) {
                 continue;
             }
@@ -841,6 +838,7 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                 bl_log(rt, BL_LOG_WARN, "resume: skipping %s: %s", path, bl_last_error(rt));
             }
         }
+        bl_mem_free(bl_rt_allocator(rt), steps);
     }
     /* The name travels in a buffer of one size on every rank, whatever n. */
     char chosen[PATH_MAX] = "";

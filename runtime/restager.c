@@ -164,13 +164,7 @@ bl_status_t bl_restager_init(bl_restager_t *r, bl_runtime_t *rt, const bl_train_
         st = create_policy(r, cfg, m);
     }
     /* Every rank learns whether every rank could set up. */
-    int failed = st != BL_OK, any = 0;
-    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
-    if (rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(rt, rc, "setting up the stage controller");
-    } else if (any && st == BL_OK) {
-        st = bl_fail(rt, BL_ERR_INVALID_ARG, "another rank could not set up the stage controller");
-    }
+    st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "setting up the stage controller");
     if (st != BL_OK) {
         bl_restager_free(r);
     }

@@ -144,6 +144,19 @@ int bl_runtime_size(const bl_runtime_t *rt)
     return rt == NULL ? 0 : rt->size;
 }
 
+bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what)
+{
+    int any = 0;
+    bl_status_t st = bl_runtime_any(rt, mine != BL_OK, &any);
+    if (mine != BL_OK) {
+        return mine;
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    return any ? bl_fail(rt, elsewhere, "%s failed on another rank", what) : BL_OK;
+}
+
 bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any)
 {
     if (rt == NULL || any == NULL) {

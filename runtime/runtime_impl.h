@@ -25,6 +25,11 @@ struct bl_runtime {
     long wait_step;
 };
 
+/* Collective: did any rank fail? Every rank learns. A rank that failed
+ * keeps its own status and message; the others fail with `elsewhere` and
+ * "<what> failed on another rank". */
+bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what);
+
 /* Completes *req like MPI_Wait; with rt->wait_timeout_s > 0 it gives up
  * after that many seconds with BL_ERR_TIMEOUT and a message naming the
  * step, `op` and, for point-to-point (peer >= 0), the rank it waits for.

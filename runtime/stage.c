@@ -167,8 +167,12 @@ static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int f
     double t0 = bl_now_seconds();
     int rc = MPI_SUCCESS;
     bl_status_t st = BL_OK;
-    char op[96];
-    snprintf(op, sizeof op, "receiving %s of micro-batch %d from stage %d", what, j, from);
+    /* The name of the wait, for a timeout's message: formatted only when
+     * a timeout is set, not on every receive. */
+    char op[96] = "receiving";
+    if (s->rt->wait_timeout_s > 0.0) {
+        snprintf(op, sizeof op, "receiving %s of micro-batch %d from stage %d", what, j, from);
+    }
     if (s->early != MPI_REQUEST_NULL && s->early_buf == buf) {
         st = bl_wait_bounded(s->rt, &s->early, op, s->pipe_base + from);
     } else if (s->rt->wait_timeout_s > 0.0) {

@@ -59,13 +59,7 @@ bl_status_t bl_telemetry_init(bl_telemetry_t *tm, bl_runtime_t *rt, const char *
         }
     }
     /* Rank 0's files may fail alone: agree before anyone goes on. */
-    int failed = st != BL_OK, any = 0;
-    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
-    if (rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(rt, rc, "MPI_Allreduce of the telemetry set-up");
-    } else if (any && st == BL_OK) {
-        st = bl_fail(rt, BL_ERR_IO, "rank 0 could not open the telemetry or trace file");
-    }
+    st = bl_agree(rt, st, BL_ERR_IO, "opening the telemetry or trace file");
     if (st != BL_OK) {
         bl_telemetry_close(tm);
     }

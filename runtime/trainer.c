@@ -927,13 +927,7 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
         st = check_resumable(t, path, &s);
     }
     /* Every rank read the same files: a failure anywhere fails everywhere. */
-    int failed = st != BL_OK, any = 0;
-    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, t->rt->comm);
-    if (st == BL_OK && rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(t->rt, rc, "MPI_Allreduce agreeing on a resume");
-    } else if (st == BL_OK && any) {
-        st = bl_fail(t->rt, BL_ERR_IO, "resume from %s failed on another rank", path);
-    }
+    st = bl_agree(t->rt, st, BL_ERR_IO, "the resume");
     if (st == BL_OK) {
         t->step = s.step;
         t->whole_at = s.step; /* every rank loaded every layer */
