@@ -116,9 +116,12 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
     b->telemetry_on = b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
     /* A common time origin for the trace: everyone leaves a barrier. */
     if (b->telemetry_on) {
-        int rc = MPI_Barrier(rt->comm);
-        if (rc != MPI_SUCCESS) {
-            st = bl_fail_mpi(rt, rc, "MPI_Barrier before the first step");
+        MPI_Request req = MPI_REQUEST_NULL;
+        const char *op = "the barrier before the first step";
+        int rc = MPI_Ibarrier(rt->comm, &req);
+        st = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op)
+                               : bl_wait_collective(rt, &req, op, rt->comm);
+        if (st != BL_OK) {
             goto fail;
         }
     }
@@ -148,7 +151,8 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
                                     cfg->seed, q_init, cfg->shard_min, cfg->shard_max);
         } else {
             int failed = 1, any = 0;
-            MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
+            (void)bl_allreduce_bounded(rt, &failed, &any, 1, MPI_INT, MPI_MAX, rt->comm,
+                                       "setting up the controller");
         }
         if (st != BL_OK) {
             goto fail;

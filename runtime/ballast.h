@@ -354,12 +354,16 @@ typedef struct bl_train_config {
     const int *shard_min;
     const int *shard_max;
     int shard_cap_count;
-    /* Hang detection: every wait of a step (the pipeline's transfers, the
-     * gradient and loss all-reduces, the telemetry gather, the stop-flag
-     * reduction) gives up after timeout_s seconds with BL_ERR_TIMEOUT naming
-     * the step, the operation and, for a transfer, the rank that had not
-     * arrived. 0: wait forever. Not yet bounded: the start-up checks, the
-     * controllers' decisions, evaluation and checkpoints. */
+    /* Hang detection: every wait of the library once the trainer exists
+     * (the pipeline's transfers, the gradient and loss all-reduces, the
+     * telemetry gather, the controllers' decisions, layer migrations, the
+     * start-up check, evaluation, checkpoints and the stop-flag agreement)
+     * gives up after timeout_s seconds with BL_ERR_TIMEOUT naming the step,
+     * the operation and the ranks that had not arrived: a transfer's peer,
+     * or for a collective the members that did not answer a roll call as
+     * waiting in the same operation. 0: wait forever. Not bounded: the
+     * communicator splits and topology discovery of bl_runtime_create and
+     * bl_trainer_create, which run before the bound is known. */
     double timeout_s;
 } bl_train_config_t;
 

@@ -428,8 +428,8 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     }
     st = bl_agree(rt, st, BL_ERR_IO, "creating the checkpoint directory");
     if (st == BL_OK) {
-        int rc = MPI_Bcast(tmpdir, (int)sizeof tmpdir, MPI_CHAR, 0, rt->comm);
-        st = rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "sharing the checkpoint's name");
+        st = bl_bcast_bounded(rt, tmpdir, (int)sizeof tmpdir, MPI_CHAR, 0, rt->comm,
+                              "the broadcast of the checkpoint's name");
     }
     if (st != BL_OK) {
         return st;
@@ -845,15 +845,16 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     if (rt->rank == 0 && result[0]) {
         snprintf(chosen, sizeof chosen, "%s", path);
     }
-    int rc = MPI_Bcast(result, 2, MPI_INT, 0, rt->comm);
-    if (rc == MPI_SUCCESS && result[0]) {
-        rc = MPI_Bcast(chosen, (int)sizeof chosen, MPI_CHAR, 0, rt->comm);
-        if (rc == MPI_SUCCESS && snprintf(path, n, "%s", chosen) >= (int)n) {
+    const char *op = "the broadcast of the checkpoint to resume from";
+    bl_status_t st = bl_bcast_bounded(rt, result, 2, MPI_INT, 0, rt->comm, op);
+    if (st == BL_OK && result[0]) {
+        st = bl_bcast_bounded(rt, chosen, (int)sizeof chosen, MPI_CHAR, 0, rt->comm, op);
+        if (st == BL_OK && snprintf(path, n, "%s", chosen) >= (int)n) {
             return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint %s: path too long", chosen);
         }
     }
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(rt, rc, "sharing the checkpoint to resume from");
+    if (st != BL_OK) {
+        return st;
     }
     *found = result[0];
     return BL_OK;

@@ -56,10 +56,11 @@ bl_status_t bl_check_same_on_all_ranks(bl_runtime_t *rt, const char *what,
     if (all == NULL) {
         return bl_fail(rt, BL_ERR_NO_MEM, "%s: no memory to compare %d ranks", what, rt->size);
     }
-    int rc = MPI_Allgather(mine, count, MPI_UINT64_T, all, count, MPI_UINT64_T, rt->comm);
-    bl_status_t st = BL_OK;
-    if (rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(rt, rc, "MPI_Allgather of the start-up check");
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iallgather(mine, count, MPI_UINT64_T, all, count, MPI_UINT64_T, rt->comm, &req);
+    bl_status_t st = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, what)
+                                       : bl_wait_collective(rt, &req, what, rt->comm);
+    if (st != BL_OK) {
         goto done;
     }
     /* Every rank sees the same table, so every rank reports the same

@@ -76,13 +76,17 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
     /* Every rank learns whether rank 0 could set up, then rank 0 learns the
      * hosts (for alerts naming them). */
     int failed = st != BL_OK, any = 0;
-    int rc = MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, rt->comm);
-    if (rc == MPI_SUCCESS && !any) {
-        rc = MPI_Gather(mine, BL_HOST_CHARS, MPI_CHAR, c->hosts, BL_HOST_CHARS, MPI_CHAR, 0,
-                        rt->comm);
+    const char *op = "setting up the controller";
+    bl_status_t shared = bl_allreduce_bounded(rt, &failed, &any, 1, MPI_INT, MPI_MAX, rt->comm, op);
+    if (shared == BL_OK && !any) {
+        MPI_Request req = MPI_REQUEST_NULL;
+        int rc = MPI_Igather(mine, BL_HOST_CHARS, MPI_CHAR, c->hosts, BL_HOST_CHARS, MPI_CHAR, 0,
+                             rt->comm, &req);
+        shared = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op)
+                                   : bl_wait_collective(rt, &req, op, rt->comm);
     }
-    if (rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(rt, rc, "setting up the controller");
+    if (shared != BL_OK && st == BL_OK) {
+        st = shared;
     } else if (any && st == BL_OK) {
         st = bl_fail(rt, BL_ERR_INVALID_ARG, "rank 0 could not set up the controller");
     }
@@ -187,9 +191,10 @@ bl_status_t bl_controller_boundary(bl_controller_t *c, long step, int *shards, i
         }
     }
     /* Only rank 0 decides; everyone applies what it broadcast. */
-    int rc = MPI_Bcast(c->message, P + 1, MPI_INT, 0, c->rt->comm);
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(c->rt, rc, "MPI_Bcast of the shard plan");
+    bl_status_t st = bl_bcast_bounded(c->rt, c->message, P + 1, MPI_INT, 0, c->rt->comm,
+                                      "the broadcast of the shard plan");
+    if (st != BL_OK) {
+        return st;
     }
     if (c->message[0]) {
         memcpy(shards, c->message + 1, (size_t)P * sizeof *shards);

@@ -120,7 +120,8 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
     /* Buckets in the order they complete: each is handed on at once. */
     for (int left = s->posted; left > 0; left--) {
         int k = MPI_UNDEFINED;
-        st = bl_waitany_bounded(s->rt, s->posted, s->requests, &k, "the gradient all-reduce");
+        st = bl_waitany_collective(s->rt, s->posted, s->requests, &k, "the gradient all-reduce",
+                                   s->comm);
         if (st != BL_OK) {
             if (st != BL_ERR_TIMEOUT) {
                 drain(s); /* a timed-out reduction would never drain */
@@ -131,7 +132,7 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
             ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
         }
     }
-    st = bl_wait_bounded(s->rt, &s->totals_request, "the loss and accuracy all-reduce", -1);
+    st = bl_wait_collective(s->rt, &s->totals_request, "the loss and accuracy all-reduce", s->comm);
     s->posted = 0;
     if (st != BL_OK) {
         return st;

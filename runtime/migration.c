@@ -31,9 +31,13 @@ bl_status_t bl_migrate_layers(const bl_layout_t *l, bl_model_t *m, float *veloci
                        BL_MIGRATION_MAX_LAYERS, L);
     }
     const bl_allocator_t *a = bl_rt_allocator(l->rt);
-    /* At most two requests per layer this rank sends or receives. */
+    /* At most two requests per layer this rank sends or receives; peer[k]
+     * is request k's other rank in the job, for a timeout's message. */
     MPI_Request *req = bl_mem_array(a, 2 * (size_t)L, sizeof *req);
-    if (req == NULL) {
+    int *peer = bl_mem_array(a, 2 * (size_t)L, sizeof *peer);
+    if (req == NULL || peer == NULL) {
+        bl_mem_free(a, req);
+        bl_mem_free(a, peer);
         return bl_fail(l->rt, BL_ERR_NO_MEM, "no memory to migrate %d layers", L);
     }
     int n = 0;
@@ -70,16 +74,22 @@ bl_status_t bl_migrate_layers(const bl_layout_t *l, bl_model_t *m, float *veloci
             if (rc != MPI_SUCCESS) {
                 st = move_failed(l, rc, i, was, now);
             } else {
-                n++;
+                /* Ranks of the job: pipeline r's stage s is r × S + s. */
+                peer[n++] = l->replica * S + (l->stage == was ? now : was);
             }
         }
     }
-    /* Requests already posted complete (or fail) before the buffers can be
-     * touched again, even after a local failure. */
-    int rc = MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
-    if (st == BL_OK && rc != MPI_SUCCESS) {
-        st = bl_fail_mpi(l->rt, rc, "completing a layer migration");
+    /* Every request completes under the bound, naming the rank that had not
+     * arrived. After a local failure (or an MPI error) the posted ones still
+     * complete before the buffers can be touched again; after a timeout
+     * they are left pending: the job is ending. */
+    for (int k = 0; k < n && st == BL_OK; k++) {
+        st = bl_wait_bounded(l->rt, &req[k], "a layer migration", peer[k]);
+    }
+    if (st != BL_OK && st != BL_ERR_TIMEOUT) {
+        MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
     }
     bl_mem_free(a, req);
+    bl_mem_free(a, peer);
     return st;
 }

@@ -320,8 +320,9 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
             return bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for the times of %d layers", L);
         }
     }
-    int rc = MPI_Reduce(r->window, sums, 2 * L, MPI_DOUBLE, MPI_SUM, 0, r->rt->comm);
-    if (rc == MPI_SUCCESS && r->rt->rank == 0) {
+    bl_status_t st = bl_reduce_bounded(r->rt, r->window, sums, 2 * L, MPI_DOUBLE, MPI_SUM, 0,
+                                       r->rt->comm, "the reduction of layer times");
+    if (st == BL_OK && r->rt->rank == 0) {
         decide(r, step, sums, first, next);
         r->message[0] = memcmp(next, first, (size_t)(S + 1) * sizeof *next) != 0;
         memcpy(r->message + 1, next, (size_t)(S + 1) * sizeof *next);
@@ -330,11 +331,12 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
     memset(r->window, 0, 2 * (size_t)L * sizeof *r->window);
     r->window_step_s = 0.0;
     r->window_steps = 0;
-    if (rc == MPI_SUCCESS && r->deciding) {
-        rc = MPI_Bcast(r->message, S + 2, MPI_INT, 0, r->rt->comm);
+    if (st == BL_OK && r->deciding) {
+        st = bl_bcast_bounded(r->rt, r->message, S + 2, MPI_INT, 0, r->rt->comm,
+                              "the broadcast of the stage map");
     }
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(r->rt, rc, "gathering layer times and sharing the stage map");
+    if (st != BL_OK) {
+        return st;
     }
     if (r->deciding && r->message[0]) {
         memcpy(next, r->message + 1, (size_t)(S + 1) * sizeof *next);

@@ -77,6 +77,7 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     memset(rt, 0, sizeof *rt);
     rt->cfg = *cfg;
     rt->comm = MPI_COMM_NULL;
+    rt->rollcall = MPI_COMM_NULL;
     rt->device.kernels = &bl_cpu_kernels;
     int env_invalid = 0;
     rt->cfg.log_level = resolve_log_level(cfg->log_level, &env_invalid);
@@ -96,6 +97,10 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     }
     MPI_Comm_rank(rt->comm, &rt->rank);
     MPI_Comm_size(rt->comm, &rt->size);
+    st = bl_rollcall_setup(rt);
+    if (st != BL_OK) {
+        goto fail;
+    }
     if (env_invalid) {
         bl_log(rt, BL_LOG_WARN,
                "BALLAST_LOG='%s' is not one of error, warn, info, debug; using info",
@@ -121,6 +126,9 @@ void bl_runtime_destroy(bl_runtime_t *rt)
 {
     if (rt == NULL) {
         return;
+    }
+    if (rt->rollcall != MPI_COMM_NULL) {
+        MPI_Comm_free(&rt->rollcall);
     }
     if (rt->comm != MPI_COMM_NULL) {
         MPI_Comm_free(&rt->comm);
@@ -168,5 +176,5 @@ bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any)
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(rt, rc, "MPI_Iallreduce of a stop flag");
     }
-    return bl_wait_bounded(rt, &req, "the all-reduce of the stop flag", -1);
+    return bl_wait_collective(rt, &req, "the all-reduce of the stop flag", rt->comm);
 }

@@ -23,6 +23,13 @@ struct bl_runtime {
      * (0: they wait forever), naming wait_step (set by the trainer). */
     double wait_timeout_s;
     long wait_step;
+    /* Set once a wait has timed out: requests may stay pending for good,
+     * so teardown must not wait for them (it leaks their buffers instead). */
+    int gave_up;
+    /* Roll call (rollcall.c): a duplicate of comm for "where are you?"
+     * queries after a timeout, and the queries this rank has sent. */
+    MPI_Comm rollcall;
+    long rollcall_queries;
 };
 
 /* Collective: did any rank fail? Every rank learns. A rank that failed
@@ -32,12 +39,36 @@ bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, 
 
 /* Completes *req like MPI_Wait; with rt->wait_timeout_s > 0 it gives up
  * after that many seconds with BL_ERR_TIMEOUT and a message naming the
- * step, `op` and, for point-to-point (peer >= 0), the rank it waits for.
- * A request that timed out is left pending: the job is ending. */
+ * step, `op` and the rank it waits for, `peer` (of rt->comm). While it
+ * polls it answers other ranks' roll calls. A request that timed out is
+ * left pending: the job is ending. */
 bl_status_t bl_wait_bounded(bl_runtime_t *rt, MPI_Request *req, const char *op, int peer);
-/* MPI_Waitany under the same bound: *index of the request completed. */
-bl_status_t bl_waitany_bounded(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index,
-                               const char *op);
+/* The same for a collective on comm: on timeout a roll call of comm's
+ * members names those that had not arrived. */
+bl_status_t bl_wait_collective(bl_runtime_t *rt, MPI_Request *req, const char *op, MPI_Comm comm);
+/* MPI_Waitany under the same bound, for collectives on comm: *index of the
+ * request completed. */
+bl_status_t bl_waitany_collective(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index,
+                                  const char *op, MPI_Comm comm);
+
+/* Blocking collectives under the bound: posted non-blocking, completed
+ * by bl_wait_collective; `op` names them in errors. */
+bl_status_t bl_bcast_bounded(bl_runtime_t *rt, void *buf, int count, MPI_Datatype type, int root,
+                             MPI_Comm comm, const char *op);
+bl_status_t bl_allreduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
+                                 MPI_Datatype type, MPI_Op mpi_op, MPI_Comm comm, const char *op);
+bl_status_t bl_reduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
+                              MPI_Datatype type, MPI_Op mpi_op, int root, MPI_Comm comm,
+                              const char *op);
+
+/* Roll call (rollcall.c). Setup is collective over rt->comm. Answer
+ * replies to pending queries with this rank's step and `op`. Take asks
+ * comm's other members where they are, waits half a second for answers and
+ * writes ": ranks that had not arrived: 1 (no answer: ...), 3 (waiting in
+ * OP at step N)" into out (cap bytes). */
+bl_status_t bl_rollcall_setup(bl_runtime_t *rt);
+void bl_rollcall_answer(bl_runtime_t *rt, const char *op);
+void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out, size_t cap);
 
 /* Records a failure on rt (message and status), logs it at debug level and
  * returns status. */

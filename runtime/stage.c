@@ -115,7 +115,9 @@ void bl_stage_free(bl_stage_t *s)
         return;
     }
     const bl_allocator_t *a = bl_rt_allocator(s->rt);
-    for (int k = 0; s->slots != NULL && k < s->slot_count; k++) {
+    /* After a timeout a send may never complete: its buffers are leaked
+     * rather than waited for (the job is ending). */
+    for (int k = 0; s->slots != NULL && k < s->slot_count && !s->rt->gave_up; k++) {
         bl_stage_slot_t *slot = &s->slots[k];
         MPI_Waitall(2, slot->send, MPI_STATUSES_IGNORE); /* buffers may still be read */
         bl_workspace_free(a, &slot->ws);

@@ -74,7 +74,8 @@ static bl_status_t complete_pending(bl_telemetry_t *tm, bl_records_ready_fn read
     }
     int k = tm->pending;
     tm->pending = -1;
-    bl_status_t st = bl_wait_bounded(tm->rt, &tm->request[k], "the telemetry gather", -1);
+    bl_status_t st =
+        bl_wait_collective(tm->rt, &tm->request[k], "the telemetry gather", tm->rt->comm);
     if (st != BL_OK) {
         return st;
     }

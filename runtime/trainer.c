@@ -510,7 +510,8 @@ static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correc
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(t->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
     }
-    bl_status_t st = bl_wait_bounded(t->rt, &req, "the all-reduce of the step's loss", -1);
+    bl_status_t st =
+        bl_wait_collective(t->rt, &req, "the all-reduce of the step's loss", t->rt->comm);
     if (st != BL_OK) {
         return st;
     }
@@ -548,12 +549,13 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     bl_migration_t mig;
     bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
     double agree[2] = {bl_now_seconds() - t0, st != BL_OK ? 1.0 : 0.0};
-    int rc = MPI_Allreduce(MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX, t->rt->comm);
+    bl_status_t agreed = bl_allreduce_bounded(t->rt, MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX,
+                                              t->rt->comm, "the agreement on a layer migration");
     if (st != BL_OK) {
         return st;
     }
-    if (rc != MPI_SUCCESS) {
-        return bl_fail_mpi(t->rt, rc, "MPI_Allreduce agreeing on a layer migration");
+    if (agreed != BL_OK) {
+        return agreed;
     }
     if (agree[1] > 0.0) {
         return bl_fail(t->rt, BL_ERR_MISMATCH,
@@ -665,9 +667,11 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
         stage_params(t, s, &first, &count);
         for (size_t done = 0; done < count;) {
             int n = count - done > (size_t)INT_MAX ? INT_MAX : (int)(count - done);
-            int rc = MPI_Bcast(t->model->params + first + done, n, MPI_FLOAT, s, t->layout.pipe);
-            if (rc != MPI_SUCCESS) {
-                return bl_fail_mpi(t->rt, rc, "MPI_Bcast of a stage's parameters");
+            bl_status_t st =
+                bl_bcast_bounded(t->rt, t->model->params + first + done, n, MPI_FLOAT, s,
+                                 t->layout.pipe, "the broadcast of a stage's parameters");
+            if (st != BL_OK) {
+                return st;
             }
             done += (size_t)n;
         }
@@ -824,9 +828,10 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
     double failed = st != BL_OK ? 1.0 : 0.0;
     double sums[3] = {totals[0], totals[1], failed};
     if (rt->size > 1) {
-        int rc = MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, rt->comm);
-        if (rc != MPI_SUCCESS) {
-            return bl_fail_mpi(rt, rc, "MPI_Allreduce of the evaluation");
+        bl_status_t reduced = bl_allreduce_bounded(rt, MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM,
+                                                   rt->comm, "the reduction of the evaluation");
+        if (reduced != BL_OK) {
+            return reduced;
         }
     }
     if (st != BL_OK) {

@@ -86,11 +86,17 @@ set_tests_properties(slurm_local PROPERTIES LABELS slurm TIMEOUT 600 SKIP_RETURN
 
 # Hang detection: one rank stops arriving after step 7 (the test hook sleeps
 # it); with --timeout 2 the job ends within seconds with an error naming the
-# step, the operation and, for a pipeline transfer, the missing rank. (The
-# ctest timeout, 60 s, is the bound on "ends".)
+# step, the operation and the missing rank: a pipeline transfer's peer, or
+# for a collective the rank that did not answer the roll call. (The ctest
+# timeout, 60 s, is the bound on "ends".)
 bl_cli_test(hang_gradient_allreduce EXIT 1
-    MATCH "timed out: step 8: the gradient all-reduce did not complete within 2 s"
+    MATCH "timed out: step 8: the gradient all-reduce did not complete within 2 s: ranks that had not arrived: 1 .no answer"
     COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --timeout 2
+    REQUIRES cli_data_good)
+bl_cli_test(hang_gradient_allreduce_np3 EXIT 1
+    MATCH "rank [02]: timed out: step 8: the gradient all-reduce did not complete within 2 s: ranks that had not arrived: 1 .no answer: computing, stopped or gone.$"
+    COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
             ${bl_dp_run} --timeout 2
     REQUIRES cli_data_good)
 bl_cli_test(hang_pipeline_transfer EXIT 1
@@ -100,5 +106,17 @@ bl_cli_test(hang_pipeline_transfer EXIT 1
     REQUIRES cli_data_good)
 bl_cli_test(timeout_negative EXIT 2 MATCH "--timeout: -1 is outside"
     COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --timeout -1)
-set_tests_properties(cli_hang_gradient_allreduce cli_hang_pipeline_transfer PROPERTIES
-    LABELS "cli;mpi")
+set_tests_properties(cli_hang_gradient_allreduce cli_hang_gradient_allreduce_np3
+    cli_hang_pipeline_transfer PROPERTIES LABELS "cli;mpi")
+
+# The roll call names exactly the ranks that had not arrived: one waiting
+# in another operation is named with it; one in the same is not.
+add_executable(rollcall_mpi ${CMAKE_CURRENT_SOURCE_DIR}/rollcall_mpi.c)
+target_include_directories(rollcall_mpi PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+    ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
+target_link_libraries(rollcall_mpi PRIVATE ballast)
+add_test(NAME rollcall_mpi_names_missing
+    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 --oversubscribe
+            $<TARGET_FILE:rollcall_mpi>)
+set_tests_properties(rollcall_mpi_names_missing PROPERTIES LABELS "mpi" TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "ok: 0 failures" ENVIRONMENT "${BALLAST_TEST_ENV}")

@@ -306,9 +306,18 @@ static bl_status_t print_stages(bl_runtime_t *rt, const bl_trainer_t *trainer)
     return BL_OK;
 }
 
-/* Trains as the options say. A failure the program found itself is printed
- * here and flagged in *reported; a library failure is left to the caller,
- * which prints bl_last_error. */
+/* Trains as the options say. Any failure is printed here (the library's
+ * with bl_last_error) and flagged in *reported. */
+/* A library failure on this rank, to stderr. */
+static void report_failure(bl_runtime_t *rt, bl_status_t st)
+{
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fprintf(stderr, "ballast-train: rank %d: %s: %s\n(for more detail set BALLAST_LOG=debug)\n",
+            rank, bl_status_string(st), rt != NULL ? bl_last_error(rt) : "");
+    fflush(stderr);
+}
+
 static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported, int *stopped)
 {
     int rank = bl_runtime_rank(rt);
@@ -462,6 +471,11 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
         st = bl_model_save_params(model, o->save_params);
     }
 done:
+    /* Said before the teardown, which may wait on ranks that are gone. */
+    if (st != BL_OK && !*reported) {
+        report_failure(rt, st);
+        *reported = 1;
+    }
     bl_trainer_destroy(trainer);
     bl_model_destroy(model);
     bl_dataset_destroy(test_set);
@@ -515,9 +529,7 @@ int main(int argc, char **argv)
     }
     if (st != BL_OK) {
         if (!reported) {
-            fprintf(stderr,
-                    "ballast-train: rank %d: %s: %s\n(for more detail set BALLAST_LOG=debug)\n",
-                    rank, bl_status_string(st), rt != NULL ? bl_last_error(rt) : "");
+            report_failure(rt, st);
         }
         bl_runtime_destroy(rt);
         if (size > 1) {
