@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "state.h"
 #include "policy.h"
 
 /* The least relative sigma the detector assumes (2%): with noise-free
@@ -114,12 +115,46 @@ int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
         e->efac[r] = 1.0;
         e->run_sum[r] = 0.0;
         e->run[r] = 0;
+        e->last[r] = 0.0; /* set at the first observation; zeroed for the saved state */
+        e->nnoise[r] = 0;
     }
     *out = e;
     return 0;
 fail:
     bl_estimator_destroy(e);
     return -1;
+}
+
+int bl_part_estimator_walk(bl_estimator_t *e, bl_part_state_t *s)
+{
+    if (!bl_part_state_check(s, e->ranks)) {
+        return 0;
+    }
+    size_t n = (size_t)e->ranks;
+    double *doubles[] = {e->speed, e->var, e->ref, e->ref_var, e->efac, e->last, e->run_sum};
+    for (size_t k = 0; k < sizeof doubles / sizeof doubles[0]; k++) {
+        bl_part_state_field(s, doubles[k], n * sizeof(double));
+    }
+    bl_part_state_field(s, e->nnoise, n * sizeof *e->nnoise);
+    bl_part_state_field(s, e->run, n * sizeof *e->run);
+    e->nchanges = s->in != NULL ? 0 : e->nchanges;
+    return 1;
+}
+
+int bl_part_estimator_valid(const bl_estimator_t *e)
+{
+    for (int r = 0; r < e->ranks; r++) {
+        double v[] = {e->speed[r], e->var[r], e->ref[r], e->ref_var[r], e->efac[r], e->last[r]};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            if (!isfinite(v[k]) || v[k] < 0.0) {
+                return 0;
+            }
+        }
+        if (!isfinite(e->run_sum[r]) || e->nnoise[r] < 0) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 void bl_estimator_destroy(bl_estimator_t *e)

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "state.h"
 #include "partition.h"
 #include "policy.h"
 
@@ -607,4 +608,77 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
         *decision = d;
     }
     return 0;
+}
+
+/* ---- Learned state, for checkpoints ---------------------------------- */
+
+static int policy_walk(void *obj, bl_part_state_t *s)
+{
+    bl_policy_t *p = obj;
+    if (!bl_part_state_check(s, (int)p->kind) || !bl_part_state_check(s, p->ranks) ||
+        !bl_part_estimator_walk(p->est, s)) {
+        return 0;
+    }
+    bl_part_state_field(s, p->arm_n, sizeof p->arm_n);
+    bl_part_state_field(s, p->arm_s, sizeof p->arm_s);
+    bl_part_state_field(s, &p->prev_arm, sizeof p->prev_arm);
+    bl_part_state_field(s, &p->rebased, sizeof p->rebased);
+    if (p->q != NULL) {
+        bl_part_state_field(s, p->q, BL_RL_STATES * BL_RL_ACTIONS * sizeof *p->q);
+    }
+    bl_part_state_field(s, &p->prev_state, sizeof p->prev_state);
+    bl_part_state_field(s, &p->prev_action, sizeof p->prev_action);
+    bl_part_state_field(s, &p->prev_step_s, sizeof p->prev_step_s);
+    bl_part_state_field(s, &p->q_default, sizeof p->q_default);
+    bl_part_state_field(s, &p->rng, sizeof p->rng);
+    bl_part_state_field(s, &p->t, sizeof p->t);
+    return 1;
+}
+
+/* The fields used as indices must be in range; the rest must be finite. */
+static int policy_valid(const void *obj)
+{
+    const bl_policy_t *p = obj;
+    int ok = p->prev_arm >= -1 && p->prev_arm < BANDIT_ARMS && p->prev_action >= -1 &&
+             p->prev_action < BL_RL_ACTIONS && p->t >= 0 && isfinite(p->prev_step_s) &&
+             (p->prev_action < 0 || (p->prev_state >= 0 && p->prev_state < BL_RL_STATES));
+    for (int k = 0; k < BANDIT_ARMS && ok; k++) {
+        ok = isfinite(p->arm_n[k]) && isfinite(p->arm_s[k]) && p->arm_n[k] >= 0.0;
+    }
+    for (int k = 0; p->q != NULL && k < BL_RL_STATES * BL_RL_ACTIONS && ok; k++) {
+        ok = isfinite(p->q[k]);
+    }
+    return ok && bl_part_estimator_valid(p->est);
+}
+
+size_t bl_policy_state_bytes(const bl_policy_t *p)
+{
+    return p == NULL ? 0 : bl_part_state_bytes(policy_walk, p);
+}
+
+void bl_policy_state_save(const bl_policy_t *p, void *buf)
+{
+    if (p != NULL && buf != NULL) {
+        bl_part_state_save(policy_walk, p, buf);
+    }
+}
+
+int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, size_t errlen)
+{
+    if (p == NULL || buf == NULL) {
+        return bl_part_fail(err, errlen, "policy state: no policy or no bytes");
+    }
+    switch (bl_part_state_load(policy_walk, policy_valid, p, buf, n, &p->a)) {
+    case BL_PART_STATE_LOADED:
+        return 0;
+    case BL_PART_STATE_OTHER:
+        return bl_part_fail(err, errlen,
+                            "policy state: %zu bytes are not the state of this policy (%s, %d "
+                            "ranks)",
+                            n, bl_policy_name(p->kind), p->ranks);
+    case BL_PART_STATE_INVALID:
+        return bl_part_fail(err, errlen, "policy state: values out of range");
+    default:
+        return bl_part_fail(err, errlen, "policy state: out of memory");
+    }
 }

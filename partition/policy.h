@@ -144,6 +144,16 @@ const bl_estimator_t *bl_policy_estimator(const bl_policy_t *p);
 
 /* rl: the learned Q-table (BL_RL_STATES × BL_RL_ACTIONS doubles), to save as
  * a policy file; NULL for other kinds. */
+/* The policy's learned state, for checkpoints: the estimator, the bandit's
+ * arms, the Q-table, the pending credit and the random stream (not the
+ * configuration, which the caller recreates). Bytes in host order.
+ * bl_policy_state_load takes bytes saved by a policy of the same kind and
+ * rank count, all or nothing: 0, or -1 with the reason in err (another
+ * kind or rank count, values out of range, no memory), p unchanged. */
+size_t bl_policy_state_bytes(const bl_policy_t *p);
+void bl_policy_state_save(const bl_policy_t *p, void *buf);
+int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, size_t errlen);
+
 #define BL_RL_STATES  27
 #define BL_RL_ACTIONS 5
 const double *bl_policy_q_table(const bl_policy_t *p);

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "state.h"
 #include "pipeline.h"
 #include "restage.h"
 
@@ -190,6 +191,9 @@ int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator
         bl_restage_destroy(r);
         return bl_part_fail(err, errlen, "out of memory, or invalid estimator parameters");
     }
+    /* Zeroed so that a saved state never holds stray bytes. */
+    memset(r->proposed, 0, ((size_t)S + 1) * sizeof *r->proposed);
+    memset(r->last_first, 0, ((size_t)S + 1) * sizeof *r->last_first);
     r->c.anchor = r->anchor;
     r->c.layer_bytes = r->layer_bytes;
     r->c.edge_bytes = r->edge_bytes;
@@ -564,4 +568,93 @@ const double *bl_restage_layer_costs(const bl_restage_t *r)
 double bl_restage_bandwidth(const bl_restage_t *r)
 {
     return r != NULL ? r->bandwidth : 0.0;
+}
+
+/* ---- Learned state, for checkpoints ---------------------------------- */
+
+static int restage_walk(void *obj, bl_part_state_t *s)
+{
+    bl_restage_t *r = obj;
+    int L = r->c.layers, S = r->c.stages;
+    if (!bl_part_state_check(s, (int)r->c.kind) || !bl_part_state_check(s, L) ||
+        !bl_part_state_check(s, S) || !bl_part_estimator_walk(r->est, s)) {
+        return 0;
+    }
+    bl_part_state_field(s, r->cost, (size_t)L * sizeof *r->cost);
+    bl_part_state_field(s, r->seen, (size_t)L * (size_t)S * sizeof *r->seen);
+    bl_part_state_field(s, r->speed, (size_t)S * sizeof *r->speed);
+    bl_part_state_field(s, &r->anchor_total, sizeof r->anchor_total);
+    bl_part_state_field(s, r->proposed, ((size_t)S + 1) * sizeof *r->proposed);
+    bl_part_state_field(s, r->last_first, ((size_t)S + 1) * sizeof *r->last_first);
+    bl_part_state_field(s, &r->seen_map, sizeof r->seen_map);
+    bl_part_state_field(s, &r->proposed_valid, sizeof r->proposed_valid);
+    bl_part_state_field(s, &r->bandwidth, sizeof r->bandwidth);
+    bl_part_state_field(s, &r->migrated_s, sizeof r->migrated_s);
+    bl_part_state_field(s, &r->prev_action, sizeof r->prev_action);
+    bl_part_state_field(s, &r->prev_state, sizeof r->prev_state);
+    bl_part_state_field(s, r->arm_n, sizeof r->arm_n);
+    bl_part_state_field(s, r->arm_s, sizeof r->arm_s);
+    bl_part_state_field(s, r->q, sizeof r->q);
+    bl_part_state_field(s, &r->rng, sizeof r->rng);
+    bl_part_state_field(s, &r->t, sizeof r->t);
+    return 1;
+}
+
+/* Indices in range, times and speeds finite and not negative. */
+static int restage_valid(const void *obj)
+{
+    const bl_restage_t *r = obj;
+    int L = r->c.layers, S = r->c.stages;
+    int ok = r->prev_action >= -1 && r->prev_action < ACTIONS && r->t >= 0 &&
+             (r->prev_action < 0 || (r->prev_state >= 0 && r->prev_state < RL_STATES)) &&
+             isfinite(r->bandwidth) && r->bandwidth > 0.0 && isfinite(r->migrated_s) &&
+             isfinite(r->anchor_total);
+    for (size_t k = 0; k < (size_t)L * (size_t)S && ok; k++) {
+        ok = isfinite(r->seen[k]) && r->seen[k] >= 0.0;
+    }
+    for (int i = 0; i < L && ok; i++) {
+        ok = isfinite(r->cost[i]) && r->cost[i] >= 0.0;
+    }
+    for (int k = 0; k < S && ok; k++) {
+        ok = isfinite(r->speed[k]) && r->speed[k] >= 0.0;
+    }
+    for (int k = 0; k < ACTIONS && ok; k++) {
+        ok = isfinite(r->arm_n[k]) && r->arm_n[k] >= 0.0 && isfinite(r->arm_s[k]);
+    }
+    for (int k = 0; k < RL_STATES * ACTIONS && ok; k++) {
+        ok = isfinite(r->q[k]);
+    }
+    return ok && bl_part_estimator_valid(r->est);
+}
+
+size_t bl_restage_state_bytes(const bl_restage_t *r)
+{
+    return r == NULL ? 0 : bl_part_state_bytes(restage_walk, r);
+}
+
+void bl_restage_state_save(const bl_restage_t *r, void *buf)
+{
+    if (r != NULL && buf != NULL) {
+        bl_part_state_save(restage_walk, r, buf);
+    }
+}
+
+int bl_restage_state_load(bl_restage_t *r, const void *buf, size_t n, char *err, size_t errlen)
+{
+    if (r == NULL || buf == NULL) {
+        return bl_part_fail(err, errlen, "stage policy state: no policy or no bytes");
+    }
+    switch (bl_part_state_load(restage_walk, restage_valid, r, buf, n, &r->a)) {
+    case BL_PART_STATE_LOADED:
+        return 0;
+    case BL_PART_STATE_OTHER:
+        return bl_part_fail(err, errlen,
+                            "stage policy state: %zu bytes are not the state of this policy (%s, "
+                            "%d layers on %d stages)",
+                            n, bl_policy_name(r->c.kind), r->c.layers, r->c.stages);
+    case BL_PART_STATE_INVALID:
+        return bl_part_fail(err, errlen, "stage policy state: values out of range");
+    default:
+        return bl_part_fail(err, errlen, "stage policy state: out of memory");
+    }
 }

@@ -84,4 +84,14 @@ const double *bl_restage_stage_speeds(const bl_restage_t *r);
 const double *bl_restage_layer_costs(const bl_restage_t *r);
 double bl_restage_bandwidth(const bl_restage_t *r);
 
+/* The policy's learned state, for checkpoints: the stage estimator, the
+ * fitted costs and speeds, the seen-time table, the map awaiting
+ * confirmation, the migration bandwidth, the bandit's arms, the Q-table and
+ * the random stream. Bytes in host order. Loading takes the state of a
+ * policy of the same kind, L and S, all or nothing: 0, or -1 with the
+ * reason in err, r unchanged. */
+size_t bl_restage_state_bytes(const bl_restage_t *r);
+void bl_restage_state_save(const bl_restage_t *r, void *buf);
+int bl_restage_state_load(bl_restage_t *r, const void *buf, size_t n, char *err, size_t errlen);
+
 #endif /* BL_RESTAGE_H */

@@ -450,11 +450,11 @@ bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out);
 
 /* Checkpoints (format and guarantees: runtime/checkpoint.h, README).
  * Saves the trainer's state — parameters, momentum, the next step, the
- * seed, batch and shuffle that fix the sampler, the shard plan and the
- * stage map — into dir/ckpt-<step>/, keeping the newest `keep` (0: all);
- * path (n bytes, may be NULL with n 0) receives the checkpoint's
- * directory. Collective; may be called from a step callback. A failed
- * save leaves the previous checkpoints as they were. */
+ * seed, batch and shuffle that fix the sampler, the shard plan, the
+ * stage map and rank 0's policies' learned state — into dir/ckpt-<step>/, keeping the newest `keep`
+ * (0: all); path (n bytes, may be NULL with n 0) receives the checkpoint's directory. Collective;
+ * may be called from a step callback. A failed save leaves the previous checkpoints as they were.
+ */
 bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
                                        size_t n);
 
@@ -464,7 +464,9 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
  * when the layout is the same. The layout may differ (ranks, pipelines,
  * stages): the saved shard plan is kept when the number of pipelines is
  * the same and the config gives none, the saved stage map when the number
- * of stages is the same and the config gives none. *resumed = 0 when dir
+ * of stages is the same and the config gives none; the policies go on from
+ * their saved state when it fits them (same policy, rank and stage counts),
+ * else start afresh with an info line. *resumed = 0 when dir
  * has no checkpoint. Collective, before bl_trainer_run. BL_ERR_MISMATCH
  * when the checkpoint is of another model, seed, batch or shuffle. */
 bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed);

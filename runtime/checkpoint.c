@@ -13,8 +13,10 @@
 
 #include "checkpoint.h"
 
-#define MAGIC          "BALLASTK"
-#define VERSION        1u
+#define MAGIC "BALLASTK"
+/* Version 2 added the manifest's CONTROL section; version 1 files are
+ * still read (their runs resume with fresh policies). */
+#define VERSION        2u
 #define BYTE_ORDER_TAG 0x01020304u
 #define HEADER_BYTES   32u
 #define SECTION_BYTES  16u
@@ -29,45 +31,14 @@ enum {
     SEC_LAYOUT = 3,
     SEC_RANGE = 4,
     SEC_PARAMS = 5,
-    SEC_MOMENTUM = 6
+    SEC_MOMENTUM = 6,
+    SEC_CONTROL = 7
 };
 
-static const char *const section_names[] = {"?",     "MODEL",  "STATE",   "LAYOUT",
-                                            "RANGE", "PARAMS", "MOMENTUM"};
+static const char *const section_names[] = {"?",     "MODEL",  "STATE",    "LAYOUT",
+                                            "RANGE", "PARAMS", "MOMENTUM", "CONTROL"};
 
 /* ---- Bytes ----------------------------------------------------------- */
-
-static void put_u32(unsigned char *b, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        b[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
-static void put_u64(unsigned char *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        b[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
-static uint32_t get_u32(const unsigned char *b)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) {
-        v = (v << 8) | b[i];
-    }
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | b[i];
-    }
-    return v;
-}
 
 static uint32_t crc_of(const void *bytes, size_t n)
 {
@@ -101,11 +72,11 @@ static void write_header(writer_t *w, uint32_t kind, uint32_t sections)
 {
     unsigned char h[HEADER_BYTES] = {0};
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, VERSION);
-    put_u32(h + 12, BYTE_ORDER_TAG);
-    put_u32(h + 16, kind);
-    put_u32(h + 20, sections);
-    put_u32(h + 24, crc_of(h, 24));
+    bl_le_put32(h + 8, VERSION);
+    bl_le_put32(h + 12, BYTE_ORDER_TAG);
+    bl_le_put32(h + 16, kind);
+    bl_le_put32(h + 20, sections);
+    bl_le_put32(h + 24, crc_of(h, 24));
     write_bytes(w, h, sizeof h);
 }
 
@@ -114,9 +85,9 @@ static void write_header(writer_t *w, uint32_t kind, uint32_t sections)
 static void write_section(writer_t *w, uint32_t id, const void *bytes, size_t n)
 {
     unsigned char s[SECTION_BYTES];
-    put_u32(s, id);
-    put_u32(s + 4, crc_of(bytes, n));
-    put_u64(s + 8, (uint64_t)n);
+    bl_le_put32(s, id);
+    bl_le_put32(s + 4, crc_of(bytes, n));
+    bl_le_put64(s + 8, (uint64_t)n);
     write_bytes(w, s, sizeof s);
     write_bytes(w, bytes, n);
 }
@@ -216,10 +187,10 @@ static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_mo
     size_t first, count;
     param_range(m, lo, hi, &first, &count);
     unsigned char range[24];
-    put_u32(range, (uint32_t)lo);
-    put_u32(range + 4, (uint32_t)hi);
-    put_u64(range + 8, (uint64_t)first);
-    put_u64(range + 16, (uint64_t)count);
+    bl_le_put32(range, (uint32_t)lo);
+    bl_le_put32(range + 4, (uint32_t)hi);
+    bl_le_put64(range + 8, (uint64_t)first);
+    bl_le_put64(range + 16, (uint64_t)count);
     writer_t w;
     bl_status_t st = open_writer(rt, &w, path);
     if (st != BL_OK) {
@@ -255,38 +226,39 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
         bl_mem_free(a, layout);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a checkpoint manifest");
     }
-    put_u32(model, (uint32_t)m->layer_count);
-    put_u32(model + 4, (uint32_t)m->in_features);
+    bl_le_put32(model, (uint32_t)m->layer_count);
+    bl_le_put32(model + 4, (uint32_t)m->in_features);
     for (int i = 0; i < m->layer_count; i++) {
         unsigned char *p = model + 8 + 20 * (size_t)i;
-        put_u32(p, (uint32_t)m->layers[i].kind);
-        put_u32(p + 4, (uint32_t)m->layers[i].in_features);
-        put_u32(p + 8, (uint32_t)m->layers[i].out_features);
-        put_u64(p + 12, (uint64_t)m->layers[i].param_count);
+        bl_le_put32(p, (uint32_t)m->layers[i].kind);
+        bl_le_put32(p + 4, (uint32_t)m->layers[i].in_features);
+        bl_le_put32(p + 8, (uint32_t)m->layers[i].out_features);
+        bl_le_put64(p + 12, (uint64_t)m->layers[i].param_count);
     }
-    put_u64(state, (uint64_t)s->step);
-    put_u64(state + 8, s->seed);
-    put_u32(state + 16, (uint32_t)s->batch);
-    put_u32(state + 20, (uint32_t)s->shuffle);
-    put_u64(state + 24, (uint64_t)s->plan_version);
-    put_u32(layout, (uint32_t)s->ranks);
-    put_u32(layout + 4, (uint32_t)s->replicas);
-    put_u32(layout + 8, (uint32_t)s->stages);
+    bl_le_put64(state, (uint64_t)s->step);
+    bl_le_put64(state + 8, s->seed);
+    bl_le_put32(state + 16, (uint32_t)s->batch);
+    bl_le_put32(state + 20, (uint32_t)s->shuffle);
+    bl_le_put64(state + 24, (uint64_t)s->plan_version);
+    bl_le_put32(layout, (uint32_t)s->ranks);
+    bl_le_put32(layout + 4, (uint32_t)s->replicas);
+    bl_le_put32(layout + 8, (uint32_t)s->stages);
     for (int i = 0; i <= s->stages; i++) {
-        put_u32(layout + 12 + 4 * (size_t)i, (uint32_t)s->first[i]);
+        bl_le_put32(layout + 12 + 4 * (size_t)i, (uint32_t)s->first[i]);
     }
     for (int d = 0; d < s->replicas; d++) {
-        put_u32(layout + 12 + 4 * ((size_t)s->stages + 1 + (size_t)d), (uint32_t)s->shards[d]);
+        bl_le_put32(layout + 12 + 4 * ((size_t)s->stages + 1 + (size_t)d), (uint32_t)s->shards[d]);
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/manifest.bin", tmpdir);
     writer_t w;
     bl_status_t st = open_writer(rt, &w, path);
     if (st == BL_OK) {
-        write_header(&w, KIND_MANIFEST, 3);
+        write_header(&w, KIND_MANIFEST, 4);
         write_section(&w, SEC_MODEL, model, model_bytes);
         write_section(&w, SEC_STATE, state, sizeof state);
         write_section(&w, SEC_LAYOUT, layout, layout_bytes);
+        write_section(&w, SEC_CONTROL, s->control, s->control_bytes);
         st = close_writer(rt, &w);
     }
     bl_mem_free(a, model);
@@ -465,6 +437,7 @@ typedef struct reader {
     const char *name;
     const unsigned char *bytes;
     size_t len, pos;
+    uint32_t version; /* the file's, once its header is read */
 } reader_t;
 
 /* A malformed file: "checkpoint file NAME: <what is wrong>". */
@@ -480,7 +453,9 @@ static bl_status_t bad(const reader_t *r, const char *fmt, ...)
     return bl_fail(r->rt, BL_ERR_FORMAT, "checkpoint file %s: %s", r->name, why);
 }
 
-static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections)
+/* The header of a file of `kind` with `sections` sections (plus `added`
+ * more from version 2 on). */
+static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
 {
     const unsigned char *h = r->bytes;
     if (r->len < HEADER_BYTES) {
@@ -489,19 +464,22 @@ static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections)
     if (memcmp(h, MAGIC, 8) != 0) {
         return bad(r, "header: not a ballast checkpoint file (magic)");
     }
-    if (get_u32(h + 24) != crc_of(h, 24) || get_u32(h + 28) != 0) {
+    if (bl_le_get32(h + 24) != crc_of(h, 24) || bl_le_get32(h + 28) != 0) {
         return bad(r, "header: checksum mismatch");
     }
-    if (get_u32(h + 8) != VERSION) {
-        return bad(r, "header: version %u; this library reads version %u", get_u32(h + 8), VERSION);
+    r->version = bl_le_get32(h + 8);
+    if (r->version < 1 || r->version > VERSION) {
+        return bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
+                   VERSION);
     }
-    if (get_u32(h + 12) != BYTE_ORDER_TAG) {
+    sections += r->version >= 2 ? added : 0;
+    if (bl_le_get32(h + 12) != BYTE_ORDER_TAG) {
         return bad(r, "header: byte order tag %#x (written on another byte order?)",
-                   get_u32(h + 12));
+                   bl_le_get32(h + 12));
     }
-    if (get_u32(h + 16) != kind || get_u32(h + 20) != sections) {
+    if (bl_le_get32(h + 16) != kind || bl_le_get32(h + 20) != sections) {
         return bad(r, "header: kind %u with %u sections, not the file expected here",
-                   get_u32(h + 16), get_u32(h + 20));
+                   bl_le_get32(h + 16), bl_le_get32(h + 20));
     }
     r->pos = HEADER_BYTES;
     return BL_OK;
@@ -518,9 +496,9 @@ static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const uns
                    r->len - r->pos);
     }
     const unsigned char *s = r->bytes + r->pos;
-    uint64_t n = get_u64(s + 8);
-    if (get_u32(s) != id) {
-        return bad(r, "%s section expected; found section id %u", name, get_u32(s));
+    uint64_t n = bl_le_get64(s + 8);
+    if (bl_le_get32(s) != id) {
+        return bad(r, "%s section expected; found section id %u", name, bl_le_get32(s));
     }
     if (n > r->len - r->pos - SECTION_BYTES) {
         return bad(r, "%s section: %llu bytes announced, more than the file holds", name,
@@ -529,7 +507,7 @@ static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const uns
     if (want != 0 && n != want) {
         return bad(r, "%s section: %llu bytes; %zu expected", name, (unsigned long long)n, want);
     }
-    if (get_u32(s + 4) != crc_of(s + SECTION_BYTES, (size_t)n)) {
+    if (bl_le_get32(s + 4) != crc_of(s + SECTION_BYTES, (size_t)n)) {
         return bad(r, "%s section: checksum mismatch", name);
     }
     *out = s + SECTION_BYTES;
@@ -552,26 +530,27 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
     if (st != BL_OK) {
         return st;
     }
-    if (len < 8 || (len - 8) % 20 != 0 || (len - 8) / 20 != get_u32(p)) {
-        return bad(r, "MODEL section: %zu bytes for %u layers", len, len >= 8 ? get_u32(p) : 0);
+    if (len < 8 || (len - 8) % 20 != 0 || (len - 8) / 20 != bl_le_get32(p)) {
+        return bad(r, "MODEL section: %zu bytes for %u layers", len, len >= 8 ? bl_le_get32(p) : 0);
     }
-    if (get_u32(p) != (uint32_t)m->layer_count || get_u32(p + 4) != (uint32_t)m->in_features) {
+    if (bl_le_get32(p) != (uint32_t)m->layer_count ||
+        bl_le_get32(p + 4) != (uint32_t)m->in_features) {
         return bl_fail(r->rt, BL_ERR_MISMATCH,
                        "checkpoint file %s: saved from a model of %u layers and input width %u; "
                        "this one has %d and %d",
-                       r->name, get_u32(p), get_u32(p + 4), m->layer_count, m->in_features);
+                       r->name, bl_le_get32(p), bl_le_get32(p + 4), m->layer_count, m->in_features);
     }
     for (int i = 0; i < m->layer_count; i++) {
         const unsigned char *q = p + 8 + 20 * (size_t)i;
         const bl_layer_t *l = &m->layers[i];
-        if (get_u32(q) != (uint32_t)l->kind || get_u32(q + 4) != (uint32_t)l->in_features ||
-            get_u32(q + 8) != (uint32_t)l->out_features ||
-            get_u64(q + 12) != (uint64_t)l->param_count) {
+        if (bl_le_get32(q) != (uint32_t)l->kind || bl_le_get32(q + 4) != (uint32_t)l->in_features ||
+            bl_le_get32(q + 8) != (uint32_t)l->out_features ||
+            bl_le_get64(q + 12) != (uint64_t)l->param_count) {
             return bl_fail(r->rt, BL_ERR_MISMATCH,
                            "checkpoint file %s: layer %d differs from this model's (kind %u, "
                            "%u -> %u, %llu parameters saved)",
-                           r->name, i, get_u32(q), get_u32(q + 4), get_u32(q + 8),
-                           (unsigned long long)get_u64(q + 12));
+                           r->name, i, bl_le_get32(q), bl_le_get32(q + 4), bl_le_get32(q + 8),
+                           (unsigned long long)bl_le_get64(q + 12));
         }
     }
     return BL_OK;
@@ -581,7 +560,7 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
  * arrays allocated when s is not NULL). */
 static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
 {
-    bl_status_t st = read_header(r, KIND_MANIFEST, 3);
+    bl_status_t st = read_header(r, KIND_MANIFEST, 3, 1);
     if (st == BL_OK) {
         st = check_model(r, m);
     }
@@ -593,13 +572,14 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     if (st != BL_OK) {
         return st;
     }
-    bl_ckpt_state_t got = {.step = (long)get_u64(p),
-                           .seed = get_u64(p + 8),
-                           .batch = (int)get_u32(p + 16),
-                           .shuffle = (int)get_u32(p + 20),
-                           .plan_version = (long)get_u64(p + 24)};
-    if (get_u64(p) > (uint64_t)LONG_MAX || get_u32(p + 16) == 0 || get_u32(p + 16) > INT_MAX ||
-        get_u32(p + 20) > 1 || get_u64(p + 24) > (uint64_t)LONG_MAX) {
+    bl_ckpt_state_t got = {.step = (long)bl_le_get64(p),
+                           .seed = bl_le_get64(p + 8),
+                           .batch = (int)bl_le_get32(p + 16),
+                           .shuffle = (int)bl_le_get32(p + 20),
+                           .plan_version = (long)bl_le_get64(p + 24)};
+    if (bl_le_get64(p) > (uint64_t)LONG_MAX || bl_le_get32(p + 16) == 0 ||
+        bl_le_get32(p + 16) > INT_MAX || bl_le_get32(p + 20) > 1 ||
+        bl_le_get64(p + 24) > (uint64_t)LONG_MAX) {
         return bad(r, "STATE section: step, batch, shuffle or plan version out of range");
     }
     st = read_section(r, SEC_LAYOUT, 0, &p, &len);
@@ -609,7 +589,7 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     if (len < 12) {
         return bad(r, "LAYOUT section: %zu bytes, shorter than its counts", len);
     }
-    uint32_t P = get_u32(p), D = get_u32(p + 4), S = get_u32(p + 8);
+    uint32_t P = bl_le_get32(p), D = bl_le_get32(p + 4), S = bl_le_get32(p + 8);
     if (S < 1 || S > (uint32_t)m->layer_count || D < 1 || P != D * S || P > (1u << 20) ||
         len != 12 + 4 * ((size_t)S + 1 + D)) {
         return bad(r, "LAYOUT section: %zu bytes for %u ranks, %u pipelines and %u stages", len, P,
@@ -617,8 +597,8 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     }
     long sum = 0;
     for (uint32_t i = 0; i <= S; i++) {
-        uint32_t f = get_u32(p + 12 + 4 * (size_t)i);
-        uint32_t prev = i > 0 ? get_u32(p + 12 + 4 * (size_t)(i - 1)) : 0;
+        uint32_t f = bl_le_get32(p + 12 + 4 * (size_t)i);
+        uint32_t prev = i > 0 ? bl_le_get32(p + 12 + 4 * (size_t)(i - 1)) : 0;
         if ((i == 0 && f != 0) || (i > 0 && f <= prev) ||
             (i == S && f != (uint32_t)m->layer_count)) {
             return bad(r, "LAYOUT section: stage map entry %u is not contiguous over the layers",
@@ -626,10 +606,19 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
         }
     }
     for (uint32_t d = 0; d < D; d++) {
-        sum += get_u32(p + 12 + 4 * ((size_t)S + 1 + d));
+        sum += bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
     }
     if (sum != got.batch) {
         return bad(r, "LAYOUT section: the shards sum to %ld, not the batch %d", sum, got.batch);
+    }
+    /* The policies' learned state: opaque here, checked by its loaders. */
+    const unsigned char *control = NULL;
+    size_t control_bytes = 0;
+    if (r->version >= 2) {
+        st = read_section(r, SEC_CONTROL, 0, &control, &control_bytes);
+        if (st != BL_OK) {
+            return st;
+        }
     }
     st = check_end(r);
     if (st != BL_OK || s == NULL) {
@@ -641,15 +630,22 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     got.stages = (int)S;
     got.first = bl_mem_array(a, (size_t)S + 1, sizeof *got.first);
     got.shards = bl_mem_array(a, D, sizeof *got.shards);
-    if (got.first == NULL || got.shards == NULL) {
+    if (control_bytes > 0) {
+        got.control = bl_mem_array(a, control_bytes, 1);
+        got.control_bytes = got.control != NULL ? control_bytes : 0;
+    }
+    if (got.first == NULL || got.shards == NULL || (control_bytes > 0 && got.control == NULL)) {
         bl_ckpt_state_free(r->rt, &got);
         return bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for a checkpoint's layout");
     }
     for (uint32_t i = 0; i <= S; i++) {
-        got.first[i] = (int)get_u32(p + 12 + 4 * (size_t)i);
+        got.first[i] = (int)bl_le_get32(p + 12 + 4 * (size_t)i);
     }
     for (uint32_t d = 0; d < D; d++) {
-        got.shards[d] = (int)get_u32(p + 12 + 4 * ((size_t)S + 1 + d));
+        got.shards[d] = (int)bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
+    }
+    if (control_bytes > 0) {
+        memcpy(got.control, control, control_bytes);
     }
     *s = got;
     return BL_OK;
@@ -661,7 +657,7 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
 static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
                                float *momentum)
 {
-    bl_status_t st = read_header(r, KIND_STAGE, 3);
+    bl_status_t st = read_header(r, KIND_STAGE, 3, 0);
     const unsigned char *p;
     size_t len;
     if (st == BL_OK) {
@@ -670,17 +666,17 @@ static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
     if (st != BL_OK) {
         return st;
     }
-    uint32_t a = get_u32(p), b = get_u32(p + 4);
+    uint32_t a = bl_le_get32(p), b = bl_le_get32(p + 4);
     if (a >= b || b > (uint32_t)m->layer_count ||
         (lo >= 0 && (a != (uint32_t)lo || b != (uint32_t)hi))) {
         return bad(r, "RANGE section: layers [%u, %u) are not this stage's", a, b);
     }
     size_t first, count;
     param_range(m, (int)a, (int)b, &first, &count);
-    if (get_u64(p + 8) != first || get_u64(p + 16) != count) {
+    if (bl_le_get64(p + 8) != first || bl_le_get64(p + 16) != count) {
         return bad(r, "RANGE section: %llu parameters from %llu, not the model's %zu from %zu",
-                   (unsigned long long)get_u64(p + 16), (unsigned long long)get_u64(p + 8), count,
-                   first);
+                   (unsigned long long)bl_le_get64(p + 16), (unsigned long long)bl_le_get64(p + 8),
+                   count, first);
     }
     for (int k = 0; k < 2; k++) {
         st = read_section(r, k == 0 ? SEC_PARAMS : SEC_MOMENTUM, count * sizeof(float), &p, &len);
@@ -699,7 +695,7 @@ bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigne
                                size_t len, const bl_model_t *m)
 {
     reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
-    if (len >= HEADER_BYTES && get_u32(bytes + 16) == KIND_STAGE) {
+    if (len >= HEADER_BYTES && bl_le_get32(bytes + 16) == KIND_STAGE) {
         return parse_stage(&r, m, -1, -1, NULL, NULL);
     }
     return parse_manifest(&r, m, NULL);
@@ -798,8 +794,11 @@ void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s)
 {
     bl_mem_free(bl_rt_allocator(rt), s->first);
     bl_mem_free(bl_rt_allocator(rt), s->shards);
+    bl_mem_free(bl_rt_allocator(rt), s->control);
     s->first = NULL;
     s->shards = NULL;
+    s->control = NULL;
+    s->control_bytes = 0;
 }
 
 /* Rank 0: removes leftover temporary directories of saves that died. */

@@ -10,7 +10,7 @@
  * checks every length against the model before it allocates or reads.
  *
  * File layout (little-endian):
- *   header (32 bytes): "BALLASTK", u32 version (1), u32 0x01020304,
+ *   header (32 bytes): "BALLASTK", u32 version (2; 1 is read too), u32 0x01020304,
  *     u32 kind (1 manifest, 2 stage), u32 sections, u32 CRC32 of the first
  *     24 bytes, u32 0
  *   each section: u32 id, u32 CRC32 of the payload, u64 payload bytes,
@@ -19,7 +19,8 @@
  *     kind, u32 in, u32 out, u64 parameters), STATE (u64 next step, u64
  *     seed, u32 batch, u32 shuffle, u64 plan version), LAYOUT (u32 ranks,
  *     u32 pipelines D, u32 stages S, S + 1 × i32 first layers, D × i32
- *     shards)
+ *     shards), CONTROL (from version 2: the policies' learned state, opaque
+ *     here, bl_ckpt_state_t.control; may be empty)
  *   stage sections: RANGE (u32 first layer, u32 last layer, u64 first
  *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats) */
 #ifndef BL_CHECKPOINT_H
@@ -40,6 +41,10 @@ typedef struct bl_ckpt_state {
     int ranks, replicas, stages;
     int *first;  /* (stages + 1) the stage map */
     int *shards; /* (replicas) the shard plan */
+    /* The policies' learned state (rank 0's, runtime/policy_state.h), or
+     * NULL with 0 bytes. Loaded: allocated like first. */
+    unsigned char *control;
+    size_t control_bytes;
 } bl_ckpt_state_t;
 
 /* Where a save stops, for tests of crashes during a save: after part of a

@@ -49,4 +49,37 @@ uint64_t bl_rng_below(bl_rng_t *r, uint64_t n);
  * ranks of one node). */
 double bl_now_seconds(void);
 
+/* Little-endian integers in byte buffers (checkpoint files). */
+static inline void bl_le_put32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        b[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static inline void bl_le_put64(unsigned char *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static inline uint32_t bl_le_get32(const unsigned char *b)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) {
+        v = (v << 8) | b[i];
+    }
+    return v;
+}
+
+static inline uint64_t bl_le_get64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | b[i];
+    }
+    return v;
+}
+
 #endif /* BL_INTERNAL_H */

@@ -14,6 +14,7 @@
 #include "balancer.h"
 #include "checkpoint.h"
 #include "consistency.h"
+#include "policy_state.h"
 #include "dataset_impl.h"
 #include "grad_sync.h"
 #include "layout.h"
@@ -866,8 +867,20 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .shards = t->shards};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
-    bl_status_t st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep,
-                                  BL_CKPT_NO_FAULT, where, path != NULL ? n : sizeof scratch);
+    /* Rank 0 writes the manifest, with its policies' learned state. A
+     * failure to gather it reaches the others through the save's
+     * agreements. */
+    bl_status_t st = BL_OK;
+    if (t->rt->rank == 0) {
+        st = bl_policy_state_collect(t->rt, t->balancer.ctl.policy, t->restager.policy, &s.control,
+                                     &s.control_bytes);
+    }
+    st = bl_agree(t->rt, st, BL_ERR_NO_MEM, "gathering the policies' state");
+    if (st == BL_OK) {
+        st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
+                          where, path != NULL ? n : sizeof scratch);
+    }
+    bl_mem_free(bl_rt_allocator(t->rt), s.control);
     if (st == BL_OK) {
         /* Parameters and momentum, 4 bytes each, plus small headers. */
         bl_log(t->rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
@@ -944,6 +957,10 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
         bl_log(t->rt, BL_LOG_INFO,
                "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
                s.step, s.ranks, s.replicas, s.stages);
+        if (t->rt->rank == 0) {
+            bl_policy_state_restore(t->rt, t->balancer.ctl.policy, t->restager.policy, s.control,
+                                    s.control_bytes, path);
+        }
     }
     bl_ckpt_state_free(t->rt, &s);
     return st;

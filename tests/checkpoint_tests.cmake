@@ -71,6 +71,42 @@ foreach(saved dp2 pp2)
     endforeach()
 endforeach()
 
+# The policies' learned state travels in the checkpoint: a bandit shard
+# policy (rank 1 emulated 2x slower) and a proportional stage policy go on
+# from their saved state after a resume; after resharding to 3 ranks the
+# saved 2-rank state does not fit, and the policy starts afresh, saying why.
+bl_cli_test(policy_state_save_dp EXIT 0 MATCH "^summary: steps=12 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --steps 12
+            --policy bandit --rebalance-every 3 --emulate-slowdown 1:2
+            --checkpoint-dir ${bl_ckpt}/policy-dp
+    REQUIRES cli_data_good cli_out SETUP ckpt_policy_dp)
+bl_cli_test(policy_state_resume_dp EXIT 0
+    MATCH "resume: the shard policy goes on from its saved state" "^summary: steps=20 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run}
+            --steps 20 --policy bandit --rebalance-every 3 --checkpoint-dir ${bl_ckpt}/policy-dp
+            --resume
+    REQUIRES ckpt_policy_dp SETUP ckpt_policy_dp_resumed)
+bl_cli_test(policy_state_reshard_np3 EXIT 0
+    MATCH "resume: the shard policy starts afresh: policy state: [0-9]+ bytes are not the state of this policy .bandit, 3 ranks."
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run}
+            --steps 24
+            --policy bandit --rebalance-every 3 --checkpoint-dir ${bl_ckpt}/policy-dp --resume
+    REQUIRES ckpt_policy_dp_resumed)
+bl_cli_test(policy_state_save_pp EXIT 0 MATCH "^summary: steps=12 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --steps 12 --pp 2
+            --micro-batches 2 --policy proportional --emulate-slowdown 1:2
+            --checkpoint-dir ${bl_ckpt}/policy-pp
+    REQUIRES cli_data_good cli_out SETUP ckpt_policy_pp)
+bl_cli_test(policy_state_resume_pp EXIT 0
+    MATCH "resume: the stage policy goes on from its saved state" "^summary: steps=20 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run}
+            --steps 20 --pp 2 --micro-batches 2 --policy proportional
+            --checkpoint-dir ${bl_ckpt}/policy-pp --resume
+    REQUIRES ckpt_policy_pp)
+set_tests_properties(cli_policy_state_save_dp cli_policy_state_resume_dp
+    cli_policy_state_reshard_np3 cli_policy_state_save_pp cli_policy_state_resume_pp
+    PROPERTIES LABELS "cli;mpi")
+
 # Slurm end to end on a local single-node Slurm started for the test
 # (slurm/local-cluster.sh): srun equals mpirun bit for bit, an sbatch job
 # completes with its summary, and a job signalled mid-run checkpoints,

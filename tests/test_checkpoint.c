@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,9 @@ static void teardown(fixture_t *f)
     bl_model_destroy(f->m);
 }
 
+/* Stand-in policy state: opaque bytes to the checkpoint. */
+static unsigned char control_bytes[] = "learned policy state, 40 bytes or so";
+
 static bl_ckpt_state_t state_at(fixture_t *f, long step)
 {
     bl_ckpt_state_t s = {.step = step,
@@ -81,7 +85,9 @@ static bl_ckpt_state_t state_at(fixture_t *f, long step)
                          .replicas = 1,
                          .stages = 1,
                          .first = f->first,
-                         .shards = f->shards};
+                         .shards = f->shards,
+                         .control = control_bytes,
+                         .control_bytes = sizeof control_bytes};
     return s;
 }
 
@@ -132,7 +138,10 @@ static void test_round_trip(void **state)
     assert_int_equal(s.stages, 1);
     assert_int_equal(s.first[1], 3);
     assert_int_equal(s.shards[0], 16);
+    assert_int_equal(s.control_bytes, sizeof control_bytes);
+    assert_memory_equal(s.control, control_bytes, sizeof control_bytes);
     bl_ckpt_state_free(rt, &s);
+    assert_null(s.control);
     free(want);
     teardown(&g);
     teardown(&f);
@@ -250,6 +259,51 @@ static void test_corruption_rejected(void **state)
     teardown(&f);
 }
 
+/* A version 1 manifest (before the CONTROL section) still loads, with no
+ * policy state; a version from the future is refused, naming it. The
+ * header is little-endian: u32 version at 8, sections at 20, the CRC32 of
+ * bytes 0-23 at 24. */
+static void put32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        b[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static void test_version1_manifest(void **state)
+{
+    (void)state;
+    fixture_t f;
+    setup(&f, "version1", 1);
+    assert_int_equal(save(&f, 6, BL_CKPT_NO_FAULT), BL_OK);
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/ckpt-%012d", f.dir, 6);
+    snprintf(path, sizeof path, "%s/manifest.bin", dir);
+    size_t len;
+    unsigned char *b = slurp(path, &len);
+    /* Version 1: three sections; the last (CONTROL, its 16-byte header and
+     * payload) dropped. */
+    size_t v1_len = len - 16 - sizeof control_bytes;
+    put32(b + 8, 1);
+    put32(b + 20, 3);
+    put32(b + 24, (uint32_t)crc32(0L, b, 24));
+    assert_int_equal(bl_ckpt_check_file(rt, "manifest.bin", b, v1_len, f.m), BL_OK);
+    spit(path, b, v1_len);
+    bl_ckpt_state_t s = {0};
+    assert_int_equal(bl_ckpt_load(rt, dir, f.m, f.momentum, &s), BL_OK);
+    assert_int_equal(s.step, 6);
+    assert_null(s.control);
+    assert_int_equal(s.control_bytes, 0);
+    bl_ckpt_state_free(rt, &s);
+    /* Version 3 does not exist yet. */
+    put32(b + 8, 3);
+    put32(b + 24, (uint32_t)crc32(0L, b, 24));
+    assert_int_equal(bl_ckpt_check_file(rt, "manifest.bin", b, v1_len, f.m), BL_ERR_FORMAT);
+    assert_non_null(strstr(bl_last_error(rt), "version 3; this library reads versions 1 to 2"));
+    free(b);
+    teardown(&f);
+}
+
 static void test_keep_prunes(void **state)
 {
     fixture_t f;
@@ -303,9 +357,10 @@ static void test_other_model_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_crash_during_save),
-        cmocka_unit_test(test_disk_full),   cmocka_unit_test(test_corruption_rejected),
-        cmocka_unit_test(test_keep_prunes), cmocka_unit_test(test_other_model_refused),
+        cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_crash_during_save),
+        cmocka_unit_test(test_disk_full),         cmocka_unit_test(test_corruption_rejected),
+        cmocka_unit_test(test_keep_prunes),       cmocka_unit_test(test_other_model_refused),
+        cmocka_unit_test(test_version1_manifest),
     };
     return run_tests_with_runtime("checkpoint", tests, sizeof tests / sizeof tests[0], &rt);
 }

@@ -750,6 +750,119 @@ static void test_determinism(void **state)
     }
 }
 
+/* ---- Learned state (checkpoints) ------------------------------------------ */
+
+/* A policy saved after 80 windows and loaded into a fresh one of the same
+ * config then decides exactly as the original over 80 more windows (with
+ * a step change after the save), for every kind: nothing it learned is
+ * left out of the state. */
+static void test_state_resumes_exactly(void **state)
+{
+    (void)state;
+    enum { P = 5, BEFORE = 80, AFTER = 80 };
+    for (int k = 0; k < BL_POLICY_COUNT; k++) {
+        bl_policy_config_t c = config_of((bl_policy_kind_t)k, P, 250, 77);
+        bl_policy_t *a = make_policy(&c);
+        double v[P] = {1000.0, 1800.0, 700.0, 1200.0, 2500.0};
+        long pa[P], pb[P];
+        bl_split_even(250, P, pa);
+        bl_rank_obs_t o[P];
+        bl_decision_t da, db;
+        uint64_t rng = 5;
+        for (int w = 0; w < BEFORE; w++) {
+            double step = run_window(P, v, pa, 0.1, &rng, o);
+            assert_int_equal(bl_policy_decide(a, o, step, pa, pa, &da), 0);
+        }
+        size_t n = bl_policy_state_bytes(a);
+        assert_true(n > 0);
+        unsigned char *saved = malloc(n);
+        assert_non_null(saved);
+        bl_policy_state_save(a, saved);
+        bl_policy_t *b = make_policy(&c);
+        char err[256] = "";
+        assert_int_equal(bl_policy_state_load(b, saved, n, err, sizeof err), 0);
+        memcpy(pb, pa, sizeof pa);
+        v[2] = 1400.0; /* a change after the resume */
+        int changes = 0;
+        for (int w = 0; w < AFTER; w++) {
+            double step = run_window(P, v, pa, 0.1, &rng, o);
+            assert_int_equal(bl_policy_decide(a, o, step, pa, pa, &da), 0);
+            assert_int_equal(bl_policy_decide(b, o, step, pb, pb, &db), 0);
+            assert_plan(pb, pa, P);
+            assert_string_equal(da.action, db.action);
+            assert_memory_equal(&da.predicted_step_s, &db.predicted_step_s, sizeof(double));
+            changes += da.changed;
+        }
+        assert_true(k == BL_POLICY_STATIC || changes >= 1);
+        /* and the two hold the same state at the end */
+        unsigned char *sa = malloc(n), *sb = malloc(n);
+        assert_true(sa != NULL && sb != NULL);
+        bl_policy_state_save(a, sa);
+        bl_policy_state_save(b, sb);
+        assert_memory_equal(sa, sb, n);
+        free(sa);
+        free(sb);
+        free(saved);
+        bl_policy_destroy(a);
+        bl_policy_destroy(b);
+    }
+}
+
+/* State that is not this policy's (another kind, rank count, length) or
+ * holds values out of range is refused, naming why, and leaves the policy
+ * exactly as it was. */
+static void test_state_refused(void **state)
+{
+    (void)state;
+    bl_policy_config_t c = config_of(BL_POLICY_BANDIT, 4, 200, 3);
+    bl_policy_t *p = make_policy(&c);
+    size_t n = bl_policy_state_bytes(p);
+    unsigned char *before = malloc(n), *after = malloc(n), *bytes = malloc(n + 8);
+    assert_true(before != NULL && after != NULL && bytes != NULL);
+    bl_policy_state_save(p, before);
+    char err[256] = "";
+
+    bl_policy_config_t c3 = config_of(BL_POLICY_BANDIT, 3, 200, 3);
+    bl_policy_t *three = make_policy(&c3);
+    bl_policy_state_save(three, bytes);
+    assert_int_equal(bl_policy_state_load(p, bytes, bl_policy_state_bytes(three), err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "not the state of this policy (bandit, 4 ranks)"));
+
+    bl_policy_config_t crl = config_of(BL_POLICY_RL, 4, 200, 3);
+    bl_policy_t *rl = make_policy(&crl);
+    unsigned char *rl_bytes = malloc(bl_policy_state_bytes(rl));
+    assert_non_null(rl_bytes);
+    bl_policy_state_save(rl, rl_bytes);
+    assert_int_equal(bl_policy_state_load(p, rl_bytes, bl_policy_state_bytes(rl), err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "not the state of this policy (bandit"));
+
+    memcpy(bytes, before, n);
+    assert_int_equal(bl_policy_state_load(p, bytes, n - 1, err, sizeof err), -1);
+    assert_int_equal(bl_policy_state_load(p, bytes, 0, err, sizeof err), -1);
+
+    /* After the headers (kind, ranks; the estimator's rank count) comes
+     * the first estimated speed: NaN bytes there are out of range. */
+    memset(bytes + 3 * sizeof(int), 0xff, sizeof(double));
+    assert_int_equal(bl_policy_state_load(p, bytes, n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "values out of range"));
+    /* After all those refusals the policy is as it was. */
+    bl_policy_state_save(p, after);
+    assert_memory_equal(before, after, n);
+
+    assert_int_equal(bl_policy_state_load(p, NULL, n, err, sizeof err), -1);
+    bl_policy_state_save(p, after);
+    assert_memory_equal(before, after, n);
+    free(rl_bytes);
+    free(before);
+    free(after);
+    free(bytes);
+    bl_policy_destroy(rl);
+    bl_policy_destroy(three);
+    bl_policy_destroy(p);
+}
+
 /* ---- RL tables --------------------------------------------------------------- */
 
 static void test_rl_tables(void **state)
@@ -1016,6 +1129,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_state_resumes_exactly),
+        cmocka_unit_test(test_state_refused),
         cmocka_unit_test(test_plan_examples),
         cmocka_unit_test(test_plan_invalid),
         cmocka_unit_test(test_step_time),

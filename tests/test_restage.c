@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pipeline.h"
@@ -209,6 +210,113 @@ static void test_migrations_teach_the_bandwidth(void **state)
     bl_restage_destroy(r);
 }
 
+/* One window on both policies, which must decide alike; a move is applied
+ * to the shared map and its measured cost charged to both. */
+static void decide_alike(bl_restage_t *a, bl_restage_t *b, int *first, const double *speed)
+{
+    double layer_s[L], step_s;
+    observe(first, speed, layer_s, &step_s);
+    bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
+    int na[S + 1], nb[S + 1];
+    bl_restage_decision_t da, db;
+    assert_int_equal(bl_restage_decide(a, &obs, na, &da), 0);
+    assert_int_equal(bl_restage_decide(b, &obs, nb, &db), 0);
+    assert_memory_equal(na, nb, sizeof na);
+    assert_int_equal(da.changed, db.changed);
+    if (da.changed) {
+        double bytes = bl_restage_move_bytes(a, first, na);
+        bl_restage_migrated(a, bytes, da.move_s);
+        bl_restage_migrated(b, bytes, da.move_s);
+        memcpy(first, na, sizeof na);
+    }
+}
+
+/* Saved after 12 windows and loaded into a fresh policy, the stage policy
+ * decides exactly as the original through a speed change, for every kind,
+ * and both end with the same state. */
+static void test_state_resumes_exactly(void **state)
+{
+    (void)state;
+    for (int k = 0; k < BL_POLICY_COUNT; k++) {
+        bl_restage_config_t c = config((bl_policy_kind_t)k);
+        bl_restage_t *a = create(&c);
+        int first[S + 1] = {0, 4, L};
+        const double slow0[S] = {0.5, 1.0}, slow1[S] = {1.0, 0.4};
+        run_windows(a, first, slow0, 12);
+        size_t n = bl_restage_state_bytes(a);
+        unsigned char *saved = malloc(n), *sa = malloc(n), *sb = malloc(n);
+        assert_true(saved != NULL && sa != NULL && sb != NULL);
+        bl_restage_state_save(a, saved);
+        bl_restage_t *b = create(&c);
+        char err[256] = "";
+        assert_int_equal(bl_restage_state_load(b, saved, n, err, sizeof err), 0);
+        for (int w = 0; w < 30; w++) {
+            decide_alike(a, b, first, w < 3 ? slow0 : slow1);
+        }
+        bl_restage_state_save(a, sa);
+        bl_restage_state_save(b, sb);
+        assert_memory_equal(sa, sb, n);
+        free(saved);
+        free(sa);
+        free(sb);
+        bl_restage_destroy(a);
+        bl_restage_destroy(b);
+    }
+}
+
+/* Another kind, another stage count, a short buffer or NaN times are
+ * refused with the reason, and the policy is left as it was. */
+static void test_state_refused(void **state)
+{
+    (void)state;
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    int first[S + 1] = {0, 4, L};
+    const double speed[S] = {0.5, 1.0};
+    run_windows(r, first, speed, 5);
+    size_t n = bl_restage_state_bytes(r);
+    unsigned char *before = malloc(n), *after = malloc(n);
+    assert_true(before != NULL && after != NULL);
+    bl_restage_state_save(r, before);
+    char err[256] = "";
+
+    bl_restage_config_t c3 = config(BL_POLICY_PROPORTIONAL);
+    c3.stages = 3;
+    bl_restage_t *three = create(&c3);
+    size_t n3 = bl_restage_state_bytes(three);
+    unsigned char *other = malloc(n3 > n ? n3 : n);
+    assert_non_null(other);
+    bl_restage_state_save(three, other);
+    assert_int_equal(bl_restage_state_load(r, other, n3, err, sizeof err), -1);
+    assert_non_null(
+        strstr(err, "not the state of this policy (proportional, 8 layers on 2 stages)"));
+
+    bl_restage_config_t cb = config(BL_POLICY_BANDIT);
+    bl_restage_t *bandit = create(&cb);
+    bl_restage_state_save(bandit, other);
+    assert_int_equal(bl_restage_state_load(r, other, n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "(proportional, 8 layers on 2 stages)"));
+
+    assert_int_equal(bl_restage_state_load(r, before, n - 1, err, sizeof err), -1);
+
+    /* The first learnt layer cost, after the headers (kind, L, S, the
+     * estimator's S) and the estimator's 7 doubles and 2 ints per stage. */
+    memcpy(other, before, n);
+    size_t cost_at = 4 * sizeof(int) + S * (7 * sizeof(double) + 2 * sizeof(int));
+    memset(other + cost_at, 0xff, sizeof(double));
+    assert_int_equal(bl_restage_state_load(r, other, n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "values out of range"));
+
+    bl_restage_state_save(r, after);
+    assert_memory_equal(before, after, n);
+    free(before);
+    free(after);
+    free(other);
+    bl_restage_destroy(three);
+    bl_restage_destroy(bandit);
+    bl_restage_destroy(r);
+}
+
 static void expect_config_error(bl_restage_config_t c, const char *words)
 {
     bl_restage_t *r = NULL;
@@ -311,6 +419,8 @@ int main(void)
         cmocka_unit_test(test_threshold_and_static),
         cmocka_unit_test(test_bandit_and_rl_reach_the_optimum),
         cmocka_unit_test(test_migrations_teach_the_bandwidth),
+        cmocka_unit_test(test_state_resumes_exactly),
+        cmocka_unit_test(test_state_refused),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_observations),
     };

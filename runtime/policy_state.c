@@ -1,0 +1,81 @@
+/* The policies' learned state in a checkpoint (policy_state.h). */
+#include "policy_state.h"
+
+#include <string.h>
+
+bl_status_t bl_policy_state_collect(bl_runtime_t *rt, const bl_policy_t *shards,
+                                    const bl_restage_t *stages, unsigned char **out, size_t *n)
+{
+    size_t n1 = bl_policy_state_bytes(shards), n2 = bl_restage_state_bytes(stages);
+    *out = NULL;
+    *n = 0;
+    unsigned char *b = bl_mem_array(bl_rt_allocator(rt), 16 + n1 + n2, 1);
+    if (b == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %zu bytes of policy state", n1 + n2);
+    }
+    bl_le_put64(b, n1);
+    bl_policy_state_save(shards, b + 8);
+    bl_le_put64(b + 8 + n1, n2);
+    bl_restage_state_save(stages, b + 16 + n1);
+    *out = b;
+    *n = 16 + n1 + n2;
+    return BL_OK;
+}
+
+/* The next part of bytes[*pos, n): its start and length, or NULL when the
+ * length runs past the end. */
+static const unsigned char *next_part(const unsigned char *bytes, size_t n, size_t *pos,
+                                      size_t *len)
+{
+    if (n - *pos < 8) {
+        return NULL;
+    }
+    uint64_t k = bl_le_get64(bytes + *pos);
+    *pos += 8;
+    if (k > n - *pos) {
+        return NULL;
+    }
+    const unsigned char *part = bytes + *pos;
+    *len = (size_t)k;
+    *pos += (size_t)k;
+    return part;
+}
+
+/* One policy's part: loaded, or why not in an info line. */
+static void restore_part(bl_runtime_t *rt, const char *which, const char *path, int have_policy,
+                         size_t len, int loaded, const char *err)
+{
+    if (loaded) {
+        bl_log(rt, BL_LOG_INFO, "resume: the %s policy goes on from its saved state", which);
+    } else if (len == 0 && have_policy) {
+        bl_log(rt, BL_LOG_INFO, "resume: %s holds no %s policy state; it starts afresh", path,
+               which);
+    } else if (len > 0 && !have_policy) {
+        bl_log(rt, BL_LOG_INFO, "resume: %s holds %s policy state that this run does not use", path,
+               which);
+    } else if (len > 0) {
+        bl_log(rt, BL_LOG_INFO, "resume: the %s policy starts afresh: %s", which, err);
+    }
+}
+
+void bl_policy_state_restore(bl_runtime_t *rt, bl_policy_t *shards, bl_restage_t *stages,
+                             const unsigned char *bytes, size_t n, const char *path)
+{
+    size_t pos = 0, n1 = 0, n2 = 0;
+    const unsigned char *p1 = bytes != NULL ? next_part(bytes, n, &pos, &n1) : NULL;
+    const unsigned char *p2 = p1 != NULL ? next_part(bytes, n, &pos, &n2) : NULL;
+    if (bytes != NULL && (p2 == NULL || pos != n)) {
+        bl_log(rt, BL_LOG_WARN,
+               "resume: %s: its policy state (%zu bytes) is malformed; the "
+               "policies start afresh",
+               path, n);
+        return;
+    }
+    char err[256] = "";
+    int loaded =
+        shards != NULL && n1 > 0 && bl_policy_state_load(shards, p1, n1, err, sizeof err) == 0;
+    restore_part(rt, "shard", path, shards != NULL, n1, loaded, err);
+    loaded =
+        stages != NULL && n2 > 0 && bl_restage_state_load(stages, p2, n2, err, sizeof err) == 0;
+    restore_part(rt, "stage", path, stages != NULL, n2, loaded, err);
+}
