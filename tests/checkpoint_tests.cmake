@@ -37,6 +37,16 @@ bl_cli_test(signal_resume_bitwise COMPARE same ${BL_CLI_OUT}/ckpt-signal.bin
     ${BL_CLI_OUT}/dp_even2.bin REQUIRES ckpt_signal_resumed dp_even2)
 set_tests_properties(cli_signal_stop cli_signal_resume PROPERTIES LABELS "cli;mpi")
 
+# The same signals sent to mpirun instead of a rank (tests/signal_mpirun.sh).
+foreach(sig USR1 TERM)
+    bl_cli_test(signal_mpirun_${sig} EXIT 0
+        MATCH "SIG${sig}: stopped: after step [0-9]+" "SIG${sig}: resumed run equals the uninterrupted one"
+        COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/signal_mpirun.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+                ${bl_ckpt}/mpirun-${sig} ${BL_CLI_OUT}/dp_even2.bin ${sig}
+        REQUIRES dp_even2)
+    set_tests_properties(cli_signal_mpirun_${sig} PROPERTIES LABELS "cli;mpi" TIMEOUT 120)
+endforeach()
+
 # Resharding: checkpoints after 10 steps at np = 2 (data parallel) and at
 # pp = 2 (stages 0-1, 2-4) load under np = 1, np = 3 and another stage map
 # with identical parameters (no step runs after the load).
