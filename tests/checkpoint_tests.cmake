@@ -37,6 +37,14 @@ bl_cli_test(signal_resume_bitwise COMPARE same ${BL_CLI_OUT}/ckpt-signal.bin
     ${BL_CLI_OUT}/dp_even2.bin REQUIRES ckpt_signal_resumed dp_even2)
 set_tests_properties(cli_signal_stop cli_signal_resume PROPERTIES LABELS "cli;mpi")
 
+# A real full disk (a 40 KiB tmpfs; skipped where none can be mounted).
+bl_cli_test(disk_full EXIT 0
+    MATCH "disk-full: left behind: ckpt-000000000004$" "disk-full: the previous checkpoint resumes"
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/disk_full.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+            ${bl_ckpt}/disk-full ${BL_CLI_OUT}/dp_even2.bin
+    REQUIRES dp_even2)
+set_tests_properties(cli_disk_full PROPERTIES LABELS "cli;mpi" SKIP_RETURN_CODE 77)
+
 # The same signals sent to mpirun instead of a rank (tests/signal_mpirun.sh).
 foreach(sig USR1 TERM)
     bl_cli_test(signal_mpirun_${sig} EXIT 0

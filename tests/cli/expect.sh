@@ -5,7 +5,9 @@
 # output (stdout and stderr together) matches every REGEX (POSIX extended,
 # as grep -E; a line must match). A REGEX that starts with '!' must match
 # no line instead. On failure prints what was expected, the exit code and
-# the output, and exits 1; bad usage exits 2.
+# the output, and exits 1; bad usage exits 2. A COMMAND that exits 77
+# (ctest's skip code, when not the one expected) is passed through with its
+# output: the test is skipped, not failed.
 set -u
 set -f # the regexes are split on newlines below: no pathname expansion
 
@@ -41,6 +43,10 @@ trap 'rm -f "$out"' EXIT HUP INT TERM
 
 "$@" >"$out" 2>&1
 code=$?
+if [ "$code" -eq 77 ] && [ "$want_code" -ne 77 ]; then
+    cat "$out"
+    exit 77
+fi
 
 failed=0
 if [ "$code" -ne "$want_code" ]; then
