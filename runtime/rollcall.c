@@ -108,6 +108,8 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
         snprintf(out, cap, ": no roll call of its ranks was possible");
         goto done;
     }
+    /* The query's number lives in rt: a send to a rank that never takes it
+     * stays pending after this returns, and its buffer must outlive it. */
     long query = ++rt->rollcall_queries;
     /* reqs[2i]: the query to member i, reqs[2i+1]: its answer. */
     for (int i = 0; i < n; i++) {
@@ -115,7 +117,8 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
         if (world[i] == rt->rank) {
             continue;
         }
-        MPI_Isend(&query, 1, MPI_LONG, world[i], TAG_QUERY, rt->rollcall, &reqs[2 * i]);
+        MPI_Isend(&rt->rollcall_queries, 1, MPI_LONG, world[i], TAG_QUERY, rt->rollcall,
+                  &reqs[2 * i]);
         MPI_Irecv(&answers[i], (int)sizeof answers[i], MPI_BYTE, world[i], TAG_ANSWER, rt->rollcall,
                   &reqs[2 * i + 1]);
     }
