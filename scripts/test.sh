@@ -13,9 +13,11 @@ BALLAST_BUILD_DIR="$root/build" "$root/scripts/build.sh" -DBALLAST_WERROR=ON
 echo "test: full suite"
 ctest --test-dir "$root/build" --output-on-failure -j "$jobs" --timeout 600
 
+# (The CUDA backend is built in the first build only: sanitizers do not
+# apply to nvcc's code, and it runs only where a GPU is.)
 BALLAST_BUILD_DIR="$root/build-sanitize" "$root/scripts/build.sh" -DBALLAST_WERROR=ON \
     -DBALLAST_SANITIZE=address,undefined -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF \
-    -DCMAKE_BUILD_TYPE=Debug
+    -DBALLAST_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug
 echo "test: unit and cli tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" --timeout 600 -L 'unit|cli' -LE slow
 
@@ -25,7 +27,7 @@ ctest --test-dir "$root/build-sanitize" --output-on-failure -j "$jobs" --timeout
 if command -v clang >/dev/null 2>&1; then
     CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DBALLAST_FUZZ=ON -DBALLAST_SANITIZE=address,undefined -DBALLAST_WERROR=ON \
-        -DBALLAST_TESTS=OFF -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF
+        -DBALLAST_TESTS=OFF -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF -DBALLAST_CUDA=OFF
     cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_train_options fuzz_checkpoint
     echo "test: fuzz corpus replay (libFuzzer, AddressSanitizer + UndefinedBehaviorSanitizer)"
     ctest --test-dir "$root/build-fuzz/fuzz" --output-on-failure -L fuzz -LE slow

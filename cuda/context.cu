@@ -1,0 +1,134 @@
+/* The CUDA context: device choice, stream, cuBLAS handle, failure record. */
+#include <stdio.h>
+#include <string.h>
+
+#include "context.h"
+#include "cuda_kernels.h"
+
+bl_cuda_context_t bl_cuda_ctx;
+
+int bl_cuda_ok(cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) {
+        return 1;
+    }
+    if (bl_cuda_ctx.failure[0] == '\0') {
+        snprintf(bl_cuda_ctx.failure, sizeof bl_cuda_ctx.failure, "%s: %s", what,
+                 cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+int bl_cublas_ok(cublasStatus_t s, const char *what)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) {
+        return 1;
+    }
+    if (bl_cuda_ctx.failure[0] == '\0') {
+        snprintf(bl_cuda_ctx.failure, sizeof bl_cuda_ctx.failure, "%s: cuBLAS status %d (%s)", what,
+                 (int)s, cublasGetStatusString(s));
+    }
+    return 0;
+}
+
+extern "C" int bl_cuda_device_count(char *err, size_t errlen)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "no CUDA device: %s", cudaGetErrorString(e));
+        return 0;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "no CUDA device visible (CUDA_VISIBLE_DEVICES?)");
+    }
+    return n;
+}
+
+extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
+{
+    bl_cuda_shutdown();
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) {
+        e = cudaStreamCreateWithFlags(&bl_cuda_ctx.stream, cudaStreamNonBlocking);
+    }
+    if (e == cudaSuccess) {
+        e = cudaMalloc((void **)&bl_cuda_ctx.totals, 2 * sizeof(double));
+    }
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "CUDA device %d: %s", device, cudaGetErrorString(e));
+        bl_cuda_shutdown();
+        return -1;
+    }
+    cublasStatus_t s = cublasCreate(&bl_cuda_ctx.blas);
+    if (s == CUBLAS_STATUS_SUCCESS) {
+        s = cublasSetStream(bl_cuda_ctx.blas, bl_cuda_ctx.stream);
+    }
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, errlen, "cuBLAS on device %d: %s", device, cublasGetStatusString(s));
+        bl_cuda_shutdown();
+        return -1;
+    }
+    bl_cuda_ctx.device = device;
+    bl_cuda_ctx.failure[0] = '\0';
+    bl_cuda_ctx.ready = 1;
+    return 0;
+}
+
+extern "C" void bl_cuda_shutdown(void)
+{
+    if (bl_cuda_ctx.blas != NULL) {
+        cublasDestroy(bl_cuda_ctx.blas);
+    }
+    if (bl_cuda_ctx.stream != NULL) {
+        cudaStreamDestroy(bl_cuda_ctx.stream);
+    }
+    cudaFree(bl_cuda_ctx.totals);
+    cudaFree(bl_cuda_ctx.row_loss);
+    cudaFree(bl_cuda_ctx.row_hit);
+    memset(&bl_cuda_ctx, 0, sizeof bl_cuda_ctx);
+}
+
+extern "C" int bl_cuda_check(char *err, size_t errlen)
+{
+    /* A kernel launch's own error shows here, not at the launch. */
+    bl_cuda_ok(cudaGetLastError(), "a kernel launch");
+    if (bl_cuda_ctx.failure[0] == '\0') {
+        return 0;
+    }
+    snprintf(err, errlen, "%s", bl_cuda_ctx.failure);
+    bl_cuda_ctx.failure[0] = '\0';
+    return -1;
+}
+
+extern "C" int bl_cuda_sync(char *err, size_t errlen)
+{
+    if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for the GPU")) {
+        return bl_cuda_check(err, errlen);
+    }
+    return bl_cuda_check(err, errlen);
+}
+
+int bl_cuda_row_scratch(size_t rows)
+{
+    if (rows <= bl_cuda_ctx.row_cap) {
+        return 1;
+    }
+    /* The old buffers may still be read by queued kernels. */
+    if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "growing the loss scratch")) {
+        return 0;
+    }
+    cudaFree(bl_cuda_ctx.row_loss);
+    cudaFree(bl_cuda_ctx.row_hit);
+    bl_cuda_ctx.row_loss = NULL;
+    bl_cuda_ctx.row_hit = NULL;
+    bl_cuda_ctx.row_cap = 0;
+    if (!bl_cuda_ok(cudaMalloc((void **)&bl_cuda_ctx.row_loss, rows * sizeof(double)),
+                    "allocating the loss scratch") ||
+        !bl_cuda_ok(cudaMalloc((void **)&bl_cuda_ctx.row_hit, rows * sizeof(int)),
+                    "allocating the loss scratch")) {
+        return 0;
+    }
+    bl_cuda_ctx.row_cap = rows;
+    return 1;
+}

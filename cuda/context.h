@@ -1,0 +1,41 @@
+/* The process's CUDA context, shared by the backend's .cu files: the
+ * stream, the cuBLAS handle, small device scratch and the recorded first
+ * failure. Internal to cuda/. */
+#ifndef BL_CUDA_CONTEXT_H
+#define BL_CUDA_CONTEXT_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+typedef struct bl_cuda_context {
+    int ready;
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    double *row_loss; /* device (row_cap): softmax_xent's per-row losses */
+    int *row_hit;     /* device (row_cap): 1 where a row's argmax is its label */
+    size_t row_cap;
+    double *totals;    /* device (2): the loss sum and the hit count */
+    char failure[256]; /* the first failed call since the last check, or "" */
+} bl_cuda_context_t;
+
+extern bl_cuda_context_t bl_cuda_ctx;
+
+/* Records `what` failing with CUDA's error, if it is the first. Returns
+ * whether the call succeeded. */
+int bl_cuda_ok(cudaError_t e, const char *what);
+int bl_cublas_ok(cublasStatus_t s, const char *what);
+
+/* Makes the per-row scratch hold `rows` rows; 0 on failure (recorded). */
+int bl_cuda_row_scratch(size_t rows);
+
+/* Threads per block for the element-wise kernels, and the blocks to cover
+ * n elements (capped: the kernels stride over the rest). */
+enum { BL_CUDA_THREADS = 256 };
+static inline unsigned int bl_cuda_blocks(size_t n)
+{
+    size_t b = (n + BL_CUDA_THREADS - 1) / BL_CUDA_THREADS;
+    return b == 0 ? 1u : (b > 65535 ? 65535u : (unsigned int)b);
+}
+
+#endif /* BL_CUDA_CONTEXT_H */

@@ -1,0 +1,46 @@
+/* The kernel table of kernels.h on one CUDA GPU (cuBLAS for the products,
+ * .cu kernels for the element-wise passes). Every float and label pointer
+ * given to bl_cuda_kernels is device memory; the kernels run in order on
+ * the context's compute stream, and only softmax_xent waits for the GPU
+ * (it returns the loss to the host). Row-major, as on the CPU; the same
+ * results up to floating-point reassociation (tests/test_cuda_kernels.c
+ * states the tolerance).
+ *
+ * One context per process (a rank drives one GPU): bl_cuda_init picks the
+ * device and creates the stream and the cuBLAS handle. The table's
+ * functions cannot return a status, so a failed CUDA or cuBLAS call is
+ * recorded and bl_cuda_check reports the first one since the last check. */
+#ifndef BL_CUDA_KERNELS_H
+#define BL_CUDA_KERNELS_H
+
+#include <stddef.h>
+
+#include "kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+extern const bl_kernels_t bl_cuda_kernels;
+
+/* GPUs this process can see (CUDA_VISIBLE_DEVICES applies); 0 when there
+ * is none or no driver, with the reason in err. */
+int bl_cuda_device_count(char *err, size_t errlen);
+
+/* Makes `device` current and creates the compute stream and the cuBLAS
+ * handle. 0, or -1 with the reason in err. Again after bl_cuda_shutdown. */
+int bl_cuda_init(int device, char *err, size_t errlen);
+void bl_cuda_shutdown(void);
+
+/* The first failure of a kernel call since the last check: 0 when none,
+ * else -1 with the call and CUDA's or cuBLAS's message in err. Clears it. */
+int bl_cuda_check(char *err, size_t errlen);
+
+/* Waits for the compute stream: 0, or -1 with the reason in err. */
+int bl_cuda_sync(char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BL_CUDA_KERNELS_H */

@@ -1,0 +1,14 @@
+/* The CUDA kernel table (kernels.h's interface on device memory). */
+#include "cuda_kernels.h"
+#include "ops.h"
+
+extern "C" const bl_kernels_t bl_cuda_kernels = {
+    "cuda",
+    bl_cuda_gemm,
+    bl_cuda_dense_forward,
+    bl_cuda_dense_backward,
+    bl_cuda_relu_forward,
+    bl_cuda_relu_backward,
+    bl_cuda_softmax_xent,
+    bl_cuda_sgd_update,
+};

@@ -1,0 +1,299 @@
+/* The CUDA kernel table against the CPU table on the same inputs (label
+ * gpu). Exits 77 (ctest: skipped) with the reason when no GPU is visible.
+ *
+ * Tolerance: |gpu − cpu| <= ATOL + RTOL·|cpu|. Both sides compute in
+ * float32 but sum in different orders (cuBLAS blocks its products
+ * differently from OpenBLAS, and nvcc contracts a·b + c into FMAs), so a
+ * product of inner length k differs by about k·2⁻²⁴·Σ|a·b|: with inputs in
+ * [−1, 1] and k <= 300 that is under 2·10⁻⁵ of the terms' magnitude, and
+ * 1e-4 relative plus 1e-4 absolute bounds it with room. Element-wise
+ * kernels and the loss (per-row exp in float, sums in double) agree to a
+ * few ulps: 1e-5. Argmax counts are exact. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_kernels.h"
+#include "kernels.h"
+
+#define ATOL     1e-4
+#define RTOL     1e-4
+#define ELEM_TOL 1e-5
+
+static const bl_kernels_t *G = &bl_cuda_kernels;
+static const bl_kernels_t *C = &bl_cpu_kernels;
+
+static uint64_t rng = 88172645463325252ULL;
+
+static float uniform(float lo, float hi)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (hi - lo) * (float)((rng >> 40) * 0x1.0p-24);
+}
+
+static float *host(size_t n, float lo, float hi)
+{
+    float *a = malloc((n == 0 ? 1 : n) * sizeof *a);
+    assert_non_null(a);
+    for (size_t i = 0; i < n; i++) {
+        a[i] = uniform(lo, hi);
+    }
+    return a;
+}
+
+/* A device copy of n bytes of h. */
+static void *up(const void *h, size_t n)
+{
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, n == 0 ? 1 : n), cudaSuccess);
+    if (n > 0) {
+        assert_int_equal(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    return d;
+}
+
+/* Copies the device's n floats back into h, after the GPU is done. */
+static void down(float *h, const void *d, size_t n)
+{
+    char err[256];
+    assert_int_equal(bl_cuda_sync(err, sizeof err), 0);
+    assert_int_equal(cudaMemcpy(h, d, n * sizeof *h, cudaMemcpyDeviceToHost), cudaSuccess);
+}
+
+static void check_close(const float *gpu, const float *cpu, size_t n, double atol, double rtol,
+                        const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)gpu[i] - (double)cpu[i]);
+        if (!(d <= atol + rtol * fabs((double)cpu[i]))) {
+            fail_msg("%s[%zu]: gpu %.9g, cpu %.9g", what, i, (double)gpu[i], (double)cpu[i]);
+        }
+    }
+}
+
+static void no_failure(void)
+{
+    char err[256] = "";
+    if (bl_cuda_check(err, sizeof err) != 0) {
+        fail_msg("a CUDA call failed: %s", err);
+    }
+}
+
+static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta)
+{
+    int lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+    size_t na = (size_t)m * (size_t)k, nb = (size_t)k * (size_t)n, nc = (size_t)m * (size_t)n;
+    float *a = host(na, -1, 1), *b = host(nb, -1, 1), *c = host(nc, -1, 1);
+    float *got = malloc((nc == 0 ? 1 : nc) * sizeof *got);
+    float *da = up(a, na * 4), *db = up(b, nb * 4), *dc = up(c, nc * 4);
+    G->gemm(ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
+    C->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    down(got, dc, nc);
+    no_failure();
+    char what[64];
+    snprintf(what, sizeof what, "gemm %d%d %dx%dx%d", ta, tb, m, n, k);
+    check_close(got, c, nc, ATOL, RTOL, what);
+    cudaFree(da);
+    cudaFree(db);
+    cudaFree(dc);
+    free(a);
+    free(b);
+    free(c);
+    free(got);
+}
+
+static void test_gemm(void **state)
+{
+    (void)state;
+    for (int ta = 0; ta < 2; ta++) {
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_case(ta, tb, 37, 53, 129, 1.0f, 0.0f);
+            gemm_case(ta, tb, 64, 17, 300, 0.5f, 1.0f);
+        }
+    }
+    gemm_case(0, 0, 5, 7, 0, 1.0f, 0.0f); /* empty inner product: C = 0 */
+    gemm_case(0, 1, 5, 7, 0, 1.0f, 0.5f); /* C = 0.5 C */
+}
+
+static void dense_case(int batch, int in, int out, int relu, int accumulate, int with_dx)
+{
+    size_t nx = (size_t)batch * in, nw = (size_t)out * in, ny = (size_t)batch * out;
+    float *x = host(nx, -1, 1), *w = host(nw, -1, 1), *b = host((size_t)out, -1, 1);
+    float *y = host(ny, 0, 0), *dy = host(ny, -1, 1), *dx = host(nx, 0, 0);
+    float *dw = host(nw, -1, 1), *dbias = host((size_t)out, -1, 1);
+    float *gy = host(ny, 0, 0), *gdy = host(ny, 0, 0), *gdx = host(nx, 0, 0);
+    float *gdw = host(nw, 0, 0), *gdb = host((size_t)out, 0, 0);
+    float *d_x = up(x, nx * 4), *d_w = up(w, nw * 4), *d_b = up(b, (size_t)out * 4);
+    float *d_y = up(y, ny * 4), *d_dy = up(dy, ny * 4), *d_dx = up(dx, nx * 4);
+    float *d_dw = up(dw, nw * 4), *d_db = up(dbias, (size_t)out * 4);
+
+    G->dense_forward(batch, in, out, d_x, d_w, d_b, d_y, relu);
+    C->dense_forward(batch, in, out, x, w, b, y, relu);
+    down(gy, d_y, ny);
+    check_close(gy, y, ny, ATOL, RTOL, "dense_forward y");
+
+    /* Backward from each side's own forward output (the masks agree:
+     * outputs near 0 differ in sign only within the tolerance). */
+    G->dense_backward(batch, in, out, d_x, d_w, d_y, d_dy, with_dx ? d_dx : NULL, d_dw, d_db, relu,
+                      accumulate);
+    C->dense_backward(batch, in, out, x, w, y, dy, with_dx ? dx : NULL, dw, dbias, relu,
+                      accumulate);
+    down(gdy, d_dy, ny);
+    down(gdw, d_dw, nw);
+    down(gdb, d_db, (size_t)out);
+    no_failure();
+    check_close(gdy, dy, ny, ATOL, RTOL, "dense_backward masked dy");
+    check_close(gdw, dw, nw, ATOL, RTOL, "dense_backward dW");
+    check_close(gdb, dbias, (size_t)out, ATOL, RTOL, "dense_backward db");
+    if (with_dx) {
+        down(gdx, d_dx, nx);
+        check_close(gdx, dx, nx, ATOL, RTOL, "dense_backward dx");
+    }
+    float *bufs[] = {x, w, b, y, dy, dx, dw, dbias, gy, gdy, gdx, gdw, gdb};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(bufs[i]);
+    }
+    float *dbufs[] = {d_x, d_w, d_b, d_y, d_dy, d_dx, d_dw, d_db};
+    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
+        cudaFree(dbufs[i]);
+    }
+}
+
+static void test_dense(void **state)
+{
+    (void)state;
+    for (int relu = 0; relu < 2; relu++) {
+        for (int acc = 0; acc < 2; acc++) {
+            dense_case(33, 70, 45, relu, acc, 1);
+            dense_case(8, 16, 3, relu, acc, 0);
+        }
+    }
+    dense_case(0, 16, 3, 1, 0, 1); /* empty batch: dW and db zeroed */
+    dense_case(4, 0, 3, 0, 0, 1);  /* no inputs: y is the bias */
+}
+
+static void test_relu_and_sgd(void **state)
+{
+    (void)state;
+    enum { N = 10007 };
+    float *x = host(N, -1, 1), *y = host(N, 0, 0), *dy = host(N, -1, 1), *dx = host(N, 0, 0);
+    float *got = host(N, 0, 0);
+    float *d_x = up(x, N * 4), *d_y = up(y, N * 4), *d_dy = up(dy, N * 4), *d_dx = up(dx, N * 4);
+    G->relu_forward(N, d_x, d_y);
+    C->relu_forward(N, x, y);
+    down(got, d_y, N);
+    check_close(got, y, N, 0, 0, "relu_forward");
+    G->relu_backward(N, d_y, d_dy, d_dx);
+    C->relu_backward(N, y, dy, dx);
+    down(got, d_dx, N);
+    check_close(got, dx, N, 0, 0, "relu_backward");
+
+    float *w = host(N, -1, 1), *v = host(N, -0.1f, 0.1f), *g = host(N, -5, 5);
+    float *d_w = up(w, N * 4), *d_v = up(v, N * 4), *d_g = up(g, N * 4);
+    for (int step = 0; step < 3; step++) {
+        G->sgd_update(N, d_w, d_v, d_g, 1.0f / 64, 0.05f, 0.9f, 1e-4f);
+        C->sgd_update(N, w, v, g, 1.0f / 64, 0.05f, 0.9f, 1e-4f);
+    }
+    down(got, d_w, N);
+    check_close(got, w, N, ELEM_TOL, ELEM_TOL, "sgd_update w");
+    down(got, d_v, N);
+    check_close(got, v, N, ELEM_TOL, ELEM_TOL, "sgd_update v");
+    no_failure();
+    float *all[] = {x, y, dy, dx, got, w, v, g};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free(all[i]);
+    }
+    float *dall[] = {d_x, d_y, d_dy, d_dx, d_w, d_v, d_g};
+    for (size_t i = 0; i < sizeof dall / sizeof dall[0]; i++) {
+        cudaFree(dall[i]);
+    }
+}
+
+static void test_softmax_xent(void **state)
+{
+    (void)state;
+    enum { B = 1000, K = 10 };
+    float *logits = host((size_t)B * K, -8, 8);
+    int labels[B];
+    for (int i = 0; i < B; i++) {
+        labels[i] = (int)(uniform(0, 1) * K) % K;
+    }
+    /* Row 0 ties classes 2 and 5 for the max: the lowest index wins. */
+    for (int j = 0; j < K; j++) {
+        logits[j] = 0.0f;
+    }
+    logits[2] = logits[5] = 3.0f;
+    labels[0] = 2;
+    float *dl = host((size_t)B * K, 0, 0), *got = host((size_t)B * K, 0, 0);
+    float *d_logits = up(logits, (size_t)B * K * 4), *d_dl = up(dl, (size_t)B * K * 4);
+    int *d_labels = up(labels, sizeof labels);
+    long gc = 0, cc = 0;
+    double gl = G->softmax_xent(B, K, d_logits, d_labels, d_dl, &gc);
+    double cl = C->softmax_xent(B, K, logits, labels, dl, &cc);
+    no_failure();
+    assert_true(fabs(gl - cl) <= ELEM_TOL * fabs(cl));
+    assert_int_equal(gc, cc);
+    down(got, d_dl, (size_t)B * K);
+    check_close(got, dl, (size_t)B * K, ELEM_TOL, ELEM_TOL, "softmax_xent dlogits");
+    /* Evaluation (no gradient) gives the same loss; a run gives the same
+     * bits every time (the rows sum in a fixed order). */
+    long again = 0;
+    double el = G->softmax_xent(B, K, d_logits, d_labels, NULL, &again);
+    assert_memory_equal(&el, &gl, sizeof el);
+    assert_int_equal(again, gc);
+    cudaFree(d_logits);
+    cudaFree(d_dl);
+    cudaFree(d_labels);
+    free(logits);
+    free(dl);
+    free(got);
+}
+
+/* A call cuBLAS refuses (a leading dimension shorter than a row) is
+ * recorded and reported by the check, naming the call, then cleared. */
+static void test_failure_reported(void **state)
+{
+    (void)state;
+    float zeros[64] = {0};
+    float *d = up(zeros, sizeof zeros);
+    G->gemm(0, 0, 4, 4, 4, 1.0f, d, 1, d, 4, 0.0f, d, 4);
+    char err[256] = "";
+    assert_int_equal(bl_cuda_check(err, sizeof err), -1);
+    assert_non_null(strstr(err, "cublasSgemm"));
+    assert_int_equal(bl_cuda_check(err, sizeof err), 0);
+    cudaFree(d);
+}
+
+int main(void)
+{
+    char err[256] = "";
+    if (bl_cuda_device_count(err, sizeof err) == 0) {
+        printf("CUDA kernel tests skipped: %s\n", err);
+        return 77;
+    }
+    if (bl_cuda_init(0, err, sizeof err) != 0) {
+        printf("CUDA kernel tests FAILED: %s\n", err);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_relu_and_sgd),
+        cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_failure_reported),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    bl_cuda_shutdown();
+    return failed;
+}
