@@ -20,7 +20,9 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm
     int layers = last_layer - first_layer;
     s->buckets = bl_mem_array(a, (size_t)layers, sizeof *s->buckets);
     s->requests = bl_mem_array(a, (size_t)layers, sizeof *s->requests);
-    if (s->buckets == NULL || s->requests == NULL) {
+    s->reduced = bl_mem_array_zeroed(a, (size_t)layers, sizeof *s->reduced);
+    s->indices = bl_mem_array(a, (size_t)layers, sizeof *s->indices);
+    if (s->buckets == NULL || s->requests == NULL || s->reduced == NULL || s->indices == NULL) {
         bl_grad_sync_free(s);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient buckets", layers);
     }
@@ -58,6 +60,8 @@ void bl_grad_sync_free(bl_grad_sync_t *s)
     const bl_allocator_t *a = bl_rt_allocator(s->rt);
     bl_mem_free(a, s->buckets);
     bl_mem_free(a, s->requests);
+    bl_mem_free(a, s->reduced);
+    bl_mem_free(a, s->indices);
     memset(s, 0, sizeof *s);
 }
 
@@ -67,6 +71,7 @@ static void drain(bl_grad_sync_t *s)
 {
     MPI_Waitall(s->posted, s->requests, MPI_STATUSES_IGNORE);
     MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
+    memset(s->reduced, 0, (size_t)s->bucket_count * sizeof *s->reduced);
     s->posted = 0;
 }
 
@@ -85,12 +90,16 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
     }
     if (s->posted > 0) {
         /* Drives progress of the reductions in flight (Open MPI advances
-         * non-blocking collectives inside MPI calls). */
-        int done = 0;
-        int rc = MPI_Testall(s->posted, s->requests, &done, MPI_STATUSES_IGNORE);
+         * non-blocking collectives inside MPI calls); the ones that
+         * complete here are remembered for finish. */
+        int n = 0;
+        int rc = MPI_Testsome(s->posted, s->requests, &n, s->indices, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) {
             drain(s);
-            return bl_fail_mpi(s->rt, rc, "MPI_Testall of gradient buckets");
+            return bl_fail_mpi(s->rt, rc, "MPI_Testsome of gradient buckets");
+        }
+        for (int k = 0; k < n && n != MPI_UNDEFINED; k++) {
+            s->reduced[s->indices[k]] = 1;
         }
     }
     return BL_OK;
@@ -117,8 +126,19 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
             return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
         }
     }
-    /* Buckets in the order they complete: each is handed on at once. */
-    for (int left = s->posted; left > 0; left--) {
+    /* Buckets already reduced first, then the rest in the order they
+     * complete: each is handed on at once. */
+    int left = s->posted;
+    for (int k = 0; k < s->posted; k++) {
+        if (s->reduced[k]) {
+            s->reduced[k] = 0;
+            left--;
+            if (ready != NULL) {
+                ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
+            }
+        }
+    }
+    for (; left > 0; left--) {
         int k = MPI_UNDEFINED;
         st = bl_waitany_collective(s->rt, s->posted, s->requests, &k, "the gradient all-reduce",
                                    s->comm);

@@ -23,7 +23,12 @@ typedef struct bl_grad_sync {
     int bucket_count;
     MPI_Request *requests; /* one per bucket, MPI_REQUEST_NULL when idle */
     int posted;            /* buckets posted this step */
-    double totals[2];      /* this step's loss sum and correct count, reduced */
+    /* Per bucket: 1 when its reduction completed before bl_grad_sync_finish
+     * (MPI_Testsome in the backward hook frees its request), so finish
+     * hands it on without waiting; indices is Testsome's scratch. */
+    unsigned char *reduced;
+    int *indices;
+    double totals[2]; /* this step's loss sum and correct count, reduced */
     MPI_Request totals_request;
 } bl_grad_sync_t;
 
