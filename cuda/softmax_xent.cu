@@ -1,9 +1,9 @@
-/* Softmax cross-entropy on the GPU: one thread per row computes what the
- * CPU's row loop does (max and argmax with the lowest index on ties, exp
- * in float, sums in double), then one block sums the rows' losses and hits
- * in a fixed order, so the same input always gives the same bits. */
+/* Softmax cross-entropy on the GPU: one thread per row runs the CPU's row
+ * (kernels/xent_row.h), then one block sums the rows' losses and hits in a
+ * fixed order, so the same input always gives the same bits. */
 #include "context.h"
 #include "ops.h"
+#include "xent_row.h"
 
 __global__ static void rows_kernel(int batch, int classes, const float *logits, const int *labels,
                                    float *dlogits, double *row_loss, int *row_hit)
@@ -12,35 +12,9 @@ __global__ static void rows_kernel(int batch, int classes, const float *logits, 
     if (i >= batch) {
         return;
     }
-    const float *row = logits + (size_t)i * (size_t)classes;
-    int arg = 0;
-    float m = row[0];
-    for (int j = 1; j < classes; j++) {
-        if (row[j] > m) {
-            m = row[j];
-            arg = j;
-        }
-    }
-    const int label = labels[i];
-    double sum = 0.0;
-    if (dlogits != NULL) {
-        float *g = dlogits + (size_t)i * (size_t)classes;
-        for (int j = 0; j < classes; j++) {
-            g[j] = expf(row[j] - m);
-            sum += g[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < classes; j++) {
-            g[j] *= inv;
-        }
-        g[label] -= 1.0f;
-    } else {
-        for (int j = 0; j < classes; j++) {
-            sum += expf(row[j] - m);
-        }
-    }
-    row_loss[i] = log(sum) - ((double)row[label] - (double)m);
-    row_hit[i] = arg == label;
+    const size_t at = (size_t)i * (size_t)classes;
+    row_loss[i] = bl_xent_row(classes, logits + at, labels[i],
+                              dlogits != NULL ? dlogits + at : NULL, &row_hit[i]);
 }
 
 /* One block of BL_CUDA_THREADS: thread t sums rows t, t + T, ... in order,

@@ -1,9 +1,7 @@
-/* Softmax cross-entropy, row by row over logits (batch, classes).
- * Stable: the row max m is subtracted before exp, so every exp is in (0, 1]
- * and nothing overflows whatever the logits. Sums run in double. */
-#include <math.h>
-
+/* Softmax cross-entropy, row by row over logits (batch, classes)
+ * (xent_row.h has the row, shared with the CUDA kernel). */
 #include "cpu_kernels.h"
+#include "xent_row.h"
 
 double bl_cpu_softmax_xent(int batch, int classes, const float *logits, const int *labels,
                            float *dlogits, long *correct)
@@ -11,39 +9,11 @@ double bl_cpu_softmax_xent(int batch, int classes, const float *logits, const in
     double loss = 0.0;
     long hits = 0;
     for (int i = 0; i < batch; i++) {
-        const float *restrict row = logits + (size_t)i * (size_t)classes;
-        /* Max and argmax together; strict > keeps the lowest index on ties. */
-        int arg = 0;
-        float m = row[0];
-        for (int j = 1; j < classes; j++) {
-            if (row[j] > m) {
-                m = row[j];
-                arg = j;
-            }
-        }
-        const int label = labels[i];
-        hits += arg == label;
-
-        double sum = 0.0;
-        if (dlogits != NULL) {
-            /* Keep exp(l - m) in dlogits, then scale to softmax − onehot. */
-            float *restrict g = dlogits + (size_t)i * (size_t)classes;
-            for (int j = 0; j < classes; j++) {
-                g[j] = expf(row[j] - m);
-                sum += g[j];
-            }
-            const float inv = (float)(1.0 / sum);
-            for (int j = 0; j < classes; j++) {
-                g[j] *= inv;
-            }
-            g[label] -= 1.0f;
-        } else {
-            for (int j = 0; j < classes; j++) {
-                sum += expf(row[j] - m);
-            }
-        }
-        /* −log softmax[label] = log Σ exp(l − m) − (l[label] − m); sum >= 1. */
-        loss += log(sum) - ((double)row[label] - (double)m);
+        const size_t at = (size_t)i * (size_t)classes;
+        int hit = 0;
+        loss += bl_xent_row(classes, logits + at, labels[i], dlogits != NULL ? dlogits + at : NULL,
+                            &hit);
+        hits += hit;
     }
     if (correct != NULL) {
         *correct += hits;

@@ -665,20 +665,11 @@ void bl_policy_state_save(const bl_policy_t *p, void *buf)
 
 int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, size_t errlen)
 {
-    if (p == NULL || buf == NULL) {
-        return bl_part_fail(err, errlen, "policy state: no policy or no bytes");
+    if (p == NULL) {
+        return bl_part_fail(err, errlen, "policy state: no policy");
     }
-    switch (bl_part_state_load(policy_walk, policy_valid, p, buf, n, &p->a)) {
-    case BL_PART_STATE_LOADED:
-        return 0;
-    case BL_PART_STATE_OTHER:
-        return bl_part_fail(err, errlen,
-                            "policy state: %zu bytes are not the state of this policy (%s, %d "
-                            "ranks)",
-                            n, bl_policy_name(p->kind), p->ranks);
-    case BL_PART_STATE_INVALID:
-        return bl_part_fail(err, errlen, "policy state: values out of range");
-    default:
-        return bl_part_fail(err, errlen, "policy state: out of memory");
-    }
+    char self[64];
+    snprintf(self, sizeof self, "%s, %d ranks", bl_policy_name(p->kind), p->ranks);
+    return bl_part_state_load(policy_walk, policy_valid, p, buf, n, &p->a, "policy state", self,
+                              err, errlen);
 }

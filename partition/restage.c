@@ -42,6 +42,7 @@
  *
  * So no kind makes a move that does not pay back by its own estimates. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -641,20 +642,12 @@ void bl_restage_state_save(const bl_restage_t *r, void *buf)
 
 int bl_restage_state_load(bl_restage_t *r, const void *buf, size_t n, char *err, size_t errlen)
 {
-    if (r == NULL || buf == NULL) {
-        return bl_part_fail(err, errlen, "stage policy state: no policy or no bytes");
+    if (r == NULL) {
+        return bl_part_fail(err, errlen, "stage policy state: no policy");
     }
-    switch (bl_part_state_load(restage_walk, restage_valid, r, buf, n, &r->a)) {
-    case BL_PART_STATE_LOADED:
-        return 0;
-    case BL_PART_STATE_OTHER:
-        return bl_part_fail(err, errlen,
-                            "stage policy state: %zu bytes are not the state of this policy (%s, "
-                            "%d layers on %d stages)",
-                            n, bl_policy_name(r->c.kind), r->c.layers, r->c.stages);
-    case BL_PART_STATE_INVALID:
-        return bl_part_fail(err, errlen, "stage policy state: values out of range");
-    default:
-        return bl_part_fail(err, errlen, "stage policy state: out of memory");
-    }
+    char self[96];
+    snprintf(self, sizeof self, "%s, %d layers on %d stages", bl_policy_name(r->c.kind),
+             r->c.layers, r->c.stages);
+    return bl_part_state_load(restage_walk, restage_valid, r, buf, n, &r->a, "stage policy state",
+                              self, err, errlen);
 }

@@ -39,29 +39,35 @@ void bl_part_state_save(bl_part_walk_fn walk, const void *obj, void *buf)
     walk((void *)obj, &s); /* saving reads obj only */
 }
 
-bl_part_state_result_t bl_part_state_load(bl_part_walk_fn walk, bl_part_valid_fn valid, void *obj,
-                                          const void *buf, size_t n, const bl_part_allocator_t *a)
+int bl_part_state_load(bl_part_walk_fn walk, bl_part_valid_fn valid, void *obj, const void *buf,
+                       size_t n, const bl_part_allocator_t *a, const char *what, const char *self,
+                       char *err, size_t errlen)
 {
+    if (buf == NULL) {
+        return bl_part_fail(err, errlen, "%s: no bytes", what);
+    }
     size_t want = bl_part_state_bytes(walk, obj);
     if (n != want) {
-        return BL_PART_STATE_OTHER;
+        return bl_part_fail(err, errlen, "%s: %zu bytes are not the state of this policy (%s)",
+                            what, n, self);
     }
     unsigned char *kept = bl_part_alloc(a, want, 1);
     if (kept == NULL) {
-        return BL_PART_STATE_NO_MEM;
+        return bl_part_fail(err, errlen, "%s: out of memory", what);
     }
     bl_part_state_save(walk, obj, kept);
     bl_part_state_t s = {.in = buf, .len = n};
-    bl_part_state_result_t result = BL_PART_STATE_LOADED;
+    int rc = 0;
     if (!walk(obj, &s) || s.short_input) {
-        result = BL_PART_STATE_OTHER;
+        rc = bl_part_fail(err, errlen, "%s: %zu bytes are not the state of this policy (%s)", what,
+                          n, self);
     } else if (!valid(obj)) {
-        result = BL_PART_STATE_INVALID;
+        rc = bl_part_fail(err, errlen, "%s: values out of range", what);
     }
-    if (result != BL_PART_STATE_LOADED) {
+    if (rc != 0) {
         bl_part_state_t back = {.in = kept, .len = want};
         walk(obj, &back);
     }
     bl_part_free(a, kept);
-    return result;
+    return rc;
 }

@@ -42,16 +42,13 @@ size_t bl_part_state_bytes(bl_part_walk_fn walk, const void *obj);
 /* Saves obj into buf (bl_part_state_bytes of them). */
 void bl_part_state_save(bl_part_walk_fn walk, const void *obj, void *buf);
 
-typedef enum {
-    BL_PART_STATE_LOADED = 0,
-    BL_PART_STATE_OTHER = -1,   /* another object's state: kind, counts or length differ */
-    BL_PART_STATE_INVALID = -2, /* its values are out of range */
-    BL_PART_STATE_NO_MEM = -3
-} bl_part_state_result_t;
-
 /* Loads obj from buf[0, n) all or nothing: on any failure obj is as it
- * was (its state is kept aside through a's hooks while loading). */
-bl_part_state_result_t bl_part_state_load(bl_part_walk_fn walk, bl_part_valid_fn valid, void *obj,
-                                          const void *buf, size_t n, const bl_part_allocator_t *a);
+ * was (its state is kept aside through a's hooks while loading). 0, or -1
+ * with the reason in err: "<what>: N bytes are not the state of this
+ * policy (<self>)" when kind, counts or length differ, "<what>: values out
+ * of range", or no memory. */
+int bl_part_state_load(bl_part_walk_fn walk, bl_part_valid_fn valid, void *obj, const void *buf,
+                       size_t n, const bl_part_allocator_t *a, const char *what, const char *self,
+                       char *err, size_t errlen);
 
 #endif /* BL_PARTITION_STATE_H */

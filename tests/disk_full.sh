@@ -12,9 +12,8 @@ train=$1
 data=$2
 work=$3
 ref=$4
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run="--data $data --layers 32,16 --batch 32 --steps 25 --lr 0.05 --momentum 0.9
-     --weight-decay 0.0001 --quiet"
+. "$(dirname "$0")/dp_job.sh"
+run="$dp_flags --steps 25 --quiet"
 umount "$work/fs" 2>/dev/null
 rm -rf "$work"
 mkdir -p "$work/fs"

@@ -14,9 +14,8 @@ ref=$4
 trials=$5
 seed=$6
 kills=$7
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run="--data $data --layers 32,16 --batch 32 --steps 25 --lr 0.05 --momentum 0.9
-     --weight-decay 0.0001 --quiet"
+. "$(dirname "$0")/dp_job.sh"
+run="$dp_flags --steps 25 --quiet"
 total=0
 diverged=0
 t=0

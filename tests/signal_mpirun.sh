@@ -17,9 +17,8 @@ data=$2
 work=$3
 ref=$4
 sig=$5
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run="--data $data --layers 32,16 --batch 32 --steps 25 --lr 0.05 --momentum 0.9
-     --weight-decay 0.0001"
+. "$(dirname "$0")/dp_job.sh"
+run="$dp_flags --steps 25"
 fail() {
     echo "signal to mpirun FAILED: $1"
     [ -f "$work/run.log" ] && cat "$work/run.log"

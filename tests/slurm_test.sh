@@ -35,8 +35,8 @@ mkdir -p "$work"
 sh "$root/slurm/local-cluster.sh" start "$work/cluster" >"$work/start.log" 2>&1 ||
     skip "the local Slurm did not start: $(tail -n 3 "$work/start.log")"
 export SLURM_CONF=$work/cluster/slurm.conf
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run="--data $data --layers 32,16 --batch 32 --lr 0.05 --momentum 0.9 --weight-decay 0.0001"
+. "$root/tests/dp_job.sh"
+run=$dp_flags
 
 # 1. srun.
 # shellcheck disable=SC2086

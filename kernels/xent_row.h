@@ -1,0 +1,51 @@
+/* One row of softmax cross-entropy, shared by the CPU kernel
+ * (softmax_xent.c) and the CUDA one (cuda/softmax_xent.cu) so both compute
+ * the same thing the same way: max and argmax with the lowest index on
+ * ties, exp(l − m) in float (so nothing overflows), sums in double. */
+#ifndef BL_XENT_ROW_H
+#define BL_XENT_ROW_H
+
+#include <math.h>
+
+#ifdef __CUDACC__
+#define BL_HOST_DEVICE __host__ __device__
+#else
+#define BL_HOST_DEVICE
+#endif
+
+/* Row (classes) of logits with its label: writes g (classes) = softmax −
+ * onehot when g is not NULL, sets *hit to whether the argmax is the label,
+ * and returns −log softmax[label] = log Σ exp(l − m) − (l[label] − m). */
+static inline BL_HOST_DEVICE double bl_xent_row(int classes, const float *row, int label, float *g,
+                                                int *hit)
+{
+    int arg = 0;
+    float m = row[0];
+    for (int j = 1; j < classes; j++) {
+        if (row[j] > m) { /* strict: the lowest index wins a tie */
+            m = row[j];
+            arg = j;
+        }
+    }
+    *hit = arg == label;
+    double sum = 0.0;
+    if (g != NULL) {
+        /* Keep exp(l − m) in g, then scale to softmax − onehot. */
+        for (int j = 0; j < classes; j++) {
+            g[j] = expf(row[j] - m);
+            sum += g[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < classes; j++) {
+            g[j] *= inv;
+        }
+        g[label] -= 1.0f;
+    } else {
+        for (int j = 0; j < classes; j++) {
+            sum += expf(row[j] - m);
+        }
+    }
+    return log(sum) - ((double)row[label] - (double)m); /* sum >= 1 */
+}
+
+#endif /* BL_XENT_ROW_H */
