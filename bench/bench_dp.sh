@@ -9,7 +9,10 @@
 # gradient of 11653160 bytes), one BLAS thread per rank. Per repetition, in an
 # order that rotates from one repetition to the next:
 #   (a) mpirun -np 1 ballast-train ... --threads 1 --quiet
-#   (b) mpirun -np 2 ballast-train ... --threads 1 --quiet
+#   (b) mpirun -np 2 ballast-train ... --threads 1 --quiet (both ranks on this
+#       node: gradients summed through shared memory, runtime/node_reduce.c)
+#   (i) (b) with --node-reduce off: the MPI all-reduce in buckets during
+#       backward, the path of a data-parallel group that spans nodes
 #   (c) the PyTorch peer --plain --threads 1          (with --peer)
 #   (d) the PyTorch peer --np 2 --threads 1 (DDP/gloo) (with --peer)
 #   (e) mpirun -np 2 allreduce_bw for the gradient bytes, blocking and in
@@ -19,8 +22,8 @@
 # and with --diagnose, to split (b)'s loss into compute and communication:
 #   (f) two independent one-rank runs at --batch 128, side by side, one per
 #       core: the compute of np=2 with no communication at all
-#   (g) (b) with --bucket-mb 4096: one bucket, posted after backward
-#   (h) (b) with Open MPI's own choice of non-blocking all-reduce (binomial below 4 ranks)
+#   (g) (i) with --bucket-mb 4096: one bucket, posted after backward
+#   (h) (i) with Open MPI's own choice of non-blocking all-reduce (binomial below 4 ranks)
 #       (OMPI_MCA_coll_libnbc_iallreduce_algorithm=0; ballast-train asks for the ring, =1)
 # See bench/README.md for how to read the output.
 # Word splitting is meant where a list or "median min max" is split into
@@ -242,15 +245,19 @@ figure_f() {
     printf ' f %s' "$v" >&2
 }
 figure_g() {
-    run g ballast - - 2 "$batch" --bucket-mb 4096
+    run g ballast - - 2 "$batch" --node-reduce off --bucket-mb 4096
     record g "$tmp/g.out" summary: samples_per_s
 }
 figure_h() {
-    run h ballast - OMPI_MCA_coll_libnbc_iallreduce_algorithm=0 2 "$batch"
+    run h ballast - OMPI_MCA_coll_libnbc_iallreduce_algorithm=0 2 "$batch" --node-reduce off
     record h "$tmp/h.out" summary: samples_per_s
 }
+figure_i() {
+    run i ballast - - 2 "$batch" --node-reduce off
+    record i "$tmp/i.out" summary: samples_per_s
+}
 
-figures="a b"
+figures="a b i"
 [ -n "$peer" ] && figures="$figures c d"
 figures="$figures e"
 [ "$diagnose" = 1 ] && figures="$figures f g h"
@@ -309,7 +316,8 @@ allreduce() {
 echo
 printf '%-44s %9s   %-15s %8s\n' "figure" "samples/s" "min - max" "ms/step"
 row "(a) ballast np=1" a
-row "(b) ballast np=2" b
+row "(b) ballast np=2 (node-local reduction)" b
+row "(i) ballast np=2 --node-reduce off (MPI)" i
 if [ -n "$peer" ]; then
     row "(c) PyTorch plain, 1 thread" c
     row "(d) PyTorch DDP (gloo) np=2, 1 thread/rank" d
@@ -337,6 +345,8 @@ fi
 echo "loadavg at end: $(cat /proc/loadavg 2>/dev/null || echo unknown)"
 echo
 ratio "scaling efficiency (b) / (2 x (a)):" b a 2 "target >= 0.85"
+ratio "  with the MPI all-reduce, (i) / (2 x (a)):" i a 2 ""
+ratio "node-local over MPI, (b) / (i):" b i 1 ""
 if [ -n "$peer" ]; then
     ratio "ballast np=2 / PyTorch DDP, (b) / (d):" b d 1 "target >= 1.4"
     ratio "ballast np=2 / PyTorch plain, (b) / (c):" b c 1 ""
@@ -368,20 +378,23 @@ echo
 # of the compute and the raw all-reduce not overlapped at all.
 ma=$(median a)
 mb=$(median b)
+mi=$(median i)
 me1=$(median e1)
 me3=$(median e3)
-awk -v a="$ma" -v b="$mb" -v e1="$me1" -v e3="$me3" -v B="$batch" 'BEGIN {
-    sa = 1e3 * B / a; sb = 1e3 * B / b
+awk -v a="$ma" -v b="$mb" -v i="$mi" -v e1="$me1" -v e3="$me3" -v B="$batch" 'BEGIN {
+    sa = 1e3 * B / a; sb = 1e3 * B / b; si = 1e3 * B / i
     printf "step budget (medians, ms): np=1 step %.2f; half of it %.2f; np=2 step %.2f\n",
            sa, sa / 2, sb
-    printf "  np=2 step - np=1 step / 2 = %.2f (compute slowdown and unhidden communication\n",
-           sb - sa / 2
-    printf "  together); raw all-reduce %.2f blocking, %.2f in 3 buckets\n", e1 / 1e3, e3 / 1e3 }'
+    printf "  (node-local), %.2f with the MPI all-reduce\n", si
+    printf "  np=2 step - np=1 step / 2 = %.2f node-local, %.2f MPI (compute slowdown and\n",
+           sb - sa / 2, si - sa / 2
+    printf "  unhidden communication together); raw all-reduce %.2f blocking, %.2f in 3 buckets\n",
+           e1 / 1e3, e3 / 1e3 }'
 if [ "$diagnose" = 1 ]; then
     mf=$(median f)
-    awk -v b="$mb" -v f="$mf" -v B="$batch" 'BEGIN {
-        sb = 1e3 * B / b; sf = 1e3 * B / f
-        printf "  (f) compute-only np=2 step %.2f; np=2 step - that = %.2f of communication\n",
-               sf, sb - sf
-        printf "  and synchronisation per step, not hidden by overlap\n" }'
+    awk -v b="$mb" -v i="$mi" -v f="$mf" -v B="$batch" 'BEGIN {
+        sb = 1e3 * B / b; si = 1e3 * B / i; sf = 1e3 * B / f
+        printf "  (f) compute-only np=2 step %.2f; np=2 step - that = %.2f node-local, %.2f MPI:\n",
+               sf, sb - sf, si - sf
+        printf "  the communication and synchronisation per step not hidden by overlap\n" }'
 fi

@@ -61,6 +61,15 @@ typedef struct bl_kernels {
 /* The CPU implementation (OpenBLAS). */
 extern const bl_kernels_t bl_cpu_kernels;
 
+/* SGD over the sum of several gradient arrays, in one pass: for each of
+ * count parameters, grad = grads[0][i] + grads[1][i] + ... (in that order),
+ * then sgd_update's formula. The node-local reduction (runtime/
+ * node_reduce.c) runs it on each rank's slice of gradients that all ranks
+ * of a node share, so summing and updating read memory once. CPU only. */
+void bl_cpu_sgd_update_summed(size_t count, float *w, float *v, const float *const *grads,
+                              int ngrads, float grad_scale, float lr, float momentum,
+                              float weight_decay);
+
 /* Sets OpenBLAS's thread count (n > 0; other values are ignored). This is
  * a process-wide OpenBLAS setting: it also affects the caller's own BLAS
  * calls, which is why the runtime only sets it when asked (blas_threads). */

@@ -28,3 +28,26 @@ void bl_cpu_sgd_update(size_t count, float *w, float *v, const float *grad, floa
     }
     sgd_span(count - i, w + i, v + i, grad + i, grad_scale, lr, momentum, weight_decay);
 }
+
+void bl_cpu_sgd_update_summed(size_t count, float *w, float *v, const float *const *grads,
+                              int ngrads, float grad_scale, float lr, float momentum,
+                              float weight_decay)
+{
+    /* Blocks of 512 keep the running sums in a buffer that stays in L1 and
+     * that the loops vectorise over; gradients are added in array order. */
+    enum { BLOCK = 512 };
+    float sum[BLOCK];
+    for (size_t i = 0; i < count; i += BLOCK) {
+        size_t n = count - i < BLOCK ? count - i : BLOCK;
+        for (size_t j = 0; j < n; j++) {
+            sum[j] = grads[0][i + j];
+        }
+        for (int q = 1; q < ngrads; q++) {
+            const float *restrict g = grads[q] + i;
+            for (size_t j = 0; j < n; j++) {
+                sum[j] += g[j];
+            }
+        }
+        sgd_span(n, w + i, v + i, sum, grad_scale, lr, momentum, weight_decay);
+    }
+}

@@ -266,7 +266,7 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 3
+#define BL_TRAIN_CONFIG_VERSION 4
 
 /* Pipeline schedules. */
 typedef enum {
@@ -365,6 +365,12 @@ typedef struct bl_train_config {
      * communicator splits and topology discovery of bl_runtime_create and
      * bl_trainer_create, which run before the bound is known. */
     double timeout_s;
+    /* Version 4. Data parallelism without pipelining whose ranks are all on
+     * one node: 1 (default) shares gradients, parameters and momentum
+     * through MPI shared-memory windows and sums and updates each rank's
+     * slice in one pass (runtime/node_reduce.h), the same math as the
+     * all-reduce; 0 always all-reduces over MPI. */
+    int node_reduce;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -377,7 +383,7 @@ typedef struct bl_train_config {
         .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
         .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
         .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0,         \
-        .timeout_s = 0.0                                                                           \
+        .timeout_s = 0.0, .node_reduce = 1                                                         \
     }
 
 typedef struct bl_trainer bl_trainer_t;

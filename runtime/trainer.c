@@ -17,6 +17,7 @@
 #include "policy_state.h"
 #include "dataset_impl.h"
 #include "grad_sync.h"
+#include "node_reduce.h"
 #include "layout.h"
 #include "migration.h"
 #include "model_impl.h"
@@ -40,7 +41,9 @@ struct bl_trainer {
     bl_sampler_t sampler;
     bl_balancer_t balancer; /* slowdowns, telemetry, the controller */
     bl_stage_t stage;       /* this rank's stage: its layers, micro-batches, transfers */
-    bl_grad_sync_t sync;    /* used when D > 1 */
+    bl_grad_sync_t sync;    /* used when D > 1 and the node reduction is not */
+    bl_node_reduce_t node;  /* D > 1 on one node without pipelining: shared memory */
+    int failed;             /* a step failed: teardown must not wait for the others */
     bl_restager_t restager; /* pipelines: per-layer telemetry, stage-map decisions */
     int *next_first;        /* (S + 1) the map the restager chose for the next step */
     float *velocity;        /* momentum buffer, the params' layout */
@@ -115,6 +118,7 @@ static bl_train_config_t upgrade_config(const bl_train_config_t *c)
 {
     static const size_t size_of_version[] = {0, offsetof(bl_train_config_t, pipeline_stages),
                                              offsetof(bl_train_config_t, repartition_horizon),
+                                             offsetof(bl_train_config_t, node_reduce),
                                              sizeof(bl_train_config_t)};
     bl_train_config_t full = BL_TRAIN_CONFIG_INIT;
     memcpy(&full, c, size_of_version[c->version]);
@@ -283,6 +287,7 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
          bl_digest(t->layout.first, (size_t)(t->layout.stages + 1) * sizeof *t->layout.first)},
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->micro_batches},
         {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
+        {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
         {"shard plan", BL_CHECK_DIGEST,
          bl_digest(t->shards, (size_t)t->layout.replicas * sizeof *t->shards)},
         {"shard caps", BL_CHECK_DIGEST,
@@ -434,7 +439,10 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
                            c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
     }
-    if (st == BL_OK && t->layout.replicas > 1) {
+    if (st == BL_OK && t->layout.replicas > 1 && t->layout.stages == 1) {
+        st = bl_node_reduce_init(&t->node, rt, t->layout.dp, m, &t->velocity, c.node_reduce);
+    }
+    if (st == BL_OK && t->layout.replicas > 1 && !t->node.active) {
         st = bl_grad_sync_init(&t->sync, rt, t->layout.dp, m, t->stage.first, t->stage.last,
                                (size_t)(c.bucket_mb * 1024.0 * 1024.0));
     }
@@ -465,6 +473,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
+    bl_node_reduce_free(&t->node, !t->failed && !t->rt->gave_up);
     bl_restager_free(&t->restager);
     bl_stage_free(&t->stage);
     bl_layout_free(&t->layout);
@@ -593,7 +602,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                           .data = t->data,
                           .indices = t->indices + t->offset,
                           .count = t->local,
-                          .done = replicated ? bl_grad_sync_layer_done : NULL,
+                          .done = replicated && !t->node.active ? bl_grad_sync_layer_done : NULL,
                           .done_arg = &t->sync,
                           .slowdown = &t->balancer};
     bl_stage_result_t r;
@@ -604,7 +613,12 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     record.compute_s = r.compute_s;
     record.pipe_s = r.pipe_s;
     double synced = bl_now_seconds();
-    if (replicated) {
+    if (t->node.active) {
+        /* On one node: each rank sums and updates its slice of the shared
+         * parameters (and the loss and accuracy are summed). */
+        st = bl_node_reduce_step(&t->node, &r.loss_sum, &r.correct, 1.0f / (float)B, t->cfg.lr,
+                                 t->cfg.momentum, t->cfg.weight_decay);
+    } else if (replicated) {
         /* Gradient sums over the stage's replicas (and, without pipelining,
          * the loss and accuracy); each bucket is updated as soon as its
          * reduction lands. */
@@ -693,6 +707,7 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
         bl_step_info_t info;
         bl_status_t st = train_step(t, &info);
         if (st != BL_OK) {
+            t->failed = 1;
             return st;
         }
         if (cb != NULL && cb(&info, cb_arg) != 0) {

@@ -146,10 +146,15 @@ set_tests_properties(slurm_local PROPERTIES LABELS slurm TIMEOUT 600 SKIP_RETURN
 bl_cli_test(hang_gradient_allreduce EXIT 1
     MATCH "timed out: step 8: the gradient all-reduce did not complete within 2 s: ranks that had not arrived: 1 .no answer"
     COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
-            ${bl_dp_run} --timeout 2
+            ${bl_dp_run} --timeout 2 --node-reduce off
     REQUIRES cli_data_good)
 bl_cli_test(hang_gradient_allreduce_np3 EXIT 1
     MATCH "rank [02]: timed out: step 8: the gradient all-reduce did not complete within 2 s: ranks that had not arrived: 1 .no answer: computing, stopped or gone.$"
+    COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --timeout 2 --node-reduce off
+    REQUIRES cli_data_good)
+bl_cli_test(hang_node_reduce EXIT 1
+    MATCH "rank [02]: timed out: step 8: the barrier before the node's gradient sum did not complete within 2 s: ranks that had not arrived: 1 .no answer: computing, stopped or gone.$"
     COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
             ${bl_dp_run} --timeout 2
     REQUIRES cli_data_good)
@@ -161,7 +166,7 @@ bl_cli_test(hang_pipeline_transfer EXIT 1
 bl_cli_test(timeout_negative EXIT 2 MATCH "--timeout: -1 is outside"
     COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --timeout -1)
 set_tests_properties(cli_hang_gradient_allreduce cli_hang_gradient_allreduce_np3
-    cli_hang_pipeline_transfer PROPERTIES LABELS "cli;mpi")
+    cli_hang_node_reduce cli_hang_pipeline_transfer PROPERTIES LABELS "cli;mpi")
 
 # The roll call names exactly the ranks that had not arrived: one waiting
 # in another operation is named with it; one in the same is not.

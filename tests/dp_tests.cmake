@@ -32,16 +32,32 @@ function(bl_dp_case name ranks)
         LABELS "cli;mpi")
 endfunction()
 
-bl_dp_case(even2 2)
-bl_dp_case(even3 3)
-bl_dp_case(even4 4)
-# Uneven splits, each with a rank that computes nothing.
-bl_dp_case(uneven2 2 --shards 32,0)
-bl_dp_case(uneven3 3 --shards 0,20,12)
-bl_dp_case(uneven4 4 --shards 3,0,17,12)
-# Buckets smaller than a layer (one per layer) and larger than the model.
-bl_dp_case(tiny_buckets 3 --shards 0,20,12 --bucket-mb 0.000001)
-bl_dp_case(one_bucket 3 --shards 0,20,12 --bucket-mb 100)
+# Every rank of these jobs is on one node, so by default the gradients are
+# summed through shared memory (runtime/node_reduce.c); the _mpi cases
+# all-reduce over MPI instead (--node-reduce off), as jobs across nodes do.
+foreach(reduce node mpi)
+    set(suffix)
+    set(flags)
+    if(reduce STREQUAL "mpi")
+        set(suffix _mpi)
+        set(flags --node-reduce off)
+    endif()
+    bl_dp_case(even2${suffix} 2 ${flags})
+    bl_dp_case(even3${suffix} 3 ${flags})
+    bl_dp_case(even4${suffix} 4 ${flags})
+    # Uneven splits, each with a rank that computes nothing.
+    bl_dp_case(uneven2${suffix} 2 --shards 32,0 ${flags})
+    bl_dp_case(uneven3${suffix} 3 --shards 0,20,12 ${flags})
+    bl_dp_case(uneven4${suffix} 4 --shards 3,0,17,12 ${flags})
+endforeach()
+# Buckets (MPI all-reduce only) smaller than a layer (one per layer) and
+# larger than the model.
+bl_dp_case(tiny_buckets 3 --shards 0,20,12 --bucket-mb 0.000001 --node-reduce off)
+bl_dp_case(one_bucket 3 --shards 0,20,12 --bucket-mb 100 --node-reduce off)
+# Two ranks add two gradients either way: the node reduction and the
+# all-reduce give the same bytes.
+bl_cli_test(dp_node_equals_mpi_np2 COMPARE same ${BL_CLI_OUT}/dp_even2.bin
+    ${BL_CLI_OUT}/dp_even2_mpi.bin REQUIRES dp_even2 dp_even2_mpi)
 
 # Determinism: the same uneven run twice, the same bytes.
 bl_cli_test(dp_uneven3_again EXIT 0 MATCH "^summary: steps=25 "
@@ -51,6 +67,13 @@ bl_cli_test(dp_uneven3_again EXIT 0 MATCH "^summary: steps=25 "
 bl_cli_test(dp_deterministic COMPARE same ${BL_CLI_OUT}/dp_uneven3.bin
     ${BL_CLI_OUT}/dp_uneven3_again.bin
     REQUIRES dp_uneven3 dp_uneven3_again)
+bl_cli_test(dp_uneven3_mpi_again EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --shards 0,20,12
+            --node-reduce off --save-params ${BL_CLI_OUT}/dp_uneven3_mpi_again.bin
+    REQUIRES cli_data_good cli_out SETUP dp_uneven3_mpi_again)
+bl_cli_test(dp_mpi_deterministic COMPARE same ${BL_CLI_OUT}/dp_uneven3_mpi.bin
+    ${BL_CLI_OUT}/dp_uneven3_mpi_again.bin
+    REQUIRES dp_uneven3_mpi dp_uneven3_mpi_again)
 
 # Bad plans: refused before training, naming the flag.
 bl_cli_test(dp_shards_count EXIT 2 MATCH "--shards: 2 sizes given but the job has 3 ranks"
@@ -75,6 +98,16 @@ bl_cli_test(dp_mismatch_lr EXIT 1
     COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} :
             ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN} ${bl_dp_run} --lr 0.1
     REQUIRES cli_data_good)
+bl_cli_test(dp_mismatch_node_reduce EXIT 1
+    MATCH "rank 1 differs from rank 0 in node reduce" "!^summary:"
+    COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} :
+            ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN} ${bl_dp_run} --node-reduce off
+    REQUIRES cli_data_good)
+bl_cli_test(dp_node_reduce_bad EXIT 2 MATCH "--node-reduce: 'maybe' is neither on nor off"
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --node-reduce maybe
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_uneven3_mpi_again cli_dp_mpi_deterministic cli_dp_mismatch_node_reduce
+    cli_dp_node_reduce_bad PROPERTIES LABELS "cli;mpi")
 set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_count
     cli_dp_shards_sum cli_dp_shards_negative cli_dp_mismatch_layers cli_dp_mismatch_lr
     PROPERTIES LABELS "cli;mpi")

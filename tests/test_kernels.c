@@ -719,6 +719,50 @@ static void test_sgd_update(void **state)
     sgd_case(1.0f, 0.5f, 0.5f, 0.0f);
 }
 
+/* The node-local reduction's fused update equals summing the arrays in
+ * order and then sgd_update, bit for bit, for 1 to 4 arrays and counts
+ * around the kernel's 512-element blocks. */
+static void test_sgd_update_summed(void **state)
+{
+    (void)state;
+    lcg_seed(51);
+    const size_t counts[] = {0, 1, 511, 512, 513, 1500};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        size_t n = counts[c];
+        for (int arrays = 1; arrays <= 4; arrays++) {
+            float *g[4], *sum = fbuf(n + 1), *w = fbuf(n + 1), *v = fbuf(n + 1);
+            float *w2 = fbuf(n + 1), *v2 = fbuf(n + 1);
+            for (int q = 0; q < arrays; q++) {
+                g[q] = fbuf(n + 1);
+                fill(g[q], n, -3.0f, 3.0f);
+            }
+            fill(w, n, -1.0f, 1.0f);
+            fill(v, n, -0.1f, 0.1f);
+            memcpy(w2, w, n * sizeof *w);
+            memcpy(v2, v, n * sizeof *v);
+            for (size_t i = 0; i < n; i++) {
+                sum[i] = g[0][i];
+                for (int q = 1; q < arrays; q++) {
+                    sum[i] += g[q][i];
+                }
+            }
+            K->sgd_update(n, w, v, sum, 1.0f / 96.0f, 0.05f, 0.9f, 1e-4f);
+            bl_cpu_sgd_update_summed(n, w2, v2, (const float *const *)g, arrays, 1.0f / 96.0f,
+                                     0.05f, 0.9f, 1e-4f);
+            assert_memory_equal(w2, w, n * sizeof *w);
+            assert_memory_equal(v2, v, n * sizeof *v);
+            for (int q = 0; q < arrays; q++) {
+                free(g[q]);
+            }
+            free(sum);
+            free(w);
+            free(v);
+            free(w2);
+            free(v2);
+        }
+    }
+}
+
 /* ---- finite differences: x → dense+relu → dense → softmax_xent ---- */
 
 enum { GB = 4, GI = 5, GH = 6, GC = 3 };
@@ -867,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_softmax_xent_large_logits),
         cmocka_unit_test(test_softmax_xent_empty),
         cmocka_unit_test(test_sgd_update),
+        cmocka_unit_test(test_sgd_update_summed),
         cmocka_unit_test(test_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,9 @@ static const char usage_text[] =
     "  --shard-max B0,B1,... the most samples each pipeline (rank) may be given (memory caps;\n"
     "                        default --batch); policies plan within both\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
+    "  --node-reduce on|off  data parallelism on one node without --pp: sum gradients and\n"
+    "                        update through shared memory, each rank its slice (on), or\n"
+    "                        all-reduce over MPI (off) (default on; same math)\n"
     "  --stages-at STEP:MAP  after step STEP the stages own the layers of MAP (as --stages);\n"
     "                        the layers' parameters and momentum migrate; repeatable, in\n"
     "                        step order (a scripted stage plan)\n"
@@ -116,6 +119,16 @@ const char *train_options_usage(void)
 /* A list of integers in [lo, hi] separated by single commas, such as
  * "256,128", into out (at most max_count). noun names one value in
  * messages ("width"); plural the list ("hidden layers"). */
+/* "on" or "off" into *out (1 or 0). */
+static int on_off(const char *flag, const char *arg, int *out, char *err, size_t errlen)
+{
+    if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+        *out = strcmp(arg, "on") == 0;
+        return 0;
+    }
+    return flags_fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
+}
+
 static int parse_int_list(const char *flag, const char *text, long lo, long hi, int max_count,
                           const char *noun, const char *plural, int *out, int *count, char *err,
                           size_t errlen)
@@ -290,6 +303,7 @@ enum {
     OPT_KEEP,
     OPT_RESUME,
     OPT_TIMEOUT,
+    OPT_NODE_REDUCE,
     OPT_SHARD_MIN,
     OPT_SHARD_MAX,
     OPT_DP,
@@ -333,6 +347,7 @@ static const struct option long_options[] = {
     {"keep", required_argument, NULL, OPT_KEEP},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"node-reduce", required_argument, NULL, OPT_NODE_REDUCE},
     {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
     {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
@@ -372,6 +387,7 @@ static void set_defaults(train_options_t *o)
     o->shuffle = 1;
     o->progress_seconds = 5.0;
     o->bucket_mb = 4.0;
+    o->node_reduce = 1;
     o->policy = "none";
     o->rebalance_every = 10;
     o->pp = 1;
@@ -478,11 +494,9 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         o->seed = (uint64_t)integer;
         return 0;
     case OPT_SHUFFLE:
-        if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
-            o->shuffle = strcmp(arg, "on") == 0;
-            return 0;
-        }
-        return flags_fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
+        return on_off(flag, arg, &o->shuffle, err, errlen);
+    case OPT_NODE_REDUCE:
+        return on_off(flag, arg, &o->node_reduce, err, errlen);
     case OPT_THREADS:
         return flags_int(flag, arg, 1, 1024, &o->threads, err, errlen);
     case OPT_INIT_PARAMS:

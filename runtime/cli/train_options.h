@@ -25,6 +25,7 @@ typedef struct train_options {
     long steps;  /* -1: from epochs */
     uint64_t seed;
     int shuffle;
+    int node_reduce;                /* --node-reduce: 1 on (default), 0 off */
     int threads;                    /* 0: leave BLAS as it is */
     int shards[TRAIN_MAX_RANKS];    /* --shards: samples of each pipeline's (rank's) slice */
     int shard_count;                /* 0: an even split */
