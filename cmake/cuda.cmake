@@ -16,10 +16,11 @@ include(CheckLanguage)
 check_language(CUDA) # compiles a test program: nvcc and its host compiler both work
 set(missing "")
 if(CMAKE_CUDA_COMPILER)
-    # Ampere (A100) and Hopper (H100/H200) as machine code, plus Hopper's
-    # PTX for newer GPUs to compile at load time.
+    # Turing (T4), Ampere (A100) and Hopper (H100/H200) as machine code,
+    # plus Hopper's PTX for newer GPUs to compile at load time (sm_75 is
+    # CUDA 13's oldest; bl_cuda_init refuses older devices by name).
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-        set(CMAKE_CUDA_ARCHITECTURES 80-real 90)
+        set(CMAKE_CUDA_ARCHITECTURES 75-real 80-real 90)
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit)

@@ -41,10 +41,6 @@ set(BALLAST_PC_LIBS "")
 if(NOT BALLAST_SHARED)
     set(BALLAST_PC_REQUIRES " openblas hwloc zlib")
     set(BALLAST_PC_LIBS " -lm")
-    if(BALLAST_HAVE_CUDA)
-        # The CUDA backend's libraries, from the toolkit's own directory.
-        string(APPEND BALLAST_PC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart -lstdc++")
-    endif()
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/ballast.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc
     @ONLY)

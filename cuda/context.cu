@@ -48,9 +48,25 @@ extern "C" int bl_cuda_device_count(char *err, size_t errlen)
 extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
 {
     bl_cuda_shutdown();
+    /* The device first, so nothing touches another GPU; then whether this
+     * build has machine code or PTX it can run (sm_75 and up). */
+    cudaDeviceProp prop;
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) {
-        e = cudaStreamCreateWithFlags(&bl_cuda_ctx.stream, cudaStreamNonBlocking);
+        e = cudaGetDeviceProperties(&prop, device);
+    }
+    if (e == cudaSuccess && prop.major * 10 + prop.minor < 75) {
+        snprintf(err, errlen,
+                 "CUDA device %d (%s) has compute capability %d.%d; ballast's "
+                 "kernels need 7.5 or newer",
+                 device, prop.name, prop.major, prop.minor);
+        return -1;
+    }
+    /* A blocking stream: it waits for work on the legacy default stream
+     * (a plain cudaMemcpy from the host), so uploads are ordered before
+     * the kernels that read them. */
+    if (e == cudaSuccess) {
+        e = cudaStreamCreate(&bl_cuda_ctx.stream);
     }
     if (e == cudaSuccess) {
         e = cudaMalloc((void **)&bl_cuda_ctx.totals, 2 * sizeof(double));
@@ -83,9 +99,14 @@ extern "C" void bl_cuda_shutdown(void)
     if (bl_cuda_ctx.stream != NULL) {
         cudaStreamDestroy(bl_cuda_ctx.stream);
     }
-    cudaFree(bl_cuda_ctx.totals);
-    cudaFree(bl_cuda_ctx.row_loss);
-    cudaFree(bl_cuda_ctx.row_hit);
+    /* Only what was allocated: cudaFree(NULL) would create a context on
+     * the current device (device 0 before init picked one). */
+    void *buffers[] = {bl_cuda_ctx.totals, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+        if (buffers[i] != NULL) {
+            cudaFree(buffers[i]);
+        }
+    }
     memset(&bl_cuda_ctx, 0, sizeof bl_cuda_ctx);
 }
 

@@ -30,7 +30,8 @@ int bl_cublas_ok(cublasStatus_t s, const char *what);
 int bl_cuda_row_scratch(size_t rows);
 
 /* Threads per block for the element-wise kernels, and the blocks to cover
- * n elements (capped: the kernels stride over the rest). */
+ * n elements (capped at 65535: every kernel loops with a grid stride, so
+ * the grid covers any n). */
 enum { BL_CUDA_THREADS = 256 };
 static inline unsigned int bl_cuda_blocks(size_t n)
 {

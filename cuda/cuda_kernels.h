@@ -2,9 +2,12 @@
  * .cu kernels for the element-wise passes). Every float and label pointer
  * given to bl_cuda_kernels is device memory; the kernels run in order on
  * the context's compute stream, and only softmax_xent waits for the GPU
- * (it returns the loss to the host). Row-major, as on the CPU; the same
- * results up to floating-point reassociation (tests/test_cuda_kernels.c
- * states the tolerance).
+ * (it returns the loss to the host). The stream is a blocking one: it
+ * waits for work on the legacy default stream, so a plain cudaMemcpy
+ * upload is ordered before the kernels that read it; a caller using
+ * other streams orders them itself. Row-major, as on the CPU; results
+ * differ from the CPU's by summation order, FMA contraction and the
+ * device's expf/log (tests/test_cuda_kernels.c states the tolerance).
  *
  * One context per process (a rank drives one GPU): bl_cuda_init picks the
  * device and creates the stream and the cuBLAS handle. The table's

@@ -35,21 +35,19 @@ __global__ static void bias_kernel(size_t n, int cols, float *y, const float *b,
  * CPU's pass does, so a column sums in the same order. */
 __global__ static void mask_colsum_kernel(int rows, int cols, const float *y, float *g, float *sum)
 {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= cols) {
-        return;
-    }
-    float s = sum[j];
-    for (int i = 0; i < rows; i++) {
-        const size_t k = (size_t)i * (size_t)cols + (size_t)j;
-        float v = g[k];
-        if (y != NULL) {
-            v = y[k] > 0.0f ? v : 0.0f;
-            g[k] = v;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x) {
+        float s = sum[j];
+        for (int i = 0; i < rows; i++) {
+            const size_t k = (size_t)i * (size_t)cols + (size_t)j;
+            float v = g[k];
+            if (y != NULL) {
+                v = y[k] > 0.0f ? v : 0.0f;
+                g[k] = v;
+            }
+            s += v;
         }
-        s += v;
+        sum[j] = s;
     }
-    sum[j] = s;
 }
 
 __global__ static void sgd_kernel(size_t n, float *w, float *v, const float *grad, float grad_scale,

@@ -8,13 +8,11 @@
 __global__ static void rows_kernel(int batch, int classes, const float *logits, const int *labels,
                                    float *dlogits, double *row_loss, int *row_hit)
 {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= batch) {
-        return;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < batch; i += gridDim.x * blockDim.x) {
+        const size_t at = (size_t)i * (size_t)classes;
+        row_loss[i] = bl_xent_row(classes, logits + at, labels[i],
+                                  dlogits != NULL ? dlogits + at : NULL, &row_hit[i]);
     }
-    const size_t at = (size_t)i * (size_t)classes;
-    row_loss[i] = bl_xent_row(classes, logits + at, labels[i],
-                              dlogits != NULL ? dlogits + at : NULL, &row_hit[i]);
 }
 
 /* One block of BL_CUDA_THREADS: thread t sums rows t, t + T, ... in order,
@@ -57,6 +55,9 @@ double bl_cuda_softmax_xent(int batch, int classes, const float *logits, const i
         batch, classes, logits, labels, dlogits, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit);
     total_kernel<<<1, BL_CUDA_THREADS, 0, st>>>(batch, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit,
                                                 bl_cuda_ctx.totals);
+    if (!bl_cuda_ok(cudaGetLastError(), "launching the loss kernels")) {
+        return 0.0; /* reported by bl_cuda_check */
+    }
     double totals[2] = {0.0, 0.0};
     /* The loss goes back to the host: this call waits for the GPU. */
     if (!bl_cuda_ok(

@@ -150,7 +150,13 @@ int bl_part_estimator_valid(const bl_estimator_t *e)
                 return 0;
             }
         }
-        if (!isfinite(e->run_sum[r]) || e->nnoise[r] < 0) {
+        /* What updates can produce: a run shorter than a change (it ends in
+         * one), measured from a positive reference; a bounded noise count,
+         * at least 1 once the rank has a speed. */
+        const int most = e->params.change_windows; /* compared unnegated: run may be INT_MIN */
+        if (!isfinite(e->run_sum[r]) || e->nnoise[r] < 0 || e->nnoise[r] > (1 << 30) ||
+            e->run[r] >= most || e->run[r] <= -most || (e->run[r] != 0 && !(e->ref[r] > 0.0)) ||
+            (e->speed[r] > 0.0 && e->nnoise[r] < 1)) {
             return 0;
         }
     }

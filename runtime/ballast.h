@@ -356,14 +356,20 @@ typedef struct bl_train_config {
     int shard_cap_count;
     /* Hang detection: every wait of the library once the trainer exists
      * (the pipeline's transfers, the gradient and loss all-reduces, the
-     * telemetry gather, the controllers' decisions, layer migrations, the
-     * start-up check, evaluation, checkpoints and the stop-flag agreement)
-     * gives up after timeout_s seconds with BL_ERR_TIMEOUT naming the step,
-     * the operation and the ranks that had not arrived: a transfer's peer,
-     * or for a collective the members that did not answer a roll call as
-     * waiting in the same operation. 0: wait forever. Not bounded: the
+     * node-local barriers, the telemetry gather, the controllers'
+     * decisions, layer migrations, the start-up check, evaluation,
+     * checkpoints and the stop-flag agreement) gives up after timeout_s
+     * seconds with BL_ERR_TIMEOUT naming the step, the operation and the
+     * ranks that had not arrived: a transfer's peer, or for a collective
+     * the members that did not answer a roll call as waiting in the same
+     * operation. 0: wait forever. After BL_ERR_TIMEOUT the operation is
+     * still posted on buffers of the library (and of its stack), which a
+     * late rank may yet fill: the only safe continuation is MPI_Abort, as
+     * ballast-train does; destroying the trainer or the runtime then leaks
+     * them rather than free memory MPI may write. Not bounded: the
      * communicator splits and topology discovery of bl_runtime_create and
-     * bl_trainer_create, which run before the bound is known. */
+     * bl_trainer_create (before the bound is known), and the completion of
+     * requests already posted when a rank fails for another reason. */
     double timeout_s;
     /* Version 4. Data parallelism without pipelining whose ranks are all on
      * one node: 1 (default) shares gradients, parameters and momentum

@@ -22,8 +22,11 @@
 #define SECTION_BYTES  16u
 #define KIND_MANIFEST  1u
 #define KIND_STAGE     2u
-/* A manifest is small: a few words per layer, stage and pipeline. */
+/* A manifest is small: a few words per layer, stage and pipeline, and the
+ * policies' state, which is kept under half of it so that every manifest
+ * written can be read back. */
 #define MANIFEST_MAX (1u << 24)
+#define CONTROL_MAX  (MANIFEST_MAX / 2)
 
 enum {
     SEC_MODEL = 1,
@@ -258,7 +261,15 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
         write_section(&w, SEC_MODEL, model, model_bytes);
         write_section(&w, SEC_STATE, state, sizeof state);
         write_section(&w, SEC_LAYOUT, layout, layout_bytes);
-        write_section(&w, SEC_CONTROL, s->control, s->control_bytes);
+        size_t control_bytes = s->control_bytes;
+        if (control_bytes > CONTROL_MAX) {
+            bl_log(rt, BL_LOG_WARN,
+                   "checkpoint: the policies' state (%zu bytes) is over %u bytes; saved "
+                   "without it, so a resume starts the policies afresh",
+                   control_bytes, CONTROL_MAX);
+            control_bytes = 0;
+        }
+        write_section(&w, SEC_CONTROL, s->control, control_bytes);
         st = close_writer(rt, &w);
     }
     bl_mem_free(a, model);

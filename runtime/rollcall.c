@@ -15,27 +15,34 @@
 
 #include "runtime_impl.h"
 
-enum { TAG_QUERY = 1, TAG_ANSWER = 2 };
+/* A query is an empty message on rt->rollcall whose tag is its number
+ * (1 + count mod QUERY_TAGS: MPI guarantees tags up to 32767); its answer
+ * travels on rt->rollcall_answers with the same tag, so an answer that
+ * arrives after its roll call ended can never pass for a later one's. */
+enum { QUERY_TAGS = 30000 };
 
 /* How long the asking rank waits for answers: the others answer within a
  * poll interval (50 µs) when they are in a bounded wait. */
 #define ROLLCALL_GRACE_S 0.5
 
-/* One answer: the query it answers (stale answers of an earlier roll call
- * are told apart by it), the answering rank's step and operation. */
+/* One answer: the answering rank's step and operation. */
 typedef struct answer {
-    long query;
     long step;
-    char op[48];
+    char op[56];
 } answer_t;
 
 bl_status_t bl_rollcall_setup(bl_runtime_t *rt)
 {
-    int rc = MPI_Comm_dup(rt->comm, &rt->rollcall);
-    if (rc != MPI_SUCCESS) {
-        rt->rollcall = MPI_COMM_NULL;
-        return bl_fail_mpi(rt, rc, "MPI_Comm_dup of the roll-call communicator");
+    MPI_Comm queries = MPI_COMM_NULL, answers = MPI_COMM_NULL;
+    int rc = MPI_Comm_dup(rt->comm, &queries);
+    if (rc == MPI_SUCCESS) {
+        rt->rollcall = queries;
+        rc = MPI_Comm_dup(rt->comm, &answers);
     }
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(rt, rc, "MPI_Comm_dup of the roll-call communicators");
+    }
+    rt->rollcall_answers = answers;
     return BL_OK;
 }
 
@@ -44,20 +51,22 @@ void bl_rollcall_answer(bl_runtime_t *rt, const char *op)
     for (;;) {
         int pending = 0;
         MPI_Status probe;
-        if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_QUERY, rt->rollcall, &pending, &probe) != MPI_SUCCESS ||
+        if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, rt->rollcall, &pending, &probe) !=
+                MPI_SUCCESS ||
             !pending) {
+            return;
+        }
+        if (MPI_Recv(NULL, 0, MPI_BYTE, probe.MPI_SOURCE, probe.MPI_TAG, rt->rollcall,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             return;
         }
         answer_t a;
         memset(&a, 0, sizeof a);
-        if (MPI_Recv(&a.query, 1, MPI_LONG, probe.MPI_SOURCE, TAG_QUERY, rt->rollcall,
-                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-            return;
-        }
         a.step = rt->wait_step;
         snprintf(a.op, sizeof a.op, "%s", op);
         /* 64 bytes go eagerly: the send completes without the asker. */
-        MPI_Send(&a, (int)sizeof a, MPI_BYTE, probe.MPI_SOURCE, TAG_ANSWER, rt->rollcall);
+        MPI_Send(&a, (int)sizeof a, MPI_BYTE, probe.MPI_SOURCE, probe.MPI_TAG,
+                 rt->rollcall_answers);
     }
 }
 
@@ -108,19 +117,17 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
         snprintf(out, cap, ": no roll call of its ranks was possible");
         goto done;
     }
-    /* The query's number lives in rt: a send to a rank that never takes it
-     * stays pending after this returns, and its buffer must outlive it. */
-    long query = ++rt->rollcall_queries;
+    int tag = 1 + (int)(rt->rollcall_queries++ % QUERY_TAGS);
     /* reqs[2i]: the query to member i, reqs[2i+1]: its answer. */
     for (int i = 0; i < n; i++) {
         reqs[2 * i] = reqs[2 * i + 1] = MPI_REQUEST_NULL;
         if (world[i] == rt->rank) {
             continue;
         }
-        MPI_Isend(&rt->rollcall_queries, 1, MPI_LONG, world[i], TAG_QUERY, rt->rollcall,
-                  &reqs[2 * i]);
-        MPI_Irecv(&answers[i], (int)sizeof answers[i], MPI_BYTE, world[i], TAG_ANSWER, rt->rollcall,
-                  &reqs[2 * i + 1]);
+        /* An empty query: no buffer to outlive a send that is never taken. */
+        MPI_Isend(NULL, 0, MPI_BYTE, world[i], tag, rt->rollcall, &reqs[2 * i]);
+        MPI_Irecv(&answers[i], (int)sizeof answers[i], MPI_BYTE, world[i], tag,
+                  rt->rollcall_answers, &reqs[2 * i + 1]);
     }
     double start = bl_now_seconds();
     int all = 0;
@@ -142,14 +149,19 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
             answered = 1;
         }
         if (!answered) {
+            /* An answer that lands between the test and the cancel is
+             * received, not cancelled: count it. */
+            MPI_Status status;
+            int cancelled = 0;
             MPI_Cancel(&reqs[2 * i + 1]);
-            MPI_Wait(&reqs[2 * i + 1], MPI_STATUS_IGNORE);
+            MPI_Wait(&reqs[2 * i + 1], &status);
+            MPI_Test_cancelled(&status, &cancelled);
+            answered = !cancelled;
         }
         if (reqs[2 * i] != MPI_REQUEST_NULL) {
-            MPI_Request_free(&reqs[2 * i]); /* eager; the rank may be gone */
+            MPI_Request_free(&reqs[2 * i]); /* empty; the rank may be gone */
         }
         const answer_t *a = &answers[i];
-        answered = answered && a->query == query;
         if (answered && a->step == rt->wait_step && strncmp(a->op, op, sizeof a->op - 1) == 0) {
             continue; /* arrived: it waits in the same operation */
         }

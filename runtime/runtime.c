@@ -77,7 +77,7 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     memset(rt, 0, sizeof *rt);
     rt->cfg = *cfg;
     rt->comm = MPI_COMM_NULL;
-    rt->rollcall = MPI_COMM_NULL;
+    rt->rollcall = rt->rollcall_answers = MPI_COMM_NULL;
     rt->device.kernels = &bl_cpu_kernels;
     int env_invalid = 0;
     rt->cfg.log_level = resolve_log_level(cfg->log_level, &env_invalid);
@@ -124,11 +124,16 @@ fail:
 
 void bl_runtime_destroy(bl_runtime_t *rt)
 {
-    if (rt == NULL) {
+    /* After a timeout requests may still be pending on the runtime's
+     * communicators and buffers: leak them (see bl_trainer_destroy). */
+    if (rt == NULL || rt->gave_up) {
         return;
     }
     if (rt->rollcall != MPI_COMM_NULL) {
         MPI_Comm_free(&rt->rollcall);
+    }
+    if (rt->rollcall_answers != MPI_COMM_NULL) {
+        MPI_Comm_free(&rt->rollcall_answers);
     }
     if (rt->comm != MPI_COMM_NULL) {
         MPI_Comm_free(&rt->comm);

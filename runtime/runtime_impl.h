@@ -23,12 +23,14 @@ struct bl_runtime {
      * (0: they wait forever), naming wait_step (set by the trainer). */
     double wait_timeout_s;
     long wait_step;
-    /* Set once a wait has timed out: requests may stay pending for good,
-     * so teardown must not wait for them (it leaks their buffers instead). */
+    /* Set once a wait has timed out: requests may stay pending for good
+     * and still write into buffers, so teardown neither waits for them nor
+     * frees anything (the trainer and the runtime are leaked whole). */
     int gave_up;
-    /* Roll call (rollcall.c): a duplicate of comm for "where are you?"
-     * queries after a timeout, and the queries this rank has sent. */
-    MPI_Comm rollcall;
+    /* Roll call (rollcall.c): duplicates of comm for "where are you?"
+     * queries after a timeout and for their answers, and the queries this
+     * rank has sent. */
+    MPI_Comm rollcall, rollcall_answers;
     long rollcall_queries;
 };
 

@@ -466,7 +466,9 @@ fail:
 
 void bl_trainer_destroy(bl_trainer_t *t)
 {
-    if (t == NULL) {
+    /* After a timeout pending requests may still write into the trainer's
+     * buffers (the gradients, telemetry, ...): leak them all. */
+    if (t == NULL || t->rt->gave_up) {
         return;
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
@@ -558,6 +560,9 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     double t0 = bl_now_seconds();
     bl_migration_t mig;
     bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+    if (st == BL_ERR_TIMEOUT) {
+        return st; /* the job is ending; an agreement would only wait again */
+    }
     double agree[2] = {bl_now_seconds() - t0, st != BL_OK ? 1.0 : 0.0};
     bl_status_t agreed = bl_allreduce_bounded(t->rt, MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX,
                                               t->rt->comm, "the agreement on a layer migration");

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -847,6 +848,19 @@ static void test_state_refused(void **state)
     memset(bytes + 3 * sizeof(int), 0xff, sizeof(double));
     assert_int_equal(bl_policy_state_load(p, bytes, n, err, sizeof err), -1);
     assert_non_null(strstr(err, "values out of range"));
+    /* A run of out-of-band windows as long as INT_MIN (the estimator's
+     * run[0], after the headers, its 7 doubles per rank and nnoise), with
+     * a valid reference (ref[0], after speed and var): no update makes
+     * such a run, and loading it would overflow the next update. */
+    memcpy(bytes, before, n);
+    double ref = 32.0;
+    memcpy(bytes + 3 * sizeof(int) + 2 * 4 * sizeof(double), &ref, sizeof ref);
+    int bad_run = INT_MIN;
+    memcpy(bytes + 3 * sizeof(int) + 4 * (7 * sizeof(double) + sizeof(int)), &bad_run,
+           sizeof bad_run);
+    assert_int_equal(bl_policy_state_load(p, bytes, n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "values out of range"));
+
     /* After all those refusals the policy is as it was. */
     bl_policy_state_save(p, after);
     assert_memory_equal(before, after, n);

@@ -306,8 +306,6 @@ static bl_status_t print_stages(bl_runtime_t *rt, const bl_trainer_t *trainer)
     return BL_OK;
 }
 
-/* Trains as the options say. Any failure is printed here (the library's
- * with bl_last_error) and flagged in *reported. */
 /* A library failure on this rank, to stderr. */
 static void report_failure(bl_runtime_t *rt, bl_status_t st)
 {
@@ -318,6 +316,8 @@ static void report_failure(bl_runtime_t *rt, bl_status_t st)
     fflush(stderr);
 }
 
+/* Trains as the options say. Any failure is printed here (the library's
+ * with bl_last_error) and flagged in *reported. */
 static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *reported, int *stopped)
 {
     int rank = bl_runtime_rank(rt);
@@ -476,6 +476,12 @@ done:
     if (st != BL_OK && !*reported) {
         report_failure(rt, st);
         *reported = 1;
+    }
+    /* After a timeout, reductions the late ranks may still complete point
+     * into the library's buffers: end the job now, before anything is
+     * freed (ballast.h, timeout_s). */
+    if (st == BL_ERR_TIMEOUT) {
+        MPI_Abort(MPI_COMM_WORLD, 1);
     }
     bl_trainer_destroy(trainer);
     bl_model_destroy(model);
