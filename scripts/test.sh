@@ -28,7 +28,8 @@ if command -v clang >/dev/null 2>&1; then
     CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DBALLAST_FUZZ=ON -DBALLAST_SANITIZE=address,undefined -DBALLAST_WERROR=ON \
         -DBALLAST_TESTS=OFF -DBALLAST_BENCH=OFF -DBALLAST_EXAMPLES=OFF -DBALLAST_CUDA=OFF
-    cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_train_options fuzz_checkpoint
+    cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_idx fuzz_train_options fuzz_checkpoint \
+        fuzz_policy_state
     echo "test: fuzz corpus replay (libFuzzer, AddressSanitizer + UndefinedBehaviorSanitizer)"
     ctest --test-dir "$root/build-fuzz/fuzz" --output-on-failure -L fuzz -LE slow
 else
