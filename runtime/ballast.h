@@ -218,7 +218,11 @@ int bl_model_layer_count(const bl_model_t *m);
 int bl_model_out_features(const bl_model_t *m);
 size_t bl_model_param_count(const bl_model_t *m);
 /* The parameters, in file order (see bl_model_save_params). Belongs to the
- * model; NULL before bl_model_build. */
+ * model; NULL before bl_model_build. While a trainer with the node-local
+ * reduction lives (bl_train_config_t.node_reduce) the model's parameters
+ * are the node's shared copy: ask again after bl_trainer_create, and again
+ * after bl_trainer_destroy, which copies the values back into the model's
+ * own array. */
 float *bl_model_params(bl_model_t *m);
 
 /* Parameter files: raw little-endian float32, for each layer with
@@ -375,7 +379,8 @@ typedef struct bl_train_config {
      * one node: 1 (default) shares gradients, parameters and momentum
      * through MPI shared-memory windows and sums and updates each rank's
      * slice in one pass (runtime/node_reduce.h), the same math as the
-     * all-reduce; 0 always all-reduces over MPI. */
+     * all-reduce; 0 always all-reduces over MPI. The model's parameter
+     * array is the shared one while the trainer lives (bl_model_params). */
     int node_reduce;
 } bl_train_config_t;
 
