@@ -119,8 +119,7 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
         MPI_Request req = MPI_REQUEST_NULL;
         const char *op = "the barrier before the first step";
         int rc = MPI_Ibarrier(rt->comm, &req);
-        st = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op)
-                               : bl_wait_collective(rt, &req, op, rt->comm);
+        st = bl_collective_posted(rt, rc, &req, op, rt->comm);
         if (st != BL_OK) {
             goto fail;
         }

@@ -58,8 +58,7 @@ bl_status_t bl_check_same_on_all_ranks(bl_runtime_t *rt, const char *what,
     }
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Iallgather(mine, count, MPI_UINT64_T, all, count, MPI_UINT64_T, rt->comm, &req);
-    bl_status_t st = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, what)
-                                       : bl_wait_collective(rt, &req, what, rt->comm);
+    bl_status_t st = bl_collective_posted(rt, rc, &req, what, rt->comm);
     if (st != BL_OK) {
         goto done;
     }

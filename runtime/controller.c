@@ -82,8 +82,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
         MPI_Request req = MPI_REQUEST_NULL;
         int rc = MPI_Igather(mine, BL_HOST_CHARS, MPI_CHAR, c->hosts, BL_HOST_CHARS, MPI_CHAR, 0,
                              rt->comm, &req);
-        shared = rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op)
-                                   : bl_wait_collective(rt, &req, op, rt->comm);
+        shared = bl_collective_posted(rt, rc, &req, op, rt->comm);
     }
     if (shared != BL_OK && st == BL_OK) {
         st = shared;

@@ -29,8 +29,7 @@ static bl_status_t phase(bl_node_reduce_t *n, MPI_Win win, const char *op)
     MPI_Win_sync(win);
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Ibarrier(n->comm, &req);
-    bl_status_t st = rc != MPI_SUCCESS ? bl_fail_mpi(n->rt, rc, op)
-                                       : bl_wait_collective(n->rt, &req, op, n->comm);
+    bl_status_t st = bl_collective_posted(n->rt, rc, &req, op, n->comm);
     MPI_Win_sync(win);
     return st;
 }

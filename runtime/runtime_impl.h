@@ -53,6 +53,10 @@ bl_status_t bl_wait_collective(bl_runtime_t *rt, MPI_Request *req, const char *o
 bl_status_t bl_waitany_collective(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index,
                                   const char *op, MPI_Comm comm);
 
+/* A collective just posted, whose posting returned rc: the MPI error named
+ * `op`, or its completion under the bound (bl_wait_collective). */
+bl_status_t bl_collective_posted(bl_runtime_t *rt, int rc, MPI_Request *req, const char *op,
+                                 MPI_Comm comm);
 /* Blocking collectives under the bound: posted non-blocking, completed
  * by bl_wait_collective; `op` names them in errors. */
 bl_status_t bl_bcast_bounded(bl_runtime_t *rt, void *buf, int count, MPI_Datatype type, int root,

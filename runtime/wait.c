@@ -83,12 +83,18 @@ bl_status_t bl_waitany_collective(bl_runtime_t *rt, int n, MPI_Request *reqs, in
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, op);
 }
 
+bl_status_t bl_collective_posted(bl_runtime_t *rt, int rc, MPI_Request *req, const char *op,
+                                 MPI_Comm comm)
+{
+    return rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op) : bl_wait_collective(rt, req, op, comm);
+}
+
 bl_status_t bl_bcast_bounded(bl_runtime_t *rt, void *buf, int count, MPI_Datatype type, int root,
                              MPI_Comm comm, const char *op)
 {
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Ibcast(buf, count, type, root, comm, &req);
-    return rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op) : bl_wait_collective(rt, &req, op, comm);
+    return bl_collective_posted(rt, rc, &req, op, comm);
 }
 
 bl_status_t bl_allreduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
@@ -96,7 +102,7 @@ bl_status_t bl_allreduce_bounded(bl_runtime_t *rt, const void *send, void *recv,
 {
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Iallreduce(send, recv, count, type, mpi_op, comm, &req);
-    return rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op) : bl_wait_collective(rt, &req, op, comm);
+    return bl_collective_posted(rt, rc, &req, op, comm);
 }
 
 bl_status_t bl_reduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
@@ -105,5 +111,5 @@ bl_status_t bl_reduce_bounded(bl_runtime_t *rt, const void *send, void *recv, in
 {
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Ireduce(send, recv, count, type, mpi_op, root, comm, &req);
-    return rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op) : bl_wait_collective(rt, &req, op, comm);
+    return bl_collective_posted(rt, rc, &req, op, comm);
 }
