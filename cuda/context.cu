@@ -1,4 +1,5 @@
-/* The CUDA context: device choice, stream, cuBLAS handle, failure record. */
+/* The CUDA context: device choice, streams and their events, cuBLAS
+ * handle, failure record. */
 #include <stdio.h>
 #include <string.h>
 
@@ -68,6 +69,18 @@ extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
     if (e == cudaSuccess) {
         e = cudaStreamCreate(&bl_cuda_ctx.stream);
     }
+    /* The comm stream and its events (nccl.cu): non-blocking, so NCCL's
+     * work is ordered only by the events, never by the legacy stream; the
+     * events order and time nothing else, so they skip timing. */
+    if (e == cudaSuccess) {
+        e = cudaStreamCreateWithFlags(&bl_cuda_ctx.comm_stream, cudaStreamNonBlocking);
+    }
+    if (e == cudaSuccess) {
+        e = cudaEventCreateWithFlags(&bl_cuda_ctx.compute_ready, cudaEventDisableTiming);
+    }
+    if (e == cudaSuccess) {
+        e = cudaEventCreateWithFlags(&bl_cuda_ctx.comm_ready, cudaEventDisableTiming);
+    }
     if (e == cudaSuccess) {
         e = cudaMalloc((void **)&bl_cuda_ctx.totals, 2 * sizeof(double));
     }
@@ -98,6 +111,17 @@ extern "C" void bl_cuda_shutdown(void)
     }
     if (bl_cuda_ctx.stream != NULL) {
         cudaStreamDestroy(bl_cuda_ctx.stream);
+    }
+    /* Work still queued on the comm stream finishes first (the stream's
+     * resources go once it is idle); communicators are destroyed before. */
+    if (bl_cuda_ctx.comm_stream != NULL) {
+        cudaStreamDestroy(bl_cuda_ctx.comm_stream);
+    }
+    if (bl_cuda_ctx.compute_ready != NULL) {
+        cudaEventDestroy(bl_cuda_ctx.compute_ready);
+    }
+    if (bl_cuda_ctx.comm_ready != NULL) {
+        cudaEventDestroy(bl_cuda_ctx.comm_ready);
     }
     /* Only what was allocated: cudaFree(NULL) would create a context on
      * the current device (device 0 before init picked one). */

@@ -1,6 +1,7 @@
 /* The process's CUDA context, shared by the backend's .cu files: the
- * stream, the cuBLAS handle, small device scratch and the recorded first
- * failure. Internal to cuda/. */
+ * compute stream, the comm stream and the two events that order them, the
+ * cuBLAS handle, small device scratch and the recorded first failure.
+ * Internal to cuda/. */
 #ifndef BL_CUDA_CONTEXT_H
 #define BL_CUDA_CONTEXT_H
 
@@ -10,7 +11,14 @@
 typedef struct bl_cuda_context {
     int ready;
     int device;
-    cudaStream_t stream;
+    cudaStream_t stream; /* compute: kernels, cuBLAS, uploads (a blocking stream) */
+    /* NCCL's work (nccl.cu). Non-blocking: it never waits for the legacy
+     * default stream by itself; everything it is ordered after or before
+     * comes through the two events and the compute stream (which does wait
+     * for the legacy stream, so a plain cudaMemcpy upload reaches it). */
+    cudaStream_t comm_stream;
+    cudaEvent_t compute_ready; /* recorded on stream, waited on by comm_stream */
+    cudaEvent_t comm_ready;    /* recorded on comm_stream, waited on by stream */
     cublasHandle_t blas;
     double *row_loss; /* device (row_cap): softmax_xent's per-row losses */
     int *row_hit;     /* device (row_cap): 1 where a row's argmax is its label */

@@ -25,6 +25,21 @@ extern "C" {
 #endif
 
 extern const bl_kernels_t bl_cuda_kernels;
+/* Its memory (cudaMalloc'd; copies on the compute stream; memory.cu). */
+extern const bl_device_memory_t bl_cuda_memory;
+
+/* What a GPU is, for logs and for placing the rank near it (hwloc finds
+ * the GPU's NUMA node by its PCI address). */
+typedef struct bl_cuda_info {
+    char name[256];
+    char pci_bus_id[32]; /* "0000:19:00.0" */
+    size_t memory_bytes;
+    int major, minor; /* compute capability */
+} bl_cuda_info_t;
+
+/* Fills *out for `device` (of those visible): 0, or -1 with the reason in
+ * err. */
+int bl_cuda_describe(int device, bl_cuda_info_t *out, char *err, size_t errlen);
 
 /* GPUs this process can see (CUDA_VISIBLE_DEVICES applies); 0 when there
  * is none or no driver, with the reason in err. */

@@ -61,6 +61,34 @@ typedef struct bl_kernels {
 /* The CPU implementation (OpenBLAS). */
 extern const bl_kernels_t bl_cpu_kernels;
 
+/* The memory of a device whose kernel table does not work on host memory
+ * (a GPU): the pointers given to such a table come from alloc. Copies are
+ * ordered with the table's kernels (they run on the same stream): an
+ * upload never overwrites a buffer a queued kernel still reads, and
+ * to_host returns once the data has arrived, after every kernel queued
+ * before it. The host buffer of to_device may be reused once it returns.
+ * Failures are recorded like the kernels' and reported by finish; the
+ * calls also return 0 on success and -1 on failure. */
+typedef struct bl_device_memory {
+    const char *name;
+    void *(*alloc)(size_t nbytes); /* NULL on failure; nbytes 0 gives a unique pointer */
+    void (*release)(void *ptr);    /* NULL is a no-op */
+    int (*to_device)(void *dst, const void *src, size_t nbytes);
+    int (*to_host)(void *dst, const void *src, size_t nbytes);
+    int (*copy)(void *dst, const void *src, size_t nbytes); /* device to device */
+    int (*zero)(void *dst, size_t nbytes);
+    /* Waits for every kernel and copy queued so far: 0, or -1 with the
+     * first failure since the last finish in err (then cleared). */
+    int (*finish)(char *err, size_t errlen);
+} bl_device_memory_t;
+
+/* A device made of the CPU kernels on memory of its own (malloc'd, moved
+ * with memcpy): the "mirror" device. A rank that computes on it moves its
+ * data exactly as a GPU rank does (parameters uploaded, batches staged,
+ * gradients downloaded for MPI), so tests exercise that path without a
+ * GPU. Its memory is host memory, so host code may also read it. */
+extern const bl_device_memory_t bl_mirror_memory;
+
 /* SGD over the sum of several gradient arrays, in one pass: for each of
  * count parameters, grad = grads[0][i] + grads[1][i] + ... (in that order),
  * then sgd_update's formula. The node-local reduction (runtime/

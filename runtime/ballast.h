@@ -76,7 +76,19 @@ typedef struct bl_allocator {
 
 /* ---- Runtime ----------------------------------------------------------- */
 
-#define BL_CONFIG_VERSION 1
+#define BL_CONFIG_VERSION 2
+
+/* Where a rank computes (bl_config_t.device). */
+typedef enum {
+    BL_DEVICE_CPU = 0,  /* OpenBLAS on the rank's cores */
+    BL_DEVICE_CUDA = 1, /* a GPU; bl_runtime_create fails when the rank sees none */
+    BL_DEVICE_AUTO = 2, /* a GPU when the rank sees one, else the CPU */
+    /* Testing: the CPU kernels on memory of their own, which the rank moves
+     * exactly as a GPU rank moves its device memory (parameters uploaded,
+     * batches staged, gradients downloaded for MPI), so that path is
+     * exercised on machines without a GPU. Slower than the CPU. */
+    BL_DEVICE_MIRROR = 3
+} bl_device_kind_t;
 
 typedef struct bl_config {
     int version;       /* BL_CONFIG_VERSION; set by BL_CONFIG_INIT */
@@ -89,11 +101,19 @@ typedef struct bl_config {
      * OpenBLAS setting). */
     int blas_threads;
     bl_allocator_t allocator; /* all NULL: malloc and free */
+    /* Version 2. A bl_device_kind_t. A GPU rank takes one of the GPUs it
+     * sees (CUDA_VISIBLE_DEVICES applies): the node's GPU ranks in rank
+     * order take GPUs 0, 1, ... round robin (several ranks share a GPU,
+     * with a warning, when there are more of them than GPUs). With hwloc
+     * the rank learns the GPU's NUMA node; a rank the launcher left
+     * unbound is bound to the cores near its GPU. Rank 0 logs every GPU
+     * rank's choice. Ranks may differ (mixed CPU and GPU jobs). */
+    int device;
 } bl_config_t;
 
 #define BL_CONFIG_INIT                                                                             \
     {                                                                                              \
-        .version = BL_CONFIG_VERSION, .log_level = -1                                              \
+        .version = BL_CONFIG_VERSION, .log_level = -1, .device = BL_DEVICE_CPU                     \
     }
 
 typedef struct bl_runtime bl_runtime_t;
@@ -104,8 +124,11 @@ typedef struct bl_runtime bl_runtime_t;
  * Before any MPI call it returns BL_ERR_INVALID_ARG, with no message (there
  * is no runtime to hold one), for: out NULL, comm MPI_COMM_NULL, MPI not
  * initialised, a version outside 1..BL_CONFIG_VERSION, only one allocator
- * hook, log_level outside -1..BL_LOG_DEBUG, blas_threads < 0. Later
- * failures (BL_ERR_MPI, BL_ERR_NO_MEM) are logged. On failure *out is NULL.
+ * hook, log_level outside -1..BL_LOG_DEBUG, blas_threads < 0, device not
+ * a bl_device_kind_t. Later failures (BL_ERR_MPI, BL_ERR_NO_MEM; for
+ * BL_DEVICE_CUDA, BL_ERR_UNSUPPORTED when the library was built without
+ * the CUDA backend and BL_ERR_CUDA when the rank sees no usable GPU) are
+ * logged; every rank fails when one does. On failure *out is NULL.
  * Each rank learns its cpuset and NUMA node (hwloc); rank 0 logs one line
  * per node (ranks, cores, binding, threads) at info level, and a warning
  * when a node's ranks run more BLAS threads than it has cores. */
@@ -122,6 +145,12 @@ const char *bl_last_error(const bl_runtime_t *rt);
 int bl_runtime_rank(const bl_runtime_t *rt);
 int bl_runtime_size(const bl_runtime_t *rt);
 
+/* The device this rank computes on: BL_DEVICE_CPU, BL_DEVICE_CUDA or
+ * BL_DEVICE_MIRROR (never AUTO: that resolved at creation), and its name
+ * ("cpu", "cuda:0 NVIDIA H200", "mirror") in name (n bytes; may be NULL
+ * with n 0). BL_DEVICE_CPU for NULL. */
+bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n);
+
 /* *any = 1 when `mine` is non-zero on any rank (a reduction): how ranks
  * agree to stop at the same step when one of them got a signal.
  * Collective. */
@@ -135,8 +164,20 @@ void bl_log(const bl_runtime_t *rt, bl_log_level_t level, const char *fmt, ...)
 /* ---- Math helpers for user layers -------------------------------------- */
 
 /* A layer call's device context. User layers pass it to the bl_math_*
- * helpers, which run on the rank's device (CPU with OpenBLAS for now). */
+ * helpers, which run on the device the call's pointers belong to: the
+ * CPU (OpenBLAS) or the rank's GPU (cuBLAS and ballast's kernels, queued
+ * in order on ballast's stream). */
 typedef struct bl_device bl_device_t;
+
+/* Whether dev computes on memory of its own (a GPU, or the mirror test
+ * device): then a call's pointers are device memory. 0 for the CPU and
+ * NULL. */
+int bl_device_has_memory(const bl_device_t *dev);
+
+/* Waits until the device's queued work is done: BL_OK, or BL_ERR_CUDA
+ * with the first failed call since the last check (BL_ERR_INVALID_ARG
+ * for NULL). Immediate on the CPU. */
+bl_status_t bl_device_sync(const bl_device_t *dev);
 
 /* C (M×N) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = X or X^T
  * as trans_a / trans_b say (0 or 1); lda, ldb, ldc are row strides.
@@ -145,6 +186,13 @@ typedef struct bl_device bl_device_t;
 bl_status_t bl_math_gemm(const bl_device_t *dev, int trans_a, int trans_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
                          float *c, int ldc);
+
+/* y = max(x, 0) over count elements (x == y allowed), and its backward:
+ * dx = dy where y > 0, else 0 (dy == dx allowed). BL_ERR_INVALID_ARG for
+ * a NULL device. */
+bl_status_t bl_math_relu(const bl_device_t *dev, size_t count, const float *x, float *y);
+bl_status_t bl_math_relu_backward(const bl_device_t *dev, size_t count, const float *y,
+                                  const float *dy, float *dx);
 
 /* ---- Layers ------------------------------------------------------------ */
 
@@ -185,6 +233,9 @@ typedef struct bl_layer_ops {
     void (*destroy)(void *state);
 } bl_layer_ops_t;
 
+/* One pass of a user layer (bl_layer_ops_t's forward and backward). */
+typedef bl_status_t (*bl_layer_fn)(const bl_layer_call_t *call);
+
 /* Uniform random floats in [lo, hi) from a seed: the deterministic generator
  * user layers can use in init. */
 void bl_fill_uniform(float *out, size_t count, float lo, float hi, uint64_t seed);
@@ -206,6 +257,20 @@ bl_status_t bl_model_add_relu(bl_model_t *m);
  * set, the model owns user_state and destroys it with the model; when the
  * call fails, the caller still owns it. */
 bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *user_state);
+
+/* The passes of user layer `layer` (its index in the model) on a rank
+ * whose device has memory of its own (a GPU): they get the same call with
+ * every pointer (x, y, dy, dx, params, grads) in device memory and
+ * call->device the rank's GPU, so the bl_math_* helpers run there; code of
+ * the layer's own (a CUDA kernel) runs on the current CUDA device and
+ * stream 0 is NOT ordered with ballast's stream: call bl_device_sync
+ * first. A layer whose forward and backward use only bl_math_* helpers
+ * may pass them here unchanged. A trainer on a GPU rank refuses a model
+ * with a user layer that has none (BL_ERR_UNSUPPORTED naming it); the
+ * mirror test device runs the host callbacks when none are set. Before or
+ * after bl_model_build. */
+bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forward,
+                                    bl_layer_fn backward);
 
 /* Allocates parameters and gradients (one allocation each, cut into
  * per-layer views) and initialises them from seed. The last layer's output
@@ -270,7 +335,7 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 4
+#define BL_TRAIN_CONFIG_VERSION 5
 
 /* Pipeline schedules. */
 typedef enum {
@@ -382,6 +447,13 @@ typedef struct bl_train_config {
      * all-reduce; 0 always all-reduces over MPI. The model's parameter
      * array is the shared one while the trainer lives (bl_model_params). */
     int node_reduce;
+    /* Version 5. A data-parallel group whose ranks are all CUDA GPUs: 1
+     * (default) all-reduces the gradients with NCCL on the GPUs, bucket by
+     * bucket on a stream of its own while backward goes on; 0 reduces them
+     * with MPI like a mixed group does (each GPU rank copies a bucket to
+     * host memory, MPI sums it, the sums go back up). Groups with CPU
+     * ranks always use MPI. Same math either way, up to summation order. */
+    int nccl;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -394,7 +466,7 @@ typedef struct bl_train_config {
         .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
         .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
         .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0,         \
-        .timeout_s = 0.0, .node_reduce = 1                                                         \
+        .timeout_s = 0.0, .node_reduce = 1, .nccl = 1                                              \
     }
 
 typedef struct bl_trainer bl_trainer_t;

@@ -78,8 +78,25 @@ static void drain(bl_grad_sync_t *s)
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
 {
     bl_grad_sync_t *s = sync;
+    const bl_grad_device_t *dev = &s->device;
     while (s->posted < s->bucket_count && s->buckets[s->posted].close_layer == layer) {
         const bl_bucket_t *b = &s->buckets[s->posted];
+        bl_status_t st = BL_OK;
+        if (dev->post != NULL) {
+            st = dev->post(b->first, b->count, dev->arg);
+            if (st != BL_OK) {
+                return st;
+            }
+            s->posted++;
+            continue;
+        }
+        if (dev->fetch != NULL) {
+            st = dev->fetch(b->first, b->count, dev->arg);
+        }
+        if (st != BL_OK) {
+            drain(s);
+            return st;
+        }
         int rc = MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->first, (int)b->count, MPI_FLOAT,
                                 MPI_SUM, s->comm, &s->requests[s->posted]);
         if (rc != MPI_SUCCESS) {
@@ -88,7 +105,7 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
         }
         s->posted++;
     }
-    if (s->posted > 0) {
+    if (s->posted > 0 && dev->post == NULL) {
         /* Drives progress of the reductions in flight (Open MPI advances
          * non-blocking collectives inside MPI calls); the ones that
          * complete here are remembered for finish. */
@@ -124,6 +141,21 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         if (rc != MPI_SUCCESS) {
             drain(s);
             return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of the step's loss and accuracy");
+        }
+    }
+    if (s->device.wait != NULL) {
+        /* On the device: every bucket at once, in posting order. */
+        st = s->device.wait(s->device.arg);
+        for (int k = 0; k < s->posted && st == BL_OK && ready != NULL; k++) {
+            ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
+        }
+        memset(s->reduced, 0, (size_t)s->bucket_count * sizeof *s->reduced);
+        s->posted = 0;
+        if (st != BL_OK) {
+            if (st != BL_ERR_TIMEOUT) {
+                MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE); /* a timed-out job ends */
+            }
+            return st;
         }
     }
     /* Buckets already reduced first, then the rest in the order they

@@ -15,9 +15,24 @@ typedef struct bl_bucket {
     int close_layer; /* post the bucket once backward has finished this layer */
 } bl_bucket_t;
 
+/* How a rank whose gradients live on a device takes part (grad_sync's
+ * `device`; all NULL: the gradients are host memory, reduced by MPI).
+ * Staged: fetch copies a bucket's slice of the device gradients into the
+ * host array before MPI reduces it there (the ready callback then takes
+ * the sums back). Device collectives (NCCL, for a group of GPUs only):
+ * post reduces the bucket on the device instead of MPI, wait completes
+ * every bucket posted; the loss and accuracy still go through MPI. */
+typedef struct bl_grad_device {
+    bl_status_t (*fetch)(size_t first, size_t count, void *arg);
+    bl_status_t (*post)(size_t first, size_t count, void *arg);
+    bl_status_t (*wait)(void *arg);
+    void *arg;
+} bl_grad_device_t;
+
 typedef struct bl_grad_sync {
     bl_runtime_t *rt;
-    MPI_Comm comm; /* the data-parallel group */
+    bl_grad_device_t device; /* set after init by a device rank */
+    MPI_Comm comm;           /* the data-parallel group */
     float *grads;
     bl_bucket_t *buckets; /* in posting order: the last layers' bucket first */
     int bucket_count;

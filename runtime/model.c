@@ -135,6 +135,26 @@ bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *u
     return append_layer(m, &l);
 }
 
+bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forward,
+                                    bl_layer_fn backward)
+{
+    if (m == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (layer < 0 || layer >= m->layer_count || m->layers[layer].kind != BL_LAYER_USER) {
+        return bl_fail(m->rt, BL_ERR_INVALID_ARG,
+                       "device passes for layer %d: the model has no user layer there (%d layers)",
+                       layer, m->layer_count);
+    }
+    if (forward == NULL || backward == NULL) {
+        return bl_fail(m->rt, BL_ERR_INVALID_ARG,
+                       "device passes for layer %d: both forward and backward are needed", layer);
+    }
+    m->layers[layer].device_forward = forward;
+    m->layers[layer].device_backward = backward;
+    return BL_OK;
+}
+
 /* torch.nn.Linear's default: W and b uniform in ±1/√in. */
 static void init_dense(const bl_layer_t *l, float *params, uint64_t seed)
 {
@@ -230,6 +250,7 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
 {
     const bl_allocator_t *a = bl_rt_allocator(m->rt);
     memset(ws, 0, sizeof *ws);
+    ws->device = bl_model_device(m);
     if (first < 0 || last > m->layer_count || first >= last || max_batch < 0) {
         return bl_fail(m->rt, BL_ERR_INVALID_ARG,
                        "internal: workspace for layers [%d, %d) of %d, batch %d", first, last,
@@ -250,10 +271,12 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
     }
     /* Indexed by layer; entries outside the range stay NULL. */
     ws->acts = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *ws->acts);
-    ws->act_mem = bl_mem_array(a, act_floats > 0 ? act_floats : 1, sizeof(float));
+    ws->act_mem =
+        bl_buffer_alloc(m->rt, ws->device, act_floats > 0 ? act_floats : 1, sizeof(float));
     for (int k = 0; k < 2; k++) {
-        ws->dgrad[k] = bl_mem_array(a, (size_t)(max_batch > 0 ? max_batch : 1) * (size_t)widest,
-                                    sizeof(float));
+        ws->dgrad[k] = bl_buffer_alloc(m->rt, ws->device,
+                                       (size_t)(max_batch > 0 ? max_batch : 1) * (size_t)widest,
+                                       sizeof(float));
     }
     if (ws->acts == NULL || ws->act_mem == NULL || ws->dgrad[0] == NULL || ws->dgrad[1] == NULL) {
         bl_workspace_free(a, ws);
@@ -274,9 +297,9 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
 void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws)
 {
     bl_mem_free(a, ws->acts);
-    bl_mem_free(a, ws->act_mem);
-    bl_mem_free(a, ws->dgrad[0]);
-    bl_mem_free(a, ws->dgrad[1]);
+    bl_buffer_free(a, ws->device, ws->act_mem);
+    bl_buffer_free(a, ws->device, ws->dgrad[0]);
+    bl_buffer_free(a, ws->device, ws->dgrad[1]);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -284,15 +307,27 @@ void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws)
 static bl_layer_call_t user_call(const bl_model_t *m, const bl_layer_t *l, int batch,
                                  const float *x, float *y)
 {
-    bl_layer_call_t call = {.device = &m->rt->device,
+    bl_layer_call_t call = {.device = bl_model_device(m),
                             .batch = batch,
                             .in_features = l->in_features,
                             .out_features = l->out_features,
-                            .params = m->params + l->param_offset,
+                            .params = bl_model_exec_params(m) + l->param_offset,
                             .x = x,
                             .y = y,
                             .state = l->state};
     return call;
+}
+
+/* A user layer's pass on the model's device: its device passes on a
+ * device with memory of its own, when it has them (the trainer refuses a
+ * GPU without them), else the host ones. */
+static bl_layer_fn user_pass(const bl_model_t *m, const bl_layer_t *l, int backward)
+{
+    bl_layer_fn device_pass = backward ? l->device_backward : l->device_forward;
+    if (bl_model_device(m)->memory != NULL && device_pass != NULL) {
+        return device_pass;
+    }
+    return backward ? l->ops.backward : l->ops.forward;
 }
 
 static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_status_t st)
@@ -304,13 +339,14 @@ static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_s
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                              const float **out)
 {
-    const bl_kernels_t *k = m->rt->device.kernels;
+    const bl_kernels_t *k = bl_model_device(m)->kernels;
+    const float *params = bl_model_exec_params(m);
     const float *in = x;
     for (int i = ws->first; i < ws->last; i++) {
         const bl_layer_t *l = &m->layers[i];
         double t0 = ws->forward_s != NULL ? bl_now_seconds() : 0.0;
         float *y = ws->acts[i];
-        const float *p = m->params + l->param_offset;
+        const float *p = params + l->param_offset;
         if (l->kind == BL_LAYER_DENSE) {
             /* (batch, out) = (batch, in) · W^T + b, ReLU fused when the next layer is one */
             k->dense_forward(batch, l->in_features, l->out_features, in, p,
@@ -322,7 +358,7 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
             }
         } else {
             bl_layer_call_t call = user_call(m, l, batch, in, y);
-            bl_status_t st = l->ops.forward(&call);
+            bl_status_t st = user_pass(m, l, 0)(&call);
             if (st != BL_OK) {
                 return user_call_failed(m, i, "forward", st);
             }
@@ -347,7 +383,9 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
                                     float *dy, float *dx_out, int accumulate, bl_layer_done_fn done,
                                     void *done_arg)
 {
-    const bl_kernels_t *k = m->rt->device.kernels;
+    const bl_kernels_t *k = bl_model_device(m)->kernels;
+    const float *params = bl_model_exec_params(m);
+    float *grads = bl_model_exec_grads(m);
     /* dy holds d loss / d (output of layer i); a layer writes its input
      * gradient into whichever ping-pong buffer dy is not, or, for the
      * range's first layer, into dx_out. */
@@ -357,8 +395,8 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
         int first = i == ws->first;
         const float *in = first ? x : ws->acts[i - 1];
         float *dx = first ? dx_out : (dy == ws->dgrad[0] ? ws->dgrad[1] : ws->dgrad[0]);
-        const float *p = m->params + l->param_offset;
-        float *g = m->grads + l->param_offset;
+        const float *p = params + l->param_offset;
+        float *g = grads + l->param_offset;
         if (l->kind == BL_LAYER_DENSE) {
             size_t w_count = (size_t)l->in_features * (size_t)l->out_features;
             k->dense_backward(batch, l->in_features, l->out_features, in, p, ws->acts[i], dy, dx, g,
@@ -377,7 +415,7 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
             call.dx = dx;
             call.grads = g;
             call.accumulate = accumulate;
-            bl_status_t st = l->ops.backward(&call);
+            bl_status_t st = user_pass(m, l, 1)(&call);
             if (st != BL_OK) {
                 return user_call_failed(m, i, "backward", st);
             }

@@ -15,6 +15,10 @@ typedef struct bl_layer {
     int out_features;
     size_t param_offset; /* into the model's params and grads */
     size_t param_count;
+    /* User layers: the passes on a device with memory of its own (device
+     * pointers in the call), or NULL (bl_model_set_device_ops). */
+    bl_layer_fn device_forward;
+    bl_layer_fn device_backward;
 } bl_layer_t;
 
 struct bl_model {
@@ -27,13 +31,36 @@ struct bl_model {
     size_t param_count;
     float *params; /* all parameters, one allocation, layer views by offset */
     float *grads;  /* same layout: per-sample gradient sums of the last backward */
+    /* Where the passes run: a trainer on a rank with a device of its own
+     * (a GPU) points these at the device and its copies of the parameters
+     * and gradients (the same layout) while it lives. NULL: the CPU on
+     * params and grads. */
+    const bl_device_t *exec_device;
+    float *exec_params;
+    float *exec_grads;
 };
+
+/* The device the passes run on, and the parameters and gradients they
+ * use (device memory on a GPU rank). */
+static inline const bl_device_t *bl_model_device(const bl_model_t *m)
+{
+    return m->exec_device != NULL ? m->exec_device : &bl_host_device;
+}
+static inline float *bl_model_exec_params(const bl_model_t *m)
+{
+    return m->exec_params != NULL ? m->exec_params : m->params;
+}
+static inline float *bl_model_exec_grads(const bl_model_t *m)
+{
+    return m->exec_grads != NULL ? m->exec_grads : m->grads;
+}
 
 /* Activation and gradient buffers of the layers [first, last) — the whole
  * model, or one pipeline stage's layers — for batches of up to max_batch
  * rows. The passes below run over the workspace's layers. */
 typedef struct bl_workspace {
-    int first, last; /* the layer range */
+    const bl_device_t *device; /* where the buffers live: the model's device at init */
+    int first, last;           /* the layer range */
     int max_batch;
     float **acts;    /* acts[i] for i in the range: (max_batch, out_i), the output of layer i */
     float *act_mem;  /* the one allocation the acts point into */
@@ -50,8 +77,9 @@ bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws);
 /* Layers [first, last) of a built model, 0 <= first < last <= layer count. */
 bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_batch,
                                     bl_workspace_t *ws);
-/* Frees ws (any state, also zeroed) with the allocator it came from; it
- * does not touch the model, which may be gone already. */
+/* Frees ws (any state, also zeroed) with the allocator (host buffers) or
+ * the device memory (device buffers) it came from; it does not touch the
+ * model, which may be gone already. */
 void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws);
 
 /* A dense layer followed by a ReLU in the same workspace computes both in

@@ -1,5 +1,6 @@
 /* The runtime handle: our own communicator, the logger's settings, the
  * device, the last error. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,17 @@ static void log_scheduler(const bl_runtime_t *rt)
            restarts != NULL ? restarts : "0", rt->size);
 }
 
+/* The config a caller of any supported version meant: an older struct is
+ * shorter, so only its fields are read (version 1 had no device). */
+static bl_config_t upgrade_config(const bl_config_t *c)
+{
+    static const size_t size_of_version[] = {0, offsetof(bl_config_t, device), sizeof(bl_config_t)};
+    bl_config_t full = BL_CONFIG_INIT;
+    memcpy(&full, c, size_of_version[c->version]);
+    full.version = BL_CONFIG_VERSION;
+    return full;
+}
+
 bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_t **out)
 {
     static const bl_config_t defaults = BL_CONFIG_INIT;
@@ -67,6 +79,10 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     if (cfg->log_level < -1 || cfg->log_level > BL_LOG_DEBUG || cfg->blas_threads < 0) {
         return BL_ERR_INVALID_ARG;
     }
+    bl_config_t full = upgrade_config(cfg);
+    if (full.device < BL_DEVICE_CPU || full.device > BL_DEVICE_MIRROR) {
+        return BL_ERR_INVALID_ARG;
+    }
     if (MPI_Initialized(&initialized) != MPI_SUCCESS || !initialized || comm == MPI_COMM_NULL) {
         return BL_ERR_INVALID_ARG;
     }
@@ -75,10 +91,10 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
         return BL_ERR_NO_MEM;
     }
     memset(rt, 0, sizeof *rt);
-    rt->cfg = *cfg;
+    rt->cfg = full;
     rt->comm = MPI_COMM_NULL;
     rt->rollcall = rt->rollcall_answers = MPI_COMM_NULL;
-    rt->device.kernels = &bl_cpu_kernels;
+    rt->device = bl_host_device;
     int env_invalid = 0;
     rt->cfg.log_level = resolve_log_level(cfg->log_level, &env_invalid);
     MPI_Comm_rank(comm, &rt->rank); /* for log lines before the duplicate exists */
@@ -106,6 +122,12 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
                "BALLAST_LOG='%s' is not one of error, warn, info, debug; using info",
                getenv("BALLAST_LOG"));
     }
+    /* The device first: a GPU rank may bind itself near its GPU, which
+     * the topology then sees. Collective. */
+    st = bl_device_setup(rt, full.device);
+    if (st != BL_OK) {
+        goto fail;
+    }
     /* Where this rank runs (hwloc), how many BLAS threads it gets, and a
      * summary line per node. Collective. */
     st = bl_topology_setup(rt, cfg->blas_threads, &rt->blas_threads);
@@ -129,6 +151,7 @@ void bl_runtime_destroy(bl_runtime_t *rt)
     if (rt == NULL || rt->gave_up) {
         return;
     }
+    bl_device_close(rt);
     if (rt->rollcall != MPI_COMM_NULL) {
         MPI_Comm_free(&rt->rollcall);
     }

@@ -6,10 +6,40 @@
 #include "kernels.h"
 #include "policy.h" /* bl_part_allocator_t */
 
-/* Where a rank computes: its kernel table (CPU for now). */
+/* Where a rank computes: its kernel table, and the memory those kernels
+ * work on (NULL: host memory, the CPU's). A device with memory of its own
+ * gets the model's parameters, gradients, momentum and activations there
+ * (the trainer's device copies), its batches staged from host memory. */
 struct bl_device {
     const bl_kernels_t *kernels;
+    const bl_device_memory_t *memory; /* NULL for the CPU */
+    bl_device_kind_t kind;
+    int ordinal;   /* the GPU, among those the process sees; -1 */
+    char name[96]; /* "cpu", "cuda:0 NVIDIA H200", "mirror" */
 };
+
+/* The CPU: OpenBLAS on host memory. Passes run on it when no trainer has
+ * put the model on another device. */
+extern const bl_device_t bl_host_device;
+
+/* Picks and opens this rank's device for cfg->device (device.c): the
+ * GPU by the rank's place among the node's GPU ranks, its NUMA locality
+ * and, for an unbound rank, the binding near it; one log line per GPU
+ * rank on rank 0. Collective over rt->comm; every rank fails when one
+ * does. */
+bl_status_t bl_device_setup(bl_runtime_t *rt, int requested);
+/* Closes the device (a GPU's context); the runtime's last call. */
+void bl_device_close(bl_runtime_t *rt);
+
+/* count elements of elem_nbytes on dev: its own memory when it has some,
+ * else host memory from the runtime's allocator. NULL on failure (also
+ * when the size overflows). Free with bl_buffer_free on the same dev. */
+void *bl_buffer_alloc(bl_runtime_t *rt, const bl_device_t *dev, size_t count, size_t elem_nbytes);
+void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr);
+
+/* dev's first failure since the last check, as BL_ERR_CUDA naming `what`
+ * (BL_OK when none, and always on the CPU). Waits for the device. */
+bl_status_t bl_device_check(bl_runtime_t *rt, const bl_device_t *dev, const char *what);
 
 struct bl_runtime {
     MPI_Comm comm; /* our duplicate of the caller's communicator, MPI_ERRORS_RETURN */

@@ -13,6 +13,7 @@
 static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
 {
     const bl_allocator_t *a = bl_rt_allocator(s->rt);
+    const bl_device_t *dev = s->device;
     size_t rows = (size_t)(s->max_micro > 0 ? s->max_micro : 1);
     slot->micro = -1;
     slot->send[0] = slot->send[1] = MPI_REQUEST_NULL;
@@ -22,16 +23,24 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
     }
     slot->ws.forward_s = s->forward_s;
     slot->ws.backward_s = s->backward_s;
-    slot->in = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
-    slot->dy = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
+    slot->in = bl_buffer_alloc(s->rt, dev, rows * (size_t)s->in_width, sizeof(float));
+    slot->dy = bl_buffer_alloc(s->rt, dev, rows * (size_t)s->out_width, sizeof(float));
     int ok = slot->in != NULL && slot->dy != NULL;
     if (s->stage > 0) {
-        slot->dx = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
+        slot->dx = bl_buffer_alloc(s->rt, dev, rows * (size_t)s->in_width, sizeof(float));
         ok = ok && slot->dx != NULL;
     }
     if (s->stage == s->stages - 1) {
-        slot->labels = bl_mem_array(a, rows, sizeof(int));
+        slot->labels = bl_buffer_alloc(s->rt, dev, rows, sizeof(int));
         ok = ok && slot->labels != NULL;
+    }
+    if (dev->memory != NULL && s->stage == 0) {
+        slot->host_in = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
+        ok = ok && slot->host_in != NULL;
+    }
+    if (dev->memory != NULL && s->stage == s->stages - 1) {
+        slot->host_labels = bl_mem_array(a, rows, sizeof(int));
+        ok = ok && slot->host_labels != NULL;
     }
     return ok ? BL_OK
               : bl_fail(s->rt, BL_ERR_NO_MEM, "no memory for a micro-batch of %d rows",
@@ -51,6 +60,7 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     }
     s->rt = rt;
     s->model = m;
+    s->device = bl_model_device(m);
     s->pipe = l->pipe;
     s->stage = l->stage;
     s->stages = l->stages;
@@ -121,10 +131,12 @@ void bl_stage_free(bl_stage_t *s)
         bl_stage_slot_t *slot = &s->slots[k];
         MPI_Waitall(2, slot->send, MPI_STATUSES_IGNORE); /* buffers may still be read */
         bl_workspace_free(a, &slot->ws);
-        bl_mem_free(a, slot->in);
-        bl_mem_free(a, slot->dy);
-        bl_mem_free(a, slot->dx);
-        bl_mem_free(a, slot->labels);
+        bl_buffer_free(a, s->device, slot->in);
+        bl_buffer_free(a, s->device, slot->dy);
+        bl_buffer_free(a, s->device, slot->dx);
+        bl_buffer_free(a, s->device, slot->labels);
+        bl_mem_free(a, slot->host_in);
+        bl_mem_free(a, slot->host_labels);
     }
     bl_mem_free(a, s->slots);
     bl_mem_free(a, s->ops);
@@ -205,6 +217,40 @@ static double slowed(const bl_stage_step_t *in, double seconds)
     return in->slowdown != NULL ? bl_balancer_slow_down(in->slowdown, in->step, seconds) : seconds;
 }
 
+/* Micro-batch j's data for this stage: stage 0 reads the inputs, the
+ * last stage the labels, into the slot (through its host twins and an
+ * upload on a device with memory of its own). */
+static bl_status_t read_data(bl_stage_t *s, bl_stage_slot_t *slot, int j, int rows,
+                             const bl_stage_step_t *in)
+{
+    int last = s->stage == s->stages - 1;
+    const bl_device_memory_t *mem = s->device->memory;
+    float *x = mem != NULL ? slot->host_in : slot->in;
+    int *labels = mem != NULL ? slot->host_labels : slot->labels;
+    const long *idx = in->indices + s->micro_offset[j];
+    bl_status_t st = BL_OK;
+    if (s->stage == 0) {
+        st = bl_dataset_gather(in->data, idx, rows, x, last ? labels : NULL);
+    } else if (last) {
+        /* Only the labels are needed; callbacks deliver inputs with them. */
+        st = bl_dataset_gather(in->data, idx, rows, in->data->x != NULL ? NULL : s->x_scratch,
+                               labels);
+    } else {
+        return BL_OK;
+    }
+    if (st != BL_OK || mem == NULL) {
+        return st;
+    }
+    int failed = 0;
+    if (s->stage == 0) {
+        failed |= mem->to_device(slot->in, x, (size_t)rows * (size_t)s->in_width * sizeof(float));
+    }
+    if (last) {
+        failed |= mem->to_device(slot->labels, labels, (size_t)rows * sizeof(int));
+    }
+    return failed ? bl_device_check(s->rt, s->device, "uploading a micro-batch") : BL_OK;
+}
+
 /* F(j): input (read or received), the stage's layers, then the loss (last
  * stage) or the activations sent on. */
 static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_stage_result_t *out)
@@ -235,14 +281,7 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
         s->peak_in_flight = s->in_flight;
     }
     double t0 = bl_now_seconds();
-    const long *idx = in->indices + s->micro_offset[j];
-    if (s->stage == 0) {
-        st = bl_dataset_gather(in->data, idx, rows, slot->in, last ? slot->labels : NULL);
-    } else if (last) {
-        /* Only the labels are needed; callbacks deliver inputs with them. */
-        float *x = in->data->x != NULL ? NULL : s->x_scratch;
-        st = bl_dataset_gather(in->data, idx, rows, x, slot->labels);
-    }
+    st = read_data(s, slot, j, rows, in);
     const float *y = NULL;
     if (st == BL_OK) {
         st = bl_model_forward(s->model, &slot->ws, rows, slot->in, &y);
@@ -252,8 +291,8 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
     }
     if (last) {
         long correct = 0;
-        out->loss_sum += s->rt->device.kernels->softmax_xent(rows, s->out_width, y, slot->labels,
-                                                             slot->dy, &correct);
+        out->loss_sum += s->device->kernels->softmax_xent(rows, s->out_width, y, slot->labels,
+                                                          slot->dy, &correct);
         out->correct += correct;
     }
     out->compute_s += slowed(in, bl_now_seconds() - t0);
@@ -286,6 +325,11 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     st = bl_model_backward_range(s->model, &slot->ws, rows, slot->in, slot->dy,
                                  s->stage > 0 ? slot->dx : NULL, accumulate,
                                  finishing ? in->done : NULL, in->done_arg);
+    /* A device's kernels are queued: the step's compute time (and any
+     * failure) is known once they are done. */
+    if (st == BL_OK) {
+        st = bl_device_check(s->rt, s->device, "backward");
+    }
     if (st != BL_OK) {
         return st;
     }

@@ -14,11 +14,16 @@
 
 /* A micro-batch between its forward and its backward. */
 typedef struct bl_stage_slot {
-    bl_workspace_t ws;   /* activations of the stage's layers */
-    float *in;           /* (max_micro, in_width) stage input: the data, or activations received */
-    float *dy;           /* (max_micro, out_width) d loss / d stage output: loss's or received */
-    float *dx;           /* (max_micro, in_width) d loss / d stage input, sent back (stage > 0) */
-    int *labels;         /* (max_micro) last stage */
+    bl_workspace_t ws; /* activations of the stage's layers */
+    float *in;         /* (max_micro, in_width) stage input: the data, or activations received */
+    float *dy;         /* (max_micro, out_width) d loss / d stage output: loss's or received */
+    float *dx;         /* (max_micro, in_width) d loss / d stage input, sent back (stage > 0) */
+    int *labels;       /* (max_micro) last stage */
+    /* On a device with memory of its own the buffers above are device
+     * memory; the data are read into these host twins and uploaded (else
+     * NULL). */
+    float *host_in;      /* (max_micro, in_width) stage 0 */
+    int *host_labels;    /* (max_micro) last stage */
     int micro;           /* the micro-batch held, −1 when free */
     MPI_Request send[2]; /* in flight from this slot: [0] activations, [1] input gradient */
 } bl_stage_slot_t;
@@ -26,7 +31,8 @@ typedef struct bl_stage_slot {
 typedef struct bl_stage {
     bl_runtime_t *rt;
     bl_model_t *model;
-    MPI_Comm pipe; /* MPI_COMM_NULL with one stage */
+    const bl_device_t *device; /* the model's at init: where the slots' buffers live */
+    MPI_Comm pipe;             /* MPI_COMM_NULL with one stage */
     int stage, stages;
     int pipe_base;   /* the job rank of this pipeline's stage 0 (replica × S), for messages */
     int first, last; /* the stage's layers [first, last) */

@@ -16,11 +16,14 @@
 #include "consistency.h"
 #include "policy_state.h"
 #include "dataset_impl.h"
+#include "device_copies.h"
+#include "device_group.h"
 #include "grad_sync.h"
 #include "node_reduce.h"
 #include "layout.h"
 #include "migration.h"
 #include "model_impl.h"
+#include "nccl_sync.h"
 #include "partition.h"
 #include "restager.h"
 #include "sampler.h"
@@ -47,12 +50,18 @@ struct bl_trainer {
     bl_restager_t restager; /* pipelines: per-layer telemetry, stage-map decisions */
     int *next_first;        /* (S + 1) the map the restager chose for the next step */
     float *velocity;        /* momentum buffer, the params' layout */
-    long *indices;          /* (B) this step's sample indices (the whole global batch) */
-    long step;              /* the next global step */
-    int user_map;           /* the stage map came from the config (a resume keeps it) */
-    int cfg_shards_given;   /* the shard plan came from the config (a resume keeps it) */
-    long whole_at;          /* the step at which every rank last held every layer's
-                               current parameters (pipelines; 0: the initial ones) */
+    /* A rank computing on a device of its own: the parameters, gradients
+     * and momentum there (the host arrays are synced at the API's edges),
+     * how its group reduces, and NCCL's part when it does. */
+    bl_device_copies_t dev;
+    bl_device_group_t group;
+    bl_nccl_sync_t nccl;
+    long *indices;        /* (B) this step's sample indices (the whole global batch) */
+    long step;            /* the next global step */
+    int user_map;         /* the stage map came from the config (a resume keeps it) */
+    int cfg_shards_given; /* the shard plan came from the config (a resume keeps it) */
+    long whole_at;        /* the step at which every rank last held every layer's
+                             current parameters (pipelines; 0: the initial ones) */
 };
 
 /* The checks that tie a dataset to the model. */
@@ -116,9 +125,11 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
  * shorter, so only its fields are read and the rest keep their defaults. */
 static bl_train_config_t upgrade_config(const bl_train_config_t *c)
 {
-    static const size_t size_of_version[] = {0, offsetof(bl_train_config_t, pipeline_stages),
+    static const size_t size_of_version[] = {0,
+                                             offsetof(bl_train_config_t, pipeline_stages),
                                              offsetof(bl_train_config_t, repartition_horizon),
                                              offsetof(bl_train_config_t, node_reduce),
+                                             offsetof(bl_train_config_t, nccl),
                                              sizeof(bl_train_config_t)};
     bl_train_config_t full = BL_TRAIN_CONFIG_INIT;
     memcpy(&full, c, size_of_version[c->version]);
@@ -288,6 +299,7 @@ static bl_status_t check_ranks_agree(bl_trainer_t *t)
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->micro_batches},
         {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
         {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
+        {"nccl", BL_CHECK_INT, (uint64_t)c->nccl},
         {"shard plan", BL_CHECK_DIGEST,
          bl_digest(t->shards, (size_t)t->layout.replicas * sizeof *t->shards)},
         {"shard caps", BL_CHECK_DIGEST,
@@ -342,6 +354,8 @@ static void log_layout(const bl_trainer_t *t)
            l->replicas, l->stages, map, t->cfg.micro_batches,
            t->cfg.schedule == BL_SCHEDULE_GPIPE ? "gpipe" : "1f1b");
 }
+
+static bl_status_t connect_device_sync(bl_trainer_t *t);
 
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
                               const bl_train_config_t *cfg, bl_trainer_t **out)
@@ -431,20 +445,35 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     /* Every rank has reached this point with a complete plan: a mismatch is
      * reported by all ranks together, before any communicator is split. */
-    st = check_ranks_agree(t);
+    st = bl_device_train_check(rt, m, t->layout.stages);
+    if (st == BL_OK) {
+        st = check_ranks_agree(t);
+    }
     if (st == BL_OK) {
         st = bl_layout_connect(&t->layout);
+    }
+    if (st == BL_OK) {
+        st = bl_device_group_learn(rt, t->layout.dp, t->layout.replicas, c.nccl, &t->group);
+    }
+    /* On a device: the state goes there before the stage's buffers are
+     * made, so they are made there too. */
+    if (st == BL_OK && rt->device.memory != NULL) {
+        st = bl_device_copies_init(&t->dev, rt, &rt->device, m, t->velocity);
     }
     if (st == BL_OK) {
         st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
                            c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
     }
     if (st == BL_OK && t->layout.replicas > 1 && t->layout.stages == 1) {
-        st = bl_node_reduce_init(&t->node, rt, t->layout.dp, m, &t->velocity, c.node_reduce);
+        st = bl_node_reduce_init(&t->node, rt, t->layout.dp, m, &t->velocity,
+                                 c.node_reduce && t->group.device_members == 0);
     }
     if (st == BL_OK && t->layout.replicas > 1 && !t->node.active) {
         st = bl_grad_sync_init(&t->sync, rt, t->layout.dp, m, t->stage.first, t->stage.last,
                                (size_t)(c.bucket_mb * 1024.0 * 1024.0));
+    }
+    if (st == BL_OK) {
+        st = connect_device_sync(t);
     }
     if (st == BL_OK) {
         st = bl_restager_init(&t->restager, rt, &t->cfg, m, &t->layout);
@@ -475,6 +504,8 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
+    bl_nccl_sync_free(&t->nccl);
+    bl_device_copies_free(&t->dev);
     bl_node_reduce_free(&t->node, !t->failed && !t->rt->gave_up);
     bl_restager_free(&t->restager);
     bl_stage_free(&t->stage);
@@ -497,9 +528,51 @@ static void update_slice(size_t first, size_t count, void *trainer)
 {
     bl_trainer_t *t = trainer;
     bl_model_t *m = t->model;
-    t->rt->device.kernels->sgd_update(count, m->params + first, t->velocity + first,
-                                      m->grads + first, 1.0f / (float)t->cfg.batch, t->cfg.lr,
-                                      t->cfg.momentum, t->cfg.weight_decay);
+    const bl_device_t *dev = bl_model_device(m);
+    float *w = bl_model_exec_params(m), *g = bl_model_exec_grads(m);
+    float *v = t->dev.device != NULL ? t->dev.velocity : t->velocity;
+    if (t->group.path == BL_REDUCE_STAGED) {
+        /* The group's sums arrived in the host array: up they go (queued
+         * before the update, on the same stream). */
+        dev->memory->to_device(g + first, m->grads + first, count * sizeof(float));
+    }
+    dev->kernels->sgd_update(count, w + first, v + first, g + first, 1.0f / (float)t->cfg.batch,
+                             t->cfg.lr, t->cfg.momentum, t->cfg.weight_decay);
+}
+
+/* Staged reduction: a bucket's slice of the device gradients into the
+ * host array, for MPI (grad_sync's fetch). */
+static bl_status_t fetch_bucket(size_t first, size_t count, void *trainer)
+{
+    bl_trainer_t *t = trainer;
+    t->dev.device->memory->to_host(t->model->grads + first, t->dev.grads + first,
+                                   count * sizeof(float));
+    return bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
+}
+
+/* How a device rank's gradients are reduced (device_group.h), wired into
+ * the gradient sync; rank 0 says how its group reduces. Collective over
+ * the data-parallel group (NCCL's set-up). */
+static bl_status_t connect_device_sync(bl_trainer_t *t)
+{
+    bl_status_t st = BL_OK;
+    if (t->group.path == BL_REDUCE_STAGED) {
+        t->sync.device = (bl_grad_device_t){.fetch = fetch_bucket, .arg = t};
+    } else if (t->group.path == BL_REDUCE_NCCL) {
+        st = bl_nccl_sync_init(&t->nccl, t->rt, t->layout.dp, t->dev.grads, t->cfg.timeout_s);
+        if (st == BL_OK) {
+            t->sync.device = bl_nccl_sync_hooks(&t->nccl);
+        }
+    }
+    if (st == BL_OK && t->group.device_members > 0 && t->group.members > 1) {
+        bl_log(t->rt, BL_LOG_INFO,
+               "gradient reduction of rank 0's group: %s (%d ranks: %d on GPUs, %d on other "
+               "devices, %d on CPUs)",
+               bl_reduce_path_name(t->group.path), t->group.members, t->group.cuda_members,
+               t->group.device_members - t->group.cuda_members,
+               t->group.members - t->group.device_members);
+    }
+    return st;
 }
 
 /* The parameters of this stage's layers: [first, first + count). */
@@ -637,6 +710,9 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     if (st == BL_OK && piped) {
         st = reduce_totals(t, &r.loss_sum, &r.correct);
     }
+    if (st == BL_OK) {
+        st = bl_device_check(t->rt, bl_model_device(t->model), "the optimizer step");
+    }
     if (st != BL_OK) {
         return st;
     }
@@ -719,8 +795,12 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
             break;
         }
     }
-    /* The last step's telemetry, so the files are complete after a run. */
+    /* The last step's telemetry, so the files are complete after a run;
+     * the host arrays current on every rank. */
     bl_status_t st = bl_balancer_flush(&t->balancer);
+    if (st == BL_OK) {
+        st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    }
     return st == BL_OK ? make_params_whole(t) : st;
 }
 
@@ -773,7 +853,8 @@ long bl_trainer_steps_per_epoch(const bl_trainer_t *t)
 static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, long count,
                                   double *loss_sum, long *correct)
 {
-    const bl_kernels_t *k = t->rt->device.kernels;
+    const bl_device_t *dev = bl_model_device(t->model);
+    const bl_kernels_t *k = dev->kernels;
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     int chunk = t->cfg.batch;
     bl_workspace_t own = {0};
@@ -787,9 +868,14 @@ static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, 
             return st;
         }
     }
-    float *x = bl_mem_array(a, (size_t)chunk * (size_t)d->features, sizeof(float));
+    /* Read on the host; on a device of its own, uploaded into twins. */
+    size_t x_count = (size_t)chunk * (size_t)d->features;
+    float *x = bl_mem_array(a, x_count, sizeof(float));
     int *labels = bl_mem_array(a, (size_t)chunk, sizeof(int));
-    if (x == NULL || labels == NULL) {
+    float *x_dev = dev->memory != NULL ? bl_buffer_alloc(t->rt, dev, x_count, sizeof(float)) : x;
+    int *labels_dev =
+        dev->memory != NULL ? bl_buffer_alloc(t->rt, dev, (size_t)chunk, sizeof(int)) : labels;
+    if (x == NULL || labels == NULL || x_dev == NULL || labels_dev == NULL) {
         st = bl_fail(t->rt, BL_ERR_NO_MEM, "no memory to evaluate in chunks of %d", chunk);
         goto done;
     }
@@ -797,16 +883,27 @@ static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, 
         int n = count - done < chunk ? (int)(count - done) : chunk;
         const float *logits = NULL;
         st = bl_dataset_gather_range(d, first + done, n, x, labels);
+        if (st == BL_OK && dev->memory != NULL) {
+            dev->memory->to_device(x_dev, x, (size_t)n * (size_t)d->features * sizeof(float));
+            dev->memory->to_device(labels_dev, labels, (size_t)n * sizeof(int));
+        }
         if (st == BL_OK) {
-            st = bl_model_forward(t->model, ws, n, x, &logits);
+            st = bl_model_forward(t->model, ws, n, x_dev, &logits);
         }
         if (st != BL_OK) {
             goto done;
         }
         *loss_sum +=
-            k->softmax_xent(n, bl_model_out_features(t->model), logits, labels, NULL, correct);
+            k->softmax_xent(n, bl_model_out_features(t->model), logits, labels_dev, NULL, correct);
     }
+    st = bl_device_check(t->rt, dev, "the evaluation");
 done:
+    if (x_dev != x) {
+        bl_buffer_free(a, dev, x_dev);
+    }
+    if (labels_dev != labels) {
+        bl_buffer_free(a, dev, labels_dev);
+    }
     bl_mem_free(a, x);
     bl_mem_free(a, labels);
     bl_workspace_free(a, &own);
@@ -890,8 +987,10 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
     /* Rank 0 writes the manifest, with its policies' learned state. A
      * failure to gather it reaches the others through the save's
      * agreements. */
-    bl_status_t st = BL_OK;
-    if (t->rt->rank == 0) {
+    /* A device rank's host arrays are current only after a run: bring
+     * them up to date (a save from a step callback). */
+    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    if (st == BL_OK && t->rt->rank == 0) {
         st = bl_policy_state_collect(t->rt, t->balancer.ctl.policy, t->restager.policy, &s.control,
                                      &s.control_bytes);
     }
@@ -966,6 +1065,9 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
     }
     /* Every rank read the same files: a failure anywhere fails everywhere. */
     st = bl_agree(t->rt, st, BL_ERR_IO, "the resume");
+    if (st == BL_OK) {
+        st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+    }
     if (st == BL_OK) {
         t->step = s.step;
         t->whole_at = s.step; /* every rank loaded every layer */

@@ -311,8 +311,10 @@ static void report_failure(bl_runtime_t *rt, bl_status_t st)
 {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    /* Without a runtime (its creation failed) the library logged why. */
     fprintf(stderr, "ballast-train: rank %d: %s: %s\n(for more detail set BALLAST_LOG=debug)\n",
-            rank, bl_status_string(st), rt != NULL ? bl_last_error(rt) : "");
+            rank, bl_status_string(st),
+            rt != NULL ? bl_last_error(rt) : "the runtime could not be created (see above)");
     fflush(stderr);
 }
 
@@ -363,6 +365,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.seed = o->seed;
     cfg.shuffle = o->shuffle;
     cfg.node_reduce = o->node_reduce;
+    cfg.nccl = o->nccl;
     cfg.shards = o->shard_count > 0 ? o->shards : NULL;
     cfg.shard_count = o->shard_count;
     cfg.bucket_mb = o->bucket_mb;
@@ -528,6 +531,7 @@ int main(int argc, char **argv)
     }
     bl_config_t cfg = BL_CONFIG_INIT;
     cfg.blas_threads = opt.threads;
+    cfg.device = train_options_device(&opt, rank);
     bl_runtime_t *rt = NULL;
     int reported = 0, stopped = 0;
     bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt);

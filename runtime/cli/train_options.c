@@ -57,6 +57,15 @@ static const char usage_text[] =
     "  --shard-max B0,B1,... the most samples each pipeline (rank) may be given (memory caps;\n"
     "                        default --batch); policies plan within both\n"
     "  --bucket-mb X         gradient all-reduce bucket size in MiB (default 4)\n"
+    "Devices:\n"
+    "  --device D[,D...]     cpu, cuda (a GPU; fails without one) or auto (a GPU while the\n"
+    "                        node has one no lower rank took, else the CPU): one for every\n"
+    "                        rank, or one per rank (mixed CPU and GPU jobs) (default cpu);\n"
+    "                        mirror (testing) computes on the CPU but moves its data as a\n"
+    "                        GPU rank does\n"
+    "  --nccl on|off         data parallelism over GPUs only: all-reduce the gradients with\n"
+    "                        NCCL on the GPUs (on), or with MPI through host memory (off)\n"
+    "                        (default on; same math)\n"
     "  --node-reduce on|off  data parallelism on one node without --pp: sum gradients and\n"
     "                        update through shared memory, each rank its slice (on), or\n"
     "                        all-reduce over MPI (off) (default on; same math)\n"
@@ -165,6 +174,44 @@ static int parse_int_list(const char *flag, const char *text, long lo, long hi, 
     }
     *count = n;
     return 0;
+}
+
+/* cpu, cuda, auto or mirror, comma-separated: one for all ranks or one
+ * per rank. */
+static int parse_devices(const char *flag, const char *arg, train_options_t *o, char *err,
+                         size_t errlen)
+{
+    static const char *const names[] = {"cpu", "cuda", "auto", "mirror"};
+    static const int kinds[] = {BL_DEVICE_CPU, BL_DEVICE_CUDA, BL_DEVICE_AUTO, BL_DEVICE_MIRROR};
+    int n = 0;
+    for (const char *p = arg;; n++) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int k = 0; k < 4; k++) {
+            if (strlen(names[k]) == len && strncmp(p, names[k], len) == 0) {
+                found = k;
+            }
+        }
+        if (found < 0) {
+            return flags_fail(err, errlen, "%s: '%.*s' is not cpu, cuda, auto or mirror (in '%s')",
+                              flag, (int)len, p, arg);
+        }
+        if (n == TRAIN_MAX_RANKS) {
+            return flags_fail(err, errlen, "%s: more than %d devices", flag, TRAIN_MAX_RANKS);
+        }
+        o->devices[n] = kinds[found];
+        if (p[len] == '\0') {
+            break;
+        }
+        p += len + 1;
+    }
+    o->device_count = n + 1;
+    return 0;
+}
+
+int train_options_device(const train_options_t *o, int rank)
+{
+    return o->device_count == 1 ? o->devices[0] : o->devices[rank];
 }
 
 /* RANK:FACTOR[@FROM[-TO]], e.g. 1:2, 1:2@100, 1:2@100-200. */
@@ -304,6 +351,8 @@ enum {
     OPT_RESUME,
     OPT_TIMEOUT,
     OPT_NODE_REDUCE,
+    OPT_DEVICE,
+    OPT_NCCL,
     OPT_SHARD_MIN,
     OPT_SHARD_MAX,
     OPT_DP,
@@ -348,6 +397,8 @@ static const struct option long_options[] = {
     {"resume", no_argument, NULL, OPT_RESUME},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"node-reduce", required_argument, NULL, OPT_NODE_REDUCE},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"nccl", required_argument, NULL, OPT_NCCL},
     {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
     {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
@@ -388,6 +439,9 @@ static void set_defaults(train_options_t *o)
     o->progress_seconds = 5.0;
     o->bucket_mb = 4.0;
     o->node_reduce = 1;
+    o->devices[0] = BL_DEVICE_CPU;
+    o->device_count = 1;
+    o->nccl = 1;
     o->policy = "none";
     o->rebalance_every = 10;
     o->pp = 1;
@@ -497,6 +551,10 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return on_off(flag, arg, &o->shuffle, err, errlen);
     case OPT_NODE_REDUCE:
         return on_off(flag, arg, &o->node_reduce, err, errlen);
+    case OPT_NCCL:
+        return on_off(flag, arg, &o->nccl, err, errlen);
+    case OPT_DEVICE:
+        return parse_devices(flag, arg, o, err, errlen);
     case OPT_THREADS:
         return flags_int(flag, arg, 1, 1024, &o->threads, err, errlen);
     case OPT_INIT_PARAMS:
@@ -642,6 +700,12 @@ int train_options_check_ranks(const train_options_t *o, int ranks, char *err, si
                           o->pp, ranks, o->pp);
     }
     int groups = ranks / o->pp;
+    if (o->device_count > 1 && o->device_count != ranks) {
+        return flags_fail(err, errlen,
+                          "--device: %d devices given but the job has %d ranks (give one for "
+                          "all, or one per rank)",
+                          o->device_count, ranks);
+    }
     if (o->dp != 0 && o->dp != groups) {
         return flags_fail(err, errlen, "--dp %d x --pp %d is %d ranks but the job has %d", o->dp,
                           o->pp, o->dp * o->pp, ranks);

@@ -26,6 +26,9 @@ typedef struct train_options {
     uint64_t seed;
     int shuffle;
     int node_reduce;                /* --node-reduce: 1 on (default), 0 off */
+    int devices[TRAIN_MAX_RANKS];   /* --device: a bl_device_kind_t per rank, or one for all */
+    int device_count;               /* 1 (default: cpu for every rank) or the job's ranks */
+    int nccl;                       /* --nccl: 1 on (default), 0 off */
     int threads;                    /* 0: leave BLAS as it is */
     int shards[TRAIN_MAX_RANKS];    /* --shards: samples of each pipeline's (rank's) slice */
     int shard_count;                /* 0: an even split */
@@ -81,6 +84,9 @@ int train_options_layer_count(const train_options_t *o);
 /* Checks what depends on the job's size: --dp × --pp must be the ranks,
  * --shards must give one size per pipeline and sum to --batch. 0, or -1
  * with err naming the flag. */
+/* The device of `rank` (bl_device_kind_t) as --device gave it. */
+int train_options_device(const train_options_t *o, int rank);
+
 int train_options_check_ranks(const train_options_t *o, int ranks, char *err, size_t errlen);
 
 /* The --help text. */

@@ -1,0 +1,286 @@
+/* The rank's device: the CPU, a GPU (CUDA backend) or the mirror test
+ * device. A GPU rank takes a GPU by its place among the GPU ranks of its
+ * node, learns the GPU's NUMA node from hwloc (by PCI address) and, when
+ * the launcher left it unbound, binds itself to the cores near the GPU,
+ * before the topology module counts its cores for the BLAS threads. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <hwloc.h>
+
+#include "runtime_impl.h"
+
+#ifdef BALLAST_HAVE_CUDA
+#include "cuda_kernels.h"
+#endif
+
+const bl_device_t bl_host_device = {.kernels = &bl_cpu_kernels,
+                                    .memory = NULL,
+                                    .kind = BL_DEVICE_CPU,
+                                    .ordinal = -1,
+                                    .name = "cpu"};
+
+/* Rank 0 logs one line per GPU rank: what it chose and where it sits. */
+enum { LINE_BYTES = 256 };
+
+bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
+{
+    const bl_device_t *d = rt != NULL ? &rt->device : &bl_host_device;
+    if (name != NULL && n > 0) {
+        snprintf(name, n, "%s", d->name);
+    }
+    return d->kind;
+}
+
+/* The NUMA node and cores near the PCI device `bus_id`, and with `bind`
+ * the process bound there when it is not bound already; a sentence about
+ * it in out ("NUMA node 0, cpus 0-47, bound there"). Never fails: a
+ * topology without the device (containers often hide PCI) says so. */
+static void gpu_locality(const char *bus_id, char *out, size_t n)
+{
+    hwloc_topology_t topo = NULL;
+    hwloc_bitmap_t bound = hwloc_bitmap_alloc();
+    snprintf(out, n, "locality unknown");
+    if (bound == NULL || hwloc_topology_init(&topo) != 0) {
+        hwloc_bitmap_free(bound);
+        return;
+    }
+    /* PCI devices are filtered out of topologies by default. */
+    hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+    if (hwloc_topology_load(topo) != 0) {
+        goto done;
+    }
+    hwloc_obj_t pci = hwloc_get_pcidev_by_busidstring(topo, bus_id);
+    hwloc_obj_t near = pci != NULL ? hwloc_get_non_io_ancestor_obj(topo, pci) : NULL;
+    if (near == NULL || near->cpuset == NULL) {
+        snprintf(out, n, "locality unknown (hwloc does not see PCI device %s)", bus_id);
+        goto done;
+    }
+    char cpus[64];
+    hwloc_bitmap_list_snprintf(cpus, sizeof cpus, near->cpuset);
+    int numa = -1;
+    hwloc_obj_t node =
+        hwloc_get_next_obj_covering_cpuset_by_type(topo, near->cpuset, HWLOC_OBJ_NUMANODE, NULL);
+    if (node != NULL) {
+        numa = (int)node->os_index;
+    } else if (near->nodeset != NULL && hwloc_bitmap_weight(near->nodeset) == 1) {
+        numa = hwloc_bitmap_first(near->nodeset);
+    }
+    const char *binding = "binding left as the launcher set it";
+    hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(topo);
+    if (hwloc_get_cpubind(topo, bound, HWLOC_CPUBIND_PROCESS) == 0 &&
+        hwloc_bitmap_isincluded(all, bound)) {
+        binding = hwloc_set_cpubind(topo, near->cpuset, HWLOC_CPUBIND_PROCESS) == 0
+                      ? "bound there"
+                      : "unbound (binding there failed)";
+    } else if (hwloc_bitmap_isincluded(bound, near->cpuset)) {
+        binding = "bound by the launcher within them";
+    } else {
+        binding = "bound by the launcher elsewhere";
+    }
+    if (numa >= 0) {
+        snprintf(out, n, "NUMA node %d, cpus %s; %s", numa, cpus, binding);
+    } else {
+        snprintf(out, n, "cpus %s; %s", cpus, binding);
+    }
+done:
+    hwloc_topology_destroy(topo);
+    hwloc_bitmap_free(bound);
+}
+
+/* Opens GPU `index` of `count` for this rank: 0, or -1 with the reason. */
+static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *err, size_t errlen)
+{
+#ifdef BALLAST_HAVE_CUDA
+    bl_cuda_info_t info;
+    if (bl_cuda_init(index, err, errlen) != 0 || bl_cuda_describe(index, &info, err, errlen) != 0) {
+        return -1;
+    }
+    bl_device_t *d = &rt->device;
+    d->kernels = &bl_cuda_kernels;
+    d->memory = &bl_cuda_memory;
+    d->kind = BL_DEVICE_CUDA;
+    d->ordinal = index;
+    snprintf(d->name, sizeof d->name, "cuda:%d %.72s", index, info.name);
+    char where[160];
+    gpu_locality(info.pci_bus_id, where, sizeof where);
+    snprintf(line, LINE_BYTES, "rank %d: GPU %d of %d, %.60s (%.16s, %.0f GiB, sm_%d%d), %.100s",
+             rt->rank, index, count, info.name, info.pci_bus_id,
+             (double)info.memory_bytes / 1073741824.0, info.major, info.minor, where);
+    return 0;
+#else
+    (void)rt;
+    (void)index;
+    (void)count;
+    (void)line;
+    snprintf(err, errlen, "this ballast was built without the CUDA backend");
+    return -1;
+#endif
+}
+
+/* GPUs this process sees (0 with the reason when none, or without the
+ * backend). */
+static int visible_gpus(char *why, size_t n)
+{
+#ifdef BALLAST_HAVE_CUDA
+    return bl_cuda_device_count(why, n);
+#else
+    snprintf(why, n,
+             "this ballast was built without the CUDA backend (BALLAST_CUDA=OFF or no "
+             "CUDA toolkit at configure time)");
+    return 0;
+#endif
+}
+
+/* This rank's place among the GPU-wanting ranks of its node. */
+static bl_status_t gpu_place(bl_runtime_t *rt, int wants_gpu, int *place, int *peers)
+{
+    MPI_Comm node = MPI_COMM_NULL, gpus = MPI_COMM_NULL;
+    int rc = MPI_Comm_split_type(rt->comm, MPI_COMM_TYPE_SHARED, rt->rank, MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(rt, rc, "MPI_Comm_split_type by node (GPU choice)");
+    }
+    rc = MPI_Comm_split(node, wants_gpu, rt->rank, &gpus);
+    if (rc == MPI_SUCCESS) {
+        MPI_Comm_rank(gpus, place);
+        MPI_Comm_size(gpus, peers);
+        MPI_Comm_free(&gpus);
+    }
+    MPI_Comm_free(&node);
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Comm_split of a node's GPU ranks");
+}
+
+/* Rank 0 logs every GPU rank's line (empty lines: CPU ranks). */
+static bl_status_t log_gpu_lines(bl_runtime_t *rt, const char *line)
+{
+    char *all = NULL;
+    if (rt->rank == 0) {
+        all = bl_mem_array(bl_rt_allocator(rt), (size_t)rt->size, LINE_BYTES);
+    }
+    int ok = rt->rank != 0 || all != NULL;
+    /* Rank 0 first says whether it has room for the lines: without it
+     * nobody sends and the report is skipped. */
+    int rc = MPI_Bcast(&ok, 1, MPI_INT, 0, rt->comm);
+    if (rc != MPI_SUCCESS) {
+        bl_mem_free(bl_rt_allocator(rt), all);
+        return bl_fail_mpi(rt, rc, "MPI_Bcast before the GPU report");
+    }
+    if (!ok) {
+        return BL_OK; /* no report, no harm */
+    }
+    rc = MPI_Gather(line, LINE_BYTES, MPI_CHAR, all, LINE_BYTES, MPI_CHAR, 0, rt->comm);
+    if (rc != MPI_SUCCESS) {
+        bl_mem_free(bl_rt_allocator(rt), all);
+        return bl_fail_mpi(rt, rc, "MPI_Gather of the GPU report");
+    }
+    for (int r = 0; rt->rank == 0 && r < rt->size; r++) {
+        const char *l = all + (size_t)r * LINE_BYTES;
+        if (l[0] != '\0') {
+            bl_log(rt, BL_LOG_INFO, "device: %.*s", LINE_BYTES, l);
+        }
+    }
+    bl_mem_free(bl_rt_allocator(rt), all);
+    return BL_OK;
+}
+
+bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
+{
+    rt->device = bl_host_device;
+    char line[LINE_BYTES] = "";
+    char why[256] = "";
+    bl_status_t st = BL_OK;
+    int count = 0;
+    if (requested == BL_DEVICE_MIRROR) {
+        rt->device.memory = &bl_mirror_memory;
+        rt->device.kind = BL_DEVICE_MIRROR;
+        snprintf(rt->device.name, sizeof rt->device.name, "mirror");
+    } else if (requested == BL_DEVICE_CUDA || requested == BL_DEVICE_AUTO) {
+        count = visible_gpus(why, sizeof why);
+        if (count == 0 && requested == BL_DEVICE_CUDA) {
+            st = bl_fail(rt,
+#ifdef BALLAST_HAVE_CUDA
+                         BL_ERR_CUDA,
+#else
+                         BL_ERR_UNSUPPORTED,
+#endif
+                         "rank %d: device cuda was asked for but %s; use --device cpu or auto",
+                         rt->rank, why);
+        } else if (count == 0) {
+            bl_log(rt, BL_LOG_DEBUG, "rank %d: device auto: no GPU (%s); computing on the CPU",
+                   rt->rank, why);
+        }
+    }
+    int place = 0, peers = 1;
+    bl_status_t placed = gpu_place(rt, st == BL_OK && count > 0, &place, &peers);
+    if (st == BL_OK) {
+        st = placed;
+    }
+    if (st == BL_OK && count > 0 && requested == BL_DEVICE_AUTO && place >= count) {
+        bl_log(rt, BL_LOG_DEBUG,
+               "rank %d: device auto: the node's %d GPUs went to lower ranks; computing on the "
+               "CPU",
+               rt->rank, count);
+        count = 0;
+    }
+    if (st == BL_OK && count > 0) {
+        char err[256] = "";
+        if (open_gpu(rt, place % count, count, line, err, sizeof err) != 0) {
+            st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, place % count,
+                         count, err);
+            rt->device = bl_host_device;
+        } else if (peers > count) {
+            snprintf(line + strlen(line), LINE_BYTES - strlen(line),
+                     "; shared: %d GPU ranks on this node for %d GPUs", peers, count);
+        }
+    }
+    /* A rank that failed tells the others before anyone goes on. */
+    st = bl_agree(rt, st, BL_ERR_CUDA, "choosing the devices");
+    if (st == BL_OK) {
+        st = log_gpu_lines(rt, line);
+    }
+    if (st != BL_OK) {
+        bl_device_close(rt);
+    }
+    return st;
+}
+
+void bl_device_close(bl_runtime_t *rt)
+{
+#ifdef BALLAST_HAVE_CUDA
+    if (rt->device.kind == BL_DEVICE_CUDA) {
+        bl_cuda_shutdown();
+    }
+#endif
+    rt->device = bl_host_device;
+}
+
+void *bl_buffer_alloc(bl_runtime_t *rt, const bl_device_t *dev, size_t count, size_t elem_nbytes)
+{
+    if (dev->memory == NULL) {
+        return bl_mem_array(bl_rt_allocator(rt), count, elem_nbytes);
+    }
+    if (elem_nbytes != 0 && count > SIZE_MAX / elem_nbytes) {
+        return NULL;
+    }
+    return dev->memory->alloc(count * elem_nbytes);
+}
+
+void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr)
+{
+    if (dev == NULL || dev->memory == NULL) {
+        bl_mem_free(a, ptr);
+    } else {
+        dev->memory->release(ptr);
+    }
+}
+
+bl_status_t bl_device_check(bl_runtime_t *rt, const bl_device_t *dev, const char *what)
+{
+    char err[256];
+    if (dev->memory == NULL || dev->memory->finish(err, sizeof err) == 0) {
+        return BL_OK;
+    }
+    return bl_fail(rt, BL_ERR_CUDA, "rank %d (%s), %s: %s (set BALLAST_LOG=debug for more)",
+                   rt->rank, dev->name, what, err);
+}

@@ -1,0 +1,76 @@
+/* The trainer's device copies of parameters, gradients and momentum. */
+#include <string.h>
+
+#include "device_copies.h"
+
+bl_status_t bl_device_copies_init(bl_device_copies_t *c, bl_runtime_t *rt, const bl_device_t *dev,
+                                  bl_model_t *m, const float *velocity)
+{
+    memset(c, 0, sizeof *c);
+    c->device = dev;
+    c->model = m;
+    c->count = m->param_count;
+    c->params = bl_buffer_alloc(rt, dev, c->count, sizeof(float));
+    c->grads = bl_buffer_alloc(rt, dev, c->count, sizeof(float));
+    c->velocity = bl_buffer_alloc(rt, dev, c->count, sizeof(float));
+    if (c->params == NULL || c->grads == NULL || c->velocity == NULL) {
+        bl_device_copies_free(c);
+        /* A failed allocation is recorded on the device: take it off. */
+        char err[256];
+        dev->memory->finish(err, sizeof err);
+        return bl_fail(rt, BL_ERR_NO_MEM,
+                       "rank %d (%s): no device memory for 3 x %zu floats (parameters, gradients, "
+                       "momentum)",
+                       rt->rank, dev->name, c->count);
+    }
+    dev->memory->zero(c->grads, c->count * sizeof(float));
+    bl_status_t st = bl_device_copies_upload(c, rt, velocity);
+    if (st != BL_OK) {
+        bl_device_copies_free(c);
+        return st;
+    }
+    m->exec_device = dev;
+    m->exec_params = c->params;
+    m->exec_grads = c->grads;
+    return BL_OK;
+}
+
+bl_status_t bl_device_copies_download(bl_device_copies_t *c, bl_runtime_t *rt, float *velocity)
+{
+    if (c->device == NULL) {
+        return BL_OK;
+    }
+    size_t nbytes = c->count * sizeof(float);
+    const bl_device_memory_t *mem = c->device->memory;
+    mem->to_host(c->model->params, c->params, nbytes);
+    mem->to_host(velocity, c->velocity, nbytes);
+    return bl_device_check(rt, c->device, "downloading the parameters and momentum");
+}
+
+bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, const float *velocity)
+{
+    if (c->device == NULL) {
+        return BL_OK;
+    }
+    size_t nbytes = c->count * sizeof(float);
+    const bl_device_memory_t *mem = c->device->memory;
+    mem->to_device(c->params, c->model->params, nbytes);
+    mem->to_device(c->velocity, velocity, nbytes);
+    return bl_device_check(rt, c->device, "uploading the parameters and momentum");
+}
+
+void bl_device_copies_free(bl_device_copies_t *c)
+{
+    if (c->device == NULL) {
+        return;
+    }
+    if (c->model != NULL && c->model->exec_params == c->params) {
+        c->model->exec_device = NULL;
+        c->model->exec_params = NULL;
+        c->model->exec_grads = NULL;
+    }
+    c->device->memory->release(c->params);
+    c->device->memory->release(c->grads);
+    c->device->memory->release(c->velocity);
+    memset(c, 0, sizeof *c);
+}

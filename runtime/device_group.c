@@ -1,0 +1,66 @@
+/* The device checks of a trainer and the make-up of its data-parallel
+ * group (device_group.h). */
+#include "device_group.h"
+
+bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m, int stages)
+{
+    const bl_device_t *dev = &rt->device;
+    bl_status_t st = BL_OK;
+    if (dev->memory != NULL && stages > 1) {
+        st = bl_fail(rt, BL_ERR_UNSUPPORTED,
+                     "rank %d computes on %s, but pipeline stages (%d) run on CPU ranks only in "
+                     "this version; use --device cpu for pipelined jobs",
+                     rt->rank, dev->name, stages);
+    }
+    for (int i = 0; st == BL_OK && dev->kind == BL_DEVICE_CUDA && i < m->layer_count; i++) {
+        const bl_layer_t *l = &m->layers[i];
+        if (l->kind == BL_LAYER_USER && l->device_forward == NULL) {
+            st = bl_fail(rt, BL_ERR_UNSUPPORTED,
+                         "rank %d computes on %s, but layer %d (%s) has no device passes "
+                         "(bl_model_set_device_ops); run this rank with --device cpu",
+                         rt->rank, dev->name, i, l->ops.name != NULL ? l->ops.name : "user layer");
+        }
+    }
+    return bl_agree(rt, st, BL_ERR_UNSUPPORTED, "the device check");
+}
+
+bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm dp, int members, int nccl_allowed,
+                                  bl_device_group_t *out)
+{
+    const bl_device_t *dev = &rt->device;
+    int counts[2] = {dev->memory != NULL, dev->kind == BL_DEVICE_CUDA};
+    if (members > 1) {
+        bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 2, MPI_INT, MPI_SUM, dp,
+                                              "the count of the group's devices");
+        if (st != BL_OK) {
+            return st;
+        }
+    }
+    out->members = members;
+    out->device_members = counts[0];
+    out->cuda_members = counts[1];
+    if (members == 1) {
+        out->path = BL_REDUCE_NONE;
+    } else if (dev->memory == NULL) {
+        out->path = BL_REDUCE_HOST;
+    } else if (members > 1 && counts[1] == members && nccl_allowed) {
+        out->path = BL_REDUCE_NCCL;
+    } else {
+        out->path = BL_REDUCE_STAGED;
+    }
+    return BL_OK;
+}
+
+const char *bl_reduce_path_name(bl_reduce_path_t path)
+{
+    switch (path) {
+    case BL_REDUCE_NCCL:
+        return "NCCL";
+    case BL_REDUCE_STAGED:
+        return "MPI through host memory";
+    case BL_REDUCE_NONE:
+        return "none (one replica)";
+    default:
+        return "MPI";
+    }
+}

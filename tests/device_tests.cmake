@@ -1,0 +1,41 @@
+# Device ranks without a GPU (labels cli;mpi): the mirror device computes
+# with the CPU kernels but moves its data as a GPU rank does, so these jobs
+# run the device path end to end — state uploaded, batches staged,
+# gradient buckets downloaded for MPI and the sums uploaded again — in
+# groups of device ranks alone and mixed with CPU ranks. The kernels are
+# the CPU's, so the parameters must equal the one-process reference as
+# every data-parallel case does. Included after dp_tests.cmake (bl_dp_case).
+
+bl_dp_case(mirror1 1 --device mirror)
+bl_dp_case(mirror2 2 --device mirror)
+bl_dp_case(mirror_mixed3 3 --device cpu,mirror,cpu --shards 0,20,12)
+bl_dp_case(mirror_mixed3_buckets 3 --device mirror,cpu,mirror --shards 9,11,12
+           --bucket-mb 0.000001)
+# Rebalancing across a mixed group: the controller moves samples to the
+# fast ranks and the math stays the reference's.
+bl_dp_case(mirror_mixed_policy 3 --device mirror,cpu,cpu --policy proportional
+           --rebalance-every 5 --emulate-slowdown 2:4)
+# With a device rank in the group the node-local reduction (host memory
+# only) steps aside, whatever --node-reduce says.
+bl_cli_test(dp_mirror_mixed_reduction EXIT 0
+    MATCH "gradient reduction of rank 0's group: MPI through host memory \\(2 ranks: 0 on GPUs, 1 on other devices, 1 on CPUs\\)"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --device mirror,cpu
+            --node-reduce on
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_mirror_mixed_reduction PROPERTIES LABELS "cli;mpi"
+    ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+
+# Bad --device values name the flag and what is wrong.
+bl_cli_test(device_unknown EXIT 2 MATCH "--device: 'gpu' is not cpu, cuda, auto or mirror"
+    COMMAND ${BL_CLI_TRAIN} --device cpu,gpu)
+bl_cli_test(device_count_mismatch EXIT 2
+    MATCH "--device: 3 devices given but the job has 2 ranks"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --device cpu,cpu,mirror)
+# Device ranks do not run pipeline stages yet: refused on every rank.
+bl_cli_test(device_pipeline_refused EXIT 1
+    MATCH "computes on mirror, but pipeline stages \\(2\\) run on CPU ranks only"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2
+            --device mirror,cpu
+    REQUIRES cli_data_good)
+set_tests_properties(cli_device_count_mismatch cli_device_pipeline_refused PROPERTIES
+    LABELS "cli;mpi")
