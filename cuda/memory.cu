@@ -46,9 +46,7 @@ static int cuda_to_host(void *dst, const void *src, size_t nbytes)
                     "a download from the GPU")) {
         return -1;
     }
-    return bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for a download")
-               ? 0
-               : -1;
+    return bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for a download") ? 0 : -1;
 }
 
 static int cuda_copy(void *dst, const void *src, size_t nbytes)
@@ -68,14 +66,13 @@ static int cuda_zero(void *dst, size_t nbytes)
     if (nbytes == 0) {
         return 0;
     }
-    return bl_cuda_ok(cudaMemsetAsync(dst, 0, nbytes, bl_cuda_ctx.stream), "cudaMemsetAsync")
-               ? 0
-               : -1;
+    return bl_cuda_ok(cudaMemsetAsync(dst, 0, nbytes, bl_cuda_ctx.stream), "cudaMemsetAsync") ? 0
+                                                                                              : -1;
 }
 
 extern "C" const bl_device_memory_t bl_cuda_memory = {
-    "cuda", cuda_alloc, cuda_release, cuda_to_device, cuda_to_host, cuda_copy, cuda_zero,
-    bl_cuda_sync,
+    "cuda",       cuda_alloc, cuda_release, cuda_to_device,
+    cuda_to_host, cuda_copy,  cuda_zero,    bl_cuda_sync,
 };
 
 extern "C" int bl_cuda_describe(int device, bl_cuda_info_t *out, char *err, size_t errlen)

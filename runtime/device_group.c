@@ -2,16 +2,10 @@
  * group (device_group.h). */
 #include "device_group.h"
 
-bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m, int stages)
+bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m)
 {
     const bl_device_t *dev = &rt->device;
     bl_status_t st = BL_OK;
-    if (dev->memory != NULL && stages > 1) {
-        st = bl_fail(rt, BL_ERR_UNSUPPORTED,
-                     "rank %d computes on %s, but pipeline stages (%d) run on CPU ranks only in "
-                     "this version; use --device cpu for pipelined jobs",
-                     rt->rank, dev->name, stages);
-    }
     for (int i = 0; st == BL_OK && dev->kind == BL_DEVICE_CUDA && i < m->layer_count; i++) {
         const bl_layer_t *l = &m->layers[i];
         if (l->kind == BL_LAYER_USER && l->device_forward == NULL) {

@@ -28,11 +28,10 @@ typedef struct bl_device_group {
     bl_reduce_path_t path; /* this rank's way of reducing gradients */
 } bl_device_group_t;
 
-/* Refuses (BL_ERR_UNSUPPORTED naming the rank and the reason) a device
- * rank in a pipelined layout (stages > 1) and, on a GPU, a model with a
- * user layer that has no device passes. Collective over rt->comm: every
- * rank fails when one does. */
-bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m, int stages);
+/* Refuses (BL_ERR_UNSUPPORTED naming the rank and the layer) a model with
+ * a user layer that has no device passes on a GPU rank. Collective over
+ * rt->comm: every rank fails when one does. */
+bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m);
 
 /* Counts the group's devices (collective over dp when members > 1) and
  * picks this rank's path; nccl_allowed 0 keeps GPU groups on MPI. */

@@ -336,6 +336,15 @@ static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_s
     return bl_fail(m->rt, st, "layer %d (%s): %s failed: %s", i, name, pass, bl_status_string(st));
 }
 
+/* Waits for a timed layer's kernels where ws asks for it. */
+static bl_status_t layer_finished(bl_model_t *m, const bl_workspace_t *ws, const char *pass)
+{
+    if (!ws->sync_layers) {
+        return BL_OK;
+    }
+    return bl_device_check(m->rt, ws->device, pass);
+}
+
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                              const float **out)
 {
@@ -364,6 +373,10 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
             }
         }
         if (ws->forward_s != NULL) {
+            bl_status_t st = layer_finished(m, ws, "forward");
+            if (st != BL_OK) {
+                return st;
+            }
             ws->forward_s[i] += bl_now_seconds() - t0;
         }
         in = y;
@@ -422,6 +435,10 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
             dy = dx;
         }
         if (ws->backward_s != NULL) {
+            bl_status_t st = layer_finished(m, ws, "backward");
+            if (st != BL_OK) {
+                return st;
+            }
             ws->backward_s[i] += bl_now_seconds() - t0;
         }
         if (done != NULL) {

@@ -70,6 +70,10 @@ typedef struct bl_workspace {
      * fused into the dense layer before it shows its time there. */
     double *forward_s;
     double *backward_s;
+    /* Set: on a device with queued kernels each timed layer waits for its
+     * kernels, so the clocks measure them (pipeline stages' per-layer
+     * telemetry); a failure then stops the pass. */
+    int sync_layers;
 } bl_workspace_t;
 
 /* The whole model's layers. */

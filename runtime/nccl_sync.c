@@ -7,6 +7,18 @@
 #ifdef BALLAST_HAVE_CUDA
 #include "comm.h"
 
+/* Did any member of dp fail? Like bl_agree, over the group only: the
+ * trainer agrees over the whole job afterwards. */
+static bl_status_t agree_in_group(bl_runtime_t *rt, MPI_Comm dp, bl_status_t mine, const char *what)
+{
+    int failed = mine != BL_OK;
+    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, dp, what);
+    if (mine != BL_OK || st != BL_OK) {
+        return mine != BL_OK ? mine : st;
+    }
+    return failed ? bl_fail(rt, BL_ERR_NCCL, "%s failed on another rank", what) : BL_OK;
+}
+
 static bl_status_t nccl_failed(bl_nccl_sync_t *n, bl_status_t status, const char *err)
 {
     return bl_fail(n->rt, status, "rank %d (%s): %s", n->rt->rank, n->rt->device.name, err);
@@ -35,7 +47,7 @@ bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, 
     if (sent != BL_OK) {
         return sent;
     }
-    st = bl_agree(rt, st, BL_ERR_NCCL, "making the NCCL unique id");
+    st = agree_in_group(rt, dp, st, "making the NCCL unique id");
     if (st != BL_OK) {
         return st;
     }
@@ -43,7 +55,7 @@ bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, 
         n->comm = NULL;
         st = nccl_failed(n, strstr(err, "timed out") != NULL ? BL_ERR_TIMEOUT : BL_ERR_NCCL, err);
     }
-    st = bl_agree(rt, st, BL_ERR_NCCL, "the NCCL communicator set-up");
+    st = agree_in_group(rt, dp, st, "the NCCL communicator set-up");
     if (st == BL_OK) {
         char version[32];
         bl_nccl_version(version, sizeof version);

@@ -21,9 +21,9 @@ typedef struct bl_nccl_sync {
     double timeout_s;          /* 0: wait forever */
 } bl_nccl_sync_t;
 
-/* Joins the group's NCCL communicator. Collective over rt->comm (every
- * rank, so a failure anywhere fails everywhere; only dp's members join
- * the communicator). BL_ERR_UNSUPPORTED in a build without CUDA. */
+/* Joins the group's NCCL communicator. Collective over dp (a failure on
+ * one member fails them all). BL_ERR_UNSUPPORTED in a build without
+ * CUDA. */
 bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, float *grads,
                               double timeout_s);
 /* The gradient sync's device hooks (post and wait) for n. */

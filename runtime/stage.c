@@ -34,13 +34,25 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
         slot->labels = bl_buffer_alloc(s->rt, dev, rows, sizeof(int));
         ok = ok && slot->labels != NULL;
     }
-    if (dev->memory != NULL && s->stage == 0) {
+    if (dev->memory != NULL) {
+        int last = s->stage == s->stages - 1;
         slot->host_in = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
         ok = ok && slot->host_in != NULL;
-    }
-    if (dev->memory != NULL && s->stage == s->stages - 1) {
-        slot->host_labels = bl_mem_array(a, rows, sizeof(int));
-        ok = ok && slot->host_labels != NULL;
+        if (last) {
+            slot->host_labels = bl_mem_array(a, rows, sizeof(int));
+            ok = ok && slot->host_labels != NULL;
+        } else {
+            slot->host_dy = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
+            slot->host_out = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
+            ok = ok && slot->host_dy != NULL && slot->host_out != NULL;
+        }
+        if (s->stage > 0) {
+            slot->host_dx = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
+            ok = ok && slot->host_dx != NULL;
+        }
+        /* A stage's per-layer times feed the stage-map policy: a device's
+         * queued kernels are waited for after each layer. */
+        slot->ws.sync_layers = s->stages > 1;
     }
     return ok ? BL_OK
               : bl_fail(s->rt, BL_ERR_NO_MEM, "no memory for a micro-batch of %d rows",
@@ -137,6 +149,9 @@ void bl_stage_free(bl_stage_t *s)
         bl_buffer_free(a, s->device, slot->labels);
         bl_mem_free(a, slot->host_in);
         bl_mem_free(a, slot->host_labels);
+        bl_mem_free(a, slot->host_dy);
+        bl_mem_free(a, slot->host_out);
+        bl_mem_free(a, slot->host_dx);
     }
     bl_mem_free(a, s->slots);
     bl_mem_free(a, s->ops);
@@ -212,6 +227,38 @@ static bl_status_t send(bl_stage_t *s, const float *buf, int rows, int width, in
     return rc == MPI_SUCCESS ? BL_OK : transfer_failed(s, rc, "sending", what, j, "to", to);
 }
 
+/* The host memory MPI moves for a slot's buffer `buf`: its host twin on a
+ * device with memory of its own, else the buffer itself. */
+static float *wire(const bl_stage_t *s, float *buf, float *twin)
+{
+    return s->device->memory != NULL ? twin : buf;
+}
+
+/* A receive into a twin has completed: up to the device buffer. */
+static void arrived(const bl_stage_t *s, float *buf, const float *twin, int rows, int width)
+{
+    if (s->device->memory != NULL) {
+        s->device->memory->to_device(buf, twin, (size_t)rows * (size_t)width * sizeof(float));
+    }
+}
+
+/* Sends `rows` rows of device buffer `buf` through its twin (downloaded
+ * after the kernels that wrote it; a failed copy fails the send), or
+ * `buf` itself on the CPU. */
+static bl_status_t send_out(bl_stage_t *s, const float *buf, float *twin, int rows, int width,
+                            int to, int j, MPI_Request *req, const char *what)
+{
+    if (s->device->memory != NULL) {
+        s->device->memory->to_host(twin, buf, (size_t)rows * (size_t)width * sizeof(float));
+        bl_status_t st = bl_device_check(s->rt, s->device, "downloading a stage's output");
+        if (st != BL_OK) {
+            return st;
+        }
+        buf = twin;
+    }
+    return send(s, buf, rows, width, to, j, req, what);
+}
+
 static double slowed(const bl_stage_step_t *in, double seconds)
 {
     return in->slowdown != NULL ? bl_balancer_slow_down(in->slowdown, in->step, seconds) : seconds;
@@ -271,7 +318,11 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
                            "sending gradients to the previous stage", s->stage - 1);
     }
     if (st == BL_OK && s->stage > 0) {
-        st = receive(s, slot->in, rows, s->in_width, s->stage - 1, j, &out->pipe_s, "activations");
+        st = receive(s, wire(s, slot->in, slot->host_in), rows, s->in_width, s->stage - 1, j,
+                     &out->pipe_s, "activations");
+        if (st == BL_OK) {
+            arrived(s, slot->in, slot->host_in, rows, s->in_width);
+        }
     }
     if (st != BL_OK) {
         return st;
@@ -297,7 +348,8 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
     }
     out->compute_s += slowed(in, bl_now_seconds() - t0);
     if (!last) {
-        st = send(s, y, rows, s->out_width, s->stage + 1, j, &slot->send[0], "activations");
+        st = send_out(s, y, slot->host_out, rows, s->out_width, s->stage + 1, j, &slot->send[0],
+                      "activations");
     }
     return st;
 }
@@ -316,7 +368,11 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     }
     bl_status_t st = BL_OK;
     if (s->stage < s->stages - 1) {
-        st = receive(s, slot->dy, rows, s->out_width, s->stage + 1, j, &out->pipe_s, "gradients");
+        st = receive(s, wire(s, slot->dy, slot->host_dy), rows, s->out_width, s->stage + 1, j,
+                     &out->pipe_s, "gradients");
+        if (st == BL_OK) {
+            arrived(s, slot->dy, slot->host_dy, rows, s->out_width);
+        }
     }
     if (st != BL_OK) {
         return st;
@@ -337,7 +393,8 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     slot->micro = -1;
     s->in_flight--;
     if (s->stage > 0) {
-        st = send(s, slot->dx, rows, s->in_width, s->stage - 1, j, &slot->send[1], "gradients");
+        st = send_out(s, slot->dx, slot->host_dx, rows, s->in_width, s->stage - 1, j,
+                      &slot->send[1], "gradients");
     }
     return st;
 }
@@ -357,13 +414,13 @@ static bl_status_t post_early(bl_stage_t *s, const bl_pipe_op_t *now, const bl_p
     const char *what = NULL;
     if (next->pass == BL_PIPE_FORWARD && s->stage > 0 && slot->micro == -1 &&
         !(now->pass == BL_PIPE_FORWARD && same_slot)) {
-        buf = slot->in;
+        buf = wire(s, slot->in, slot->host_in);
         width = s->in_width;
         from = s->stage - 1;
         what = "activations";
     } else if (next->pass == BL_PIPE_BACKWARD && s->stage < s->stages - 1 &&
                (slot->micro == j || (now->pass == BL_PIPE_FORWARD && now->micro == j))) {
-        buf = slot->dy;
+        buf = wire(s, slot->dy, slot->host_dy);
         width = s->out_width;
         from = s->stage + 1;
         what = "gradients";

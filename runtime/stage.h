@@ -20,10 +20,15 @@ typedef struct bl_stage_slot {
     float *dx;         /* (max_micro, in_width) d loss / d stage input, sent back (stage > 0) */
     int *labels;       /* (max_micro) last stage */
     /* On a device with memory of its own the buffers above are device
-     * memory; the data are read into these host twins and uploaded (else
-     * NULL). */
-    float *host_in;      /* (max_micro, in_width) stage 0 */
+     * memory, and what crosses to the host goes through these twins (else
+     * NULL): data read and activations received (in), labels read, input
+     * gradients received (dy), activations sent (out: the stage's output
+     * downloaded) and input gradients sent (dx). MPI moves host memory. */
+    float *host_in;      /* (max_micro, in_width) */
     int *host_labels;    /* (max_micro) last stage */
+    float *host_dy;      /* (max_micro, out_width) all but the last stage */
+    float *host_out;     /* (max_micro, out_width) all but the last stage */
+    float *host_dx;      /* (max_micro, in_width) all but stage 0 */
     int micro;           /* the micro-batch held, −1 when free */
     MPI_Request send[2]; /* in flight from this slot: [0] activations, [1] input gradient */
 } bl_stage_slot_t;

@@ -445,7 +445,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     /* Every rank has reached this point with a complete plan: a mismatch is
      * reported by all ranks together, before any communicator is split. */
-    st = bl_device_train_check(rt, m, t->layout.stages);
+    st = bl_device_train_check(rt, m);
     if (st == BL_OK) {
         st = check_ranks_agree(t);
     }
@@ -475,6 +475,9 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (st == BL_OK) {
         st = connect_device_sync(t);
     }
+    /* NCCL's set-up agrees within each data-parallel group: every rank
+     * learns whether all went well before any goes on. */
+    st = bl_agree(rt, st, BL_ERR_NCCL, "the gradient reduction's set-up");
     if (st == BL_OK) {
         st = bl_restager_init(&t->restager, rt, &t->cfg, m, &t->layout);
     }
@@ -553,16 +556,25 @@ static bl_status_t fetch_bucket(size_t first, size_t count, void *trainer)
 /* How a device rank's gradients are reduced (device_group.h), wired into
  * the gradient sync; rank 0 says how its group reduces. Collective over
  * the data-parallel group (NCCL's set-up). */
-static bl_status_t connect_device_sync(bl_trainer_t *t)
+/* The gradient sync's device hooks for this rank's path (after each
+ * bl_grad_sync_init). */
+static void wire_device_hooks(bl_trainer_t *t)
 {
-    bl_status_t st = BL_OK;
     if (t->group.path == BL_REDUCE_STAGED) {
         t->sync.device = (bl_grad_device_t){.fetch = fetch_bucket, .arg = t};
     } else if (t->group.path == BL_REDUCE_NCCL) {
+        t->sync.device = bl_nccl_sync_hooks(&t->nccl);
+    }
+}
+
+static bl_status_t connect_device_sync(bl_trainer_t *t)
+{
+    bl_status_t st = BL_OK;
+    if (t->group.path == BL_REDUCE_NCCL) {
         st = bl_nccl_sync_init(&t->nccl, t->rt, t->layout.dp, t->dev.grads, t->cfg.timeout_s);
-        if (st == BL_OK) {
-            t->sync.device = bl_nccl_sync_hooks(&t->nccl);
-        }
+    }
+    if (st == BL_OK) {
+        wire_device_hooks(t);
     }
     if (st == BL_OK && t->group.device_members > 0 && t->group.members > 1) {
         bl_log(t->rt, BL_LOG_INFO,
@@ -619,6 +631,9 @@ static bl_status_t rebuild_stage(bl_trainer_t *t)
         st = bl_grad_sync_init(&t->sync, t->rt, l->dp, t->model, t->stage.first, t->stage.last,
                                (size_t)(t->cfg.bucket_mb * 1024.0 * 1024.0));
     }
+    if (st == BL_OK) {
+        wire_device_hooks(t);
+    }
     return st;
 }
 
@@ -632,7 +647,16 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     bl_layout_t *l = &t->layout;
     double t0 = bl_now_seconds();
     bl_migration_t mig;
-    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+    /* Layers travel from the host arrays (a device rank's brought up to
+     * date first, and its device copies after: they then hold the new
+     * layers too). */
+    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    if (st == BL_OK) {
+        st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+    }
+    if (st == BL_OK) {
+        st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+    }
     if (st == BL_ERR_TIMEOUT) {
         return st; /* the job is ending; an agreement would only wait again */
     }
@@ -758,14 +782,19 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
     if (t->layout.stages == 1 || t->whole_at == t->step) {
         return BL_OK;
     }
+    /* A device rank's stage layers are current on the device; afterwards
+     * the device holds the whole model too (evaluation runs there). */
+    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    if (st != BL_OK) {
+        return st;
+    }
     for (int s = 0; s < t->layout.stages; s++) {
         size_t first, count;
         stage_params(t, s, &first, &count);
         for (size_t done = 0; done < count;) {
             int n = count - done > (size_t)INT_MAX ? INT_MAX : (int)(count - done);
-            bl_status_t st =
-                bl_bcast_bounded(t->rt, t->model->params + first + done, n, MPI_FLOAT, s,
-                                 t->layout.pipe, "the broadcast of a stage's parameters");
+            st = bl_bcast_bounded(t->rt, t->model->params + first + done, n, MPI_FLOAT, s,
+                                  t->layout.pipe, "the broadcast of a stage's parameters");
             if (st != BL_OK) {
                 return st;
             }
@@ -773,7 +802,7 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
         }
     }
     t->whole_at = t->step;
-    return BL_OK;
+    return bl_device_copies_upload(&t->dev, t->rt, t->velocity);
 }
 
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)

@@ -31,11 +31,19 @@ bl_cli_test(device_unknown EXIT 2 MATCH "--device: 'gpu' is not cpu, cuda, auto 
 bl_cli_test(device_count_mismatch EXIT 2
     MATCH "--device: 3 devices given but the job has 2 ranks"
     COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --device cpu,cpu,mirror)
-# Device ranks do not run pipeline stages yet: refused on every rank.
-bl_cli_test(device_pipeline_refused EXIT 1
-    MATCH "computes on mirror, but pipeline stages \\(2\\) run on CPU ranks only"
-    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2
-            --device mirror,cpu
-    REQUIRES cli_data_good)
-set_tests_properties(cli_device_count_mismatch cli_device_pipeline_refused PROPERTIES
-    LABELS "cli;mpi")
+# Pipelines with device stages: activations and input gradients cross
+# between stages through host twins of the device buffers; mixed with CPU
+# stages, in the hybrid grid, and with layers migrating between stages
+# (the device copies are downloaded for the move and uploaded after).
+bl_dp_case(mirror_pp2_1f1b 2 --pp 2 --micro-batches 3 --device mirror)
+bl_dp_case(mirror_pp3_mixed_gpipe 3 --pp 3 --schedule gpipe --micro-batches 4
+           --device cpu,mirror,cpu)
+bl_dp_case(mirror_hybrid_mixed 4 --dp 2 --pp 2 --shards 20,12 --micro-batches 3
+           --device mirror,cpu,cpu,mirror)
+bl_dp_case(mirror_hybrid_stage_groups 4 --dp 2 --pp 2 --shards 16,16 --micro-batches 2
+           --device mirror,cpu,mirror,cpu)
+bl_dp_case(mirror_pp2_policy_moves 2 --pp 2 --micro-batches 2 --policy proportional
+           --rebalance-every 3 --emulate-slowdown 1:8 --device cpu,mirror)
+bl_dp_case(mirror_pp2_scripted_moves 2 --pp 2 --micro-batches 2 --stages 0-0,1-4
+           --stages-at 8:0-2,3-4 --stages-at 16:0-3,4-4 --device mirror,cpu)
+set_tests_properties(cli_device_count_mismatch PROPERTIES LABELS "cli;mpi")
