@@ -9,6 +9,7 @@
 
 #include <hwloc.h>
 
+#include "device_place.h"
 #include "runtime_impl.h"
 
 #ifdef BALLAST_HAVE_CUDA
@@ -33,60 +34,35 @@ bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
     return d->kind;
 }
 
-/* The NUMA node and cores near the PCI device `bus_id`, and with `bind`
- * the process bound there when it is not bound already; a sentence about
- * it in out ("NUMA node 0, cpus 0-47, bound there"). Never fails: a
+/* The cores near the GPU at PCI address bus_id, in a sentence in out;
+ * a rank the launcher left unbound is bound there. Never fails: a
  * topology without the device (containers often hide PCI) says so. */
 static void gpu_locality(const char *bus_id, char *out, size_t n)
 {
     hwloc_topology_t topo = NULL;
-    hwloc_bitmap_t bound = hwloc_bitmap_alloc();
+    hwloc_bitmap_t current = hwloc_bitmap_alloc();
+    hwloc_bitmap_t bind_to = hwloc_bitmap_alloc();
     snprintf(out, n, "locality unknown");
-    if (bound == NULL || hwloc_topology_init(&topo) != 0) {
-        hwloc_bitmap_free(bound);
-        return;
+    if (current == NULL || bind_to == NULL || hwloc_topology_init(&topo) != 0) {
+        goto done;
     }
     /* PCI devices are filtered out of topologies by default. */
     hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     if (hwloc_topology_load(topo) != 0) {
         goto done;
     }
-    hwloc_obj_t pci = hwloc_get_pcidev_by_busidstring(topo, bus_id);
-    hwloc_obj_t near = pci != NULL ? hwloc_get_non_io_ancestor_obj(topo, pci) : NULL;
-    if (near == NULL || near->cpuset == NULL) {
-        snprintf(out, n, "locality unknown (hwloc does not see PCI device %s)", bus_id);
-        goto done;
-    }
-    char cpus[64];
-    hwloc_bitmap_list_snprintf(cpus, sizeof cpus, near->cpuset);
-    int numa = -1;
-    hwloc_obj_t node =
-        hwloc_get_next_obj_covering_cpuset_by_type(topo, near->cpuset, HWLOC_OBJ_NUMANODE, NULL);
-    if (node != NULL) {
-        numa = (int)node->os_index;
-    } else if (near->nodeset != NULL && hwloc_bitmap_weight(near->nodeset) == 1) {
-        numa = hwloc_bitmap_first(near->nodeset);
-    }
-    const char *binding = "binding left as the launcher set it";
-    hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(topo);
-    if (hwloc_get_cpubind(topo, bound, HWLOC_CPUBIND_PROCESS) == 0 &&
-        hwloc_bitmap_isincluded(all, bound)) {
-        binding = hwloc_set_cpubind(topo, near->cpuset, HWLOC_CPUBIND_PROCESS) == 0
-                      ? "bound there"
-                      : "unbound (binding there failed)";
-    } else if (hwloc_bitmap_isincluded(bound, near->cpuset)) {
-        binding = "bound by the launcher within them";
-    } else {
-        binding = "bound by the launcher elsewhere";
-    }
-    if (numa >= 0) {
-        snprintf(out, n, "NUMA node %d, cpus %s; %s", numa, cpus, binding);
-    } else {
-        snprintf(out, n, "cpus %s; %s", cpus, binding);
+    int known = hwloc_get_cpubind(topo, current, HWLOC_CPUBIND_PROCESS) == 0;
+    int bind = bl_gpu_locality(topo, bus_id, known ? current : NULL, bind_to, out, n);
+    if (bind == 1 && hwloc_set_cpubind(topo, bind_to, HWLOC_CPUBIND_PROCESS) != 0) {
+        size_t used = strlen(out);
+        snprintf(out + used, n - used, " (failed: left unbound)");
     }
 done:
-    hwloc_topology_destroy(topo);
-    hwloc_bitmap_free(bound);
+    if (topo != NULL) {
+        hwloc_topology_destroy(topo);
+    }
+    hwloc_bitmap_free(current);
+    hwloc_bitmap_free(bind_to);
 }
 
 /* Opens GPU `index` of `count` for this rank: 0, or -1 with the reason. */
@@ -216,7 +192,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     if (st == BL_OK) {
         st = placed;
     }
-    if (st == BL_OK && count > 0 && requested == BL_DEVICE_AUTO && place >= count) {
+    if (st == BL_OK && count > 0 && bl_gpu_choose(requested, place, count) < 0) {
         bl_log(rt, BL_LOG_DEBUG,
                "rank %d: device auto: the node's %d GPUs went to lower ranks; computing on the "
                "CPU",
@@ -225,11 +201,12 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     }
     if (st == BL_OK && count > 0) {
         char err[256] = "";
-        if (open_gpu(rt, place % count, count, line, err, sizeof err) != 0) {
-            st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, place % count,
-                         count, err);
+        int gpu = bl_gpu_choose(requested, place, count);
+        if (open_gpu(rt, gpu, count, line, err, sizeof err) != 0) {
+            st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, gpu, count, err);
             rt->device = bl_host_device;
         } else if (peers > count) {
+            rt->device.shared = 1;
             snprintf(line + strlen(line), LINE_BYTES - strlen(line),
                      "; shared: %d GPU ranks on this node for %d GPUs", peers, count);
         }

@@ -22,9 +22,9 @@ bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm dp, int members, in
                                   bl_device_group_t *out)
 {
     const bl_device_t *dev = &rt->device;
-    int counts[2] = {dev->memory != NULL, dev->kind == BL_DEVICE_CUDA};
+    int counts[3] = {dev->memory != NULL, dev->kind == BL_DEVICE_CUDA, dev->shared};
     if (members > 1) {
-        bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 2, MPI_INT, MPI_SUM, dp,
+        bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 3, MPI_INT, MPI_SUM, dp,
                                               "the count of the group's devices");
         if (st != BL_OK) {
             return st;
@@ -33,11 +33,12 @@ bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm dp, int members, in
     out->members = members;
     out->device_members = counts[0];
     out->cuda_members = counts[1];
+    out->shared_gpus = counts[2];
     if (members == 1) {
         out->path = BL_REDUCE_NONE;
     } else if (dev->memory == NULL) {
         out->path = BL_REDUCE_HOST;
-    } else if (members > 1 && counts[1] == members && nccl_allowed) {
+    } else if (counts[1] == members && counts[2] == 0 && nccl_allowed) {
         out->path = BL_REDUCE_NCCL;
     } else {
         out->path = BL_REDUCE_STAGED;

@@ -4,11 +4,11 @@
  * group is made of, which decides how gradients are reduced:
  *   - no rank with device memory: MPI on host arrays (or the node-local
  *     shared-memory reduction);
- *   - only CUDA GPUs, NCCL available and not turned off: NCCL on the
- *     device gradients (nccl_sync.h);
- *   - otherwise (a mixed CPU and GPU group, the mirror device, or NCCL
- *     off): MPI, device ranks staging their gradients through host
- *     memory. */
+ *   - only CUDA GPUs, one rank per GPU, NCCL not turned off: NCCL on
+ *     the device gradients (nccl_sync.h);
+ *   - otherwise (a mixed CPU and GPU group, ranks sharing a GPU, which
+ *     NCCL refuses, the mirror device, or NCCL off): MPI, device ranks
+ *     staging their gradients through host memory. */
 #ifndef BL_DEVICE_GROUP_H
 #define BL_DEVICE_GROUP_H
 
@@ -25,6 +25,7 @@ typedef struct bl_device_group {
     int members;           /* ranks in the data-parallel group */
     int device_members;    /* of them, ranks computing on memory of their own */
     int cuda_members;      /* of them, CUDA GPUs */
+    int shared_gpus;       /* of them, ranks sharing their GPU with another (NCCL refuses) */
     bl_reduce_path_t path; /* this rank's way of reducing gradients */
 } bl_device_group_t;
 

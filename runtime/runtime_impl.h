@@ -15,6 +15,7 @@ struct bl_device {
     const bl_device_memory_t *memory; /* NULL for the CPU */
     bl_device_kind_t kind;
     int ordinal;   /* the GPU, among those the process sees; -1 */
+    int shared;    /* another rank of the node computes on the same GPU */
     char name[96]; /* "cpu", "cuda:0 NVIDIA H200", "mirror" */
 };
 
