@@ -79,6 +79,7 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
     d->kind = BL_DEVICE_CUDA;
     d->ordinal = index;
     snprintf(d->name, sizeof d->name, "cuda:%d %.72s", index, info.name);
+    snprintf(d->pci_bus_id, sizeof d->pci_bus_id, "%s", info.pci_bus_id);
     char where[160];
     gpu_locality(info.pci_bus_id, where, sizeof where);
     snprintf(line, LINE_BYTES, "rank %d: GPU %d of %d, %.60s (%.16s, %.0f GiB, sm_%d%d), %.100s",
@@ -109,22 +110,46 @@ static int visible_gpus(char *why, size_t n)
 #endif
 }
 
-/* This rank's place among the GPU-wanting ranks of its node. */
-static bl_status_t gpu_place(bl_runtime_t *rt, int wants_gpu, int *place, int *peers)
+/* The GPU-wanting ranks of this rank's node (and, as a communicator of
+ * their own, the others): *peers is a communicator the caller frees, in
+ * which this rank's place picks its GPU. */
+static bl_status_t gpu_peers(bl_runtime_t *rt, int wants_gpu, MPI_Comm *peers)
 {
-    MPI_Comm node = MPI_COMM_NULL, gpus = MPI_COMM_NULL;
+    MPI_Comm node = MPI_COMM_NULL;
+    *peers = MPI_COMM_NULL;
     int rc = MPI_Comm_split_type(rt->comm, MPI_COMM_TYPE_SHARED, rt->rank, MPI_INFO_NULL, &node);
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(rt, rc, "MPI_Comm_split_type by node (GPU choice)");
     }
-    rc = MPI_Comm_split(node, wants_gpu, rt->rank, &gpus);
-    if (rc == MPI_SUCCESS) {
-        MPI_Comm_rank(gpus, place);
-        MPI_Comm_size(gpus, peers);
-        MPI_Comm_free(&gpus);
-    }
+    rc = MPI_Comm_split(node, wants_gpu, rt->rank, peers);
     MPI_Comm_free(&node);
-    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Comm_split of a node's GPU ranks");
+    if (rc != MPI_SUCCESS) {
+        *peers = MPI_COMM_NULL;
+        return bl_fail_mpi(rt, rc, "MPI_Comm_split of a node's GPU ranks");
+    }
+    return BL_OK;
+}
+
+/* How many of the node's GPU ranks (this one included) opened this rank's
+ * GPU, by PCI address: with CUDA_VISIBLE_DEVICES set per rank, as Slurm's
+ * --gpus-per-task does, every rank's GPU 0 is another GPU. Collective
+ * over peers; a rank without a GPU takes part with an empty address. */
+static bl_status_t count_sharing(bl_runtime_t *rt, MPI_Comm peers, int *sharing)
+{
+    enum { ID = sizeof rt->device.pci_bus_id };
+    int n = 1;
+    MPI_Comm_size(peers, &n);
+    char *all = bl_mem_array(bl_rt_allocator(rt), (size_t)n, ID);
+    if (all == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d GPU addresses", n);
+    }
+    int rc = MPI_Allgather(rt->device.pci_bus_id, ID, MPI_CHAR, all, ID, MPI_CHAR, peers);
+    *sharing = 0;
+    for (int r = 0; rc == MPI_SUCCESS && rt->device.pci_bus_id[0] != '\0' && r < n; r++) {
+        *sharing += strncmp(all + (size_t)r * ID, rt->device.pci_bus_id, ID) == 0;
+    }
+    bl_mem_free(bl_rt_allocator(rt), all);
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Allgather of the GPUs' addresses");
 }
 
 /* Rank 0 logs every GPU rank's line (empty lines: CPU ranks). */
@@ -187,8 +212,12 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
                    rt->rank, why);
         }
     }
-    int place = 0, peers = 1;
-    bl_status_t placed = gpu_place(rt, st == BL_OK && count > 0, &place, &peers);
+    MPI_Comm peers = MPI_COMM_NULL;
+    int place = 0;
+    bl_status_t placed = gpu_peers(rt, st == BL_OK && count > 0, &peers);
+    if (placed == BL_OK) {
+        MPI_Comm_rank(peers, &place);
+    }
     if (st == BL_OK) {
         st = placed;
     }
@@ -205,11 +234,18 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
         if (open_gpu(rt, gpu, count, line, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, gpu, count, err);
             rt->device = bl_host_device;
-        } else if (peers > count) {
-            rt->device.shared = 1;
-            snprintf(line + strlen(line), LINE_BYTES - strlen(line),
-                     "; shared: %d GPU ranks on this node for %d GPUs", peers, count);
         }
+    }
+    int sharing = 0;
+    if (placed == BL_OK) {
+        bl_status_t counted = count_sharing(rt, peers, &sharing);
+        st = st == BL_OK ? counted : st;
+        MPI_Comm_free(&peers);
+    }
+    if (st == BL_OK && sharing > 1) {
+        rt->device.shared = 1;
+        snprintf(line + strlen(line), LINE_BYTES - strlen(line),
+                 "; shared by %d ranks of this node", sharing);
     }
     /* A rank that failed tells the others before anyone goes on. */
     st = bl_agree(rt, st, BL_ERR_CUDA, "choosing the devices");
