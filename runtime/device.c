@@ -34,6 +34,7 @@ bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
     return d->kind;
 }
 
+#ifdef BALLAST_HAVE_CUDA
 /* The cores near the GPU at PCI address bus_id, in a sentence in out;
  * a rank the launcher left unbound is bound there. Never fails: a
  * topology without the device (containers often hide PCI) says so. */
@@ -64,6 +65,7 @@ done:
     hwloc_bitmap_free(current);
     hwloc_bitmap_free(bind_to);
 }
+#endif
 
 /* Opens GPU `index` of `count` for this rank: 0, or -1 with the reason. */
 static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *err, size_t errlen)
