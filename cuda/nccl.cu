@@ -341,11 +341,12 @@ extern "C" void bl_nccl_comm_destroy(bl_nccl_comm_t *c)
     free(c);
 }
 
-extern "C" int bl_nccl_allreduce_sum(bl_nccl_comm_t *c, float *buf, size_t count, char *err,
-                                     size_t errlen)
+/* What every enqueue checks and does first: the communicator is usable,
+ * the buffer is there, an earlier call has settled, and the comm stream
+ * waits for the compute stream's work so far. */
+static int prepare(bl_nccl_comm_t *c, const char *what, const void *buf, size_t count, char *err,
+                   size_t errlen)
 {
-    char what[96];
-    snprintf(what, sizeof what, "all-reduce of %zu floats", count);
     if (usable(c, what, err, errlen) != 0) {
         return -1;
     }
@@ -354,6 +355,17 @@ extern "C" int bl_nccl_allreduce_sum(bl_nccl_comm_t *c, float *buf, size_t count
         return -1;
     }
     if (settle(c, what, err, errlen) != 0 || order_after_compute(what, err, errlen) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int bl_nccl_allreduce_sum(bl_nccl_comm_t *c, float *buf, size_t count, char *err,
+                                     size_t errlen)
+{
+    char what[96];
+    snprintf(what, sizeof what, "all-reduce of %zu floats", count);
+    if (prepare(c, what, buf, count, err, errlen) != 0) {
         return -1;
     }
     /* In place: send and receive buffer are the same (NCCL allows it). */
@@ -420,19 +432,12 @@ static int p2p(bl_nccl_comm_t *c, int send, float *buf, size_t count, int peer, 
     } else {
         snprintf(what, sizeof what, "receive of %zu floats from rank %d", count, peer);
     }
-    if (usable(c, what, err, errlen) != 0) {
-        return -1;
-    }
-    if (peer < 0 || peer >= c->nranks) {
+    if (c != NULL && !c->failed && (peer < 0 || peer >= c->nranks)) {
         say(err, errlen, "NCCL %s: rank %d is not a member (the communicator has %d)", what, peer,
             c->nranks);
         return -1;
     }
-    if (buf == NULL && count > 0) {
-        say(err, errlen, "NCCL %s: no buffer (NULL)", what);
-        return -1;
-    }
-    if (settle(c, what, err, errlen) != 0 || order_after_compute(what, err, errlen) != 0) {
+    if (prepare(c, what, buf, count, err, errlen) != 0) {
         return -1;
     }
     ncclResult_t r =
