@@ -67,6 +67,10 @@ int bl_nccl_comm_create(const unsigned char id[BL_NCCL_ID_BYTES], int nranks, in
  * not finalize in time is aborted instead. NULL is a no-op. Call it before
  * bl_cuda_shutdown. */
 void bl_nccl_comm_destroy(bl_nccl_comm_t *c);
+/* Frees the communicator without finalizing: ncclCommAbort, which never
+ * waits for the other members (after a failed step, when they may never
+ * come). NULL is a no-op. */
+void bl_nccl_comm_abort(bl_nccl_comm_t *c);
 
 /* Enqueues an in-place SUM all-reduce of `count` float32 values at `buf`
  * (device memory) on the comm stream, after everything enqueued so far on

@@ -134,6 +134,11 @@ extern "C" void bl_cuda_shutdown(void)
     memset(&bl_cuda_ctx, 0, sizeof bl_cuda_ctx);
 }
 
+extern "C" int bl_cuda_active(void)
+{
+    return bl_cuda_ctx.ready;
+}
+
 extern "C" int bl_cuda_check(char *err, size_t errlen)
 {
     /* A kernel launch's own error shows here, not at the launch. */

@@ -49,6 +49,8 @@ int bl_cuda_device_count(char *err, size_t errlen);
  * handle. 0, or -1 with the reason in err. Again after bl_cuda_shutdown. */
 int bl_cuda_init(int device, char *err, size_t errlen);
 void bl_cuda_shutdown(void);
+/* Whether bl_cuda_init has run (and bl_cuda_shutdown not since). */
+int bl_cuda_active(void);
 
 /* The first failure of a kernel call since the last check: 0 when none,
  * else -1 with the call and CUDA's or cuBLAS's message in err. Clears it. */

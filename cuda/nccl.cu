@@ -309,6 +309,14 @@ fail:
     return -1;
 }
 
+extern "C" void bl_nccl_comm_abort(bl_nccl_comm_t *c)
+{
+    if (c != NULL) {
+        abort_comm(c);
+        free(c);
+    }
+}
+
 extern "C" void bl_nccl_comm_destroy(bl_nccl_comm_t *c)
 {
     if (c == NULL) {

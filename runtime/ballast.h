@@ -102,12 +102,16 @@ typedef struct bl_config {
     int blas_threads;
     bl_allocator_t allocator; /* all NULL: malloc and free */
     /* Version 2. A bl_device_kind_t. A GPU rank takes one of the GPUs it
-     * sees (CUDA_VISIBLE_DEVICES applies): the node's GPU ranks in rank
-     * order take GPUs 0, 1, ... round robin (several ranks share a GPU,
-     * with a warning, when there are more of them than GPUs). With hwloc
+     * sees (CUDA_VISIBLE_DEVICES applies): the node's GPU ranks that see
+     * the same GPUs take GPUs 0, 1, ... in rank order, round robin (several ranks share a GPU,
+     * and rank 0's line for them says so, when there are more of them than
+     * GPUs; they then reduce through MPI, since NCCL refuses them). With hwloc
      * the rank learns the GPU's NUMA node; a rank the launcher left
      * unbound is bound to the cores near its GPU. Rank 0 logs every GPU
-     * rank's choice. Ranks may differ (mixed CPU and GPU jobs). */
+     * rank's choice. Ranks may differ (mixed CPU and GPU jobs). One
+     * runtime per process may compute on a GPU at a time (the CUDA
+     * backend's streams and cuBLAS handle are the process's): a second
+     * fails with BL_ERR_CUDA. */
     int device;
 } bl_config_t;
 
@@ -175,8 +179,8 @@ typedef struct bl_device bl_device_t;
 int bl_device_has_memory(const bl_device_t *dev);
 
 /* Waits until the device's queued work is done: BL_OK, or BL_ERR_CUDA
- * with the first failed call since the last check (BL_ERR_INVALID_ARG
- * for NULL). Immediate on the CPU. */
+ * with the first failed call since the last check in bl_last_error of the
+ * device's runtime (BL_ERR_INVALID_ARG for NULL). Immediate on the CPU. */
 bl_status_t bl_device_sync(const bl_device_t *dev);
 
 /* C (M×N) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = X or X^T
@@ -261,14 +265,15 @@ bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *u
 /* The passes of user layer `layer` (its index in the model) on a rank
  * whose device has memory of its own (a GPU): they get the same call with
  * every pointer (x, y, dy, dx, params, grads) in device memory and
- * call->device the rank's GPU, so the bl_math_* helpers run there; code of
- * the layer's own (a CUDA kernel) runs on the current CUDA device and
- * stream 0 is NOT ordered with ballast's stream: call bl_device_sync
- * first. A layer whose forward and backward use only bl_math_* helpers
- * may pass them here unchanged. A trainer on a GPU rank refuses a model
- * with a user layer that has none (BL_ERR_UNSUPPORTED naming it); the
- * mirror test device runs the host callbacks when none are set. Before or
- * after bl_model_build. */
+ * call->device the rank's GPU, so the bl_math_* helpers run there, queued
+ * on ballast's stream. Kernels of the layer's own run on the current CUDA
+ * device; ballast's stream is a blocking one, so with the legacy default
+ * stream (nvcc's default) a kernel on stream 0 is ordered with it both
+ * ways; on any other stream (or with per-thread default streams) call
+ * bl_device_sync before the kernel and synchronize that stream after it. A layer whose forward and
+ * backward use only bl_math_* helpers may pass them here unchanged. A trainer on a GPU rank refuses
+ * a model with a user layer that has none (BL_ERR_UNSUPPORTED naming it); the mirror test device
+ * runs the host callbacks when none are set. Before or after bl_model_build. */
 bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forward,
                                     bl_layer_fn backward);
 
@@ -287,7 +292,9 @@ size_t bl_model_param_count(const bl_model_t *m);
  * reduction lives (bl_train_config_t.node_reduce) the model's parameters
  * are the node's shared copy: ask again after bl_trainer_create, and again
  * after bl_trainer_destroy, which copies the values back into the model's
- * own array. */
+ * own array. On a rank computing on a GPU the trainer trains a device copy:
+ * this array is current when bl_trainer_run returns and after
+ * bl_trainer_sync_params, not in the middle of a run. */
 float *bl_model_params(bl_model_t *m);
 
 /* Parameter files: raw little-endian float32, for each layer with
@@ -452,7 +459,8 @@ typedef struct bl_train_config {
      * bucket on a stream of its own while backward goes on; 0 reduces them
      * with MPI like a mixed group does (each GPU rank copies a bucket to
      * host memory, MPI sums it, the sums go back up). Groups with CPU
-     * ranks always use MPI. Same math either way, up to summation order. */
+     * ranks, and ranks sharing a GPU, always use MPI. Same math either
+     * way, up to summation order. */
     int nccl;
 } bl_train_config_t;
 
@@ -516,6 +524,16 @@ typedef int (*bl_step_cb)(const bl_step_info_t *info, void *arg);
  * rest of their pipeline), so bl_model_save_params works on any rank. */
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
 
+/* Brings the host's view of the training state up to date on every rank:
+ * the model's parameters (bl_model_params) and the momentum
+ * (bl_trainer_momentum). A rank computing on a GPU keeps them in device
+ * memory while it trains and downloads them here; a pipelined job sends
+ * every stage's layers to the rest of its pipeline. bl_trainer_run does
+ * it when it returns, and a checkpoint save and an evaluation do what they
+ * need themselves; call it from a step callback before reading or saving
+ * the parameters there. Collective. */
+bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
+
 /* The next step to run (steps already taken), and the steps of an epoch
  * (floor(count / batch)). 0 for NULL. */
 long bl_trainer_step(const bl_trainer_t *t);
@@ -567,8 +585,8 @@ const int *bl_trainer_stage_map(const bl_trainer_t *t);
 
 /* The optimizer state: SGD momentum, one float per parameter in the
  * model's parameter layout (*count of them). In a pipelined job a rank's
- * entries are current for its stage's layers only. Belongs to t; NULL for
- * a NULL t. */
+ * entries are current for its stage's layers only; on a GPU rank, as the
+ * parameters are (bl_model_params). Belongs to t; NULL for a NULL t. */
 const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
 
 /* Mean loss and accuracy of the model over every sample of d. Collective;

@@ -9,6 +9,7 @@
 
 #include <hwloc.h>
 
+#include "consistency.h"
 #include "device_place.h"
 #include "runtime_impl.h"
 
@@ -72,7 +73,21 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
 {
 #ifdef BALLAST_HAVE_CUDA
     bl_cuda_info_t info;
-    if (bl_cuda_init(index, err, errlen) != 0 || bl_cuda_describe(index, &info, err, errlen) != 0) {
+    if (bl_cuda_active()) {
+        /* The backend's context (streams, cuBLAS) is the process's own. */
+        snprintf(err, errlen,
+                 "another runtime of this process computes on a GPU already; one GPU runtime "
+                 "per process");
+        return -1;
+    }
+    if (bl_cuda_describe(index, &info, err, errlen) != 0) {
+        return -1;
+    }
+    /* Placed near the GPU before its context exists, so the runtime's
+     * host memory is allocated there. */
+    char where[160];
+    gpu_locality(info.pci_bus_id, where, sizeof where);
+    if (bl_cuda_init(index, err, errlen) != 0) {
         return -1;
     }
     bl_device_t *d = &rt->device;
@@ -82,8 +97,6 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
     d->ordinal = index;
     snprintf(d->name, sizeof d->name, "cuda:%d %.72s", index, info.name);
     snprintf(d->pci_bus_id, sizeof d->pci_bus_id, "%s", info.pci_bus_id);
-    char where[160];
-    gpu_locality(info.pci_bus_id, where, sizeof where);
     snprintf(line, LINE_BYTES, "rank %d: GPU %d of %d, %.60s (%.16s, %.0f GiB, sm_%d%d), %.100s",
              rt->rank, index, count, info.name, info.pci_bus_id,
              (double)info.memory_bytes / 1073741824.0, info.major, info.minor, where);
@@ -96,6 +109,26 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
     snprintf(err, errlen, "this ballast was built without the CUDA backend");
     return -1;
 #endif
+}
+
+/* Which GPUs this process sees, as a number (never 0) equal for the
+ * processes that see the same ones in the same order: a rank's place
+ * counts among the node's ranks that see the same GPUs (CUDA_VISIBLE_DEVICES
+ * may differ per rank, as Slurm's --gpus-per-task sets it). */
+static int visible_set(int count)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
+#ifdef BALLAST_HAVE_CUDA
+    for (int i = 0; i < count; i++) {
+        bl_cuda_info_t info;
+        char err[64];
+        if (bl_cuda_describe(i, &info, err, sizeof err) == 0) {
+            h = bl_seed_mix(h, bl_digest(info.pci_bus_id, strlen(info.pci_bus_id)));
+        }
+    }
+#endif
+    h = bl_seed_mix(h, (uint64_t)count);
+    return (int)(h & 0x3fffffff) | 1;
 }
 
 /* GPUs this process sees (0 with the reason when none, or without the
@@ -112,10 +145,11 @@ static int visible_gpus(char *why, size_t n)
 #endif
 }
 
-/* The GPU-wanting ranks of this rank's node (and, as a communicator of
- * their own, the others): *peers is a communicator the caller frees, in
- * which this rank's place picks its GPU. */
-static bl_status_t gpu_peers(bl_runtime_t *rt, int wants_gpu, MPI_Comm *peers)
+/* The ranks of this rank's node that want a GPU from the same set
+ * (`color`, 0 for those that want none, who form a communicator of their
+ * own): *peers is a communicator the caller frees, in which this rank's
+ * place picks its GPU. */
+static bl_status_t gpu_peers(bl_runtime_t *rt, int color, MPI_Comm *peers)
 {
     MPI_Comm node = MPI_COMM_NULL;
     *peers = MPI_COMM_NULL;
@@ -123,7 +157,7 @@ static bl_status_t gpu_peers(bl_runtime_t *rt, int wants_gpu, MPI_Comm *peers)
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(rt, rc, "MPI_Comm_split_type by node (GPU choice)");
     }
-    rc = MPI_Comm_split(node, wants_gpu, rt->rank, peers);
+    rc = MPI_Comm_split(node, color, rt->rank, peers);
     MPI_Comm_free(&node);
     if (rc != MPI_SUCCESS) {
         *peers = MPI_COMM_NULL;
@@ -216,7 +250,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     }
     MPI_Comm peers = MPI_COMM_NULL;
     int place = 0;
-    bl_status_t placed = gpu_peers(rt, st == BL_OK && count > 0, &peers);
+    bl_status_t placed = gpu_peers(rt, st == BL_OK && count > 0 ? visible_set(count) : 0, &peers);
     if (placed == BL_OK) {
         MPI_Comm_rank(peers, &place);
     }
@@ -257,6 +291,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     if (st != BL_OK) {
         bl_device_close(rt);
     }
+    rt->device.rt = rt;
     return st;
 }
 
@@ -278,7 +313,14 @@ void *bl_buffer_alloc(bl_runtime_t *rt, const bl_device_t *dev, size_t count, si
     if (elem_nbytes != 0 && count > SIZE_MAX / elem_nbytes) {
         return NULL;
     }
-    return dev->memory->alloc(count * elem_nbytes);
+    void *p = dev->memory->alloc(count * elem_nbytes);
+    if (p == NULL) {
+        /* The caller reports BL_ERR_NO_MEM: the device's record of the
+         * failed allocation must not fail a later, unrelated check. */
+        char err[8];
+        dev->memory->finish(err, sizeof err);
+    }
+    return p;
 }
 
 void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr)

@@ -85,6 +85,7 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
         if (dev->post != NULL) {
             st = dev->post(b->first, b->count, dev->arg);
             if (st != BL_OK) {
+                s->posted = 0; /* the step is over; the device's queue dies with it */
                 return st;
             }
             s->posted++;

@@ -45,9 +45,12 @@ bl_status_t bl_device_sync(const bl_device_t *dev)
     if (dev == NULL) {
         return BL_ERR_INVALID_ARG;
     }
-    char err[256];
-    if (dev->memory != NULL && dev->memory->finish(err, sizeof err) != 0) {
-        return BL_ERR_CUDA;
+    if (dev->memory == NULL) {
+        return BL_OK;
     }
-    return BL_OK;
+    if (dev->rt != NULL) {
+        return bl_device_check(dev->rt, dev, "bl_device_sync");
+    }
+    char err[8];
+    return dev->memory->finish(err, sizeof err) == 0 ? BL_OK : BL_ERR_CUDA;
 }

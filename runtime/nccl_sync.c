@@ -7,6 +7,9 @@
 #ifdef BALLAST_HAVE_CUDA
 #include "comm.h"
 
+/* The least bound on NCCL's set-up, in seconds (--timeout may raise it). */
+#define BL_NCCL_SETUP_S 120.0
+
 /* Did any member of dp fail? Like bl_agree, over the group only: the
  * trainer agrees over the whole job afterwards. */
 static bl_status_t agree_in_group(bl_runtime_t *rt, MPI_Comm dp, bl_status_t mine, const char *what)
@@ -51,7 +54,10 @@ bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, 
     if (st != BL_OK) {
         return st;
     }
-    if (bl_nccl_comm_create(id, size, rank, timeout_s, &n->comm, err, sizeof err) != 0) {
+    /* Set-up takes seconds and a member that failed before it never
+     * comes: it is always bounded, by the step's bound or more. */
+    double setup_s = timeout_s > BL_NCCL_SETUP_S ? timeout_s : BL_NCCL_SETUP_S;
+    if (bl_nccl_comm_create(id, size, rank, setup_s, &n->comm, err, sizeof err) != 0) {
         n->comm = NULL;
         st = nccl_failed(n, strstr(err, "timed out") != NULL ? BL_ERR_TIMEOUT : BL_ERR_NCCL, err);
     }
@@ -61,7 +67,7 @@ bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, 
         bl_nccl_version(version, sizeof version);
         bl_log(rt, BL_LOG_DEBUG, "NCCL %s communicator of %d GPUs", version, size);
     } else {
-        bl_nccl_sync_free(n);
+        bl_nccl_sync_free(n, 0);
     }
     return st;
 }
@@ -99,10 +105,12 @@ bl_grad_device_t bl_nccl_sync_hooks(bl_nccl_sync_t *n)
     return (bl_grad_device_t){.post = post_bucket, .wait = wait_buckets, .arg = n};
 }
 
-void bl_nccl_sync_free(bl_nccl_sync_t *n)
+void bl_nccl_sync_free(bl_nccl_sync_t *n, int healthy)
 {
-    if (n->comm != NULL) {
+    if (n->comm != NULL && healthy) {
         bl_nccl_comm_destroy(n->comm);
+    } else if (n->comm != NULL) {
+        bl_nccl_comm_abort(n->comm);
     }
     memset(n, 0, sizeof *n);
 }
@@ -125,8 +133,9 @@ bl_grad_device_t bl_nccl_sync_hooks(bl_nccl_sync_t *n)
     return (bl_grad_device_t){0};
 }
 
-void bl_nccl_sync_free(bl_nccl_sync_t *n)
+void bl_nccl_sync_free(bl_nccl_sync_t *n, int healthy)
 {
+    (void)healthy;
     memset(n, 0, sizeof *n);
 }
 

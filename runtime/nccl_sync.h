@@ -18,7 +18,7 @@ typedef struct bl_nccl_sync {
     bl_runtime_t *rt;
     struct bl_nccl_comm *comm; /* NULL: not in use */
     float *grads;              /* the device gradients (the model's layout) */
-    double timeout_s;          /* 0: wait forever */
+    double timeout_s;          /* the step's bound; 0: wait forever */
 } bl_nccl_sync_t;
 
 /* Joins the group's NCCL communicator. Collective over dp (a failure on
@@ -28,7 +28,9 @@ bl_status_t bl_nccl_sync_init(bl_nccl_sync_t *n, bl_runtime_t *rt, MPI_Comm dp, 
                               double timeout_s);
 /* The gradient sync's device hooks (post and wait) for n. */
 bl_grad_device_t bl_nccl_sync_hooks(bl_nccl_sync_t *n);
-/* Destroys the communicator (aborts it after a failure). No-op unused. */
-void bl_nccl_sync_free(bl_nccl_sync_t *n);
+/* Destroys the communicator: finalized when `healthy` (every member
+ * frees it together), else aborted, which waits for nobody (after a failed
+ * step the others may never come). No-op unused. */
+void bl_nccl_sync_free(bl_nccl_sync_t *n, int healthy);
 
 #endif /* BL_NCCL_SYNC_H */

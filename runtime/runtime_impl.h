@@ -17,6 +17,7 @@ struct bl_device {
     int ordinal;         /* the GPU, among those the process sees; -1 */
     int shared;          /* another rank of the node computes on the same GPU */
     char pci_bus_id[32]; /* the GPU's PCI address, "" for others */
+    bl_runtime_t *rt;    /* the runtime whose device this is (failures go there); NULL: none */
     char name[96];       /* "cpu", "cuda:0 NVIDIA H200", "mirror" */
 };
 

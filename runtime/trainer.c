@@ -464,6 +464,9 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
                            c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
     }
+    /* The buffers above are this rank's own (a GPU may run out of memory):
+     * all agree before the group's collectives below. */
+    st = bl_agree(rt, st, BL_ERR_MISMATCH, "the trainer's buffers");
     if (st == BL_OK && t->layout.replicas > 1 && t->layout.stages == 1) {
         st = bl_node_reduce_init(&t->node, rt, t->layout.dp, m, &t->velocity,
                                  c.node_reduce && t->group.device_members == 0);
@@ -477,7 +480,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     /* NCCL's set-up agrees within each data-parallel group: every rank
      * learns whether all went well before any goes on. */
-    st = bl_agree(rt, st, BL_ERR_NCCL, "the gradient reduction's set-up");
+    st = bl_agree(rt, st, BL_ERR_MISMATCH, "the gradient reduction's set-up");
     if (st == BL_OK) {
         st = bl_restager_init(&t->restager, rt, &t->cfg, m, &t->layout);
     }
@@ -507,7 +510,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
-    bl_nccl_sync_free(&t->nccl);
+    bl_nccl_sync_free(&t->nccl, !t->failed && !t->rt->gave_up);
     bl_device_copies_free(&t->dev);
     bl_node_reduce_free(&t->node, !t->failed && !t->rt->gave_up);
     bl_restager_free(&t->restager);
@@ -683,7 +686,8 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     bl_restager_moved(&t->restager, step, l->first, next, &mig, agree[0]);
     memcpy(l->first, next, (size_t)(l->stages + 1) * sizeof *l->first);
     *moved = mig.layers_moved;
-    return rebuild_stage(t);
+    /* New buffers (device memory may run out): agreed before the next step. */
+    return bl_agree(t->rt, rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
 }
 
 /* One training step on the global batch of t->step. */
@@ -805,6 +809,16 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
     return bl_device_copies_upload(&t->dev, t->rt, t->velocity);
 }
 
+bl_status_t bl_trainer_sync_params(bl_trainer_t *t)
+{
+    if (t == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    /* Pipelines download as part of making the model whole. */
+    return t->layout.stages > 1 ? make_params_whole(t)
+                                : bl_device_copies_download(&t->dev, t->rt, t->velocity);
+}
+
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)
 {
     if (t == NULL) {
@@ -827,10 +841,7 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     /* The last step's telemetry, so the files are complete after a run;
      * the host arrays current on every rank. */
     bl_status_t st = bl_balancer_flush(&t->balancer);
-    if (st == BL_OK) {
-        st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
-    }
-    return st == BL_OK ? make_params_whole(t) : st;
+    return st == BL_OK ? bl_trainer_sync_params(t) : st;
 }
 
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
@@ -1069,7 +1080,7 @@ static bl_status_t adopt_plan(bl_trainer_t *t, const bl_ckpt_state_t *s)
     if (s->stages == S && !t->user_map &&
         memcmp(l->first, s->first, (size_t)(S + 1) * sizeof *l->first) != 0) {
         memcpy(l->first, s->first, (size_t)(S + 1) * sizeof *l->first);
-        return rebuild_stage(t);
+        return bl_agree(t->rt, rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
     }
     return BL_OK;
 }

@@ -293,6 +293,61 @@ static void test_mirror_checkpoint_resume(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A step callback that syncs the host's view sees the parameters of that
+ * step, on the mirror as on the CPU. */
+typedef struct snapshot {
+    bl_trainer_t *trainer;
+    bl_model_t *model;
+    float *params; /* the parameters after step 4 */
+} snapshot_t;
+
+static int take_snapshot(const bl_step_info_t *info, void *arg)
+{
+    snapshot_t *s = arg;
+    if (info->step == 4) {
+        assert_int_equal(bl_trainer_sync_params(s->trainer), BL_OK);
+        memcpy(s->params, bl_model_params(s->model),
+               bl_model_param_count(s->model) * sizeof(float));
+    }
+    return 0;
+}
+
+static float *params_mid_run(int device)
+{
+    bl_runtime_t *rt = runtime_on(device);
+    bl_dataset_t *d = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    snapshot_t s = {.model = make_model(rt, NULL, 0)};
+    s.params = malloc(bl_model_param_count(s.model) * sizeof(float));
+    assert_non_null(s.params);
+    bl_train_config_t tc = BL_TRAIN_CONFIG_INIT;
+    tc.batch = 32;
+    assert_int_equal(bl_trainer_create(rt, s.model, d, &tc, &s.trainer), BL_OK);
+    assert_int_equal(bl_trainer_run(s.trainer, STEPS, take_snapshot, &s), BL_OK);
+    bl_trainer_destroy(s.trainer);
+    bl_model_destroy(s.model);
+    bl_dataset_destroy(d);
+    bl_runtime_destroy(rt);
+    return s.params;
+}
+
+static void test_sync_params_mid_run(void **state)
+{
+    (void)state;
+    float *cpu = params_mid_run(BL_DEVICE_CPU);
+    float *mirror = params_mid_run(BL_DEVICE_MIRROR);
+    bl_runtime_t *rt = runtime_on(BL_DEVICE_CPU);
+    bl_model_t *m = make_model(rt, NULL, 0);
+    size_t n = bl_model_param_count(m);
+    /* Not the initial parameters: the snapshot is of a trained step. */
+    assert_memory_not_equal(cpu, bl_model_params(m), n * sizeof(float));
+    assert_memory_equal(cpu, mirror, n * sizeof(float));
+    assert_int_equal(bl_trainer_sync_params(NULL), BL_ERR_INVALID_ARG);
+    bl_model_destroy(m);
+    bl_runtime_destroy(rt);
+    free(cpu);
+    free(mirror);
+}
+
 /* Device requests that cannot be met fail before anything is made. */
 static void test_device_requests_refused(void **state)
 {
@@ -339,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_user_layer_device_passes),
         cmocka_unit_test(test_set_device_ops_errors),
         cmocka_unit_test(test_mirror_checkpoint_resume),
+        cmocka_unit_test(test_sync_params_mid_run),
         cmocka_unit_test(test_device_requests_refused),
     };
     MPI_Init(NULL, NULL);
