@@ -5,6 +5,7 @@
 #define BL_CUDA_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void bl_cuda_relu_forward(size_t count, const float *x, float *y);
 void bl_cuda_relu_backward(size_t count, const float *y, const float *dy, float *dx);
@@ -23,6 +24,9 @@ void bl_cuda_dense_forward(int batch, int in, int out, const float *x, const flo
 void bl_cuda_dense_backward(int batch, int in, int out, const float *x, const float *w,
                             const float *y, float *dy, float *dx, float *dw, float *db, int relu,
                             int accumulate);
+/* kernels.h's gather_rows on device memory (gather.cu). */
+void bl_cuda_gather_rows(int rows, int cols, const float *src, const int64_t *idx, float *dst,
+                         const int *labels_src, int *labels_dst);
 double bl_cuda_softmax_xent(int batch, int classes, const float *logits, const int *labels,
                             float *dlogits, long *correct);
 

@@ -11,4 +11,5 @@ extern "C" const bl_kernels_t bl_cuda_kernels = {
     bl_cuda_relu_backward,
     bl_cuda_softmax_xent,
     bl_cuda_sgd_update,
+    bl_cuda_gather_rows,
 };

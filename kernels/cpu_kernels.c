@@ -41,6 +41,7 @@ const bl_kernels_t bl_cpu_kernels = {
     .relu_backward = bl_cpu_relu_backward,
     .softmax_xent = bl_cpu_softmax_xent,
     .sgd_update = bl_cpu_sgd_update,
+    .gather_rows = bl_cpu_gather_rows,
 };
 
 void bl_cpu_set_threads(int n)

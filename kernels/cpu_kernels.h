@@ -5,6 +5,7 @@
 #define BL_CPU_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Element-wise loops run in spans of BL_CPU_LANES plus one shorter tail
  * span. At -O2 (CMake's RelWithDebInfo) GCC 12 vectorises only loops whose
@@ -26,6 +27,10 @@ void bl_cpu_relu_backward(size_t count, const float *y, const float *dy, float *
 /* softmax_xent.c */
 double bl_cpu_softmax_xent(int batch, int classes, const float *logits, const int *labels,
                            float *dlogits, long *correct);
+
+/* gather.c */
+void bl_cpu_gather_rows(int rows, int cols, const float *src, const int64_t *idx, float *dst,
+                        const int *labels_src, int *labels_dst);
 
 /* sgd.c */
 void bl_cpu_sgd_update(size_t count, float *w, float *v, const float *grad, float grad_scale,

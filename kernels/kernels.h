@@ -9,6 +9,7 @@
 #define BL_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct bl_kernels {
     const char *name;
@@ -56,6 +57,14 @@ typedef struct bl_kernels {
      * w, v and grad must not overlap. */
     void (*sgd_update)(size_t count, float *w, float *v, const float *grad, float grad_scale,
                        float lr, float momentum, float weight_decay);
+
+    /* Rows of a sample table: for r in [0, rows), dst row r (cols floats)
+     * = src row idx[r] and labels_dst[r] = labels_src[idx[r]]. src or dst
+     * NULL: the labels only; labels_src or labels_dst NULL: the rows only.
+     * idx holds sample numbers (int64). A GPU rank keeps the training set
+     * in device memory and cuts each micro-batch out of it with this. */
+    void (*gather_rows)(int rows, int cols, const float *src, const int64_t *idx, float *dst,
+                        const int *labels_src, int *labels_dst);
 } bl_kernels_t;
 
 /* The CPU implementation (OpenBLAS). */

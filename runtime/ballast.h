@@ -462,6 +462,14 @@ typedef struct bl_train_config {
      * ranks, and ranks sharing a GPU, always use MPI. Same math either
      * way, up to summation order. */
     int nccl;
+    /* Version 5. A rank computing on a GPU: 1 (default) keeps an in-memory
+     * training set (IDX files, arrays) in device memory when there is room
+     * (after the model's state and buffers), so each micro-batch is cut
+     * out there and a step uploads only its sample numbers; 0, or a
+     * dataset of callbacks, or no room (an info line says so): each
+     * micro-batch is read on the host and uploaded. Same samples either
+     * way. */
+    int data_on_device;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -474,7 +482,7 @@ typedef struct bl_train_config {
         .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
         .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
         .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0,         \
-        .timeout_s = 0.0, .node_reduce = 1, .nccl = 1                                              \
+        .timeout_s = 0.0, .node_reduce = 1, .nccl = 1, .data_on_device = 1                         \
     }
 
 typedef struct bl_trainer bl_trainer_t;

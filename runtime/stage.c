@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "dataset_impl.h"
+#include "device_data.h"
 #include "partition.h"
 #include "stage.h"
 
@@ -50,6 +51,8 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
             slot->host_dx = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
             ok = ok && slot->host_dx != NULL;
         }
+        slot->dev_idx = bl_buffer_alloc(s->rt, dev, rows, sizeof(int64_t));
+        ok = ok && slot->dev_idx != NULL;
         /* A stage's per-layer times feed the stage-map policy: a device's
          * queued kernels are waited for after each layer. */
         slot->ws.sync_layers = s->stages > 1;
@@ -152,6 +155,7 @@ void bl_stage_free(bl_stage_t *s)
         bl_mem_free(a, slot->host_dy);
         bl_mem_free(a, slot->host_out);
         bl_mem_free(a, slot->host_dx);
+        bl_buffer_free(a, s->device, slot->dev_idx);
     }
     bl_mem_free(a, s->slots);
     bl_mem_free(a, s->ops);
@@ -264,6 +268,28 @@ static double slowed(const bl_stage_step_t *in, double seconds)
     return in->slowdown != NULL ? bl_balancer_slow_down(in->slowdown, in->step, seconds) : seconds;
 }
 
+/* The sample numbers are int64 on the device; on LP64 (Linux) a long is
+ * one, so they go up as they are. */
+_Static_assert(sizeof(long) == sizeof(int64_t), "sample numbers are uploaded as int64");
+
+/* Micro-batch j cut out of the training set on the device: its sample
+ * numbers go up, the inputs (stage 0) and labels (last stage) are
+ * gathered there. */
+static bl_status_t cut_on_device(bl_stage_t *s, bl_stage_slot_t *slot, int j, int rows,
+                                 const bl_stage_step_t *in)
+{
+    const bl_device_data_t *r = in->resident;
+    const int64_t *idx = (const int64_t *)(const void *)(in->indices + s->micro_offset[j]);
+    int first = s->stage == 0, last = s->stage == s->stages - 1;
+    if (s->device->memory->to_device(slot->dev_idx, idx, (size_t)rows * sizeof(int64_t)) != 0) {
+        return bl_device_check(s->rt, s->device, "uploading a micro-batch's sample numbers");
+    }
+    s->device->kernels->gather_rows(rows, first ? r->features : 0, first ? r->x : NULL,
+                                    slot->dev_idx, first ? slot->in : NULL, last ? r->y : NULL,
+                                    last ? slot->labels : NULL);
+    return BL_OK;
+}
+
 /* Micro-batch j's data for this stage: stage 0 reads the inputs, the
  * last stage the labels, into the slot (through its host twins and an
  * upload on a device with memory of its own). */
@@ -272,6 +298,9 @@ static bl_status_t read_data(bl_stage_t *s, bl_stage_slot_t *slot, int j, int ro
 {
     int last = s->stage == s->stages - 1;
     const bl_device_memory_t *mem = s->device->memory;
+    if ((s->stage == 0 || last) && in->resident != NULL && in->resident->device == s->device) {
+        return cut_on_device(s, slot, j, rows, in);
+    }
     float *x = mem != NULL ? slot->host_in : slot->in;
     int *labels = mem != NULL ? slot->host_labels : slot->labels;
     const long *idx = in->indices + s->micro_offset[j];

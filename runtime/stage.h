@@ -8,6 +8,8 @@
 #ifndef BL_STAGE_H
 #define BL_STAGE_H
 
+#include <stdint.h>
+
 #include "balancer.h"
 #include "layout.h"
 #include "pipeline.h"
@@ -29,6 +31,8 @@ typedef struct bl_stage_slot {
     float *host_dy;      /* (max_micro, out_width) all but the last stage */
     float *host_out;     /* (max_micro, out_width) all but the last stage */
     float *host_dx;      /* (max_micro, in_width) all but stage 0 */
+    int64_t *dev_idx;    /* (max_micro) device: the micro-batch's sample numbers, for a training
+                            set kept on the device (device_data.h) */
     int micro;           /* the micro-batch held, −1 when free */
     MPI_Request send[2]; /* in flight from this slot: [0] activations, [1] input gradient */
 } bl_stage_slot_t;
@@ -78,6 +82,9 @@ typedef struct bl_stage_step {
     bl_layer_done_fn done; /* called per layer by the step's last backward (gradient sync) */
     void *done_arg;
     const bl_balancer_t *slowdown; /* emulated slowdown applied to every pass, or NULL */
+    /* The training set in the stage's device memory, or NULL (the host
+     * reads each micro-batch and uploads it). */
+    const struct bl_device_data *resident;
 } bl_stage_step_t;
 
 typedef struct bl_stage_result {

@@ -17,6 +17,7 @@
 #include "policy_state.h"
 #include "dataset_impl.h"
 #include "device_copies.h"
+#include "device_data.h"
 #include "device_group.h"
 #include "grad_sync.h"
 #include "node_reduce.h"
@@ -54,6 +55,7 @@ struct bl_trainer {
      * and momentum there (the host arrays are synced at the API's edges),
      * how its group reduces, and NCCL's part when it does. */
     bl_device_copies_t dev;
+    bl_device_data_t resident; /* the training set on the device, when kept there */
     bl_device_group_t group;
     bl_nccl_sync_t nccl;
     long *indices;        /* (B) this step's sample indices (the whole global batch) */
@@ -464,6 +466,10 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
         st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
                            c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
     }
+    /* The training set goes to the device last, into the room left. */
+    if (st == BL_OK && rt->device.memory != NULL && c.data_on_device) {
+        st = bl_device_data_init(&t->resident, rt, &rt->device, train);
+    }
     /* The buffers above are this rank's own (a GPU may run out of memory):
      * all agree before the group's collectives below. */
     st = bl_agree(rt, st, BL_ERR_MISMATCH, "the trainer's buffers");
@@ -511,6 +517,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
     bl_nccl_sync_free(&t->nccl, !t->failed && !t->rt->gave_up);
+    bl_device_data_free(&t->resident);
     bl_device_copies_free(&t->dev);
     bl_node_reduce_free(&t->node, !t->failed && !t->rt->gave_up);
     bl_restager_free(&t->restager);
@@ -710,7 +717,8 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                           .count = t->local,
                           .done = replicated && !t->node.active ? bl_grad_sync_layer_done : NULL,
                           .done_arg = &t->sync,
-                          .slowdown = &t->balancer};
+                          .slowdown = &t->balancer,
+                          .resident = t->resident.device != NULL ? &t->resident : NULL};
     bl_stage_result_t r;
     bl_status_t st = bl_stage_run(&t->stage, &in, &r);
     if (st != BL_OK) {

@@ -8,6 +8,11 @@
 
 bl_dp_case(mirror1 1 --device mirror)
 bl_dp_case(mirror2 2 --device mirror)
+# Batches read on the host and uploaded (the training set not kept on the
+# device): the same samples, so the same parameters.
+bl_dp_case(mirror2_host_batches 2 --device mirror --data-on-device off)
+bl_dp_case(mirror_pp2_host_batches 2 --pp 2 --micro-batches 3 --device mirror
+           --data-on-device off)
 bl_dp_case(mirror_mixed3 3 --device cpu,mirror,cpu --shards 0,20,12)
 bl_dp_case(mirror_mixed3_buckets 3 --device mirror,cpu,mirror --shards 9,11,12
            --bucket-mb 0.000001)
@@ -19,6 +24,7 @@ bl_dp_case(mirror_mixed_policy 3 --device mirror,cpu,cpu --policy proportional
 # only) steps aside, whatever --node-reduce says.
 bl_cli_test(dp_mirror_mixed_reduction EXIT 0
     MATCH "gradient reduction of rank 0's group: MPI through host memory \\(2 ranks: 0 on GPUs, 1 on other devices, 1 on CPUs\\)"
+          "rank 0: the training set \\([0-9.]+ MB\\) is kept on mirror: batches are cut out there"
     COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --device mirror,cpu
             --node-reduce on
     REQUIRES cli_data_good)

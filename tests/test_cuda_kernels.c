@@ -284,6 +284,54 @@ static void test_softmax_xent(void **state)
 
 /* A call cuBLAS refuses (a leading dimension shorter than a row) is
  * recorded and reported by the check, naming the call, then cleared. */
+/* Rows of a table by index: copies, so the GPU's must equal the CPU's
+ * exactly (repeated and out-of-order indices, labels alone, rows alone). */
+static void test_gather_rows(void **state)
+{
+    (void)state;
+    enum { COUNT = 37, COLS = 13, ROWS = 50 };
+    float *table = host((size_t)COUNT * COLS, -1, 1);
+    int labels[COUNT];
+    int64_t idx[ROWS];
+    for (int i = 0; i < COUNT; i++) {
+        labels[i] = (i * 7) % 10;
+    }
+    for (int r = 0; r < ROWS; r++) {
+        idx[r] = (r * 11 + 3) % COUNT;
+    }
+    float want[ROWS * COLS], got[ROWS * COLS];
+    int want_labels[ROWS], got_labels[ROWS];
+    memset(got, 0, sizeof got);
+    memset(got_labels, 0, sizeof got_labels);
+    C->gather_rows(ROWS, COLS, table, idx, want, labels, want_labels);
+    float *dtable = up(table, sizeof(float) * COUNT * COLS);
+    int *dlabels = up(labels, sizeof labels);
+    int64_t *didx = up(idx, sizeof idx);
+    float *drows = up(got, sizeof got);
+    int *dgot_labels = up(got_labels, sizeof got_labels);
+    G->gather_rows(ROWS, COLS, dtable, didx, drows, dlabels, dgot_labels);
+    down(got, drows, ROWS * COLS);
+    assert_int_equal(cudaMemcpy(got_labels, dgot_labels, sizeof got_labels, cudaMemcpyDeviceToHost),
+                     cudaSuccess);
+    assert_memory_equal(got, want, sizeof want);
+    assert_memory_equal(got_labels, want_labels, sizeof want_labels);
+    /* Labels only (a last pipeline stage), then nothing at all. */
+    assert_int_equal(cudaMemset(dgot_labels, 0, sizeof got_labels), cudaSuccess);
+    G->gather_rows(ROWS, 0, NULL, didx, NULL, dlabels, dgot_labels);
+    G->gather_rows(0, COLS, dtable, didx, drows, dlabels, dgot_labels);
+    char err[256];
+    assert_int_equal(bl_cuda_sync(err, sizeof err), 0);
+    assert_int_equal(cudaMemcpy(got_labels, dgot_labels, sizeof got_labels, cudaMemcpyDeviceToHost),
+                     cudaSuccess);
+    assert_memory_equal(got_labels, want_labels, sizeof want_labels);
+    no_failure();
+    void *buffers[] = {dtable, dlabels, didx, drows, dgot_labels};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+        cudaFree(buffers[i]);
+    }
+    free(table);
+}
+
 static void test_failure_reported(void **state)
 {
     (void)state;
@@ -309,11 +357,9 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_relu_and_sgd),
-        cmocka_unit_test(test_softmax_xent),
-        cmocka_unit_test(test_failure_reported),
+        cmocka_unit_test(test_gemm),         cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_relu_and_sgd), cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_gather_rows),  cmocka_unit_test(test_failure_reported),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     bl_cuda_shutdown();

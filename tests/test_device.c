@@ -130,16 +130,48 @@ typedef struct run_result {
     double eval_loss, eval_accuracy;
 } run_result_t;
 
-/* STEPS steps of SGD with momentum and weight decay on `device`. */
-static run_result_t train_on(int device, linear_state_t *user, int device_ops)
+/* The separable set served by callbacks, so it cannot be kept on a
+ * device: the table it reads from. */
+typedef struct callback_set {
+    float x[SAMPLES * FEATURES];
+    int y[SAMPLES];
+} callback_set_t;
+
+static bl_status_t callback_get(void *state, long index, float *x, int *label)
 {
+    const callback_set_t *c = state;
+    memcpy(x, c->x + index * FEATURES, FEATURES * sizeof(float));
+    *label = c->y[index];
+    return BL_OK;
+}
+
+static bl_dataset_t *make_callback_dataset(bl_runtime_t *rt, callback_set_t *c)
+{
+    make_separable(SAMPLES, FEATURES, CLASSES, 3, c->x, c->y);
+    bl_dataset_ops_t ops = {.get = callback_get};
+    bl_dataset_t *d = NULL;
+    assert_int_equal(bl_dataset_from_callbacks(rt, SAMPLES, FEATURES, CLASSES, &ops, c, &d), BL_OK);
+    return d;
+}
+
+/* How a run reads its batches: the training set kept on the device (the
+ * default), each batch uploaded, or a dataset of callbacks. */
+enum { DATA_ON_DEVICE, DATA_UPLOADED, DATA_CALLBACKS };
+
+/* STEPS steps of SGD with momentum and weight decay on `device`. */
+static run_result_t train_with(int device, linear_state_t *user, int device_ops, int data)
+{
+    static callback_set_t table;
     bl_runtime_t *rt = runtime_on(device);
-    bl_dataset_t *d = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    bl_dataset_t *d = data == DATA_CALLBACKS
+                          ? make_callback_dataset(rt, &table)
+                          : make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
     assert_non_null(d);
     bl_model_t *m = make_model(rt, user, device_ops);
     bl_train_config_t tc = BL_TRAIN_CONFIG_INIT;
     tc.batch = 32;
     tc.weight_decay = 1e-4f;
+    tc.data_on_device = data == DATA_ON_DEVICE;
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, d, &tc, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, STEPS, NULL, NULL), BL_OK);
@@ -159,6 +191,11 @@ static run_result_t train_on(int device, linear_state_t *user, int device_ops)
     bl_dataset_destroy(d);
     bl_runtime_destroy(rt);
     return r;
+}
+
+static run_result_t train_on(int device, linear_state_t *user, int device_ops)
+{
+    return train_with(device, user, device_ops, DATA_ON_DEVICE);
 }
 
 static void assert_same_run(const run_result_t *a, const run_result_t *b)
@@ -195,15 +232,23 @@ static void test_device_names(void **state)
 }
 
 /* The mirror device moves everything the GPU path moves; its kernels are
- * the CPU's, so every byte must match a CPU run. */
+ * the CPU's, so every byte must match a CPU run, whether the training set
+ * is kept on the device, each batch is uploaded, or it comes from
+ * callbacks (which cannot be kept there). */
 static void test_mirror_trains_like_cpu(void **state)
 {
     (void)state;
     run_result_t cpu = train_on(BL_DEVICE_CPU, NULL, 0);
     run_result_t mirror = train_on(BL_DEVICE_MIRROR, NULL, 0);
+    run_result_t uploaded = train_with(BL_DEVICE_MIRROR, NULL, 0, DATA_UPLOADED);
+    run_result_t callbacks = train_with(BL_DEVICE_MIRROR, NULL, 0, DATA_CALLBACKS);
     assert_same_run(&cpu, &mirror);
+    assert_same_run(&cpu, &uploaded);
+    assert_same_run(&cpu, &callbacks);
     free_run(&cpu);
     free_run(&mirror);
+    free_run(&uploaded);
+    free_run(&callbacks);
 }
 
 /* A user layer's device passes run on a device with memory of its own;

@@ -366,6 +366,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.shuffle = o->shuffle;
     cfg.node_reduce = o->node_reduce;
     cfg.nccl = o->nccl;
+    cfg.data_on_device = o->data_on_device;
     cfg.shards = o->shard_count > 0 ? o->shards : NULL;
     cfg.shard_count = o->shard_count;
     cfg.bucket_mb = o->bucket_mb;

@@ -66,6 +66,10 @@ static const char usage_text[] =
     "  --nccl on|off         data parallelism over GPUs only: all-reduce the gradients with\n"
     "                        NCCL on the GPUs (on), or with MPI through host memory (off)\n"
     "                        (default on; same math)\n"
+    "  --data-on-device on|off\n"
+    "                        GPU ranks: keep the training set in GPU memory when it fits and\n"
+    "                        cut each batch out there (on), or read each batch on the host and\n"
+    "                        upload it (off) (default on; the same samples)\n"
     "  --node-reduce on|off  data parallelism on one node without --pp: sum gradients and\n"
     "                        update through shared memory, each rank its slice (on), or\n"
     "                        all-reduce over MPI (off) (default on; same math)\n"
@@ -353,6 +357,7 @@ enum {
     OPT_NODE_REDUCE,
     OPT_DEVICE,
     OPT_NCCL,
+    OPT_DATA_ON_DEVICE,
     OPT_SHARD_MIN,
     OPT_SHARD_MAX,
     OPT_DP,
@@ -399,6 +404,7 @@ static const struct option long_options[] = {
     {"node-reduce", required_argument, NULL, OPT_NODE_REDUCE},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"nccl", required_argument, NULL, OPT_NCCL},
+    {"data-on-device", required_argument, NULL, OPT_DATA_ON_DEVICE},
     {"shard-min", required_argument, NULL, OPT_SHARD_MIN},
     {"shard-max", required_argument, NULL, OPT_SHARD_MAX},
     {"dp", required_argument, NULL, OPT_DP},
@@ -442,6 +448,7 @@ static void set_defaults(train_options_t *o)
     o->devices[0] = BL_DEVICE_CPU;
     o->device_count = 1;
     o->nccl = 1;
+    o->data_on_device = 1;
     o->policy = "none";
     o->rebalance_every = 10;
     o->pp = 1;
@@ -553,6 +560,8 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return on_off(flag, arg, &o->node_reduce, err, errlen);
     case OPT_NCCL:
         return on_off(flag, arg, &o->nccl, err, errlen);
+    case OPT_DATA_ON_DEVICE:
+        return on_off(flag, arg, &o->data_on_device, err, errlen);
     case OPT_DEVICE:
         return parse_devices(flag, arg, o, err, errlen);
     case OPT_THREADS:

@@ -29,6 +29,7 @@ typedef struct train_options {
     int devices[TRAIN_MAX_RANKS];   /* --device: a bl_device_kind_t per rank, or one for all */
     int device_count;               /* 1 (default: cpu for every rank) or the job's ranks */
     int nccl;                       /* --nccl: 1 on (default), 0 off */
+    int data_on_device;             /* --data-on-device: 1 on (default), 0 off */
     int threads;                    /* 0: leave BLAS as it is */
     int shards[TRAIN_MAX_RANKS];    /* --shards: samples of each pipeline's (rank's) slice */
     int shard_count;                /* 0: an even split */
