@@ -125,7 +125,8 @@ extern "C" void bl_cuda_shutdown(void)
     }
     /* Only what was allocated: cudaFree(NULL) would create a context on
      * the current device (device 0 before init picked one). */
-    void *buffers[] = {bl_cuda_ctx.totals, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit};
+    void *buffers[] = {bl_cuda_ctx.totals, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit,
+                       bl_cuda_ctx.ones};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
         if (buffers[i] != NULL) {
             cudaFree(buffers[i]);

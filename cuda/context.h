@@ -23,7 +23,9 @@ typedef struct bl_cuda_context {
     double *row_loss; /* device (row_cap): softmax_xent's per-row losses */
     int *row_hit;     /* device (row_cap): 1 where a row's argmax is its label */
     size_t row_cap;
-    double *totals;    /* device (2): the loss sum and the hit count */
+    double *totals; /* device (2): the loss sum and the hit count */
+    float *ones;    /* device (ones_cap): 1.0f each, column sums as a product */
+    size_t ones_cap;
     char failure[256]; /* the first failed call since the last check, or "" */
 } bl_cuda_context_t;
 
@@ -36,6 +38,8 @@ int bl_cublas_ok(cublasStatus_t s, const char *what);
 
 /* Makes the per-row scratch hold `rows` rows; 0 on failure (recorded). */
 int bl_cuda_row_scratch(size_t rows);
+/* Makes ones hold at least `count` ones; 0 on failure (recorded). */
+int bl_cuda_ones(size_t count);
 
 /* Threads per block for the element-wise kernels, and the blocks to cover
  * n elements (capped at 65535: every kernel loops with a grid stride, so

@@ -1,5 +1,6 @@
-/* Element-wise passes on the GPU: ReLU, its mask, bias, column sums and
- * the SGD update, each a grid-stride loop on the context's stream. */
+/* Element-wise passes on the GPU: ReLU, its mask, bias and the SGD
+ * update, each a grid-stride loop on the context's stream; column sums as
+ * a cuBLAS product with a vector of ones. */
 #include "context.h"
 #include "ops.h"
 
@@ -30,23 +31,20 @@ __global__ static void bias_kernel(size_t n, int cols, float *y, const float *b,
     }
 }
 
-/* One thread per column j of g (rows, cols): masks g by y > 0 when y is
- * given, and adds the column's sum to sum[j]. Rows run in order, as the
- * CPU's pass does, so a column sums in the same order. */
-__global__ static void mask_colsum_kernel(int rows, int cols, const float *y, float *g, float *sum)
+/* g = g where y > 0, else 0 (the ReLU's mask, in place). */
+__global__ static void mask_kernel(size_t n, const float *y, float *g)
 {
-    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += gridDim.x * blockDim.x) {
-        float s = sum[j];
-        for (int i = 0; i < rows; i++) {
-            const size_t k = (size_t)i * (size_t)cols + (size_t)j;
-            float v = g[k];
-            if (y != NULL) {
-                v = y[k] > 0.0f ? v : 0.0f;
-                g[k] = v;
-            }
-            s += v;
-        }
-        sum[j] = s;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+    }
+}
+
+__global__ static void fill_kernel(size_t n, float *a, float value)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        a[i] = value;
     }
 }
 
@@ -87,12 +85,50 @@ void bl_cuda_bias(int rows, int cols, float *y, const float *b, int relu)
     }
 }
 
+int bl_cuda_ones(size_t count)
+{
+    if (count <= bl_cuda_ctx.ones_cap) {
+        return 1;
+    }
+    /* The old vector may still be read by queued products. */
+    if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "growing the ones vector")) {
+        return 0;
+    }
+    cudaFree(bl_cuda_ctx.ones);
+    bl_cuda_ctx.ones = NULL;
+    bl_cuda_ctx.ones_cap = 0;
+    if (!bl_cuda_ok(cudaMalloc((void **)&bl_cuda_ctx.ones, count * sizeof(float)),
+                    "allocating the ones vector")) {
+        bl_cuda_ctx.ones = NULL;
+        return 0;
+    }
+    fill_kernel<<<bl_cuda_blocks(count), BL_CUDA_THREADS, 0, bl_cuda_ctx.stream>>>(
+        count, bl_cuda_ctx.ones, 1.0f);
+    bl_cuda_ctx.ones_cap = count;
+    return 1;
+}
+
+/* The column sums are a product, sum (cols) += g^T (cols, rows) · ones
+ * (rows), on cuBLAS: every SM takes part, where a thread per column left
+ * most idle and walked the rows one by one. cuBLAS's order of the sum is
+ * not the CPU's (within the products' tolerance) but the same run to run. */
 void bl_cuda_mask_colsum(int rows, int cols, const float *y, float *g, float *sum)
 {
-    if (rows > 0 && cols > 0) {
-        mask_colsum_kernel<<<bl_cuda_blocks((size_t)cols), BL_CUDA_THREADS, 0,
-                             bl_cuda_ctx.stream>>>(rows, cols, y, g, sum);
+    if (rows <= 0 || cols <= 0) {
+        return;
     }
+    size_t n = (size_t)rows * (size_t)cols;
+    if (y != NULL) {
+        mask_kernel<<<bl_cuda_blocks(n), BL_CUDA_THREADS, 0, bl_cuda_ctx.stream>>>(n, y, g);
+    }
+    if (!bl_cuda_ones((size_t)rows)) {
+        return;
+    }
+    /* Row-major g (rows, cols) is column-major (cols, rows) with ld cols. */
+    const float one = 1.0f;
+    bl_cublas_ok(cublasSgemv(bl_cuda_ctx.blas, CUBLAS_OP_N, cols, rows, &one, g, cols,
+                             bl_cuda_ctx.ones, 1, &one, sum, 1),
+                 "cublasSgemv of column sums");
 }
 
 void bl_cuda_sgd_update(size_t count, float *w, float *v, const float *grad, float grad_scale,

@@ -12,7 +12,7 @@ void bl_cuda_relu_backward(size_t count, const float *y, const float *dy, float 
 /* y (rows, cols) += b by column, then ReLU when relu is set. */
 void bl_cuda_bias(int rows, int cols, float *y, const float *b, int relu);
 /* g (rows, cols) masked by y > 0 when y is not NULL; sum (cols) += column
- * sums of g. */
+ * sums of g (a cuBLAS product with a vector of ones). */
 void bl_cuda_mask_colsum(int rows, int cols, const float *y, float *g, float *sum);
 void bl_cuda_sgd_update(size_t count, float *w, float *v, const float *grad, float grad_scale,
                         float lr, float momentum, float weight_decay);
