@@ -107,6 +107,15 @@ __attribute__((format(printf, 4, 5))) static int fail_comm(bl_nccl_comm_t *c, ch
     return -1;
 }
 
+/* The communicator's state: ncclSuccess, ncclInProgress, or its error
+ * (a failed query counts as the error it returned). */
+static ncclResult_t comm_state(const bl_nccl_comm_t *c)
+{
+    ncclResult_t state = ncclInProgress;
+    ncclResult_t r = ncclCommGetAsyncError(c->nccl, &state);
+    return r != ncclSuccess ? r : state;
+}
+
 static void abort_comm(bl_nccl_comm_t *c)
 {
     if (c->nccl != NULL) {
@@ -138,11 +147,7 @@ static int settle(bl_nccl_comm_t *c, const char *what, char *err, size_t errlen)
     }
     double start = now_s();
     for (;;) {
-        ncclResult_t state = ncclInProgress;
-        ncclResult_t r = ncclCommGetAsyncError(c->nccl, &state);
-        if (r != ncclSuccess) {
-            state = r;
-        }
+        ncclResult_t state = comm_state(c);
         if (state == ncclSuccess) {
             c->in_progress = 0;
             return 0;
@@ -486,11 +491,7 @@ extern "C" int bl_nccl_wait(bl_nccl_comm_t *c, double timeout_s, const char *op,
     }
     double start = now_s();
     for (;;) {
-        ncclResult_t state = ncclInProgress;
-        ncclResult_t r = ncclCommGetAsyncError(c->nccl, &state);
-        if (r != ncclSuccess) {
-            state = r;
-        }
+        ncclResult_t state = comm_state(c);
         if (state == ncclSuccess) {
             /* Everything is on the stream now: its emptiness means done. */
             c->in_progress = 0;

@@ -41,28 +41,13 @@
 #include <mpi.h>
 
 #include "comm.h"
+#include "mpi_check.h"
 #include "cuda_kernels.h"
 #include "kernels.h"
 
 enum { SKIP = 77 };
 
 static int world_rank, world_size;
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-    if (ok) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("rank %d: FAILED: ", world_rank);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-    failures++;
-}
 
 static double now_s(void)
 {
@@ -342,7 +327,7 @@ int main(int argc, char **argv)
 
 finish:
     bl_cuda_shutdown();
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    total = check_total();
     if (world_rank == 0) {
         printf("test_cuda_nccl: %d failure(s) over %d rank(s)\n", total, world_size);
     }

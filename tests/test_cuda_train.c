@@ -62,6 +62,7 @@
 #include <mpi.h>
 
 #include "ballast.h"
+#include "mpi_check.h"
 
 enum {
     SKIP = 77,
@@ -78,24 +79,6 @@ enum {
 #define ATOL 1e-5
 
 static int world_rank;
-static int failures;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void check(int ok, const char *fmt, ...)
-{
-    if (ok) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("rank %d: FAILED: ", world_rank);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    failures++;
-}
 
 /* ---- Logging: lines to stderr, the first error kept --------------------- */
 
@@ -573,8 +556,7 @@ finish:
     }
     free(x);
     free(y);
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = check_total();
     if (world_rank == 0) {
         printf("test_cuda_train: %d failure(s)\n", total);
     }
