@@ -9,7 +9,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 jobs=$(nproc)
 
-BALLAST_BUILD_DIR="$root/build" "$root/scripts/build.sh" -DBALLAST_WERROR=ON
+# The CUDA backend is built whenever its toolkit is installed (as on CI's
+# machines): ON, not AUTO, so a toolkit that is there but broken (no NCCL,
+# say) fails the build instead of quietly leaving the backend out.
+cuda=AUTO
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+    cuda=ON
+fi
+echo "test: CUDA backend: BALLAST_CUDA=$cuda"
+BALLAST_BUILD_DIR="$root/build" "$root/scripts/build.sh" -DBALLAST_WERROR=ON -DBALLAST_CUDA=$cuda
 echo "test: full suite"
 ctest --test-dir "$root/build" --output-on-failure -j "$jobs" --timeout 600
 
