@@ -12,8 +12,9 @@
 # (a) One GPU: ballast-train --device cuda --layers 1024,1024,1024 at batch
 #     256 and 2048, against PyTorch eager on the same GPU (bench/torch_mlp.py:
 #     the same model, optimiser and batch sampling) with the training set on
-#     the GPU and, like for like with ballast's staging, copying every batch
-#     from host memory (--host-batches). R repetitions, interleaved (ballast,
+#     the GPU, as ballast keeps it by default (--data-on-device on), and
+#     copying every batch from host memory (--host-batches), as ballast does
+#     with --data-on-device off. R repetitions, interleaved (ballast,
 #     torch, ballast, torch, ... rotating); medians; ratio ballast / torch,
 #     target >= 1.0.
 # (b) A mixed CPU+GPU job on this machine: one GPU rank and C CPU ranks of
@@ -21,9 +22,13 @@
 #     --policy proportional --rebalance-every 10. First the solo figures (the
 #     GPU rank alone; one CPU rank alone on its cores), then the mixed job;
 #     achieved / oracle, where oracle = GPU solo + C x CPU solo samples/s,
-#     target >= 0.9. The model is smaller than in (a) (--layers 256,128
-#     --batch 1024): on 1024-wide layers an H200 is some 50-100x faster than a
-#     4-thread CPU rank, so the CPU ranks would hardly count.
+#     target >= 0.9. The model is smaller than in (a) (--layers 256,128):
+#     on 1024-wide layers an H200 is some 50-100x faster than a 4-thread CPU
+#     rank, so the CPU ranks would hardly count. The batch is large (8192):
+#     a mixed group all-reduces its ~1 MB of gradients over MPI through host
+#     memory every step, which a GPU step of a small batch would not
+#     amortise (at 1024 the all-reduce alone costs about what the GPU's
+#     compute does).
 #
 # Figures: ballast's `summary: ... samples_per_s=` counts the whole run,
 # first steps (CUDA warm-up, the controller's first windows on the even
@@ -45,9 +50,9 @@
 #   BENCH_GPU_REPS [3]          repetitions of every figure
 #   BENCH_GPU_SECONDS [2]       training seconds per (a) run, by calibration
 #   BENCH_GPU_LAYERS [1024,1024,1024]  BENCH_GPU_BATCHES ["256 2048"]   (a)
-#   BENCH_GPU_MIXED_LAYERS [256,128]   BENCH_GPU_MIXED_BATCH [1024]      (b)
+#   BENCH_GPU_MIXED_LAYERS [256,128]   BENCH_GPU_MIXED_BATCH [8192]      (b)
 #   BENCH_GPU_MIXED_STEPS [1500]  steps of the GPU-solo and mixed runs
-#   BENCH_GPU_CPU_STEPS [100]     steps of the CPU-solo run
+#   BENCH_GPU_CPU_STEPS [40]      steps of the CPU-solo run
 #   BENCH_GPU_CPU_RANKS [3]  BENCH_GPU_CPU_THREADS [4]  BENCH_GPU_GPU_CPUS [2]
 #                                 (b)'s CPU ranks, their threads, and the cores
 #                                 of the GPU rank; fewer threads when the cores
@@ -96,9 +101,9 @@ seconds=${BENCH_GPU_SECONDS:-2}
 gpu_layers=${BENCH_GPU_LAYERS:-1024,1024,1024}
 gpu_batches=${BENCH_GPU_BATCHES:-256 2048}
 mixed_layers=${BENCH_GPU_MIXED_LAYERS:-256,128}
-mixed_batch=${BENCH_GPU_MIXED_BATCH:-1024}
+mixed_batch=${BENCH_GPU_MIXED_BATCH:-8192}
 mixed_steps=${BENCH_GPU_MIXED_STEPS:-1500}
-cpu_steps=${BENCH_GPU_CPU_STEPS:-100}
+cpu_steps=${BENCH_GPU_CPU_STEPS:-40}
 cpu_ranks=${BENCH_GPU_CPU_RANKS:-3}
 cpu_threads=${BENCH_GPU_CPU_THREADS:-4}
 gpu_cpus=${BENCH_GPU_GPU_CPUS:-2}
