@@ -563,9 +563,6 @@ static bl_status_t fetch_bucket(size_t first, size_t count, void *trainer)
     return bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
 }
 
-/* How a device rank's gradients are reduced (device_group.h), wired into
- * the gradient sync; rank 0 says how its group reduces. Collective over
- * the data-parallel group (NCCL's set-up). */
 /* The gradient sync's device hooks for this rank's path (after each
  * bl_grad_sync_init). */
 static void wire_device_hooks(bl_trainer_t *t)
@@ -577,6 +574,9 @@ static void wire_device_hooks(bl_trainer_t *t)
     }
 }
 
+/* How a device rank's gradients are reduced (device_group.h), wired into
+ * the gradient sync; rank 0 says how its group reduces. Collective over
+ * the data-parallel group (NCCL's set-up). */
 static bl_status_t connect_device_sync(bl_trainer_t *t)
 {
     bl_status_t st = BL_OK;
@@ -660,9 +660,12 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
     /* Layers travel from the host arrays (a device rank's brought up to
      * date first, and its device copies after: they then hold the new
      * layers too). */
-    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    /* Every rank takes part in the transfers even after a failed download:
+     * the agreement below then fails the move everywhere. */
+    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
     if (st == BL_OK) {
-        st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+        st = down;
     }
     if (st == BL_OK) {
         st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
@@ -795,11 +798,11 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
         return BL_OK;
     }
     /* A device rank's stage layers are current on the device; afterwards
-     * the device holds the whole model too (evaluation runs there). */
-    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
-    if (st != BL_OK) {
-        return st;
-    }
+     * the device holds the whole model too (evaluation runs there). A
+     * failed download still takes part in the broadcasts (the others wait
+     * in them) and fails after. */
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    bl_status_t st = BL_OK;
     for (int s = 0; s < t->layout.stages; s++) {
         size_t first, count;
         stage_params(t, s, &first, &count);
@@ -812,6 +815,9 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
             }
             done += (size_t)n;
         }
+    }
+    if (down != BL_OK) {
+        return down;
     }
     t->whole_at = t->step;
     return bl_device_copies_upload(&t->dev, t->rt, t->velocity);
