@@ -70,9 +70,21 @@ static int cuda_zero(void *dst, size_t nbytes)
                                                                                               : -1;
 }
 
+static int cuda_room(size_t *free_bytes, size_t *total_bytes)
+{
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        cudaGetLastError(); /* not a failure of the kernels: not recorded */
+        return -1;
+    }
+    *free_bytes = f;
+    *total_bytes = t;
+    return 0;
+}
+
 extern "C" const bl_device_memory_t bl_cuda_memory = {
-    "cuda",       cuda_alloc, cuda_release, cuda_to_device,
-    cuda_to_host, cuda_copy,  cuda_zero,    bl_cuda_sync,
+    "cuda",    cuda_alloc, cuda_release, cuda_to_device, cuda_to_host,
+    cuda_copy, cuda_zero,  bl_cuda_sync, cuda_room,
 };
 
 extern "C" int bl_cuda_describe(int device, bl_cuda_info_t *out, char *err, size_t errlen)

@@ -89,6 +89,9 @@ typedef struct bl_device_memory {
     /* Waits for every kernel and copy queued so far: 0, or -1 with the
      * first failure since the last finish in err (then cleared). */
     int (*finish)(char *err, size_t errlen);
+    /* The device's free and total memory in bytes: 0, or -1 when it cannot
+     * tell (then nothing is written). */
+    int (*room)(size_t *free_bytes, size_t *total_bytes);
 } bl_device_memory_t;
 
 /* A device made of the CPU kernels on memory of its own (malloc'd, moved

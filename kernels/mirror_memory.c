@@ -40,6 +40,14 @@ static int mirror_finish(char *err, size_t errlen)
     return 0;
 }
 
+/* Host memory: the mirror cannot say what is left. */
+static int mirror_room(size_t *free_bytes, size_t *total_bytes)
+{
+    (void)free_bytes;
+    (void)total_bytes;
+    return -1;
+}
+
 const bl_device_memory_t bl_mirror_memory = {
     .name = "mirror",
     .alloc = mirror_alloc,
@@ -49,4 +57,5 @@ const bl_device_memory_t bl_mirror_memory = {
     .copy = mirror_copy,
     .zero = mirror_zero,
     .finish = mirror_finish,
+    .room = mirror_room,
 };

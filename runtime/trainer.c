@@ -468,7 +468,9 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     /* The training set goes to the device last, into the room left. */
     if (st == BL_OK && rt->device.memory != NULL && c.data_on_device) {
-        st = bl_device_data_init(&t->resident, rt, &rt->device, train);
+        /* Stage 0 reads the inputs, the last stage the labels. */
+        st = bl_device_data_init(&t->resident, rt, &rt->device, train, t->layout.stage == 0,
+                                 t->layout.stage == t->layout.stages - 1);
     }
     /* The buffers above are this rank's own (a GPU may run out of memory):
      * all agree before the group's collectives below. */
@@ -749,9 +751,14 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     if (st == BL_OK && piped) {
         st = reduce_totals(t, &r.loss_sum, &r.correct);
     }
-    /* A device's update is left queued: the next step's host work (its
-     * batch, telemetry) overlaps it, and the next check (that step's
-     * backward, or the download at the end of a run) reports a failure. */
+    /* Without pipelining a device's update is left queued: the next step's
+     * host work (its batch, telemetry) overlaps it, and the next check
+     * (that step's backward, or the download at the end of a run) reports
+     * a failure. A pipeline stage times each layer, so the update must not
+     * land in its first layer's clock: it is waited for here. */
+    if (st == BL_OK && piped) {
+        st = bl_device_check(t->rt, bl_model_device(t->model), "the optimizer step");
+    }
     if (st != BL_OK) {
         return st;
     }
@@ -816,8 +823,10 @@ static bl_status_t make_params_whole(bl_trainer_t *t)
             done += (size_t)n;
         }
     }
-    if (down != BL_OK) {
-        return down;
+    /* Every rank learns of a failed download (its layers went out stale). */
+    st = bl_agree(t->rt, down, BL_ERR_MISMATCH, "downloading a stage's parameters");
+    if (st != BL_OK) {
+        return st;
     }
     t->whole_at = t->step;
     return bl_device_copies_upload(&t->dev, t->rt, t->velocity);

@@ -282,8 +282,6 @@ static void test_softmax_xent(void **state)
     free(got);
 }
 
-/* A call cuBLAS refuses (a leading dimension shorter than a row) is
- * recorded and reported by the check, naming the call, then cleared. */
 /* Rows of a table by index: copies, so the GPU's must equal the CPU's
  * exactly (repeated and out-of-order indices, labels alone, rows alone). */
 static void test_gather_rows(void **state)
@@ -332,6 +330,8 @@ static void test_gather_rows(void **state)
     free(table);
 }
 
+/* A call cuBLAS refuses (a leading dimension shorter than a row) is
+ * recorded and reported by the check, naming the call, then cleared. */
 static void test_failure_reported(void **state)
 {
     (void)state;
