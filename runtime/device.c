@@ -17,11 +17,8 @@
 #include "cuda_kernels.h"
 #endif
 
-const bl_device_t bl_host_device = {.kernels = &bl_cpu_kernels,
-                                    .memory = NULL,
-                                    .kind = BL_DEVICE_CPU,
-                                    .ordinal = -1,
-                                    .name = "cpu"};
+const bl_device_t bl_host_device = {
+    .kernels = &bl_cpu_kernels, .memory = NULL, .kind = BL_DEVICE_CPU, .name = "cpu"};
 
 /* Rank 0 logs one line per GPU rank: what it chose and where it sits. */
 enum { LINE_BYTES = 256 };
@@ -94,7 +91,6 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
     d->kernels = &bl_cuda_kernels;
     d->memory = &bl_cuda_memory;
     d->kind = BL_DEVICE_CUDA;
-    d->ordinal = index;
     snprintf(d->name, sizeof d->name, "cuda:%d %.72s", index, info.name);
     snprintf(d->pci_bus_id, sizeof d->pci_bus_id, "%s", info.pci_bus_id);
     snprintf(line, LINE_BYTES, "rank %d: GPU %d of %d, %.60s (%.16s, %.0f GiB, sm_%d%d), %.100s",
@@ -257,7 +253,8 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     if (st == BL_OK) {
         st = placed;
     }
-    if (st == BL_OK && count > 0 && bl_gpu_choose(requested, place, count) < 0) {
+    int gpu = st == BL_OK ? bl_gpu_choose(requested, place, count) : -1;
+    if (st == BL_OK && count > 0 && gpu < 0) {
         bl_log(rt, BL_LOG_DEBUG,
                "rank %d: device auto: the node's %d GPUs went to lower ranks; computing on the "
                "CPU",
@@ -266,7 +263,6 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     }
     if (st == BL_OK && count > 0) {
         char err[256] = "";
-        int gpu = bl_gpu_choose(requested, place, count);
         if (open_gpu(rt, gpu, count, line, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, gpu, count, err);
             rt->device = bl_host_device;

@@ -15,9 +15,6 @@ bl_status_t bl_device_copies_init(bl_device_copies_t *c, bl_runtime_t *rt, const
     c->velocity = bl_buffer_alloc(rt, dev, c->count, sizeof(float));
     if (c->params == NULL || c->grads == NULL || c->velocity == NULL) {
         bl_device_copies_free(c);
-        /* A failed allocation is recorded on the device: take it off. */
-        char err[256];
-        dev->memory->finish(err, sizeof err);
         return bl_fail(rt, BL_ERR_NO_MEM,
                        "rank %d (%s): no device memory for 3 x %zu floats (parameters, gradients, "
                        "momentum)",

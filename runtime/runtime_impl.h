@@ -14,7 +14,6 @@ struct bl_device {
     const bl_kernels_t *kernels;
     const bl_device_memory_t *memory; /* NULL for the CPU */
     bl_device_kind_t kind;
-    int ordinal;         /* the GPU, among those the process sees; -1 */
     int shared;          /* another rank of the node computes on the same GPU */
     char pci_bus_id[32]; /* the GPU's PCI address, "" for others */
     bl_runtime_t *rt;    /* the runtime whose device this is (failures go there); NULL: none */
