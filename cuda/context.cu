@@ -81,6 +81,17 @@ extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
     if (e == cudaSuccess) {
         e = cudaEventCreateWithFlags(&bl_cuda_ctx.comm_ready, cudaEventDisableTiming);
     }
+    /* The copy stream and its events (memory.cu): non-blocking like the
+     * comm stream, ordered by copy_after alone. */
+    if (e == cudaSuccess) {
+        e = cudaStreamCreateWithFlags(&bl_cuda_ctx.copy_stream, cudaStreamNonBlocking);
+    }
+    if (e == cudaSuccess) {
+        e = cudaEventCreateWithFlags(&bl_cuda_ctx.copy_after, cudaEventDisableTiming);
+    }
+    for (int i = 0; e == cudaSuccess && i < BL_CUDA_DOWNLOADS; i++) {
+        e = cudaEventCreateWithFlags(&bl_cuda_ctx.downloaded[i], cudaEventDisableTiming);
+    }
     if (e == cudaSuccess) {
         e = cudaMalloc((void **)&bl_cuda_ctx.totals, 2 * sizeof(double));
     }
@@ -123,6 +134,17 @@ extern "C" void bl_cuda_shutdown(void)
     if (bl_cuda_ctx.comm_ready != NULL) {
         cudaEventDestroy(bl_cuda_ctx.comm_ready);
     }
+    if (bl_cuda_ctx.copy_stream != NULL) {
+        cudaStreamDestroy(bl_cuda_ctx.copy_stream);
+    }
+    if (bl_cuda_ctx.copy_after != NULL) {
+        cudaEventDestroy(bl_cuda_ctx.copy_after);
+    }
+    for (int i = 0; i < BL_CUDA_DOWNLOADS; i++) {
+        if (bl_cuda_ctx.downloaded[i] != NULL) {
+            cudaEventDestroy(bl_cuda_ctx.downloaded[i]);
+        }
+    }
     /* Only what was allocated: cudaFree(NULL) would create a context on
      * the current device (device 0 before init picked one). */
     void *buffers[] = {bl_cuda_ctx.totals, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit,
@@ -154,10 +176,19 @@ extern "C" int bl_cuda_check(char *err, size_t errlen)
 
 extern "C" int bl_cuda_sync(char *err, size_t errlen)
 {
-    if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for the GPU")) {
-        return bl_cuda_check(err, errlen);
+    /* The compute stream, then the downloads queued after it. */
+    if (bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for the GPU") &&
+        bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.copy_stream), "waiting for the downloads")) {
+        bl_cuda_ctx.downloads_arrived = bl_cuda_ctx.downloads_started;
     }
     return bl_cuda_check(err, errlen);
+}
+
+void bl_cuda_forget_not_ready(void)
+{
+    if (cudaPeekAtLastError() == cudaErrorNotReady) {
+        cudaGetLastError();
+    }
 }
 
 int bl_cuda_row_scratch(size_t rows)

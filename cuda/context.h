@@ -8,6 +8,10 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+/* Downloads in flight at once (memory.cu): starting one more waits for
+ * the oldest. A step starts one per gradient bucket. */
+enum { BL_CUDA_DOWNLOADS = 64 };
+
 typedef struct bl_cuda_context {
     int ready;
     int device;
@@ -19,6 +23,15 @@ typedef struct bl_cuda_context {
     cudaStream_t comm_stream;
     cudaEvent_t compute_ready; /* recorded on stream, waited on by comm_stream */
     cudaEvent_t comm_ready;    /* recorded on comm_stream, waited on by stream */
+    /* Downloads that overlap compute (memory.cu's to_host_start): a
+     * non-blocking stream of their own, ordered after the compute stream
+     * by copy_after; download n's arrival is event downloaded[n % ring]
+     * (the ring holds the last BL_CUDA_DOWNLOADS started). */
+    cudaStream_t copy_stream;
+    cudaEvent_t copy_after;
+    cudaEvent_t downloaded[BL_CUDA_DOWNLOADS];
+    long downloads_started; /* the last download's number */
+    long downloads_arrived; /* downloads 1..downloads_arrived are known to have arrived */
     cublasHandle_t blas;
     double *row_loss; /* device (row_cap): softmax_xent's per-row losses */
     int *row_hit;     /* device (row_cap): 1 where a row's argmax is its label */
@@ -35,6 +48,11 @@ extern bl_cuda_context_t bl_cuda_ctx;
  * whether the call succeeded. */
 int bl_cuda_ok(cudaError_t e, const char *what);
 int bl_cublas_ok(cublasStatus_t s, const char *what);
+
+/* After a stream or event query answered cudaErrorNotReady: the runtime
+ * may keep that as its last error too; it is cleared (only that one), so
+ * bl_cuda_check does not take it for a failed launch. */
+void bl_cuda_forget_not_ready(void);
 
 /* Makes the per-row scratch hold `rows` rows; 0 on failure (recorded). */
 int bl_cuda_row_scratch(size_t rows);

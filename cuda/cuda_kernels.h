@@ -56,7 +56,8 @@ int bl_cuda_active(void);
  * else -1 with the call and CUDA's or cuBLAS's message in err. Clears it. */
 int bl_cuda_check(char *err, size_t errlen);
 
-/* Waits for the compute stream: 0, or -1 with the reason in err. */
+/* Waits for the compute stream and the downloads started before the call
+ * (the copy stream): 0, or -1 with the reason in err. */
 int bl_cuda_sync(char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -499,7 +499,9 @@ extern "C" int bl_nccl_wait(bl_nccl_comm_t *c, double timeout_s, const char *op,
             if (e == cudaSuccess) {
                 break;
             }
-            if (e != cudaErrorNotReady) {
+            if (e == cudaErrorNotReady) {
+                bl_cuda_forget_not_ready();
+            } else {
                 fail_comm(c, err, errlen, "NCCL %s: waiting for the comm stream: %s", op,
                           cudaGetErrorString(e));
                 abort_comm(c);

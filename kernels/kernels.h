@@ -92,13 +92,43 @@ typedef struct bl_device_memory {
     /* The device's free and total memory in bytes: 0, or -1 when it cannot
      * tell (then nothing is written). */
     int (*room)(size_t *free_bytes, size_t *total_bytes);
+
+    /* Page-locks nbytes of host memory at ptr (allocated by the caller),
+     * so copies between it and the device run without a bounce buffer and
+     * without holding the host: 0, or -1 when it cannot (the memory stays
+     * pageable and works as before; nothing is recorded). unpin undoes it
+     * (NULL is a no-op); call finish first. An upload (to_device) from
+     * pinned memory is queued, not staged: the host buffer must not
+     * change until the stream has run the copy (a later finish, or a
+     * later download's arrival, says it has). */
+    int (*pin)(void *ptr, size_t nbytes);
+    void (*unpin)(void *ptr);
+    /* Starts a download that overlaps the work queued after it: the copy
+     * runs on a queue of its own once every kernel and copy queued before
+     * the call is done. Returns the download's number (>= 1; each call's
+     * is one more than the last's), or -1 on failure (recorded). dst
+     * (pinned, for the copy to be asynchronous) must not be read until
+     * `arrived` says the download has arrived. */
+    long (*to_host_start)(void *dst, const void *src, size_t nbytes);
+    /* Whether download `number` and every one started before it have
+     * arrived: 1; 0 when not yet (only with wait 0); -1 on failure
+     * (recorded; a number never started is a failure). wait 1 blocks
+     * until they have. */
+    int (*arrived)(long number, int wait);
 } bl_device_memory_t;
 
 /* A device made of the CPU kernels on memory of its own (malloc'd, moved
  * with memcpy): the "mirror" device. A rank that computes on it moves its
  * data exactly as a GPU rank does (parameters uploaded, batches staged,
  * gradients downloaded for MPI), so tests exercise that path without a
- * GPU. Its memory is host memory, so host code may also read it. */
+ * GPU. Its memory is host memory, so host code may also read it.
+ * A download started with to_host_start is held back: its bytes are
+ * copied when `arrived` is asked about it a second time (the first answer
+ * is always "not yet"), or by finish, so a runtime that reads the host
+ * buffer before the arrival reads stale bytes and its tests fail. The
+ * copy reads the source as it is then: the runtime must not write the
+ * source before the arrival either (a GPU's copy reads it at its place in
+ * the queue). */
 extern const bl_device_memory_t bl_mirror_memory;
 
 /* SGD over the sum of several gradient arrays, in one pass: for each of

@@ -1,10 +1,32 @@
 /* The mirror device's memory (kernels.h): host memory of its own, so that
  * the runtime's device path (uploads, staging, downloads) runs and is
- * tested on machines without a GPU. Copies are synchronous memcpy. */
+ * tested on machines without a GPU. Copies are memcpy, at once, but for
+ * the downloads started with to_host_start, which wait in a queue until
+ * they are asked about (arrived) or finished. One queue per process, like
+ * a GPU's stream; one thread drives it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+
+/* Downloads started and not yet copied: at most this many; starting one
+ * more copies the oldest first. */
+enum { MIRROR_PENDING = 64 };
+
+typedef struct pending_download {
+    void *dst;
+    const void *src;
+    size_t nbytes;
+    int asked; /* arrived has answered "not yet" for it */
+} pending_download_t;
+
+static struct {
+    pending_download_t queue[MIRROR_PENDING]; /* download n at n % MIRROR_PENDING */
+    long started;                             /* the last download's number */
+    long copied;                              /* downloads 1..copied have arrived */
+    char failure[128];                        /* the first failure since finish, or "" */
+} mirror;
 
 static void *mirror_alloc(size_t nbytes)
 {
@@ -32,12 +54,58 @@ static int mirror_zero(void *dst, size_t nbytes)
     return 0;
 }
 
+/* Copies the downloads up to number `last`, oldest first. */
+static void copy_downloads(long last)
+{
+    for (; mirror.copied < last; mirror.copied++) {
+        const pending_download_t *d = &mirror.queue[(mirror.copied + 1) % MIRROR_PENDING];
+        if (d->nbytes > 0) {
+            memmove(d->dst, d->src, d->nbytes);
+        }
+    }
+}
+
+static long mirror_to_host_start(void *dst, const void *src, size_t nbytes)
+{
+    if (mirror.started - mirror.copied >= MIRROR_PENDING) {
+        copy_downloads(mirror.copied + 1);
+    }
+    long n = mirror.started + 1;
+    mirror.queue[n % MIRROR_PENDING] = (pending_download_t){dst, src, nbytes, 0};
+    mirror.started = n;
+    return n;
+}
+
+static int mirror_arrived(long number, int wait)
+{
+    if (number < 1 || number > mirror.started) {
+        if (mirror.failure[0] == '\0') {
+            snprintf(mirror.failure, sizeof mirror.failure,
+                     "download %ld asked about, but %ld were started", number, mirror.started);
+        }
+        return -1;
+    }
+    if (number <= mirror.copied) {
+        return 1;
+    }
+    pending_download_t *d = &mirror.queue[number % MIRROR_PENDING];
+    if (!wait && !d->asked) {
+        d->asked = 1;
+        return 0;
+    }
+    copy_downloads(number);
+    return 1;
+}
+
 static int mirror_finish(char *err, size_t errlen)
 {
+    copy_downloads(mirror.started);
+    int failed = mirror.failure[0] != '\0';
     if (errlen > 0) {
-        err[0] = '\0';
+        snprintf(err, errlen, "%s", mirror.failure);
     }
-    return 0;
+    mirror.failure[0] = '\0';
+    return failed ? -1 : 0;
 }
 
 /* Host memory: the mirror cannot say what is left. */
@@ -46,6 +114,19 @@ static int mirror_room(size_t *free_bytes, size_t *total_bytes)
     (void)free_bytes;
     (void)total_bytes;
     return -1;
+}
+
+/* Host memory already: nothing to lock. */
+static int mirror_pin(void *ptr, size_t nbytes)
+{
+    (void)ptr;
+    (void)nbytes;
+    return 0;
+}
+
+static void mirror_unpin(void *ptr)
+{
+    (void)ptr;
 }
 
 const bl_device_memory_t bl_mirror_memory = {
@@ -58,4 +139,8 @@ const bl_device_memory_t bl_mirror_memory = {
     .zero = mirror_zero,
     .finish = mirror_finish,
     .room = mirror_room,
+    .pin = mirror_pin,
+    .unpin = mirror_unpin,
+    .to_host_start = mirror_to_host_start,
+    .arrived = mirror_arrived,
 };

@@ -56,10 +56,33 @@ bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, con
     return bl_device_check(rt, c->device, "uploading the parameters and momentum");
 }
 
+void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt)
+{
+    size_t nbytes = c->count * sizeof(float);
+    if (c->device == NULL || c->pinned_grads != NULL || nbytes == 0) {
+        return;
+    }
+    if (c->device->memory->pin(c->model->grads, nbytes) == 0) {
+        c->pinned_grads = c->model->grads;
+    } else {
+        bl_log(rt, BL_LOG_DEBUG,
+               "rank %d: the host gradients (%zu bytes) could not be page-locked; staged copies "
+               "go through pageable memory",
+               rt->rank, nbytes);
+    }
+}
+
 void bl_device_copies_free(bl_device_copies_t *c)
 {
     if (c->device == NULL) {
         return;
+    }
+    /* Queued copies may still read or write these arrays (a failed step
+     * leaves downloads in flight). */
+    char err[256];
+    c->device->memory->finish(err, sizeof err);
+    if (c->pinned_grads != NULL) {
+        c->device->memory->unpin(c->pinned_grads);
     }
     if (c->model != NULL && c->model->exec_params == c->params) {
         c->model->exec_device = NULL;

@@ -19,6 +19,7 @@ typedef struct bl_device_copies {
     float *params; /* device (count) */
     float *grads;
     float *velocity;
+    float *pinned_grads; /* the model's host gradients, when page-locked (pin_grads) */
 } bl_device_copies_t;
 
 /* Allocates the copies on dev, uploads the model's parameters and the
@@ -30,8 +31,15 @@ bl_status_t bl_device_copies_init(bl_device_copies_t *c, bl_runtime_t *rt, const
 bl_status_t bl_device_copies_download(bl_device_copies_t *c, bl_runtime_t *rt, float *velocity);
 /* The other way, after the host arrays changed (a resume). */
 bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, const float *velocity);
-/* Frees the copies and gives the model's passes back to the host. No-op
- * when there are none. */
+/* Page-locks the model's host gradient array, through which a staged
+ * reduction (device_group.h) moves every bucket: the downloads then
+ * overlap backward, and the uploads of the sums are queued instead of
+ * holding the host. A refusal is not an error: the array stays pageable
+ * and works as before (a debug line says so). */
+void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt);
+/* Frees the copies (after the device's queued work: a pinned array is
+ * unlocked) and gives the model's passes back to the host. No-op when
+ * there are none. */
 void bl_device_copies_free(bl_device_copies_t *c);
 
 #endif /* BL_DEVICE_COPIES_H */

@@ -22,7 +22,9 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm
     s->requests = bl_mem_array(a, (size_t)layers, sizeof *s->requests);
     s->reduced = bl_mem_array_zeroed(a, (size_t)layers, sizeof *s->reduced);
     s->indices = bl_mem_array(a, (size_t)layers, sizeof *s->indices);
-    if (s->buckets == NULL || s->requests == NULL || s->reduced == NULL || s->indices == NULL) {
+    s->tickets = bl_mem_array_zeroed(a, (size_t)layers, sizeof *s->tickets);
+    if (s->buckets == NULL || s->requests == NULL || s->reduced == NULL || s->indices == NULL ||
+        s->tickets == NULL) {
         bl_grad_sync_free(s);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient buckets", layers);
     }
@@ -62,41 +64,39 @@ void bl_grad_sync_free(bl_grad_sync_t *s)
     bl_mem_free(a, s->requests);
     bl_mem_free(a, s->reduced);
     bl_mem_free(a, s->indices);
+    bl_mem_free(a, s->tickets);
     memset(s, 0, sizeof *s);
 }
 
 /* Waits for whatever is in flight (after a failure), so no request is left
- * behind on the communicator. */
+ * behind on the communicator. (A staged copy still in flight lands in the
+ * host array later; nothing reads it before the next step's copy.) */
 static void drain(bl_grad_sync_t *s)
 {
     MPI_Waitall(s->posted, s->requests, MPI_STATUSES_IGNORE);
     MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
     memset(s->reduced, 0, (size_t)s->bucket_count * sizeof *s->reduced);
-    s->posted = 0;
+    s->closed = s->posted = 0;
 }
 
-bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
+/* Posts the MPI reductions of the closed buckets, in bucket order, up to
+ * the first whose staged copy has not arrived (with wait: all of them,
+ * waiting for their copies). */
+static bl_status_t post_arrived(bl_grad_sync_t *s, int wait)
 {
-    bl_grad_sync_t *s = sync;
     const bl_grad_device_t *dev = &s->device;
-    while (s->posted < s->bucket_count && s->buckets[s->posted].close_layer == layer) {
+    while (s->posted < s->closed) {
         const bl_bucket_t *b = &s->buckets[s->posted];
-        bl_status_t st = BL_OK;
-        if (dev->post != NULL) {
-            st = dev->post(b->first, b->count, dev->arg);
+        if (dev->fetched != NULL) {
+            int done = 0;
+            bl_status_t st = dev->fetched(s->tickets[s->posted], wait, &done, dev->arg);
             if (st != BL_OK) {
-                s->posted = 0; /* the step is over; the device's queue dies with it */
+                drain(s);
                 return st;
             }
-            s->posted++;
-            continue;
-        }
-        if (dev->fetch != NULL) {
-            st = dev->fetch(b->first, b->count, dev->arg);
-        }
-        if (st != BL_OK) {
-            drain(s);
-            return st;
+            if (!done) {
+                return BL_OK;
+            }
         }
         int rc = MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->first, (int)b->count, MPI_FLOAT,
                                 MPI_SUM, s->comm, &s->requests[s->posted]);
@@ -105,6 +105,41 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
             return bl_fail_mpi(s->rt, rc, "MPI_Iallreduce of a gradient bucket");
         }
         s->posted++;
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
+{
+    bl_grad_sync_t *s = sync;
+    const bl_grad_device_t *dev = &s->device;
+    while (s->closed < s->bucket_count && s->buckets[s->closed].close_layer == layer) {
+        const bl_bucket_t *b = &s->buckets[s->closed];
+        bl_status_t st = BL_OK;
+        if (dev->post != NULL) {
+            st = dev->post(b->first, b->count, dev->arg);
+            if (st != BL_OK) {
+                s->closed = s->posted = 0; /* the step is over; the device's queue dies with it */
+                return st;
+            }
+            s->closed++;
+            s->posted++;
+            continue;
+        }
+        if (dev->fetch != NULL) {
+            st = dev->fetch(b->first, b->count, &s->tickets[s->closed], dev->arg);
+        }
+        if (st != BL_OK) {
+            drain(s);
+            return st;
+        }
+        s->closed++;
+    }
+    if (dev->post == NULL) {
+        bl_status_t st = post_arrived(s, 0);
+        if (st != BL_OK) {
+            return st;
+        }
     }
     if (s->posted > 0 && dev->post == NULL) {
         /* Drives progress of the reductions in flight (Open MPI advances
@@ -127,11 +162,17 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
                                 bl_bucket_ready_fn ready, void *ready_arg)
 {
     bl_status_t st = BL_OK;
-    if (s->posted != s->bucket_count) {
-        st = bl_fail(s->rt, BL_ERR_INVALID_ARG, "internal: %d of %d gradient buckets posted",
-                     s->posted, s->bucket_count);
+    if (s->closed != s->bucket_count) {
+        st = bl_fail(s->rt, BL_ERR_INVALID_ARG, "internal: %d of %d gradient buckets closed",
+                     s->closed, s->bucket_count);
         drain(s);
         return st;
+    }
+    if (s->device.post == NULL) {
+        st = post_arrived(s, 1); /* staged copies still on their way */
+        if (st != BL_OK) {
+            return st;
+        }
     }
     int rc = MPI_SUCCESS;
     if (loss_sum != NULL) {
@@ -151,7 +192,7 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
             ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
         }
         memset(s->reduced, 0, (size_t)s->bucket_count * sizeof *s->reduced);
-        s->posted = 0;
+        s->closed = s->posted = 0;
         if (st != BL_OK) {
             if (st != BL_ERR_TIMEOUT) {
                 MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE); /* a timed-out job ends */
@@ -186,7 +227,7 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         }
     }
     st = bl_wait_collective(s->rt, &s->totals_request, "the loss and accuracy all-reduce", s->comm);
-    s->posted = 0;
+    s->closed = s->posted = 0;
     if (st != BL_OK) {
         return st;
     }

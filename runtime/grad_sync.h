@@ -17,13 +17,17 @@ typedef struct bl_bucket {
 
 /* How a rank whose gradients live on a device takes part (grad_sync's
  * `device`; all NULL: the gradients are host memory, reduced by MPI).
- * Staged: fetch copies a bucket's slice of the device gradients into the
- * host array before MPI reduces it there (the ready callback then takes
- * the sums back). Device collectives (NCCL, for a group of GPUs only):
- * post reduces the bucket on the device instead of MPI, wait completes
- * every bucket posted; the loss and accuracy still go through MPI. */
+ * Staged: fetch starts copying a bucket's slice of the device gradients
+ * into the host array (it names the copy in *ticket), and fetched says
+ * whether that copy has arrived (*done 1 or 0; wait 1 blocks until it
+ * has); MPI reduces a bucket there only once it has arrived, so the copy
+ * overlaps the rest of backward (the ready callback then takes the sums
+ * back). Device collectives (NCCL, for a group of GPUs only): post
+ * reduces the bucket on the device instead of MPI, wait completes every
+ * bucket posted; the loss and accuracy still go through MPI. */
 typedef struct bl_grad_device {
-    bl_status_t (*fetch)(size_t first, size_t count, void *arg);
+    bl_status_t (*fetch)(size_t first, size_t count, long *ticket, void *arg);
+    bl_status_t (*fetched)(long ticket, int wait, int *done, void *arg);
     bl_status_t (*post)(size_t first, size_t count, void *arg);
     bl_status_t (*wait)(void *arg);
     void *arg;
@@ -37,7 +41,9 @@ typedef struct bl_grad_sync {
     bl_bucket_t *buckets; /* in posting order: the last layers' bucket first */
     int bucket_count;
     MPI_Request *requests; /* one per bucket, MPI_REQUEST_NULL when idle */
-    int posted;            /* buckets posted this step */
+    int closed;            /* buckets whose layers backward has finished this step */
+    int posted;            /* of them, buckets whose reduction is posted (in order) */
+    long *tickets;         /* (per bucket) staged: its copy to the host, from fetch */
     /* Per bucket: 1 when its reduction completed before bl_grad_sync_finish
      * (MPI_Testsome in the backward hook frees its request), so finish
      * hands it on without waiting; indices is Testsome's scratch. */
@@ -56,8 +62,11 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm
                               int first_layer, int last_layer, size_t bucket_bytes);
 void bl_grad_sync_free(bl_grad_sync_t *s);
 
-/* The backward hook: posts every bucket that closes at `layer`, and tests
- * the ones in flight so MPI makes progress while backward goes on. */
+/* The backward hook: posts every bucket that closes at `layer` (staged:
+ * starts its copy to the host, and posts the buckets whose copies have
+ * arrived, in bucket order, so every rank posts its reductions in the
+ * same order), and tests the ones in flight so MPI makes progress while
+ * backward goes on. */
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync);
 
 /* Called for each bucket as soon as its reduction has completed, with the

@@ -26,6 +26,7 @@
 
 #include "cuda_kernels.h"
 #include "kernels.h"
+#include "memory_contract.h"
 
 #define ELEM_TOL 1e-5
 
@@ -345,6 +346,17 @@ static void test_failure_reported(void **state)
     cudaFree(d);
 }
 
+/* The GPU's memory table: pinned buffers, downloads on the copy stream
+ * overlapping the compute stream, their numbering and arrival, the ring
+ * of events wrapping around, finish covering them, and a bad number
+ * reported (tests/memory_contract.h; the mirror passes the same check). */
+static void test_memory_contract(void **state)
+{
+    (void)state;
+    check_memory_contract(&bl_cuda_memory);
+    no_failure();
+}
+
 int main(void)
 {
     char err[256] = "";
@@ -357,9 +369,13 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),         cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_relu_and_sgd), cmocka_unit_test(test_softmax_xent),
-        cmocka_unit_test(test_gather_rows),  cmocka_unit_test(test_failure_reported),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_relu_and_sgd),
+        cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_gather_rows),
+        cmocka_unit_test(test_failure_reported),
+        cmocka_unit_test(test_memory_contract),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     bl_cuda_shutdown();

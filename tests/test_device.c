@@ -2,8 +2,9 @@
  * memory of their own, moved as a GPU rank moves its memory) trains,
  * evaluates, checkpoints and resumes exactly like the CPU, bit for bit,
  * since its kernels are the CPU's; user layers' device passes are the
- * ones it calls; bad device requests fail with the documented status.
- * A singleton MPI job. */
+ * ones it calls; bad device requests fail with the documented status;
+ * its memory keeps kernels.h's contract for overlapped downloads (held
+ * back until asked about twice). A singleton MPI job. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "memory_contract.h"
 #include "test_support.h"
 
 #define FEATURES 16
@@ -431,6 +433,14 @@ static void test_device_requests_refused(void **state)
     assert_null(rt);
 }
 
+/* The mirror's memory table keeps the contract a GPU's keeps (the same
+ * check runs in test_cuda_kernels). */
+static void test_mirror_memory_contract(void **state)
+{
+    (void)state;
+    check_memory_contract(&bl_mirror_memory);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_mirror_checkpoint_resume),
         cmocka_unit_test(test_sync_params_mid_run),
         cmocka_unit_test(test_device_requests_refused),
+        cmocka_unit_test(test_mirror_memory_contract),
     };
     MPI_Init(NULL, NULL);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
