@@ -80,6 +80,41 @@ int bl_pipe_peak_in_flight(const bl_pipe_op_t *ops, int count)
     return peak;
 }
 
+int bl_pipe_exchanges(int stages, int stage, const bl_pipe_op_t *ops, int count,
+                      bl_pipe_exchange_t *out)
+{
+    if (ops == NULL || out == NULL || count < 0 || stages < 1 || stage < 0 || stage >= stages) {
+        return -1;
+    }
+    for (int k = 0; k <= count; k++) {
+        bl_pipe_exchange_t x = {-1, -1, -1, -1};
+        if (k > 0) {
+            /* A forward's activations go on, a backward's input gradient
+             * goes back; the first stage sends nothing back and the last
+             * nothing on. */
+            const bl_pipe_op_t *done = &ops[k - 1];
+            int to = done->pass == BL_PIPE_FORWARD ? stage + 1 : stage - 1;
+            if (to >= 0 && to < stages) {
+                x.send_to = to;
+                x.send_micro = done->micro;
+            }
+        }
+        if (k < count) {
+            /* A forward's input comes from the stage before, a backward's
+             * gradient from the stage after; the data and the loss need
+             * nothing. */
+            const bl_pipe_op_t *next = &ops[k];
+            int from = next->pass == BL_PIPE_FORWARD ? stage - 1 : stage + 1;
+            if (from >= 0 && from < stages) {
+                x.recv_from = from;
+                x.recv_micro = next->micro;
+            }
+        }
+        out[k] = x;
+    }
+    return count + 1;
+}
+
 /* ---- Layer partitions -------------------------------------------------- */
 
 /* Every stage time here, in the solver and in bl_pipe_partition_time, is

@@ -36,6 +36,31 @@ int bl_pipe_schedule(int schedule, int stages, int stage, int micro_batches, bl_
  * when it runs ops (count of them) in order. */
 int bl_pipe_peak_in_flight(const bl_pipe_op_t *ops, int count);
 
+/* One exchange of a stage with its neighbours, run between two of its
+ * ops when transfers are rendezvous (NCCL's: a send completes only once
+ * the receiver takes it, and a stream runs one group of transfers at a
+ * time): the output of the op before it goes out and the input of the op
+ * after it comes in, both in one group, waited for before the next op.
+ * A field of −1 means no such transfer. */
+typedef struct bl_pipe_exchange {
+    int send_to;    /* stage + 1 (a forward's activations), stage − 1 (a backward's
+                       input gradient), or −1 */
+    int send_micro; /* the micro-batch sent */
+    int recv_from;  /* stage − 1 (a forward's input), stage + 1 (a backward's output
+                       gradient), or −1 */
+    int recv_micro; /* the micro-batch received */
+} bl_pipe_exchange_t;
+
+/* The count + 1 exchanges of stage `stage` (of `stages`) around its ops
+ * (count of them, from bl_pipe_schedule), written to out: exchange k runs
+ * before op k (k = count: after the last op) and carries op k − 1's
+ * output and op k's input. Returns count + 1, or −1 for a NULL ops or out,
+ * count < 0, stages < 1 or stage outside [0, stages). With either
+ * schedule every stage's exchanges, run as rendezvous groups, complete
+ * without deadlock (tests/test_pipeline_plan.c checks S <= 5, M <= 9). */
+int bl_pipe_exchanges(int stages, int stage, const bl_pipe_op_t *ops, int count,
+                      bl_pipe_exchange_t *out);
+
 /* ---- Layer partitions ---------------------------------------------------
  *
  * Contiguous min-max partition of layers 0..L−1 over S stages: stage s

@@ -269,6 +269,118 @@ static void test_deadlock_detector_detects(void **state)
     assert_int_equal(runs_to_completion(2, 2, bad), 0);
 }
 
+/* Runs every stage's exchanges together as rendezvous groups (NCCL's
+ * transfers): a stage is in one exchange at a time and leaves it once its
+ * send and its receive are done; a send from a to b completes together
+ * with b's receive from a, when both are in their current exchange, the
+ * n-th send on the link meeting the n-th receive (no tags: NCCL matches
+ * in order). A meeting of two different micro-batches is a failure too.
+ * Returns 1 when every stage gets through all its exchanges, 0 on a
+ * deadlock or a mismatch. */
+static int rendezvous_completes(int stages, int n, bl_pipe_exchange_t x[][MAX_OPS + 1])
+{
+    int at[MAX_STAGES] = {0};
+    int sent[MAX_STAGES] = {0}, received[MAX_STAGES] = {0}; /* done in the current exchange */
+    for (;;) {
+        int progress = 0, finished = 1;
+        for (int a = 0; a < stages; a++) {
+            if (at[a] == n) {
+                continue;
+            }
+            finished = 0;
+            const bl_pipe_exchange_t *mine = &x[a][at[a]];
+            int b = mine->send_to;
+            if (b >= 0 && !sent[a] && at[b] < n && x[b][at[b]].recv_from == a && !received[b]) {
+                if (x[b][at[b]].recv_micro != mine->send_micro) {
+                    return 0;
+                }
+                sent[a] = received[b] = 1;
+                progress = 1;
+            }
+            if ((mine->send_to < 0 || sent[a]) && (mine->recv_from < 0 || received[a])) {
+                at[a]++;
+                sent[a] = received[a] = 0;
+                progress = 1;
+            }
+        }
+        if (finished) {
+            return 1;
+        }
+        if (!progress) {
+            return 0;
+        }
+    }
+}
+
+static void test_exchanges_rendezvous(void **state)
+{
+    (void)state;
+    const int schedules[2] = {BL_PIPE_GPIPE, BL_PIPE_1F1B};
+    bl_pipe_op_t ops[MAX_STAGES][MAX_OPS];
+    bl_pipe_exchange_t x[MAX_STAGES][MAX_OPS + 1];
+    for (int k = 0; k < 2; k++) {
+        for (int stages = 1; stages <= MAX_STAGES; stages++) {
+            for (int m = 1; m <= MAX_MICRO; m++) {
+                for (int s = 0; s < stages; s++) {
+                    assert_int_equal(bl_pipe_schedule(schedules[k], stages, s, m, ops[s]), 2 * m);
+                    assert_int_equal(bl_pipe_exchanges(stages, s, ops[s], 2 * m, x[s]), 2 * m + 1);
+                    /* Every op's input arrives in the exchange before it
+                     * and its output leaves in the one after. */
+                    for (int i = 0; i < 2 * m; i++) {
+                        int fwd = ops[s][i].pass == BL_PIPE_FORWARD;
+                        int from = fwd ? s - 1 : s + 1, to = fwd ? s + 1 : s - 1;
+                        int has_in = from >= 0 && from < stages, has_out = to >= 0 && to < stages;
+                        assert_int_equal(x[s][i].recv_from, has_in ? from : -1);
+                        assert_int_equal(x[s][i + 1].send_to, has_out ? to : -1);
+                        if (has_in) {
+                            assert_int_equal(x[s][i].recv_micro, ops[s][i].micro);
+                        }
+                        if (has_out) {
+                            assert_int_equal(x[s][i + 1].send_micro, ops[s][i].micro);
+                        }
+                    }
+                    assert_int_equal(x[s][0].send_to, -1);
+                    assert_int_equal(x[s][2 * m].recv_from, -1);
+                }
+                if (!rendezvous_completes(stages, 2 * m + 1, x)) {
+                    fail_msg("%s S=%d M=%d: rendezvous exchanges deadlock",
+                             schedule_name(schedules[k]), stages, m);
+                }
+            }
+        }
+    }
+    bl_pipe_op_t one = {BL_PIPE_FORWARD, 0};
+    assert_int_equal(bl_pipe_exchanges(2, 0, NULL, 1, x[0]), -1);
+    assert_int_equal(bl_pipe_exchanges(2, 0, &one, 1, NULL), -1);
+    assert_int_equal(bl_pipe_exchanges(2, 2, &one, 1, x[0]), -1);
+    assert_int_equal(bl_pipe_exchanges(0, 0, &one, 1, x[0]), -1);
+    assert_int_equal(bl_pipe_exchanges(2, 0, &one, -1, x[0]), -1);
+}
+
+/* The rendezvous simulator can fail: two stages that each send before
+ * they receive, in separate exchanges, wait for each other for ever; and
+ * a receive that meets another micro-batch than the one it wants is
+ * caught. */
+static void test_rendezvous_detector_detects(void **state)
+{
+    (void)state;
+    bl_pipe_exchange_t x[MAX_STAGES][MAX_OPS + 1] = {
+        {{1, 1, -1, -1}, {-1, -1, 1, 0}}, /* stage 0 sends F(1) on, then wants B(0) */
+        {{0, 0, -1, -1}, {-1, -1, 0, 1}}, /* stage 1 sends B(0) back, then wants F(1) */
+    };
+    assert_int_equal(rendezvous_completes(2, 2, x), 0);
+    bl_pipe_exchange_t together[MAX_STAGES][MAX_OPS + 1] = {
+        {{1, 1, 1, 0}}, /* both in one exchange: they meet */
+        {{0, 0, 0, 1}},
+    };
+    assert_int_equal(rendezvous_completes(2, 1, together), 1);
+    bl_pipe_exchange_t crossed[MAX_STAGES][MAX_OPS + 1] = {
+        {{1, 2, -1, -1}}, /* F(2) sent where F(1) is awaited */
+        {{-1, -1, 0, 1}},
+    };
+    assert_int_equal(rendezvous_completes(2, 1, crossed), 0);
+}
+
 static void test_peak_in_flight_examples(void **state)
 {
     (void)state;
@@ -979,6 +1091,8 @@ int main(void)
         cmocka_unit_test(test_schedule_properties),
         cmocka_unit_test(test_schedule_no_deadlock),
         cmocka_unit_test(test_deadlock_detector_detects),
+        cmocka_unit_test(test_exchanges_rendezvous),
+        cmocka_unit_test(test_rendezvous_detector_detects),
         cmocka_unit_test(test_peak_in_flight_examples),
         cmocka_unit_test(test_schedule_invalid),
         cmocka_unit_test(test_partition_matches_brute_force),
