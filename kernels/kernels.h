@@ -128,7 +128,9 @@ typedef struct bl_device_memory {
  * buffer before the arrival reads stale bytes and its tests fail. The
  * copy reads the source as it is then: the runtime must not write the
  * source before the arrival either (a GPU's copy reads it at its place in
- * the queue). */
+ * the queue). Its room() says it cannot tell, unless the environment sets
+ * BALLAST_MIRROR_MEMORY_MB: then it poses as a device of that many MiB,
+ * all free (tests of what the runtime does when a device is full). */
 extern const bl_device_memory_t bl_mirror_memory;
 
 /* SGD over the sum of several gradient arrays, in one pass: for each of

@@ -4,6 +4,7 @@
  * the downloads started with to_host_start, which wait in a queue until
  * they are asked about (arrived) or finished. One queue per process, like
  * a GPU's stream; one thread drives it. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +109,19 @@ static int mirror_finish(char *err, size_t errlen)
     return failed ? -1 : 0;
 }
 
-/* Host memory: the mirror cannot say what is left. */
+/* Host memory: the mirror cannot say what is left, unless told how large
+ * a device to pose as (BALLAST_MIRROR_MEMORY_MB, all of it free), so that
+ * tests can put the runtime's no-room paths on it. */
 static int mirror_room(size_t *free_bytes, size_t *total_bytes)
 {
-    (void)free_bytes;
-    (void)total_bytes;
-    return -1;
+    const char *mb = getenv("BALLAST_MIRROR_MEMORY_MB");
+    char *end = NULL;
+    unsigned long long n = mb != NULL ? strtoull(mb, &end, 10) : 0;
+    if (mb == NULL || end == mb || *end != '\0' || n > SIZE_MAX / (1024 * 1024)) {
+        return -1;
+    }
+    *free_bytes = *total_bytes = (size_t)n * 1024 * 1024;
+    return 0;
 }
 
 /* Host memory already: nothing to lock. */

@@ -18,13 +18,14 @@ bl_status_t bl_device_train_check(bl_runtime_t *rt, const bl_model_t *m)
     return bl_agree(rt, st, BL_ERR_UNSUPPORTED, "the device check");
 }
 
-bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm dp, int members, int nccl_allowed,
+bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm group, int members, int nccl_allowed,
                                   bl_device_group_t *out)
 {
     const bl_device_t *dev = &rt->device;
-    int counts[3] = {dev->memory != NULL, dev->kind == BL_DEVICE_CUDA, dev->shared};
+    int counts[4] = {dev->memory != NULL, dev->kind == BL_DEVICE_CUDA,
+                     dev->kind == BL_DEVICE_MIRROR, dev->shared};
     if (members > 1) {
-        bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 3, MPI_INT, MPI_SUM, dp,
+        bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 4, MPI_INT, MPI_SUM, group,
                                               "the count of the group's devices");
         if (st != BL_OK) {
             return st;
@@ -33,24 +34,27 @@ bl_status_t bl_device_group_learn(bl_runtime_t *rt, MPI_Comm dp, int members, in
     out->members = members;
     out->device_members = counts[0];
     out->cuda_members = counts[1];
-    out->shared_gpus = counts[2];
+    out->mirror_members = counts[2];
+    out->shared_gpus = counts[3];
+    out->direct = members > 1 && nccl_allowed &&
+                  ((counts[1] == members && counts[3] == 0) || counts[2] == members);
     if (members == 1) {
         out->path = BL_REDUCE_NONE;
     } else if (dev->memory == NULL) {
         out->path = BL_REDUCE_HOST;
-    } else if (counts[1] == members && counts[2] == 0 && nccl_allowed) {
-        out->path = BL_REDUCE_NCCL;
+    } else if (out->direct) {
+        out->path = BL_REDUCE_DEVICE;
     } else {
         out->path = BL_REDUCE_STAGED;
     }
     return BL_OK;
 }
 
-const char *bl_reduce_path_name(bl_reduce_path_t path)
+const char *bl_device_group_path_name(const bl_device_group_t *g)
 {
-    switch (path) {
-    case BL_REDUCE_NCCL:
-        return "NCCL";
+    switch (g->path) {
+    case BL_REDUCE_DEVICE:
+        return g->cuda_members == g->members ? "NCCL" : "MPI in NCCL's place (mirror)";
     case BL_REDUCE_STAGED:
         return "MPI through host memory";
     case BL_REDUCE_NONE:

@@ -64,6 +64,10 @@ struct bl_runtime {
      * rank has sent. */
     MPI_Comm rollcall, rollcall_answers;
     long rollcall_queries;
+    /* The mirror's device communicator (device_comm.c) whose group of
+     * transfers is in flight, or NULL: like a GPU's comm stream, a rank
+     * runs one group at a time. */
+    struct bl_device_comm *device_in_flight;
 };
 
 /* Collective: did any rank fail? Every rank learns. A rank that failed

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "dataset_impl.h"
+#include "device_comm.h"
 #include "device_data.h"
 #include "partition.h"
 #include "stage.h"
@@ -42,12 +43,12 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
         if (last) {
             slot->host_labels = bl_mem_array(a, rows, sizeof(int));
             ok = ok && slot->host_labels != NULL;
-        } else {
+        } else if (!s->direct_mode) {
             slot->host_dy = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
             slot->host_out = bl_mem_array(a, rows * (size_t)s->out_width, sizeof(float));
             ok = ok && slot->host_dy != NULL && slot->host_out != NULL;
         }
-        if (s->stage > 0) {
+        if (s->stage > 0 && !s->direct_mode) {
             slot->host_dx = bl_mem_array(a, rows * (size_t)s->in_width, sizeof(float));
             ok = ok && slot->host_dx != NULL;
         }
@@ -63,7 +64,7 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
 }
 
 bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
-                          int micro_batches, int schedule)
+                          int micro_batches, int schedule, int direct)
 {
     bl_runtime_t *rt = m->rt;
     const bl_allocator_t *a = bl_rt_allocator(rt);
@@ -77,6 +78,7 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     s->model = m;
     s->device = bl_model_device(m);
     s->pipe = l->pipe;
+    s->direct_mode = direct;
     s->stage = l->stage;
     s->stages = l->stages;
     s->pipe_base = l->replica * l->stages;
@@ -98,13 +100,15 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     s->micro_offset = bl_mem_array(a, (size_t)micro_batches, sizeof *s->micro_offset);
     s->forward_s = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *s->forward_s);
     s->backward_s = bl_mem_array_zeroed(a, (size_t)m->layer_count, sizeof *s->backward_s);
+    s->exchanges = bl_mem_array(a, 2 * (size_t)micro_batches + 1, sizeof *s->exchanges);
     if (s->ops == NULL || s->micro_rows == NULL || s->micro_offset == NULL ||
-        s->forward_s == NULL || s->backward_s == NULL) {
+        s->forward_s == NULL || s->backward_s == NULL || s->exchanges == NULL) {
         bl_stage_free(s);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a schedule of %d micro-batches",
                        micro_batches);
     }
-    if (bl_pipe_schedule(schedule, s->stages, s->stage, micro_batches, s->ops) < 0) {
+    if (bl_pipe_schedule(schedule, s->stages, s->stage, micro_batches, s->ops) < 0 ||
+        bl_pipe_exchanges(s->stages, s->stage, s->ops, 2 * micro_batches, s->exchanges) < 0) {
         bl_stage_free(s);
         return bl_fail(rt, BL_ERR_INVALID_ARG, "unknown pipeline schedule %d", schedule);
     }
@@ -164,6 +168,7 @@ void bl_stage_free(bl_stage_t *s)
     bl_mem_free(a, s->x_scratch);
     bl_mem_free(a, s->forward_s);
     bl_mem_free(a, s->backward_s);
+    bl_mem_free(a, s->exchanges);
     memset(s, 0, sizeof *s);
 }
 
@@ -346,7 +351,7 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
         st = wait_transfer(s, &slot->send[1], &out->pipe_s,
                            "sending gradients to the previous stage", s->stage - 1);
     }
-    if (st == BL_OK && s->stage > 0) {
+    if (st == BL_OK && s->stage > 0 && !s->direct_mode) {
         st = receive(s, wire(s, slot->in, slot->host_in), rows, s->in_width, s->stage - 1, j,
                      &out->pipe_s, "activations");
         if (st == BL_OK) {
@@ -376,7 +381,8 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
         out->correct += correct;
     }
     out->compute_s += slowed(in, bl_now_seconds() - t0);
-    if (!last) {
+    slot->out = y;
+    if (!last && !s->direct_mode) {
         st = send_out(s, y, slot->host_out, rows, s->out_width, s->stage + 1, j, &slot->send[0],
                       "activations");
     }
@@ -396,7 +402,7 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
                        s->stage, j);
     }
     bl_status_t st = BL_OK;
-    if (s->stage < s->stages - 1) {
+    if (s->stage < s->stages - 1 && !s->direct_mode) {
         st = receive(s, wire(s, slot->dy, slot->host_dy), rows, s->out_width, s->stage + 1, j,
                      &out->pipe_s, "gradients");
         if (st == BL_OK) {
@@ -421,10 +427,54 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     out->compute_s += slowed(in, bl_now_seconds() - t0);
     slot->micro = -1;
     s->in_flight--;
-    if (s->stage > 0) {
+    if (s->stage > 0 && !s->direct_mode) {
         st = send_out(s, slot->dx, slot->host_dx, rows, s->in_width, s->stage - 1, j,
                       &slot->send[1], "gradients");
     }
+    return st;
+}
+
+/* Direct transfers: exchange k of the step (bl_pipe_exchanges), before op
+ * k — op k − 1's output goes out of device memory (a forward's output in
+ * its slot's activations, a backward's input gradient in dx, both intact
+ * until the slot's next forward) and op k's input comes into its slot's
+ * device buffer (in, or dy) — and waited for, so op k can read it. */
+static bl_status_t exchange(bl_stage_t *s, int k, bl_stage_result_t *out)
+{
+    const bl_pipe_exchange_t *x = &s->exchanges[k];
+    const float *send = NULL;
+    float *recv = NULL;
+    size_t send_count = 0, recv_count = 0;
+    if (x->send_to >= 0) {
+        const bl_stage_slot_t *slot = &s->slots[x->send_micro % s->slot_count];
+        int on = x->send_to > s->stage; /* activations on, else a gradient back */
+        send = on ? slot->out : slot->dx;
+        send_count =
+            (size_t)s->micro_rows[x->send_micro] * (size_t)(on ? s->out_width : s->in_width);
+    }
+    if (x->recv_from >= 0) {
+        bl_stage_slot_t *slot = &s->slots[x->recv_micro % s->slot_count];
+        int activations = x->recv_from < s->stage;
+        if (activations && slot->micro != -1) {
+            return bl_fail(s->rt, BL_ERR_INVALID_ARG,
+                           "internal: stage %d has no room for micro-batch %d (slot holds %d)",
+                           s->stage, x->recv_micro, slot->micro);
+        }
+        recv = activations ? slot->in : slot->dy;
+        recv_count = (size_t)s->micro_rows[x->recv_micro] *
+                     (size_t)(activations ? s->in_width : s->out_width);
+    }
+    if (s->direct == NULL) {
+        return bl_fail(s->rt, BL_ERR_INVALID_ARG, "internal: stage %d has no device communicator",
+                       s->stage);
+    }
+    double t0 = bl_now_seconds();
+    bl_status_t st = bl_device_comm_exchange(s->direct, send, send_count, x->send_to, recv,
+                                             recv_count, x->recv_from);
+    if (st == BL_OK && (send_count > 0 || recv_count > 0)) {
+        st = bl_device_comm_wait(s->direct, "pipeline transfers");
+    }
+    out->pipe_s += bl_now_seconds() - t0;
     return st;
 }
 
@@ -487,11 +537,13 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
     int backwards = 0;
     for (int k = 0; k < 2 * M && st == BL_OK; k++) {
         const bl_pipe_op_t *op = &s->ops[k];
-        if (s->early == MPI_REQUEST_NULL && k + 1 < 2 * M) {
+        if (s->direct_mode) {
+            st = exchange(s, k, out);
+        } else if (s->early == MPI_REQUEST_NULL && k + 1 < 2 * M) {
             st = post_early(s, op, &s->ops[k + 1]);
-            if (st != BL_OK) {
-                break;
-            }
+        }
+        if (st != BL_OK) {
+            break;
         }
         if (op->pass == BL_PIPE_FORWARD) {
             st = forward(s, op->micro, in, out);
@@ -499,6 +551,9 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
             st = backward(s, op->micro, backwards > 0, k == 2 * M - 1, in, out);
             backwards++;
         }
+    }
+    if (st == BL_OK && s->direct_mode) {
+        st = exchange(s, 2 * M, out); /* the last op's output */
     }
     /* A receive posted ahead is always consumed by its op, unless a failure
      * stopped the step first: then it is cancelled. */

@@ -1,10 +1,17 @@
 /* One pipeline stage's step: the forward and backward passes of the
  * stage's layers over the micro-batches of this pipeline's shard, in the
  * schedule's order (partition/pipeline.h), with activations sent on to the
- * next stage and input gradients back to the previous one by non-blocking
- * MPI point-to-point on the pipeline's communicator. The loss lives on the
- * last stage. With one stage this is the data-parallel step's compute
- * (micro-batched when M > 1: gradient accumulation). */
+ * next stage and input gradients back to the previous one. Two transports:
+ *   - MPI (host memory): non-blocking point-to-point on the pipeline's
+ *     communicator, a device stage's buffers going through host twins;
+ *   - direct (every stage a device of its own that can reach the others,
+ *     device_comm.h: NCCL between GPUs): between two ops the stage runs
+ *     one exchange group, the first op's output out and the second's
+ *     input in, straight from and into device memory
+ *     (bl_pipe_exchanges: rendezvous transfers cannot deadlock so).
+ * The loss lives on the last stage. With one stage this is the
+ * data-parallel step's compute (micro-batched when M > 1: gradient
+ * accumulation). */
 #ifndef BL_STAGE_H
 #define BL_STAGE_H
 
@@ -33,6 +40,8 @@ typedef struct bl_stage_slot {
     float *host_dx;      /* (max_micro, in_width) all but stage 0 */
     int64_t *dev_idx;    /* (max_micro) device: the micro-batch's sample numbers, for a training
                             set kept on the device (device_data.h) */
+    const float *out;    /* the stage's output of the micro-batch's forward (in ws): what a
+                            direct exchange sends on */
     int micro;           /* the micro-batch held, −1 when free */
     MPI_Request send[2]; /* in flight from this slot: [0] activations, [1] input gradient */
 } bl_stage_slot_t;
@@ -42,6 +51,11 @@ typedef struct bl_stage {
     bl_model_t *model;
     const bl_device_t *device; /* the model's at init: where the slots' buffers live */
     MPI_Comm pipe;             /* MPI_COMM_NULL with one stage */
+    /* Direct transfers: set at init (no host twins for them are made);
+     * the communicator is set by the trainer before the first step. */
+    int direct_mode;
+    struct bl_device_comm *direct;
+    bl_pipe_exchange_t *exchanges; /* (2M + 1) direct: the exchanges around the ops */
     int stage, stages;
     int pipe_base;   /* the job rank of this pipeline's stage 0 (replica × S), for messages */
     int first, last; /* the stage's layers [first, last) */
@@ -67,9 +81,10 @@ typedef struct bl_stage {
 } bl_stage_t;
 
 /* Sets up the stage of this rank in layout l for global batch `batch`,
- * M micro-batches and a schedule (BL_PIPE_GPIPE or BL_PIPE_1F1B). */
+ * M micro-batches and a schedule (BL_PIPE_GPIPE or BL_PIPE_1F1B); direct
+ * 1: the stages transfer directly (s->direct to be set before a step). */
 bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
-                          int micro_batches, int schedule);
+                          int micro_batches, int schedule, int direct);
 /* Waits for sends still in flight (after a failed step), then frees. */
 void bl_stage_free(bl_stage_t *s);
 

@@ -24,7 +24,7 @@
 #include "layout.h"
 #include "migration.h"
 #include "model_impl.h"
-#include "nccl_sync.h"
+#include "device_sync.h"
 #include "partition.h"
 #include "restager.h"
 #include "sampler.h"
@@ -57,7 +57,11 @@ struct bl_trainer {
     bl_device_copies_t dev;
     bl_device_data_t resident; /* the training set on the device, when kept there */
     bl_device_group_t group;
-    bl_nccl_sync_t nccl;
+    bl_device_sync_t dsync;
+    /* Its pipeline: whether the stages move activations and gradients
+     * straight between devices (device_comm.h), and the communicator. */
+    bl_device_group_t pipe_group;
+    bl_device_comm_t *pipe_comm;
     long *indices;        /* (B) this step's sample indices (the whole global batch) */
     long step;            /* the next global step */
     int user_map;         /* the stage map came from the config (a resume keeps it) */
@@ -457,6 +461,9 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (st == BL_OK) {
         st = bl_device_group_learn(rt, t->layout.dp, t->layout.replicas, c.nccl, &t->group);
     }
+    if (st == BL_OK) {
+        st = bl_device_group_learn(rt, t->layout.pipe, t->layout.stages, c.nccl, &t->pipe_group);
+    }
     /* On a device: the state goes there before the stage's buffers are
      * made, so they are made there too. */
     if (st == BL_OK && rt->device.memory != NULL) {
@@ -464,7 +471,8 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     }
     if (st == BL_OK) {
         st = bl_stage_init(&t->stage, m, &t->layout, c.batch, c.micro_batches,
-                           c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
+                           c.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B,
+                           t->pipe_group.direct);
     }
     /* The training set goes to the device last, into the room left. */
     if (st == BL_OK && rt->device.memory != NULL && c.data_on_device) {
@@ -518,7 +526,8 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_balancer_free(&t->balancer);
     bl_grad_sync_free(&t->sync);
-    bl_nccl_sync_free(&t->nccl, !t->failed && !t->rt->gave_up);
+    bl_device_sync_free(&t->dsync, !t->failed && !t->rt->gave_up);
+    bl_device_comm_free(t->pipe_comm, !t->failed && !t->rt->gave_up);
     bl_device_data_free(&t->resident);
     bl_device_copies_free(&t->dev);
     bl_node_reduce_free(&t->node, !t->failed && !t->rt->gave_up);
@@ -592,32 +601,47 @@ static void wire_device_hooks(bl_trainer_t *t)
     if (t->group.path == BL_REDUCE_STAGED) {
         t->sync.device =
             (bl_grad_device_t){.fetch = fetch_bucket, .fetched = bucket_fetched, .arg = t};
-    } else if (t->group.path == BL_REDUCE_NCCL) {
-        t->sync.device = bl_nccl_sync_hooks(&t->nccl);
+    } else if (t->group.path == BL_REDUCE_DEVICE) {
+        t->sync.device = bl_device_sync_hooks(&t->dsync);
     }
+    t->stage.direct = t->pipe_comm;
 }
 
-/* How a device rank's gradients are reduced (device_group.h), wired into
- * the gradient sync; rank 0 says how its group reduces. Collective over
- * the data-parallel group (NCCL's set-up). */
+/* How a device rank's gradients are reduced and its pipeline's transfers
+ * run (device_group.h), wired into the gradient sync and the stage; rank
+ * 0 says how its group and its pipeline do it. Collective over the
+ * pipeline, then over the data-parallel group (their communicators'
+ * set-up), in that order on every rank. */
 static bl_status_t connect_device_sync(bl_trainer_t *t)
 {
     bl_status_t st = BL_OK;
-    if (t->group.path == BL_REDUCE_NCCL) {
-        st = bl_nccl_sync_init(&t->nccl, t->rt, t->layout.dp, t->dev.grads, t->cfg.timeout_s);
-    } else if (t->group.path == BL_REDUCE_STAGED) {
+    if (t->pipe_group.direct) {
+        st =
+            bl_device_comm_open(t->rt, t->layout.pipe, "pipeline", t->cfg.timeout_s, &t->pipe_comm);
+    }
+    if (st == BL_OK && t->group.path == BL_REDUCE_DEVICE) {
+        st = bl_device_sync_init(&t->dsync, t->rt, t->layout.dp, t->dev.grads, t->cfg.timeout_s);
+    } else if (st == BL_OK && t->group.path == BL_REDUCE_STAGED) {
         bl_device_copies_pin_grads(&t->dev, t->rt);
     }
     if (st == BL_OK) {
         wire_device_hooks(t);
     }
-    if (st == BL_OK && t->group.device_members > 0 && t->group.members > 1) {
+    const bl_device_group_t *g = &t->group, *p = &t->pipe_group;
+    if (st == BL_OK && g->device_members > 0 && g->members > 1) {
         bl_log(t->rt, BL_LOG_INFO,
                "gradient reduction of rank 0's group: %s (%d ranks: %d on GPUs, %d on other "
                "devices, %d on CPUs)",
-               bl_reduce_path_name(t->group.path), t->group.members, t->group.cuda_members,
-               t->group.device_members - t->group.cuda_members,
-               t->group.members - t->group.device_members);
+               bl_device_group_path_name(g), g->members, g->cuda_members,
+               g->device_members - g->cuda_members, g->members - g->device_members);
+    }
+    if (st == BL_OK && p->device_members > 0 && p->members > 1) {
+        bl_log(t->rt, BL_LOG_INFO,
+               "pipeline transfers of rank 0's pipeline: %s (%d stages: %d on GPUs, %d on other "
+               "devices, %d on CPUs)",
+               p->direct ? bl_device_comm_name(t->pipe_comm) : "MPI through host memory",
+               p->members, p->cuda_members, p->device_members - p->cuda_members,
+               p->members - p->device_members);
     }
     return st;
 }
@@ -659,9 +683,9 @@ static bl_status_t rebuild_stage(bl_trainer_t *t)
     bl_layout_t *l = &t->layout;
     bl_stage_free(&t->stage);
     bl_grad_sync_free(&t->sync);
-    bl_status_t st =
-        bl_stage_init(&t->stage, t->model, l, t->cfg.batch, t->cfg.micro_batches,
-                      t->cfg.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B);
+    bl_status_t st = bl_stage_init(
+        &t->stage, t->model, l, t->cfg.batch, t->cfg.micro_batches,
+        t->cfg.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B, t->pipe_group.direct);
     if (st == BL_OK && l->replicas > 1) {
         st = bl_grad_sync_init(&t->sync, t->rt, l->dp, t->model, t->stage.first, t->stage.last,
                                (size_t)(t->cfg.bucket_mb * 1024.0 * 1024.0));

@@ -179,3 +179,19 @@ add_test(NAME rollcall_mpi_names_missing
             $<TARGET_FILE:rollcall_mpi>)
 set_tests_properties(rollcall_mpi_names_missing PROPERTIES LABELS "mpi" TIMEOUT 60
     PASS_REGULAR_EXPRESSION "ok: 0 failures" ENVIRONMENT "${BALLAST_TEST_ENV}")
+
+# Hang detection on device communicators (the mirror's MPI in NCCL's
+# place; NCCL's own timeout aborts the communicator, tests/test_cuda_nccl):
+# the same bound, naming the step, the transfer and the missing rank.
+bl_cli_test(hang_device_allreduce EXIT 1
+    MATCH "rank [02]: timed out: step 8: the gradient all-reduce of [0-9]+ floats .mirror. did not complete within 2 s: ranks that had not arrived: 1 .no answer"
+    COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --timeout 2 --device mirror
+    REQUIRES cli_data_good)
+bl_cli_test(hang_device_pipeline EXIT 1
+    MATCH "rank 1: timed out: step 8: the pipeline transfers .mirror: [0-9]+ floats from rank 0. did not complete within 2 s: rank 0 had not arrived"
+    COMMAND env BALLAST_TEST_HANG_AT=0:7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --pp 2 --timeout 2 --device mirror
+    REQUIRES cli_data_good)
+set_tests_properties(cli_hang_device_allreduce cli_hang_device_pipeline PROPERTIES
+    LABELS "cli;mpi")

@@ -31,6 +31,27 @@ bl_cli_test(dp_mirror_mixed_reduction EXIT 0
 set_tests_properties(cli_dp_mirror_mixed_reduction PROPERTIES LABELS "cli;mpi"
     ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
 
+# A device without room for the training set (the mirror posing as a
+# 1 MiB device: a tenth, at least 1 GiB, must stay free) reads each batch
+# on the host and uploads it, says so, and trains to the same parameters.
+bl_dp_case(mirror2_no_room 2 --device mirror)
+set_property(TEST cli_dp_mirror2_no_room APPEND PROPERTY ENVIRONMENT BALLAST_MIRROR_MEMORY_MB=1)
+bl_cli_test(dp_mirror_no_room_said EXIT 0
+    MATCH "rank 0: no room on mirror for the training set \\([0-9.]+ MB, leaving a tenth of the device free\\): batches are read on the host and uploaded"
+    COMMAND env BALLAST_MIRROR_MEMORY_MB=1 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --device mirror
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_mirror_no_room_said PROPERTIES LABELS "cli;mpi"
+    ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+# Posing as a 2 GiB device leaves room for it: kept on the device.
+bl_cli_test(dp_mirror_room_said EXIT 0
+    MATCH "rank 0: the training set \\([0-9.]+ MB\\) is kept on mirror"
+    COMMAND env BALLAST_MIRROR_MEMORY_MB=2048 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_dp_run} --device mirror
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_mirror_room_said PROPERTIES LABELS "cli;mpi"
+    ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+
 # Bad --device values name the flag and what is wrong.
 bl_cli_test(device_unknown EXIT 2 MATCH "--device: 'gpu' is not cpu, cuda, auto or mirror"
     COMMAND ${BL_CLI_TRAIN} --device cpu,gpu)
@@ -53,3 +74,48 @@ bl_dp_case(mirror_pp2_policy_moves 2 --pp 2 --micro-batches 2 --policy proportio
 bl_dp_case(mirror_pp2_scripted_moves 2 --pp 2 --micro-batches 2 --stages 0-0,1-4
            --stages-at 8:0-2,3-4 --stages-at 16:0-3,4-4 --device mirror,cpu)
 set_tests_properties(cli_device_count_mismatch PROPERTIES LABELS "cli;mpi")
+
+# Groups of mirror ranks alone move device memory directly, as GPUs do over
+# NCCL (the mirror's device communicator is MPI in NCCL's place, with
+# NCCL's ordering and rendezvous sends): the cases above with --device
+# mirror on every rank run there — gradient buckets all-reduced on the
+# device, pipeline stages exchanging activations and gradients from
+# device memory, one exchange group between two ops. Here: the hybrid
+# grid (both at once, on one ordered queue per rank), GPipe over three
+# stages, layers migrating, and --nccl off keeping such groups on host
+# memory (staged buckets, host twins).
+bl_dp_case(mirror_hybrid_direct 4 --dp 2 --pp 2 --shards 20,12 --micro-batches 3 --device mirror)
+bl_dp_case(mirror_pp3_gpipe_direct 3 --pp 3 --schedule gpipe --micro-batches 4 --device mirror)
+bl_dp_case(mirror_pp2_direct_moves 2 --pp 2 --micro-batches 2 --stages 0-0,1-4
+           --stages-at 8:0-2,3-4 --stages-at 16:0-3,4-4 --device mirror)
+bl_dp_case(mirror2_nccl_off 2 --device mirror --nccl off)
+bl_dp_case(mirror_pp2_nccl_off 2 --pp 2 --micro-batches 3 --device mirror --nccl off)
+bl_cli_test(dp_mirror_direct_paths EXIT 0
+    MATCH "gradient reduction of rank 0's group: MPI in NCCL's place \\(mirror\\) \\(2 ranks: 0 on GPUs, 2 on other devices, 0 on CPUs\\)"
+          "pipeline transfers of rank 0's pipeline: MPI in NCCL's place \\(mirror\\) \\(2 stages"
+    COMMAND ${BL_MPIRUN} 4 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --dp 2 --pp 2
+            --device mirror
+    REQUIRES cli_data_good)
+bl_cli_test(dp_mirror_nccl_off_paths EXIT 0
+    MATCH "gradient reduction of rank 0's group: MPI through host memory \\(2 ranks"
+          "pipeline transfers of rank 0's pipeline: MPI through host memory \\(2 stages"
+    COMMAND ${BL_MPIRUN} 4 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --dp 2 --pp 2
+            --device mirror --nccl off
+    REQUIRES cli_data_good)
+set_tests_properties(cli_dp_mirror_direct_paths cli_dp_mirror_nccl_off_paths PROPERTIES
+    LABELS "cli;mpi" ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+
+# Device communicators on the mirror: MPI in NCCL's place keeps NCCL's
+# semantics (exact all-reduces, one group at a time, rendezvous sends: a
+# send-first deadlock times out with two ranks).
+add_executable(test_device_comm ${CMAKE_CURRENT_SOURCE_DIR}/test_device_comm.c)
+target_include_directories(test_device_comm PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+    ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
+target_link_libraries(test_device_comm PRIVATE ballast)
+foreach(ranks 1 2 3)
+    add_test(NAME test_device_comm_np${ranks}
+        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe $<TARGET_FILE:test_device_comm>)
+    set_tests_properties(test_device_comm_np${ranks} PROPERTIES LABELS "unit;mpi" TIMEOUT 60
+        PASS_REGULAR_EXPRESSION "test_device_comm: ${ranks} ranks, 0 failures"
+        ENVIRONMENT "${BALLAST_TEST_ENV}")
+endforeach()

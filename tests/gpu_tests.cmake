@@ -100,4 +100,19 @@ if(BALLAST_HAVE_CUDA)
               "device: rank 1: GPU 1 of "
               "gradient reduction of rank 0's group: NCCL \\(2 ranks: 2 on GPUs"
         FLAGS --device cuda)
+    # (e) Two GPU stages, one GPU each, passing activations and gradients
+    # with NCCL send/receive groups (bl_pipe_exchanges), 1F1B and GPipe;
+    # skipped where fewer than two GPUs are visible. (f) The same pipeline
+    # with NCCL off goes through host memory and MPI, as it does wherever
+    # two stages share a GPU (NCCL refuses two ranks on one GPU): the one
+    # pipeline a one-GPU machine can run.
+    bl_gpu_case(pp2_nccl RANKS 2 GPUS 2
+        MATCH "pipeline transfers of rank 0's pipeline: NCCL \\(2 stages: 2 on GPUs"
+        FLAGS --device cuda --pp 2 --micro-batches 3)
+    bl_gpu_case(pp2_gpipe_nccl RANKS 2 GPUS 2
+        MATCH "pipeline transfers of rank 0's pipeline: NCCL \\(2 stages: 2 on GPUs"
+        FLAGS --device cuda --pp 2 --micro-batches 3 --schedule gpipe)
+    bl_gpu_case(pp2_shared RANKS 2 GPUS 1
+        MATCH "pipeline transfers of rank 0's pipeline: MPI through host memory \\(2 stages: 2 on GPUs"
+        FLAGS --device cuda --pp 2 --micro-batches 3 --nccl off)
 endif()
