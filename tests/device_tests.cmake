@@ -36,21 +36,18 @@ set_tests_properties(cli_dp_mirror_mixed_reduction PROPERTIES LABELS "cli;mpi"
 # on the host and uploads it, says so, and trains to the same parameters.
 bl_dp_case(mirror2_no_room 2 --device mirror)
 set_property(TEST cli_dp_mirror2_no_room APPEND PROPERTY ENVIRONMENT BALLAST_MIRROR_MEMORY_MB=1)
-bl_cli_test(dp_mirror_no_room_said EXIT 0
-    MATCH "rank 0: no room on mirror for the training set \\([0-9.]+ MB, leaving a tenth of the device free\\): batches are read on the host and uploaded"
-    COMMAND env BALLAST_MIRROR_MEMORY_MB=1 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
-            ${bl_dp_run} --device mirror
-    REQUIRES cli_data_good)
-set_tests_properties(cli_dp_mirror_no_room_said PROPERTIES LABELS "cli;mpi"
-    ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
-# Posing as a 2 GiB device leaves room for it: kept on the device.
-bl_cli_test(dp_mirror_room_said EXIT 0
-    MATCH "rank 0: the training set \\([0-9.]+ MB\\) is kept on mirror"
-    COMMAND env BALLAST_MIRROR_MEMORY_MB=2048 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
-            ${bl_dp_run} --device mirror
-    REQUIRES cli_data_good)
-set_tests_properties(cli_dp_mirror_room_said PROPERTIES LABELS "cli;mpi"
-    ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+# Said either way: posing as a 1 MiB device leaves no room; as a 2 GiB one
+# it does, and the set is kept on the device.
+function(bl_mirror_room_case mb said)
+    bl_cli_test(dp_mirror_room_${mb}mb EXIT 0 MATCH "${said}"
+        COMMAND env BALLAST_MIRROR_MEMORY_MB=${mb} ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+                ${bl_dp_run} --device mirror
+        REQUIRES cli_data_good)
+    set_tests_properties(cli_dp_mirror_room_${mb}mb PROPERTIES LABELS "cli;mpi"
+        ENVIRONMENT "${BALLAST_TEST_ENV};BALLAST_LOG=info")
+endfunction()
+bl_mirror_room_case(1 "rank 0: no room on mirror for the training set \\([0-9.]+ MB, leaving a tenth of the device free\\): batches are read on the host and uploaded")
+bl_mirror_room_case(2048 "rank 0: the training set \\([0-9.]+ MB\\) is kept on mirror")
 
 # Bad --device values name the flag and what is wrong.
 bl_cli_test(device_unknown EXIT 2 MATCH "--device: 'gpu' is not cpu, cuda, auto or mirror"
@@ -108,14 +105,4 @@ set_tests_properties(cli_dp_mirror_direct_paths cli_dp_mirror_nccl_off_paths PRO
 # Device communicators on the mirror: MPI in NCCL's place keeps NCCL's
 # semantics (exact all-reduces, one group at a time, rendezvous sends: a
 # send-first deadlock times out with two ranks).
-add_executable(test_device_comm ${CMAKE_CURRENT_SOURCE_DIR}/test_device_comm.c)
-target_include_directories(test_device_comm PRIVATE ${PROJECT_SOURCE_DIR}/runtime
-    ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
-target_link_libraries(test_device_comm PRIVATE ballast)
-foreach(ranks 1 2 3)
-    add_test(NAME test_device_comm_np${ranks}
-        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe $<TARGET_FILE:test_device_comm>)
-    set_tests_properties(test_device_comm_np${ranks} PROPERTIES LABELS "unit;mpi" TIMEOUT 60
-        PASS_REGULAR_EXPRESSION "test_device_comm: ${ranks} ranks, 0 failures"
-        ENVIRONMENT "${BALLAST_TEST_ENV}")
-endforeach()
+bl_mpi_program(test_device_comm 1 2 3)

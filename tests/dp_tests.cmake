@@ -112,15 +112,22 @@ set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_cou
     cli_dp_shards_sum cli_dp_shards_negative cli_dp_mismatch_layers cli_dp_mismatch_lr
     PROPERTIES LABELS "cli;mpi")
 
+# bl_mpi_program(NAME RANKS...): tests/NAME.c, a program checking itself
+# under mpirun (mpi_check.h's way), run as test NAME_npN for each N of
+# RANKS; it passes when it prints "NAME: N ranks, 0 failures".
+function(bl_mpi_program name)
+    add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
+    target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+        ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
+    target_link_libraries(${name} PRIVATE ballast)
+    foreach(ranks ${ARGN})
+        add_test(NAME ${name}_np${ranks}
+            COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe $<TARGET_FILE:${name}>)
+        set_tests_properties(${name}_np${ranks} PROPERTIES LABELS "unit;mpi" TIMEOUT 60
+            PASS_REGULAR_EXPRESSION "${name}: ${ranks} ranks, 0 failures"
+            ENVIRONMENT "${BALLAST_TEST_ENV}")
+    endforeach()
+endfunction()
+
 # The bucketed all-reduce itself, on small-integer gradients (exact sums).
-add_executable(test_grad_sync ${CMAKE_CURRENT_SOURCE_DIR}/test_grad_sync.c)
-target_include_directories(test_grad_sync PRIVATE ${PROJECT_SOURCE_DIR}/runtime
-    ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
-target_link_libraries(test_grad_sync PRIVATE ballast)
-foreach(ranks 1 2 3 4)
-    add_test(NAME test_grad_sync_np${ranks}
-        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe $<TARGET_FILE:test_grad_sync>)
-    set_tests_properties(test_grad_sync_np${ranks} PROPERTIES LABELS "unit;mpi" TIMEOUT 60
-        PASS_REGULAR_EXPRESSION "test_grad_sync: ${ranks} ranks, 0 failures"
-        ENVIRONMENT "${BALLAST_TEST_ENV}")
-endforeach()
+bl_mpi_program(test_grad_sync 1 2 3 4)
