@@ -99,6 +99,14 @@ int bl_nccl_send(bl_nccl_comm_t *c, const float *buf, size_t count, int peer, ch
                  size_t errlen);
 int bl_nccl_recv(bl_nccl_comm_t *c, float *buf, size_t count, int peer, char *err, size_t errlen);
 
+/* Waits until c's last call is really on the comm stream: a call that
+ * returned while NCCL still enqueues it in the background (ncclInProgress)
+ * may not be there yet, and NCCL orders calls on one communicator only;
+ * the runtime settles a communicator before it posts on another, so the
+ * stream holds them in the order they were posted. Bounded by the create
+ * timeout. 0, or -1 naming the failure or the timeout ("timed out"). */
+int bl_nccl_settle(bl_nccl_comm_t *c, char *err, size_t errlen);
+
 /* Waits until everything enqueued on the comm stream is done, polling the
  * stream and NCCL's asynchronous error (sleeping ~50 us between polls), so
  * a failed peer shows as an error, not a hang. `op` names what is waited

@@ -86,13 +86,20 @@ static int cuda_room(size_t *free_bytes, size_t *total_bytes)
 }
 
 /* Page-locking is an optimisation: a refusal (the locked-memory limit,
- * memory registered already) leaves the buffer pageable and records
- * nothing. */
+ * memory registered already) leaves the buffer pageable and is not
+ * recorded as a failure. CUDA's last error is cleared after a refusal, so
+ * a launch failure still pending there is recorded first. */
+static void keep_launch_failure(void)
+{
+    bl_cuda_ok(cudaGetLastError(), "a kernel launch");
+}
+
 static int cuda_pin(void *ptr, size_t nbytes)
 {
     if (ptr == NULL || nbytes == 0) {
         return -1;
     }
+    keep_launch_failure();
     if (cudaHostRegister(ptr, nbytes, cudaHostRegisterDefault) != cudaSuccess) {
         cudaGetLastError();
         return -1;
@@ -102,7 +109,11 @@ static int cuda_pin(void *ptr, size_t nbytes)
 
 static void cuda_unpin(void *ptr)
 {
-    if (ptr != NULL && cudaHostUnregister(ptr) != cudaSuccess) {
+    if (ptr == NULL) {
+        return;
+    }
+    keep_launch_failure();
+    if (cudaHostUnregister(ptr) != cudaSuccess) {
         cudaGetLastError(); /* it was never pinned: nothing to undo */
     }
 }

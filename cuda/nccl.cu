@@ -472,6 +472,14 @@ extern "C" int bl_nccl_recv(bl_nccl_comm_t *c, float *buf, size_t count, int pee
     return p2p(c, 0, buf, count, peer, err, errlen);
 }
 
+extern "C" int bl_nccl_settle(bl_nccl_comm_t *c, char *err, size_t errlen)
+{
+    if (usable(c, "settle", err, errlen) != 0) {
+        return -1;
+    }
+    return settle(c, "settle", err, errlen);
+}
+
 extern "C" int bl_nccl_wait(bl_nccl_comm_t *c, double timeout_s, const char *op, char *err,
                             size_t errlen)
 {

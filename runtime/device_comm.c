@@ -119,8 +119,13 @@ static void mirror_release(bl_device_comm_t *c, int healthy)
     if (c->rt->device_in_flight == c) {
         if (healthy) {
             settle(c->rt);
+        } else if (c->requests[0] != MPI_REQUEST_NULL) {
+            /* Abandoned: a receive must not land in buffers freed next
+             * (a send only reads; it stays pending). */
+            MPI_Cancel(&c->requests[0]);
+            MPI_Wait(&c->requests[0], MPI_STATUS_IGNORE);
         }
-        c->rt->device_in_flight = NULL; /* abandoned: its requests stay pending */
+        c->rt->device_in_flight = NULL;
     }
     if (c->mpi != MPI_COMM_NULL) {
         MPI_Comm_free(&c->mpi);
@@ -142,10 +147,9 @@ static bl_status_t mirror_open(bl_device_comm_t *c, MPI_Comm group)
         rc = MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
     }
     bl_status_t st = BL_OK;
+    c->ops = &mirror_ops; /* its release frees the duplicate, whatever comes */
     if (rc != MPI_SUCCESS) {
         st = bl_fail_mpi(c->rt, rc, "duplicating a group for the mirror's transfers");
-    } else {
-        c->ops = &mirror_ops;
     }
     return agree_in_group(c->rt, group, st, "the mirror's device communicator");
 }

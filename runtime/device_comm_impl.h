@@ -28,7 +28,7 @@ struct bl_device_comm {
     MPI_Comm mpi;
     MPI_Request requests[2];
     int peers[2];     /* the member each request is with; −1 for the all-reduce */
-    char posted[128]; /* what is in flight, for a timeout's message */
+    char posted[192]; /* what is in flight, for a timeout's message */
     /* NCCL */
     struct bl_nccl_comm *nccl;
 };

@@ -72,6 +72,17 @@ void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt)
     }
 }
 
+void bl_device_copies_unpin_grads(bl_device_copies_t *c)
+{
+    if (c->device == NULL || c->pinned_grads == NULL) {
+        return;
+    }
+    char err[256];
+    c->device->memory->finish(err, sizeof err); /* queued copies may still use it */
+    c->device->memory->unpin(c->pinned_grads);
+    c->pinned_grads = NULL;
+}
+
 void bl_device_copies_free(bl_device_copies_t *c)
 {
     if (c->device == NULL) {
@@ -81,9 +92,7 @@ void bl_device_copies_free(bl_device_copies_t *c)
      * leaves downloads in flight). */
     char err[256];
     c->device->memory->finish(err, sizeof err);
-    if (c->pinned_grads != NULL) {
-        c->device->memory->unpin(c->pinned_grads);
-    }
+    bl_device_copies_unpin_grads(c);
     if (c->model != NULL && c->model->exec_params == c->params) {
         c->model->exec_device = NULL;
         c->model->exec_params = NULL;

@@ -37,6 +37,9 @@ bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, con
  * holding the host. A refusal is not an error: the array stays pageable
  * and works as before (a debug line says so). */
 void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt);
+/* Undoes pin_grads once the device's queued work is done (no-op when
+ * not pinned). */
+void bl_device_copies_unpin_grads(bl_device_copies_t *c);
 /* Frees the copies (after the device's queued work: a pinned array is
  * unlocked) and gives the model's passes back to the host. No-op when
  * there are none. */

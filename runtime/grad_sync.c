@@ -2,6 +2,7 @@
  * group. */
 #include <limits.h>
 #include <string.h>
+#include <time.h>
 
 #include "grad_sync.h"
 
@@ -109,6 +110,27 @@ static bl_status_t post_arrived(bl_grad_sync_t *s, int wait)
     return BL_OK;
 }
 
+/* Posts the reductions whose copies have landed and tests the ones in
+ * flight: Open MPI advances non-blocking collectives only inside MPI
+ * calls; the ones that complete here are remembered for finish. */
+static bl_status_t progress(bl_grad_sync_t *s)
+{
+    bl_status_t st = post_arrived(s, 0);
+    if (st != BL_OK || s->posted == 0) {
+        return st;
+    }
+    int n = 0;
+    int rc = MPI_Testsome(s->posted, s->requests, &n, s->indices, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        drain(s);
+        return bl_fail_mpi(s->rt, rc, "MPI_Testsome of gradient buckets");
+    }
+    for (int k = 0; k < n && n != MPI_UNDEFINED; k++) {
+        s->reduced[s->indices[k]] = 1;
+    }
+    return BL_OK;
+}
+
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
 {
     bl_grad_sync_t *s = sync;
@@ -135,27 +157,21 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
         }
         s->closed++;
     }
-    if (dev->post == NULL) {
-        bl_status_t st = post_arrived(s, 0);
-        if (st != BL_OK) {
-            return st;
-        }
+    if (dev->post != NULL) {
+        return BL_OK;
     }
-    if (s->posted > 0 && dev->post == NULL) {
-        /* Drives progress of the reductions in flight (Open MPI advances
-         * non-blocking collectives inside MPI calls); the ones that
-         * complete here are remembered for finish. */
-        int n = 0;
-        int rc = MPI_Testsome(s->posted, s->requests, &n, s->indices, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS) {
-            drain(s);
-            return bl_fail_mpi(s->rt, rc, "MPI_Testsome of gradient buckets");
-        }
-        for (int k = 0; k < n && n != MPI_UNDEFINED; k++) {
-            s->reduced[s->indices[k]] = 1;
-        }
+    bl_status_t st = progress(s);
+    /* Staged: once backward has closed the last bucket, the rest of the
+     * step waits for the copies anyway; posting each reduction as its copy
+     * lands lets MPI reduce the first buckets while the device still
+     * computes the last layers (its kernels run behind the host). */
+    while (st == BL_OK && dev->fetched != NULL && s->closed == s->bucket_count &&
+           s->posted < s->closed) {
+        struct timespec nap = {0, 20000};
+        nanosleep(&nap, NULL);
+        st = progress(s);
     }
-    return BL_OK;
+    return st;
 }
 
 bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct,

@@ -66,7 +66,10 @@ void bl_grad_sync_free(bl_grad_sync_t *s);
  * starts its copy to the host, and posts the buckets whose copies have
  * arrived, in bucket order, so every rank posts its reductions in the
  * same order), and tests the ones in flight so MPI makes progress while
- * backward goes on. */
+ * backward goes on. Staged, once the last bucket has closed, it stays
+ * until every copy has landed and been posted: a device runs behind the
+ * host, so the first buckets' reductions then overlap the device's last
+ * layers. */
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync);
 
 /* Called for each bucket as soon as its reduction has completed, with the

@@ -15,19 +15,49 @@ static bl_status_t nccl_failed(bl_device_comm_t *c, bl_status_t status, const ch
     return bl_fail(c->rt, status, "rank %d (%s): %s", c->rt->rank, c->rt->device.name, err);
 }
 
+static bl_status_t timed_out_or(bl_device_comm_t *c, const char *err)
+{
+    if (strstr(err, "timed out") != NULL) {
+        /* Like an MPI timeout: transfers may be pending for good. */
+        c->rt->gave_up = 1;
+        return nccl_failed(c, BL_ERR_TIMEOUT, err);
+    }
+    return nccl_failed(c, BL_ERR_NCCL, err);
+}
+
+/* The rank's calls reach NCCL's one comm stream in the order posted, on
+ * whichever communicator: another communicator's last call is settled
+ * onto the stream before c posts (NCCL orders one communicator's calls
+ * only). Then c is the one to settle next. */
+static bl_status_t settle_others(bl_device_comm_t *c)
+{
+    bl_device_comm_t *last = c->rt->device_in_flight;
+    char err[512];
+    c->rt->device_in_flight = c;
+    if (last == NULL || last == c || last->nccl == NULL) {
+        return BL_OK;
+    }
+    return bl_nccl_settle(last->nccl, err, sizeof err) == 0 ? BL_OK : timed_out_or(last, err);
+}
+
 static bl_status_t nccl_allreduce(bl_device_comm_t *c, float *buf, size_t count)
 {
     char err[512];
-    if (bl_nccl_allreduce_sum(c->nccl, buf, count, err, sizeof err) != 0) {
-        return nccl_failed(c, BL_ERR_NCCL, err);
+    bl_status_t st = settle_others(c);
+    if (st == BL_OK && bl_nccl_allreduce_sum(c->nccl, buf, count, err, sizeof err) != 0) {
+        st = nccl_failed(c, BL_ERR_NCCL, err);
     }
-    return BL_OK;
+    return st;
 }
 
 static bl_status_t nccl_exchange(bl_device_comm_t *c, const float *send, size_t send_count, int to,
                                  float *recv, size_t recv_count, int from)
 {
     char err[512] = "", closing[512] = "";
+    bl_status_t st = settle_others(c);
+    if (st != BL_OK) {
+        return st;
+    }
     /* One group, so the send and the receive run together (a stage sends
      * its output while it receives its next input from the same
      * neighbour); the group is closed even after a failure inside it. */
@@ -53,19 +83,22 @@ static bl_status_t nccl_wait(bl_device_comm_t *c, const char *op)
     char err[512];
     char what[128];
     snprintf(what, sizeof what, "%s (step %ld)", op, c->rt->wait_step);
-    if (bl_nccl_wait(c->nccl, c->timeout_s, what, err, sizeof err) == 0) {
-        return BL_OK;
+    /* Everything posted is on the stream first; c's own last call is
+     * settled by the wait. */
+    bl_status_t st = settle_others(c);
+    if (st != BL_OK) {
+        return st;
     }
-    if (strstr(err, "timed out") != NULL) {
-        /* Like an MPI timeout: transfers may be pending for good. */
-        c->rt->gave_up = 1;
-        return nccl_failed(c, BL_ERR_TIMEOUT, err);
-    }
-    return nccl_failed(c, BL_ERR_NCCL, err);
+    c->rt->device_in_flight = NULL;
+    return bl_nccl_wait(c->nccl, c->timeout_s, what, err, sizeof err) == 0 ? BL_OK
+                                                                           : timed_out_or(c, err);
 }
 
 static void nccl_release(bl_device_comm_t *c, int healthy)
 {
+    if (c->rt->device_in_flight == c) {
+        c->rt->device_in_flight = NULL;
+    }
     if (c->nccl != NULL && healthy) {
         bl_nccl_comm_destroy(c->nccl);
     } else if (c->nccl != NULL) {

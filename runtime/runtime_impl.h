@@ -64,9 +64,10 @@ struct bl_runtime {
      * rank has sent. */
     MPI_Comm rollcall, rollcall_answers;
     long rollcall_queries;
-    /* The mirror's device communicator (device_comm.c) whose group of
-     * transfers is in flight, or NULL: like a GPU's comm stream, a rank
-     * runs one group at a time. */
+    /* The device communicator (device_comm.c) the rank posted on last, or
+     * NULL once settled: the mirror's group of transfers in flight (like a
+     * GPU's comm stream, a rank runs one group at a time), or NCCL's last
+     * call, settled onto the stream before another communicator posts. */
     struct bl_device_comm *device_in_flight;
 };
 

@@ -535,6 +535,7 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
     }
     bl_status_t st = BL_OK;
     int backwards = 0;
+    int defer_done = in->done != NULL && in->done_after_transfers && s->direct_mode;
     for (int k = 0; k < 2 * M && st == BL_OK; k++) {
         const bl_pipe_op_t *op = &s->ops[k];
         if (s->direct_mode) {
@@ -548,12 +549,15 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
         if (op->pass == BL_PIPE_FORWARD) {
             st = forward(s, op->micro, in, out);
         } else {
-            st = backward(s, op->micro, backwards > 0, k == 2 * M - 1, in, out);
+            st = backward(s, op->micro, backwards > 0, k == 2 * M - 1 && !defer_done, in, out);
             backwards++;
         }
     }
     if (st == BL_OK && s->direct_mode) {
         st = exchange(s, 2 * M, out); /* the last op's output */
+    }
+    for (int i = s->last - 1; i >= s->first && st == BL_OK && defer_done; i--) {
+        st = in->done(i, in->done_arg);
     }
     /* A receive posted ahead is always consumed by its op, unless a failure
      * stopped the step first: then it is cancelled. */

@@ -96,6 +96,12 @@ typedef struct bl_stage_step {
     int count;
     bl_layer_done_fn done; /* called per layer by the step's last backward (gradient sync) */
     void *done_arg;
+    /* Direct transfers whose queue the gradient reductions share (NCCL's
+     * one stream): done is called for every layer only after the step's
+     * last transfer, so the last input gradient goes back to the stage
+     * before instead of queueing behind this stage's whole all-reduce
+     * (which would hold every earlier stage's end of step in turn). */
+    int done_after_transfers;
     const bl_balancer_t *slowdown; /* emulated slowdown applied to every pass, or NULL */
     /* The training set in the stage's device memory, or NULL (the host
      * reads each micro-batch and uploads it). */

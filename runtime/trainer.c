@@ -517,9 +517,16 @@ fail:
 
 void bl_trainer_destroy(bl_trainer_t *t)
 {
+    if (t == NULL) {
+        return;
+    }
     /* After a timeout pending requests may still write into the trainer's
-     * buffers (the gradients, telemetry, ...): leak them all. */
-    if (t == NULL || t->rt->gave_up) {
+     * buffers (the gradients, telemetry, ...): leak them all, but for the
+     * page-locking of the model's host gradients (the caller's to free),
+     * undone once the device's own copies are over (nothing there waits
+     * for another rank). */
+    if (t->rt->gave_up) {
+        bl_device_copies_unpin_grads(&t->dev);
         return;
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
@@ -573,7 +580,11 @@ static bl_status_t fetch_bucket(size_t first, size_t count, long *ticket, void *
     long n = t->dev.device->memory->to_host_start(t->model->grads + first, t->dev.grads + first,
                                                   count * sizeof(float));
     if (n < 0) {
-        return bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
+        bl_status_t st = bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
+        return st != BL_OK
+                   ? st
+                   : bl_fail(t->rt, BL_ERR_CUDA,
+                             "rank %d: a gradient bucket's download did not start", t->rt->rank);
     }
     *ticket = n;
     return BL_OK;
@@ -619,6 +630,9 @@ static bl_status_t connect_device_sync(bl_trainer_t *t)
         st =
             bl_device_comm_open(t->rt, t->layout.pipe, "pipeline", t->cfg.timeout_s, &t->pipe_comm);
     }
+    /* Over the job: a pipeline whose set-up failed must not leave the
+     * other pipelines waiting in their data-parallel groups' set-up. */
+    st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "the pipeline communicators' set-up");
     if (st == BL_OK && t->group.path == BL_REDUCE_DEVICE) {
         st = bl_device_sync_init(&t->dsync, t->rt, t->layout.dp, t->dev.grads, t->cfg.timeout_s);
     } else if (st == BL_OK && t->group.path == BL_REDUCE_STAGED) {
@@ -769,6 +783,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                           .count = t->local,
                           .done = replicated && !t->node.active ? bl_grad_sync_layer_done : NULL,
                           .done_arg = &t->sync,
+                          .done_after_transfers = t->group.path == BL_REDUCE_DEVICE,
                           .slowdown = &t->balancer,
                           .resident = t->resident.device != NULL ? &t->resident : NULL};
     bl_stage_result_t r;
