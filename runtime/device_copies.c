@@ -8,6 +8,7 @@ bl_status_t bl_device_copies_init(bl_device_copies_t *c, bl_runtime_t *rt, const
 {
     memset(c, 0, sizeof *c);
     c->device = dev;
+    c->rt = rt;
     c->model = m;
     c->count = m->param_count;
     c->params = bl_buffer_alloc(rt, dev, c->count, sizeof(float));
@@ -70,6 +71,44 @@ void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt)
                "go through pageable memory",
                rt->rank, nbytes);
     }
+}
+
+/* A bucket's download failed to start or to arrive: the device's
+ * recorded failure, or this one when it recorded none. */
+static bl_status_t download_failed(const bl_device_copies_t *c, const char *what)
+{
+    bl_status_t st = bl_device_check(c->rt, c->device, "downloading a gradient bucket");
+    return st != BL_OK ? st
+                       : bl_fail(c->rt, BL_ERR_CUDA, "rank %d: a gradient bucket's download %s",
+                                 c->rt->rank, what);
+}
+
+static bl_status_t fetch_bucket(size_t first, size_t count, long *ticket, void *copies)
+{
+    bl_device_copies_t *c = copies;
+    long n = c->device->memory->to_host_start(c->model->grads + first, c->grads + first,
+                                              count * sizeof(float));
+    if (n < 0) {
+        return download_failed(c, "did not start");
+    }
+    *ticket = n;
+    return BL_OK;
+}
+
+static bl_status_t bucket_fetched(long ticket, int wait, int *done, void *copies)
+{
+    bl_device_copies_t *c = copies;
+    int arrived = c->device->memory->arrived(ticket, wait);
+    if (arrived < 0) {
+        return download_failed(c, "failed");
+    }
+    *done = arrived;
+    return BL_OK;
+}
+
+bl_grad_device_t bl_device_copies_staged_hooks(bl_device_copies_t *c)
+{
+    return (bl_grad_device_t){.fetch = fetch_bucket, .fetched = bucket_fetched, .arg = c};
 }
 
 void bl_device_copies_unpin_grads(bl_device_copies_t *c)

@@ -10,10 +10,11 @@
 #ifndef BL_DEVICE_COPIES_H
 #define BL_DEVICE_COPIES_H
 
-#include "model_impl.h"
+#include "grad_sync.h"
 
 typedef struct bl_device_copies {
     const bl_device_t *device; /* NULL: none (the rank computes on the host arrays) */
+    bl_runtime_t *rt;          /* failures go there */
     bl_model_t *model;
     size_t count;  /* floats in each array: the model's parameter count */
     float *params; /* device (count) */
@@ -37,6 +38,11 @@ bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, con
  * holding the host. A refusal is not an error: the array stays pageable
  * and works as before (a debug line says so). */
 void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt);
+/* The gradient sync's hooks for a staged reduction (grad_sync.h): fetch
+ * starts a bucket's download from the device gradients into the model's
+ * host gradients, overlapping the rest of backward; fetched says whether
+ * it has arrived. */
+bl_grad_device_t bl_device_copies_staged_hooks(bl_device_copies_t *c);
 /* Undoes pin_grads once the device's queued work is done (no-op when
  * not pinned). */
 void bl_device_copies_unpin_grads(bl_device_copies_t *c);

@@ -571,47 +571,12 @@ static void update_slice(size_t first, size_t count, void *trainer)
                              t->cfg.lr, t->cfg.momentum, t->cfg.weight_decay);
 }
 
-/* Staged reduction: starts copying a bucket's slice of the device
- * gradients into the host array, for MPI (grad_sync's fetch); the copy
- * overlaps the rest of backward. */
-static bl_status_t fetch_bucket(size_t first, size_t count, long *ticket, void *trainer)
-{
-    bl_trainer_t *t = trainer;
-    long n = t->dev.device->memory->to_host_start(t->model->grads + first, t->dev.grads + first,
-                                                  count * sizeof(float));
-    if (n < 0) {
-        bl_status_t st = bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
-        return st != BL_OK
-                   ? st
-                   : bl_fail(t->rt, BL_ERR_CUDA,
-                             "rank %d: a gradient bucket's download did not start", t->rt->rank);
-    }
-    *ticket = n;
-    return BL_OK;
-}
-
-/* Whether a bucket's copy has arrived (grad_sync's fetched). */
-static bl_status_t bucket_fetched(long ticket, int wait, int *done, void *trainer)
-{
-    bl_trainer_t *t = trainer;
-    int arrived = t->dev.device->memory->arrived(ticket, wait);
-    if (arrived >= 0) {
-        *done = arrived;
-        return BL_OK;
-    }
-    bl_status_t st = bl_device_check(t->rt, t->dev.device, "downloading a gradient bucket");
-    return st != BL_OK ? st
-                       : bl_fail(t->rt, BL_ERR_CUDA, "rank %d: a gradient bucket's download failed",
-                                 t->rt->rank);
-}
-
 /* The gradient sync's device hooks for this rank's path (after each
  * bl_grad_sync_init). */
 static void wire_device_hooks(bl_trainer_t *t)
 {
     if (t->group.path == BL_REDUCE_STAGED) {
-        t->sync.device =
-            (bl_grad_device_t){.fetch = fetch_bucket, .fetched = bucket_fetched, .arg = t};
+        t->sync.device = bl_device_copies_staged_hooks(&t->dev);
     } else if (t->group.path == BL_REDUCE_DEVICE) {
         t->sync.device = bl_device_sync_hooks(&t->dsync);
     }
