@@ -95,10 +95,10 @@ static bl_status_t fetch_bucket(size_t first, size_t count, long *ticket, void *
     return BL_OK;
 }
 
-static bl_status_t bucket_fetched(long ticket, int wait, int *done, void *copies)
+static bl_status_t bucket_fetched(long ticket, int *done, void *copies)
 {
     bl_device_copies_t *c = copies;
-    int arrived = c->device->memory->arrived(ticket, wait);
+    int arrived = c->device->memory->arrived(ticket, 0);
     if (arrived < 0) {
         return download_failed(c, "failed");
     }
@@ -111,15 +111,17 @@ bl_grad_device_t bl_device_copies_staged_hooks(bl_device_copies_t *c)
     return (bl_grad_device_t){.fetch = fetch_bucket, .fetched = bucket_fetched, .arg = c};
 }
 
-void bl_device_copies_unpin_grads(bl_device_copies_t *c)
+void bl_device_copies_settle(bl_device_copies_t *c)
 {
-    if (c->device == NULL || c->pinned_grads == NULL) {
+    if (c->device == NULL) {
         return;
     }
     char err[256];
-    c->device->memory->finish(err, sizeof err); /* queued copies may still use it */
-    c->device->memory->unpin(c->pinned_grads);
-    c->pinned_grads = NULL;
+    c->device->memory->finish(err, sizeof err); /* queued copies may still use them */
+    if (c->pinned_grads != NULL) {
+        c->device->memory->unpin(c->pinned_grads);
+        c->pinned_grads = NULL;
+    }
 }
 
 void bl_device_copies_free(bl_device_copies_t *c)
@@ -129,9 +131,7 @@ void bl_device_copies_free(bl_device_copies_t *c)
     }
     /* Queued copies may still read or write these arrays (a failed step
      * leaves downloads in flight). */
-    char err[256];
-    c->device->memory->finish(err, sizeof err);
-    bl_device_copies_unpin_grads(c);
+    bl_device_copies_settle(c);
     if (c->model != NULL && c->model->exec_params == c->params) {
         c->model->exec_device = NULL;
         c->model->exec_params = NULL;

@@ -43,9 +43,9 @@ void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt);
  * host gradients, overlapping the rest of backward; fetched says whether
  * it has arrived. */
 bl_grad_device_t bl_device_copies_staged_hooks(bl_device_copies_t *c);
-/* Undoes pin_grads once the device's queued work is done (no-op when
- * not pinned). */
-void bl_device_copies_unpin_grads(bl_device_copies_t *c);
+/* Waits for the device's queued work (copies from and into the host
+ * arrays included), then undoes pin_grads. No-op without copies. */
+void bl_device_copies_settle(bl_device_copies_t *c);
 /* Frees the copies (after the device's queued work: a pinned array is
  * unlocked) and gives the model's passes back to the host. No-op when
  * there are none. */

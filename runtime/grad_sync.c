@@ -81,16 +81,15 @@ static void drain(bl_grad_sync_t *s)
 }
 
 /* Posts the MPI reductions of the closed buckets, in bucket order, up to
- * the first whose staged copy has not arrived (with wait: all of them,
- * waiting for their copies). */
-static bl_status_t post_arrived(bl_grad_sync_t *s, int wait)
+ * the first whose staged copy has not arrived. */
+static bl_status_t post_arrived(bl_grad_sync_t *s)
 {
     const bl_grad_device_t *dev = &s->device;
     while (s->posted < s->closed) {
         const bl_bucket_t *b = &s->buckets[s->posted];
         if (dev->fetched != NULL) {
             int done = 0;
-            bl_status_t st = dev->fetched(s->tickets[s->posted], wait, &done, dev->arg);
+            bl_status_t st = dev->fetched(s->tickets[s->posted], &done, dev->arg);
             if (st != BL_OK) {
                 drain(s);
                 return st;
@@ -115,7 +114,7 @@ static bl_status_t post_arrived(bl_grad_sync_t *s, int wait)
  * calls; the ones that complete here are remembered for finish. */
 static bl_status_t progress(bl_grad_sync_t *s)
 {
-    bl_status_t st = post_arrived(s, 0);
+    bl_status_t st = post_arrived(s);
     if (st != BL_OK || s->posted == 0) {
         return st;
     }
@@ -129,6 +128,19 @@ static bl_status_t progress(bl_grad_sync_t *s)
         s->reduced[s->indices[k]] = 1;
     }
     return BL_OK;
+}
+
+/* Staged: every closed bucket posted, each as soon as its copy lands,
+ * with MPI progressing the ones in flight meanwhile. */
+static bl_status_t post_all(bl_grad_sync_t *s)
+{
+    bl_status_t st = progress(s);
+    while (st == BL_OK && s->posted < s->closed) {
+        struct timespec nap = {0, 20000};
+        nanosleep(&nap, NULL);
+        st = progress(s);
+    }
+    return st;
 }
 
 bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
@@ -160,18 +172,11 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
     if (dev->post != NULL) {
         return BL_OK;
     }
-    bl_status_t st = progress(s);
     /* Staged: once backward has closed the last bucket, the rest of the
      * step waits for the copies anyway; posting each reduction as its copy
      * lands lets MPI reduce the first buckets while the device still
      * computes the last layers (its kernels run behind the host). */
-    while (st == BL_OK && dev->fetched != NULL && s->closed == s->bucket_count &&
-           s->posted < s->closed) {
-        struct timespec nap = {0, 20000};
-        nanosleep(&nap, NULL);
-        st = progress(s);
-    }
-    return st;
+    return s->closed == s->bucket_count ? post_all(s) : progress(s);
 }
 
 bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *correct,
@@ -185,7 +190,7 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         return st;
     }
     if (s->device.post == NULL) {
-        st = post_arrived(s, 1); /* staged copies still on their way */
+        st = post_all(s); /* nothing left after the last hook, unless it was skipped */
         if (st != BL_OK) {
             return st;
         }

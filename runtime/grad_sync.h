@@ -19,15 +19,14 @@ typedef struct bl_bucket {
  * `device`; all NULL: the gradients are host memory, reduced by MPI).
  * Staged: fetch starts copying a bucket's slice of the device gradients
  * into the host array (it names the copy in *ticket), and fetched says
- * whether that copy has arrived (*done 1 or 0; wait 1 blocks until it
- * has); MPI reduces a bucket there only once it has arrived, so the copy
- * overlaps the rest of backward (the ready callback then takes the sums
- * back). Device collectives (NCCL, for a group of GPUs only): post
- * reduces the bucket on the device instead of MPI, wait completes every
- * bucket posted; the loss and accuracy still go through MPI. */
+ * whether that copy has arrived (*done 1 or 0, without waiting); MPI reduces a bucket there only
+ * once it has arrived, so the copy overlaps the rest of backward (the ready callback then takes the
+ * sums back). Device collectives (NCCL, for a group of GPUs only): post reduces the bucket on the
+ * device instead of MPI, wait completes every bucket posted; the loss and accuracy still go through
+ * MPI. */
 typedef struct bl_grad_device {
     bl_status_t (*fetch)(size_t first, size_t count, long *ticket, void *arg);
-    bl_status_t (*fetched)(long ticket, int wait, int *done, void *arg);
+    bl_status_t (*fetched)(long ticket, int *done, void *arg);
     bl_status_t (*post)(size_t first, size_t count, void *arg);
     bl_status_t (*wait)(void *arg);
     void *arg;

@@ -526,7 +526,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
      * undone once the device's own copies are over (nothing there waits
      * for another rank). */
     if (t->rt->gave_up) {
-        bl_device_copies_unpin_grads(&t->dev);
+        bl_device_copies_settle(&t->dev);
         return;
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
@@ -583,6 +583,19 @@ static void wire_device_hooks(bl_trainer_t *t)
     t->stage.direct = t->pipe_comm;
 }
 
+/* "<what>: <how> (3 ranks: 1 on GPUs, 0 on other devices, 2 on CPUs)",
+ * for a group of several ranks with a device among them. */
+static void log_devices(const bl_trainer_t *t, const char *what, const char *members,
+                        const bl_device_group_t *g, const char *how)
+{
+    if (g->device_members == 0 || g->members < 2) {
+        return;
+    }
+    bl_log(t->rt, BL_LOG_INFO, "%s: %s (%d %s: %d on GPUs, %d on other devices, %d on CPUs)", what,
+           how, g->members, members, g->cuda_members, g->device_members - g->cuda_members,
+           g->members - g->device_members);
+}
+
 /* How a device rank's gradients are reduced and its pipeline's transfers
  * run (device_group.h), wired into the gradient sync and the stage; rank
  * 0 says how its group and its pipeline do it. Collective over the
@@ -606,21 +619,12 @@ static bl_status_t connect_device_sync(bl_trainer_t *t)
     if (st == BL_OK) {
         wire_device_hooks(t);
     }
-    const bl_device_group_t *g = &t->group, *p = &t->pipe_group;
-    if (st == BL_OK && g->device_members > 0 && g->members > 1) {
-        bl_log(t->rt, BL_LOG_INFO,
-               "gradient reduction of rank 0's group: %s (%d ranks: %d on GPUs, %d on other "
-               "devices, %d on CPUs)",
-               bl_device_group_path_name(g), g->members, g->cuda_members,
-               g->device_members - g->cuda_members, g->members - g->device_members);
-    }
-    if (st == BL_OK && p->device_members > 0 && p->members > 1) {
-        bl_log(t->rt, BL_LOG_INFO,
-               "pipeline transfers of rank 0's pipeline: %s (%d stages: %d on GPUs, %d on other "
-               "devices, %d on CPUs)",
-               p->direct ? bl_device_comm_name(t->pipe_comm) : "MPI through host memory",
-               p->members, p->cuda_members, p->device_members - p->cuda_members,
-               p->members - p->device_members);
+    if (st == BL_OK) {
+        log_devices(t, "gradient reduction of rank 0's group", "ranks", &t->group,
+                    bl_device_group_path_name(&t->group));
+        log_devices(t, "pipeline transfers of rank 0's pipeline", "stages", &t->pipe_group,
+                    t->pipe_group.direct ? bl_device_comm_name(t->pipe_comm)
+                                         : "MPI through host memory");
     }
     return st;
 }

@@ -102,9 +102,8 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
 }
 
 /* A staged device for grad_sync's fetch hooks: the gradients live in
- * `device`; a copy to the host array lands only when fetched is asked
- * with wait, or on its third poll, so a reduction posted before its copy
- * arrived would sum stale host values. fail_at > 0 makes that copy fail. */
+ * `device`; a copy to the host array lands only on its third poll, so a reduction posted before its
+ * copy arrived would sum stale host values. fail_at > 0 makes that copy fail. */
 typedef struct staged {
     bl_model_t *m;
     const float *device;
@@ -122,14 +121,14 @@ static bl_status_t staged_fetch(size_t first, size_t count, long *ticket, void *
     return BL_OK;
 }
 
-static bl_status_t staged_fetched(long ticket, int wait, int *done, void *arg)
+static bl_status_t staged_fetched(long ticket, int *done, void *arg)
 {
     staged_t *d = arg;
     int k = (int)ticket - 1;
     if (ticket == d->fail_at) {
         return bl_fail(d->m->rt, BL_ERR_CUDA, "copy %ld failed (test)", ticket);
     }
-    *done = wait || ++d->polls[k] >= 3;
+    *done = ++d->polls[k] >= 3;
     /* Copies arrive in the order they started. */
     while (*done && d->landed <= k) {
         size_t f = d->first[d->landed], n = d->count[d->landed];
@@ -216,7 +215,7 @@ int main(int argc, char **argv)
         check_reduction(rt, m, 1 << 20, 1); /* larger than the model: one bucket */
         check_reduction(rt, m, 15 * 4, 3);  /* exactly the last layer, then each */
         check_staged(rt, m, 1, 0);          /* three copies, each polled before it lands */
-        check_staged(rt, m, 1 << 20, 0);    /* one copy, waited for by finish */
+        check_staged(rt, m, 1 << 20, 0);    /* one copy, polled until it lands */
         check_staged(rt, m, 1, 2);          /* the second copy fails */
         check_reduction(rt, m, 1, 3);       /* and the sync works again after a failure */
     }
