@@ -10,10 +10,10 @@ set(BALLAST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ballast)
 set_target_properties(ballast-train ballast-sim PROPERTIES
     INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 
-# A static libballast with the CUDA backend needs the backend's archive on
-# every link too (a shared one holds it).
-if(BALLAST_HAVE_CUDA AND NOT BALLAST_SHARED)
-    install(TARGETS ballast_cuda EXPORT ballastTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# The CUDA backend module, which libballast (shared or static) opens on GPU
+# ranks from the library directory (runtime/cuda_backend.c).
+if(BALLAST_HAVE_CUDA)
+    install(TARGETS ballast_cuda_backend LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
 install(TARGETS ballast EXPORT ballastTargets
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -46,10 +46,8 @@ set(BALLAST_PC_LIBS "")
 if(NOT BALLAST_SHARED)
     set(BALLAST_PC_REQUIRES " openblas hwloc zlib")
     set(BALLAST_PC_LIBS " -lm")
-    if(BALLAST_HAVE_CUDA)
-        # The backend's archive, then what it calls (no .pc files for CUDA).
-        set(BALLAST_PC_LIBS " -lballast_cuda -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart \
-${BALLAST_NCCL_LIBRARY} -lstdc++ -lm")
+    if(CMAKE_DL_LIBS)
+        set(BALLAST_PC_LIBS " -l${CMAKE_DL_LIBS} -lm") # dlopen of the CUDA backend
     endif()
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/ballast.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ballast.pc

@@ -38,6 +38,7 @@ extern "C" int bl_cuda_device_count(char *err, size_t errlen)
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         snprintf(err, errlen, "no CUDA device: %s", cudaGetErrorString(e));
+        cudaGetLastError(); /* answered here: not a later launch's failure */
         return 0;
     }
     if (n == 0) {
@@ -111,6 +112,9 @@ extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
     }
     bl_cuda_ctx.device = device;
     bl_cuda_ctx.failure[0] = '\0';
+    /* Nothing is launched yet: a failure the caller already handled (a
+     * device described earlier, say) must not be taken for a launch's. */
+    cudaGetLastError();
     bl_cuda_ctx.ready = 1;
     return 0;
 }
@@ -181,6 +185,14 @@ extern "C" int bl_cuda_sync(char *err, size_t errlen)
         bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.copy_stream), "waiting for the downloads")) {
         bl_cuda_ctx.downloads_arrived = bl_cuda_ctx.downloads_started;
     }
+    return bl_cuda_check(err, errlen);
+}
+
+extern "C" int bl_cuda_sync_compute(char *err, size_t errlen)
+{
+    /* The compute stream alone: the copy stream's downloads overlap what
+     * comes after and are learnt of by their events (memory.cu). */
+    bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "waiting for the GPU");
     return bl_cuda_check(err, errlen);
 }
 

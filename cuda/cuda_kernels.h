@@ -59,6 +59,9 @@ int bl_cuda_check(char *err, size_t errlen);
 /* Waits for the compute stream and the downloads started before the call
  * (the copy stream): 0, or -1 with the reason in err. */
 int bl_cuda_sync(char *err, size_t errlen);
+/* Waits for the compute stream only (the downloads on the copy stream may
+ * still be in flight): 0, or -1 with the reason in err, as bl_cuda_sync. */
+int bl_cuda_sync_compute(char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

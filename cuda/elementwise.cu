@@ -48,15 +48,20 @@ __global__ static void fill_kernel(size_t n, float *a, float value)
     }
 }
 
+/* The CPU's update (kernels/sgd.c) operation for operation, each product
+ * and sum rounded on its own: the _rn intrinsics are never contracted into
+ * FMAs (nvcc contracts a * b + c by default), so a GPU replica and a CPU
+ * replica of a mixed group, given the same summed gradients, keep the
+ * same parameters bit for bit. */
 __global__ static void sgd_kernel(size_t n, float *w, float *v, const float *grad, float grad_scale,
                                   float lr, float momentum, float weight_decay)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        const float g = grad_scale * grad[i] + weight_decay * w[i];
-        const float vi = momentum * v[i] + g;
+        const float g = __fadd_rn(__fmul_rn(grad_scale, grad[i]), __fmul_rn(weight_decay, w[i]));
+        const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), g);
         v[i] = vi;
-        w[i] = w[i] - lr * vi;
+        w[i] = __fsub_rn(w[i], __fmul_rn(lr, vi));
     }
 }
 

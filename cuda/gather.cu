@@ -18,7 +18,9 @@ __global__ static void gather_rows_kernel(size_t n, int cols, const float *src, 
 
 __global__ static void gather_labels_kernel(int rows, const int *src, const int64_t *idx, int *dst)
 {
-    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    /* long: r + stride stays exact for any int rows */
+    for (long r = blockIdx.x * (long)blockDim.x + threadIdx.x; r < rows;
+         r += (long)gridDim.x * blockDim.x) {
         dst[r] = src[idx[r]];
     }
 }

@@ -7,7 +7,8 @@
  * (reusable at once); from a pinned one (pin: cudaHostRegister) it is
  * only queued. A plain download waits for the stream; an overlapped one
  * (to_host_start) runs on the copy stream after an event recorded on the
- * compute stream, and its own event says when it has arrived. */
+ * compute stream, and its own event says when it has arrived. finish
+ * waits for both streams, finish_compute for the compute stream alone. */
 #include <stdio.h>
 
 #include "context.h"
@@ -169,10 +170,11 @@ static long cuda_to_host_start(void *dst, const void *src, size_t nbytes)
     return n;
 }
 
+/* In kernels.h's order (C++17 has no designated initializers). */
 extern "C" const bl_device_memory_t bl_cuda_memory = {
-    "cuda",     cuda_alloc,         cuda_release, cuda_to_device, cuda_to_host,
-    cuda_copy,  cuda_zero,          bl_cuda_sync, cuda_room,      cuda_pin,
-    cuda_unpin, cuda_to_host_start, cuda_arrived,
+    "cuda",    cuda_alloc, cuda_release,       cuda_to_device,       cuda_to_host,
+    cuda_copy, cuda_zero,  bl_cuda_sync,       bl_cuda_sync_compute, cuda_room,
+    cuda_pin,  cuda_unpin, cuda_to_host_start, cuda_arrived,
 };
 
 extern "C" int bl_cuda_describe(int device, bl_cuda_info_t *out, char *err, size_t errlen)
@@ -184,6 +186,7 @@ extern "C" int bl_cuda_describe(int device, bl_cuda_info_t *out, char *err, size
     }
     if (e != cudaSuccess) {
         snprintf(err, errlen, "CUDA device %d: %s", device, cudaGetErrorString(e));
+        cudaGetLastError(); /* answered here: not a later launch's failure */
         return -1;
     }
     snprintf(out->name, sizeof out->name, "%s", prop.name);

@@ -8,7 +8,9 @@
 __global__ static void rows_kernel(int batch, int classes, const float *logits, const int *labels,
                                    float *dlogits, double *row_loss, int *row_hit)
 {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < batch; i += gridDim.x * blockDim.x) {
+    /* long: i + stride stays exact for any int batch */
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < batch;
+         i += (long)gridDim.x * blockDim.x) {
         const size_t at = (size_t)i * (size_t)classes;
         row_loss[i] = bl_xent_row(classes, logits + at, labels[i],
                                   dlogits != NULL ? dlogits + at : NULL, &row_hit[i]);

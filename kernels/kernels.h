@@ -76,8 +76,8 @@ extern const bl_kernels_t bl_cpu_kernels;
  * upload never overwrites a buffer a queued kernel still reads, and
  * to_host returns once the data has arrived, after every kernel queued
  * before it. The host buffer of to_device may be reused once it returns.
- * Failures are recorded like the kernels' and reported by finish; the
- * calls also return 0 on success and -1 on failure. */
+ * Failures are recorded like the kernels' and reported by finish (or
+ * finish_compute); the calls also return 0 on success and -1 on failure. */
 typedef struct bl_device_memory {
     const char *name;
     void *(*alloc)(size_t nbytes); /* NULL on failure; nbytes 0 gives a unique pointer */
@@ -86,9 +86,17 @@ typedef struct bl_device_memory {
     int (*to_host)(void *dst, const void *src, size_t nbytes);
     int (*copy)(void *dst, const void *src, size_t nbytes); /* device to device */
     int (*zero)(void *dst, size_t nbytes);
-    /* Waits for every kernel and copy queued so far: 0, or -1 with the
-     * first failure since the last finish in err (then cleared). */
+    /* Waits for every kernel and copy queued so far, the downloads
+     * started with to_host_start too: 0, or -1 with the first failure
+     * since the last finish or finish_compute in err (then cleared). */
     int (*finish)(char *err, size_t errlen);
+    /* Waits for the kernels and copies queued so far, but not for the
+     * downloads started with to_host_start, which run on a queue of their
+     * own (they may still be in flight after it, and it does not make
+     * them arrive): 0, or -1 with the first failure in err (then
+     * cleared), as finish. For timing a layer's kernels while earlier
+     * downloads overlap them. */
+    int (*finish_compute)(char *err, size_t errlen);
     /* The device's free and total memory in bytes: 0, or -1 when it cannot
      * tell (then nothing is written). */
     int (*room)(size_t *free_bytes, size_t *total_bytes);
@@ -99,8 +107,8 @@ typedef struct bl_device_memory {
      * pageable and works as before; nothing is recorded). unpin undoes it
      * (NULL is a no-op); call finish first. An upload (to_device) from
      * pinned memory is queued, not staged: the host buffer must not
-     * change until the stream has run the copy (a later finish, or a
-     * later download's arrival, says it has). */
+     * change until the stream has run the copy (a later finish or
+     * finish_compute, or a later download's arrival, says it has). */
     int (*pin)(void *ptr, size_t nbytes);
     void (*unpin)(void *ptr);
     /* Starts a download that overlaps the work queued after it: the copy
@@ -124,7 +132,7 @@ typedef struct bl_device_memory {
  * GPU. Its memory is host memory, so host code may also read it.
  * A download started with to_host_start is held back: its bytes are
  * copied when `arrived` is asked about it a second time (the first answer
- * is always "not yet"), or by finish, so a runtime that reads the host
+ * is always "not yet"), or by finish (not by finish_compute), so a runtime that reads the host
  * buffer before the arrival reads stale bytes and its tests fail. The
  * copy reads the source as it is then: the runtime must not write the
  * source before the arrival either (a GPU's copy reads it at its place in

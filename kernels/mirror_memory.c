@@ -2,8 +2,9 @@
  * the runtime's device path (uploads, staging, downloads) runs and is
  * tested on machines without a GPU. Copies are memcpy, at once, but for
  * the downloads started with to_host_start, which wait in a queue until
- * they are asked about (arrived) or finished. One queue per process, like
- * a GPU's stream; one thread drives it. */
+ * they are asked about (arrived) or finished (finish; finish_compute
+ * leaves them). One queue per process, like a GPU's stream; one thread
+ * drives it. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ static struct {
     pending_download_t queue[MIRROR_PENDING]; /* download n at n % MIRROR_PENDING */
     long started;                             /* the last download's number */
     long copied;                              /* downloads 1..copied have arrived */
-    char failure[128];                        /* the first failure since finish, or "" */
+    char failure[128];                        /* the first failure not yet reported, or "" */
 } mirror;
 
 static void *mirror_alloc(size_t nbytes)
@@ -98,15 +99,28 @@ static int mirror_arrived(long number, int wait)
     return 1;
 }
 
-static int mirror_finish(char *err, size_t errlen)
+/* The first failure since the last report, into err (then cleared). */
+static int report_failure(char *err, size_t errlen)
 {
-    copy_downloads(mirror.started);
     int failed = mirror.failure[0] != '\0';
     if (errlen > 0) {
         snprintf(err, errlen, "%s", mirror.failure);
     }
     mirror.failure[0] = '\0';
     return failed ? -1 : 0;
+}
+
+static int mirror_finish(char *err, size_t errlen)
+{
+    copy_downloads(mirror.started);
+    return report_failure(err, errlen);
+}
+
+/* Kernels and copies ran at once: nothing to wait for. The downloads stay
+ * held back, as a GPU's may still be in flight. */
+static int mirror_finish_compute(char *err, size_t errlen)
+{
+    return report_failure(err, errlen);
 }
 
 /* Host memory: the mirror cannot say what is left, unless told how large
@@ -146,6 +160,7 @@ const bl_device_memory_t bl_mirror_memory = {
     .copy = mirror_copy,
     .zero = mirror_zero,
     .finish = mirror_finish,
+    .finish_compute = mirror_finish_compute,
     .room = mirror_room,
     .pin = mirror_pin,
     .unpin = mirror_unpin,

@@ -10,12 +10,9 @@
 #include <hwloc.h>
 
 #include "consistency.h"
+#include "cuda_backend.h"
 #include "device_place.h"
 #include "runtime_impl.h"
-
-#ifdef BALLAST_HAVE_CUDA
-#include "cuda_kernels.h"
-#endif
 
 const bl_device_t bl_host_device = {
     .kernels = &bl_cpu_kernels, .memory = NULL, .kind = BL_DEVICE_CPU, .name = "cpu"};
@@ -32,7 +29,6 @@ bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
     return d->kind;
 }
 
-#ifdef BALLAST_HAVE_CUDA
 /* The cores near the GPU at PCI address bus_id, in a sentence in out;
  * a rank the launcher left unbound is bound there. Never fails: a
  * topology without the device (containers often hide PCI) says so. */
@@ -63,33 +59,34 @@ done:
     hwloc_bitmap_free(current);
     hwloc_bitmap_free(bind_to);
 }
-#endif
 
-/* Opens GPU `index` of `count` for this rank: 0, or -1 with the reason. */
-static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *err, size_t errlen)
+/* Opens GPU `index` of `count` for this rank with the backend cuda: 0,
+ * or -1 with the reason. */
+static int open_gpu(bl_runtime_t *rt, const bl_cuda_backend_t *cuda, int index, int count,
+                    char *line, char *err, size_t errlen)
 {
-#ifdef BALLAST_HAVE_CUDA
     bl_cuda_info_t info;
-    if (bl_cuda_active()) {
+    if (cuda->active()) {
         /* The backend's context (streams, cuBLAS) is the process's own. */
         snprintf(err, errlen,
                  "another runtime of this process computes on a GPU already; one GPU runtime "
                  "per process");
         return -1;
     }
-    if (bl_cuda_describe(index, &info, err, errlen) != 0) {
+    if (cuda->describe(index, &info, err, errlen) != 0) {
         return -1;
     }
     /* Placed near the GPU before its context exists, so the runtime's
      * host memory is allocated there. */
     char where[160];
     gpu_locality(info.pci_bus_id, where, sizeof where);
-    if (bl_cuda_init(index, err, errlen) != 0) {
+    if (cuda->init(index, err, errlen) != 0) {
         return -1;
     }
     bl_device_t *d = &rt->device;
-    d->kernels = &bl_cuda_kernels;
-    d->memory = &bl_cuda_memory;
+    d->kernels = cuda->kernels;
+    d->memory = cuda->memory;
+    d->cuda = cuda;
     d->kind = BL_DEVICE_CUDA;
     snprintf(d->name, sizeof d->name, "cuda:%d %.72s", index, info.name);
     snprintf(d->pci_bus_id, sizeof d->pci_bus_id, "%s", info.pci_bus_id);
@@ -97,48 +94,33 @@ static int open_gpu(bl_runtime_t *rt, int index, int count, char *line, char *er
              rt->rank, index, count, info.name, info.pci_bus_id,
              (double)info.memory_bytes / 1073741824.0, info.major, info.minor, where);
     return 0;
-#else
-    (void)rt;
-    (void)index;
-    (void)count;
-    (void)line;
-    snprintf(err, errlen, "this ballast was built without the CUDA backend");
-    return -1;
-#endif
 }
 
 /* Which GPUs this process sees, as a number (never 0) equal for the
  * processes that see the same ones in the same order: a rank's place
  * counts among the node's ranks that see the same GPUs (CUDA_VISIBLE_DEVICES
  * may differ per rank, as Slurm's --gpus-per-task sets it). */
-static int visible_set(int count)
+static int visible_set(const bl_cuda_backend_t *cuda, int count)
 {
     uint64_t h = 0x9e3779b97f4a7c15ULL;
-#ifdef BALLAST_HAVE_CUDA
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; cuda != NULL && i < count; i++) {
         bl_cuda_info_t info;
         char err[64];
-        if (bl_cuda_describe(i, &info, err, sizeof err) == 0) {
+        if (cuda->describe(i, &info, err, sizeof err) == 0) {
             h = bl_seed_mix(h, bl_digest(info.pci_bus_id, strlen(info.pci_bus_id)));
         }
     }
-#endif
     h = bl_seed_mix(h, (uint64_t)count);
     return (int)(h & 0x3fffffff) | 1;
 }
 
-/* GPUs this process sees (0 with the reason when none, or without the
- * backend). */
-static int visible_gpus(char *why, size_t n)
+/* GPUs this process sees through the backend *cuda (opened here): 0 with
+ * the reason when none, or when the backend is not there (*broken: it was
+ * found but cannot be used). */
+static int visible_gpus(const bl_cuda_backend_t **cuda, int *broken, char *why, size_t n)
 {
-#ifdef BALLAST_HAVE_CUDA
-    return bl_cuda_device_count(why, n);
-#else
-    snprintf(why, n,
-             "this ballast was built without the CUDA backend (BALLAST_CUDA=OFF or no "
-             "CUDA toolkit at configure time)");
-    return 0;
-#endif
+    *cuda = bl_cuda_backend(why, n, broken);
+    return *cuda != NULL ? (*cuda)->device_count(why, n) : 0;
 }
 
 /* The ranks of this rank's node that want a GPU from the same set
@@ -223,13 +205,17 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     char line[LINE_BYTES] = "";
     char why[256] = "";
     bl_status_t st = BL_OK;
-    int count = 0;
+    const bl_cuda_backend_t *cuda = NULL;
+    int count = 0, broken = 0;
     if (requested == BL_DEVICE_MIRROR) {
         rt->device.memory = &bl_mirror_memory;
         rt->device.kind = BL_DEVICE_MIRROR;
         snprintf(rt->device.name, sizeof rt->device.name, "mirror");
     } else if (requested == BL_DEVICE_CUDA || requested == BL_DEVICE_AUTO) {
-        count = visible_gpus(why, sizeof why);
+        count = visible_gpus(&cuda, &broken, why, sizeof why);
+        if (cuda != NULL) {
+            bl_log(rt, BL_LOG_DEBUG, "rank %d: CUDA backend %s", rt->rank, bl_cuda_backend_file());
+        }
         if (count == 0 && requested == BL_DEVICE_CUDA) {
             st = bl_fail(rt,
 #ifdef BALLAST_HAVE_CUDA
@@ -240,13 +226,16 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
                          "rank %d: device cuda was asked for but %s; use --device cpu or auto",
                          rt->rank, why);
         } else if (count == 0) {
-            bl_log(rt, BL_LOG_DEBUG, "rank %d: device auto: no GPU (%s); computing on the CPU",
-                   rt->rank, why);
+            /* A backend that is there but does not load is a node set up
+             * wrongly: said, not only debugged. */
+            bl_log(rt, broken ? BL_LOG_WARN : BL_LOG_DEBUG,
+                   "rank %d: device auto: no GPU (%s); computing on the CPU", rt->rank, why);
         }
     }
     MPI_Comm peers = MPI_COMM_NULL;
     int place = 0;
-    bl_status_t placed = gpu_peers(rt, st == BL_OK && count > 0 ? visible_set(count) : 0, &peers);
+    bl_status_t placed =
+        gpu_peers(rt, st == BL_OK && count > 0 ? visible_set(cuda, count) : 0, &peers);
     if (placed == BL_OK) {
         MPI_Comm_rank(peers, &place);
     }
@@ -263,7 +252,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     }
     if (st == BL_OK && count > 0) {
         char err[256] = "";
-        if (open_gpu(rt, gpu, count, line, err, sizeof err) != 0) {
+        if (open_gpu(rt, cuda, gpu, count, line, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_CUDA, "rank %d: GPU %d of %d: %s", rt->rank, gpu, count, err);
             rt->device = bl_host_device;
         }
@@ -293,11 +282,9 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
 
 void bl_device_close(bl_runtime_t *rt)
 {
-#ifdef BALLAST_HAVE_CUDA
-    if (rt->device.kind == BL_DEVICE_CUDA) {
-        bl_cuda_shutdown();
+    if (rt->device.cuda != NULL) {
+        rt->device.cuda->shutdown();
     }
-#endif
     rt->device = bl_host_device;
 }
 
@@ -328,12 +315,24 @@ void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr)
     }
 }
 
-bl_status_t bl_device_check(bl_runtime_t *rt, const bl_device_t *dev, const char *what)
+/* dev's wait (finish or finish_compute) as a status naming `what`. */
+static bl_status_t waited(bl_runtime_t *rt, const bl_device_t *dev, const char *what,
+                          int (*wait)(char *err, size_t errlen))
 {
     char err[256];
-    if (dev->memory == NULL || dev->memory->finish(err, sizeof err) == 0) {
+    if (dev->memory == NULL || wait(err, sizeof err) == 0) {
         return BL_OK;
     }
     return bl_fail(rt, BL_ERR_CUDA, "rank %d (%s), %s: %s (set BALLAST_LOG=debug for more)",
                    rt->rank, dev->name, what, err);
+}
+
+bl_status_t bl_device_check(bl_runtime_t *rt, const bl_device_t *dev, const char *what)
+{
+    return waited(rt, dev, what, dev->memory != NULL ? dev->memory->finish : NULL);
+}
+
+bl_status_t bl_device_check_compute(bl_runtime_t *rt, const bl_device_t *dev, const char *what)
+{
+    return waited(rt, dev, what, dev->memory != NULL ? dev->memory->finish_compute : NULL);
 }

@@ -336,13 +336,14 @@ static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_s
     return bl_fail(m->rt, st, "layer %d (%s): %s failed: %s", i, name, pass, bl_status_string(st));
 }
 
-/* Waits for a timed layer's kernels where ws asks for it. */
+/* Waits for a timed layer's kernels where ws asks for it: for them alone,
+ * not for the downloads of the buckets before it, which overlap them. */
 static bl_status_t layer_finished(bl_model_t *m, const bl_workspace_t *ws, const char *pass)
 {
     if (!ws->sync_layers) {
         return BL_OK;
     }
-    return bl_device_check(m->rt, ws->device, pass);
+    return bl_device_check_compute(m->rt, ws->device, pass);
 }
 
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,

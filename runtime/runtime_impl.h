@@ -10,9 +10,12 @@
  * work on (NULL: host memory, the CPU's). A device with memory of its own
  * gets the model's parameters, gradients, momentum and activations there
  * (the trainer's device copies), its batches staged from host memory. */
+struct bl_cuda_backend;
+
 struct bl_device {
     const bl_kernels_t *kernels;
-    const bl_device_memory_t *memory; /* NULL for the CPU */
+    const bl_device_memory_t *memory;   /* NULL for the CPU */
+    const struct bl_cuda_backend *cuda; /* a GPU's backend (cuda/backend.h), else NULL */
     bl_device_kind_t kind;
     int shared;          /* another rank of the node computes on the same GPU */
     char pci_bus_id[32]; /* the GPU's PCI address, "" for others */
@@ -42,6 +45,10 @@ void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr);
 /* dev's first failure since the last check, as BL_ERR_CUDA naming `what`
  * (BL_OK when none, and always on the CPU). Waits for the device. */
 bl_status_t bl_device_check(bl_runtime_t *rt, const bl_device_t *dev, const char *what);
+/* The same, but waits only for dev's kernels and copies, not for the
+ * downloads started with to_host_start (kernels.h's finish_compute): a
+ * layer's time then leaves out an earlier bucket's download. */
+bl_status_t bl_device_check_compute(bl_runtime_t *rt, const bl_device_t *dev, const char *what);
 
 struct bl_runtime {
     MPI_Comm comm; /* our duplicate of the caller's communicator, MPI_ERRORS_RETURN */

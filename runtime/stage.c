@@ -417,9 +417,10 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
                                  s->stage > 0 ? slot->dx : NULL, accumulate,
                                  finishing ? in->done : NULL, in->done_arg);
     /* A device's kernels are queued: the step's compute time (and any
-     * failure) is known once they are done. */
+     * failure) is known once they are done. The downloads of the buckets
+     * backward closed overlap them and are the reduction's to wait for. */
     if (st == BL_OK) {
-        st = bl_device_check(s->rt, s->device, "backward");
+        st = bl_device_check_compute(s->rt, s->device, "backward");
     }
     if (st != BL_OK) {
         return st;

@@ -38,4 +38,13 @@ mpirun -np 2 --oversubscribe "$work/consumer-pc" | grep "^consumer: ok ranks=2 "
 
 # The installed program finds the installed library.
 "$prefix/bin/ballast-train" --help | grep -q "^usage: ballast-train"
+# With the CUDA backend built, the installed library opens the installed
+# module beside it (a GPU or not: the module loads either way).
+if [ -e "$build/runtime/libballast_cuda.so" ]; then
+    [ -e "$libdir/libballast_cuda.so" ] ||
+        { echo "install: libballast_cuda.so is missing from $libdir" >&2; exit 1; }
+    BALLAST_LOG=debug "$prefix/bin/ballast-train" --device auto --data "$work/no-data" 2>&1 |
+        grep "rank 0: CUDA backend $prefix/.*libballast_cuda.so\$" ||
+        { echo "install: the installed ballast-train did not open $libdir/libballast_cuda.so" >&2; exit 1; }
+fi
 echo "install: ok"

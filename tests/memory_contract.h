@@ -1,7 +1,8 @@
-/* The contract of kernels.h's bl_device_memory_t for overlapped downloads
- * and pinned host memory, checked on any device's memory table: the
- * mirror's (test_device.c) and a GPU's (test_cuda_kernels.c). Include
- * after cmocka.h; one function, static, for the including test. */
+/* The contract of kernels.h's bl_device_memory_t for overlapped downloads,
+ * the two waits (finish, finish_compute) and pinned host memory, checked
+ * on any device's memory table: the mirror's (test_device.c) and a GPU's
+ * (test_cuda_kernels.c). Include after cmocka.h; one function, static,
+ * for the including test. */
 #ifndef BL_TEST_MEMORY_CONTRACT_H
 #define BL_TEST_MEMORY_CONTRACT_H
 
@@ -80,6 +81,29 @@ static void check_memory_contract(const bl_device_memory_t *mem)
     assert_non_null(strstr(err, "download"));
     assert_int_equal(mem->arrived(0, 1), -1);
     assert_int_equal(mem->finish(err, sizeof err), -1);
+    assert_int_equal(mem->finish(err, sizeof err), 0);
+
+    /* finish_compute waits for the kernels and copies alone: an upload
+     * queued before it has run (its pinned source may change after), a
+     * download started before it may or may not have arrived (the mirror
+     * holds it back: test_device.c), and arrives with the bytes it was
+     * queued after. */
+    size_t slice_nbytes = CONTRACT_SLICE * sizeof(float);
+    memcpy(dst, src + 2 * CONTRACT_SLICE, slice_nbytes);
+    assert_int_equal(mem->to_device(dev, dst, slice_nbytes), 0);
+    long overlapped = mem->to_host_start(dst + CONTRACT_SLICE, dev, slice_nbytes);
+    assert_int_equal(mem->finish_compute(err, sizeof err), 0);
+    memset(dst, 0, slice_nbytes);
+    int early = mem->arrived(overlapped, 0);
+    assert_true(early == 0 || early == 1);
+    assert_int_equal(mem->arrived(overlapped, 1), 1);
+    assert_memory_equal(dst + CONTRACT_SLICE, src + 2 * CONTRACT_SLICE, slice_nbytes);
+
+    /* It reports a recorded failure as finish does (then cleared). */
+    assert_int_equal(mem->arrived(overlapped + 1, 0), -1);
+    assert_int_equal(mem->finish_compute(err, sizeof err), -1);
+    assert_non_null(strstr(err, "download"));
+    assert_int_equal(mem->finish_compute(err, sizeof err), 0);
     assert_int_equal(mem->finish(err, sizeof err), 0);
 
     mem->release(dev);

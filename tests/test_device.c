@@ -4,7 +4,8 @@
  * since its kernels are the CPU's; user layers' device passes are the
  * ones it calls; bad device requests fail with the documented status;
  * its memory keeps kernels.h's contract for overlapped downloads (held
- * back until asked about twice). A singleton MPI job. */
+ * back until asked about twice or finished; finish_compute leaves them
+ * held). A singleton MPI job. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -441,6 +442,29 @@ static void test_mirror_memory_contract(void **state)
     check_memory_contract(&bl_mirror_memory);
 }
 
+/* finish_compute leaves the mirror's held-back downloads held (only
+ * arrived and finish copy them), so a pipeline stage that waits for each
+ * layer's kernels still reads stale bytes if it reads a download before
+ * its arrival. */
+static void test_mirror_finish_compute_holds_downloads(void **state)
+{
+    (void)state;
+    const bl_device_memory_t *mem = &bl_mirror_memory;
+    float src[4] = {1.0f, 2.0f, 3.0f, 4.0f}, dst[4] = {0};
+    float *dev = mem->alloc(sizeof src);
+    assert_non_null(dev);
+    assert_int_equal(mem->to_device(dev, src, sizeof src), 0);
+    long n = mem->to_host_start(dst, dev, sizeof src);
+    assert_true(n >= 1);
+    char err[64];
+    assert_int_equal(mem->finish_compute(err, sizeof err), 0);
+    assert_true(dst[0] == 0.0f && dst[3] == 0.0f);
+    assert_int_equal(mem->arrived(n, 0), 0); /* not copied: the first ask says not yet */
+    assert_int_equal(mem->arrived(n, 0), 1);
+    assert_memory_equal(dst, src, sizeof src);
+    mem->release(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_sync_params_mid_run),
         cmocka_unit_test(test_device_requests_refused),
         cmocka_unit_test(test_mirror_memory_contract),
+        cmocka_unit_test(test_mirror_finish_compute_holds_downloads),
     };
     MPI_Init(NULL, NULL);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

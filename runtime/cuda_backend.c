@@ -1,0 +1,137 @@
+/* Finding and opening the CUDA backend module (cuda_backend.h). */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cuda_backend.h"
+
+static const bl_cuda_backend_t *loaded;
+static int looked;
+static char loaded_from[4096 + 64];
+static int refused; /* a module was found but could not be used */
+static char failure[768];
+
+#ifdef BALLAST_HAVE_CUDA
+enum { PATH_BYTES = 4096 };
+
+/* Opens the module at path: 1 when kept; 0 when there is no file there;
+ * -1 when the file did not load or is from another build (the reason in
+ * failure, unless an earlier file already failed: the first reason is the
+ * one that explains). */
+static int try_module(const char *path)
+{
+    if (access(path, F_OK) != 0) {
+        return 0;
+    }
+    char reason[512];
+    void *module = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (module == NULL) {
+        const char *e = dlerror();
+        snprintf(reason, sizeof reason, "did not load: %s", e != NULL ? e : "unknown reason");
+    } else {
+        void *symbol = dlsym(module, BL_CUDA_BACKEND_ENTRY);
+        const bl_cuda_backend_t *(*entry)(void) = NULL;
+        memcpy(&entry, &symbol, sizeof entry); /* POSIX: dlsym's pointer is callable */
+        const bl_cuda_backend_t *b = entry != NULL ? entry() : NULL;
+        if (b != NULL && b->abi == BL_CUDA_BACKEND_ABI && b->table_bytes == sizeof *b &&
+            strcmp(b->version, BALLAST_VERSION) == 0) {
+            loaded = b; /* kept open for the process's lifetime */
+            snprintf(loaded_from, sizeof loaded_from, "%s", path);
+            return 1;
+        }
+        if (b == NULL) {
+            snprintf(reason, sizeof reason, "is not a ballast CUDA backend (no %s)",
+                     BL_CUDA_BACKEND_ENTRY);
+        } else {
+            snprintf(reason, sizeof reason,
+                     "is from another build (ballast %.32s, backend ABI %d, table of %zu bytes; "
+                     "this libballast is %s, ABI %d, %zu bytes)",
+                     b->version, b->abi, b->table_bytes, BALLAST_VERSION, BL_CUDA_BACKEND_ABI,
+                     sizeof *b);
+        }
+        dlclose(module);
+    }
+    if (!refused) {
+        refused = 1;
+        snprintf(failure, sizeof failure, "the CUDA backend %.200s %s", path, reason);
+    }
+    return -1;
+}
+
+/* The directory of the object (shared library or program) holding this
+ * code, in dir: 1, or 0 when the loader cannot tell. */
+static int own_directory(char *dir, size_t n)
+{
+    Dl_info info;
+    if (dladdr(&looked, &info) == 0 || info.dli_fname == NULL ||
+        strchr(info.dli_fname, '/') == NULL) {
+        return 0;
+    }
+    snprintf(dir, n, "%s", info.dli_fname);
+    *strrchr(dir, '/') = '\0';
+    return 1;
+}
+
+static void look(void)
+{
+    const char *file = BALLAST_CUDA_BACKEND_FILE;
+    const char *asked = getenv("BALLAST_CUDA_BACKEND");
+    if (asked != NULL && asked[0] != '\0') {
+        if (try_module(asked) == 0) {
+            snprintf(failure, sizeof failure, "BALLAST_CUDA_BACKEND=%.300s: no such file", asked);
+        }
+        return;
+    }
+    char beside[PATH_BYTES] = "";
+    own_directory(beside, sizeof beside);
+    const char *dirs[] = {beside, BALLAST_CUDA_BACKEND_INSTALL_DIR, BALLAST_CUDA_BACKEND_BUILD_DIR};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[PATH_BYTES + 64];
+        int seen = dirs[i][0] == '\0';
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp(dirs[i], dirs[j]) == 0;
+        }
+        snprintf(path, sizeof path, "%s/%s", dirs[i], file);
+        if (!seen && try_module(path) == 1) {
+            return;
+        }
+    }
+    if (!refused) {
+        snprintf(failure, sizeof failure,
+                 "no CUDA backend module %s beside libballast (%.200s), in %.200s or in %.200s "
+                 "(set BALLAST_CUDA_BACKEND to its path)",
+                 file, beside[0] != '\0' ? beside : "unknown", BALLAST_CUDA_BACKEND_INSTALL_DIR,
+                 BALLAST_CUDA_BACKEND_BUILD_DIR);
+    }
+}
+#else
+static void look(void)
+{
+    snprintf(failure, sizeof failure,
+             "this ballast was built without the CUDA backend (BALLAST_CUDA=OFF or no CUDA "
+             "toolkit at configure time)");
+}
+#endif
+
+const bl_cuda_backend_t *bl_cuda_backend(char *why, size_t n, int *broken)
+{
+    if (!looked) {
+        looked = 1;
+        look();
+    }
+    if (loaded == NULL && why != NULL && n > 0) {
+        snprintf(why, n, "%s", failure);
+    }
+    if (broken != NULL) {
+        *broken = loaded == NULL && refused;
+    }
+    return loaded;
+}
+
+const char *bl_cuda_backend_file(void)
+{
+    return loaded_from;
+}
