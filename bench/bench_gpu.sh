@@ -28,7 +28,10 @@
 #     a mixed group all-reduces its ~1 MB of gradients over MPI through host
 #     memory every step, which a GPU step of a small batch would not
 #     amortise (at 1024 the all-reduce alone costs about what the GPU's
-#     compute does).
+#     compute does). Buckets of 0.25 MiB (--bucket-mb): the ~0.9 MiB of
+#     gradients go in four, so the GPU rank's downloads and MPI's sums of
+#     the first buckets overlap its backward of the last layers, where one
+#     default 4 MiB bucket would start only after backward.
 #
 # Figures: ballast's `summary: ... samples_per_s=` counts the whole run,
 # first steps (CUDA warm-up, the controller's first windows on the even
@@ -52,6 +55,7 @@
 #   BENCH_GPU_LAYERS [1024,1024,1024]  BENCH_GPU_BATCHES ["256 2048"]   (a)
 #   BENCH_GPU_MIXED_LAYERS [256,128]   BENCH_GPU_MIXED_BATCH [8192]      (b)
 #   BENCH_GPU_MIXED_STEPS [1500]  steps of the GPU-solo and mixed runs
+#   BENCH_GPU_MIXED_BUCKET_MB [0.25]  the mixed job's --bucket-mb
 #   BENCH_GPU_CPU_STEPS [40]      steps of the CPU-solo run
 #   BENCH_GPU_CPU_RANKS [3]  BENCH_GPU_CPU_THREADS [4]  BENCH_GPU_GPU_CPUS [2]
 #                                 (b)'s CPU ranks, their threads, and the cores
@@ -103,6 +107,7 @@ gpu_batches=${BENCH_GPU_BATCHES:-256 2048}
 mixed_layers=${BENCH_GPU_MIXED_LAYERS:-256,128}
 mixed_batch=${BENCH_GPU_MIXED_BATCH:-8192}
 mixed_steps=${BENCH_GPU_MIXED_STEPS:-1500}
+mixed_bucket_mb=${BENCH_GPU_MIXED_BUCKET_MB:-0.25}
 cpu_steps=${BENCH_GPU_CPU_STEPS:-40}
 cpu_ranks=${BENCH_GPU_CPU_RANKS:-3}
 cpu_threads=${BENCH_GPU_CPU_THREADS:-4}
@@ -490,8 +495,8 @@ while [ "$rep" -le "$reps" ]; do
     run "$n" "$mpirun" -np "$nranks" --oversubscribe --bind-to none $binder "$bindings" "$train" \
         --device "$mixed_devices" --data "$data" --layers "$mixed_layers" \
         --batch "$mixed_batch" --steps "$mixed_steps" --threads "$cpu_threads" \
-        --policy proportional --rebalance-every "$rebalance_every" --quiet \
-        --telemetry "$out/$n.jsonl"
+        --policy proportional --rebalance-every "$rebalance_every" \
+        --bucket-mb "$mixed_bucket_mb" --quiet --telemetry "$out/$n.jsonl"
     keep mixed "$(summary_sps "$out/$n.log")"
     keep mixed_steady "$(steady "$out/$n.jsonl")"
     last_shards "$out/$n.jsonl" >>"$out/values/mixed_shards"
@@ -543,8 +548,8 @@ row() {
     echo
     echo "(b) mixed job: MLP 784-$(echo "$mixed_layers" | tr ',' '-')-10, batch $mixed_batch," \
         "1 GPU rank + $cpu_ranks CPU ranks x $cpu_threads threads"
-    echo "  --device $mixed_devices --policy proportional --rebalance-every $rebalance_every," \
-        "$mixed_steps steps (CPU solo: $cpu_steps)"
+    echo "  --device $mixed_devices --policy proportional --rebalance-every $rebalance_every" \
+        "--bucket-mb $mixed_bucket_mb, $mixed_steps steps (CPU solo: $cpu_steps)"
     echo "  cores (taskset, rank 0 first): $bindings${layout_note:+ ($layout_note)}"
     printf '  %-46s %12s   %-23s\n' "figure" "samples/s" "min - max"
     row "GPU rank solo (summary)" gpu_solo
