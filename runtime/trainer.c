@@ -14,6 +14,7 @@
 #include "balancer.h"
 #include "checkpoint.h"
 #include "consistency.h"
+#include "replica_check.h"
 #include "policy_state.h"
 #include "dataset_impl.h"
 #include "device_copies.h"
@@ -639,6 +640,16 @@ static void stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
 
+/* This rank's stage holds the same parameters and momentum on every
+ * replica (replica_check.h); the host arrays are current. Collective. */
+static bl_status_t check_replicas(const bl_trainer_t *t)
+{
+    size_t first, count;
+    stage_params(t, t->layout.stage, &first, &count);
+    return bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, t->velocity, first,
+                             count);
+}
+
 /* The step's loss sum and correct count live on the last stages: every
  * rank gets the job's totals (the other stages add zeros). */
 static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correct)
@@ -893,9 +904,12 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
         }
     }
     /* The last step's telemetry, so the files are complete after a run;
-     * the host arrays current on every rank. */
+     * the host arrays current on every rank, and the same on every
+     * replica of a stage. */
     bl_status_t st = bl_balancer_flush(&t->balancer);
-    return st == BL_OK ? bl_trainer_sync_params(t) : st;
+    st = bl_agree(t->rt, st == BL_OK ? bl_trainer_sync_params(t) : st, BL_ERR_MISMATCH,
+                  "ending the run");
+    return st == BL_OK ? check_replicas(t) : st;
 }
 
 bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
@@ -1089,6 +1103,9 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                                      &s.control_bytes);
     }
     st = bl_agree(t->rt, st, BL_ERR_NO_MEM, "gathering the policies' state");
+    if (st == BL_OK) {
+        st = check_replicas(t); /* replica 0 of each stage writes it */
+    }
     if (st == BL_OK) {
         st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
                           where, path != NULL ? n : sizeof scratch);

@@ -1,0 +1,26 @@
+/* The replicas of a stage (its data-parallel group) apply the same summed
+ * gradients to the same parameters with the same update, so they hold the
+ * same parameters and momentum bit for bit, whatever each rank computes
+ * on and however the batch is split. The trainer checks it where the host
+ * arrays are current (after a run, before a checkpoint): a difference
+ * means a replica updated differently (a device that rounds differently,
+ * a fault) and the job would go on training models that differ, with only
+ * the first replica's saved. */
+#ifndef BL_REPLICA_CHECK_H
+#define BL_REPLICA_CHECK_H
+
+#include <stddef.h>
+
+#include "runtime_impl.h"
+
+/* Compares params[first, first + count) and velocity[same] across group
+ * (MPI_COMM_NULL or one member: nothing to compare). One all-gather of
+ * digests; only when they differ, the first member's arrays are broadcast
+ * in chunks to count the values that differ and by how much. BL_OK, or
+ * BL_ERR_MISMATCH on every member with a message naming the first rank
+ * that differs from the group's first, the step, and the counts.
+ * Collective over group; waits are bounded like every collective's. */
+bl_status_t bl_replicas_check(bl_runtime_t *rt, MPI_Comm group, long step, const float *params,
+                              const float *velocity, size_t first, size_t count);
+
+#endif /* BL_REPLICA_CHECK_H */
