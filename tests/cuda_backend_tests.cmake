@@ -6,7 +6,20 @@
 # fails with it, --device auto computes on the CPU and says why (a module
 # found but unusable is warned about). Included after device_tests.cmake
 # (bl_dp_run, BL_MPIRUN, bl_cli_test).
+set(bl_backend_run --data ${BL_CLI_DATA}/good --layers 32,16 --batch 32 --steps 2 --quiet)
+
+# A build without the backend says so: --device cuda fails, auto computes
+# on the CPU (these run in the sanitizer pass, whose build has no CUDA).
 if(NOT BALLAST_HAVE_CUDA)
+    set(built_without "this ballast was built without the CUDA backend \\(BALLAST_CUDA=OFF")
+    bl_cli_test(cuda_backend_not_built_cuda EXIT 1
+        MATCH "device cuda was asked for but ${built_without}" "!^summary: steps=[0-9]"
+        COMMAND ${BL_CLI_TRAIN} ${bl_backend_run} --device cuda
+        REQUIRES cli_data_good)
+    bl_cli_test(cuda_backend_not_built_auto EXIT 0
+        MATCH "debug: rank 0: device auto: no GPU \\(${built_without}" "^summary: steps=2 "
+        COMMAND env BALLAST_LOG=debug ${BL_CLI_TRAIN} ${bl_backend_run} --device auto
+        REQUIRES cli_data_good)
     return()
 endif()
 
@@ -28,7 +41,6 @@ foreach(fake fake_cuda_backend_stale fake_cuda_backend_none)
         ${PROJECT_SOURCE_DIR}/kernels)
 endforeach()
 
-set(bl_backend_run --data ${BL_CLI_DATA}/good --layers 32,16 --batch 32 --steps 2 --quiet)
 # bl_backend_case(NAME MODULE REASON): --device cuda fails naming MODULE
 # and REASON; --device auto trains on the CPU and says the same, at
 # LEVEL (WARN for a module found but unusable, DEBUG when there is none).
