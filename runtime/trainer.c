@@ -640,8 +640,7 @@ static void stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
 
-/* This rank's stage holds the same parameters and momentum on every
- * replica (replica_check.h); the host arrays are current. Collective. */
+/* Every replica of this rank's stage holds its arrays (replica_check.h). */
 static bl_status_t check_replicas(const bl_trainer_t *t)
 {
     size_t first, count;
@@ -903,12 +902,13 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
             break;
         }
     }
-    /* The last step's telemetry, so the files are complete after a run;
-     * the host arrays current on every rank, and the same on every
-     * replica of a stage. */
-    bl_status_t st = bl_balancer_flush(&t->balancer);
-    st = bl_agree(t->rt, st == BL_OK ? bl_trainer_sync_params(t) : st, BL_ERR_MISMATCH,
-                  "ending the run");
+    /* The last telemetry (rank 0's: agreed before the collectives), the
+     * host arrays current everywhere and equal on a stage's replicas. */
+    bl_status_t st =
+        bl_agree(t->rt, bl_balancer_flush(&t->balancer), BL_ERR_IO, "writing the last telemetry");
+    if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_trainer_sync_params(t), BL_ERR_MISMATCH, "ending the run");
+    }
     return st == BL_OK ? check_replicas(t) : st;
 }
 
