@@ -7,7 +7,7 @@
 static const bl_cuda_backend_t backend = {
     .abi = BL_CUDA_BACKEND_ABI,
     .table_bytes = sizeof(bl_cuda_backend_t),
-    .version = BALLAST_VERSION,
+    .build = BALLAST_BACKEND_BUILD,
     .kernels = &bl_cuda_kernels,
     .memory = &bl_cuda_memory,
     .device_count = bl_cuda_device_count,

@@ -7,9 +7,10 @@
  * library as a GPU node, and a mixed job can span both.
  *
  * C, and no CUDA or NCCL header: runtime/ (C11) includes it in every
- * build. The module and the library that opens it must come from the
- * same build: the table carries the ABI number and ballast's version, and
- * the loader refuses a module whose differ. */
+ * build. The module and the library that opens it must agree on this
+ * table: it carries the ABI number, its own size and the build id
+ * (ballast's version and a digest of the headers that shape the table,
+ * made by CMakeLists.txt), and the loader refuses a module whose differ. */
 #ifndef BL_CUDA_BACKEND_H
 #define BL_CUDA_BACKEND_H
 
@@ -30,9 +31,9 @@ enum { BL_CUDA_BACKEND_ABI = 1 };
 #define BL_CUDA_BACKEND_ENTRY "bl_cuda_backend_entry"
 
 typedef struct bl_cuda_backend {
-    int abi;             /* BL_CUDA_BACKEND_ABI of the module's build */
-    size_t table_bytes;  /* sizeof(bl_cuda_backend_t) there */
-    const char *version; /* ballast's "major.minor.patch" there */
+    int abi;            /* BL_CUDA_BACKEND_ABI of the module's build */
+    size_t table_bytes; /* sizeof(bl_cuda_backend_t) there */
+    const char *build;  /* the build id there: "0.1.0+<16 hex digits>" */
 
     /* cuda_kernels.h */
     const bl_kernels_t *kernels;

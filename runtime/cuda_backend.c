@@ -36,8 +36,9 @@ static int try_module(const char *path)
         const bl_cuda_backend_t *(*entry)(void) = NULL;
         memcpy(&entry, &symbol, sizeof entry); /* POSIX: dlsym's pointer is callable */
         const bl_cuda_backend_t *b = entry != NULL ? entry() : NULL;
-        if (b != NULL && b->abi == BL_CUDA_BACKEND_ABI && b->table_bytes == sizeof *b &&
-            strcmp(b->version, BALLAST_VERSION) == 0) {
+        /* The build id is read only from a table of this layout. */
+        int same_layout = b != NULL && b->abi == BL_CUDA_BACKEND_ABI && b->table_bytes == sizeof *b;
+        if (same_layout && strcmp(b->build, BALLAST_BACKEND_BUILD) == 0) {
             loaded = b; /* kept open for the process's lifetime */
             snprintf(loaded_from, sizeof loaded_from, "%s", path);
             return 1;
@@ -47,10 +48,10 @@ static int try_module(const char *path)
                      BL_CUDA_BACKEND_ENTRY);
         } else {
             snprintf(reason, sizeof reason,
-                     "is from another build (ballast %.32s, backend ABI %d, table of %zu bytes; "
-                     "this libballast is %s, ABI %d, %zu bytes)",
-                     b->version, b->abi, b->table_bytes, BALLAST_VERSION, BL_CUDA_BACKEND_ABI,
-                     sizeof *b);
+                     "is from another build (build %.40s, backend ABI %d, table of %zu bytes; "
+                     "this libballast is build %s, ABI %d, %zu bytes)",
+                     same_layout ? b->build : "unknown", b->abi, b->table_bytes,
+                     BALLAST_BACKEND_BUILD, BL_CUDA_BACKEND_ABI, sizeof *b);
         }
         dlclose(module);
     }
@@ -80,7 +81,11 @@ static void look(void)
     const char *file = BALLAST_CUDA_BACKEND_FILE;
     const char *asked = getenv("BALLAST_CUDA_BACKEND");
     if (asked != NULL && asked[0] != '\0') {
-        if (try_module(asked) == 0) {
+        /* A file name alone is in the working directory, as access()
+         * sees it (dlopen would search the library path instead). */
+        char path[PATH_BYTES];
+        snprintf(path, sizeof path, "%s%.4000s", strchr(asked, '/') != NULL ? "" : "./", asked);
+        if (try_module(path) == 0) {
             snprintf(failure, sizeof failure, "BALLAST_CUDA_BACKEND=%.300s: no such file", asked);
         }
         return;

@@ -16,8 +16,9 @@
  *   - in the directory the build installs libraries to;
  *   - in the build tree's library directory (a static libballast in the
  *     build tree's programs).
- * The first that loads and whose ABI and version equal libballast's is
- * kept for the process's lifetime (never unloaded: the CUDA runtime does
+ * The first that loads and whose ABI, table size and build id equal
+ * libballast's is kept (a refused one is passed over) for the process's
+ * lifetime (never unloaded: the CUDA runtime does
  * not survive it). A failure names the file and the loader's reason (a
  * missing CUDA library, a stale module); it is remembered, so later calls
  * answer it without looking again. Not thread-safe on the first call:

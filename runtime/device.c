@@ -227,9 +227,13 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
                          rt->rank, why);
         } else if (count == 0) {
             /* A backend that is there but does not load is a node set up
-             * wrongly: said, not only debugged. */
+             * wrongly: said, not only debugged, and in rank 0's report of
+             * the devices, whichever rank it is. */
             bl_log(rt, broken ? BL_LOG_WARN : BL_LOG_DEBUG,
                    "rank %d: device auto: no GPU (%s); computing on the CPU", rt->rank, why);
+            if (broken) {
+                snprintf(line, LINE_BYTES, "rank %d: computing on the CPU: %s", rt->rank, why);
+            }
         }
     }
     MPI_Comm peers = MPI_COMM_NULL;

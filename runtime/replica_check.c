@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "consistency.h"
@@ -101,15 +102,22 @@ bl_status_t bl_replicas_check(bl_runtime_t *rt, MPI_Comm group, long step, const
     }
     differences_t d = {0, 0, 0.0};
     st = measure(rt, group, params, velocity, count, &d);
-    if (st != BL_OK) {
+    if (st != BL_OK && st != BL_ERR_NO_MEM) {
         return st;
+    }
+    char counts[192];
+    if (st == BL_OK) {
+        snprintf(counts, sizeof counts,
+                 "%llu of %zu parameter values and %llu momentum values differ in the group, by "
+                 "up to %.3g",
+                 (unsigned long long)d.params, count, (unsigned long long)d.velocity, d.largest);
+    } else {
+        snprintf(counts, sizeof counts, "no memory to count the values that differ");
     }
     return bl_fail(rt, BL_ERR_MISMATCH,
                    "replicas diverged by step %ld: rank %d holds parameters or momentum that "
-                   "differ from rank %d's, the first of its data-parallel group (%llu of %zu "
-                   "parameter values and %llu momentum values differ in the group, by up to "
-                   "%.3g); replicas must update identically: a device that rounds the update "
-                   "differently, or a fault",
-                   step, lowest, (int)root[0], (unsigned long long)d.params, count,
-                   (unsigned long long)d.velocity, d.largest);
+                   "differ from rank %d's, the first of its data-parallel group (%s); replicas "
+                   "must update identically: a device that rounds the update differently, or a "
+                   "fault",
+                   step, lowest, (int)root[0], counts);
 }

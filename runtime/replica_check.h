@@ -14,9 +14,10 @@
 #include "runtime_impl.h"
 
 /* Compares params[first, first + count) and velocity[same] across group
- * (MPI_COMM_NULL or one member: nothing to compare). One all-gather of
- * digests; only when they differ, the first member's arrays are broadcast
- * in chunks to count the values that differ and by how much. BL_OK, or
+ * (MPI_COMM_NULL or one member: nothing to compare). The first member's
+ * digests are broadcast and one all-reduce finds a member that differs;
+ * only then are the first member's arrays broadcast in chunks to count
+ * the values that differ and by how much. BL_OK, or
  * BL_ERR_MISMATCH on every member with a message naming the first rank
  * that differs from the group's first, the step, and the counts.
  * Collective over group; waits are bounded like every collective's. */

@@ -450,8 +450,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     if (st != BL_OK) {
         goto fail;
     }
-    /* Every rank has reached this point with a complete plan: a mismatch is
-     * reported by all ranks together, before any communicator is split. */
+    /* All ranks here with a plan: a mismatch is told before any split. */
     st = bl_device_train_check(rt, m);
     if (st == BL_OK) {
         st = check_ranks_agree(t);
@@ -640,13 +639,16 @@ static void stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
 
-/* Every replica of this rank's stage holds its arrays (replica_check.h). */
+/* Every replica of a stage holds its arrays (replica_check.h); agreed over
+ * the job, since only the differing stage's group learns it. */
 static bl_status_t check_replicas(const bl_trainer_t *t)
 {
     size_t first, count;
     stage_params(t, t->layout.stage, &first, &count);
-    return bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, t->velocity, first,
-                             count);
+    return bl_agree(t->rt,
+                    bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, t->velocity,
+                                      first, count),
+                    BL_ERR_MISMATCH, "the replica check");
 }
 
 /* The step's loss sum and correct count live on the last stages: every
@@ -1092,11 +1094,9 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .shards = t->shards};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
-    /* Rank 0 writes the manifest, with its policies' learned state. A
-     * failure to gather it reaches the others through the save's
-     * agreements. */
-    /* A device rank's host arrays are current only after a run: bring
-     * them up to date (a save from a step callback). */
+    /* A device rank's host arrays are current only after a run (a save
+     * from a step callback); rank 0 writes the manifest, with its
+     * policies' learned state. */
     bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
     if (st == BL_OK && t->rt->rank == 0) {
         st = bl_policy_state_collect(t->rt, t->balancer.ctl.policy, t->restager.policy, &s.control,

@@ -1,7 +1,8 @@
 #!/bin/sh
 # cuda_backend_links.sh LIBBALLAST MODULE: libballast needs no CUDA,
 # cuBLAS or NCCL library (it opens the backend module on GPU ranks only);
-# the module needs them and exports its entry alone. Prints
+# the module needs them and exports its entry alone (no other symbol of
+# any kind). Prints
 # "cuda_backend_links: ok".
 set -eu
 lib=$1
@@ -15,9 +16,9 @@ for want in libcudart libcublas libnccl; do
     needed "$module" | grep -q "^$want\.so" ||
         { echo "cuda_backend_links: $module does not need $want" >&2; exit 1; }
 done
-exported=$(nm -D --defined-only "$module" | awk '$2 == "T" { print $3 }')
+exported=$(nm -D --defined-only "$module" | awk '{ print $NF }')
 if [ "$exported" != "bl_cuda_backend_entry" ]; then
-    echo "cuda_backend_links: $module exports functions other than its entry:" >&2
+    echo "cuda_backend_links: $module exports symbols other than its entry:" >&2
     echo "$exported" >&2
     exit 1
 fi

@@ -41,10 +41,16 @@ foreach(fake fake_cuda_backend_stale fake_cuda_backend_none)
         ${PROJECT_SOURCE_DIR}/kernels)
 endforeach()
 
-# bl_backend_case(NAME MODULE REASON): --device cuda fails naming MODULE
-# and REASON; --device auto trains on the CPU and says the same, at
-# LEVEL (WARN for a module found but unusable, DEBUG when there is none).
+# bl_backend_case(NAME MODULE REASON LEVEL): --device cuda fails naming
+# MODULE and REASON; --device auto trains on the CPU and says the same, at
+# LEVEL (warn for a module found but unusable, debug when there is none);
+# for a module found but unusable rank 0's device report also names rank
+# 1 with its reason (rank 1's own log lines are not shown).
 function(bl_backend_case name module reason level)
+    set(report "!^ballast\\[0\\] info: device: rank 1: ")
+    if(level STREQUAL "warn")
+        set(report "^ballast\\[0\\] info: device: rank 1: computing on the CPU: ${reason}")
+    endif()
     bl_cli_test(cuda_backend_${name}_cuda EXIT 1
         MATCH "device cuda was asked for but ${reason}; use --device cpu or auto"
               "!^summary: steps=[0-9]"
@@ -53,7 +59,7 @@ function(bl_backend_case name module reason level)
         REQUIRES cli_data_good)
     bl_cli_test(cuda_backend_${name}_auto EXIT 0
         MATCH "${level}: rank 0: device auto: no GPU \\(${reason}\\); computing on the CPU"
-              "^summary: steps=2 "
+              "^summary: steps=2 " "${report}"
         COMMAND env BALLAST_CUDA_BACKEND=${module} BALLAST_LOG=debug ${BL_MPIRUN} 2
                 --oversubscribe ${BL_CLI_TRAIN} ${bl_backend_run} --device auto
         REQUIRES cli_data_good)
@@ -67,6 +73,7 @@ bl_backend_case(not_elf ${CMAKE_CURRENT_SOURCE_DIR}/fake_cuda_backend.c
 bl_backend_case(no_entry $<TARGET_FILE:fake_cuda_backend_none>
     "the CUDA backend [^ ]*fake_cuda_backend_none.so is not a ballast CUDA backend \\(no bl_cuda_backend_entry\\)"
     warn)
+string(REPLACE "+" "\\+" bl_build_regex "${BALLAST_BACKEND_BUILD}")
 bl_backend_case(stale $<TARGET_FILE:fake_cuda_backend_stale>
-    "the CUDA backend [^ ]*fake_cuda_backend_stale.so is from another build \\(ballast 0.0.1-stale, backend ABI [0-9]+, table of [0-9]+ bytes; this libballast is ${PROJECT_VERSION}, ABI [0-9]+, [0-9]+ bytes\\)"
+    "the CUDA backend [^ ]*fake_cuda_backend_stale.so is from another build \\(build 0.0.1\\+stale, backend ABI [0-9]+, table of [0-9]+ bytes; this libballast is build ${bl_build_regex}, ABI [0-9]+, [0-9]+ bytes\\)"
     warn)

@@ -133,5 +133,5 @@ endfunction()
 bl_mpi_program(test_grad_sync 1 2 3 4)
 # The check that a stage's replicas hold the same parameters and momentum
 # (the trainer runs it after every run and before every checkpoint).
-bl_mpi_program(test_replica_check 1 2 3)
+bl_mpi_program(test_replica_check 1 2 3 4)
 target_link_libraries(test_replica_check PRIVATE ${MATH_LIBRARY}) # nextafterf

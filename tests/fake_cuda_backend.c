@@ -8,7 +8,7 @@
 static const bl_cuda_backend_t stale = {
     .abi = BL_CUDA_BACKEND_ABI,
     .table_bytes = sizeof(bl_cuda_backend_t),
-    .version = "0.0.1-stale",
+    .build = "0.0.1+stale",
 };
 
 const bl_cuda_backend_t *bl_cuda_backend_entry(void)

@@ -4,11 +4,16 @@
  * rank, the step and the counts; a difference outside the compared range
  * is not looked at; a NaN on one side counts as an infinite difference;
  * MPI_COMM_NULL and one member pass. Arrays longer than one broadcast
- * chunk are compared in full. Every rank counts its failures
- * (mpi_check.h). */
+ * chunk are compared in full.
+ * Through the trainer: after one rank's parameters are nudged, the end of
+ * a run and a checkpoint fail with BL_ERR_MISMATCH on every rank of the
+ * job (also the stages whose replicas agree: none is left waiting), in
+ * data parallelism and, on 4 ranks, in a grid of 2 pipelines x 2 stages.
+ * Every rank counts its failures (mpi_check.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mpi_check.h"
 #include "replica_check.h"
@@ -32,6 +37,90 @@ static bl_status_t run_check(bl_runtime_t *rt, size_t first, size_t count, char 
     bl_status_t st = bl_replicas_check(rt, rt->comm, 42, params, velocity, first, count);
     snprintf(msg, n, "%s", st == BL_OK ? "" : bl_last_error(rt));
     return st;
+}
+
+/* A 12-16-3 MLP on 256 made-up samples, trained 3 steps in S stages
+ * (node-local reduction off: its parameters would be one shared copy);
+ * then the last rank's parameters are nudged by one ulp, and one more
+ * step, and a checkpoint, must fail on every rank. */
+static void check_trainer(bl_runtime_t *rt, int stages)
+{
+    enum { N = 256, F = 12, K = 3 };
+    static float x[N * F];
+    static int y[N];
+    for (int i = 0; i < N * F; i++) {
+        x[i] = 0.01f * (float)(i % 97) - 0.4f;
+    }
+    for (int i = 0; i < N; i++) {
+        y[i] = i % K;
+    }
+    bl_dataset_t *d = NULL;
+    bl_model_t *m = NULL;
+    bl_trainer_t *t = NULL;
+    bl_status_t st = bl_dataset_from_memory(rt, N, F, K, x, y, &d);
+    if (st == BL_OK) {
+        st = bl_model_create(rt, F, &m);
+    }
+    if (st == BL_OK) {
+        st = bl_model_add_dense(m, 16);
+    }
+    if (st == BL_OK) {
+        st = bl_model_add_relu(m);
+    }
+    if (st == BL_OK) {
+        st = bl_model_add_dense(m, K);
+    }
+    if (st == BL_OK) {
+        st = bl_model_build(m, 7);
+    }
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 32;
+    cfg.pipeline_stages = stages;
+    cfg.micro_batches = stages > 1 ? 2 : 1;
+    cfg.node_reduce = 0;
+    cfg.timeout_s = 20; /* a rank left waiting fails the test, not the ctest timeout */
+    if (st == BL_OK) {
+        st = bl_trainer_create(rt, m, d, &cfg, &t);
+    }
+    if (st == BL_OK) {
+        st = bl_trainer_run(t, 3, NULL, NULL);
+    }
+    check(st == BL_OK, "%d stages: 3 steps: %s", stages, bl_last_error(rt));
+    if (st != BL_OK) {
+        bl_trainer_destroy(t);
+        bl_model_destroy(m);
+        bl_dataset_destroy(d);
+        return;
+    }
+    if (rt->rank == rt->size - 1) {
+        float *p = bl_model_params(m);
+        for (size_t i = 0; i < bl_model_param_count(m); i++) {
+            p[i] = nextafterf(p[i], INFINITY);
+        }
+    }
+    /* The last rank's stage group finds it; every other rank learns. */
+    int replicas = rt->size / stages;
+    st = bl_trainer_run(t, 1, NULL, NULL);
+    const char *msg = bl_last_error(rt);
+    if (replicas == 1) {
+        check(st == BL_OK, "%d stages, one replica: %s", stages, msg);
+    } else {
+        int in_group = rt->rank % stages == (rt->size - 1) % stages;
+        const char *want = in_group ? "replicas diverged by step 4: rank "
+                                    : "the replica check failed on another rank";
+        check(st == BL_ERR_MISMATCH && strstr(msg, want) != NULL,
+              "%d stages: the run after the nudge: status %s, message '%s'", stages,
+              bl_status_string(st), msg);
+        char dir[64];
+        snprintf(dir, sizeof dir, "/tmp/ballast-replica-%ld", (long)getpid());
+        st = bl_trainer_save_checkpoint(t, dir, 1, NULL, 0);
+        check(st == BL_ERR_MISMATCH, "%d stages: the checkpoint after the nudge: status %s (%s)",
+              stages, bl_status_string(st), bl_last_error(rt));
+        check(access(dir, F_OK) != 0, "%d stages: %s was written", stages, dir);
+    }
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(d);
 }
 
 int main(int argc, char **argv)
@@ -93,6 +182,20 @@ int main(int argc, char **argv)
     check(st == BL_OK, "MPI_COMM_NULL: %s", bl_status_string(st));
     st = run_check(rt, 0, COUNT, msg, sizeof msg);
     check(st == BL_OK, "equal again: %s", msg);
+
+    check_trainer(rt, 1);
+    if (P % 2 == 0 && P >= 4) {
+        check_trainer(rt, 2);
+    }
+    /* A range that starts past the first value is compared from there. */
+    if (rt->rank == odd) {
+        params[5] = -params[5] - 1.0f;
+    }
+    st = run_check(rt, 6, COUNT - 6, msg, sizeof msg);
+    check(st == BL_OK, "a difference before the range: %s", msg);
+    st = run_check(rt, 5, COUNT - 5, msg, sizeof msg);
+    check(P == 1 || st == BL_ERR_MISMATCH, "a difference at the range's start: %s", msg);
+    fill();
 
     bl_runtime_destroy(rt);
     int failures = check_total();
