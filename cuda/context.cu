@@ -110,11 +110,17 @@ extern "C" int bl_cuda_init(int device, char *err, size_t errlen)
         bl_cuda_shutdown();
         return -1;
     }
-    bl_cuda_ctx.device = device;
-    bl_cuda_ctx.failure[0] = '\0';
     /* Nothing is launched yet: a failure the caller already handled (a
      * device described earlier, say) must not be taken for a launch's. */
     cudaGetLastError();
+    bl_cuda_ctx.failure[0] = '\0';
+    if (!bl_cuda_row_scratch(BL_CUDA_ROWS_AT_START) || !bl_cuda_ones(BL_CUDA_ROWS_AT_START) ||
+        !bl_cuda_ok(cudaGetLastError(), "filling the ones vector")) {
+        snprintf(err, errlen, "CUDA device %d: %s", device, bl_cuda_ctx.failure);
+        bl_cuda_shutdown();
+        return -1;
+    }
+    bl_cuda_ctx.device = device;
     bl_cuda_ctx.ready = 1;
     return 0;
 }
@@ -208,6 +214,8 @@ int bl_cuda_row_scratch(size_t rows)
     if (rows <= bl_cuda_ctx.row_cap) {
         return 1;
     }
+    /* At least doubled: growing is slow (see BL_CUDA_ROWS_AT_START). */
+    rows = rows > 2 * bl_cuda_ctx.row_cap ? rows : 2 * bl_cuda_ctx.row_cap;
     /* The old buffers may still be read by queued kernels. */
     if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "growing the loss scratch")) {
         return 0;

@@ -54,6 +54,11 @@ int bl_cublas_ok(cublasStatus_t s, const char *what);
  * bl_cuda_check does not take it for a failed launch. */
 void bl_cuda_forget_not_ready(void);
 
+/* Rows the per-row scratch and the ones vector hold from bl_cuda_init on:
+ * a growth later waits for the GPU and frees memory, and cudaFree waits
+ * for the whole device, NCCL's transfers in flight included. */
+enum { BL_CUDA_ROWS_AT_START = 1 << 16 };
+
 /* Makes the per-row scratch hold `rows` rows; 0 on failure (recorded). */
 int bl_cuda_row_scratch(size_t rows);
 /* Makes ones hold at least `count` ones; 0 on failure (recorded). */

@@ -95,12 +95,10 @@ int bl_cuda_ones(size_t count)
     if (count <= bl_cuda_ctx.ones_cap) {
         return 1;
     }
-    /* Grown rarely and never in small steps: the first call (the first
-     * backward, before any collective is queued) takes 64 Ki rows, and a
-     * growth, which waits for the GPU and frees, at least doubles. */
-    size_t want =
-        bl_cuda_ctx.ones_cap * 2 > ((size_t)1 << 16) ? bl_cuda_ctx.ones_cap * 2 : ((size_t)1 << 16);
-    count = count > want ? count : want;
+    /* Grown rarely and never in small steps: bl_cuda_init makes
+     * BL_CUDA_ROWS_AT_START, and a growth, which waits for the GPU and
+     * frees, at least doubles. */
+    count = count > 2 * bl_cuda_ctx.ones_cap ? count : 2 * bl_cuda_ctx.ones_cap;
     /* The old vector may still be read by queued products. */
     if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), "growing the ones vector")) {
         return 0;
