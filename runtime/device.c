@@ -232,7 +232,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
             bl_log(rt, broken ? BL_LOG_WARN : BL_LOG_DEBUG,
                    "rank %d: device auto: no GPU (%s); computing on the CPU", rt->rank, why);
             if (broken) {
-                snprintf(line, LINE_BYTES, "rank %d: computing on the CPU: %s", rt->rank, why);
+                snprintf(line, LINE_BYTES, "rank %d: computing on the CPU: %.200s", rt->rank, why);
             }
         }
     }
