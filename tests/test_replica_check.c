@@ -87,10 +87,7 @@ static void check_trainer(bl_runtime_t *rt, int stages)
     }
     check(st == BL_OK, "%d stages: 3 steps: %s", stages, bl_last_error(rt));
     if (st != BL_OK) {
-        bl_trainer_destroy(t);
-        bl_model_destroy(m);
-        bl_dataset_destroy(d);
-        return;
+        goto done;
     }
     if (rt->rank == rt->size - 1) {
         float *p = bl_model_params(m);
@@ -118,6 +115,7 @@ static void check_trainer(bl_runtime_t *rt, int stages)
               stages, bl_status_string(st), bl_last_error(rt));
         check(access(dir, F_OK) != 0, "%d stages: %s was written", stages, dir);
     }
+done:
     bl_trainer_destroy(t);
     bl_model_destroy(m);
     bl_dataset_destroy(d);
