@@ -324,12 +324,17 @@ static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
     return st;
 }
 
+bl_status_t bl_balancer_settle(bl_balancer_t *b)
+{
+    return b->telemetry_on ? bl_telemetry_flush(&b->tm, on_records, b) : BL_OK;
+}
+
 bl_status_t bl_balancer_flush(bl_balancer_t *b)
 {
     if (!b->telemetry_on) {
         return BL_OK;
     }
-    bl_status_t st = bl_telemetry_flush(&b->tm, on_records, b);
+    bl_status_t st = bl_balancer_settle(b);
     if (b->rt->rank == 0 && b->steps > 0 && b->step_s > 0.0) {
         bl_log(b->rt, BL_LOG_INFO,
                "telemetry and control cost rank 0 %.3f ms a step, %.2f%% of the mean step of "

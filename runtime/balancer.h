@@ -73,6 +73,10 @@ double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
                                    bl_step_info_t *info, int *shards);
 
+/* Completes the telemetry gather in flight, so its records reach the
+ * controller's window now (a checkpoint saves the window). Collective. */
+bl_status_t bl_balancer_settle(bl_balancer_t *b);
+
 /* Completes the telemetry in flight (end of a run). Collective. Rank 0
  * logs (info) what telemetry and control cost it per step so far, and the
  * share of the step time that is. */

@@ -542,6 +542,17 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
  * the parameters there. Collective. */
 bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
 
+/* A test and demo hook: from the next step on, the controllers see
+ * modelled times instead of measured ones. A layer takes its cost (the
+ * multiply-adds of its passes per sample) × its rows × seconds_per_op ×
+ * the rank's emulated slowdown factor, and the slowdown no longer sleeps;
+ * reductions and pipeline transfers take no time; a layer migration takes
+ * a millisecond plus its bytes at 1 GB/s. Decisions then depend on the
+ * plan alone, so a run under any policy is reproducible bit for bit and a
+ * resume continues it exactly. 0 returns to measured times. Call it on
+ * every rank with the same value, before bl_trainer_resume. */
+bl_status_t bl_trainer_emulate_timing(bl_trainer_t *t, double seconds_per_op);
+
 /* The next step to run (steps already taken), and the steps of an epoch
  * (floor(count / batch)). 0 for NULL. */
 long bl_trainer_step(const bl_trainer_t *t);
@@ -575,15 +586,18 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
 
 /* Loads the newest complete and valid checkpoint in dir (skipping, with a
  * warning, any that is not) and continues from it: the next run starts at
- * its step with its parameters and momentum, bitwise as if never stopped
- * when the layout is the same. The layout may differ (ranks, pipelines,
- * stages): the saved shard plan is kept when the number of pipelines is
- * the same and the config gives none, the saved stage map when the number
- * of stages is the same and the config gives none; the policies go on from
- * their saved state when it fits them (same policy, rank and stage counts),
- * else start afresh with an info line. *resumed = 0 when dir
- * has no checkpoint. Collective, before bl_trainer_run. BL_ERR_MISMATCH
- * when the checkpoint is of another model, seed, batch or shuffle. */
+ * its step with its parameters, momentum and plan, bitwise as if never
+ * stopped when the layout is the same. The checkpoint's plan wins over the
+ * config's: with the same number of pipelines its shard plan (and plan
+ * version) replaces the config's shards, with the same number of stages
+ * its stage map replaces the config's, and an info line names a config
+ * plan that is not used (saved shards outside this run's caps give way to
+ * the config's). The layout may differ (ranks, pipelines, stages); the
+ * policies and their windows in progress go on from their saved state
+ * when it fits them (same policy, rank and stage counts), else start
+ * afresh with an info line. *resumed = 0 when dir has no checkpoint.
+ * Collective, before bl_trainer_run. BL_ERR_MISMATCH when the checkpoint
+ * is of another model, seed, batch or shuffle. */
 bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed);
 
 /* The stage map in force: first[0..S] (stage s owns [first[s],

@@ -19,7 +19,7 @@
  *     kind, u32 in, u32 out, u64 parameters), STATE (u64 next step, u64
  *     seed, u32 batch, u32 shuffle, u64 plan version), LAYOUT (u32 ranks,
  *     u32 pipelines D, u32 stages S, S + 1 × i32 first layers, D × i32
- *     shards), CONTROL (from version 2: the policies' learned state, opaque
+ *     shards), CONTROL (from version 2: the controllers' state, policy_state.h, opaque
  *     here, bl_ckpt_state_t.control; may be empty)
  *   stage sections: RANGE (u32 first layer, u32 last layer, u64 first
  *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats) */

@@ -1,4 +1,5 @@
 /* The rank-0 controller: windows of telemetry → policy → broadcast plan. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
     c->rt = rt;
     c->every = every;
     c->batch = batch;
+    c->cold_step = -1;
     int kind = bl_policy_parse(policy_name);
     if (kind < 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
@@ -112,7 +114,7 @@ void bl_controller_free(bl_controller_t *c)
 
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
 {
-    if (records[0].step == 0.0) {
+    if (records[0].step == 0.0 || records[0].step == (double)c->cold_step) {
         return; /* the first step pays for first touches and page faults: not a speed */
     }
     double step_s = 0.0;
@@ -125,6 +127,43 @@ void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
     }
     c->window_step_s += step_s;
     c->window_steps++;
+}
+
+void bl_controller_window_save(const bl_controller_t *c, double *out)
+{
+    int P = c->rt->size;
+    for (int r = 0; r < P; r++) {
+        const bl_rank_obs_t *o = &c->window[r];
+        double *v = out + 4 * (size_t)r;
+        v[0] = o->samples;
+        v[1] = o->compute_s;
+        v[2] = o->comm_s;
+        v[3] = o->wait_s;
+    }
+    out[4 * (size_t)P] = c->window_step_s;
+    out[4 * (size_t)P + 1] = (double)c->window_steps;
+}
+
+int bl_controller_window_load(bl_controller_t *c, const double *in)
+{
+    size_t n = BL_CONTROLLER_WINDOW_DOUBLES(c->rt->size);
+    for (size_t i = 0; i < n; i++) {
+        if (!(in[i] >= 0.0) || !(in[i] < 1e300)) {
+            return 0;
+        }
+    }
+    if (in[n - 1] > (double)INT_MAX) {
+        return 0;
+    }
+    int P = c->rt->size;
+    for (int r = 0; r < P; r++) {
+        const double *v = in + 4 * (size_t)r;
+        c->window[r] =
+            (bl_rank_obs_t){.samples = v[0], .compute_s = v[1], .comm_s = v[2], .wait_s = v[3]};
+    }
+    c->window_step_s = in[4 * (size_t)P];
+    c->window_steps = (int)in[4 * (size_t)P + 1];
+    return 1;
 }
 
 /* Rank 0: a decision over the window, alerts for detected changes. */

@@ -23,6 +23,8 @@ typedef struct bl_controller {
     int *message;         /* (1 + P) ints broadcast: changed flag, then shards */
     char *hosts;          /* rank 0: P × BL_HOST_CHARS, for alerts */
     long version;         /* plan version (increments on every change) */
+    long cold_step;       /* rank 0: a step whose times are not observed (the first
+                             step after a resume: cold caches), or -1 */
     bl_decision_t last;   /* rank 0: the latest decision */
     int decided;          /* rank 0: a decision was made at the last boundary */
     long decided_at;      /* step after which it was made */
@@ -37,8 +39,19 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                                const int *shard_min, const int *shard_max);
 void bl_controller_free(bl_controller_t *c);
 
-/* Rank 0: adds one step's gathered records to the window. */
+/* Rank 0: adds one step's gathered records to the window. The records of
+ * step 0 and of cold_step (see bl_controller_t) are left out. */
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records);
+
+/* The window in progress as doubles, for checkpoints: for each of the P
+ * ranks its samples, compute, comm and wait seconds, then the window's
+ * summed step time and its step count. Rank 0. */
+#define BL_CONTROLLER_WINDOW_DOUBLES(P) (4 * (size_t)(P) + 2)
+void bl_controller_window_save(const bl_controller_t *c, double *out);
+/* Rank 0: replaces the window in progress with a saved one. Returns 0
+ * when the values are not a window (negative or not finite), and then
+ * leaves the window as it was. */
+int bl_controller_window_load(bl_controller_t *c, const double *in);
 
 /* Collective, after step `step` (0-based) finished. When a window ends
  * there, rank 0 decides and broadcasts; every rank then overwrites shards

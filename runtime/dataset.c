@@ -48,6 +48,45 @@ static bl_status_t dataset_alloc_arrays(bl_dataset_t *d)
     return BL_OK;
 }
 
+/* Classes inferred from the largest label: warns when a class below it has
+ * no sample (a stray label, say 200 in a 10-class file, would otherwise
+ * widen the model silently), naming the file and the empty classes. */
+static void warn_empty_classes(bl_runtime_t *rt, const char *labels_path, const bl_idx_pair_t *p)
+{
+    int seen[256] = {0};
+    for (long i = 0; i < p->count; i++) {
+        seen[p->labels[i]] = 1;
+    }
+    char list[160] = "";
+    size_t used = 0;
+    int empty = 0;
+    for (int c = 0; c < p->classes; c++) {
+        if (seen[c] || (c > 0 && !seen[c - 1])) {
+            continue;
+        }
+        int end = c;
+        while (end + 1 < p->classes && !seen[end + 1]) {
+            end++;
+        }
+        empty += end - c + 1;
+        if (used < sizeof list) {
+            int k = end == c
+                        ? snprintf(list + used, sizeof list - used, "%s%d", used ? ", " : "", c)
+                        : snprintf(list + used, sizeof list - used, "%s%d-%d", used ? ", " : "", c,
+                                   end);
+            used += k > 0 ? (size_t)k : 0;
+        }
+    }
+    if (empty > 0) {
+        bl_log(rt, BL_LOG_WARN,
+               "%s: the largest label is %d, so there are %d classes, but %d of them %s no "
+               "sample (%s%s); set the number of classes (ballast-train --classes) to catch a "
+               "wrong label",
+               labels_path, p->classes - 1, p->classes, empty, empty == 1 ? "has" : "have", list,
+               used >= sizeof list ? ", ..." : "");
+    }
+}
+
 bl_status_t bl_dataset_open_idx(bl_runtime_t *rt, const char *images_path, const char *labels_path,
                                 int classes, bl_dataset_t **out)
 {
@@ -62,6 +101,9 @@ bl_status_t bl_dataset_open_idx(bl_runtime_t *rt, const char *images_path, const
     bl_status_t st = bl_idx_load_pair(images_path, labels_path, classes, a, &err, &pair);
     if (st != BL_OK) {
         return bl_fail_from(rt, &err);
+    }
+    if (classes == 0) {
+        warn_empty_classes(rt, labels_path, &pair);
     }
     st = dataset_new(rt, images_path, pair.count, pair.features, pair.classes, &d);
     if (st == BL_OK) {

@@ -1,24 +1,43 @@
 /* The policies' learned state in a checkpoint (policy_state.h). */
 #include "policy_state.h"
 
+#include <limits.h>
 #include <string.h>
 
 bl_status_t bl_policy_state_collect(bl_runtime_t *rt, const bl_policy_t *shards,
-                                    const bl_restage_t *stages, unsigned char **out, size_t *n)
+                                    const bl_restage_t *stages, const bl_control_windows_t *w,
+                                    unsigned char **out, size_t *n)
 {
     size_t n1 = bl_policy_state_bytes(shards), n2 = bl_restage_state_bytes(stages);
+    size_t doubles = w->shard_count + w->stage_count;
+    size_t n3 = 32 + doubles * sizeof(double);
     *out = NULL;
     *n = 0;
-    unsigned char *b = bl_mem_array(bl_rt_allocator(rt), 16 + n1 + n2, 1);
+    unsigned char *b = bl_mem_array(bl_rt_allocator(rt), 24 + n1 + n2 + n3, 1);
     if (b == NULL) {
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %zu bytes of policy state", n1 + n2);
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %zu bytes of policy state", n1 + n2 + n3);
     }
-    bl_le_put64(b, n1);
-    bl_policy_state_save(shards, b + 8);
-    bl_le_put64(b + 8 + n1, n2);
-    bl_restage_state_save(stages, b + 16 + n1);
+    unsigned char *at = b;
+    bl_le_put64(at, n1);
+    bl_policy_state_save(shards, at + 8);
+    at += 8 + n1;
+    bl_le_put64(at, n2);
+    bl_restage_state_save(stages, at + 8);
+    at += 8 + n2;
+    bl_le_put64(at, n3);
+    bl_le_put64(at + 8, (uint64_t)w->ranks);
+    bl_le_put64(at + 16, (uint64_t)w->layers);
+    bl_le_put64(at + 24, w->shard_count);
+    bl_le_put64(at + 32, w->stage_count);
+    at += 40;
+    if (w->shard_count > 0) {
+        memcpy(at, w->shard, w->shard_count * sizeof(double));
+    }
+    if (w->stage_count > 0) {
+        memcpy(at + w->shard_count * sizeof(double), w->stage, w->stage_count * sizeof(double));
+    }
     *out = b;
-    *n = 16 + n1 + n2;
+    *n = 24 + n1 + n2 + n3;
     return BL_OK;
 }
 
@@ -58,13 +77,40 @@ static void restore_part(bl_runtime_t *rt, const char *which, const char *path, 
     }
 }
 
-void bl_policy_state_restore(bl_runtime_t *rt, bl_policy_t *shards, bl_restage_t *stages,
-                             const unsigned char *bytes, size_t n, const char *path)
+/* The windows part (n3 bytes at p3) into *w, or 0 when it is malformed. */
+static int read_windows(const unsigned char *p3, size_t n3, bl_control_windows_t *w)
 {
-    size_t pos = 0, n1 = 0, n2 = 0;
+    if (n3 < 32) {
+        return 0;
+    }
+    uint64_t ranks = bl_le_get64(p3), layers = bl_le_get64(p3 + 8);
+    uint64_t shard = bl_le_get64(p3 + 16), stage = bl_le_get64(p3 + 24);
+    size_t room = (n3 - 32) / sizeof(double);
+    if (ranks > INT_MAX || layers > INT_MAX || shard > room || stage > room - shard ||
+        (n3 - 32) != (shard + stage) * sizeof(double)) {
+        return 0;
+    }
+    w->ranks = (int)ranks;
+    w->layers = (int)layers;
+    w->shard = shard > 0 ? p3 + 32 : NULL;
+    w->shard_count = (size_t)shard;
+    w->stage = stage > 0 ? p3 + 32 + shard * sizeof(double) : NULL;
+    w->stage_count = (size_t)stage;
+    return 1;
+}
+
+void bl_policy_state_restore(bl_runtime_t *rt, bl_policy_t *shards, bl_restage_t *stages,
+                             const unsigned char *bytes, size_t n, const char *path,
+                             bl_control_windows_t *w)
+{
+    size_t pos = 0, n1 = 0, n2 = 0, n3 = 0;
+    memset(w, 0, sizeof *w);
     const unsigned char *p1 = bytes != NULL ? next_part(bytes, n, &pos, &n1) : NULL;
     const unsigned char *p2 = p1 != NULL ? next_part(bytes, n, &pos, &n2) : NULL;
-    if (bytes != NULL && (p2 == NULL || pos != n)) {
+    /* Checkpoints from before the windows were saved end after part 2. */
+    const unsigned char *p3 = p2 != NULL && pos < n ? next_part(bytes, n, &pos, &n3) : NULL;
+    if (bytes != NULL && (p2 == NULL || pos != n || (p3 != NULL && !read_windows(p3, n3, w)))) {
+        memset(w, 0, sizeof *w);
         bl_log(rt, BL_LOG_WARN,
                "resume: %s: its policy state (%zu bytes) is malformed; the "
                "policies start afresh",

@@ -1,4 +1,5 @@
 /* Per-layer telemetry windows, stage-map decisions and the scripted plan. */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -204,6 +205,82 @@ void bl_restager_observe(bl_restager_t *r, const bl_stage_t *s, double step_s)
     r->window_steps++;
 }
 
+bl_status_t bl_restager_gather_windows(bl_restager_t *r, double *out)
+{
+    if (!r->on) {
+        return BL_OK;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(r->rt);
+    size_t n = BL_RESTAGER_WINDOW_DOUBLES(r->layers);
+    double *mine = bl_mem_array(a, n, sizeof *mine);
+    bl_status_t st = BL_OK;
+    if (mine == NULL) {
+        st = bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for a window of %d layers", r->layers);
+    }
+    /* A rank without memory still takes part (the others wait in the gather). */
+    st = bl_agree(r->rt, st, BL_ERR_NO_MEM, "saving the stage controller's windows");
+    if (st != BL_OK) {
+        bl_mem_free(a, mine);
+        return st;
+    }
+    memcpy(mine, r->window, 2 * (size_t)r->layers * sizeof *mine);
+    mine[n - 3] = r->window_step_s;
+    mine[n - 2] = (double)r->window_steps;
+    mine[n - 1] = (double)r->skip_next;
+    MPI_Request req = MPI_REQUEST_NULL;
+    const char *op = "the gather of the stage controller's windows";
+    int rc = MPI_Igather(mine, (int)n, MPI_DOUBLE, out, (int)n, MPI_DOUBLE, 0, r->rt->comm, &req);
+    st = bl_collective_posted(r->rt, rc, &req, op, r->rt->comm);
+    bl_mem_free(a, mine);
+    return st;
+}
+
+bl_status_t bl_restager_scatter_windows(bl_restager_t *r, const double *in, int have)
+{
+    if (!r->on) {
+        return BL_OK;
+    }
+    const char *op = "the stage controller's saved windows";
+    bl_status_t st = bl_bcast_bounded(r->rt, &have, 1, MPI_INT, 0, r->rt->comm, op);
+    if (st != BL_OK || !have) {
+        return st;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(r->rt);
+    size_t n = BL_RESTAGER_WINDOW_DOUBLES(r->layers);
+    double *mine = bl_mem_array(a, n, sizeof *mine);
+    st = bl_agree(r->rt,
+                  mine != NULL ? BL_OK
+                               : bl_fail(r->rt, BL_ERR_NO_MEM,
+                                         "no memory for a window of %d layers", r->layers),
+                  BL_ERR_NO_MEM, op);
+    if (st != BL_OK) {
+        bl_mem_free(a, mine);
+        return st;
+    }
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iscatter(in, (int)n, MPI_DOUBLE, mine, (int)n, MPI_DOUBLE, 0, r->rt->comm, &req);
+    st = bl_collective_posted(r->rt, rc, &req, op, r->rt->comm);
+    if (st != BL_OK) {
+        bl_mem_free(a, mine);
+        return st;
+    }
+    int ok = mine[n - 2] <= (double)INT_MAX && (mine[n - 1] == 0.0 || mine[n - 1] == 1.0);
+    for (size_t i = 0; i < n && ok; i++) {
+        ok = mine[i] >= 0.0 && mine[i] < 1e300;
+    }
+    memset(r->window, 0, 2 * (size_t)r->layers * sizeof *r->window);
+    r->window_step_s = 0.0;
+    r->window_steps = 0;
+    if (ok) {
+        memcpy(r->window, mine, 2 * (size_t)r->layers * sizeof *mine);
+        r->window_step_s = mine[n - 3];
+        r->window_steps = (int)mine[n - 2];
+        r->skip_next = (int)mine[n - 1];
+    }
+    bl_mem_free(a, mine);
+    return BL_OK;
+}
+
 /* Rank 0: appends formatted text to the note (truncated when full). */
 static void note_add(bl_restager_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_add(bl_restager_t *r, const char *fmt, ...)
@@ -372,6 +449,11 @@ void bl_restager_moved(bl_restager_t *r, long step, const int *from, const int *
         note_add(r, "%s%d", s == 0 ? "[" : ",", to[s]);
     }
     note_add(r, "]}");
+}
+
+double bl_restager_nominal_move_s(double bytes)
+{
+    return BL_RESTAGE_LATENCY + bytes / BL_RESTAGE_BANDWIDTH;
 }
 
 const char *bl_restager_note(const bl_restager_t *r, long step)

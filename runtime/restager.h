@@ -43,8 +43,25 @@ bl_status_t bl_restager_check_plan(bl_runtime_t *rt, const bl_train_config_t *cf
 /* A digest of the plan and the repartition settings, for the start-up check. */
 uint64_t bl_restager_digest(const bl_train_config_t *cfg);
 
-/* Every rank, after each step: adds the stage's layer times to the window. */
+/* Every rank, after each step: adds the stage's layer times to the window
+ * (unless the step is marked cold: skip_next). */
 void bl_restager_observe(bl_restager_t *r, const bl_stage_t *s, double step_s);
+
+/* One rank's window in progress as doubles, for checkpoints: per-layer
+ * forward sums (L), backward sums (L), the summed step time, the step
+ * count and skip_next. */
+#define BL_RESTAGER_WINDOW_DOUBLES(L) (2 * (size_t)(L) + 3)
+
+/* Collective: rank 0 receives every rank's window in progress into out
+ * (P × BL_RESTAGER_WINDOW_DOUBLES(L), in rank order; NULL elsewhere).
+ * Nothing happens (BL_OK) when the restager is off. */
+bl_status_t bl_restager_gather_windows(bl_restager_t *r, double *out);
+
+/* Collective, on resume: when rank 0's `have` is 1, every rank takes its
+ * window from rank 0's `in` (as gathered above); otherwise every window
+ * stays as it is. Values that are not a window (negative, not finite)
+ * leave that rank's window empty. */
+bl_status_t bl_restager_scatter_windows(bl_restager_t *r, const double *in, int have);
 
 /* Collective, after step `step`: a scripted map for this step, or at a
  * window's end rank 0's decision, broadcast. next (S + 1) receives the map
@@ -57,6 +74,10 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
  * it for telemetry. */
 void bl_restager_moved(bl_restager_t *r, long step, const int *from, const int *to,
                        const bl_migration_t *mig, double seconds);
+
+/* The seconds a migration of `bytes` takes by the stage policy's first
+ * estimate (latency plus bytes over bandwidth): modelled timings use it. */
+double bl_restager_nominal_move_s(double bytes);
 
 /* Rank 0: the JSON members noted for step `step` (decision, layer times,
  * migration), or NULL. */

@@ -25,6 +25,7 @@
 #include "layout.h"
 #include "migration.h"
 #include "model_impl.h"
+#include "modelled_time.h"
 #include "device_sync.h"
 #include "partition.h"
 #include "restager.h"
@@ -63,12 +64,13 @@ struct bl_trainer {
      * straight between devices (device_comm.h), and the communicator. */
     bl_device_group_t pipe_group;
     bl_device_comm_t *pipe_comm;
-    long *indices;        /* (B) this step's sample indices (the whole global batch) */
-    long step;            /* the next global step */
-    int user_map;         /* the stage map came from the config (a resume keeps it) */
-    int cfg_shards_given; /* the shard plan came from the config (a resume keeps it) */
-    long whole_at;        /* the step at which every rank last held every layer's
-                             current parameters (pipelines; 0: the initial ones) */
+    long *indices;            /* (B) this step's sample indices (the whole global batch) */
+    long step;                /* the next global step */
+    int user_map;             /* the stage map came from the config (a resume keeps it) */
+    int cfg_shards_given;     /* the shard plan came from the config (a resume keeps it) */
+    long whole_at;            /* the step at which every rank last held every layer's
+                                 current parameters (pipelines; 0: the initial ones) */
+    double modelled_s_per_op; /* > 0: modelled step times (bl_trainer_emulate_timing) */
 };
 
 /* The checks that tie a dataset to the model. */
@@ -737,7 +739,9 @@ static bl_status_t restage(bl_trainer_t *t, long step, const int *next, int *mov
            "after step %ld: stage layers %s -> %s (%d layers moved, %.0f bytes per pipeline, "
            "%.3f ms)",
            step, from_map, to_map, mig.layers_moved, mig.pipeline_bytes, agree[0] * 1e3);
-    bl_restager_moved(&t->restager, step, l->first, next, &mig, agree[0]);
+    bl_restager_moved(&t->restager, step, l->first, next, &mig,
+                      t->modelled_s_per_op > 0.0 ? bl_restager_nominal_move_s(mig.pipeline_bytes)
+                                                 : agree[0]);
     memcpy(l->first, next, (size_t)(l->stages + 1) * sizeof *l->first);
     *moved = mig.layers_moved;
     /* New buffers (device memory may run out): agreed before the next step. */
@@ -765,12 +769,16 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                           .done = replicated && !t->node.active ? bl_grad_sync_layer_done : NULL,
                           .done_arg = &t->sync,
                           .done_after_transfers = t->group.path == BL_REDUCE_DEVICE,
-                          .slowdown = &t->balancer,
+                          .slowdown = t->modelled_s_per_op > 0.0 ? NULL : &t->balancer,
                           .resident = t->resident.device != NULL ? &t->resident : NULL};
     bl_stage_result_t r;
     bl_status_t st = bl_stage_run(&t->stage, &in, &r);
     if (st != BL_OK) {
         return st;
+    }
+    if (t->modelled_s_per_op > 0.0) {
+        bl_modelled_stage_times(t->model, &t->stage, t->local, t->modelled_s_per_op,
+                                bl_balancer_slow_factor(&t->balancer, t->step), &r);
     }
     record.compute_s = r.compute_s;
     record.pipe_s = r.pipe_s;
@@ -805,7 +813,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     if (st != BL_OK) {
         return st;
     }
-    record.sync_s = bl_now_seconds() - synced;
+    record.sync_s = t->modelled_s_per_op > 0.0 ? 0.0 : bl_now_seconds() - synced;
 
     info->step = t->step;
     info->steps_per_epoch = t->sampler.steps_per_epoch;
@@ -825,7 +833,8 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     info->stages_moved = 0;
     if (st == BL_OK && t->restager.on) {
         int changed = 0;
-        bl_restager_observe(&t->restager, &t->stage, info->seconds);
+        bl_restager_observe(&t->restager, &t->stage,
+                            t->modelled_s_per_op > 0.0 ? r.compute_s : info->seconds);
         st = bl_restager_boundary(&t->restager, info->step, t->layout.first, t->next_first,
                                   &changed);
         if (t->restager.last_action != NULL) {
@@ -943,6 +952,20 @@ const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count)
         *count = t != NULL ? t->model->param_count : 0;
     }
     return t != NULL ? t->velocity : NULL;
+}
+
+bl_status_t bl_trainer_emulate_timing(bl_trainer_t *t, double seconds_per_op)
+{
+    if (t == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (!(seconds_per_op >= 0.0) || !isfinite(seconds_per_op)) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                       "emulated timing: %g seconds per operation must be finite and >= 0",
+                       seconds_per_op);
+    }
+    t->modelled_s_per_op = seconds_per_op;
+    return BL_OK;
 }
 
 long bl_trainer_step(const bl_trainer_t *t)
@@ -1073,6 +1096,98 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
     return BL_OK;
 }
 
+/* Collective: the controllers' state for a checkpoint, into s on rank 0.
+ * The telemetry in flight is settled into the shard controller's window,
+ * every rank's stage-controller window is gathered, and rank 0 packs both
+ * policies' learned state with the windows (policy_state.h). */
+static bl_status_t collect_control(bl_trainer_t *t, bl_ckpt_state_t *s)
+{
+    bl_runtime_t *rt = t->rt;
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    int P = rt->size, L = t->model->layer_count;
+    bl_control_windows_t w = {.ranks = P, .layers = L};
+    double *shard = NULL, *stage = NULL;
+    bl_status_t st = bl_balancer_settle(&t->balancer);
+    if (st != BL_OK) {
+        return st;
+    }
+    if (rt->rank == 0) {
+        w.shard_count = t->balancer.controller_on ? BL_CONTROLLER_WINDOW_DOUBLES(P) : 0;
+        w.stage_count = t->restager.on ? (size_t)P * BL_RESTAGER_WINDOW_DOUBLES(L) : 0;
+        shard = w.shard_count > 0 ? bl_mem_array(a, w.shard_count, sizeof *shard) : NULL;
+        stage = w.stage_count > 0 ? bl_mem_array(a, w.stage_count, sizeof *stage) : NULL;
+        if ((w.shard_count > 0 && shard == NULL) || (w.stage_count > 0 && stage == NULL)) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for the control windows of %d ranks", P);
+        }
+    }
+    st = bl_agree(rt, st, BL_ERR_NO_MEM, "saving the control windows");
+    if (st == BL_OK) {
+        st = bl_restager_gather_windows(&t->restager, stage);
+    }
+    if (st == BL_OK && rt->rank == 0) {
+        if (shard != NULL) {
+            bl_controller_window_save(&t->balancer.ctl, shard);
+        }
+        w.shard = shard;
+        w.stage = stage;
+        st = bl_policy_state_collect(rt, t->balancer.ctl.policy, t->restager.policy, &w,
+                                     &s->control, &s->control_bytes);
+    }
+    bl_mem_free(a, shard);
+    bl_mem_free(a, stage);
+    return st;
+}
+
+/* Collective, on resume: rank 0 loads the policies' learned state and
+ * the shard controller's window in progress, and every rank its
+ * stage-controller window, when they were saved for this layout (the same
+ * ranks and layers). With measured times the resumed process's first step
+ * is cold (caches, first touches) and is not observed; with modelled
+ * times nothing is cold, and the windows go on exactly as saved. */
+static bl_status_t restore_control(bl_trainer_t *t, const bl_ckpt_state_t *s, const char *path)
+{
+    bl_runtime_t *rt = t->rt;
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    int P = rt->size, L = t->model->layer_count;
+    double *stage = NULL;
+    int stage_fits = 0;
+    if (rt->rank == 0) {
+        bl_control_windows_t w;
+        bl_policy_state_restore(rt, t->balancer.ctl.policy, t->restager.policy, s->control,
+                                s->control_bytes, path, &w);
+        size_t shard_count = BL_CONTROLLER_WINDOW_DOUBLES(P);
+        size_t stage_count = (size_t)P * BL_RESTAGER_WINDOW_DOUBLES(L);
+        int shard_fits = t->balancer.controller_on && w.ranks == P && w.shard_count == shard_count;
+        stage_fits =
+            t->restager.on && w.ranks == P && w.layers == L && w.stage_count == stage_count;
+        double *shard = shard_fits ? bl_mem_array(a, shard_count, sizeof *shard) : NULL;
+        stage = stage_fits ? bl_mem_array(a, stage_count, sizeof *stage) : NULL;
+        shard_fits = shard != NULL;
+        stage_fits = stage != NULL;
+        if (shard != NULL) {
+            memcpy(shard, w.shard, shard_count * sizeof *shard);
+            shard_fits = bl_controller_window_load(&t->balancer.ctl, shard);
+        }
+        if (stage != NULL) {
+            memcpy(stage, w.stage, stage_count * sizeof *stage);
+        }
+        bl_mem_free(a, shard);
+        if ((w.shard_count > 0 && !shard_fits) || (w.stage_count > 0 && !stage_fits)) {
+            bl_log(rt, BL_LOG_INFO,
+                   "resume: %s's control windows in progress do not fit this run (%d ranks, %d "
+                   "layers); they start empty",
+                   path, P, L);
+        }
+    }
+    bl_status_t st = bl_restager_scatter_windows(&t->restager, stage, stage_fits);
+    bl_mem_free(a, stage);
+    if (t->modelled_s_per_op <= 0.0) {
+        t->balancer.ctl.cold_step = s->step;
+        t->restager.skip_next = 1;
+    }
+    return st;
+}
+
 bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
                                        size_t n)
 {
@@ -1095,14 +1210,13 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
     /* A device rank's host arrays are current only after a run (a save
-     * from a step callback); rank 0 writes the manifest, with its
-     * policies' learned state. */
-    bl_status_t st = bl_device_copies_download(&t->dev, t->rt, t->velocity);
-    if (st == BL_OK && t->rt->rank == 0) {
-        st = bl_policy_state_collect(t->rt, t->balancer.ctl.policy, t->restager.policy, &s.control,
-                                     &s.control_bytes);
-    }
-    st = bl_agree(t->rt, st, BL_ERR_NO_MEM, "gathering the policies' state");
+     * from a step callback). Every rank takes part in gathering the
+     * controllers' state even after a failed download (the others wait
+     * in it); rank 0 writes the manifest with it. */
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    bl_status_t st = collect_control(t, &s);
+    st = bl_agree(t->rt, st != BL_OK ? st : down, BL_ERR_NO_MEM,
+                  "gathering the parameters and the controllers' state");
     if (st == BL_OK) {
         st = check_replicas(t); /* replica 0 of each stage writes it */
     }
@@ -1133,23 +1247,67 @@ static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_c
     return BL_OK;
 }
 
-/* What a checkpoint's plan gives this layout: its shards when the number
- * of pipelines is the same and no plan was given; its stage map when the
- * number of stages is the same and no map was given. */
-static bl_status_t adopt_plan(bl_trainer_t *t, const bl_ckpt_state_t *s)
+/* Whether the checkpoint's shards fit this run's caps (no caps: they do). */
+static int shards_fit_caps(const bl_trainer_t *t, const int *shards)
+{
+    for (int d = 0; t->shard_min != NULL && d < t->layout.replicas; d++) {
+        if (shards[d] < t->shard_min[d] || shards[d] > t->shard_max[d]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "40,24": a shard plan as --shards takes it. */
+static void format_shards(const int *shards, int count, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int d = 0; d < count && used < n; d++) {
+        int k = snprintf(out + used, n - used, "%s%d", d == 0 ? "" : ",", shards[d]);
+        used += k > 0 ? (size_t)k : 0;
+    }
+}
+
+/* A resume continues the checkpoint's plan. With the same number of
+ * pipelines its shards replace the config's plan (or the even split), and
+ * with the same number of stages its stage map replaces the config's (or
+ * the balanced one): the run then goes on exactly as if never stopped,
+ * whatever the command line gives. A configured plan that differs is named
+ * in one info line. Saved shards outside this run's caps give way to the
+ * plan the config gives, also with an info line. */
+static bl_status_t adopt_plan(bl_trainer_t *t, const bl_ckpt_state_t *s, const char *path)
 {
     bl_layout_t *l = &t->layout;
     int D = l->replicas, S = l->stages;
-    int caps_ok = 1;
-    for (int d = 0; t->shard_min != NULL && d < D && s->replicas == D; d++) {
-        caps_ok = caps_ok && s->shards[d] >= t->shard_min[d] && s->shards[d] <= t->shard_max[d];
+    char saved[512], mine[512];
+    if (s->replicas == D && memcmp(t->shards, s->shards, (size_t)D * sizeof *t->shards) != 0) {
+        format_shards(s->shards, D, saved, sizeof saved);
+        format_shards(t->shards, D, mine, sizeof mine);
+        if (shards_fit_caps(t, s->shards)) {
+            if (t->cfg_shards_given) {
+                bl_log(t->rt, BL_LOG_INFO,
+                       "resume: %s's shard plan %s (plan v%ld) is kept; the configured plan %s "
+                       "is not used",
+                       path, saved, s->plan_version, mine);
+            }
+            memcpy(t->shards, s->shards, (size_t)D * sizeof *t->shards);
+            locate_slice(t);
+        } else {
+            bl_log(t->rt, BL_LOG_INFO,
+                   "resume: %s's shard plan %s lies outside this run's shard caps; the plan "
+                   "starts as %s",
+                   path, saved, mine);
+        }
     }
-    if (s->replicas == D && caps_ok && !t->cfg_shards_given) {
-        memcpy(t->shards, s->shards, (size_t)D * sizeof *t->shards);
-        locate_slice(t);
-    }
-    if (s->stages == S && !t->user_map &&
-        memcmp(l->first, s->first, (size_t)(S + 1) * sizeof *l->first) != 0) {
+    if (s->stages == S && memcmp(l->first, s->first, (size_t)(S + 1) * sizeof *l->first) != 0) {
+        if (t->user_map) {
+            format_map(s->first, S, saved, sizeof saved);
+            format_map(l->first, S, mine, sizeof mine);
+            bl_log(t->rt, BL_LOG_INFO,
+                   "resume: %s's stage map %s is kept; the configured map %s is not used", path,
+                   saved, mine);
+        }
         memcpy(l->first, s->first, (size_t)(S + 1) * sizeof *l->first);
         return bl_agree(t->rt, rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
     }
@@ -1183,17 +1341,16 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
         t->step = s.step;
         t->whole_at = s.step; /* every rank loaded every layer */
         t->balancer.ctl.version = s.plan_version;
-        st = adopt_plan(t, &s);
+        st = adopt_plan(t, &s, path);
     }
     if (st == BL_OK) {
-        *resumed = 1;
         bl_log(t->rt, BL_LOG_INFO,
                "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
                s.step, s.ranks, s.replicas, s.stages);
-        if (t->rt->rank == 0) {
-            bl_policy_state_restore(t->rt, t->balancer.ctl.policy, t->restager.policy, s.control,
-                                    s.control_bytes, path);
-        }
+        st = restore_control(t, &s, path);
+    }
+    if (st == BL_OK) {
+        *resumed = 1;
     }
     bl_ckpt_state_free(t->rt, &s);
     return st;

@@ -24,7 +24,21 @@ for p in slurmctld slurmd munged scontrol sinfo; do
 done
 
 host=$(hostname -s)
-cpus=$(nproc)
+# The machine's CPUs, as slurmd counts them: not nproc, which counts only
+# those the caller's CPU affinity allows (started from a process bound to
+# one core, the node would offer one CPU, and a 2-task job would wait
+# forever).
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all)
+# The daemons (and so the jobs they start) may run on every online CPU,
+# whatever affinity this script inherited.
+online=$(cat /sys/devices/system/cpu/online 2>/dev/null || echo "0-$((cpus - 1))")
+unbound() {
+    if command -v taskset >/dev/null 2>&1; then
+        taskset -c "$online" "$@"
+    else
+        "$@"
+    fi
+}
 # slurmd reports the memory; a little less keeps it from being drained.
 mem=$(awk '/^MemTotal:/ { print int($2 / 1024 * 0.9) }' /proc/meminfo)
 
@@ -83,9 +97,9 @@ start)
     write_conf
     start_munge
     export SLURM_CONF=$conf
-    pgrep -f "slurmctld -f $conf" >/dev/null 2>&1 || slurmctld -f "$conf" ||
+    pgrep -f "slurmctld -f $conf" >/dev/null 2>&1 || unbound slurmctld -f "$conf" ||
         die "slurmctld did not start; see $work/log/slurmctld.log"
-    pgrep -f "slurmd -f $conf" >/dev/null 2>&1 || slurmd -f "$conf" ||
+    pgrep -f "slurmd -f $conf" >/dev/null 2>&1 || unbound slurmd -f "$conf" ||
         die "slurmd did not start; see $work/log/slurmd.log"
     i=0
     while [ "$i" -lt 60 ]; do

@@ -125,6 +125,33 @@ set_tests_properties(cli_policy_state_save_dp cli_policy_state_resume_dp
     cli_policy_state_reshard_np3 cli_policy_state_save_pp cli_policy_state_resume_pp
     PROPERTIES LABELS "cli;mpi")
 
+# A resume continues the saved plan (tests/resume_plan.sh): under each
+# policy, with modelled step times so decisions repeat, stop-and-resume and
+# kill-and-resume end bit for bit as the uninterrupted run, every step on
+# its plan, although each run is given another starting plan (--shards, or
+# --stages) on its command line. Data parallel: the shard policies; pipelines:
+# the stage policies (static never moves layers: a scripted stage plan).
+foreach(policy static proportional bandit rl)
+    bl_cli_test(resume_plan_dp_${policy} EXIT 0
+        MATCH "^resume-plan: ${policy}: [1-9][0-9]* shard-plan changes, 0 stage-map changes; stop-resume equal; kill-resume equal$"
+        COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/resume_plan.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+                ${bl_ckpt}/plan-dp-${policy} ${policy} --shards 20,12
+        REQUIRES cli_data_good)
+    if(policy STREQUAL "static")
+        set(scripted --stages-at 5:0-1,2-6 --stages-at 20:0-4,5-6)
+    else()
+        set(scripted)
+    endif()
+    bl_cli_test(resume_plan_pp_${policy} EXIT 0
+        MATCH "^resume-plan: ${policy}: 0 shard-plan changes, [1-9][0-9]* stage-map changes; stop-resume equal; kill-resume equal$"
+        COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/resume_plan.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+                ${bl_ckpt}/plan-pp-${policy} ${policy} --layers 32,32,32 --pp 2 --micro-batches 2
+                --stages 0-3,4-6 ${scripted}
+        REQUIRES cli_data_good)
+    set_tests_properties(cli_resume_plan_dp_${policy} cli_resume_plan_pp_${policy} PROPERTIES
+        LABELS "cli;mpi" TIMEOUT 180)
+endforeach()
+
 # Slurm end to end on a local single-node Slurm started for the test
 # (slurm/local-cluster.sh): srun equals mpirun bit for bit, an sbatch job
 # completes with its summary, and a job signalled mid-run checkpoints,

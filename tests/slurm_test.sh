@@ -32,15 +32,25 @@ command -v slurmctld >/dev/null 2>&1 || skip "slurm-wlm is not installed"
 sh "$root/slurm/local-cluster.sh" stop "$work/cluster" >/dev/null 2>&1
 rm -rf "$work"
 mkdir -p "$work"
-sh "$root/slurm/local-cluster.sh" start "$work/cluster" >"$work/start.log" 2>&1 ||
+# Started bound to one core (as from a pinned shell): the node must still
+# offer every CPU of the machine.
+taskset -c 0 sh "$root/slurm/local-cluster.sh" start "$work/cluster" >"$work/start.log" 2>&1 ||
     skip "the local Slurm did not start: $(tail -n 3 "$work/start.log")"
 export SLURM_CONF=$work/cluster/slurm.conf
+machine=$(getconf _NPROCESSORS_ONLN)
+node=$(sinfo -h -o %c | head -n 1)
+[ "$node" = "$machine" ] || fail "the node offers $node CPUs but the machine has $machine"
+# A job of 2 tasks needs 2 CPUs (the tests' jobs do not oversubscribe).
+[ "$node" -ge 2 ] || skip "the machine has $node CPU; the jobs need 2"
+echo "slurm test: the node offers the machine's $node CPUs ($(date +%T))"
 . "$root/tests/dp_job.sh"
 run=$dp_flags
 
 # 1. srun.
 # shellcheck disable=SC2086
-srun --mpi=pmix -n 2 "$train" $run --steps 25 --quiet --save-params "$work/srun.bin" \
+# --immediate: an allocation that cannot be had within a minute fails with
+# srun's reason instead of waiting until the test is killed.
+srun --immediate=60 --mpi=pmix -n 2 "$train" $run --steps 25 --quiet --save-params "$work/srun.bin" \
     >"$work/srun.log" 2>&1 || fail "srun -n 2 failed" "$work/srun.log"
 grep -q "^summary: steps=25 " "$work/srun.log" || fail "srun printed no summary" "$work/srun.log"
 cmp -s "$work/srun.bin" "$ref" || fail "srun's parameters differ from mpirun's"

@@ -330,7 +330,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
 
     data_path(o->data_dir, "train-images-idx3-ubyte", images, sizeof images);
     data_path(o->data_dir, "train-labels-idx1-ubyte", labels, sizeof labels);
-    bl_status_t st = bl_dataset_open_idx(rt, images, labels, 0, &train_set);
+    bl_status_t st = bl_dataset_open_idx(rt, images, labels, o->classes, &train_set);
     if (st == BL_OK) {
         data_path(o->data_dir, "t10k-images-idx3-ubyte", images, sizeof images);
         data_path(o->data_dir, "t10k-labels-idx1-ubyte", labels, sizeof labels);
@@ -402,6 +402,15 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
            "training %zu parameters on %ld samples: %ld steps of %d (%ld per epoch)",
            bl_model_param_count(model), bl_dataset_count(train_set), steps, o->batch,
            bl_trainer_steps_per_epoch(trainer));
+    /* A test hook: modelled step times (seconds per operation), so a run
+     * under any policy decides the same every time. */
+    const char *modelled = getenv("BALLAST_TEST_MODELLED_TIME");
+    if (modelled != NULL) {
+        st = bl_trainer_emulate_timing(trainer, strtod(modelled, NULL));
+        if (st != BL_OK) {
+            goto done;
+        }
+    }
     if (o->resume) {
         int resumed = 0;
         st = bl_trainer_resume(trainer, o->checkpoint_dir, &resumed);

@@ -25,6 +25,9 @@ static const char usage_text[] =
     "/usr/share/datasets/fashion-mnist)\n"
     "  --layers W1,W2,...    hidden widths; input and output widths come from the data\n"
     "                        (default 256,128)\n"
+    "  --classes N           the labels are 0..N-1; a label >= N is an error naming the file\n"
+    "                        and the sample (default: the largest training label + 1, with a\n"
+    "                        warning when a class below it has no sample)\n"
     "  --init-params FILE    start from these parameters instead of the seeded init\n"
     "  --save-params FILE    write the final parameters (raw little-endian float32; per dense\n"
     "                        layer W as (out x in) row-major, then b)\n"
@@ -348,6 +351,7 @@ enum {
     OPT_SAVE_PARAMS,
     OPT_PROGRESS,
     OPT_EVAL_EVERY,
+    OPT_CLASSES,
     OPT_SHARDS,
     OPT_CHECKPOINT_DIR,
     OPT_CHECKPOINT_EVERY,
@@ -395,6 +399,7 @@ static const struct option long_options[] = {
     {"save-params", required_argument, NULL, OPT_SAVE_PARAMS},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"eval-every", required_argument, NULL, OPT_EVAL_EVERY},
+    {"classes", required_argument, NULL, OPT_CLASSES},
     {"shards", required_argument, NULL, OPT_SHARDS},
     {"checkpoint-dir", required_argument, NULL, OPT_CHECKPOINT_DIR},
     {"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
@@ -576,6 +581,8 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return flags_double(flag, arg, 0.0, 1e6, 0, &o->progress_seconds, err, errlen);
     case OPT_EVAL_EVERY:
         return flags_long(flag, arg, 0, 1000000, &o->eval_every, err, errlen);
+    case OPT_CLASSES:
+        return flags_int(flag, arg, 1, 256, &o->classes, err, errlen);
     case OPT_POLICY: {
         static const char *const names[] = {"none", "static", "proportional", "bandit", "rl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

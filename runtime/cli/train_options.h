@@ -17,6 +17,7 @@ typedef struct train_options {
     const char *data_dir;         /* holds {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] */
     int hidden[TRAIN_MAX_LAYERS]; /* hidden widths of the ReLU MLP */
     int hidden_count;
+    int classes; /* --classes: labels are below it; 0: the largest label + 1 */
     int batch;
     float lr;
     float momentum;

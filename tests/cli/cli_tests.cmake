@@ -57,7 +57,7 @@ file(MAKE_DIRECTORY ${BL_CLI_DATA})
 # ---- Usage: --help, and bad flags exit 2 naming the flag ---------------------
 
 bl_cli_test(help EXIT 0
-    MATCH "^usage: ballast-train" --data --layers --init-params --save-params --batch
+    MATCH "^usage: ballast-train" --data --layers --classes --init-params --save-params --batch
           --lr --momentum --weight-decay --epochs --steps --seed --shuffle --threads
           --progress --quiet --help --eval-every --shards --bucket-mb --policy
           --rebalance-every --policy-file --emulate-slowdown --telemetry --trace
@@ -72,6 +72,8 @@ set(bl_cli_usage_cases
     "bad_lr|--lr: .*not a finite number|--lr|nan"
     "zero_lr|--lr: the learning rate must be positive|--lr|0"
     "bad_momentum|--momentum: 1 is outside|--momentum|1.0"
+    "bad_classes|--classes: 0 is outside \\[1, 256\\]|--classes|0"
+    "bad_classes_many|--classes: 257 is outside \\[1, 256\\]|--classes|257"
     "bad_layers|--layers: '256,,128'|--layers|256,,128"
     "bad_layers_comma|--layers: '256,' ends with a comma|--layers|256,"
     "bad_shuffle|--shuffle: 'maybe' is neither on nor off|--shuffle|maybe"
@@ -117,6 +119,36 @@ foreach(case IN LISTS bl_cli_broken_cases)
         COMMAND ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/${kind} --layers 8 --steps 2 --quiet
         REQUIRES cli_data_${kind})
 endforeach()
+
+# ---- Labels: --classes catches a label beyond the classes; inferred classes
+# warn about classes that have no sample --------------------------------------
+
+foreach(kind train-label empty-class)
+    add_test(NAME cli_make_data_${kind} COMMAND make_idx ${BL_CLI_DATA}/${kind} --corrupt ${kind})
+    set_tests_properties(cli_make_data_${kind} PROPERTIES LABELS cli
+        FIXTURES_SETUP cli_data_${kind})
+endforeach()
+bl_cli_test(classes_label_beyond EXIT 1
+    MATCH [[train-labels-idx1-ubyte\.gz: label 200 of sample 5 is not below the 4 classes]]
+          "!^summary: steps=[0-9]"
+    COMMAND ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/train-label --classes 4 --layers 8 --steps 2
+            --quiet
+    REQUIRES cli_data_train-label)
+bl_cli_test(classes_inferred_stray_label EXIT 0
+    MATCH [[warn: .*train-labels-idx1-ubyte\.gz: the largest label is 200, so there are 201 classes, but 196 of them have no sample \(4-199\)]]
+          "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/train-label --layers 8 --steps 2 --quiet
+    REQUIRES cli_data_train-label)
+bl_cli_test(classes_inferred_empty_class EXIT 0
+    MATCH [[warn: .*train-labels-idx1-ubyte\.gz: the largest label is 3, so there are 4 classes, but 1 of them has no sample \(2\)]]
+          "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/empty-class --layers 8 --steps 2 --quiet
+    REQUIRES cli_data_empty-class)
+bl_cli_test(classes_given_no_warning EXIT 0
+    MATCH "!warn: .*no sample" "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/empty-class --classes 4 --layers 8 --steps 2
+            --quiet
+    REQUIRES cli_data_empty-class)
 
 bl_cli_test(batch_larger_than_data EXIT 1
     MATCH "batch size 5000 is larger than the dataset's 2000 samples" "!^summary: steps=[0-9]"

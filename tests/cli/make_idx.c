@@ -26,6 +26,8 @@
  *   test-label       t10k labels: label 9 on sample 0 (the set has 4 classes)
  *   test-features    t10k images: 7×7 instead of 8×8
  *   missing          t10k labels: the file is absent
+ *   train-label      train labels: label 200 on sample 5 (the set has 4 classes)
+ *   empty-class      train labels: no sample of class 2 (each becomes class 1)
  *
  * Exit status: 0 written, 1 an I/O failure (with a message), 2 bad usage. */
 #include <errno.h>
@@ -52,8 +54,8 @@ typedef struct options {
 } options_t;
 
 static const char *const corrupt_kinds[] = {
-    "truncate",  "short-data", "labels-mismatch", "bad-dtype",     "empty",
-    "bad-magic", "trailing",   "test-label",      "test-features", "missing",
+    "truncate", "short-data", "labels-mismatch", "bad-dtype", "empty",       "bad-magic",
+    "trailing", "test-label", "test-features",   "missing",   "train-label", "empty-class",
 };
 
 /* SplitMix64: the data's own generator (not the library's, so a change to
@@ -219,6 +221,12 @@ static int write_split(const options_t *o, const char *prefix, long count, uint6
     }
     if (!train && is_corrupt(o, "test-label")) {
         labels[0] = 9;
+    }
+    if (train && is_corrupt(o, "train-label")) {
+        labels[5] = 200;
+    }
+    for (long i = 0; train && is_corrupt(o, "empty-class") && i < count; i++) {
+        labels[i] = labels[i] == 2 ? 1 : labels[i];
     }
     if (buffer_header(&lab, train && is_corrupt(o, "bad-dtype") ? 0x0b : 0x08, 1, &label_count) !=
             0 ||
