@@ -1,4 +1,4 @@
-/* libFuzzer harness for the checkpoint reader (runtime/checkpoint.c): the
+/* libFuzzer harness for the checkpoint reader (runtime/checkpoint_*.c): the
  * input is one checkpoint file — a manifest or a stage file, told apart by
  * its header — checked against a fixed small model (8 inputs, dense 6,
  * ReLU, dense 3) with bl_ckpt_check_file, which runs the parsers every

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "policy.h"
+#include "splitmix.h" /* bl_part_mix64, bl_part_next_random */
 
 /* count elements of each bytes through a's hooks (a NULL or a->alloc NULL:
  * malloc). NULL when count·each overflows or memory is short. A count of 0
@@ -70,12 +71,6 @@ double bl_part_estimator_noise(const bl_estimator_t *e);
  * observed ranks of σ·sqrt(f), the window noise scaled by how many windows
  * the estimate averages (see estimator.c); 0 before any observation. */
 double bl_part_estimator_error(const bl_estimator_t *e);
-
-/* splitmix64 (Steele, Lea, Flood): its finaliser, a bijective 64-bit mix
- * (hashes a counter into an independent-looking value), and the stream
- * whose whole state is one word (a policy's own, from its seed). */
-uint64_t bl_part_mix64(uint64_t z);
-uint64_t bl_part_next_random(uint64_t *state);
 
 /* Discounted UCB1's choice (Garivier & Moulines): the arm maximising
  * sums[i] / pulls[i] + c · sqrt(ln Σ pulls / pulls[i]), an arm whose pulls

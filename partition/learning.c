@@ -1,20 +1,8 @@
-/* The pieces the learning policies share: a seeded random stream and the
- * discounted-UCB arm choice. */
+/* The discounted-UCB arm choice that the learning policies share (their
+ * random stream is splitmix.h's). */
 #include <math.h>
 
 #include "alloc.h"
-
-uint64_t bl_part_mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-uint64_t bl_part_next_random(uint64_t *state)
-{
-    return bl_part_mix64(*state += 0x9e3779b97f4a7c15ULL);
-}
 
 int bl_part_ucb_pick(const double *pulls, const double *sums, const int *order, int arms, double c)
 {

@@ -21,107 +21,28 @@
  * so a plan that close to the estimated optimum is left alone and noise
  * does not churn shards — and always when the current plan breaks the
  * min/max bounds. Shard moves are free (no state moves with a
- * sample), so nothing is charged for them. */
+ * sample), so nothing is charged for them.
+ *
+ * This file holds creation, the decision and the checkpoint walk; the
+ * checks of a configuration and of a window are in policy_check.c, the
+ * bandit's and rl's learning in policy_learn.c, and the struct they share
+ * in policy_impl.h. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "state.h"
 #include "partition.h"
-#include "policy.h"
+#include "policy_impl.h"
 
 /* ---- Actions ----------------------------------------------------------- */
 
-enum { ACT_HOLD, ACT_MOVE_25, ACT_MOVE_50, ACT_MOVE_100, ACT_EVEN };
-
+/* The actions (policy_impl.h) by name, for the decision's telemetry. */
 static const char *const action_names[BL_RL_ACTIONS] = {"hold", "move 0.25", "move 0.5", "move 1.0",
                                                         "even"};
 /* The fraction of the way to the target each action moves (even: n/a). */
 static const double action_alpha[BL_RL_ACTIONS] = {0.0, 0.25, 0.5, 1.0, 0.0};
-
-/* ---- Bandit constants -------------------------------------------------- */
-
-#define BANDIT_ARMS 4 /* hold, move 0.25, move 0.5, move 1.0 (action indices) */
-/* Discount per credited window: the arms' statistics have an effective
- * memory of 1/(1 − 0.9) = 10 pulls, so a drift in which arm is best is
- * followed within about ten decisions. */
-#define BANDIT_GAMMA 0.9
-/* Exploration weight of the UCB bonus. Rewards live in (0, 1] and the
- * differences that matter are a few percent to tens of percent, so the
- * textbook sqrt(2) would spend most windows exploring bad arms; with 0.1
- * an arm left alone is retried after several credited windows, as the
- * discount shrinks its count. */
-#define BANDIT_C 0.1
-/* Rewards are capped here: an estimate that is briefly off (or a window
- * measured far below the estimated optimum) must not make one arm look
- * unbeatable. */
-#define REWARD_CAP 2.0
-
-/* Each arm starts with one pseudo-pull. Before any reward is measured its
- * value is 1 + offset; at the first reward r every pseudo-pull is rebased
- * to r + offset, because rewards carry the step's communication share
- * (optimal_step_s is compute only), which no prior can know. The offsets
- * prefer larger moves: a cold start goes straight to the target, and a
- * smaller move is tried only when the big one has earned clearly less
- * (by more than BANDIT_C's bonus gap after one pull, about 0.04). */
-static const double bandit_offset[BANDIT_ARMS] = {-0.3, -0.2, -0.1, 0.0};
-/* UCB ties go to the larger move (the arm order searched). */
-static const int bandit_order[BANDIT_ARMS] = {ACT_MOVE_100, ACT_MOVE_50, ACT_MOVE_25, ACT_HOLD};
-
-/* ---- RL constants ------------------------------------------------------ */
-
-#define RL_LR 0.2 /* learning rate: a Q value averages ~5 recent rewards */
-/* Discount: a plan's effect shows in the next window, and later windows
- * depend mostly on later decisions, so a short horizon (≈ 2 windows)
- * learns fast and values stay near reward / (1 − 0.5). */
-#define RL_GAMMA 0.5
-/* ε-greedy: ε_t = RL_EPS0 / (1 + t / RL_EPS_TAU) over decisions t, 10% at
- * first and 2% after 200 windows; drawn only in windows that want a move
- * (see rl_decide), so a settled plan is never disturbed by exploration. */
-#define RL_EPS0    0.1
-#define RL_EPS_TAU 50.0
-/* State bins. Imbalance: predicted step of the current plan over the
- * estimated optimum, minus 1. Trend: measured step time over the previous
- * window's. Noise: the estimator's mean relative sigma of a window. */
-#define RL_IMB_LOW    0.02
-#define RL_IMB_HIGH   0.10
-#define RL_TREND_BAND 0.02
-#define RL_NOISE_LOW  0.02
-#define RL_NOISE_HIGH 0.08
-
-/* ---- The policy -------------------------------------------------------- */
-
-struct bl_policy {
-    bl_part_allocator_t a;
-    bl_policy_kind_t kind;
-    int ranks;
-    long batch;
-    double deadband;
-    long *lo; /* copies of the bounds, or NULL */
-    long *hi;
-    bl_estimator_t *est;
-    double *speed; /* estimated speeds, unknown ones the mean (samples/s) */
-    double *rem;   /* rounding scratch */
-    long *target;  /* the proportional plan of the estimates */
-    long *cand;    /* the plan being decided */
-    long *even;    /* the even split (within the bounds) */
-    /* bandit: discounted pulls and reward sums per arm; the arm whose
-     * window is measured next (-1: none) */
-    double arm_n[BANDIT_ARMS];
-    double arm_s[BANDIT_ARMS];
-    int prev_arm;
-    int rebased; /* bandit: the priors are on the measured reward scale */
-    /* rl */
-    double *q; /* BL_RL_STATES × BL_RL_ACTIONS, row-major by state */
-    int prev_state;
-    int prev_action; /* -1: none to credit */
-    double prev_step_s;
-    int q_default; /* rl: the default table, still to rebase at the first reward */
-    uint64_t rng;  /* splitmix64 state */
-    long t;        /* decisions made, for ε */
-};
 
 const char *bl_policy_name(bl_policy_kind_t kind)
 {
@@ -140,91 +61,6 @@ int bl_policy_parse(const char *name)
         }
     }
     return -1;
-}
-
-/* Checks everything but memory; names the field at fault. */
-static int check_config(const bl_policy_config_t *c, char *err, size_t errlen)
-{
-    if ((int)c->kind < 0 || c->kind >= BL_POLICY_COUNT) {
-        return bl_part_fail(err, errlen, "kind %d is not a policy kind (0 .. %d)", (int)c->kind,
-                            BL_POLICY_COUNT - 1);
-    }
-    if (c->ranks < 1) {
-        return bl_part_fail(err, errlen, "ranks is %d; it must be at least 1", c->ranks);
-    }
-    if (c->batch < 0) {
-        return bl_part_fail(err, errlen, "batch is %ld; it must not be negative", c->batch);
-    }
-    if (!(c->deadband >= 0.0) || !isfinite(c->deadband)) {
-        return bl_part_fail(err, errlen, "deadband is %g; it must be finite and >= 0", c->deadband);
-    }
-    const bl_estimator_params_t *e = &c->estimator;
-    if (!(e->alpha > 0.0 && e->alpha <= 1.0)) {
-        return bl_part_fail(err, errlen, "estimator.alpha is %g; it must be in (0, 1]", e->alpha);
-    }
-    if (!(e->change_sigma > 0.0) || !isfinite(e->change_sigma)) {
-        return bl_part_fail(err, errlen, "estimator.change_sigma is %g; it must be finite and > 0",
-                            e->change_sigma);
-    }
-    if (e->change_windows < 1) {
-        return bl_part_fail(err, errlen, "estimator.change_windows is %d; it must be at least 1",
-                            e->change_windows);
-    }
-    long sum_lo = 0, sum_hi = 0;
-    for (int r = 0; r < c->ranks; r++) {
-        long lo = c->min_shard != NULL ? c->min_shard[r] : 0;
-        long hi = c->max_shard != NULL ? c->max_shard[r] : c->batch;
-        if (lo < 0) {
-            return bl_part_fail(err, errlen, "min_shard[%d] is %ld; it must not be negative", r,
-                                lo);
-        }
-        if (hi < lo) {
-            return bl_part_fail(err, errlen, "max_shard[%d] is %ld, below min_shard[%d] = %ld", r,
-                                hi, r, lo);
-        }
-        if (lo > c->batch - sum_lo) {
-            return bl_part_fail(err, errlen, "min_shard: the minimums exceed batch %ld by rank %d",
-                                c->batch, r);
-        }
-        sum_lo += lo;
-        sum_hi += hi < c->batch ? hi : c->batch; /* clamped: no overflow */
-    }
-    if (sum_hi < c->batch) {
-        return bl_part_fail(err, errlen, "max_shard: the maximums sum to %ld, less than batch %ld",
-                            sum_hi, c->batch);
-    }
-    if (c->kind == BL_POLICY_RL && c->q_init != NULL) {
-        for (int i = 0; i < BL_RL_STATES * BL_RL_ACTIONS; i++) {
-            if (!isfinite(c->q_init[i])) {
-                return bl_part_fail(err, errlen, "q_init[%d] is %g; Q values must be finite", i,
-                                    c->q_init[i]);
-            }
-        }
-    }
-    return 0;
-}
-
-/* The default Q-table for reward r: every value starts at r / (1 −
- * RL_GAMMA), the value of earning r forever, plus an offset per action.
- * Until a reward is measured r = 1 (the estimated optimum); the first
- * measured reward rebases the table (rewards carry the communication
- * share, which no prior can know), so the offsets alone order the first
- * tries and learning moves values from there. When the plan is
- * imbalanced (≥ 2%): move 1.0 first (a cold start reaches the target in
- * one window), then 0.5, 0.25, hold. When it is balanced: hold first,
- * then the small moves. "even" comes last everywhere: it throws the
- * estimates away and is for when they mislead. */
-static void default_q(double *q, double r)
-{
-    const double v = r / (1.0 - RL_GAMMA);
-    static const double balanced[BL_RL_ACTIONS] = {0.0, -0.05, -0.1, -0.15, -0.4};
-    static const double imbalanced[BL_RL_ACTIONS] = {-0.2, -0.1, -0.05, 0.0, -0.4};
-    for (int s = 0; s < BL_RL_STATES; s++) {
-        const double *off = s / 9 == 0 ? balanced : imbalanced; /* imbalance bin is s / 9 */
-        for (int a = 0; a < BL_RL_ACTIONS; a++) {
-            q[s * BL_RL_ACTIONS + a] = v + off[a];
-        }
-    }
 }
 
 static int bounds_ok(const bl_policy_t *p, const long *plan)
@@ -261,7 +97,7 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     if (config == NULL) {
         return bl_part_fail(err, errlen, "config must not be NULL");
     }
-    if (check_config(config, err, errlen) != 0) {
+    if (bl_part_policy_check_config(config, err, errlen) != 0) {
         return -1;
     }
     const int n = config->ranks;
@@ -306,18 +142,7 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
         }
         bl_part_plan(p->batch, n, p->speed, p->lo, p->hi, p->even, p->rem);
     }
-    for (int i = 0; i < BANDIT_ARMS; i++) {
-        p->arm_n[i] = 1.0;
-        p->arm_s[i] = 1.0 + bandit_offset[i];
-    }
-    if (p->q != NULL) {
-        if (config->q_init != NULL) {
-            memcpy(p->q, config->q_init, BL_RL_STATES * BL_RL_ACTIONS * sizeof *p->q);
-        } else {
-            default_q(p->q, 1.0);
-            p->q_default = 1;
-        }
-    }
+    bl_part_policy_priors(p, config->q_init);
     *out = p;
     return 0;
 fail:
@@ -354,42 +179,6 @@ const double *bl_policy_q_table(const bl_policy_t *p)
 }
 
 /* ---- Deciding ---------------------------------------------------------- */
-
-/* What is wrong with the inputs, as a static string naming the field, or
- * NULL when they are fine. */
-static const char *check_inputs(const bl_policy_t *p, const bl_rank_obs_t *obs, double step_s,
-                                const long *current)
-{
-    if (!(step_s >= 0.0) || !isfinite(step_s)) {
-        return "invalid step_s: negative or not finite";
-    }
-    for (int r = 0; r < p->ranks; r++) {
-        const bl_rank_obs_t *o = &obs[r];
-        if (!(o->samples >= 0.0) || !isfinite(o->samples)) {
-            return "invalid obs.samples: negative or not finite";
-        }
-        if (!(o->compute_s >= 0.0) || !isfinite(o->compute_s)) {
-            return "invalid obs.compute_s: negative or not finite";
-        }
-        if (!(o->comm_s >= 0.0) || !isfinite(o->comm_s)) {
-            return "invalid obs.comm_s: negative or not finite";
-        }
-        if (!(o->wait_s >= 0.0) || !isfinite(o->wait_s)) {
-            return "invalid obs.wait_s: negative or not finite";
-        }
-    }
-    long sum = 0;
-    for (int r = 0; r < p->ranks; r++) {
-        if (current[r] < 0 || current[r] > p->batch) {
-            return "invalid current: a shard is negative or above batch";
-        }
-        sum += current[r];
-    }
-    if (sum != p->batch) {
-        return "invalid current: the shards do not sum to batch";
-    }
-    return NULL;
-}
 
 /* Estimated speeds with the unknown ones (0) at the mean of the known,
  * or all 1 when none is known (the even split is then the target). */
@@ -436,110 +225,6 @@ static double move_threshold(const bl_policy_t *p)
     return p->deadband + z * bl_part_estimator_error(p->est);
 }
 
-static double reward_of(double optimal_s, double step_s)
-{
-    double r = optimal_s / step_s;
-    return r < REWARD_CAP ? r : REWARD_CAP;
-}
-
-/* Discounted UCB1 (Garivier & Moulines): the previous arm is credited
- * with the window that followed it, every arm's statistics decay by
- * BANDIT_GAMMA at each credit, and the next arm maximises mean + C ·
- * sqrt(ln Σn / n). Decays only when an arm is credited, so long calm
- * stretches (no decision needed) keep what was learnt. */
-static int bandit_decide(bl_policy_t *p, double step_s, double optimal_s, int must, int want)
-{
-    if (p->prev_arm >= 0 && step_s > 0.0) {
-        double r = reward_of(optimal_s, step_s);
-        if (!p->rebased) {
-            for (int i = 0; i < BANDIT_ARMS; i++) {
-                p->arm_s[i] = p->arm_n[i] * (r + bandit_offset[i]);
-            }
-            p->rebased = 1;
-        }
-        for (int i = 0; i < BANDIT_ARMS; i++) {
-            p->arm_n[i] *= BANDIT_GAMMA;
-            p->arm_s[i] *= BANDIT_GAMMA;
-        }
-        p->arm_n[p->prev_arm] += 1.0;
-        p->arm_s[p->prev_arm] += r;
-    }
-    p->prev_arm = -1;
-    if (must) {
-        return ACT_MOVE_100; /* the bounds are broken: no choice to learn from */
-    }
-    if (!want) {
-        return ACT_HOLD; /* within the dead-band: nothing to choose */
-    }
-    int best = bl_part_ucb_pick(p->arm_n, p->arm_s, bandit_order, BANDIT_ARMS, BANDIT_C);
-    p->prev_arm = best;
-    return best;
-}
-
-static int rl_state(const bl_policy_t *p, double predicted_s, double optimal_s, double step_s)
-{
-    double imbalance = optimal_s > 0.0 ? predicted_s / optimal_s - 1.0 : 0.0;
-    int imb = imbalance < RL_IMB_LOW ? 0 : (imbalance <= RL_IMB_HIGH ? 1 : 2);
-    int trend = 1; /* same: also the first window, with nothing to compare */
-    if (p->prev_step_s > 0.0 && step_s > 0.0) {
-        double ratio = step_s / p->prev_step_s;
-        trend = ratio < 1.0 - RL_TREND_BAND ? 0 : (ratio > 1.0 + RL_TREND_BAND ? 2 : 1);
-    }
-    double noise = bl_part_estimator_noise(p->est);
-    int nbin = noise < RL_NOISE_LOW ? 0 : (noise <= RL_NOISE_HIGH ? 1 : 2);
-    return imb * 9 + trend * 3 + nbin;
-}
-
-/* Q-learning: the previous (state, action) is credited with the window
- * that followed and the best value of the state now; then ε-greedy. A move
- * within the dead-band is a hold, and is learnt as one. */
-static int rl_decide(bl_policy_t *p, double step_s, double predicted_s, double optimal_s, int must,
-                     int want)
-{
-    int s = rl_state(p, predicted_s, optimal_s, step_s);
-    double *row = &p->q[s * BL_RL_ACTIONS];
-    if (p->prev_action >= 0 && step_s > 0.0) {
-        double r = reward_of(optimal_s, step_s);
-        if (p->q_default) {
-            default_q(p->q, r);
-            p->q_default = 0;
-        }
-        double best = row[0];
-        for (int a = 1; a < BL_RL_ACTIONS; a++) {
-            best = row[a] > best ? row[a] : best;
-        }
-        double *q = &p->q[p->prev_state * BL_RL_ACTIONS + p->prev_action];
-        *q += RL_LR * (r + RL_GAMMA * best - *q);
-    }
-    p->prev_step_s = step_s;
-    p->prev_action = -1;
-    double eps = RL_EPS0 / (1.0 + (double)p->t / RL_EPS_TAU);
-    p->t++;
-    /* Both draws every decision, so the stream does not depend on the
-     * branch taken. */
-    double u = (double)(bl_part_next_random(&p->rng) >> 11) * 0x1.0p-53;
-    int random_action = (int)(bl_part_next_random(&p->rng) % BL_RL_ACTIONS);
-    if (must) {
-        return ACT_MOVE_100;
-    }
-    /* Random actions only where there is a move to choose: a balanced plan
-     * has nothing to learn from a random "even" but its cost. */
-    int a = 0;
-    if (u < eps && want) {
-        a = random_action;
-    } else {
-        for (int i = 1; i < BL_RL_ACTIONS; i++) {
-            a = row[i] > row[a] ? i : a; /* ties: the lower action */
-        }
-    }
-    if (!want && a != ACT_EVEN) {
-        a = ACT_HOLD;
-    }
-    p->prev_state = s;
-    p->prev_action = a;
-    return a;
-}
-
 int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, const long *current,
                      long *next, bl_decision_t *decision)
 {
@@ -553,7 +238,7 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
     }
     const int n = p->ranks;
     const size_t nbytes = (size_t)n * sizeof *next;
-    const char *bad = check_inputs(p, obs, step_s, current);
+    const char *bad = bl_part_policy_check_window(p, obs, step_s, current);
     if (bad != NULL) {
         /* Nothing learnt from a bad window; the plan stays. The message
          * goes in the action: policy.h has no other channel for it. */
@@ -573,28 +258,28 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
     double gain = predicted > 0.0 ? (predicted - d.optimal_step_s) / predicted : 0.0;
     int must = !bounds_ok(p, current);
     int want = gain > move_threshold(p);
-    int act = ACT_HOLD;
+    int act = BL_SHARD_HOLD;
     switch (p->kind) {
     case BL_POLICY_STATIC:
-        act = ACT_EVEN;
+        act = BL_SHARD_EVEN;
         break;
     case BL_POLICY_PROPORTIONAL:
-        act = must || want ? ACT_MOVE_100 : ACT_HOLD;
+        act = must || want ? BL_SHARD_MOVE_100 : BL_SHARD_HOLD;
         break;
     case BL_POLICY_BANDIT:
-        act = bandit_decide(p, step_s, d.optimal_step_s, must, want);
+        act = bl_part_policy_bandit_decide(p, step_s, d.optimal_step_s, must, want);
         break;
     case BL_POLICY_RL:
-        act = rl_decide(p, step_s, predicted, d.optimal_step_s, must, want);
+        act = bl_part_policy_rl_decide(p, step_s, predicted, d.optimal_step_s, must, want);
         break;
     default:
         break;
     }
-    if (act == ACT_EVEN) {
+    if (act == BL_SHARD_EVEN) {
         memcpy(p->cand, p->even, nbytes);
-    } else if (act == ACT_MOVE_100) {
+    } else if (act == BL_SHARD_MOVE_100) {
         memcpy(p->cand, p->target, nbytes);
-    } else if (act == ACT_HOLD) {
+    } else if (act == BL_SHARD_HOLD) {
         memcpy(p->cand, current, nbytes);
     } else {
         blend_ctx_t c = {current, p->target, action_alpha[act]};
@@ -639,10 +324,10 @@ static int policy_walk(void *obj, bl_part_state_t *s)
 static int policy_valid(const void *obj)
 {
     const bl_policy_t *p = obj;
-    int ok = p->prev_arm >= -1 && p->prev_arm < BANDIT_ARMS && p->prev_action >= -1 &&
+    int ok = p->prev_arm >= -1 && p->prev_arm < BL_SHARD_ARMS && p->prev_action >= -1 &&
              p->prev_action < BL_RL_ACTIONS && p->t >= 0 && isfinite(p->prev_step_s) &&
              (p->prev_action < 0 || (p->prev_state >= 0 && p->prev_state < BL_RL_STATES));
-    for (int k = 0; k < BANDIT_ARMS && ok; k++) {
+    for (int k = 0; k < BL_SHARD_ARMS && ok; k++) {
         ok = isfinite(p->arm_n[k]) && isfinite(p->arm_s[k]) && p->arm_n[k] >= 0.0;
     }
     for (int k = 0; p->q != NULL && k < BL_RL_STATES * BL_RL_ACTIONS && ok; k++) {

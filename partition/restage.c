@@ -40,7 +40,12 @@
  * - rl: Q-learning over 18 states (gain × payback × noise) and the same
  *   two actions, ε-greedy, with that reward.
  *
- * So no kind makes a move that does not pay back by its own estimates. */
+ * So no kind makes a move that does not pay back by its own estimates.
+ *
+ * This file holds creation, the decision and the checkpoint walk; the
+ * checks of a configuration and of a window are in restage_check.c, the
+ * estimation in restage_fit.c, the bandit's and rl's learning in
+ * restage_learn.c, and the struct they share in restage_impl.h. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,54 +53,9 @@
 #include "alloc.h"
 #include "state.h"
 #include "pipeline.h"
-#include "restage.h"
+#include "restage_impl.h"
 
-enum { ACT_HOLD, ACT_REPARTITION, ACTIONS };
-static const char *const action_names[ACTIONS] = {"hold", "repartition"};
-
-#define BANDIT_GAMMA 0.9 /* discount per credited window: memory of ~10 pulls */
-#define BANDIT_C     0.1 /* UCB bonus weight; rewards differ by percents */
-#define REWARD_CAP   2.0
-
-#define RL_STATES       18
-#define RL_LR           0.2
-#define RL_GAMMA        0.5
-#define RL_EPS0         0.1
-#define RL_EPS_TAU      50.0
-#define RL_GAIN_HIGH    0.10 /* gain bins: below the threshold, to 10 %, above */
-#define RL_PAYBACK_FAST 0.25 /* payback bins: within a quarter of the horizon, or later */
-#define RL_NOISE_LOW    0.02
-#define RL_NOISE_HIGH   0.08
-
-struct bl_restage {
-    bl_part_allocator_t a;
-    bl_restage_config_t c; /* arrays below are the copies */
-    bl_estimator_t *est;
-    double *cost;  /* (L) learnt layer costs, anchor units */
-    double *seen;  /* (L × S) EMA of layer i's seconds per step on stage s, 0: none */
-    double *speed; /* (S) fitted stage speeds, anchor units per second */
-    double anchor_total;
-    double *boundary; /* (L) seconds a cut before layer i adds to each side */
-    double *anchor, *layer_bytes, *edge_bytes;
-    bl_rank_obs_t *stage_obs;   /* (S) */
-    int *best;                  /* (S + 1) */
-    int *proposed;              /* (S + 1) the map a window found paying, to confirm */
-    bl_speed_change_t *changes; /* (S) the window's detected changes */
-    int *changed;               /* (S) 1: stage s changed this window */
-    int outliers;               /* stages whose window was left out as outliers */
-    int *last_first;            /* (S + 1) the map of the previous window */
-    int seen_map;
-    int proposed_valid;
-    double bandwidth;
-    double migrated_s;     /* measured migration seconds since the last decision */
-    int prev_action;       /* bandit and rl: the action to credit (-1: none) */
-    int prev_state;        /* rl */
-    double arm_n[ACTIONS]; /* bandit: discounted pulls */
-    double arm_s[ACTIONS]; /* bandit: discounted reward sums */
-    double q[RL_STATES * ACTIONS];
-    uint64_t rng;
-    long t; /* rl decisions so far */
-};
+static const char *const action_names[BL_STAGE_ACTIONS] = {"hold", "repartition"};
 
 static double *copy_doubles(const bl_part_allocator_t *a, const double *src, int n)
 {
@@ -110,48 +70,6 @@ static double *copy_doubles(const bl_part_allocator_t *a, const double *src, int
     return d;
 }
 
-static int check_config(const bl_restage_config_t *c, char *err, size_t errlen)
-{
-    if ((int)c->kind < 0 || (int)c->kind >= (int)BL_POLICY_COUNT) {
-        return bl_part_fail(err, errlen, "kind %d is not a policy", (int)c->kind);
-    }
-    if (c->stages < 1 || c->layers < c->stages) {
-        return bl_part_fail(err, errlen, "%d stages over %d layers: need 1 <= stages <= layers",
-                            c->stages, c->layers);
-    }
-    if (c->anchor == NULL || c->layer_bytes == NULL) {
-        return bl_part_fail(err, errlen, "anchor and layer_bytes are required");
-    }
-    for (int i = 0; i < c->layers; i++) {
-        if (!(c->anchor[i] >= 0.0) || !isfinite(c->anchor[i])) {
-            return bl_part_fail(err, errlen, "anchor[%d] = %g must be finite and >= 0", i,
-                                c->anchor[i]);
-        }
-        if (!(c->layer_bytes[i] >= 0.0) || !isfinite(c->layer_bytes[i])) {
-            return bl_part_fail(err, errlen, "layer_bytes[%d] = %g must be finite and >= 0", i,
-                                c->layer_bytes[i]);
-        }
-        if (c->edge_bytes != NULL && (!(c->edge_bytes[i] >= 0.0) || !isfinite(c->edge_bytes[i]))) {
-            return bl_part_fail(err, errlen, "edge_bytes[%d] = %g must be finite and >= 0", i,
-                                c->edge_bytes[i]);
-        }
-    }
-    if (!(c->bandwidth > 0.0) || !isfinite(c->bandwidth)) {
-        return bl_part_fail(err, errlen, "bandwidth %g must be positive and finite", c->bandwidth);
-    }
-    if (!(c->latency_s >= 0.0) || !isfinite(c->latency_s)) {
-        return bl_part_fail(err, errlen, "latency %g must be finite and >= 0", c->latency_s);
-    }
-    if (!(c->horizon_steps > 0.0) || !isfinite(c->horizon_steps)) {
-        return bl_part_fail(err, errlen, "horizon %g steps must be positive and finite",
-                            c->horizon_steps);
-    }
-    if (!(c->threshold >= 0.0) || !(c->threshold < 1.0)) {
-        return bl_part_fail(err, errlen, "threshold %g must be in [0, 1)", c->threshold);
-    }
-    return 0;
-}
-
 int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator_t *a,
                       bl_restage_t **out, char *err, size_t errlen)
 {
@@ -159,7 +77,7 @@ int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator
         return bl_part_fail(err, errlen, "NULL config or out");
     }
     *out = NULL;
-    if (check_config(config, err, errlen) != 0) {
+    if (bl_part_restage_check_config(config, err, errlen) != 0) {
         return -1;
     }
     bl_restage_t *r = bl_part_alloc(a, 1, sizeof *r);
@@ -203,15 +121,7 @@ int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator
         r->anchor_total += config->anchor[i];
     }
     r->prev_action = -1;
-    /* One pseudo-pull each; repartition looks better until measured, so an
-     * admissible move is tried first. */
-    r->arm_n[ACT_HOLD] = r->arm_n[ACT_REPARTITION] = 1.0;
-    r->arm_s[ACT_HOLD] = 0.9;
-    r->arm_s[ACT_REPARTITION] = 1.0;
-    for (int s = 0; s < RL_STATES; s++) {
-        r->q[s * ACTIONS + ACT_HOLD] = 1.8; /* reward ~0.9 / (1 − γ) */
-        r->q[s * ACTIONS + ACT_REPARTITION] = 2.0;
-    }
+    bl_part_restage_priors(r);
     r->rng = config->seed ^ 0x5bd1e9955bd1e995ULL;
     *out = r;
     return 0;
@@ -262,195 +172,6 @@ double bl_restage_move_bytes(const bl_restage_t *r, const int *from, const int *
     return bytes;
 }
 
-static const char *check_obs(const bl_restage_t *r, const bl_restage_obs_t *o)
-{
-    int L = r->c.layers, S = r->c.stages;
-    if (o->first == NULL || o->layer_s == NULL) {
-        return "invalid observation: NULL map or layer times";
-    }
-    if (o->first[0] != 0 || o->first[S] != L) {
-        return "invalid observation: the map does not cover the layers";
-    }
-    for (int s = 0; s < S; s++) {
-        if (o->first[s + 1] <= o->first[s]) {
-            return "invalid observation: a stage of the map is empty or out of order";
-        }
-    }
-    for (int i = 0; i < L; i++) {
-        if (!(o->layer_s[i] >= 0.0) || !isfinite(o->layer_s[i])) {
-            return "invalid observation: a layer time is negative or not finite";
-        }
-    }
-    if (!(o->step_s >= 0.0) || !isfinite(o->step_s)) {
-        return "invalid observation: the step time is negative or not finite";
-    }
-    return NULL;
-}
-
-/* The least relative noise a window's stage time is judged by. */
-#define NOISE_FLOOR 0.02
-
-#define FIT_ROUNDS 30 /* alternating rounds; a few suffice, the fit starts from the last one */
-
-/* Alternating least squares of t_is = c_i / v_s over the seen table. */
-static void fit(bl_restage_t *r)
-{
-    int L = r->c.layers, S = r->c.stages;
-    for (int round = 0; round < FIT_ROUNDS; round++) {
-        for (int s = 0; s < S; s++) {
-            double work = 0.0, secs = 0.0;
-            for (int i = 0; i < L; i++) {
-                if (r->seen[i * S + s] > 0.0) {
-                    work += r->cost[i];
-                    secs += r->seen[i * S + s];
-                }
-            }
-            r->speed[s] = secs > 0.0 && work > 0.0 ? work / secs : 0.0;
-        }
-        double total = 0.0;
-        for (int i = 0; i < L; i++) {
-            double sum = 0.0;
-            int n = 0;
-            for (int s = 0; s < S; s++) {
-                if (r->seen[i * S + s] > 0.0 && r->speed[s] > 0.0) {
-                    sum += r->seen[i * S + s] * r->speed[s];
-                    n++;
-                }
-            }
-            if (n > 0) {
-                r->cost[i] = sum / n;
-            }
-            total += r->cost[i];
-        }
-        /* The anchors fix the units (the fit alone leaves a common scale free). */
-        double scale = total > 0.0 ? r->anchor_total / total : 1.0;
-        for (int i = 0; i < L; i++) {
-            r->cost[i] *= scale;
-        }
-    }
-}
-
-/* Feeds the window: change detection on the stages' speeds, the seen
- * table, then the fit. Returns the estimator's detected changes. */
-static int learn(bl_restage_t *r, const bl_restage_obs_t *o)
-{
-    int L = r->c.layers, S = r->c.stages;
-    for (int s = 0; s < S; s++) {
-        double work = 0.0, secs = 0.0;
-        for (int i = o->first[s]; i < o->first[s + 1]; i++) {
-            work += r->cost[i];
-            secs += o->layer_s[i];
-        }
-        /* A stage with no measured time or no known work says nothing. */
-        int useful = secs > 0.0 && work > 0.0;
-        r->stage_obs[s] =
-            (bl_rank_obs_t){.samples = useful ? work : 0.0, .compute_s = useful ? secs : 0.0};
-    }
-    int n = bl_estimator_update(r->est, r->stage_obs, r->changes, S);
-    for (int s = 0; s < S; s++) {
-        r->changed[s] = 0;
-    }
-    for (int k = 0; k < n && k < S; k++) {
-        /* What other layers measured on a changed stage is out of date. */
-        r->changed[r->changes[k].rank] = 1;
-        for (int i = 0; i < L; i++) {
-            r->seen[i * S + r->changes[k].rank] = 0.0;
-        }
-    }
-    double alpha = r->c.estimator.alpha;
-    double band = r->c.estimator.change_sigma * fmax(bl_part_estimator_noise(r->est), NOISE_FLOOR);
-    r->outliers = 0;
-    for (int s = 0; s < S; s++) {
-        /* A stage far from what the fit predicts, without a confirmed
-         * change, is an outlier (a spike): its window is left out, as
-         * the estimator leaves such windows out of its speeds. */
-        double expected = 0.0, observed = 0.0;
-        for (int i = o->first[s]; i < o->first[s + 1]; i++) {
-            expected += r->speed[s] > 0.0 ? r->cost[i] / r->speed[s] : 0.0;
-            observed += o->layer_s[i];
-        }
-        /* A stage with new layers has nothing to be judged against yet. */
-        int same_layers = r->seen_map && o->first[s] == r->last_first[s] &&
-                          o->first[s + 1] == r->last_first[s + 1];
-        if (same_layers && !r->changed[s] && expected > 0.0 &&
-            fabs(observed / expected - 1.0) > band) {
-            r->outliers++;
-            continue;
-        }
-        for (int i = o->first[s]; i < o->first[s + 1]; i++) {
-            double *t = &r->seen[i * S + s];
-            *t = *t > 0.0 ? *t + alpha * (o->layer_s[i] - *t) : o->layer_s[i];
-        }
-    }
-    fit(r);
-    memcpy(r->last_first, o->first, (size_t)(S + 1) * sizeof *o->first);
-    r->seen_map = 1;
-    return n;
-}
-
-static double reward_of(double best_s, double step_s)
-{
-    double x = step_s > 0.0 ? best_s / step_s : 0.0;
-    return x < REWARD_CAP ? x : REWARD_CAP;
-}
-
-/* Discounted UCB over hold and repartition (Garivier & Moulines). */
-static int bandit_pick(bl_restage_t *r, double reward, int admissible)
-{
-    if (r->prev_action >= 0) {
-        for (int k = 0; k < ACTIONS; k++) {
-            r->arm_n[k] *= BANDIT_GAMMA;
-            r->arm_s[k] *= BANDIT_GAMMA;
-        }
-        r->arm_n[r->prev_action] += 1.0;
-        r->arm_s[r->prev_action] += reward;
-    }
-    r->prev_action = -1;
-    if (!admissible) {
-        return ACT_HOLD; /* nothing to choose */
-    }
-    static const int order[ACTIONS] = {ACT_REPARTITION, ACT_HOLD}; /* ties: repartition */
-    int pick = bl_part_ucb_pick(r->arm_n, r->arm_s, order, ACTIONS, BANDIT_C);
-    r->prev_action = pick;
-    return pick;
-}
-
-static int rl_state(const bl_restage_t *r, double rel_gain, double payback)
-{
-    int g = rel_gain < r->c.threshold ? 0 : (rel_gain <= RL_GAIN_HIGH ? 1 : 2);
-    int p = payback <= RL_PAYBACK_FAST * r->c.horizon_steps ? 0 : 1;
-    double noise = bl_part_estimator_noise(r->est);
-    int n = noise < RL_NOISE_LOW ? 0 : (noise <= RL_NOISE_HIGH ? 1 : 2);
-    return (g * 2 + p) * 3 + n;
-}
-
-/* Q-learning: credit the previous (state, action), then ε-greedy among
- * the admissible actions. */
-static int rl_pick(bl_restage_t *r, double reward, double rel_gain, double payback, int admissible)
-{
-    int s = rl_state(r, rel_gain, payback);
-    double *row = &r->q[s * ACTIONS];
-    if (r->prev_action >= 0) {
-        double next_best = row[0] > row[1] ? row[0] : row[1];
-        double *q = &r->q[r->prev_state * ACTIONS + r->prev_action];
-        *q += RL_LR * (reward + RL_GAMMA * next_best - *q);
-    }
-    double eps = RL_EPS0 / (1.0 + (double)r->t / RL_EPS_TAU);
-    r->t++;
-    double u = (double)(bl_part_next_random(&r->rng) >> 11) * 0x1.0p-53;
-    int coin = (int)(bl_part_next_random(&r->rng) & 1u);
-    int a = row[ACT_REPARTITION] > row[ACT_HOLD] ? ACT_REPARTITION : ACT_HOLD;
-    if (u < eps) {
-        a = coin;
-    }
-    if (!admissible) {
-        a = ACT_HOLD;
-    }
-    r->prev_state = s;
-    r->prev_action = a;
-    return a;
-}
-
 int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
                       bl_restage_decision_t *decision)
 {
@@ -464,7 +185,7 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
     }
     int L = r->c.layers, S = r->c.stages;
     size_t map_bytes = (size_t)(S + 1) * sizeof *next;
-    const char *bad = check_obs(r, obs);
+    const char *bad = bl_part_restage_check_window(r, obs);
     if (bad != NULL) {
         if (obs->first != NULL) {
             memmove(next, obs->first, map_bytes);
@@ -475,7 +196,7 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
         }
         return -1;
     }
-    d.speed_changes = learn(r, obs);
+    d.speed_changes = bl_part_restage_learn(r, obs);
     for (int i = 0; i < L; i++) {
         r->boundary[i] = r->edge_bytes[i] / r->bandwidth;
     }
@@ -515,24 +236,25 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
         memcpy(r->proposed, r->best, map_bytes);
     }
     /* The window just measured is what the previous action led to. */
-    double reward = reward_of(d.best_s, obs->step_s + r->migrated_s / r->c.horizon_steps);
+    double reward =
+        bl_part_restage_reward(d.best_s, obs->step_s + r->migrated_s / r->c.horizon_steps);
     r->migrated_s = 0.0;
-    int act = ACT_HOLD;
+    int act = BL_STAGE_HOLD;
     switch (r->c.kind) {
     case BL_POLICY_PROPORTIONAL:
-        act = admissible && rel_gain > r->c.threshold ? ACT_REPARTITION : ACT_HOLD;
+        act = admissible && rel_gain > r->c.threshold ? BL_STAGE_REPARTITION : BL_STAGE_HOLD;
         break;
     case BL_POLICY_BANDIT:
-        act = bandit_pick(r, reward, admissible);
+        act = bl_part_restage_bandit_pick(r, reward, admissible);
         break;
     case BL_POLICY_RL:
-        act = rl_pick(r, reward, rel_gain, d.payback_steps, admissible);
+        act = bl_part_restage_rl_pick(r, reward, rel_gain, d.payback_steps, admissible);
         break;
     default:
         break;
     }
     d.action = action_names[act];
-    d.changed = act == ACT_REPARTITION;
+    d.changed = act == BL_STAGE_REPARTITION;
     if (d.changed) {
         memcpy(next, r->best, map_bytes);
     } else {
@@ -606,8 +328,8 @@ static int restage_valid(const void *obj)
 {
     const bl_restage_t *r = obj;
     int L = r->c.layers, S = r->c.stages;
-    int ok = r->prev_action >= -1 && r->prev_action < ACTIONS && r->t >= 0 &&
-             (r->prev_action < 0 || (r->prev_state >= 0 && r->prev_state < RL_STATES)) &&
+    int ok = r->prev_action >= -1 && r->prev_action < BL_STAGE_ACTIONS && r->t >= 0 &&
+             (r->prev_action < 0 || (r->prev_state >= 0 && r->prev_state < BL_STAGE_RL_STATES)) &&
              isfinite(r->bandwidth) && r->bandwidth > 0.0 && isfinite(r->migrated_s) &&
              isfinite(r->anchor_total);
     for (size_t k = 0; k < (size_t)L * (size_t)S && ok; k++) {
@@ -619,10 +341,10 @@ static int restage_valid(const void *obj)
     for (int k = 0; k < S && ok; k++) {
         ok = isfinite(r->speed[k]) && r->speed[k] >= 0.0;
     }
-    for (int k = 0; k < ACTIONS && ok; k++) {
+    for (int k = 0; k < BL_STAGE_ACTIONS && ok; k++) {
         ok = isfinite(r->arm_n[k]) && r->arm_n[k] >= 0.0 && isfinite(r->arm_s[k]);
     }
-    for (int k = 0; k < RL_STATES * ACTIONS && ok; k++) {
+    for (int k = 0; k < BL_STAGE_RL_STATES * BL_STAGE_ACTIONS && ok; k++) {
         ok = isfinite(r->q[k]);
     }
     return ok && bl_part_estimator_valid(r->est);

@@ -2,7 +2,6 @@
  * The format is an interface (external tools read and write it), so it has
  * no header: the file's length must equal the model's parameter count × 4. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsync_dir.h"
 #include "model_impl.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -56,13 +56,7 @@ static int sync_parent_dir(const char *path)
     } else {
         snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) {
-        return -1;
-    }
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
+    return bl_fsync_dir(dir);
 }
 
 bl_status_t bl_model_save_params(bl_model_t *m, const char *path)

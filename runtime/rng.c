@@ -1,19 +1,15 @@
 /* SplitMix64 (Steele, Lea, Flood 2014): one 64-bit word of state, strong
- * enough for shuffles and initial weights, and trivially reproducible. */
+ * enough for shuffles and initial weights, and trivially reproducible. The
+ * mix and the stream are partition/splitmix.h's, the one copy the
+ * partition policies use too. */
 #include <math.h>
 
 #include "internal.h"
-
-static uint64_t splitmix_finalize(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+#include "splitmix.h"
 
 uint64_t bl_seed_mix(uint64_t a, uint64_t b)
 {
-    return splitmix_finalize(splitmix_finalize(a) ^ (b + 0x9e3779b97f4a7c15ULL));
+    return bl_part_mix64(bl_part_mix64(a) ^ (b + BL_PART_SPLITMIX_GAMMA));
 }
 
 void bl_rng_init(bl_rng_t *r, uint64_t seed)
@@ -23,8 +19,7 @@ void bl_rng_init(bl_rng_t *r, uint64_t seed)
 
 uint64_t bl_rng_next(bl_rng_t *r)
 {
-    r->state += 0x9e3779b97f4a7c15ULL;
-    return splitmix_finalize(r->state);
+    return bl_part_next_random(&r->state);
 }
 
 float bl_rng_float(bl_rng_t *r)

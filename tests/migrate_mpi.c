@@ -11,7 +11,8 @@
  * began, as it no longer updates them — and rank 0, the new owner, must
  * hold exactly those bytes. The map must be the scripted one. Training
  * then goes on for more steps and must stay finite. The failure counts are
- * all-reduced, so the exit status is 0 only when every rank passed. */
+ * all-reduced (mpi_check.h), so the exit status is 0 only when every rank
+ * passed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #include "ballast.h"
+#include "mpi_check.h"
 #include "test_support.h"
 
 enum { FEATURES = 16, CLASSES = 4, SAMPLES = 640, MOVE_AFTER = 5 };
@@ -31,16 +33,6 @@ enum { FEATURES = 16, CLASSES = 4, SAMPLES = 640, MOVE_AFTER = 5 };
 /* Layer 2 (dense 32 -> 16) in the parameter layout: layer 0's W (32 x 16)
  * and b (32) come first; then W (16 x 32) and b (16). */
 enum { LAYER2_OFFSET = 32 * FEATURES + 32, LAYER2_COUNT = 16 * 32 + 16 };
-
-static int failures;
-
-static void check(int ok, int rank, const char *what)
-{
-    if (!ok) {
-        printf("rank %d: FAILED: %s\n", rank, what);
-        failures++;
-    }
-}
 
 typedef struct watch {
     bl_trainer_t *t;
@@ -64,14 +56,14 @@ static int on_step(const bl_step_info_t *info, void *arg)
     watch_t *w = arg;
     size_t count = 0;
     const float *momentum = bl_trainer_momentum(w->t, &count);
-    check(momentum != NULL && count == bl_model_param_count(w->m), w->rank, "momentum buffer");
+    check(momentum != NULL && count == bl_model_param_count(w->m), "momentum buffer");
     if (info->step < MOVE_AFTER) {
-        check(info->stages_moved == 0, w->rank, "no layer moves before the scripted step");
+        check(info->stages_moved == 0, "no layer moves before the scripted step");
         if (w->rank == 0) {
-            check(all_zero(momentum + LAYER2_OFFSET, LAYER2_COUNT), w->rank,
+            check(all_zero(momentum + LAYER2_OFFSET, LAYER2_COUNT),
                   "stage 0 holds no momentum for layer 2 before it owns it");
         } else if (info->step > 0) {
-            check(!all_zero(momentum + LAYER2_OFFSET, LAYER2_COUNT), w->rank,
+            check(!all_zero(momentum + LAYER2_OFFSET, LAYER2_COUNT),
                   "stage 1 has momentum for layer 2 (the check below is not vacuous)");
         }
         return 0;
@@ -79,9 +71,9 @@ static int on_step(const bl_step_info_t *info, void *arg)
     if (info->step != MOVE_AFTER) {
         return 0;
     }
-    check(info->stages_moved == 2, w->rank, "layers 2 and 3 moved after the scripted step");
+    check(info->stages_moved == 2, "layers 2 and 3 moved after the scripted step");
     const int *map = bl_trainer_stage_map(w->t);
-    check(map[0] == 0 && map[1] == 4 && map[2] == 5, w->rank, "the map is 0-3,4-4");
+    check(map[0] == 0 && map[1] == 4 && map[2] == 5, "the map is 0-3,4-4");
     float *theirs = malloc(2 * LAYER2_COUNT * sizeof *theirs);
     float *mine = malloc(2 * LAYER2_COUNT * sizeof *mine);
     memcpy(mine, bl_model_params(w->m) + LAYER2_OFFSET, LAYER2_COUNT * sizeof *mine);
@@ -90,12 +82,11 @@ static int on_step(const bl_step_info_t *info, void *arg)
         MPI_Send(mine, 2 * LAYER2_COUNT, MPI_FLOAT, 0, 7, MPI_COMM_WORLD);
     } else {
         MPI_Recv(theirs, 2 * LAYER2_COUNT, MPI_FLOAT, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        check(memcmp(mine, theirs, LAYER2_COUNT * sizeof *mine) == 0, w->rank,
+        check(memcmp(mine, theirs, LAYER2_COUNT * sizeof *mine) == 0,
               "layer 2's parameters on stage 0 equal stage 1's bit for bit");
         check(memcmp(mine + LAYER2_COUNT, theirs + LAYER2_COUNT, LAYER2_COUNT * sizeof *mine) == 0,
-              w->rank, "layer 2's momentum on stage 0 equals stage 1's bit for bit");
-        check(!all_zero(mine + LAYER2_COUNT, LAYER2_COUNT), w->rank,
-              "the moved momentum is not zero");
+              "layer 2's momentum on stage 0 equals stage 1's bit for bit");
+        check(!all_zero(mine + LAYER2_COUNT, LAYER2_COUNT), "the moved momentum is not zero");
     }
     w->checked = 1;
     free(theirs);
@@ -121,12 +112,9 @@ int main(int argc, char **argv)
     }
     bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
     bl_model_t *m = NULL;
-    check(train != NULL, rank, "dataset");
-    check(bl_model_create(rt, FEATURES, &m) == BL_OK && bl_model_add_dense(m, 32) == BL_OK &&
-              bl_model_add_relu(m) == BL_OK && bl_model_add_dense(m, 16) == BL_OK &&
-              bl_model_add_relu(m) == BL_OK && bl_model_add_dense(m, CLASSES) == BL_OK &&
-              bl_model_build(m, 5) == BL_OK,
-          rank, "model");
+    check(train != NULL, "dataset");
+    bl_status_t st = test_mlp(rt, FEATURES, (const int[]){32, 16}, 2, CLASSES, 5, &m);
+    check(st == BL_OK, "model: %s", bl_last_error(rt));
     /* A shard plan outside its caps is refused by the library, naming the
      * rank (two ranks are needed for a plan that sums right but breaks a
      * cap). */
@@ -140,9 +128,9 @@ int main(int argc, char **argv)
         dp.shard_cap_count = 2;
         bl_trainer_t *none = NULL;
         check(bl_trainer_create(rt, m, train, &dp, &none) == BL_ERR_INVALID_ARG && none == NULL,
-              rank, "a plan outside its caps is refused");
+              "a plan outside its caps is refused");
         check(strstr(bl_last_error(rt), "shard of rank 0 is 30, outside its caps [0, 20]") != NULL,
-              rank, bl_last_error(rt));
+              "the refusal names the rank: %s", bl_last_error(rt));
     }
     static const int start[] = {0, 2};
     static const long plan_steps[] = {MOVE_AFTER};
@@ -157,25 +145,24 @@ int main(int argc, char **argv)
     cfg.stage_plan_first = plan_first;
     cfg.stage_plan_count = 1;
     bl_trainer_t *t = NULL;
-    bl_status_t st = bl_trainer_create(rt, m, train, &cfg, &t);
-    check(st == BL_OK, rank, bl_last_error(rt));
+    st = bl_trainer_create(rt, m, train, &cfg, &t);
+    check(st == BL_OK, "trainer: %s", bl_last_error(rt));
     if (st == BL_OK) {
         watch_t w = {.t = t, .m = m, .rank = rank};
         st = bl_trainer_run(t, 12, on_step, &w);
-        check(st == BL_OK, rank, bl_last_error(rt));
-        check(w.checked, rank, "the step of the move was seen");
+        check(st == BL_OK, "run: %s", bl_last_error(rt));
+        check(w.checked, "the step of the move was seen");
         const float *p = bl_model_params(m);
         int finite = 1;
         for (size_t i = 0; i < bl_model_param_count(m); i++) {
             finite = finite && isfinite(p[i]);
         }
-        check(finite, rank, "parameters stay finite after the move");
+        check(finite, "parameters stay finite after the move");
     }
     bl_trainer_destroy(t);
     bl_model_destroy(m);
     bl_dataset_destroy(train);
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = check_total();
     if (rank == 0) {
         printf("%s: %d failure(s)\n", total == 0 ? "ok" : "FAILED", total);
     }

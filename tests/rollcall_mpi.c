@@ -8,23 +8,14 @@
  * 2 from inside op B (not arrived). Rank 0's error must name rank 2 with
  * its operation and step, and not rank 1. Then rank 0 releases rank 2,
  * which joins the all-reduce, so every request completes before the end.
- * The failure counts are all-reduced: exit status 0 only when every rank
- * passed. */
+ * The failure counts are all-reduced (mpi_check.h): exit status 0 only
+ * when every rank passed. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ballast.h"
+#include "mpi_check.h"
 #include "runtime_impl.h"
-
-static int failures;
-
-static void check(int ok, int rank, const char *what)
-{
-    if (!ok) {
-        printf("rank %d: FAILED: %s\n", rank, what);
-        failures++;
-    }
-}
 
 int main(int argc, char **argv)
 {
@@ -44,33 +35,32 @@ int main(int argc, char **argv)
         int token = 0;
         MPI_Request req = MPI_REQUEST_NULL;
         MPI_Irecv(&token, 1, MPI_INT, 0, 99, rt->comm, &req);
-        check(bl_wait_bounded(rt, &req, "op B", 0) == BL_OK && token == 7, rank,
+        check(bl_wait_bounded(rt, &req, "op B", 0) == BL_OK && token == 7,
               "op B completes once rank 0 sends");
         check(bl_allreduce_bounded(rt, &one, &sum, 1, MPI_INT, MPI_SUM, rt->comm, "op A") == BL_OK,
-              rank, "rank 2 completes op A");
+              "rank 2 completes op A");
     } else {
         bl_status_t st =
             bl_allreduce_bounded(rt, &one, &sum, 1, MPI_INT, MPI_SUM, rt->comm, "op A");
         if (rank == 0) {
             const char *msg = bl_last_error(rt);
             printf("rank 0: %s\n", msg);
-            check(st == BL_ERR_TIMEOUT, rank, "op A times out on rank 0");
-            check(strstr(msg, "step 5: op A did not complete within 1 s") != NULL, rank,
+            check(st == BL_ERR_TIMEOUT, "op A times out on rank 0");
+            check(strstr(msg, "step 5: op A did not complete within 1 s") != NULL,
                   "the message names the step, the operation and the bound");
             check(strstr(msg, "ranks that had not arrived: 2 (waiting in op B at step 5)") != NULL,
-                  rank, "rank 2 is named with its operation and step");
-            check(strstr(msg, " 1 (") == NULL, rank, "rank 1, which arrived, is not named");
-            check(rt->gave_up == 1, rank, "the runtime knows it gave up");
+                  "rank 2 is named with its operation and step");
+            check(strstr(msg, " 1 (") == NULL, "rank 1, which arrived, is not named");
+            check(rt->gave_up == 1, "the runtime knows it gave up");
             int token = 7;
             MPI_Send(&token, 1, MPI_INT, 2, 99, rt->comm);
         } else {
-            check(st == BL_OK && sum == 3, rank, "op A completes on rank 1 with every rank's 1");
+            check(st == BL_OK && sum == 3, "op A completes on rank 1 with every rank's 1");
         }
     }
     /* Rank 0's timed-out all-reduce was left pending; MPI completes it
      * while rank 0 takes part in this one. */
-    int all = 0;
-    MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int all = check_total();
     if (rank == 0) {
         printf("ok: %d failures\n", all);
     }

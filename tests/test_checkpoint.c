@@ -1,4 +1,4 @@
-/* Checkpoints on one rank (runtime/checkpoint.c): a save loads back bit
+/* Checkpoints on one rank (runtime/checkpoint_*.c): a save loads back bit
  * for bit; the newest complete checkpoint wins; a crash at each stage of a
  * save (partial data, before the rename, before the directory sync) never
  * yields a partial checkpoint; truncation at many offsets and single-bit
@@ -40,11 +40,7 @@ typedef struct fixture {
 static void setup(fixture_t *f, const char *name, uint64_t seed)
 {
     memset(f, 0, sizeof *f);
-    assert_int_equal(bl_model_create(rt, IN, &f->m), BL_OK);
-    assert_int_equal(bl_model_add_dense(f->m, HIDDEN), BL_OK);
-    assert_int_equal(bl_model_add_relu(f->m), BL_OK);
-    assert_int_equal(bl_model_add_dense(f->m, OUT), BL_OK);
-    assert_int_equal(bl_model_build(f->m, seed), BL_OK);
+    assert_int_equal(test_mlp(rt, IN, (const int[]){HIDDEN}, 1, OUT, seed, &f->m), BL_OK);
     assert_int_equal(bl_layout_init(&f->layout, rt, f->m, 1, NULL, 0), BL_OK);
     assert_int_equal(bl_layout_connect(&f->layout), BL_OK);
     size_t n = bl_model_param_count(f->m);
@@ -332,11 +328,7 @@ static void test_other_model_refused(void **state)
     setup(&f, "model", 1);
     assert_int_equal(save(&f, 2, BL_CKPT_NO_FAULT), BL_OK);
     bl_model_t *other = NULL;
-    assert_int_equal(bl_model_create(rt, IN, &other), BL_OK);
-    assert_int_equal(bl_model_add_dense(other, HIDDEN + 1), BL_OK);
-    assert_int_equal(bl_model_add_relu(other), BL_OK);
-    assert_int_equal(bl_model_add_dense(other, OUT), BL_OK);
-    assert_int_equal(bl_model_build(other, 1), BL_OK);
+    assert_int_equal(test_mlp(rt, IN, (const int[]){HIDDEN + 1}, 1, OUT, 1, &other), BL_OK);
     char path[512];
     snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 2);
     float *mom = calloc(bl_model_param_count(other), sizeof(float));

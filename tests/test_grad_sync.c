@@ -2,37 +2,13 @@
  * small integers, whose sums are exact in float32, so the reduced values
  * are checked bit-exactly whatever the reduction order. Every rank counts
  * its failures and the counts are all-reduced before the exit code is
- * chosen, so no rank passes while another fails. */
+ * chosen, so no rank passes while another fails (mpi_check.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "grad_sync.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "test_grad_sync: rank %d: ", rank);                                    \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-        }                                                                                          \
-    } while (0)
-
-/* 5 → 7 → ReLU → 4 → ReLU → 3: three dense layers (42, 32, 15 params). */
-static bl_model_t *make_model(bl_runtime_t *rt)
-{
-    bl_model_t *m = NULL;
-    if (bl_model_create(rt, 5, &m) != BL_OK || bl_model_add_dense(m, 7) != BL_OK ||
-        bl_model_add_relu(m) != BL_OK || bl_model_add_dense(m, 4) != BL_OK ||
-        bl_model_add_relu(m) != BL_OK || bl_model_add_dense(m, 3) != BL_OK ||
-        bl_model_build(m, 1) != BL_OK) {
-        bl_model_destroy(m);
-        return NULL;
-    }
-    return m;
-}
+#include "mpi_check.h"
+#include "test_mlp.h"
 
 /* Counts what the ready callback is handed. */
 typedef struct ready {
@@ -53,23 +29,23 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
     int rank = rt->rank, P = rt->size;
     bl_grad_sync_t sync;
     bl_status_t st = bl_grad_sync_init(&sync, rt, rt->comm, m, 0, m->layer_count, bucket_bytes);
-    CHECK(st == BL_OK, "init with %zu-byte buckets: %s", bucket_bytes, bl_last_error(rt));
+    check(st == BL_OK, "init with %zu-byte buckets: %s", bucket_bytes, bl_last_error(rt));
     if (st != BL_OK) {
         return;
     }
-    CHECK(sync.bucket_count == buckets, "%zu-byte buckets: %d buckets, expected %d", bucket_bytes,
+    check(sync.bucket_count == buckets, "%zu-byte buckets: %d buckets, expected %d", bucket_bytes,
           sync.bucket_count, buckets);
     /* The buckets tile the gradient array from the end, in posting order. */
     size_t end = m->param_count;
     for (int k = 0; k < sync.bucket_count; k++) {
         const bl_bucket_t *b = &sync.buckets[k];
-        CHECK(b->first + b->count == end, "bucket %d ends at %zu, expected %zu", k,
+        check(b->first + b->count == end, "bucket %d ends at %zu, expected %zu", k,
               b->first + b->count, end);
-        CHECK(b->first == m->layers[b->close_layer].param_offset,
+        check(b->first == m->layers[b->close_layer].param_offset,
               "bucket %d starts at %zu, not at layer %d", k, b->first, b->close_layer);
         end = b->first;
     }
-    CHECK(end == 0, "buckets leave %zu gradients uncovered", end);
+    check(end == 0, "buckets leave %zu gradients uncovered", end);
 
     /* Rank r holds (r + 1)·(i mod 5): the sum is (i mod 5)·P(P+1)/2. */
     for (size_t i = 0; i < m->param_count; i++) {
@@ -77,26 +53,26 @@ static void check_reduction(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes
     }
     for (int layer = m->layer_count - 1; layer >= 0; layer--) {
         st = bl_grad_sync_layer_done(layer, &sync);
-        CHECK(st == BL_OK, "layer %d: %s", layer, bl_last_error(rt));
+        check(st == BL_OK, "layer %d: %s", layer, bl_last_error(rt));
     }
     ready_t ready = {0};
     double loss = rank + 0.5;
     long correct = rank;
     st = bl_grad_sync_finish(&sync, &loss, &correct, count_ready, &ready);
-    CHECK(st == BL_OK, "finish: %s", bl_last_error(rt));
+    check(st == BL_OK, "finish: %s", bl_last_error(rt));
     for (size_t i = 0; i < m->param_count; i++) {
         float want = (float)((int)(i % 5) * P * (P + 1) / 2);
         if (m->grads[i] != want) {
-            CHECK(0, "%zu-byte buckets: gradient %zu is %g, expected %g", bucket_bytes, i,
+            check(0, "%zu-byte buckets: gradient %zu is %g, expected %g", bucket_bytes, i,
                   (double)m->grads[i], (double)want);
             break;
         }
     }
-    CHECK(ready.calls == sync.bucket_count && ready.floats == m->param_count,
+    check(ready.calls == sync.bucket_count && ready.floats == m->param_count,
           "ready: %d calls for %zu floats; expected %d for %zu", ready.calls, ready.floats,
           sync.bucket_count, m->param_count);
-    CHECK(loss == P * P / 2.0, "loss sum %g, expected %g", loss, P * P / 2.0);
-    CHECK(correct == (long)P * (P - 1) / 2, "correct %ld, expected %ld", correct,
+    check(loss == P * P / 2.0, "loss sum %g, expected %g", loss, P * P / 2.0);
+    check(correct == (long)P * (P - 1) / 2, "correct %ld, expected %ld", correct,
           (long)P * (P - 1) / 2);
     bl_grad_sync_free(&sync);
 }
@@ -148,7 +124,7 @@ static void check_staged(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes, i
     staged_t d = {.m = m, .device = device, .fail_at = fail_at};
     bl_grad_sync_t sync;
     bl_status_t st = bl_grad_sync_init(&sync, rt, rt->comm, m, 0, m->layer_count, bucket_bytes);
-    CHECK(st == BL_OK && m->param_count <= 128, "staged init: %s", bl_last_error(rt));
+    check(st == BL_OK && m->param_count <= 128, "staged init: %s", bl_last_error(rt));
     if (st != BL_OK) {
         return;
     }
@@ -160,8 +136,8 @@ static void check_staged(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes, i
     /* A step stops at its first failure, in the hook or in finish. */
     for (int layer = m->layer_count - 1; layer >= 0 && st == BL_OK; layer--) {
         st = bl_grad_sync_layer_done(layer, &sync);
-        CHECK(st == BL_OK || fail_at > 0, "staged layer %d: %s", layer, bl_last_error(rt));
-        CHECK(sync.posted <= d.landed, "layer %d: %d reductions posted but %d copies landed", layer,
+        check(st == BL_OK || fail_at > 0, "staged layer %d: %s", layer, bl_last_error(rt));
+        check(sync.posted <= d.landed, "layer %d: %d reductions posted but %d copies landed", layer,
               sync.posted, d.landed);
     }
     ready_t ready = {0};
@@ -169,28 +145,28 @@ static void check_staged(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes, i
         st = bl_grad_sync_finish(&sync, NULL, NULL, count_ready, &ready);
     }
     if (fail_at > 0) {
-        CHECK(st == BL_ERR_CUDA && strstr(bl_last_error(rt), "copy 2 failed") != NULL,
+        check(st == BL_ERR_CUDA && strstr(bl_last_error(rt), "copy 2 failed") != NULL,
               "a failed copy: the step gave %s (%s)", bl_status_string(st), bl_last_error(rt));
-        CHECK(sync.posted == 0 && sync.closed == 0, "a failed step left %d posted, %d closed",
+        check(sync.posted == 0 && sync.closed == 0, "a failed step left %d posted, %d closed",
               sync.posted, sync.closed);
         bl_grad_sync_free(&sync);
         return;
     }
-    CHECK(st == BL_OK, "staged finish: %s", bl_last_error(rt));
-    CHECK(d.started == sync.bucket_count && d.landed == sync.bucket_count,
+    check(st == BL_OK, "staged finish: %s", bl_last_error(rt));
+    check(d.started == sync.bucket_count && d.landed == sync.bucket_count,
           "%d copies started, %d landed, for %d buckets", d.started, d.landed, sync.bucket_count);
     for (int k = 0; k < d.started; k++) {
-        CHECK(d.first[k] == sync.buckets[k].first, "copy %d is of the wrong bucket", k);
+        check(d.first[k] == sync.buckets[k].first, "copy %d is of the wrong bucket", k);
     }
     for (size_t i = 0; i < m->param_count; i++) {
         float want = (float)((int)(i % 7) * P * (P + 1) / 2);
         if (m->grads[i] != want) {
-            CHECK(0, "staged, %zu-byte buckets: gradient %zu is %g, expected %g", bucket_bytes, i,
+            check(0, "staged, %zu-byte buckets: gradient %zu is %g, expected %g", bucket_bytes, i,
                   (double)m->grads[i], (double)want);
             break;
         }
     }
-    CHECK(ready.calls == sync.bucket_count, "staged ready: %d calls for %d buckets", ready.calls,
+    check(ready.calls == sync.bucket_count, "staged ready: %d calls for %d buckets", ready.calls,
           sync.bucket_count);
     bl_grad_sync_free(&sync);
 }
@@ -198,16 +174,15 @@ static void check_staged(bl_runtime_t *rt, bl_model_t *m, size_t bucket_bytes, i
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     bl_config_t cfg = BL_CONFIG_INIT;
     cfg.log_level = BL_LOG_ERROR;
     bl_runtime_t *rt = NULL;
     bl_model_t *m = NULL;
-    CHECK(bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt) == BL_OK, "runtime");
+    check(bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt) == BL_OK, "runtime");
     if (rt != NULL) {
-        m = make_model(rt);
-        CHECK(m != NULL, "model: %s", bl_last_error(rt));
+        /* 5 → 7 → ReLU → 4 → ReLU → 3: three dense layers (42, 32, 15 params). */
+        bl_status_t st = test_mlp(rt, 5, (const int[]){7, 4}, 2, 3, 1, &m);
+        check(st == BL_OK, "model: %s", bl_last_error(rt));
     }
     if (m != NULL) {
         check_reduction(rt, m, 1, 3);       /* under a float: one per dense layer */
@@ -221,11 +196,11 @@ int main(int argc, char **argv)
     }
     bl_model_destroy(m);
     bl_runtime_destroy(rt);
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = check_total();
+    int rank = 0, size = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (rank == 0) {
-        int size = 0;
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
         printf("test_grad_sync: %d ranks, %d failures\n", size, total);
     }
     MPI_Finalize();

@@ -75,14 +75,9 @@ static void check_gradients(bl_model_t *m)
 
 static void test_dense_relu_dense(void **state)
 {
+    /* IN → 7 → ReLU → 4 → ReLU → CLASSES: each ReLU fused into its dense pass. */
     bl_model_t *m = NULL;
-    assert_int_equal(bl_model_create(rt, IN, &m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, 7), BL_OK);
-    assert_int_equal(bl_model_add_relu(m), BL_OK); /* fused into the dense pass */
-    assert_int_equal(bl_model_add_dense(m, 4), BL_OK);
-    assert_int_equal(bl_model_add_relu(m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
-    assert_int_equal(bl_model_build(m, 21), BL_OK);
+    assert_int_equal(test_mlp(rt, IN, (const int[]){7, 4}, 2, CLASSES, 21, &m), BL_OK);
     check_gradients(m);
     bl_model_destroy(m);
 }

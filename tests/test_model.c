@@ -20,11 +20,7 @@ static bl_runtime_t *rt;
 static bl_model_t *small_mlp(uint64_t seed)
 {
     bl_model_t *m = NULL;
-    assert_int_equal(bl_model_create(rt, 5, &m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, 4), BL_OK);
-    assert_int_equal(bl_model_add_relu(m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, 3), BL_OK);
-    assert_int_equal(bl_model_build(m, seed), BL_OK);
+    assert_int_equal(test_mlp(rt, 5, (const int[]){4}, 1, 3, seed, &m), BL_OK);
     return m;
 }
 

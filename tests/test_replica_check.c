@@ -17,6 +17,7 @@
 
 #include "mpi_check.h"
 #include "replica_check.h"
+#include "test_mlp.h"
 
 #define COUNT 300001 /* more than one chunk of the comparison */
 
@@ -59,19 +60,7 @@ static void check_trainer(bl_runtime_t *rt, int stages)
     bl_trainer_t *t = NULL;
     bl_status_t st = bl_dataset_from_memory(rt, N, F, K, x, y, &d);
     if (st == BL_OK) {
-        st = bl_model_create(rt, F, &m);
-    }
-    if (st == BL_OK) {
-        st = bl_model_add_dense(m, 16);
-    }
-    if (st == BL_OK) {
-        st = bl_model_add_relu(m);
-    }
-    if (st == BL_OK) {
-        st = bl_model_add_dense(m, K);
-    }
-    if (st == BL_OK) {
-        st = bl_model_build(m, 7);
+        st = test_mlp(rt, F, (const int[]){16}, 1, K, 7, &m);
     }
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = 32;

@@ -1,6 +1,7 @@
 /* Shared pieces of the library-level tests: MPI set-up, a runtime on
- * MPI_COMM_SELF, a counting allocator that can fail on demand, and a
- * synthetic linearly separable dataset. Header-only (static functions). */
+ * MPI_COMM_SELF, a counting allocator that can fail on demand, a
+ * synthetic linearly separable dataset, and small MLPs (test_mlp.h).
+ * Header-only (static functions). */
 #ifndef BL_TEST_SUPPORT_H
 #define BL_TEST_SUPPORT_H
 
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "ballast.h"
+#include "test_mlp.h"
 
 /* Counts allocations and releases; fail_at = n makes the n-th allocation
  * (1-based) fail, 0 never. */

@@ -16,14 +16,11 @@ static bl_runtime_t *rt;
 
 enum { FEATURES = 16, CLASSES = 4, SAMPLES = 800 };
 
+/* A FEATURES → hidden → ReLU → CLASSES model. */
 static bl_model_t *mlp(int hidden, uint64_t seed)
 {
     bl_model_t *m = NULL;
-    assert_int_equal(bl_model_create(rt, FEATURES, &m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, hidden), BL_OK);
-    assert_int_equal(bl_model_add_relu(m), BL_OK);
-    assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
-    assert_int_equal(bl_model_build(m, seed), BL_OK);
+    assert_int_equal(test_mlp(rt, FEATURES, &hidden, 1, CLASSES, seed, &m), BL_OK);
     return m;
 }
 
@@ -259,139 +256,236 @@ static void test_callback_sees_steps_and_can_stop(void **state)
     bl_dataset_destroy(train);
 }
 
+/* ---- bad trainer input: a table of cases ---- */
+
+/* What a case hands bl_trainer_create besides its config. */
+typedef enum bad_input { ON_TRAIN, ON_WIDE, ON_MANY, ON_UNBUILT } bad_input_t;
+
+/* One call of bl_trainer_create: set breaks the default config (NULL
+ * leaves it), input picks the model and dataset. A refusal must give
+ * want, no trainer, and a message (bl_last_error) containing phrase; the
+ * BL_OK cases (phrase NULL) are shard caps that admit the plan. */
+typedef struct bad_case {
+    const char *name;
+    void (*set)(bl_train_config_t *c);
+    bad_input_t input;
+    bl_status_t want;
+    const char *phrase;
+} bad_case_t;
+
+/* The arrays the configs below point into (static: they outlive the call). */
+static const int cap_lo[] = {5, 0}, cap_hi[] = {100, 200}, stage_first_1[] = {1};
+static const int shards_128[] = {128}, shards_100[] = {100}, plan_first[] = {0};
+static const long plan_steps[] = {3};
+
+static void batch_over_dataset(bl_train_config_t *c)
+{
+    c->batch = SAMPLES + 1;
+}
+
+static void zero_lr(bl_train_config_t *c)
+{
+    c->lr = 0.0f;
+}
+
+static void future_version(bl_train_config_t *c)
+{
+    c->version = 99;
+}
+
+static void two_stages(bl_train_config_t *c)
+{
+    c->pipeline_stages = 2;
+}
+
+static void zero_stages(bl_train_config_t *c)
+{
+    c->pipeline_stages = 0;
+}
+
+static void zero_micro_batches(bl_train_config_t *c)
+{
+    c->micro_batches = 0;
+}
+
+static void unknown_schedule(bl_train_config_t *c)
+{
+    c->schedule = (bl_schedule_t)7;
+}
+
+static void stage_count_without_map(bl_train_config_t *c)
+{
+    c->stage_count = 1;
+}
+
+static void stage_map_from_layer_1(bl_train_config_t *c)
+{
+    c->stage_count = 1;
+    c->stage_first = stage_first_1;
+}
+
+/* Shard caps: one rank here, so one cap each. */
+static void caps_for_two_ranks(bl_train_config_t *c)
+{
+    c->shard_min = cap_lo;
+    c->shard_cap_count = 2;
+}
+
+static void caps_below_batch(bl_train_config_t *c)
+{
+    c->shard_min = cap_lo;
+    c->shard_max = cap_hi; /* [5, 100] for a batch of 128 */
+    c->shard_cap_count = 1;
+}
+
+static void cap_min_over_max(bl_train_config_t *c)
+{
+    c->shard_min = cap_hi + 1; /* 200 > max 100 */
+    c->shard_max = cap_hi;
+    c->shard_cap_count = 1;
+}
+
+static void shard_over_cap(bl_train_config_t *c)
+{
+    c->shards = shards_128;
+    c->shard_count = 1;
+    c->shard_max = cap_hi; /* 100 < 128: refused on the caps' sums first */
+    c->shard_cap_count = 1;
+}
+
+static void cap_pins_shard(bl_train_config_t *c)
+{
+    c->batch = 100;
+    c->shards = shards_100;
+    c->shard_count = 1;
+    c->shard_min = cap_hi; /* [100, 100] */
+    c->shard_max = cap_hi;
+    c->shard_cap_count = 1;
+}
+
+static void shard_under_cap(bl_train_config_t *c)
+{
+    c->shards = shards_128;
+    c->shard_count = 1;
+    c->shard_max = cap_hi + 1; /* 128 <= 200 */
+    c->shard_cap_count = 1;
+}
+
+static void shard_within_caps(bl_train_config_t *c)
+{
+    shard_under_cap(c);
+    c->shard_min = cap_lo; /* [5, 200] */
+}
+
+static void negative_timeout(bl_train_config_t *c)
+{
+    c->timeout_s = -1.0;
+}
+
+static void stage_plan_without_pipeline(bl_train_config_t *c)
+{
+    c->stage_plan_steps = plan_steps;
+    c->stage_plan_first = plan_first;
+    c->stage_plan_count = 1;
+}
+
+static void stage_plan_without_maps(bl_train_config_t *c)
+{
+    stage_plan_without_pipeline(c);
+    c->stage_plan_first = NULL;
+}
+
+static void zero_horizon(bl_train_config_t *c)
+{
+    c->repartition_horizon = 0.0;
+}
+
+static void threshold_one(bl_train_config_t *c)
+{
+    c->repartition_threshold = 1.0;
+}
+
 static void test_trainer_rejects_bad_input(void **state)
 {
+    static const bad_case_t cases[] = {
+        {"batch", batch_over_dataset, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "batch size 801 is larger than the dataset"},
+        {"lr", zero_lr, ON_TRAIN, BL_ERR_INVALID_ARG, "lr 0 must be positive"},
+        {"version", future_version, ON_TRAIN, BL_ERR_INVALID_ARG, "train config version 99"},
+        {"features", NULL, ON_WIDE, BL_ERR_MISMATCH,
+         "32 features per sample but the model's input"},
+        {"classes", NULL, ON_MANY, BL_ERR_MISMATCH, "8 classes but the model's last layer has 4"},
+        {"2 stages", two_stages, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "2 pipeline stages: the job's 1 ranks"},
+        {"0 stages", zero_stages, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "0 pipeline stages: the job's 1 ranks"},
+        {"micro-batches", zero_micro_batches, ON_TRAIN, BL_ERR_INVALID_ARG, "0 micro-batches"},
+        {"schedule", unknown_schedule, ON_TRAIN, BL_ERR_INVALID_ARG, "pipeline schedule 7"},
+        {"stage count", stage_count_without_map, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "without a stage map"},
+        {"stage map", stage_map_from_layer_1, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "must start at layer 0"},
+        {"cap count", caps_for_two_ranks, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "shard caps: 2 given but the job has 1 ranks"},
+        {"cap sums", caps_below_batch, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "the minimums sum to 5 and the maximums to 100; the global batch 128"},
+        {"cap order", cap_min_over_max, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "min 200 and max 100 must satisfy"},
+        {"shard over cap", shard_over_cap, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "the minimums sum to 0 and the maximums to 100; the global batch 128"},
+        {"cap pins shard", cap_pins_shard, ON_TRAIN, BL_OK, NULL},
+        {"shard under cap", shard_under_cap, ON_TRAIN, BL_OK, NULL},
+        {"shard within caps", shard_within_caps, ON_TRAIN, BL_OK, NULL},
+        {"timeout", negative_timeout, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "timeout -1 s must be finite and >= 0"},
+        {"stage plan", stage_plan_without_pipeline, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "a stage plan needs a pipeline"},
+        {"stage plan maps", stage_plan_without_maps, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "stage plan: 1 maps given with missing arrays"},
+        {"horizon", zero_horizon, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "repartition horizon 0 steps must be positive"},
+        {"threshold", threshold_one, ON_TRAIN, BL_ERR_INVALID_ARG,
+         "repartition threshold 1 must be in [0, 1)"},
+        {"unbuilt model", NULL, ON_UNBUILT, BL_ERR_INVALID_ARG, "bl_model_build first"},
+    };
     bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 1);
     bl_dataset_t *wide = make_separable_dataset(rt, 100, FEATURES * 2, CLASSES, 1);
     bl_dataset_t *many = make_separable_dataset(rt, 100, FEATURES, 8, 1);
-    bl_model_t *m = mlp(8, 1);
-    bl_trainer_t *t = NULL;
-    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-
-    cfg.batch = SAMPLES + 1;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_null(t);
-    assert_non_null(strstr(bl_last_error(rt), "batch size 801 is larger than the dataset"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.lr = 0.0f;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "lr 0 must be positive"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.version = 99;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "train config version 99"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    assert_int_equal(bl_trainer_create(rt, m, wide, &cfg, &t), BL_ERR_MISMATCH);
-    assert_non_null(strstr(bl_last_error(rt), "32 features per sample but the model's input"));
-    assert_int_equal(bl_trainer_create(rt, m, many, &cfg, &t), BL_ERR_MISMATCH);
-    assert_non_null(strstr(bl_last_error(rt), "8 classes but the model's last layer has 4"));
-
-    /* Layouts this one-rank job cannot have, and bad pipeline settings. */
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.pipeline_stages = 2;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "2 pipeline stages: the job's 1 ranks"));
-    cfg.pipeline_stages = 0;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.micro_batches = 0;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "0 micro-batches"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.schedule = (bl_schedule_t)7;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "pipeline schedule 7"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.stage_count = 1;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "without a stage map"));
-    const int bad_map[] = {1};
-    cfg.stage_first = bad_map;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "must start at layer 0"));
-    assert_null(t);
-
-    /* Shard caps (one rank here: one cap each). */
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    const int cap_lo[] = {5, 0}, cap_hi[] = {100, 200};
-    cfg.shard_min = cap_lo;
-    cfg.shard_cap_count = 2;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "shard caps: 2 given but the job has 1 ranks"));
-    cfg.shard_cap_count = 1;
-    cfg.shard_max = cap_hi;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt),
-                           "the minimums sum to 5 and the maximums to 100; the global batch 128"));
-    cfg.shard_min = cap_hi + 1; /* 200 > max 100 */
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "min 200 and max 100 must satisfy"));
-    cfg.shard_min = NULL;
-    cfg.shard_max = cap_hi + 1;
-    const int plan[] = {128};
-    cfg.shards = plan;
-    cfg.shard_count = 1;
-    cfg.shard_max = cap_hi; /* 100 < 128 */
-    cfg.shard_min = NULL;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    cfg.batch = 100; /* a cap that pins the only rank's shard */
-    const int big_plan[] = {100};
-    cfg.shards = big_plan;
-    cfg.shard_min = cap_hi; /* [100, 100] */
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
-    bl_trainer_destroy(t);
-    t = NULL;
-    cfg.shards = plan;
-    cfg.batch = 128;
-    cfg.shard_min = NULL;
-    cfg.shard_max = cap_hi + 1;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
-    bl_trainer_destroy(t);
-    t = NULL;
-    cfg.shard_min = cap_lo; /* [5, 200]: the plan fits */
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
-    bl_trainer_destroy(t);
-    t = NULL;
-
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.timeout_s = -1.0;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "timeout -1 s must be finite and >= 0"));
-
-    /* Stage plans and repartition settings. */
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    const long plan_steps[] = {3};
-    const int plan_first[] = {0};
-    cfg.stage_plan_steps = plan_steps;
-    cfg.stage_plan_first = plan_first;
-    cfg.stage_plan_count = 1;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "a stage plan needs a pipeline"));
-    cfg.stage_plan_first = NULL;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "stage plan: 1 maps given with missing arrays"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.repartition_horizon = 0.0;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "repartition horizon 0 steps must be positive"));
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-    cfg.repartition_threshold = 1.0;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "repartition threshold 1 must be in [0, 1)"));
-    assert_null(t);
-    cfg = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
-
-    bl_model_t *unbuilt = NULL;
+    bl_model_t *m = mlp(8, 1), *unbuilt = NULL;
     assert_int_equal(bl_model_create(rt, FEATURES, &unbuilt), BL_OK);
-    assert_int_equal(bl_trainer_create(rt, unbuilt, train, &cfg, &t), BL_ERR_INVALID_ARG);
-    assert_non_null(strstr(bl_last_error(rt), "bl_model_build first"));
-    bl_model_destroy(unbuilt);
+    int failed = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const bad_case_t *c = &cases[k];
+        bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+        if (c->set != NULL) {
+            c->set(&cfg);
+        }
+        bl_dataset_t *data = c->input == ON_WIDE ? wide : c->input == ON_MANY ? many : train;
+        bl_trainer_t *t = NULL;
+        bl_status_t st =
+            bl_trainer_create(rt, c->input == ON_UNBUILT ? unbuilt : m, data, &cfg, &t);
+        const char *msg = st == BL_OK ? "" : bl_last_error(rt);
+        if (st != c->want || (st == BL_OK) != (t != NULL) ||
+            (c->phrase != NULL && strstr(msg, c->phrase) == NULL)) {
+            print_error("%s: %s%s, message '%s'; expected %s with '%s'\n", c->name,
+                        bl_status_string(st), t != NULL ? " with a trainer" : "", msg,
+                        bl_status_string(c->want), c->phrase != NULL ? c->phrase : "");
+            failed++;
+        }
+        bl_trainer_destroy(t);
+    }
+    assert_int_equal(failed, 0);
 
+    /* A trainer evaluates only data of its model's shape. */
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
     double loss, acc;
     assert_int_equal(bl_trainer_evaluate(t, wide, &loss, &acc), BL_ERR_MISMATCH);
+    assert_non_null(strstr(bl_last_error(rt), "32 features per sample but the model's input"));
     bl_trainer_destroy(t);
     bl_trainer_destroy(NULL);
+    bl_model_destroy(unbuilt);
     bl_model_destroy(m);
     bl_dataset_destroy(train);
     bl_dataset_destroy(wide);
@@ -578,13 +672,7 @@ static void test_training_allocation_failures(void **state)
         cfg.batch = 20;
         bl_status_t st = bl_dataset_from_memory(r, 100, FEATURES, CLASSES, x, y, &d);
         if (st == BL_OK) {
-            st = bl_model_create(r, FEATURES, &m);
-        }
-        if (st == BL_OK) {
-            st = bl_model_add_dense(m, CLASSES);
-        }
-        if (st == BL_OK) {
-            st = bl_model_build(m, 1);
+            st = test_mlp(r, FEATURES, NULL, 0, CLASSES, 1, &m);
         }
         if (st == BL_OK) {
             st = bl_trainer_create(r, m, d, &cfg, &t);

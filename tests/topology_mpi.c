@@ -2,12 +2,13 @@
  * up twice, with the default threads and then with more threads than the
  * node has cores, prints the lines it logged, and checks them: rank 0
  * logs exactly one node line naming both ranks (one node), and a warning
- * only for the oversubscribed set-up. The failure counts are all-reduced,
- * so the exit status is 0 only when every rank passed. */
+ * only for the oversubscribed set-up. The failure counts are all-reduced
+ * (mpi_check.h), so the exit status is 0 only when every rank passed. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ballast.h"
+#include "mpi_check.h"
 #include "topology.h"
 
 enum { MAX_LINES = 8 };
@@ -28,16 +29,6 @@ static void capture(bl_log_level_t level, int rank, const char *line, void *arg)
     c->lines++;
 }
 
-static int failures;
-
-static void check(int ok, int rank, const char *what)
-{
-    if (!ok) {
-        printf("rank %d: FAILED: %s\n", rank, what);
-        failures++;
-    }
-}
-
 /* Sets up with `requested` threads and checks what was logged. */
 static void run(bl_runtime_t *rt, captured_t *seen, int requested, int expect_warning)
 {
@@ -45,15 +36,15 @@ static void run(bl_runtime_t *rt, captured_t *seen, int requested, int expect_wa
     int threads = 0;
     seen->lines = 0;
     bl_status_t st = bl_topology_setup(rt, requested, &threads);
-    check(st == BL_OK, rank, bl_last_error(rt));
-    check(threads >= 1, rank, "threads >= 1");
-    check(requested == 0 || threads == requested, rank, "the requested threads");
+    check(st == BL_OK, "set-up with %d threads: %s", requested, bl_last_error(rt));
+    check(threads >= 1, "threads >= 1");
+    check(requested == 0 || threads == requested, "the requested threads");
     for (int i = 0; i < seen->lines && i < MAX_LINES; i++) {
         printf("rank %d logged (%s): %s\n", rank, seen->level[i] == BL_LOG_WARN ? "warn" : "info",
                seen->line[i]);
     }
     if (rank != 0) {
-        check(seen->lines == 0, rank, "only rank 0 logs");
+        check(seen->lines == 0, "only rank 0 logs");
         return;
     }
     int node_lines = 0, warnings = 0;
@@ -62,17 +53,17 @@ static void run(bl_runtime_t *rt, captured_t *seen, int requested, int expect_wa
     for (int i = 0; i < seen->lines && i < MAX_LINES; i++) {
         if (seen->level[i] == BL_LOG_INFO && strncmp(seen->line[i], "node ", 5) == 0) {
             node_lines++;
-            check(strstr(seen->line[i], ranks) != NULL, rank, "the node line counts every rank");
-            check(strstr(seen->line[i], "; rank 0 cpus ") != NULL, rank, "rank 0 listed");
-            check(strstr(seen->line[i], ", rank 1 cpus ") != NULL, rank, "rank 1 listed");
+            check(strstr(seen->line[i], ranks) != NULL, "the node line counts every rank");
+            check(strstr(seen->line[i], "; rank 0 cpus ") != NULL, "rank 0 listed");
+            check(strstr(seen->line[i], ", rank 1 cpus ") != NULL, "rank 1 listed");
         } else if (seen->level[i] == BL_LOG_WARN) {
             warnings++;
-            check(strstr(seen->line[i], "BLAS threads on") != NULL, rank, "warning text");
+            check(strstr(seen->line[i], "BLAS threads on") != NULL, "warning text");
         }
     }
-    check(node_lines == 1, rank, "exactly one node line");
+    check(node_lines == 1, "exactly one node line");
     if (expect_warning >= 0) {
-        check(warnings == expect_warning, rank, "warning count");
+        check(warnings == expect_warning, "warning count");
     }
 }
 
@@ -94,15 +85,14 @@ int main(int argc, char **argv)
     }
 
     bl_rank_place_t here;
-    check(bl_place_probe(&here, NULL) == BL_OK, rank, "bl_place_probe");
+    check(bl_place_probe(&here, NULL) == BL_OK, "bl_place_probe");
     /* Default threads: whether that warns depends on the machine and the
      * binding mpirun chose, so only the node line is checked. */
     run(rt, &seen, 0, -1);
     /* Every rank asks for every core: 2 ranks oversubscribe the node. */
     run(rt, &seen, here.cores_total, 1);
 
-    int total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    int total = check_total();
     if (rank == 0) {
         printf("%s: %d failure%s\n", total == 0 ? "PASS" : "FAIL", total, total == 1 ? "" : "s");
     }

@@ -1,0 +1,338 @@
+/* The checkpoint file format, and no file system: this file encodes a
+ * file's header and a section's header for the writer, and checks and
+ * decodes a manifest or a stage file held in memory for the loader and the
+ * fuzzers (bl_ckpt_check_file). Every length is checked against the model
+ * and against the bytes that are left before anything is allocated or
+ * read, and every header and section carries a CRC32 that is checked. A
+ * malformed file is BL_ERR_FORMAT with a message naming the file and the
+ * field; a file of another model is BL_ERR_MISMATCH. checkpoint.h describes
+ * the layout. */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "checkpoint_impl.h"
+
+#define MAGIC "BALLASTK"
+/* Version 2 added the manifest's CONTROL section; version 1 files are
+ * still read (their runs resume with fresh policies). */
+#define VERSION        2u
+#define BYTE_ORDER_TAG 0x01020304u
+
+static const char *const section_names[] = {"?",     "MODEL",  "STATE",    "LAYOUT",
+                                            "RANGE", "PARAMS", "MOMENTUM", "CONTROL"};
+
+static uint32_t crc_of(const void *bytes, size_t n)
+{
+    return (uint32_t)crc32_z(0L, (const Bytef *)bytes, n);
+}
+
+/* ---- Encoding --------------------------------------------------------- */
+
+void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, uint32_t sections)
+{
+    memset(h, 0, BL_CKPT_HEADER_BYTES);
+    memcpy(h, MAGIC, 8);
+    bl_le_put32(h + 8, VERSION);
+    bl_le_put32(h + 12, BYTE_ORDER_TAG);
+    bl_le_put32(h + 16, kind);
+    bl_le_put32(h + 20, sections);
+    bl_le_put32(h + 24, crc_of(h, 24));
+}
+
+void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, const void *bytes,
+                         size_t nbytes)
+{
+    bl_le_put32(s, id);
+    bl_le_put32(s + 4, crc_of(bytes, nbytes));
+    bl_le_put64(s + 8, (uint64_t)nbytes);
+}
+
+/* ---- Decoding --------------------------------------------------------- */
+
+typedef struct reader {
+    bl_runtime_t *rt;
+    const char *name;
+    const unsigned char *bytes;
+    size_t len, pos;
+    uint32_t version; /* the file's, once its header is read */
+} reader_t;
+
+/* A malformed file: "checkpoint file NAME: <what is wrong>". */
+static bl_status_t bad(const reader_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static bl_status_t bad(const reader_t *r, const char *fmt, ...)
+{
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return bl_fail(r->rt, BL_ERR_FORMAT, "checkpoint file %s: %s", r->name, why);
+}
+
+/* The header of a file of `kind` with `sections` sections (plus `added`
+ * more from version 2 on). */
+static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
+{
+    const unsigned char *h = r->bytes;
+    if (r->len < BL_CKPT_HEADER_BYTES) {
+        return bad(r, "header: %zu bytes, shorter than a header", r->len);
+    }
+    if (memcmp(h, MAGIC, 8) != 0) {
+        return bad(r, "header: not a ballast checkpoint file (magic)");
+    }
+    if (bl_le_get32(h + 24) != crc_of(h, 24) || bl_le_get32(h + 28) != 0) {
+        return bad(r, "header: checksum mismatch");
+    }
+    r->version = bl_le_get32(h + 8);
+    if (r->version < 1 || r->version > VERSION) {
+        return bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
+                   VERSION);
+    }
+    sections += r->version >= 2 ? added : 0;
+    if (bl_le_get32(h + 12) != BYTE_ORDER_TAG) {
+        return bad(r, "header: byte order tag %#x (written on another byte order?)",
+                   bl_le_get32(h + 12));
+    }
+    if (bl_le_get32(h + 16) != kind || bl_le_get32(h + 20) != sections) {
+        return bad(r, "header: kind %u with %u sections, not the file expected here",
+                   bl_le_get32(h + 16), bl_le_get32(h + 20));
+    }
+    r->pos = BL_CKPT_HEADER_BYTES;
+    return BL_OK;
+}
+
+/* The next section, which must be `id` of `want` bytes (0: any length up
+ * to what is left), checksum checked. */
+static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
+                                size_t *len)
+{
+    const char *name = section_names[id];
+    if (r->len - r->pos < BL_CKPT_SECTION_BYTES) {
+        return bad(r, "%s section: truncated before its header (%zu bytes left)", name,
+                   r->len - r->pos);
+    }
+    const unsigned char *s = r->bytes + r->pos;
+    uint64_t n = bl_le_get64(s + 8);
+    if (bl_le_get32(s) != id) {
+        return bad(r, "%s section expected; found section id %u", name, bl_le_get32(s));
+    }
+    if (n > r->len - r->pos - BL_CKPT_SECTION_BYTES) {
+        return bad(r, "%s section: %llu bytes announced, more than the file holds", name,
+                   (unsigned long long)n);
+    }
+    if (want != 0 && n != want) {
+        return bad(r, "%s section: %llu bytes; %zu expected", name, (unsigned long long)n, want);
+    }
+    if (bl_le_get32(s + 4) != crc_of(s + BL_CKPT_SECTION_BYTES, (size_t)n)) {
+        return bad(r, "%s section: checksum mismatch", name);
+    }
+    *out = s + BL_CKPT_SECTION_BYTES;
+    *len = (size_t)n;
+    r->pos += BL_CKPT_SECTION_BYTES + (size_t)n;
+    return BL_OK;
+}
+
+static bl_status_t check_end(const reader_t *r)
+{
+    return r->pos == r->len ? BL_OK : bad(r, "%zu bytes after the last section", r->len - r->pos);
+}
+
+/* The MODEL section against m. */
+static bl_status_t check_model(reader_t *r, const bl_model_t *m)
+{
+    const unsigned char *p;
+    size_t len;
+    bl_status_t st = read_section(r, BL_CKPT_SEC_MODEL, 0, &p, &len);
+    if (st != BL_OK) {
+        return st;
+    }
+    if (len < 8 || (len - 8) % 20 != 0 || (len - 8) / 20 != bl_le_get32(p)) {
+        return bad(r, "MODEL section: %zu bytes for %u layers", len, len >= 8 ? bl_le_get32(p) : 0);
+    }
+    if (bl_le_get32(p) != (uint32_t)m->layer_count ||
+        bl_le_get32(p + 4) != (uint32_t)m->in_features) {
+        return bl_fail(r->rt, BL_ERR_MISMATCH,
+                       "checkpoint file %s: saved from a model of %u layers and input width %u; "
+                       "this one has %d and %d",
+                       r->name, bl_le_get32(p), bl_le_get32(p + 4), m->layer_count, m->in_features);
+    }
+    for (int i = 0; i < m->layer_count; i++) {
+        const unsigned char *q = p + 8 + 20 * (size_t)i;
+        const bl_layer_t *l = &m->layers[i];
+        if (bl_le_get32(q) != (uint32_t)l->kind || bl_le_get32(q + 4) != (uint32_t)l->in_features ||
+            bl_le_get32(q + 8) != (uint32_t)l->out_features ||
+            bl_le_get64(q + 12) != (uint64_t)l->param_count) {
+            return bl_fail(r->rt, BL_ERR_MISMATCH,
+                           "checkpoint file %s: layer %d differs from this model's (kind %u, "
+                           "%u -> %u, %llu parameters saved)",
+                           r->name, i, bl_le_get32(q), bl_le_get32(q + 4), bl_le_get32(q + 8),
+                           (unsigned long long)bl_le_get64(q + 12));
+        }
+    }
+    return BL_OK;
+}
+
+/* A manifest: the model's shape, then the state and layout into *s (the
+ * arrays allocated when s is not NULL). */
+static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
+{
+    bl_status_t st = read_header(r, BL_CKPT_KIND_MANIFEST, 3, 1);
+    if (st == BL_OK) {
+        st = check_model(r, m);
+    }
+    const unsigned char *p;
+    size_t len;
+    if (st == BL_OK) {
+        st = read_section(r, BL_CKPT_SEC_STATE, 32, &p, &len);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    bl_ckpt_state_t got = {.step = (long)bl_le_get64(p),
+                           .seed = bl_le_get64(p + 8),
+                           .batch = (int)bl_le_get32(p + 16),
+                           .shuffle = (int)bl_le_get32(p + 20),
+                           .plan_version = (long)bl_le_get64(p + 24)};
+    if (bl_le_get64(p) > (uint64_t)LONG_MAX || bl_le_get32(p + 16) == 0 ||
+        bl_le_get32(p + 16) > INT_MAX || bl_le_get32(p + 20) > 1 ||
+        bl_le_get64(p + 24) > (uint64_t)LONG_MAX) {
+        return bad(r, "STATE section: step, batch, shuffle or plan version out of range");
+    }
+    st = read_section(r, BL_CKPT_SEC_LAYOUT, 0, &p, &len);
+    if (st != BL_OK) {
+        return st;
+    }
+    if (len < 12) {
+        return bad(r, "LAYOUT section: %zu bytes, shorter than its counts", len);
+    }
+    uint32_t P = bl_le_get32(p), D = bl_le_get32(p + 4), S = bl_le_get32(p + 8);
+    if (S < 1 || S > (uint32_t)m->layer_count || D < 1 || P != D * S || P > (1u << 20) ||
+        len != 12 + 4 * ((size_t)S + 1 + D)) {
+        return bad(r, "LAYOUT section: %zu bytes for %u ranks, %u pipelines and %u stages", len, P,
+                   D, S);
+    }
+    long sum = 0;
+    for (uint32_t i = 0; i <= S; i++) {
+        uint32_t f = bl_le_get32(p + 12 + 4 * (size_t)i);
+        uint32_t prev = i > 0 ? bl_le_get32(p + 12 + 4 * (size_t)(i - 1)) : 0;
+        if ((i == 0 && f != 0) || (i > 0 && f <= prev) ||
+            (i == S && f != (uint32_t)m->layer_count)) {
+            return bad(r, "LAYOUT section: stage map entry %u is not contiguous over the layers",
+                       i);
+        }
+    }
+    for (uint32_t d = 0; d < D; d++) {
+        sum += bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
+    }
+    if (sum != got.batch) {
+        return bad(r, "LAYOUT section: the shards sum to %ld, not the batch %d", sum, got.batch);
+    }
+    /* The policies' learned state: opaque here, checked by its loaders. */
+    const unsigned char *control = NULL;
+    size_t control_bytes = 0;
+    if (r->version >= 2) {
+        st = read_section(r, BL_CKPT_SEC_CONTROL, 0, &control, &control_bytes);
+        if (st != BL_OK) {
+            return st;
+        }
+    }
+    st = check_end(r);
+    if (st != BL_OK || s == NULL) {
+        return st;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(r->rt);
+    got.ranks = (int)P;
+    got.replicas = (int)D;
+    got.stages = (int)S;
+    got.first = bl_mem_array(a, (size_t)S + 1, sizeof *got.first);
+    got.shards = bl_mem_array(a, D, sizeof *got.shards);
+    if (control_bytes > 0) {
+        got.control = bl_mem_array(a, control_bytes, 1);
+        got.control_bytes = got.control != NULL ? control_bytes : 0;
+    }
+    if (got.first == NULL || got.shards == NULL || (control_bytes > 0 && got.control == NULL)) {
+        bl_ckpt_state_free(r->rt, &got);
+        return bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for a checkpoint's layout");
+    }
+    for (uint32_t i = 0; i <= S; i++) {
+        got.first[i] = (int)bl_le_get32(p + 12 + 4 * (size_t)i);
+    }
+    for (uint32_t d = 0; d < D; d++) {
+        got.shards[d] = (int)bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
+    }
+    if (control_bytes > 0) {
+        memcpy(got.control, control, control_bytes);
+    }
+    *s = got;
+    return BL_OK;
+}
+
+/* A stage file: its range must be [lo, hi) when lo >= 0 (else any whole
+ * layers of m); its parameters and momentum go to params and momentum
+ * when not NULL. */
+static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
+                               float *momentum)
+{
+    bl_status_t st = read_header(r, BL_CKPT_KIND_STAGE, 3, 0);
+    const unsigned char *p;
+    size_t len;
+    if (st == BL_OK) {
+        st = read_section(r, BL_CKPT_SEC_RANGE, 24, &p, &len);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    uint32_t a = bl_le_get32(p), b = bl_le_get32(p + 4);
+    if (a >= b || b > (uint32_t)m->layer_count ||
+        (lo >= 0 && (a != (uint32_t)lo || b != (uint32_t)hi))) {
+        return bad(r, "RANGE section: layers [%u, %u) are not this stage's", a, b);
+    }
+    size_t first, count;
+    bl_ckpt_param_range(m, (int)a, (int)b, &first, &count);
+    if (bl_le_get64(p + 8) != first || bl_le_get64(p + 16) != count) {
+        return bad(r, "RANGE section: %llu parameters from %llu, not the model's %zu from %zu",
+                   (unsigned long long)bl_le_get64(p + 16), (unsigned long long)bl_le_get64(p + 8),
+                   count, first);
+    }
+    for (int k = 0; k < 2; k++) {
+        st = read_section(r, k == 0 ? BL_CKPT_SEC_PARAMS : BL_CKPT_SEC_MOMENTUM,
+                          count * sizeof(float), &p, &len);
+        if (st != BL_OK) {
+            return st;
+        }
+        float *to = k == 0 ? params : momentum;
+        if (to != NULL) {
+            memcpy(to + first, p, len);
+        }
+    }
+    return check_end(r);
+}
+
+bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                                   size_t len, const bl_model_t *m, bl_ckpt_state_t *s)
+{
+    reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
+    return parse_manifest(&r, m, s);
+}
+
+bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                                size_t len, const bl_model_t *m, int lo, int hi, float *params,
+                                float *momentum)
+{
+    reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
+    return parse_stage(&r, m, lo, hi, params, momentum);
+}
+
+bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                               size_t len, const bl_model_t *m)
+{
+    reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
+    if (len >= BL_CKPT_HEADER_BYTES && bl_le_get32(bytes + 16) == BL_CKPT_KIND_STAGE) {
+        return parse_stage(&r, m, -1, -1, NULL, NULL);
+    }
+    return parse_manifest(&r, m, NULL);
+}

@@ -1,0 +1,92 @@
+/* What the pieces of the checkpoint code share; not installed, and included
+ * only by runtime/checkpoint_*.c. The file format itself (the magic, the
+ * version, the header's and sections' layout) is known to checkpoint_format.c
+ * alone: the writer asks it to encode a header or a section's header, and
+ * the loader asks it to check and decode a whole file held in memory.
+ * checkpoint_save.c writes a checkpoint; checkpoint_load.c finds the newest
+ * valid one and loads it. checkpoint.h describes the format in full. */
+#ifndef BL_CHECKPOINT_IMPL_H
+#define BL_CHECKPOINT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint.h"
+
+/* The sizes of a file's header and of a section's header, in bytes. */
+#define BL_CKPT_HEADER_BYTES  32u
+#define BL_CKPT_SECTION_BYTES 16u
+/* A file's kind, in its header. */
+#define BL_CKPT_KIND_MANIFEST 1u
+#define BL_CKPT_KIND_STAGE    2u
+/* A manifest is small: a few words per layer, stage and pipeline, and the
+ * policies' state, which is kept under half of it so that every manifest
+ * written can be read back. */
+#define BL_CKPT_MANIFEST_MAX (1u << 24)
+#define BL_CKPT_CONTROL_MAX  (BL_CKPT_MANIFEST_MAX / 2)
+
+/* The sections' ids, in the order a file holds them. */
+enum {
+    BL_CKPT_SEC_MODEL = 1,
+    BL_CKPT_SEC_STATE = 2,
+    BL_CKPT_SEC_LAYOUT = 3,
+    BL_CKPT_SEC_RANGE = 4,
+    BL_CKPT_SEC_PARAMS = 5,
+    BL_CKPT_SEC_MOMENTUM = 6,
+    BL_CKPT_SEC_CONTROL = 7
+};
+
+/* The parameter range [*first, *first + *count) of layers [lo, hi) of m,
+ * lo < hi: what a stage file of those layers holds. */
+static inline void bl_ckpt_param_range(const bl_model_t *m, int lo, int hi, size_t *first,
+                                       size_t *count)
+{
+    const bl_layer_t *a = &m->layers[lo], *b = &m->layers[hi - 1];
+    *first = a->param_offset;
+    *count = b->param_offset + b->param_count - a->param_offset;
+}
+
+/* ---- checkpoint_format.c --------------------------------------------- */
+
+/* Encodes the header of a file of `kind` with `sections` sections, in the
+ * current version, into h. */
+void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, uint32_t sections);
+
+/* Encodes the header of section `id` whose payload is the `nbytes` bytes at
+ * `bytes` (its length and CRC32) into s; the payload follows it. */
+void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, const void *bytes,
+                         size_t nbytes);
+
+/* Checks the manifest `name` held in bytes[0, len) against m. With s not
+ * NULL, also fills *s, its arrays allocated with the runtime's allocator
+ * (free them with bl_ckpt_state_free); *s is untouched on failure. Returns
+ * BL_OK, BL_ERR_FORMAT or BL_ERR_MISMATCH naming the file and the field, or
+ * BL_ERR_NO_MEM. Never reads outside bytes[0, len). */
+bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                                   size_t len, const bl_model_t *m, bl_ckpt_state_t *s);
+
+/* Checks the stage file `name` held in bytes[0, len) against m: its range
+ * must be layers [lo, hi) when lo >= 0, else any whole layers of m. Its
+ * parameters and momentum are copied to their places in params and
+ * momentum (each m's full length) when those are not NULL, also when a
+ * later check fails. Returns BL_OK, or BL_ERR_FORMAT naming the file and
+ * the field. Never reads outside bytes[0, len). */
+bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                                size_t len, const bl_model_t *m, int lo, int hi, float *params,
+                                float *momentum);
+
+/* ---- checkpoint_save.c ----------------------------------------------- */
+
+/* Removes a directory and the files in it (checkpoints hold no deeper
+ * levels); errors are ignored. */
+void bl_ckpt_remove_tree(const char *dir);
+
+/* ---- checkpoint_load.c ----------------------------------------------- */
+
+/* The steps of the complete checkpoints (ckpt-<step> directories) in dir,
+ * newest first, in an array from the runtime's allocator that the caller
+ * frees, and their number in *count; NULL with *count = 0 when there are
+ * none or memory is short. */
+long *bl_ckpt_list(bl_runtime_t *rt, const char *dir, int *count);
+
+#endif /* BL_CHECKPOINT_IMPL_H */
