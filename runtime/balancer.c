@@ -82,7 +82,8 @@ static bl_status_t load_policy_file(bl_runtime_t *rt, const char *path, double *
     return st;
 }
 
-bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg)
+bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg,
+                             const long *shard_min, const long *shard_max)
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     memset(b, 0, sizeof *b);
@@ -147,7 +148,7 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
          * set-up agreement; rank 0 keeps its own message. */
         if (st == BL_OK) {
             st = bl_controller_init(&b->ctl, rt, cfg->policy, cfg->rebalance_every, cfg->batch,
-                                    cfg->seed, q_init, cfg->shard_min, cfg->shard_max);
+                                    cfg->seed, q_init, shard_min, shard_max);
         } else {
             int failed = 1, any = 0;
             (void)bl_allreduce_bounded(rt, &failed, &any, 1, MPI_INT, MPI_MAX, rt->comm,
@@ -204,7 +205,7 @@ double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s
     return factor * compute_s;
 }
 
-bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages, const int *first,
+bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages,
                                        const char *(*note)(const void *arg, long step),
                                        const void *note_arg)
 {
@@ -216,7 +217,6 @@ bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages, const int *
         return bl_fail(b->rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", stages);
     }
     b->stages = stages;
-    b->first = first;
     b->note = note;
     b->note_arg = note_arg;
     return BL_OK;
@@ -275,20 +275,21 @@ static void on_records(const bl_step_record_t *records, void *arg)
 }
 
 static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                              bl_step_info_t *info, int *shards);
+                              bl_step_info_t *info, const long *rank_shards, const int *first,
+                              long *next_shards, int *changed);
 
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                                   bl_step_info_t *info, int *shards)
+                                   bl_step_info_t *info, const long *rank_shards, const int *first,
+                                   long *next_shards, int *changed)
 {
-    info->plan_changed = 0;
-    info->plan_version = b->controller_on ? b->ctl.version : 0;
+    *changed = 0;
     info->lb_efficiency = 0.0;
     info->decision = NULL;
     if (!b->telemetry_on) {
         return BL_OK;
     }
     double t0 = bl_now_seconds();
-    bl_status_t st = after_step(b, record, info, shards);
+    bl_status_t st = after_step(b, record, info, rank_shards, first, next_shards, changed);
     info->lb_efficiency = b->last_efficiency;
     if (b->controller_on && b->ctl.decided) {
         info->decision = b->ctl.last.action != NULL ? b->ctl.last.action : "hold";
@@ -301,7 +302,8 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
 
 /* The work of bl_balancer_after_step when telemetry is on. */
 static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                              bl_step_info_t *info, int *shards)
+                              bl_step_info_t *info, const long *rank_shards, const int *first,
+                              long *next_shards, int *changed)
 {
     /* Delivers the previous step's records (written with the previous
      * step's info), then starts this step's gather. */
@@ -311,15 +313,14 @@ static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
     }
     if (b->rt->rank == 0) {
         b->prev_info = *info;
-        memcpy(b->prev_shards, shards, (size_t)b->rt->size * sizeof *shards);
+        memcpy(b->prev_shards, rank_shards, (size_t)b->rt->size * sizeof *rank_shards);
         if (b->stages > 1) {
-            memcpy(b->prev_first, b->first, (size_t)(b->stages + 1) * sizeof *b->first);
+            memcpy(b->prev_first, first, (size_t)(b->stages + 1) * sizeof *first);
         }
         b->have_prev = 1;
     }
     if (b->controller_on) {
-        st = bl_controller_boundary(&b->ctl, info->step, shards, &info->plan_changed);
-        info->plan_version = b->ctl.version;
+        st = bl_controller_boundary(&b->ctl, info->step, rank_shards, next_shards, changed);
     }
     return st;
 }

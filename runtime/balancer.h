@@ -19,13 +19,11 @@ typedef struct bl_balancer {
     /* rank 0: what the telemetry line of the step whose records arrive
      * next needs (records come one step late) */
     bl_step_info_t prev_info;
-    int *prev_shards;
+    long *prev_shards; /* (P) each rank's pipeline's shard in that step */
     int have_prev;
-    /* pipelines (rank 0): the stage map (updated in place when layers
-     * move; S + 1 entries) and the map the previous step ran, and the
-     * stage controller's notes for a step's line */
+    /* pipelines (rank 0): the stage map the previous step ran (S + 1
+     * entries), and the stage controller's notes for a step's line */
     int stages;
-    const int *first;
     int *prev_first;
     const char *(*note)(const void *arg, long step);
     const void *note_arg;
@@ -40,16 +38,16 @@ typedef struct bl_balancer {
 } bl_balancer_t;
 
 /* Pipelines: every telemetry line also carries the stage map its step ran
- * ("stage_first") and note(note_arg, step)'s JSON members when not NULL.
- * first is read after every step (it may change in place). */
-bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages, const int *first,
+ * ("stage_first") and note(note_arg, step)'s JSON members when not NULL. */
+bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages,
                                        const char *(*note)(const void *arg, long step),
                                        const void *note_arg);
 
 /* Collective. Validates the slowdowns and the policy, opens the telemetry
- * files (rank 0), loads the rl policy file (rank 0), sets up the
- * controller. */
-bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg);
+ * files (rank 0), loads the rl policy file (rank 0), sets up the shard
+ * controller within the shard caps (P each, checked; or NULL). */
+bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_config_t *cfg,
+                             const long *shard_min, const long *shard_max);
 void bl_balancer_free(bl_balancer_t *b);
 
 /* A stable digest of the adaptive settings, for the start-up check. */
@@ -66,12 +64,13 @@ double bl_balancer_slow_factor(const bl_balancer_t *b, long step);
 double bl_balancer_slow_down(const bl_balancer_t *b, long step, double compute_s);
 
 /* After every step, on every rank (collective): hands the step's record to
- * telemetry (rank 0 writes the previous step's line), then at a window's
- * end lets the controller decide; when the plan changes, shards (P ints)
- * is overwritten and info->plan_changed set. shards on entry is the plan
- * the step ran. */
+ * telemetry (rank 0 writes the previous step's line) with the plan the step
+ * ran (rank_shards: each rank's pipeline's shard, P; first: the stage
+ * map), then at a window's end lets the shard controller decide: when the
+ * shards change, next_shards (P) receives them and *changed is set. */
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                                   bl_step_info_t *info, int *shards);
+                                   bl_step_info_t *info, const long *rank_shards, const int *first,
+                                   long *next_shards, int *changed);
 
 /* Completes the telemetry gather in flight, so its records reach the
  * controller's window now (a checkpoint saves the window). Collective. */

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "plan.h"
 
 /* What a checkpoint records besides the parameters and momentum. */
 typedef struct bl_ckpt_state {
@@ -37,10 +38,10 @@ typedef struct bl_ckpt_state {
     uint64_t seed;
     int batch;
     int shuffle;
-    long plan_version;
-    int ranks, replicas, stages;
-    int *first;  /* (stages + 1) the stage map */
-    int *shards; /* (replicas) the shard plan */
+    int ranks;
+    /* The plan: version, pipelines D, stages S, shards and stage map (no
+     * caps). Loaded: allocated with the runtime's allocator. */
+    bl_plan_t plan;
     /* The policies' learned state (rank 0's, runtime/policy_state.h), or
      * NULL with 0 bytes. Loaded: allocated like first. */
     unsigned char *control;
@@ -75,7 +76,7 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          size_t n, int *found);
 
 /* Loads the checkpoint at path into m's parameters and momentum (every
- * layer) and *s (first and shards allocated with the runtime's allocator;
+ * layer) and *s (the plan's arrays allocated with the runtime's allocator;
  * free them with bl_ckpt_state_free). Local. Every malformed file is
  * BL_ERR_FORMAT naming the file and the field; a model of another shape is
  * BL_ERR_MISMATCH. */

@@ -195,8 +195,8 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     bl_ckpt_state_t got = {.step = (long)bl_le_get64(p),
                            .seed = bl_le_get64(p + 8),
                            .batch = (int)bl_le_get32(p + 16),
-                           .shuffle = (int)bl_le_get32(p + 20),
-                           .plan_version = (long)bl_le_get64(p + 24)};
+                           .shuffle = (int)bl_le_get32(p + 20)};
+    long version = (long)bl_le_get64(p + 24);
     if (bl_le_get64(p) > (uint64_t)LONG_MAX || bl_le_get32(p + 16) == 0 ||
         bl_le_get32(p + 16) > INT_MAX || bl_le_get32(p + 20) > 1 ||
         bl_le_get64(p + 24) > (uint64_t)LONG_MAX) {
@@ -245,24 +245,23 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
         return st;
     }
     const bl_allocator_t *a = bl_rt_allocator(r->rt);
+    bl_part_allocator_t pa = bl_rt_part_allocator(r->rt);
     got.ranks = (int)P;
-    got.replicas = (int)D;
-    got.stages = (int)S;
-    got.first = bl_mem_array(a, (size_t)S + 1, sizeof *got.first);
-    got.shards = bl_mem_array(a, D, sizeof *got.shards);
+    int planned = bl_plan_init(&got.plan, (int)D, (int)S, m->layer_count, got.batch, 0, &pa) == 0;
     if (control_bytes > 0) {
         got.control = bl_mem_array(a, control_bytes, 1);
         got.control_bytes = got.control != NULL ? control_bytes : 0;
     }
-    if (got.first == NULL || got.shards == NULL || (control_bytes > 0 && got.control == NULL)) {
+    if (!planned || (control_bytes > 0 && got.control == NULL)) {
         bl_ckpt_state_free(r->rt, &got);
         return bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for a checkpoint's layout");
     }
+    got.plan.version = version;
     for (uint32_t i = 0; i <= S; i++) {
-        got.first[i] = (int)bl_le_get32(p + 12 + 4 * (size_t)i);
+        got.plan.first[i] = (int)bl_le_get32(p + 12 + 4 * (size_t)i);
     }
     for (uint32_t d = 0; d < D; d++) {
-        got.shards[d] = (int)bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
+        got.plan.shards[d] = (long)bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
     }
     if (control_bytes > 0) {
         memcpy(got.control, control, control_bytes);

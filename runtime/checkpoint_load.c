@@ -125,16 +125,16 @@ static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t
         st = bl_ckpt_parse_manifest(rt, path, bytes, len, m, &got);
     }
     bl_mem_free(a, bytes);
-    for (int s2 = 0; st == BL_OK && s2 < got.stages; s2++) {
+    for (int s2 = 0; st == BL_OK && s2 < got.plan.stages; s2++) {
         size_t first, count;
-        bl_ckpt_param_range(m, got.first[s2], got.first[s2 + 1], &first, &count);
+        bl_ckpt_param_range(m, got.plan.first[s2], got.plan.first[s2 + 1], &first, &count);
         snprintf(path, sizeof path, "%s/stage-%d.bin", dir, s2);
         size_t max =
             BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
         st = read_file(rt, path, max, &bytes, &len);
         if (st == BL_OK) {
-            st = bl_ckpt_parse_stage(rt, path, bytes, len, m, got.first[s2], got.first[s2 + 1],
-                                     params, momentum);
+            st = bl_ckpt_parse_stage(rt, path, bytes, len, m, got.plan.first[s2],
+                                     got.plan.first[s2 + 1], params, momentum);
         }
         bl_mem_free(a, bytes);
     }
@@ -167,11 +167,9 @@ bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, floa
 
 void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s)
 {
-    bl_mem_free(bl_rt_allocator(rt), s->first);
-    bl_mem_free(bl_rt_allocator(rt), s->shards);
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    bl_plan_free(&s->plan, &pa);
     bl_mem_free(bl_rt_allocator(rt), s->control);
-    s->first = NULL;
-    s->shards = NULL;
     s->control = NULL;
     s->control_bytes = 0;
 }

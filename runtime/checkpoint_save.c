@@ -125,21 +125,23 @@ void bl_ckpt_remove_tree(const char *dir)
 
 /* ---- The checkpoint ---------------------------------------------------- */
 
-/* This rank's stage file: its layers' parameters and momentum. */
+/* This rank's stage file: its layers' parameters and momentum, the layers
+ * the stage map `first` gives its stage. */
 static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_model_t *m,
-                               const float *momentum, const bl_layout_t *l, bl_ckpt_fault_t fault)
+                               const float *momentum, const bl_layout_t *l, const int *first,
+                               bl_ckpt_fault_t fault)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/stage-%d.bin", tmpdir, l->stage) >= (int)sizeof path) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", tmpdir);
     }
-    int lo = l->first[l->stage], hi = l->first[l->stage + 1];
-    size_t first, count;
-    bl_ckpt_param_range(m, lo, hi, &first, &count);
+    int lo = first[l->stage], hi = first[l->stage + 1];
+    size_t offset, count;
+    bl_ckpt_param_range(m, lo, hi, &offset, &count);
     unsigned char range[24];
     bl_le_put32(range, (uint32_t)lo);
     bl_le_put32(range + 4, (uint32_t)hi);
-    bl_le_put64(range + 8, (uint64_t)first);
+    bl_le_put64(range + 8, (uint64_t)offset);
     bl_le_put64(range + 16, (uint64_t)count);
     writer_t w;
     bl_status_t st = open_writer(rt, &w, path);
@@ -149,7 +151,7 @@ static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_mo
     write_header(&w, BL_CKPT_KIND_STAGE, 3);
     write_section(&w, BL_CKPT_SEC_RANGE, range, sizeof range);
     if (fault == BL_CKPT_CRASH_PARTIAL_DATA) {
-        write_bytes(&w, m->params + first, count * sizeof(float) / 2);
+        write_bytes(&w, m->params + offset, count * sizeof(float) / 2);
         fclose(w.f);
         return bl_fail(rt, BL_ERR_IO, "checkpoint %s: (test) crashed in the middle of the data",
                        path);
@@ -157,8 +159,8 @@ static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_mo
     if (fault == BL_CKPT_WRITE_FAILS && w.failed == 0) {
         w.failed = ENOSPC;
     }
-    write_section(&w, BL_CKPT_SEC_PARAMS, m->params + first, count * sizeof(float));
-    write_section(&w, BL_CKPT_SEC_MOMENTUM, momentum + first, count * sizeof(float));
+    write_section(&w, BL_CKPT_SEC_PARAMS, m->params + offset, count * sizeof(float));
+    write_section(&w, BL_CKPT_SEC_MOMENTUM, momentum + offset, count * sizeof(float));
     return close_writer(rt, &w);
 }
 
@@ -167,7 +169,7 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     size_t model_bytes = 8 + 20 * (size_t)m->layer_count;
-    size_t layout_bytes = 12 + 4 * ((size_t)s->stages + 1 + (size_t)s->replicas);
+    size_t layout_bytes = 12 + 4 * ((size_t)s->plan.stages + 1 + (size_t)s->plan.groups);
     unsigned char state[32];
     unsigned char *model = bl_mem_array(a, model_bytes, 1);
     unsigned char *layout = bl_mem_array(a, layout_bytes, 1);
@@ -189,15 +191,16 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
     bl_le_put64(state + 8, s->seed);
     bl_le_put32(state + 16, (uint32_t)s->batch);
     bl_le_put32(state + 20, (uint32_t)s->shuffle);
-    bl_le_put64(state + 24, (uint64_t)s->plan_version);
+    bl_le_put64(state + 24, (uint64_t)s->plan.version);
     bl_le_put32(layout, (uint32_t)s->ranks);
-    bl_le_put32(layout + 4, (uint32_t)s->replicas);
-    bl_le_put32(layout + 8, (uint32_t)s->stages);
-    for (int i = 0; i <= s->stages; i++) {
-        bl_le_put32(layout + 12 + 4 * (size_t)i, (uint32_t)s->first[i]);
+    bl_le_put32(layout + 4, (uint32_t)s->plan.groups);
+    bl_le_put32(layout + 8, (uint32_t)s->plan.stages);
+    for (int i = 0; i <= s->plan.stages; i++) {
+        bl_le_put32(layout + 12 + 4 * (size_t)i, (uint32_t)s->plan.first[i]);
     }
-    for (int d = 0; d < s->replicas; d++) {
-        bl_le_put32(layout + 12 + 4 * ((size_t)s->stages + 1 + (size_t)d), (uint32_t)s->shards[d]);
+    for (int d = 0; d < s->plan.groups; d++) {
+        bl_le_put32(layout + 12 + 4 * ((size_t)s->plan.stages + 1 + (size_t)d),
+                    (uint32_t)s->plan.shards[d]);
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/manifest.bin", tmpdir);
@@ -307,7 +310,8 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     }
     /* Pipeline 0's ranks write their stage; the other pipelines hold the
      * same state. */
-    bl_status_t mine = l->replica == 0 ? write_stage(rt, tmpdir, m, momentum, l, fault) : BL_OK;
+    bl_status_t mine =
+        l->replica == 0 ? write_stage(rt, tmpdir, m, momentum, l, s->plan.first, fault) : BL_OK;
     st = bl_agree(rt, mine, BL_ERR_IO, "writing the checkpoint's stage files");
     if (st == BL_OK && rt->rank == 0) {
         st = write_manifest(rt, tmpdir, m, s);

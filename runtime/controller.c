@@ -7,7 +7,7 @@
 
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
                                int every, long batch, uint64_t seed, const double *q_init,
-                               const int *shard_min, const int *shard_max)
+                               const long *shard_min, const long *shard_max)
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     int P = rt->size;
@@ -48,18 +48,10 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
         st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank plan message", P);
     }
     if (st == BL_OK && rt->rank == 0) {
-        /* The caps as the policy takes them (it copies them). */
-        long *caps = NULL;
-        if (shard_min != NULL) {
-            caps = bl_mem_array(a, 2 * (size_t)P, sizeof *caps);
-            for (int r = 0; caps != NULL && r < P; r++) {
-                caps[r] = shard_min[r];
-                caps[P + r] = shard_max[r];
-            }
-        }
+        /* The policy copies the caps. */
         bl_policy_config_t pc = {.kind = (bl_policy_kind_t)kind,
-                                 .min_shard = caps,
-                                 .max_shard = caps != NULL ? caps + P : NULL,
+                                 .min_shard = shard_min,
+                                 .max_shard = shard_max,
                                  .ranks = P,
                                  .batch = batch,
                                  .deadband = 0.02,
@@ -68,12 +60,9 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                                  .q_init = q_init};
         bl_part_allocator_t pa = bl_rt_part_allocator(rt);
         char err[256] = "";
-        if (shard_min != NULL && caps == NULL) {
-            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d shard caps", P);
-        } else if (bl_policy_create(&pc, &pa, &c->policy, err, sizeof err) != 0) {
+        if (bl_policy_create(&pc, &pa, &c->policy, err, sizeof err) != 0) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "policy %s: %s", policy_name, err);
         }
-        bl_mem_free(a, caps);
     }
     /* Every rank learns whether rank 0 could set up, then rank 0 learns the
      * hosts (for alerts naming them). */
@@ -167,7 +156,7 @@ int bl_controller_window_load(bl_controller_t *c, const double *in)
 }
 
 /* Rank 0: a decision over the window, alerts for detected changes. */
-static void decide(bl_controller_t *c, long step, const int *shards)
+static void decide(bl_controller_t *c, long step, const long *shards)
 {
     int P = c->rt->size;
     for (int r = 0; r < P; r++) {
@@ -213,7 +202,8 @@ static void decide(bl_controller_t *c, long step, const int *shards)
     c->window_steps = 0;
 }
 
-bl_status_t bl_controller_boundary(bl_controller_t *c, long step, int *shards, int *changed)
+bl_status_t bl_controller_boundary(bl_controller_t *c, long step, const long *shards, long *next,
+                                   int *changed)
 {
     *changed = 0;
     if ((step + 1) % c->every != 0) {
@@ -224,19 +214,18 @@ bl_status_t bl_controller_boundary(bl_controller_t *c, long step, int *shards, i
         decide(c, step, shards);
         c->message[0] = 0;
         for (int r = 0; r < P; r++) {
-            c->message[1 + r] = (int)c->next[r];
+            c->message[1 + r] = c->next[r];
             c->message[0] |= c->next[r] != shards[r];
         }
     }
     /* Only rank 0 decides; everyone applies what it broadcast. */
-    bl_status_t st = bl_bcast_bounded(c->rt, c->message, P + 1, MPI_INT, 0, c->rt->comm,
+    bl_status_t st = bl_bcast_bounded(c->rt, c->message, P + 1, MPI_LONG, 0, c->rt->comm,
                                       "the broadcast of the shard plan");
     if (st != BL_OK) {
         return st;
     }
     if (c->message[0]) {
-        memcpy(shards, c->message + 1, (size_t)P * sizeof *shards);
-        c->version++;
+        memcpy(next, c->message + 1, (size_t)P * sizeof *next);
         *changed = 1;
     }
     return BL_OK;

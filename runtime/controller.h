@@ -1,8 +1,8 @@
 /* The rank-0 controller: it sums the gathered telemetry of a control window
  * into per-rank observations, asks the policy (partition/, pure) for the
  * next shard plan every K steps, raises straggler alerts from the
- * estimator's detected speed changes, and broadcasts the plan so every rank
- * applies the same plan version at the same step boundary (one decider). */
+ * estimator's detected speed changes, and broadcasts the shards so every
+ * rank applies the same plan at the same step boundary (one decider). */
 #ifndef BL_CONTROLLER_H
 #define BL_CONTROLLER_H
 
@@ -20,9 +20,8 @@ typedef struct bl_controller {
     double window_step_s;  /* rank 0: sum of step times in the window */
     int window_steps;
     long *current, *next; /* rank 0: plans as the policy sees them */
-    int *message;         /* (1 + P) ints broadcast: changed flag, then shards */
+    long *message;        /* (1 + P) broadcast: changed flag, then shards */
     char *hosts;          /* rank 0: P × BL_HOST_CHARS, for alerts */
-    long version;         /* plan version (increments on every change) */
     long cold_step;       /* rank 0: a step whose times are not observed (the first
                              step after a resume: cold caches), or -1 */
     bl_decision_t last;   /* rank 0: the latest decision */
@@ -36,7 +35,7 @@ typedef struct bl_controller {
  * each, checked by the caller), or NULL. */
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
                                int every, long batch, uint64_t seed, const double *q_init,
-                               const int *shard_min, const int *shard_max);
+                               const long *shard_min, const long *shard_max);
 void bl_controller_free(bl_controller_t *c);
 
 /* Rank 0: adds one step's gathered records to the window. The records of
@@ -54,10 +53,12 @@ void bl_controller_window_save(const bl_controller_t *c, double *out);
 int bl_controller_window_load(bl_controller_t *c, const double *in);
 
 /* Collective, after step `step` (0-based) finished. When a window ends
- * there, rank 0 decides and broadcasts; every rank then overwrites shards
- * (P ints) with the plan to run from the next step and *changed says
- * whether it differs. Otherwise nothing happens. */
-bl_status_t bl_controller_boundary(bl_controller_t *c, long step, int *shards, int *changed);
+ * there, rank 0 decides from `shards` (P: the plan the window ran) and
+ * broadcasts; every rank then writes the shards to run from the next step
+ * into next (P) and *changed says whether they differ. Otherwise nothing
+ * happens. */
+bl_status_t bl_controller_boundary(bl_controller_t *c, long step, const long *shards, long *next,
+                                   int *changed);
 
 /* Rank 0: the decision made at the last boundary as JSON members
  * ("decision":{...},"events":[...]) into out, or "" when none. */

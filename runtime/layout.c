@@ -1,8 +1,10 @@
-/* The data × pipeline grid: checks, the layer→stage map, communicators. */
+/* The data × pipeline grid: its checks and communicators, and the stage
+ * maps it offers (layout.h). */
 #include <string.h>
 
 #include "layout.h"
 #include "pipeline.h"
+#include "plan.h"
 
 double bl_layer_cost(const bl_model_t *m, int i)
 {
@@ -28,30 +30,24 @@ double bl_layer_cost(const bl_model_t *m, int i)
     return passes * forward;
 }
 
-bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *first,
-                                int count)
+bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *given,
+                                int count, int *first)
 {
     if (count != stages) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "the stage map has %d stages but the pipeline has %d", count, stages);
     }
-    if (first[0] != 0) {
-        return bl_fail(rt, BL_ERR_INVALID_ARG,
-                       "the stage map must start at layer 0; stage 0 starts at layer %d", first[0]);
-    }
-    for (int s = 1; s < stages; s++) {
-        if (first[s] <= first[s - 1] || first[s] >= layers) {
-            return bl_fail(rt, BL_ERR_INVALID_ARG,
-                           "stage %d starts at layer %d: stages must be contiguous, in order, "
-                           "each with at least one of the model's layers 0..%d",
-                           s, first[s], layers - 1);
-        }
+    memcpy(first, given, (size_t)stages * sizeof *first);
+    first[stages] = layers;
+    bl_plan_t map = {.stages = stages, .layers = layers, .first = first};
+    char err[256];
+    if (bl_plan_check_map(&map, err, sizeof err) != 0) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
     }
     return BL_OK;
 }
 
-/* The balanced default: contiguous min-max over the cost hints. */
-static bl_status_t balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stages, int *first)
+bl_status_t bl_layout_balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stages, int *first)
 {
     const bl_allocator_t *a = bl_rt_allocator(rt);
     double *cost = bl_mem_array(a, (size_t)m->layer_count, sizeof *cost);
@@ -63,6 +59,7 @@ static bl_status_t balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stage
     }
     bl_part_allocator_t pa = bl_rt_part_allocator(rt);
     int rc = bl_pipe_partition_layers(m->layer_count, cost, stages, NULL, first, &pa);
+    first[stages] = m->layer_count;
     bl_mem_free(a, cost);
     return rc == 0 ? BL_OK
                    : bl_fail(rt, BL_ERR_NO_MEM, "no memory to split %d layers over %d stages",
@@ -78,8 +75,7 @@ static bl_status_t split_comm(bl_runtime_t *rt, int color, int key, MPI_Comm *ou
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, what);
 }
 
-bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages,
-                           const int *stage_first, int stage_count)
+bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages)
 {
     memset(l, 0, sizeof *l);
     l->pipe = MPI_COMM_NULL;
@@ -102,28 +98,7 @@ bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m
     l->replicas = P / stages;
     l->stage = rt->rank % stages;
     l->replica = rt->rank / stages;
-    l->first = bl_mem_array(bl_rt_allocator(rt), (size_t)stages + 1, sizeof *l->first);
-    if (l->first == NULL) {
-        bl_layout_free(l);
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", stages);
-    }
-    bl_status_t st;
-    if (stage_first != NULL) {
-        st = bl_layout_check_map(rt, L, stages, stage_first, stage_count);
-        if (st == BL_OK) {
-            memcpy(l->first, stage_first, (size_t)stages * sizeof *l->first);
-        }
-    } else {
-        st = stage_count == 0
-                 ? balanced_map(rt, m, stages, l->first)
-                 : bl_fail(rt, BL_ERR_INVALID_ARG,
-                           "a stage count of %d is given without a stage map", stage_count);
-    }
-    l->first[stages] = L;
-    if (st != BL_OK) {
-        bl_layout_free(l);
-    }
-    return st;
+    return BL_OK;
 }
 
 int bl_layout_stage_of(const int *first, int stages, int layer)
@@ -159,7 +134,6 @@ void bl_layout_free(bl_layout_t *l)
     if (l->dp != MPI_COMM_NULL) {
         MPI_Comm_free(&l->dp);
     }
-    bl_mem_free(bl_rt_allocator(l->rt), l->first);
     memset(l, 0, sizeof *l);
     l->pipe = MPI_COMM_NULL;
     l->dp = MPI_COMM_NULL;

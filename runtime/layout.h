@@ -1,7 +1,8 @@
 /* The job's grid: P ranks = D data-parallel groups × S pipeline stages.
  * Rank r is stage r % S of pipeline (replica) r / S, so one pipeline's
  * stages are neighbouring ranks (on the same node when ranks fill nodes in
- * order). Every pipeline has the same layer→stage map. */
+ * order). Which layers each stage owns is the plan's (partition/plan.h);
+ * this file also makes the default stage map and checks a given one. */
 #ifndef BL_LAYOUT_H
 #define BL_LAYOUT_H
 
@@ -18,20 +19,22 @@ typedef struct bl_layout {
     /* This stage's ranks across pipelines ordered by replica (the
      * gradient all-reduce group); MPI_COMM_NULL when D = 1. */
     MPI_Comm dp;
-    int *first; /* (S + 1) stage s owns layers [first[s], first[s+1]) */
 } bl_layout_t;
 
-/* Checks the grid against the job and the model and plans the stages;
- * local (the communicators come with bl_layout_connect). stage_first: S first layers given by
- * the user (stage_count of them), or NULL: the contiguous split that
- * balances the layers' cost hints. Errors name the problem (S does not
- * divide P, more stages than layers, a map that is not contiguous, ...). */
-bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages,
-                           const int *stage_first, int stage_count);
-/* Checks a user's stage map: count = stages first layers, ascending from
- * 0, each stage at least one of the model's layers. */
-bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *first,
-                                int count);
+/* Checks the grid against the job and the model: S divides P, and every
+ * stage can have a layer. Local (the communicators come with
+ * bl_layout_connect). Errors name the problem. */
+bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages);
+
+/* A stage map as a user gives it: `count` first layers, which must be
+ * `stages` of them, ascending from 0, each stage at least one of the
+ * model's `layers` (bl_plan_check_map's messages). Copied into first
+ * (stages + 1 entries, first[stages] = layers) when it passes. Local. */
+bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *given,
+                                int count, int *first);
+/* The default map: the contiguous split that balances the layers' cost
+ * hints (bl_layer_cost), into first (stages + 1 entries). Local. */
+bl_status_t bl_layout_balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stages, int *first);
 /* The stage owning `layer` under map first (stages + 1 entries). */
 int bl_layout_stage_of(const int *first, int stages, int layer);
 

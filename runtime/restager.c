@@ -43,22 +43,29 @@ bl_status_t bl_restager_check_plan(bl_runtime_t *rt, const bl_train_config_t *cf
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "a stage plan needs a pipeline (2 or more stages); this job has %d", S);
     }
-    for (int k = 0; k < n; k++) {
+    int *map = bl_mem_array(bl_rt_allocator(rt), (size_t)S + 1, sizeof *map);
+    if (map == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", S);
+    }
+    bl_status_t st = BL_OK;
+    for (int k = 0; k < n && st == BL_OK; k++) {
         long step = cfg->stage_plan_steps[k];
         if (step < 0 || (k > 0 && step <= cfg->stage_plan_steps[k - 1])) {
-            return bl_fail(rt, BL_ERR_INVALID_ARG,
-                           "stage plan: map %d after step %ld: steps must be >= 0 and ascending", k,
-                           step);
+            st = bl_fail(rt, BL_ERR_INVALID_ARG,
+                         "stage plan: map %d after step %ld: steps must be >= 0 and ascending", k,
+                         step);
+            break;
         }
-        bl_status_t st =
-            bl_layout_check_map(rt, layers, S, cfg->stage_plan_first + (size_t)k * (size_t)S, S);
+        st = bl_layout_check_map(rt, layers, S, cfg->stage_plan_first + (size_t)k * (size_t)S, S,
+                                 map);
         if (st != BL_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", bl_last_error(rt));
-            return bl_fail(rt, st, "stage plan: the map after step %ld: %s", step, why);
+            st = bl_fail(rt, st, "stage plan: the map after step %ld: %s", step, why);
         }
     }
-    return BL_OK;
+    bl_mem_free(bl_rt_allocator(rt), map);
+    return st;
 }
 
 uint64_t bl_restager_digest(const bl_train_config_t *cfg)

@@ -63,8 +63,8 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
                         s->max_micro);
 }
 
-bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
-                          int micro_batches, int schedule, int direct)
+bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, const int *first,
+                          int batch, int micro_batches, int schedule, int direct)
 {
     bl_runtime_t *rt = m->rt;
     const bl_allocator_t *a = bl_rt_allocator(rt);
@@ -82,8 +82,8 @@ bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, in
     s->stage = l->stage;
     s->stages = l->stages;
     s->pipe_base = l->replica * l->stages;
-    s->first = l->first[l->stage];
-    s->last = l->first[l->stage + 1];
+    s->first = first[l->stage];
+    s->last = first[l->stage + 1];
     s->in_width = m->layers[s->first].in_features;
     s->out_width = m->layers[s->last - 1].out_features;
     s->micro_batches = micro_batches;

@@ -80,11 +80,12 @@ typedef struct bl_stage {
     int peak_in_flight; /* the most held at once since init */
 } bl_stage_t;
 
-/* Sets up the stage of this rank in layout l for global batch `batch`,
- * M micro-batches and a schedule (BL_PIPE_GPIPE or BL_PIPE_1F1B); direct
- * 1: the stages transfer directly (s->direct to be set before a step). */
-bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, int batch,
-                          int micro_batches, int schedule, int direct);
+/* Sets up the stage of this rank in layout l, owning the layers the stage
+ * map `first` (S + 1 entries) gives it, for global batch `batch`, M
+ * micro-batches and a schedule (BL_PIPE_GPIPE or BL_PIPE_1F1B); direct 1:
+ * the stages transfer directly (s->direct to be set before a step). */
+bl_status_t bl_stage_init(bl_stage_t *s, bl_model_t *m, const bl_layout_t *l, const int *first,
+                          int batch, int micro_batches, int schedule, int direct);
 /* Waits for sends still in flight (after a failed step), then frees. */
 void bl_stage_free(bl_stage_t *s);
 

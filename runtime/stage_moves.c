@@ -14,8 +14,8 @@
 void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count)
 {
     const bl_model_t *m = t->model;
-    const bl_layer_t *lo = &m->layers[t->layout.first[stage]];
-    const bl_layer_t *hi = &m->layers[t->layout.first[stage + 1] - 1];
+    const bl_layer_t *lo = &m->layers[t->plan.first[stage]];
+    const bl_layer_t *hi = &m->layers[t->plan.first[stage + 1] - 1];
     *first = lo->param_offset;
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
@@ -35,9 +35,9 @@ bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t)
 bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
-    bl_status_t st = bl_stage_init(&t->stage, t->model, &t->layout, c->batch, c->micro_batches,
-                                   c->schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B,
-                                   t->pipe_group.direct);
+    bl_status_t st = bl_stage_init(
+        &t->stage, t->model, &t->layout, t->plan.first, c->batch, c->micro_batches,
+        c->schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B, t->pipe_group.direct);
     t->stage.direct = t->pipe_comm;
     return st;
 }
@@ -65,7 +65,7 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
     /* Every rank takes part in the transfers even after a failed download:
      * the agreement below then fails the move everywhere. */
-    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, l->first, next, &mig);
+    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, t->plan.first, next, &mig);
     if (st == BL_OK) {
         st = down;
     }
@@ -89,16 +89,16 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
                        "a layer migration after step %ld failed on another rank", step);
     }
     char from_map[512], to_map[512];
-    bl_trainer_format_map(l->first, l->stages, from_map, sizeof from_map);
-    bl_trainer_format_map(next, l->stages, to_map, sizeof to_map);
+    bl_plan_format_map(t->plan.first, l->stages, from_map, sizeof from_map);
+    bl_plan_format_map(next, l->stages, to_map, sizeof to_map);
     bl_log(t->rt, BL_LOG_INFO,
            "after step %ld: stage layers %s -> %s (%d layers moved, %.0f bytes per pipeline, "
            "%.3f ms)",
            step, from_map, to_map, mig.layers_moved, mig.pipeline_bytes, agree[0] * 1e3);
-    bl_restager_moved(&t->restager, step, l->first, next, &mig,
-                      t->modelled_s_per_op > 0.0 ? bl_restager_nominal_move_s(mig.pipeline_bytes)
-                                                 : agree[0]);
-    memcpy(l->first, next, (size_t)(l->stages + 1) * sizeof *l->first);
+    bl_control_moved(&t->control, step, t->plan.first, next, &mig,
+                     t->modelled_s_per_op > 0.0 ? bl_restager_nominal_move_s(mig.pipeline_bytes)
+                                                : agree[0]);
+    memcpy(t->plan.first, next, (size_t)(l->stages + 1) * sizeof *t->plan.first);
     *moved = mig.layers_moved;
     /* New buffers (device memory may run out): agreed before the next step. */
     return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");

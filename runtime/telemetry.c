@@ -181,8 +181,8 @@ static double max_compute(const bl_step_record_t *records, int ranks)
     return max;
 }
 
-void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records, const int *shards,
-                             double loss, double accuracy, const char *extra)
+void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records,
+                             const long *shards, double loss, double accuracy, const char *extra)
 {
     FILE *f = tm->jsonl;
     if (f == NULL) {
@@ -205,7 +205,7 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
             b.idle);
     fputs(",\"shards\":[", f);
     for (int r = 0; r < P; r++) {
-        fprintf(f, "%s%d", r == 0 ? "" : ",", shards[r]);
+        fprintf(f, "%s%ld", r == 0 ? "" : ",", shards[r]);
     }
     fputc(']', f);
     write_array(f, "samples", records, P, samples_of, max);

@@ -67,8 +67,8 @@ bl_status_t bl_telemetry_close(bl_telemetry_t *tm);
 
 /* Rank 0: one JSON object line for a step. extra is a JSON fragment of
  * more members (without braces), or NULL. */
-void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records, const int *shards,
-                             double loss, double accuracy, const char *extra);
+void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records,
+                             const long *shards, double loss, double accuracy, const char *extra);
 
 /* Rank 0: the step's spans (compute, comm, wait per rank) into the trace. */
 void bl_telemetry_trace_step(bl_telemetry_t *tm, const bl_step_record_t *records);

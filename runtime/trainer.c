@@ -15,11 +15,6 @@
 #include "modelled_time.h"
 #include "trainer_impl.h"
 
-static const char *restager_note(const void *restager, long step)
-{
-    return bl_restager_note(restager, step);
-}
-
 /* "<what>: <how> (3 ranks: 1 on GPUs, 0 on other devices, 2 on CPUs)",
  * for a group of several ranks with a device among them. */
 static void log_devices(const bl_trainer_t *t, const char *what, const char *members,
@@ -35,40 +30,17 @@ static void log_devices(const bl_trainer_t *t, const char *what, const char *mem
 
 /* ---- Set-up, step by step ---------------------------------------------- */
 
-/* The grid, the stage map and the first shard plan (local checks). */
+/* The grid and the first plan: its shards, caps and stage map (local
+ * checks). */
 static bl_status_t setup_plan(bl_trainer_t *t)
 {
-    const bl_train_config_t *c = &t->cfg;
-    const bl_allocator_t *a = bl_rt_allocator(t->rt);
-    bl_status_t st = bl_layout_init(&t->layout, t->rt, t->model, c->pipeline_stages, c->stage_first,
-                                    c->stage_count);
+    bl_status_t st = bl_layout_init(&t->layout, t->rt, t->model, t->cfg.pipeline_stages);
     if (st != BL_OK) {
         return st;
     }
-    t->user_map = c->stage_first != NULL;
-    t->cfg.stage_first = t->layout.first;
-    st = bl_restager_check_plan(t->rt, c, t->model->layer_count);
-    if (st != BL_OK) {
-        return st;
-    }
-    t->next_first = bl_mem_array(a, (size_t)t->layout.stages + 1, sizeof *t->next_first);
-    if (t->next_first == NULL) {
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-stage map", t->layout.stages);
-    }
-    t->cfg_shards_given = c->shards != NULL;
-    t->shards = bl_mem_array(a, (size_t)t->layout.replicas, sizeof *t->shards);
-    t->rank_shards = bl_mem_array(a, (size_t)t->rt->size, sizeof *t->rank_shards);
-    if (t->shards == NULL || t->rank_shards == NULL) {
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", t->rt->size);
-    }
-    st = bl_trainer_plan_shards(t);
-    if (st != BL_OK) {
-        return st;
-    }
-    t->cfg.shards = t->shards;
-    t->cfg.shard_count = t->layout.replicas;
-    bl_trainer_locate_slice(t);
-    return BL_OK;
+    t->user_map = t->cfg.stage_first != NULL;
+    t->cfg_shards_given = t->cfg.shards != NULL;
+    return bl_trainer_first_plan(t);
 }
 
 /* The sampler, the optimizer state and the batch's sample numbers. */
@@ -88,12 +60,6 @@ static bl_status_t setup_state(bl_trainer_t *t)
                        B);
     }
     return BL_OK;
-}
-
-/* Telemetry, emulated slowdowns and the shard controller. Collective. */
-static bl_status_t setup_balancer(bl_trainer_t *t)
-{
-    return bl_balancer_init(&t->balancer, t->rt, &t->cfg);
 }
 
 /* Every rank is here with a plan: a mismatch is told before any split;
@@ -189,23 +155,17 @@ static bl_status_t setup_reducer(bl_trainer_t *t)
     return st;
 }
 
-/* The stage controller, and the telemetry's view of the stage map.
- * Collective. */
-static bl_status_t setup_controllers(bl_trainer_t *t)
+/* Telemetry, emulated slowdowns and the controllers. Collective. */
+static bl_status_t setup_control(bl_trainer_t *t)
 {
-    bl_status_t st = bl_restager_init(&t->restager, t->rt, &t->cfg, t->model, &t->layout);
-    if (st != BL_OK) {
-        return st;
-    }
-    return bl_balancer_track_pipeline(&t->balancer, t->layout.stages, t->layout.first,
-                                      restager_note, &t->restager);
+    return bl_control_init(&t->control, t->rt, &t->cfg, t->model, &t->layout, &t->plan);
 }
 
 /* The set-up in order; every rank runs every step (those that are
  * collective say so) in this order. */
 static bl_status_t (*const setup_steps[])(bl_trainer_t *t) = {
-    setup_plan,    setup_state,     setup_balancer, setup_agreement,
-    setup_buffers, setup_transfers, setup_reducer,  setup_controllers,
+    setup_plan,      setup_state,   setup_agreement, setup_buffers,
+    setup_transfers, setup_reducer, setup_control,
 };
 
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
@@ -265,22 +225,19 @@ void bl_trainer_destroy(bl_trainer_t *t)
     }
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     int healthy = !t->failed;
+    bl_part_allocator_t pa = bl_rt_part_allocator(t->rt);
     bl_sampler_free(&t->sampler);
-    bl_balancer_free(&t->balancer);
+    bl_control_free(&t->control);
     bl_reducer_destroy(t->reducer, healthy);
     bl_device_comm_free(t->pipe_comm, healthy);
     bl_device_data_free(&t->resident);
     bl_device_copies_free(&t->dev);
-    bl_restager_free(&t->restager);
     bl_stage_free(&t->stage);
     bl_layout_free(&t->layout);
-    bl_mem_free(a, t->shards);
-    bl_mem_free(a, t->shard_min);
-    bl_mem_free(a, t->shard_max);
-    bl_mem_free(a, t->rank_shards);
+    bl_plan_free(&t->plan, &pa);
+    bl_plan_free(&t->next, &pa);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);
-    bl_mem_free(a, t->next_first);
     bl_mem_free(a, t);
 }
 
@@ -333,34 +290,26 @@ static void step_times(bl_trainer_t *t, bl_stage_result_t *r)
 {
     if (t->modelled_s_per_op > 0.0) {
         bl_modelled_stage_times(t->model, &t->stage, t->local, t->modelled_s_per_op,
-                                bl_balancer_slow_factor(&t->balancer, t->step), r);
+                                bl_control_slow_factor(&t->control, t->step), r);
     }
 }
 
 /* Steps 5 and 6: telemetry, and at a window's end the controllers' plan
- * for the next step, the same on every rank: shards (without pipelining,
- * so shards are per rank then) or a stage map, whose layers move now. */
+ * for the next step, the same on every rank: new shards move this
+ * pipeline's slice, a new stage map moves layers between stages now. */
 static bl_status_t control(bl_trainer_t *t, const bl_step_record_t *record, double step_s,
                            bl_step_info_t *info)
 {
-    int piped = t->layout.stages > 1;
-    bl_status_t st =
-        bl_balancer_after_step(&t->balancer, record, info, piped ? t->rank_shards : t->shards);
-    if (st == BL_OK && info->plan_changed) {
-        bl_trainer_locate_slice(t);
-    }
-    info->stages_moved = 0;
-    if (st != BL_OK || !t->restager.on) {
-        return st;
-    }
     int changed = 0;
-    bl_restager_observe(&t->restager, &t->stage, step_s);
-    st = bl_restager_boundary(&t->restager, info->step, t->layout.first, t->next_first, &changed);
-    if (t->restager.last_action != NULL) {
-        info->decision = t->restager.last_action;
+    info->stages_moved = 0;
+    bl_status_t st = bl_control_after_step(&t->control, record, &t->stage, step_s, &t->plan,
+                                           &t->next, info, &changed);
+    if (st == BL_OK && (changed & BL_CONTROL_MAP)) {
+        st = bl_trainer_restage(t, info->step, t->next.first, &info->stages_moved);
     }
     if (st == BL_OK && changed) {
-        st = bl_trainer_restage(t, info->step, t->next_first, &info->stages_moved);
+        bl_plan_copy(&t->plan, &t->next);
+        bl_trainer_locate_slice(t);
     }
     return st;
 }
@@ -372,8 +321,8 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     int modelled = t->modelled_s_per_op > 0.0;
     bl_step_record_t record = {.step = (double)t->step,
                                .samples = t->local,
-                               .start_s = bl_balancer_now(&t->balancer),
-                               .plan = (double)t->balancer.ctl.version};
+                               .start_s = bl_control_now(&t->control),
+                               .plan = (double)t->plan.version};
     double start = bl_now_seconds();
     t->rt->wait_step = t->step; /* what a timed-out wait names */
     /* 1. Sample: every rank draws the whole batch; its pipeline a slice. */
@@ -386,7 +335,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                           .done = bl_reducer_layer_done,
                           .done_arg = t->reducer,
                           .done_after_transfers = t->reducer->after_transfers,
-                          .slowdown = modelled ? NULL : &t->balancer,
+                          .slowdown = modelled ? NULL : &t->control.balancer,
                           .resident = t->resident.device != NULL ? &t->resident : NULL};
     bl_stage_result_t r;
     bl_status_t st = bl_stage_run(&t->stage, &in, &r);
@@ -435,7 +384,7 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     /* The last telemetry (rank 0's: agreed before the collectives), the
      * host arrays current everywhere and equal on a stage's replicas. */
     bl_status_t st =
-        bl_agree(t->rt, bl_balancer_flush(&t->balancer), BL_ERR_IO, "writing the last telemetry");
+        bl_agree(t->rt, bl_control_flush(&t->control), BL_ERR_IO, "writing the last telemetry");
     if (st == BL_OK) {
         st = bl_agree(t->rt, bl_trainer_sync_params(t), BL_ERR_MISMATCH, "ending the run");
     }
@@ -462,7 +411,7 @@ bl_status_t bl_trainer_layout(const bl_trainer_t *t, bl_layout_info_t *out)
 
 const int *bl_trainer_stage_map(const bl_trainer_t *t)
 {
-    return t != NULL ? t->layout.first : NULL;
+    return t != NULL ? t->plan.first : NULL;
 }
 
 const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count)

@@ -4,100 +4,7 @@
 #include <string.h>
 
 #include "consistency.h"
-#include "policy_state.h"
 #include "trainer_impl.h"
-
-/* Collective: the controllers' state for a checkpoint, into s on rank 0.
- * The telemetry in flight is settled into the shard controller's window,
- * every rank's stage-controller window is gathered, and rank 0 packs both
- * policies' learned state with the windows (policy_state.h). */
-static bl_status_t collect_control(bl_trainer_t *t, bl_ckpt_state_t *s)
-{
-    bl_runtime_t *rt = t->rt;
-    const bl_allocator_t *a = bl_rt_allocator(rt);
-    int P = rt->size, L = t->model->layer_count;
-    bl_control_windows_t w = {.ranks = P, .layers = L};
-    double *shard = NULL, *stage = NULL;
-    bl_status_t st = bl_balancer_settle(&t->balancer);
-    if (st != BL_OK) {
-        return st;
-    }
-    if (rt->rank == 0) {
-        w.shard_count = t->balancer.controller_on ? BL_CONTROLLER_WINDOW_DOUBLES(P) : 0;
-        w.stage_count = t->restager.on ? (size_t)P * BL_RESTAGER_WINDOW_DOUBLES(L) : 0;
-        shard = w.shard_count > 0 ? bl_mem_array(a, w.shard_count, sizeof *shard) : NULL;
-        stage = w.stage_count > 0 ? bl_mem_array(a, w.stage_count, sizeof *stage) : NULL;
-        if ((w.shard_count > 0 && shard == NULL) || (w.stage_count > 0 && stage == NULL)) {
-            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for the control windows of %d ranks", P);
-        }
-    }
-    st = bl_agree(rt, st, BL_ERR_NO_MEM, "saving the control windows");
-    if (st == BL_OK) {
-        st = bl_restager_gather_windows(&t->restager, stage);
-    }
-    if (st == BL_OK && rt->rank == 0) {
-        if (shard != NULL) {
-            bl_controller_window_save(&t->balancer.ctl, shard);
-        }
-        w.shard = shard;
-        w.stage = stage;
-        st = bl_policy_state_collect(rt, t->balancer.ctl.policy, t->restager.policy, &w,
-                                     &s->control, &s->control_bytes);
-    }
-    bl_mem_free(a, shard);
-    bl_mem_free(a, stage);
-    return st;
-}
-
-/* Collective, on resume: rank 0 loads the policies' learned state and
- * the shard controller's window in progress, and every rank its
- * stage-controller window, when they were saved for this layout (the same
- * ranks and layers). With measured times the resumed process's first step
- * is cold (caches, first touches) and is not observed; with modelled
- * times nothing is cold, and the windows go on exactly as saved. */
-static bl_status_t restore_control(bl_trainer_t *t, const bl_ckpt_state_t *s, const char *path)
-{
-    bl_runtime_t *rt = t->rt;
-    const bl_allocator_t *a = bl_rt_allocator(rt);
-    int P = rt->size, L = t->model->layer_count;
-    double *stage = NULL;
-    int stage_fits = 0;
-    if (rt->rank == 0) {
-        bl_control_windows_t w;
-        bl_policy_state_restore(rt, t->balancer.ctl.policy, t->restager.policy, s->control,
-                                s->control_bytes, path, &w);
-        size_t shard_count = BL_CONTROLLER_WINDOW_DOUBLES(P);
-        size_t stage_count = (size_t)P * BL_RESTAGER_WINDOW_DOUBLES(L);
-        int shard_fits = t->balancer.controller_on && w.ranks == P && w.shard_count == shard_count;
-        stage_fits =
-            t->restager.on && w.ranks == P && w.layers == L && w.stage_count == stage_count;
-        double *shard = shard_fits ? bl_mem_array(a, shard_count, sizeof *shard) : NULL;
-        stage = stage_fits ? bl_mem_array(a, stage_count, sizeof *stage) : NULL;
-        shard_fits = shard != NULL;
-        stage_fits = stage != NULL;
-        if (shard != NULL) {
-            memcpy(shard, w.shard, shard_count * sizeof *shard);
-            shard_fits = bl_controller_window_load(&t->balancer.ctl, shard);
-        }
-        if (stage != NULL) {
-            memcpy(stage, w.stage, stage_count * sizeof *stage);
-        }
-        bl_mem_free(a, shard);
-        if ((w.shard_count > 0 && !shard_fits) || (w.stage_count > 0 && !stage_fits)) {
-            bl_log(rt, BL_LOG_INFO,
-                   "resume: %s's control windows in progress do not fit this run (%d ranks, %d "
-                   "layers); they start empty",
-                   path, P, L);
-        }
-    }
-    bl_status_t st = bl_restager_scatter_windows(&t->restager, stage, stage_fits);
-    bl_mem_free(a, stage);
-    if (t->modelled_s_per_op <= 0.0) {
-        t->balancer.ctl.cold_step = s->step;
-        t->restager.skip_next = 1;
-    }
-    return st;
-}
 
 bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
                                        size_t n)
@@ -112,12 +19,8 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .seed = t->cfg.seed,
                          .batch = t->cfg.batch,
                          .shuffle = t->cfg.shuffle,
-                         .plan_version = t->balancer.ctl.version,
                          .ranks = t->rt->size,
-                         .replicas = t->layout.replicas,
-                         .stages = t->layout.stages,
-                         .first = t->layout.first,
-                         .shards = t->shards};
+                         .plan = t->plan};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
     /* A device rank's host arrays are current only after a run (a save
@@ -125,7 +28,7 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
      * controllers' state even after a failed download (the others wait
      * in it); rank 0 writes the manifest with it. */
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
-    bl_status_t st = collect_control(t, &s);
+    bl_status_t st = bl_control_save(&t->control, &s);
     st = bl_agree(t->rt, st != BL_OK ? st : down, BL_ERR_NO_MEM,
                   "gathering the parameters and the controllers' state");
     if (st == BL_OK) {
@@ -159,67 +62,58 @@ static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_c
 }
 
 /* Whether the checkpoint's shards fit this run's caps (no caps: they do). */
-static int shards_fit_caps(const bl_trainer_t *t, const int *shards)
+static int shards_fit_caps(const bl_plan_t *p, const long *shards)
 {
-    for (int d = 0; t->shard_min != NULL && d < t->layout.replicas; d++) {
-        if (shards[d] < t->shard_min[d] || shards[d] > t->shard_max[d]) {
+    for (int d = 0; p->shard_min != NULL && d < p->groups; d++) {
+        if (shards[d] < p->shard_min[d] || shards[d] > p->shard_max[d]) {
             return 0;
         }
     }
     return 1;
 }
 
-/* "40,24": a shard plan as --shards takes it. */
-static void format_shards(const int *shards, int count, char *out, size_t n)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (int d = 0; d < count && used < n; d++) {
-        int k = snprintf(out + used, n - used, "%s%d", d == 0 ? "" : ",", shards[d]);
-        used += k > 0 ? (size_t)k : 0;
-    }
-}
-
 /* A resume continues the checkpoint's plan. With the same number of
- * pipelines its shards replace the config's plan (or the even split), and
- * with the same number of stages its stage map replaces the config's (or
- * the balanced one): the run then goes on exactly as if never stopped,
- * whatever the command line gives. A configured plan that differs is named
- * in one info line. Saved shards outside this run's caps give way to the
- * plan the config gives, also with an info line. */
-static bl_status_t adopt_plan(bl_trainer_t *t, const bl_ckpt_state_t *s, const char *path)
+ * pipelines its shards and version replace the config's plan (or the
+ * even split), and with the same number of stages its stage map replaces
+ * the config's (or the balanced one): the run then goes on exactly as if
+ * never stopped, whatever the command line gives. A configured plan that
+ * differs is named in one info line. Saved shards outside this run's caps
+ * give way to the plan the config gives, also with an info line. */
+static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const char *path)
 {
-    bl_layout_t *l = &t->layout;
-    int D = l->replicas, S = l->stages;
-    char saved[512], mine[512];
-    if (s->replicas == D && memcmp(t->shards, s->shards, (size_t)D * sizeof *t->shards) != 0) {
-        format_shards(s->shards, D, saved, sizeof saved);
-        format_shards(t->shards, D, mine, sizeof mine);
-        if (shards_fit_caps(t, s->shards)) {
+    bl_plan_t *p = &t->plan;
+    int D = p->groups, S = p->stages;
+    char theirs[512], mine[512];
+    p->version = saved->version;
+    if (saved->groups == D && memcmp(p->shards, saved->shards, (size_t)D * sizeof *p->shards)) {
+        bl_plan_format_shards(saved, theirs, sizeof theirs);
+        bl_plan_format_shards(p, mine, sizeof mine);
+        if (shards_fit_caps(p, saved->shards)) {
             if (t->cfg_shards_given) {
                 bl_log(t->rt, BL_LOG_INFO,
                        "resume: %s's shard plan %s (plan v%ld) is kept; the configured plan %s "
                        "is not used",
-                       path, saved, s->plan_version, mine);
+                       path, theirs, saved->version, mine);
             }
-            memcpy(t->shards, s->shards, (size_t)D * sizeof *t->shards);
+            memcpy(p->shards, saved->shards, (size_t)D * sizeof *p->shards);
             bl_trainer_locate_slice(t);
         } else {
             bl_log(t->rt, BL_LOG_INFO,
                    "resume: %s's shard plan %s lies outside this run's shard caps; the plan "
                    "starts as %s",
-                   path, saved, mine);
+                   path, theirs, mine);
         }
     }
-    if (s->stages == S && memcmp(l->first, s->first, (size_t)(S + 1) * sizeof *l->first) != 0) {
+    if (saved->stages == S &&
+        memcmp(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first) != 0) {
         if (t->user_map) {
-            bl_trainer_format_map(s->first, S, saved, sizeof saved);
-            bl_trainer_format_map(l->first, S, mine, sizeof mine);
+            bl_plan_format_map(saved->first, S, theirs, sizeof theirs);
+            bl_plan_format_map(p->first, S, mine, sizeof mine);
             bl_log(t->rt, BL_LOG_INFO,
                    "resume: %s's stage map %s is kept; the configured map %s is not used", path,
-                   saved, mine);
+                   theirs, mine);
         }
-        memcpy(l->first, s->first, (size_t)(S + 1) * sizeof *l->first);
+        memcpy(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first);
         return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH,
                         "rebuilding the stages");
     }
@@ -252,14 +146,13 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
     if (st == BL_OK) {
         t->step = s.step;
         t->whole_at = s.step; /* every rank loaded every layer */
-        t->balancer.ctl.version = s.plan_version;
-        st = adopt_plan(t, &s, path);
+        st = adopt_plan(t, &s.plan, path);
     }
     if (st == BL_OK) {
         bl_log(t->rt, BL_LOG_INFO,
                "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
-               s.step, s.ranks, s.replicas, s.stages);
-        st = restore_control(t, &s, path);
+               s.step, s.ranks, s.plan.groups, s.plan.stages);
+        st = bl_control_restore(&t->control, &s, path, t->modelled_s_per_op > 0.0);
     }
     if (st == BL_OK) {
         *resumed = 1;

@@ -7,8 +7,8 @@
 #ifndef BL_TRAINER_IMPL_H
 #define BL_TRAINER_IMPL_H
 
-#include "balancer.h"
 #include "checkpoint.h"
+#include "control.h"
 #include "dataset_impl.h"
 #include "device_comm.h"
 #include "device_copies.h"
@@ -16,7 +16,6 @@
 #include "device_group.h"
 #include "layout.h"
 #include "reducer.h"
-#include "restager.h"
 #include "sampler.h"
 #include "stage.h"
 
@@ -24,22 +23,20 @@ struct bl_trainer {
     bl_runtime_t *rt;
     bl_model_t *model;
     bl_dataset_t *data;
-    bl_train_config_t cfg; /* cfg.shards and cfg.stage_first point at copies below */
-    bl_layout_t layout;    /* D pipelines × S stages, the layer→stage map, communicators */
-    int *shards;           /* (D) samples of each pipeline's slice; sums to B */
-    int *shard_min;        /* (D) the caps, or NULL (cfg.shard_min points here) */
-    int *shard_max;
-    int *rank_shards; /* (P) each rank's pipeline's slice, for telemetry */
-    int offset;       /* this pipeline's slice: [offset, offset + local) of the batch */
+    /* The config as the caller meant it (upgraded to this version); its
+     * arrays are the caller's, read only while the trainer is created. */
+    bl_train_config_t cfg;
+    bl_layout_t layout; /* D pipelines × S stages and their communicators */
+    bl_plan_t plan;     /* the shards, their caps and the stage map in force */
+    bl_plan_t next;     /* scratch: the plan the controllers emit after a step */
+    long offset;        /* this pipeline's slice: [offset, offset + local) of the batch */
     int local;
     bl_sampler_t sampler;
-    bl_balancer_t balancer; /* slowdowns, telemetry, the shard controller */
-    bl_restager_t restager; /* pipelines: per-layer telemetry, stage-map decisions */
-    bl_stage_t stage;       /* this rank's stage: its layers, micro-batches, transfers */
-    bl_reducer_t *reducer;  /* the stage's gradient reduction and update */
-    int failed;             /* a step failed: teardown must not wait for the others */
-    int *next_first;        /* (S + 1) the map the restager chose for the next step */
-    float *velocity;        /* momentum, in the parameters' layout */
+    bl_control_t control;  /* telemetry, emulated slowdowns, the controllers */
+    bl_stage_t stage;      /* this rank's stage: its layers, micro-batches, transfers */
+    bl_reducer_t *reducer; /* the stage's gradient reduction and update */
+    int failed;            /* a step failed: teardown must not wait for the others */
+    float *velocity;       /* momentum, in the parameters' layout */
     /* A rank computing on a device of its own: the parameters, gradients
      * and momentum there (the host arrays are synced at the API's edges),
      * and what its data-parallel group is made of. */
@@ -70,17 +67,19 @@ bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
  * model. */
 bl_status_t bl_trainer_check_dataset(bl_runtime_t *rt, const bl_model_t *m, const bl_dataset_t *d,
                                      const char *role);
-/* Fills t->shards from the config (checked) or as an even split. */
-bl_status_t bl_trainer_plan_shards(bl_trainer_t *t);
-/* This pipeline's slice of the batch under the current plan, and every
- * rank's (its pipeline's) for telemetry. */
+/* The first plan (t->plan, and t->next of the same sizes): the config's
+ * caps, shards and stage map, or the defaults (the split closest to even
+ * within the caps; the map that balances the layers' costs), checked by
+ * the plan's one validator. Local. */
+bl_status_t bl_trainer_first_plan(bl_trainer_t *t);
+/* This pipeline's slice of the batch under the plan in force. */
 void bl_trainer_locate_slice(bl_trainer_t *t);
+/* "rank" or "pipeline": what a shard belongs to in this layout. */
+const char *bl_trainer_shard_owner(const bl_trainer_t *t);
 /* What every rank must agree on before step 0. Collective. */
 bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t);
 /* One info line: the grid, the stage map, the micro-batches. */
 void bl_trainer_log_layout(const bl_trainer_t *t);
-/* "0-2,3-5": a stage map as --stages takes it. */
-void bl_trainer_format_map(const int *first, int stages, char *out, size_t n);
 
 /* ---- stage_moves.c ------------------------------------------------------ */
 
@@ -93,7 +92,7 @@ bl_status_t bl_trainer_init_stage(bl_trainer_t *t);
  * layout gives this rank's stage now (after a layer migration). */
 bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t);
 /* Moves to stage map `next` at the boundary after step `step`, in every
- * pipeline at once. Collective. */
+ * pipeline at once (the plan's map becomes `next`). Collective. */
 bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int *moved);
 /* Every rank's model whole and current (pipelines). Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t);

@@ -83,141 +83,97 @@ static bl_train_config_t upgrade_config(const bl_train_config_t *c)
     return full;
 }
 
-/* "rank 3" or "pipeline 3": what a shard belongs to in this layout. */
-static const char *shard_owner(const bl_trainer_t *t)
+const char *bl_trainer_shard_owner(const bl_trainer_t *t)
 {
     return t->layout.replicas == t->rt->size ? "rank" : "pipeline";
 }
 
-/* Checks the caps (D each, 0 <= min <= max, Σ min <= B <= Σ max) and keeps
- * copies. */
-static bl_status_t copy_caps(bl_trainer_t *t)
+/* The config's shard caps, with 0 and B for a side it leaves out. */
+static void copy_caps(const bl_train_config_t *c, bl_plan_t *p)
+{
+    for (int d = 0; d < p->groups; d++) {
+        p->shard_min[d] = c->shard_min != NULL ? c->shard_min[d] : 0;
+        p->shard_max[d] = c->shard_max != NULL ? c->shard_max[d] : c->batch;
+    }
+}
+
+/* The counts of the config's arrays against the grid. */
+static bl_status_t check_counts(const bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
     int D = t->layout.replicas;
-    if (c->shard_min == NULL && c->shard_max == NULL) {
+    if ((c->shard_min != NULL || c->shard_max != NULL) && c->shard_cap_count != D) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard caps: %d given but the job has %d %ss",
+                       c->shard_cap_count, D, bl_trainer_shard_owner(t));
+    }
+    if (c->shards == NULL || c->shard_count == D) {
         return BL_OK;
     }
-    if (c->shard_cap_count != D) {
-        return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard caps: %d given but the job has %d %ss",
-                       c->shard_cap_count, D, shard_owner(t));
-    }
-    const bl_allocator_t *a = bl_rt_allocator(t->rt);
-    t->shard_min = bl_mem_array(a, (size_t)D, sizeof *t->shard_min);
-    t->shard_max = bl_mem_array(a, (size_t)D, sizeof *t->shard_max);
-    if (t->shard_min == NULL || t->shard_max == NULL) {
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for %d shard caps", D);
-    }
-    long lo_sum = 0, hi_sum = 0;
-    for (int d = 0; d < D; d++) {
-        t->shard_min[d] = c->shard_min != NULL ? c->shard_min[d] : 0;
-        t->shard_max[d] = c->shard_max != NULL ? c->shard_max[d] : c->batch;
-        if (t->shard_min[d] < 0 || t->shard_max[d] < t->shard_min[d]) {
-            return bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                           "shard caps of %s %d: min %d and max %d must satisfy 0 <= min <= max",
-                           shard_owner(t), d, t->shard_min[d], t->shard_max[d]);
-        }
-        lo_sum += t->shard_min[d];
-        hi_sum += t->shard_max[d] < c->batch ? t->shard_max[d] : c->batch;
-    }
-    if (lo_sum > c->batch || hi_sum < c->batch) {
-        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                       "shard caps: the minimums sum to %ld and the maximums to %ld; the global "
-                       "batch %d must lie between",
-                       lo_sum, hi_sum, c->batch);
-    }
-    t->cfg.shard_min = t->shard_min;
-    t->cfg.shard_max = t->shard_max;
-    return BL_OK;
+    return D == t->rt->size
+               ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                         "the shard plan has %d sizes but the job has %d ranks", c->shard_count, D)
+               : bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                         "the shard plan has %d sizes but the job has %d pipelines "
+                         "(%d ranks / %d stages)",
+                         c->shard_count, D, t->rt->size, t->layout.stages);
 }
 
-/* Without a plan: the even split (B/D each, the first B%D one more), or
- * with caps the split closest to even within them. */
-static bl_status_t even_plan(bl_trainer_t *t)
+bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
 {
-    const bl_allocator_t *a = bl_rt_allocator(t->rt);
-    int D = t->layout.replicas;
-    long *plan = bl_mem_array(a, 3 * (size_t)D, sizeof *plan);
-    double *ones = bl_mem_array(a, (size_t)D, sizeof *ones);
-    if (plan == NULL || ones == NULL) {
-        bl_mem_free(a, plan);
-        bl_mem_free(a, ones);
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
-    }
-    if (t->shard_min == NULL) {
-        bl_split_even(t->cfg.batch, D, plan);
-    } else {
-        long *lo = plan + D, *hi = plan + 2 * D;
-        for (int d = 0; d < D; d++) {
-            ones[d] = 1.0;
-            lo[d] = t->shard_min[d];
-            hi[d] = t->shard_max[d];
-        }
-        bl_plan_proportional(t->cfg.batch, D, ones, lo, hi, plan); /* caps checked: feasible */
-    }
-    for (int d = 0; d < D; d++) {
-        t->shards[d] = (int)plan[d];
-    }
-    bl_mem_free(a, plan);
-    bl_mem_free(a, ones);
-    return BL_OK;
-}
-
-/* Fills t->shards from the config (checked) or as an even split. */
-bl_status_t bl_trainer_plan_shards(bl_trainer_t *t)
-{
+    bl_runtime_t *rt = t->rt;
     const bl_train_config_t *c = &t->cfg;
-    int P = t->layout.replicas;
-    bl_status_t st = copy_caps(t);
-    if (st != BL_OK || c->shards == NULL) {
-        return st != BL_OK ? st : even_plan(t);
+    int D = t->layout.replicas, S = t->layout.stages, L = t->model->layer_count;
+    int capped = c->shard_min != NULL || c->shard_max != NULL;
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    if (bl_plan_init(&t->plan, D, S, L, c->batch, capped, &pa) != 0 ||
+        bl_plan_init(&t->next, D, S, L, c->batch, capped, &pa) != 0) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", rt->size);
     }
-    if (c->shard_count != P) {
-        return P == t->rt->size
-                   ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                             "the shard plan has %d sizes but the job has %d ranks", c->shard_count,
-                             P)
-                   : bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                             "the shard plan has %d sizes but the job has %d pipelines "
-                             "(%d ranks / %d stages)",
-                             c->shard_count, P, t->rt->size, t->layout.stages);
+    /* The stage map first, then the stage plan's maps, then the shards. */
+    bl_status_t st;
+    if (c->stage_first != NULL) {
+        st = bl_layout_check_map(rt, L, S, c->stage_first, c->stage_count, t->plan.first);
+    } else if (c->stage_count != 0) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG, "a stage count of %d is given without a stage map",
+                     c->stage_count);
+    } else {
+        st = bl_layout_balanced_map(rt, t->model, S, t->plan.first);
     }
-    long sum = 0;
-    for (int r = 0; r < P; r++) {
-        if (c->shards[r] < 0) {
-            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard of %s %d is %d; it must be >= 0",
-                           shard_owner(t), r, c->shards[r]);
-        }
-        sum += c->shards[r];
-        t->shards[r] = c->shards[r];
+    if (st == BL_OK) {
+        st = bl_restager_check_plan(rt, c, L);
     }
-    if (sum != c->batch) {
-        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                       "the shard sizes sum to %ld but the global batch is %d", sum, c->batch);
+    if (st == BL_OK) {
+        st = check_counts(t);
     }
-    for (int r = 0; r < P && t->shard_min != NULL; r++) {
-        if (t->shards[r] < t->shard_min[r] || t->shards[r] > t->shard_max[r]) {
-            return bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                           "shard of %s %d is %d, outside its caps [%d, %d]", shard_owner(t), r,
-                           t->shards[r], t->shard_min[r], t->shard_max[r]);
+    if (st != BL_OK) {
+        return st;
+    }
+    char err[256];
+    if (capped) {
+        copy_caps(c, &t->plan);
+        if (bl_plan_check_caps(&t->plan, bl_trainer_shard_owner(t), err, sizeof err) != 0) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
         }
     }
+    if (c->shards != NULL) {
+        for (int d = 0; d < D; d++) {
+            t->plan.shards[d] = c->shards[d];
+        }
+    } else if (bl_plan_even_shards(&t->plan, &pa) != 0) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
+    }
+    if (bl_plan_check(&t->plan, bl_trainer_shard_owner(t), err, sizeof err) != 0) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
+    }
+    bl_plan_copy(&t->next, &t->plan);
+    bl_trainer_locate_slice(t);
     return BL_OK;
 }
 
-/* This pipeline's slice of the batch under the current plan, and every
- * rank's (its pipeline's) for telemetry. */
 void bl_trainer_locate_slice(bl_trainer_t *t)
 {
-    const bl_layout_t *l = &t->layout;
-    t->offset = 0;
-    for (int d = 0; d < l->replica; d++) {
-        t->offset += t->shards[d];
-    }
-    t->local = t->shards[l->replica];
-    for (int r = 0; r < t->rt->size; r++) {
-        t->rank_shards[r] = t->shards[r / l->stages];
-    }
+    t->offset = bl_plan_offset(&t->plan, t->layout.replica);
+    t->local = (int)t->plan.shards[t->layout.replica];
 }
 
 /* What every rank must agree on before step 0. */
@@ -241,18 +197,18 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
         {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)t->layout.stages},
         {"stage map", BL_CHECK_DIGEST,
-         bl_digest(t->layout.first, (size_t)(t->layout.stages + 1) * sizeof *t->layout.first)},
+         bl_digest(t->plan.first, (size_t)(t->plan.stages + 1) * sizeof *t->plan.first)},
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->micro_batches},
         {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
         {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
         {"nccl", BL_CHECK_INT, (uint64_t)c->nccl},
         {"shard plan", BL_CHECK_DIGEST,
-         bl_digest(t->shards, (size_t)t->layout.replicas * sizeof *t->shards)},
+         bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"shard caps", BL_CHECK_DIGEST,
-         t->shard_min == NULL
+         t->plan.shard_min == NULL
              ? 0
-             : bl_seed_mix(bl_digest(t->shard_min, (size_t)t->layout.replicas * sizeof(int)),
-                           bl_digest(t->shard_max, (size_t)t->layout.replicas * sizeof(int)))},
+             : bl_seed_mix(bl_digest(t->plan.shard_min, (size_t)t->plan.groups * sizeof(long)),
+                           bl_digest(t->plan.shard_max, (size_t)t->plan.groups * sizeof(long)))},
         {"model layers", BL_CHECK_DIGEST, bl_digest(layers, n * sizeof layers[0])},
         {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
         {"parameter count", BL_CHECK_INT, m->param_count},
@@ -269,17 +225,6 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
 }
 
 /* "0-2,3-5": a stage map as --stages takes it. */
-void bl_trainer_format_map(const int *first, int stages, char *out, size_t n)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (int s = 0; s < stages && used < n; s++) {
-        int k = snprintf(out + used, n - used, "%s%d-%d", s == 0 ? "" : ",", first[s],
-                         first[s + 1] - 1);
-        used += k > 0 ? (size_t)k : 0;
-    }
-}
-
 void bl_trainer_log_layout(const bl_trainer_t *t)
 {
     const bl_layout_t *l = &t->layout;
@@ -287,7 +232,7 @@ void bl_trainer_log_layout(const bl_trainer_t *t)
         return;
     }
     char map[512];
-    bl_trainer_format_map(l->first, l->stages, map, sizeof map);
+    bl_plan_format_map(t->plan.first, l->stages, map, sizeof map);
     bl_log(t->rt, BL_LOG_INFO,
            "layout: %d data-parallel x %d pipeline stages; stage layers %s; %d micro-batches per "
            "step (%s)",

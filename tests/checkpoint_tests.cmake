@@ -133,21 +133,21 @@ set_tests_properties(cli_policy_state_save_dp cli_policy_state_resume_dp
 # the stage policies (static never moves layers: a scripted stage plan).
 foreach(policy static proportional bandit rl)
     bl_cli_test(resume_plan_dp_${policy} EXIT 0
-        MATCH "^resume-plan: ${policy}: [1-9][0-9]* shard-plan changes, 0 stage-map changes; stop-resume equal; kill-resume equal$"
+        MATCH "^resume-plan: ${policy}: [1-9][0-9]* plan changes \\([1-9][0-9]* of the shards, 0 of the stage map\\); stop-resume equal; kill-resume equal$"
         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/resume_plan.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
                 ${bl_ckpt}/plan-dp-${policy} ${policy} --shards 20,12
-        REQUIRES cli_data_good)
+        REQUIRES cli_data_good cli_out)
     if(policy STREQUAL "static")
         set(scripted --stages-at 5:0-1,2-6 --stages-at 20:0-4,5-6)
     else()
         set(scripted)
     endif()
     bl_cli_test(resume_plan_pp_${policy} EXIT 0
-        MATCH "^resume-plan: ${policy}: 0 shard-plan changes, [1-9][0-9]* stage-map changes; stop-resume equal; kill-resume equal$"
+        MATCH "^resume-plan: ${policy}: [1-9][0-9]* plan changes \\(0 of the shards, [1-9][0-9]* of the stage map\\); stop-resume equal; kill-resume equal$"
         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/resume_plan.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
                 ${bl_ckpt}/plan-pp-${policy} ${policy} --layers 32,32,32 --pp 2 --micro-batches 2
                 --stages 0-3,4-6 ${scripted}
-        REQUIRES cli_data_good)
+        REQUIRES cli_data_good cli_out)
     set_tests_properties(cli_resume_plan_dp_${policy} cli_resume_plan_pp_${policy} PROPERTIES
         LABELS "cli;mpi" TIMEOUT 180)
 endforeach()

@@ -33,7 +33,7 @@ typedef struct fixture {
     bl_layout_t layout;
     float *momentum;
     int first[2];
-    int shards[1];
+    long shards[1];
     char dir[256];
 } fixture_t;
 
@@ -41,7 +41,7 @@ static void setup(fixture_t *f, const char *name, uint64_t seed)
 {
     memset(f, 0, sizeof *f);
     assert_int_equal(test_mlp(rt, IN, (const int[]){HIDDEN}, 1, OUT, seed, &f->m), BL_OK);
-    assert_int_equal(bl_layout_init(&f->layout, rt, f->m, 1, NULL, 0), BL_OK);
+    assert_int_equal(bl_layout_init(&f->layout, rt, f->m, 1), BL_OK);
     assert_int_equal(bl_layout_connect(&f->layout), BL_OK);
     size_t n = bl_model_param_count(f->m);
     f->momentum = malloc(n * sizeof(float));
@@ -76,12 +76,14 @@ static bl_ckpt_state_t state_at(fixture_t *f, long step)
                          .seed = 7,
                          .batch = 16,
                          .shuffle = 1,
-                         .plan_version = 2,
                          .ranks = 1,
-                         .replicas = 1,
-                         .stages = 1,
-                         .first = f->first,
-                         .shards = f->shards,
+                         .plan = {.version = 2,
+                                  .groups = 1,
+                                  .stages = 1,
+                                  .layers = 3,
+                                  .batch = 16,
+                                  .shards = f->shards,
+                                  .first = f->first},
                          .control = control_bytes,
                          .control_bytes = sizeof control_bytes};
     return s;
@@ -130,10 +132,11 @@ static void test_round_trip(void **state)
     assert_true(s.seed == 7);
     assert_int_equal(s.batch, 16);
     assert_int_equal(s.shuffle, 1);
-    assert_int_equal(s.plan_version, 2);
-    assert_int_equal(s.stages, 1);
-    assert_int_equal(s.first[1], 3);
-    assert_int_equal(s.shards[0], 16);
+    assert_int_equal(s.plan.version, 2);
+    assert_int_equal(s.plan.groups, 1);
+    assert_int_equal(s.plan.stages, 1);
+    assert_int_equal(s.plan.first[1], 3);
+    assert_int_equal(s.plan.shards[0], 16);
     assert_int_equal(s.control_bytes, sizeof control_bytes);
     assert_memory_equal(s.control, control_bytes, sizeof control_bytes);
     bl_ckpt_state_free(rt, &s);
