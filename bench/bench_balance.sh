@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench_balance: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-train=$build/runtime/ballast-train
+train=$build/tools/ballast-train
 [ -x "$train" ] || { echo "bench_balance: $train not found; build first" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 

@@ -10,7 +10,7 @@
 # order that rotates from one repetition to the next:
 #   (a) mpirun -np 1 ballast-train ... --threads 1 --quiet
 #   (b) mpirun -np 2 ballast-train ... --threads 1 --quiet (both ranks on this
-#       node: gradients summed through shared memory, runtime/node_reduce.c)
+#       node: gradients summed through shared memory, runtime/parallel/node_reduce.c)
 #   (i) (b) with --node-reduce off: the MPI all-reduce in buckets during
 #       backward, the path of a data-parallel group that spans nodes
 #   (c) the PyTorch peer --plain --threads 1          (with --peer)
@@ -51,7 +51,7 @@ Data-parallel training throughput of ballast-train (MLP 1024,1024,1024, batch 25
 one BLAS thread per rank) at np=1 and np=2, the PyTorch peer (plain and DDP over
 gloo), and a raw MPI all-reduce of the gradient bytes; medians over interleaved
 repetitions.
-  --build DIR       build directory with runtime/ballast-train and bench/allreduce_bw
+  --build DIR       build directory with tools/ballast-train and bench/allreduce_bw
                     (default \$BALLAST_BUILD_DIR, else build/ in the repository)
   --reps R          repetitions of every figure (default 3)
   --steps S         ballast steps per run, at least 60 (default 100)
@@ -114,7 +114,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$steps" -ge 60 ] || die_usage "--steps: $steps is below 60; start-up would not be amortised"
 
-train=$build/runtime/ballast-train
+train=$build/tools/ballast-train
 arbw=$build/bench/allreduce_bw
 for f in "$train" "$arbw"; do
     [ -x "$f" ] || {

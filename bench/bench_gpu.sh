@@ -3,7 +3,7 @@
 #
 #   bench/bench_gpu.sh BUILD_DIR [OUT_DIR]
 #
-# BUILD_DIR is a build with the CUDA backend (BUILD_DIR/runtime/ballast-train);
+# BUILD_DIR is a build with the CUDA backend (BUILD_DIR/tools/ballast-train);
 # OUT_DIR (default: a new directory under $TMPDIR) receives every raw output:
 # one log per run, the telemetry of every ballast run (gzip'd), the figures of
 # every repetition (values/), and the report (report.txt), which also goes
@@ -92,7 +92,7 @@ esac
     exit 2
 }
 build=$1
-train=$build/runtime/ballast-train
+train=$build/tools/ballast-train
 [ -x "$train" ] || {
     echo "bench_gpu: $train is missing or not executable; build first (scripts/gpu_check.sh)" >&2
     exit 1

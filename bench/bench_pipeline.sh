@@ -49,7 +49,7 @@ thread per rank): samples/s and the measured bubble per stage at pp=2 (2 ranks) 
 the gpipe and 1f1b schedules and M = 1, 2, 4, 8, 16 micro-batches, against GPipe's
 theory (S-1)/(M+S-1) and a one-process run (pp=1); medians over interleaved
 repetitions, from the runs' --telemetry after W warm-up steps.
-  --build DIR       build directory with runtime/ballast-train
+  --build DIR       build directory with tools/ballast-train
                     (default \$BALLAST_BUILD_DIR, else build/ in the repository)
   --reps R          repetitions of every configuration (default 3; 1 with --quick)
   --steps N         steps per run (default 40; 12 with --quick)
@@ -113,7 +113,7 @@ fi
 [ $((steps - warmup)) -ge 3 ] ||
     die_usage "--steps $steps with --warmup $warmup leaves fewer than 3 measured steps"
 
-train=$build/runtime/ballast-train
+train=$build/tools/ballast-train
 bench_prepare bench_pipeline.sh "$train"
 # Two ranks want two cores; with fewer, Open MPI needs to be told (and the
 # figures then say little).

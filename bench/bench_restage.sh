@@ -44,7 +44,7 @@ Layer reassignment on pp=2 (2 ranks, stage 1 emulated 2x slower, MLP 1280,1024,1
 batch 256, 4 micro-batches, one BLAS thread per rank): the static stage map against
 --policy proportional and against the best map given by hand; samples/s and stage max/mean
 compute, medians over interleaved repetitions.
-  --build DIR       build directory with runtime/ballast-train (default
+  --build DIR       build directory with tools/ballast-train (default
                     \$BALLAST_BUILD_DIR, else build/ in the repository)
   --reps R          repetitions (default $reps)
   --steps N         steps per run (default $steps)
@@ -90,7 +90,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-train=$build/runtime/ballast-train
+train=$build/tools/ballast-train
 bench_prepare bench_restage.sh "$train"
 oversub=
 [ "$(nproc)" -lt 2 ] && oversub=--oversubscribe

@@ -45,7 +45,7 @@ usage: bench/sim_pipeline.sh [options]
 Runs ballast-sim in pipeline mode for every scenario and the policies static,
 proportional, bandit and rl at each stage count, prints one table, and flags the
 targets (see the comment at the top).
-  --build DIR        build directory holding runtime/ballast-sim (default
+  --build DIR        build directory holding tools/ballast-sim (default
                      \$BALLAST_BUILD_DIR, else build/ in the repository)
   --sim PATH         the ballast-sim program (overrides --build)
   --layers L         layers (default $layers)
@@ -81,7 +81,7 @@ while [ $# -gt 0 ]; do
         *) die_usage "unknown option '$1'" ;;
     esac
 done
-[ -n "$sim" ] || sim=$build/runtime/ballast-sim
+[ -n "$sim" ] || sim=$build/tools/ballast-sim
 [ -x "$sim" ] || die_usage "--sim: '$sim' is not an executable (build ballast-sim first)"
 for v in $stages_list "$layers" "$steps" "$every" "$horizon" "$seed"; do
     case $v in '' | *[!0-9]*) die_usage "'$v' is not a non-negative integer" ;; esac

@@ -41,7 +41,7 @@ usage() {
 usage: bench/sim_sweep.sh [options]
 Runs ballast-sim for every scenario and every policy at each rank count, prints
 one table, and flags the issue's targets (see the comment at the top).
-  --build DIR        build directory holding runtime/ballast-sim (default
+  --build DIR        build directory holding tools/ballast-sim (default
                      \$BALLAST_BUILD_DIR, else build/ in the repository)
   --sim PATH         the ballast-sim program (overrides --build)
   --ranks "N ..."    rank counts (default "$ranks_list")
@@ -73,7 +73,7 @@ while [ $# -gt 0 ]; do
         *) die_usage "unknown option '$1'" ;;
     esac
 done
-[ -n "$sim" ] || sim=$build/runtime/ballast-sim
+[ -n "$sim" ] || sim=$build/tools/ballast-sim
 [ -x "$sim" ] || die_usage "--sim: '$sim' is not an executable (build ballast-sim first)"
 for n in $ranks_list; do
     case $n in '' | *[!0-9]*) die_usage "--ranks: '$n' is not a number" ;; esac

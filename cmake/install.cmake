@@ -11,7 +11,7 @@ set_target_properties(ballast-train ballast-sim PROPERTIES
     INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 
 # The CUDA backend module, which libballast (shared or static) opens on GPU
-# ranks from the library directory (runtime/cuda_backend.c).
+# ranks from the library directory (runtime/device/cuda_backend.c).
 if(BALLAST_HAVE_CUDA)
     install(TARGETS ballast_cuda_backend LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
@@ -21,7 +21,7 @@ install(TARGETS ballast EXPORT ballastTargets
     PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS ballast-train ballast-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 foreach(script report bench)
-    install(PROGRAMS ${PROJECT_SOURCE_DIR}/runtime/cli/ballast_${script}.sh
+    install(PROGRAMS ${PROJECT_SOURCE_DIR}/tools/ballast_${script}.sh
         DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME ballast-${script})
 endforeach()
 install(EXPORT ballastTargets NAMESPACE ballast:: FILE ballastTargets.cmake

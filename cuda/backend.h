@@ -2,7 +2,7 @@
  * GPU rank. The backend is a loadable module of its own,
  * libballast_cuda.so (backend.c, over the static library of cuda/), that
  * libballast opens with dlopen when a rank asks for a GPU
- * (runtime/cuda_backend.c). So libballast itself needs no CUDA, cuBLAS or
+ * (runtime/device/cuda_backend.c). So libballast itself needs no CUDA, cuBLAS or
  * NCCL library to load: a CPU node without them runs the same program and
  * library as a GPU node, and a mixed job can span both.
  *

@@ -1,5 +1,5 @@
-/* libFuzzer harness of the IDX reader (runtime/idx.c) and of the dataset
- * built on it (bl_dataset_open_idx, runtime/dataset.c).
+/* libFuzzer harness of the IDX reader (runtime/data/idx.c) and of the dataset
+ * built on it (bl_dataset_open_idx, runtime/data/dataset.c).
  *
  * The reader takes paths, so each input becomes two files under /tmp
  * (mkstemp), removed before the run returns. Input layout:

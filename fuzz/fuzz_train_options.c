@@ -1,5 +1,5 @@
 /* libFuzzer harness of ballast-train's command line
- * (runtime/cli/train_options.c over runtime/cli/flags.c).
+ * (tools/train_options.c over tools/flags.c).
  *
  * Input layout:
  *   byte 0   bits 0-3: the job's ranks - 1 (1..16) for

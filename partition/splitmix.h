@@ -2,7 +2,7 @@
  * header gives the finaliser, a bijective 64-bit mix that hashes a counter
  * into an independent-looking value, and the stream whose whole state is
  * one word. The policies of partition/ draw their exploration from it, the
- * simulator hashes its noise with it, and runtime/rng.c builds the
+ * simulator hashes its noise with it, and runtime/core/rng.c builds the
  * runtime's generator on it, so that every one of them produces the
  * reference outputs of Vigna's splitmix64.c (tests/test_rng.c checks them).
  * The functions are static inline and pure, so the header adds no link

@@ -6,6 +6,9 @@
 
 #include "runtime_impl.h"
 #include "topology.h"
+#include "wait.h"
+#include "rollcall.h"
+#include "device.h"
 
 /* Resolves the log level: the config's when set, else $BALLAST_LOG, else
  * info. An unknown $BALLAST_LOG value is reported once it can be logged. */
@@ -178,19 +181,6 @@ int bl_runtime_rank(const bl_runtime_t *rt)
 int bl_runtime_size(const bl_runtime_t *rt)
 {
     return rt == NULL ? 0 : rt->size;
-}
-
-bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what)
-{
-    int any = 0;
-    bl_status_t st = bl_runtime_any(rt, mine != BL_OK, &any);
-    if (mine != BL_OK) {
-        return mine;
-    }
-    if (st != BL_OK) {
-        return st;
-    }
-    return any ? bl_fail(rt, elsewhere, "%s failed on another rank", what) : BL_OK;
 }
 
 bl_status_t bl_runtime_any(bl_runtime_t *rt, int mine, int *any)

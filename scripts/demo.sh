@@ -16,10 +16,10 @@ oversub=
 [ "$(nproc)" -ge 2 ] || oversub=--oversubscribe
 echo "demo: 2 ranks on /usr/share/datasets/fashion-mnist, 3 epochs; rank 1 runs 2x slower"
 echo "demo: (--emulate-slowdown 1:2) and --policy bandit rebalances the samples every 5 steps"
-mpirun -np 2 $oversub "$build/runtime/ballast-train" --layers 256,128 --batch 128 --lr 0.05 \
+mpirun -np 2 $oversub "$build/tools/ballast-train" --layers 256,128 --batch 128 --lr 0.05 \
     --momentum 0.9 --epochs 3 --threads 1 --progress 1 --emulate-slowdown 1:2 \
     --policy bandit --rebalance-every 5 --telemetry "$out/run.jsonl" --trace "$out/run.trace.json"
 echo
-"$build/runtime/ballast-report" --out "$out/report" "$out/run.jsonl"
+"$build/tools/ballast-report" --out "$out/report" "$out/run.jsonl"
 echo "demo: telemetry $out/run.jsonl; timeline $out/run.trace.json (open it at"
 echo "demo: https://ui.perfetto.dev); report and plots in $out/report/"

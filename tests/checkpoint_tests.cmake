@@ -198,7 +198,7 @@ set_tests_properties(cli_hang_gradient_allreduce cli_hang_gradient_allreduce_np3
 # The roll call names exactly the ranks that had not arrived: one waiting
 # in another operation is named with it; one in the same is not.
 add_executable(rollcall_mpi ${CMAKE_CURRENT_SOURCE_DIR}/rollcall_mpi.c)
-target_include_directories(rollcall_mpi PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+target_include_directories(rollcall_mpi PRIVATE ${BALLAST_RUNTIME_PRIVATE_DIRS}
     ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
 target_link_libraries(rollcall_mpi PRIVATE ballast)
 add_test(NAME rollcall_mpi_names_missing

@@ -1,4 +1,4 @@
-# The CUDA backend module (cuda/backend.h, runtime/cuda_backend.c), on any
+# The CUDA backend module (cuda/backend.h, runtime/device/cuda_backend.c), on any
 # machine (labels cli;mpi): libballast links no CUDA library and opens
 # libballast_cuda.so only for GPU ranks, so a node without CUDA runs the
 # same build. A module that is missing, does not load, is not a backend

@@ -33,7 +33,7 @@ function(bl_dp_case name ranks)
 endfunction()
 
 # Every rank of these jobs is on one node, so by default the gradients are
-# summed through shared memory (runtime/node_reduce.c); the _mpi cases
+# summed through shared memory (runtime/parallel/node_reduce.c); the _mpi cases
 # all-reduce over MPI instead (--node-reduce off), as jobs across nodes do.
 foreach(reduce node mpi)
     set(suffix)
@@ -117,7 +117,7 @@ set_tests_properties(cli_dp_uneven3_again cli_dp_deterministic cli_dp_shards_cou
 # RANKS; it passes when it prints "NAME: N ranks, 0 failures".
 function(bl_mpi_program name)
     add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
-    target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/runtime
+    target_include_directories(${name} PRIVATE ${BALLAST_RUNTIME_PRIVATE_DIRS}
         ${PROJECT_SOURCE_DIR}/kernels ${PROJECT_SOURCE_DIR}/partition)
     target_link_libraries(${name} PRIVATE ballast)
     foreach(ranks ${ARGN})

@@ -4,7 +4,7 @@
 # every bad input refused. Included after balance_tests.cmake and
 # restage_tests.cmake, whose runs it reports on.
 find_program(GNUPLOT gnuplot REQUIRED)
-set(BL_REPORT ${PROJECT_BINARY_DIR}/runtime/ballast-report)
+set(BL_REPORT ${PROJECT_BINARY_DIR}/tools/ballast-report)
 set(bl_report_out ${BL_CLI_OUT}/report)
 
 bl_cli_test(report_balance EXIT 0
@@ -78,7 +78,7 @@ set_tests_properties(cli_progress_policy cli_progress_log_has_no_carriage_return
 # ballast-bench: a strong and a weak sweep over 1 and 2 ranks (tiny model,
 # generated data) prints both tables and writes both plots; bad flags are
 # refused naming the flag.
-set(BL_BENCH ${PROJECT_BINARY_DIR}/runtime/ballast-bench)
+set(BL_BENCH ${PROJECT_BINARY_DIR}/tools/ballast-bench)
 bl_cli_test(bench_scaling EXIT 0
     MATCH "^strong scaling \\(mpirun\\): --layers 32,16, batch 32, 12 steps"
           "^weak scaling \\(mpirun\\): --layers 32,16, batch 32 per rank"

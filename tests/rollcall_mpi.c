@@ -16,6 +16,7 @@
 #include "ballast.h"
 #include "mpi_check.h"
 #include "runtime_impl.h"
+#include "wait.h"
 
 int main(int argc, char **argv)
 {

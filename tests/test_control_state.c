@@ -1,6 +1,6 @@
 /* The controllers' state in a checkpoint's CONTROL section
- * (runtime/policy_state.c) and the shard controller's window in progress
- * (runtime/controller.c): the windows travel with the policies and come
+ * (runtime/control/policy_state.c) and the shard controller's window in progress
+ * (runtime/control/controller.c): the windows travel with the policies and come
  * back value for value; a section from before windows were saved still
  * loads its policies; malformed windows give none (and the policies start
  * afresh); a window that is not one (negative, not finite, too many steps)

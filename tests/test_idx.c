@@ -1,4 +1,4 @@
-/* Tests of the IDX reader (runtime/idx.c): valid pairs raw and gzip, one
+/* Tests of the IDX reader (runtime/data/idx.c): valid pairs raw and gzip, one
  * test per kind of malformed input, allocation failures at every point,
  * and (when BL_TEST_FMNIST_DIR names a directory holding it) the real
  * Fashion-MNIST test set.

@@ -1,4 +1,4 @@
-/* Tests of the pipeline simulator (partition/pipe_sim.c): runs are
+/* Tests of the pipeline simulator (partition/sim/pipe_sim.c): runs are
  * deterministic per seed; proportional learns a fixed 2x heterogeneity to
  * within 5 % of the optimal slowest stage and beats the static map; static
  * never migrates; noise alone moves little; unpaid migrations are counted

@@ -1,4 +1,4 @@
-/* Tests of the deterministic generator (runtime/rng.c): SplitMix64's
+/* Tests of the deterministic generator (runtime/core/rng.c): SplitMix64's
  * reference stream, reproducibility, seed mixing, and the ranges and
  * uniformity of bl_rng_float, bl_rng_below and bl_fill_uniform.
  *

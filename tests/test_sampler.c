@@ -1,4 +1,4 @@
-/* Tests of the global-batch sampler (runtime/sampler.c): a step's batch is a
+/* Tests of the global-batch sampler (runtime/data/sampler.c): a step's batch is a
  * pure function of (seed, epoch, step), whatever was asked before; an epoch
  * visits each sample at most once; shuffle off is file order; bad shapes
  * are refused with a message naming the batch size. */

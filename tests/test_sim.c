@@ -1,4 +1,4 @@
-/* Tests of the cluster simulator (partition/sim.c): scenarios are
+/* Tests of the cluster simulator (partition/sim/sim.c): scenarios are
  * deterministic per seed and have the stated shapes; the ring all-reduce
  * follows its formula; the metrics equal hand-computed values on hand-made
  * traces; the oracle scores exactly 1 against itself; static falls short

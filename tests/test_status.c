@@ -1,4 +1,4 @@
-/* Tests of the status table and error records (runtime/status.c): every
+/* Tests of the status table and error records (runtime/core/status.c): every
  * status has its own non-empty string, values outside the enum read
  * "unknown status", and bl_error_set formats, stores and returns. */
 #include <stdarg.h>

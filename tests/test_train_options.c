@@ -1,4 +1,4 @@
-/* Tests of ballast-train's command line (runtime/cli/train_options.c):
+/* Tests of ballast-train's command line (tools/train_options.c):
  * defaults, every flag in both spellings (--flag value, --flag=value),
  * one test per kind of malformed value (each must fail with a one-line
  * message naming the flag), --help, and parsing more than once in a

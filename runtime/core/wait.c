@@ -1,0 +1,134 @@
+/* Bounded waits: hang detection for a step's communication. */
+#include <time.h>
+
+#include "runtime_impl.h"
+#include "wait.h"
+#include "rollcall.h"
+
+/* Polls until done or the bound passes: spins on MPI_Test for the first
+ * millisecond (a step's messages usually arrive within it), then answers
+ * roll calls and sleeps 50 µs between tests. Returns 1 when done, 0 on
+ * timeout; *rc is MPI's. */
+static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc, const char *op)
+{
+    double start = bl_now_seconds();
+    for (;;) {
+        int done = 0;
+        *rc = n < 0 ? MPI_Test(reqs, &done, MPI_STATUS_IGNORE)
+                    : MPI_Testany(n, reqs, index, &done, MPI_STATUS_IGNORE);
+        if (*rc != MPI_SUCCESS || done) {
+            return 1;
+        }
+        double waited = bl_now_seconds() - start;
+        if (waited > rt->wait_timeout_s) {
+            return 0;
+        }
+        if (waited > 1e-3) {
+            bl_rollcall_answer(rt, op);
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* The timeout's failure: a transfer names its peer; a collective calls the
+ * roll of comm's members. */
+static bl_status_t timed_out(bl_runtime_t *rt, const char *op, int peer, MPI_Comm comm)
+{
+    rt->gave_up = 1;
+    if (peer >= 0) {
+        return bl_fail(rt, BL_ERR_TIMEOUT,
+                       "step %ld: %s did not complete within %g s: rank %d had not arrived",
+                       rt->wait_step, op, rt->wait_timeout_s, peer);
+    }
+    char missing[768];
+    bl_rollcall_take(rt, comm, op, missing, sizeof missing);
+    return bl_fail(rt, BL_ERR_TIMEOUT, "step %ld: %s did not complete within %g s%s", rt->wait_step,
+                   op, rt->wait_timeout_s, missing);
+}
+
+static bl_status_t wait_one(bl_runtime_t *rt, MPI_Request *req, const char *op, int peer,
+                            MPI_Comm comm)
+{
+    int rc;
+    if (rt->wait_timeout_s <= 0.0) {
+        rc = MPI_Wait(req, MPI_STATUS_IGNORE);
+    } else if (!poll(rt, -1, req, NULL, &rc, op)) {
+        return timed_out(rt, op, peer, comm);
+    }
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, op);
+}
+
+bl_status_t bl_wait_bounded(bl_runtime_t *rt, MPI_Request *req, const char *op, int peer)
+{
+    return wait_one(rt, req, op, peer, rt->comm);
+}
+
+bl_status_t bl_wait_collective(bl_runtime_t *rt, MPI_Request *req, const char *op, MPI_Comm comm)
+{
+    return wait_one(rt, req, op, -1, comm);
+}
+
+bl_status_t bl_waitany_collective(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index,
+                                  const char *op, MPI_Comm comm)
+{
+    int rc;
+    *index = MPI_UNDEFINED;
+    if (rt->wait_timeout_s <= 0.0) {
+        rc = MPI_Waitany(n, reqs, index, MPI_STATUS_IGNORE);
+    } else if (!poll(rt, n, reqs, index, &rc, op)) {
+        return timed_out(rt, op, -1, comm);
+    }
+    if (rc == MPI_SUCCESS && *index == MPI_UNDEFINED) {
+        rc = MPI_ERR_REQUEST;
+    }
+    return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, op);
+}
+
+bl_status_t bl_collective_posted(bl_runtime_t *rt, int rc, MPI_Request *req, const char *op,
+                                 MPI_Comm comm)
+{
+    return rc != MPI_SUCCESS ? bl_fail_mpi(rt, rc, op) : bl_wait_collective(rt, req, op, comm);
+}
+
+bl_status_t bl_bcast_bounded(bl_runtime_t *rt, void *buf, int count, MPI_Datatype type, int root,
+                             MPI_Comm comm, const char *op)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Ibcast(buf, count, type, root, comm, &req);
+    return bl_collective_posted(rt, rc, &req, op, comm);
+}
+
+bl_status_t bl_allreduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
+                                 MPI_Datatype type, MPI_Op mpi_op, MPI_Comm comm, const char *op)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Iallreduce(send, recv, count, type, mpi_op, comm, &req);
+    return bl_collective_posted(rt, rc, &req, op, comm);
+}
+
+bl_status_t bl_reduce_bounded(bl_runtime_t *rt, const void *send, void *recv, int count,
+                              MPI_Datatype type, MPI_Op mpi_op, int root, MPI_Comm comm,
+                              const char *op)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Ireduce(send, recv, count, type, mpi_op, root, comm, &req);
+    return bl_collective_posted(rt, rc, &req, op, comm);
+}
+
+bl_status_t bl_agree_in(bl_runtime_t *rt, MPI_Comm group, bl_status_t mine, bl_status_t elsewhere,
+                        const char *what)
+{
+    int failed = mine != BL_OK;
+    bl_status_t st =
+        bl_allreduce_bounded(rt, MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, group, what);
+    if (mine != BL_OK || st != BL_OK) {
+        return mine != BL_OK ? mine : st;
+    }
+    return failed ? bl_fail(rt, elsewhere, "%s failed on another rank", what) : BL_OK;
+}
+
+bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what)
+{
+    return bl_agree_in(rt, rt->comm, mine, elsewhere, what);
+}

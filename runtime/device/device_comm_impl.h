@@ -1,0 +1,42 @@
+/* The inside of a device communicator (device_comm.h), shared by its two
+ * kinds: the mirror's MPI in device_comm.c, NCCL in nccl_comm.c. */
+#ifndef BL_DEVICE_COMM_IMPL_H
+#define BL_DEVICE_COMM_IMPL_H
+
+#include "device_comm.h"
+#include "wait.h"
+
+typedef struct bl_device_comm_ops {
+    const char *name;
+    bl_status_t (*allreduce)(bl_device_comm_t *c, float *buf, size_t count);
+    bl_status_t (*exchange)(bl_device_comm_t *c, const float *send, size_t send_count, int to,
+                            float *recv, size_t recv_count, int from);
+    bl_status_t (*wait)(bl_device_comm_t *c, const char *op);
+    void (*release)(bl_device_comm_t *c, int healthy);
+} bl_device_comm_ops_t;
+
+struct bl_nccl_comm;
+
+struct bl_device_comm {
+    const bl_device_comm_ops_t *ops;
+    bl_runtime_t *rt;
+    char role[32];    /* "gradient", "pipeline" */
+    int rank, size;   /* in the group */
+    int *job_ranks;   /* (size) each member's rank in rt->comm, for messages */
+    double timeout_s; /* 0: waits are unbounded */
+    /* The mirror: a duplicate of the group, and the group of transfers in
+     * flight (at most one per rank: rt->device_in_flight says whose). */
+    MPI_Comm mpi;
+    MPI_Request requests[2];
+    int peers[2];     /* the member each request is with; −1 for the all-reduce */
+    char posted[192]; /* what is in flight, for a timeout's message */
+    /* NCCL */
+    struct bl_nccl_comm *nccl;
+};
+
+/* NCCL's part of bl_device_comm_open (nccl_comm.c): joins the group's
+ * NCCL communicator and sets c->ops; c's other fields are set. Collective
+ * over group (all agree). BL_ERR_UNSUPPORTED in a build without CUDA. */
+bl_status_t bl_nccl_comm_open(bl_device_comm_t *c, MPI_Comm group);
+
+#endif /* BL_DEVICE_COMM_IMPL_H */

@@ -1,0 +1,94 @@
+/* Checkpoints: a directory per checkpoint, DIR/ckpt-<step>/, holding a
+ * manifest (the run's state, the model's shape and the layout it was saved
+ * with) and one file per pipeline stage (that stage's layers' parameters
+ * and momentum, written by the stage's rank of pipeline 0, so no rank
+ * holds more than its own layers' state for the save). Files are written
+ * into DIR/.tmp-ckpt-<step>-<pid>/, flushed and fsynced; the directory is
+ * fsynced, renamed into place, and DIR is fsynced: a ckpt-* directory is
+ * always complete. Every file has a versioned header (magic, version,
+ * byte order, kind) with its own CRC32 and per-section CRC32s; a loader
+ * checks every length against the model before it allocates or reads.
+ *
+ * File layout (little-endian):
+ *   header (32 bytes): "BALLASTK", u32 version (2; 1 is read too), u32 0x01020304,
+ *     u32 kind (1 manifest, 2 stage), u32 sections, u32 CRC32 of the first
+ *     24 bytes, u32 0
+ *   each section: u32 id, u32 CRC32 of the payload, u64 payload bytes,
+ *     payload
+ *   manifest sections: MODEL (u32 layers, u32 input width, per layer u32
+ *     kind, u32 in, u32 out, u64 parameters), STATE (u64 next step, u64
+ *     seed, u32 batch, u32 shuffle, u64 plan version), LAYOUT (u32 ranks,
+ *     u32 pipelines D, u32 stages S, S + 1 × i32 first layers, D × i32
+ *     shards), CONTROL (from version 2: the controllers' state, policy_state.h, opaque
+ *     here, bl_ckpt_state_t.control; may be empty)
+ *   stage sections: RANGE (u32 first layer, u32 last layer, u64 first
+ *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats) */
+#ifndef BL_CHECKPOINT_H
+#define BL_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "plan.h"
+
+/* What a checkpoint records besides the parameters and momentum. */
+typedef struct bl_ckpt_state {
+    long step; /* the next step to run */
+    uint64_t seed;
+    int batch;
+    int shuffle;
+    int ranks;
+    /* The plan: version, pipelines D, stages S, shards and stage map (no
+     * caps). Loaded: allocated with the runtime's allocator. */
+    bl_plan_t plan;
+    /* The policies' learned state (rank 0's, runtime/control/policy_state.h), or
+     * NULL with 0 bytes. Loaded: allocated like first. */
+    unsigned char *control;
+    size_t control_bytes;
+} bl_ckpt_state_t;
+
+/* Where a save stops, for tests of crashes during a save: after part of a
+ * stage's data, before the rename, before the final directory sync; or a
+ * write that fails (a full disk). */
+typedef enum {
+    BL_CKPT_NO_FAULT,
+    BL_CKPT_CRASH_PARTIAL_DATA,
+    BL_CKPT_CRASH_BEFORE_RENAME,
+    BL_CKPT_CRASH_BEFORE_DIR_SYNC,
+    BL_CKPT_WRITE_FAILS
+} bl_ckpt_fault_t;
+
+/* Saves a checkpoint of step s->step into dir (created if missing); keeps
+ * the newest `keep` complete ones (0: all). Collective over rt; model and
+ * momentum hold every layer of this rank's stage (l: the layout). path
+ * (n bytes) receives the checkpoint's directory. A crash fault returns
+ * BL_ERR_IO as if the process had died there (the partial files stay). */
+bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
+                         const float *momentum, const bl_layout_t *l, const bl_ckpt_state_t *s,
+                         int keep, bl_ckpt_fault_t fault, char *path, size_t n);
+
+/* Collective: rank 0 removes leftover temporary directories, then finds
+ * the newest checkpoint in dir that is complete and valid for model m
+ * (warning about each one skipped and why); every rank gets its path in
+ * path, or *found = 0 when there is none. */
+bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
+                         size_t n, int *found);
+
+/* Loads the checkpoint at path into m's parameters and momentum (every
+ * layer) and *s (the plan's arrays allocated with the runtime's allocator;
+ * free them with bl_ckpt_state_free). Local. Every malformed file is
+ * BL_ERR_FORMAT naming the file and the field; a model of another shape is
+ * BL_ERR_MISMATCH. */
+bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
+                         bl_ckpt_state_t *s);
+void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s);
+
+/* Checks one checkpoint file held in memory (the fuzzers' entry): a
+ * manifest against m (kind 1) or a stage file (kind 2) against m. Returns
+ * BL_OK or BL_ERR_FORMAT / BL_ERR_MISMATCH with the message naming `name`.
+ * Never reads outside bytes[0, len). */
+bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
+                               size_t len, const bl_model_t *m);
+
+#endif /* BL_CHECKPOINT_H */

@@ -1,0 +1,236 @@
+/* Finding and loading checkpoints (bl_ckpt_find, bl_ckpt_load). A
+ * checkpoint is a ckpt-<step> directory whose manifest and stage files all
+ * pass checkpoint_format.c's checks against the model; the finder removes
+ * the temporary directories that dead saves left, tries the checkpoints
+ * newest first and warns about each one it skips. A loader reads every
+ * file whole into memory, after checking its size against the most that
+ * the model's checkpoint needs, and decodes it into scratch arrays, so that
+ * a bad file leaves the model as it was. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint_impl.h"
+#include "wait.h"
+
+/* ---- The checkpoints in a directory ----------------------------------- */
+
+static int ckpt_step_of(const char *name, long *step)
+{
+    const char *digits = name + 5;
+    if (strncmp(name, "ckpt-", 5) != 0 || *digits == '\0') {
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(digits, &end, 10);
+    if (*end != '\0' || errno != 0 || v < 0 || digits[0] < '0' || digits[0] > '9') {
+        return 0;
+    }
+    *step = v;
+    return 1;
+}
+
+static int by_step_descending(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* The steps of the complete checkpoints in dir (at most max; NULL steps:
+ * only counted); returns how many it wrote, or counted. */
+static int scan_checkpoints(const char *dir, long *steps, int max)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    struct dirent *e;
+    long step;
+    while ((e = readdir(d)) != NULL && (steps == NULL || n < max)) {
+        if (ckpt_step_of(e->d_name, &step)) {
+            if (steps != NULL) {
+                steps[n] = step;
+            }
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+long *bl_ckpt_list(bl_runtime_t *rt, const char *dir, int *count)
+{
+    int max = scan_checkpoints(dir, NULL, 0);
+    long *steps = max > 0 ? bl_mem_array(bl_rt_allocator(rt), (size_t)max, sizeof *steps) : NULL;
+    *count = steps != NULL ? scan_checkpoints(dir, steps, max) : 0;
+    if (*count > 1) {
+        qsort(steps, (size_t)*count, sizeof *steps, by_step_descending);
+    }
+    return steps;
+}
+
+/* ---- Loading ---------------------------------------------------------- */
+
+/* Reads a whole file of at most `max` bytes into memory. */
+static bl_status_t read_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
+                             size_t *len)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return bl_fail(rt, BL_ERR_IO, "checkpoint file %s: cannot open it: %s", path,
+                       strerror(errno));
+    }
+    struct stat sb;
+    bl_status_t st = BL_OK;
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
+        st = bl_fail(rt, BL_ERR_FORMAT,
+                     "checkpoint file %s: %lld bytes, more than this model's checkpoint needs",
+                     path, (long long)sb.st_size);
+    } else {
+        *len = (size_t)sb.st_size;
+        *out = bl_mem_array(bl_rt_allocator(rt), *len > 0 ? *len : 1, 1);
+        if (*out == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory to read %s", path);
+        } else if (fread(*out, 1, *len, f) != *len) {
+            st = bl_fail(rt, BL_ERR_IO, "checkpoint file %s: short read", path);
+        }
+    }
+    fclose(f);
+    if (st != BL_OK) {
+        bl_mem_free(bl_rt_allocator(rt), *out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* Reads and checks the manifest and every stage file of the checkpoint at
+ * dir; with params/momentum not NULL, loads them (and *s). */
+static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t *m, float *params,
+                                   float *momentum, bl_ckpt_state_t *s)
+{
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    char path[PATH_MAX];
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    bl_ckpt_state_t got = {0};
+    snprintf(path, sizeof path, "%s/manifest.bin", dir);
+    bl_status_t st = read_file(rt, path, BL_CKPT_MANIFEST_MAX, &bytes, &len);
+    if (st == BL_OK) {
+        st = bl_ckpt_parse_manifest(rt, path, bytes, len, m, &got);
+    }
+    bl_mem_free(a, bytes);
+    for (int s2 = 0; st == BL_OK && s2 < got.plan.stages; s2++) {
+        size_t first, count;
+        bl_ckpt_param_range(m, got.plan.first[s2], got.plan.first[s2 + 1], &first, &count);
+        snprintf(path, sizeof path, "%s/stage-%d.bin", dir, s2);
+        size_t max =
+            BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
+        st = read_file(rt, path, max, &bytes, &len);
+        if (st == BL_OK) {
+            st = bl_ckpt_parse_stage(rt, path, bytes, len, m, got.plan.first[s2],
+                                     got.plan.first[s2 + 1], params, momentum);
+        }
+        bl_mem_free(a, bytes);
+    }
+    if (st == BL_OK && s != NULL) {
+        *s = got;
+    } else {
+        bl_ckpt_state_free(rt, &got);
+    }
+    return st;
+}
+
+bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
+                         bl_ckpt_state_t *s)
+{
+    /* Into scratch first, so a bad file leaves the model as it was. */
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    float *params = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
+    float *mom = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
+    bl_status_t st = params != NULL && mom != NULL
+                         ? read_checkpoint(rt, path, m, params, mom, s)
+                         : bl_fail(rt, BL_ERR_NO_MEM, "no memory to load a checkpoint");
+    if (st == BL_OK) {
+        memcpy(m->params, params, m->param_count * sizeof(float));
+        memcpy(momentum, mom, m->param_count * sizeof(float));
+    }
+    bl_mem_free(a, params);
+    bl_mem_free(a, mom);
+    return st;
+}
+
+void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s)
+{
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    bl_plan_free(&s->plan, &pa);
+    bl_mem_free(bl_rt_allocator(rt), s->control);
+    s->control = NULL;
+    s->control_bytes = 0;
+}
+
+/* ---- Finding ---------------------------------------------------------- */
+
+/* Rank 0: removes leftover temporary directories of saves that died. */
+static void remove_leftovers(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    char path[PATH_MAX];
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".tmp-ckpt-", 10) == 0 &&
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path) {
+            bl_ckpt_remove_tree(path);
+        }
+    }
+    closedir(d);
+}
+
+bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
+                         size_t n, int *found)
+{
+    int result[2] = {0, 0}; /* found, failed */
+    if (rt->rank == 0) {
+        remove_leftovers(dir);
+        int count = 0;
+        long *steps = bl_ckpt_list(rt, dir, &count);
+        for (int i = 0; i < count && !result[0]; i++) {
+            if (snprintf(path, n, "%s/ckpt-%012ld", dir, steps[i]) >= (int)n) {
+                continue;
+            }
+            if (read_checkpoint(rt, path, (bl_model_t *)m, NULL, NULL, NULL) == BL_OK) {
+                result[0] = 1;
+            } else {
+                bl_log(rt, BL_LOG_WARN, "resume: skipping %s: %s", path, bl_last_error(rt));
+            }
+        }
+        bl_mem_free(bl_rt_allocator(rt), steps);
+    }
+    /* The name travels in a buffer of one size on every rank, whatever n. */
+    char chosen[PATH_MAX] = "";
+    if (rt->rank == 0 && result[0]) {
+        snprintf(chosen, sizeof chosen, "%s", path);
+    }
+    const char *op = "the broadcast of the checkpoint to resume from";
+    bl_status_t st = bl_bcast_bounded(rt, result, 2, MPI_INT, 0, rt->comm, op);
+    if (st == BL_OK && result[0]) {
+        st = bl_bcast_bounded(rt, chosen, (int)sizeof chosen, MPI_CHAR, 0, rt->comm, op);
+        if (st == BL_OK && snprintf(path, n, "%s", chosen) >= (int)n) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint %s: path too long", chosen);
+        }
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    *found = result[0];
+    return BL_OK;
+}

@@ -1,0 +1,85 @@
+/* Emulated slowdowns (slowdown.h). */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "slowdown.h"
+
+static bl_status_t check(bl_runtime_t *rt, const bl_slowdown_t *list, int count)
+{
+    if (count < 0 || (count > 0 && list == NULL)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "slowdowns: %d given with %s array", count,
+                       list == NULL ? "no" : "an");
+    }
+    for (int i = 0; i < count; i++) {
+        const bl_slowdown_t *s = &list[i];
+        if (s->rank < 0 || s->rank >= rt->size) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: rank %d is outside the job's ranks 0..%d", i, s->rank,
+                           rt->size - 1);
+        }
+        if (!(s->factor >= 1.0) || !isfinite(s->factor)) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: factor %g must be a finite number >= 1", i, s->factor);
+        }
+        if (s->from_step < 0 || (s->to_step != -1 && s->to_step < s->from_step)) {
+            return bl_fail(rt, BL_ERR_INVALID_ARG,
+                           "slowdown %d: steps %ld-%ld are not a range from >= 0 (to -1: the end)",
+                           i, s->from_step, s->to_step);
+        }
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_slowdowns_init(bl_slowdowns_t *s, bl_runtime_t *rt, const bl_slowdown_t *list,
+                              int count)
+{
+    memset(s, 0, sizeof *s);
+    s->rt = rt;
+    bl_status_t st = check(rt, list, count);
+    if (st != BL_OK || count == 0) {
+        return st;
+    }
+    s->list = bl_mem_array(bl_rt_allocator(rt), (size_t)count, sizeof *s->list);
+    if (s->list == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d slowdowns", count);
+    }
+    memcpy(s->list, list, (size_t)count * sizeof *s->list);
+    s->count = count;
+    return BL_OK;
+}
+
+void bl_slowdowns_free(bl_slowdowns_t *s)
+{
+    if (s->rt != NULL) {
+        bl_mem_free(bl_rt_allocator(s->rt), s->list);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+double bl_slowdowns_factor(const bl_slowdowns_t *s, long step)
+{
+    double factor = 1.0;
+    for (int i = 0; i < s->count; i++) {
+        const bl_slowdown_t *d = &s->list[i];
+        if (d->rank == s->rt->rank && step >= d->from_step &&
+            (d->to_step == -1 || step <= d->to_step)) {
+            factor *= d->factor;
+        }
+    }
+    return factor;
+}
+
+double bl_slowdowns_apply(const bl_slowdowns_t *s, long step, double compute_s)
+{
+    double factor = bl_slowdowns_factor(s, step);
+    if (factor <= 1.0) {
+        return compute_s;
+    }
+    double extra = (factor - 1.0) * compute_s;
+    struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return factor * compute_s;
+}

@@ -1,0 +1,153 @@
+/* Stage maps in motion (trainer_impl.h): a layer migration's every step
+ * besides the transfers themselves (migration.h), the stage's rebuild for
+ * its new layers, and making every rank's model whole and current. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "consistency.h"
+#include "migration.h"
+#include "replica_check.h"
+#include "trainer_impl.h"
+#include "wait.h"
+
+/* The parameters of this stage's layers: [first, first + count). */
+void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count)
+{
+    const bl_model_t *m = t->model;
+    const bl_layer_t *lo = &m->layers[t->plan.first[stage]];
+    const bl_layer_t *hi = &m->layers[t->plan.first[stage + 1] - 1];
+    *first = lo->param_offset;
+    *count = hi->param_offset + hi->param_count - lo->param_offset;
+}
+
+/* Every replica of a stage holds its arrays (replica_check.h); agreed over
+ * the job, since only the differing stage's group learns it. */
+bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t)
+{
+    size_t first, count;
+    bl_trainer_stage_params(t, t->layout.stage, &first, &count);
+    return bl_agree(t->rt,
+                    bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, t->velocity,
+                                      first, count),
+                    BL_ERR_MISMATCH, "the replica check");
+}
+
+bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
+{
+    const bl_train_config_t *c = &t->cfg;
+    bl_status_t st = bl_stage_init(
+        &t->stage, t->model, &t->layout, t->plan.first, c->batch, c->micro_batches,
+        c->schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B, t->pipe_group.direct);
+    t->stage.direct = t->pipe_comm;
+    return st;
+}
+
+bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
+{
+    bl_stage_free(&t->stage);
+    bl_status_t st = bl_trainer_init_stage(t);
+    return st != BL_OK ? st : bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
+}
+
+/* Moves to stage map next at the boundary after step `step`, in every
+ * pipeline at once: the layers that change stage send their parameters
+ * and momentum over (migration.h), then every rank rebuilds its stage (and
+ * its reducer's buckets) for its new layers. All ranks agree on success before
+ * anyone trains on: a failure anywhere fails everywhere. Collective. */
+bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int *moved)
+{
+    bl_layout_t *l = &t->layout;
+    double t0 = bl_now_seconds();
+    bl_migration_t mig;
+    /* Layers travel from the host arrays (a device rank's brought up to
+     * date first, and its device copies after: they then hold the new
+     * layers too). */
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    /* Every rank takes part in the transfers even after a failed download:
+     * the agreement below then fails the move everywhere. */
+    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, t->plan.first, next, &mig);
+    if (st == BL_OK) {
+        st = down;
+    }
+    if (st == BL_OK) {
+        st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+    }
+    if (st == BL_ERR_TIMEOUT) {
+        return st; /* the job is ending; an agreement would only wait again */
+    }
+    double agree[2] = {bl_now_seconds() - t0, st != BL_OK ? 1.0 : 0.0};
+    bl_status_t agreed = bl_allreduce_bounded(t->rt, MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX,
+                                              t->rt->comm, "the agreement on a layer migration");
+    if (st != BL_OK) {
+        return st;
+    }
+    if (agreed != BL_OK) {
+        return agreed;
+    }
+    if (agree[1] > 0.0) {
+        return bl_fail(t->rt, BL_ERR_MISMATCH,
+                       "a layer migration after step %ld failed on another rank", step);
+    }
+    char from_map[512], to_map[512];
+    bl_plan_format_map(t->plan.first, l->stages, from_map, sizeof from_map);
+    bl_plan_format_map(next, l->stages, to_map, sizeof to_map);
+    bl_log(t->rt, BL_LOG_INFO,
+           "after step %ld: stage layers %s -> %s (%d layers moved, %.0f bytes per pipeline, "
+           "%.3f ms)",
+           step, from_map, to_map, mig.layers_moved, mig.pipeline_bytes, agree[0] * 1e3);
+    bl_control_moved(&t->control, step, t->plan.first, next, &mig,
+                     t->modelled_s_per_op > 0.0 ? bl_restager_nominal_move_s(mig.pipeline_bytes)
+                                                : agree[0]);
+    memcpy(t->plan.first, next, (size_t)(l->stages + 1) * sizeof *t->plan.first);
+    *moved = mig.layers_moved;
+    /* New buffers (device memory may run out): agreed before the next step. */
+    return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
+}
+
+/* In a pipelined job a rank's model is current only in its stage's layers
+ * once a step has run. Every stage sends its layers' parameters to the rest
+ * of its pipeline, so every rank's model is whole and current (for saving,
+ * evaluating and inspecting); nothing to do when it already is. Collective. */
+bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t)
+{
+    if (t->layout.stages == 1 || t->whole_at == t->step) {
+        return BL_OK;
+    }
+    /* A device rank's stage layers are current on the device; afterwards
+     * the device holds the whole model too (evaluation runs there). A
+     * failed download still takes part in the broadcasts (the others wait
+     * in them) and fails after. */
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    bl_status_t st = BL_OK;
+    for (int s = 0; s < t->layout.stages; s++) {
+        size_t first, count;
+        bl_trainer_stage_params(t, s, &first, &count);
+        for (size_t done = 0; done < count;) {
+            int n = count - done > (size_t)INT_MAX ? INT_MAX : (int)(count - done);
+            st = bl_bcast_bounded(t->rt, t->model->params + first + done, n, MPI_FLOAT, s,
+                                  t->layout.pipe, "the broadcast of a stage's parameters");
+            if (st != BL_OK) {
+                return st;
+            }
+            done += (size_t)n;
+        }
+    }
+    /* Every rank learns of a failed download (its layers went out stale). */
+    st = bl_agree(t->rt, down, BL_ERR_MISMATCH, "downloading a stage's parameters");
+    if (st != BL_OK) {
+        return st;
+    }
+    t->whole_at = t->step;
+    return bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+}
+
+bl_status_t bl_trainer_sync_params(bl_trainer_t *t)
+{
+    if (t == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    /* Pipelines download as part of making the model whole. */
+    return t->layout.stages > 1 ? bl_trainer_make_params_whole(t)
+                                : bl_device_copies_download(&t->dev, t->rt, t->velocity);
+}

@@ -1,0 +1,163 @@
+/* Checkpoints of a trainer (trainer_impl.h): its save, with the
+ * controllers' state, and its resume, which continues the saved plan. */
+#include <stdio.h>
+#include <string.h>
+
+#include "consistency.h"
+#include "trainer_impl.h"
+#include "wait.h"
+
+bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int keep, char *path,
+                                       size_t n)
+{
+    if (t == NULL || dir == NULL || keep < 0 || (path == NULL && n > 0)) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                                   "save checkpoint: NULL directory or path, or keep %d < 0", keep);
+    }
+    char scratch[4096];
+    bl_ckpt_state_t s = {.step = t->step,
+                         .seed = t->cfg.seed,
+                         .batch = t->cfg.batch,
+                         .shuffle = t->cfg.shuffle,
+                         .ranks = t->rt->size,
+                         .plan = t->plan};
+    double t0 = bl_now_seconds();
+    char *where = path != NULL ? path : scratch;
+    /* A device rank's host arrays are current only after a run (a save
+     * from a step callback). Every rank takes part in gathering the
+     * controllers' state even after a failed download (the others wait
+     * in it); rank 0 writes the manifest with it. */
+    bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    bl_status_t st = bl_control_save(&t->control, &s);
+    st = bl_agree(t->rt, st != BL_OK ? st : down, BL_ERR_NO_MEM,
+                  "gathering the parameters and the controllers' state");
+    if (st == BL_OK) {
+        st = bl_trainer_check_replicas(t); /* replica 0 of each stage writes it */
+    }
+    if (st == BL_OK) {
+        st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
+                          where, path != NULL ? n : sizeof scratch);
+    }
+    bl_mem_free(bl_rt_allocator(t->rt), s.control);
+    if (st == BL_OK) {
+        /* Parameters and momentum, 4 bytes each, plus small headers. */
+        bl_log(t->rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
+               8.0 * (double)t->model->param_count / 1e6, 1e3 * (bl_now_seconds() - t0));
+    }
+    return st;
+}
+
+/* The loaded run must be this run: the same global batches. */
+static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_ckpt_state_t *s)
+{
+    const bl_train_config_t *c = &t->cfg;
+    if (s->seed != c->seed || s->batch != c->batch || s->shuffle != c->shuffle) {
+        return bl_fail(t->rt, BL_ERR_MISMATCH,
+                       "resume: %s was saved with seed %llu, batch %d, shuffle %s; this run has "
+                       "seed %llu, batch %d, shuffle %s",
+                       path, (unsigned long long)s->seed, s->batch, s->shuffle ? "on" : "off",
+                       (unsigned long long)c->seed, c->batch, c->shuffle ? "on" : "off");
+    }
+    return BL_OK;
+}
+
+/* Whether the checkpoint's shards fit this run's caps (no caps: they do). */
+static int shards_fit_caps(const bl_plan_t *p, const long *shards)
+{
+    for (int d = 0; p->shard_min != NULL && d < p->groups; d++) {
+        if (shards[d] < p->shard_min[d] || shards[d] > p->shard_max[d]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A resume continues the checkpoint's plan. With the same number of
+ * pipelines its shards and version replace the config's plan (or the
+ * even split), and with the same number of stages its stage map replaces
+ * the config's (or the balanced one): the run then goes on exactly as if
+ * never stopped, whatever the command line gives. A configured plan that
+ * differs is named in one info line. Saved shards outside this run's caps
+ * give way to the plan the config gives, also with an info line. */
+static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const char *path)
+{
+    bl_plan_t *p = &t->plan;
+    int D = p->groups, S = p->stages;
+    char theirs[512], mine[512];
+    p->version = saved->version;
+    if (saved->groups == D && memcmp(p->shards, saved->shards, (size_t)D * sizeof *p->shards)) {
+        bl_plan_format_shards(saved, theirs, sizeof theirs);
+        bl_plan_format_shards(p, mine, sizeof mine);
+        if (shards_fit_caps(p, saved->shards)) {
+            if (t->cfg_shards_given) {
+                bl_log(t->rt, BL_LOG_INFO,
+                       "resume: %s's shard plan %s (plan v%ld) is kept; the configured plan %s "
+                       "is not used",
+                       path, theirs, saved->version, mine);
+            }
+            memcpy(p->shards, saved->shards, (size_t)D * sizeof *p->shards);
+            bl_trainer_locate_slice(t);
+        } else {
+            bl_log(t->rt, BL_LOG_INFO,
+                   "resume: %s's shard plan %s lies outside this run's shard caps; the plan "
+                   "starts as %s",
+                   path, theirs, mine);
+        }
+    }
+    if (saved->stages == S &&
+        memcmp(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first) != 0) {
+        if (t->user_map) {
+            bl_plan_format_map(saved->first, S, theirs, sizeof theirs);
+            bl_plan_format_map(p->first, S, mine, sizeof mine);
+            bl_log(t->rt, BL_LOG_INFO,
+                   "resume: %s's stage map %s is kept; the configured map %s is not used", path,
+                   theirs, mine);
+        }
+        memcpy(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first);
+        return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH,
+                        "rebuilding the stages");
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
+{
+    if (t == NULL || dir == NULL || resumed == NULL) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG, "resume: NULL argument");
+    }
+    *resumed = 0;
+    char path[4096];
+    int found = 0;
+    bl_status_t st = bl_ckpt_find(t->rt, dir, t->model, path, sizeof path, &found);
+    if (st != BL_OK || !found) {
+        return st;
+    }
+    bl_ckpt_state_t s = {0};
+    st = bl_ckpt_load(t->rt, path, t->model, t->velocity, &s);
+    if (st == BL_OK) {
+        st = check_resumable(t, path, &s);
+    }
+    /* Every rank read the same files: a failure anywhere fails everywhere. */
+    st = bl_agree(t->rt, st, BL_ERR_IO, "the resume");
+    if (st == BL_OK) {
+        st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+    }
+    if (st == BL_OK) {
+        t->step = s.step;
+        t->whole_at = s.step; /* every rank loaded every layer */
+        st = adopt_plan(t, &s.plan, path);
+    }
+    if (st == BL_OK) {
+        bl_log(t->rt, BL_LOG_INFO,
+               "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
+               s.step, s.ranks, s.plan.groups, s.plan.stages);
+        st = bl_control_restore(&t->control, &s, path, t->modelled_s_per_op > 0.0);
+    }
+    if (st == BL_OK) {
+        *resumed = 1;
+    }
+    bl_ckpt_state_free(t->rt, &s);
+    return st;
+}
