@@ -24,7 +24,8 @@ void bl_slowdowns_free(bl_slowdowns_t *s);
 double bl_slowdowns_factor(const bl_slowdowns_t *s, long step);
 
 /* Emulates this rank's slowdown at `step`: sleeps (factor − 1) · compute_s
- * when one applies; returns the compute time including the sleep. */
+ * when one applies, or until a signal arrives; returns the compute time
+ * including the sleep (as if it had run its course). */
 double bl_slowdowns_apply(const bl_slowdowns_t *s, long step, double compute_s);
 
 #endif /* BL_SLOWDOWN_H */
