@@ -203,8 +203,8 @@ static bl_status_t ballast_setup(const options_t *o, ballast_bench_t *a)
     if (st == BL_OK) {
         bl_train_config_t tc = BL_TRAIN_CONFIG_INIT;
         tc.batch = BATCH;
-        tc.lr = LR;
-        tc.momentum = MOMENTUM;
+        tc.optimizer.lr = LR;
+        tc.optimizer.momentum = MOMENTUM;
         st = bl_trainer_create(a->rt, a->model, a->train, &tc, &a->trainer);
     }
     if (st != BL_OK) {

@@ -33,7 +33,7 @@ enum { BL_CUDA_BACKEND_ABI = 1 };
 typedef struct bl_cuda_backend {
     int abi;            /* BL_CUDA_BACKEND_ABI of the module's build */
     size_t table_bytes; /* sizeof(bl_cuda_backend_t) there */
-    const char *build;  /* the build id there: "0.1.0+<16 hex digits>" */
+    const char *build;  /* the build id there: "0.2.0+<16 hex digits>" */
 
     /* cuda_kernels.h */
     const bl_kernels_t *kernels;

@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = 128;
-    cfg.lr = 0.05f;
+    cfg.optimizer.lr = 0.05f;
     bl_trainer_t *trainer = NULL;
     CHECK(bl_trainer_create(rt, model, train, &cfg, &trainer));
     CHECK(bl_trainer_run(trainer, bl_trainer_steps_per_epoch(trainer), NULL, NULL));

@@ -42,9 +42,9 @@ int main(int argc, char **argv)
     bl_model_t *model = NULL;
     bl_trainer_t *trainer = NULL;
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.pipeline_stages = 2;         /* the rest of the ranks are data-parallel */
-    cfg.micro_batches = 4;           /* per pipeline per step */
-    cfg.schedule = BL_SCHEDULE_1F1B; /* stage s stashes at most 2 − s micro-batches */
+    cfg.pipeline.stages = 2;                  /* the rest of the ranks are data-parallel */
+    cfg.pipeline.micro_batches = 4;           /* per pipeline per step */
+    cfg.pipeline.schedule = BL_SCHEDULE_1F1B; /* stage s stashes at most 2 − s micro-batches */
     double loss = 0.0, accuracy = 0.0;
 
     bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, NULL, &rt);

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define BL_VERSION_MAJOR 0
-#define BL_VERSION_MINOR 1
+#define BL_VERSION_MINOR 2
 #define BL_VERSION_PATCH 0
 
 /* ---- Status ------------------------------------------------------------ */
@@ -289,7 +289,7 @@ int bl_model_out_features(const bl_model_t *m);
 size_t bl_model_param_count(const bl_model_t *m);
 /* The parameters, in file order (see bl_model_save_params). Belongs to the
  * model; NULL before bl_model_build. While a trainer with the node-local
- * reduction lives (bl_train_config_t.node_reduce) the model's parameters
+ * reduction lives (bl_train_config_t.transport.node_reduce) the model's parameters
  * are the node's shared copy: ask again after bl_trainer_create, and again
  * after bl_trainer_destroy, which copies the values back into the model's
  * own array. On a rank computing on a GPU the trainer trains a device copy:
@@ -342,7 +342,7 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 5
+#define BL_TRAIN_CONFIG_VERSION 6
 
 /* Pipeline schedules. */
 typedef enum {
@@ -351,138 +351,121 @@ typedef enum {
                               most S − s micro-batches of activations */
 } bl_schedule_t;
 
-/* An emulated slow rank (testing and demos): from step from_step to
- * to_step (inclusive; -1: to the end) that rank's compute takes factor
- * times as long — its measured compute time, then the extra slept. It
- * changes timings only, never the math. */
-typedef struct bl_slowdown {
-    int rank;
-    double factor; /* >= 1 */
-    long from_step;
-    long to_step;
-} bl_slowdown_t;
+/* The optimizer: SGD with PyTorch's conventions (g ← g + wd·w; v ← μ·v +
+ * g; w ← w − lr·v). */
+typedef struct bl_optimizer_config {
+    float lr;           /* learning rate (> 0) */
+    float momentum;     /* μ, in [0, 1); no dampening */
+    float weight_decay; /* L2 weight decay added to the gradient (>= 0) */
+} bl_optimizer_config_t;
 
-typedef struct bl_train_config {
-    int version;        /* BL_TRAIN_CONFIG_VERSION */
-    int batch;          /* global batch B (samples per step) */
-    float lr;           /* learning rate */
-    float momentum;     /* SGD momentum μ (PyTorch convention, no dampening) */
-    float weight_decay; /* L2 weight decay added to the gradient */
-    uint64_t seed;      /* sampler seed */
-    int shuffle;        /* 1: a seeded permutation per epoch; 0: file order */
-    /* Data parallelism over the job's D = P / S pipelines (D = P ranks
-     * without pipelining). Each step's global batch is cut into contiguous
-     * slices, one per pipeline, of these sizes (shard_count must equal D,
-     * each >= 0, summing to batch); NULL: as even as possible. The array is
-     * copied. A pipeline with a 0 shard still takes part in every
-     * reduction. */
+/* Pipelines: the job's P ranks form D = P / stages pipelines; rank r is
+ * stage r % S of pipeline r / S. Each pipeline cuts its slice of the
+ * batch into micro_batches even slices (the first ones one row more) and
+ * runs them in the schedule's order. Gradients are sums over the
+ * micro-batches, so S, M and the schedule never change the math. */
+typedef struct bl_pipeline_config {
+    int stages;        /* S >= 1 */
+    int micro_batches; /* M, 1..32767 */
+    bl_schedule_t schedule;
+} bl_pipeline_config_t;
+
+/* The first plan (README: "Concepts"). Every array is copied; NULL gives
+ * the default.
+ *   shards: samples of each step's batch that each pipeline computes
+ *     (shard_count = D values >= 0 summing to the batch); default: as even
+ *     as possible within the caps. A pipeline with a 0 shard still takes
+ *     part in every reduction.
+ *   shard_min, shard_max: caps the policies never cross (memory limits;
+ *     shard_cap_count = D; Σ min <= batch <= Σ max); default 0 and the
+ *     batch. Given shards must respect them.
+ *   stage_first: stage s owns the contiguous layers [stage_first[s],
+ *     stage_first[s + 1]) (stage_count = S entries, from 0, ascending);
+ *     default: the split that balances the layers' cost hints. */
+typedef struct bl_plan_config {
     const int *shards;
     int shard_count;
-    double bucket_mb; /* gradient all-reduce bucket size in MiB (> 0) */
-    /* Adaptive rebalancing: every rebalance_every steps rank 0 feeds the
-     * window's telemetry to the policy and broadcasts the next shard plan;
-     * every rank applies it at the same step boundary. NULL or "none": the
-     * plan above stays. "static", "proportional", "bandit", "rl". */
-    const char *policy;
-    int rebalance_every;            /* steps per control window (>= 1) */
-    const char *policy_file;        /* rl: a Q-table to start from (raw little-endian
-                                       float64, as ballast-sim writes), or NULL */
-    const char *telemetry_path;     /* rank 0 writes one JSON object per step, or NULL */
-    const char *trace_path;         /* rank 0 writes a Chrome trace-event file, or NULL */
-    const bl_slowdown_t *slowdowns; /* copied; slowdown_count of them */
-    int slowdown_count;
-    /* Version 2: pipelines. The P ranks form D = P / pipeline_stages
-     * pipelines; rank r is stage r % S of pipeline r / S. Stage s owns the
-     * contiguous layers [stage_first[s], stage_first[s+1]) (stage_count = S
-     * entries, stage_first[0] = 0, ascending; copied) or, with NULL, the
-     * split that balances the layers' cost hints. Each pipeline cuts its
-     * shard into micro_batches as even slices (the first ones one row
-     * more; a micro-batch may be empty) and runs them in the schedule's
-     * order; gradients are sums over micro-batches, so the result does not
-     * depend on S, M or the schedule. */
-    int pipeline_stages; /* S >= 1 */
-    int micro_batches;   /* M, 1..32767 */
-    bl_schedule_t schedule;
-    const int *stage_first;
-    int stage_count;
-    /* Version 3: adaptive stage maps. With S > 1 the policy decides which
-     * layers each stage owns (the pipelines' shards stay as planned above):
-     * every rebalance_every steps rank 0 turns the window's per-layer times
-     * into the best contiguous map for the stages' measured speeds, and
-     * when the move pays back within repartition_horizon steps (its bytes
-     * over the measured bandwidth against the predicted gain per step),
-     * every pipeline moves those layers' parameters and momentum at the
-     * same step boundary. The math does not change. A stage plan scripts
-     * maps instead: after step stage_plan_steps[k] (ascending, >= 0) the
-     * map becomes stage_plan_first[k·S … k·S + S − 1] (stage_plan_count
-     * maps; both copied); it takes precedence over the policy at its steps. */
-    double repartition_horizon;   /* steps (> 0) */
-    double repartition_threshold; /* proportional: least predicted relative gain, [0, 1) */
-    const long *stage_plan_steps;
-    const int *stage_plan_first;
-    int stage_plan_count;
-    /* Per-pipeline shard caps (memory limits): pipeline d never computes
-     * fewer than shard_min[d] or more than shard_max[d] samples a step,
-     * whatever the policy decides; shard_cap_count must be D and
-     * Σ min <= batch <= Σ max. Without a shard plan the first plan is the
-     * even split within the caps; a given plan must respect them. NULL:
-     * 0 and batch. Copied. */
     const int *shard_min;
     const int *shard_max;
     int shard_cap_count;
-    /* Hang detection: every wait of the library once the trainer exists
-     * (the pipeline's transfers, the gradient and loss all-reduces, the
-     * node-local barriers, the telemetry gather, the controllers'
-     * decisions, layer migrations, the start-up check, evaluation,
-     * checkpoints and the stop-flag agreement) gives up after timeout_s
-     * seconds with BL_ERR_TIMEOUT naming the step, the operation and the
-     * ranks that had not arrived: a transfer's peer, or for a collective
-     * the members that did not answer a roll call as waiting in the same
-     * operation. 0: wait forever. After BL_ERR_TIMEOUT the operation is
-     * still posted on buffers of the library (and of its stack), which a
-     * late rank may yet fill: the only safe continuation is MPI_Abort, as
-     * ballast-train does; destroying the trainer or the runtime then leaks
-     * them rather than free memory MPI may write. Not bounded: the
-     * communicator splits and topology discovery of bl_runtime_create and
-     * bl_trainer_create (before the bound is known), and the completion of
-     * requests already posted when a rank fails for another reason. */
-    double timeout_s;
-    /* Version 4. Data parallelism without pipelining whose ranks are all on
-     * one node: 1 (default) shares gradients, parameters and momentum
-     * through MPI shared-memory windows and sums and updates each rank's
-     * slice in one pass (runtime/node_reduce.h), the same math as the
-     * all-reduce; 0 always all-reduces over MPI. The model's parameter
-     * array is the shared one while the trainer lives (bl_model_params). */
+    const int *stage_first;
+    int stage_count;
+} bl_plan_config_t;
+
+/* Rebalancing (README: "Adaptive rebalancing"). Every rebalance_every
+ * steps rank 0 feeds the window's telemetry to the policy and every rank
+ * applies the plan it broadcasts at the same step boundary: new shards
+ * without pipelines, a new stage map (layers migrate with their
+ * parameters and momentum) with them. A move of layers is made only when
+ * it pays back within repartition_horizon steps. A stage plan scripts
+ * maps instead: after step stage_plan_steps[k] (ascending, >= 0) the map
+ * becomes stage_plan_first[k·S … k·S + S − 1]; it takes precedence over
+ * the policy at its steps. Arrays are copied. */
+typedef struct bl_balance_config {
+    const char *policy;           /* NULL or "none", "static", "proportional", "bandit", "rl" */
+    int rebalance_every;          /* steps per control window (>= 1) */
+    const char *policy_file;      /* rl: a Q-table to start from (ballast-sim's), or NULL */
+    double repartition_horizon;   /* steps (> 0) */
+    double repartition_threshold; /* proportional stage policy: least relative gain, [0, 1) */
+    const long *stage_plan_steps;
+    const int *stage_plan_first;
+    int stage_plan_count;
+} bl_balance_config_t;
+
+/* How data and gradients move. The choices never change the math beyond
+ * float32 summation order. */
+typedef struct bl_transport_config {
+    double bucket_mb; /* gradient all-reduce bucket size in MiB, (0, 4096] */
+    /* Data parallelism on one node without pipelines: 1 sums gradients and
+     * updates through MPI shared memory, each rank its slice; 0 always
+     * all-reduces. While the trainer lives the model's parameter array is
+     * the node's shared one (bl_model_params). */
     int node_reduce;
-    /* Version 5. A data-parallel group whose ranks are all CUDA GPUs: 1
-     * (default) all-reduces the gradients with NCCL on the GPUs, bucket by
-     * bucket on a stream of its own while backward goes on; 0 reduces them
-     * with MPI like a mixed group does (each GPU rank copies a bucket to
-     * host memory, MPI sums it, the sums go back up). Groups with CPU
-     * ranks, and ranks sharing a GPU, always use MPI. Same math either
-     * way, up to summation order. */
+    /* A data-parallel group of CUDA GPUs only: 1 all-reduces with NCCL on
+     * the GPUs; 0 through host memory with MPI, like a mixed group. */
     int nccl;
-    /* Version 5. A rank computing on a GPU: 1 (default) keeps an in-memory
-     * training set (IDX files, arrays) in device memory when there is room
-     * (after the model's state and buffers), so each micro-batch is cut
-     * out there and a step uploads only its sample numbers; 0, or a
-     * dataset of callbacks, or no room (an info line says so): each
-     * micro-batch is read on the host and uploaded. Same samples either
-     * way. */
+    /* A GPU rank: 1 keeps an in-memory training set in device memory when
+     * it fits and cuts each micro-batch out there; 0 reads each on the
+     * host and uploads it. */
     int data_on_device;
+} bl_transport_config_t;
+
+/* What the trainer writes and watches. */
+typedef struct bl_diagnostics_config {
+    const char *telemetry_path; /* rank 0 writes one JSON object per step, or NULL */
+    const char *trace_path;     /* rank 0 writes a Chrome trace-event file, or NULL */
+    /* Hang detection: every wait of the library once the trainer exists
+     * gives up after timeout_s seconds with BL_ERR_TIMEOUT naming the step,
+     * the operation and the ranks that had not arrived; the only safe
+     * continuation is then MPI_Abort (README: "Hang detection"). 0: wait
+     * forever. */
+    double timeout_s;
+} bl_diagnostics_config_t;
+
+/* A trainer's configuration, by concern; fill it from
+ * BL_TRAIN_CONFIG_INIT so that new fields keep their defaults. */
+typedef struct bl_train_config {
+    int version;   /* BL_TRAIN_CONFIG_VERSION */
+    int batch;     /* global batch B (samples per step) */
+    uint64_t seed; /* the sampler's seed */
+    int shuffle;   /* 1: a seeded permutation per epoch; 0: file order */
+    bl_optimizer_config_t optimizer;
+    bl_pipeline_config_t pipeline;
+    bl_plan_config_t plan;
+    bl_balance_config_t balance;
+    bl_transport_config_t transport;
+    bl_diagnostics_config_t diagnostics;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
     {                                                                                              \
-        .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .lr = 0.05f, .momentum = 0.9f,           \
-        .weight_decay = 0.0f, .seed = 1, .shuffle = 1, .shards = NULL, .shard_count = 0,           \
-        .bucket_mb = 4.0, .policy = NULL, .rebalance_every = 10, .policy_file = NULL,              \
-        .telemetry_path = NULL, .trace_path = NULL, .slowdowns = NULL, .slowdown_count = 0,        \
-        .pipeline_stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B,                    \
-        .stage_first = NULL, .stage_count = 0, .repartition_horizon = 200.0,                       \
-        .repartition_threshold = 0.02, .stage_plan_steps = NULL, .stage_plan_first = NULL,         \
-        .stage_plan_count = 0, .shard_min = NULL, .shard_max = NULL, .shard_cap_count = 0,         \
-        .timeout_s = 0.0, .node_reduce = 1, .nccl = 1, .data_on_device = 1                         \
+        .version = BL_TRAIN_CONFIG_VERSION, .batch = 128, .seed = 1, .shuffle = 1,                 \
+        .optimizer = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.0f},                        \
+        .pipeline = {.stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B},               \
+        .balance = {.rebalance_every = 10,                                                         \
+                    .repartition_horizon = 200.0,                                                  \
+                    .repartition_threshold = 0.02},                                                \
+        .transport = {.bucket_mb = 4.0, .node_reduce = 1, .nccl = 1, .data_on_device = 1},         \
     }
 
 typedef struct bl_trainer bl_trainer_t;
@@ -541,6 +524,24 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
  * need themselves; call it from a step callback before reading or saving
  * the parameters there. Collective. */
 bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
+
+/* An emulated slow rank (testing and demos): from step from_step to
+ * to_step (inclusive; -1: to the end) that rank's compute takes factor
+ * times as long — its measured compute time, then the extra slept. It
+ * changes timings only, never the math. */
+typedef struct bl_slowdown {
+    int rank;
+    double factor; /* >= 1 */
+    long from_step;
+    long to_step;
+} bl_slowdown_t;
+
+/* A test and demo hook: emulated slow ranks from the next step on
+ * (count of them, copied; they replace any set before, and count 0
+ * removes them). Each names a rank of the job, a finite factor >= 1 and
+ * a step range from >= 0; a bad one is BL_ERR_INVALID_ARG naming it.
+ * Collective: every rank must pass the same list (BL_ERR_MISMATCH). */
+bl_status_t bl_trainer_emulate_slowdown(bl_trainer_t *t, const bl_slowdown_t *list, int count);
 
 /* A test and demo hook: from the next step on, the controllers see
  * modelled times instead of measured ones. A layer takes its cost (the

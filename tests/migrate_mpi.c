@@ -122,10 +122,10 @@ int main(int argc, char **argv)
         static const int plan[] = {30, 2}, caps[] = {20, 32};
         bl_train_config_t dp = BL_TRAIN_CONFIG_INIT;
         dp.batch = 32;
-        dp.shards = plan;
-        dp.shard_count = 2;
-        dp.shard_max = caps;
-        dp.shard_cap_count = 2;
+        dp.plan.shards = plan;
+        dp.plan.shard_count = 2;
+        dp.plan.shard_max = caps;
+        dp.plan.shard_cap_count = 2;
         bl_trainer_t *none = NULL;
         check(bl_trainer_create(rt, m, train, &dp, &none) == BL_ERR_INVALID_ARG && none == NULL,
               "a plan outside its caps is refused");
@@ -137,13 +137,13 @@ int main(int argc, char **argv)
     static const int plan_first[] = {0, 4};
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = 32;
-    cfg.pipeline_stages = 2;
-    cfg.micro_batches = 2;
-    cfg.stage_first = start;
-    cfg.stage_count = 2;
-    cfg.stage_plan_steps = plan_steps;
-    cfg.stage_plan_first = plan_first;
-    cfg.stage_plan_count = 1;
+    cfg.pipeline.stages = 2;
+    cfg.pipeline.micro_batches = 2;
+    cfg.plan.stage_first = start;
+    cfg.plan.stage_count = 2;
+    cfg.balance.stage_plan_steps = plan_steps;
+    cfg.balance.stage_plan_first = plan_first;
+    cfg.balance.stage_plan_count = 1;
     bl_trainer_t *t = NULL;
     st = bl_trainer_create(rt, m, train, &cfg, &t);
     check(st == BL_OK, "trainer: %s", bl_last_error(rt));

@@ -299,11 +299,11 @@ static bl_train_config_t train_config(void)
 {
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = BATCH;
-    cfg.lr = 0.05f;
-    cfg.momentum = 0.9f;
-    cfg.weight_decay = 1e-4f;
+    cfg.optimizer.lr = 0.05f;
+    cfg.optimizer.momentum = 0.9f;
+    cfg.optimizer.weight_decay = 1e-4f;
     cfg.seed = 3;
-    cfg.timeout_s = 120.0; /* a hang fails the test instead of stalling ctest */
+    cfg.diagnostics.timeout_s = 120.0; /* a hang fails the test instead of stalling ctest */
     return cfg;
 }
 

@@ -173,8 +173,8 @@ static run_result_t train_with(int device, linear_state_t *user, int device_ops,
     bl_model_t *m = make_model(rt, user, device_ops);
     bl_train_config_t tc = BL_TRAIN_CONFIG_INIT;
     tc.batch = 32;
-    tc.weight_decay = 1e-4f;
-    tc.data_on_device = data == DATA_ON_DEVICE;
+    tc.optimizer.weight_decay = 1e-4f;
+    tc.transport.data_on_device = data == DATA_ON_DEVICE;
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, d, &tc, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, STEPS, NULL, NULL), BL_OK);
@@ -311,7 +311,7 @@ static void test_mirror_checkpoint_resume(void **state)
     bl_model_t *m = make_model(rt, NULL, 0);
     bl_train_config_t tc = BL_TRAIN_CONFIG_INIT;
     tc.batch = 32;
-    tc.weight_decay = 1e-4f;
+    tc.optimizer.weight_decay = 1e-4f;
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, d, &tc, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, STEPS / 2, NULL, NULL), BL_OK);

@@ -64,10 +64,10 @@ static void check_trainer(bl_runtime_t *rt, int stages)
     }
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = 32;
-    cfg.pipeline_stages = stages;
-    cfg.micro_batches = stages > 1 ? 2 : 1;
-    cfg.node_reduce = 0;
-    cfg.timeout_s = 20; /* a rank left waiting fails the test, not the ctest timeout */
+    cfg.pipeline.stages = stages;
+    cfg.pipeline.micro_batches = stages > 1 ? 2 : 1;
+    cfg.transport.node_reduce = 0;
+    cfg.diagnostics.timeout_s = 20; /* a rank left waiting fails the test, not the ctest timeout */
     if (st == BL_OK) {
         st = bl_trainer_create(rt, m, d, &cfg, &t);
     }

@@ -54,7 +54,7 @@ static float *train_params(int shuffle, float weight_decay, long steps, size_t *
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = 50;
     cfg.shuffle = shuffle;
-    cfg.weight_decay = weight_decay;
+    cfg.optimizer.weight_decay = weight_decay;
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, steps, NULL, NULL), BL_OK);
@@ -95,8 +95,8 @@ static void test_micro_batches_keep_the_math(void **state)
         bl_model_t *m = mlp(8, 9);
         bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
         cfg.batch = 50;
-        cfg.micro_batches = micro[k]; /* 64 > 50: some are empty */
-        cfg.schedule = k == 2 ? BL_SCHEDULE_GPIPE : BL_SCHEDULE_1F1B;
+        cfg.pipeline.micro_batches = micro[k]; /* 64 > 50: some are empty */
+        cfg.pipeline.schedule = k == 2 ? BL_SCHEDULE_GPIPE : BL_SCHEDULE_1F1B;
         bl_trainer_t *t = NULL;
         assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
         bl_layout_info_t li;
@@ -131,19 +131,16 @@ static void test_micro_batches_keep_the_math(void **state)
     }
 }
 
-/* An older config ends before the newer fields: whatever lies after it
- * (garbled here) is not read, and the run equals one with the defaults.
- * The trainer's accessors answer for it. */
-static void check_old_config(int version, void (*garble)(bl_train_config_t *))
+/* The trainer's accessors answer for a default config (one stage) and for
+ * NULL. */
+static void test_accessors(void **state)
 {
     size_t n = 0;
     float *want = train_params(1, 0.0f, 10, &n);
     bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
     bl_model_t *m = mlp(8, 9);
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.version = version;
     cfg.batch = 50;
-    garble(&cfg);
     bl_trainer_t *t = NULL;
     assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
     assert_int_equal(bl_trainer_run(t, 10, NULL, NULL), BL_OK);
@@ -163,29 +160,61 @@ static void check_old_config(int version, void (*garble)(bl_train_config_t *))
     bl_dataset_destroy(train);
 }
 
-static void garble_after_version_one(bl_train_config_t *cfg)
+/* Emulated slowdowns are set by their own call: each bad one is refused
+ * naming it and what is wrong; a good list, and none, are taken. */
+static void test_emulate_slowdown(void **state)
 {
-    cfg->pipeline_stages = -7;
-    cfg->micro_batches = -7;
-    cfg->schedule = (bl_schedule_t)99;
-    cfg->stage_count = 12;
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    bl_model_t *m = mlp(8, 9);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 50;
+    bl_trainer_t *t = NULL;
+    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    const struct {
+        bl_slowdown_t slowdown;
+        const char *message;
+    } bad[] = {
+        {{.rank = 1, .factor = 2.0, .to_step = -1},
+         "slowdown 0: rank 1 is outside the job's ranks 0..0"},
+        {{.rank = 0, .factor = 0.5, .to_step = -1},
+         "slowdown 0: factor 0.5 must be a finite number >= 1"},
+        {{.rank = 0, .factor = 2.0, .from_step = 5, .to_step = 2},
+         "slowdown 0: steps 5-2 are not a range from >= 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(bl_trainer_emulate_slowdown(t, &bad[i].slowdown, 1), BL_ERR_INVALID_ARG);
+        assert_non_null(strstr(bl_last_error(rt), bad[i].message));
+    }
+    assert_int_equal(bl_trainer_emulate_slowdown(t, NULL, 2), BL_ERR_INVALID_ARG);
+    assert_non_null(strstr(bl_last_error(rt), "slowdowns: 2 given with no array"));
+    const bl_slowdown_t good = {.rank = 0, .factor = 1.5, .to_step = -1};
+    assert_int_equal(bl_trainer_emulate_slowdown(t, &good, 1), BL_OK);
+    assert_int_equal(bl_trainer_run(t, 2, NULL, NULL), BL_OK);
+    assert_int_equal(bl_trainer_emulate_slowdown(t, NULL, 0), BL_OK);
+    assert_int_equal(bl_trainer_emulate_slowdown(NULL, &good, 1), BL_ERR_INVALID_ARG);
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
 }
 
-static void garble_after_version_two(bl_train_config_t *cfg)
+/* Versions 1 to 5 were ballast 0.1's flat config: refused by name. */
+static void test_old_config_refused(void **state)
 {
-    cfg->repartition_horizon = -1.0;
-    cfg->repartition_threshold = 7.0;
-    cfg->stage_plan_count = 3;
-}
-
-static void test_version_one_config(void **state)
-{
-    check_old_config(1, garble_after_version_one);
-}
-
-static void test_version_two_config(void **state)
-{
-    check_old_config(2, garble_after_version_two);
+    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    bl_model_t *m = mlp(8, 9);
+    for (int version = 1; version < BL_TRAIN_CONFIG_VERSION; version++) {
+        bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+        cfg.version = version;
+        bl_trainer_t *t = NULL;
+        assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_ERR_INVALID_ARG);
+        assert_null(t);
+        char want[96];
+        snprintf(want, sizeof want, "train config version %d is the flat layout of ballast 0.1",
+                 version);
+        assert_non_null(strstr(bl_last_error(rt), want));
+    }
+    bl_model_destroy(m);
+    bl_dataset_destroy(train);
 }
 
 /* DESIGN invariant 1 at its root: gradients are per-sample sums, so the
@@ -285,7 +314,7 @@ static void batch_over_dataset(bl_train_config_t *c)
 
 static void zero_lr(bl_train_config_t *c)
 {
-    c->lr = 0.0f;
+    c->optimizer.lr = 0.0f;
 }
 
 static void future_version(bl_train_config_t *c)
@@ -295,114 +324,114 @@ static void future_version(bl_train_config_t *c)
 
 static void two_stages(bl_train_config_t *c)
 {
-    c->pipeline_stages = 2;
+    c->pipeline.stages = 2;
 }
 
 static void zero_stages(bl_train_config_t *c)
 {
-    c->pipeline_stages = 0;
+    c->pipeline.stages = 0;
 }
 
 static void zero_micro_batches(bl_train_config_t *c)
 {
-    c->micro_batches = 0;
+    c->pipeline.micro_batches = 0;
 }
 
 static void unknown_schedule(bl_train_config_t *c)
 {
-    c->schedule = (bl_schedule_t)7;
+    c->pipeline.schedule = (bl_schedule_t)7;
 }
 
 static void stage_count_without_map(bl_train_config_t *c)
 {
-    c->stage_count = 1;
+    c->plan.stage_count = 1;
 }
 
 static void stage_map_from_layer_1(bl_train_config_t *c)
 {
-    c->stage_count = 1;
-    c->stage_first = stage_first_1;
+    c->plan.stage_count = 1;
+    c->plan.stage_first = stage_first_1;
 }
 
 /* Shard caps: one rank here, so one cap each. */
 static void caps_for_two_ranks(bl_train_config_t *c)
 {
-    c->shard_min = cap_lo;
-    c->shard_cap_count = 2;
+    c->plan.shard_min = cap_lo;
+    c->plan.shard_cap_count = 2;
 }
 
 static void caps_below_batch(bl_train_config_t *c)
 {
-    c->shard_min = cap_lo;
-    c->shard_max = cap_hi; /* [5, 100] for a batch of 128 */
-    c->shard_cap_count = 1;
+    c->plan.shard_min = cap_lo;
+    c->plan.shard_max = cap_hi; /* [5, 100] for a batch of 128 */
+    c->plan.shard_cap_count = 1;
 }
 
 static void cap_min_over_max(bl_train_config_t *c)
 {
-    c->shard_min = cap_hi + 1; /* 200 > max 100 */
-    c->shard_max = cap_hi;
-    c->shard_cap_count = 1;
+    c->plan.shard_min = cap_hi + 1; /* 200 > max 100 */
+    c->plan.shard_max = cap_hi;
+    c->plan.shard_cap_count = 1;
 }
 
 static void shard_over_cap(bl_train_config_t *c)
 {
-    c->shards = shards_128;
-    c->shard_count = 1;
-    c->shard_max = cap_hi; /* 100 < 128: refused on the caps' sums first */
-    c->shard_cap_count = 1;
+    c->plan.shards = shards_128;
+    c->plan.shard_count = 1;
+    c->plan.shard_max = cap_hi; /* 100 < 128: refused on the caps' sums first */
+    c->plan.shard_cap_count = 1;
 }
 
 static void cap_pins_shard(bl_train_config_t *c)
 {
     c->batch = 100;
-    c->shards = shards_100;
-    c->shard_count = 1;
-    c->shard_min = cap_hi; /* [100, 100] */
-    c->shard_max = cap_hi;
-    c->shard_cap_count = 1;
+    c->plan.shards = shards_100;
+    c->plan.shard_count = 1;
+    c->plan.shard_min = cap_hi; /* [100, 100] */
+    c->plan.shard_max = cap_hi;
+    c->plan.shard_cap_count = 1;
 }
 
 static void shard_under_cap(bl_train_config_t *c)
 {
-    c->shards = shards_128;
-    c->shard_count = 1;
-    c->shard_max = cap_hi + 1; /* 128 <= 200 */
-    c->shard_cap_count = 1;
+    c->plan.shards = shards_128;
+    c->plan.shard_count = 1;
+    c->plan.shard_max = cap_hi + 1; /* 128 <= 200 */
+    c->plan.shard_cap_count = 1;
 }
 
 static void shard_within_caps(bl_train_config_t *c)
 {
     shard_under_cap(c);
-    c->shard_min = cap_lo; /* [5, 200] */
+    c->plan.shard_min = cap_lo; /* [5, 200] */
 }
 
 static void negative_timeout(bl_train_config_t *c)
 {
-    c->timeout_s = -1.0;
+    c->diagnostics.timeout_s = -1.0;
 }
 
 static void stage_plan_without_pipeline(bl_train_config_t *c)
 {
-    c->stage_plan_steps = plan_steps;
-    c->stage_plan_first = plan_first;
-    c->stage_plan_count = 1;
+    c->balance.stage_plan_steps = plan_steps;
+    c->balance.stage_plan_first = plan_first;
+    c->balance.stage_plan_count = 1;
 }
 
 static void stage_plan_without_maps(bl_train_config_t *c)
 {
     stage_plan_without_pipeline(c);
-    c->stage_plan_first = NULL;
+    c->balance.stage_plan_first = NULL;
 }
 
 static void zero_horizon(bl_train_config_t *c)
 {
-    c->repartition_horizon = 0.0;
+    c->balance.repartition_horizon = 0.0;
 }
 
 static void threshold_one(bl_train_config_t *c)
 {
-    c->repartition_threshold = 1.0;
+    c->balance.repartition_threshold = 1.0;
 }
 
 static void test_trainer_rejects_bad_input(void **state)
@@ -703,8 +732,9 @@ int main(void)
         cmocka_unit_test(test_separable_reaches_99_percent),
         cmocka_unit_test(test_same_run_is_bitwise_identical),
         cmocka_unit_test(test_micro_batches_keep_the_math),
-        cmocka_unit_test(test_version_one_config),
-        cmocka_unit_test(test_version_two_config),
+        cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_old_config_refused),
+        cmocka_unit_test(test_emulate_slowdown),
         cmocka_unit_test(test_batch_gradient_is_sum_of_parts),
         cmocka_unit_test(test_callback_sees_steps_and_can_stop),
         cmocka_unit_test(test_trainer_rejects_bad_input),

@@ -359,38 +359,36 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     }
     bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
     cfg.batch = o->batch;
-    cfg.lr = o->lr;
-    cfg.momentum = o->momentum;
-    cfg.weight_decay = o->weight_decay;
+    cfg.optimizer.lr = o->lr;
+    cfg.optimizer.momentum = o->momentum;
+    cfg.optimizer.weight_decay = o->weight_decay;
     cfg.seed = o->seed;
     cfg.shuffle = o->shuffle;
-    cfg.node_reduce = o->node_reduce;
-    cfg.nccl = o->nccl;
-    cfg.data_on_device = o->data_on_device;
-    cfg.shards = o->shard_count > 0 ? o->shards : NULL;
-    cfg.shard_count = o->shard_count;
-    cfg.bucket_mb = o->bucket_mb;
-    cfg.policy = o->policy;
-    cfg.rebalance_every = o->rebalance_every;
-    cfg.policy_file = o->policy_file;
-    cfg.telemetry_path = o->telemetry_path;
-    cfg.trace_path = o->trace_path;
-    cfg.slowdowns = o->slowdowns;
-    cfg.slowdown_count = o->slowdown_count;
-    cfg.pipeline_stages = o->pp;
-    cfg.micro_batches = o->micro_batches;
-    cfg.schedule = o->schedule;
-    cfg.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
-    cfg.stage_count = o->stage_count;
-    cfg.stage_plan_steps = o->stage_plan_count > 0 ? o->stage_plan_steps : NULL;
-    cfg.stage_plan_first = o->stage_plan_count > 0 ? o->stage_plan_first : NULL;
-    cfg.stage_plan_count = o->stage_plan_count;
-    cfg.repartition_horizon = o->repartition_horizon;
-    cfg.repartition_threshold = o->repartition_threshold;
-    cfg.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
-    cfg.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
-    cfg.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
-    cfg.timeout_s = o->timeout_s;
+    cfg.transport.node_reduce = o->node_reduce;
+    cfg.transport.nccl = o->nccl;
+    cfg.transport.data_on_device = o->data_on_device;
+    cfg.plan.shards = o->shard_count > 0 ? o->shards : NULL;
+    cfg.plan.shard_count = o->shard_count;
+    cfg.transport.bucket_mb = o->bucket_mb;
+    cfg.balance.policy = o->policy;
+    cfg.balance.rebalance_every = o->rebalance_every;
+    cfg.balance.policy_file = o->policy_file;
+    cfg.diagnostics.telemetry_path = o->telemetry_path;
+    cfg.diagnostics.trace_path = o->trace_path;
+    cfg.pipeline.stages = o->pp;
+    cfg.pipeline.micro_batches = o->micro_batches;
+    cfg.pipeline.schedule = o->schedule;
+    cfg.plan.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
+    cfg.plan.stage_count = o->stage_count;
+    cfg.balance.stage_plan_steps = o->stage_plan_count > 0 ? o->stage_plan_steps : NULL;
+    cfg.balance.stage_plan_first = o->stage_plan_count > 0 ? o->stage_plan_first : NULL;
+    cfg.balance.stage_plan_count = o->stage_plan_count;
+    cfg.balance.repartition_horizon = o->repartition_horizon;
+    cfg.balance.repartition_threshold = o->repartition_threshold;
+    cfg.plan.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
+    cfg.plan.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
+    cfg.plan.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
+    cfg.diagnostics.timeout_s = o->timeout_s;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }
@@ -402,8 +400,15 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
            "training %zu parameters on %ld samples: %ld steps of %d (%ld per epoch)",
            bl_model_param_count(model), bl_dataset_count(train_set), steps, o->batch,
            bl_trainer_steps_per_epoch(trainer));
-    /* A test hook: modelled step times (seconds per operation), so a run
-     * under any policy decides the same every time. */
+    /* The demo's and tests' hooks: emulated slow ranks (--emulate-slowdown),
+     * and modelled step times (seconds per operation), so a run under any
+     * policy decides the same every time. */
+    if (o->slowdown_count > 0) {
+        st = bl_trainer_emulate_slowdown(trainer, o->slowdowns, o->slowdown_count);
+        if (st != BL_OK) {
+            goto done;
+        }
+    }
     const char *modelled = getenv("BALLAST_TEST_MODELLED_TIME");
     if (modelled != NULL) {
         st = bl_trainer_emulate_timing(trainer, strtod(modelled, NULL));

@@ -16,18 +16,14 @@ double bl_balancer_now(const bl_balancer_t *b)
 
 static int uses_policy(const bl_train_config_t *cfg)
 {
-    return cfg->policy != NULL && strcmp(cfg->policy, "none") != 0;
+    return cfg->balance.policy != NULL && strcmp(cfg->balance.policy, "none") != 0;
 }
 
 uint64_t bl_balancer_digest(const bl_train_config_t *cfg)
 {
-    const char *policy = uses_policy(cfg) ? cfg->policy : "none";
+    const char *policy = uses_policy(cfg) ? cfg->balance.policy : "none";
     uint64_t d = bl_digest(policy, strlen(policy));
-    d = bl_seed_mix(d, (uint64_t)cfg->rebalance_every);
-    if (cfg->slowdown_count > 0 && cfg->slowdowns != NULL) {
-        d = bl_seed_mix(
-            d, bl_digest(cfg->slowdowns, (size_t)cfg->slowdown_count * sizeof *cfg->slowdowns));
-    }
+    d = bl_seed_mix(d, (uint64_t)cfg->balance.rebalance_every);
     return d;
 }
 
@@ -63,24 +59,25 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
     memset(b, 0, sizeof *b);
     b->rt = rt;
     bl_status_t st = BL_OK;
-    if (cfg->rebalance_every < 1) {
+    if (cfg->balance.rebalance_every < 1) {
         st = bl_fail(rt, BL_ERR_INVALID_ARG, "rebalance interval %d must be at least 1 step",
-                     cfg->rebalance_every);
+                     cfg->balance.rebalance_every);
     }
-    if (st == BL_OK && cfg->policy_file != NULL &&
-        (!uses_policy(cfg) || strcmp(cfg->policy, "rl") != 0)) {
+    if (st == BL_OK && cfg->balance.policy_file != NULL &&
+        (!uses_policy(cfg) || strcmp(cfg->balance.policy, "rl") != 0)) {
         st = bl_fail(rt, BL_ERR_INVALID_ARG, "a policy file %s applies to the rl policy only",
-                     cfg->policy_file);
+                     cfg->balance.policy_file);
     }
     if (st != BL_OK) {
         return st;
     }
     /* With pipelines the policy moves layers (the stage controller), not
      * shards. */
-    b->controller_on = uses_policy(cfg) && cfg->pipeline_stages <= 1;
+    b->controller_on = uses_policy(cfg) && cfg->pipeline.stages <= 1;
     /* Records are gathered only for someone to read: the controller or
      * the files. Plain data parallelism pays nothing for them. */
-    b->telemetry_on = b->controller_on || cfg->telemetry_path != NULL || cfg->trace_path != NULL;
+    b->telemetry_on = b->controller_on || cfg->diagnostics.telemetry_path != NULL ||
+                      cfg->diagnostics.trace_path != NULL;
     /* A common time origin for the trace: everyone leaves a barrier. */
     if (b->telemetry_on) {
         MPI_Request req = MPI_REQUEST_NULL;
@@ -93,7 +90,8 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
     }
     b->t0 = bl_now_seconds();
     if (b->telemetry_on) {
-        st = bl_telemetry_init(&b->tm, rt, cfg->telemetry_path, cfg->trace_path);
+        st = bl_telemetry_init(&b->tm, rt, cfg->diagnostics.telemetry_path,
+                               cfg->diagnostics.trace_path);
         if (st != BL_OK) {
             goto fail;
         }
@@ -106,15 +104,16 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
     if (b->controller_on) {
         double table[BL_RL_STATES * BL_RL_ACTIONS];
         const double *q_init = NULL;
-        if (cfg->policy_file != NULL && rt->rank == 0) {
-            st = load_policy_file(rt, cfg->policy_file, table, BL_RL_STATES * BL_RL_ACTIONS);
+        if (cfg->balance.policy_file != NULL && rt->rank == 0) {
+            st =
+                load_policy_file(rt, cfg->balance.policy_file, table, BL_RL_STATES * BL_RL_ACTIONS);
             q_init = table;
         }
         /* A file error on rank 0 reaches the others through the controller's
          * set-up agreement; rank 0 keeps its own message. */
         if (st == BL_OK) {
-            st = bl_controller_init(&b->ctl, rt, cfg->policy, cfg->rebalance_every, cfg->batch,
-                                    cfg->seed, q_init, shard_min, shard_max);
+            st = bl_controller_init(&b->ctl, rt, cfg->balance.policy, cfg->balance.rebalance_every,
+                                    cfg->batch, cfg->seed, q_init, shard_min, shard_max);
         } else {
             int failed = 1, any = 0;
             (void)bl_allreduce_bounded(rt, &failed, &any, 1, MPI_INT, MPI_MAX, rt->comm,

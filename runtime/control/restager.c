@@ -17,28 +17,31 @@
 
 static int uses_policy(const bl_train_config_t *cfg)
 {
-    return cfg->policy != NULL && strcmp(cfg->policy, "none") != 0;
+    return cfg->balance.policy != NULL && strcmp(cfg->balance.policy, "none") != 0;
 }
 
 bl_status_t bl_restager_check_plan(bl_runtime_t *rt, const bl_train_config_t *cfg, int layers)
 {
-    int S = cfg->pipeline_stages, n = cfg->stage_plan_count;
-    if (!(cfg->repartition_horizon > 0.0) || !isfinite(cfg->repartition_horizon)) {
+    int S = cfg->pipeline.stages, n = cfg->balance.stage_plan_count;
+    if (!(cfg->balance.repartition_horizon > 0.0) || !isfinite(cfg->balance.repartition_horizon)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "repartition horizon %g steps must be positive and finite",
-                       cfg->repartition_horizon);
+                       cfg->balance.repartition_horizon);
     }
-    if (!(cfg->repartition_threshold >= 0.0) || !(cfg->repartition_threshold < 1.0)) {
+    if (!(cfg->balance.repartition_threshold >= 0.0) ||
+        !(cfg->balance.repartition_threshold < 1.0)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "repartition threshold %g must be in [0, 1)",
-                       cfg->repartition_threshold);
+                       cfg->balance.repartition_threshold);
     }
     if (n == 0) {
         return BL_OK;
     }
-    if (n < 0 || cfg->stage_plan_steps == NULL || cfg->stage_plan_first == NULL) {
+    if (n < 0 || cfg->balance.stage_plan_steps == NULL || cfg->balance.stage_plan_first == NULL) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "stage plan: %d maps given with %s arrays", n,
-                       cfg->stage_plan_steps == NULL || cfg->stage_plan_first == NULL ? "missing"
-                                                                                      : "its");
+                       cfg->balance.stage_plan_steps == NULL ||
+                               cfg->balance.stage_plan_first == NULL
+                           ? "missing"
+                           : "its");
     }
     if (S < 2) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
@@ -50,15 +53,15 @@ bl_status_t bl_restager_check_plan(bl_runtime_t *rt, const bl_train_config_t *cf
     }
     bl_status_t st = BL_OK;
     for (int k = 0; k < n && st == BL_OK; k++) {
-        long step = cfg->stage_plan_steps[k];
-        if (step < 0 || (k > 0 && step <= cfg->stage_plan_steps[k - 1])) {
+        long step = cfg->balance.stage_plan_steps[k];
+        if (step < 0 || (k > 0 && step <= cfg->balance.stage_plan_steps[k - 1])) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG,
                          "stage plan: map %d after step %ld: steps must be >= 0 and ascending", k,
                          step);
             break;
         }
-        st = bl_layout_check_map(rt, layers, S, cfg->stage_plan_first + (size_t)k * (size_t)S, S,
-                                 map);
+        st = bl_layout_check_map(rt, layers, S,
+                                 cfg->balance.stage_plan_first + (size_t)k * (size_t)S, S, map);
         if (st != BL_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", bl_last_error(rt));
@@ -71,14 +74,18 @@ bl_status_t bl_restager_check_plan(bl_runtime_t *rt, const bl_train_config_t *cf
 
 uint64_t bl_restager_digest(const bl_train_config_t *cfg)
 {
-    uint64_t d = bl_digest(&cfg->repartition_horizon, sizeof cfg->repartition_horizon);
-    d = bl_seed_mix(d, bl_digest(&cfg->repartition_threshold, sizeof cfg->repartition_threshold));
-    d = bl_seed_mix(d, (uint64_t)cfg->stage_plan_count);
-    if (cfg->stage_plan_count > 0) {
-        size_t n = (size_t)cfg->stage_plan_count;
-        d = bl_seed_mix(d, bl_digest(cfg->stage_plan_steps, n * sizeof *cfg->stage_plan_steps));
-        d = bl_seed_mix(d, bl_digest(cfg->stage_plan_first, n * (size_t)cfg->pipeline_stages *
-                                                                sizeof *cfg->stage_plan_first));
+    uint64_t d =
+        bl_digest(&cfg->balance.repartition_horizon, sizeof cfg->balance.repartition_horizon);
+    d = bl_seed_mix(d, bl_digest(&cfg->balance.repartition_threshold,
+                                 sizeof cfg->balance.repartition_threshold));
+    d = bl_seed_mix(d, (uint64_t)cfg->balance.stage_plan_count);
+    if (cfg->balance.stage_plan_count > 0) {
+        size_t n = (size_t)cfg->balance.stage_plan_count;
+        d = bl_seed_mix(
+            d, bl_digest(cfg->balance.stage_plan_steps, n * sizeof *cfg->balance.stage_plan_steps));
+        d = bl_seed_mix(
+            d, bl_digest(cfg->balance.stage_plan_first,
+                         n * (size_t)cfg->pipeline.stages * sizeof *cfg->balance.stage_plan_first));
     }
     return d;
 }
@@ -101,7 +108,7 @@ static bl_status_t create_policy(bl_restager_t *r, const bl_train_config_t *cfg,
         layer_bytes[i] = 2.0 * (double)m->layers[i].param_count * sizeof(float);
         edge_bytes[i] = 2.0 * rows * (double)m->layers[i].in_features * sizeof(float);
     }
-    bl_restage_config_t rc = {.kind = (bl_policy_kind_t)bl_policy_parse(cfg->policy),
+    bl_restage_config_t rc = {.kind = (bl_policy_kind_t)bl_policy_parse(cfg->balance.policy),
                               .layers = L,
                               .stages = r->stages,
                               .anchor = anchor,
@@ -109,8 +116,8 @@ static bl_status_t create_policy(bl_restager_t *r, const bl_train_config_t *cfg,
                               .edge_bytes = edge_bytes,
                               .bandwidth = BL_RESTAGE_BANDWIDTH,
                               .latency_s = BL_RESTAGE_LATENCY,
-                              .horizon_steps = cfg->repartition_horizon,
-                              .threshold = cfg->repartition_threshold,
+                              .horizon_steps = cfg->balance.repartition_horizon,
+                              .threshold = cfg->balance.repartition_threshold,
                               .seed = cfg->seed,
                               .estimator = (bl_estimator_params_t)BL_ESTIMATOR_PARAMS_DEFAULT};
     bl_part_allocator_t pa = bl_rt_part_allocator(r->rt);
@@ -118,9 +125,10 @@ static bl_status_t create_policy(bl_restager_t *r, const bl_train_config_t *cfg,
     bl_status_t st = BL_OK;
     if ((int)rc.kind < 0) {
         st = bl_fail(r->rt, BL_ERR_INVALID_ARG,
-                     "policy '%s' is not one of static, proportional, bandit, rl", cfg->policy);
+                     "policy '%s' is not one of static, proportional, bandit, rl",
+                     cfg->balance.policy);
     } else if (bl_restage_create(&rc, &pa, &r->policy, err, sizeof err) != 0) {
-        st = bl_fail(r->rt, BL_ERR_INVALID_ARG, "stage policy %s: %s", cfg->policy, err);
+        st = bl_fail(r->rt, BL_ERR_INVALID_ARG, "stage policy %s: %s", cfg->balance.policy, err);
     }
     bl_mem_free(a, arrays);
     return st;
@@ -136,10 +144,10 @@ bl_status_t bl_restager_init(bl_restager_t *r, bl_runtime_t *rt, const bl_train_
     r->stages = l->stages;
     r->layers = m->layer_count;
     r->replicas = l->replicas;
-    r->every = cfg->rebalance_every;
+    r->every = cfg->balance.rebalance_every;
     r->deciding = l->stages > 1 && uses_policy(cfg);
-    r->logging = l->stages > 1 && cfg->telemetry_path != NULL;
-    r->plan_count = cfg->stage_plan_count;
+    r->logging = l->stages > 1 && cfg->diagnostics.telemetry_path != NULL;
+    r->plan_count = cfg->balance.stage_plan_count;
     r->on = r->deciding || r->logging || r->plan_count > 0;
     r->skip_next = 1; /* the first step pays for first touches */
     if (!r->on) {
@@ -153,9 +161,9 @@ bl_status_t bl_restager_init(bl_restager_t *r, bl_runtime_t *rt, const bl_train_
         r->plan_steps = bl_mem_array(a, (size_t)r->plan_count, sizeof *r->plan_steps);
         r->plan_first = bl_mem_array(a, (size_t)r->plan_count * (size_t)S, sizeof *r->plan_first);
         if (r->plan_steps != NULL && r->plan_first != NULL) {
-            memcpy(r->plan_steps, cfg->stage_plan_steps,
+            memcpy(r->plan_steps, cfg->balance.stage_plan_steps,
                    (size_t)r->plan_count * sizeof *r->plan_steps);
-            memcpy(r->plan_first, cfg->stage_plan_first,
+            memcpy(r->plan_first, cfg->balance.stage_plan_first,
                    (size_t)r->plan_count * (size_t)S * sizeof *r->plan_first);
         }
     }

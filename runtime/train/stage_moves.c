@@ -37,8 +37,9 @@ bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
     bl_status_t st = bl_stage_init(
-        &t->stage, t->model, &t->layout, t->plan.first, c->batch, c->micro_batches,
-        c->schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B, t->pipe_group.direct);
+        &t->stage, t->model, &t->layout, t->plan.first, c->batch, c->pipeline.micro_batches,
+        c->pipeline.schedule == BL_SCHEDULE_GPIPE ? BL_PIPE_GPIPE : BL_PIPE_1F1B,
+        t->pipe_group.direct);
     t->stage.direct = t->pipe_comm;
     return st;
 }

@@ -36,23 +36,21 @@ static void log_devices(const bl_trainer_t *t, const char *what, const char *mem
  * checks). */
 static bl_status_t setup_plan(bl_trainer_t *t)
 {
-    bl_status_t st = bl_layout_init(&t->layout, t->rt, t->model, t->cfg.pipeline_stages);
+    bl_status_t st = bl_layout_init(&t->layout, t->rt, t->model, t->cfg.pipeline.stages);
     if (st != BL_OK) {
         return st;
     }
-    t->user_map = t->cfg.stage_first != NULL;
-    t->cfg_shards_given = t->cfg.shards != NULL;
+    t->user_map = t->cfg.plan.stage_first != NULL;
+    t->cfg_shards_given = t->cfg.plan.shards != NULL;
     return bl_trainer_first_plan(t);
 }
 
-/* The sampler, the optimizer state, the batch's sample numbers and the
- * emulated slowdowns. */
+/* The sampler, the optimizer state and the batch's sample numbers. */
 static bl_status_t setup_state(bl_trainer_t *t)
 {
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     int B = t->cfg.batch;
-    bl_status_t st =
-        bl_slowdowns_init(&t->slowdowns, t->rt, t->cfg.slowdowns, t->cfg.slowdown_count);
+    bl_status_t st = bl_slowdowns_init(&t->slowdowns, t->rt, NULL, 0);
     if (st != BL_OK) {
         return st;
     }
@@ -92,9 +90,9 @@ static bl_status_t setup_buffers(bl_trainer_t *t)
     bl_runtime_t *rt = t->rt;
     const bl_train_config_t *c = &t->cfg;
     const bl_layout_t *l = &t->layout;
-    bl_status_t st = bl_device_group_learn(rt, l->dp, l->replicas, c->nccl, &t->group);
+    bl_status_t st = bl_device_group_learn(rt, l->dp, l->replicas, c->transport.nccl, &t->group);
     if (st == BL_OK) {
-        st = bl_device_group_learn(rt, l->pipe, l->stages, c->nccl, &t->pipe_group);
+        st = bl_device_group_learn(rt, l->pipe, l->stages, c->transport.nccl, &t->pipe_group);
     }
     if (st == BL_OK && rt->device.memory != NULL) {
         st = bl_device_copies_init(&t->dev, rt, &rt->device, t->model, t->velocity);
@@ -102,7 +100,7 @@ static bl_status_t setup_buffers(bl_trainer_t *t)
     if (st == BL_OK) {
         st = bl_trainer_init_stage(t);
     }
-    if (st == BL_OK && rt->device.memory != NULL && c->data_on_device) {
+    if (st == BL_OK && rt->device.memory != NULL && c->transport.data_on_device) {
         /* Stage 0 reads the inputs, the last stage the labels. */
         st = bl_device_data_init(&t->resident, rt, &rt->device, t->data, l->stage == 0,
                                  l->stage == l->stages - 1);
@@ -118,8 +116,8 @@ static bl_status_t setup_transfers(bl_trainer_t *t)
 {
     bl_status_t st = BL_OK;
     if (t->pipe_group.direct) {
-        st =
-            bl_device_comm_open(t->rt, t->layout.pipe, "pipeline", t->cfg.timeout_s, &t->pipe_comm);
+        st = bl_device_comm_open(t->rt, t->layout.pipe, "pipeline", t->cfg.diagnostics.timeout_s,
+                                 &t->pipe_comm);
     }
     st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "the pipeline communicators' set-up");
     t->stage.direct = t->pipe_comm;
@@ -144,16 +142,16 @@ static bl_status_t setup_reducer(bl_trainer_t *t)
                                 .stages = t->layout.stages,
                                 .first_layer = t->stage.first,
                                 .last_layer = t->stage.last,
-                                .bucket_bytes = (size_t)(c->bucket_mb * 1024.0 * 1024.0),
+                                .bucket_bytes = (size_t)(c->transport.bucket_mb * 1024.0 * 1024.0),
                                 .sgd = {.grad_scale = 1.0f / (float)c->batch,
-                                        .lr = c->lr,
-                                        .momentum = c->momentum,
-                                        .weight_decay = c->weight_decay},
+                                        .lr = c->optimizer.lr,
+                                        .momentum = c->optimizer.momentum,
+                                        .weight_decay = c->optimizer.weight_decay},
                                 .velocity = &t->velocity,
                                 .dev = &t->dev,
                                 .group = &t->group,
-                                .node_reduce = c->node_reduce,
-                                .timeout_s = c->timeout_s};
+                                .node_reduce = c->transport.node_reduce,
+                                .timeout_s = c->diagnostics.timeout_s};
     bl_status_t st = bl_reducer_create(&setup, &t->reducer);
     st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "the gradient reduction's set-up");
     if (st == BL_OK) {
@@ -204,7 +202,7 @@ bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *tra
     t->model = m;
     t->data = train;
     t->cfg = c;
-    rt->wait_timeout_s = c.timeout_s;
+    rt->wait_timeout_s = c.diagnostics.timeout_s;
     for (size_t i = 0; i < sizeof setup_steps / sizeof setup_steps[0] && st == BL_OK; i++) {
         st = setup_steps[i](t);
     }
@@ -429,6 +427,30 @@ const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count)
         *count = t != NULL ? t->model->param_count : 0;
     }
     return t != NULL ? t->velocity : NULL;
+}
+
+bl_status_t bl_trainer_emulate_slowdown(bl_trainer_t *t, const bl_slowdown_t *list, int count)
+{
+    if (t == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    /* Every rank checks the same list the same way; then every rank must
+     * hold the same list, or the emulation would not be the job's. */
+    bl_slowdowns_t next;
+    bl_status_t st = bl_slowdowns_init(&next, t->rt, list, count);
+    uint64_t digest = st == BL_OK && count > 0 ? bl_digest(list, (size_t)count * sizeof *list) : 0;
+    const bl_check_field_t field = {"emulated slowdowns", BL_CHECK_DIGEST, digest};
+    st = bl_agree(t->rt, st, BL_ERR_INVALID_ARG, "emulated slowdowns");
+    if (st == BL_OK) {
+        st = bl_check_same_on_all_ranks(t->rt, "emulated slowdowns", &field, 1);
+    }
+    if (st != BL_OK) {
+        bl_slowdowns_free(&next);
+        return st;
+    }
+    bl_slowdowns_free(&t->slowdowns);
+    t->slowdowns = next;
+    return BL_OK;
 }
 
 bl_status_t bl_trainer_emulate_timing(bl_trainer_t *t, double seconds_per_op)

@@ -23,8 +23,8 @@ struct bl_trainer {
     bl_runtime_t *rt;
     bl_model_t *model;
     bl_dataset_t *data;
-    /* The config as the caller meant it (upgraded to this version); its
-     * arrays are the caller's, read only while the trainer is created. */
+    /* The caller's config, copied; its arrays are the caller's, read only
+     * while the trainer is created. */
     bl_train_config_t cfg;
     bl_layout_t layout; /* D pipelines × S stages and their communicators */
     bl_plan_t plan;     /* the shards, their caps and the stage map in force */
@@ -59,8 +59,8 @@ struct bl_trainer {
 
 /* ---- trainer_setup.c ---------------------------------------------------- */
 
-/* The config a caller of any supported version meant, checked, and the
- * training set checked against the model. */
+/* The caller's config, checked (its version and values) and copied into
+ * out, and the training set checked against the model. */
 bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
                                     const bl_dataset_t *train, const bl_train_config_t *cfg,
                                     bl_train_config_t *out);

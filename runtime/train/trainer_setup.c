@@ -1,6 +1,5 @@
-/* The trainer's set-up (trainer_impl.h): the config a caller meant and
- * its checks, the first shard plan, and what every rank must agree on
- * before step 0. */
+/* The trainer's set-up (trainer_impl.h): the config's checks, the first shard plan, and what every
+ * rank must agree on before step 0. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -37,50 +36,36 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
     if (c->batch <= 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "batch %d must be positive", c->batch);
     }
-    if (!(c->lr > 0.0f) || !(c->momentum >= 0.0f) || !(c->weight_decay >= 0.0f) ||
-        !isfinite(c->lr) || !(c->momentum < 1.0f) || !isfinite(c->weight_decay)) {
+    if (!(c->optimizer.lr > 0.0f) || !(c->optimizer.momentum >= 0.0f) ||
+        !(c->optimizer.weight_decay >= 0.0f) || !isfinite(c->optimizer.lr) ||
+        !(c->optimizer.momentum < 1.0f) || !isfinite(c->optimizer.weight_decay)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "lr %g must be positive and finite, momentum %g in [0, 1), weight decay %g "
                        "non-negative and finite",
-                       (double)c->lr, (double)c->momentum, (double)c->weight_decay);
+                       (double)c->optimizer.lr, (double)c->optimizer.momentum,
+                       (double)c->optimizer.weight_decay);
     }
-    if (!(c->timeout_s >= 0.0) || !isfinite(c->timeout_s)) {
+    if (!(c->diagnostics.timeout_s >= 0.0) || !isfinite(c->diagnostics.timeout_s)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
-                       c->timeout_s);
+                       c->diagnostics.timeout_s);
     }
-    if (!(c->bucket_mb > 0.0) || !(c->bucket_mb <= 4096.0)) {
+    if (!(c->transport.bucket_mb > 0.0) || !(c->transport.bucket_mb <= 4096.0)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
-                       c->bucket_mb);
+                       c->transport.bucket_mb);
     }
-    if (c->schedule != BL_SCHEDULE_GPIPE && c->schedule != BL_SCHEDULE_1F1B) {
+    if (c->pipeline.schedule != BL_SCHEDULE_GPIPE && c->pipeline.schedule != BL_SCHEDULE_1F1B) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "pipeline schedule %d is neither GPipe (%d) nor "
                        "1F1B (%d)",
-                       (int)c->schedule, BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
+                       (int)c->pipeline.schedule, BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
     }
-    if (c->pipeline_stages > 1 && c->policy_file != NULL) {
+    if (c->pipeline.stages > 1 && c->balance.policy_file != NULL) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
                        "policy file %s with %d pipeline stages: a policy file holds a shard "
                        "policy's table; with pipelines the policy moves layers and learns online",
-                       c->policy_file, c->pipeline_stages);
+                       c->balance.policy_file, c->pipeline.stages);
     }
     return BL_OK;
-}
-
-/* The config a caller of any supported version meant: an older struct is
- * shorter, so only its fields are read and the rest keep their defaults. */
-static bl_train_config_t upgrade_config(const bl_train_config_t *c)
-{
-    static const size_t size_of_version[] = {0,
-                                             offsetof(bl_train_config_t, pipeline_stages),
-                                             offsetof(bl_train_config_t, repartition_horizon),
-                                             offsetof(bl_train_config_t, node_reduce),
-                                             offsetof(bl_train_config_t, nccl),
-                                             sizeof(bl_train_config_t)};
-    bl_train_config_t full = BL_TRAIN_CONFIG_INIT;
-    memcpy(&full, c, size_of_version[c->version]);
-    full.version = BL_TRAIN_CONFIG_VERSION;
-    return full;
 }
 
 const char *bl_trainer_shard_owner(const bl_trainer_t *t)
@@ -92,8 +77,8 @@ const char *bl_trainer_shard_owner(const bl_trainer_t *t)
 static void copy_caps(const bl_train_config_t *c, bl_plan_t *p)
 {
     for (int d = 0; d < p->groups; d++) {
-        p->shard_min[d] = c->shard_min != NULL ? c->shard_min[d] : 0;
-        p->shard_max[d] = c->shard_max != NULL ? c->shard_max[d] : c->batch;
+        p->shard_min[d] = c->plan.shard_min != NULL ? c->plan.shard_min[d] : 0;
+        p->shard_max[d] = c->plan.shard_max != NULL ? c->plan.shard_max[d] : c->batch;
     }
 }
 
@@ -102,20 +87,20 @@ static bl_status_t check_counts(const bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
     int D = t->layout.replicas;
-    if ((c->shard_min != NULL || c->shard_max != NULL) && c->shard_cap_count != D) {
+    if ((c->plan.shard_min != NULL || c->plan.shard_max != NULL) && c->plan.shard_cap_count != D) {
         return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard caps: %d given but the job has %d %ss",
-                       c->shard_cap_count, D, bl_trainer_shard_owner(t));
+                       c->plan.shard_cap_count, D, bl_trainer_shard_owner(t));
     }
-    if (c->shards == NULL || c->shard_count == D) {
+    if (c->plan.shards == NULL || c->plan.shard_count == D) {
         return BL_OK;
     }
-    return D == t->rt->size
-               ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                         "the shard plan has %d sizes but the job has %d ranks", c->shard_count, D)
-               : bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                         "the shard plan has %d sizes but the job has %d pipelines "
-                         "(%d ranks / %d stages)",
-                         c->shard_count, D, t->rt->size, t->layout.stages);
+    return D == t->rt->size ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                                      "the shard plan has %d sizes but the job has %d ranks",
+                                      c->plan.shard_count, D)
+                            : bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                                      "the shard plan has %d sizes but the job has %d pipelines "
+                                      "(%d ranks / %d stages)",
+                                      c->plan.shard_count, D, t->rt->size, t->layout.stages);
 }
 
 bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
@@ -123,7 +108,7 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
     bl_runtime_t *rt = t->rt;
     const bl_train_config_t *c = &t->cfg;
     int D = t->layout.replicas, S = t->layout.stages, L = t->model->layer_count;
-    int capped = c->shard_min != NULL || c->shard_max != NULL;
+    int capped = c->plan.shard_min != NULL || c->plan.shard_max != NULL;
     bl_part_allocator_t pa = bl_rt_part_allocator(rt);
     if (bl_plan_init(&t->plan, D, S, L, c->batch, capped, &pa) != 0 ||
         bl_plan_init(&t->next, D, S, L, c->batch, capped, &pa) != 0) {
@@ -131,11 +116,11 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
     }
     /* The stage map first, then the stage plan's maps, then the shards. */
     bl_status_t st;
-    if (c->stage_first != NULL) {
-        st = bl_layout_check_map(rt, L, S, c->stage_first, c->stage_count, t->plan.first);
-    } else if (c->stage_count != 0) {
+    if (c->plan.stage_first != NULL) {
+        st = bl_layout_check_map(rt, L, S, c->plan.stage_first, c->plan.stage_count, t->plan.first);
+    } else if (c->plan.stage_count != 0) {
         st = bl_fail(rt, BL_ERR_INVALID_ARG, "a stage count of %d is given without a stage map",
-                     c->stage_count);
+                     c->plan.stage_count);
     } else {
         st = bl_layout_balanced_map(rt, t->model, S, t->plan.first);
     }
@@ -155,9 +140,9 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
             return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
         }
     }
-    if (c->shards != NULL) {
+    if (c->plan.shards != NULL) {
         for (int d = 0; d < D; d++) {
-            t->plan.shards[d] = c->shards[d];
+            t->plan.shards[d] = c->plan.shards[d];
         }
     } else if (bl_plan_even_shards(&t->plan, &pa) != 0) {
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
@@ -190,18 +175,18 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
     layers[n++] = (uint64_t)m->layer_count;
     const bl_check_field_t fields[] = {
         {"batch", BL_CHECK_INT, (uint64_t)c->batch},
-        {"lr", BL_CHECK_FLOAT, bl_float_bits(c->lr)},
-        {"momentum", BL_CHECK_FLOAT, bl_float_bits(c->momentum)},
-        {"weight decay", BL_CHECK_FLOAT, bl_float_bits(c->weight_decay)},
+        {"lr", BL_CHECK_FLOAT, bl_float_bits(c->optimizer.lr)},
+        {"momentum", BL_CHECK_FLOAT, bl_float_bits(c->optimizer.momentum)},
+        {"weight decay", BL_CHECK_FLOAT, bl_float_bits(c->optimizer.weight_decay)},
         {"seed", BL_CHECK_INT, c->seed},
         {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)t->layout.stages},
         {"stage map", BL_CHECK_DIGEST,
          bl_digest(t->plan.first, (size_t)(t->plan.stages + 1) * sizeof *t->plan.first)},
-        {"micro-batches", BL_CHECK_INT, (uint64_t)c->micro_batches},
-        {"schedule", BL_CHECK_INT, (uint64_t)c->schedule},
-        {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
-        {"nccl", BL_CHECK_INT, (uint64_t)c->nccl},
+        {"micro-batches", BL_CHECK_INT, (uint64_t)c->pipeline.micro_batches},
+        {"schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
+        {"node reduce", BL_CHECK_INT, (uint64_t)c->transport.node_reduce},
+        {"nccl", BL_CHECK_INT, (uint64_t)c->transport.nccl},
         {"shard plan", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"shard caps", BL_CHECK_DIGEST,
@@ -228,7 +213,7 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
 void bl_trainer_log_layout(const bl_trainer_t *t)
 {
     const bl_layout_t *l = &t->layout;
-    if (l->stages == 1 && t->cfg.micro_batches == 1) {
+    if (l->stages == 1 && t->cfg.pipeline.micro_batches == 1) {
         return;
     }
     char map[512];
@@ -236,21 +221,30 @@ void bl_trainer_log_layout(const bl_trainer_t *t)
     bl_log(t->rt, BL_LOG_INFO,
            "layout: %d data-parallel x %d pipeline stages; stage layers %s; %d micro-batches per "
            "step (%s)",
-           l->replicas, l->stages, map, t->cfg.micro_batches,
-           t->cfg.schedule == BL_SCHEDULE_GPIPE ? "gpipe" : "1f1b");
+           l->replicas, l->stages, map, t->cfg.pipeline.micro_batches,
+           t->cfg.pipeline.schedule == BL_SCHEDULE_GPIPE ? "gpipe" : "1f1b");
 }
 
 bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
                                     const bl_dataset_t *train, const bl_train_config_t *cfg,
                                     bl_train_config_t *out)
 {
-    if (cfg->version < 1 || cfg->version > BL_TRAIN_CONFIG_VERSION) {
+    /* Versions 1 to 5 were the flat struct of ballast 0.1: their fields
+     * cannot be read from this layout, so they are refused by name. */
+    if (cfg->version >= 1 && cfg->version < BL_TRAIN_CONFIG_VERSION) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
-                       "train config version %d; this library expects 1..%d (use "
+                       "train config version %d is the flat layout of ballast 0.1; this library "
+                       "reads version %d, by concern (rebuild against ballast.h and start from "
                        "BL_TRAIN_CONFIG_INIT)",
                        cfg->version, BL_TRAIN_CONFIG_VERSION);
     }
-    *out = upgrade_config(cfg);
+    if (cfg->version != BL_TRAIN_CONFIG_VERSION) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "train config version %d; this library expects %d (use "
+                       "BL_TRAIN_CONFIG_INIT)",
+                       cfg->version, BL_TRAIN_CONFIG_VERSION);
+    }
+    *out = *cfg;
     bl_status_t st = check_config(rt, out);
     return st != BL_OK ? st : bl_trainer_check_dataset(rt, m, train, "training");
 }
