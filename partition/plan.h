@@ -22,7 +22,8 @@ typedef struct bl_plan {
     long batch;   /* B: samples per step, Σ shards */
     long *shards; /* (D) samples of each group's contiguous slice of the batch */
     /* (D each) the fewest and most samples a group may be given, or NULL
-     * for 0 and B; both or neither. */
+     * for 0 and B. A plan the trainer makes has both or neither; the
+     * validator takes either alone. */
     long *shard_min;
     long *shard_max;
     int *first; /* (S + 1) stage s owns layers [first[s], first[s + 1]) */
@@ -57,6 +58,12 @@ int bl_plan_check(const bl_plan_t *p, const char *owner, char *err, size_t errle
 /* Only the caps (0 <= min <= max, Σ min <= B <= Σ max): the first checks
  * of bl_plan_check, for a plan whose shards are still to be chosen. */
 int bl_plan_check_caps(const bl_plan_t *p, const char *owner, char *err, size_t errlen);
+
+/* The caps' check itself, on arrays: groups caps each (either array may
+ * be NULL: 0, or B), named by `owner`. The shard policies check theirs
+ * with it (policy.h). */
+int bl_caps_check(int groups, long batch, const long *shard_min, const long *shard_max,
+                  const char *owner, char *err, size_t errlen);
 
 /* Only the stage map: bl_plan_check's map checks. */
 int bl_plan_check_map(const bl_plan_t *p, char *err, size_t errlen);

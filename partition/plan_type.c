@@ -76,30 +76,37 @@ int bl_plan_same_split(const bl_plan_t *a, const bl_plan_t *b)
            memcmp(a->first, b->first, ((size_t)a->stages + 1) * sizeof *a->first) == 0;
 }
 
-int bl_plan_check_caps(const bl_plan_t *p, const char *owner, char *err, size_t errlen)
+int bl_caps_check(int groups, long batch, const long *shard_min, const long *shard_max,
+                  const char *owner, char *err, size_t errlen)
 {
-    if (p->shard_min == NULL) {
+    if (shard_min == NULL && shard_max == NULL) {
         return 0;
     }
     long lo_sum = 0, hi_sum = 0;
-    for (int d = 0; d < p->groups; d++) {
-        long lo = p->shard_min[d], hi = p->shard_max[d];
+    for (int d = 0; d < groups; d++) {
+        long lo = shard_min != NULL ? shard_min[d] : 0;
+        long hi = shard_max != NULL ? shard_max[d] : batch;
         if (lo < 0 || hi < lo) {
             return bl_part_fail(err, errlen,
                                 "shard caps of %s %d: min %ld and max %ld must satisfy 0 <= min "
                                 "<= max",
                                 owner, d, lo, hi);
         }
-        lo_sum += lo;
-        hi_sum += hi < p->batch ? hi : p->batch;
+        lo_sum += lo < batch ? lo : batch + 1; /* clamped: no overflow */
+        hi_sum += hi < batch ? hi : batch;
     }
-    if (lo_sum > p->batch || hi_sum < p->batch) {
+    if (lo_sum > batch || hi_sum < batch) {
         return bl_part_fail(err, errlen,
                             "shard caps: the minimums sum to %ld and the maximums to %ld; the "
                             "global batch %ld must lie between",
-                            lo_sum, hi_sum, p->batch);
+                            lo_sum, hi_sum, batch);
     }
     return 0;
+}
+
+int bl_plan_check_caps(const bl_plan_t *p, const char *owner, char *err, size_t errlen)
+{
+    return bl_caps_check(p->groups, p->batch, p->shard_min, p->shard_max, owner, err, errlen);
 }
 
 int bl_plan_check_map(const bl_plan_t *p, char *err, size_t errlen)

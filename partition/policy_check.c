@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "alloc.h"
+#include "plan.h"
 #include "policy_impl.h"
 
 /* Checks everything but memory; names the field at fault. */
@@ -37,28 +38,9 @@ int bl_part_policy_check_config(const bl_policy_config_t *c, char *err, size_t e
         return bl_part_fail(err, errlen, "estimator.change_windows is %d; it must be at least 1",
                             e->change_windows);
     }
-    long sum_lo = 0, sum_hi = 0;
-    for (int r = 0; r < c->ranks; r++) {
-        long lo = c->min_shard != NULL ? c->min_shard[r] : 0;
-        long hi = c->max_shard != NULL ? c->max_shard[r] : c->batch;
-        if (lo < 0) {
-            return bl_part_fail(err, errlen, "min_shard[%d] is %ld; it must not be negative", r,
-                                lo);
-        }
-        if (hi < lo) {
-            return bl_part_fail(err, errlen, "max_shard[%d] is %ld, below min_shard[%d] = %ld", r,
-                                hi, r, lo);
-        }
-        if (lo > c->batch - sum_lo) {
-            return bl_part_fail(err, errlen, "min_shard: the minimums exceed batch %ld by rank %d",
-                                c->batch, r);
-        }
-        sum_lo += lo;
-        sum_hi += hi < c->batch ? hi : c->batch; /* clamped: no overflow */
-    }
-    if (sum_hi < c->batch) {
-        return bl_part_fail(err, errlen, "max_shard: the maximums sum to %ld, less than batch %ld",
-                            sum_hi, c->batch);
+    /* The caps, by the plan's one check of them. */
+    if (bl_caps_check(c->ranks, c->batch, c->min_shard, c->max_shard, "rank", err, errlen) != 0) {
+        return -1;
     }
     if (c->kind == BL_POLICY_RL && c->q_init != NULL) {
         for (int i = 0; i < BL_RL_STATES * BL_RL_ACTIONS; i++) {

@@ -976,16 +976,17 @@ static void test_bad_config(void **state)
     c.estimator.change_windows = 0;
     expect_config_error(&c, "estimator.change_windows");
     c = good;
+    /* The caps go through the plan's one validator (partition/plan.h). */
     c.min_shard = (const long[]){0, -1, 0, 0};
-    expect_config_error(&c, "min_shard[1]");
+    expect_config_error(&c, "shard caps of rank 1: min -1 and max 256 must satisfy");
     c.min_shard = (const long[]){100, 100, 57, 0};
-    expect_config_error(&c, "min_shard");
+    expect_config_error(&c, "the minimums sum to 257 and the maximums to 1024");
     c = good;
     c.max_shard = (const long[]){64, 64, 64, 63};
-    expect_config_error(&c, "max_shard");
+    expect_config_error(&c, "the minimums sum to 0 and the maximums to 255");
     c.min_shard = (const long[]){0, 0, 10, 0};
     c.max_shard = (const long[]){256, 256, 9, 256};
-    expect_config_error(&c, "max_shard[2]");
+    expect_config_error(&c, "shard caps of rank 2: min 10 and max 9 must satisfy");
     c = good;
     c.kind = BL_POLICY_RL;
     double table[Q_COUNT] = {0};
