@@ -92,7 +92,7 @@ int bl_caps_check(int groups, long batch, const long *shard_min, const long *sha
                                 "<= max",
                                 owner, d, lo, hi);
         }
-        lo_sum += lo < batch ? lo : batch + 1; /* clamped: no overflow */
+        lo_sum += lo <= batch ? lo : batch + 1; /* clamped: no overflow */
         hi_sum += hi < batch ? hi : batch;
     }
     if (lo_sum > batch || hi_sum < batch) {
