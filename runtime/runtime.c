@@ -1,5 +1,6 @@
-/* The runtime handle: our own communicator, the logger's settings, the
- * device, the last error. */
+/* The runtime handle. It holds the library's own duplicate of the caller's
+ * communicator, the logger's settings, the device that the rank computes on
+ * and the last error. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,9 @@
 #include "rollcall.h"
 #include "device.h"
 
-/* Resolves the log level: the config's when set, else $BALLAST_LOG, else
- * info. An unknown $BALLAST_LOG value is reported once it can be logged. */
+/* Returns the log level to use: the config's level when it is set (not -1),
+ * else the level that $BALLAST_LOG names, else info. An unknown $BALLAST_LOG
+ * value sets *env_invalid, so that the caller can report it once it can log. */
 static int resolve_log_level(int configured, int *env_invalid)
 {
     *env_invalid = 0;
@@ -29,8 +31,10 @@ static int resolve_log_level(int configured, int *env_invalid)
     return BL_LOG_INFO;
 }
 
-/* Under Slurm, one line naming the job, its step and nodes, so a job's
- * log says where it ran (ranks come from MPI, not from Slurm). */
+/* Under Slurm, logs one info line that names the job, its step, its nodes
+ * and its restart count, so that a job's log says where it ran; outside
+ * Slurm it logs nothing. The rank count in the line comes from MPI, not from
+ * Slurm. */
 static void log_scheduler(const bl_runtime_t *rt)
 {
     const char *job = getenv("SLURM_JOB_ID");
@@ -45,8 +49,10 @@ static void log_scheduler(const bl_runtime_t *rt)
            restarts != NULL ? restarts : "0", rt->size);
 }
 
-/* The config a caller of any supported version meant: an older struct is
- * shorter, so only its fields are read (version 1 had no device). */
+/* Returns the full config that a caller of any supported version meant,
+ * marked with the current version. An older struct is shorter, so only the
+ * fields of its version are read and the others keep their defaults
+ * (version 1 had no device field). */
 static bl_config_t upgrade_config(const bl_config_t *c)
 {
     static const size_t size_of_version[] = {0, offsetof(bl_config_t, device), sizeof(bl_config_t)};
@@ -70,9 +76,11 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     if (cfg == NULL) {
         cfg = &defaults;
     }
-    /* Everything checkable is checked before the collective MPI_Comm_dup, so
-     * a bad config fails on its own rank without a half-done collective.
-     * There is no runtime to hold a message yet: the header lists these. */
+    /* Everything that can be checked locally is checked before the
+     * collective MPI_Comm_dup, so a bad config fails on its own rank without
+     * leaving a collective half done. There is no runtime yet to hold a
+     * message, so these failures return a bare status; README.md ("API
+     * details", "Creating a runtime") lists them. */
     if (cfg->version < 1 || cfg->version > BL_CONFIG_VERSION) {
         return BL_ERR_INVALID_ARG;
     }
@@ -100,7 +108,7 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
     rt->device = bl_host_device;
     int env_invalid = 0;
     rt->cfg.log_level = resolve_log_level(cfg->log_level, &env_invalid);
-    MPI_Comm_rank(comm, &rt->rank); /* for log lines before the duplicate exists */
+    MPI_Comm_rank(comm, &rt->rank); /* the rank for log lines written before the duplicate exists */
 
     int rc = MPI_Comm_dup(comm, &rt->comm);
     if (rc != MPI_SUCCESS) {
@@ -108,7 +116,8 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
         st = bl_fail_mpi(rt, rc, "MPI_Comm_dup of the caller's communicator");
         goto fail;
     }
-    /* Errors on our communicator come back as codes we turn into statuses. */
+    /* Errors on the runtime's communicator come back as return codes, which
+     * the runtime turns into statuses. */
     rc = MPI_Comm_set_errhandler(rt->comm, MPI_ERRORS_RETURN);
     if (rc != MPI_SUCCESS) {
         st = bl_fail_mpi(rt, rc, "MPI_Comm_set_errhandler");
@@ -125,14 +134,16 @@ bl_status_t bl_runtime_create(MPI_Comm comm, const bl_config_t *cfg, bl_runtime_
                "BALLAST_LOG='%s' is not one of error, warn, info, debug; using info",
                getenv("BALLAST_LOG"));
     }
-    /* The device first: a GPU rank may bind itself near its GPU, which
-     * the topology then sees. Collective. */
+    /* The device is set up first, because a GPU rank may bind itself to
+     * the cores near its GPU, and the topology should then see that binding.
+     * The set-up is collective. */
     st = bl_device_setup(rt, full.device);
     if (st != BL_OK) {
         goto fail;
     }
-    /* Where this rank runs (hwloc), how many BLAS threads it gets, and a
-     * summary line per node. Collective. */
+    /* The topology set-up learns where this rank runs (with hwloc), chooses
+     * how many BLAS threads it gets and logs a summary line per node. It is
+     * collective. */
     st = bl_topology_setup(rt, cfg->blas_threads, &rt->blas_threads);
     log_scheduler(rt);
     if (st != BL_OK) {
@@ -149,8 +160,9 @@ fail:
 
 void bl_runtime_destroy(bl_runtime_t *rt)
 {
-    /* After a timeout requests may still be pending on the runtime's
-     * communicators and buffers: leak them (see bl_trainer_destroy). */
+    /* Destroying NULL is a no-op. After a timeout, requests may still be
+     * pending on the runtime's communicators and buffers, so the runtime is
+     * leaked whole instead of freed (see bl_trainer_destroy). */
     if (rt == NULL || rt->gave_up) {
         return;
     }

@@ -1,4 +1,4 @@
-/* Telemetry and the shard controller, around the step loop. */
+/* Telemetry and the shard controller around the step loop (balancer.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +27,8 @@ uint64_t bl_balancer_digest(const bl_train_config_t *cfg)
     return d;
 }
 
-/* Rank 0: reads an rl Q-table file (raw little-endian float64). */
+/* Rank 0: reads an rl Q-table file of `count` raw little-endian float64 values
+ * into table. BL_ERR_IO and BL_ERR_FORMAT name the file and the problem. */
 static bl_status_t load_policy_file(bl_runtime_t *rt, const char *path, double *table, size_t count)
 {
     FILE *f = fopen(path, "rb");
@@ -74,11 +75,12 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
     /* With pipelines the policy moves layers (the stage controller), not
      * shards. */
     b->controller_on = uses_policy(cfg) && cfg->pipeline.stages <= 1;
-    /* Records are gathered only for someone to read: the controller or
-     * the files. Plain data parallelism pays nothing for them. */
+    /* Records are gathered only when someone reads them: the controller or the
+     * files. Plain data parallelism pays nothing for them. */
     b->telemetry_on = b->controller_on || cfg->diagnostics.telemetry_path != NULL ||
                       cfg->diagnostics.trace_path != NULL;
-    /* A common time origin for the trace: everyone leaves a barrier. */
+    /* A common time origin for the trace: every rank leaves a barrier, then
+     * reads its clock. */
     if (b->telemetry_on) {
         MPI_Request req = MPI_REQUEST_NULL;
         const char *op = "the barrier before the first step";
@@ -160,8 +162,9 @@ bl_status_t bl_balancer_track_pipeline(bl_balancer_t *b, int stages,
     return BL_OK;
 }
 
-/* Rank 0: the JSON members of a step's line beyond the records: the
- * controller's decision, the stage map and the stage controller's note. */
+/* Rank 0: writes into extra (n bytes) the JSON members of a step's line beyond
+ * the records: the controller's decision, the stage map and the stage
+ * controller's note. */
 static void line_extra(const bl_balancer_t *b, char *extra, size_t n)
 {
     size_t used = 0;
@@ -185,7 +188,9 @@ static void line_extra(const bl_balancer_t *b, char *extra, size_t n)
     }
 }
 
-/* Rank 0: the records of the step before the current one arrived. */
+/* Rank 0: called when the records of the step before the current one arrive. It
+ * feeds them to the controller and writes that step's telemetry line and trace
+ * spans. */
 static void on_records(const bl_step_record_t *records, void *arg)
 {
     bl_balancer_t *b = arg;
@@ -194,15 +199,16 @@ static void on_records(const bl_step_record_t *records, void *arg)
         bl_controller_observe(&b->ctl, records);
     }
     if (b->have_prev) {
-        /* Room for the decision, the map and the note, whatever their size. */
+        /* Make room for the decision, the map and the note, whatever their
+         * size. */
         const char *note = b->note != NULL ? b->note(b->note_arg, b->prev_info.step) : NULL;
         size_t n = 1024 + 16 * (size_t)(b->stages + 1) + (note != NULL ? strlen(note) : 0);
-        if (n > b->extra_cap) { /* grows with the note, then stays */
+        if (n > b->extra_cap) { /* the buffer grows with the note, then stays */
             bl_mem_free(bl_rt_allocator(b->rt), b->extra);
             b->extra = bl_mem_array(bl_rt_allocator(b->rt), n, 1);
             b->extra_cap = b->extra != NULL ? n : 0;
             if (b->extra == NULL) {
-                return; /* the line is lost, the run goes on */
+                return; /* the line is lost, but the run goes on */
             }
         }
         line_extra(b, b->extra, n);
@@ -243,8 +249,8 @@ static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
                               bl_step_info_t *info, const long *rank_shards, const int *first,
                               long *next_shards, int *changed)
 {
-    /* Delivers the previous step's records (written with the previous
-     * step's info), then starts this step's gather. */
+    /* Deliver the previous step's records (written with the previous step's
+     * info), then start this step's gather. */
     bl_status_t st = bl_telemetry_step(&b->tm, record, on_records, b);
     if (st != BL_OK) {
         return st;

@@ -1,5 +1,5 @@
-/* The one controller (control.h): the balancer's and the restager's
- * decisions after every step as the next plan, and the controllers'
+/* The one controller (control.h): it turns the balancer's and the restager's
+ * decisions after every step into the next plan, and carries the controllers'
  * state in checkpoints. */
 #include <string.h>
 
@@ -53,15 +53,15 @@ bl_status_t bl_control_after_step(bl_control_t *c, const bl_step_record_t *recor
                                   bl_plan_t *next, bl_step_info_t *info, int *changed)
 {
     *changed = 0;
-    bl_plan_copy(next, plan); /* the same sizes: cannot fail */
+    bl_plan_copy(next, plan); /* the plans have the same sizes, so this cannot fail */
     for (int r = 0; r < c->rt->size; r++) {
         c->rank_shards[r] = plan->shards[r / c->stages];
     }
-    /* Shards (only without pipelining, so a shard is a rank's then). */
+    /* The shards (only without pipelining, when a shard is a rank's). */
     int shards = 0, map = 0;
     bl_status_t st = bl_balancer_after_step(&c->balancer, record, info, c->rank_shards, plan->first,
                                             next->shards, &shards);
-    /* Pipelines: the stage map. */
+    /* With pipelines: the stage map. */
     if (st == BL_OK && c->restager.on) {
         bl_restager_observe(&c->restager, stage, step_s);
         st = bl_restager_boundary(&c->restager, info->step, plan->first, next->first, &map);
@@ -92,10 +92,10 @@ bl_status_t bl_control_flush(bl_control_t *c)
     return bl_balancer_flush(&c->balancer);
 }
 
-/* Collective: the controllers' state for a checkpoint, into s on rank 0.
- * The telemetry in flight is settled into the shard controller's window,
- * every rank's stage-controller window is gathered, and rank 0 packs both
- * policies' learned state with the windows (policy_state.h). */
+/* Collects the controllers' state for a checkpoint into s on rank 0: the
+ * telemetry in flight is settled into the shard controller's window, every
+ * rank's stage-controller window is gathered, and rank 0 packs both policies'
+ * learned state with the windows (policy_state.h). Collective. */
 bl_status_t bl_control_save(bl_control_t *c, bl_ckpt_state_t *s)
 {
     bl_runtime_t *rt = c->rt;
@@ -134,12 +134,12 @@ bl_status_t bl_control_save(bl_control_t *c, bl_ckpt_state_t *s)
     return st;
 }
 
-/* Collective, on resume: rank 0 loads the policies' learned state and
- * the shard controller's window in progress, and every rank its
- * stage-controller window, when they were saved for this layout (the same
- * ranks and layers). With measured times the resumed process's first step
- * is cold (caches, first touches) and is not observed; with modelled
- * times nothing is cold, and the windows go on exactly as saved. */
+/* On resume: rank 0 loads the policies' learned state and the shard
+ * controller's window in progress, and every rank its stage-controller window,
+ * when they were saved for this layout (the same ranks and layers). Collective.
+ * With measured times the resumed process's first step is cold (caches, first
+ * touches) and is not observed; with modelled times nothing is cold, and the
+ * windows go on exactly as saved. */
 bl_status_t bl_control_restore(bl_control_t *c, const bl_ckpt_state_t *s, const char *path,
                                int modelled)
 {

@@ -1,4 +1,5 @@
-/* The rank-0 controller: windows of telemetry → policy → broadcast plan. */
+/* The rank-0 controller (controller.h): windows of telemetry go to the policy,
+ * and its plan is broadcast. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +33,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
     char mine[BL_HOST_CHARS] = "";
     int len = 0;
     MPI_Get_processor_name(host, &len);
-    /* Cut long host names to the fixed width the gather carries. */
+    /* Long host names are cut to the fixed width that the gather carries. */
     size_t keep = strnlen(host, sizeof mine - 1);
     memcpy(mine, host, keep);
     mine[keep] = '\0';
@@ -65,7 +66,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "policy %s: %s", policy_name, err);
         }
     }
-    /* Every rank learns whether rank 0 could set up, then rank 0 learns the
+    /* Every rank learns whether rank 0 could set up, and then rank 0 learns the
      * hosts (for alerts naming them). */
     int failed = st != BL_OK, any = 0;
     const char *op = "setting up the controller";
@@ -105,7 +106,7 @@ void bl_controller_free(bl_controller_t *c)
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
 {
     if (records[0].step == 0.0 || records[0].step == (double)c->cold_step) {
-        return; /* the first step pays for first touches and page faults: not a speed */
+        return; /* the first step pays for first touches and page faults, so it is not a speed */
     }
     double step_s = 0.0;
     for (int r = 0; r < c->rt->size; r++) {
@@ -156,7 +157,8 @@ int bl_controller_window_load(bl_controller_t *c, const double *in)
     return 1;
 }
 
-/* Rank 0: a decision over the window, alerts for detected changes. */
+/* Rank 0: decides over the window, raises alerts for the detected speed
+ * changes, and empties the window. */
 static void decide(bl_controller_t *c, long step, const long *shards)
 {
     int P = c->rt->size;
@@ -175,8 +177,8 @@ static void decide(bl_controller_t *c, long step, const long *shards)
     c->decided_at = step;
     c->events[0] = '\0';
     if (d.speed_changes > 0) {
-        /* Straggler alerts: the estimator saw a rank's speed shift beyond
-         * noise in this window. */
+        /* Straggler alerts: the estimator saw a rank's speed shift beyond noise
+         * in this window. */
         bl_speed_change_t changes[8];
         int n = bl_estimator_last_changes(bl_policy_estimator(c->policy), changes, 8);
         size_t used = 0;
@@ -219,7 +221,7 @@ bl_status_t bl_controller_boundary(bl_controller_t *c, long step, const long *sh
             c->message[0] |= c->next[r] != shards[r];
         }
     }
-    /* Only rank 0 decides; everyone applies what it broadcast. */
+    /* Only rank 0 decides; every rank applies what it broadcasts. */
     bl_status_t st = bl_bcast_bounded(c->rt, c->message, P + 1, MPI_LONG, 0, c->rt->comm,
                                       "the broadcast of the shard plan");
     if (st != BL_OK) {

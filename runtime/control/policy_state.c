@@ -1,4 +1,4 @@
-/* The policies' learned state in a checkpoint (policy_state.h). */
+/* The controllers' state in a checkpoint (policy_state.h). */
 #include "policy_state.h"
 
 #include <limits.h>
@@ -41,8 +41,8 @@ bl_status_t bl_policy_state_collect(bl_runtime_t *rt, const bl_policy_t *shards,
     return BL_OK;
 }
 
-/* The next part of bytes[*pos, n): its start and length, or NULL when the
- * length runs past the end. */
+/* Returns the next part of bytes[*pos, n), with its length in *len, and
+ * advances *pos; or NULL when the part's length runs past the end. */
 static const unsigned char *next_part(const unsigned char *bytes, size_t n, size_t *pos,
                                       size_t *len)
 {
@@ -60,7 +60,7 @@ static const unsigned char *next_part(const unsigned char *bytes, size_t n, size
     return part;
 }
 
-/* One policy's part: loaded, or why not in an info line. */
+/* Says in an info line what became of one policy's part: loaded, or why not. */
 static void restore_part(bl_runtime_t *rt, const char *which, const char *path, int have_policy,
                          size_t len, int loaded, const char *err)
 {
@@ -77,7 +77,8 @@ static void restore_part(bl_runtime_t *rt, const char *which, const char *path, 
     }
 }
 
-/* The windows part (n3 bytes at p3) into *w, or 0 when it is malformed. */
+/* Reads the windows part (n3 bytes at p3) into *w; returns 1, or 0 when the
+ * part is malformed. */
 static int read_windows(const unsigned char *p3, size_t n3, bl_control_windows_t *w)
 {
     if (n3 < 32) {

@@ -1,4 +1,5 @@
-/* Per-layer telemetry windows, stage-map decisions and the scripted plan. */
+/* The stage controller (restager.h): per-layer telemetry windows, stage-map
+ * decisions and the scripted plan. */
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,7 +10,7 @@
 #include "restager.h"
 #include "wait.h"
 
-/* First guesses the measured migrations soon replace: a migration moves
+/* First guesses, which the measured migrations soon replace: a migration moves
  * about a gigabyte a second and pays a millisecond of set-up (new stage
  * buffers, the agreement). */
 #define BL_RESTAGE_BANDWIDTH 1e9
@@ -90,7 +91,7 @@ uint64_t bl_restager_digest(const bl_train_config_t *cfg)
     return d;
 }
 
-/* Rank 0: the policy, from the model's shape and the config. */
+/* Rank 0: creates the stage policy from the model's shape and the config. */
 static bl_status_t create_policy(bl_restager_t *r, const bl_train_config_t *cfg,
                                  const bl_model_t *m)
 {
@@ -101,7 +102,8 @@ static bl_status_t create_policy(bl_restager_t *r, const bl_train_config_t *cfg,
         return bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for the costs of %d layers", L);
     }
     double *anchor = arrays, *layer_bytes = arrays + L, *edge_bytes = arrays + 2 * L;
-    /* A pipeline's shard, activations forward and gradients back. */
+    /* A pipeline's shard of rows sends activations forward and gradients back
+     * across the edge into layer i (edge_bytes). */
     double rows = (double)cfg->batch / (double)r->replicas;
     for (int i = 0; i < L; i++) {
         anchor[i] = bl_layer_cost(m, i);
@@ -233,7 +235,8 @@ bl_status_t bl_restager_gather_windows(bl_restager_t *r, double *out)
     if (mine == NULL) {
         st = bl_fail(r->rt, BL_ERR_NO_MEM, "no memory for a window of %d layers", r->layers);
     }
-    /* A rank without memory still takes part (the others wait in the gather). */
+    /* A rank without memory still takes part, since the others wait in the
+     * gather. */
     st = bl_agree(r->rt, st, BL_ERR_NO_MEM, "saving the stage controller's windows");
     if (st != BL_OK) {
         bl_mem_free(a, mine);
@@ -297,7 +300,7 @@ bl_status_t bl_restager_scatter_windows(bl_restager_t *r, const double *in, int 
     return BL_OK;
 }
 
-/* Rank 0: appends formatted text to the note (truncated when full). */
+/* Rank 0: appends formatted text to the note (truncated when it is full). */
 static void note_add(bl_restager_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_add(bl_restager_t *r, const char *fmt, ...)
 {
@@ -311,7 +314,7 @@ static void note_add(bl_restager_t *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Rank 0: "<sep>"name":[v0,v1,...]" */
+/* Rank 0: appends <sep>"name":[v0,v1,...] to the note. */
 static void note_array(bl_restager_t *r, const char *sep, const char *name, const double *v, int n)
 {
     note_add(r, "%s\"%s\":[", sep, name);
@@ -329,8 +332,10 @@ static void note_begin(bl_restager_t *r, long step)
     }
 }
 
-/* Rank 0, at a window's end: the window's per-layer means (sums over the
- * job: each layer's D replicas) into the note, and the policy's map. */
+/* Rank 0, at a window's end: writes the window's per-layer means (over the
+ * job's sums, which cover each layer's D replicas) into the note, and the map
+ * to run next into next: the policy's, or a copy of first when no policy
+ * decides. */
 static void decide(bl_restager_t *r, long step, const double *sums, const int *first, int *next)
 {
     int L = r->layers, S = r->stages;
@@ -364,11 +369,11 @@ static void decide(bl_restager_t *r, long step, const double *sums, const int *f
              isfinite(d.payback_steps) ? d.payback_steps : -1.0);
 }
 
-/* The scripted map after `step`, or NULL. */
+/* Returns the scripted map for after `step`, or NULL. */
 static const int *scripted(bl_restager_t *r, long step)
 {
     while (r->plan_next < r->plan_count && r->plan_steps[r->plan_next] < step) {
-        r->plan_next++; /* steps already past (a later run of the same trainer) */
+        r->plan_next++; /* steps already past (in a later run of the same trainer) */
     }
     if (r->plan_next < r->plan_count && r->plan_steps[r->plan_next] == step) {
         return r->plan_first + (size_t)r->plan_next++ * (size_t)r->stages;
@@ -385,7 +390,7 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
     if (!r->on) {
         return BL_OK;
     }
-    /* Every rank knows the plan: a scripted map needs no message. */
+    /* Every rank knows the plan, so a scripted map needs no message. */
     const int *plan = scripted(r, step);
     if (plan != NULL) {
         memcpy(next, plan, (size_t)S * sizeof *next);
@@ -403,8 +408,8 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
     if ((step + 1) % r->every != 0 || !(r->deciding || r->logging) || r->window_steps == 0) {
         return BL_OK;
     }
-    /* The window's layer times reach rank 0 (every layer from the D ranks
-     * of its stage); the others contribute theirs and wait for the map. */
+    /* The window's layer times reach rank 0 (every layer's from the D ranks of
+     * its stage); the others contribute theirs and wait for the map. */
     const bl_allocator_t *a = bl_rt_allocator(r->rt);
     double *sums = NULL;
     if (r->rt->rank == 0) {
@@ -441,7 +446,7 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
 void bl_restager_moved(bl_restager_t *r, long step, const int *from, const int *to,
                        const bl_migration_t *mig, double seconds)
 {
-    r->skip_next = 1; /* new buffers: the next step's times are not the stages' speeds */
+    r->skip_next = 1; /* new buffers, so the next step's times are not the stages' speeds */
     memset(r->window, 0, 2 * (size_t)r->layers * sizeof *r->window);
     r->window_step_s = 0.0;
     r->window_steps = 0;

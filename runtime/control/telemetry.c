@@ -1,5 +1,6 @@
-/* Per-step telemetry records, their one-step-late gather to rank 0, the
- * load-balance figures, and the JSON-lines and Chrome-trace writers. */
+/* The per-step telemetry records, their one-step-late gather to rank 0, the
+ * load-balance figures, and the JSON-lines and Chrome-trace writers
+ * (telemetry.h). */
 #include <errno.h>
 #include <string.h>
 
@@ -59,7 +60,7 @@ bl_status_t bl_telemetry_init(bl_telemetry_t *tm, bl_runtime_t *rt, const char *
             }
         }
     }
-    /* Rank 0's files may fail alone: agree before anyone goes on. */
+    /* Rank 0's files may fail alone, so the ranks agree before anyone goes on. */
     st = bl_agree(rt, st, BL_ERR_IO, "opening the telemetry or trace file");
     if (st != BL_OK) {
         bl_telemetry_close(tm);
@@ -89,8 +90,8 @@ static bl_status_t complete_pending(bl_telemetry_t *tm, bl_records_ready_fn read
 bl_status_t bl_telemetry_step(bl_telemetry_t *tm, const bl_step_record_t *mine,
                               bl_records_ready_fn ready, void *ready_arg)
 {
-    /* The previous step's gather used the other buffer; it has had a whole
-     * step to complete, so this wait is normally free. */
+    /* The previous step's gather used the other buffer. It has had a whole step
+     * to complete, so this wait is normally free. */
     int k = tm->pending < 0 ? 0 : 1 - tm->pending;
     bl_status_t st = complete_pending(tm, ready, ready_arg);
     if (st != BL_OK) {
@@ -134,7 +135,8 @@ bl_status_t bl_telemetry_close(bl_telemetry_t *tm)
     return st;
 }
 
-/* ,"name":[v0,v1,...] with one value per rank from f(record). */
+/* Writes ,"name":[v0,v1,...] with one value per rank, from
+ * value(record, max_compute). */
 static void write_array(FILE *f, const char *name, const bl_step_record_t *records, int ranks,
                         double (*value)(const bl_step_record_t *, double max_compute),
                         double max_compute)
@@ -156,7 +158,7 @@ static double wait_of(const bl_step_record_t *r, double max)
     return max - r->compute_s;
 }
 
-/* The reductions' time beyond waiting for the slowest rank. */
+/* The reductions' time beyond the wait for the slowest rank. */
 static double comm_of(const bl_step_record_t *r, double max)
 {
     double comm = r->sync_s - (max - r->compute_s);
@@ -222,12 +224,13 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
     fputs("}\n", f);
 }
 
-/* One complete ("X") event: a span on rank tid from ts for dur seconds. */
+/* Writes one complete ("X") event: a span on `rank`'s row from ts for dur
+ * seconds. */
 static void trace_span(bl_telemetry_t *tm, const char *name, int rank, double ts, double dur,
                        double step)
 {
     if (dur < 1e-9) {
-        return; /* below the trace's resolution (1 ns as %.3f µs): would print as 0 */
+        return; /* below the trace's resolution (1 ns as %.3f µs), it would print as 0 */
     }
     fprintf(tm->trace,
             "%s{\"name\":\"%s\",\"cat\":\"step\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,"
@@ -246,14 +249,14 @@ void bl_telemetry_trace_step(bl_telemetry_t *tm, const bl_step_record_t *records
         const bl_step_record_t *x = &records[r];
         double wait = wait_of(x, max), comm = comm_of(x, max);
         if (x->step == 0.0) {
-            /* Name the rows once: thread_name metadata per rank. */
+            /* The rows are named once, with thread_name metadata per rank. */
             fprintf(tm->trace,
                     "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":0,\"tid\":%d,"
                     "\"args\":{\"name\":\"rank %d\"}}",
                     tm->trace_events++ == 0 ? "" : ",\n", r, r);
         }
-        /* A pipeline stage's passes and its waits for neighbours interleave;
-         * the record holds their totals, drawn one after the other. */
+        /* A pipeline stage's passes and its waits for its neighbours
+         * interleave; the record holds their totals, drawn one after the other. */
         trace_span(tm, "compute", r, x->start_s, x->compute_s, x->step);
         trace_span(tm, "pipeline", r, x->start_s + x->compute_s, x->pipe_s, x->step);
         double after = x->start_s + x->compute_s + x->pipe_s;

@@ -1,4 +1,4 @@
-/* The runtime's one clock. */
+/* The runtime's one clock, bl_now_seconds (declared in internal.h). */
 #include <time.h>
 
 #include "internal.h"

@@ -1,4 +1,5 @@
-/* One all-gather of every rank's named values, compared against rank 0. */
+/* The start-up consistency check (consistency.h): one all-gather of every
+ * rank's named values, each of which is compared against rank 0's. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 
 uint64_t bl_digest(const void *bytes, size_t nbytes)
 {
-    /* crc32_z takes size_t lengths: any array in one call. */
+    /* crc32_z takes a size_t length, so any array is digested in one call. */
     uint64_t crc = crc32_z(0L, (const Bytef *)bytes, nbytes);
     return bl_seed_mix(crc, (uint64_t)nbytes);
 }
@@ -64,7 +65,7 @@ bl_status_t bl_check_same_on_all_ranks(bl_runtime_t *rt, const char *what,
         goto done;
     }
     /* Every rank sees the same table, so every rank reports the same
-     * mismatch and returns the same status: no rank goes on alone. */
+     * mismatch and returns the same status, and no rank goes on alone. */
     for (int r = 1; r < rt->size; r++) {
         for (int i = 0; i < count; i++) {
             uint64_t theirs = all[(size_t)r * (size_t)count + (size_t)i];

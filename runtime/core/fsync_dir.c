@@ -1,5 +1,6 @@
-/* A directory's fsync (fsync_dir.h): the one place that opens a directory,
- * syncs it and closes it. The cause of a failure survives the close. */
+/* The directory fsync (fsync_dir.h). This is the one place that opens a
+ * directory, syncs it and closes it. The errno of a failed sync survives the
+ * close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
-/* The directory fsync that makes a rename, a creation or a removal in a
- * directory durable, shared by the writers of checkpoints and parameter
- * files. Not installed. */
+/* The directory fsync, which makes a rename, a creation or a removal in a
+ * directory durable. The writers of checkpoints and of parameter files share
+ * it. This header is not installed. */
 #ifndef BL_FSYNC_DIR_H
 #define BL_FSYNC_DIR_H
 

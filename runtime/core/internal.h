@@ -1,5 +1,6 @@
-/* Internal helpers shared by the runtime's modules: error records, the
- * allocator funnel, the deterministic random generator. Not installed. */
+/* Internal helpers that the runtime's modules share: the error records, the
+ * allocation funnel, the deterministic random generator, the clock and the
+ * little-endian byte helpers. This header is not installed. */
 #ifndef BL_INTERNAL_H
 #define BL_INTERNAL_H
 
@@ -8,48 +9,56 @@
 
 #include "ballast.h"
 
-/* The detailed cause of a failure, filled by the module that failed. */
+/* The detailed cause of a failure, which the module that failed fills in. */
 typedef struct bl_error {
     bl_status_t status;
     char msg[1024];
 } bl_error_t;
 
 /* Records status and a printf-style message in err (which may be NULL) and
- * returns status, so a failure reads `return bl_error_set(err, BL_ERR_IO, ...)`. */
+ * returns status, so that a failure reads
+ * `return bl_error_set(err, BL_ERR_IO, ...)`. */
 bl_status_t bl_error_set(bl_error_t *err, bl_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Every allocation of the library goes through these. a may be NULL or
- * have NULL hooks: then malloc/free. bl_mem_array returns NULL also when
- * count * elem_nbytes overflows. Memory is not zeroed unless _zeroed. */
+/* Every allocation of the library goes through these functions. The
+ * allocator a may be NULL or have NULL hooks, and then malloc and free are
+ * used. The allocating functions return NULL on failure; the array functions
+ * also return NULL when count * elem_nbytes overflows. A request for 0 bytes
+ * still returns a unique pointer. The memory is not zeroed, except by
+ * bl_mem_array_zeroed. Freeing NULL is a no-op. */
 void *bl_mem_alloc(const bl_allocator_t *a, size_t nbytes);
 void *bl_mem_array(const bl_allocator_t *a, size_t count, size_t elem_nbytes);
 void *bl_mem_array_zeroed(const bl_allocator_t *a, size_t count, size_t elem_nbytes);
 void bl_mem_free(const bl_allocator_t *a, void *ptr);
 
-/* SplitMix64: a small counter-based generator. Same seed, same stream. */
+/* The SplitMix64 generator: a small counter-based generator. The same seed
+ * always gives the same stream. */
 typedef struct bl_rng {
     uint64_t state;
 } bl_rng_t;
 
-/* Mixes several words into one seed (order matters): a seed per (run seed,
- * epoch) or per (model seed, layer) so one stream never shifts another. */
+/* Mixes two words into one seed and returns it (the order matters). It
+ * gives a seed per (run seed, epoch) or per (model seed, layer), so that one
+ * stream never shifts another. */
 uint64_t bl_seed_mix(uint64_t a, uint64_t b);
-/* Domain tags mixed into a seed before deriving a family of streams. */
+/* Domain tags, which are mixed into a seed before a family of streams is
+ * derived from it. */
 #define BL_SEED_DOMAIN_SHUFFLE 0x53485546464c45ULL /* "SHUFFLE" */
 #define BL_SEED_DOMAIN_INIT    0x494e4954ULL       /* "INIT" */
 void bl_rng_init(bl_rng_t *r, uint64_t seed);
 uint64_t bl_rng_next(bl_rng_t *r);
-/* Uniform in [0, 1) with 24 random bits (exact in float32). */
+/* Returns a uniform float in [0, 1) with 24 random bits (exact in float32). */
 float bl_rng_float(bl_rng_t *r);
-/* Uniform integer in [0, n), n > 0, without modulo bias. */
+/* Returns a uniform integer in [0, n) without modulo bias; n must be above
+ * 0. */
 uint64_t bl_rng_below(bl_rng_t *r, uint64_t n);
 
-/* Seconds on CLOCK_MONOTONIC (system-wide on Linux: comparable across the
- * ranks of one node). */
+/* Returns the seconds on CLOCK_MONOTONIC. On Linux that clock is
+ * system-wide, so its readings are comparable across the ranks of one node. */
 double bl_now_seconds(void);
 
-/* Little-endian integers in byte buffers (checkpoint files). */
+/* Little-endian integers in byte buffers, as checkpoint files store them. */
 static inline void bl_le_put32(unsigned char *b, uint32_t v)
 {
     for (int i = 0; i < 4; i++) {

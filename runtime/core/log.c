@@ -1,5 +1,7 @@
-/* The logger: level filter from the config or $BALLAST_LOG, rank filter
- * (rank 0 only unless log_all_ranks; errors always), one sink. */
+/* The logger. A line is logged when its level passes the level filter (set
+ * from the config or $BALLAST_LOG) and its rank passes the rank filter: only
+ * rank 0 logs unless log_all_ranks is set, but errors are logged on every
+ * rank. Every line goes to one sink, the config's log_fn or else stderr. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +11,8 @@
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* Parses a level name as $BALLAST_LOG spells it; -1 when unknown. */
+/* Returns the level that text names, spelt as in $BALLAST_LOG (in any
+ * case; "warning" also means warn), or -1 when the name is unknown. */
 int bl_log_level_parse(const char *text)
 {
     for (int i = 0; i <= BL_LOG_DEBUG; i++) {

@@ -1,5 +1,5 @@
-/* The allocation funnel: every allocation of the library comes here, so
- * allocator hooks see all of them (and tests can make any one fail). */
+/* The allocation funnel. Every allocation of the library comes here, so the
+ * allocator hooks see all of them (and tests can make any one of them fail). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 void *bl_mem_alloc(const bl_allocator_t *a, size_t nbytes)
 {
     if (nbytes == 0) {
-        nbytes = 1; /* a unique pointer, never NULL-for-success */
+        nbytes = 1; /* a unique pointer, so that NULL always means failure */
     }
     if (a != NULL && a->alloc != NULL) {
         return a->alloc(nbytes, a->ctx);

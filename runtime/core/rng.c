@@ -1,7 +1,7 @@
-/* SplitMix64 (Steele, Lea, Flood 2014): one 64-bit word of state, strong
- * enough for shuffles and initial weights, and trivially reproducible. The
- * mix and the stream are partition/splitmix.h's, the one copy the
- * partition policies use too. */
+/* SplitMix64 (Steele, Lea and Flood, 2014). The generator keeps one 64-bit
+ * word of state, is strong enough for shuffles and initial weights, and is
+ * trivially reproducible. The mix and the stream come from
+ * partition/splitmix.h, the one copy that the partition policies use too. */
 #include <math.h>
 
 #include "internal.h"
@@ -29,7 +29,8 @@ float bl_rng_float(bl_rng_t *r)
 
 uint64_t bl_rng_below(bl_rng_t *r, uint64_t n)
 {
-    /* Rejection: draw until the value falls below the largest multiple of n. */
+    /* Rejection sampling: the generator draws until the value falls below
+     * the largest multiple of n. */
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
     do {
@@ -44,6 +45,6 @@ void bl_fill_uniform(float *out, size_t count, float lo, float hi, uint64_t seed
     bl_rng_init(&r, seed);
     for (size_t i = 0; i < count; i++) {
         float v = lo + (hi - lo) * bl_rng_float(&r);
-        out[i] = v < hi ? v : nextafterf(hi, lo); /* rounding must not reach hi */
+        out[i] = v < hi ? v : nextafterf(hi, lo); /* the rounding must not reach hi */
     }
 }

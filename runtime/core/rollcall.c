@@ -1,13 +1,15 @@
-/* Roll call: which ranks had not arrived at a collective that timed out.
+/* The roll call, which finds the ranks that had not arrived at a collective
+ * that timed out.
  *
  * A collective does not say who is missing, so a rank whose bounded wait
  * runs out asks the collective's other members where they are, on a
- * communicator of its own (rt->rollcall). Every rank answers while it
- * polls a bounded wait (bl_rollcall_answer): its step and operation. A rank
- * that does not answer within the grace period is computing, stuck outside
- * ballast's waits (the hang itself, usually) or gone; one that answers with
- * another step or operation is waiting somewhere else. Both "had not
- * arrived". Only used with --timeout: without a bound nothing polls. */
+ * communicator of its own (rt->rollcall). Every rank answers while it polls
+ * in a bounded wait (bl_rollcall_answer), with its step and its operation. A
+ * rank that does not answer within the grace period is computing, stuck
+ * outside ballast's waits (usually the hang itself) or gone; a rank that
+ * answers with another step or operation is waiting somewhere else. Both
+ * count as "had not arrived". The roll call is used only with --timeout:
+ * without a bound, nothing polls. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,16 +19,17 @@
 #include "rollcall.h"
 
 /* A query is an empty message on rt->rollcall whose tag is its number
- * (1 + count mod QUERY_TAGS: MPI guarantees tags up to 32767); its answer
- * travels on rt->rollcall_answers with the same tag, so an answer that
- * arrives after its roll call ended can never pass for a later one's. */
+ * (1 + the query count mod QUERY_TAGS; MPI guarantees tags up to 32767). Its
+ * answer travels on rt->rollcall_answers with the same tag, so an answer
+ * that arrives after its roll call has ended can never pass for the answer
+ * to a later one. */
 enum { QUERY_TAGS = 30000 };
 
-/* How long the asking rank waits for answers: the others answer within a
- * poll interval (50 µs) when they are in a bounded wait. */
+/* How long the asking rank waits for answers, in seconds. The other ranks
+ * answer within one poll interval (50 µs) when they are in a bounded wait. */
 #define ROLLCALL_GRACE_S 0.5
 
-/* One answer: the answering rank's step and operation. */
+/* One answer: the answering rank's step and the operation it waits in. */
 typedef struct answer {
     long step;
     char op[56];
@@ -65,14 +68,16 @@ void bl_rollcall_answer(bl_runtime_t *rt, const char *op)
         memset(&a, 0, sizeof a);
         a.step = rt->wait_step;
         snprintf(a.op, sizeof a.op, "%s", op);
-        /* 64 bytes go eagerly: the send completes without the asker. */
+        /* An answer of 64 bytes is sent eagerly, so the send completes
+         * without the asker's receive. */
         MPI_Send(&a, (int)sizeof a, MPI_BYTE, probe.MPI_SOURCE, probe.MPI_TAG,
                  rt->rollcall_answers);
     }
 }
 
-/* The world ranks (of rt->comm) of comm's members, into world[0..n);
- * returns n, 0 when it cannot tell. */
+/* Writes the ranks in rt->comm of comm's members into world[0..n) and
+ * returns n. Returns 0 when it cannot tell, or when comm has more than cap
+ * members. */
 static int members(bl_runtime_t *rt, MPI_Comm comm, int *world, int cap)
 {
     int n = 0;
@@ -91,7 +96,8 @@ static int members(bl_runtime_t *rt, MPI_Comm comm, int *world, int cap)
     return ok ? n : 0;
 }
 
-/* Appends printf-style text to out (cap bytes), truncating quietly. */
+/* Appends printf-style text to out (a buffer of cap bytes); text that does
+ * not fit is cut quietly. */
 static void appendf(char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void appendf(char *out, size_t cap, const char *fmt, ...)
@@ -119,13 +125,14 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
         goto done;
     }
     int tag = 1 + (int)(rt->rollcall_queries++ % QUERY_TAGS);
-    /* reqs[2i]: the query to member i, reqs[2i+1]: its answer. */
+    /* reqs[2i] is the query to member i, and reqs[2i+1] is its answer. */
     for (int i = 0; i < n; i++) {
         reqs[2 * i] = reqs[2 * i + 1] = MPI_REQUEST_NULL;
         if (world[i] == rt->rank) {
             continue;
         }
-        /* An empty query: no buffer to outlive a send that is never taken. */
+        /* The query is empty, so no buffer has to outlive a send that is
+         * never received. */
         MPI_Isend(NULL, 0, MPI_BYTE, world[i], tag, rt->rollcall, &reqs[2 * i]);
         MPI_Irecv(&answers[i], (int)sizeof answers[i], MPI_BYTE, world[i], tag,
                   rt->rollcall_answers, &reqs[2 * i + 1]);
@@ -151,7 +158,7 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
         }
         if (!answered) {
             /* An answer that lands between the test and the cancel is
-             * received, not cancelled: count it. */
+             * received rather than cancelled, so it counts as an answer. */
             MPI_Status status;
             int cancelled = 0;
             MPI_Cancel(&reqs[2 * i + 1]);
@@ -160,11 +167,11 @@ void bl_rollcall_take(bl_runtime_t *rt, MPI_Comm comm, const char *op, char *out
             answered = !cancelled;
         }
         if (reqs[2 * i] != MPI_REQUEST_NULL) {
-            MPI_Request_free(&reqs[2 * i]); /* empty; the rank may be gone */
+            MPI_Request_free(&reqs[2 * i]); /* the query is empty; the rank may be gone */
         }
         const answer_t *a = &answers[i];
         if (answered && a->step == rt->wait_step && strncmp(a->op, op, sizeof a->op - 1) == 0) {
-            continue; /* arrived: it waits in the same operation */
+            continue; /* it has arrived: it waits in the same operation */
         }
         appendf(out, cap, "%s%d", missing == 0 ? ": ranks that had not arrived: " : ", ", world[i]);
         if (answered) {

@@ -1,4 +1,5 @@
-/* Status strings (from the one X-macro table) and error records. */
+/* The status strings (generated from the one X-macro table) and the error
+ * records. */
 #include <stdarg.h>
 #include <stdio.h>
 

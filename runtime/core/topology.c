@@ -1,6 +1,7 @@
-/* Topology: each rank's cpuset and NUMA node (hwloc), BLAS threads from the
- * cores a rank owns, one summary line per node and a warning when a node's
- * ranks run more threads than it has cores. */
+/* The topology module (topology.h). It learns each rank's cpuset and NUMA
+ * node with hwloc, chooses the BLAS threads from the cores that a rank owns,
+ * and logs one summary line per node, with a warning when a node's ranks run
+ * more threads than it has cores. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -12,8 +13,8 @@
 
 /* ---- One place, plain hwloc --------------------------------------------- */
 
-/* FNV-1a over the indices of the set's PUs: equal sets give equal hashes,
- * so ranks compare whole sets even when their text was cut. */
+/* Returns the FNV-1a hash of the indices of the set's PUs. Equal sets give
+ * equal hashes, so ranks compare whole sets even when their text was cut. */
 static uint64_t cpuset_hash(hwloc_const_cpuset_t set)
 {
     uint64_t h = 14695981039346656037ULL;
@@ -30,7 +31,8 @@ static uint64_t cpuset_hash(hwloc_const_cpuset_t set)
     return h;
 }
 
-/* The set as hwloc's list text ("0-3,8"), ending in "..." when cut. */
+/* Writes the set into buf as hwloc's list text (e.g. "0-3,8"), which ends in
+ * "..." when it was cut; the text is "?" when hwloc fails. */
 static void cpuset_text(hwloc_const_cpuset_t set, char *buf, size_t nbytes)
 {
     int n = hwloc_bitmap_list_snprintf(buf, nbytes, set);
@@ -75,14 +77,15 @@ bl_status_t bl_place_describe(hwloc_topology_t topo, hwloc_const_cpuset_t bindin
                 out->cores_bound++;
             }
         }
-    } else { /* no core level (some platforms): each PU is a core */
+    } else { /* with no core level (on some platforms), each PU is a core */
         out->cores_total = out->pus_total;
         out->cores_bound = out->pus_bound;
     }
 
-    /* The first NUMA node (logical order) whose cpus hold the whole set;
-     * memory tiers sharing those cpus (e.g. DRAM and HBM) come after the
-     * plain node in hwloc's order. None holds a set spanning two nodes. */
+    /* The rank's NUMA node is the first one (in logical order) whose cpus
+     * hold the whole set. Memory tiers that share those cpus (e.g. DRAM and
+     * HBM) come after the plain node in hwloc's order. No node holds a set
+     * that spans two nodes, so such a set keeps -1. */
     out->numa_node = -1;
     hwloc_obj_t numa = NULL;
     while ((numa = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, numa)) != NULL) {
@@ -127,9 +130,9 @@ bl_status_t bl_place_probe(bl_rank_place_t *out, bl_error_t *err)
         st = bl_error_set(err, BL_ERR_NO_MEM, "hwloc could not allocate a cpuset");
         goto done;
     }
-    /* Every thread's binding (OpenBLAS may have started its threads). A
-     * binding that cannot be read, or lies outside what hwloc sees, reads as
-     * the whole machine. */
+    /* The binding is read for every thread (OpenBLAS may have started its
+     * threads). A binding that cannot be read, or that lies outside what
+     * hwloc sees, reads as the whole machine. */
     hwloc_const_cpuset_t machine = hwloc_topology_get_topology_cpuset(topo);
     int known = hwloc_get_cpubind(topo, binding, HWLOC_CPUBIND_PROCESS) == 0 &&
                 hwloc_bitmap_intersects(binding, machine);
@@ -155,16 +158,17 @@ int bl_threads_default(const bl_rank_place_t *p, int ranks_sharing_cpuset)
 
 /* ---- Every rank of the node, over MPI ----------------------------------- */
 
-/* What each rank tells the other ranks of its node. Sent as bytes: the
- * ranks of one node run the same binary on the same machine. */
+/* What each rank tells the other ranks of its node. It is sent as bytes,
+ * because the ranks of one node run the same binary on the same machine. */
 typedef struct node_entry {
     int world_rank;
-    int requested; /* requested_threads of that rank */
+    int requested; /* that rank's requested_threads */
     int known;     /* 0: the rank could not read its topology */
     bl_rank_place_t place;
 } node_entry_t;
 
-/* Summary lines, fixed length so leaders send them as one message. */
+/* The summary lines have a fixed length, so that a leader sends them as
+ * one message. */
 enum { LINE_NBYTES = 1024, SUMMARY_TAG = 0x7090 };
 
 typedef struct node_summary {
@@ -172,7 +176,7 @@ typedef struct node_summary {
     char warn[LINE_NBYTES]; /* the warning, "" when none */
 } node_summary_t;
 
-/* The threads of entry i, as that rank chooses them. */
+/* Returns the BLAS threads of entry i's rank, as that rank chooses them. */
 static int entry_threads(const node_entry_t *e, int count, int i)
 {
     if (e[i].requested > 0) {
@@ -191,8 +195,8 @@ static int entry_threads(const node_entry_t *e, int count, int i)
     return bl_threads_default(&e[i].place, sharing);
 }
 
-/* A line filled piece by piece; a piece that does not fit is dropped and
- * the line ends in "..." (room for it is always kept). */
+/* A line that is filled piece by piece. A piece that does not fit is
+ * dropped, and the line then ends in "..." (room for it is always kept). */
 typedef struct line {
     char *buf;
     size_t len;
@@ -225,8 +229,8 @@ static const char *plural(int n)
     return n == 1 ? "" : "s";
 }
 
-/* The node's info line and, when its ranks run more threads than it has
- * cores, the warning. */
+/* Writes the node's info line into s and, when the node's ranks run more
+ * threads than it has cores, the warning (else an empty warning). */
 static void summarise_node(const char *host, const node_entry_t *e, int count, node_summary_t *s)
 {
     int cores = 0, pus = 0, threads_sum = 0, unbound = 0;
@@ -285,8 +289,10 @@ static void log_summary(bl_runtime_t *rt, const node_summary_t *s)
     }
 }
 
-/* Node leaders send their summaries to rank 0, which logs them in order of
- * the leaders' ranks. One fixed buffer: rank 0 holds one node at a time. */
+/* The node leaders send their summaries to rank 0, which logs them in the
+ * order of the leaders' ranks. Rank 0 receives into s, one fixed buffer,
+ * and so holds one node at a time. Collective over leaders; returns BL_OK or
+ * BL_ERR_MPI. */
 static bl_status_t report_nodes(bl_runtime_t *rt, MPI_Comm leaders, node_summary_t *s)
 {
     int lrank = 0, lsize = 0, rc;
@@ -298,8 +304,8 @@ static bl_status_t report_nodes(bl_runtime_t *rt, MPI_Comm leaders, node_summary
         rc = MPI_Send(s, (int)sizeof *s, MPI_CHAR, 0, SUMMARY_TAG, leaders);
         return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Send of a node summary");
     }
-    /* Leader 0 is rank 0: it has the lowest key of its node and of the
-     * leaders. */
+    /* Leader 0 is rank 0, because it has the lowest key both of its node and
+     * of the leaders. */
     log_summary(rt, s);
     for (int from = 1; from < lsize; from++) {
         rc = MPI_Recv(s, (int)sizeof *s, MPI_CHAR, from, SUMMARY_TAG, leaders, MPI_STATUS_IGNORE);
@@ -329,8 +335,8 @@ bl_status_t bl_topology_setup(bl_runtime_t *rt, int requested_threads, int *thre
                                            : "requested_threads is negative");
     }
 
-    /* A rank that cannot read its topology still takes part (1 thread), so
-     * one odd machine does not stop the job. */
+    /* A rank that cannot read its topology still takes part (with 1
+     * thread), so that one odd machine does not stop the job. */
     node_entry_t mine;
     memset(&mine, 0, sizeof mine);
     mine.world_rank = rt->rank;
@@ -344,7 +350,8 @@ bl_status_t bl_topology_setup(bl_runtime_t *rt, int requested_threads, int *thre
                rt->rank, perr.msg);
     }
 
-    /* Ranks sharing memory are one node; key rt->rank keeps world order. */
+    /* The ranks that share memory form one node; the key rt->rank keeps the
+     * world order. */
     rc = MPI_Comm_split_type(rt->comm, MPI_COMM_TYPE_SHARED, rt->rank, MPI_INFO_NULL, &node);
     if (rc != MPI_SUCCESS) {
         node = MPI_COMM_NULL;
@@ -362,9 +369,9 @@ bl_status_t bl_topology_setup(bl_runtime_t *rt, int requested_threads, int *thre
         goto done;
     }
 
-    /* Every rank learns whether every rank has its table, so a rank out of
-     * memory fails the call everywhere instead of leaving a collective
-     * half-entered. */
+    /* Every rank learns whether every rank has its table, so that a rank out
+     * of memory fails the call everywhere instead of leaving a collective
+     * half entered. */
     entries = bl_mem_array(bl_rt_allocator(rt), (size_t)local_size, sizeof *entries);
     int all_have = entries != NULL;
     rc = MPI_Allreduce(MPI_IN_PLACE, &all_have, 1, MPI_INT, MPI_MIN, rt->comm);

@@ -1,14 +1,15 @@
-/* Bounded waits: hang detection for a step's communication. */
+/* Bounded waits (wait.h), which detect hangs in a step's communication. */
 #include <time.h>
 
 #include "runtime_impl.h"
 #include "wait.h"
 #include "rollcall.h"
 
-/* Polls until done or the bound passes: spins on MPI_Test for the first
- * millisecond (a step's messages usually arrive within it), then answers
- * roll calls and sleeps 50 µs between tests. Returns 1 when done, 0 on
- * timeout; *rc is MPI's. */
+/* Polls one request (n < 0) or any of n requests until it is done or the
+ * bound passes. It spins on MPI_Test for the first millisecond (a step's
+ * messages usually arrive within it), then answers roll calls and sleeps
+ * 50 µs between tests. Returns 1 when done (or when MPI failed) and 0 on a
+ * timeout; *rc is MPI's return code. */
 static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc, const char *op)
 {
     double start = bl_now_seconds();
@@ -31,8 +32,10 @@ static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc,
     }
 }
 
-/* The timeout's failure: a transfer names its peer; a collective calls the
- * roll of comm's members. */
+/* Records a timeout on rt, marks the runtime as given up and returns
+ * BL_ERR_TIMEOUT. The message of a transfer names its peer; for a
+ * collective, a roll call of comm's members names those that had not
+ * arrived. */
 static bl_status_t timed_out(bl_runtime_t *rt, const char *op, int peer, MPI_Comm comm)
 {
     rt->gave_up = 1;

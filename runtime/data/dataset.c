@@ -1,5 +1,5 @@
-/* Datasets: IDX files or arrays held in memory as float32, or samples served
- * by the caller's callbacks. */
+/* Datasets: IDX files or arrays held in memory as float32, or samples that
+ * the caller's callbacks serve. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,7 +7,9 @@
 #include "dataset_impl.h"
 #include "idx.h"
 
-/* A dataset record with no samples yet; the caller fills x/y or ops. */
+/* Makes *out, a dataset record with no samples yet; the caller fills in x
+ * and y, or ops. Returns BL_OK, BL_ERR_INVALID_ARG for a shape that is not
+ * positive, or BL_ERR_NO_MEM. */
 static bl_status_t dataset_new(bl_runtime_t *rt, const char *name, long count, int features,
                                int classes, bl_dataset_t **out)
 {
@@ -30,7 +32,9 @@ static bl_status_t dataset_new(bl_runtime_t *rt, const char *name, long count, i
     return BL_OK;
 }
 
-/* Allocates d->x and d->y for d->count samples. */
+/* Allocates d->x and d->y for d->count samples. Returns BL_OK or
+ * BL_ERR_NO_MEM (also when the size overflows); what was allocated stays in
+ * d for bl_dataset_destroy. */
 static bl_status_t dataset_alloc_arrays(bl_dataset_t *d)
 {
     const bl_allocator_t *a = bl_rt_allocator(d->rt);
@@ -48,9 +52,10 @@ static bl_status_t dataset_alloc_arrays(bl_dataset_t *d)
     return BL_OK;
 }
 
-/* Classes inferred from the largest label: warns when a class below it has
- * no sample (a stray label, say 200 in a 10-class file, would otherwise
- * widen the model silently), naming the file and the empty classes. */
+/* For classes inferred from the largest label, warns when a class below it
+ * has no sample, naming the file and the empty classes. Without the
+ * warning, a stray label (say 200 in a 10-class file) would widen the model
+ * silently. */
 static void warn_empty_classes(bl_runtime_t *rt, const char *labels_path, const bl_idx_pair_t *p)
 {
     int seen[256] = {0};
@@ -112,7 +117,7 @@ bl_status_t bl_dataset_open_idx(bl_runtime_t *rt, const char *images_path, const
     if (st != BL_OK) {
         goto fail;
     }
-    /* Pixels 0..255 scaled to [0, 1]. */
+    /* The pixels, 0..255, are scaled to [0, 1]. */
     size_t n = (size_t)pair.count * (size_t)pair.features;
     for (size_t i = 0; i < n; i++) {
         d->x[i] = (float)pair.pixels[i] * (1.0f / 255.0f);
@@ -215,7 +220,9 @@ int bl_dataset_classes(const bl_dataset_t *d)
     return d == NULL ? 0 : d->classes;
 }
 
-/* One sample from the callbacks, label checked. */
+/* Gets one sample from the callbacks and checks its label. Returns BL_OK,
+ * the status of a failed get(), or BL_ERR_FORMAT for a label outside
+ * [0, classes), recorded on d's runtime. */
 static bl_status_t get_from_callbacks(bl_dataset_t *d, long index, float *x, int *y)
 {
     *y = -1; /* a get() that forgets the label is caught below, never read uninitialised */

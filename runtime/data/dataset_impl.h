@@ -1,4 +1,5 @@
-/* Datasets inside the runtime: in-memory (IDX files, copies) or callbacks. */
+/* The inside of a dataset: samples held in memory (read from IDX files, or
+ * copied from the caller's arrays) or served by the caller's callbacks. */
 #ifndef BL_DATASET_IMPL_H
 #define BL_DATASET_IMPL_H
 
@@ -9,19 +10,23 @@ struct bl_dataset {
     long count;
     int features;
     int classes;
-    char name[512]; /* for messages: the image file's path, or "in-memory"/"callback" dataset */
-    float *x;       /* in memory: (count, features) */
-    int *y;         /* in memory: count labels */
+    /* for messages: the image file's path, "in-memory dataset" or "callback dataset" */
+    char name[512];
+    float *x;             /* in memory: (count, features) */
+    int *y;               /* in memory: count labels */
     bl_dataset_ops_t ops; /* callbacks: used when x is NULL */
     void *state;
 };
 
-/* Copies samples indices[0..n) into x (n, features) and y (n). Labels from
- * callbacks are checked against classes. y may be NULL (inputs only); x
- * may be NULL for an in-memory dataset (labels only). */
+/* Copies the samples indices[0..n) into x, (n, features), and y, (n).
+ * Returns BL_OK, or a callback's failure recorded on d's runtime: a failed
+ * get(), or BL_ERR_FORMAT for a label outside [0, classes) (labels from
+ * callbacks are checked against classes). y may be NULL (for the inputs
+ * only), and x may be NULL for an in-memory dataset (for the labels only). */
 bl_status_t bl_dataset_gather(bl_dataset_t *d, const long *indices, int n, float *x, int *y);
 
-/* Copies the contiguous samples [first, first + n). */
+/* Copies the contiguous samples [first, first + n) in the same way; here
+ * neither x nor y may be NULL. */
 bl_status_t bl_dataset_gather_range(bl_dataset_t *d, long first, int n, float *x, int *y);
 
 #endif /* BL_DATASET_IMPL_H */

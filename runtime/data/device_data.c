@@ -1,15 +1,15 @@
-/* The training set in device memory (device_data.h). */
+/* This file keeps the training set in device memory (device_data.h). */
 #include <string.h>
 
 #include "device_data.h"
 #include "device.h"
 
-/* The memory a kept set must leave free: a tenth of the device's, and at
- * least 1 GiB. */
+/* A kept set must leave a tenth of the device's memory free, and at least
+ * this much (1 GiB). */
 #define BL_DEVICE_DATA_SPARE_MIN ((size_t)1 << 30)
 
-/* Whether `nbytes` more fit on dev and leave the spare; a device that
- * cannot tell (the mirror) has room. */
+/* Returns whether `nbytes` more fit on dev and still leave the spare free.
+ * A device that cannot tell (the mirror) has room. */
 static int has_room(const bl_device_t *dev, size_t nbytes)
 {
     size_t free_bytes = 0, total = 0;

@@ -1,8 +1,8 @@
-/* IDX reader: an (images, labels) pair, gzip-compressed or raw, read
- * through zlib's gz* layer (which passes uncompressed files through as they
- * are).
+/* The IDX reader (idx.h). It reads an (images, labels) pair,
+ * gzip-compressed or raw, through zlib's gz* layer, which passes
+ * uncompressed files through as they are.
  *
- * File layout (all multi-byte fields big-endian):
+ * The file layout (all multi-byte fields are big-endian):
  *   byte 0, 1   0x00 0x00
  *   byte 2      dtype, 0x08 = unsigned byte (the only one accepted)
  *   byte 3      ndims: >= 2 for images (n × d1 × ...), == 1 for labels (n)
@@ -12,7 +12,7 @@
  * The header is not trusted for memory: a 20-byte file can declare 4 GiB.
  * The data buffer starts small and doubles (capped at the declared size)
  * only when it is full and the file still has bytes, so a truncated or
- * lying file fails after reading what it really holds and the buffer never
+ * lying file fails after reading what it really holds, and the buffer never
  * exceeds twice the data read (or the first chunk). */
 #include <errno.h>
 #include <limits.h>
@@ -25,25 +25,25 @@
 
 #define IDX_DTYPE_UBYTE    0x08
 #define IDX_MAX_DIMS       255             /* ndims is one byte */
-#define IDX_GZ_BUFFER      (256u * 1024u)  /* zlib's input buffer, bytes */
-#define IDX_FIRST_CHUNK    (64u * 1024u)   /* first data buffer, bytes */
-#define IDX_MAX_READ       (1u << 30)      /* one gzread call: its result is an int */
+#define IDX_GZ_BUFFER      (256u * 1024u)  /* zlib's input buffer, in bytes */
+#define IDX_FIRST_CHUNK    (64u * 1024u)   /* the first data buffer, in bytes */
+#define IDX_MAX_READ       (1u << 30)      /* the most one gzread call reads (it returns an int) */
 #define IDX_TRAILING_LIMIT (1024u * 1024u) /* trailing bytes counted before giving up */
 
-/* One open IDX file: its header once parsed. */
+/* One open IDX file, with its header once it is parsed. */
 typedef struct idx_file {
     const char *path;
     gzFile gz;
-    size_t pos; /* uncompressed bytes consumed so far */
+    size_t pos; /* the uncompressed bytes consumed so far */
     int ndims;
     uint32_t dims[IDX_MAX_DIMS];
     long count;    /* dims[0] */
     int features;  /* dims[1] · dims[2] · ... (1 for labels) */
-    size_t nbytes; /* declared data bytes: count · features */
+    size_t nbytes; /* the declared data bytes, count · features */
 } idx_file_t;
 
-/* Formats the dimensions as "a × b × c" into buf (truncated with "..."
- * when they do not fit). */
+/* Formats the dimensions as "a × b × c" into buf (cap bytes), ending in
+ * "..." when they do not fit. */
 static void format_dims(const idx_file_t *f, char *buf, size_t cap)
 {
     size_t used = 0;
@@ -61,7 +61,8 @@ static void format_dims(const idx_file_t *f, char *buf, size_t cap)
     }
 }
 
-/* zlib's message without the "path: " prefix gzerror puts on it. */
+/* Returns zlib's message without the "path: " prefix that gzerror puts on
+ * it. */
 static const char *zlib_reason(const idx_file_t *f, const char *zmsg)
 {
     size_t n = strlen(f->path);
@@ -74,8 +75,9 @@ static const char *zlib_reason(const idx_file_t *f, const char *zmsg)
     return zmsg;
 }
 
-/* The cause of a short or failed gzread: gzip damage is BL_ERR_FORMAT, a
- * failing read BL_ERR_IO. Returns BL_OK when the stream simply ended. */
+/* Returns the cause of a short or failed gzread, recorded in err: gzip
+ * damage is BL_ERR_FORMAT, a failing read is BL_ERR_IO, and zlib out of
+ * memory is BL_ERR_NO_MEM. Returns BL_OK when the stream simply ended. */
 static bl_status_t gz_failure(idx_file_t *f, int saved_errno, bl_error_t *err)
 {
     int errnum = Z_OK;
@@ -100,8 +102,9 @@ static bl_status_t gz_failure(idx_file_t *f, int saved_errno, bl_error_t *err)
     }
 }
 
-/* Reads up to n bytes into buf; *got < n only at the end of the stream.
- * A read error or a damaged gzip stream fails. */
+/* Reads up to n bytes into buf and sets *got to the count read, which is
+ * below n only at the end of the stream. A read error or a damaged gzip
+ * stream fails, with the cause in err. */
 static bl_status_t idx_read(idx_file_t *f, void *buf, size_t n, size_t *got, bl_error_t *err)
 {
     uint8_t *p = buf;
@@ -132,9 +135,10 @@ static bl_status_t idx_read(idx_file_t *f, void *buf, size_t n, size_t *got, bl_
     return BL_OK;
 }
 
-/* Opens path and parses and validates its header; images says which kind
- * of file it must be (its ndims rule and the wording of messages). On
- * failure f->gz is left for idx_close. */
+/* Opens path, and parses and validates its header. images says which kind
+ * of file it must be, which sets its ndims rule and the wording of
+ * messages. Returns BL_OK or the failure, with the cause in err; on failure
+ * f->gz is left for idx_close. */
 static bl_status_t idx_open(idx_file_t *f, const char *path, int images, bl_error_t *err)
 {
     memset(f, 0, sizeof *f);
@@ -214,9 +218,9 @@ static bl_status_t idx_open(idx_file_t *f, const char *path, int images, bl_erro
         }
     }
 
-    /* features = d1 · d2 · ... must fit in int; the check after each
-     * factor keeps the running product below 2^31 · 2^32, so no uint64
-     * overflow. */
+    /* features = d1 · d2 · ... must fit in an int. The check after each
+     * factor keeps the running product below 2^31 · 2^32, so the uint64
+     * product cannot overflow. */
     uint64_t features = 1;
     for (int i = 1; i < f->ndims; i++) {
         features *= f->dims[i];
@@ -245,8 +249,9 @@ static bl_status_t idx_open(idx_file_t *f, const char *path, int images, bl_erro
     return BL_OK;
 }
 
-/* Reads the declared data into a new buffer (*out, f->nbytes bytes) and
- * checks that nothing follows it. */
+/* Reads the declared data into a new buffer (*out, f->nbytes bytes from a)
+ * and checks that nothing follows it. On failure *out is NULL and err says
+ * why. */
 static bl_status_t idx_read_data(idx_file_t *f, const bl_allocator_t *a, bl_error_t *err,
                                  uint8_t **out)
 {
@@ -283,7 +288,8 @@ static bl_status_t idx_read_data(idx_file_t *f, const bl_allocator_t *a, bl_erro
         if (have == f->nbytes) {
             break;
         }
-        /* Full and more declared: the bytes read so far justify doubling. */
+        /* The buffer is full and more is declared: the bytes read so far
+         * justify doubling it. */
         size_t next = cap <= f->nbytes / 2 ? cap * 2 : f->nbytes;
         bigger = bl_mem_alloc(a, next);
         if (bigger == NULL) {
@@ -298,7 +304,7 @@ static bl_status_t idx_read_data(idx_file_t *f, const bl_allocator_t *a, bl_erro
         cap = next;
     }
 
-    /* Nothing may follow the data: count what does, up to a limit. */
+    /* Nothing may follow the data, so count what does, up to a limit. */
     size_t trailing = 0;
     for (;;) {
         uint8_t scratch[4096];
@@ -327,9 +333,10 @@ fail:
     return s;
 }
 
-/* Closes f (idempotent). With report set, a failing close is an error:
- * gzclose is where zlib reports a stream that ended inside a gzip member
- * or a failing close(). */
+/* Closes f; closing it again does nothing. With report set, a failing
+ * close is an error, because gzclose is where zlib reports a stream that
+ * ended inside a gzip member, or a failing close(). Without report it
+ * returns BL_OK. */
 static bl_status_t idx_close(idx_file_t *f, int report, bl_error_t *err)
 {
     if (f->gz == NULL) {
@@ -377,8 +384,8 @@ bl_status_t bl_idx_load_pair(const char *images_path, const char *labels_path, i
                             "bl_idx_load_pair: classes %d is negative (0: max label + 1)", classes);
     }
 
-    /* Both headers first, so a count mismatch fails before any data is
-     * read. */
+    /* Both headers are read first, so that a count mismatch fails before
+     * any data is read. */
     s = idx_open(&images, images_path, 1, err);
     if (s != BL_OK) {
         goto fail;

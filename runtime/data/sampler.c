@@ -1,4 +1,5 @@
-/* The global-batch sampler: a pure function of (seed, epoch, step). */
+/* The global-batch sampler (sampler.h): each batch is a pure function of
+ * (seed, epoch, step). */
 #include <string.h>
 
 #include "sampler.h"
@@ -34,8 +35,9 @@ void bl_sampler_free(bl_sampler_t *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Epoch e's order: identity, then (shuffle) a Fisher–Yates shuffle drawn from
- * a generator seeded by (seed, e) alone, so any epoch can be rebuilt alone. */
+/* Builds epoch e's order: the identity, then (when shuffle is on) a
+ * Fisher–Yates shuffle drawn from a generator seeded by (seed, e) alone, so
+ * that any epoch can be rebuilt on its own. */
 static void build_order(bl_sampler_t *s, long epoch)
 {
     for (long i = 0; i < s->count; i++) {
@@ -43,8 +45,8 @@ static void build_order(bl_sampler_t *s, long epoch)
     }
     if (s->shuffle) {
         bl_rng_t r;
-        /* A domain tag keeps shuffle streams apart from the per-layer init
-         * streams derived from the same seed. */
+        /* A domain tag keeps the shuffle streams apart from the per-layer
+         * init streams that are derived from the same seed. */
         bl_rng_init(&r, bl_seed_mix(bl_seed_mix(s->seed, BL_SEED_DOMAIN_SHUFFLE), (uint64_t)epoch));
         for (long i = s->count - 1; i > 0; i--) {
             long j = (long)bl_rng_below(&r, (uint64_t)i + 1);

@@ -1,5 +1,5 @@
-/* Finding and opening the CUDA backend module (cuda_backend.h). */
-#define _GNU_SOURCE /* dladdr */
+/* This file finds and opens the CUDA backend module (cuda_backend.h). */
+#define _GNU_SOURCE /* for dladdr */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,16 +11,16 @@
 static const bl_cuda_backend_t *loaded;
 static int looked;
 static char loaded_from[4096 + 64];
-static int refused; /* a module was found but could not be used */
+static int refused; /* 1 when a module was found but could not be used */
 static char failure[768];
 
 #ifdef BALLAST_HAVE_CUDA
 enum { PATH_BYTES = 4096 };
 
-/* Opens the module at path: 1 when kept; 0 when there is no file there;
- * -1 when the file did not load or is from another build (the reason in
- * failure, unless an earlier file already failed: the first reason is the
- * one that explains). */
+/* Opens the module at path. Returns 1 when the module is kept, 0 when there
+ * is no file there, and -1 when the file did not load or is from another
+ * build. On -1 the reason goes into failure, unless an earlier file already
+ * failed: the first reason is the one that explains. */
 static int try_module(const char *path)
 {
     if (access(path, F_OK) != 0) {
@@ -34,7 +34,7 @@ static int try_module(const char *path)
     } else {
         void *symbol = dlsym(module, BL_CUDA_BACKEND_ENTRY);
         const bl_cuda_backend_t *(*entry)(void) = NULL;
-        memcpy(&entry, &symbol, sizeof entry); /* POSIX: dlsym's pointer is callable */
+        memcpy(&entry, &symbol, sizeof entry); /* POSIX makes dlsym's pointer callable */
         const bl_cuda_backend_t *b = entry != NULL ? entry() : NULL;
         /* The build id is read only from a table of this layout. */
         int same_layout = b != NULL && b->abi == BL_CUDA_BACKEND_ABI && b->table_bytes == sizeof *b;
@@ -62,8 +62,9 @@ static int try_module(const char *path)
     return -1;
 }
 
-/* The directory of the object (shared library or program) holding this
- * code, in dir: 1, or 0 when the loader cannot tell. */
+/* Writes into dir the directory of the object (the shared library or the
+ * program) that holds this code and returns 1, or returns 0 when the loader
+ * cannot tell. */
 static int own_directory(char *dir, size_t n)
 {
     Dl_info info;
@@ -81,8 +82,9 @@ static void look(void)
     const char *file = BALLAST_CUDA_BACKEND_FILE;
     const char *asked = getenv("BALLAST_CUDA_BACKEND");
     if (asked != NULL && asked[0] != '\0') {
-        /* A file name alone is in the working directory, as access()
-         * sees it (dlopen would search the library path instead). */
+        /* A file name without a directory is taken from the working
+         * directory, as access() sees it (dlopen would search the library
+         * path instead). */
         char path[PATH_BYTES];
         snprintf(path, sizeof path, "%s%.4000s", strchr(asked, '/') != NULL ? "" : "./", asked);
         if (try_module(path) == 0) {

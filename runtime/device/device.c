@@ -1,8 +1,9 @@
-/* The rank's device: the CPU, a GPU (CUDA backend) or the mirror test
- * device. A GPU rank takes a GPU by its place among the GPU ranks of its
- * node, learns the GPU's NUMA node from hwloc (by PCI address) and, when
- * the launcher left it unbound, binds itself to the cores near the GPU,
- * before the topology module counts its cores for the BLAS threads. */
+/* The rank's device, which is the CPU, a GPU (through the CUDA backend) or
+ * the mirror test device. A GPU rank takes a GPU by its place among the GPU
+ * ranks of its node and learns the GPU's NUMA node from hwloc (by PCI
+ * address). When the launcher left the rank unbound, it binds itself to the
+ * cores near the GPU, before the topology module counts its cores for the
+ * BLAS threads. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 const bl_device_t bl_host_device = {
     .kernels = &bl_cpu_kernels, .memory = NULL, .kind = BL_DEVICE_CPU, .name = "cpu"};
 
-/* Rank 0 logs one line per GPU rank: what it chose and where it sits. */
+/* The length of a report line. Rank 0 logs one line per GPU rank, which
+ * says what the rank chose and where it sits. */
 enum { LINE_BYTES = 256 };
 
 bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
@@ -31,9 +33,10 @@ bl_device_kind_t bl_runtime_device(const bl_runtime_t *rt, char *name, size_t n)
     return d->kind;
 }
 
-/* The cores near the GPU at PCI address bus_id, in a sentence in out;
- * a rank the launcher left unbound is bound there. Never fails: a
- * topology without the device (containers often hide PCI) says so. */
+/* Writes a sentence about the cores near the GPU at PCI address bus_id
+ * into out, and binds a rank that the launcher left unbound to those cores.
+ * It never fails: when the topology lacks the device (containers often hide
+ * PCI), the sentence says so, and so it does when the binding fails. */
 static void gpu_locality(const char *bus_id, char *out, size_t n)
 {
     hwloc_topology_t topo = NULL;
@@ -43,7 +46,8 @@ static void gpu_locality(const char *bus_id, char *out, size_t n)
     if (current == NULL || bind_to == NULL || hwloc_topology_init(&topo) != 0) {
         goto done;
     }
-    /* PCI devices are filtered out of topologies by default. */
+    /* hwloc filters PCI devices out of topologies by default, so the
+     * important ones are kept here. */
     hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     if (hwloc_topology_load(topo) != 0) {
         goto done;
@@ -62,14 +66,16 @@ done:
     hwloc_bitmap_free(bind_to);
 }
 
-/* Opens GPU `index` of `count` for this rank with the backend cuda: 0,
- * or -1 with the reason. */
+/* Opens GPU `index` of `count` for this rank with the backend cuda, and
+ * writes the rank's report line into line. Returns 0, or -1 with the reason
+ * in err. */
 static int open_gpu(bl_runtime_t *rt, const bl_cuda_backend_t *cuda, int index, int count,
                     char *line, char *err, size_t errlen)
 {
     bl_cuda_info_t info;
     if (cuda->active()) {
-        /* The backend's context (streams, cuBLAS) is the process's own. */
+        /* The backend's context (streams, cuBLAS) belongs to the process,
+         * so only one runtime per process can compute on a GPU. */
         snprintf(err, errlen,
                  "another runtime of this process computes on a GPU already; one GPU runtime "
                  "per process");
@@ -78,8 +84,8 @@ static int open_gpu(bl_runtime_t *rt, const bl_cuda_backend_t *cuda, int index, 
     if (cuda->describe(index, &info, err, errlen) != 0) {
         return -1;
     }
-    /* Placed near the GPU before its context exists, so the runtime's
-     * host memory is allocated there. */
+    /* The rank is placed near the GPU before the GPU's context exists, so
+     * that the runtime's host memory is allocated there. */
     char where[160];
     gpu_locality(info.pci_bus_id, where, sizeof where);
     if (cuda->init(index, err, errlen) != 0) {
@@ -98,10 +104,11 @@ static int open_gpu(bl_runtime_t *rt, const bl_cuda_backend_t *cuda, int index, 
     return 0;
 }
 
-/* Which GPUs this process sees, as a number (never 0) equal for the
- * processes that see the same ones in the same order: a rank's place
- * counts among the node's ranks that see the same GPUs (CUDA_VISIBLE_DEVICES
- * may differ per rank, as Slurm's --gpus-per-task sets it). */
+/* Returns a number (never 0) that stands for the GPUs this process sees; it
+ * is equal for the processes that see the same GPUs in the same order. A
+ * rank's place is counted among the node's ranks that see the same GPUs,
+ * because CUDA_VISIBLE_DEVICES may differ per rank, as Slurm's
+ * --gpus-per-task sets it. */
 static int visible_set(const bl_cuda_backend_t *cuda, int count)
 {
     uint64_t h = 0x9e3779b97f4a7c15ULL;
@@ -116,19 +123,21 @@ static int visible_set(const bl_cuda_backend_t *cuda, int count)
     return (int)(h & 0x3fffffff) | 1;
 }
 
-/* GPUs this process sees through the backend *cuda (opened here): 0 with
- * the reason when none, or when the backend is not there (*broken: it was
- * found but cannot be used). */
+/* Opens the backend into *cuda and returns the number of GPUs that this
+ * process sees through it. Returns 0, with the reason in why, when there is
+ * none or when the backend is not there; *broken then says whether the
+ * backend was found but cannot be used. */
 static int visible_gpus(const bl_cuda_backend_t **cuda, int *broken, char *why, size_t n)
 {
     *cuda = bl_cuda_backend(why, n, broken);
     return *cuda != NULL ? (*cuda)->device_count(why, n) : 0;
 }
 
-/* The ranks of this rank's node that want a GPU from the same set
- * (`color`, 0 for those that want none, who form a communicator of their
- * own): *peers is a communicator the caller frees, in which this rank's
- * place picks its GPU. */
+/* Makes *peers, the communicator of the ranks of this rank's node that want
+ * a GPU from the same set (`color`; it is 0 for the ranks that want none,
+ * which form a communicator of their own). This rank's place in *peers
+ * picks its GPU, and the caller frees *peers. Collective over rt->comm.
+ * Returns BL_OK, or BL_ERR_MPI with *peers MPI_COMM_NULL. */
 static bl_status_t gpu_peers(bl_runtime_t *rt, int color, MPI_Comm *peers)
 {
     MPI_Comm node = MPI_COMM_NULL;
@@ -146,10 +155,11 @@ static bl_status_t gpu_peers(bl_runtime_t *rt, int color, MPI_Comm *peers)
     return BL_OK;
 }
 
-/* How many of the node's GPU ranks (this one included) opened this rank's
- * GPU, by PCI address: with CUDA_VISIBLE_DEVICES set per rank, as Slurm's
- * --gpus-per-task does, every rank's GPU 0 is another GPU. Collective
- * over peers; a rank without a GPU takes part with an empty address. */
+/* Counts into *sharing how many of the node's GPU ranks (this one included)
+ * opened this rank's GPU. GPUs are compared by PCI address, because with
+ * CUDA_VISIBLE_DEVICES set per rank, as Slurm's --gpus-per-task does, every
+ * rank's GPU 0 is another GPU. Collective over peers; a rank without a GPU
+ * takes part with an empty address. */
 static bl_status_t count_sharing(bl_runtime_t *rt, MPI_Comm peers, int *sharing)
 {
     enum { ID = sizeof rt->device.pci_bus_id };
@@ -168,7 +178,9 @@ static bl_status_t count_sharing(bl_runtime_t *rt, MPI_Comm peers, int *sharing)
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, "MPI_Allgather of the GPUs' addresses");
 }
 
-/* Rank 0 logs every GPU rank's line (empty lines: CPU ranks). */
+/* Gathers every rank's report line to rank 0, which logs the lines that are
+ * not empty: a GPU rank's line, or the line of a CPU rank whose backend was
+ * found but cannot be used. Collective over rt->comm. */
 static bl_status_t log_gpu_lines(bl_runtime_t *rt, const char *line)
 {
     char *all = NULL;
@@ -176,7 +188,7 @@ static bl_status_t log_gpu_lines(bl_runtime_t *rt, const char *line)
         all = bl_mem_array(bl_rt_allocator(rt), (size_t)rt->size, LINE_BYTES);
     }
     int ok = rt->rank != 0 || all != NULL;
-    /* Rank 0 first says whether it has room for the lines: without it
+    /* Rank 0 first says whether it has room for the lines; without room,
      * nobody sends and the report is skipped. */
     int rc = MPI_Bcast(&ok, 1, MPI_INT, 0, rt->comm);
     if (rc != MPI_SUCCESS) {
@@ -184,7 +196,7 @@ static bl_status_t log_gpu_lines(bl_runtime_t *rt, const char *line)
         return bl_fail_mpi(rt, rc, "MPI_Bcast before the GPU report");
     }
     if (!ok) {
-        return BL_OK; /* no report, no harm */
+        return BL_OK; /* without a report, no harm is done */
     }
     rc = MPI_Gather(line, LINE_BYTES, MPI_CHAR, all, LINE_BYTES, MPI_CHAR, 0, rt->comm);
     if (rc != MPI_SUCCESS) {
@@ -228,9 +240,10 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
                          "rank %d: device cuda was asked for but %s; use --device cpu or auto",
                          rt->rank, why);
         } else if (count == 0) {
-            /* A backend that is there but does not load is a node set up
-             * wrongly: said, not only debugged, and in rank 0's report of
-             * the devices, whichever rank it is. */
+            /* A backend that is there but does not load means that the
+             * node is set up wrongly, so it is logged as a warning, not only
+             * at debug level, and it goes into rank 0's report of the
+             * devices, whichever rank it is on. */
             bl_log(rt, broken ? BL_LOG_WARN : BL_LOG_DEBUG,
                    "rank %d: device auto: no GPU (%s); computing on the CPU", rt->rank, why);
             if (broken) {
@@ -304,8 +317,9 @@ void *bl_buffer_alloc(bl_runtime_t *rt, const bl_device_t *dev, size_t count, si
     }
     void *p = dev->memory->alloc(count * elem_nbytes);
     if (p == NULL) {
-        /* The caller reports BL_ERR_NO_MEM: the device's record of the
-         * failed allocation must not fail a later, unrelated check. */
+        /* The caller reports BL_ERR_NO_MEM, and the device's record of the
+         * failed allocation is cleared here, so that it does not fail a
+         * later, unrelated check. */
         char err[8];
         dev->memory->finish(err, sizeof err);
     }
@@ -321,7 +335,9 @@ void bl_buffer_free(const bl_allocator_t *a, const bl_device_t *dev, void *ptr)
     }
 }
 
-/* dev's wait (finish or finish_compute) as a status naming `what`. */
+/* Runs dev's wait (finish or finish_compute) and returns BL_OK, or
+ * BL_ERR_CUDA with a message that names `what`. A device without memory of
+ * its own has nothing to wait for. */
 static bl_status_t waited(bl_runtime_t *rt, const bl_device_t *dev, const char *what,
                           int (*wait)(char *err, size_t errlen))
 {

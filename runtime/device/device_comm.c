@@ -1,5 +1,5 @@
-/* Device communicators (device_comm.h): what both kinds share, and the
- * mirror's, MPI on its memory in NCCL's order. */
+/* Device communicators (device_comm.h): the code that both kinds share, and
+ * the mirror's kind, which runs MPI on its memory in NCCL's order. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,9 +15,10 @@ static bl_status_t agree_in_group(bl_runtime_t *rt, MPI_Comm group, bl_status_t 
 
 /* ---- The mirror: MPI in NCCL's order ---------------------------------- */
 
-/* Completes the group of transfers in flight on the rank, whichever
- * device communicator posted it: the next group starts only after it, as
- * on NCCL's one comm stream. */
+/* Completes the group of transfers in flight on the rank, whichever device
+ * communicator posted it, so that the next group starts only after it, as
+ * on NCCL's one comm stream. Returns BL_OK when nothing is in flight, else
+ * the status of the bounded waits. */
 static bl_status_t settle(bl_runtime_t *rt)
 {
     bl_device_comm_t *c = rt->device_in_flight;
@@ -72,7 +73,8 @@ static bl_status_t mirror_exchange(bl_device_comm_t *c, const float *send, size_
                        "a %s transfer of %zu floats is more than one MPI call carries", c->role,
                        send_count > recv_count ? send_count : recv_count);
     }
-    /* "the pipeline transfers (mirror: 96 floats to rank 1, 96 from rank 1)" */
+    /* The message reads, e.g., "the pipeline transfers (mirror: 96 floats to
+     * rank 1, 96 floats from rank 1)". */
     char part[2][48] = {"", ""};
     if (to >= 0) {
         snprintf(part[0], sizeof part[0], "%zu floats to rank %d", send_count, c->job_ranks[to]);
@@ -88,7 +90,8 @@ static bl_status_t mirror_exchange(bl_device_comm_t *c, const float *send, size_
         c->peers[0] = from;
         rc = MPI_Irecv(recv, (int)recv_count, MPI_FLOAT, from, 0, c->mpi, &c->requests[0]);
     }
-    /* Synchronous: complete only once the receiver has matched it. */
+    /* The send is synchronous: it completes only once the receiver has
+     * matched it. */
     if (rc == MPI_SUCCESS && to >= 0) {
         c->peers[1] = to;
         rc = MPI_Issend(send, (int)send_count, MPI_FLOAT, to, 0, c->mpi, &c->requests[1]);
@@ -99,7 +102,7 @@ static bl_status_t mirror_exchange(bl_device_comm_t *c, const float *send, size_
 
 static bl_status_t mirror_wait(bl_device_comm_t *c, const char *op)
 {
-    (void)op; /* the transfers name themselves */
+    (void)op; /* the transfers name themselves in messages */
     return settle(c->rt);
 }
 
@@ -109,8 +112,9 @@ static void mirror_release(bl_device_comm_t *c, int healthy)
         if (healthy) {
             settle(c->rt);
         } else if (c->requests[0] != MPI_REQUEST_NULL) {
-            /* Abandoned: a receive must not land in buffers freed next
-             * (a send only reads; it stays pending). */
+            /* The communicator is abandoned, and a receive must not land
+             * in buffers that are freed next (a send only reads, so it
+             * stays pending). */
             MPI_Cancel(&c->requests[0]);
             MPI_Wait(&c->requests[0], MPI_STATUS_IGNORE);
         }
@@ -136,7 +140,7 @@ static bl_status_t mirror_open(bl_device_comm_t *c, MPI_Comm group)
         rc = MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
     }
     bl_status_t st = BL_OK;
-    c->ops = &mirror_ops; /* its release frees the duplicate, whatever comes */
+    c->ops = &mirror_ops; /* its release frees the duplicate, whatever happens next */
     if (rc != MPI_SUCCESS) {
         st = bl_fail_mpi(c->rt, rc, "duplicating a group for the mirror's transfers");
     }
@@ -145,7 +149,9 @@ static bl_status_t mirror_open(bl_device_comm_t *c, MPI_Comm group)
 
 /* ---- Both kinds ------------------------------------------------------- */
 
-/* Each member's rank in the job, for messages. */
+/* Learns each member's rank in the job (in rt->comm) into c->job_ranks,
+ * for messages. Returns BL_OK, BL_ERR_NO_MEM or BL_ERR_MPI; it does not
+ * communicate. */
 static bl_status_t learn_job_ranks(bl_device_comm_t *c, MPI_Comm group)
 {
     const bl_allocator_t *a = bl_rt_allocator(c->rt);
@@ -254,7 +260,8 @@ bl_status_t bl_device_comm_exchange(bl_device_comm_t *c, const float *send, size
                        c->role, to, from, c->size, send != NULL ? "set" : "NULL",
                        recv != NULL ? "set" : "NULL");
     }
-    /* An empty transfer is none, on both sides alike (the counts agree). */
+    /* An empty transfer is no transfer, on both sides alike (the peers'
+     * counts agree). */
     to = send_count > 0 ? to : -1;
     from = recv_count > 0 ? from : -1;
     if (to < 0 && from < 0) {

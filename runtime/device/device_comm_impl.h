@@ -1,5 +1,5 @@
-/* The inside of a device communicator (device_comm.h), shared by its two
- * kinds: the mirror's MPI in device_comm.c, NCCL in nccl_comm.c. */
+/* The inside of a device communicator (device_comm.h), which its two kinds
+ * share: the mirror's MPI in device_comm.c, and NCCL in nccl_comm.c. */
 #ifndef BL_DEVICE_COMM_IMPL_H
 #define BL_DEVICE_COMM_IMPL_H
 
@@ -20,23 +20,25 @@ struct bl_nccl_comm;
 struct bl_device_comm {
     const bl_device_comm_ops_t *ops;
     bl_runtime_t *rt;
-    char role[32];    /* "gradient", "pipeline" */
-    int rank, size;   /* in the group */
+    char role[32];    /* "gradient" or "pipeline" */
+    int rank, size;   /* this member's rank in the group, and the group's size */
     int *job_ranks;   /* (size) each member's rank in rt->comm, for messages */
-    double timeout_s; /* 0: waits are unbounded */
-    /* The mirror: a duplicate of the group, and the group of transfers in
-     * flight (at most one per rank: rt->device_in_flight says whose). */
+    double timeout_s; /* the bound on waits; 0: unbounded */
+    /* The mirror's state: a duplicate of the group, and the group of
+     * transfers in flight (at most one per rank; rt->device_in_flight says
+     * whose it is). */
     MPI_Comm mpi;
     MPI_Request requests[2];
     int peers[2];     /* the member each request is with; −1 for the all-reduce */
     char posted[192]; /* what is in flight, for a timeout's message */
-    /* NCCL */
+    /* NCCL's state */
     struct bl_nccl_comm *nccl;
 };
 
-/* NCCL's part of bl_device_comm_open (nccl_comm.c): joins the group's
- * NCCL communicator and sets c->ops; c's other fields are set. Collective
- * over group (all agree). BL_ERR_UNSUPPORTED in a build without CUDA. */
+/* NCCL's part of bl_device_comm_open (nccl_comm.c). It joins the group's
+ * NCCL communicator and sets c->ops; c's other fields are set already.
+ * Collective over group: all members agree on the outcome. Returns
+ * BL_ERR_UNSUPPORTED in a build without CUDA. */
 bl_status_t bl_nccl_comm_open(bl_device_comm_t *c, MPI_Comm group);
 
 #endif /* BL_DEVICE_COMM_IMPL_H */

@@ -1,4 +1,5 @@
-/* A GPU rank's choice of GPU and the cores near it (device_place.h). */
+/* A GPU rank's choice of GPU, and the search for the cores near it
+ * (device_place.h). */
 #include <stdio.h>
 
 #include "ballast.h"
@@ -18,7 +19,8 @@ int bl_gpu_choose(int requested, int place, int count)
     return -1;
 }
 
-/* The OS index of the one NUMA node holding obj's cpus, or -1. */
+/* Returns the OS index of the one NUMA node that holds obj's cpus, or -1
+ * when there is none. */
 static int numa_of(hwloc_topology_t topo, hwloc_obj_t obj)
 {
     hwloc_obj_t node =

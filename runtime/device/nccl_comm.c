@@ -1,4 +1,5 @@
-/* The NCCL kind of device communicator (device_comm.h), over cuda/comm.h. */
+/* The NCCL kind of device communicator (device_comm.h), built on the
+ * backend's NCCL calls (cuda/comm.h). */
 #include <stdio.h>
 #include <string.h>
 
@@ -6,14 +7,15 @@
 #include "device_comm_impl.h"
 #include "wait.h"
 
-/* The backend's functions (cuda/backend.h): a GPU rank's device holds
- * them. */
+/* Returns the backend's functions (cuda/backend.h), which a GPU rank's
+ * device holds; on other ranks it returns NULL. */
 static const bl_cuda_backend_t *gpu(const bl_device_comm_t *c)
 {
     return c->rt->device.cuda;
 }
 
-/* The least bound on NCCL's set-up, in seconds (a longer timeout raises it). */
+/* The smallest bound on NCCL's set-up, in seconds (a longer timeout raises
+ * the bound). */
 #define BL_NCCL_SETUP_S 120.0
 
 static bl_status_t nccl_failed(bl_device_comm_t *c, bl_status_t status, const char *err)
@@ -24,17 +26,18 @@ static bl_status_t nccl_failed(bl_device_comm_t *c, bl_status_t status, const ch
 static bl_status_t timed_out_or(bl_device_comm_t *c, const char *err)
 {
     if (strstr(err, "timed out") != NULL) {
-        /* Like an MPI timeout: transfers may be pending for good. */
+        /* As after an MPI timeout, transfers may be pending for good. */
         c->rt->gave_up = 1;
         return nccl_failed(c, BL_ERR_TIMEOUT, err);
     }
     return nccl_failed(c, BL_ERR_NCCL, err);
 }
 
-/* The rank's calls reach NCCL's one comm stream in the order posted, on
- * whichever communicator: another communicator's last call is settled
- * onto the stream before c posts (NCCL orders one communicator's calls
- * only). Then c is the one to settle next. */
+/* Makes the rank's calls reach NCCL's one comm stream in the order posted,
+ * on whichever communicator: another communicator's last call is settled
+ * onto the stream before c posts, because NCCL orders the calls of one
+ * communicator only. Afterwards c is the one to settle next. Returns BL_OK,
+ * or the failure of the settling (BL_ERR_TIMEOUT or BL_ERR_NCCL). */
 static bl_status_t settle_others(bl_device_comm_t *c)
 {
     bl_device_comm_t *last = c->rt->device_in_flight;
@@ -64,15 +67,15 @@ static bl_status_t nccl_exchange(bl_device_comm_t *c, const float *send, size_t 
     if (st != BL_OK) {
         return st;
     }
-    /* c's own last call as well, before the group opens: NCCL takes no
-     * new call on a communicator while one is in progress, and the send
-     * and receive would otherwise poll it from inside the group. */
+    /* c's own last call is settled as well, before the group opens: NCCL
+     * takes no new call on a communicator while one is in progress, and the
+     * send and the receive would otherwise poll it from inside the group. */
     if (gpu(c)->nccl_settle(c->nccl, err, sizeof err) != 0) {
         return timed_out_or(c, err);
     }
-    /* One group, so the send and the receive run together (a stage sends
-     * its output while it receives its next input from the same
-     * neighbour); the group is closed even after a failure inside it. */
+    /* The send and the receive go in one group, so that they run together
+     * (a stage sends its output while it receives its next input from the
+     * same neighbour). The group is closed even after a failure inside it. */
     int failed = gpu(c)->nccl_group_start(err, sizeof err) != 0;
     if (failed) {
         return nccl_failed(c, BL_ERR_NCCL, err);
@@ -95,8 +98,8 @@ static bl_status_t nccl_wait(bl_device_comm_t *c, const char *op)
     char err[512];
     char what[128];
     snprintf(what, sizeof what, "%s (step %ld)", op, c->rt->wait_step);
-    /* Everything posted is on the stream first; c's own last call is
-     * settled by the wait. */
+    /* Everything posted goes onto the stream first; the wait then settles
+     * c's own last call. */
     bl_status_t st = settle_others(c);
     if (st != BL_OK) {
         return st;
@@ -133,10 +136,11 @@ bl_status_t bl_nccl_comm_open(bl_device_comm_t *c, MPI_Comm group)
     unsigned char id[BL_NCCL_ID_BYTES] = {0};
     char err[512] = "";
     bl_status_t st = BL_OK;
-    /* The id is made once, by the group's first rank; a failure there
-     * still takes part in the broadcast (of zeros), then all agree. */
+    /* The group's first rank makes the id, once. A rank that failed still
+     * takes part in the broadcast (of zeros, when the first rank failed),
+     * and then all members agree on the outcome. */
     if (gpu(c) == NULL) {
-        /* device_group.c opens NCCL for groups of GPU ranks only */
+        /* device_group.c opens NCCL only for groups of GPU ranks */
         st = bl_fail(c->rt, BL_ERR_UNSUPPORTED, "rank %d (%s): NCCL needs a GPU rank", c->rt->rank,
                      c->rt->device.name);
     } else if (c->rank == 0 && gpu(c)->nccl_unique_id(id, err, sizeof err) != 0) {
@@ -151,8 +155,9 @@ bl_status_t bl_nccl_comm_open(bl_device_comm_t *c, MPI_Comm group)
     if (st != BL_OK) {
         return st;
     }
-    /* Set-up takes seconds and a member that failed before it never
-     * comes: it is always bounded, by the step's bound or more. */
+    /* The set-up takes seconds, and a member that failed before it never
+     * comes, so the set-up is always bounded, by the step's bound or by
+     * more. */
     double setup_s = c->timeout_s > BL_NCCL_SETUP_S ? c->timeout_s : BL_NCCL_SETUP_S;
     if (gpu(c)->nccl_comm_create(id, c->size, c->rank, setup_s, &c->nccl, err, sizeof err) != 0) {
         c->nccl = NULL;

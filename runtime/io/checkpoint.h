@@ -1,15 +1,16 @@
-/* Checkpoints: a directory per checkpoint, DIR/ckpt-<step>/, holding a
- * manifest (the run's state, the model's shape and the layout it was saved
- * with) and one file per pipeline stage (that stage's layers' parameters
- * and momentum, written by the stage's rank of pipeline 0, so no rank
- * holds more than its own layers' state for the save). Files are written
- * into DIR/.tmp-ckpt-<step>-<pid>/, flushed and fsynced; the directory is
- * fsynced, renamed into place, and DIR is fsynced: a ckpt-* directory is
- * always complete. Every file has a versioned header (magic, version,
- * byte order, kind) with its own CRC32 and per-section CRC32s; a loader
- * checks every length against the model before it allocates or reads.
+/* Checkpoints. Each checkpoint is a directory, DIR/ckpt-<step>/, that holds
+ * a manifest (the run's state, the model's shape and the layout it was
+ * saved with) and one file per pipeline stage (that stage's layers'
+ * parameters and momentum, written by the stage's rank of pipeline 0, so
+ * that no rank holds more than its own layers' state for the save). The
+ * files are written into DIR/.tmp-ckpt-<step>-<pid>/, flushed and fsynced;
+ * then the directory is fsynced and renamed into place, and DIR is fsynced,
+ * so a ckpt-* directory is always complete. Every file has a versioned
+ * header (magic, version, byte order, kind) with its own CRC32, and a CRC32
+ * per section; a loader checks every length against the model before it
+ * allocates or reads.
  *
- * File layout (little-endian):
+ * The file layout (little-endian):
  *   header (32 bytes): "BALLASTK", u32 version (2; 1 is read too), u32 0x01020304,
  *     u32 kind (1 manifest, 2 stage), u32 sections, u32 CRC32 of the first
  *     24 bytes, u32 0
@@ -39,18 +40,20 @@ typedef struct bl_ckpt_state {
     int batch;
     int shuffle;
     int ranks;
-    /* The plan: version, pipelines D, stages S, shards and stage map (no
-     * caps). Loaded: allocated with the runtime's allocator. */
+    /* The plan: its version, pipelines D, stages S, shards and stage map
+     * (but no caps). In a loaded state its arrays are allocated with the
+     * runtime's allocator. */
     bl_plan_t plan;
-    /* The policies' learned state (rank 0's, runtime/control/policy_state.h), or
-     * NULL with 0 bytes. Loaded: allocated like first. */
+    /* The policies' learned state (rank 0's, runtime/control/policy_state.h),
+     * or NULL with 0 bytes. In a loaded state it is allocated like the
+     * plan's arrays. */
     unsigned char *control;
     size_t control_bytes;
 } bl_ckpt_state_t;
 
 /* Where a save stops, for tests of crashes during a save: after part of a
- * stage's data, before the rename, before the final directory sync; or a
- * write that fails (a full disk). */
+ * stage's data, before the rename, or before the final directory sync; or
+ * else a write that fails (as on a full disk). */
 typedef enum {
     BL_CKPT_NO_FAULT,
     BL_CKPT_CRASH_PARTIAL_DATA,
@@ -59,35 +62,45 @@ typedef enum {
     BL_CKPT_WRITE_FAILS
 } bl_ckpt_fault_t;
 
-/* Saves a checkpoint of step s->step into dir (created if missing); keeps
- * the newest `keep` complete ones (0: all). Collective over rt; model and
- * momentum hold every layer of this rank's stage (l: the layout). path
- * (n bytes) receives the checkpoint's directory. A crash fault returns
- * BL_ERR_IO as if the process had died there (the partial files stay). */
+/* Saves a checkpoint of step s->step into dir, which is created if it is
+ * missing, and keeps the newest `keep` complete checkpoints (0 keeps all).
+ * Collective over rt: every rank must call it, and every rank fails when
+ * one does. The model and momentum hold every layer of this rank's stage,
+ * in the layout l. path (n bytes) receives the checkpoint's directory.
+ * Returns BL_OK, BL_ERR_IO, BL_ERR_NO_MEM, BL_ERR_INVALID_ARG (a path that
+ * is too long) or BL_ERR_UNSUPPORTED (a big-endian host). A failure removes
+ * the temporary directory, but a crash fault returns BL_ERR_IO as if the
+ * process had died there (the partial files stay). */
 bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          const float *momentum, const bl_layout_t *l, const bl_ckpt_state_t *s,
                          int keep, bl_ckpt_fault_t fault, char *path, size_t n);
 
-/* Collective: rank 0 removes leftover temporary directories, then finds
- * the newest checkpoint in dir that is complete and valid for model m
- * (warning about each one skipped and why); every rank gets its path in
- * path, or *found = 0 when there is none. */
+/* Finds the newest checkpoint in dir that is complete and valid for model
+ * m. Collective over rt: every rank must call it, and every rank gets the
+ * checkpoint's path in path (n bytes) and *found = 1, or *found = 0 when
+ * there is none. Rank 0 first removes leftover temporary directories, and
+ * it warns about each checkpoint that it skips, with the reason. Returns
+ * BL_OK, the status of a failed broadcast, or BL_ERR_INVALID_ARG when the
+ * path does not fit in path. */
 bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
                          size_t n, int *found);
 
 /* Loads the checkpoint at path into m's parameters and momentum (every
- * layer) and *s (the plan's arrays allocated with the runtime's allocator;
- * free them with bl_ckpt_state_free). Local. Every malformed file is
- * BL_ERR_FORMAT naming the file and the field; a model of another shape is
- * BL_ERR_MISMATCH. */
+ * layer) and into *s. It is local, not collective. *s's arrays (the plan's,
+ * and the policies' state) are allocated with the runtime's allocator; free
+ * them with bl_ckpt_state_free. Every malformed file gives BL_ERR_FORMAT
+ * naming the file and the field, and a model of another shape gives
+ * BL_ERR_MISMATCH; a file that cannot be read gives BL_ERR_IO, and a lack
+ * of memory BL_ERR_NO_MEM. On failure the model, momentum and *s are left
+ * as they were. */
 bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
                          bl_ckpt_state_t *s);
 void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s);
 
-/* Checks one checkpoint file held in memory (the fuzzers' entry): a
- * manifest against m (kind 1) or a stage file (kind 2) against m. Returns
- * BL_OK or BL_ERR_FORMAT / BL_ERR_MISMATCH with the message naming `name`.
- * Never reads outside bytes[0, len). */
+/* Checks one checkpoint file held in memory against m (the fuzzers' entry
+ * point): a manifest (kind 1) or a stage file (kind 2). Returns BL_OK, or
+ * BL_ERR_FORMAT or BL_ERR_MISMATCH with a message naming `name`. It never
+ * reads outside bytes[0, len). */
 bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
                                size_t len, const bl_model_t *m);
 

@@ -1,12 +1,12 @@
-/* The checkpoint file format, and no file system: this file encodes a
- * file's header and a section's header for the writer, and checks and
- * decodes a manifest or a stage file held in memory for the loader and the
- * fuzzers (bl_ckpt_check_file). Every length is checked against the model
- * and against the bytes that are left before anything is allocated or
- * read, and every header and section carries a CRC32 that is checked. A
- * malformed file is BL_ERR_FORMAT with a message naming the file and the
- * field; a file of another model is BL_ERR_MISMATCH. checkpoint.h describes
- * the layout. */
+/* The checkpoint file format, with no file system. This file encodes a
+ * file's header and a section's header for the writer, and it checks and
+ * decodes a manifest or a stage file held in memory for the loader and for
+ * the fuzzers (bl_ckpt_check_file). Every length is checked against the
+ * model and against the bytes that are left before anything is allocated or
+ * read, and the CRC32 that every header and section carries is checked. A
+ * malformed file gives BL_ERR_FORMAT with a message that names the file and
+ * the field; a file of another model gives BL_ERR_MISMATCH. checkpoint.h
+ * describes the layout. */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,10 +57,11 @@ typedef struct reader {
     const char *name;
     const unsigned char *bytes;
     size_t len, pos;
-    uint32_t version; /* the file's, once its header is read */
+    uint32_t version; /* the file's version, once its header is read */
 } reader_t;
 
-/* A malformed file: "checkpoint file NAME: <what is wrong>". */
+/* Records a malformed file on the runtime, with the message "checkpoint file
+ * NAME: <what is wrong>", and returns BL_ERR_FORMAT. */
 static bl_status_t bad(const reader_t *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static bl_status_t bad(const reader_t *r, const char *fmt, ...)
@@ -73,8 +74,8 @@ static bl_status_t bad(const reader_t *r, const char *fmt, ...)
     return bl_fail(r->rt, BL_ERR_FORMAT, "checkpoint file %s: %s", r->name, why);
 }
 
-/* The header of a file of `kind` with `sections` sections (plus `added`
- * more from version 2 on). */
+/* Reads and checks the header of a file of `kind` with `sections` sections
+ * (plus `added` more from version 2 on). Returns BL_OK or BL_ERR_FORMAT. */
 static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
 {
     const unsigned char *h = r->bytes;
@@ -105,8 +106,10 @@ static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections, ui
     return BL_OK;
 }
 
-/* The next section, which must be `id` of `want` bytes (0: any length up
- * to what is left), checksum checked. */
+/* Reads the next section, which must be section `id` of `want` bytes (0
+ * allows any length up to what is left), and checks its checksum. On
+ * success *out points at its payload of *len bytes. Returns BL_OK or
+ * BL_ERR_FORMAT. */
 static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
                                 size_t *len)
 {
@@ -141,7 +144,9 @@ static bl_status_t check_end(const reader_t *r)
     return r->pos == r->len ? BL_OK : bad(r, "%zu bytes after the last section", r->len - r->pos);
 }
 
-/* The MODEL section against m. */
+/* Reads the MODEL section and checks it against m. Returns BL_OK,
+ * BL_ERR_FORMAT for a malformed section, or BL_ERR_MISMATCH for another
+ * model. */
 static bl_status_t check_model(reader_t *r, const bl_model_t *m)
 {
     const unsigned char *p;
@@ -176,8 +181,9 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
     return BL_OK;
 }
 
-/* A manifest: the model's shape, then the state and layout into *s (the
- * arrays allocated when s is not NULL). */
+/* Parses a manifest: the model's shape, then the state and the layout,
+ * which go into *s, with its arrays allocated, when s is not NULL. Returns
+ * BL_OK, BL_ERR_FORMAT, BL_ERR_MISMATCH or BL_ERR_NO_MEM. */
 static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
 {
     bl_status_t st = read_header(r, BL_CKPT_KIND_MANIFEST, 3, 1);
@@ -231,7 +237,7 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     if (sum != got.batch) {
         return bad(r, "LAYOUT section: the shards sum to %ld, not the batch %d", sum, got.batch);
     }
-    /* The policies' learned state: opaque here, checked by its loaders. */
+    /* The policies' learned state is opaque here; its loaders check it. */
     const unsigned char *control = NULL;
     size_t control_bytes = 0;
     if (r->version >= 2) {
@@ -270,9 +276,9 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     return BL_OK;
 }
 
-/* A stage file: its range must be [lo, hi) when lo >= 0 (else any whole
- * layers of m); its parameters and momentum go to params and momentum
- * when not NULL. */
+/* Parses a stage file. Its range must be [lo, hi) when lo >= 0, else any
+ * whole layers of m. Its parameters and momentum go into params and
+ * momentum when those are not NULL. Returns BL_OK or BL_ERR_FORMAT. */
 static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
                                float *momentum)
 {

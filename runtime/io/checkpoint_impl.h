@@ -1,10 +1,11 @@
-/* What the pieces of the checkpoint code share; not installed, and included
- * only by runtime/checkpoint_*.c. The file format itself (the magic, the
- * version, the header's and sections' layout) is known to checkpoint_format.c
- * alone: the writer asks it to encode a header or a section's header, and
- * the loader asks it to check and decode a whole file held in memory.
- * checkpoint_save.c writes a checkpoint; checkpoint_load.c finds the newest
- * valid one and loads it. checkpoint.h describes the format in full. */
+/* What the pieces of the checkpoint code share. This header is not
+ * installed, and only runtime/io/checkpoint_*.c include it. The file format
+ * itself (the magic, the version, the layout of the header and of the
+ * sections) is known to checkpoint_format.c alone: the writer asks it to
+ * encode a header or a section's header, and the loader asks it to check
+ * and decode a whole file held in memory. checkpoint_save.c writes a
+ * checkpoint; checkpoint_load.c finds the newest valid one and loads it.
+ * checkpoint.h describes the format in full. */
 #ifndef BL_CHECKPOINT_IMPL_H
 #define BL_CHECKPOINT_IMPL_H
 
@@ -19,7 +20,8 @@
 /* A file's kind, in its header. */
 #define BL_CKPT_KIND_MANIFEST 1u
 #define BL_CKPT_KIND_STAGE    2u
-/* A manifest is small: a few words per layer, stage and pipeline, and the
+/* The largest manifest and the largest policies' state, in bytes. A
+ * manifest is small: a few words per layer, stage and pipeline, and the
  * policies' state, which is kept under half of it so that every manifest
  * written can be read back. */
 #define BL_CKPT_MANIFEST_MAX (1u << 24)
@@ -36,8 +38,8 @@ enum {
     BL_CKPT_SEC_CONTROL = 7
 };
 
-/* The parameter range [*first, *first + *count) of layers [lo, hi) of m,
- * lo < hi: what a stage file of those layers holds. */
+/* Sets [*first, *first + *count) to the parameter range of the layers
+ * [lo, hi) of m, with lo < hi: what a stage file of those layers holds. */
 static inline void bl_ckpt_param_range(const bl_model_t *m, int lo, int hi, size_t *first,
                                        size_t *count)
 {
@@ -52,25 +54,27 @@ static inline void bl_ckpt_param_range(const bl_model_t *m, int lo, int hi, size
  * current version, into h. */
 void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, uint32_t sections);
 
-/* Encodes the header of section `id` whose payload is the `nbytes` bytes at
- * `bytes` (its length and CRC32) into s; the payload follows it. */
+/* Encodes into s the header of section `id`, whose payload is the `nbytes`
+ * bytes at `bytes`: the id, the payload's CRC32 and its length. The payload
+ * follows the header in the file. */
 void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, const void *bytes,
                          size_t nbytes);
 
-/* Checks the manifest `name` held in bytes[0, len) against m. With s not
- * NULL, also fills *s, its arrays allocated with the runtime's allocator
- * (free them with bl_ckpt_state_free); *s is untouched on failure. Returns
+/* Checks the manifest `name` held in bytes[0, len) against m. Returns
  * BL_OK, BL_ERR_FORMAT or BL_ERR_MISMATCH naming the file and the field, or
- * BL_ERR_NO_MEM. Never reads outside bytes[0, len). */
+ * BL_ERR_NO_MEM. With s not NULL it also fills *s, whose arrays are
+ * allocated with the runtime's allocator (free them with
+ * bl_ckpt_state_free); *s is untouched on failure. It never reads outside
+ * bytes[0, len). */
 bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
                                    size_t len, const bl_model_t *m, bl_ckpt_state_t *s);
 
-/* Checks the stage file `name` held in bytes[0, len) against m: its range
- * must be layers [lo, hi) when lo >= 0, else any whole layers of m. Its
+/* Checks the stage file `name` held in bytes[0, len) against m. Returns
+ * BL_OK, or BL_ERR_FORMAT naming the file and the field. Its range must be
+ * the layers [lo, hi) when lo >= 0, else any whole layers of m. Its
  * parameters and momentum are copied to their places in params and
- * momentum (each m's full length) when those are not NULL, also when a
- * later check fails. Returns BL_OK, or BL_ERR_FORMAT naming the file and
- * the field. Never reads outside bytes[0, len). */
+ * momentum (each of m's full length) when those are not NULL, even when a
+ * later check fails. It never reads outside bytes[0, len). */
 bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
                                 size_t len, const bl_model_t *m, int lo, int hi, float *params,
                                 float *momentum);
@@ -78,15 +82,15 @@ bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsign
 /* ---- checkpoint_save.c ----------------------------------------------- */
 
 /* Removes a directory and the files in it (checkpoints hold no deeper
- * levels); errors are ignored. */
+ * levels). Errors are ignored. */
 void bl_ckpt_remove_tree(const char *dir);
 
 /* ---- checkpoint_load.c ----------------------------------------------- */
 
-/* The steps of the complete checkpoints (ckpt-<step> directories) in dir,
- * newest first, in an array from the runtime's allocator that the caller
- * frees, and their number in *count; NULL with *count = 0 when there are
- * none or memory is short. */
+/* Returns the steps of the complete checkpoints (the ckpt-<step>
+ * directories) in dir, newest first, in an array from the runtime's
+ * allocator that the caller frees, and sets *count to their number. Returns
+ * NULL with *count = 0 when there are none or memory is short. */
 long *bl_ckpt_list(bl_runtime_t *rt, const char *dir, int *count);
 
 #endif /* BL_CHECKPOINT_IMPL_H */

@@ -1,11 +1,11 @@
-/* Finding and loading checkpoints (bl_ckpt_find, bl_ckpt_load). A
- * checkpoint is a ckpt-<step> directory whose manifest and stage files all
- * pass checkpoint_format.c's checks against the model; the finder removes
- * the temporary directories that dead saves left, tries the checkpoints
- * newest first and warns about each one it skips. A loader reads every
- * file whole into memory, after checking its size against the most that
- * the model's checkpoint needs, and decodes it into scratch arrays, so that
- * a bad file leaves the model as it was. */
+/* This file finds and loads checkpoints (bl_ckpt_find, bl_ckpt_load). A
+ * valid checkpoint is a ckpt-<step> directory whose manifest and stage
+ * files all pass checkpoint_format.c's checks against the model. The finder
+ * removes the temporary directories that dead saves left, tries the
+ * checkpoints newest first and warns about each one it skips. The loader
+ * reads every file whole into memory, after checking its size against the
+ * most that the model's checkpoint needs, and decodes it into scratch
+ * arrays, so that a bad file leaves the model as it was. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -41,8 +41,10 @@ static int by_step_descending(const void *a, const void *b)
     return x < y ? 1 : (x > y ? -1 : 0);
 }
 
-/* The steps of the complete checkpoints in dir (at most max; NULL steps:
- * only counted); returns how many it wrote, or counted. */
+/* Writes the steps of the complete checkpoints in dir into steps (at most
+ * max of them) and returns how many it wrote. With steps NULL it only
+ * counts them and returns the count. A directory that cannot be opened
+ * holds none. */
 static int scan_checkpoints(const char *dir, long *steps, int max)
 {
     DIR *d = opendir(dir);
@@ -77,7 +79,11 @@ long *bl_ckpt_list(bl_runtime_t *rt, const char *dir, int *count)
 
 /* ---- Loading ---------------------------------------------------------- */
 
-/* Reads a whole file of at most `max` bytes into memory. */
+/* Reads a whole file of at most `max` bytes into *out, a buffer from the
+ * runtime's allocator that the caller frees, and sets *len to its length.
+ * Returns BL_OK; BL_ERR_IO when the file cannot be opened or read;
+ * BL_ERR_FORMAT when it is larger than max (or cannot be stat'ed); or
+ * BL_ERR_NO_MEM. On failure *out is NULL. */
 static bl_status_t read_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
                              size_t *len)
 {
@@ -111,7 +117,9 @@ static bl_status_t read_file(bl_runtime_t *rt, const char *path, size_t max, uns
 }
 
 /* Reads and checks the manifest and every stage file of the checkpoint at
- * dir; with params/momentum not NULL, loads them (and *s). */
+ * dir. With params and momentum not NULL, it loads the files' parameters
+ * and momentum into them; with s not NULL, it fills *s on success (and
+ * leaves it untouched on failure). Returns BL_OK or the first failure. */
 static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t *m, float *params,
                                    float *momentum, bl_ckpt_state_t *s)
 {
@@ -150,7 +158,8 @@ static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t
 bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
                          bl_ckpt_state_t *s)
 {
-    /* Into scratch first, so a bad file leaves the model as it was. */
+    /* The checkpoint is read into scratch arrays first, so that a bad file
+     * leaves the model as it was. */
     const bl_allocator_t *a = bl_rt_allocator(rt);
     float *params = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
     float *mom = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
@@ -177,7 +186,8 @@ void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s)
 
 /* ---- Finding ---------------------------------------------------------- */
 
-/* Rank 0: removes leftover temporary directories of saves that died. */
+/* Removes the leftover temporary directories of saves that died. Only rank
+ * 0 calls it. */
 static void remove_leftovers(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -198,7 +208,7 @@ static void remove_leftovers(const char *dir)
 bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
                          size_t n, int *found)
 {
-    int result[2] = {0, 0}; /* found, failed */
+    int result[2] = {0, 0}; /* whether one was found, whether the search failed */
     if (rt->rank == 0) {
         remove_leftovers(dir);
         int count = 0;
@@ -215,7 +225,8 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
         }
         bl_mem_free(bl_rt_allocator(rt), steps);
     }
-    /* The name travels in a buffer of one size on every rank, whatever n. */
+    /* The name travels in a buffer of the same size on every rank, whatever
+     * n is. */
     char chosen[PATH_MAX] = "";
     if (rt->rank == 0 && result[0]) {
         snprintf(chosen, sizeof chosen, "%s", path);

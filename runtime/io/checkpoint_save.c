@@ -1,12 +1,12 @@
-/* Writing a checkpoint (bl_ckpt_save). Rank 0 makes a temporary directory
- * beside the checkpoints; the ranks of pipeline 0 write one stage file each
- * into it and rank 0 writes the manifest, every file flushed and fsynced.
- * Rank 0 then fsyncs the temporary directory, renames it into place as
- * ckpt-<step> and fsyncs the checkpoints' directory, so that a ckpt-*
- * directory is always complete, and finally removes all but the newest
- * `keep` checkpoints. A failure removes the temporary directory; a crash
- * that a test asks for (bl_ckpt_fault_t) stops where a real crash would and
- * leaves its files behind. The bytes of each file come from
+/* This file writes a checkpoint (bl_ckpt_save). Rank 0 makes a temporary
+ * directory beside the checkpoints; the ranks of pipeline 0 write one stage
+ * file each into it, and rank 0 writes the manifest, every file being
+ * flushed and fsynced. Rank 0 then fsyncs the temporary directory, renames
+ * it into place as ckpt-<step> and fsyncs the checkpoints' directory, so
+ * that a ckpt-* directory is always complete, and finally removes all but
+ * the newest `keep` checkpoints. A failure removes the temporary directory;
+ * a crash that a test asks for (bl_ckpt_fault_t) stops where a real crash
+ * would and leaves its files behind. The bytes of each file come from
  * checkpoint_format.c. */
 #include <dirent.h>
 #include <errno.h>
@@ -33,7 +33,7 @@ static int host_is_little_endian(void)
 typedef struct writer {
     FILE *f;
     const char *path;
-    int failed; /* errno of the first failure, or 0 */
+    int failed; /* the errno of the first failure, or 0 */
 } writer_t;
 
 static void write_bytes(writer_t *w, const void *bytes, size_t n)
@@ -50,8 +50,9 @@ static void write_header(writer_t *w, uint32_t kind, uint32_t sections)
     write_bytes(w, h, sizeof h);
 }
 
-/* A section whose payload is `n` bytes at `bytes` (written as they are:
- * the host is little-endian, checked before any save). */
+/* Writes a section whose payload is the `n` bytes at `bytes`. The bytes
+ * are written as they are, because the host is little-endian (which is
+ * checked before any save). */
 static void write_section(writer_t *w, uint32_t id, const void *bytes, size_t n)
 {
     unsigned char s[BL_CKPT_SECTION_BYTES];
@@ -70,7 +71,8 @@ static bl_status_t open_writer(bl_runtime_t *rt, writer_t *w, const char *path)
                                   strerror(errno));
 }
 
-/* Flushes, fsyncs and closes; any failure on the way is the file's. */
+/* Flushes, fsyncs and closes the file. Returns BL_OK, or BL_ERR_IO for the
+ * first failure, whether of the file's writes or of these steps. */
 static bl_status_t close_writer(bl_runtime_t *rt, writer_t *w)
 {
     if (w->failed == 0 && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)) {
@@ -87,7 +89,8 @@ static bl_status_t close_writer(bl_runtime_t *rt, writer_t *w)
 
 /* ---- Directories ------------------------------------------------------ */
 
-/* mkdir -p: dir and any missing parents. */
+/* Creates dir and any missing parents, like mkdir -p. Returns 0, or -1 with
+ * errno set. */
 static int make_dirs(const char *dir)
 {
     char path[PATH_MAX];
@@ -126,8 +129,10 @@ void bl_ckpt_remove_tree(const char *dir)
 
 /* ---- The checkpoint ---------------------------------------------------- */
 
-/* This rank's stage file: its layers' parameters and momentum, the layers
- * the stage map `first` gives its stage. */
+/* Writes this rank's stage file: the parameters and momentum of the layers
+ * that the stage map `first` gives its stage. Returns BL_OK, or
+ * BL_ERR_INVALID_ARG or BL_ERR_IO (also for the faults that a test asks
+ * for). */
 static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_model_t *m,
                                const float *momentum, const bl_layout_t *l, const int *first,
                                bl_ckpt_fault_t fault)
@@ -228,7 +233,8 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
     return st;
 }
 
-/* Rank 0: keeps the newest `keep`. */
+/* Removes all but the newest `keep` checkpoints in dir (keep 0 keeps all).
+ * Only rank 0 calls it. */
 static void prune(bl_runtime_t *rt, const char *dir, int keep)
 {
     int n = 0;
@@ -241,8 +247,10 @@ static void prune(bl_runtime_t *rt, const char *dir, int keep)
     bl_mem_free(bl_rt_allocator(rt), steps);
 }
 
-/* Rank 0: the temporary directory renamed into place (an older checkpoint
- * of the same step, from an earlier run, is replaced), then dir synced. */
+/* Syncs the temporary directory, renames it into place as final (replacing
+ * an older checkpoint of the same step from an earlier run), and then syncs
+ * dir. Only rank 0 calls it. Returns BL_OK or BL_ERR_IO (also for the crash
+ * faults that a test asks for). */
 static bl_status_t commit(bl_runtime_t *rt, const char *dir, const char *tmpdir, const char *final,
                           bl_ckpt_fault_t fault)
 {
@@ -287,8 +295,8 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     } else if (snprintf(path, n, "%s/ckpt-%012ld", dir, s->step) >= (int)n) {
         st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
     }
-    /* Rank 0 makes the temporary directory (its name has rank 0's pid);
-     * everyone writes into it. */
+    /* Rank 0 makes the temporary directory (its name holds rank 0's pid),
+     * and every rank writes into it. */
     if (st == BL_OK && rt->rank == 0) {
         if (make_dirs(dir) != 0) {
             st = bl_fail(rt, BL_ERR_IO, "checkpoint directory %s: cannot create it: %s", dir,
@@ -309,8 +317,8 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     if (st != BL_OK) {
         return st;
     }
-    /* Pipeline 0's ranks write their stage; the other pipelines hold the
-     * same state. */
+    /* The ranks of pipeline 0 write their stages' files; the other
+     * pipelines hold the same state. */
     bl_status_t mine =
         l->replica == 0 ? write_stage(rt, tmpdir, m, momentum, l, s->plan.first, fault) : BL_OK;
     st = bl_agree(rt, mine, BL_ERR_IO, "writing the checkpoint's stage files");
@@ -329,7 +337,7 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
         rt->rank == 0) {
         bl_ckpt_remove_tree(tmpdir);
     }
-    /* Rank 0 committed (or not); the others were done with the stage
-     * files' agreement. */
+    /* Rank 0 has committed the checkpoint or failed; the other ranks were
+     * done after the agreement on the stage files. */
     return bl_agree(rt, st, BL_ERR_IO, "committing the checkpoint");
 }

@@ -1,6 +1,6 @@
-/* The bl_math_* helpers user layers call: they run on the layer's device
- * (its kernel table: OpenBLAS on the CPU, cuBLAS and ballast's kernels on
- * a GPU, where they queue on ballast's stream). */
+/* The bl_math_* helpers that user layers call. They run on the layer's
+ * device through its kernel table: OpenBLAS on the CPU, and cuBLAS and
+ * ballast's kernels on a GPU, where they are queued on ballast's stream. */
 #include <stdio.h>
 
 #include "runtime_impl.h"

@@ -1,5 +1,5 @@
-/* Models: an ordered list of layers, parameters and gradients in one
- * allocation each, and the forward and backward passes. */
+/* Models: an ordered list of layers, the parameters and the gradients in
+ * one allocation each, and the forward and backward passes. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,7 +54,9 @@ static int last_width(const bl_model_t *m)
     return m->layer_count == 0 ? m->in_features : m->layers[m->layer_count - 1].out_features;
 }
 
-/* Appends a layer record (shape already known) after the common checks. */
+/* Appends a layer record, whose shape is already known, after the checks
+ * that every kind of layer shares. Returns BL_OK, BL_ERR_INVALID_ARG once
+ * the model is built, or BL_ERR_NO_MEM. */
 static bl_status_t append_layer(bl_model_t *m, const bl_layer_t *layer)
 {
     bl_runtime_t *rt = m->rt;
@@ -156,7 +158,8 @@ bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forwar
     return BL_OK;
 }
 
-/* torch.nn.Linear's default: W and b uniform in ±1/√in. */
+/* Fills a dense layer's parameters as torch.nn.Linear does by default: W
+ * and b are uniform in ±1/√in. */
 static void init_dense(const bl_layer_t *l, float *params, uint64_t seed)
 {
     float bound = 1.0f / sqrtf((float)l->in_features);
@@ -261,7 +264,7 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
     ws->last = last;
     ws->max_batch = max_batch;
     size_t act_floats = 0;
-    int widest = 1; /* of the outputs: the first layer's input gradient goes to the caller */
+    int widest = 1; /* the widest output; the first layer's input gradient goes to the caller */
     for (int i = first; i < last; i++) {
         if (!bl_relu_is_fused(m, ws, i)) {
             act_floats += (size_t)max_batch * (size_t)m->layers[i].out_features;
@@ -286,7 +289,7 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
     float *next = ws->act_mem;
     for (int i = first; i < last; i++) {
         if (bl_relu_is_fused(m, ws, i)) {
-            ws->acts[i] = ws->acts[i - 1]; /* the dense layer before wrote ReLU's output */
+            ws->acts[i] = ws->acts[i - 1]; /* the dense layer before it wrote the ReLU's output */
         } else {
             ws->acts[i] = next;
             next += (size_t)max_batch * (size_t)m->layers[i].out_features;
@@ -304,7 +307,8 @@ void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws)
     memset(ws, 0, sizeof *ws);
 }
 
-/* The forward part of a user layer's call: input x, output y. */
+/* Returns the forward part of a user layer's call, with input x and output
+ * y. */
 static bl_layer_call_t user_call(const bl_model_t *m, const bl_layer_t *l, int batch,
                                  const float *x, float *y)
 {
@@ -319,9 +323,9 @@ static bl_layer_call_t user_call(const bl_model_t *m, const bl_layer_t *l, int b
     return call;
 }
 
-/* A user layer's pass on the model's device: its device passes on a
- * device with memory of its own, when it has them (the trainer refuses a
- * GPU without them), else the host ones. */
+/* Returns a user layer's pass for the model's device: its device pass on a
+ * device with memory of its own, when the layer has one (the trainer
+ * refuses a GPU without them), else its host pass. */
 static bl_layer_fn user_pass(const bl_model_t *m, const bl_layer_t *l, int backward)
 {
     bl_layer_fn device_pass = backward ? l->device_backward : l->device_forward;
@@ -337,8 +341,10 @@ static bl_status_t user_call_failed(bl_model_t *m, int i, const char *pass, bl_s
     return bl_fail(m->rt, st, "layer %d (%s): %s failed: %s", i, name, pass, bl_status_string(st));
 }
 
-/* Waits for a timed layer's kernels where ws asks for it: for them alone,
- * not for the downloads of the buckets before it, which overlap them. */
+/* Waits for a timed layer's kernels when ws asks for it (sync_layers), and
+ * returns BL_OK or the device's failure. It waits for those kernels alone,
+ * not for the downloads of the buckets before the layer, which overlap
+ * them. */
 static bl_status_t layer_finished(bl_model_t *m, const bl_workspace_t *ws, const char *pass)
 {
     if (!ws->sync_layers) {
@@ -359,7 +365,8 @@ bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const
         float *y = ws->acts[i];
         const float *p = params + l->param_offset;
         if (l->kind == BL_LAYER_DENSE) {
-            /* (batch, out) = (batch, in) · W^T + b, ReLU fused when the next layer is one */
+            /* (batch, out) = (batch, in) · W^T + b, with the ReLU fused in when the
+             * next layer is one */
             k->dense_forward(batch, l->in_features, l->out_features, in, p,
                              p + (size_t)l->in_features * (size_t)l->out_features, y,
                              bl_dense_fuses_relu(m, ws, i));
@@ -401,7 +408,7 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
     const bl_kernels_t *k = bl_model_device(m)->kernels;
     const float *params = bl_model_exec_params(m);
     float *grads = bl_model_exec_grads(m);
-    /* dy holds d loss / d (output of layer i); a layer writes its input
+    /* dy holds d loss / d (output of layer i). A layer writes its input
      * gradient into whichever ping-pong buffer dy is not, or, for the
      * range's first layer, into dx_out. */
     for (int i = ws->last - 1; i >= ws->first; i--) {
@@ -418,8 +425,10 @@ bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch
                               g + w_count, bl_dense_fuses_relu(m, ws, i), accumulate);
             dy = dx;
         } else if (l->kind == BL_LAYER_RELU) {
-            /* In place (or fused into the dense layer before it): dy stays;
-             * the range's first layer writes dx_out. */
+            /* The ReLU works in place (or is fused into the dense layer
+             * before it), so dy stays where it is. Only a ReLU that is the
+             * range's first layer writes into dx_out, and only when dx_out
+             * is not NULL. */
             if (!bl_relu_is_fused(m, ws, i) && dx != NULL) {
                 k->relu_backward((size_t)batch * (size_t)l->out_features, ws->acts[i], dy,
                                  first ? dx : dy);

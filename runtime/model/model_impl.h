@@ -1,5 +1,5 @@
-/* The model's layers, parameter layout and the forward/backward passes the
- * trainer drives. */
+/* The inside of a model: its layers, its parameter layout, and the forward
+ * and backward passes that the trainer drives. */
 #ifndef BL_MODEL_IMPL_H
 #define BL_MODEL_IMPL_H
 
@@ -14,10 +14,11 @@ typedef struct bl_layer {
     void *state;        /* user layers only; destroyed with the model */
     int in_features;
     int out_features;
-    size_t param_offset; /* into the model's params and grads */
+    size_t param_offset; /* the layer's offset into the model's params and grads */
     size_t param_count;
-    /* User layers: the passes on a device with memory of its own (device
-     * pointers in the call), or NULL (bl_model_set_device_ops). */
+    /* For user layers: the passes for a device with memory of its own,
+     * which get device pointers in the call, or NULL. They are set by
+     * bl_model_set_device_ops. */
     bl_layer_fn device_forward;
     bl_layer_fn device_backward;
 } bl_layer_t;
@@ -30,19 +31,19 @@ struct bl_model {
     int layer_capacity;
     int built;
     size_t param_count;
-    float *params; /* all parameters, one allocation, layer views by offset */
-    float *grads;  /* same layout: per-sample gradient sums of the last backward */
-    /* Where the passes run: a trainer on a rank with a device of its own
-     * (a GPU) points these at the device and its copies of the parameters
-     * and gradients (the same layout) while it lives. NULL: the CPU on
-     * params and grads. */
+    float *params; /* all the parameters in one allocation; layers view it by offset */
+    float *grads;  /* the same layout: the per-sample gradient sums of the last backward */
+    /* Where the passes run. While a trainer lives on a rank with a device
+     * of its own (a GPU), it points these at the device and at the device's
+     * copies of the parameters and gradients (in the same layout). NULL
+     * means the CPU, on params and grads. */
     const bl_device_t *exec_device;
     float *exec_params;
     float *exec_grads;
 };
 
-/* The device the passes run on, and the parameters and gradients they
- * use (device memory on a GPU rank). */
+/* These return the device that the passes run on, and the parameters and
+ * gradients that they use (device memory on a GPU rank). */
 static inline const bl_device_t *bl_model_device(const bl_model_t *m)
 {
     return m->exec_device != NULL ? m->exec_device : &bl_host_device;
@@ -56,41 +57,47 @@ static inline float *bl_model_exec_grads(const bl_model_t *m)
     return m->exec_grads != NULL ? m->exec_grads : m->grads;
 }
 
-/* Activation and gradient buffers of the layers [first, last) — the whole
- * model, or one pipeline stage's layers — for batches of up to max_batch
- * rows. The passes below run over the workspace's layers. */
+/* The activation and gradient buffers of the layers [first, last), which
+ * are the whole model or one pipeline stage's layers, for batches of up to
+ * max_batch rows. The passes below run over the workspace's layers. */
 typedef struct bl_workspace {
     const bl_device_t *device; /* where the buffers live: the model's device at init */
     int first, last;           /* the layer range */
     int max_batch;
     float **acts;    /* acts[i] for i in the range: (max_batch, out_i), the output of layer i */
-    float *act_mem;  /* the one allocation the acts point into */
+    float *act_mem;  /* the one allocation that the acts point into */
     float *dgrad[2]; /* ping-pong (max_batch, widest) buffers for d loss / d activations */
     /* Optional per-layer clocks, indexed by the model's layer number (not
-     * owned; NULL: not timed): the passes add each layer's seconds. A ReLU
-     * fused into the dense layer before it shows its time there. */
+     * owned; NULL means not timed). The passes add each layer's seconds to
+     * them. A ReLU fused into the dense layer before it shows its time
+     * there. */
     double *forward_s;
     double *backward_s;
-    /* Set: on a device with queued kernels each timed layer waits for its
-     * kernels, so the clocks measure them (pipeline stages' per-layer
-     * telemetry); a failure then stops the pass. */
+    /* When set, each timed layer on a device with queued kernels waits for
+     * its kernels, so that the clocks measure them (for the pipeline
+     * stages' per-layer telemetry); a failure then stops the pass. */
     int sync_layers;
 } bl_workspace_t;
 
-/* The whole model's layers. */
+/* Sets up ws for the whole model's layers. */
 bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws);
-/* Layers [first, last) of a built model, 0 <= first < last <= layer count. */
+/* Sets up ws for the layers [first, last) of a built model, with
+ * 0 <= first < last <= the layer count. Both functions put the buffers on
+ * the model's device and return BL_OK, BL_ERR_INVALID_ARG (a bad range or a
+ * negative max_batch) or BL_ERR_NO_MEM, recorded on the model's runtime; on
+ * failure ws holds no buffers. The caller frees ws with bl_workspace_free. */
 bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_batch,
                                     bl_workspace_t *ws);
-/* Frees ws (any state, also zeroed) with the allocator (host buffers) or
- * the device memory (device buffers) it came from; it does not touch the
- * model, which may be gone already. */
+/* Frees ws, in any state (a zeroed one too), with the allocator (for host
+ * buffers) or the device memory (for device buffers) that it came from, and
+ * zeroes it. It does not touch the model, which may be gone already. */
 void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws);
 
 /* A dense layer followed by a ReLU in the same workspace computes both in
  * one pass: the dense layer applies the ReLU, the ReLU does nothing, and
- * both share one activation buffer. Across a stage boundary each runs
- * alone. */
+ * both share one activation buffer. Across a stage boundary, each runs
+ * alone. bl_dense_fuses_relu says whether layer i is such a dense layer, and
+ * bl_relu_is_fused whether layer i is such a ReLU. */
 static inline int bl_dense_fuses_relu(const bl_model_t *m, const bl_workspace_t *ws, int i)
 {
     return m->layers[i].kind == BL_LAYER_DENSE && i + 1 < ws->last &&
@@ -102,32 +109,40 @@ static inline int bl_relu_is_fused(const bl_model_t *m, const bl_workspace_t *ws
            m->layers[i - 1].kind == BL_LAYER_DENSE;
 }
 
-/* Forward pass of the workspace's layers over batch rows of x (batch, in
- * of the first layer); *out is the last layer's output (batch, its out),
- * which lives in ws: the logits when the range ends the model. */
+/* Runs the forward pass of the workspace's layers over batch rows of x,
+ * which is (batch, in of the first layer). Sets *logits to the last layer's
+ * output, (batch, out of the last layer), which lives in ws; it is the
+ * logits when the range ends the model. Returns BL_OK, or the failure of a
+ * user layer's pass or of a timed layer's device check. */
 bl_status_t bl_model_forward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                              const float **logits);
 
-/* Called by backward once layer `layer`'s gradients are final (layers go
- * from the last to the first); a status other than BL_OK stops backward. */
+/* Backward calls this once layer `layer`'s gradients are final (the layers
+ * go from the last to the first). A status other than BL_OK stops backward,
+ * which returns that status. */
 typedef bl_status_t (*bl_layer_done_fn)(int layer, void *arg);
 
-/* Backward pass of the workspace's layers after bl_model_forward on the
- * same x. dy (batch, out of the last layer) is d loss / d output; it may be
- * ws->dgrad[0] or the caller's buffer, and is scratch afterwards. dx (batch,
- * in of the first layer) receives d loss / d x, or is NULL when nobody
- * needs it. Writes (accumulate 0) or adds (1) per-sample gradient sums of
- * the range's layers into m->grads. done (may be NULL) is called after
- * every layer. */
+/* Runs the backward pass of the workspace's layers after bl_model_forward
+ * on the same x. Returns BL_OK, or the first failure: a user layer's pass, a
+ * timed layer's device check, or done's status. dy, (batch, out of the last
+ * layer), is d loss / d output; it may be ws->dgrad[0] or the caller's
+ * buffer, and it is scratch afterwards. dx, (batch, in of the first layer),
+ * receives d loss / d x, or is NULL when nobody needs it. The pass writes
+ * (accumulate 0) or adds (accumulate 1) the per-sample gradient sums of the
+ * range's layers into the model's gradients (the device's copy while a
+ * trainer runs on one, else m->grads). done (which may be NULL) is called
+ * after every layer. */
 bl_status_t bl_model_backward_range(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                                     float *dy, float *dx, int accumulate, bl_layer_done_fn done,
                                     void *done_arg);
 
-/* bl_model_backward_range with dy = bl_model_dlogits(ws) and no dx. */
+/* The same as bl_model_backward_range with dy = bl_model_dlogits(ws) and
+ * no dx. */
 bl_status_t bl_model_backward(bl_model_t *m, bl_workspace_t *ws, int batch, const float *x,
                               int accumulate, bl_layer_done_fn done, void *done_arg);
 
-/* The buffer the loss writes d loss / d logits into before backward. */
+/* Returns the buffer that the loss writes d loss / d logits into before
+ * backward. */
 static inline float *bl_model_dlogits(bl_workspace_t *ws)
 {
     return ws->dgrad[0];

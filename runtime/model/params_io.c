@@ -1,6 +1,7 @@
-/* Parameter files: raw little-endian float32 in layer order, nothing else.
- * The format is an interface (external tools read and write it), so it has
- * no header: the file's length must equal the model's parameter count × 4. */
+/* Parameter files hold raw little-endian float32 values in layer order, and
+ * nothing else. The format is an interface (external tools read and write
+ * it), so it has no header: the file's length must equal the model's
+ * parameter count × 4. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,7 +19,8 @@
 #define BL_HOST_BIG_ENDIAN 0
 #endif
 
-/* Swaps float byte order in place on big-endian hosts (the file is little). */
+/* Swaps the byte order of count floats in place on big-endian hosts,
+ * because the file is little-endian; on other hosts it does nothing. */
 static void to_little_endian(float *values, size_t count)
 {
     if (!BL_HOST_BIG_ENDIAN) {
@@ -46,7 +48,8 @@ static bl_status_t require_built(bl_model_t *m, const char *path)
     return BL_OK;
 }
 
-/* fsyncs the directory holding path, so a rename into it is durable. */
+/* Fsyncs the directory that holds path, so that a rename into it is
+ * durable. Returns 0, or -1 with errno set. */
 static int sync_parent_dir(const char *path)
 {
     char dir[4096];
@@ -66,8 +69,9 @@ bl_status_t bl_model_save_params(bl_model_t *m, const char *path)
         return st;
     }
     bl_runtime_t *rt = m->rt;
-    /* A unique temporary name beside path (mkstemp), so concurrent savers
-     * on a shared file system never write the same temporary file. */
+    /* The file is written under a unique temporary name beside path
+     * (mkstemp), so that concurrent savers on a shared file system never
+     * write the same temporary file. */
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "%s: path too long", path);
@@ -89,8 +93,9 @@ bl_status_t bl_model_save_params(bl_model_t *m, const char *path)
     to_little_endian(m->params, count);
     size_t written = fwrite(m->params, sizeof(float), count, f);
     to_little_endian(m->params, count); /* back to host order */
-    /* Flushed and synced before the rename, so the name never points at a
-     * partial file; an existing file at path survives any failure here. */
+    /* The file is flushed and synced before the rename, so that the name
+     * never points at a partial file, and an existing file at path survives
+     * any failure here. */
     int failed = written != count || fflush(f) != 0 || fsync(fileno(f)) != 0;
     int saved_errno = errno;
     if (fclose(f) != 0 && !failed) {
@@ -145,7 +150,8 @@ bl_status_t bl_model_load_params(bl_model_t *m, const char *path)
                      path, (long long)sb.st_size, count, count * sizeof(float));
         goto done;
     }
-    /* Read into a staging buffer so a failed read leaves the model as it was. */
+    /* The file is read into a staging buffer, so that a failed read leaves
+     * the model as it was. */
     staged = bl_mem_array(a, count, sizeof(float));
     if (staged == NULL) {
         st = bl_fail(rt, BL_ERR_NO_MEM, "%s: no memory for %zu parameters", path, count);

@@ -1,4 +1,5 @@
-/* The trainer's device copies of parameters, gradients and momentum. */
+/* The trainer's device copies of the parameters, the gradients and the momentum
+ * (device_copies.h). */
 #include <string.h>
 
 #include "device_copies.h"
@@ -74,8 +75,9 @@ void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt)
     }
 }
 
-/* A bucket's download failed to start or to arrive: the device's
- * recorded failure, or this one when it recorded none. */
+/* Returns the status of a bucket download that failed to start or to arrive:
+ * the device's recorded failure, or a failure of its own when the device
+ * recorded none. */
 static bl_status_t download_failed(const bl_device_copies_t *c, const char *what)
 {
     bl_status_t st = bl_device_check(c->rt, c->device, "downloading a gradient bucket");
@@ -118,7 +120,7 @@ void bl_device_copies_settle(bl_device_copies_t *c)
         return;
     }
     char err[256];
-    c->device->memory->finish(err, sizeof err); /* queued copies may still use them */
+    c->device->memory->finish(err, sizeof err); /* queued copies may still use the pinned array */
     if (c->pinned_grads != NULL) {
         c->device->memory->unpin(c->pinned_grads);
         c->pinned_grads = NULL;
@@ -130,8 +132,8 @@ void bl_device_copies_free(bl_device_copies_t *c)
     if (c->device == NULL) {
         return;
     }
-    /* Queued copies may still read or write these arrays (a failed step
-     * leaves downloads in flight). */
+    /* Queued copies may still read or write these arrays (a failed step leaves
+     * downloads in flight), so they are settled first. */
     bl_device_copies_settle(c);
     if (c->model != NULL && c->model->exec_params == c->params) {
         c->model->exec_device = NULL;

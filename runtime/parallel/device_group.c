@@ -1,5 +1,5 @@
-/* The device checks of a trainer and the make-up of its data-parallel
- * group (device_group.h). */
+/* The device checks of a trainer, and the make-up of its groups of ranks
+ * (device_group.h). */
 #include "device_group.h"
 #include "wait.h"
 

@@ -1,4 +1,4 @@
-/* Gradient buckets reduced on the device (device_sync.h). */
+/* The gradient buckets reduced on the device (device_sync.h). */
 #include <string.h>
 
 #include "device_sync.h"
@@ -12,7 +12,8 @@ bl_status_t bl_device_sync_init(bl_device_sync_t *d, bl_runtime_t *rt, MPI_Comm 
     return bl_device_comm_open(rt, dp, "gradient", timeout_s, &d->comm);
 }
 
-/* A bucket: [first, first + count) of the gradients, summed in place. */
+/* Posts a bucket's all-reduce: the gradients [first, first + count), summed in
+ * place. */
 static bl_status_t post_bucket(size_t first, size_t count, void *arg)
 {
     bl_device_sync_t *d = arg;

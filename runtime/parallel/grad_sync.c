@@ -1,5 +1,5 @@
-/* Bucketed, overlapped all-reduce of gradient sums over a data-parallel
- * group. */
+/* The bucketed, overlapped all-reduce of gradient sums over a data-parallel
+ * group (grad_sync.h). */
 #include <limits.h>
 #include <string.h>
 #include <time.h>
@@ -16,9 +16,9 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm
     s->comm = comm;
     s->grads = m->grads;
     s->totals_request = MPI_REQUEST_NULL;
-    /* Below one float: one bucket per layer with parameters. */
+    /* A bucket size below one float gives one bucket per layer with parameters. */
     size_t bucket_floats = bucket_bytes < sizeof(float) ? 1 : bucket_bytes / sizeof(float);
-    /* At most one bucket per layer. */
+    /* There is at most one bucket per layer. */
     int layers = last_layer - first_layer;
     s->buckets = bl_mem_array(a, (size_t)layers, sizeof *s->buckets);
     s->requests = bl_mem_array(a, (size_t)layers, sizeof *s->requests);
@@ -30,8 +30,8 @@ bl_status_t bl_grad_sync_init(bl_grad_sync_t *s, bl_runtime_t *rt, MPI_Comm comm
         bl_grad_sync_free(s);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient buckets", layers);
     }
-    /* Walk the range's layers in backward order; a bucket closes when it
-     * holds at least bucket_floats, or at the range's first layer. Its
+    /* The range's layers are walked in backward order. A bucket closes when it
+     * holds at least bucket_floats, or at the range's first layer, and its
      * slice ends where the previous bucket began. */
     const bl_layer_t *top = &m->layers[last_layer - 1];
     size_t end = top->param_offset + top->param_count;
@@ -70,9 +70,9 @@ void bl_grad_sync_free(bl_grad_sync_t *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Waits for whatever is in flight (after a failure), so no request is left
- * behind on the communicator. (A staged copy still in flight lands in the
- * host array later; nothing reads it before the next step's copy.) */
+/* Waits for whatever is in flight (after a failure), so that no request is left
+ * behind on the communicator. A staged copy still in flight lands in the host
+ * array later, but nothing reads it before the next step's copy. */
 static void drain(bl_grad_sync_t *s)
 {
     MPI_Waitall(s->posted, s->requests, MPI_STATUSES_IGNORE);
@@ -81,8 +81,8 @@ static void drain(bl_grad_sync_t *s)
     s->closed = s->posted = 0;
 }
 
-/* Posts the MPI reductions of the closed buckets, in bucket order, up to
- * the first whose staged copy has not arrived. */
+/* Posts the MPI reductions of the closed buckets in bucket order, up to the
+ * first bucket whose staged copy has not arrived. */
 static bl_status_t post_arrived(bl_grad_sync_t *s)
 {
     const bl_grad_device_t *dev = &s->device;
@@ -110,9 +110,9 @@ static bl_status_t post_arrived(bl_grad_sync_t *s)
     return BL_OK;
 }
 
-/* Posts the reductions whose copies have landed and tests the ones in
- * flight: Open MPI advances non-blocking collectives only inside MPI
- * calls; the ones that complete here are remembered for finish. */
+/* Posts the reductions whose copies have landed and tests the ones in flight,
+ * since Open MPI advances non-blocking collectives only inside MPI calls. The
+ * reductions that complete here are remembered for finish. */
 static bl_status_t progress(bl_grad_sync_t *s)
 {
     bl_status_t st = post_arrived(s);
@@ -131,8 +131,8 @@ static bl_status_t progress(bl_grad_sync_t *s)
     return BL_OK;
 }
 
-/* Staged: every closed bucket posted, each as soon as its copy lands,
- * with MPI progressing the ones in flight meanwhile. */
+/* Posts every closed bucket, each as soon as its staged copy lands, while MPI
+ * progresses the reductions in flight. */
 static bl_status_t post_all(bl_grad_sync_t *s)
 {
     bl_status_t st = progress(s);
@@ -173,10 +173,10 @@ bl_status_t bl_grad_sync_layer_done(int layer, void *sync)
     if (dev->post != NULL) {
         return BL_OK;
     }
-    /* Staged: once backward has closed the last bucket, the rest of the
-     * step waits for the copies anyway; posting each reduction as its copy
-     * lands lets MPI reduce the first buckets while the device still
-     * computes the last layers (its kernels run behind the host). */
+    /* On the staged path, once backward has closed the last bucket the rest of
+     * the step waits for the copies anyway. Posting each reduction as its copy
+     * lands lets MPI reduce the first buckets while the device still computes
+     * the last layers (its kernels run behind the host). */
     return s->closed == s->bucket_count ? post_all(s) : progress(s);
 }
 
@@ -191,7 +191,7 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         return st;
     }
     if (s->device.post == NULL) {
-        st = post_all(s); /* nothing left after the last hook, unless it was skipped */
+        st = post_all(s); /* nothing is left after the last hook, unless it was skipped */
         if (st != BL_OK) {
             return st;
         }
@@ -208,7 +208,8 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         }
     }
     if (s->device.wait != NULL) {
-        /* On the device: every bucket at once, in posting order. */
+        /* On the device, every bucket completes at once; they are handed on in
+         * posting order. */
         st = s->device.wait(s->device.arg);
         for (int k = 0; k < s->posted && st == BL_OK && ready != NULL; k++) {
             ready(s->buckets[k].first, s->buckets[k].count, ready_arg);
@@ -216,14 +217,15 @@ bl_status_t bl_grad_sync_finish(bl_grad_sync_t *s, double *loss_sum, long *corre
         memset(s->reduced, 0, (size_t)s->bucket_count * sizeof *s->reduced);
         s->closed = s->posted = 0;
         if (st != BL_OK) {
+            /* After a timeout the totals are left pending: the job is ending. */
             if (st != BL_ERR_TIMEOUT) {
-                MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE); /* a timed-out job ends */
+                MPI_Wait(&s->totals_request, MPI_STATUS_IGNORE);
             }
             return st;
         }
     }
-    /* Buckets already reduced first, then the rest in the order they
-     * complete: each is handed on at once. */
+    /* The buckets already reduced are handed on first, and then the rest in the
+     * order they complete, each at once. */
     int left = s->posted;
     for (int k = 0; k < s->posted; k++) {
         if (s->reduced[k]) {

@@ -1,5 +1,5 @@
-/* The data × pipeline grid: its checks and communicators, and the stage
- * maps it offers (layout.h). */
+/* The data × pipeline grid: its checks and communicators, and the stage maps it
+ * offers (layout.h). */
 #include <string.h>
 
 #include "layout.h"
@@ -10,9 +10,9 @@ double bl_layer_cost(const bl_model_t *m, int i)
 {
     const bl_layer_t *l = &m->layers[i];
     double in = (double)l->in_features, out = (double)l->out_features;
-    /* A step runs the forward pass and, in backward, the weight gradient
-     * and the input gradient — three passes of about the forward's cost,
-     * except that layer 0's input gradient is never computed. */
+    /* A step runs the forward pass and, in backward, the weight gradient and
+     * the input gradient: three passes of about the forward's cost, except that
+     * layer 0's input gradient is never computed. */
     double passes = i == 0 ? 2.0 : 3.0;
     double forward = in * out;
     switch (l->kind) {

@@ -1,8 +1,8 @@
-/* The job's grid: P ranks = D data-parallel groups × S pipeline stages.
- * Rank r is stage r % S of pipeline (replica) r / S, so one pipeline's
- * stages are neighbouring ranks (on the same node when ranks fill nodes in
- * order). Which layers each stage owns is the plan's (partition/plan.h);
- * this file also makes the default stage map and checks a given one. */
+/* The job's grid: P ranks = D data-parallel groups × S pipeline stages. Rank r
+ * is stage r % S of pipeline (replica) r / S, so one pipeline's stages are
+ * neighbouring ranks (on the same node when ranks fill the nodes in order). The
+ * plan says which layers each stage owns (partition/plan.h); this file also
+ * makes the default stage map and checks a given one. */
 #ifndef BL_LAYOUT_H
 #define BL_LAYOUT_H
 
@@ -21,33 +21,38 @@ typedef struct bl_layout {
     MPI_Comm dp;
 } bl_layout_t;
 
-/* Checks the grid against the job and the model: S divides P, and every
- * stage can have a layer. Local (the communicators come with
- * bl_layout_connect). Errors name the problem. */
+/* Fills l for this rank after checking the grid against the job and the model:
+ * S must divide P, and every stage must be able to have a layer
+ * (BL_ERR_INVALID_ARG naming the problem if not). Local: the communicators come
+ * with bl_layout_connect. */
 bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages);
 
-/* A stage map as a user gives it: `count` first layers, which must be
- * `stages` of them, ascending from 0, each stage at least one of the
- * model's `layers` (bl_plan_check_map's messages). Copied into first
- * (stages + 1 entries, first[stages] = layers) when it passes. Local. */
+/* Checks a stage map as a user gives it: `count` first layers, which must be
+ * `stages` of them, ascending from 0, with at least one of the model's `layers`
+ * per stage (BL_ERR_INVALID_ARG with bl_plan_check_map's messages if not). It
+ * copies the map into first (stages + 1 entries, first[stages] = layers), which
+ * holds a valid map only when the check passes. Local. */
 bl_status_t bl_layout_check_map(bl_runtime_t *rt, int layers, int stages, const int *given,
                                 int count, int *first);
-/* The default map: the contiguous split that balances the layers' cost
- * hints (bl_layer_cost), into first (stages + 1 entries). Local. */
+/* Writes the default map into first (stages + 1 entries): the contiguous split
+ * that balances the layers' cost hints (bl_layer_cost). Local; BL_ERR_NO_MEM on
+ * failure. */
 bl_status_t bl_layout_balanced_map(bl_runtime_t *rt, const bl_model_t *m, int stages, int *first);
-/* The stage owning `layer` under map first (stages + 1 entries). */
+/* Returns the stage that owns `layer` under the map first (stages + 1 entries). */
 int bl_layout_stage_of(const int *first, int stages, int layer);
 
-/* Splits the pipeline and data-parallel communicators. Collective over rt:
- * call it once every rank is known to hold the same layout. */
+/* Splits the pipeline and data-parallel communicators, each with
+ * MPI_ERRORS_RETURN. Collective over the runtime's communicator: call it once
+ * every rank is known to hold the same layout. bl_layout_free frees them; it is
+ * safe on a zeroed layout. */
 bl_status_t bl_layout_connect(bl_layout_t *l);
 void bl_layout_free(bl_layout_t *l);
 
-/* The cost of layer i per sample and step, for planning stages: its
- * forward cost — multiply-adds (in·out) for dense layers, the user's hint
- * (or in·out) for user layers — times the passes a step runs (forward,
- * weight gradient, input gradient: 3, or 2 for layer 0, whose input
- * gradient nobody needs); a ReLU costs two element-wise passes. */
+/* Returns the cost of layer i per sample and step, for planning stages: its
+ * forward cost (the multiply-adds in·out for a dense layer; the user's hint, or
+ * in·out, for a user layer) times the passes a step runs (forward, weight
+ * gradient and input gradient: 3, or 2 for layer 0, whose input gradient nobody
+ * needs). A ReLU costs two element-wise passes. */
 double bl_layer_cost(const bl_model_t *m, int i);
 
 #endif /* BL_LAYOUT_H */

@@ -1,4 +1,5 @@
-/* Live layer migration: parameters and momentum follow their layer. */
+/* Live layer migration (migration.h): the parameters and the momentum follow
+ * their layer. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,8 +7,9 @@
 #include "migration.h"
 #include "wait.h"
 
-/* Tags: two messages per layer (parameters, then momentum), so a layer's
- * state can never be taken for another's. MPI guarantees tags to 32767. */
+/* The tags: each layer has two messages (parameters, then momentum), so a
+ * layer's state can never be taken for another's. MPI guarantees tags up to
+ * 32767. */
 #define BL_MIGRATION_MAX_LAYERS (32767 / 2)
 
 static bl_status_t move_failed(const bl_layout_t *l, int rc, int layer, int from, int to)
@@ -32,8 +34,9 @@ bl_status_t bl_migrate_layers(const bl_layout_t *l, bl_model_t *m, float *veloci
                        BL_MIGRATION_MAX_LAYERS, L);
     }
     const bl_allocator_t *a = bl_rt_allocator(l->rt);
-    /* At most two requests per layer this rank sends or receives; peer[k]
-     * is request k's other rank in the job, for a timeout's message. */
+    /* There are at most two requests per layer that this rank sends or
+     * receives; peer[k] is request k's other rank in the job, for a timeout's
+     * message. */
     MPI_Request *req = bl_mem_array(a, 2 * (size_t)L, sizeof *req);
     int *peer = bl_mem_array(a, 2 * (size_t)L, sizeof *peer);
     if (req == NULL || peer == NULL) {
@@ -64,7 +67,7 @@ bl_status_t bl_migrate_layers(const bl_layout_t *l, bl_model_t *m, float *veloci
         float *state[2] = {m->params + layer->param_offset, velocity + layer->param_offset};
         for (int k = 0; k < 2 && st == BL_OK; k++) {
             int rc;
-            /* Ranks of the pipeline's communicator are its stages. */
+            /* The ranks of the pipeline's communicator are its stages. */
             if (l->stage == was) {
                 rc = MPI_Isend(state[k], (int)count, MPI_FLOAT, now, 2 * i + k, l->pipe, &req[n]);
                 out->bytes_sent += (double)count * sizeof(float);
@@ -75,15 +78,15 @@ bl_status_t bl_migrate_layers(const bl_layout_t *l, bl_model_t *m, float *veloci
             if (rc != MPI_SUCCESS) {
                 st = move_failed(l, rc, i, was, now);
             } else {
-                /* Ranks of the job: pipeline r's stage s is r × S + s. */
+                /* In the job's ranks, pipeline r's stage s is rank r × S + s. */
                 peer[n++] = l->replica * S + (l->stage == was ? now : was);
             }
         }
     }
-    /* Every request completes under the bound, naming the rank that had not
-     * arrived. After a local failure (or an MPI error) the posted ones still
-     * complete before the buffers can be touched again; after a timeout
-     * they are left pending: the job is ending. */
+    /* Every request completes under the bound, or the wait names the rank that
+     * had not arrived. After a local failure (or an MPI error) the posted
+     * requests still complete before the buffers can be touched again; after a
+     * timeout they are left pending, since the job is ending. */
     for (int k = 0; k < n && st == BL_OK; k++) {
         st = bl_wait_bounded(l->rt, &req[k], "a layer migration", peer[k]);
     }

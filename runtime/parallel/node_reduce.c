@@ -1,12 +1,13 @@
-/* Node-local gradient reduction through shared memory (node_reduce.h). */
+/* The node-local gradient reduction through shared memory (node_reduce.h). */
 #include <string.h>
 
 #include "kernels.h"
 #include "node_reduce.h"
 #include "wait.h"
 
-/* Whether every rank of dp is on this node: the group's node-local part is
- * the whole group, on every member (agreed by a reduction). */
+/* Sets *yes when every rank of dp is on this node, that is, when the group's
+ * node-local part (*node) is the whole group on every member (agreed by a
+ * reduction). */
 static bl_status_t whole_group_here(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, int *yes)
 {
     int size = 0, node_size = 0;
@@ -23,7 +24,7 @@ static bl_status_t whole_group_here(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *nod
     return st;
 }
 
-/* The barrier of a step's phase, bounded; the window syncs around it make
+/* A bounded barrier between a step's phases. The window syncs around it make
  * every rank's stores before it visible to every rank's loads after it. */
 static bl_status_t phase(bl_node_reduce_t *n, MPI_Win win, const char *op)
 {
@@ -64,8 +65,8 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
         MPI_Comm_free(&n->comm);
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d gradient pointers", n->size);
     }
-    /* Every rank's gradients in its own segment; the parameters and the
-     * momentum in rank 0's. */
+    /* Every rank's gradients go in its own segment; the parameters and the
+     * momentum go in rank 0's. */
     float *mine = NULL, *state = NULL;
     int rc = MPI_Win_allocate_shared((MPI_Aint)(count * sizeof(float)), sizeof(float),
                                      MPI_INFO_NULL, n->comm, &mine, &n->grads_win);
@@ -91,13 +92,13 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
         return bl_fail_mpi(rt, rc, "allocating the node's shared gradients and parameters");
     }
     n->velocity = n->params + count;
-    /* One passive epoch for the whole run: loads and stores are plain
-     * memory accesses, ordered by MPI_Win_sync and the barriers. */
+    /* One passive epoch lasts the whole run: loads and stores are plain memory
+     * accesses, ordered by MPI_Win_sync and the barriers. */
     MPI_Win_lock_all(MPI_MODE_NOCHECK, n->grads_win);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, n->state_win);
     if (n->rank == 0) {
-        /* Every rank holds the same values (the start-up check compared
-         * the parameters): rank 0's go in. */
+        /* Every rank holds the same values (the start-up check compared the
+         * parameters), so rank 0's go in. */
         memcpy(n->params, m->params, count * sizeof(float));
         memcpy(n->velocity, *velocity, count * sizeof(float));
     }
@@ -137,7 +138,7 @@ bl_status_t bl_node_reduce_step(bl_node_reduce_t *n, double *loss_sum, long *cor
                                  n->size, grad_scale, lr, momentum, weight_decay);
         st = phase(n, n->state_win, "the barrier after the node's update");
     }
-    /* After a failure the totals are left pending: the job is ending. */
+    /* After a failure the totals are left pending, since the job is ending. */
     if (st == BL_OK && loss_sum != NULL) {
         st = bl_wait_collective(n->rt, &totals, "the loss and accuracy all-reduce", n->comm);
         if (st == BL_OK) {

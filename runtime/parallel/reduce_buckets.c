@@ -1,8 +1,8 @@
 /* The reducer of MPI gradient buckets (grad_sync.h) behind the reducer's
- * interface (reducer.h), in its three forms: host gradients; host copies
- * of device gradients, staged through the model's pinned host array; and
- * device gradients reduced by a device communicator (NCCL, or the mirror
- * in its place), whose loss and accuracy still go through MPI. */
+ * interface (reducer.h), in its three forms: on host gradients; on host copies
+ * of device gradients, staged through the model's pinned host array; and on
+ * device gradients reduced by a device communicator (NCCL, or the mirror in its
+ * place), where the loss and accuracy still go through MPI. */
 #include <string.h>
 
 #include "device_sync.h"
@@ -13,11 +13,11 @@ typedef struct buckets {
     bl_reducer_t base;
     bl_reducer_setup_t setup;
     bl_grad_sync_t sync;
-    bl_device_sync_t device; /* the device communicator, on that path */
+    bl_device_sync_t device; /* the device communicator, on the device path */
 } buckets_t;
 
-/* The gradient sync's device hooks for this rank's path, after each
- * bl_grad_sync_init. */
+/* Sets the gradient sync's device hooks for this rank's path; this is needed
+ * after each bl_grad_sync_init. */
 static void wire_hooks(buckets_t *b)
 {
     if (b->setup.group->path == BL_REDUCE_STAGED) {
@@ -43,8 +43,9 @@ static bl_status_t buckets_layer_done(bl_reducer_t *r, int layer)
     return bl_grad_sync_layer_done(layer, &((buckets_t *)r)->sync);
 }
 
-/* A bucket whose sums have landed: staged, they arrived in the host array
- * and go back up first (queued before the update, on the same stream). */
+/* Updates a bucket whose sums have landed. On the staged path the sums arrived
+ * in the host array, so they go back to the device first (queued before the
+ * update, on the same stream). */
 static void update_bucket(size_t first, size_t count, void *arg)
 {
     buckets_t *b = arg;
@@ -97,9 +98,9 @@ bl_status_t bl_reducer_create_buckets(const bl_reducer_setup_t *setup, bl_reduce
         st = bl_grad_sync_init(&b->sync, rt, setup->dp, setup->model, setup->first_layer,
                                setup->last_layer, setup->bucket_bytes);
     }
-    /* The device communicator's set-up is collective over the group:
-     * every member takes part even after a local failure above, and every
-     * member learns of a failure anywhere. */
+    /* The device communicator's set-up is collective over the group: every
+     * member takes part even after a local failure above, and every member
+     * learns of a failure anywhere. */
     if (setup->group->path == BL_REDUCE_DEVICE) {
         bl_device_sync_t spare;
         bl_device_sync_t *device = b != NULL ? &b->device : &spare;

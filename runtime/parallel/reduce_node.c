@@ -16,8 +16,8 @@ static bl_status_t node_finish(bl_reducer_t *r, double *loss_sum, long *correct)
 {
     node_t *n = (node_t *)r;
     const bl_sgd_t *o = &n->setup.sgd;
-    /* Each rank sums and updates its slice of the shared parameters (and
-     * the loss and accuracy are summed). */
+    /* Each rank sums and updates its slice of the shared parameters, and the
+     * loss and accuracy are summed. */
     return bl_node_reduce_step(&n->shared, loss_sum, correct, o->grad_scale, o->lr, o->momentum,
                                o->weight_decay);
 }
@@ -46,7 +46,7 @@ bl_status_t bl_reducer_create_node(const bl_reducer_setup_t *setup, bl_reducer_t
     memset(n, 0, sizeof *n);
     n->base = (bl_reducer_t){.ops = &node_ops, .path = "shared memory"};
     n->setup = *setup;
-    /* Host arrays only: a device rank's gradients live on its device. */
+    /* Only host arrays qualify: a device rank's gradients live on its device. */
     st = bl_node_reduce_init(&n->shared, setup->rt, setup->dp, setup->model, setup->velocity,
                              setup->node_reduce && setup->group->device_members == 0);
     if (st != BL_OK || !n->shared.active) {

@@ -1,5 +1,5 @@
-/* The reducer's dispatch, the update it applies, and the path of one
- * replica (reducer.h). */
+/* The reducer's dispatch, the update it applies, and the path of one replica
+ * (reducer.h). */
 #include "reducer.h"
 
 #include <string.h>
@@ -10,8 +10,8 @@ bl_status_t bl_reducer_create(const bl_reducer_setup_t *setup, bl_reducer_t **ou
     if (setup->replicas <= 1) {
         return bl_reducer_create_single(setup, out);
     }
-    /* Data parallelism on one node without pipelining, on host arrays:
-     * shared memory, when the whole group qualifies (collective). */
+    /* Data parallelism on one node without pipelining, on host arrays, uses
+     * shared memory when the whole group qualifies (a collective decision). */
     if (setup->stages == 1) {
         int active = 0;
         bl_status_t st = bl_reducer_create_node(setup, out, &active);
@@ -45,9 +45,9 @@ void bl_reducer_destroy(bl_reducer_t *r, int healthy)
     }
 }
 
-/* Gradients are per-sample sums over the global batch; grad_scale (1/B)
- * makes them its mean. Every replica applies the same element-wise update
- * to the same values, so slices in any order give the parameters of one
+/* The gradients are per-sample sums over the global batch, and grad_scale (1/B)
+ * makes them its mean. Every replica applies the same element-wise update to
+ * the same values, so slices updated in any order give the parameters of one
  * pass. */
 void bl_reducer_update(const bl_reducer_setup_t *setup, size_t first, size_t count)
 {
@@ -65,10 +65,10 @@ void bl_reducer_update(const bl_reducer_setup_t *setup, size_t first, size_t cou
 typedef struct single {
     bl_reducer_t base;
     bl_reducer_setup_t setup;
-    size_t first, count; /* the stage's parameters */
+    size_t first, count; /* the stage's parameters, [first, first + count) */
 } single_t;
 
-/* The parameters of layers [first, last): [*lo, *lo + *count). */
+/* Sets [*lo, *lo + *count) to the parameters of layers [first, last). */
 static void layer_params(const bl_model_t *m, int first, int last, size_t *lo, size_t *count)
 {
     const bl_layer_t *a = &m->layers[first];
@@ -79,7 +79,7 @@ static void layer_params(const bl_model_t *m, int first, int last, size_t *lo, s
 
 static bl_status_t single_finish(bl_reducer_t *r, double *loss_sum, long *correct)
 {
-    (void)loss_sum; /* one replica: its totals are the group's */
+    (void)loss_sum; /* with one replica, its totals are the group's */
     (void)correct;
     single_t *s = (single_t *)r;
     bl_reducer_update(&s->setup, s->first, s->count);

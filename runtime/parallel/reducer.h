@@ -1,24 +1,23 @@
-/* The reducer: how a pipeline stage's data-parallel group turns every
- * replica's per-sample gradient sums into the group's sums and updates
- * the stage's parameters. One interface, whatever the path:
- *   - one replica: nothing to reduce; the update runs in one pass;
+/* The reducer: how a pipeline stage's data-parallel group turns every replica's
+ * per-sample gradient sums into the group's sums and updates the stage's
+ * parameters. There is one interface, whatever the path:
+ *   - one replica: there is nothing to reduce, and the update runs in one pass;
  *   - node-local: the group shares its gradients, parameters and momentum
  *     through shared memory, and each rank sums and updates its slice
  *     (node_reduce.h);
- *   - buckets: MPI all-reduces of gradient buckets, posted as backward
- *     finishes their layers, each slice updated as its sums land
- *     (grad_sync.h), on host gradients, on host copies of device
- *     gradients (staged through pinned memory), or on the device through
- *     a device communicator (NCCL).
- * The trainer picks the path once (bl_reducer_create) and then only calls
- * the operations below, so its step has no branch on the path. */
+ *   - buckets: MPI all-reduces of gradient buckets, posted as backward finishes
+ *     their layers, with each slice updated as its sums land (grad_sync.h), on
+ *     host gradients, on host copies of device gradients (staged through pinned
+ *     memory), or on the device through a device communicator (NCCL).
+ * The trainer picks the path once (bl_reducer_create) and then only calls the
+ * operations below, so its step has no branch on the path. */
 #ifndef BL_REDUCER_H
 #define BL_REDUCER_H
 
 #include "device_copies.h"
 #include "device_group.h"
 
-/* The optimizer step the reducer applies to the group's sums: SGD with
+/* The optimizer step that the reducer applies to the group's sums: SGD with
  * PyTorch's momentum and weight-decay conventions. */
 typedef struct bl_sgd {
     float grad_scale; /* 1/B: the per-sample sums become the batch mean */
@@ -30,16 +29,18 @@ typedef struct bl_sgd {
 typedef struct bl_reducer bl_reducer_t;
 
 typedef struct bl_reducer_ops {
-    /* The backward hook: the stage's layer `layer` holds its gradient. */
+    /* The backward hook, called once the stage's layer `layer` holds its
+     * gradient; NULL when the path needs none. */
     bl_status_t (*layer_done)(bl_reducer_t *r, int layer);
-    /* After the stage's compute: the group's gradient sums and the update
-     * of the stage's parameters; with loss_sum not NULL also the group's
-     * sums of the step's loss and correct count. Collective over the group. */
+    /* Called after the stage's compute: sums the gradients over the group and
+     * updates the stage's parameters; with loss_sum not NULL, it also sums the
+     * step's loss and correct count over the group. Collective over the group. */
     bl_status_t (*finish)(bl_reducer_t *r, double *loss_sum, long *correct);
-    /* The stage now owns layers [first, last) (a layer migration): the
-     * buckets are planned anew. Local. */
+    /* Tells the reducer that the stage now owns layers [first, last) after a
+     * layer migration, so that the buckets are planned anew. Local; NULL when
+     * the path needs nothing. */
     bl_status_t (*restage)(bl_reducer_t *r, int first, int last);
-    /* Frees the reducer; `healthy` 0 after a failure, when the group may
+    /* Frees the reducer; `healthy` is 0 after a failure, when the group may
      * never meet again in a collective. */
     void (*destroy)(bl_reducer_t *r, int healthy);
 } bl_reducer_ops_t;
@@ -47,8 +48,8 @@ typedef struct bl_reducer_ops {
 struct bl_reducer {
     const bl_reducer_ops_t *ops;
     const char *path; /* for logs: "none (one replica)", "shared memory", "MPI", "NCCL", ... */
-    /* The stage hands layers to layer_done only after its last transfer
-     * of the step: a device communicator shares one queue with the
+    /* The stage hands its layers to layer_done only after its last transfer of
+     * the step, because a device communicator shares one queue with the
      * pipeline's transfers (stage.h's done_after_transfers). */
     int after_transfers;
 };
@@ -57,40 +58,44 @@ struct bl_reducer {
 typedef struct bl_reducer_setup {
     bl_runtime_t *rt;
     bl_model_t *model;
-    MPI_Comm dp;                    /* the stage's data-parallel group (MPI_COMM_NULL: one) */
+    MPI_Comm dp;                    /* the data-parallel group (MPI_COMM_NULL: one replica) */
     int replicas;                   /* D, the group's members */
-    int stages;                     /* S: node-local reduction only without pipelining */
+    int stages;                     /* S (the node-local reduction needs S = 1) */
     int first_layer, last_layer;    /* the stage's layers [first, last) */
-    size_t bucket_bytes;            /* MPI buckets' size */
-    bl_sgd_t sgd;                   /* the update */
-    float **velocity;               /* the trainer's host momentum (node-local moves it) */
-    bl_device_copies_t *dev;        /* the device copies (dev->device NULL: none) */
+    size_t bucket_bytes;            /* the MPI buckets' size */
+    bl_sgd_t sgd;                   /* the update to apply */
+    float **velocity;               /* the host momentum (the node-local reduction moves it) */
+    bl_device_copies_t *dev;        /* the device copies (none when dev->device is NULL) */
     const bl_device_group_t *group; /* what the group is made of, and this rank's path */
-    int node_reduce;                /* node-local reduction allowed (config) */
-    double timeout_s;               /* device communicators' bound */
+    int node_reduce;                /* the config allows the node-local reduction */
+    double timeout_s;               /* the device communicators' bound on waits */
 } bl_reducer_setup_t;
 
-/* Picks the path for this rank and sets it up. Collective over the group
- * (shared-memory windows, device communicators); a failure anywhere in the
- * group fails it on every member. */
+/* Picks the path for this rank, sets it up and returns the reducer in *out
+ * (NULL on failure). Collective over the group (shared-memory windows, device
+ * communicators): a failure anywhere in the group fails the call on every
+ * member. */
 bl_status_t bl_reducer_create(const bl_reducer_setup_t *setup, bl_reducer_t **out);
 
-/* The operations; layer_done matches stage.h's bl_layer_done_fn, with the
- * reducer as its argument. destroy of NULL is a no-op. */
+/* The operations, dispatched to the path's. bl_reducer_layer_done matches
+ * stage.h's bl_layer_done_fn, with the reducer as its argument;
+ * bl_reducer_destroy of NULL is a no-op. */
 bl_status_t bl_reducer_layer_done(int layer, void *reducer);
 bl_status_t bl_reducer_finish(bl_reducer_t *r, double *loss_sum, long *correct);
 bl_status_t bl_reducer_restage(bl_reducer_t *r, int first, int last);
 void bl_reducer_destroy(bl_reducer_t *r, int healthy);
 
-/* The implementations' constructors (bl_reducer_create picks one). */
+/* The paths' constructors, one of which bl_reducer_create picks.
+ * bl_reducer_create_node sets *active to 0 and returns BL_OK when the group
+ * does not qualify. */
 bl_status_t bl_reducer_create_single(const bl_reducer_setup_t *setup, bl_reducer_t **out);
 bl_status_t bl_reducer_create_node(const bl_reducer_setup_t *setup, bl_reducer_t **out,
                                    int *active);
 bl_status_t bl_reducer_create_buckets(const bl_reducer_setup_t *setup, bl_reducer_t **out);
 
-/* The update of parameters [first, first + count) with the group's
- * gradient sums there: on the device copies when the rank has them, else
- * on the model's host arrays. */
+/* Applies the SGD update to parameters [first, first + count) with the group's
+ * gradient sums there: on the device copies when the rank has them, else on the
+ * model's host arrays. */
 void bl_reducer_update(const bl_reducer_setup_t *setup, size_t first, size_t count);
 
 #endif /* BL_REDUCER_H */

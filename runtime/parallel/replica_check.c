@@ -1,4 +1,4 @@
-/* Comparing a stage's replicas (replica_check.h). */
+/* The comparison of a stage's replicas (replica_check.h). */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -9,7 +9,7 @@
 #include "replica_check.h"
 #include "wait.h"
 
-/* Floats per broadcast while counting differences. */
+/* The floats per broadcast while the differences are counted. */
 enum { CHUNK = 1 << 18 };
 
 typedef struct {
@@ -17,9 +17,10 @@ typedef struct {
     double largest;            /* the largest |difference| (infinity when one is not finite) */
 } differences_t;
 
-/* Values compare by their bits (what the digests saw): NaNs of the same
- * bits are equal, 0 and -0 are not. A difference with a NaN on one side
- * counts as infinite. */
+/* Counts the values of mine that differ from first into *differ and raises
+ * *largest to the largest difference. Values compare by their bits (what the
+ * digests saw): NaNs with the same bits are equal, and 0 and -0 are not. A
+ * difference with a NaN on one side counts as infinite. */
 static void count_differences(const float *mine, const float *first, size_t n, uint64_t *differ,
                               double *largest)
 {
@@ -34,14 +35,15 @@ static void count_differences(const float *mine, const float *first, size_t n, u
     }
 }
 
-/* The group's first member's arrays, chunk by chunk, against this
- * member's: the counts summed and the largest difference over the group. */
+/* Compares the group's first member's arrays, chunk by chunk, with this
+ * member's, and fills *out with the counts summed over the group and the
+ * group's largest difference. Collective over group. */
 static bl_status_t measure(bl_runtime_t *rt, MPI_Comm group, const float *params,
                            const float *velocity, size_t count, differences_t *out)
 {
     float *chunk = bl_mem_array(bl_rt_allocator(rt), CHUNK, sizeof(float));
-    /* Every member learns whether any lacks the memory before the
-     * broadcasts (which all must join). */
+    /* Every member learns whether any member lacks the memory before the
+     * broadcasts, which all must join. */
     int ok = chunk != NULL, all_ok = 0;
     bl_status_t st = bl_allreduce_bounded(rt, &ok, &all_ok, 1, MPI_INT, MPI_MIN, group,
                                           "the replica comparison");
@@ -86,13 +88,15 @@ bl_status_t bl_replicas_check(bl_runtime_t *rt, MPI_Comm group, long step, const
     }
     params += first;
     velocity += first;
-    /* The first member's job rank and digests, against every member's. */
+    /* The first member's job rank and digests are broadcast and compared with
+     * every member's. */
     uint64_t root[3] = {(uint64_t)rt->rank, bl_digest(params, count * sizeof(float)),
                         bl_digest(velocity, count * sizeof(float))};
     uint64_t mine[3] = {root[0], root[1], root[2]};
     bl_status_t st =
         bl_bcast_bounded(rt, root, 3, MPI_UINT64_T, 0, group, "the replica comparison");
-    /* The lowest job rank whose arrays differ from the first member's. */
+    /* Next, one all-reduce finds the lowest job rank whose arrays differ from
+     * the first member's. */
     int differs = mine[1] != root[1] || mine[2] != root[2] ? rt->rank : INT_MAX, lowest = INT_MAX;
     if (st == BL_OK) {
         st = bl_allreduce_bounded(rt, &differs, &lowest, 1, MPI_INT, MPI_MIN, group,

@@ -77,9 +77,9 @@ double bl_slowdowns_apply(const bl_slowdowns_t *s, long step, double compute_s)
         return compute_s;
     }
     double extra = (factor - 1.0) * compute_s;
-    /* A signal cuts the sleep short (EINTR): a job asked to stop by
-     * SIGTERM or SIGUSR1 then reaches its next step boundary at once,
-     * instead of sleeping on while its launcher's grace period runs out. */
+    /* A signal cuts the sleep short (EINTR), so a job asked to stop by SIGTERM
+     * or SIGUSR1 reaches its next step boundary at once instead of sleeping on
+     * while its launcher's grace period runs out. */
     struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
     nanosleep(&ts, NULL);
     return factor * compute_s;

@@ -1,4 +1,5 @@
-/* A pipeline stage's step, over the schedule's forward and backward passes. */
+/* A pipeline stage's step over the schedule's forward and backward passes
+ * (stage.h). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 #include "wait.h"
 #include "device.h"
 
-/* Tags: a message carries its micro-batch's index, so a stage never takes
- * one micro-batch's data for another's. */
+/* The tags: a message carries its micro-batch's index as its tag, so a stage
+ * never takes one micro-batch's data for another's. */
 #define BL_STAGE_MAX_MICRO 32767 /* MPI guarantees tags up to 32767 */
 
 static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
@@ -57,7 +58,7 @@ static bl_status_t alloc_slot(bl_stage_t *s, bl_stage_slot_t *slot)
         }
         slot->dev_idx = bl_buffer_alloc(s->rt, dev, rows, sizeof(int64_t));
         ok = ok && slot->dev_idx != NULL;
-        /* A stage's per-layer times feed the stage-map policy: a device's
+        /* A stage's per-layer times feed the stage-map policy, so a device's
          * queued kernels are waited for after each layer. */
         slot->ws.sync_layers = s->stages > 1;
     }
@@ -147,11 +148,11 @@ void bl_stage_free(bl_stage_t *s)
         return;
     }
     const bl_allocator_t *a = bl_rt_allocator(s->rt);
-    /* After a timeout a send may never complete: its buffers are leaked
+    /* After a timeout a send may never complete, so its buffers are leaked
      * rather than waited for (the job is ending). */
     for (int k = 0; s->slots != NULL && k < s->slot_count && !s->rt->gave_up; k++) {
         bl_stage_slot_t *slot = &s->slots[k];
-        MPI_Waitall(2, slot->send, MPI_STATUSES_IGNORE); /* buffers may still be read */
+        MPI_Waitall(2, slot->send, MPI_STATUSES_IGNORE); /* the sends may still read the buffers */
         bl_workspace_free(a, &slot->ws);
         bl_buffer_free(a, s->device, slot->in);
         bl_buffer_free(a, s->device, slot->dy);
@@ -175,8 +176,9 @@ void bl_stage_free(bl_stage_t *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Blocks on one transfer request with stage `peer`, adding the time to
- * *pipe_s (bounded by the runtime's timeout, naming the peer's rank). */
+/* Blocks on one transfer request with stage `peer` and adds the time to
+ * *pipe_s. The wait is bounded by the runtime's timeout, which names the peer's
+ * rank. */
 static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s, const char *what,
                                  int peer)
 {
@@ -189,8 +191,8 @@ static bl_status_t wait_transfer(bl_stage_t *s, MPI_Request *req, double *pipe_s
     return st;
 }
 
-/* A failed transfer, named: "stage 1 receiving gradients of micro-batch 3
- * from stage 2: <MPI's message>". */
+/* Records a failed transfer under a name such as "stage 1 receiving gradients
+ * of micro-batch 3 from stage 2: <MPI's message>" and returns its status. */
 static bl_status_t transfer_failed(bl_stage_t *s, int rc, const char *doing, const char *what,
                                    int j, const char *direction, int peer)
 {
@@ -200,16 +202,16 @@ static bl_status_t transfer_failed(bl_stage_t *s, int rc, const char *doing, con
     return bl_fail_mpi(s->rt, rc, msg);
 }
 
-/* Receives micro-batch j's floats from pipeline stage `from`: completes
- * the receive posted one op ahead, or receives now. */
+/* Receives micro-batch j's floats from pipeline stage `from`: it completes the
+ * receive posted one op ahead, or receives now. */
 static bl_status_t receive(bl_stage_t *s, float *buf, int rows, int width, int from, int j,
                            double *pipe_s, const char *what)
 {
     double t0 = bl_now_seconds();
     int rc = MPI_SUCCESS;
     bl_status_t st = BL_OK;
-    /* The name of the wait, for a timeout's message: formatted only when
-     * a timeout is set, not on every receive. */
+    /* The name of the wait, for a timeout's message, is formatted only when a
+     * timeout is set, not on every receive. */
     char op[96] = "receiving";
     if (s->rt->wait_timeout_s > 0.0) {
         snprintf(op, sizeof op, "receiving %s of micro-batch %d from stage %d", what, j, from);
@@ -239,14 +241,15 @@ static bl_status_t send(bl_stage_t *s, const float *buf, int rows, int width, in
     return rc == MPI_SUCCESS ? BL_OK : transfer_failed(s, rc, "sending", what, j, "to", to);
 }
 
-/* The host memory MPI moves for a slot's buffer `buf`: its host twin on a
- * device with memory of its own, else the buffer itself. */
+/* Returns the host memory that MPI moves for a slot's buffer `buf`: its host
+ * twin on a device with memory of its own, else the buffer itself. */
 static float *wire(const bl_stage_t *s, float *buf, float *twin)
 {
     return s->device->memory != NULL ? twin : buf;
 }
 
-/* A receive into a twin has completed: up to the device buffer. */
+/* Called when a receive into a twin has completed: uploads the twin into the
+ * device buffer. */
 static void arrived(const bl_stage_t *s, float *buf, const float *twin, int rows, int width)
 {
     if (s->device->memory != NULL) {
@@ -254,8 +257,8 @@ static void arrived(const bl_stage_t *s, float *buf, const float *twin, int rows
     }
 }
 
-/* Sends `rows` rows of device buffer `buf` through its twin (downloaded
- * after the kernels that wrote it; a failed copy fails the send), or
+/* Sends `rows` rows of the device buffer `buf` through its twin (downloaded
+ * after the kernels that wrote it; a failed copy fails the send), or sends
  * `buf` itself on the CPU. */
 static bl_status_t send_out(bl_stage_t *s, const float *buf, float *twin, int rows, int width,
                             int to, int j, MPI_Request *req, const char *what)
@@ -276,12 +279,12 @@ static double slowed(const bl_stage_step_t *in, double seconds)
     return in->slowdown != NULL ? bl_slowdowns_apply(in->slowdown, in->step, seconds) : seconds;
 }
 
-/* The sample numbers are int64 on the device; on LP64 (Linux) a long is
- * one, so they go up as they are. */
+/* The sample numbers are int64 on the device. On LP64 (Linux) a long is an
+ * int64, so they are uploaded as they are. */
 _Static_assert(sizeof(long) == sizeof(int64_t), "sample numbers are uploaded as int64");
 
-/* Micro-batch j cut out of the training set on the device: its sample
- * numbers go up, the inputs (stage 0) and labels (last stage) are
+/* Cuts micro-batch j out of the training set on the device: its sample numbers
+ * are uploaded, and the inputs (stage 0) and the labels (last stage) are
  * gathered there. */
 static bl_status_t cut_on_device(bl_stage_t *s, bl_stage_slot_t *slot, int j, int rows,
                                  const bl_stage_step_t *in)
@@ -298,9 +301,9 @@ static bl_status_t cut_on_device(bl_stage_t *s, bl_stage_slot_t *slot, int j, in
     return BL_OK;
 }
 
-/* Micro-batch j's data for this stage: stage 0 reads the inputs, the
- * last stage the labels, into the slot (through its host twins and an
- * upload on a device with memory of its own). */
+/* Reads micro-batch j's data for this stage into the slot: stage 0 reads the
+ * inputs and the last stage the labels (through the host twins and an upload on
+ * a device with memory of its own). */
 static bl_status_t read_data(bl_stage_t *s, bl_stage_slot_t *slot, int j, int rows,
                              const bl_stage_step_t *in)
 {
@@ -316,7 +319,8 @@ static bl_status_t read_data(bl_stage_t *s, bl_stage_slot_t *slot, int j, int ro
     if (s->stage == 0) {
         st = bl_dataset_gather(in->data, idx, rows, x, last ? labels : NULL);
     } else if (last) {
-        /* Only the labels are needed; callbacks deliver inputs with them. */
+        /* Only the labels are needed, but callbacks deliver the inputs with
+         * them. */
         st = bl_dataset_gather(in->data, idx, rows, in->data->x != NULL ? NULL : s->x_scratch,
                                labels);
     } else {
@@ -335,8 +339,8 @@ static bl_status_t read_data(bl_stage_t *s, bl_stage_slot_t *slot, int j, int ro
     return failed ? bl_device_check(s->rt, s->device, "uploading a micro-batch") : BL_OK;
 }
 
-/* F(j): input (read or received), the stage's layers, then the loss (last
- * stage) or the activations sent on. */
+/* Runs F(j): the input (read or received), the stage's layers, and then the
+ * loss (last stage) or the activations sent on. */
 static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_stage_result_t *out)
 {
     bl_stage_slot_t *slot = &s->slots[j % s->slot_count];
@@ -347,7 +351,7 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
                        "internal: stage %d has no room for micro-batch %d (slot holds %d)",
                        s->stage, j, slot->micro);
     }
-    /* The slot's last sends read its buffers: they must be done. */
+    /* The slot's last sends read its buffers, so they must be complete. */
     bl_status_t st = wait_transfer(s, &slot->send[0], &out->pipe_s,
                                    "sending activations to the next stage", s->stage + 1);
     if (st == BL_OK) {
@@ -392,8 +396,8 @@ static bl_status_t forward(bl_stage_t *s, int j, const bl_stage_step_t *in, bl_s
     return st;
 }
 
-/* B(j): d loss / d output (the loss's, or received), backward through the
- * stage's layers, the input gradient sent back. */
+/* Runs B(j): d loss / d output (the loss's, or received), backward through the
+ * stage's layers, and the input gradient sent back. */
 static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
                             const bl_stage_step_t *in, bl_stage_result_t *out)
 {
@@ -419,9 +423,9 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     st = bl_model_backward_range(s->model, &slot->ws, rows, slot->in, slot->dy,
                                  s->stage > 0 ? slot->dx : NULL, accumulate,
                                  finishing ? in->done : NULL, in->done_arg);
-    /* A device's kernels are queued: the step's compute time (and any
-     * failure) is known once they are done. The downloads of the buckets
-     * backward closed overlap them and are the reduction's to wait for. */
+    /* A device's kernels are queued, so the step's compute time (and any
+     * failure) is known only once they are done. The downloads of the buckets
+     * that backward closed overlap them, and the reduction waits for those. */
     if (st == BL_OK) {
         st = bl_device_check_compute(s->rt, s->device, "backward");
     }
@@ -438,11 +442,11 @@ static bl_status_t backward(bl_stage_t *s, int j, int accumulate, int finishing,
     return st;
 }
 
-/* Direct transfers: exchange k of the step (bl_pipe_exchanges), before op
- * k — op k − 1's output goes out of device memory (a forward's output in
- * its slot's activations, a backward's input gradient in dx, both intact
- * until the slot's next forward) and op k's input comes into its slot's
- * device buffer (in, or dy) — and waited for, so op k can read it. */
+/* Direct transfers: runs exchange k of the step (bl_pipe_exchanges) before op
+ * k, and waits for it so that op k can read its input. Op k − 1's output goes
+ * out of device memory (a forward's output in its slot's activations, a
+ * backward's input gradient in dx, both intact until the slot's next forward),
+ * and op k's input comes into its slot's device buffer (in, or dy). */
 static bl_status_t exchange(bl_stage_t *s, int k, bl_stage_result_t *out)
 {
     const bl_pipe_exchange_t *x = &s->exchanges[k];
@@ -451,7 +455,7 @@ static bl_status_t exchange(bl_stage_t *s, int k, bl_stage_result_t *out)
     size_t send_count = 0, recv_count = 0;
     if (x->send_to >= 0) {
         const bl_stage_slot_t *slot = &s->slots[x->send_micro % s->slot_count];
-        int on = x->send_to > s->stage; /* activations on, else a gradient back */
+        int on = x->send_to > s->stage; /* activations go on; otherwise a gradient goes back */
         send = on ? slot->out : slot->dx;
         send_count =
             (size_t)s->micro_rows[x->send_micro] * (size_t)(on ? s->out_width : s->in_width);
@@ -482,11 +486,11 @@ static bl_status_t exchange(bl_stage_t *s, int k, bl_stage_result_t *out)
     return st;
 }
 
-/* Posts the receive op `next` will need while op `now` runs, when its
- * buffer is free for all of op `now`: a forward's input slot must be free
- * and not the one op `now` fills; a backward's dy slot must hold that
- * micro-batch already or be filled by op `now` (forwards do not touch dy
- * on stages that receive it). Otherwise op `next` receives when it runs. */
+/* Posts the receive that op `next` will need while op `now` runs, when its
+ * buffer is free for all of op `now`: a forward's input slot must be free and
+ * not the one that op `now` fills, and a backward's dy slot must hold that
+ * micro-batch already or be filled by op `now` (forwards do not touch dy on
+ * stages that receive it). Otherwise op `next` receives when it runs. */
 static bl_status_t post_early(bl_stage_t *s, const bl_pipe_op_t *now, const bl_pipe_op_t *next)
 {
     int j = next->micro;
@@ -527,7 +531,7 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
                        "internal: a shard of %d samples exceeds %d micro-batches of %d", in->count,
                        M, s->max_micro);
     }
-    /* The micro-batch split of the shard: deterministic, as even as
+    /* The shard's split into micro-batches is deterministic and as even as
      * possible (the first count % M get one more row). */
     for (int j = 0, offset = 0; j < M; j++) {
         s->micro_rows[j] = in->count / M + (j < in->count % M ? 1 : 0);
@@ -558,13 +562,13 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
         }
     }
     if (st == BL_OK && s->direct_mode) {
-        st = exchange(s, 2 * M, out); /* the last op's output */
+        st = exchange(s, 2 * M, out); /* the exchange of the last op's output */
     }
     for (int i = s->last - 1; i >= s->first && st == BL_OK && defer_done; i--) {
         st = in->done(i, in->done_arg);
     }
     /* A receive posted ahead is always consumed by its op, unless a failure
-     * stopped the step first: then it is cancelled. */
+     * stopped the step first; then it is cancelled here. */
     if (s->early != MPI_REQUEST_NULL) {
         MPI_Cancel(&s->early);
         MPI_Wait(&s->early, MPI_STATUS_IGNORE);
@@ -575,8 +579,8 @@ bl_status_t bl_stage_run(bl_stage_t *s, const bl_stage_step_t *in, bl_stage_resu
         s->forward_s[i] *= factor;
         s->backward_s[i] *= factor;
     }
-    /* Sends still in flight finish within the step, so no message of this
-     * step can meet the next step's receives. */
+    /* The sends still in flight finish within the step, so that no message of
+     * this step can meet the next step's receives. */
     for (int k = 0; k < s->slot_count && st == BL_OK; k++) {
         st = wait_transfer(s, &s->slots[k].send[0], &out->pipe_s,
                            "sending activations to the next stage", s->stage + 1);

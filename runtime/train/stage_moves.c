@@ -1,6 +1,6 @@
-/* Stage maps in motion (trainer_impl.h): a layer migration's every step
- * besides the transfers themselves (migration.h), the stage's rebuild for
- * its new layers, and making every rank's model whole and current. */
+/* Stage maps in motion (trainer_impl.h): every step of a layer migration
+ * besides the transfers themselves (migration.h), the stage's rebuild for its
+ * new layers, and making every rank's model whole and current. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include "trainer_impl.h"
 #include "wait.h"
 
-/* The parameters of this stage's layers: [first, first + count). */
+/* Sets [*first, *first + *count) to the parameters of stage `stage`'s layers. */
 void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count)
 {
     const bl_model_t *m = t->model;
@@ -21,8 +21,9 @@ void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, si
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
 
-/* Every replica of a stage holds its arrays (replica_check.h); agreed over
- * the job, since only the differing stage's group learns it. */
+/* Checks that every replica of a stage holds the same arrays (replica_check.h).
+ * The result is agreed over the job, since only the differing stage's group
+ * learns of a difference. */
 bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t)
 {
     size_t first, count;
@@ -51,22 +52,22 @@ bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
     return st != BL_OK ? st : bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
 }
 
-/* Moves to stage map next at the boundary after step `step`, in every
- * pipeline at once: the layers that change stage send their parameters
- * and momentum over (migration.h), then every rank rebuilds its stage (and
- * its reducer's buckets) for its new layers. All ranks agree on success before
- * anyone trains on: a failure anywhere fails everywhere. Collective. */
+/* Moves to stage map next at the boundary after step `step`, in every pipeline
+ * at once: the layers that change stage send their parameters and momentum over
+ * (migration.h), and then every rank rebuilds its stage (and its reducer's
+ * buckets) for its new layers. All ranks agree on success before anyone trains
+ * on, so a failure anywhere fails everywhere. Collective. */
 bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int *moved)
 {
     bl_layout_t *l = &t->layout;
     double t0 = bl_now_seconds();
     bl_migration_t mig;
-    /* Layers travel from the host arrays (a device rank's brought up to
-     * date first, and its device copies after: they then hold the new
-     * layers too). */
+    /* Layers travel from the host arrays. A device rank brings them up to date
+     * first, and its device copies afterwards, so that these hold the new
+     * layers too. */
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
-    /* Every rank takes part in the transfers even after a failed download:
-     * the agreement below then fails the move everywhere. */
+    /* Every rank takes part in the transfers even after a failed download; the
+     * agreement below then fails the move everywhere. */
     bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, t->plan.first, next, &mig);
     if (st == BL_OK) {
         st = down;
@@ -75,7 +76,7 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
         st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
     }
     if (st == BL_ERR_TIMEOUT) {
-        return st; /* the job is ending; an agreement would only wait again */
+        return st; /* the job is ending, and an agreement would only wait again */
     }
     double agree[2] = {bl_now_seconds() - t0, st != BL_OK ? 1.0 : 0.0};
     bl_status_t agreed = bl_allreduce_bounded(t->rt, MPI_IN_PLACE, agree, 2, MPI_DOUBLE, MPI_MAX,
@@ -102,23 +103,25 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
                                                 : agree[0]);
     memcpy(t->plan.first, next, (size_t)(l->stages + 1) * sizeof *t->plan.first);
     *moved = mig.layers_moved;
-    /* New buffers (device memory may run out): agreed before the next step. */
+    /* The new buffers (device memory may run out) are agreed on before the next
+     * step. */
     return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
 }
 
-/* In a pipelined job a rank's model is current only in its stage's layers
- * once a step has run. Every stage sends its layers' parameters to the rest
- * of its pipeline, so every rank's model is whole and current (for saving,
- * evaluating and inspecting); nothing to do when it already is. Collective. */
+/* In a pipelined job a rank's model is current only in its stage's layers once
+ * a step has run. Every stage sends its layers' parameters to the rest of its
+ * pipeline, so that every rank's model is whole and current (for saving,
+ * evaluating and inspecting); there is nothing to do when it already is.
+ * Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t)
 {
     if (t->layout.stages == 1 || t->whole_at == t->step) {
         return BL_OK;
     }
-    /* A device rank's stage layers are current on the device; afterwards
-     * the device holds the whole model too (evaluation runs there). A
-     * failed download still takes part in the broadcasts (the others wait
-     * in them) and fails after. */
+    /* A device rank's stage layers are current on the device, and afterwards
+     * the device holds the whole model too (evaluation runs there). A rank
+     * whose download failed still takes part in the broadcasts (the others wait
+     * in them) and fails afterwards. */
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
     bl_status_t st = BL_OK;
     for (int s = 0; s < t->layout.stages; s++) {
@@ -134,7 +137,7 @@ bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t)
             done += (size_t)n;
         }
     }
-    /* Every rank learns of a failed download (its layers went out stale). */
+    /* Every rank learns of a failed download, whose layers went out stale. */
     st = bl_agree(t->rt, down, BL_ERR_MISMATCH, "downloading a stage's parameters");
     if (st != BL_OK) {
         return st;
@@ -148,7 +151,7 @@ bl_status_t bl_trainer_sync_params(bl_trainer_t *t)
     if (t == NULL) {
         return BL_ERR_INVALID_ARG;
     }
-    /* Pipelines download as part of making the model whole. */
+    /* A pipelined job downloads as part of making the model whole. */
     return t->layout.stages > 1 ? bl_trainer_make_params_whole(t)
                                 : bl_device_copies_download(&t->dev, t->rt, t->velocity);
 }

@@ -1,13 +1,13 @@
-/* The trainer: create, destroy, run and the step, for one process, data
- * parallelism, pipelines and both together. One step follows DESIGN.md's
- * data flow: sample the global batch (the same on every rank), of which
- * each pipeline takes its contiguous slice; compute forward and backward
- * over the stage's micro-batches, the reducer taking each finished layer;
- * sync the gradient sums over the stage's data-parallel group and update
- * the stage's layers, identically on every replica (reducer.h); record
- * the step's telemetry; and at a control window's end apply the next
- * plan. The set-up, evaluation, checkpoints and layer moves live in the
- * other trainer files (trainer_impl.h). */
+/* The trainer: create, destroy, run and the step, for one process, for data
+ * parallelism, for pipelines and for both together. One step follows
+ * DESIGN.md's data flow. It samples the global batch (the same on every rank),
+ * of which each pipeline takes its contiguous slice; it computes forward and
+ * backward over the stage's micro-batches, with the reducer taking each
+ * finished layer; it syncs the gradient sums over the stage's data-parallel
+ * group and updates the stage's layers, identically on every replica
+ * (reducer.h); it records the step's telemetry; and at a control window's end
+ * it applies the next plan. The set-up, evaluation, checkpoints and layer moves
+ * live in the other trainer files (trainer_impl.h). */
 #include <math.h>
 #include <string.h>
 
@@ -17,8 +17,8 @@
 #include "wait.h"
 #include "device.h"
 
-/* "<what>: <how> (3 ranks: 1 on GPUs, 0 on other devices, 2 on CPUs)",
- * for a group of several ranks with a device among them. */
+/* Logs "<what>: <how> (3 ranks: 1 on GPUs, 0 on other devices, 2 on CPUs)" for
+ * a group of several ranks with a device among them. */
 static void log_devices(const bl_trainer_t *t, const char *what, const char *members,
                         const bl_device_group_t *g, const char *how)
 {
@@ -32,8 +32,8 @@ static void log_devices(const bl_trainer_t *t, const char *what, const char *mem
 
 /* ---- Set-up, step by step ---------------------------------------------- */
 
-/* The grid and the first plan: its shards, caps and stage map (local
- * checks). */
+/* Sets up the grid and the first plan (its shards, caps and stage map), with
+ * local checks. */
 static bl_status_t setup_plan(bl_trainer_t *t)
 {
     bl_status_t st = bl_layout_init(&t->layout, t->rt, t->model, t->cfg.pipeline.stages);
@@ -45,7 +45,8 @@ static bl_status_t setup_plan(bl_trainer_t *t)
     return bl_trainer_first_plan(t);
 }
 
-/* The sampler, the optimizer state and the batch's sample numbers. */
+/* Sets up the sampler, the (empty) emulated slowdowns, the optimizer state and
+ * the array of the batch's sample numbers. */
 static bl_status_t setup_state(bl_trainer_t *t)
 {
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
@@ -68,8 +69,9 @@ static bl_status_t setup_state(bl_trainer_t *t)
     return BL_OK;
 }
 
-/* Every rank is here with a plan: a mismatch is told before any split;
- * then the grid's communicators. Collective. */
+/* Every rank arrives here with a plan. The device check and the start-up check
+ * report a mismatch before any split, and then the grid's communicators are
+ * split. Collective. */
 static bl_status_t setup_agreement(bl_trainer_t *t)
 {
     bl_status_t st = bl_device_train_check(t->rt, t->model);
@@ -79,12 +81,12 @@ static bl_status_t setup_agreement(bl_trainer_t *t)
     return st != BL_OK ? st : bl_layout_connect(&t->layout);
 }
 
-/* What the data-parallel group and the pipeline are made of (collective
- * over each), then this rank's buffers: on a device, the state goes there
- * before the stage's buffers are made, so they are made there too, and the
- * training set goes last, into the memory left. The buffers are this
- * rank's own (a GPU may run out of memory): every rank agrees before the
- * groups' collectives that follow. */
+/* Learns what the data-parallel group and the pipeline are made of (collective
+ * over each), then makes this rank's buffers. On a device the model's state
+ * goes there before the stage's buffers are made, so that those are made there
+ * too, and the training set goes last, into the memory that is left. The
+ * buffers are this rank's own, and a GPU may run out of memory, so every rank
+ * agrees on the outcome before the groups' collectives that follow. */
 static bl_status_t setup_buffers(bl_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
@@ -101,17 +103,17 @@ static bl_status_t setup_buffers(bl_trainer_t *t)
         st = bl_trainer_init_stage(t);
     }
     if (st == BL_OK && rt->device.memory != NULL && c->transport.data_on_device) {
-        /* Stage 0 reads the inputs, the last stage the labels. */
+        /* Stage 0 reads the inputs, and the last stage reads the labels. */
         st = bl_device_data_init(&t->resident, rt, &rt->device, t->data, l->stage == 0,
                                  l->stage == l->stages - 1);
     }
     return bl_agree(rt, st, BL_ERR_MISMATCH, "the trainer's buffers");
 }
 
-/* The pipeline's device communicator, when its stages move device memory
- * directly. Collective over the pipeline, then agreed over the job: a
- * pipeline whose set-up failed must not leave the other pipelines waiting
- * in their data-parallel groups' set-up. */
+/* Opens the pipeline's device communicator when its stages move device memory
+ * directly. Collective over the pipeline, then agreed over the job: a pipeline
+ * whose set-up failed must not leave the other pipelines waiting in their
+ * data-parallel groups' set-up. */
 static bl_status_t setup_transfers(bl_trainer_t *t)
 {
     bl_status_t st = BL_OK;
@@ -129,9 +131,9 @@ static bl_status_t setup_transfers(bl_trainer_t *t)
     return st;
 }
 
-/* The gradient reduction of the stage's data-parallel group (reducer.h):
- * collective over the group (shared-memory windows, NCCL), then agreed
- * over the job. */
+/* Sets up the gradient reduction of the stage's data-parallel group
+ * (reducer.h): collective over the group (shared-memory windows, NCCL), then
+ * agreed over the job. */
 static bl_status_t setup_reducer(bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
@@ -161,14 +163,14 @@ static bl_status_t setup_reducer(bl_trainer_t *t)
     return st;
 }
 
-/* Telemetry and the controllers. Collective. */
+/* Sets up telemetry and the controllers. Collective. */
 static bl_status_t setup_control(bl_trainer_t *t)
 {
     return bl_control_init(&t->control, t->rt, &t->cfg, t->model, &t->layout, &t->plan);
 }
 
-/* The set-up in order; every rank runs every step (those that are
- * collective say so) in this order. */
+/* The set-up steps, in order. Every rank runs every step in this order (the
+ * collective ones say so). */
 static bl_status_t (*const setup_steps[])(bl_trainer_t *t) = {
     setup_plan,      setup_state,   setup_agreement, setup_buffers,
     setup_transfers, setup_reducer, setup_control,
@@ -220,11 +222,11 @@ void bl_trainer_destroy(bl_trainer_t *t)
     if (t == NULL) {
         return;
     }
-    /* After a timeout pending requests may still write into the trainer's
-     * buffers (the gradients, telemetry, ...): leak them all, but for the
-     * page-locking of the model's host gradients (the caller's to free),
-     * undone once the device's own copies are over (nothing there waits
-     * for another rank). */
+    /* After a timeout, pending requests may still write into the trainer's
+     * buffers (the gradients, the telemetry, ...), so they are all leaked. The
+     * exception is the page-locking of the model's host gradients (which the
+     * caller frees): it is undone once the device's own copies are over, since
+     * nothing there waits for another rank. */
     if (t->rt->gave_up) {
         bl_device_copies_settle(&t->dev);
         return;
@@ -250,8 +252,8 @@ void bl_trainer_destroy(bl_trainer_t *t)
 
 /* ---- The step ------------------------------------------------------------ */
 
-/* The step's loss sum and correct count live on the last stages: every
- * rank gets the job's totals (the other stages add zeros). */
+/* Sums the step's loss and correct count over the job. They live on the last
+ * stages (the other stages add zeros), and every rank gets the job's totals. */
 static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correct)
 {
     double totals[2] = {*loss_sum, (double)*correct};
@@ -270,9 +272,10 @@ static bl_status_t reduce_totals(bl_trainer_t *t, double *loss_sum, long *correc
     return BL_OK;
 }
 
-/* Steps 3 and 4 of the data flow: the group's gradient sums and the
- * update (the reducer's), and every rank's loss and accuracy totals for
- * the job (a pipeline's live on its last stage: reduced over the job). */
+/* Steps 3 and 4 of the data flow: the reducer sums the group's gradients and
+ * updates the parameters, and every rank gets the job's loss and accuracy
+ * totals (a pipeline's live on its last stage, so they are reduced over the
+ * job). */
 static bl_status_t sync_and_update(bl_trainer_t *t, bl_stage_result_t *r)
 {
     int piped = t->layout.stages > 1;
@@ -282,17 +285,18 @@ static bl_status_t sync_and_update(bl_trainer_t *t, bl_stage_result_t *r)
         return st;
     }
     st = reduce_totals(t, &r->loss_sum, &r->correct);
-    /* Without pipelining a device's update is left queued: the next step's
-     * host work (its batch, telemetry) overlaps it, and the next check
-     * (that step's backward, or the download at the end of a run) reports
-     * a failure. A pipeline stage times each layer, so the update must not
-     * land in its first layer's clock: it is waited for here. */
+    /* Without pipelining a device's update is left queued: the next step's host
+     * work (its batch, the telemetry) overlaps it, and the next check (that
+     * step's backward, or the download at the end of a run) reports a failure.
+     * A pipeline stage times each layer, and the update must not land in its
+     * first layer's clock, so it is waited for here. */
     return st != BL_OK ? st
                        : bl_device_check(t->rt, bl_model_device(t->model), "the optimizer step");
 }
 
-/* The step's compute and pipeline seconds as the controllers see them:
- * measured, or modelled (bl_trainer_emulate_timing). */
+/* Sets the step's compute and pipeline seconds as the controllers see them: the
+ * measured ones stay, unless modelled times (bl_trainer_emulate_timing) replace
+ * them. */
 static void step_times(bl_trainer_t *t, bl_stage_result_t *r)
 {
     if (t->modelled_s_per_op > 0.0) {
@@ -301,9 +305,9 @@ static void step_times(bl_trainer_t *t, bl_stage_result_t *r)
     }
 }
 
-/* Steps 5 and 6: telemetry, and at a window's end the controllers' plan
- * for the next step, the same on every rank: new shards move this
- * pipeline's slice, a new stage map moves layers between stages now. */
+/* Steps 5 and 6: telemetry, and at a window's end the controllers' plan for the
+ * next step, which is the same on every rank. New shards move this pipeline's
+ * slice, and a new stage map moves layers between stages now. */
 static bl_status_t control(bl_trainer_t *t, const bl_step_record_t *record, double step_s,
                            bl_step_info_t *info)
 {
@@ -321,7 +325,7 @@ static bl_status_t control(bl_trainer_t *t, const bl_step_record_t *record, doub
     return st;
 }
 
-/* One training step on the global batch of t->step. */
+/* Runs one training step on the global batch of t->step and fills *info. */
 static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
 {
     int B = t->cfg.batch;
@@ -331,10 +335,11 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                                .start_s = bl_control_now(&t->control),
                                .plan = (double)t->plan.version};
     double start = bl_now_seconds();
-    t->rt->wait_step = t->step; /* what a timed-out wait names */
-    /* 1. Sample: every rank draws the whole batch; its pipeline a slice. */
+    t->rt->wait_step = t->step; /* the step that a timed-out wait names */
+    /* 1. Sample: every rank draws the whole global batch, and its pipeline
+     *    takes a slice of it. */
     bl_sampler_batch(&t->sampler, t->step, t->indices);
-    /* 2. Compute: forward and backward; the reducer takes each layer. */
+    /* 2. Compute: forward and backward, with the reducer taking each layer. */
     bl_stage_step_t in = {.step = t->step,
                           .data = t->data,
                           .indices = t->indices + t->offset,
@@ -388,8 +393,9 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
             break;
         }
     }
-    /* The last telemetry (rank 0's: agreed before the collectives), the
-     * host arrays current everywhere and equal on a stage's replicas. */
+    /* The run ends with the last telemetry (rank 0's, agreed on before the
+     * collectives), then makes the host arrays current everywhere and checks
+     * that they are equal on a stage's replicas. */
     bl_status_t st =
         bl_agree(t->rt, bl_control_flush(&t->control), BL_ERR_IO, "writing the last telemetry");
     if (st == BL_OK) {
@@ -434,8 +440,8 @@ bl_status_t bl_trainer_emulate_slowdown(bl_trainer_t *t, const bl_slowdown_t *li
     if (t == NULL) {
         return BL_ERR_INVALID_ARG;
     }
-    /* Every rank checks the same list the same way; then every rank must
-     * hold the same list, or the emulation would not be the job's. */
+    /* Every rank checks its list in the same way; then every rank must hold the
+     * same list, or the emulation would not be the job's. */
     bl_slowdowns_t next;
     bl_status_t st = bl_slowdowns_init(&next, t->rt, list, count);
     uint64_t digest = st == BL_OK && count > 0 ? bl_digest(list, (size_t)count * sizeof *list) : 0;

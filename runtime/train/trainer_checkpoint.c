@@ -1,5 +1,5 @@
-/* Checkpoints of a trainer (trainer_impl.h): its save, with the
- * controllers' state, and its resume, which continues the saved plan. */
+/* A trainer's checkpoints (trainer_impl.h): the save, with the controllers'
+ * state, and the resume, which continues the saved plan. */
 #include <stdio.h>
 #include <string.h>
 
@@ -24,16 +24,16 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .plan = t->plan};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
-    /* A device rank's host arrays are current only after a run (a save
-     * from a step callback). Every rank takes part in gathering the
-     * controllers' state even after a failed download (the others wait
-     * in it); rank 0 writes the manifest with it. */
+    /* A device rank's host arrays are current only after a run, so a save (from
+     * a step callback) downloads them first. Every rank takes part in gathering
+     * the controllers' state even after a failed download (the others wait in
+     * it), and rank 0 writes the manifest with it. */
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
     bl_status_t st = bl_control_save(&t->control, &s);
     st = bl_agree(t->rt, st != BL_OK ? st : down, BL_ERR_NO_MEM,
                   "gathering the parameters and the controllers' state");
     if (st == BL_OK) {
-        st = bl_trainer_check_replicas(t); /* replica 0 of each stage writes it */
+        st = bl_trainer_check_replicas(t); /* replica 0 of each stage writes the stage's file */
     }
     if (st == BL_OK) {
         st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
@@ -41,14 +41,16 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
     }
     bl_mem_free(bl_rt_allocator(t->rt), s.control);
     if (st == BL_OK) {
-        /* Parameters and momentum, 4 bytes each, plus small headers. */
+        /* The parameters and the momentum take 4 bytes each, plus small
+         * headers. */
         bl_log(t->rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
                8.0 * (double)t->model->param_count / 1e6, 1e3 * (bl_now_seconds() - t0));
     }
     return st;
 }
 
-/* The loaded run must be this run: the same global batches. */
+/* Checks that the loaded run is this run, with the same global batches: the
+ * same seed, batch and shuffle (BL_ERR_MISMATCH naming both if not). */
 static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_ckpt_state_t *s)
 {
     const bl_train_config_t *c = &t->cfg;
@@ -62,7 +64,8 @@ static bl_status_t check_resumable(bl_trainer_t *t, const char *path, const bl_c
     return BL_OK;
 }
 
-/* Whether the checkpoint's shards fit this run's caps (no caps: they do). */
+/* Returns whether the checkpoint's shards fit this run's caps (without caps,
+ * they do). */
 static int shards_fit_caps(const bl_plan_t *p, const long *shards)
 {
     for (int d = 0; p->shard_min != NULL && d < p->groups; d++) {
@@ -73,13 +76,14 @@ static int shards_fit_caps(const bl_plan_t *p, const long *shards)
     return 1;
 }
 
-/* A resume continues the checkpoint's plan. With the same number of
- * pipelines its shards and version replace the config's plan (or the
- * even split), and with the same number of stages its stage map replaces
- * the config's (or the balanced one): the run then goes on exactly as if
- * never stopped, whatever the command line gives. A configured plan that
- * differs is named in one info line. Saved shards outside this run's caps
- * give way to the plan the config gives, also with an info line. */
+/* A resume continues the checkpoint's plan and takes its plan version. With the
+ * same number of pipelines, its shards replace the config's plan (or the even
+ * split), and with the same number of stages, its stage map replaces the
+ * config's (or the balanced one): the run then goes on exactly as if never
+ * stopped, whatever the command line gives. A configured plan that differs is
+ * named in one info line. Saved shards outside this run's caps give way to the
+ * plan that the config gives, also with an info line. A new stage map rebuilds
+ * the stages, agreed over the job. */
 static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const char *path)
 {
     bl_plan_t *p = &t->plan;
@@ -139,7 +143,7 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
     if (st == BL_OK) {
         st = check_resumable(t, path, &s);
     }
-    /* Every rank read the same files: a failure anywhere fails everywhere. */
+    /* Every rank read the same files, so a failure anywhere fails everywhere. */
     st = bl_agree(t->rt, st, BL_ERR_IO, "the resume");
     if (st == BL_OK) {
         st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);

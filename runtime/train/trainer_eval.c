@@ -1,5 +1,5 @@
-/* Evaluation (trainer_impl.h): the mean loss and accuracy of the whole
- * model over a dataset, each rank its share, the sums reduced. */
+/* Evaluation (trainer_impl.h): the mean loss and accuracy of the whole model
+ * over a dataset. Each rank evaluates its share, and the sums are reduced. */
 #include <string.h>
 
 #include "consistency.h"
@@ -7,11 +7,11 @@
 #include "wait.h"
 #include "device.h"
 
-/* Loss sum and correct count of samples [first, first + count) of d, in
- * chunks of up to B rows through the whole model (every rank holds every
- * layer's current parameters between runs). Without pipelining or
- * micro-batches the training workspace serves; otherwise one is made for
- * the evaluation. */
+/* Adds to *loss_sum and *correct the loss sum and correct count of samples
+ * [first, first + count) of d, run in chunks of up to B rows through the whole
+ * model (every rank holds every layer's current parameters between runs).
+ * Without pipelining or micro-batches the training workspace serves; otherwise
+ * one is made for the evaluation. */
 static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, long count,
                                   double *loss_sum, long *correct)
 {
@@ -30,7 +30,8 @@ static bl_status_t evaluate_range(bl_trainer_t *t, bl_dataset_t *d, long first, 
             return st;
         }
     }
-    /* Read on the host; on a device of its own, uploaded into twins. */
+    /* The data is read on the host and, on a device of its own, uploaded into
+     * twins. */
     size_t x_count = (size_t)chunk * (size_t)d->features;
     float *x = bl_mem_array(a, x_count, sizeof(float));
     int *labels = bl_mem_array(a, (size_t)chunk, sizeof(int));
@@ -95,7 +96,7 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
     if (st != BL_OK) {
         return st;
     }
-    /* Each rank evaluates its contiguous share of the set; the sums are
+    /* Each rank evaluates its contiguous share of the set, and the sums are
      * reduced, so the figures are exact global ones. */
     long share = d->count / rt->size, extra = d->count % rt->size;
     long first = rt->rank * share + (rt->rank < extra ? rt->rank : extra);
@@ -104,7 +105,7 @@ bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, 
     long correct = 0;
     st = evaluate_range(t, d, first, count, &totals[0], &correct);
     /* Every rank takes part in the reduction even after a local failure, so
-     * none is left waiting; a failure anywhere fails everywhere. */
+     * that none is left waiting; a failure anywhere fails everywhere. */
     totals[1] = (double)correct;
     double failed = st != BL_OK ? 1.0 : 0.0;
     double sums[3] = {totals[0], totals[1], failed};

@@ -1,5 +1,5 @@
-/* The trainer's set-up (trainer_impl.h): the config's checks, the first shard plan, and what every
- * rank must agree on before step 0. */
+/* The trainer's set-up (trainer_impl.h): the config's checks, the first plan,
+ * and what every rank must agree on before step 0. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include "partition.h"
 #include "trainer_impl.h"
 
-/* The checks that tie a dataset to the model. */
+/* Checks that a dataset fits the model (trainer_impl.h). */
 bl_status_t bl_trainer_check_dataset(bl_runtime_t *rt, const bl_model_t *m, const bl_dataset_t *d,
                                      const char *role)
 {
@@ -73,7 +73,8 @@ const char *bl_trainer_shard_owner(const bl_trainer_t *t)
     return t->layout.replicas == t->rt->size ? "rank" : "pipeline";
 }
 
-/* The config's shard caps, with 0 and B for a side it leaves out. */
+/* Copies the config's shard caps into p, with 0 and B for a side that it leaves
+ * out. */
 static void copy_caps(const bl_train_config_t *c, bl_plan_t *p)
 {
     for (int d = 0; d < p->groups; d++) {
@@ -82,7 +83,7 @@ static void copy_caps(const bl_train_config_t *c, bl_plan_t *p)
     }
 }
 
-/* The counts of the config's arrays against the grid. */
+/* Checks the counts of the config's shard arrays against the grid. */
 static bl_status_t check_counts(const bl_trainer_t *t)
 {
     const bl_train_config_t *c = &t->cfg;
@@ -114,7 +115,8 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
         bl_plan_init(&t->next, D, S, L, c->batch, capped, &pa) != 0) {
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", rt->size);
     }
-    /* The stage map first, then the stage plan's maps, then the shards. */
+    /* The stage map is checked first, then the stage plan's maps, then the
+     * shards. */
     bl_status_t st;
     if (c->plan.stage_first != NULL) {
         st = bl_layout_check_map(rt, L, S, c->plan.stage_first, c->plan.stage_count, t->plan.first);
@@ -161,7 +163,7 @@ void bl_trainer_locate_slice(bl_trainer_t *t)
     t->local = (int)t->plan.shards[t->layout.replica];
 }
 
-/* What every rank must agree on before step 0. */
+/* Checks what every rank must agree on before step 0. */
 bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
 {
     const bl_model_t *m = t->model;
@@ -209,7 +211,7 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
                                       (int)(sizeof fields / sizeof fields[0]));
 }
 
-/* "0-2,3-5": a stage map as --stages takes it. */
+/* Logs the layout; the stage map appears as --stages takes it ("0-2,3-5"). */
 void bl_trainer_log_layout(const bl_trainer_t *t)
 {
     const bl_layout_t *l = &t->layout;
@@ -229,8 +231,8 @@ bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
                                     const bl_dataset_t *train, const bl_train_config_t *cfg,
                                     bl_train_config_t *out)
 {
-    /* Versions 1 to 5 were the flat struct of ballast 0.1: their fields
-     * cannot be read from this layout, so they are refused by name. */
+    /* Versions 1 to 5 were the flat struct of ballast 0.1. Their fields cannot
+     * be read from this layout, so they are refused by name. */
     if (cfg->version >= 1 && cfg->version < BL_TRAIN_CONFIG_VERSION) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "train config version %d is the flat layout of ballast 0.1; this library "
