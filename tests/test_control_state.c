@@ -65,6 +65,19 @@ static void fill(windows_t *w)
     }
 }
 
+/* The two policies' learned states save to the same bytes. */
+static void assert_same_state(const bl_policy_t *a, const bl_policy_t *b)
+{
+    size_t k = bl_policy_state_bytes(a);
+    assert_int_equal(bl_policy_state_bytes(b), k);
+    unsigned char *x = malloc(k), *y = malloc(k);
+    bl_policy_state_save(a, x);
+    bl_policy_state_save(b, y);
+    assert_memory_equal(x, y, k);
+    free(x);
+    free(y);
+}
+
 static void collect(const bl_policy_t *p, const windows_t *w, unsigned char **bytes, size_t *n)
 {
     bl_control_windows_t cw = {.ranks = P,
@@ -94,14 +107,8 @@ static void test_windows_round_trip(void **state)
     assert_int_equal(got.stage_count, sizeof w.stage / sizeof w.stage[0]);
     assert_memory_equal(got.shard, w.shard, sizeof w.shard);
     assert_memory_equal(got.stage, w.stage, sizeof w.stage);
-    /* The policy came back too: its state saves to the same bytes. */
-    size_t k = bl_policy_state_bytes(saved);
-    unsigned char *a = malloc(k), *b = malloc(k);
-    bl_policy_state_save(saved, a);
-    bl_policy_state_save(loaded, b);
-    assert_memory_equal(a, b, k);
-    free(a);
-    free(b);
+    /* The policy came back too. */
+    assert_same_state(saved, loaded);
     bl_mem_free(bl_rt_allocator(rt), bytes);
     bl_policy_destroy(saved);
     bl_policy_destroy(loaded);
@@ -127,13 +134,7 @@ static void test_section_without_windows(void **state)
     assert_int_equal(got.stage_count, 0);
     assert_null(got.shard);
     assert_null(got.stage);
-    size_t k = bl_policy_state_bytes(saved);
-    unsigned char *a = malloc(k), *b = malloc(k);
-    bl_policy_state_save(saved, a);
-    bl_policy_state_save(loaded, b);
-    assert_memory_equal(a, b, k);
-    free(a);
-    free(b);
+    assert_same_state(saved, loaded);
     bl_mem_free(bl_rt_allocator(rt), bytes);
     bl_policy_destroy(saved);
     bl_policy_destroy(loaded);
@@ -171,13 +172,7 @@ static void test_malformed_windows(void **state)
         bl_policy_state_restore(rt, loaded, NULL, bad, len, "bad", &got);
         assert_int_equal(got.shard_count, 0);
         assert_int_equal(got.stage_count, 0);
-        size_t k = bl_policy_state_bytes(fresh);
-        unsigned char *a = malloc(k), *b = malloc(k);
-        bl_policy_state_save(fresh, a);
-        bl_policy_state_save(loaded, b);
-        assert_memory_equal(a, b, k);
-        free(a);
-        free(b);
+        assert_same_state(fresh, loaded);
         bl_policy_destroy(fresh);
         bl_policy_destroy(loaded);
     }

@@ -131,18 +131,41 @@ static void test_micro_batches_keep_the_math(void **state)
     }
 }
 
+/* A trainer of batch 50 over the separable set and the 8-9 MLP: the
+ * fixture of the tests of the trainer's own calls. */
+typedef struct trainer_fixture {
+    bl_dataset_t *train;
+    bl_model_t *m;
+    bl_trainer_t *t;
+} trainer_fixture_t;
+
+static void fixture_up(trainer_fixture_t *f)
+{
+    f->train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
+    f->m = mlp(8, 9);
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = 50;
+    f->t = NULL;
+    assert_int_equal(bl_trainer_create(rt, f->m, f->train, &cfg, &f->t), BL_OK);
+}
+
+static void fixture_down(trainer_fixture_t *f)
+{
+    bl_trainer_destroy(f->t);
+    bl_model_destroy(f->m);
+    bl_dataset_destroy(f->train);
+}
+
 /* The trainer's accessors answer for a default config (one stage) and for
  * NULL. */
 static void test_accessors(void **state)
 {
     size_t n = 0;
     float *want = train_params(1, 0.0f, 10, &n);
-    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
-    bl_model_t *m = mlp(8, 9);
-    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.batch = 50;
-    bl_trainer_t *t = NULL;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    trainer_fixture_t f;
+    fixture_up(&f);
+    bl_trainer_t *t = f.t;
+    bl_model_t *m = f.m;
     assert_int_equal(bl_trainer_run(t, 10, NULL, NULL), BL_OK);
     assert_memory_equal(bl_model_params(m), want, n * sizeof(float));
     const int *map = bl_trainer_stage_map(t);
@@ -155,21 +178,16 @@ static void test_accessors(void **state)
     assert_int_equal(count, 0);
     assert_null(bl_trainer_stage_map(NULL));
     free(want);
-    bl_trainer_destroy(t);
-    bl_model_destroy(m);
-    bl_dataset_destroy(train);
+    fixture_down(&f);
 }
 
 /* Emulated slowdowns are set by their own call: each bad one is refused
  * naming it and what is wrong; a good list, and none, are taken. */
 static void test_emulate_slowdown(void **state)
 {
-    bl_dataset_t *train = make_separable_dataset(rt, SAMPLES, FEATURES, CLASSES, 3);
-    bl_model_t *m = mlp(8, 9);
-    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.batch = 50;
-    bl_trainer_t *t = NULL;
-    assert_int_equal(bl_trainer_create(rt, m, train, &cfg, &t), BL_OK);
+    trainer_fixture_t f;
+    fixture_up(&f);
+    bl_trainer_t *t = f.t;
     const struct {
         bl_slowdown_t slowdown;
         const char *message;
@@ -192,9 +210,7 @@ static void test_emulate_slowdown(void **state)
     assert_int_equal(bl_trainer_run(t, 2, NULL, NULL), BL_OK);
     assert_int_equal(bl_trainer_emulate_slowdown(t, NULL, 0), BL_OK);
     assert_int_equal(bl_trainer_emulate_slowdown(NULL, &good, 1), BL_ERR_INVALID_ARG);
-    bl_trainer_destroy(t);
-    bl_model_destroy(m);
-    bl_dataset_destroy(train);
+    fixture_down(&f);
 }
 
 /* Versions 1 to 5 were ballast 0.1's flat config: refused by name. */
