@@ -53,8 +53,9 @@ bl_status_t bl_control_after_step(bl_control_t *c, const bl_step_record_t *recor
                                   bl_plan_t *next, bl_step_info_t *info, int *changed)
 {
     *changed = 0;
-    bl_plan_copy(next, plan); /* the plans have the same sizes, so this cannot fail */
-    for (int r = 0; r < c->rt->size; r++) {
+    /* Each rank's pipeline's shard, for the telemetry line (only read when
+     * telemetry is gathered). */
+    for (int r = 0; c->balancer.telemetry_on && r < c->rt->size; r++) {
         c->rank_shards[r] = plan->shards[r / c->stages];
     }
     /* The shards (only without pipelining, when a shard is a rank's). */

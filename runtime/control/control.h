@@ -30,12 +30,14 @@ void bl_control_free(bl_control_t *c);
 
 /* Called after every step; collective. record is the step's telemetry, stage is
  * the stage that ran it (for its per-layer times), and step_s is the step's
- * time as the stage controller sees it. plan is the plan that the step ran;
- * next receives the plan to run from the next step (a copy of plan when nothing
- * changes, one version higher when something does). *changed says what changed:
- * BL_CONTROL_SHARDS, BL_CONTROL_MAP, both, or 0. info receives the telemetry's
- * figures for progress displays, the latest decision and the next plan's
- * version. */
+ * time as the stage controller sees it. plan is the plan that the step ran.
+ * *changed says what changes for the next step: BL_CONTROL_SHARDS (then
+ * next->shards holds the new shards), BL_CONTROL_MAP (next->first holds the
+ * new stage map), both, or 0; next->version is the next step's plan version
+ * (one higher when anything changes). Nothing else of next is written, so
+ * the per-step cost does not grow with the plan. info receives the
+ * telemetry's figures for progress displays, the latest decision and the next
+ * plan's version. */
 enum { BL_CONTROL_SHARDS = 1, BL_CONTROL_MAP = 2 };
 bl_status_t bl_control_after_step(bl_control_t *c, const bl_step_record_t *record,
                                   const bl_stage_t *stage, double step_s, const bl_plan_t *plan,

@@ -315,13 +315,15 @@ static bl_status_t control(bl_trainer_t *t, const bl_step_record_t *record, doub
     info->stages_moved = 0;
     bl_status_t st = bl_control_after_step(&t->control, record, &t->stage, step_s, &t->plan,
                                            &t->next, info, &changed);
+    /* A new stage map moves layers now (restage makes it the plan's). */
     if (st == BL_OK && (changed & BL_CONTROL_MAP)) {
         st = bl_trainer_restage(t, info->step, t->next.first, &info->stages_moved);
     }
-    if (st == BL_OK && changed) {
-        bl_plan_copy(&t->plan, &t->next);
+    if (st == BL_OK && (changed & BL_CONTROL_SHARDS)) {
+        memcpy(t->plan.shards, t->next.shards, (size_t)t->plan.groups * sizeof *t->plan.shards);
         bl_trainer_locate_slice(t);
     }
+    t->plan.version = t->next.version;
     return st;
 }
 
