@@ -39,14 +39,6 @@ int bl_plan_init(bl_plan_t *p, int groups, int stages, int layers, long batch, i
                  const bl_part_allocator_t *a);
 void bl_plan_free(bl_plan_t *p, const bl_part_allocator_t *a);
 
-/* Copies src's values into dst, a plan of the same D, S and caps (0), or
- * returns -1 (nothing copied). */
-int bl_plan_copy(bl_plan_t *dst, const bl_plan_t *src);
-
-/* Whether two plans of the same sizes split the work alike: the same
- * shards and the same stage map (caps and versions aside). */
-int bl_plan_same_split(const bl_plan_t *a, const bl_plan_t *b);
-
 /* The one validator. Returns 0, or -1 with a message in err that names
  * the group as `owner` ("rank" or "pipeline") and says what is wrong:
  * caps that are negative or crossed, caps whose sums leave no room for
@@ -76,9 +68,6 @@ int bl_plan_even_shards(bl_plan_t *p, const bl_part_allocator_t *a);
 /* The first sample of group g's slice of the batch (Σ of the shards
  * before it). */
 long bl_plan_offset(const bl_plan_t *p, int group);
-
-/* The stage owning `layer` (0..L-1) under the plan's map. */
-int bl_plan_stage_of(const bl_plan_t *p, int layer);
 
 /* "40,24": the shards as --shards takes them; "0-2,3-4": the stage map as
  * --stages takes it (layers inclusive). Truncated to n bytes. */

@@ -50,32 +50,6 @@ void bl_plan_free(bl_plan_t *p, const bl_part_allocator_t *a)
     memset(p, 0, sizeof *p);
 }
 
-int bl_plan_copy(bl_plan_t *dst, const bl_plan_t *src)
-{
-    if (dst->groups != src->groups || dst->stages != src->stages ||
-        (dst->shard_min == NULL) != (src->shard_min == NULL)) {
-        return -1;
-    }
-    size_t D = (size_t)src->groups;
-    dst->version = src->version;
-    dst->layers = src->layers;
-    dst->batch = src->batch;
-    memcpy(dst->shards, src->shards, D * sizeof *dst->shards);
-    memcpy(dst->first, src->first, ((size_t)src->stages + 1) * sizeof *dst->first);
-    if (src->shard_min != NULL) {
-        memcpy(dst->shard_min, src->shard_min, D * sizeof *dst->shard_min);
-        memcpy(dst->shard_max, src->shard_max, D * sizeof *dst->shard_max);
-    }
-    return 0;
-}
-
-int bl_plan_same_split(const bl_plan_t *a, const bl_plan_t *b)
-{
-    return a->groups == b->groups && a->stages == b->stages &&
-           memcmp(a->shards, b->shards, (size_t)a->groups * sizeof *a->shards) == 0 &&
-           memcmp(a->first, b->first, ((size_t)a->stages + 1) * sizeof *a->first) == 0;
-}
-
 int bl_caps_check(int groups, long batch, const long *shard_min, const long *shard_max,
                   const char *owner, char *err, size_t errlen)
 {
@@ -182,15 +156,6 @@ long bl_plan_offset(const bl_plan_t *p, int group)
         offset += p->shards[d];
     }
     return offset;
-}
-
-int bl_plan_stage_of(const bl_plan_t *p, int layer)
-{
-    int s = 0;
-    while (s + 1 < p->stages && p->first[s + 1] <= layer) {
-        s++;
-    }
-    return s;
 }
 
 void bl_plan_format_shards(const bl_plan_t *p, char *out, size_t n)

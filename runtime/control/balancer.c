@@ -219,12 +219,12 @@ static void on_records(const bl_step_record_t *records, void *arg)
 }
 
 static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                              bl_step_info_t *info, const long *rank_shards, const int *first,
-                              long *next_shards, int *changed);
+                              bl_step_info_t *info, const bl_plan_t *plan, long *next_shards,
+                              int *changed);
 
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                                   bl_step_info_t *info, const long *rank_shards, const int *first,
-                                   long *next_shards, int *changed)
+                                   bl_step_info_t *info, const bl_plan_t *plan, long *next_shards,
+                                   int *changed)
 {
     *changed = 0;
     info->lb_efficiency = 0.0;
@@ -233,7 +233,7 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
         return BL_OK;
     }
     double t0 = bl_now_seconds();
-    bl_status_t st = after_step(b, record, info, rank_shards, first, next_shards, changed);
+    bl_status_t st = after_step(b, record, info, plan, next_shards, changed);
     info->lb_efficiency = b->last_efficiency;
     if (b->controller_on && b->ctl.decided) {
         info->decision = b->ctl.last.action != NULL ? b->ctl.last.action : "hold";
@@ -246,8 +246,8 @@ bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *rec
 
 /* The work of bl_balancer_after_step when telemetry is on. */
 static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                              bl_step_info_t *info, const long *rank_shards, const int *first,
-                              long *next_shards, int *changed)
+                              bl_step_info_t *info, const bl_plan_t *plan, long *next_shards,
+                              int *changed)
 {
     /* Deliver the previous step's records (written with the previous step's
      * info), then start this step's gather. */
@@ -257,14 +257,18 @@ static bl_status_t after_step(bl_balancer_t *b, const bl_step_record_t *record,
     }
     if (b->rt->rank == 0) {
         b->prev_info = *info;
-        memcpy(b->prev_shards, rank_shards, (size_t)b->rt->size * sizeof *rank_shards);
+        /* Rank r computes its pipeline's (r / S's) shard. */
+        for (int r = 0; r < b->rt->size; r++) {
+            b->prev_shards[r] = plan->shards[r / plan->stages];
+        }
         if (b->stages > 1) {
-            memcpy(b->prev_first, first, (size_t)(b->stages + 1) * sizeof *first);
+            memcpy(b->prev_first, plan->first, (size_t)(b->stages + 1) * sizeof *plan->first);
         }
         b->have_prev = 1;
     }
     if (b->controller_on) {
-        st = bl_controller_boundary(&b->ctl, info->step, rank_shards, next_shards, changed);
+        /* Without pipelines (the controller's case) a shard is a rank's. */
+        st = bl_controller_boundary(&b->ctl, info->step, plan->shards, next_shards, changed);
     }
     return st;
 }

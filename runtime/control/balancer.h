@@ -5,6 +5,7 @@
 #define BL_BALANCER_H
 
 #include "controller.h"
+#include "plan.h"
 #include "telemetry.h"
 
 typedef struct bl_balancer {
@@ -59,14 +60,14 @@ uint64_t bl_balancer_digest(const bl_train_config_t *cfg);
 double bl_balancer_now(const bl_balancer_t *b);
 
 /* Called after every step on every rank; collective. Hands the step's record to
- * telemetry with the plan the step ran (rank_shards: each rank's pipeline's
- * shard, P of them; first: the stage map), and rank 0 writes the previous
- * step's line. At a window's end the shard controller then decides: when the
+ * telemetry with the plan the step ran (the line names each rank's
+ * pipeline's shard and the stage map), and rank 0 writes the previous step's
+ * line. At a window's end the shard controller then decides: when the
  * shards change, next_shards (P) receives them and *changed is set. info
  * receives rank 0's load-balance efficiency and latest decision. */
 bl_status_t bl_balancer_after_step(bl_balancer_t *b, const bl_step_record_t *record,
-                                   bl_step_info_t *info, const long *rank_shards, const int *first,
-                                   long *next_shards, int *changed);
+                                   bl_step_info_t *info, const bl_plan_t *plan, long *next_shards,
+                                   int *changed);
 
 /* Completes the telemetry gather in flight, so that its records reach the
  * controller's window now (a checkpoint saves the window). Collective. */

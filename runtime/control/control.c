@@ -18,16 +18,7 @@ bl_status_t bl_control_init(bl_control_t *c, bl_runtime_t *rt, const bl_train_co
 {
     memset(c, 0, sizeof *c);
     c->rt = rt;
-    c->stages = l->stages;
-    c->rank_shards = bl_mem_array(bl_rt_allocator(rt), (size_t)rt->size, sizeof *c->rank_shards);
-    bl_status_t st = c->rank_shards != NULL
-                         ? BL_OK
-                         : bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d ranks' shards", rt->size);
-    /* Every rank takes part in the controllers' collective set-up. */
-    st = bl_agree(rt, st, BL_ERR_NO_MEM, "setting up the controllers");
-    if (st == BL_OK) {
-        st = bl_balancer_init(&c->balancer, rt, cfg, plan->shard_min, plan->shard_max);
-    }
+    bl_status_t st = bl_balancer_init(&c->balancer, rt, cfg, plan->shard_min, plan->shard_max);
     if (st == BL_OK) {
         st = bl_restager_init(&c->restager, rt, cfg, m, l);
     }
@@ -44,7 +35,6 @@ void bl_control_free(bl_control_t *c)
     }
     bl_balancer_free(&c->balancer);
     bl_restager_free(&c->restager);
-    bl_mem_free(bl_rt_allocator(c->rt), c->rank_shards);
     memset(c, 0, sizeof *c);
 }
 
@@ -53,15 +43,10 @@ bl_status_t bl_control_after_step(bl_control_t *c, const bl_step_record_t *recor
                                   bl_plan_t *next, bl_step_info_t *info, int *changed)
 {
     *changed = 0;
-    /* Each rank's pipeline's shard, for the telemetry line (only read when
-     * telemetry is gathered). */
-    for (int r = 0; c->balancer.telemetry_on && r < c->rt->size; r++) {
-        c->rank_shards[r] = plan->shards[r / c->stages];
-    }
     /* The shards (only without pipelining, when a shard is a rank's). */
     int shards = 0, map = 0;
-    bl_status_t st = bl_balancer_after_step(&c->balancer, record, info, c->rank_shards, plan->first,
-                                            next->shards, &shards);
+    bl_status_t st =
+        bl_balancer_after_step(&c->balancer, record, info, plan, next->shards, &shards);
     /* With pipelines: the stage map. */
     if (st == BL_OK && c->restager.on) {
         bl_restager_observe(&c->restager, stage, step_s);

@@ -17,8 +17,6 @@ typedef struct bl_control {
     bl_runtime_t *rt;
     bl_balancer_t balancer; /* telemetry and the shard controller */
     bl_restager_t restager; /* per-layer times, the stage controller and the scripted maps */
-    int stages;             /* S: rank r runs pipeline r / S's shard */
-    long *rank_shards;      /* (P) each rank's pipeline's shard, for telemetry */
 } bl_control_t;
 
 /* Sets up telemetry and both controllers. cfg is the trainer's validated

@@ -71,7 +71,7 @@ bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
  * (BL_ERR_MISMATCH). Local. */
 bl_status_t bl_trainer_check_dataset(bl_runtime_t *rt, const bl_model_t *m, const bl_dataset_t *d,
                                      const char *role);
-/* Makes the first plan (t->plan, and t->next of the same sizes) from the
+/* Makes the first plan (t->plan, and the scratch t->next of its sizes) from the
  * config's caps, shards and stage map, or from the defaults (the split closest
  * to even within the caps; the map that balances the layers' costs), checks it
  * with the plan's one validator, and locates this pipeline's slice. Local;

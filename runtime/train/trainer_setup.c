@@ -112,7 +112,7 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
     int capped = c->plan.shard_min != NULL || c->plan.shard_max != NULL;
     bl_part_allocator_t pa = bl_rt_part_allocator(rt);
     if (bl_plan_init(&t->plan, D, S, L, c->batch, capped, &pa) != 0 ||
-        bl_plan_init(&t->next, D, S, L, c->batch, capped, &pa) != 0) {
+        bl_plan_init(&t->next, D, S, L, c->batch, 0, &pa) != 0) {
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", rt->size);
     }
     /* The stage map is checked first, then the stage plan's maps, then the
@@ -152,7 +152,6 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
     if (bl_plan_check(&t->plan, bl_trainer_shard_owner(t), err, sizeof err) != 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
     }
-    bl_plan_copy(&t->next, &t->plan);
     bl_trainer_locate_slice(t);
     return BL_OK;
 }
