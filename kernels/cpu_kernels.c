@@ -42,6 +42,17 @@ const bl_kernels_t bl_cpu_kernels = {
     .softmax_xent = bl_cpu_softmax_xent,
     .sgd_update = bl_cpu_sgd_update,
     .gather_rows = bl_cpu_gather_rows,
+    .embedding_forward = bl_cpu_embedding_forward,
+    .embedding_backward = bl_cpu_embedding_backward,
+    .layernorm_forward = bl_cpu_layernorm_forward,
+    .layernorm_backward = bl_cpu_layernorm_backward,
+    .gelu_forward = bl_cpu_gelu_forward,
+    .gelu_backward = bl_cpu_gelu_backward,
+    .attention_forward = bl_cpu_attention_forward,
+    .attention_backward = bl_cpu_attention_backward,
+    .vocab_xent = bl_cpu_vocab_xent,
+    .adamw_update = bl_cpu_adamw_update,
+    .sum_squares = bl_cpu_sum_squares,
 };
 
 void bl_cpu_set_threads(int n)

@@ -36,4 +36,39 @@ void bl_cpu_gather_rows(int rows, int cols, const float *src, const int64_t *idx
 void bl_cpu_sgd_update(size_t count, float *w, float *v, const float *grad, float grad_scale,
                        float lr, float momentum, float weight_decay);
 
+/* embedding.c */
+void bl_cpu_embedding_forward(int B, int T, int C, const int32_t *tokens, const float *wte,
+                              const float *wpe, float *out);
+void bl_cpu_embedding_backward(int B, int T, int C, const int32_t *tokens, const float *dout,
+                               float *dwte, float *dwpe);
+
+/* layernorm.c */
+void bl_cpu_layernorm_forward(int rows, int C, const float *inp, const float *weight,
+                              const float *bias, float *out, float *mean, float *rstd);
+void bl_cpu_layernorm_backward(int rows, int C, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd,
+                               float *dinp, float *dweight, float *dbias, int accumulate);
+
+/* gelu.c */
+void bl_cpu_gelu_forward(size_t count, const float *x, float *y);
+void bl_cpu_gelu_backward(size_t count, const float *x, const float *dy, float *dx);
+
+/* attention.c */
+void bl_cpu_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out,
+                              float *att);
+void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
+                               const float *att, float *dqkv, float *scratch);
+
+/* vocab_xent.c */
+double bl_cpu_vocab_xent(int rows, int V, int Vp, const float *logits, const int32_t *targets,
+                         float *dlogits);
+
+/* adamw.c */
+void bl_cpu_adamw_update(size_t count, float *w, float *m, float *v, const float *grad,
+                         float grad_scale, float lr, float beta1, float beta2, float eps,
+                         float weight_decay, long t);
+
+/* sumsq.c */
+double bl_cpu_sum_squares(size_t count, const float *x);
+
 #endif /* BL_CPU_KERNELS_H */

@@ -65,6 +65,87 @@ typedef struct bl_kernels {
      * in device memory and cuts each micro-batch out of it with this. */
     void (*gather_rows)(int rows, int cols, const float *src, const int64_t *idx, float *dst,
                         const int *labels_src, int *labels_dst);
+
+    /* ---- A GPT-2-style transformer (llm.c's shapes): B batch, T time,
+     * C channels, NH heads, V vocabulary, Vp padded vocabulary. Gradients
+     * are per-token SUMS; every buffer is row-major float32. Only the CPU
+     * table has these members so far; a table without them leaves them NULL. */
+
+    /* out (B, T, C): out[b, t] = wte[tokens[b, t]] + wpe[t], with wte (Vp, C),
+     * wpe (maxT, C), maxT >= T. Each token must lie in [0, Vp); a token
+     * outside it is the caller's bug (the data reader validates tokens).
+     * out must not overlap the tables. */
+    void (*embedding_forward)(int B, int T, int C, const int32_t *tokens, const float *wte,
+                              const float *wpe, float *out);
+    /* Backward of embedding_forward: adds (+=) each row dout[b, t] to
+     * dwte[tokens[b, t]] and to dwpe[t]; a token that occurs several times
+     * receives the sum of its rows. dout must not overlap dwte or dwpe. */
+    void (*embedding_backward)(int B, int T, int C, const int32_t *tokens, const float *dout,
+                               float *dwte, float *dwpe);
+
+    /* Layer normalisation of rows (rows, C): out = (inp − mean) · rstd ·
+     * weight + bias, with the biased variance and eps 1e-5 (as PyTorch),
+     * weight and bias (C). Writes the mean (rows) and rstd (rows) that the
+     * backward reads; either may be NULL when no backward follows. out
+     * must not overlap inp. */
+    void (*layernorm_forward)(int rows, int C, const float *inp, const float *weight,
+                              const float *bias, float *out, float *mean, float *rstd);
+    /* Backward of layernorm_forward, with the forward's inp, mean and rstd.
+     * dweight (C) and dbias (C) always accumulate (+=). dinp (rows, C) is
+     * overwritten when accumulate is 0 and added to when it is 1 (a
+     * residual stream). dinp must not overlap dout or inp. */
+    void (*layernorm_backward)(int rows, int C, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd,
+                               float *dinp, float *dweight, float *dbias, int accumulate);
+
+    /* y = 0.5 · x · (1 + tanh(sqrt(2/π) · (x + 0.044715 · x³))) over count
+     * elements, GPT-2's tanh approximation (x == y allowed). */
+    void (*gelu_forward)(size_t count, const float *x, float *y);
+    /* dx = dy · gelu'(x), overwritten, where x is the forward's input.
+     * dy == dx is allowed; x must not overlap dx. */
+    void (*gelu_backward)(size_t count, const float *x, const float *dy, float *dx);
+
+    /* Causal multi-head self-attention. qkv (B, T, 3C) holds the query, the
+     * key and the value of each token side by side ([q | k | v]), each cut
+     * into NH heads of C/NH channels (C must be a multiple of NH). Writes
+     * att (B, NH, T, T), the softmax of q·k / sqrt(C/NH) over keys at or
+     * before each query (every entry above the diagonal is exactly 0), and
+     * out (B, T, C) = att · v, the heads side by side. out and att must not
+     * overlap each other or qkv. */
+    void (*attention_forward)(int B, int T, int C, int NH, const float *qkv, float *out,
+                              float *att);
+    /* Backward of attention_forward, with the forward's qkv and att:
+     * overwrites the whole of dqkv (B, T, 3C) from dout (B, T, C). scratch
+     * is a caller's buffer of at least T · T floats; its contents on entry
+     * are ignored and are unspecified on return. No two of dout, qkv, att,
+     * dqkv and scratch may overlap. */
+    void (*attention_backward)(int B, int T, int C, int NH, const float *dout, const float *qkv,
+                               const float *att, float *dqkv, float *scratch);
+
+    /* Cross-entropy of rows (rows, Vp) of logits, over the first V columns
+     * only (V >= 1; the columns [V, Vp) are padding and are never read).
+     * Numerically stable (max subtracted). Returns the SUM of the per-row
+     * losses. When dlogits (rows, Vp) is not NULL, writes softmax − onehot
+     * (unscaled) in its first V columns and exactly 0 in the padding. Each
+     * target must lie in [0, V); one outside it is the caller's bug (memory
+     * is read and written out of bounds; the data reader validates tokens). */
+    double (*vocab_xent)(int rows, int V, int Vp, const float *logits, const int32_t *targets,
+                         float *dlogits);
+
+    /* AdamW over count parameters, torch.optim.AdamW's semantics, in one
+     * pass, for step t >= 1 (the first update is step 1):
+     *   g = grad_scale · grad;  w = w · (1 − lr · weight_decay)
+     *   m = beta1 · m + (1 − beta1) · g;  v = beta2 · v + (1 − beta2) · g · g
+     *   w = w − (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps)
+     * with bc1 = 1 − beta1^t and bc2 = 1 − beta2^t, computed in double once
+     * per call. m and v start at 0. w, m, v and grad must not overlap. */
+    void (*adamw_update)(size_t count, float *w, float *m, float *v, const float *grad,
+                         float grad_scale, float lr, float beta1, float beta2, float eps,
+                         float weight_decay, long t);
+
+    /* The sum of x[i]² over count elements, accumulated in double (a
+     * gradient's squared norm, for global norm clipping); 0 for count 0. */
+    double (*sum_squares)(size_t count, const float *x);
 } bl_kernels_t;
 
 /* The CPU implementation (OpenBLAS). */

@@ -7,11 +7,13 @@
 #
 # clang builds the libFuzzer harnesses (fuzz/); libFuzzer itself
 # (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang only recommends.
+# fortunes ships plain text (/usr/share/games/fortunes/) that the demo
+# tokenizes byte by byte into an llm.c token file.
 set -eu
 
 packages="build-essential cmake pkgconf libopenmpi-dev openmpi-bin libopenblas-dev \
 libhwloc-dev libcmocka-dev zlib1g-dev dataset-fashion-mnist jq gnuplot-nox \
-clang libclang-rt-14-dev slurm-wlm munge"
+clang libclang-rt-14-dev slurm-wlm munge fortunes"
 for arg in "$@"; do
     case "$arg" in
     --peers) packages="$packages python3-torch" ;;
