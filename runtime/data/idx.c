@@ -10,10 +10,10 @@
  *   then        n · d1 · ... bytes of data, row-major, and nothing after.
  *
  * The header is not trusted for memory: a 20-byte file can declare 4 GiB.
- * The data buffer starts small and doubles (capped at the declared size)
- * only when it is full and the file still has bytes, so a truncated or
- * lying file fails after reading what it really holds, and the buffer never
- * exceeds twice the data read (or the first chunk). */
+ * The data is read by bl_file_read_body (file_io.h), whose buffer starts
+ * small and doubles (capped at the declared size) only when it is full and
+ * the file still has bytes, so a truncated or lying file fails after
+ * reading what it really holds. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,14 +21,13 @@
 
 #include <zlib.h>
 
+#include "file_io.h"
 #include "idx.h"
 
-#define IDX_DTYPE_UBYTE    0x08
-#define IDX_MAX_DIMS       255             /* ndims is one byte */
-#define IDX_GZ_BUFFER      (256u * 1024u)  /* zlib's input buffer, in bytes */
-#define IDX_FIRST_CHUNK    (64u * 1024u)   /* the first data buffer, in bytes */
-#define IDX_MAX_READ       (1u << 30)      /* the most one gzread call reads (it returns an int) */
-#define IDX_TRAILING_LIMIT (1024u * 1024u) /* trailing bytes counted before giving up */
+#define IDX_DTYPE_UBYTE 0x08
+#define IDX_MAX_DIMS    255            /* ndims is one byte */
+#define IDX_GZ_BUFFER   (256u * 1024u) /* zlib's input buffer, in bytes */
+#define IDX_MAX_READ    (1u << 30)     /* the most one gzread call reads (it returns an int) */
 
 /* One open IDX file, with its header once it is parsed. */
 typedef struct idx_file {
@@ -249,88 +248,46 @@ static bl_status_t idx_open(idx_file_t *f, const char *path, int images, bl_erro
     return BL_OK;
 }
 
+/* The read of an IDX source (bl_byte_source_t; src->ctx is the
+ * idx_file_t). */
+static bl_status_t idx_source_read(const bl_byte_source_t *src, void *buf, size_t n, size_t *got,
+                                   bl_error_t *err)
+{
+    return idx_read(src->ctx, buf, n, got, err);
+}
+
 /* Reads the declared data into a new buffer (*out, f->nbytes bytes from a)
  * and checks that nothing follows it. On failure *out is NULL and err says
  * why. */
 static bl_status_t idx_read_data(idx_file_t *f, const bl_allocator_t *a, bl_error_t *err,
                                  uint8_t **out)
 {
-    bl_status_t s = BL_OK;
-    uint8_t *buf = NULL;
-    uint8_t *bigger = NULL;
-    size_t cap = f->nbytes < IDX_FIRST_CHUNK ? f->nbytes : IDX_FIRST_CHUNK;
-    size_t have = 0;
+    /* The compressed length says nothing of the data's, so the buffer
+     * starts at the first chunk. */
+    const bl_byte_source_t src = {.read = idx_source_read, .ctx = f, .path = f->path};
+    bl_file_body_t body;
     *out = NULL;
-
-    buf = bl_mem_alloc(a, cap);
-    if (buf == NULL) {
-        s = bl_error_set(err, BL_ERR_NO_MEM, "%s: cannot allocate %zu bytes for the data", f->path,
-                         cap);
-        goto fail;
+    bl_status_t s = bl_file_read_body(&src, f->nbytes, "the data", a, err, &body);
+    if (s != BL_OK) {
+        return s;
     }
-    for (;;) {
-        size_t got = 0;
-        s = idx_read(f, buf + have, cap - have, &got, err);
-        if (s != BL_OK) {
-            goto fail;
-        }
-        have += got;
-        if (have < cap) {
-            /* The stream ended before the declared size. */
-            char dims_text[256];
-            format_dims(f, dims_text, sizeof dims_text);
-            s = bl_error_set(err, BL_ERR_FORMAT,
-                             "%s: header declares %zu data bytes (%s) but the file holds only "
-                             "%zu",
-                             f->path, f->nbytes, dims_text, have);
-            goto fail;
-        }
-        if (have == f->nbytes) {
-            break;
-        }
-        /* The buffer is full and more is declared: the bytes read so far
-         * justify doubling it. */
-        size_t next = cap <= f->nbytes / 2 ? cap * 2 : f->nbytes;
-        bigger = bl_mem_alloc(a, next);
-        if (bigger == NULL) {
-            s = bl_error_set(err, BL_ERR_NO_MEM, "%s: cannot allocate %zu bytes for the data",
-                             f->path, next);
-            goto fail;
-        }
-        memcpy(bigger, buf, have);
-        bl_mem_free(a, buf);
-        buf = bigger;
-        bigger = NULL;
-        cap = next;
-    }
-
-    /* Nothing may follow the data, so count what does, up to a limit. */
-    size_t trailing = 0;
-    for (;;) {
-        uint8_t scratch[4096];
-        size_t got = 0;
-        s = idx_read(f, scratch, sizeof scratch, &got, err);
-        if (s != BL_OK) {
-            goto fail;
-        }
-        trailing += got;
-        if (got < sizeof scratch || trailing >= IDX_TRAILING_LIMIT) {
-            break;
-        }
-    }
-    if (trailing > 0) {
+    if (body.nbytes < f->nbytes) {
+        char dims_text[256];
+        format_dims(f, dims_text, sizeof dims_text);
+        s = bl_error_set(err, BL_ERR_FORMAT,
+                         "%s: header declares %zu data bytes (%s) but the file holds only %zu",
+                         f->path, f->nbytes, dims_text, body.nbytes);
+    } else if (body.trailing > 0) {
         s = bl_error_set(err, BL_ERR_FORMAT, "%s: %s%zu byte%s after the declared data", f->path,
-                         trailing >= IDX_TRAILING_LIMIT ? "at least " : "", trailing,
-                         trailing == 1 ? "" : "s");
-        goto fail;
+                         body.trailing >= BL_FILE_TRAILING_LIMIT ? "at least " : "", body.trailing,
+                         body.trailing == 1 ? "" : "s");
     }
-    *out = buf;
+    if (s != BL_OK) {
+        bl_mem_free(a, body.bytes);
+        return s;
+    }
+    *out = body.bytes;
     return BL_OK;
-
-fail:
-    bl_mem_free(a, bigger);
-    bl_mem_free(a, buf);
-    return s;
 }
 
 /* Closes f; closing it again does nothing. With report set, a failing

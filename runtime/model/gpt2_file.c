@@ -1,25 +1,18 @@
 /* llm.c's GPT-2 float32 checkpoints (gpt2_file.h).
  *
  * The header is not trusted for memory: a 1024-byte file can declare
- * gigabytes of parameters. The buffer starts at the length the file really
- * has (or 64 KiB when that is unknown, as for a pipe), capped at the declared
- * size, and doubles only when it is full and the file still has bytes. */
+ * gigabytes of parameters. The parameters are read by bl_file_read_rest
+ * (file_io.h), whose buffer grows with the bytes that really arrive. */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "fsync_dir.h"
+#include "file_io.h"
 #include "gpt2_file.h"
 
-#define GPT2_HEADER_NBYTES  (4 * BL_GPT2_HEADER_WORDS)
-#define GPT2_FIRST_CHUNK    (64u * 1024u)   /* the first buffer, at least */
-#define GPT2_TRAILING_LIMIT (1024u * 1024u) /* trailing bytes counted before giving up */
-#define GPT2_WRITE_CHUNK    4096            /* the floats converted per fwrite */
-#define GPT2_BF16_VERSION   5
+#define GPT2_HEADER_NBYTES (4 * BL_GPT2_HEADER_WORDS)
+#define GPT2_WRITE_CHUNK   4096 /* the floats converted per fwrite */
+#define GPT2_BF16_VERSION  5
 
 /* Each tensor's count is rows · mult · C, times C again when square, where
  * rows is Vp, maxT, L or 1. The order is the file's. */
@@ -119,71 +112,33 @@ bl_status_t bl_gpt2_tensors(const bl_gpt2_config_t *cfg, bl_gpt2_tensor_t *tenso
     return layout(cfg, "GPT-2 config", tensors, param_count, err);
 }
 
-/* Reads the want parameter bytes of f into a new buffer from a (*out) and
- * checks that nothing follows them. The buffer starts at the bytes the
- * regular file holds past the header, plus one so that finding the end does
- * not double it (or at 64 KiB), capped at want. On failure *out is NULL and
- * err says why. */
+/* Reads the want parameter bytes of f into a new buffer from a (*out)
+ * and checks that nothing follows them. On failure *out is NULL and err
+ * says why. */
 static bl_status_t read_params(FILE *f, const char *path, size_t want, const bl_allocator_t *a,
                                bl_error_t *err, unsigned char **out)
 {
-    bl_status_t s = BL_OK;
-    struct stat sb;
-    size_t cap = GPT2_FIRST_CHUNK;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
-        (unsigned long long)sb.st_size >= GPT2_HEADER_NBYTES + cap) {
-        unsigned long long rest = (unsigned long long)sb.st_size - GPT2_HEADER_NBYTES;
-        cap = rest < want ? (size_t)rest + 1 : want;
-    }
-    cap = cap < want ? cap : want;
-    size_t have = 0;
-    unsigned char *buf = bl_mem_alloc(a, cap);
+    bl_file_body_t body;
     *out = NULL;
-    for (;;) {
-        if (buf == NULL) {
-            return bl_error_set(err, BL_ERR_NO_MEM,
-                                "%s: cannot allocate %zu bytes for the parameters", path, cap);
-        }
-        have += fread(buf + have, 1, cap - have, f);
-        if (have == want || have < cap) {
-            break;
-        }
-        /* The buffer is full and more is declared: the bytes read so far
-         * justify doubling it. */
-        cap = cap <= want / 2 ? cap * 2 : want;
-        unsigned char *bigger = bl_mem_alloc(a, cap);
-        if (bigger != NULL) {
-            memcpy(bigger, buf, have);
-        }
-        bl_mem_free(a, buf);
-        buf = bigger;
+    bl_status_t s = bl_file_read_rest(f, path, want, "the parameters", a, err, &body);
+    if (s != BL_OK) {
+        return s;
     }
-    size_t trailing = 0;
-    while (have == want && !ferror(f) && trailing < GPT2_TRAILING_LIMIT) {
-        unsigned char scratch[4096];
-        size_t got = fread(scratch, 1, sizeof scratch, f);
-        trailing += got;
-        if (got < sizeof scratch) {
-            break;
-        }
-    }
-    if (ferror(f)) {
-        s = bl_error_set(err, BL_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-    } else if (have < want) {
+    if (body.nbytes < want) {
         s = bl_error_set(err, BL_ERR_FORMAT,
                          "%s: header declares %zu parameters (%zu bytes) but the file holds only "
                          "%zu bytes of parameters",
-                         path, want / sizeof(float), want, have);
-    } else if (trailing > 0) {
+                         path, want / sizeof(float), want, body.nbytes);
+    } else if (body.trailing > 0) {
         s = bl_error_set(err, BL_ERR_FORMAT, "%s: %s%zu byte%s after the declared parameters", path,
-                         trailing >= GPT2_TRAILING_LIMIT ? "at least " : "", trailing,
-                         trailing == 1 ? "" : "s");
+                         body.trailing >= BL_FILE_TRAILING_LIMIT ? "at least " : "", body.trailing,
+                         body.trailing == 1 ? "" : "s");
     }
     if (s != BL_OK) {
-        bl_mem_free(a, buf);
+        bl_mem_free(a, body.bytes);
         return s;
     }
-    *out = buf;
+    *out = body.bytes;
     return BL_OK;
 }
 
@@ -264,8 +219,35 @@ bl_status_t bl_gpt2_load(const char *path, const bl_allocator_t *a, bl_error_t *
     return BL_OK;
 }
 
-/* Writes through a unique temporary name beside path (mkstemp), flushed
- * and synced before the rename, so that path never names a partial file. */
+/* Writes the header and the parameters of the checkpoint ctx (a valid
+ * bl_gpt2_file_t), little-endian, to f. */
+static int write_checkpoint(FILE *f, const void *ctx)
+{
+    const bl_gpt2_file_t *m = ctx;
+    const bl_gpt2_config_t *c = &m->config;
+    const int words[8] = {BL_GPT2_MAGIC, BL_GPT2_VERSION, c->max_seq_len, c->vocab_size,
+                          c->num_layers, c->num_heads,    c->channels,    c->padded_vocab_size};
+    unsigned char chunk[4 * GPT2_WRITE_CHUNK]; /* holds the header too */
+    for (int i = 0; i < BL_GPT2_HEADER_WORDS; i++) {
+        bl_le_put32(chunk + 4 * i, i < BL_GPT2_HEADER_CONFIG
+                                       ? (uint32_t)words[i]
+                                       : m->header_rest[i - BL_GPT2_HEADER_CONFIG]);
+    }
+    int ok = fwrite(chunk, 1, GPT2_HEADER_NBYTES, f) == GPT2_HEADER_NBYTES;
+    for (size_t i = 0; ok && i < m->param_count; i += GPT2_WRITE_CHUNK) {
+        size_t n = m->param_count - i < GPT2_WRITE_CHUNK ? m->param_count - i : GPT2_WRITE_CHUNK;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t bits;
+            memcpy(&bits, &m->params[i + j], sizeof bits);
+            bl_le_put32(chunk + 4 * j, bits);
+        }
+        ok = fwrite(chunk, 4, n, f) == n;
+    }
+    return ok;
+}
+
+/* The file replaces path whole (bl_file_replace), so that path never names
+ * a partial file. */
 bl_status_t bl_gpt2_write(const char *path, const bl_gpt2_file_t *m, bl_error_t *err)
 {
     size_t count = 0;
@@ -284,65 +266,10 @@ bl_status_t bl_gpt2_write(const char *path, const bl_gpt2_file_t *m, bl_error_t 
                             "%s: param_count %zu is not the config's %zu parameters", path,
                             m->param_count, count);
     }
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-        return bl_error_set(err, BL_ERR_INVALID_ARG, "%s: path too long", path);
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        return bl_error_set(err, BL_ERR_IO, "%s: cannot create the temporary file %s: %s", path,
-                            tmp, strerror(errno));
-    }
-    fchmod(fd, 0644); /* mkstemp's 0600 would hide the file from the group */
-    FILE *f = fdopen(fd, "wb");
-    if (f == NULL) {
-        int saved = errno;
-        close(fd);
-        remove(tmp);
-        return bl_error_set(err, BL_ERR_IO, "%s: cannot open %s: %s", path, tmp, strerror(saved));
-    }
-
-    const bl_gpt2_config_t *c = &m->config;
-    const int words[8] = {BL_GPT2_MAGIC, BL_GPT2_VERSION, c->max_seq_len, c->vocab_size,
-                          c->num_layers, c->num_heads,    c->channels,    c->padded_vocab_size};
-    unsigned char chunk[4 * GPT2_WRITE_CHUNK]; /* holds the header too */
-    for (int i = 0; i < BL_GPT2_HEADER_WORDS; i++) {
-        bl_le_put32(chunk + 4 * i, i < BL_GPT2_HEADER_CONFIG
-                                       ? (uint32_t)words[i]
-                                       : m->header_rest[i - BL_GPT2_HEADER_CONFIG]);
-    }
-    int ok = fwrite(chunk, 1, GPT2_HEADER_NBYTES, f) == GPT2_HEADER_NBYTES;
-    for (size_t i = 0; ok && i < count; i += GPT2_WRITE_CHUNK) {
-        size_t n = count - i < GPT2_WRITE_CHUNK ? count - i : GPT2_WRITE_CHUNK;
-        for (size_t j = 0; j < n; j++) {
-            uint32_t bits;
-            memcpy(&bits, &m->params[i + j], sizeof bits);
-            bl_le_put32(chunk + 4 * j, bits);
-        }
-        ok = fwrite(chunk, 4, n, f) == n;
-    }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int saved = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        saved = errno;
-    }
-    if (!ok || rename(tmp, path) != 0) {
-        saved = ok ? errno : saved;
-        remove(tmp);
-        return bl_error_set(err, BL_ERR_IO, "%s: %s %s failed: %s", path,
-                            ok ? "renaming into place from" : "writing the parameters to", tmp,
-                            strerror(saved));
-    }
-    char *slash = strrchr(tmp, '/');
-    if (slash != NULL) {
-        slash[slash == tmp ? 1 : 0] = '\0'; /* tmp becomes the directory */
-    }
-    if (bl_fsync_dir(slash == NULL ? "." : tmp) != 0) {
-        return bl_error_set(err, BL_ERR_IO, "%s: written, but syncing its directory failed: %s",
-                            path, strerror(errno));
-    }
-    return BL_OK;
+    const bl_file_words_t words = {.contents = "the parameters",
+                                   .rename_before = "renaming into place from",
+                                   .rename_after = "failed"};
+    return bl_file_replace(path, &words, write_checkpoint, m, err);
 }
 
 bl_status_t bl_gpt2_check_seq_len(const char *path, const bl_gpt2_config_t *cfg, int T,

@@ -5,12 +5,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "fsync_dir.h"
+#include "file_io.h"
 #include "model_impl.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -48,18 +46,16 @@ static bl_status_t require_built(bl_model_t *m, const char *path)
     return BL_OK;
 }
 
-/* Fsyncs the directory that holds path, so that a rename into it is
- * durable. Returns 0, or -1 with errno set. */
-static int sync_parent_dir(const char *path)
+/* Writes the parameters of the model ctx to f, little-endian. The model's
+ * own buffer is swapped in place on big-endian hosts and swapped back. */
+static int write_params(FILE *f, const void *ctx)
 {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) {
-        snprintf(dir, sizeof dir, ".");
-    } else {
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    }
-    return bl_fsync_dir(dir);
+    const bl_model_t *m = ctx;
+    size_t count = m->param_count;
+    to_little_endian(m->params, count);
+    size_t written = fwrite(m->params, sizeof(float), count, f);
+    to_little_endian(m->params, count); /* back to host order */
+    return written == count;
 }
 
 bl_status_t bl_model_save_params(bl_model_t *m, const char *path)
@@ -68,56 +64,15 @@ bl_status_t bl_model_save_params(bl_model_t *m, const char *path)
     if (st != BL_OK) {
         return st;
     }
-    bl_runtime_t *rt = m->rt;
-    /* The file is written under a unique temporary name beside path
-     * (mkstemp), so that concurrent savers on a shared file system never
-     * write the same temporary file. */
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-        return bl_fail(rt, BL_ERR_INVALID_ARG, "%s: path too long", path);
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        return bl_fail(rt, BL_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
-                       strerror(errno));
-    }
-    FILE *f = fdopen(fd, "wb");
-    if (f == NULL) {
-        int saved = errno;
-        close(fd);
-        remove(tmp);
-        return bl_fail(rt, BL_ERR_IO, "%s: cannot open %s: %s", path, tmp, strerror(saved));
-    }
-    fchmod(fd, 0644); /* mkstemp's 0600 would hide the file from the group */
-    size_t count = m->param_count;
-    to_little_endian(m->params, count);
-    size_t written = fwrite(m->params, sizeof(float), count, f);
-    to_little_endian(m->params, count); /* back to host order */
-    /* The file is flushed and synced before the rename, so that the name
+    /* The file replaces path whole (bl_file_replace), so that the name
      * never points at a partial file, and an existing file at path survives
      * any failure here. */
-    int failed = written != count || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int saved_errno = errno;
-    if (fclose(f) != 0 && !failed) {
-        failed = 1;
-        saved_errno = errno;
-    }
-    if (failed) {
-        remove(tmp);
-        return bl_fail(rt, BL_ERR_IO, "%s: writing %zu parameters to %s failed: %s", path, count,
-                       tmp, strerror(saved_errno));
-    }
-    if (rename(tmp, path) != 0) {
-        saved_errno = errno;
-        remove(tmp);
-        return bl_fail(rt, BL_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                       strerror(saved_errno));
-    }
-    if (sync_parent_dir(path) != 0) {
-        return bl_fail(rt, BL_ERR_IO, "%s: saved, but syncing its directory failed: %s", path,
-                       strerror(errno));
-    }
-    return BL_OK;
+    char contents[48];
+    snprintf(contents, sizeof contents, "%zu parameters", m->param_count);
+    const bl_file_words_t words = {.contents = contents, .done = "saved"};
+    bl_error_t err;
+    st = bl_file_replace(path, &words, write_params, m, &err);
+    return st == BL_OK ? BL_OK : bl_fail_from(m->rt, &err);
 }
 
 bl_status_t bl_model_load_params(bl_model_t *m, const char *path)
