@@ -2,31 +2,27 @@
  *
  * Every decision starts the same way: the window's observations update
  * the estimator, the proportional plan of the estimated speeds is the
- * target, and its predicted step time is the estimated optimum. The kinds
- * differ in how far they move toward the target:
+ * target, and its predicted step time is the estimated optimum. Then:
  *
- * - static: never; the even split.
- * - proportional: all the way, when the target's predicted step time beats
- *   the current plan's by more than the dead-band.
- * - bandit: one of four arms — hold, or move 0.25, 0.5 or 1.0 of the way
- *   from the current plan to the target — by discounted UCB1, rewarded by
- *   optimal_step_s / the step time measured in the window that followed.
- * - rl: tabular Q-learning over 27 states (imbalance × trend × noise) and
- *   five actions (the four arms and "even"), ε-greedy with a seeded
- *   generator.
+ * - static: the even split, always.
+ * - proportional: the target, when it beats the current plan's predicted
+ *   step time by more than the dead-band plus the improvement the
+ *   estimates' own error fakes (see move_threshold), so noise does not
+ *   churn shards; and always when the current plan breaks the bounds.
+ * - bandit and rl: the plan of one of the tuner's controller settings
+ *   (tuner.h), chosen from the scores every setting earns on every window
+ *   (policy_learn.c). Proportional's own rule is one of the settings.
  *
- * The adaptive kinds share the dead-band: a move is made only when the
- * target improves the predicted step time by more than the dead-band plus
- * the improvement the estimates' own error fakes (see move_threshold) —
- * so a plan that close to the estimated optimum is left alone and noise
- * does not churn shards — and always when the current plan breaks the
- * min/max bounds. Shard moves are free (no state moves with a
- * sample), so nothing is charged for them.
+ * The adaptive kinds never give a rank fewer than one sample where the
+ * bounds and the batch allow it (p->floor): a rank with no samples would
+ * never be measured again, and a rank that recovers would stay idle.
+ * Shard moves are free (no state moves with a sample), so nothing is
+ * charged for them.
  *
  * This file holds creation, the decision and the checkpoint walk; the
  * checks of a configuration and of a window are in policy_check.c, the
- * bandit's and rl's learning in policy_learn.c, and the struct they share
- * in policy_impl.h. */
+ * bandit's and rl's learning in policy_learn.c, the settings in tuner.c,
+ * and the struct they share in policy_impl.h. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,11 +34,9 @@
 
 /* ---- Actions ----------------------------------------------------------- */
 
-/* The actions (policy_impl.h) by name, for the decision's telemetry. */
-static const char *const action_names[BL_RL_ACTIONS] = {"hold", "move 0.25", "move 0.5", "move 1.0",
-                                                        "even"};
-/* The fraction of the way to the target each action moves (even: n/a). */
-static const double action_alpha[BL_RL_ACTIONS] = {0.0, 0.25, 0.5, 1.0, 0.0};
+/* The actions of static and proportional (policy_impl.h) by name, for the
+ * decision's telemetry; bandit and rl name the setting they run. */
+static const char *const action_names[] = {"hold", "move", "even"};
 
 const char *bl_policy_name(bl_policy_kind_t kind)
 {
@@ -71,6 +65,24 @@ static int bounds_ok(const bl_policy_t *p, const long *plan)
         }
     }
     return 1;
+}
+
+/* The probe floor (policy_impl.h): lo, raised to 1 where hi allows it,
+ * when the raised floors still fit the batch; else lo itself. */
+static void set_floor(bl_policy_t *p)
+{
+    long sum = 0;
+    for (int r = 0; r < p->ranks; r++) {
+        long lo = p->lo != NULL ? p->lo[r] : 0;
+        long hi = p->hi != NULL ? p->hi[r] : p->batch;
+        p->floor[r] = lo < 1 && hi >= 1 ? 1 : lo;
+        sum += p->floor[r];
+    }
+    if (sum > p->batch) {
+        for (int r = 0; r < p->ranks; r++) {
+            p->floor[r] = p->lo != NULL ? p->lo[r] : 0;
+        }
+    }
 }
 
 static long *copy_longs(const bl_part_allocator_t *a, const long *src, int n, int *failed)
@@ -113,9 +125,6 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     p->ranks = n;
     p->batch = config->batch;
     p->deadband = config->deadband;
-    p->prev_arm = -1;
-    p->prev_action = -1;
-    p->rng = config->seed;
     int failed = 0;
     p->lo = copy_longs(a, config->min_shard, n, &failed);
     p->hi = copy_longs(a, config->max_shard, n, &failed);
@@ -124,9 +133,14 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
     p->target = bl_part_alloc(a, (size_t)n, sizeof *p->target);
     p->cand = bl_part_alloc(a, (size_t)n, sizeof *p->cand);
     p->even = bl_part_alloc(a, (size_t)n, sizeof *p->even);
-    if (config->kind == BL_POLICY_RL) {
-        p->q = bl_part_alloc(a, BL_RL_STATES * BL_RL_ACTIONS, sizeof *p->q);
-        failed |= p->q == NULL;
+    if (config->kind == BL_POLICY_BANDIT || config->kind == BL_POLICY_RL) {
+        p->states = config->kind == BL_POLICY_RL ? BL_RL_STATES : 1;
+        p->table = bl_part_alloc(a, (size_t)p->states * BL_RL_STATE_DOUBLES, sizeof *p->table);
+        failed |= p->table == NULL;
+    }
+    if (config->kind != BL_POLICY_STATIC) {
+        p->floor = bl_part_alloc(a, (size_t)n, sizeof *p->floor);
+        failed |= p->floor == NULL;
     }
     if (failed || p->speed == NULL || p->rem == NULL || p->target == NULL || p->cand == NULL ||
         p->even == NULL || bl_estimator_create(n, &config->estimator, a, &p->est) != 0) {
@@ -141,6 +155,17 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
             p->speed[r] = 1.0;
         }
         bl_part_plan(p->batch, n, p->speed, p->lo, p->hi, p->even, p->rem);
+    }
+    if (p->floor != NULL) {
+        set_floor(p);
+    }
+    if (config->kind == BL_POLICY_BANDIT || config->kind == BL_POLICY_RL) {
+        p->scratch = bl_part_alloc(a, (size_t)n, sizeof *p->scratch);
+        p->tuner = bl_part_tuner_create(n, p->batch, p->floor, p->hi, p->even, a);
+        if (p->scratch == NULL || p->tuner == NULL) {
+            bl_part_fail(err, errlen, "out of memory for a policy of %d ranks", n);
+            goto fail;
+        }
     }
     bl_part_policy_priors(p, config->q_init);
     *out = p;
@@ -164,7 +189,10 @@ void bl_policy_destroy(bl_policy_t *p)
     bl_part_free(&a, p->target);
     bl_part_free(&a, p->cand);
     bl_part_free(&a, p->even);
-    bl_part_free(&a, p->q);
+    bl_part_free(&a, p->floor);
+    bl_part_free(&a, p->scratch);
+    bl_part_tuner_destroy(p->tuner);
+    bl_part_free(&a, p->table);
     bl_part_free(&a, p);
 }
 
@@ -175,7 +203,7 @@ const bl_estimator_t *bl_policy_estimator(const bl_policy_t *p)
 
 const double *bl_policy_q_table(const bl_policy_t *p)
 {
-    return p != NULL && p->kind == BL_POLICY_RL ? p->q : NULL;
+    return p != NULL && p->kind == BL_POLICY_RL ? p->table : NULL;
 }
 
 /* ---- Deciding ---------------------------------------------------------- */
@@ -197,20 +225,6 @@ static void fill_speeds(bl_policy_t *p)
     for (int r = 0; r < p->ranks; r++) {
         p->speed[r] = s[r] > 0.0 ? s[r] : mean;
     }
-}
-
-/* current + alpha·(target − current), per rank: exact in double for alpha
- * a multiple of 1/4, so the quotas sum to the batch exactly. */
-typedef struct blend_ctx {
-    const long *current;
-    const long *target;
-    double alpha;
-} blend_ctx_t;
-
-static double blend_quota(const void *vctx, int i)
-{
-    const blend_ctx_t *c = vctx;
-    return (double)c->current[i] + c->alpha * (double)(c->target[i] - c->current[i]);
 }
 
 /* The least relative improvement worth a move: the dead-band, plus what
@@ -252,40 +266,29 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
     d.speed_changes = bl_estimator_update(p->est, obs, NULL, 0);
     fill_speeds(p);
     /* Feasible (checked at create) and valid speeds: cannot fail. */
-    bl_part_plan(p->batch, n, p->speed, p->lo, p->hi, p->target, p->rem);
+    bl_part_plan(p->batch, n, p->speed, p->floor != NULL ? p->floor : p->lo, p->hi, p->target,
+                 p->rem);
     d.optimal_step_s = bl_plan_step_time(n, p->target, p->speed);
     double predicted = bl_plan_step_time(n, current, p->speed);
     double gain = predicted > 0.0 ? (predicted - d.optimal_step_s) / predicted : 0.0;
     int must = !bounds_ok(p, current);
-    int want = gain > move_threshold(p);
     int act = BL_SHARD_HOLD;
-    switch (p->kind) {
-    case BL_POLICY_STATIC:
+    if (p->kind == BL_POLICY_STATIC) {
         act = BL_SHARD_EVEN;
-        break;
-    case BL_POLICY_PROPORTIONAL:
-        act = must || want ? BL_SHARD_MOVE_100 : BL_SHARD_HOLD;
-        break;
-    case BL_POLICY_BANDIT:
-        act = bl_part_policy_bandit_decide(p, step_s, d.optimal_step_s, must, want);
-        break;
-    case BL_POLICY_RL:
-        act = bl_part_policy_rl_decide(p, step_s, predicted, d.optimal_step_s, must, want);
-        break;
-    default:
-        break;
+    } else if (p->kind == BL_POLICY_PROPORTIONAL) {
+        act = must || gain > move_threshold(p) ? BL_SHARD_TARGET : BL_SHARD_HOLD;
+    } else {
+        bl_part_policy_learn(p, obs, move_threshold(p));
+        memcpy(p->cand, bl_part_tuner_plan(p->tuner, p->chosen), nbytes);
     }
     if (act == BL_SHARD_EVEN) {
         memcpy(p->cand, p->even, nbytes);
-    } else if (act == BL_SHARD_MOVE_100) {
+    } else if (act == BL_SHARD_TARGET) {
         memcpy(p->cand, p->target, nbytes);
-    } else if (act == BL_SHARD_HOLD) {
+    } else if (p->tuner == NULL) {
         memcpy(p->cand, current, nbytes);
-    } else {
-        blend_ctx_t c = {current, p->target, action_alpha[act]};
-        bl_part_round(p->batch, n, blend_quota, &c, p->rem, p->cand);
     }
-    d.action = action_names[act];
+    d.action = p->tuner != NULL ? bl_part_tuner_name(p->chosen) : action_names[act];
     d.changed = memcmp(p->cand, current, nbytes) != 0;
     d.predicted_step_s = bl_plan_step_time(n, p->cand, p->speed);
     memcpy(next, p->cand, nbytes); /* after reading current: next may alias it */
@@ -304,18 +307,16 @@ static int policy_walk(void *obj, bl_part_state_t *s)
         !bl_part_estimator_walk(p->est, s)) {
         return 0;
     }
-    bl_part_state_field(s, p->arm_n, sizeof p->arm_n);
-    bl_part_state_field(s, p->arm_s, sizeof p->arm_s);
-    bl_part_state_field(s, &p->prev_arm, sizeof p->prev_arm);
-    bl_part_state_field(s, &p->rebased, sizeof p->rebased);
-    if (p->q != NULL) {
-        bl_part_state_field(s, p->q, BL_RL_STATES * BL_RL_ACTIONS * sizeof *p->q);
+    if (p->tuner != NULL && !bl_part_tuner_walk(p->tuner, s)) {
+        return 0;
+    }
+    bl_part_state_field(s, p->score, sizeof p->score);
+    bl_part_state_field(s, &p->chosen, sizeof p->chosen);
+    if (p->table != NULL) {
+        bl_part_state_field(s, p->table,
+                            (size_t)p->states * BL_RL_STATE_DOUBLES * sizeof *p->table);
     }
     bl_part_state_field(s, &p->prev_state, sizeof p->prev_state);
-    bl_part_state_field(s, &p->prev_action, sizeof p->prev_action);
-    bl_part_state_field(s, &p->prev_step_s, sizeof p->prev_step_s);
-    bl_part_state_field(s, &p->q_default, sizeof p->q_default);
-    bl_part_state_field(s, &p->rng, sizeof p->rng);
     bl_part_state_field(s, &p->t, sizeof p->t);
     return 1;
 }
@@ -324,15 +325,13 @@ static int policy_walk(void *obj, bl_part_state_t *s)
 static int policy_valid(const void *obj)
 {
     const bl_policy_t *p = obj;
-    int ok = p->prev_arm >= -1 && p->prev_arm < BL_SHARD_ARMS && p->prev_action >= -1 &&
-             p->prev_action < BL_RL_ACTIONS && p->t >= 0 && isfinite(p->prev_step_s) &&
-             (p->prev_action < 0 || (p->prev_state >= 0 && p->prev_state < BL_RL_STATES));
-    for (int k = 0; k < BL_SHARD_ARMS && ok; k++) {
-        ok = isfinite(p->arm_n[k]) && isfinite(p->arm_s[k]) && p->arm_n[k] >= 0.0;
+    int ok = p->chosen >= 0 && p->chosen < BL_TUNE_SETTINGS && p->prev_state >= -1 &&
+             p->prev_state < BL_RL_STATES && p->t >= 0 &&
+             (p->tuner == NULL || bl_part_tuner_valid(p->tuner));
+    for (int k = 0; k < BL_TUNE_SETTINGS && ok; k++) {
+        ok = isfinite(p->score[k]) && p->score[k] >= 1.0;
     }
-    for (int k = 0; p->q != NULL && k < BL_RL_STATES * BL_RL_ACTIONS && ok; k++) {
-        ok = isfinite(p->q[k]);
-    }
+    ok = ok && (p->table == NULL || bl_part_policy_table_valid(p->table, p->states));
     return ok && bl_part_estimator_valid(p->est);
 }
 

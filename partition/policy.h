@@ -93,8 +93,8 @@ double bl_plan_step_time(int ranks, const long *shards, const double *speeds);
 typedef enum {
     BL_POLICY_STATIC,       /* the even split, always */
     BL_POLICY_PROPORTIONAL, /* ∝ estimated speed, with a dead-band */
-    BL_POLICY_BANDIT,       /* discounted UCB over move-α arms */
-    BL_POLICY_RL,           /* online Q-learning over (imbalance, trend, noise) */
+    BL_POLICY_BANDIT,       /* the controller setting with the best discounted score */
+    BL_POLICY_RL,           /* the setting valued best in the current state */
     BL_POLICY_COUNT
 } bl_policy_kind_t;
 
@@ -111,9 +111,10 @@ typedef struct bl_policy_config {
     const long *max_shard; /* per rank, or NULL (batch); copied */
     double deadband;       /* proportional: change the plan only when the predicted
                               step time improves by more than this fraction (e.g. 0.02) */
-    uint64_t seed;         /* exploration (bandit, rl) */
+    uint64_t seed;         /* reserved: no shard policy draws random numbers (bandit
+                              and rl learn from full feedback, see policy_learn.c) */
     bl_estimator_params_t estimator;
-    const double *q_init; /* rl: a Q-table to start from (BL_RL_STATES × BL_RL_ACTIONS), or NULL */
+    const double *q_init; /* rl: a table to start from (BL_RL_TABLE_DOUBLES), or NULL */
 } bl_policy_config_t;
 
 /* What a policy did, for telemetry and logs. */
@@ -142,11 +143,9 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
 /* The policy's estimator (for straggler alerts and telemetry). */
 const bl_estimator_t *bl_policy_estimator(const bl_policy_t *p);
 
-/* rl: the learned Q-table (BL_RL_STATES × BL_RL_ACTIONS doubles), to save as
- * a policy file; NULL for other kinds. */
-/* The policy's learned state, for checkpoints: the estimator, the bandit's
- * arms, the Q-table, the pending credit and the random stream (not the
- * configuration, which the caller recreates). Bytes in host order.
+/* The policy's learned state, for checkpoints: the estimator, the tuner's
+ * predictors and plans, the scores, the bandit's sums and rl's table (not
+ * the configuration, which the caller recreates). Bytes in host order.
  * bl_policy_state_load takes bytes saved by a policy of the same kind and
  * rank count, all or nothing: 0, or -1 with the reason in err (another
  * kind or rank count, values out of range, no memory), p unchanged. */
@@ -154,8 +153,17 @@ size_t bl_policy_state_bytes(const bl_policy_t *p);
 void bl_policy_state_save(const bl_policy_t *p, void *buf);
 int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, size_t errlen);
 
-#define BL_RL_STATES  27
-#define BL_RL_ACTIONS 5
+/* rl: the learned table, to save as a policy file and to warm-start from
+ * (bl_policy_config_t.q_init); NULL for other kinds. For each of the
+ * BL_RL_STATES states, BL_RL_STATE_DOUBLES values: the discounted weight
+ * of the windows seen there and of their squares, then, for each of the
+ * BL_RL_ACTIONS controller settings (tuner.h), the discounted sum of its
+ * score minus the proportional setting's, then the sum of their squares
+ * (see policy_learn.c). BL_RL_TABLE_DOUBLES values in all. */
+#define BL_RL_STATES        9
+#define BL_RL_ACTIONS       7
+#define BL_RL_STATE_DOUBLES (2 + 2 * BL_RL_ACTIONS)
+#define BL_RL_TABLE_DOUBLES (BL_RL_STATES * BL_RL_STATE_DOUBLES)
 const double *bl_policy_q_table(const bl_policy_t *p);
 
 #endif /* BL_POLICY_H */

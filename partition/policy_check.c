@@ -43,7 +43,7 @@ int bl_part_policy_check_config(const bl_policy_config_t *c, char *err, size_t e
         return -1;
     }
     if (c->kind == BL_POLICY_RL && c->q_init != NULL) {
-        for (int i = 0; i < BL_RL_STATES * BL_RL_ACTIONS; i++) {
+        for (int i = 0; i < BL_RL_TABLE_DOUBLES; i++) {
             if (!isfinite(c->q_init[i])) {
                 return bl_part_fail(err, errlen, "q_init[%d] is %g; Q values must be finite", i,
                                     c->q_init[i]);

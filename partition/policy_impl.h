@@ -12,13 +12,13 @@
 #include <stdint.h>
 
 #include "policy.h"
+#include "tuner.h"
 
-/* The actions of the adaptive kinds. The first four are the bandit's arms
- * (hold, or move 0.25, 0.5 or 1.0 of the way to the target); rl has all
- * five. */
-enum { BL_SHARD_HOLD, BL_SHARD_MOVE_25, BL_SHARD_MOVE_50, BL_SHARD_MOVE_100, BL_SHARD_EVEN };
-
-#define BL_SHARD_ARMS 4 /* the bandit's arms: the action indices before BL_SHARD_EVEN */
+/* The actions of static and proportional: keep the plan, take the
+ * estimated optimum (the proportional plan of the estimates), or the even
+ * split. bandit and rl act by running one of the tuner's settings
+ * (tuner.h) instead. */
+enum { BL_SHARD_HOLD, BL_SHARD_TARGET, BL_SHARD_EVEN };
 
 struct bl_policy {
     bl_part_allocator_t a;
@@ -28,26 +28,29 @@ struct bl_policy {
     double deadband;
     long *lo; /* copies of the bounds, or NULL */
     long *hi;
+    /* The least shard of each rank in the adaptive kinds' plans: lo, but at
+     * least 1 where hi allows it and the batch has room (a probe: a rank
+     * given no samples would never be measured again), or NULL. */
+    long *floor;
     bl_estimator_t *est;
     double *speed; /* estimated speeds, unknown ones the mean (samples/s) */
     double *rem;   /* rounding scratch */
     long *target;  /* the proportional plan of the estimates */
     long *cand;    /* the plan being decided */
     long *even;    /* the even split (within the bounds) */
-    /* bandit: discounted pulls and reward sums per arm; the arm whose
-     * window is measured next (-1: none) */
-    double arm_n[BL_SHARD_ARMS];
-    double arm_s[BL_SHARD_ARMS];
-    int prev_arm;
-    int rebased; /* bandit: the priors are on the measured reward scale */
-    /* rl */
-    double *q; /* BL_RL_STATES × BL_RL_ACTIONS, row-major by state */
+    /* bandit and rl */
+    bl_part_tuner_t *tuner;
+    double score[BL_TUNE_SETTINGS]; /* the last window's score of each setting */
+    double *scratch;                /* ranks doubles for the tuner */
+    int chosen;                     /* the setting running now */
+    /* The learners' statistics (policy_learn.c): states ×
+     * BL_RL_STATE_DOUBLES values, one state for the bandit, BL_RL_STATES
+     * for rl; and the state in which the running setting was chosen (-1:
+     * none yet). */
+    double *table;
+    int states;
     int prev_state;
-    int prev_action; /* -1: none to credit */
-    double prev_step_s;
-    int q_default; /* rl: the default table, still to rebase at the first reward */
-    uint64_t rng;  /* splitmix64 state */
-    long t;        /* decisions made, for ε */
+    long t; /* decisions made */
 };
 
 /* ---- policy_check.c ---------------------------------------------------- */
@@ -63,24 +66,18 @@ const char *bl_part_policy_check_window(const bl_policy_t *p, const bl_rank_obs_
 
 /* ---- policy_learn.c ---------------------------------------------------- */
 
-/* Sets the bandit's priors (one pseudo-pull per arm) and, when p has a
- * Q-table, fills it from q_init (BL_RL_STATES × BL_RL_ACTIONS values) or,
- * with q_init NULL, with the default table, marked to be rebased at the
- * first measured reward. */
+/* Starts the learners: the proportional setting runs, and the table is
+ * q_init's copy (rl, BL_RL_TABLE_DOUBLES values) or empty (no evidence). */
 void bl_part_policy_priors(bl_policy_t *p, const double *q_init);
 
-/* The bandit's action for this window: credits the previous arm with the
- * window's step time against optimal_s, then BL_SHARD_MOVE_100 when the
- * bounds are broken (must), BL_SHARD_HOLD when no move is wanted, else
- * the discounted-UCB arm. */
-int bl_part_policy_bandit_decide(bl_policy_t *p, double step_s, double optimal_s, int must,
-                                 int want);
+/* bandit and rl: feeds the window to the tuner and chooses the setting
+ * whose plan runs next (p->chosen). threshold is the proportional rule's
+ * least relative gain worth a move (policy.c's move_threshold), which the
+ * dead-band settings use. */
+void bl_part_policy_learn(bl_policy_t *p, const bl_rank_obs_t *obs, double threshold);
 
-/* rl's action for this window: credits the previous (state, action), then
- * chooses ε-greedily; BL_SHARD_MOVE_100 when the bounds are broken, and
- * only a hold or "even" when no move is wanted. Draws twice from p's
- * stream every call. */
-int bl_part_policy_rl_decide(bl_policy_t *p, double step_s, double predicted_s, double optimal_s,
-                             int must, int want);
+/* Whether a learners' table (states × BL_RL_STATE_DOUBLES values, loaded
+ * from a checkpoint) is usable: finite, weights and squares >= 0. */
+int bl_part_policy_table_valid(const double *table, int states);
 
 #endif /* BL_PARTITION_POLICY_IMPL_H */

@@ -33,7 +33,7 @@ static void assert_near_at(double got, double want, double tol, const char *file
         fail_msg("%s:%d: %.17g is not within %g of %.17g", file, line, got, tol, want);
     }
 }
-#define Q_COUNT (BL_RL_STATES * BL_RL_ACTIONS)
+#define Q_COUNT BL_RL_TABLE_DOUBLES
 
 /* xorshift64*: the test's own generator, independent of the library's. */
 static uint64_t next_random(uint64_t *s)
@@ -886,21 +886,22 @@ static void test_rl_tables(void **state)
     bl_policy_t *p = make_policy(&c);
     const double *q = bl_policy_q_table(p);
     assert_non_null(q);
-    /* default: move 1.0 (action 3) first when imbalanced (states 9..26),
-     * hold (action 0) first when balanced (states 0..8) */
+    /* default: every state values the proportional setting (action 0) best,
+     * so an unvisited state runs the fixed rule */
     for (int s = 0; s < BL_RL_STATES; s++) {
         int best = 0;
         for (int a = 1; a < BL_RL_ACTIONS; a++) {
-            best = q[s * BL_RL_ACTIONS + a] > q[s * BL_RL_ACTIONS + best] ? a : best;
+            best = q[s * BL_RL_ACTIONS + a] < q[s * BL_RL_ACTIONS + best] ? a : best;
         }
-        assert_int_equal(best, s < 9 ? 0 : 3);
+        assert_int_equal(best, 0);
     }
     bl_policy_destroy(p);
-    /* a warm start: the table is copied, and a table that values hold
-     * holds even on an imbalanced cluster */
+    /* a warm start: the table is copied, and a table that values the even
+     * split (action 1, the least expected score) best keeps the even split
+     * on an imbalanced cluster */
     double table[Q_COUNT];
     for (int i = 0; i < Q_COUNT; i++) {
-        table[i] = i % BL_RL_ACTIONS == 0 ? 5.0 : 1.0;
+        table[i] = i % BL_RL_ACTIONS == 1 ? 1.0 : 5.0;
     }
     c.q_init = table;
     p = make_policy(&c);
@@ -913,10 +914,20 @@ static void test_rl_tables(void **state)
     bl_rank_obs_t o[4];
     bl_decision_t d;
     uint64_t rng = 1;
-    double step = run_window(4, v, plan, 0.0, &rng, o);
-    assert_int_equal(bl_policy_decide(p, o, step, plan, plan, &d), 0);
-    assert_string_equal(d.action, "hold");
-    assert_int_equal(d.changed, 0);
+    for (int w = 0; w < 3; w++) {
+        double step = run_window(4, v, plan, 0.0, &rng, o);
+        assert_int_equal(bl_policy_decide(p, o, step, plan, plan, &d), 0);
+        assert_string_equal(d.action, "even");
+        assert_int_equal(d.changed, 0);
+    }
+    /* learning: the even split scores badly here, so its value rises above
+     * 1 in the state it was chosen in */
+    q = bl_policy_q_table(p);
+    int raised = 0;
+    for (int s = 0; s < BL_RL_STATES; s++) {
+        raised += q[s * BL_RL_ACTIONS + 1] > 1.0;
+    }
+    assert_true(raised >= 1);
     bl_policy_destroy(p);
     /* q_init of another kind is ignored (not even read) */
     c.kind = BL_POLICY_BANDIT;

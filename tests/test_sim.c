@@ -1,9 +1,10 @@
-/* Tests of the cluster simulator (partition/sim/sim.c): scenarios are
- * deterministic per seed and have the stated shapes; the ring all-reduce
- * follows its formula; the metrics equal hand-computed values on hand-made
- * traces; the oracle scores exactly 1 against itself; static falls short
- * on fixed heterogeneity and proportional does better; runs are
- * deterministic and release all they allocate. */
+/* Tests of the cluster simulator (partition/sim/sim.c, scenario.c):
+ * scenarios are deterministic per seed and have the stated shapes; the
+ * ring all-reduce follows its formula; the metrics equal hand-computed
+ * values on hand-made traces; the oracle scores exactly 1 against itself
+ * and the lag-1 oracle loses exactly the steps after a change; static
+ * falls short on fixed heterogeneity and proportional does better; runs
+ * are deterministic and release all they allocate. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "partition.h"
 #include "policy.h"
 #include "sim.h"
 
@@ -41,6 +43,14 @@ static void test_names(void **state)
     }
     assert_string_equal(bl_scenario_name(BL_SCENARIO_FIXED_1_5X), "fixed-1.5x");
     assert_string_equal(bl_scenario_name(BL_SCENARIO_STEP_CHANGE), "step-change");
+    /* The new scenarios come after the old ones, whose numbers stay. */
+    assert_int_equal(BL_SCENARIO_NOISE, 6);
+    assert_string_equal(bl_scenario_name(BL_SCENARIO_HEAVY_NOISE), "heavy-noise");
+    assert_string_equal(bl_scenario_name(BL_SCENARIO_PERIODIC), "periodic");
+    assert_string_equal(bl_scenario_name(BL_SCENARIO_NODE_SLOW), "node-slow");
+    assert_string_equal(bl_scenario_name(BL_SCENARIO_FAIL_SLOW), "fail-slow");
+    assert_string_equal(bl_scenario_name(BL_SCENARIO_RECOVERY), "recovery");
+    assert_int_equal(BL_SCENARIO_COUNT, 12);
     assert_null(bl_scenario_name(BL_SCENARIO_COUNT));
     assert_int_equal(bl_scenario_parse("fixed-3x"), -1);
     assert_int_equal(bl_scenario_parse(NULL), -1);
@@ -90,10 +100,11 @@ static void test_scenarios_deterministic_per_seed(void **state)
          * in more than one choice (step-change picks one rank of 37, so a
          * repeat is possible there). */
         trace((bl_scenario_kind_t)k, ranks, steps, 43, b, bn);
-        if (k == BL_SCENARIO_DRIFT || k == BL_SCENARIO_SPIKES || k == BL_SCENARIO_FIXED_2X) {
+        if (k == BL_SCENARIO_DRIFT || k == BL_SCENARIO_SPIKES || k == BL_SCENARIO_FIXED_2X ||
+            k == BL_SCENARIO_PERIODIC) {
             assert_true(memcmp(a, b, n * sizeof *a) != 0);
         }
-        if (k == BL_SCENARIO_NOISE) {
+        if (k == BL_SCENARIO_NOISE || k == BL_SCENARIO_HEAVY_NOISE) {
             assert_true(memcmp(an, bn, n * sizeof *an) != 0);
         }
     }
@@ -254,6 +265,236 @@ static void test_noise(void **state)
     bl_scenario_destroy(s);
 }
 
+/* heavy-noise is noise times a tail: with the same seed, the two share
+ * their log-normal factors, so their ratio is the tail multiplier alone. */
+static void test_heavy_noise(void **state)
+{
+    (void)state;
+    const int ranks = 64;
+    const long steps = 2000;
+    bl_scenario_t *heavy = NULL, *plain = NULL;
+    double speeds[64], noise[64], base_noise[64];
+    double sum_body = 0.0, sum_tail = 0.0;
+    long body = 0, tails = 0, above3 = 0;
+    assert_int_equal(bl_scenario_create(BL_SCENARIO_HEAVY_NOISE, ranks, steps, 4, NULL, &heavy), 0);
+    assert_int_equal(bl_scenario_create(BL_SCENARIO_NOISE, ranks, steps, 4, NULL, &plain), 0);
+    assert_int_equal(bl_scenario_change_step(heavy), -1);
+    for (long t = 0; t < steps; t++) {
+        bl_scenario_next(heavy, speeds, noise);
+        bl_scenario_next(plain, speeds, base_noise);
+        for (int r = 0; r < ranks; r++) {
+            assert_true(speeds[r] == BASE); /* the true speeds stay equal */
+            double tail = noise[r] / base_noise[r];
+            if (noise[r] == base_noise[r]) {
+                body++;
+                sum_body += noise[r];
+                continue;
+            }
+            /* a Pareto draw of scale 1, capped */
+            assert_true(tail >= 1.0 - 1e-12 && tail <= BL_SIM_TAIL_CAP * (1.0 + 1e-12));
+            tails++;
+            sum_tail += tail;
+            above3 += noise[r] > 3.0;
+        }
+    }
+    double count = (double)ranks * (double)steps;
+    /* the body: the log-normal of mean 1 */
+    assert_true(fabs(sum_body / (double)body - 1.0) < 0.005);
+    /* 2% of 128,000 rank-steps: 2,560 tail draws, sd 50 */
+    assert_true(fabs((double)tails / count - BL_SIM_TAIL_RATE) < 0.002);
+    /* E[min(X, 10)] for Pareto(1.5) = 1 + 2(1 − 10^−1/2) ≈ 2.37 */
+    assert_true(fabs(sum_tail / (double)tails - (3.0 - 2.0 / sqrt(10.0))) < 0.15);
+    /* a tail above 3 sometimes: 3^−1.5 ≈ 19% of the draws, about 490 */
+    assert_true(above3 > 300 && above3 < 700);
+    bl_scenario_destroy(heavy);
+    bl_scenario_destroy(plain);
+}
+
+/* periodic: the same seeded subset, exactly, in every window of 10 steps
+ * every 50 from the seeded offset; everybody at base outside. */
+static void test_periodic(void **state)
+{
+    (void)state;
+    const int sizes[3] = {64, 20, 5};
+    long offsets[8];
+    for (int seed = 1; seed <= 8; seed++) {
+        for (int j = 0; j < 3; j++) {
+            const int ranks = sizes[j];
+            const int subset = ranks / 8 > 0 ? ranks / 8 : 1;
+            const long steps = 400;
+            bl_scenario_t *s = NULL;
+            double speeds[64], noise[64];
+            int member[64] = {0};
+            long offset = -1;
+            assert_int_equal(
+                bl_scenario_create(BL_SCENARIO_PERIODIC, ranks, steps, (uint64_t)seed, NULL, &s),
+                0);
+            assert_int_equal(bl_scenario_change_step(s), -1);
+            for (long t = 0; t < steps; t++) {
+                bl_scenario_next(s, speeds, noise);
+                int slow = 0;
+                for (int r = 0; r < ranks; r++) {
+                    assert_true(noise[r] == 1.0);
+                    assert_true(speeds[r] == BASE || speeds[r] == BASE / 2.0);
+                    if (speeds[r] == BASE) {
+                        continue;
+                    }
+                    slow++;
+                    if (offset < 0) {
+                        member[r] = 1; /* the first window names the subset */
+                    }
+                    assert_true(member[r]);
+                }
+                if (slow > 0 && offset < 0) {
+                    offset = t;
+                    assert_true(offset < BL_SIM_PERIOD_STEPS);
+                }
+                int in_window = offset >= 0 && (t - offset) % 50 < 10;
+                assert_int_equal(slow, in_window ? subset : 0);
+            }
+            assert_true(offset >= 0);
+            if (j == 0) {
+                offsets[seed - 1] = offset;
+            }
+            bl_scenario_destroy(s);
+        }
+    }
+    /* the offset is seeded: eight seeds do not all agree */
+    int differ = 0;
+    for (int i = 1; i < 8; i++) {
+        differ |= offsets[i] != offsets[0];
+    }
+    assert_true(differ);
+}
+
+/* node-slow: between T/4 and 3T/4 exactly one whole node (8 consecutive
+ * ranks from a multiple of 8; the last node holds the remainder) runs at
+ * base/2; every rank at base outside that span. */
+static void test_node_slow(void **state)
+{
+    (void)state;
+    const int ranks = 20; /* nodes [0, 8), [8, 16) and the partial [16, 20) */
+    const long steps = 101;
+    int picked[3] = {0};
+    for (int seed = 1; seed <= 30; seed++) {
+        bl_scenario_t *s = NULL;
+        double speeds[20];
+        int first_seen = -1;
+        assert_int_equal(
+            bl_scenario_create(BL_SCENARIO_NODE_SLOW, ranks, steps, (uint64_t)seed, NULL, &s), 0);
+        assert_int_equal(bl_scenario_change_step(s), 25);
+        for (long t = 0; t < steps; t++) {
+            bl_scenario_next(s, speeds, NULL);
+            int first = -1, count = 0;
+            for (int r = 0; r < ranks; r++) {
+                if (speeds[r] == BASE) {
+                    continue;
+                }
+                assert_true(speeds[r] == BASE / 2.0);
+                if (first < 0) {
+                    first = r;
+                }
+                assert_int_equal(r, first + count); /* consecutive */
+                count++;
+            }
+            if (t < 25 || t >= 75) {
+                assert_int_equal(count, 0);
+                continue;
+            }
+            assert_int_equal(first % 8, 0);
+            assert_int_equal(count, first == 16 ? 4 : 8);
+            if (first_seen < 0) {
+                first_seen = first;
+            }
+            assert_int_equal(first, first_seen); /* the same node throughout */
+        }
+        picked[first_seen / 8]++;
+        bl_scenario_destroy(s);
+    }
+    /* thirty seeds pick every one of the three nodes */
+    assert_true(picked[0] > 0 && picked[1] > 0 && picked[2] > 0);
+    /* fewer than 8 ranks: one node, the whole cluster */
+    bl_scenario_t *s = NULL;
+    double speeds[5];
+    assert_int_equal(bl_scenario_create(BL_SCENARIO_NODE_SLOW, 5, 8, 3, NULL, &s), 0);
+    for (long t = 0; t < 8; t++) {
+        bl_scenario_next(s, speeds, NULL);
+        for (int r = 0; r < 5; r++) {
+            assert_true(speeds[r] == (t >= 2 && t < 6 ? BASE / 2.0 : BASE));
+        }
+    }
+    bl_scenario_destroy(s);
+}
+
+/* fail-slow: one rank, base until T/4, then a geometric fall (the same
+ * factor every step) to exactly base/4 at 3T/4, where it stays. */
+static void test_fail_slow(void **state)
+{
+    (void)state;
+    const int ranks = 16;
+    const long steps = 400; /* the fall is steps [100, 300] */
+    const double factor = pow(0.25, 1.0 / 200.0);
+    bl_scenario_t *s = NULL;
+    double speeds[16];
+    double prev = BASE;
+    int rank = -1;
+    assert_int_equal(bl_scenario_create(BL_SCENARIO_FAIL_SLOW, ranks, steps, 6, NULL, &s), 0);
+    assert_int_equal(bl_scenario_change_step(s), -1);
+    for (long t = 0; t < steps + 50; t++) { /* and past the end */
+        bl_scenario_next(s, speeds, NULL);
+        for (int r = 0; r < ranks; r++) {
+            if (speeds[r] != BASE) {
+                if (rank < 0) {
+                    rank = r;
+                }
+                assert_int_equal(r, rank);
+            }
+        }
+        double v = rank >= 0 ? speeds[rank] : BASE;
+        assert_true(v <= prev); /* monotone */
+        if (t <= 100) {
+            assert_true(v == BASE);
+        } else if (t < 300) {
+            assert_near(v / prev, factor, 1e-12);
+        } else {
+            assert_true(v == BASE / 4.0);
+        }
+        prev = v;
+    }
+    assert_true(rank >= 0);
+    bl_scenario_destroy(s);
+}
+
+/* recovery: one rank at base/3 until T/2, everybody at base from then. */
+static void test_recovery(void **state)
+{
+    (void)state;
+    const int ranks = 16;
+    const long steps = 101;
+    bl_scenario_t *s = NULL;
+    double speeds[16];
+    int rank = -1;
+    assert_int_equal(bl_scenario_create(BL_SCENARIO_RECOVERY, ranks, steps, 2, NULL, &s), 0);
+    assert_int_equal(bl_scenario_change_step(s), 50);
+    for (long t = 0; t < steps; t++) {
+        bl_scenario_next(s, speeds, NULL);
+        int slow = 0;
+        for (int r = 0; r < ranks; r++) {
+            if (speeds[r] == BASE) {
+                continue;
+            }
+            assert_true(speeds[r] == BASE / 3.0);
+            if (rank < 0) {
+                rank = r;
+            }
+            assert_int_equal(r, rank);
+            slow++;
+        }
+        assert_int_equal(slow, t < 50 ? 1 : 0);
+    }
+    bl_scenario_destroy(s);
+}
+
 /* ---- Communication ------------------------------------------------------------------ */
 
 static void test_ring_allreduce_formula(void **state)
@@ -346,8 +587,12 @@ static void test_oracle_scores_one(void **state)
         assert_true(r.steady_compute_vs_oracle == 1.0);
         assert_true(r.regret_s == 0.0);
         assert_int_equal(r.cold_start_steps, 0);
-        if (k == BL_SCENARIO_STEP_CHANGE) {
+        /* 120 steps: T/2 = 60, T/4 = 30 */
+        if (k == BL_SCENARIO_STEP_CHANGE || k == BL_SCENARIO_RECOVERY) {
             assert_int_equal(r.change_step, 60);
+            assert_int_equal(r.recovery_steps, 0);
+        } else if (k == BL_SCENARIO_NODE_SLOW) {
+            assert_int_equal(r.change_step, 30);
             assert_int_equal(r.recovery_steps, 0);
         } else {
             assert_int_equal(r.change_step, -1);
@@ -376,6 +621,115 @@ static void test_static_below_proportional_above(void **state)
     assert_true(pr.regret_s < st.regret_s);
     assert_true(pr.churn > 0.0);
     assert_true(pr.cold_start_steps >= 0);
+}
+
+/* The lag-1 oracle runs the even split at step 0 and the oracle's plan of
+ * step t − 1 at step t: on a scenario whose speeds change once, it loses
+ * exactly step 0 (versus the oracle) and the step of the change, which is
+ * what static loses at those two steps; elsewhere it equals the oracle. */
+static void test_causal_oracle_loses_only_changes(void **state)
+{
+    (void)state;
+    const bl_scenario_kind_t kinds[3] = {BL_SCENARIO_FIXED_2X, BL_SCENARIO_FIXED_4X,
+                                         BL_SCENARIO_STEP_CHANGE};
+    const long steps = 100;
+    for (int i = 0; i < 3; i++) {
+        bl_sim_config_t c = config(kinds[i], BL_POLICY_STATIC, 64, steps);
+        double st[100], orc[100];
+        bl_sim_result_t r;
+        char err[256] = "";
+        assert_int_equal(bl_sim_run(&c, NULL, &r, st, orc, err, sizeof err), 0);
+        /* static runs the even split: at step 0 and at the change, its
+         * step is the lag-1 oracle's */
+        double want = st[0] - orc[0];
+        if (r.change_step > 0) {
+            want += st[r.change_step] - orc[r.change_step];
+        }
+        assert_true(want > 0.0);
+        assert_near(r.causal_regret_s, want, 1e-12);
+        double sum_oracle = 0.0;
+        for (long t = 0; t < steps; t++) {
+            sum_oracle += orc[t];
+        }
+        assert_near(r.causal_vs_oracle, sum_oracle / (sum_oracle + want), 1e-12);
+        assert_true(r.causal_vs_oracle < 1.0 && r.causal_vs_oracle > 0.98);
+        /* the reference does not depend on the policy run beside it */
+        c.policy = BL_POLICY_PROPORTIONAL;
+        bl_sim_result_t p = run(&c);
+        assert_true(p.causal_vs_oracle == r.causal_vs_oracle);
+        assert_true(p.causal_regret_s == r.causal_regret_s);
+        c.policy = BL_SIM_ORACLE;
+        bl_sim_result_t o = run(&c);
+        assert_true(o.causal_regret_s == r.causal_regret_s);
+    }
+    /* equal true speeds: the even split is the oracle's plan every step,
+     * and noise unseen by either changes nothing */
+    const bl_scenario_kind_t even[2] = {BL_SCENARIO_NOISE, BL_SCENARIO_HEAVY_NOISE};
+    for (int i = 0; i < 2; i++) {
+        bl_sim_config_t c = config(even[i], BL_POLICY_STATIC, 64, steps);
+        bl_sim_result_t r = run(&c);
+        assert_true(r.causal_vs_oracle == 1.0);
+        assert_true(r.causal_regret_s == 0.0);
+    }
+}
+
+/* The lag-1 oracle against a plain reference: the even split at step 0,
+ * then the proportional plan of the step before's true speeds, timed on
+ * this step's speeds and noise; every scenario, 13 ranks (odd, and not a
+ * whole node). */
+static void test_causal_oracle_reference(void **state)
+{
+    (void)state;
+    enum { RANKS = 13, STEPS = 120 };
+    for (int k = 0; k < BL_SCENARIO_COUNT; k++) {
+        bl_sim_config_t c = config((bl_scenario_kind_t)k, BL_POLICY_STATIC, RANKS, STEPS);
+        c.seed = 5;
+        double st[STEPS], orc[STEPS];
+        bl_sim_result_t r;
+        char err[256] = "";
+        assert_int_equal(bl_sim_run(&c, NULL, &r, st, orc, err, sizeof err), 0);
+        bl_scenario_t *s = NULL;
+        double speeds[RANKS], noise[RANKS];
+        long plan[RANKS];
+        long batch = (long)RANKS * BL_SIM_SAMPLES_PER_RANK;
+        double sum = 0.0, sum_oracle = 0.0;
+        assert_int_equal(bl_scenario_create(c.scenario, RANKS, STEPS, c.seed, NULL, &s), 0);
+        assert_int_equal(bl_split_even(batch, RANKS, plan), 0);
+        for (long t = 0; t < STEPS; t++) {
+            bl_scenario_next(s, speeds, noise);
+            double cmax = 0.0;
+            for (int q = 0; q < RANKS; q++) {
+                cmax = fmax(cmax, (double)plan[q] / speeds[q] * noise[q]);
+            }
+            sum += cmax + r.comm_s;
+            sum_oracle += orc[t];
+            assert_int_equal(bl_plan_proportional(batch, RANKS, speeds, NULL, NULL, plan), 0);
+        }
+        bl_scenario_destroy(s);
+        assert_near(r.causal_regret_s, sum - sum_oracle, 1e-12 * sum);
+        assert_near(r.causal_vs_oracle, sum_oracle / sum, 1e-12);
+    }
+}
+
+/* On spikes and periodic every change comes unannounced, so one step late
+ * costs something at each; on drift every step moves a little. */
+static void test_causal_oracle_below_on_changes(void **state)
+{
+    (void)state;
+    const bl_scenario_kind_t kinds[4] = {BL_SCENARIO_SPIKES, BL_SCENARIO_PERIODIC,
+                                         BL_SCENARIO_DRIFT, BL_SCENARIO_FAIL_SLOW};
+    for (int i = 0; i < 4; i++) {
+        bl_sim_config_t c = config(kinds[i], BL_POLICY_STATIC, 64, 400);
+        bl_sim_result_t r = run(&c);
+        assert_true(r.causal_regret_s > 0.0);
+        assert_true(r.causal_vs_oracle < 1.0);
+        /* ... and yet it beats the even split kept throughout */
+        assert_true(r.causal_regret_s < r.regret_s);
+        if (kinds[i] == BL_SCENARIO_SPIKES || kinds[i] == BL_SCENARIO_PERIODIC) {
+            /* a spike or a window edge every few steps: a visible loss */
+            assert_true(r.causal_vs_oracle < 0.99);
+        }
+    }
 }
 
 static void test_runs_deterministic_and_traces_consistent(void **state)
@@ -485,6 +839,22 @@ static void test_allocator_hooks_balance(void **state)
         assert_int_equal(bl_sim_run(&c, &a, &r, NULL, NULL, err, sizeof err), -1);
         assert_int_equal(count.allocs, count.releases);
     }
+    /* every scenario alone, likewise */
+    for (int k = 0; k < BL_SCENARIO_COUNT; k++) {
+        bl_scenario_t *s = NULL;
+        count = (counting_t){0, 0, -1};
+        assert_int_equal(bl_scenario_create((bl_scenario_kind_t)k, 20, 40, 1, &a, &s), 0);
+        bl_scenario_destroy(s);
+        assert_int_equal(count.allocs, count.releases);
+        needed = count.allocs;
+        for (long budget = 0; budget < needed; budget++) {
+            count = (counting_t){0, 0, budget};
+            s = NULL;
+            assert_int_equal(bl_scenario_create((bl_scenario_kind_t)k, 20, 40, 1, &a, &s), -1);
+            assert_null(s);
+            assert_int_equal(count.allocs, count.releases);
+        }
+    }
 }
 
 int main(void)
@@ -497,11 +867,19 @@ int main(void)
         cmocka_unit_test(test_drift_bounded),
         cmocka_unit_test(test_spikes),
         cmocka_unit_test(test_noise),
+        cmocka_unit_test(test_heavy_noise),
+        cmocka_unit_test(test_periodic),
+        cmocka_unit_test(test_node_slow),
+        cmocka_unit_test(test_fail_slow),
+        cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_ring_allreduce_formula),
         cmocka_unit_test(test_settle_step_hand_trace),
         cmocka_unit_test(test_churn_hand_computed),
         cmocka_unit_test(test_oracle_scores_one),
         cmocka_unit_test(test_static_below_proportional_above),
+        cmocka_unit_test(test_causal_oracle_loses_only_changes),
+        cmocka_unit_test(test_causal_oracle_reference),
+        cmocka_unit_test(test_causal_oracle_below_on_changes),
         cmocka_unit_test(test_runs_deterministic_and_traces_consistent),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_allocator_hooks_balance),

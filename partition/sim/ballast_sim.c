@@ -31,7 +31,10 @@ static const char usage_text[] =
     "instead (see 'Pipeline mode' below).\n"
     "\n"
     "  --ranks N              simulated ranks, 1..1048576 (default 64)\n"
-    "  --scenario NAME        a scenario, 'all', or 'list' to print them (default all)\n"
+    "  --scenario NAME        a scenario, 'all', or 'list' to print their names (default\n"
+    "                         all): fixed-1.5x, fixed-2x, fixed-4x, step-change, drift,\n"
+    "                         spikes, noise, heavy-noise, periodic, node-slow, fail-slow,\n"
+    "                         recovery (partition/sim/scenario.h says what each does)\n"
     "  --policy NAME          static, proportional, bandit, rl, oracle, or 'all' for the\n"
     "                         first four (default all)\n"
     "  --steps T              steps per run (default 400)\n"
@@ -72,11 +75,15 @@ static const char usage_text[] =
     "  steady_c              steady, on compute time alone (the all-reduce left out)\n"
     "  cold_start_steps      the first step from which every step for 20 steps (or to the\n"
     "                        end) takes at most 1.05x the oracle's; 'never' if none\n"
-    "  recovery_steps        the same counted from the step change (step-change only; n/a\n"
-    "                        otherwise)\n"
+    "  recovery_steps        the same counted from the scenario's change step (step-change\n"
+    "                        T/2, node-slow T/4, recovery T/2; n/a otherwise)\n"
     "  regret_s              sum over steps of (step time - oracle step time), seconds\n"
     "  churn                 sum over decisions of the fraction of the batch moved\n"
     "  decision_us           mean wall time of one policy decision, microseconds\n"
+    "  causal_vs_oracle      (sim-detail) the lag-1 oracle's throughput over the oracle's:\n"
+    "                        each step the oracle's plan of the step before (step 0: the\n"
+    "                        even split), perfect knowledge one step late; causal_regret_s\n"
+    "                        is its regret\n"
     "Output: per run a table row, a 'sim-detail:' line and, last, the line\n"
     "sim: ranks=N scenario=NAME policy=NAME throughput_vs_oracle=X cold_start_steps=Y\n"
     "     recovery_steps=Z regret_s=R churn=C decision_us=D   (on one line)\n"
@@ -403,12 +410,13 @@ static void print_run(const bl_sim_config_t *c, const bl_sim_result_t *r)
            r->throughput_vs_oracle, r->steady_vs_oracle, r->steady_compute_vs_oracle, cold,
            recovery, r->regret_s, r->churn, r->plan_changes, r->decision_us);
     printf("sim-detail: ranks=%d scenario=%s policy=%s steady_vs_oracle=%.6f "
-           "compute_vs_oracle=%.6f steady_compute_vs_oracle=%.6f controller_frac=%.3g "
-           "decisions=%ld plan_changes=%ld "
+           "compute_vs_oracle=%.6f steady_compute_vs_oracle=%.6f causal_vs_oracle=%.6f "
+           "causal_regret_s=%.6g controller_frac=%.3g decisions=%ld plan_changes=%ld "
            "step_s=%.6g oracle_step_s=%.6g comm_s=%.6g batch=%ld change_step=%ld\n",
            c->ranks, scenario, policy, r->steady_vs_oracle, r->compute_vs_oracle,
-           r->steady_compute_vs_oracle, r->controller_frac, r->decisions, r->plan_changes,
-           r->mean_step_s, r->oracle_step_s, r->comm_s, r->batch, r->change_step);
+           r->steady_compute_vs_oracle, r->causal_vs_oracle, r->causal_regret_s, r->controller_frac,
+           r->decisions, r->plan_changes, r->mean_step_s, r->oracle_step_s, r->comm_s, r->batch,
+           r->change_step);
     printf("sim: ranks=%d scenario=%s policy=%s throughput_vs_oracle=%.6f cold_start_steps=%s "
            "recovery_steps=%s regret_s=%.6g churn=%.6g decision_us=%.3f\n",
            c->ranks, scenario, policy, r->throughput_vs_oracle, cold, recovery, r->regret_s,
@@ -416,11 +424,11 @@ static void print_run(const bl_sim_config_t *c, const bl_sim_result_t *r)
     fflush(stdout);
 }
 
-/* rl Q-tables as files: BL_RL_STATES × BL_RL_ACTIONS raw float64 (little
+/* rl Q-tables as files: BL_RL_TABLE_DOUBLES raw float64 (little
  * endian on the machines ballast runs on), nothing else. */
 static int read_q_table(const char *path, double *table, char *err, size_t errlen)
 {
-    const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
+    const size_t count = (size_t)BL_RL_TABLE_DOUBLES;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         return flags_fail(err, errlen, "--load-policy %s: cannot open: %s", path, strerror(errno));
@@ -442,7 +450,7 @@ static int read_q_table(const char *path, double *table, char *err, size_t errle
 
 static int write_q_table(const char *path, const double *table, char *err, size_t errlen)
 {
-    const size_t count = (size_t)BL_RL_STATES * BL_RL_ACTIONS;
+    const size_t count = (size_t)BL_RL_TABLE_DOUBLES;
     FILE *f = fopen(path, "wb");
     if (f == NULL) {
         return flags_fail(err, errlen, "--save-policy %s: cannot create: %s", path,
@@ -570,7 +578,7 @@ int main(int argc, char **argv)
     c.beta_s_per_byte = 1e-9 / o.bandwidth_gbs;
     c.deadband = o.deadband;
     c.clock = monotonic_s;
-    double q_table[BL_RL_STATES * BL_RL_ACTIONS];
+    double q_table[BL_RL_TABLE_DOUBLES];
     if (o.load_policy != NULL && read_q_table(o.load_policy, q_table, err, sizeof err) != 0) {
         fprintf(stderr, "ballast-sim: %s\n", err);
         return 1;

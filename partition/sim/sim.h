@@ -8,7 +8,8 @@
  * a deterministic function of the configuration and the seed.
  *
  * Units: speeds in samples per second of compute, times in seconds, the
- * gradient in bytes. */
+ * gradient in bytes. The scenarios (the ranks' true speeds) are declared
+ * in scenario.h, which this header includes. */
 #ifndef BL_SIM_H
 #define BL_SIM_H
 
@@ -16,80 +17,7 @@
 #include <stdint.h>
 
 #include "policy.h"
-
-/* ---- Scenarios: each rank's true speed at step t ------------------------ */
-
-/* Every scenario starts from the same nominal speed, BL_SIM_BASE_SPEED, and
- * uses only the seed for its randomness:
- *
- * - fixed-1.5x, fixed-2x, fixed-4x: floor(N/2) ranks, a seeded random
- *   subset (partial Fisher-Yates), run at base / ratio for the whole run;
- *   the others at base. A seeded subset rather than "the upper half" so
- *   that no policy can profit from slow ranks sitting together.
- * - step-change: all ranks at base; one seeded rank runs at base / 2 from
- *   step T/2 (integer division) to the end.
- * - drift: every rank's log speed takes a seeded Gaussian step of
- *   BL_SIM_DRIFT_SIGMA per step from 0, reflected at ±ln 2 (so every speed
- *   stays within [base/2, 2·base]).
- * - spikes: all ranks at base; at each step, with probability
- *   BL_SIM_SPIKE_RATE, a spike starts on a uniformly chosen rank and slows
- *   it to base / BL_SIM_SPIKE_FACTOR for 1, 2 or 3 steps (uniform). The rate
- *   is per cluster, not per rank, so the share of steps with a spike does
- *   not grow with N (with a per-rank rate, every step of a 65,536-rank run
- *   has a straggler, and no plan made before the step can help).
- * - noise: all ranks at base; each step every rank's compute time is
- *   multiplied by an independent log-normal factor exp(σz − σ²/2) (mean 1,
- *   σ = BL_SIM_NOISE_SIGMA). The noise is real (the step takes that long,
- *   for the oracle too) and unpredictable: the true speeds stay equal, so
- *   the best plan is the even split and a good policy holds still.
- *
- * The other scenarios have no noise (every factor is 1). */
-typedef enum {
-    BL_SCENARIO_FIXED_1_5X,
-    BL_SCENARIO_FIXED_2X,
-    BL_SCENARIO_FIXED_4X,
-    BL_SCENARIO_STEP_CHANGE,
-    BL_SCENARIO_DRIFT,
-    BL_SCENARIO_SPIKES,
-    BL_SCENARIO_NOISE,
-    BL_SCENARIO_COUNT
-} bl_scenario_kind_t;
-
-#define BL_SIM_BASE_SPEED   1000.0 /* samples/s of a nominal rank */
-#define BL_SIM_DRIFT_SIGMA  0.01   /* drift: log-speed step per step (about 1%) */
-#define BL_SIM_SPIKE_RATE   0.05   /* spikes: spike starts per step, whole cluster */
-#define BL_SIM_SPIKE_FACTOR 3.0    /* spikes: a spiking rank is this many times slower */
-#define BL_SIM_NOISE_SIGMA  0.1    /* noise: σ of the log-normal factor (about 10%) */
-
-/* "fixed-1.5x", "fixed-2x", "fixed-4x", "step-change", "drift", "spikes",
- * "noise"; NULL for others. */
-const char *bl_scenario_name(bl_scenario_kind_t kind);
-/* One line saying what the scenario does; NULL for unknown kinds. */
-const char *bl_scenario_summary(bl_scenario_kind_t kind);
-/* The kind named, or -1. */
-int bl_scenario_parse(const char *name);
-
-typedef struct bl_scenario bl_scenario_t;
-
-/* A speed trace for ranks ranks over a run of steps steps (steps sets the
- * step-change step, T/2; the trace itself may be read past it). Returns 0,
- * or -1 on invalid input (ranks < 1, steps < 1, unknown kind) or when out
- * of memory. The allocator may be NULL (malloc/free) and must outlive the
- * scenario. */
-int bl_scenario_create(bl_scenario_kind_t kind, int ranks, long steps, uint64_t seed,
-                       const bl_part_allocator_t *a, bl_scenario_t **out);
-/* Frees the scenario; NULL is a no-op. */
-void bl_scenario_destroy(bl_scenario_t *s);
-/* Advances to the next step (0 on the first call, then 1, 2, ...) and
- * writes its true speeds (ranks values, samples/s) and, when noise is not
- * NULL, its noise factors (ranks values: a rank's compute time that step
- * is shard / speed · factor). Speeds and factors come from separate random
- * streams, so passing NULL for noise does not change the speeds. Returns
- * the step written. */
-long bl_scenario_next(bl_scenario_t *s, double *speeds, double *noise);
-/* The step from which the step-change scenario's rank is slower (T/2), or
- * -1 for the other scenarios. */
-long bl_scenario_change_step(const bl_scenario_t *s);
+#include "scenario.h" /* the scenarios: each rank's true speed at step t */
 
 /* ---- Communication ------------------------------------------------------ */
 
@@ -126,7 +54,17 @@ double bl_sim_churn(int ranks, long batch, const long *current, const long *next
 
 /* The oracle as a pseudo-policy, after the real ones: each step, the
  * proportional plan of that step's true speeds (bl_plan_proportional, no
- * bounds). Its ratio to the oracle is 1 by construction. */
+ * bounds). Its ratio to the oracle is 1 by construction.
+ *
+ * Every run also computes a second reference beside the oracle, the lag-1
+ * oracle: each step t ≥ 1 it runs the oracle's plan of step t − 1 (step 0:
+ * the even split, as the policies start). It decides every step, with
+ * perfect knowledge of the true speeds, one step late: clairvoyant about
+ * the past but causal. On changes that nobody can foresee (drift, spikes,
+ * the starts of periodic's windows) it shows what deciding from the past
+ * can reach: a policy that tracks cannot beat it, and only one that learns
+ * a pattern (periodic's period) may. It is not a policy and costs no
+ * decision time. */
 #define BL_SIM_ORACLE ((int)BL_POLICY_COUNT)
 
 typedef struct bl_sim_config {
@@ -148,7 +86,7 @@ typedef struct bl_sim_config {
     void *clock_ctx;
     /* rl only (ignored otherwise): the Q-table to start from, or NULL; and
      * where to copy the learned table after the run, or NULL. Each is
-     * BL_RL_STATES × BL_RL_ACTIONS doubles; they may be the same array. */
+     * BL_RL_TABLE_DOUBLES doubles; they may be the same array. */
     const double *q_init;
     double *q_out;
 } bl_sim_config_t;
@@ -170,17 +108,20 @@ typedef struct bl_sim_result {
     /* The figures of the "sim:" line. */
     double throughput_vs_oracle; /* (Σ samples / Σ step time) / the oracle's; all steps */
     long cold_start_steps;       /* bl_sim_settle_step from 0; -1: never */
-    long recovery_steps;         /* from the change step (step-change only); -1: never
-                                    or not applicable (see change_step) */
+    long recovery_steps;         /* from the change step (step-change, node-slow,
+                                    recovery); -1: never or not applicable (see
+                                    change_step) */
     double regret_s;             /* Σ_t (step_t − oracle step_t), seconds */
     double churn;                /* Σ over decisions of bl_sim_churn */
     double decision_us;          /* mean wall time of one decision, µs (0 without a clock) */
     /* More detail. */
+    double causal_vs_oracle;         /* the lag-1 oracle's throughput over the oracle's */
+    double causal_regret_s;          /* the lag-1 oracle's Σ_t (step_t − oracle step_t), s */
     double steady_vs_oracle;         /* the throughput ratio over the last half, steps [T/2, T) */
     double compute_vs_oracle;        /* Σ oracle step compute / Σ step compute (comm left out) */
     double steady_compute_vs_oracle; /* the same over the last half, steps [T/2, T) */
     double controller_frac;          /* decision time / simulated time: the controller's cost */
-    long change_step;                /* the step change's step, or -1 (recovery not applicable) */
+    long change_step;                /* bl_scenario_change_step, or -1 (no recovery figure) */
     long decisions;                  /* bl_policy_decide calls (oracle: plans computed) */
     long plan_changes;               /* decisions that changed the plan */
     double mean_step_s;              /* mean simulated step time */
@@ -191,8 +132,9 @@ typedef struct bl_sim_result {
 
 /* Simulates one run: each step t, every rank r computes plan[r] samples in
  * plan[r] / speed_r(t) · noise_r(t) seconds, the step takes the slowest
- * rank's compute plus the all-reduce, and the oracle's step is computed
- * alongside on the same speeds, noise and communication. After every K
+ * rank's compute plus the all-reduce, and the oracle's and the lag-1
+ * oracle's steps are computed alongside on the same speeds, noise and
+ * communication. After every K
  * steps the policy gets the window's observations summed per rank
  * (samples, compute, comm, wait = the step's slowest compute − own) and the
  * window's mean step time, as a real job's controller would, and its plan

@@ -104,11 +104,10 @@ bl_status_t bl_balancer_init(bl_balancer_t *b, bl_runtime_t *rt, const bl_train_
         }
     }
     if (b->controller_on) {
-        double table[BL_RL_STATES * BL_RL_ACTIONS];
+        double table[BL_RL_TABLE_DOUBLES];
         const double *q_init = NULL;
         if (cfg->balance.policy_file != NULL && rt->rank == 0) {
-            st =
-                load_policy_file(rt, cfg->balance.policy_file, table, BL_RL_STATES * BL_RL_ACTIONS);
+            st = load_policy_file(rt, cfg->balance.policy_file, table, BL_RL_TABLE_DOUBLES);
             q_init = table;
         }
         /* A file error on rank 0 reaches the others through the controller's
