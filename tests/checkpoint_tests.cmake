@@ -152,6 +152,19 @@ foreach(policy static proportional bandit rl)
         LABELS "cli;mpi" TIMEOUT 180)
 endforeach()
 
+# The warm-up is not observed (tests/resume_warmup.sh): with measured
+# times, neither the first steps of a run nor those after a resume move
+# the plan or raise a straggler alert, under each adaptive policy, which
+# does move the plan once the warm-up is over.
+foreach(policy proportional bandit rl)
+    bl_cli_test(resume_warmup_${policy} EXIT 0
+        MATCH "^resume-warmup: ${policy}: no move and no alert in either warm-up; [1-9][0-9]* plan changes after it$"
+        COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/resume_warmup.sh ${BL_CLI_TRAIN} ${BL_CLI_DATA}/good
+                ${bl_ckpt}/warmup-${policy} ${policy}
+        REQUIRES cli_data_good cli_out)
+    set_tests_properties(cli_resume_warmup_${policy} PROPERTIES LABELS "cli;mpi" TIMEOUT 180)
+endforeach()
+
 # Slurm end to end on a local single-node Slurm started for the test
 # (slurm/local-cluster.sh): srun equals mpirun bit for bit, an sbatch job
 # completes with its summary, and a job signalled mid-run checkpoints,

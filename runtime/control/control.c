@@ -165,8 +165,8 @@ bl_status_t bl_control_restore(bl_control_t *c, const bl_ckpt_state_t *s, const 
     bl_status_t st = bl_restager_scatter_windows(&c->restager, stage, stage_fits);
     bl_mem_free(a, stage);
     if (!modelled) {
-        c->balancer.ctl.cold_step = s->step;
-        c->restager.skip_next = 1;
+        c->balancer.ctl.warm_until = s->step + BL_CONTROL_WARMUP_STEPS;
+        c->restager.skip_next = BL_CONTROL_WARMUP_STEPS;
     }
     return st;
 }

@@ -17,7 +17,7 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
     c->rt = rt;
     c->every = every;
     c->batch = batch;
-    c->cold_step = -1;
+    c->warm_until = BL_CONTROL_WARMUP_STEPS;
     int kind = bl_policy_parse(policy_name);
     if (kind < 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
@@ -105,8 +105,8 @@ void bl_controller_free(bl_controller_t *c)
 
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
 {
-    if (records[0].step == 0.0 || records[0].step == (double)c->cold_step) {
-        return; /* the first step pays for first touches and page faults, so it is not a speed */
+    if (records[0].step < (double)c->warm_until) {
+        return; /* the warm-up: not the hardware's speed (BL_CONTROL_WARMUP_STEPS) */
     }
     double step_s = 0.0;
     for (int r = 0; r < c->rt->size; r++) {

@@ -11,6 +11,16 @@
 
 #define BL_HOST_CHARS 64
 
+/* The steps at the start of a run, and after a resume with measured times,
+ * whose times neither the shard controller nor the stage controller
+ * observes: they pay for first touches, page faults, cold caches and the
+ * BLAS library's thread start-up, which are not the hardware's speed, so
+ * they would raise straggler alerts and move samples for nothing. Three
+ * steps cover what was measured here (the first step after a resume ran
+ * 2.1x slower, the second and third within a few percent of steady
+ * state), and cost a 60-step run 5% of its observations. */
+#define BL_CONTROL_WARMUP_STEPS 3
+
 typedef struct bl_controller {
     bl_runtime_t *rt;
     int every; /* K: the steps per control window */
@@ -22,8 +32,8 @@ typedef struct bl_controller {
     long *current, *next; /* rank 0: the plans as the policy sees them */
     long *message;        /* (1 + P) the broadcast: the changed flag, then the shards */
     char *hosts;          /* rank 0: P × BL_HOST_CHARS host names, for alerts */
-    long cold_step;       /* rank 0: a step whose times are not observed (the first
-                             step after a resume: cold caches), or -1 */
+    long warm_until;      /* rank 0: the steps before this one are not observed
+                             (the warm-up, see BL_CONTROL_WARMUP_STEPS) */
     bl_decision_t last;   /* rank 0: the latest decision */
     int decided;          /* rank 0: a decision was made at the last boundary */
     long decided_at;      /* the step after which it was made */
@@ -40,8 +50,8 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                                const long *shard_min, const long *shard_max);
 void bl_controller_free(bl_controller_t *c);
 
-/* Rank 0: adds one step's gathered records to the window. The records of step 0
- * and of cold_step (see bl_controller_t) are left out. */
+/* Rank 0: adds one step's gathered records to the window. The records of the
+ * warm-up (the steps before warm_until, see bl_controller_t) are left out. */
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records);
 
 /* Rank 0: the window in progress as doubles, for checkpoints: for each of the P

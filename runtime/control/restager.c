@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "consistency.h"
+#include "controller.h" /* BL_CONTROL_WARMUP_STEPS */
 #include "restager.h"
 #include "wait.h"
 
@@ -151,7 +152,7 @@ bl_status_t bl_restager_init(bl_restager_t *r, bl_runtime_t *rt, const bl_train_
     r->logging = l->stages > 1 && cfg->diagnostics.telemetry_path != NULL;
     r->plan_count = cfg->balance.stage_plan_count;
     r->on = r->deciding || r->logging || r->plan_count > 0;
-    r->skip_next = 1; /* the first step pays for first touches */
+    r->skip_next = BL_CONTROL_WARMUP_STEPS; /* the warm-up pays for first touches */
     if (!r->on) {
         return BL_OK;
     }
@@ -211,8 +212,8 @@ void bl_restager_observe(bl_restager_t *r, const bl_stage_t *s, double step_s)
     if (!r->on) {
         return;
     }
-    if (r->skip_next) {
-        r->skip_next = 0;
+    if (r->skip_next > 0) {
+        r->skip_next--;
         return;
     }
     for (int i = s->first; i < s->last; i++) {

@@ -23,7 +23,7 @@ typedef struct bl_restager {
     double *window; /* (2L) this rank's per-layer forward seconds, then backward seconds, summed */
     double window_step_s;
     int window_steps;
-    int skip_next;        /* 1 when the next step warms new buffers and is not observed */
+    int skip_next;        /* the coming steps that warm new buffers and are not observed */
     bl_restage_t *policy; /* rank 0 */
     double *layer_s;      /* rank 0: (L) the window's mean forward + backward seconds */
     int *message;         /* (S + 2) the changed flag, then the next map */
