@@ -18,7 +18,7 @@ bl_dp_case(mirror_mixed3_buckets 3 --device mirror,cpu,mirror --shards 9,11,12
            --bucket-mb 0.000001)
 # Rebalancing across a mixed group: the controller moves samples to the
 # fast ranks and the math stays the reference's.
-bl_dp_case(mirror_mixed_policy 3 --device mirror,cpu,cpu --policy proportional
+bl_dp_moves_case(mirror_mixed_policy 3 shards --device mirror,cpu,cpu --policy proportional
            --rebalance-every 5 --emulate-slowdown 2:4)
 # With a device rank in the group the node-local reduction (host memory
 # only) steps aside, whatever --node-reduce says.
@@ -66,7 +66,7 @@ bl_dp_case(mirror_hybrid_mixed 4 --dp 2 --pp 2 --shards 20,12 --micro-batches 3
            --device mirror,cpu,cpu,mirror)
 bl_dp_case(mirror_hybrid_stage_groups 4 --dp 2 --pp 2 --shards 16,16 --micro-batches 2
            --device mirror,cpu,mirror,cpu)
-bl_dp_case(mirror_pp2_policy_moves 2 --pp 2 --micro-batches 2 --policy proportional
+bl_dp_moves_case(mirror_pp2_policy_moves 2 stage_first --pp 2 --micro-batches 2 --policy proportional
            --rebalance-every 3 --emulate-slowdown 1:8 --device cpu,mirror)
 bl_dp_case(mirror_pp2_scripted_moves 2 --pp 2 --micro-batches 2 --stages 0-0,1-4
            --stages-at 8:0-2,3-4 --stages-at 16:0-3,4-4 --device mirror,cpu)

@@ -32,6 +32,19 @@ function(bl_dp_case name ranks)
         LABELS "cli;mpi")
 endfunction()
 
+# bl_dp_moves_case(NAME RANKS FIELD EXTRA...): bl_dp_case with telemetry, and
+# a check that the policy acted: the telemetry's FIELD (shards, or
+# stage_first for the stage map) takes more than one value over the run, so
+# the equality with the one-process run is not vacuous.
+find_program(JQ jq REQUIRED)
+function(bl_dp_moves_case name ranks field)
+    bl_dp_case(${name} ${ranks} ${ARGN} --telemetry ${BL_CLI_OUT}/dp_${name}.jsonl)
+    bl_cli_test(dp_${name}_moved EXIT 0 MATCH "^true$"
+        COMMAND ${JQ} -s -e "[.[].${field}] | unique | length > 1" ${BL_CLI_OUT}/dp_${name}.jsonl
+        REQUIRES dp_${name})
+    set_tests_properties(cli_dp_${name}_moved PROPERTIES LABELS "cli;mpi")
+endfunction()
+
 # Every rank of these jobs is on one node, so by default the gradients are
 # summed through shared memory (runtime/parallel/node_reduce.c); the _mpi cases
 # all-reduce over MPI instead (--node-reduce off), as jobs across nodes do.

@@ -35,9 +35,9 @@ set_tests_properties(cli_restage_policy cli_restage_policy_equals_one_process
 
 # The learning policies in a hybrid 2 x 2 job, both pipelines' stage 1
 # slowed: every pipeline moves the same layers at the same boundary.
-bl_dp_case(hybrid_rl_moves 4 --dp 2 --pp 2 --shards 20,12 --micro-batches 2 --policy rl
+bl_dp_moves_case(hybrid_rl_moves 4 stage_first --dp 2 --pp 2 --shards 20,12 --micro-batches 2 --policy rl
            --rebalance-every 3 --emulate-slowdown 1:8 --emulate-slowdown 3:8)
-bl_dp_case(hybrid_bandit_moves 4 --dp 2 --pp 2 --micro-batches 3 --schedule gpipe
+bl_dp_moves_case(hybrid_bandit_moves 4 stage_first --dp 2 --pp 2 --micro-batches 3 --schedule gpipe
            --policy bandit --rebalance-every 4 --emulate-slowdown 1:8 --emulate-slowdown 3:8)
 
 # Momentum moves with its layer, bit for bit.
