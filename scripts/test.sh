@@ -5,7 +5,9 @@
 # Exits non-zero when anything fails.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/install-deps.sh"
+# --peers: PyTorch too, for the suite's comparison of the GPT-2 model with
+# a PyTorch one (label torch; it skips where torch is missing).
+"$root/scripts/install-deps.sh" --peers
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 jobs=$(nproc)
 

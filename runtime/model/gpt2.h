@@ -1,0 +1,208 @@
+/* A GPT-2 model on one process (gpt2.c, gpt2_acts.c, gpt2_passes.c and
+ * gpt2_adamw.c): the parameters in llm.c's layout (gpt2_file.h), the
+ * forward and backward passes, GPT-2's initialisation and an AdamW step,
+ * all on a kernel table (kernels.h), so that the same code runs on the CPU
+ * and on a device with memory of its own. This module makes no MPI call.
+ *
+ * The passes are cut into the units that a pipeline moves as one: the
+ * embedding (wte and wpe), each transformer block, and the head (the final
+ * LayerNorm, the logits x · wte^T tied to the embedding, and the
+ * cross-entropy). Losses and gradients are per-token SUMS over the B · T
+ * targets, as kernels.h's are, so that any split of a batch sums to the
+ * same loss and gradient; the optimizer scales by 1 / (B · T).
+ *
+ * Every float pointer in bl_gpt2_t and bl_gpt2_acts_t lives where the
+ * kernels run: host memory when the model's memory is NULL, else the
+ * device's memory (read it with bl_gpt2_download). */
+#ifndef BL_GPT2_H
+#define BL_GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "gpt2_file.h"
+
+/* The tensors of the parameter array, in file order (bl_gpt2_tensors). */
+enum {
+    BL_GPT2_WTE,      /* (Vp, C) token embedding, tied to the head */
+    BL_GPT2_WPE,      /* (maxT, C) position embedding */
+    BL_GPT2_LN1W,     /* (L, C) */
+    BL_GPT2_LN1B,     /* (L, C) */
+    BL_GPT2_QKVW,     /* (L, 3C, C) */
+    BL_GPT2_QKVB,     /* (L, 3C) */
+    BL_GPT2_ATTPROJW, /* (L, C, C) */
+    BL_GPT2_ATTPROJB, /* (L, C) */
+    BL_GPT2_LN2W,     /* (L, C) */
+    BL_GPT2_LN2B,     /* (L, C) */
+    BL_GPT2_FCW,      /* (L, 4C, C) */
+    BL_GPT2_FCB,      /* (L, 4C) */
+    BL_GPT2_FCPROJW,  /* (L, C, 4C) */
+    BL_GPT2_FCPROJB,  /* (L, C) */
+    BL_GPT2_LNFW,     /* (C) */
+    BL_GPT2_LNFB      /* (C) */
+};
+
+/* A model. Its fields are read-only for callers; bl_gpt2_create fills them.
+ * params, grads, adam_m and adam_v are views of one allocation of
+ * 4 · param_count floats, each in the tensor layout of `tensors`. */
+typedef struct bl_gpt2 {
+    bl_gpt2_config_t config;
+    bl_gpt2_tensor_t tensors[BL_GPT2_TENSOR_COUNT];
+    size_t param_count;
+    const bl_kernels_t *kernels;
+    const bl_device_memory_t *memory; /* NULL: host memory */
+    bl_allocator_t alloc;             /* a copy of the caller's hooks (all NULL: malloc) */
+    float *params;
+    float *grads;    /* the per-token gradient sums since the last bl_gpt2_zero_grads */
+    float *adam_m;   /* AdamW's first moments, zero at creation */
+    float *adam_v;   /* AdamW's second moments, zero at creation */
+    long adam_steps; /* the AdamW steps taken so far */
+} bl_gpt2_t;
+
+/* Returns tensor id's slice for `layer` (0 for the tensors without layers)
+ * within base, which is g->params, g->grads, g->adam_m or g->adam_v. */
+static inline float *bl_gpt2_slice(const bl_gpt2_t *g, float *base, int id, int layer)
+{
+    const bl_gpt2_tensor_t *t = &g->tensors[id];
+    return base + t->offset + (size_t)layer * (t->count / (size_t)t->layers);
+}
+
+/* The activations of one layer for a (B, T) batch. */
+typedef struct bl_gpt2_layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (B, T, C), (B, T), (B, T) */
+    float *qkv;                       /* (B, T, 3C) */
+    float *atty;                      /* (B, T, C), the heads side by side */
+    float *att;                       /* (B, NH, T, T) */
+    float *res2;                      /* (B, T, C), the stream after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (B, T, C), (B, T), (B, T) */
+    float *fch, *fch_gelu;            /* (B, T, 4C) each */
+    float *res3;                      /* (B, T, C), the block's output */
+} bl_gpt2_layer_acts_t;
+
+/* The activations and the backward's buffers of a model for batches of
+ * exactly B sequences of T tokens. */
+typedef struct bl_gpt2_acts {
+    int B, T;
+    int has_targets;                  /* the last forward had targets, so backward may run */
+    int32_t *tokens, *targets;        /* (B, T) each, on the device */
+    int32_t *rows;                    /* (B · T) = 0, 1, ..., for the residual adds */
+    float *encoded;                   /* (B, T, C), the embedding's output */
+    bl_gpt2_layer_acts_t *layers;     /* L entries, a host array */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (B, T, C), (B, T), (B, T) */
+    float *logits;                    /* (B, T, Vp) */
+    float *dlogits;                   /* (B, T, Vp), softmax − onehot from the forward */
+    float *proj;    /* (B, T, C), the forward's projections before the residual add */
+    float *dres;    /* (B, T, C), d loss / d residual stream */
+    float *dln;     /* (B, T, C), d loss / d a LayerNorm's output or the attention's */
+    float *dwide;   /* (B, T, 4C), d loss / d fch, then d loss / d qkv */
+    float *scratch; /* (T, T), attention_backward's scratch */
+    void *mem;      /* the one device allocation that the buffers above cut */
+} bl_gpt2_acts_t;
+
+/* Creates a model of shape cfg whose passes run on kernels over memory
+ * (NULL: host memory, where the allocations go through a, which may be
+ * NULL for malloc). The parameters are zero until bl_gpt2_init_params or
+ * bl_gpt2_upload. Returns BL_OK with *out set, or BL_ERR_INVALID_ARG (a
+ * NULL argument, or a kernel table without the transformer members, named),
+ * BL_ERR_FORMAT (cfg's fields, named as bl_gpt2_tensors names them: a count
+ * that is not positive, num_heads NH not dividing channels C, Vp < V) or
+ * BL_ERR_NO_MEM, with err->msg saying why. The caller owns *out and frees
+ * it with bl_gpt2_destroy. */
+bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
+                           const bl_device_memory_t *memory, const bl_allocator_t *a,
+                           bl_error_t *err, bl_gpt2_t **out);
+/* Frees g and its buffers; NULL is a no-op. */
+void bl_gpt2_destroy(bl_gpt2_t *g);
+
+/* GPT-2's initialisation from seed: wte (its first V rows; the padding
+ * rows are 0, as llm.c pads them), wpe, qkvw and fcw from N(0, 0.02²),
+ * attprojw and fcprojw from N(0, (0.02 / sqrt(2L))²), the biases 0 and the
+ * LayerNorm weights 1. Each tensor draws from its own stream of the
+ * runtime's generator (seed mixed with BL_SEED_DOMAIN_INIT and the
+ * tensor's number), so one seed always gives the same parameters. Returns
+ * BL_OK, or BL_ERR_NO_MEM (a host staging buffer on a device) or
+ * BL_ERR_CUDA (the upload). */
+bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err);
+
+/* Copies param_count host floats into g->params (upload), or one of g's
+ * arrays (src: g->params, g->grads, g->adam_m or g->adam_v) into
+ * param_count host floats (download). Return BL_OK, BL_ERR_INVALID_ARG
+ * (NULL arguments) or BL_ERR_CUDA (the device's copy failed). */
+bl_status_t bl_gpt2_upload(bl_gpt2_t *g, const float *params, bl_error_t *err);
+bl_status_t bl_gpt2_download(const bl_gpt2_t *g, const float *src, float *dst, bl_error_t *err);
+/* Zeroes g->grads before a new batch's backward passes accumulate.
+ * Returns BL_OK, BL_ERR_INVALID_ARG (NULL g) or BL_ERR_CUDA. */
+bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err);
+
+/* Allocates the activations of g for batches of B sequences of T tokens on
+ * g's device. Returns BL_OK, or BL_ERR_INVALID_ARG (a NULL argument, B or
+ * T not positive, T above max_seq_len maxT, or B · T rows beyond what the
+ * kernels' int dimensions hold, named) or BL_ERR_NO_MEM. On failure acts
+ * holds nothing. The caller frees it with bl_gpt2_acts_free. */
+bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,
+                              bl_error_t *err);
+/* Frees acts (in any state, a zeroed one too) and zeroes it. g must be the
+ * model that it was made for. */
+void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
+
+/* Runs the forward pass over tokens (B, T), host memory. With targets
+ * (B, T, host memory; NULL: none), it also writes dlogits for backward and
+ * sets *loss (which may be NULL) to the SUM of the B · T per-token
+ * cross-entropies; without, *loss is 0. Returns BL_OK, or
+ * BL_ERR_INVALID_ARG naming the first token or target outside the
+ * vocabulary [0, V) (then nothing runs), or BL_ERR_CUDA (an upload). */
+bl_status_t bl_gpt2_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, const int32_t *tokens,
+                            const int32_t *targets, double *loss, bl_error_t *err);
+/* Runs the backward pass of the last forward, which had targets, adding
+ * (+=) the per-token gradient sums into g->grads. The tied wte receives
+ * the head's gradient and the embedding's. Returns BL_OK, or
+ * BL_ERR_INVALID_ARG when the last forward had no targets. */
+bl_status_t bl_gpt2_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, bl_error_t *err);
+
+/* The passes one unit at a time, which bl_gpt2_forward and
+ * bl_gpt2_backward chain: forward embedding, blocks 0 .. L−1, head;
+ * backward head, blocks L−1 .. 0, embedding. They read acts->tokens and
+ * acts->targets as bl_gpt2_forward uploaded them, and do not check them.
+ * head_forward returns the loss sum when acts->has_targets, else 0. The
+ * backward passes add into g->grads; the head's and each block's leave
+ * d loss / d the unit's input (B, T, C) in acts->dres, which the next
+ * unit back reads. */
+void bl_gpt2_embedding_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
+void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+double bl_gpt2_head_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
+void bl_gpt2_head_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts);
+void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+void bl_gpt2_embedding_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts);
+
+/* AdamW's settings, with torch.optim.AdamW's meaning; BL_GPT2_ADAMW_INIT
+ * holds its defaults and no clipping. */
+typedef struct bl_gpt2_adamw {
+    float lr, beta1, beta2, eps;
+    float weight_decay;  /* decoupled; only on the tensors bl_gpt2_decays names */
+    float max_grad_norm; /* > 0: clip the global gradient norm to it; 0: no clipping */
+} bl_gpt2_adamw_t;
+
+#define BL_GPT2_ADAMW_INIT                                                                         \
+    {                                                                                              \
+        .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f,          \
+        .max_grad_norm = 0.0f                                                                      \
+    }
+
+/* Whether AdamW decays tensor id: 1 for the weights of two or more
+ * dimensions (wte, wpe, qkvw, attprojw, fcw, fcprojw), 0 for the biases and
+ * the LayerNorm parameters (and for ids outside the table). */
+int bl_gpt2_decays(int id);
+
+/* One AdamW step (kernels.h's adamw_update, step g->adam_steps + 1) over
+ * g->grads, which hold the per-token sums of `tokens` targets: the
+ * gradient is scaled by 1 / tokens and, when opt->max_grad_norm > 0, by
+ * min(1, max_grad_norm / (norm + 1e-6)) with norm the L2 norm of the
+ * scaled gradient over all tensors (torch.nn.utils.clip_grad_norm_'s
+ * rule), both folded into the kernel's grad_scale. Sets *grad_norm (which
+ * may be NULL) to that norm before clipping. Returns BL_OK, or
+ * BL_ERR_INVALID_ARG (NULL arguments, tokens not positive). */
+bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long tokens,
+                               double *grad_norm, bl_error_t *err);
+
+#endif /* BL_GPT2_H */

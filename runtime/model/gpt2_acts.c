@@ -1,0 +1,162 @@
+/* The activations of a GPT-2 model for one batch shape (gpt2.h): one
+ * device allocation cut into the buffers of bl_gpt2_acts_t. The cut is
+ * made twice, first to count the floats (with overflow checks, since B, T
+ * and the config come from callers and files), then to hand out pointers. */
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gpt2.h"
+#include "gpt2_impl.h"
+
+/* A cursor over the allocation: base is NULL while counting. */
+typedef struct carve {
+    float *base;
+    uint64_t used; /* floats handed out so far */
+    int overflow;  /* a count or the total overflowed */
+} carve_t;
+
+/* The product a · b · c, or UINT64_MAX with c->overflow set when it does
+ * not fit. */
+static uint64_t mul3(carve_t *cv, uint64_t a, uint64_t b, uint64_t c)
+{
+    uint64_t ab = 0, abc = 0;
+    if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, c, &abc)) {
+        cv->overflow = 1;
+        return UINT64_MAX;
+    }
+    return abc;
+}
+
+/* Hands out count floats (NULL while counting). */
+static float *take(carve_t *cv, uint64_t count)
+{
+    float *p = cv->base != NULL ? cv->base + cv->used : NULL;
+    if (count > UINT64_MAX - cv->used) {
+        cv->overflow = 1;
+        return NULL;
+    }
+    cv->used += count;
+    return p;
+}
+
+/* Cuts every buffer of acts out of cv, in one fixed order. The int32 id
+ * arrays come last; an int32 has a float's size and alignment. */
+static void cut(const bl_gpt2_config_t *c, int B, int T, carve_t *cv, bl_gpt2_acts_t *acts)
+{
+    const uint64_t n = (uint64_t)B * (uint64_t)T; /* rows, which fit an int */
+    const uint64_t nc = mul3(cv, n, (uint64_t)c->channels, 1);
+    acts->encoded = take(cv, nc);
+    for (int l = 0; l < c->num_layers; l++) {
+        bl_gpt2_layer_acts_t *la = &acts->layers[l];
+        la->ln1 = take(cv, nc);
+        la->ln1_mean = take(cv, n);
+        la->ln1_rstd = take(cv, n);
+        la->qkv = take(cv, mul3(cv, nc, 3, 1));
+        la->atty = take(cv, nc);
+        la->att = take(cv, mul3(cv, n, (uint64_t)c->num_heads, (uint64_t)T));
+        la->res2 = take(cv, nc);
+        la->ln2 = take(cv, nc);
+        la->ln2_mean = take(cv, n);
+        la->ln2_rstd = take(cv, n);
+        la->fch = take(cv, mul3(cv, nc, 4, 1));
+        la->fch_gelu = take(cv, mul3(cv, nc, 4, 1));
+        la->res3 = take(cv, nc);
+    }
+    acts->lnf = take(cv, nc);
+    acts->lnf_mean = take(cv, n);
+    acts->lnf_rstd = take(cv, n);
+    acts->logits = take(cv, mul3(cv, n, (uint64_t)c->padded_vocab_size, 1));
+    acts->dlogits = take(cv, mul3(cv, n, (uint64_t)c->padded_vocab_size, 1));
+    acts->proj = take(cv, nc);
+    acts->dres = take(cv, nc);
+    acts->dln = take(cv, nc);
+    acts->dwide = take(cv, mul3(cv, nc, 4, 1));
+    acts->scratch = take(cv, mul3(cv, (uint64_t)T, (uint64_t)T, 1));
+    acts->tokens = (int32_t *)take(cv, n);
+    acts->targets = (int32_t *)take(cv, n);
+    acts->rows = (int32_t *)take(cv, n);
+}
+
+bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,
+                              bl_error_t *err)
+{
+    if (g == NULL || acts == NULL) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG, "bl_gpt2_acts_init: %s is NULL",
+                            g == NULL ? "g" : "acts");
+    }
+    memset(acts, 0, sizeof *acts);
+    const bl_gpt2_config_t *c = &g->config;
+    if (B <= 0 || T <= 0) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 activations: batch B = %d and sequence length T = %d must be "
+                            "positive",
+                            B, T);
+    }
+    if (T > c->max_seq_len) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 activations: sequence length T = %d exceeds max_seq_len maxT "
+                            "= %d",
+                            T, c->max_seq_len);
+    }
+    if ((int64_t)B * T > INT_MAX) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 activations: B · T = %d · %d rows exceed the kernels' int "
+                            "dimensions",
+                            B, T);
+    }
+    const int n = B * T;
+    int32_t *rows = NULL;
+    bl_status_t s = BL_OK;
+    acts->layers = bl_mem_array_zeroed(&g->alloc, (size_t)c->num_layers, sizeof *acts->layers);
+    if (acts->layers == NULL) {
+        s = bl_error_set(err, BL_ERR_NO_MEM, "GPT-2 activations: out of memory");
+        goto fail;
+    }
+    carve_t count = {0};
+    cut(c, B, T, &count, acts);
+    if (count.overflow || count.used > SIZE_MAX / sizeof(float)) {
+        s = bl_error_set(err, BL_ERR_NO_MEM,
+                         "GPT-2 activations: B = %d, T = %d with this config overflow memory", B,
+                         T);
+        goto fail;
+    }
+    acts->mem = bl_gpt2_dev_alloc(g, (size_t)count.used * sizeof(float));
+    rows = bl_mem_array(&g->alloc, (size_t)n, sizeof *rows);
+    if (acts->mem == NULL || rows == NULL) {
+        s = bl_error_set(err, BL_ERR_NO_MEM,
+                         "GPT-2 activations: out of memory for %llu floats (B = %d, T = %d)",
+                         (unsigned long long)count.used, B, T);
+        goto fail;
+    }
+    carve_t give = {.base = acts->mem};
+    cut(c, B, T, &give, acts);
+    acts->B = B;
+    acts->T = T;
+    for (int i = 0; i < n; i++) {
+        rows[i] = i;
+    }
+    if (bl_gpt2_dev_put(g, acts->rows, rows, (size_t)n * sizeof *rows) != 0) {
+        s = bl_error_set(err, BL_ERR_CUDA, "GPT-2 activations: uploading to device '%s' failed",
+                         g->memory->name);
+        goto fail;
+    }
+    bl_mem_free(&g->alloc, rows);
+    return BL_OK;
+fail:
+    bl_mem_free(&g->alloc, rows);
+    bl_gpt2_acts_free(g, acts);
+    return s;
+}
+
+void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)
+{
+    if (acts == NULL) {
+        return;
+    }
+    if (g != NULL) {
+        bl_gpt2_dev_free(g, acts->mem);
+        bl_mem_free(&g->alloc, acts->layers);
+    }
+    memset(acts, 0, sizeof *acts);
+}
