@@ -26,7 +26,8 @@
 enum { QUERY_TAGS = 30000 };
 
 /* How long the asking rank waits for answers, in seconds. The other ranks
- * answer within one poll interval (50 µs) when they are in a bounded wait. */
+ * answer within one nap of their polling (at most 1 ms, see wait.c) when
+ * they are in a bounded wait. */
 #define ROLLCALL_GRACE_S 0.5
 
 /* One answer: the answering rank's step and the operation it waits in. */

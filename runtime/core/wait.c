@@ -5,11 +5,24 @@
 #include "wait.h"
 #include "rollcall.h"
 
+/* The polling of a bounded wait: MPI_Test back to back for SPIN_S (a
+ * step's messages usually arrive within it), then naps between tests of an
+ * eighth of the time waited so far, at least NAP_MIN_S and at most
+ * NAP_MAX_S. So a wait ends at most an eighth (or 1 ms) after its request
+ * completes, and a long wait costs the CPU a few dozen tests, not one every
+ * 50 µs: a rank held to a CPU quota (a cgroup) that waits for a faster one
+ * does not spend its quota on polling, which would throttle its compute
+ * whatever share of the batch it is given. */
+#define SPIN_S    200e-6
+#define NAP_MIN_S 20e-6
+#define NAP_MAX_S 1e-3
+
 /* Polls one request (n < 0) or any of n requests until it is done or the
- * bound passes. It spins on MPI_Test for the first millisecond (a step's
- * messages usually arrive within it), then answers roll calls and sleeps
- * 50 µs between tests. Returns 1 when done (or when MPI failed) and 0 on a
- * timeout; *rc is MPI's return code. */
+ * bound passes (no bound when rt->wait_timeout_s <= 0), answering roll
+ * calls while it naps. Waits without a bound poll too, rather than calling
+ * MPI_Wait, which spins at full speed for as long as it waits. Returns 1
+ * when done (or when MPI failed) and 0 on a timeout; *rc is MPI's return
+ * code. */
 static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc, const char *op)
 {
     double start = bl_now_seconds();
@@ -21,12 +34,14 @@ static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc,
             return 1;
         }
         double waited = bl_now_seconds() - start;
-        if (waited > rt->wait_timeout_s) {
+        if (rt->wait_timeout_s > 0.0 && waited > rt->wait_timeout_s) {
             return 0;
         }
-        if (waited > 1e-3) {
+        if (waited > SPIN_S) {
             bl_rollcall_answer(rt, op);
-            struct timespec ts = {0, 50000};
+            double nap = waited / 8.0;
+            nap = nap < NAP_MIN_S ? NAP_MIN_S : (nap > NAP_MAX_S ? NAP_MAX_S : nap);
+            struct timespec ts = {0, (long)(nap * 1e9)};
             nanosleep(&ts, NULL);
         }
     }
@@ -54,9 +69,7 @@ static bl_status_t wait_one(bl_runtime_t *rt, MPI_Request *req, const char *op, 
                             MPI_Comm comm)
 {
     int rc;
-    if (rt->wait_timeout_s <= 0.0) {
-        rc = MPI_Wait(req, MPI_STATUS_IGNORE);
-    } else if (!poll(rt, -1, req, NULL, &rc, op)) {
+    if (!poll(rt, -1, req, NULL, &rc, op)) {
         return timed_out(rt, op, peer, comm);
     }
     return rc == MPI_SUCCESS ? BL_OK : bl_fail_mpi(rt, rc, op);
@@ -77,9 +90,7 @@ bl_status_t bl_waitany_collective(bl_runtime_t *rt, int n, MPI_Request *reqs, in
 {
     int rc;
     *index = MPI_UNDEFINED;
-    if (rt->wait_timeout_s <= 0.0) {
-        rc = MPI_Waitany(n, reqs, index, MPI_STATUS_IGNORE);
-    } else if (!poll(rt, n, reqs, index, &rc, op)) {
+    if (!poll(rt, n, reqs, index, &rc, op)) {
         return timed_out(rt, op, -1, comm);
     }
     if (rc == MPI_SUCCESS && *index == MPI_UNDEFINED) {
