@@ -98,3 +98,16 @@ bl_cli_test(bal_caps_first_plan EXIT 0 MATCH "^\\[10,22\\]$"
     REQUIRES bal_caps_first)
 set_tests_properties(cli_bal_caps cli_bal_caps_respected cli_bal_caps_equals_one_process
     cli_bal_caps_first_plan_run cli_bal_caps_first_plan PROPERTIES LABELS "cli;mpi")
+
+# A real straggler (labels slow;mpi): rank 1 in a cgroup held to 0.4 of a
+# core (bench/cpu_quota.sh), ballast not told; proportional must move
+# samples off it (tests/quota_straggler.sh reads the telemetry). Skipped
+# (77) without root or a cgroup cpu controller. Alone: the throttle is real
+# time, and other tests' load would blur it (the script also gives both
+# ranks a high CPU weight against load from outside ctest).
+add_test(NAME bal_quota_straggler
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/quota_straggler.sh ${BL_CLI_TRAIN}
+            ${BL_CLI_DATA}/good ${BL_CLI_OUT}/quota ${MPIEXEC_EXECUTABLE})
+set_tests_properties(bal_quota_straggler PROPERTIES LABELS "slow;mpi" TIMEOUT 180
+    SKIP_RETURN_CODE 77 RUN_SERIAL TRUE ENVIRONMENT "${BALLAST_TEST_ENV}"
+    FIXTURES_REQUIRED "cli_data_good;cli_out")
