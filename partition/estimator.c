@@ -1,5 +1,15 @@
-/* Per-rank speed estimation: an EMA of samples per second of compute, a
- * running estimate of each rank's noise, and change detection.
+/* Per-rank speed estimation: the ratio of EMAs of a window's samples and
+ * of its compute seconds, a running estimate of each rank's noise, and
+ * change detection.
+ *
+ * Why a ratio of EMAs rather than an EMA of speeds: a rank throttled in
+ * bursts (a CPU quota: full speed, then stopped until the next period)
+ * computes some windows fast and some slowly, and an average of speeds
+ * lets a fast window count as much as a slow one although it held less
+ * time, which overstates the rank (by 40% under a half-core quota, where
+ * windows alternated between 18 and 60 ms). Samples over seconds is the
+ * rank's throughput. For a rank of steady speed the two are the same,
+ * whatever its shard.
  *
  * Noise: σ² is the mean of half the squared relative step between
  * successive windows (for independent noise its mean is σ², and unlike the
@@ -48,7 +58,9 @@ struct bl_estimator {
     bl_part_allocator_t a;
     int ranks;
     bl_estimator_params_t params;
-    double *speed;              /* EMA, samples/s; 0: never observed */
+    double *speed;              /* num / den, samples/s; 0: never observed */
+    double *num;                /* EMA of a window's samples */
+    double *den;                /* EMA of a window's compute seconds */
     double *var;                /* EMA of the squared relative deviation (dimensionless) */
     double *ref;                /* during a run: the estimate before it (the reference) */
     double *ref_var;            /* during a run: the noise before it */
@@ -93,6 +105,8 @@ int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
     e->params = *params;
     size_t n = (size_t)ranks;
     e->speed = bl_part_alloc(a, n, sizeof *e->speed);
+    e->num = bl_part_alloc(a, n, sizeof *e->num);
+    e->den = bl_part_alloc(a, n, sizeof *e->den);
     e->var = bl_part_alloc(a, n, sizeof *e->var);
     e->ref = bl_part_alloc(a, n, sizeof *e->ref);
     e->ref_var = bl_part_alloc(a, n, sizeof *e->ref_var);
@@ -102,13 +116,15 @@ int bl_estimator_create(int ranks, const bl_estimator_params_t *params,
     e->run_sum = bl_part_alloc(a, n, sizeof *e->run_sum);
     e->run = bl_part_alloc(a, n, sizeof *e->run);
     e->changes = bl_part_alloc(a, n, sizeof *e->changes);
-    if (e->speed == NULL || e->var == NULL || e->ref == NULL || e->ref_var == NULL ||
-        e->efac == NULL || e->last == NULL || e->nnoise == NULL || e->run_sum == NULL ||
-        e->run == NULL || e->changes == NULL) {
+    if (e->speed == NULL || e->num == NULL || e->den == NULL || e->var == NULL || e->ref == NULL ||
+        e->ref_var == NULL || e->efac == NULL || e->last == NULL || e->nnoise == NULL ||
+        e->run_sum == NULL || e->run == NULL || e->changes == NULL) {
         goto fail;
     }
     for (int r = 0; r < ranks; r++) {
         e->speed[r] = 0.0;
+        e->num[r] = 0.0;
+        e->den[r] = 0.0;
         e->var[r] = 0.0;
         e->ref[r] = 0.0;
         e->ref_var[r] = 0.0;
@@ -131,7 +147,8 @@ int bl_part_estimator_walk(bl_estimator_t *e, bl_part_state_t *s)
         return 0;
     }
     size_t n = (size_t)e->ranks;
-    double *doubles[] = {e->speed, e->var, e->ref, e->ref_var, e->efac, e->last, e->run_sum};
+    double *doubles[] = {e->speed,   e->num,  e->den,  e->var,    e->ref,
+                         e->ref_var, e->efac, e->last, e->run_sum};
     for (size_t k = 0; k < sizeof doubles / sizeof doubles[0]; k++) {
         bl_part_state_field(s, doubles[k], n * sizeof(double));
     }
@@ -144,7 +161,8 @@ int bl_part_estimator_walk(bl_estimator_t *e, bl_part_state_t *s)
 int bl_part_estimator_valid(const bl_estimator_t *e)
 {
     for (int r = 0; r < e->ranks; r++) {
-        double v[] = {e->speed[r], e->var[r], e->ref[r], e->ref_var[r], e->efac[r], e->last[r]};
+        double v[] = {e->speed[r], e->num[r],     e->den[r],  e->var[r],
+                      e->ref[r],   e->ref_var[r], e->efac[r], e->last[r]};
         for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
             if (!isfinite(v[k]) || v[k] < 0.0) {
                 return 0;
@@ -170,6 +188,8 @@ void bl_estimator_destroy(bl_estimator_t *e)
     }
     bl_part_allocator_t a = e->a;
     bl_part_free(&a, e->speed);
+    bl_part_free(&a, e->num);
+    bl_part_free(&a, e->den);
     bl_part_free(&a, e->var);
     bl_part_free(&a, e->ref);
     bl_part_free(&a, e->ref_var);
@@ -199,20 +219,27 @@ static void add_noise(bl_estimator_t *e, int r, double sample)
     e->var[r] += w * (sample - e->var[r]);
 }
 
-/* The EMA's step, and its uncertainty's. */
-static void move_estimate(bl_estimator_t *e, int r, double x)
+/* The EMAs' step (a window of `samples` in `seconds`), and the
+ * uncertainty's. */
+static void move_estimate(bl_estimator_t *e, int r, double samples, double seconds)
 {
     const double alpha = e->params.alpha;
-    e->speed[r] += alpha * (x - e->speed[r]);
+    e->num[r] += alpha * (samples - e->num[r]);
+    e->den[r] += alpha * (seconds - e->den[r]);
+    e->speed[r] = e->num[r] / e->den[r];
     e->efac[r] = (1.0 - alpha) * (1.0 - alpha) * e->efac[r] + alpha * alpha;
 }
 
-/* One rank's window at speed x (samples/s, finite, > 0). Returns 1 and
- * fills *change when it completes a change. */
-static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change)
+/* One rank's window: `samples` in `seconds`, at speed x = samples /
+ * seconds (finite, > 0). Returns 1 and fills *change when it completes a
+ * change. */
+static int observe(bl_estimator_t *e, int r, double samples, double seconds, double x,
+                   bl_speed_change_t *change)
 {
     if (e->speed[r] == 0.0) {
         e->speed[r] = x; /* the first observation initialises */
+        e->num[r] = samples;
+        e->den[r] = seconds;
         e->var[r] = NOISE_PRIOR * NOISE_PRIOR;
         e->nnoise[r] = 1;
         e->efac[r] = 1.0;
@@ -234,7 +261,7 @@ static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change
     e->last[r] = x;
     if (fabs(d) <= edge) {
         e->run[r] = 0; /* back in band: what went before was an outlier */
-        move_estimate(e, r, x);
+        move_estimate(e, r, samples, seconds);
         add_noise(e, r, sample);
         return 0;
     }
@@ -256,12 +283,13 @@ static int observe(bl_estimator_t *e, int r, double x, bl_speed_change_t *change
         change->rank = r;
         change->factor = level / e->ref[r];
         e->speed[r] = level;
+        e->num[r] = level * e->den[r]; /* the ratio jumps to the new level */
         e->var[r] = e->ref_var[r];
         e->efac[r] = 1.0 / (double)length;
         e->run[r] = 0;
         return 1;
     }
-    move_estimate(e, r, x);
+    move_estimate(e, r, samples, seconds);
     add_noise(e, r, sample < edge * edge ? sample : edge * edge);
     return 0;
 }
@@ -289,7 +317,7 @@ int bl_estimator_update(bl_estimator_t *e, const bl_rank_obs_t *obs, bl_speed_ch
         if (!(x > 0.0) || !isfinite(x)) {
             continue;
         }
-        e->nchanges += observe(e, r, x, &e->changes[e->nchanges]);
+        e->nchanges += observe(e, r, obs[r].samples, obs[r].compute_s, x, &e->changes[e->nchanges]);
     }
     return bl_estimator_last_changes(e, changes, max_changes);
 }

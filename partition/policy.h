@@ -44,11 +44,12 @@ typedef struct bl_estimator_params {
         .alpha = 0.3, .change_sigma = 4.0, .change_windows = 2                                     \
     }
 
-/* Per-rank speed (samples per second of compute) by EMA, with change
- * detection: when a rank's observed speed stays beyond change_sigma noise
+/* Per-rank speed (samples per second of compute) as the ratio of EMAs of
+ * each window's samples and compute seconds (the rank's throughput, also
+ * when it is throttled in bursts), with change detection: when a rank's observed speed stays beyond change_sigma noise
  * sigmas of the estimate for change_windows windows, the estimate jumps to
  * the recent observations (tracking a real shift within a few windows)
- * and the event is reported; isolated outliers move the EMA only by alpha
+ * and the event is reported; isolated outliers move the EMAs only by alpha
  * (noise is not chased). Ranks with samples == 0 keep their estimate. */
 typedef struct bl_estimator bl_estimator_t;
 
@@ -161,7 +162,7 @@ int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, s
  * score minus the proportional setting's, then the sum of their squares
  * (see policy_learn.c). BL_RL_TABLE_DOUBLES values in all. */
 #define BL_RL_STATES        9
-#define BL_RL_ACTIONS       7
+#define BL_RL_ACTIONS       8
 #define BL_RL_STATE_DOUBLES (2 + 2 * BL_RL_ACTIONS)
 #define BL_RL_TABLE_DOUBLES (BL_RL_STATES * BL_RL_STATE_DOUBLES)
 const double *bl_policy_q_table(const bl_policy_t *p);

@@ -123,7 +123,7 @@ static int choose(const double *t, int running)
         mean[k] = t[W1] > 0.0 ? t[SUM + k] / t[W1] : 0.0;
         double var = t[W1] > 0.0 ? t[SQUARES + k] / t[W1] - mean[k] * mean[k] : 0.0;
         double se = evidence > 0.0 && var > 0.0 ? sqrt(var / evidence) : 0.0;
-        allowed[k] = k == BL_TUNE_PROPORTIONAL || (k == BL_TUNE_EVEN && evidence >= MIN_EVIDENCE) ||
+        allowed[k] = k == BL_TUNE_PROPORTIONAL ||
                      (evidence >= MIN_EVIDENCE && mean[k] + SIGNIFICANCE * se < 0.0);
         if (allowed[k] && mean[k] < mean[best]) {
             best = k;

@@ -17,13 +17,15 @@ struct bl_part_tuner {
     long batch;
     const long *lo; /* the policy's bounds (not owned), or NULL */
     const long *hi;
-    double *hist;  /* HISTORY × ranks: measured speeds, newest first; 0: not yet measured */
-    double *fast;  /* ranks: the EMA of weight EMA_FAST */
-    double *slow;  /* ranks: the EMA of weight EMA_SLOW */
-    long *plan;    /* BL_TUNE_SETTINGS × ranks: the plan each setting runs next */
-    double *speed; /* ranks: scratch, one setting's predicted speeds */
-    double *rem;   /* ranks: rounding scratch */
-    long *target;  /* ranks: scratch, one setting's proportional plan */
+    double *hist;    /* HISTORY × ranks: measured speeds, newest first; 0: not yet measured */
+    double *fast;    /* ranks: the EMA of weight EMA_FAST */
+    double *slow;    /* ranks: the EMA of weight EMA_SLOW */
+    double *samples; /* ranks: the EMA of weight EMA_SLOW of a window\'s samples */
+    double *seconds; /* ranks: the same of its compute seconds */
+    long *plan;      /* BL_TUNE_SETTINGS × ranks: the plan each setting runs next */
+    double *speed;   /* ranks: scratch, one setting's predicted speeds */
+    double *rem;     /* ranks: rounding scratch */
+    long *target;    /* ranks: scratch, one setting's proportional plan */
 };
 
 static const char *const setting_names[BL_TUNE_SETTINGS] = {
@@ -53,18 +55,23 @@ bl_part_tuner_t *bl_part_tuner_create(int ranks, long batch, const long *lo, con
     t->hist = bl_part_alloc(a, HISTORY * n, sizeof *t->hist);
     t->fast = bl_part_alloc(a, n, sizeof *t->fast);
     t->slow = bl_part_alloc(a, n, sizeof *t->slow);
+    t->samples = bl_part_alloc(a, n, sizeof *t->samples);
+    t->seconds = bl_part_alloc(a, n, sizeof *t->seconds);
     t->plan = bl_part_alloc(a, BL_TUNE_SETTINGS * n, sizeof *t->plan);
     t->speed = bl_part_alloc(a, n, sizeof *t->speed);
     t->rem = bl_part_alloc(a, n, sizeof *t->rem);
     t->target = bl_part_alloc(a, n, sizeof *t->target);
-    if (t->hist == NULL || t->fast == NULL || t->slow == NULL || t->plan == NULL ||
-        t->speed == NULL || t->rem == NULL || t->target == NULL) {
+    if (t->hist == NULL || t->fast == NULL || t->slow == NULL || t->samples == NULL ||
+        t->seconds == NULL || t->plan == NULL || t->speed == NULL || t->rem == NULL ||
+        t->target == NULL) {
         bl_part_tuner_destroy(t);
         return NULL;
     }
     memset(t->hist, 0, HISTORY * n * sizeof *t->hist);
     memset(t->fast, 0, n * sizeof *t->fast);
     memset(t->slow, 0, n * sizeof *t->slow);
+    memset(t->samples, 0, n * sizeof *t->samples);
+    memset(t->seconds, 0, n * sizeof *t->seconds);
     for (int k = 0; k < BL_TUNE_SETTINGS; k++) {
         memcpy(t->plan + (size_t)k * n, even, n * sizeof *even);
     }
@@ -80,6 +87,8 @@ void bl_part_tuner_destroy(bl_part_tuner_t *t)
     bl_part_free(&a, t->hist);
     bl_part_free(&a, t->fast);
     bl_part_free(&a, t->slow);
+    bl_part_free(&a, t->samples);
+    bl_part_free(&a, t->seconds);
     bl_part_free(&a, t->plan);
     bl_part_free(&a, t->speed);
     bl_part_free(&a, t->rem);
@@ -134,6 +143,9 @@ static void predict(bl_part_tuner_t *t, int k, const bl_part_tune_input_t *in)
         case BL_TUNE_SLOW:
             s = t->slow[r];
             break;
+        case BL_TUNE_RATIO:
+            s = t->seconds[r] > 0.0 ? t->samples[r] / t->seconds[r] : 0.0;
+            break;
         case BL_TUNE_TREND: {
             /* One window ahead on the line through the last two, within a
              * factor of two of the last (a noisy pair must not fling it). */
@@ -168,6 +180,8 @@ static void remember(bl_part_tuner_t *t, const bl_part_tune_input_t *in)
         }
         if (h0[r] == 0.0) {
             h0[r] = h1[r] = h2[r] = t->fast[r] = t->slow[r] = x;
+            t->samples[r] = o->samples;
+            t->seconds[r] = o->compute_s;
             continue;
         }
         h2[r] = h1[r];
@@ -175,6 +189,8 @@ static void remember(bl_part_tuner_t *t, const bl_part_tune_input_t *in)
         h0[r] = x;
         t->fast[r] += EMA_FAST * (x - t->fast[r]);
         t->slow[r] += EMA_SLOW * (x - t->slow[r]);
+        t->samples[r] += EMA_SLOW * (o->samples - t->samples[r]);
+        t->seconds[r] += EMA_SLOW * (o->compute_s - t->seconds[r]);
     }
 }
 
@@ -206,7 +222,7 @@ void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, d
         double now = bl_plan_step_time(n, plan, t->speed);
         double then = bl_plan_step_time(n, t->target, t->speed);
         double gain = now > 0.0 ? (now - then) / now : 0.0;
-        int banded = k == BL_TUNE_PROPORTIONAL || k == BL_TUNE_SLOW;
+        int banded = k == BL_TUNE_PROPORTIONAL || k == BL_TUNE_SLOW || k == BL_TUNE_RATIO;
         if (gain > (banded ? in->threshold : 0.0)) {
             memcpy(plan, t->target, (size_t)n * sizeof *plan);
         }
@@ -222,6 +238,8 @@ int bl_part_tuner_walk(bl_part_tuner_t *t, bl_part_state_t *s)
     bl_part_state_field(s, t->hist, HISTORY * n * sizeof *t->hist);
     bl_part_state_field(s, t->fast, n * sizeof *t->fast);
     bl_part_state_field(s, t->slow, n * sizeof *t->slow);
+    bl_part_state_field(s, t->samples, n * sizeof *t->samples);
+    bl_part_state_field(s, t->seconds, n * sizeof *t->seconds);
     bl_part_state_field(s, t->plan, BL_TUNE_SETTINGS * n * sizeof *t->plan);
     return 1;
 }
@@ -236,7 +254,8 @@ int bl_part_tuner_valid(const bl_part_tuner_t *t)
     }
     for (size_t r = 0; r < n; r++) {
         if (!isfinite(t->fast[r]) || t->fast[r] < 0.0 || !isfinite(t->slow[r]) ||
-            t->slow[r] < 0.0) {
+            t->slow[r] < 0.0 || !isfinite(t->samples[r]) || t->samples[r] < 0.0 ||
+            !isfinite(t->seconds[r]) || t->seconds[r] < 0.0) {
             return 0;
         }
     }

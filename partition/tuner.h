@@ -21,7 +21,12 @@
  * (all of it on a smooth drift, little of it under noise), whether a
  * one-window deviation is a transient (the median of three windows holds
  * through it) or a shift, whether a trend goes on (a rank that degrades
- * gradually), and whether to move at all (the even split). */
+ * gradually), whether to move at all (the even split), and how to average
+ * a bursty rank: a rank throttled in bursts (a CPU quota: full speed, then
+ * stopped) computes some windows fast and some slowly, and the mean of its
+ * speeds overstates it (fast windows count as much as slow ones, although
+ * they hold less time); the ratio of its mean samples to its mean compute
+ * seconds is its throughput. */
 #ifndef BL_PARTITION_TUNER_H
 #define BL_PARTITION_TUNER_H
 
@@ -39,6 +44,7 @@ enum {
     BL_TUNE_EMA50,        /* an EMA of weight 0.5, no dead-band */
     BL_TUNE_SLOW,         /* an EMA of weight 0.1, with the dead-band */
     BL_TUNE_TREND,        /* the last window plus its change from the one before */
+    BL_TUNE_RATIO,        /* EMAs of samples and of compute seconds, their ratio, dead-band */
     BL_TUNE_SETTINGS
 };
 
@@ -70,7 +76,7 @@ void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, d
 const long *bl_part_tuner_plan(const bl_part_tuner_t *t, int k);
 
 /* The setting's name for telemetry ("proportional", "even", "last",
- * "median3", "ema0.5", "slow", "trend"). */
+ * "median3", "ema0.5", "slow", "trend", "ratio"). */
 const char *bl_part_tuner_name(int k);
 
 /* The tuner's state for checkpoints (state.h), and whether loaded values

@@ -352,17 +352,19 @@ static void test_estimator_basics(void **state)
     assert_near(sp[0], 1000.0, 1e-9);
     assert_near(sp[1], 2000.0, 1e-9);
     assert_near(sp[2], 0.0, 0.0);
-    /* in band (5% < 4 · 2% floor): the EMA moves by alpha */
+    /* in band (5% < 4 · 2% floor): the EMAs of samples and seconds move by
+     * alpha, and the speed is their ratio */
+    const double moved = 100.0 / (0.1 + 0.3 * (100.0 / 1050.0 - 0.1));
     o[0] = obs_at(100, 1050.0);
     o[1] = obs_at(0, 1.0); /* no samples: rank 1 keeps its estimate */
     assert_int_equal(bl_estimator_update(e, o, NULL, 0), 0);
-    assert_near(sp[0], 1000.0 + 0.3 * 50.0, 1e-9);
+    assert_near(sp[0], moved, 1e-9);
     assert_near(sp[1], 2000.0, 1e-9);
     /* invalid observations: -1, nothing changes */
     o[0] = obs_at(100, 500.0);
     o[2].compute_s = -1.0;
     assert_int_equal(bl_estimator_update(e, o, NULL, 0), -1);
-    assert_near(sp[0], 1015.0, 1e-9);
+    assert_near(sp[0], moved, 1e-9);
     o[2].compute_s = NAN;
     assert_int_equal(bl_estimator_update(e, o, NULL, 0), -1);
     assert_int_equal(bl_estimator_update(e, NULL, NULL, 0), -1);
@@ -402,11 +404,12 @@ static void test_estimator_changes(void **state)
         assert_int_equal(bl_estimator_update(e, o, ch, 4), 0);
     }
     /* one outlier window (rank 1 at half speed) then back: no change, and
-     * the EMA moved by alpha only */
+     * the EMAs moved by alpha only (the seconds' EMA from 0.032 s toward
+     * 0.064 s) */
     o[0] = obs_at(64, 1000.0);
     o[1] = obs_at(64, 1000.0);
     assert_int_equal(bl_estimator_update(e, o, ch, 4), 0);
-    assert_near(sp[1], 2000.0 - 0.3 * 1000.0, 1e-6);
+    assert_near(sp[1], 64.0 / (0.032 + 0.3 * (0.064 - 0.032)), 1e-6);
     o[1] = obs_at(64, 2000.0);
     assert_int_equal(bl_estimator_update(e, o, ch, 4), 0);
     /* a real halving: two windows out of band, then the change */
@@ -849,14 +852,14 @@ static void test_state_refused(void **state)
     assert_int_equal(bl_policy_state_load(p, bytes, n, err, sizeof err), -1);
     assert_non_null(strstr(err, "values out of range"));
     /* A run of out-of-band windows as long as INT_MIN (the estimator's
-     * run[0], after the headers, its 7 doubles per rank and nnoise), with
-     * a valid reference (ref[0], after speed and var): no update makes
-     * such a run, and loading it would overflow the next update. */
+     * run[0], after the headers, its 9 doubles per rank and nnoise), with
+     * a valid reference (ref[0], after speed, num, den and var): no update
+     * makes such a run, and loading it would overflow the next update. */
     memcpy(bytes, before, n);
     double ref = 32.0;
-    memcpy(bytes + 3 * sizeof(int) + 2 * 4 * sizeof(double), &ref, sizeof ref);
+    memcpy(bytes + 3 * sizeof(int) + 4 * 4 * sizeof(double), &ref, sizeof ref);
     int bad_run = INT_MIN;
-    memcpy(bytes + 3 * sizeof(int) + 4 * (7 * sizeof(double) + sizeof(int)), &bad_run,
+    memcpy(bytes + 3 * sizeof(int) + 4 * (9 * sizeof(double) + sizeof(int)), &bad_run,
            sizeof bad_run);
     assert_int_equal(bl_policy_state_load(p, bytes, n, err, sizeof err), -1);
     assert_non_null(strstr(err, "values out of range"));
@@ -896,19 +899,29 @@ static void test_rl_tables(void **state)
         assert_int_equal(best, 0);
     }
     bl_policy_destroy(p);
-    /* a warm start: the table is copied, and a table that values the even
-     * split (action 1, the least expected score) best keeps the even split
-     * on an imbalanced cluster */
+    /* a warm start: the table is copied, and a table whose every state
+     * holds 20 windows' evidence that the even split (setting 1) scores
+     * 0.5 below proportional, every time, keeps the even split on an
+     * imbalanced cluster. A state's values: w1, w2, the sums of the
+     * settings' differences, then the sums of their squares. */
+    enum { W1, W2, SUM, SQUARES = SUM + BL_RL_ACTIONS };
     double table[Q_COUNT];
-    for (int i = 0; i < Q_COUNT; i++) {
-        table[i] = i % BL_RL_ACTIONS == 1 ? 1.0 : 5.0;
+    for (int s = 0; s < BL_RL_STATES; s++) {
+        double *t = &table[s * BL_RL_STATE_DOUBLES];
+        for (int i = 0; i < BL_RL_STATE_DOUBLES; i++) {
+            t[i] = 0.0;
+        }
+        t[W1] = 10.0;
+        t[W2] = 5.0; /* evidence w1² / w2 = 20 windows */
+        t[SUM + 1] = -5.0;
+        t[SQUARES + 1] = 2.5;
     }
     c.q_init = table;
     p = make_policy(&c);
     table[0] = -7.0; /* copied, not referenced */
     q = bl_policy_q_table(p);
-    assert_near(q[0], 5.0, 0.0);
-    assert_near(q[1], 1.0, 0.0);
+    assert_near(q[W1], 10.0, 0.0);
+    assert_near(q[SUM + 1], -5.0, 0.0);
     const double v[4] = {1000.0, 1000.0, 2000.0, 4000.0};
     long plan[4] = {64, 64, 64, 64};
     bl_rank_obs_t o[4];
@@ -920,12 +933,14 @@ static void test_rl_tables(void **state)
         assert_string_equal(d.action, "even");
         assert_int_equal(d.changed, 0);
     }
-    /* learning: the even split scores badly here, so its value rises above
-     * 1 in the state it was chosen in */
+    /* learning: here the even split scores worse than proportional, so the
+     * mean difference of the even split rises above its prior -0.5 in the
+     * states the choices were made in */
     q = bl_policy_q_table(p);
     int raised = 0;
     for (int s = 0; s < BL_RL_STATES; s++) {
-        raised += q[s * BL_RL_ACTIONS + 1] > 1.0;
+        const double *t = &q[s * BL_RL_STATE_DOUBLES];
+        raised += t[SUM + 1] / t[W1] > -0.5 + 1e-9;
     }
     assert_true(raised >= 1);
     bl_policy_destroy(p);
