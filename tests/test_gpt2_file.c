@@ -4,22 +4,21 @@
  * write failures and allocation failures.
  *
  * The files are made by hand here, the way llm.c's train_gpt2.py writes
- * them, into a fresh directory under /tmp (mkdtemp) that the group teardown
- * empties and removes. */
+ * them, into a fresh directory under /tmp (mkdtemp) that is emptied and
+ * removed after the group (file_fixture.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_fixture.h"
 #include "gpt2_file.h"
 
 #define MIB ((size_t)1024 * 1024)
@@ -31,57 +30,7 @@
     }
 #define SMALL_COUNT 592
 
-static char g_dir[64];
-
-static int group_setup(void **state)
-{
-    (void)state;
-    strcpy(g_dir, "/tmp/ballast_test_gpt2_XXXXXX");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
-}
-
-/* Removes every entry of the directory, then the directory. */
-static int group_teardown(void **state)
-{
-    (void)state;
-    DIR *d = opendir(g_dir);
-    char path[PATH_MAX];
-    for (struct dirent *e = d != NULL ? readdir(d) : NULL; e != NULL; e = readdir(d)) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-            remove(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    return rmdir(g_dir);
-}
-
-/* The path of name in the temporary directory, in one of 8 static slots. */
-static const char *tmp_path(const char *name)
-{
-    static char slots[8][PATH_MAX];
-    static int next;
-    char *p = slots[next++ % 8];
-    snprintf(p, PATH_MAX, "%s/%s", g_dir, name);
-    return p;
-}
-
-static uint8_t *read_whole(const char *path, size_t *nbytes)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *nbytes = (size_t)n;
-    return buf;
-}
+static tmp_dir_t g_tmp;
 
 /* The bits of parameter i: a NaN with a payload and -0 first, so that a
  * round trip must keep the bits, then small values. */
@@ -122,61 +71,12 @@ static const char *write_ckpt(const char *name, int32_t magic, int32_t version, 
         put32(b + 1024 + 4 * i, param_bits(i));
     }
     memset(b + 1024 + 4 * nparams, 0xee, extra);
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
+    const char *path = write_raw(&g_tmp, name, b, n);
     free(b);
     return path;
 }
 
-/* ---- Counting allocator and checks ---------------------------------------- */
-
-typedef struct counting {
-    long allocs, releases, fail_at;
-    size_t live_nbytes, peak_nbytes;
-} counting_t;
-
-typedef union prefix {
-    max_align_t align;
-    size_t nbytes;
-} prefix_t;
-
-static void *counting_alloc(size_t nbytes, void *ctx)
-{
-    counting_t *c = ctx;
-    if (c->fail_at != 0 && c->allocs + 1 == c->fail_at) {
-        return NULL;
-    }
-    prefix_t *p = malloc(sizeof *p + nbytes);
-    if (p == NULL) {
-        return NULL;
-    }
-    c->allocs++;
-    p->nbytes = nbytes;
-    c->live_nbytes += nbytes;
-    c->peak_nbytes = c->live_nbytes > c->peak_nbytes ? c->live_nbytes : c->peak_nbytes;
-    return p + 1;
-}
-
-static void counting_release(void *ptr, void *ctx)
-{
-    counting_t *c = ctx;
-    if (ptr != NULL) {
-        prefix_t *p = (prefix_t *)ptr - 1;
-        c->releases++;
-        c->live_nbytes -= p->nbytes;
-        free(p);
-    }
-}
-
-static void assert_contains(const char *msg, const char *part)
-{
-    if (strstr(msg, part) == NULL) {
-        fail_msg("message \"%s\" lacks \"%s\"", msg, part);
-    }
-}
+/* ---- Checks --------------------------------------------------------------- */
 
 static void assert_zeroed(const bl_gpt2_file_t *m)
 {
@@ -190,17 +90,12 @@ static void assert_zeroed(const bl_gpt2_file_t *m)
 static void check_fail(const char *path, bl_status_t want, const char *phrase)
 {
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_gpt2_file_t out;
     memset(&out, 0xab, sizeof out);
     bl_status_t s = bl_gpt2_load(path, &a, &err, &out);
-    if (s != want) {
-        fail_msg("status %s, expected %s (message \"%s\")", bl_status_string(s),
-                 bl_status_string(want), err.msg);
-    }
-    assert_contains(err.msg, path);
-    assert_contains(err.msg, phrase);
+    check_failed_load(s, want, err.msg, path, phrase);
     assert_zeroed(&out);
     assert_int_equal(c.allocs, c.releases);
     assert_true(c.peak_nbytes <= MIB);
@@ -261,9 +156,9 @@ static void test_load_then_write_is_identical(void **state)
 {
     (void)state;
     const char *orig = write_ckpt("llmc.bin", 20240326, 3, (bl_gpt2_config_t)SMALL, SMALL_COUNT, 0);
-    const char *copy = tmp_path("llmc-copy.bin");
+    const char *copy = tmp_path(&g_tmp, "llmc-copy.bin");
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_gpt2_file_t m;
     assert_int_equal(bl_gpt2_load(orig, &a, &err, &m), BL_OK);
@@ -305,7 +200,7 @@ static void test_write_then_load(void **state)
     for (size_t i = 0; i < SMALL_COUNT; i++) {
         m.params[i] = (float)i * 0.25f - 3.0f;
     }
-    const char *path = tmp_path("written.bin");
+    const char *path = tmp_path(&g_tmp, "written.bin");
     bl_error_t err = {0};
     assert_int_equal(bl_gpt2_write(path, &m, &err), BL_OK);
     bl_gpt2_file_t back;
@@ -329,8 +224,8 @@ static void test_short_header_and_missing(void **state)
     const char *short_ = write_ckpt("short.bin", 20240326, 3, (bl_gpt2_config_t)SMALL, 0, 0);
     assert_int_equal(truncate(short_, 100), 0);
     check_fail(short_, BL_ERR_FORMAT, "header is 100 bytes, shorter than the 1024-byte");
-    check_fail(tmp_path("no-such.bin"), BL_ERR_IO, "cannot open");
-    check_fail(g_dir, BL_ERR_IO, "cannot read");
+    check_fail(tmp_path(&g_tmp, "no-such.bin"), BL_ERR_IO, "cannot open");
+    check_fail(g_tmp.path, BL_ERR_IO, "cannot read");
 }
 
 static void test_magic_and_versions(void **state)
@@ -429,25 +324,13 @@ static void test_check_seq_len(void **state)
     assert_int_equal(bl_gpt2_check_seq_len("ckpt.bin", NULL, 4, &err), BL_ERR_INVALID_ARG);
 }
 
-static int count_entries(const char *prefix)
-{
-    int n = 0;
-    DIR *d = opendir(g_dir);
-    assert_non_null(d);
-    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    }
-    closedir(d);
-    return n;
-}
-
 static void test_write_failures(void **state)
 {
     (void)state;
     float params[SMALL_COUNT] = {0};
     bl_gpt2_file_t m = {.config = SMALL, .param_count = SMALL_COUNT, .params = params};
     bl_error_t err = {0};
-    const char *out = tmp_path("never.bin");
+    const char *out = tmp_path(&g_tmp, "never.bin");
     m.config.num_heads = 3;
     assert_int_equal(bl_gpt2_write(out, &m, &err), BL_ERR_FORMAT);
     assert_contains(err.msg, out);
@@ -459,17 +342,17 @@ static void test_write_failures(void **state)
     m.param_count = SMALL_COUNT;
     assert_int_equal(bl_gpt2_write(out, NULL, &err), BL_ERR_INVALID_ARG);
     assert_int_equal(access(out, F_OK), -1);
-    const char *missing = tmp_path("no-dir/out.bin");
+    const char *missing = tmp_path(&g_tmp, "no-dir/out.bin");
     assert_int_equal(bl_gpt2_write(missing, &m, &err), BL_ERR_IO);
     assert_contains(err.msg, missing);
     /* The rename over a directory fails: the directory stays and no
      * temporary file is left. */
-    const char *dir = tmp_path("a-dir");
+    const char *dir = tmp_path(&g_tmp, "a-dir");
     assert_int_equal(mkdir(dir, 0755), 0);
     assert_int_equal(bl_gpt2_write(dir, &m, &err), BL_ERR_IO);
     assert_contains(err.msg, dir);
     assert_contains(err.msg, "renaming into place");
-    assert_int_equal(count_entries("a-dir."), 0);
+    assert_int_equal(count_entries(&g_tmp, "a-dir."), 0);
     bl_gpt2_file_t back;
     assert_int_equal(bl_gpt2_load(NULL, NULL, &err, &back), BL_ERR_INVALID_ARG);
     assert_zeroed(&back);
@@ -480,7 +363,7 @@ static void test_allocation_failure(void **state)
     (void)state;
     const char *path = write_ckpt("oom.bin", 20240326, 3, (bl_gpt2_config_t)SMALL, SMALL_COUNT, 0);
     counting_t c = {.fail_at = 1};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_gpt2_file_t m;
     assert_int_equal(bl_gpt2_load(path, &a, &err, &m), BL_ERR_NO_MEM);
@@ -506,5 +389,6 @@ int main(void)
         cmocka_unit_test(test_write_failures),
         cmocka_unit_test(test_allocation_failure),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return run_tests_in_tmp_dir("test_gpt2_file", tests, sizeof tests / sizeof tests[0], &g_tmp,
+                                "gpt2");
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "test_support.h"
 
 #define FWD_ATOL 1e-6
 #define FWD_RTOL 1e-5
@@ -31,34 +32,9 @@ static const struct {
 } SHAPES[] = {{2, 5, 12, 3}, {2, 1, 12, 3}, {1, 9, 20, 2}};
 enum { NSHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]), V = 11, VP = 16 };
 
-/* ---- deterministic inputs: a 64-bit LCG (Knuth's MMIX constants) ---- */
+/* ---- deterministic inputs: a 64-bit LCG (test_support.h) ---- */
 
-static uint64_t lcg_state;
-
-static void lcg_seed(uint64_t seed)
-{
-    lcg_state = seed * 2862933555777941757ULL + 3037000493ULL;
-}
-
-static uint32_t lcg_next(void)
-{
-    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(lcg_state >> 32);
-}
-
-static void fill(float *a, size_t count, float lo, float hi)
-{
-    for (size_t i = 0; i < count; i++) {
-        a[i] = lo + (hi - lo) * (float)(lcg_next() >> 8) * (1.0f / 16777216.0f);
-    }
-}
-
-static void fill_value(float *a, size_t count, float value)
-{
-    for (size_t i = 0; i < count; i++) {
-        a[i] = value;
-    }
-}
+static lcg_t rng;
 
 /* Zeroed buffers of count elements (+1, so count 0 gives a valid pointer),
  * all freed by release_all at the end of each test. */
@@ -106,26 +82,6 @@ static double *to_d_times(const float *a, size_t count, double factor)
 static double *to_d(const float *a, size_t count)
 {
     return to_d_times(a, count, 1.0);
-}
-
-/* Fails on the first element outside atol + rtol·|ref| (NaN fails too). */
-static void check_close(const float *got, const double *ref, size_t count, double atol, double rtol,
-                        const char *what)
-{
-    for (size_t i = 0; i < count; i++) {
-        const double diff = fabs((double)got[i] - ref[i]);
-        if (!(diff <= atol + rtol * fabs(ref[i]))) {
-            fail_msg("%s[%zu]: got %.9g, want %.9g (diff %.3g)", what, i, (double)got[i], ref[i],
-                     diff);
-        }
-    }
-}
-
-static void check_scalar(double got, double ref, double atol, double rtol, const char *what)
-{
-    if (!(fabs(got - ref) <= atol + rtol * fabs(ref))) {
-        fail_msg("%s: got %.12g, want %.12g", what, got, ref);
-    }
 }
 
 /* ---- finite differences ---- */
@@ -326,20 +282,20 @@ static void test_table(void **state)
 static void test_embedding(void **state)
 {
     (void)state;
-    lcg_seed(11);
+    lcg_seed(&rng, 11);
     for (int s = 0; s < NSHAPES; s++) {
         const int B = SHAPES[s].B, T = SHAPES[s].T, C = SHAPES[s].C, BT = B * T;
         const size_t n = (size_t)BT * C, nte = (size_t)VP * C, npe = (size_t)(T + 2) * C;
         int32_t tok[2 * MAXT];
         for (int i = 0; i < BT; i++) {
-            tok[i] = (int32_t)(lcg_next() % V);
+            tok[i] = (int32_t)(lcg_next(&rng) % V);
         }
         tok[BT - 1] = tok[0]; /* a repeated token (with B = 2, T = 1 too) */
         float *wte = fbuf(nte), *wpe = fbuf(npe), *out = fbuf(n), *dout = fbuf(n);
         float *dwte = fbuf(nte), *dwpe = fbuf(npe);
-        fill(wte, nte, -1.0f, 1.0f);
-        fill(wpe, npe, -1.0f, 1.0f);
-        fill(dout, n, -1.0f, 1.0f);
+        fill_uniform(&rng, wte, nte, -1.0f, 1.0f);
+        fill_uniform(&rng, wpe, npe, -1.0f, 1.0f);
+        fill_uniform(&rng, dout, n, -1.0f, 1.0f);
         fd_ctx_t x = {.B = B,
                       .T = T,
                       .C = C,
@@ -350,7 +306,7 @@ static void test_embedding(void **state)
                       .dout = dout};
         K->embedding_forward(B, T, C, tok, wte, wpe, out);
         ref_embedding(B, T, C, tok, x.a, x.b, x.out);
-        check_close(out, x.out, n, FWD_ATOL, FWD_RTOL, "embedding out");
+        check_close_tol(out, x.out, n, FWD_ATOL, FWD_RTOL, "embedding out");
 
         K->embedding_backward(B, T, C, tok, dout, dwte, dwpe);
         assert_true(fd_check(loss_embedding, &x, x.a, nte, dwte, "dwte") > 0.1);
@@ -358,8 +314,8 @@ static void test_embedding(void **state)
         /* It accumulates: a second call doubles both. */
         double *twice_te = to_d_times(dwte, nte, 2.0), *twice_pe = to_d_times(dwpe, npe, 2.0);
         K->embedding_backward(B, T, C, tok, dout, dwte, dwpe);
-        check_close(dwte, twice_te, nte, FWD_ATOL, FWD_RTOL, "dwte twice");
-        check_close(dwpe, twice_pe, npe, FWD_ATOL, FWD_RTOL, "dwpe twice");
+        check_close_tol(dwte, twice_te, nte, FWD_ATOL, FWD_RTOL, "dwte twice");
+        check_close_tol(dwpe, twice_pe, npe, FWD_ATOL, FWD_RTOL, "dwpe twice");
         release_all(NULL);
     }
 }
@@ -367,20 +323,20 @@ static void test_embedding(void **state)
 static void test_layernorm(void **state)
 {
     (void)state;
-    lcg_seed(12);
+    lcg_seed(&rng, 12);
     for (int s = 0; s < NSHAPES; s++) {
         const int N = SHAPES[s].B * SHAPES[s].T, C = SHAPES[s].C;
         const size_t n = (size_t)N * C;
         float *in = fbuf(n), *w = fbuf(C), *b = fbuf(C), *out = fbuf(n), *out2 = fbuf(n);
         float *mean = fbuf(N), *rstd = fbuf(N), *dout = fbuf(n), *dinp = fbuf(n);
         float *dw = fbuf(C), *db = fbuf(C);
-        fill(in, n, -1.0f, 1.0f);
+        fill_uniform(&rng, in, n, -1.0f, 1.0f);
         for (int r = 0; r < N; r++) {
             in[r * C] += 3.0f * (float)r; /* rows of different means and spreads */
         }
-        fill(w, C, 0.5f, 1.5f);
-        fill(b, C, -0.5f, 0.5f);
-        fill(dout, n, -1.0f, 1.0f);
+        fill_uniform(&rng, w, C, 0.5f, 1.5f);
+        fill_uniform(&rng, b, C, -0.5f, 0.5f);
+        fill_uniform(&rng, dout, n, -1.0f, 1.0f);
         fd_ctx_t x = {.N = N,
                       .C = C,
                       .a = to_d(in, n),
@@ -391,9 +347,9 @@ static void test_layernorm(void **state)
         double *rmean = dbuf(N), *rrstd = dbuf(N);
         K->layernorm_forward(N, C, in, w, b, out, mean, rstd);
         ref_layernorm(N, C, x.a, x.b, x.c, x.out, rmean, rrstd);
-        check_close(out, x.out, n, FWD_ATOL, FWD_RTOL, "layernorm out");
-        check_close(mean, rmean, N, FWD_ATOL, FWD_RTOL, "layernorm mean");
-        check_close(rstd, rrstd, N, FWD_ATOL, FWD_RTOL, "layernorm rstd");
+        check_close_tol(out, x.out, n, FWD_ATOL, FWD_RTOL, "layernorm out");
+        check_close_tol(mean, rmean, N, FWD_ATOL, FWD_RTOL, "layernorm mean");
+        check_close_tol(rstd, rrstd, N, FWD_ATOL, FWD_RTOL, "layernorm rstd");
         K->layernorm_forward(N, C, in, w, b, out2, NULL, NULL); /* no statistics kept */
         assert_memory_equal(out, out2, n * sizeof(float));
 
@@ -406,9 +362,9 @@ static void test_layernorm(void **state)
         double *twice_in = to_d_times(dinp, n, 2.0), *twice_w = to_d_times(dw, C, 2.0);
         double *twice_b = to_d_times(db, C, 2.0);
         K->layernorm_backward(N, C, dout, in, w, mean, rstd, dinp, dw, db, 1);
-        check_close(dinp, twice_in, n, FWD_ATOL, FWD_RTOL, "layernorm dinp twice");
-        check_close(dw, twice_w, C, FWD_ATOL, FWD_RTOL, "layernorm dweight twice");
-        check_close(db, twice_b, C, FWD_ATOL, FWD_RTOL, "layernorm dbias twice");
+        check_close_tol(dinp, twice_in, n, FWD_ATOL, FWD_RTOL, "layernorm dinp twice");
+        check_close_tol(dw, twice_w, C, FWD_ATOL, FWD_RTOL, "layernorm dweight twice");
+        check_close_tol(db, twice_b, C, FWD_ATOL, FWD_RTOL, "layernorm dbias twice");
         release_all(NULL);
     }
 }
@@ -416,20 +372,20 @@ static void test_layernorm(void **state)
 static void test_gelu(void **state)
 {
     (void)state;
-    lcg_seed(13);
+    lcg_seed(&rng, 13);
     enum { N = 37 }; /* four spans and a tail */
     float *x = fbuf(N), *y = fbuf(N), *dy = fbuf(N), *dx = fbuf(N), *t = fbuf(N);
-    fill(x, N, -5.0f, 5.0f);
+    fill_uniform(&rng, x, N, -5.0f, 5.0f);
     x[0] = 0.0f;
     x[1] = -0.5f;
-    fill(dy, N, -1.0f, 1.0f);
+    fill_uniform(&rng, dy, N, -1.0f, 1.0f);
     fd_ctx_t c = {.N = N, .a = to_d(x, N), .out = dbuf(N), .dout = dy};
     double *ref = dbuf(N);
     for (int i = 0; i < N; i++) {
         ref[i] = ref_gelu(c.a[i]);
     }
     K->gelu_forward(N, x, y);
-    check_close(y, ref, N, FWD_ATOL, FWD_RTOL, "gelu");
+    check_close_tol(y, ref, N, FWD_ATOL, FWD_RTOL, "gelu");
     assert_true(y[0] == 0.0f && y[1] < -0.15f && y[1] > -0.16f); /* gelu(-0.5) = -0.1543 */
     memcpy(t, x, sizeof(float) * N);
     K->gelu_forward(N, t, t); /* in place */
@@ -447,15 +403,15 @@ static void test_gelu(void **state)
 static void test_attention(void **state)
 {
     (void)state;
-    lcg_seed(14);
+    lcg_seed(&rng, 14);
     for (int s = 0; s < NSHAPES; s++) {
         const int B = SHAPES[s].B, T = SHAPES[s].T, C = SHAPES[s].C, NH = SHAPES[s].NH;
         const size_t nqkv = (size_t)B * T * 3 * C, n = (size_t)B * T * C;
         const size_t natt = (size_t)B * NH * T * T;
         float *qkv = fbuf(nqkv), *out = fbuf(n), *att = fbuf(natt), *dout = fbuf(n);
         float *dqkv = fbuf(nqkv), *scratch = fbuf((size_t)T * T);
-        fill(qkv, nqkv, -2.0f, 2.0f);
-        fill(dout, n, -1.0f, 1.0f);
+        fill_uniform(&rng, qkv, nqkv, -2.0f, 2.0f);
+        fill_uniform(&rng, dout, n, -1.0f, 1.0f);
         fill_value(out, n, NAN);
         fill_value(att, natt, NAN);
         fd_ctx_t x = {
@@ -463,8 +419,8 @@ static void test_attention(void **state)
         double *ratt = dbuf(natt);
         K->attention_forward(B, T, C, NH, qkv, out, att);
         ref_attention(B, T, C, NH, x.a, x.out, ratt);
-        check_close(out, x.out, n, FWD_ATOL, FWD_RTOL, "attention out");
-        check_close(att, ratt, natt, FWD_ATOL, FWD_RTOL, "attention att");
+        check_close_tol(out, x.out, n, FWD_ATOL, FWD_RTOL, "attention out");
+        check_close_tol(att, ratt, natt, FWD_ATOL, FWD_RTOL, "attention att");
         /* The causal mask: exact zeros above the diagonal, rows summing to 1. */
         for (size_t r = 0; r < (size_t)B * NH * T; r++) {
             const int i = (int)(r % (size_t)T);
@@ -490,11 +446,11 @@ static void test_attention(void **state)
 static void test_vocab_xent(void **state)
 {
     (void)state;
-    lcg_seed(15);
+    lcg_seed(&rng, 15);
     enum { N = 7 };
     const int32_t tgt[N] = {0, V - 1, 3, 5, 5, 9, 1};
     float *logits = fbuf(N * VP), *dlog = fbuf(N * VP);
-    fill(logits, N * VP, -4.0f, 4.0f);
+    fill_uniform(&rng, logits, N * VP, -4.0f, 4.0f);
     for (int r = 0; r < N; r++) {
         fill_value(logits + r * VP + V, VP - V, NAN); /* padding: never read */
     }
@@ -508,7 +464,7 @@ static void test_vocab_xent(void **state)
     const double loss = K->vocab_xent(N, V, VP, logits, tgt, dlog);
     check_scalar(loss, want, 0.0, 1e-6, "vocab_xent loss");
     assert_true(loss > (double)N * 0.5); /* a real loss, not 0 */
-    check_close(dlog, rdlog, N * VP, FWD_ATOL, FWD_RTOL, "vocab_xent dlogits");
+    check_close_tol(dlog, rdlog, N * VP, FWD_ATOL, FWD_RTOL, "vocab_xent dlogits");
     for (int r = 0; r < N; r++) {
         for (int j = V; j < VP; j++) {
             assert_true(dlog[r * VP + j] == 0.0f && !signbit(dlog[r * VP + j]));
@@ -536,22 +492,22 @@ static void ref_adamw(int n, double *w, double *m, double *v, const float *grad,
 static void test_adamw(void **state)
 {
     (void)state;
-    lcg_seed(16);
+    lcg_seed(&rng, 16);
     enum { N = 37 };
     /* eps tiny (the update is about lr·sign), then eps that matters. */
     const float eps[2] = {1e-8f, 1e-3f}, grange[2] = {1.0f, 0.01f};
     const float scale = 0.5f, lr = 0.01f, b1 = 0.9f, b2 = 0.999f, wd = 0.1f;
     for (int c = 0; c < 2; c++) {
         float *w = fbuf(N), *m = fbuf(N), *v = fbuf(N), *grad = fbuf(N);
-        fill(w, N, -1.0f, 1.0f);
+        fill_uniform(&rng, w, N, -1.0f, 1.0f);
         double *rw = to_d(w, N), *rm = dbuf(N), *rv = dbuf(N);
         for (int t = 1; t <= 3; t++) {
-            fill(grad, N, -grange[c], grange[c]);
+            fill_uniform(&rng, grad, N, -grange[c], grange[c]);
             K->adamw_update(N, w, m, v, grad, scale, lr, b1, b2, eps[c], wd, t);
             ref_adamw(N, rw, rm, rv, grad, scale, lr, b1, b2, eps[c], wd, t);
-            check_close(w, rw, N, 1e-7, 1e-6, "adamw w");
-            check_close(m, rm, N, 1e-9, 1e-5, "adamw m");
-            check_close(v, rv, N, 1e-12, 1e-5, "adamw v");
+            check_close_tol(w, rw, N, 1e-7, 1e-6, "adamw w");
+            check_close_tol(m, rm, N, 1e-9, 1e-5, "adamw m");
+            check_close_tol(v, rv, N, 1e-12, 1e-5, "adamw v");
         }
         release_all(NULL);
     }
@@ -560,10 +516,10 @@ static void test_adamw(void **state)
 static void test_sum_squares(void **state)
 {
     (void)state;
-    lcg_seed(17);
+    lcg_seed(&rng, 17);
     const size_t counts[] = {0, 5, 8, 1001};
     float *x = fbuf(1001);
-    fill(x, 1001, -3.0f, 3.0f);
+    fill_uniform(&rng, x, 1001, -3.0f, 3.0f);
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
         double want = 0.0;
         for (size_t i = 0; i < counts[c]; i++) {

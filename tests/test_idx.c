@@ -4,9 +4,10 @@
  * Fashion-MNIST test set.
  *
  * Every file is written into a fresh directory under /tmp (mkdtemp), which
- * the group teardown removes. Every load goes through a counting allocator,
- * so each test also checks that nothing leaks and that the peak of live
- * library memory stays small where the header lies about the data. */
+ * is removed after the group (file_fixture.h). Every load goes through a
+ * counting allocator, so each test also checks that nothing leaks and that
+ * the peak of live library memory stays small where the header lies about
+ * the data. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,68 +23,18 @@
 
 #include <zlib.h>
 
+#include "file_fixture.h"
 #include "idx.h"
 
 #define MIB ((size_t)1024 * 1024)
 
-/* ---- Temporary directory ------------------------------------------------ */
+static tmp_dir_t g_tmp;
 
-#define MAX_FILES 128
-
-static char g_dir[64];
-static char *g_files[MAX_FILES];
-static int g_file_count;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    strcpy(g_dir, "/tmp/ballast_test_idx_XXXXXX");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    for (int i = 0; i < g_file_count; i++) {
-        unlink(g_files[i]);
-        free(g_files[i]);
-    }
-    g_file_count = 0;
-    return rmdir(g_dir);
-}
-
-/* The path of name in the temporary directory, remembered for cleanup.
- * Belongs to the test program until teardown. */
-static const char *tmp_path(const char *name)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s/%s", g_dir, name);
-    for (int i = 0; i < g_file_count; i++) {
-        if (strcmp(g_files[i], buf) == 0) {
-            return g_files[i];
-        }
-    }
-    assert_true(g_file_count < MAX_FILES);
-    g_files[g_file_count] = strdup(buf);
-    assert_non_null(g_files[g_file_count]);
-    return g_files[g_file_count++];
-}
-
-static const char *write_raw(const char *name, const uint8_t *bytes, size_t nbytes)
-{
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (nbytes > 0) {
-        assert_int_equal(fwrite(bytes, 1, nbytes, f), nbytes);
-    }
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
+/* Writes nbytes bytes gzip-compressed to name in the temporary directory;
+ * returns its path. */
 static const char *write_gz(const char *name, const uint8_t *bytes, size_t nbytes)
 {
-    const char *path = tmp_path(name);
+    const char *path = tmp_path(&g_tmp, name);
     gzFile gz = gzopen(path, "wb");
     assert_non_null(gz);
     if (nbytes > 0) {
@@ -91,23 +42,6 @@ static const char *write_gz(const char *name, const uint8_t *bytes, size_t nbyte
     }
     assert_int_equal(gzclose(gz), Z_OK);
     return path;
-}
-
-/* The bytes of a file (malloc'd, *nbytes long). */
-static uint8_t *read_whole(const char *path, size_t *nbytes)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *nbytes = (size_t)n;
-    return buf;
 }
 
 /* ---- IDX bytes ---------------------------------------------------------- */
@@ -164,7 +98,7 @@ static const char *write_images(const char *name, int gz, uint32_t count, uint32
     uint32_t dims[3] = {count, rows, cols};
     size_t n = 0;
     uint8_t *bytes = build_idx(0x08, 3, dims, data, ndata, &n);
-    const char *path = gz ? write_gz(name, bytes, n) : write_raw(name, bytes, n);
+    const char *path = gz ? write_gz(name, bytes, n) : write_raw(&g_tmp, name, bytes, n);
     free(bytes);
     free(data);
     return path;
@@ -180,65 +114,10 @@ static const char *write_labels(const char *name, int gz, uint32_t count)
     }
     size_t n = 0;
     uint8_t *bytes = build_idx(0x08, 1, &count, data, count, &n);
-    const char *path = gz ? write_gz(name, bytes, n) : write_raw(name, bytes, n);
+    const char *path = gz ? write_gz(name, bytes, n) : write_raw(&g_tmp, name, bytes, n);
     free(bytes);
     free(data);
     return path;
-}
-
-/* ---- Counting allocator --------------------------------------------------- */
-
-/* Counts allocations and releases, tracks live and peak bytes, and fails
- * the fail_at-th allocation (1-based; 0: never). */
-typedef struct counting {
-    long allocs;
-    long releases;
-    long fail_at;
-    size_t live_nbytes;
-    size_t peak_nbytes;
-} counting_t;
-
-typedef union prefix {
-    max_align_t align;
-    size_t nbytes;
-} prefix_t;
-
-static void *counting_alloc(size_t nbytes, void *ctx)
-{
-    counting_t *c = ctx;
-    long n = c->allocs + 1;
-    if (c->fail_at != 0 && n == c->fail_at) {
-        return NULL;
-    }
-    prefix_t *p = malloc(sizeof *p + nbytes);
-    if (p == NULL) {
-        return NULL;
-    }
-    c->allocs = n;
-    p->nbytes = nbytes;
-    c->live_nbytes += nbytes;
-    if (c->live_nbytes > c->peak_nbytes) {
-        c->peak_nbytes = c->live_nbytes;
-    }
-    return p + 1;
-}
-
-static void counting_release(void *ptr, void *ctx)
-{
-    counting_t *c = ctx;
-    if (ptr == NULL) {
-        return;
-    }
-    prefix_t *p = (prefix_t *)ptr - 1;
-    c->releases++;
-    c->live_nbytes -= p->nbytes;
-    free(p);
-}
-
-static bl_allocator_t counting_allocator(counting_t *c)
-{
-    bl_allocator_t a = {counting_alloc, counting_release, c};
-    return a;
 }
 
 /* ---- Checks --------------------------------------------------------------- */
@@ -250,13 +129,6 @@ static void assert_zeroed(const bl_idx_pair_t *p)
     assert_int_equal(p->classes, 0);
     assert_null(p->pixels);
     assert_null(p->labels);
-}
-
-static void assert_contains(const char *msg, const char *part)
-{
-    if (strstr(msg, part) == NULL) {
-        fail_msg("message \"%s\" lacks \"%s\"", msg, part);
-    }
 }
 
 /* Loads a pair that must fail with want; checks the message names file and
@@ -393,7 +265,7 @@ static void test_four_dimensional_images(void **state)
     uint32_t dims[4] = {5, 2, 3, 4};
     size_t n = 0;
     uint8_t *bytes = build_idx(0x08, 4, dims, data, sizeof data, &n);
-    const char *im = write_raw("4d-images", bytes, n);
+    const char *im = write_raw(&g_tmp, "4d-images", bytes, n);
     free(bytes);
     check_load(im, good_labels(5), 0, 5, 24, 9);
 }
@@ -403,7 +275,7 @@ static void test_four_dimensional_images(void **state)
 static void test_missing_file(void **state)
 {
     (void)state;
-    const char *missing = tmp_path("no-such-file.gz");
+    const char *missing = tmp_path(&g_tmp, "no-such-file.gz");
     check_fail(missing, good_labels(3), 0, BL_ERR_IO, missing, "cannot open");
     check_fail(good_images(3), missing, 0, BL_ERR_IO, missing, "No such file");
 }
@@ -411,13 +283,13 @@ static void test_missing_file(void **state)
 static void test_directory_is_io_error(void **state)
 {
     (void)state;
-    check_fail(g_dir, good_labels(3), 0, BL_ERR_IO, g_dir, "cannot read");
+    check_fail(g_tmp.path, good_labels(3), 0, BL_ERR_IO, g_tmp.path, "cannot read");
 }
 
 static void test_empty_file(void **state)
 {
     (void)state;
-    const char *im = write_raw("empty-images", NULL, 0);
+    const char *im = write_raw(&g_tmp, "empty-images", NULL, 0);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im, "empty");
     const char *lb = write_gz("empty-labels.gz", NULL, 0);
     check_fail(good_images(3), lb, 0, BL_ERR_FORMAT, lb, "empty");
@@ -427,7 +299,7 @@ static void test_short_header(void **state)
 {
     (void)state;
     const uint8_t bytes[3] = {0x00, 0x00, 0x08};
-    const char *im = write_raw("short-images", bytes, sizeof bytes);
+    const char *im = write_raw(&g_tmp, "short-images", bytes, sizeof bytes);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im, "header is 3 bytes");
 }
 
@@ -436,7 +308,7 @@ static void test_header_ends_inside_dims(void **state)
     (void)state;
     /* 3 dimensions declared, 6 of their 12 bytes present */
     const uint8_t bytes[10] = {0x00, 0x00, 0x08, 0x03, 0, 0, 0, 3, 0, 0};
-    const char *im = write_raw("cut-dims-images", bytes, sizeof bytes);
+    const char *im = write_raw(&g_tmp, "cut-dims-images", bytes, sizeof bytes);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im, "inside the dimensions");
 }
 
@@ -448,7 +320,7 @@ static void test_wrong_magic(void **state)
     const uint8_t data[3] = {0, 1, 2};
     uint8_t *bytes = build_idx(0x08, 1, &count, data, 3, &n);
     bytes[1] = 0x01;
-    const char *lb = write_raw("magic-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "magic-labels", bytes, n);
     free(bytes);
     check_fail(good_images(3), lb, 0, BL_ERR_FORMAT, lb, "magic bytes 0x00 0x01");
 }
@@ -466,7 +338,7 @@ static void test_wrong_dtype(void **state)
     /* the same fault in the label file names the label file */
     uint32_t count = 3;
     bytes = build_idx(0x09, 1, &count, data, 3, &n);
-    const char *lb = write_raw("dtype-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "dtype-labels", bytes, n);
     free(bytes);
     check_fail(good_images(3), lb, 0, BL_ERR_FORMAT, lb, "dtype 0x09");
 }
@@ -478,7 +350,7 @@ static void test_image_one_dimension(void **state)
     uint32_t count = 3;
     const uint8_t data[3] = {1, 2, 3};
     uint8_t *bytes = build_idx(0x08, 1, &count, data, 3, &n);
-    const char *im = write_raw("1d-images", bytes, n);
+    const char *im = write_raw(&g_tmp, "1d-images", bytes, n);
     free(bytes);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im,
                "image file has 1 dimension, expected at least 2");
@@ -491,7 +363,7 @@ static void test_label_two_dimensions(void **state)
     uint32_t dims[2] = {3, 1};
     const uint8_t data[3] = {1, 2, 3};
     uint8_t *bytes = build_idx(0x08, 2, dims, data, 3, &n);
-    const char *lb = write_raw("2d-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "2d-labels", bytes, n);
     free(bytes);
     check_fail(good_images(3), lb, 0, BL_ERR_FORMAT, lb, "label file has 2 dimensions, expected 1");
 }
@@ -502,13 +374,13 @@ static void test_zero_dimension(void **state)
     size_t n = 0;
     uint32_t dims[3] = {3, 4, 0};
     uint8_t *bytes = build_idx(0x08, 3, dims, NULL, 0, &n);
-    const char *im = write_raw("zero-dim-images", bytes, n);
+    const char *im = write_raw(&g_tmp, "zero-dim-images", bytes, n);
     free(bytes);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im, "dimension 2 is 0");
     /* a zero sample count too */
     uint32_t count = 0;
     bytes = build_idx(0x08, 1, &count, NULL, 0, &n);
-    const char *lb = write_raw("zero-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "zero-labels", bytes, n);
     free(bytes);
     check_fail(good_images(3), lb, 0, BL_ERR_FORMAT, lb, "dimension 0 is 0");
 }
@@ -523,13 +395,13 @@ static void test_dimension_overflow(void **state)
     uint32_t dims[3] = {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu};
     const uint8_t data[4] = {1, 2, 3, 4};
     uint8_t *bytes = build_idx(0x08, 3, dims, data, sizeof data, &n);
-    const char *im = write_raw("overflow-images", bytes, n);
+    const char *im = write_raw(&g_tmp, "overflow-images", bytes, n);
     free(bytes);
     check_fail(im, good_labels(3), 0, BL_ERR_FORMAT, im, "overflow");
     /* 65536 × 32768 = 2^31 features: one past INT_MAX */
     uint32_t dims2[3] = {3, 65536, 32768};
     bytes = build_idx(0x08, 3, dims2, data, sizeof data, &n);
-    const char *im2 = write_raw("overflow2-images", bytes, n);
+    const char *im2 = write_raw(&g_tmp, "overflow2-images", bytes, n);
     free(bytes);
     check_fail(im2, good_labels(3), 0, BL_ERR_FORMAT, im2, "3 × 65536 × 32768 overflow");
 }
@@ -547,7 +419,7 @@ static void test_header_declares_more_than_present(void **state)
     free(bytes);
     uint32_t count = 1000000;
     bytes = build_idx(0x08, 1, &count, data, sizeof data, &n);
-    const char *lb = write_raw("liar-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "liar-labels", bytes, n);
     free(bytes);
     check_fail(im, lb, 0, BL_ERR_FORMAT, im,
                "header declares 784000000 data bytes (1000000 × 28 × 28) but the file holds "
@@ -562,7 +434,7 @@ static void test_truncated_data(void **state)
     uint32_t dims[3] = {10, 2, 2};
     uint8_t data[40] = {0};
     uint8_t *bytes = build_idx(0x08, 3, dims, data, 39, &n);
-    const char *im = write_raw("truncated-images", bytes, n);
+    const char *im = write_raw(&g_tmp, "truncated-images", bytes, n);
     free(bytes);
     check_fail(im, good_labels(10), 0, BL_ERR_FORMAT, im, "declares 40 data bytes");
     check_fail(im, good_labels(10), 0, BL_ERR_FORMAT, im, "holds only 39");
@@ -575,7 +447,7 @@ static void test_trailing_bytes(void **state)
     uint32_t count = 4;
     const uint8_t data[7] = {0, 1, 2, 3, 9, 9, 9};
     uint8_t *bytes = build_idx(0x08, 1, &count, data, sizeof data, &n);
-    const char *lb = write_raw("trailing-labels", bytes, n);
+    const char *lb = write_raw(&g_tmp, "trailing-labels", bytes, n);
     const char *lbz = write_gz("trailing-labels.gz", bytes, n);
     free(bytes);
     check_fail(good_images(4), lb, 0, BL_ERR_FORMAT, lb, "3 bytes after the declared data");
@@ -590,8 +462,8 @@ static void test_truncated_gz_stream(void **state)
     uint8_t *bytes = read_whole(whole, &n);
     assert_true(n > 1000);
     /* cut in the middle of the deflate data, and inside the 8-byte trailer */
-    const char *half = write_raw("half-images.gz", bytes, n / 2);
-    const char *no_trailer = write_raw("no-trailer-images.gz", bytes, n - 4);
+    const char *half = write_raw(&g_tmp, "half-images.gz", bytes, n / 2);
+    const char *no_trailer = write_raw(&g_tmp, "no-trailer-images.gz", bytes, n - 4);
     free(bytes);
     check_fail(half, good_labels(100), 0, BL_ERR_FORMAT, half, "gzip stream is truncated");
     check_fail(no_trailer, good_labels(100), 0, BL_ERR_FORMAT, no_trailer,
@@ -605,7 +477,7 @@ static void test_corrupt_gz_stream(void **state)
     size_t n = 0;
     uint8_t *bytes = read_whole(whole, &n);
     bytes[n - 8] ^= 0xff; /* the CRC-32 of the gzip trailer */
-    const char *bad = write_raw("bad-crc-images.gz", bytes, n);
+    const char *bad = write_raw(&g_tmp, "bad-crc-images.gz", bytes, n);
     free(bytes);
     check_fail(bad, good_labels(10), 0, BL_ERR_FORMAT, bad, "gzip stream is corrupt");
 }
@@ -758,5 +630,5 @@ int main(void)
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_fashion_mnist_t10k),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return run_tests_in_tmp_dir("test_idx", tests, sizeof tests / sizeof tests[0], &g_tmp, "idx");
 }

@@ -15,46 +15,16 @@
 #include <cblas.h> /* openblas_get_num_threads */
 
 #include "kernels.h"
+#include "test_support.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4
 
 static const bl_kernels_t *K = &bl_cpu_kernels;
 
-/* ---- deterministic inputs: a 64-bit LCG (Knuth's MMIX constants) ---- */
+/* ---- deterministic inputs: a 64-bit LCG (test_support.h) ---- */
 
-static uint64_t lcg_state;
-
-static void lcg_seed(uint64_t seed)
-{
-    lcg_state = seed * 2862933555777941757ULL + 3037000493ULL;
-}
-
-static uint32_t lcg_next(void)
-{
-    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(lcg_state >> 32);
-}
-
-/* Uniform in [lo, hi), from the top 24 bits (exact in float). */
-static float uniform(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)(lcg_next() >> 8) * (1.0f / 16777216.0f);
-}
-
-static void fill(float *a, size_t count, float lo, float hi)
-{
-    for (size_t i = 0; i < count; i++) {
-        a[i] = uniform(lo, hi);
-    }
-}
-
-static void fill_value(float *a, size_t count, float value)
-{
-    for (size_t i = 0; i < count; i++) {
-        a[i] = value;
-    }
-}
+static lcg_t rng;
 
 /* Zeroed buffers of count elements (+1, so count 0 gives a valid pointer). */
 static float *fbuf(size_t count)
@@ -71,29 +41,10 @@ static double *dbuf(size_t count)
     return p;
 }
 
-/* Fails on the first element outside atol + rtol·|ref| (NaN fails too). */
-static void check_close_tol(const float *got, const double *ref, size_t count, double atol,
-                            double rtol, const char *what)
-{
-    for (size_t i = 0; i < count; i++) {
-        double diff = fabs((double)got[i] - ref[i]);
-        if (!(diff <= atol + rtol * fabs(ref[i]))) {
-            fail_msg("%s[%zu]: got %.9g, want %.9g (diff %.3g)", what, i, (double)got[i], ref[i],
-                     diff);
-        }
-    }
-}
-
+/* check_close_tol at this file's ATOL and RTOL. */
 static void check_close(const float *got, const double *ref, size_t count, const char *what)
 {
     check_close_tol(got, ref, count, ATOL, RTOL, what);
-}
-
-static void check_scalar(double got, double ref, double atol, double rtol, const char *what)
-{
-    if (!(fabs(got - ref) <= atol + rtol * fabs(ref))) {
-        fail_msg("%s: got %.12g, want %.12g", what, got, ref);
-    }
 }
 
 /* ---- references, in double ---- */
@@ -217,8 +168,8 @@ static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float be
     float *b = fbuf((size_t)b_rows * ldb);
     float *c = fbuf((size_t)m * ldc);
     double *ref = dbuf((size_t)m * ldc);
-    fill(a, (size_t)a_rows * lda, -1.0f, 1.0f);
-    fill(b, (size_t)b_rows * ldb, -1.0f, 1.0f);
+    fill_uniform(&rng, a, (size_t)a_rows * lda, -1.0f, 1.0f);
+    fill_uniform(&rng, b, (size_t)b_rows * ldb, -1.0f, 1.0f);
     /* beta == 0 means C is not read: NaN there must not leak through. */
     if (beta == 0.0f) {
         fill_value(c, (size_t)m * ldc, NAN);
@@ -228,7 +179,7 @@ static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float be
             }
         }
     } else {
-        fill(c, (size_t)m * ldc, -1.0f, 1.0f);
+        fill_uniform(&rng, c, (size_t)m * ldc, -1.0f, 1.0f);
     }
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < ldc; j++) {
@@ -257,7 +208,7 @@ static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float be
 static void test_gemm_transposes(void **state)
 {
     (void)state;
-    lcg_seed(1);
+    lcg_seed(&rng, 1);
     for (int ta = 0; ta <= 1; ta++) {
         for (int tb = 0; tb <= 1; tb++) {
             gemm_case(ta, tb, 5, 7, 3, 0.5f, -1.5f);
@@ -270,7 +221,7 @@ static void test_gemm_transposes(void **state)
 static void test_gemm_empty_inner(void **state)
 {
     (void)state;
-    lcg_seed(2);
+    lcg_seed(&rng, 2);
     /* k == 0: C = beta · C, and exactly 0 for beta == 0. */
     gemm_case(0, 0, 3, 4, 0, 1.0f, 0.5f);
     gemm_case(1, 1, 3, 4, 0, 1.0f, 0.0f);
@@ -279,7 +230,7 @@ static void test_gemm_empty_inner(void **state)
 static void test_set_threads(void **state)
 {
     (void)state;
-    lcg_seed(3);
+    lcg_seed(&rng, 3);
     bl_cpu_set_threads(2);
     assert_int_equal(openblas_get_num_threads(), 2);
     gemm_case(0, 1, 96, 80, 64, 1.0f, 0.0f);
@@ -307,9 +258,9 @@ static void dense_forward_case(shape_t s, int relu)
     const size_t ny = (size_t)s.batch * s.out;
     float *x = fbuf(nx), *w = fbuf(nw), *b = fbuf((size_t)s.out), *y = fbuf(ny);
     double *ref = dbuf(ny);
-    fill(x, nx, -1.0f, 1.0f);
-    fill(w, nw, -1.0f, 1.0f);
-    fill(b, (size_t)s.out, -1.0f, 1.0f);
+    fill_uniform(&rng, x, nx, -1.0f, 1.0f);
+    fill_uniform(&rng, w, nw, -1.0f, 1.0f);
+    fill_uniform(&rng, b, (size_t)s.out, -1.0f, 1.0f);
     fill_value(y, ny, NAN); /* y is output only */
     ref_dense_forward(s.batch, s.in, s.out, x, w, b, ref, relu);
     K->dense_forward(s.batch, s.in, s.out, x, w, b, y, relu);
@@ -326,7 +277,7 @@ static void dense_forward_case(shape_t s, int relu)
 static void test_dense_forward(void **state)
 {
     (void)state;
-    lcg_seed(10);
+    lcg_seed(&rng, 10);
     for (size_t i = 0; i < N_SHAPES; i++) {
         dense_forward_case(dense_shapes[i], 0);
     }
@@ -335,7 +286,7 @@ static void test_dense_forward(void **state)
 static void test_dense_forward_relu(void **state)
 {
     (void)state;
-    lcg_seed(11);
+    lcg_seed(&rng, 11);
     for (size_t i = 0; i < N_SHAPES; i++) {
         dense_forward_case(dense_shapes[i], 1);
     }
@@ -375,16 +326,16 @@ static void dense_backward_case(shape_t s, int relu, int accumulate, int with_dx
     float *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf((size_t)s.out);
     float *dw0 = fbuf(nw), *db0 = fbuf((size_t)s.out);
     double *rdx = dbuf(nx), *rdw = dbuf(nw), *rdb = dbuf((size_t)s.out);
-    fill(x, nx, -1.0f, 1.0f);
-    fill(w, nw, -1.0f, 1.0f);
-    fill(y, ny, -1.0f, 1.0f);
+    fill_uniform(&rng, x, nx, -1.0f, 1.0f);
+    fill_uniform(&rng, w, nw, -1.0f, 1.0f);
+    fill_uniform(&rng, y, ny, -1.0f, 1.0f);
     for (size_t i = 0; i < ny; i++) {
         y[i] = y[i] > 0.0f ? y[i] : 0.0f;
     }
-    fill(dy, ny, -1.0f, 1.0f);
+    fill_uniform(&rng, dy, ny, -1.0f, 1.0f);
     if (accumulate) {
-        fill(dw0, nw, -1.0f, 1.0f);
-        fill(db0, (size_t)s.out, -1.0f, 1.0f);
+        fill_uniform(&rng, dw0, nw, -1.0f, 1.0f);
+        fill_uniform(&rng, db0, (size_t)s.out, -1.0f, 1.0f);
         memcpy(dw, dw0, nw * sizeof(float));
         memcpy(db, db0, (size_t)s.out * sizeof(float));
     } else {
@@ -427,7 +378,7 @@ static void dense_backward_case(shape_t s, int relu, int accumulate, int with_dx
 static void test_dense_backward_overwrite(void **state)
 {
     (void)state;
-    lcg_seed(20);
+    lcg_seed(&rng, 20);
     for (size_t i = 0; i < N_SHAPES; i++) {
         dense_backward_case(dense_shapes[i], 0, 0, 1);
         dense_backward_case(dense_shapes[i], 1, 0, 1);
@@ -437,7 +388,7 @@ static void test_dense_backward_overwrite(void **state)
 static void test_dense_backward_accumulate(void **state)
 {
     (void)state;
-    lcg_seed(21);
+    lcg_seed(&rng, 21);
     for (size_t i = 0; i < N_SHAPES; i++) {
         dense_backward_case(dense_shapes[i], 0, 1, 1);
         dense_backward_case(dense_shapes[i], 1, 1, 1);
@@ -447,7 +398,7 @@ static void test_dense_backward_accumulate(void **state)
 static void test_dense_backward_no_dx(void **state)
 {
     (void)state;
-    lcg_seed(22);
+    lcg_seed(&rng, 22);
     for (size_t i = 0; i < N_SHAPES; i++) {
         for (int relu = 0; relu <= 1; relu++) {
             dense_backward_case(dense_shapes[i], relu, 0, 0);
@@ -461,15 +412,15 @@ static void test_dense_backward_no_dx(void **state)
 static void test_dense_backward_split_batch(void **state)
 {
     (void)state;
-    lcg_seed(23);
+    lcg_seed(&rng, 23);
     enum { B = 10, IN = 6, OUT = 4 };
     float x[B * IN], w[OUT * IN], y[B * OUT], dy[B * OUT];
     float dw[OUT * IN], db[OUT];
     double rdx[B * IN], rdw[OUT * IN], rdb[OUT];
-    fill(x, B * IN, -1.0f, 1.0f);
-    fill(w, OUT * IN, -1.0f, 1.0f);
-    fill(y, B * OUT, -1.0f, 1.0f);
-    fill(dy, B * OUT, -1.0f, 1.0f);
+    fill_uniform(&rng, x, B * IN, -1.0f, 1.0f);
+    fill_uniform(&rng, w, OUT * IN, -1.0f, 1.0f);
+    fill_uniform(&rng, y, B * OUT, -1.0f, 1.0f);
+    fill_uniform(&rng, dy, B * OUT, -1.0f, 1.0f);
     ref_dense_backward(B, IN, OUT, x, w, y, dy, 1, NULL, NULL, rdx, rdw, rdb);
     K->dense_backward(B / 2, IN, OUT, x, w, y, dy, NULL, dw, db, 1, 0);
     K->dense_backward(B - B / 2, IN, OUT, x + (B / 2) * IN, w, y + (B / 2) * OUT,
@@ -508,7 +459,7 @@ static void test_dense_backward_batch0(void **state)
 
 static void relu_inputs(float *x)
 {
-    fill(x, N_RELU, -2.0f, 2.0f);
+    fill_uniform(&rng, x, N_RELU, -2.0f, 2.0f);
     x[0] = 0.0f;
     x[1] = -0.0f;
     x[2] = 1e-38f;
@@ -520,7 +471,7 @@ static void relu_inputs(float *x)
 static void test_relu_forward(void **state)
 {
     (void)state;
-    lcg_seed(30);
+    lcg_seed(&rng, 30);
     float x[N_RELU], y[N_RELU], xc[N_RELU];
     relu_inputs(x);
     memcpy(xc, x, sizeof(x));
@@ -549,13 +500,13 @@ static void test_relu_forward(void **state)
 static void test_relu_backward(void **state)
 {
     (void)state;
-    lcg_seed(31);
+    lcg_seed(&rng, 31);
     float x[N_RELU], y[N_RELU], dy[N_RELU], dyc[N_RELU], dx[N_RELU];
     relu_inputs(x);
     for (int i = 0; i < N_RELU; i++) {
         y[i] = x[i] > 0.0f ? x[i] : 0.0f; /* a forward output: exact zeros */
     }
-    fill(dy, N_RELU, -1.0f, 1.0f);
+    fill_uniform(&rng, dy, N_RELU, -1.0f, 1.0f);
     memcpy(dyc, dy, sizeof(dy));
     fill_value(dx, N_RELU, NAN);
     K->relu_backward(N_RELU, y, dy, dx);
@@ -604,13 +555,13 @@ static void xent_case(int batch, int classes, const float *logits, const int *la
 static void test_softmax_xent(void **state)
 {
     (void)state;
-    lcg_seed(40);
+    lcg_seed(&rng, 40);
     enum { B = 9, C = 10 };
     float logits[B * C];
     int labels[B];
-    fill(logits, B * C, -5.0f, 5.0f);
+    fill_uniform(&rng, logits, B * C, -5.0f, 5.0f);
     for (int i = 0; i < B; i++) {
-        labels[i] = (int)(lcg_next() % C);
+        labels[i] = (int)(lcg_next(&rng) % C);
     }
     /* Make some rows right: plant the label as the strict max on even rows. */
     for (int i = 0; i < B; i += 2) {
@@ -688,14 +639,14 @@ static void sgd_case(float scale, float lr, float momentum, float wd)
     enum { N = 1003, STEPS = 3 };
     float w[N], v[N], g[N];
     double rw[N], rv[N];
-    fill(w, N, -1.0f, 1.0f);
+    fill_uniform(&rng, w, N, -1.0f, 1.0f);
     fill_value(v, N, 0.0f);
     for (int i = 0; i < N; i++) {
         rw[i] = w[i];
         rv[i] = 0.0;
     }
     for (int step = 0; step < STEPS; step++) {
-        fill(g, N, -50.0f, 50.0f);
+        fill_uniform(&rng, g, N, -50.0f, 50.0f);
         ref_sgd(N, rw, rv, g, scale, lr, momentum, wd);
         K->sgd_update(N, w, v, g, scale, lr, momentum, wd);
         check_close(w, rw, N, "sgd w");
@@ -712,7 +663,7 @@ static void test_sgd_update(void **state)
     K->sgd_update(1, &w, &v, &g, 0.5f, 0.1f, 0.9f, 0.01f);
     assert_true(fabs(v - 1.46) < 1e-6 && fabs(w - 0.854) < 1e-6);
 
-    lcg_seed(50);
+    lcg_seed(&rng, 50);
     sgd_case(1.0f / 256.0f, 0.1f, 0.9f, 5e-4f);
     sgd_case(1.0f / 32.0f, 0.05f, 0.0f, 0.0f); /* plain SGD: v = g */
     sgd_case(1.0f / 64.0f, 0.01f, 0.0f, 0.1f); /* decay without momentum */
@@ -725,7 +676,7 @@ static void test_sgd_update(void **state)
 static void test_sgd_update_summed(void **state)
 {
     (void)state;
-    lcg_seed(51);
+    lcg_seed(&rng, 51);
     const size_t counts[] = {0, 1, 511, 512, 513, 1500};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         size_t n = counts[c];
@@ -734,10 +685,10 @@ static void test_sgd_update_summed(void **state)
             float *w2 = fbuf(n + 1), *v2 = fbuf(n + 1);
             for (int q = 0; q < arrays; q++) {
                 g[q] = fbuf(n + 1);
-                fill(g[q], n, -3.0f, 3.0f);
+                fill_uniform(&rng, g[q], n, -3.0f, 3.0f);
             }
-            fill(w, n, -1.0f, 1.0f);
-            fill(v, n, -0.1f, 0.1f);
+            fill_uniform(&rng, w, n, -1.0f, 1.0f);
+            fill_uniform(&rng, v, n, -0.1f, 0.1f);
             memcpy(w2, w, n * sizeof *w);
             memcpy(v2, v, n * sizeof *v);
             for (size_t i = 0; i < n; i++) {
@@ -833,26 +784,26 @@ static void test_gradcheck(void **state)
     static net_t n;
     /* Draw until every hidden pre-activation is >= 0.05 from the ReLU kink:
      * a ±1e-3 step then never crosses it. Deterministic (fixed seed). */
-    lcg_seed(60);
+    lcg_seed(&rng, 60);
     double zmin = 0.0;
     for (int attempt = 0; attempt < 1000 && zmin < 0.05; attempt++) {
         for (int i = 0; i < GB * GI; i++) {
-            n.x[i] = uniform(-1.0f, 1.0f);
+            n.x[i] = lcg_uniform(&rng, -1.0f, 1.0f);
         }
         for (int i = 0; i < GH * GI; i++) {
-            n.w1[i] = uniform(-1.0f, 1.0f);
+            n.w1[i] = lcg_uniform(&rng, -1.0f, 1.0f);
         }
         for (int i = 0; i < GH; i++) {
-            n.b1[i] = uniform(-0.5f, 0.5f);
+            n.b1[i] = lcg_uniform(&rng, -0.5f, 0.5f);
         }
         for (int i = 0; i < GC * GH; i++) {
-            n.w2[i] = uniform(-1.0f, 1.0f);
+            n.w2[i] = lcg_uniform(&rng, -1.0f, 1.0f);
         }
         for (int i = 0; i < GC; i++) {
-            n.b2[i] = uniform(-0.5f, 0.5f);
+            n.b2[i] = lcg_uniform(&rng, -0.5f, 0.5f);
         }
         for (int i = 0; i < GB; i++) {
-            n.labels[i] = (int)(lcg_next() % GC);
+            n.labels[i] = (int)(lcg_next(&rng) % GC);
         }
         net_loss(&n, &zmin);
     }

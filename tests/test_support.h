@@ -1,11 +1,14 @@
 /* Shared pieces of the library-level tests: MPI set-up, a runtime on
  * MPI_COMM_SELF, a counting allocator that can fail on demand, a
- * synthetic linearly separable dataset, and small MLPs (test_mlp.h).
- * Header-only (static functions). */
+ * synthetic linearly separable dataset, small MLPs (test_mlp.h), and the
+ * kernel tests' seeded inputs and tolerance checks. Header-only (static
+ * functions); include cmocka.h first. */
 #ifndef BL_TEST_SUPPORT_H
 #define BL_TEST_SUPPORT_H
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +117,71 @@ static inline int run_tests_with_runtime(const char *name, const struct CMUnitTe
     bl_runtime_destroy(*rt);
     MPI_Finalize();
     return failed;
+}
+
+/* ---- Seeded inputs and tolerance checks (the kernel tests) ---------------- */
+
+/* A 64-bit LCG (Knuth's MMIX constants): the same seed gives the same
+ * inputs on every machine. The state lives in the caller's lcg_t. */
+typedef struct lcg {
+    uint64_t state;
+} lcg_t;
+
+static inline void lcg_seed(lcg_t *g, uint64_t seed)
+{
+    g->state = seed * 2862933555777941757ULL + 3037000493ULL;
+}
+
+/* The next 32 bits: the top half of the advanced state. */
+static inline uint32_t lcg_next(lcg_t *g)
+{
+    g->state = g->state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(g->state >> 32);
+}
+
+/* Uniform in [lo, hi), from the top 24 bits (exact in float). */
+static inline float lcg_uniform(lcg_t *g, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(lcg_next(g) >> 8) * (1.0f / 16777216.0f);
+}
+
+/* a[0 .. count) uniform in [lo, hi), drawn in order from g. */
+static inline void fill_uniform(lcg_t *g, float *a, size_t count, float lo, float hi)
+{
+    for (size_t i = 0; i < count; i++) {
+        a[i] = lcg_uniform(g, lo, hi);
+    }
+}
+
+/* a[0 .. count) = value. */
+static inline void fill_value(float *a, size_t count, float value)
+{
+    for (size_t i = 0; i < count; i++) {
+        a[i] = value;
+    }
+}
+
+/* Fails the test (cmocka) on the first element with |got - ref| beyond
+ * atol + rtol·|ref| (NaN fails too), naming it what[i]. */
+static inline void check_close_tol(const float *got, const double *ref, size_t count, double atol,
+                                   double rtol, const char *what)
+{
+    for (size_t i = 0; i < count; i++) {
+        double diff = fabs((double)got[i] - ref[i]);
+        if (!(diff <= atol + rtol * fabs(ref[i]))) {
+            fail_msg("%s[%zu]: got %.9g, want %.9g (diff %.3g)", what, i, (double)got[i], ref[i],
+                     diff);
+        }
+    }
+}
+
+/* Fails the test (cmocka) unless |got - ref| <= atol + rtol·|ref| (NaN
+ * fails too). */
+static inline void check_scalar(double got, double ref, double atol, double rtol, const char *what)
+{
+    if (!(fabs(got - ref) <= atol + rtol * fabs(ref))) {
+        fail_msg("%s: got %.12g, want %.12g", what, got, ref);
+    }
 }
 
 #endif /* BL_TEST_SUPPORT_H */

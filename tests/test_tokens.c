@@ -3,7 +3,7 @@
  * file, argument and write failures, and allocation failures at every point.
  *
  * Every file is written into a fresh directory under /tmp (mkdtemp), which
- * the group teardown empties and removes. Every load goes through a counting
+ * is emptied and removed after the group (file_fixture.h). Every load goes through a counting
  * allocator, so each test also checks that nothing leaks and that the live
  * library memory stays small where the header lies about the data. */
 #include <stdarg.h>
@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,89 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "file_fixture.h"
 #include "tokens.h"
 
 #define MIB ((size_t)1024 * 1024)
 
-static char g_dir[64];
-
-static int group_setup(void **state)
-{
-    (void)state;
-    strcpy(g_dir, "/tmp/ballast_test_tokens_XXXXXX");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
-}
-
-/* Removes every entry of the directory (files, and the empty directory
- * that a test uses as a target), then the directory. */
-static int group_teardown(void **state)
-{
-    (void)state;
-    DIR *d = opendir(g_dir);
-    struct dirent *e;
-    char path[PATH_MAX];
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-            remove(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    return rmdir(g_dir);
-}
-
-/* The path of name in the temporary directory, in a static buffer of one
- * of 8 slots, so that a test can hold a few at once. */
-static const char *tmp_path(const char *name)
-{
-    static char slots[8][PATH_MAX];
-    static int next;
-    char *p = slots[next++ % 8];
-    snprintf(p, PATH_MAX, "%s/%s", g_dir, name);
-    return p;
-}
-
-/* The entries of the temporary directory whose names start with prefix. */
-static int count_entries(const char *prefix)
-{
-    int n = 0;
-    DIR *d = opendir(g_dir);
-    assert_non_null(d);
-    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    }
-    closedir(d);
-    return n;
-}
-
-static const char *write_raw(const char *name, const uint8_t *bytes, size_t nbytes)
-{
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, nbytes, f), nbytes);
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
-/* The bytes of a file (malloc'd, *nbytes long). */
-static uint8_t *read_whole(const char *path, size_t *nbytes)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *nbytes = (size_t)n;
-    return buf;
-}
+static tmp_dir_t g_tmp;
 
 /* A token file as llm.c's data scripts write it: the header words magic,
  * version and count (the rest zero), then ntokens little-endian tokens
@@ -140,7 +61,7 @@ static const char *write_token_file(const char *name, int32_t magic, int32_t ver
 {
     size_t n = 0;
     uint8_t *b = build_token_file(magic, version, count, ntokens, extra, &n);
-    const char *path = write_raw(name, b, n);
+    const char *path = write_raw(&g_tmp, name, b, n);
     free(b);
     return path;
 }
@@ -153,7 +74,7 @@ static const char *write_fifo(const char *name, int32_t count, long ntokens, pid
 {
     size_t n = 0;
     uint8_t *b = build_token_file(20240520, 1, count, ntokens, 0, &n);
-    const char *path = tmp_path(name);
+    const char *path = tmp_path(&g_tmp, name);
     assert_int_equal(mkfifo(path, 0600), 0);
     *pid = fork();
     assert_true(*pid >= 0);
@@ -170,56 +91,7 @@ static const char *write_fifo(const char *name, int32_t count, long ntokens, pid
     return path;
 }
 
-/* ---- Counting allocator --------------------------------------------------- */
-
-/* Counts allocations and releases, tracks live and peak bytes, and fails
- * the fail_at-th allocation (1-based; 0: never). */
-typedef struct counting {
-    long allocs, releases, fail_at;
-    size_t live_nbytes, peak_nbytes;
-} counting_t;
-
-typedef union prefix {
-    max_align_t align;
-    size_t nbytes;
-} prefix_t;
-
-static void *counting_alloc(size_t nbytes, void *ctx)
-{
-    counting_t *c = ctx;
-    if (c->fail_at != 0 && c->allocs + 1 == c->fail_at) {
-        return NULL;
-    }
-    prefix_t *p = malloc(sizeof *p + nbytes);
-    if (p == NULL) {
-        return NULL;
-    }
-    c->allocs++;
-    p->nbytes = nbytes;
-    c->live_nbytes += nbytes;
-    c->peak_nbytes = c->live_nbytes > c->peak_nbytes ? c->live_nbytes : c->peak_nbytes;
-    return p + 1;
-}
-
-static void counting_release(void *ptr, void *ctx)
-{
-    counting_t *c = ctx;
-    if (ptr != NULL) {
-        prefix_t *p = (prefix_t *)ptr - 1;
-        c->releases++;
-        c->live_nbytes -= p->nbytes;
-        free(p);
-    }
-}
-
 /* ---- Checks --------------------------------------------------------------- */
-
-static void assert_contains(const char *msg, const char *part)
-{
-    if (part != NULL && strstr(msg, part) == NULL) {
-        fail_msg("message \"%s\" lacks \"%s\"", msg, part);
-    }
-}
 
 static void assert_zeroed(const bl_tokens_t *t)
 {
@@ -234,17 +106,12 @@ static void assert_zeroed(const bl_tokens_t *t)
 static void check_fail(const char *path, int vocab, bl_status_t want, const char *phrase)
 {
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_tokens_t out;
     memset(&out, 0xab, sizeof out);
     bl_status_t s = bl_tokens_load(path, vocab, &a, &err, &out);
-    if (s != want) {
-        fail_msg("status %s, expected %s (message \"%s\")", bl_status_string(s),
-                 bl_status_string(want), err.msg);
-    }
-    assert_contains(err.msg, path);
-    assert_contains(err.msg, phrase);
+    check_failed_load(s, want, err.msg, path, phrase);
     assert_zeroed(&out);
     assert_int_equal(c.allocs, c.releases);
     assert_true(c.peak_nbytes <= MIB);
@@ -261,12 +128,12 @@ static void test_write_then_load(void **state)
     for (long i = 0; i < N; i++) {
         tokens[i] = token_value(i);
     }
-    const char *path = tmp_path("roundtrip.bin");
+    const char *path = tmp_path(&g_tmp, "roundtrip.bin");
     bl_error_t err = {0};
     assert_int_equal(bl_tokens_write(path, tokens, N, &err), BL_OK);
-    assert_int_equal(count_entries("roundtrip.bin."), 0); /* no temporary file left */
+    assert_int_equal(count_entries(&g_tmp, "roundtrip.bin."), 0); /* no temporary file left */
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_tokens_t t;
     assert_int_equal(bl_tokens_load(path, 50257, &a, &err, &t), BL_OK);
     assert_int_equal(t.count, N);
@@ -292,7 +159,7 @@ static void test_load_then_write_is_identical(void **state)
 {
     (void)state;
     const char *orig = write_token_file("llmc.bin", 20240520, 1, 40000, 40000, 0);
-    const char *copy = tmp_path("llmc-copy.bin");
+    const char *copy = tmp_path(&g_tmp, "llmc-copy.bin");
     bl_error_t err = {0};
     bl_tokens_t t;
     assert_int_equal(bl_tokens_load(orig, 50257, NULL, &err, &t), BL_OK);
@@ -314,9 +181,9 @@ static void test_byte_tokenizer(void **state)
 {
     (void)state;
     const char text[] = "Hello, world!\nCaf\xc3\xa9 \xff\n"; /* bytes above 127 too */
-    const char *txt = write_raw("hello.txt", (const uint8_t *)text, sizeof text - 1);
+    const char *txt = write_raw(&g_tmp, "hello.txt", (const uint8_t *)text, sizeof text - 1);
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_tokens_t t;
     assert_int_equal(bl_tokens_from_bytes(txt, &a, &err, &t), BL_OK);
@@ -326,7 +193,7 @@ static void test_byte_tokenizer(void **state)
         assert_int_equal(t.tokens[i], (uint8_t)text[i]);
     }
     /* the tokens go through a token file and come back with vocab 256 */
-    const char *bin = tmp_path("hello.bin");
+    const char *bin = tmp_path(&g_tmp, "hello.bin");
     assert_int_equal(bl_tokens_write(bin, t.tokens, t.count, &err), BL_OK);
     bl_tokens_t back;
     assert_int_equal(bl_tokens_load(bin, 256, &a, &err, &back), BL_OK);
@@ -358,10 +225,10 @@ static void test_byte_tokenizer_fortunes(void **state)
 static void test_empty_and_short_header(void **state)
 {
     (void)state;
-    check_fail(write_raw("empty.bin", (const uint8_t *)"", 0), 0, BL_ERR_FORMAT,
+    check_fail(write_raw(&g_tmp, "empty.bin", (const uint8_t *)"", 0), 0, BL_ERR_FORMAT,
                "file is empty, expected a 1024-byte token file header");
     uint8_t b[100] = {0};
-    check_fail(write_raw("short.bin", b, sizeof b), 0, BL_ERR_FORMAT,
+    check_fail(write_raw(&g_tmp, "short.bin", b, sizeof b), 0, BL_ERR_FORMAT,
                "header is 100 bytes, shorter than the 1024-byte token file header");
 }
 
@@ -413,7 +280,7 @@ static void test_pipe_grows_the_buffer(void **state)
     pid_t pid;
     const char *fifo = write_fifo("good.fifo", 300000, 300000, &pid);
     counting_t c = {0};
-    bl_allocator_t a = {counting_alloc, counting_release, &c};
+    bl_allocator_t a = counting_allocator(&c);
     bl_error_t err = {0};
     bl_tokens_t t;
     assert_int_equal(bl_tokens_load(fifo, 0, &a, &err, &t), BL_OK);
@@ -457,8 +324,8 @@ static void test_token_not_below_vocab(void **state)
 static void test_missing_file_and_directory(void **state)
 {
     (void)state;
-    check_fail(tmp_path("no-such.bin"), 0, BL_ERR_IO, "cannot open");
-    check_fail(g_dir, 0, BL_ERR_IO, "cannot read");
+    check_fail(tmp_path(&g_tmp, "no-such.bin"), 0, BL_ERR_IO, "cannot open");
+    check_fail(g_tmp.path, 0, BL_ERR_IO, "cannot read");
 }
 
 /* ---- Arguments and writing ------------------------------------------------ */
@@ -476,7 +343,7 @@ static void test_invalid_arguments(void **state)
     check_fail(path, -1, BL_ERR_INVALID_ARG, "vocab -1 is negative");
     assert_int_equal(bl_tokens_from_bytes(NULL, NULL, &err, &t), BL_ERR_INVALID_ARG);
     uint16_t one = 1;
-    const char *out = tmp_path("never.bin");
+    const char *out = tmp_path(&g_tmp, "never.bin");
     assert_int_equal(bl_tokens_write(out, NULL, 1, &err), BL_ERR_INVALID_ARG);
     assert_int_equal(bl_tokens_write(out, &one, 0, &err), BL_ERR_INVALID_ARG);
     assert_contains(err.msg, out);
@@ -489,18 +356,18 @@ static void test_write_failures(void **state)
     (void)state;
     uint16_t tokens[3] = {1, 2, 3};
     bl_error_t err = {0};
-    const char *missing = tmp_path("no-dir/out.bin");
+    const char *missing = tmp_path(&g_tmp, "no-dir/out.bin");
     assert_int_equal(bl_tokens_write(missing, tokens, 3, &err), BL_ERR_IO);
     assert_contains(err.msg, missing);
     assert_contains(err.msg, "cannot create the temporary file");
     /* The rename over a directory fails: the directory stays and no
      * temporary file is left. */
-    const char *dir = tmp_path("a-dir");
+    const char *dir = tmp_path(&g_tmp, "a-dir");
     assert_int_equal(mkdir(dir, 0755), 0);
     assert_int_equal(bl_tokens_write(dir, tokens, 3, &err), BL_ERR_IO);
     assert_contains(err.msg, dir);
     assert_contains(err.msg, "cannot rename");
-    assert_int_equal(count_entries("a-dir."), 0);
+    assert_int_equal(count_entries(&g_tmp, "a-dir."), 0);
 }
 
 static void test_tokenizer_failures(void **state)
@@ -508,12 +375,12 @@ static void test_tokenizer_failures(void **state)
     (void)state;
     bl_error_t err = {0};
     bl_tokens_t t;
-    const char *empty = write_raw("empty.txt", (const uint8_t *)"", 0);
+    const char *empty = write_raw(&g_tmp, "empty.txt", (const uint8_t *)"", 0);
     assert_int_equal(bl_tokens_from_bytes(empty, NULL, &err, &t), BL_ERR_FORMAT);
     assert_contains(err.msg, empty);
     assert_contains(err.msg, "file is empty, there are no bytes to tokenize");
     assert_zeroed(&t);
-    const char *missing = tmp_path("missing.txt");
+    const char *missing = tmp_path(&g_tmp, "missing.txt");
     assert_int_equal(bl_tokens_from_bytes(missing, NULL, &err, &t), BL_ERR_IO);
     assert_contains(err.msg, missing);
 }
@@ -528,11 +395,11 @@ static void test_allocation_failures(void **state)
     for (size_t i = 0; i < sizeof text; i++) {
         text[i] = (uint8_t)(i * 31);
     }
-    const char *txt = write_raw("oom.txt", text, sizeof text);
+    const char *txt = write_raw(&g_tmp, "oom.txt", text, sizeof text);
     for (int which = 0; which < 2; which++) {
         for (long fail_at = 1;; fail_at++) {
             counting_t c = {.fail_at = fail_at};
-            bl_allocator_t a = {counting_alloc, counting_release, &c};
+            bl_allocator_t a = counting_allocator(&c);
             bl_error_t err = {0};
             bl_tokens_t t;
             bl_status_t s = which == 0 ? bl_tokens_load(bin, 0, &a, &err, &t)
@@ -573,5 +440,6 @@ int main(void)
         cmocka_unit_test(test_tokenizer_failures),
         cmocka_unit_test(test_allocation_failures),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return run_tests_in_tmp_dir("test_tokens", tests, sizeof tests / sizeof tests[0], &g_tmp,
+                                "tokens");
 }
