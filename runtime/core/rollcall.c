@@ -26,7 +26,7 @@
 enum { QUERY_TAGS = 30000 };
 
 /* How long the asking rank waits for answers, in seconds. The other ranks
- * answer within one nap of their polling (at most 1 ms, see wait.c) when
+ * answer within one nap of their polling (at most 0.5 ms, see wait.c) when
  * they are in a bounded wait. */
 #define ROLLCALL_GRACE_S 0.5
 

@@ -6,16 +6,18 @@
 #include "rollcall.h"
 
 /* The polling of a bounded wait: MPI_Test back to back for SPIN_S (a
- * step's messages usually arrive within it), then naps between tests of an
- * eighth of the time waited so far, at least NAP_MIN_S and at most
- * NAP_MAX_S. So a wait ends at most an eighth (or 1 ms) after its request
+ * step's messages usually arrive within it, and a wait that short costs
+ * nothing in latency: with a spin of 200 µs a 2-ms step waiting ~1 ms for
+ * a slower rank ran 2.7% slower), then naps between tests of a
+ * sixteenth of the time waited so far, at least NAP_MIN_S and at most
+ * NAP_MAX_S. So a wait ends at most a sixteenth (or 0.5 ms) after its request
  * completes, and a long wait costs the CPU a few dozen tests, not one every
  * 50 µs: a rank held to a CPU quota (a cgroup) that waits for a faster one
  * does not spend its quota on polling, which would throttle its compute
  * whatever share of the batch it is given. */
-#define SPIN_S    200e-6
+#define SPIN_S    1e-3
 #define NAP_MIN_S 20e-6
-#define NAP_MAX_S 1e-3
+#define NAP_MAX_S 500e-6
 
 /* Polls one request (n < 0) or any of n requests until it is done or the
  * bound passes (no bound when rt->wait_timeout_s <= 0), answering roll
@@ -39,7 +41,7 @@ static int poll(bl_runtime_t *rt, int n, MPI_Request *reqs, int *index, int *rc,
         }
         if (waited > SPIN_S) {
             bl_rollcall_answer(rt, op);
-            double nap = waited / 8.0;
+            double nap = waited / 16.0;
             nap = nap < NAP_MIN_S ? NAP_MIN_S : (nap > NAP_MAX_S ? NAP_MAX_S : nap);
             struct timespec ts = {0, (long)(nap * 1e9)};
             nanosleep(&ts, NULL);
