@@ -160,9 +160,8 @@ int bl_policy_create(const bl_policy_config_t *config, const bl_part_allocator_t
         set_floor(p);
     }
     if (config->kind == BL_POLICY_BANDIT || config->kind == BL_POLICY_RL) {
-        p->scratch = bl_part_alloc(a, (size_t)n, sizeof *p->scratch);
         p->tuner = bl_part_tuner_create(n, p->batch, p->floor, p->hi, p->even, a);
-        if (p->scratch == NULL || p->tuner == NULL) {
+        if (p->tuner == NULL) {
             bl_part_fail(err, errlen, "out of memory for a policy of %d ranks", n);
             goto fail;
         }
@@ -190,7 +189,6 @@ void bl_policy_destroy(bl_policy_t *p)
     bl_part_free(&a, p->cand);
     bl_part_free(&a, p->even);
     bl_part_free(&a, p->floor);
-    bl_part_free(&a, p->scratch);
     bl_part_tuner_destroy(p->tuner);
     bl_part_free(&a, p->table);
     bl_part_free(&a, p);
@@ -317,7 +315,6 @@ static int policy_walk(void *obj, bl_part_state_t *s)
                             (size_t)p->states * BL_RL_STATE_DOUBLES * sizeof *p->table);
     }
     bl_part_state_field(s, &p->prev_state, sizeof p->prev_state);
-    bl_part_state_field(s, &p->t, sizeof p->t);
     return 1;
 }
 
@@ -326,8 +323,7 @@ static int policy_valid(const void *obj)
 {
     const bl_policy_t *p = obj;
     int ok = p->chosen >= 0 && p->chosen < BL_TUNE_SETTINGS && p->prev_state >= -1 &&
-             p->prev_state < BL_RL_STATES && p->t >= 0 &&
-             (p->tuner == NULL || bl_part_tuner_valid(p->tuner));
+             p->prev_state < BL_RL_STATES && (p->tuner == NULL || bl_part_tuner_valid(p->tuner));
     for (int k = 0; k < BL_TUNE_SETTINGS && ok; k++) {
         ok = isfinite(p->score[k]) && p->score[k] >= 1.0;
     }

@@ -46,11 +46,11 @@ typedef struct bl_estimator_params {
 
 /* Per-rank speed (samples per second of compute) as the ratio of EMAs of
  * each window's samples and compute seconds (the rank's throughput, also
- * when it is throttled in bursts), with change detection: when a rank's observed speed stays beyond change_sigma noise
- * sigmas of the estimate for change_windows windows, the estimate jumps to
- * the recent observations (tracking a real shift within a few windows)
- * and the event is reported; isolated outliers move the EMAs only by alpha
- * (noise is not chased). Ranks with samples == 0 keep their estimate. */
+ * when it is throttled in bursts), with change detection: when a rank's observed speed stays beyond
+ * change_sigma noise sigmas of the estimate for change_windows windows, the estimate jumps to the
+ * recent observations (tracking a real shift within a few windows) and the event is reported;
+ * isolated outliers move the EMAs only by alpha (noise is not chased). Ranks with samples == 0 keep
+ * their estimate. */
 typedef struct bl_estimator bl_estimator_t;
 
 /* A detected change of one rank's speed. */

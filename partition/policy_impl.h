@@ -41,7 +41,6 @@ struct bl_policy {
     /* bandit and rl */
     bl_part_tuner_t *tuner;
     double score[BL_TUNE_SETTINGS]; /* the last window's score of each setting */
-    double *scratch;                /* ranks doubles for the tuner */
     int chosen;                     /* the setting running now */
     /* The learners' statistics (policy_learn.c): states ×
      * BL_RL_STATE_DOUBLES values, one state for the bandit, BL_RL_STATES
@@ -50,7 +49,6 @@ struct bl_policy {
     double *table;
     int states;
     int prev_state;
-    long t; /* decisions made */
 };
 
 /* ---- policy_check.c ---------------------------------------------------- */

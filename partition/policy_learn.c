@@ -145,8 +145,7 @@ void bl_part_policy_learn(bl_policy_t *p, const bl_rank_obs_t *obs, double thres
 {
     bl_part_tune_input_t in = {
         .obs = obs, .fallback = p->speed, .proportional = p->speed, .threshold = threshold};
-    bl_part_tuner_observe(p->tuner, &in, p->score, p->scratch);
-    p->t++;
+    bl_part_tuner_observe(p->tuner, &in, p->score);
     /* The window just scored followed the choice made in prev_state. */
     if (p->prev_state >= 0) {
         learn(p->table + (size_t)p->prev_state * BL_RL_STATE_DOUBLES, p->score);

@@ -23,7 +23,7 @@ struct bl_part_tuner {
     double *samples; /* ranks: the EMA of weight EMA_SLOW of a window\'s samples */
     double *seconds; /* ranks: the same of its compute seconds */
     long *plan;      /* BL_TUNE_SETTINGS × ranks: the plan each setting runs next */
-    double *speed;   /* ranks: scratch, one setting's predicted speeds */
+    double *speed;   /* ranks: scratch, the measured speeds, then one setting's predicted ones */
     double *rem;     /* ranks: rounding scratch */
     long *target;    /* ranks: scratch, one setting's proportional plan */
 };
@@ -101,13 +101,12 @@ const long *bl_part_tuner_plan(const bl_part_tuner_t *t, int k)
     return t->plan + (size_t)k * (size_t)t->ranks;
 }
 
-/* The window's measured speed of rank r, or the fallback when the window
- * did not measure it. */
-static double measured(const bl_part_tune_input_t *in, int r)
+/* A window's speed (samples per second of compute), or 0 when the window
+ * did not measure the rank (no samples, no time). */
+static double window_speed(const bl_rank_obs_t *o)
 {
-    const bl_rank_obs_t *o = &in->obs[r];
     double x = o->samples > 0.0 && o->compute_s > 0.0 ? o->samples / o->compute_s : 0.0;
-    return x > 0.0 && isfinite(x) ? x : in->fallback[r];
+    return x > 0.0 && isfinite(x) ? x : 0.0;
 }
 
 static double median3(double a, double b, double c)
@@ -174,8 +173,8 @@ static void remember(bl_part_tuner_t *t, const bl_part_tune_input_t *in)
     double *h0 = t->hist, *h1 = t->hist + n, *h2 = t->hist + 2 * (size_t)n;
     for (int r = 0; r < n; r++) {
         const bl_rank_obs_t *o = &in->obs[r];
-        double x = o->samples > 0.0 && o->compute_s > 0.0 ? o->samples / o->compute_s : 0.0;
-        if (!(x > 0.0) || !isfinite(x)) {
+        double x = window_speed(o);
+        if (x == 0.0) {
             continue; /* not measured: the predictors keep what they had */
         }
         if (h0[r] == 0.0) {
@@ -194,19 +193,19 @@ static void remember(bl_part_tuner_t *t, const bl_part_tune_input_t *in)
     }
 }
 
-void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, double *score,
-                           double *scratch)
+void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, double *score)
 {
     const int n = t->ranks;
     /* Scores: each plan's step at the measured speeds over the best step,
      * batch / Σ speeds (every rank busy all the step). */
     double total = 0.0;
     for (int r = 0; r < n; r++) {
-        scratch[r] = measured(in, r);
-        total += scratch[r];
+        double x = window_speed(&in->obs[r]);
+        t->speed[r] = x > 0.0 ? x : in->fallback[r]; /* predict() reuses it below */
+        total += t->speed[r];
     }
     for (int k = 0; k < BL_TUNE_SETTINGS; k++) {
-        double step = bl_plan_step_time(n, bl_part_tuner_plan(t, k), scratch);
+        double step = bl_plan_step_time(n, bl_part_tuner_plan(t, k), t->speed);
         double best = total > 0.0 ? (double)t->batch / total : 0.0;
         score[k] = best > 0.0 && step > best ? step / best : 1.0;
     }

@@ -67,10 +67,8 @@ void bl_part_tuner_destroy(bl_part_tuner_t *t);
 
 /* One window: scores every setting's plan on the window's measured speeds
  * (writing the scores into score, BL_TUNE_SETTINGS values, each >= 1),
- * then updates the predictors and makes every setting's next plan.
- * scratch holds ranks doubles. */
-void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, double *score,
-                           double *scratch);
+ * then updates the predictors and makes every setting's next plan. */
+void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, double *score);
 
 /* The plan setting k would run next (ranks values). */
 const long *bl_part_tuner_plan(const bl_part_tuner_t *t, int k);

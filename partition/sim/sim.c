@@ -375,8 +375,7 @@ int bl_sim_run(const bl_sim_config_t *c, const bl_part_allocator_t *a, bl_sim_re
     out->comm_s = comm;
     out->batch = batch;
     if (c->q_out != NULL && c->policy == BL_POLICY_RL && policy != NULL) {
-        memcpy(c->q_out, bl_policy_q_table(policy),
-               (size_t)BL_RL_TABLE_DOUBLES * sizeof(double));
+        memcpy(c->q_out, bl_policy_q_table(policy), (size_t)BL_RL_TABLE_DOUBLES * sizeof(double));
     }
     rc = 0;
 done:
