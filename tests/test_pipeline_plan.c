@@ -16,25 +16,11 @@
 #include <string.h>
 
 #include "pipeline.h"
+#include "partition_test.h"
 
 #define MAX_STAGES 5
 #define MAX_MICRO  9
 #define MAX_OPS    (2 * MAX_MICRO)
-
-/* xorshift64*: the test's own generator, independent of the library's. */
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, 1). */
-static double next_unit(uint64_t *s)
-{
-    return (double)(next_random(s) >> 11) * 0x1.0p-53;
-}
 
 static const char *schedule_name(int schedule)
 {
@@ -519,7 +505,7 @@ static void check_first(const int *got, const int *want, int stages, const char 
 static void random_costs(uint64_t *rs, int shape, int layers, double *cost)
 {
     for (int i = 0; i < layers; i++) {
-        double u = next_unit(rs);
+        double u = uniform(rs);
         switch (shape) {
         case 0:
             cost[i] = u;
@@ -544,7 +530,7 @@ static const double *random_speeds(uint64_t *rs, int mode, int stages, double *s
         return NULL;
     }
     for (int s = 0; s < stages; s++) {
-        speed[s] = mode == 1 ? 0.25 + 2.0 * next_unit(rs) : (double)(1 + next_random(rs) % 3);
+        speed[s] = mode == 1 ? 0.25 + 2.0 * uniform(rs) : (double)(1 + next_random(rs) % 3);
     }
     return speed;
 }
@@ -559,7 +545,7 @@ static const double *random_boundary(uint64_t *rs, int mode, int layers, double 
     }
     boundary[0] = NAN;
     for (int i = 1; i < layers; i++) {
-        double u = next_unit(rs);
+        double u = uniform(rs);
         switch (mode) {
         case 1:
             boundary[i] = u;
@@ -1037,7 +1023,7 @@ static void test_partition_large(void **state)
         const int S = stage_counts[round % 4];
         random_costs(&rs, round % 2 == 0 ? 1 : 3, BIG_LAYERS, cost);
         for (int s = 0; s < S; s++) {
-            speed[s] = 0.5 + next_unit(&rs);
+            speed[s] = 0.5 + uniform(&rs);
         }
         bl_pipe_problem_t p = {
             .layers = BIG_LAYERS,

@@ -15,17 +15,9 @@
 #include <string.h>
 
 #include "partition.h"
+#include "partition_test.h"
 
 #define MAX_PARTS 64
-
-/* xorshift64*: the test's own generator, independent of the library's. */
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dULL;
-}
 
 static void assert_shares(const long *got, const long *want, int parts)
 {
