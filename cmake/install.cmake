@@ -19,7 +19,7 @@ install(TARGETS ballast EXPORT ballastTargets
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS ballast-train ballast-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS ballast-train ballast-sim ballast-generate RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 foreach(script report bench)
     install(PROGRAMS ${PROJECT_SOURCE_DIR}/tools/ballast_${script}.sh
         DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME ballast-${script})

@@ -478,6 +478,12 @@ typedef struct bl_step_info {
      * action ("hold", "move 0.5", "repartition", ...; NULL before the first). */
     double lb_efficiency;
     const char *decision;
+    /* Language models (bl_lm_trainer_run) only, 0 elsewhere: the tokens of
+     * the step's global batch (B · T), the learning rate that the step's
+     * update used, and the global gradient norm before clipping. */
+    long tokens;
+    double lr;
+    double grad_norm;
 } bl_step_info_t;
 
 /* The step callback, called after every step on every rank. A non-zero return
@@ -589,6 +595,171 @@ const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
  * pipelined job first makes every rank's model whole, as the end of a run
  * does). */
 bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);
+
+
+/* ---- Language models: GPT-2 (README: "Transformers") ---------------------- */
+
+/* A GPT-2 model's shape, in the order of llm.c's checkpoint header. */
+typedef struct bl_gpt2_config {
+    int max_seq_len;       /* maxT, the longest sequence the position embedding covers */
+    int vocab_size;        /* V, the real tokens */
+    int num_layers;        /* L, the transformer blocks */
+    int num_heads;         /* NH, which divides C */
+    int channels;          /* C */
+    int padded_vocab_size; /* Vp >= V, the rows of the token embedding (llm.c pads to 128) */
+} bl_gpt2_config_t;
+
+/* A token stream, read whole into memory. */
+typedef struct bl_token_set bl_token_set_t;
+
+/* Opens a token file in llm.c's format (a header of 256 int32 words: magic
+ * 20240520, version 1, the count; then uint16 tokens). With vocab > 0 every
+ * token must be below it. Returns BL_OK, or BL_ERR_IO, BL_ERR_FORMAT (naming
+ * the file and the field, or the first token outside the vocabulary),
+ * BL_ERR_NO_MEM or BL_ERR_INVALID_ARG. Local. */
+bl_status_t bl_tokens_open(bl_runtime_t *rt, const char *path, int vocab, bl_token_set_t **out);
+/* Makes a token set from a plain text file with the byte-level tokenizer:
+ * token i is byte i of the file, and the vocabulary is 256. Local. */
+bl_status_t bl_tokens_open_text(bl_runtime_t *rt, const char *path, bl_token_set_t **out);
+/* Writes count tokens to path in llm.c's format, atomically (a temporary
+ * file renamed over path). Local. */
+bl_status_t bl_tokens_save(bl_runtime_t *rt, const char *path, const uint16_t *tokens,
+                           long count);
+void bl_token_set_destroy(bl_token_set_t *s);
+long bl_token_set_count(const bl_token_set_t *s);
+const uint16_t *bl_token_set_data(const bl_token_set_t *s);
+/* The vocabulary the set was checked against: 256 for text, the vocab
+ * argument, or the largest token + 1 when that was 0. */
+int bl_token_set_vocab(const bl_token_set_t *s);
+
+/* A learning-rate schedule over the steps, as llm.c's and nanoGPT's: a linear
+ * warm-up over warmup_steps (step s uses lr · (s + 1) / warmup_steps), then
+ * for BL_LR_COSINE a cosine decay from lr at step warmup_steps to lr_min at
+ * step decay_steps, and lr_min after it; BL_LR_CONSTANT stays at lr. */
+typedef enum { BL_LR_CONSTANT = 0, BL_LR_COSINE = 1 } bl_lr_kind_t;
+typedef struct bl_lr_schedule {
+    bl_lr_kind_t kind;
+    long warmup_steps; /* >= 0 */
+    long decay_steps;  /* cosine: > warmup_steps, usually the run's steps */
+    float lr_min;      /* cosine: in [0, lr] */
+} bl_lr_schedule_t;
+
+/* Returns the learning rate of step `step` (>= 0) under schedule s for the
+ * base rate lr. */
+double bl_lr_at(const bl_lr_schedule_t *s, float lr, long step);
+
+/* AdamW with torch.optim.AdamW's semantics: bias correction, eps outside the
+ * square root, weight decay decoupled and applied to the weights of two or more
+ * dimensions and the embeddings only (not to biases or LayerNorm parameters),
+ * and clipping of the global gradient norm as torch.nn.utils.clip_grad_norm_. */
+typedef struct bl_adamw_config {
+    float lr; /* the base learning rate, which the schedule scales */
+    float beta1, beta2, eps;
+    float weight_decay;
+    float clip_grad_norm; /* > 0: the largest global gradient norm; 0: no clipping */
+} bl_adamw_config_t;
+
+#define BL_LM_CONFIG_VERSION 1
+
+/* A language-model trainer's configuration. Start from BL_LM_CONFIG_INIT. The
+ * batch is B sequences of T tokens; each sequence is T + 1 consecutive tokens
+ * of the stream (the inputs and, one token on, the targets), cut at multiples
+ * of T, and the sampler picks the global batch of each step as a pure function
+ * of (seed, epoch, step). Shards and caps count sequences. The loss is the
+ * cross-entropy averaged over all B · T targets of the global batch, so any
+ * split of the batch trains to the same parameters. */
+typedef struct bl_lm_config {
+    int version;            /* BL_LM_CONFIG_VERSION */
+    bl_gpt2_config_t model; /* the shape, when init_from is NULL */
+    /* An llm.c GPT-2 checkpoint (float32, version 3) to start from, whose
+     * shape wins over `model`; NULL initialises as GPT-2 does from seed. */
+    const char *init_from;
+    int seq_len; /* T, at most the model's max_seq_len */
+    int batch;   /* B, sequences per global step */
+    uint64_t seed;
+    int shuffle; /* 1: a seeded permutation of the sequences per epoch */
+    bl_adamw_config_t adamw;
+    bl_lr_schedule_t schedule;
+    bl_plan_config_t plan;       /* shards and caps in sequences; no stage map yet */
+    bl_balance_config_t balance; /* the shard policy */
+    bl_diagnostics_config_t diagnostics;
+} bl_lm_config_t;
+
+#define BL_LM_CONFIG_INIT                                                                          \
+    {                                                                                              \
+        .version = BL_LM_CONFIG_VERSION,                                                           \
+        .model = {.max_seq_len = 128,                                                              \
+                  .vocab_size = 256,                                                               \
+                  .num_layers = 4,                                                                 \
+                  .num_heads = 4,                                                                  \
+                  .channels = 256,                                                                 \
+                  .padded_vocab_size = 256},                                                       \
+        .seq_len = 128, .batch = 16, .seed = 1, .shuffle = 1,                                      \
+        .adamw = {.lr = 1e-3f,                                                                     \
+                  .beta1 = 0.9f,                                                                   \
+                  .beta2 = 0.95f,                                                                  \
+                  .eps = 1e-8f,                                                                    \
+                  .weight_decay = 0.1f,                                                            \
+                  .clip_grad_norm = 1.0f},                                                         \
+        .balance = {.rebalance_every = 10,                                                         \
+                    .repartition_horizon = 200.0,                                                  \
+                    .repartition_threshold = 0.02},                                                \
+    }
+
+typedef struct bl_lm_trainer bl_lm_trainer_t;
+
+/* Creates a GPT-2 trainer over the training tokens train[0 .. count), which
+ * the caller keeps alive and unchanged while the trainer lives. Collective:
+ * every rank trains a data-parallel replica on its shard of each batch, and
+ * the ranks first check that they hold the same config, tokens and initial
+ * parameters (BL_ERR_MISMATCH naming the rank and the field if not). A bad
+ * config is BL_ERR_INVALID_ARG naming the field; a bad init_from file is
+ * BL_ERR_IO or BL_ERR_FORMAT naming the file and the field; tokens at or above
+ * the vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. */
+bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg,
+                                 const uint16_t *train, long count, bl_lm_trainer_t **out);
+void bl_lm_trainer_destroy(bl_lm_trainer_t *t);
+
+/* Runs `steps` more steps, as bl_trainer_run does; info->loss is the mean
+ * per-token loss of the step's global batch, and tokens, lr and grad_norm are
+ * set. Collective. At its end every replica holds the same parameters
+ * (BL_ERR_MISMATCH if not). */
+bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
+
+/* Computes the mean per-token loss of the model over the first max_sequences
+ * sequences of T + 1 tokens of tokens[0 .. count) (0: all of them), which the
+ * ranks share between them. Collective. BL_ERR_INVALID_ARG: fewer than T + 1
+ * tokens, or a token outside the vocabulary. */
+bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, long count,
+                                   long max_sequences, double *loss);
+
+/* Writes the model to path in llm.c's GPT-2 format (float32, version 3), which
+ * llm.c, PyTorch scripts and bl_lm_generate read. Rank 0 writes, atomically;
+ * collective, and every rank returns its status. */
+bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path);
+
+/* As bl_trainer_emulate_slowdown, for a language-model trainer. */
+bl_status_t bl_lm_trainer_emulate_slowdown(bl_lm_trainer_t *t, const bl_slowdown_t *list,
+                                           int count);
+long bl_lm_trainer_step(const bl_lm_trainer_t *t);
+long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t);
+/* The parameters (host memory, llm.c's tensor order) and their count; they
+ * belong to t. */
+const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count);
+/* This rank's shard of the batch under the plan in force, in sequences. */
+int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t);
+
+/* Samples new_tokens tokens from the GPT-2 model in the llm.c file
+ * model_path after the prompt (prompt_count >= 1 tokens): each step runs the
+ * model over the last max_seq_len tokens so far and draws the next token from
+ * the softmax of its logits over the V real tokens divided by temperature
+ * (> 0), with a generator seeded by seed, so one seed always gives the same
+ * text. out receives prompt_count + new_tokens tokens (the prompt first).
+ * Local; BL_ERR_INVALID_ARG names a bad argument or a prompt token outside
+ * the vocabulary, and the file's errors are bl_tokens_open's kind. */
+bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint16_t *prompt,
+                           int prompt_count, int new_tokens, float temperature, uint64_t seed,
+                           uint16_t *out);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ballast.h"
+#include "lm_train.h"
 #include "train_options.h"
 
 #define LOSS_WINDOW 100 /* the summary's train_loss: mean of the last steps */
@@ -543,7 +544,7 @@ int main(int argc, char **argv)
     int reported = 0, stopped = 0;
     bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt);
     if (st == BL_OK) {
-        st = train(rt, &opt, &reported, &stopped);
+        st = opt.lm.on ? lm_train(rt, &opt, &reported) : train(rt, &opt, &reported, &stopped);
     }
     if (st != BL_OK) {
         if (!reported) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "flags.h"
+#include "lm_options.h"
 #include "train_options.h"
 
 static const char usage_text[] =
@@ -110,6 +111,30 @@ static const char usage_text[] =
     "                        broadcasts, migrations, checkpoints) takes longer, naming the\n"
     "                        step, the operation and the ranks that had not arrived\n"
     "                        (default 0: wait forever)\n"
+    "Language models (--model gpt2; README: \"Transformers\"):\n"
+    "  --model mlp|gpt2      the MLP above (default), or a GPT-2 decoder trained with AdamW on\n"
+    "                        text; then --batch counts sequences (default 16), --lr defaults\n"
+    "                        to 0.001, --weight-decay (decoupled, on >= 2-D weights) to 0.1\n"
+    "                        and --steps to 100, and the flags of pipelines, devices and\n"
+    "                        checkpoints do not apply yet\n"
+    "  --text FILE           train on a plain text file, one token per byte (vocabulary 256)\n"
+    "  --tokens FILE         train on an llm.c token file (uint16 tokens)\n"
+    "  --val-tokens FILE     evaluate on this llm.c token file; without it the last\n"
+    "                        --val-fraction of the training stream is held out (default 0.1)\n"
+    "  --val-sequences N     read at most N sequences per evaluation (default 0: all)\n"
+    "  --val-every N         evaluate every N steps (default 0: only at the end)\n"
+    "  --n-layer L --n-head H --n-embd C --vocab V --seq-len T --max-seq-len MAXT\n"
+    "                        the model's shape (defaults 4, 4, 256, 256, 128, T)\n"
+    "  --init-from FILE      start from an llm.c GPT-2 model file (float32, version 3); its\n"
+    "                        shape wins over the flags above\n"
+    "  --save-model FILE     write the final model as an llm.c GPT-2 file (ballast-generate,\n"
+    "                        llm.c and PyTorch read it)\n"
+    "  --beta1 X --beta2 X --eps X\n"
+    "                        AdamW's settings (defaults 0.9, 0.95, 1e-8)\n"
+    "  --clip-grad-norm X    clip the global gradient norm to X (default 1; 0: off)\n"
+    "  --lr-schedule constant|cosine --warmup N --lr-min X\n"
+    "                        a linear warm-up over N steps, then constant or a cosine decay\n"
+    "                        to --lr-min at the run's last step (defaults constant, 0, 0)\n"
     "Running:\n"
     "  --threads N           BLAS threads of this process (default: as OpenBLAS decides)\n"
     "  --progress SECONDS    seconds between progress lines (default 5; 0 prints every step)\n"
@@ -122,6 +147,7 @@ static const char usage_text[] =
     "or a policy also 'balance E' and 'plan vN ACTION'), redrawn in place when run directly\n"
     "on a terminal and one line each otherwise (logs, pipes, under mpirun or srun), then\n"
     "summary: steps=N samples_per_s=X train_loss=Y test_accuracy=Z test_loss=W\n"
+    "(--model gpt2: summary: steps=N tokens_per_s=X train_loss=Y val_loss=Z)\n"
     "(train_loss: the mean loss of the last min(N, 100) steps; samples_per_s: training only).\n"
     "Environment: BALLAST_LOG=error|warn|info|debug sets the log level (default info).\n"
     "Exit status: 0 success, 1 a run-time failure (the message says why), 2 bad usage,\n"
@@ -381,6 +407,8 @@ enum {
     OPT_TRACE,
     OPT_QUIET,
     OPT_HELP,
+    OPT_LM_FIRST, /* lm_flag_names[i] is OPT_LM_FIRST + i */
+    OPT_COUNT = OPT_LM_FIRST + LM_FLAG_COUNT,
 };
 
 static const struct option long_options[] = {
@@ -429,6 +457,29 @@ static const struct option long_options[] = {
     {"trace", required_argument, NULL, OPT_TRACE},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
+    /* lm_options.c's flags, in lm_flag_names' order */
+    {"model", required_argument, NULL, OPT_LM_FIRST + 0},
+    {"n-layer", required_argument, NULL, OPT_LM_FIRST + 1},
+    {"n-head", required_argument, NULL, OPT_LM_FIRST + 2},
+    {"n-embd", required_argument, NULL, OPT_LM_FIRST + 3},
+    {"seq-len", required_argument, NULL, OPT_LM_FIRST + 4},
+    {"vocab", required_argument, NULL, OPT_LM_FIRST + 5},
+    {"max-seq-len", required_argument, NULL, OPT_LM_FIRST + 6},
+    {"init-from", required_argument, NULL, OPT_LM_FIRST + 7},
+    {"text", required_argument, NULL, OPT_LM_FIRST + 8},
+    {"tokens", required_argument, NULL, OPT_LM_FIRST + 9},
+    {"val-tokens", required_argument, NULL, OPT_LM_FIRST + 10},
+    {"val-fraction", required_argument, NULL, OPT_LM_FIRST + 11},
+    {"val-sequences", required_argument, NULL, OPT_LM_FIRST + 12},
+    {"val-every", required_argument, NULL, OPT_LM_FIRST + 13},
+    {"save-model", required_argument, NULL, OPT_LM_FIRST + 14},
+    {"beta1", required_argument, NULL, OPT_LM_FIRST + 15},
+    {"beta2", required_argument, NULL, OPT_LM_FIRST + 16},
+    {"eps", required_argument, NULL, OPT_LM_FIRST + 17},
+    {"clip-grad-norm", required_argument, NULL, OPT_LM_FIRST + 18},
+    {"lr-schedule", required_argument, NULL, OPT_LM_FIRST + 19},
+    {"warmup", required_argument, NULL, OPT_LM_FIRST + 20},
+    {"lr-min", required_argument, NULL, OPT_LM_FIRST + 21},
     {NULL, 0, NULL, 0},
 };
 
@@ -462,6 +513,7 @@ static void set_defaults(train_options_t *o)
     o->repartition_horizon = 200.0;
     o->keep = 3;
     o->repartition_threshold = 0.02;
+    lm_options_defaults(&o->lm);
 }
 
 /* Applies one flag's value; 0 or -1 with err set. */
@@ -615,6 +667,9 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         o->help = 1;
         return 0;
     default:
+        if (opt >= OPT_LM_FIRST && opt < OPT_COUNT) {
+            return lm_options_apply(opt - OPT_LM_FIRST, flag, arg, &o->lm, err, errlen);
+        }
         return flags_fail(err, errlen, "internal: unhandled option %d", opt);
     }
 }
@@ -641,10 +696,57 @@ static int check_stage_plan(train_options_t *o, char *err, size_t errlen)
     return 0;
 }
 
+/* The flags of one model kind only: the MLP's (which --model gpt2 refuses)
+ * and the language model's (which need --model gpt2). seen[opt - OPT_DATA]
+ * says whether a flag was given. Sets the language model's defaults for
+ * the flags they share and the user left out. */
+static int check_model_flags(train_options_t *o, const unsigned char *seen, char *err,
+                             size_t errlen)
+{
+    static const int mlp_only[] = {OPT_DATA,         OPT_LAYERS,        OPT_CLASSES,
+                                   OPT_MOMENTUM,     OPT_INIT_PARAMS,   OPT_SAVE_PARAMS,
+                                   OPT_EVAL_EVERY,   OPT_PP,            OPT_DP,
+                                   OPT_MICRO_BATCHES, OPT_SCHEDULE,     OPT_STAGES,
+                                   OPT_STAGES_AT,    OPT_CHECKPOINT_DIR, OPT_CHECKPOINT_EVERY,
+                                   OPT_RESUME,       OPT_DEVICE,        OPT_NODE_REDUCE,
+                                   OPT_NCCL,         OPT_DATA_ON_DEVICE, OPT_BUCKET_MB,
+                                   OPT_REPARTITION_HORIZON, OPT_REPARTITION_THRESHOLD};
+    if (!o->lm.on) {
+        for (int i = 1; i < LM_FLAG_COUNT; i++) {
+            if (seen[OPT_LM_FIRST + i - OPT_DATA]) {
+                return flags_fail(err, errlen, "--%s needs --model gpt2", lm_flag_names[i]);
+            }
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof mlp_only / sizeof mlp_only[0]; i++) {
+        if (seen[mlp_only[i] - OPT_DATA]) {
+            return flags_fail(err, errlen,
+                              "--%s does not apply to --model gpt2 (the language model trains "
+                              "data parallel on CPUs, without checkpoints, for now)",
+                              long_options[mlp_only[i] - OPT_DATA].name);
+        }
+    }
+    if (!seen[OPT_BATCH - OPT_DATA]) {
+        o->batch = 16;
+    }
+    if (!seen[OPT_LR - OPT_DATA]) {
+        o->lr = 1e-3f;
+    }
+    if (!seen[OPT_WEIGHT_DECAY - OPT_DATA]) {
+        o->weight_decay = 0.1f;
+    }
+    if (!seen[OPT_EPOCHS - OPT_DATA] && !seen[OPT_STEPS - OPT_DATA]) {
+        o->steps = 100;
+    }
+    return lm_options_finish(&o->lm, err, errlen);
+}
+
 int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen)
 {
     set_defaults(o);
     int seen_epochs = 0;
+    unsigned char seen[OPT_COUNT - OPT_DATA] = {0};
     char flag[64];
     flags_begin();
     for (;;) {
@@ -655,6 +757,10 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
         if (opt == -2 || apply(opt, flag, optarg, o, &seen_epochs, err, errlen) != 0) {
             return -1;
         }
+        seen[opt - OPT_DATA] = 1;
+    }
+    if (check_model_flags(o, seen, err, errlen) != 0) {
+        return -1;
     }
     if (seen_epochs && o->steps >= 0) {
         return flags_fail(err, errlen, "--epochs and --steps: give one of them, not both");

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "ballast.h"
+#include "lm_options.h"
 
 #define TRAIN_MAX_LAYERS     64
 #define TRAIN_MAX_RANKS      4096 /* --shards values */
@@ -73,6 +74,7 @@ typedef struct train_options {
     long eval_every;         /* epochs between test-set evaluations; 0: only at the end */
     int quiet;
     int help;
+    lm_options_t lm; /* --model gpt2 and its flags */
 } train_options_t;
 
 /* Parses argv. Returns 0 on success (o->help set for --help), or -1 with a

@@ -46,6 +46,7 @@ uint64_t bl_seed_mix(uint64_t a, uint64_t b);
  * derived from it. */
 #define BL_SEED_DOMAIN_SHUFFLE 0x53485546464c45ULL /* "SHUFFLE" */
 #define BL_SEED_DOMAIN_INIT    0x494e4954ULL       /* "INIT" */
+#define BL_SEED_DOMAIN_SAMPLE  0x53414d504c45ULL   /* "SAMPLE" */
 void bl_rng_init(bl_rng_t *r, uint64_t seed);
 uint64_t bl_rng_next(bl_rng_t *r);
 /* Returns a uniform float in [0, 1) with 24 random bits (exact in float32). */

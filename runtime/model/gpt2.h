@@ -84,6 +84,7 @@ typedef struct bl_gpt2_layer_acts {
  * exactly B sequences of T tokens. */
 typedef struct bl_gpt2_acts {
     int B, T;
+    int capacity;                     /* the B that the buffers were made for */
     int has_targets;                  /* the last forward had targets, so backward may run */
     int32_t *tokens, *targets;        /* (B, T) each, on the device */
     int32_t *rows;                    /* (B · T) = 0, 1, ..., for the residual adds */
@@ -142,6 +143,10 @@ bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err);
  * holds nothing. The caller frees it with bl_gpt2_acts_free. */
 bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,
                               bl_error_t *err);
+/* Makes the next passes run on batches of B sequences, 1 <= B <=
+ * acts->capacity; the buffers keep their size. Returns BL_OK or
+ * BL_ERR_INVALID_ARG naming B. */
+bl_status_t bl_gpt2_acts_set_batch(bl_gpt2_acts_t *acts, int B, bl_error_t *err);
 /* Frees acts (in any state, a zeroed one too) and zeroes it. g must be the
  * model that it was made for. */
 void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);

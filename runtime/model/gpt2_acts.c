@@ -133,6 +133,7 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
     cut(c, B, T, &give, acts);
     acts->B = B;
     acts->T = T;
+    acts->capacity = B;
     for (int i = 0; i < n; i++) {
         rows[i] = i;
     }
@@ -147,6 +148,18 @@ fail:
     bl_mem_free(&g->alloc, rows);
     bl_gpt2_acts_free(g, acts);
     return s;
+}
+
+bl_status_t bl_gpt2_acts_set_batch(bl_gpt2_acts_t *acts, int B, bl_error_t *err)
+{
+    if (acts == NULL || B < 1 || B > acts->capacity) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 activations: a batch of %d sequences is outside 1 .. %d, "
+                            "the batch the buffers were made for",
+                            B, acts != NULL ? acts->capacity : 0);
+    }
+    acts->B = B;
+    return BL_OK;
 }
 
 void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)

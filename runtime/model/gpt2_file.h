@@ -21,15 +21,8 @@
 #define BL_GPT2_HEADER_CONFIG 8 /* the words before the rest of the header */
 #define BL_GPT2_TENSOR_COUNT  16
 
-/* The model's shape, in the header's order (words 2..7). */
-typedef struct bl_gpt2_config {
-    int max_seq_len;       /* maxT, the longest sequence wpe covers */
-    int vocab_size;        /* V, the real tokens */
-    int num_layers;        /* L */
-    int num_heads;         /* NH, which divides C */
-    int channels;          /* C */
-    int padded_vocab_size; /* Vp >= V, the rows of wte (llm.c pads to 128) */
-} bl_gpt2_config_t;
+/* The model's shape is bl_gpt2_config_t (ballast.h), in the header's order
+ * (words 2..7). */
 
 /* GPT-2 small (124M parameters), as llm.c exports it. */
 #define BL_GPT2_CONFIG_124M                                                                        \

@@ -3,7 +3,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "consistency.h"
 #include "slowdown.h"
+#include "wait.h"
 
 static bl_status_t check(bl_runtime_t *rt, const bl_slowdown_t *list, int count)
 {
@@ -83,4 +85,26 @@ double bl_slowdowns_apply(const bl_slowdowns_t *s, long step, double compute_s)
     struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
     nanosleep(&ts, NULL);
     return factor * compute_s;
+}
+
+bl_status_t bl_slowdowns_replace(bl_slowdowns_t *s, bl_runtime_t *rt, const bl_slowdown_t *list,
+                                 int count)
+{
+    /* Every rank checks its list in the same way; then every rank must hold the
+     * same list, or the emulation would not be the job's. */
+    bl_slowdowns_t next;
+    bl_status_t st = bl_slowdowns_init(&next, rt, list, count);
+    uint64_t digest = st == BL_OK && count > 0 ? bl_digest(list, (size_t)count * sizeof *list) : 0;
+    const bl_check_field_t field = {"emulated slowdowns", BL_CHECK_DIGEST, digest};
+    st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "emulated slowdowns");
+    if (st == BL_OK) {
+        st = bl_check_same_on_all_ranks(rt, "emulated slowdowns", &field, 1);
+    }
+    if (st != BL_OK) {
+        bl_slowdowns_free(&next);
+        return st;
+    }
+    bl_slowdowns_free(s);
+    *s = next;
+    return BL_OK;
 }

@@ -20,6 +20,11 @@ typedef struct bl_slowdowns {
 bl_status_t bl_slowdowns_init(bl_slowdowns_t *s, bl_runtime_t *rt, const bl_slowdown_t *list,
                               int count);
 void bl_slowdowns_free(bl_slowdowns_t *s);
+/* Replaces *s with `count` new slowdowns (bl_slowdowns_init's checks), which
+ * every rank must hold alike (BL_ERR_MISMATCH naming the rank otherwise); on
+ * failure *s is left as it was. Collective. */
+bl_status_t bl_slowdowns_replace(bl_slowdowns_t *s, bl_runtime_t *rt, const bl_slowdown_t *list,
+                                 int count);
 
 /* Returns the factor by which this rank's compute is slowed at `step`
  * (1: none); slowdowns that overlap multiply. */

@@ -442,23 +442,7 @@ bl_status_t bl_trainer_emulate_slowdown(bl_trainer_t *t, const bl_slowdown_t *li
     if (t == NULL) {
         return BL_ERR_INVALID_ARG;
     }
-    /* Every rank checks its list in the same way; then every rank must hold the
-     * same list, or the emulation would not be the job's. */
-    bl_slowdowns_t next;
-    bl_status_t st = bl_slowdowns_init(&next, t->rt, list, count);
-    uint64_t digest = st == BL_OK && count > 0 ? bl_digest(list, (size_t)count * sizeof *list) : 0;
-    const bl_check_field_t field = {"emulated slowdowns", BL_CHECK_DIGEST, digest};
-    st = bl_agree(t->rt, st, BL_ERR_INVALID_ARG, "emulated slowdowns");
-    if (st == BL_OK) {
-        st = bl_check_same_on_all_ranks(t->rt, "emulated slowdowns", &field, 1);
-    }
-    if (st != BL_OK) {
-        bl_slowdowns_free(&next);
-        return st;
-    }
-    bl_slowdowns_free(&t->slowdowns);
-    t->slowdowns = next;
-    return BL_OK;
+    return bl_slowdowns_replace(&t->slowdowns, t->rt, list, count);
 }
 
 bl_status_t bl_trainer_emulate_timing(bl_trainer_t *t, double seconds_per_op)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency.h"
+#include "first_shards.h"
 #include "partition.h"
 #include "trainer_impl.h"
 
@@ -73,37 +74,6 @@ const char *bl_trainer_shard_owner(const bl_trainer_t *t)
     return t->layout.replicas == t->rt->size ? "rank" : "pipeline";
 }
 
-/* Copies the config's shard caps into p, with 0 and B for a side that it leaves
- * out. */
-static void copy_caps(const bl_train_config_t *c, bl_plan_t *p)
-{
-    for (int d = 0; d < p->groups; d++) {
-        p->shard_min[d] = c->plan.shard_min != NULL ? c->plan.shard_min[d] : 0;
-        p->shard_max[d] = c->plan.shard_max != NULL ? c->plan.shard_max[d] : c->batch;
-    }
-}
-
-/* Checks the counts of the config's shard arrays against the grid. */
-static bl_status_t check_counts(const bl_trainer_t *t)
-{
-    const bl_train_config_t *c = &t->cfg;
-    int D = t->layout.replicas;
-    if ((c->plan.shard_min != NULL || c->plan.shard_max != NULL) && c->plan.shard_cap_count != D) {
-        return bl_fail(t->rt, BL_ERR_INVALID_ARG, "shard caps: %d given but the job has %d %ss",
-                       c->plan.shard_cap_count, D, bl_trainer_shard_owner(t));
-    }
-    if (c->plan.shards == NULL || c->plan.shard_count == D) {
-        return BL_OK;
-    }
-    return D == t->rt->size ? bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                                      "the shard plan has %d sizes but the job has %d ranks",
-                                      c->plan.shard_count, D)
-                            : bl_fail(t->rt, BL_ERR_INVALID_ARG,
-                                      "the shard plan has %d sizes but the job has %d pipelines "
-                                      "(%d ranks / %d stages)",
-                                      c->plan.shard_count, D, t->rt->size, t->layout.stages);
-}
-
 bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
@@ -129,28 +99,16 @@ bl_status_t bl_trainer_first_plan(bl_trainer_t *t)
     if (st == BL_OK) {
         st = bl_restager_check_plan(rt, c, L);
     }
-    if (st == BL_OK) {
-        st = check_counts(t);
-    }
     if (st != BL_OK) {
         return st;
     }
-    char err[256];
-    if (capped) {
-        copy_caps(c, &t->plan);
-        if (bl_plan_check_caps(&t->plan, bl_trainer_shard_owner(t), err, sizeof err) != 0) {
-            return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
-        }
+    char grid[96] = "";
+    if (S > 1) {
+        snprintf(grid, sizeof grid, " (%d ranks / %d stages)", rt->size, S);
     }
-    if (c->plan.shards != NULL) {
-        for (int d = 0; d < D; d++) {
-            t->plan.shards[d] = c->plan.shards[d];
-        }
-    } else if (bl_plan_even_shards(&t->plan, &pa) != 0) {
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
-    }
-    if (bl_plan_check(&t->plan, bl_trainer_shard_owner(t), err, sizeof err) != 0) {
-        return bl_fail(rt, BL_ERR_INVALID_ARG, "%s", err);
+    st = bl_first_shards(rt, &c->plan, c->batch, bl_trainer_shard_owner(t), grid, &t->plan);
+    if (st != BL_OK) {
+        return st;
     }
     bl_trainer_locate_slice(t);
     return BL_OK;

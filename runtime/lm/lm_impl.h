@@ -1,0 +1,69 @@
+/* The language-model trainer's state (ballast.h: bl_lm_trainer_*), shared by
+ * lm_trainer.c (create, destroy, the start-up checks), lm_step.c (the step
+ * and the run), lm_eval.c (evaluation, the model file) and lm_schedule.c. It
+ * is private to them.
+ *
+ * The trainer is data parallel over every rank of the runtime: each rank
+ * computes the per-token gradient sums of its shard of the global batch, one
+ * all-reduce sums them over the job, and every rank takes the same AdamW step
+ * on the sums, so every replica holds the same parameters and the math is one
+ * process's whatever the shards. The balancer (telemetry and the shard
+ * controller) is the layer trainer's. */
+#ifndef BL_LM_IMPL_H
+#define BL_LM_IMPL_H
+
+#include "balancer.h"
+#include "gpt2.h"
+#include "sampler.h"
+#include "slowdown.h"
+
+struct bl_lm_trainer {
+    bl_runtime_t *rt;
+    bl_lm_config_t cfg;    /* the caller's, copied; its pointers are read at creation only */
+    bl_train_config_t tc;  /* the balancer's view of it: batch, seed, balance, diagnostics */
+    const uint16_t *train; /* the caller's training tokens */
+    long train_count;
+    long sequences; /* the sequences of T + 1 tokens the training tokens hold */
+    bl_gpt2_t *model;
+    bl_gpt2_acts_t acts; /* for up to `capacity` sequences */
+    int capacity;        /* the largest shard the plan may give this rank */
+    bl_plan_t plan;      /* the shards in force (one stage) */
+    bl_plan_t next;      /* scratch: the controller's next shards */
+    long offset;         /* this rank's slice of the batch: [offset, offset + local) */
+    int local;
+    bl_sampler_t sampler;
+    long *indices;    /* (B) the sequence numbers of the step's global batch */
+    int32_t *tokens;  /* (capacity, T) the inputs of this rank's slice */
+    int32_t *targets; /* (capacity, T) its targets */
+    bl_balancer_t balancer;
+    bl_slowdowns_t slowdowns;
+    long step; /* the next global step */
+    int failed;
+};
+
+/* ---- lm_schedule.c ------------------------------------------------------ */
+
+/* Checks a schedule for the base rate lr; BL_ERR_INVALID_ARG names the
+ * field. Local. */
+bl_status_t bl_lm_check_schedule(bl_runtime_t *rt, const bl_lr_schedule_t *s, float lr);
+
+/* ---- lm_eval.c ---------------------------------------------------------- */
+
+/* Copies the n sequences seq[0 .. n) of T + 1 tokens of stream (sequence i
+ * is stream[i·T .. i·T + T]) into tokens (n, T), its first T tokens, and
+ * targets (n, T), its last T. */
+void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *tokens,
+               int32_t *targets);
+
+/* Checks that every token of stream[0 .. count) lies below vocab, naming
+ * `what` and the first one that does not (BL_ERR_INVALID_ARG). Local. */
+bl_status_t bl_lm_check_tokens(bl_runtime_t *rt, const char *what, const uint16_t *stream,
+                               long count, int vocab);
+
+/* Runs forward (and, when `backward`, backward) over this rank's n training
+ * sequences seq (n may be 0), adding the per-token gradient sums into the
+ * model's gradients, and sets *loss_sum to their loss sum. Local. */
+bl_status_t bl_lm_compute(bl_lm_trainer_t *t, const long *seq, int n, int backward,
+                          double *loss_sum);
+
+#endif /* BL_LM_IMPL_H */

@@ -1,0 +1,138 @@
+/* The language-model trainer's step and run (lm_impl.h). One step follows
+ * DESIGN.md's data flow: every rank draws the global batch of B sequences,
+ * computes its slice's per-token gradient sums, the sums are all-reduced
+ * over the job, every rank takes the same AdamW step (the sums scaled by
+ * 1 / (B · T), clipped by the global norm), and the balancer records the
+ * step and may emit new shards for the next one. */
+#include <limits.h>
+#include <string.h>
+
+#include "consistency.h"
+#include "lm_impl.h"
+#include "wait.h"
+
+/* Sums the gradients and the loss over the job, in place. Collective. The
+ * gradients go in pieces of at most INT_MAX / 2 floats, MPI's int count. */
+static bl_status_t sum_over_ranks(bl_lm_trainer_t *t, double *loss_sum)
+{
+    bl_runtime_t *rt = t->rt;
+    if (rt->size == 1) {
+        return BL_OK;
+    }
+    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM,
+                                          rt->comm, "the all-reduce of the step's loss");
+    const size_t piece = INT_MAX / 2;
+    float *g = t->model->grads;
+    for (size_t at = 0; st == BL_OK && at < t->model->param_count; at += piece) {
+        size_t n = t->model->param_count - at < piece ? t->model->param_count - at : piece;
+        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, g + at, (int)n, MPI_FLOAT, MPI_SUM, rt->comm,
+                                  "the all-reduce of the gradients");
+    }
+    return st;
+}
+
+/* Applies the balancer's decision: new shards move this rank's slice. */
+static bl_status_t control(bl_lm_trainer_t *t, const bl_step_record_t *record, bl_step_info_t *info)
+{
+    int changed = 0;
+    bl_status_t st =
+        bl_balancer_after_step(&t->balancer, record, info, &t->plan, t->next.shards, &changed);
+    if (st == BL_OK && changed) {
+        memcpy(t->plan.shards, t->next.shards, (size_t)t->plan.groups * sizeof *t->plan.shards);
+        t->offset = bl_plan_offset(&t->plan, t->rt->rank);
+        t->local = (int)t->plan.shards[t->rt->rank];
+        t->plan.version++;
+    }
+    info->plan_changed = changed;
+    info->plan_version = t->plan.version;
+    return st;
+}
+
+/* Runs global step t->step and fills *info. */
+static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
+{
+    const bl_lm_config_t *c = &t->cfg;
+    const long tokens = (long)c->batch * c->seq_len;
+    bl_step_record_t record = {.step = (double)t->step,
+                               .samples = t->local,
+                               .start_s = bl_balancer_now(&t->balancer),
+                               .plan = (double)t->plan.version};
+    double start = bl_now_seconds();
+    t->rt->wait_step = t->step;
+    bl_sampler_batch(&t->sampler, t->step, t->indices);
+    bl_error_t err = {0};
+    double loss_sum = 0.0;
+    bl_status_t st =
+        bl_gpt2_zero_grads(t->model, &err) == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
+    if (st == BL_OK) {
+        st = bl_lm_compute(t, t->indices + t->offset, t->local, 1, &loss_sum);
+    }
+    record.compute_s = bl_slowdowns_apply(&t->slowdowns, t->step, bl_now_seconds() - start);
+    double synced = bl_now_seconds();
+    if (st == BL_OK) {
+        st = sum_over_ranks(t, &loss_sum);
+    }
+    record.sync_s = bl_now_seconds() - synced;
+    const bl_adamw_config_t *o = &c->adamw;
+    bl_gpt2_adamw_t opt = {.lr = (float)bl_lr_at(&c->schedule, o->lr, t->step),
+                           .beta1 = o->beta1,
+                           .beta2 = o->beta2,
+                           .eps = o->eps,
+                           .weight_decay = o->weight_decay,
+                           .max_grad_norm = o->clip_grad_norm};
+    double norm = 0.0;
+    if (st == BL_OK && bl_gpt2_adamw_step(t->model, &opt, tokens, &norm, &err) != BL_OK) {
+        st = bl_fail_from(t->rt, &err);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    *info = (bl_step_info_t){.step = t->step,
+                             .steps_per_epoch = t->sampler.steps_per_epoch,
+                             .epoch = t->step / t->sampler.steps_per_epoch,
+                             .loss = loss_sum / (double)tokens,
+                             .seconds = bl_now_seconds() - start,
+                             .tokens = tokens,
+                             .lr = (double)opt.lr,
+                             .grad_norm = norm};
+    t->step++;
+    return control(t, &record, info);
+}
+
+/* Checks that every replica holds the same parameters and AdamW moments.
+ * Collective. */
+static bl_status_t check_replicas(bl_lm_trainer_t *t)
+{
+    const bl_gpt2_t *g = t->model;
+    const size_t bytes = g->param_count * sizeof(float);
+    const bl_check_field_t fields[] = {
+        {"parameters", BL_CHECK_DIGEST, bl_digest(g->params, bytes)},
+        {"AdamW first moments", BL_CHECK_DIGEST, bl_digest(g->adam_m, bytes)},
+        {"AdamW second moments", BL_CHECK_DIGEST, bl_digest(g->adam_v, bytes)},
+    };
+    return bl_check_same_on_all_ranks(t->rt, "replicas after the run", fields, 3);
+}
+
+bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)
+{
+    if (t == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (steps < 0) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG, "steps %ld must not be negative", steps);
+    }
+    for (long i = 0; i < steps; i++) {
+        bl_step_info_t info;
+        bl_status_t st = train_step(t, &info);
+        if (st != BL_OK) {
+            t->failed = 1;
+            return st;
+        }
+        if (cb != NULL && cb(&info, cb_arg) != 0) {
+            break;
+        }
+    }
+    bl_status_t st =
+        bl_agree(t->rt, bl_balancer_flush(&t->balancer), BL_ERR_IO, "writing the last telemetry");
+    return st == BL_OK ? check_replicas(t) : st;
+}

@@ -1,0 +1,304 @@
+/* The language-model trainer's creation, teardown and accessors (lm_impl.h):
+ * the config's checks, the model (from an llm.c file or GPT-2's
+ * initialisation), the first plan and the start-up agreement. */
+#include <math.h>
+#include <string.h>
+
+#include "consistency.h"
+#include "first_shards.h"
+#include "gpt2_file.h"
+#include "kernels.h"
+#include "lm_impl.h"
+#include "wait.h"
+
+/* Checks the optimizer's settings. */
+static bl_status_t check_adamw(bl_runtime_t *rt, const bl_adamw_config_t *o)
+{
+    if (!(o->lr > 0.0f) || !isfinite(o->lr)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "lr %g must be positive and finite", (double)o->lr);
+    }
+    if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "AdamW betas %g and %g must be in [0, 1)",
+                       (double)o->beta1, (double)o->beta2);
+    }
+    if (!(o->eps > 0.0f) || !isfinite(o->eps)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "AdamW eps %g must be positive and finite",
+                       (double)o->eps);
+    }
+    if (!(o->weight_decay >= 0.0f) || !isfinite(o->weight_decay)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "weight decay %g must be >= 0 and finite",
+                       (double)o->weight_decay);
+    }
+    if (!(o->clip_grad_norm >= 0.0f) || !isfinite(o->clip_grad_norm)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "gradient-norm clip %g must be >= 0 and finite",
+                       (double)o->clip_grad_norm);
+    }
+    return BL_OK;
+}
+
+/* Checks what the config asks for beyond the model's shape. */
+static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
+{
+    if (c->version != BL_LM_CONFIG_VERSION) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "language-model config version %d is not this library's %d (start from "
+                       "BL_LM_CONFIG_INIT)",
+                       c->version, BL_LM_CONFIG_VERSION);
+    }
+    if (c->batch < 1 || c->seq_len < 1) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "batch %d (sequences) and sequence length %d must be positive", c->batch,
+                       c->seq_len);
+    }
+    if (c->plan.stage_first != NULL || c->plan.stage_count != 0 ||
+        c->balance.stage_plan_count != 0) {
+        return bl_fail(rt, BL_ERR_UNSUPPORTED,
+                       "a stage map or stage plan: the language-model trainer runs data "
+                       "parallel only, without pipeline stages");
+    }
+    if (!(c->diagnostics.timeout_s >= 0.0) || !isfinite(c->diagnostics.timeout_s)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
+                       c->diagnostics.timeout_s);
+    }
+    bl_status_t st = check_adamw(rt, &c->adamw);
+    return st != BL_OK ? st : bl_lm_check_schedule(rt, &c->schedule, c->adamw.lr);
+}
+
+/* Makes the model: its shape and parameters from init_from, or the
+ * config's shape with GPT-2's initialisation from the seed. */
+static bl_status_t setup_model(bl_lm_trainer_t *t)
+{
+    bl_runtime_t *rt = t->rt;
+    const bl_lm_config_t *c = &t->cfg;
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    bl_gpt2_file_t file = {0};
+    bl_error_t err = {0};
+    bl_gpt2_config_t shape = c->model;
+    if (c->init_from != NULL) {
+        if (bl_gpt2_load(c->init_from, a, &err, &file) != BL_OK) {
+            return bl_fail_from(rt, &err);
+        }
+        shape = file.config;
+    }
+    bl_status_t st = BL_OK;
+    if (c->init_from != NULL) {
+        st = bl_gpt2_check_seq_len(c->init_from, &shape, c->seq_len, &err);
+    } else if (c->seq_len > shape.max_seq_len) {
+        st = bl_error_set(&err, BL_ERR_INVALID_ARG,
+                          "sequence length T = %d exceeds the model's max_seq_len maxT = %d",
+                          c->seq_len, shape.max_seq_len);
+    }
+    if (st == BL_OK) {
+        st = bl_gpt2_create(&shape, &bl_cpu_kernels, NULL, a, &err, &t->model);
+    }
+    if (st == BL_OK) {
+        st = c->init_from != NULL ? bl_gpt2_upload(t->model, file.params, &err)
+                                  : bl_gpt2_init_params(t->model, c->seed, &err);
+    }
+    bl_gpt2_free(&file, a);
+    return st == BL_OK ? BL_OK : bl_fail_from(rt, &err);
+}
+
+/* The balancer's view of the config: a one-stage layer-trainer config with
+ * the same batch, seed, shards, policy and diagnostics. */
+static void balancer_view(const bl_lm_config_t *c, bl_train_config_t *tc)
+{
+    *tc = (bl_train_config_t)BL_TRAIN_CONFIG_INIT;
+    tc->batch = c->batch;
+    tc->seed = c->seed;
+    tc->shuffle = c->shuffle;
+    tc->plan = c->plan;
+    tc->balance = c->balance;
+    tc->diagnostics = c->diagnostics;
+}
+
+/* The first plan, the sampler over the training sequences and the host
+ * buffers of a batch. */
+static bl_status_t setup_plan(bl_lm_trainer_t *t)
+{
+    bl_runtime_t *rt = t->rt;
+    const bl_lm_config_t *c = &t->cfg;
+    const int B = c->batch, T = c->seq_len, D = rt->size;
+    const int units = t->model->config.num_layers + 2; /* the embedding, the blocks, the head */
+    const int capped = c->plan.shard_min != NULL || c->plan.shard_max != NULL;
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    if (bl_plan_init(&t->plan, D, 1, units, B, capped, &pa) != 0 ||
+        bl_plan_init(&t->next, D, 1, units, B, 0, &pa) != 0) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
+    }
+    bl_status_t st = bl_first_shards(rt, &c->plan, B, "rank", "", &t->plan);
+    if (st != BL_OK) {
+        return st;
+    }
+    t->offset = bl_plan_offset(&t->plan, rt->rank);
+    t->local = (int)t->plan.shards[rt->rank];
+    t->capacity = capped ? (int)t->plan.shard_max[rt->rank] : B;
+    if (t->capacity < 1) {
+        t->capacity = 1; /* evaluation still runs on a rank capped at 0 */
+    }
+    t->sequences = (t->train_count - 1) / T;
+    bl_error_t err = {0};
+    if (t->sequences < B) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "the training tokens (%ld) hold %ld sequences of T + 1 = %d tokens, fewer "
+                       "than the batch of %d",
+                       t->train_count, t->sequences, T + 1, B);
+    }
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    if (bl_sampler_init(&t->sampler, t->sequences, B, c->seed, c->shuffle, a, &err) != BL_OK) {
+        return bl_fail_from(rt, &err);
+    }
+    const size_t rows = (size_t)t->capacity * (size_t)T;
+    t->indices = bl_mem_array(a, (size_t)B, sizeof *t->indices);
+    t->tokens = bl_mem_array(a, rows, sizeof *t->tokens);
+    t->targets = bl_mem_array(a, rows, sizeof *t->targets);
+    if (t->indices == NULL || t->tokens == NULL || t->targets == NULL) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a batch of %d sequences", t->capacity);
+    }
+    if (bl_gpt2_acts_init(t->model, t->capacity, T, &t->acts, &err) != BL_OK) {
+        return bl_fail_from(rt, &err);
+    }
+    return bl_slowdowns_init(&t->slowdowns, rt, NULL, 0);
+}
+
+/* Checks that every rank holds the same config, tokens, model and plan
+ * before step 0. Collective. */
+static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
+{
+    const bl_lm_config_t *c = &t->cfg;
+    const bl_gpt2_t *g = t->model;
+    const bl_adamw_config_t *o = &c->adamw;
+    const float adamw[] = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip_grad_norm};
+    const double sched[] = {(double)c->schedule.kind, (double)c->schedule.warmup_steps,
+                            (double)c->schedule.decay_steps, (double)c->schedule.lr_min};
+    const bl_check_field_t fields[] = {
+        {"batch", BL_CHECK_INT, (uint64_t)c->batch},
+        {"sequence length", BL_CHECK_INT, (uint64_t)c->seq_len},
+        {"seed", BL_CHECK_INT, c->seed},
+        {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
+        {"model shape", BL_CHECK_DIGEST, bl_digest(&g->config, sizeof g->config)},
+        {"AdamW settings", BL_CHECK_DIGEST, bl_digest(adamw, sizeof adamw)},
+        {"lr schedule", BL_CHECK_DIGEST, bl_digest(sched, sizeof sched)},
+        {"training tokens", BL_CHECK_DIGEST,
+         bl_digest(t->train, (size_t)t->train_count * sizeof *t->train)},
+        {"initial parameters", BL_CHECK_DIGEST,
+         bl_digest(g->params, g->param_count * sizeof(float))},
+        {"shards", BL_CHECK_DIGEST,
+         bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
+        {"adaptive settings", BL_CHECK_DIGEST, bl_balancer_digest(&t->tc)},
+    };
+    return bl_check_same_on_all_ranks(t->rt, "language-model trainer", fields,
+                                      (int)(sizeof fields / sizeof fields[0]));
+}
+
+bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, const uint16_t *train,
+                                 long count, bl_lm_trainer_t **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (rt == NULL || out == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    if (cfg == NULL || train == NULL) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "language-model trainer: NULL %s",
+                       cfg == NULL ? "config" : "training tokens");
+    }
+    bl_status_t st = check_config(rt, cfg);
+    bl_lm_trainer_t *t = NULL;
+    if (st == BL_OK) {
+        t = bl_mem_alloc(bl_rt_allocator(rt), sizeof *t);
+        st = t == NULL ? bl_fail(rt, BL_ERR_NO_MEM, "no memory for a trainer") : BL_OK;
+    }
+    if (st == BL_OK) {
+        memset(t, 0, sizeof *t);
+        t->rt = rt;
+        t->cfg = *cfg;
+        t->train = train;
+        t->train_count = count;
+        balancer_view(cfg, &t->tc);
+        rt->wait_timeout_s = cfg->diagnostics.timeout_s;
+        st = setup_model(t);
+    }
+    if (st == BL_OK) {
+        st = bl_lm_check_tokens(rt, "training tokens", train, count, t->model->config.vocab_size);
+    }
+    if (st == BL_OK) {
+        st = setup_plan(t);
+    }
+    /* The local checks are agreed on, then the collective set-up follows. */
+    st = bl_agree(rt, st, BL_ERR_MISMATCH, "the language-model trainer's set-up");
+    if (st == BL_OK) {
+        st = check_ranks_agree(t);
+    }
+    if (st == BL_OK) {
+        st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
+    }
+    if (st != BL_OK) {
+        bl_lm_trainer_destroy(t);
+        return st;
+    }
+    char shards[256];
+    bl_plan_format_shards(&t->plan, shards, sizeof shards);
+    bl_log(rt, BL_LOG_INFO,
+           "GPT-2: %zu parameters (L=%d H=%d C=%d V=%d maxT=%d), T=%d, batch %d sequences, "
+           "%ld sequences per epoch, shards %s",
+           t->model->param_count, t->model->config.num_layers, t->model->config.num_heads,
+           t->model->config.channels, t->model->config.vocab_size, t->model->config.max_seq_len,
+           cfg->seq_len, cfg->batch, t->sequences, shards);
+    *out = t;
+    return BL_OK;
+}
+
+void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->rt->gave_up) {
+        return; /* reductions in flight may still write into the buffers */
+    }
+    const bl_allocator_t *a = bl_rt_allocator(t->rt);
+    bl_part_allocator_t pa = bl_rt_part_allocator(t->rt);
+    if (t->balancer.rt != NULL) {
+        bl_balancer_free(&t->balancer);
+    }
+    bl_slowdowns_free(&t->slowdowns);
+    bl_sampler_free(&t->sampler);
+    bl_gpt2_acts_free(t->model, &t->acts);
+    bl_gpt2_destroy(t->model);
+    bl_plan_free(&t->plan, &pa);
+    bl_plan_free(&t->next, &pa);
+    bl_mem_free(a, t->indices);
+    bl_mem_free(a, t->tokens);
+    bl_mem_free(a, t->targets);
+    bl_mem_free(a, t);
+}
+
+bl_status_t bl_lm_trainer_emulate_slowdown(bl_lm_trainer_t *t, const bl_slowdown_t *list, int count)
+{
+    return t == NULL ? BL_ERR_INVALID_ARG : bl_slowdowns_replace(&t->slowdowns, t->rt, list, count);
+}
+
+long bl_lm_trainer_step(const bl_lm_trainer_t *t)
+{
+    return t != NULL ? t->step : 0;
+}
+
+long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t)
+{
+    return t != NULL ? t->sampler.steps_per_epoch : 0;
+}
+
+const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count)
+{
+    if (count != NULL) {
+        *count = t != NULL ? t->model->param_count : 0;
+    }
+    return t != NULL ? t->model->params : NULL;
+}
+
+int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t)
+{
+    return t != NULL ? t->local : 0;
+}

@@ -1,0 +1,233 @@
+/* ballast-train --model gpt2 (lm_train.h). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lm_train.h"
+
+#define LOSS_WINDOW 20 /* the summary's train_loss: the mean of the last steps */
+
+typedef struct lm_progress {
+    const train_options_t *opt;
+    bl_runtime_t *rt;
+    bl_lm_trainer_t *trainer;
+    const uint16_t *val;
+    long val_count;
+    long total_steps;
+    double start, last_print;
+    long done, last_step;
+    double window_loss;
+    long window_tokens;
+    double recent[LOSS_WINDOW];
+    bl_status_t eval_status;
+} lm_progress_t;
+
+/* The training and validation streams: the files the options name, or
+ * the training stream's tail held out. */
+typedef struct lm_data {
+    bl_token_set_t *train_set, *val_set;
+    const uint16_t *train, *val;
+    long train_count, val_count;
+} lm_data_t;
+
+static bl_status_t open_data(bl_runtime_t *rt, const lm_options_t *lm, lm_data_t *d)
+{
+    memset(d, 0, sizeof *d);
+    bl_status_t st = lm->text != NULL ? bl_tokens_open_text(rt, lm->text, &d->train_set)
+                                      : bl_tokens_open(rt, lm->tokens, 0, &d->train_set);
+    if (st == BL_OK && lm->val_tokens != NULL) {
+        st = bl_tokens_open(rt, lm->val_tokens, 0, &d->val_set);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    d->train = bl_token_set_data(d->train_set);
+    d->train_count = bl_token_set_count(d->train_set);
+    if (d->val_set != NULL) {
+        d->val = bl_token_set_data(d->val_set);
+        d->val_count = bl_token_set_count(d->val_set);
+    } else if (lm->val_fraction > 0.0) {
+        d->val_count = (long)((double)d->train_count * lm->val_fraction);
+        d->train_count -= d->val_count;
+        d->val = d->train + d->train_count;
+    }
+    return BL_OK;
+}
+
+static void close_data(lm_data_t *d)
+{
+    bl_token_set_destroy(d->train_set);
+    bl_token_set_destroy(d->val_set);
+}
+
+/* The trainer's config from the options; steps is the run's length, where a
+ * cosine schedule ends. */
+static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
+{
+    const lm_options_t *lm = &o->lm;
+    *c = (bl_lm_config_t)BL_LM_CONFIG_INIT;
+    c->model = lm->shape;
+    c->init_from = lm->init_from;
+    c->seq_len = lm->seq_len;
+    c->batch = o->batch;
+    c->seed = o->seed;
+    c->shuffle = o->shuffle;
+    c->adamw = (bl_adamw_config_t){.lr = o->lr,
+                                   .beta1 = lm->beta1,
+                                   .beta2 = lm->beta2,
+                                   .eps = lm->eps,
+                                   .weight_decay = o->weight_decay,
+                                   .clip_grad_norm = lm->clip};
+    c->schedule = (bl_lr_schedule_t){.kind = lm->schedule,
+                                     .warmup_steps = lm->warmup,
+                                     .decay_steps = steps,
+                                     .lr_min = lm->lr_min};
+    c->plan.shards = o->shard_count > 0 ? o->shards : NULL;
+    c->plan.shard_count = o->shard_count;
+    c->plan.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
+    c->plan.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
+    c->plan.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
+    c->balance.policy = o->policy;
+    c->balance.rebalance_every = o->rebalance_every;
+    c->balance.policy_file = o->policy_file;
+    c->diagnostics.telemetry_path = o->telemetry_path;
+    c->diagnostics.trace_path = o->trace_path;
+    c->diagnostics.timeout_s = o->timeout_s;
+}
+
+static double evaluate(lm_progress_t *p)
+{
+    double loss = NAN;
+    if (p->val_count > 0 && p->eval_status == BL_OK) {
+        p->eval_status = bl_lm_trainer_evaluate(p->trainer, p->val, p->val_count,
+                                                p->opt->lm.val_sequences, &loss);
+    }
+    return loss;
+}
+
+/* After every step on every rank: the loss window, the evaluations and
+ * rank 0's progress lines. */
+static int on_step(const bl_step_info_t *info, void *arg)
+{
+    lm_progress_t *p = arg;
+    p->done = info->step + 1;
+    p->window_loss += info->loss;
+    p->window_tokens += info->tokens;
+    p->recent[info->step % LOSS_WINDOW] = info->loss;
+    const lm_options_t *lm = &p->opt->lm;
+    if (lm->val_every > 0 && p->done % lm->val_every == 0 && p->done < p->total_steps) {
+        double val = evaluate(p);
+        if (p->eval_status != BL_OK) {
+            return 1;
+        }
+        if (bl_runtime_rank(p->rt) == 0) {
+            printf("eval: step %ld val_loss=%.6f\n", p->done, val);
+        }
+    }
+    double now = MPI_Wtime();
+    int last = p->done == p->total_steps;
+    if (p->opt->quiet || bl_runtime_rank(p->rt) != 0 ||
+        (!last && now - p->last_print < p->opt->progress_seconds)) {
+        return 0;
+    }
+    long steps = p->done - p->last_step;
+    char extra[96] = "";
+    if (info->lb_efficiency > 0.0) {
+        snprintf(extra, sizeof extra, " balance %.2f plan v%ld%s%s", info->lb_efficiency,
+                 info->plan_version, info->decision != NULL ? " " : "",
+                 info->decision != NULL ? info->decision : "");
+    }
+    printf("step %ld/%ld loss %.4f tokens/s %.0f lr %.3g grad_norm %.3f%s\n", p->done,
+           p->total_steps, p->window_loss / (double)steps,
+           (double)p->window_tokens / (now - p->last_print), info->lr, info->grad_norm, extra);
+    fflush(stdout);
+    p->last_print = now;
+    p->last_step = p->done;
+    p->window_loss = 0.0;
+    p->window_tokens = 0;
+    return 0;
+}
+
+/* Trains with the data open. */
+static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data_t *d)
+{
+    const lm_options_t *lm = &o->lm;
+    long steps = o->steps;
+    if (steps < 0) {
+        steps = o->epochs * (((d->train_count - 1) / lm->seq_len) / o->batch);
+    }
+    bl_lm_config_t cfg;
+    make_config(o, steps, &cfg);
+    bl_lm_trainer_t *t = NULL;
+    bl_status_t st = bl_lm_trainer_create(rt, &cfg, d->train, d->train_count, &t);
+    if (st == BL_OK && o->slowdown_count > 0) {
+        st = bl_lm_trainer_emulate_slowdown(t, o->slowdowns, o->slowdown_count);
+    }
+    lm_progress_t p = {.opt = o,
+                       .rt = rt,
+                       .trainer = t,
+                       .val = d->val,
+                       .val_count = d->val_count,
+                       .total_steps = steps};
+    double seconds = 0.0;
+    if (st == BL_OK) {
+        p.start = p.last_print = MPI_Wtime();
+        st = bl_lm_trainer_run(t, steps, on_step, &p);
+        seconds = MPI_Wtime() - p.start;
+    }
+    if (st == BL_OK) {
+        st = p.eval_status;
+    }
+    double val = NAN;
+    if (st == BL_OK) {
+        val = evaluate(&p);
+        st = p.eval_status;
+    }
+    if (st == BL_OK && bl_runtime_rank(rt) == 0) {
+        long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;
+        double recent = 0.0;
+        for (long i = 0; i < n; i++) {
+            recent += p.recent[i];
+        }
+        printf("summary: steps=%ld tokens_per_s=%.1f train_loss=%.6f val_loss=%.6f\n", p.done,
+               seconds > 0.0 ? (double)p.done * o->batch * lm->seq_len / seconds : 0.0,
+               n > 0 ? recent / (double)n : 0.0, val);
+        fflush(stdout);
+    }
+    if (st == BL_OK && lm->save_model != NULL) {
+        st = bl_lm_trainer_save_model(t, lm->save_model);
+    }
+    bl_lm_trainer_destroy(t);
+    return st;
+}
+
+bl_status_t lm_train(bl_runtime_t *rt, const train_options_t *o, int *reported)
+{
+    lm_data_t d;
+    bl_status_t st = open_data(rt, &o->lm, &d);
+    /* Every rank reads the files: one that fails stops them all. */
+    int failed = 0;
+    bl_status_t agreed = bl_runtime_any(rt, st != BL_OK, &failed);
+    if (st == BL_OK && agreed != BL_OK) {
+        st = agreed;
+    } else if (st == BL_OK && failed) {
+        st = BL_ERR_IO;
+        if (bl_runtime_rank(rt) == 0) {
+            fprintf(stderr, "ballast-train: another rank could not read the token files\n");
+        }
+        *reported = 1;
+        close_data(&d);
+        return st;
+    }
+    if (st == BL_OK) {
+        st = run(rt, o, &d);
+    }
+    close_data(&d);
+    if (st != BL_OK) {
+        fprintf(stderr, "ballast-train: rank %d: %s: %s\n", bl_runtime_rank(rt),
+                bl_status_string(st), bl_last_error(rt));
+        fflush(stderr);
+        *reported = 1;
+    }
+    return st;
+}
