@@ -12,10 +12,10 @@ bl_cli_test(report_balance EXIT 0
           "^throughput: median [0-9]+ samples/s"
           "^load balance: efficiency mean 0?\\.[0-9]+"
           "^plan changes: [1-9]" "^time lost waiting: " "^migrations: 0$"
-          "report in .*/report_balance/ \\(summary.txt, compute.png compute.svg shards.png shards.svg throughput.png throughput.svg\\)"
+          "report in .*/report_balance/ \\(summary.txt, compute.png compute.svg loss.png loss.svg shards.png shards.svg throughput.png throughput.svg\\)"
     COMMAND ${BL_REPORT} --out ${bl_report_out}_balance ${BL_CLI_OUT}/bal_proportional.jsonl
     REQUIRES bal_proportional SETUP report_balance)
-bl_cli_test(report_balance_files EXIT 0 MATCH "^plots: 6 non-empty$"
+bl_cli_test(report_balance_files EXIT 0 MATCH "^plots: 8 non-empty$"
     COMMAND sh -c "echo plots: $(find \"$0\" -size +0 -name '*.[ps][nv]g' | wc -l) non-empty"
             ${bl_report_out}_balance
     REQUIRES report_balance)

@@ -2,9 +2,10 @@
 # ballast-report: the summary and plots of a run from its telemetry
 # (ballast-train --telemetry RUN.jsonl): throughput, load balance, time lost
 # waiting, plan changes and migrations, and gnuplot plots (PNG and SVG) of
-# samples/s, per-rank shards, per-rank compute and wait, and (pipelines)
-# each stage's layers over the steps. Reads JSON with jq. A malformed line
-# is named (file and line) on stderr and left out; the report goes on.
+# samples/s, the training loss, per-rank shards, per-rank compute and wait,
+# and (pipelines) each stage's layers over the steps. Reads JSON with jq. A
+# malformed line is named (file and line) on stderr and left out; the report
+# goes on.
 # Exit status: 0 done, 1 nothing usable or a tool missing or failing, 2 bad
 # usage.
 set -eu
@@ -17,7 +18,8 @@ usage: ballast-report [--out DIR] [--quiet] RUN.jsonl
 Summarises a ballast-train --telemetry file and plots it with gnuplot.
   --out DIR   where the report goes (default: RUN.report next to RUN.jsonl):
               summary.txt, throughput.{png,svg} (samples/s and load-balance
-              efficiency over steps), shards.{png,svg} (each rank's samples per
+              efficiency over steps), loss.{png,svg} (the training loss over
+              steps), shards.{png,svg} (each rank's samples per
               step), compute.{png,svg} (each rank's compute and wait seconds),
               stages.{png,svg} (pipelines: each stage's layers over steps)
   --quiet     do not print the summary (it is still written)
@@ -153,6 +155,8 @@ jq -r 'def stages: if has("stage_first") then (.stage_first | length) - 1 else 1
        [.step, ((.shards | add) / stages / .step_s), (.lb_efficiency // 1)]
        | map(tostring) | join(" ")' "$tmp/run.jsonl" >"$tmp/throughput.dat"
 jq -r '[.step] + .shards | map(tostring) | join(" ")' "$tmp/run.jsonl" >"$tmp/shards.dat"
+jq -r 'select(.loss != null) | [.step, .loss] | map(tostring) | join(" ")' "$tmp/run.jsonl" \
+    >"$tmp/loss.dat"
 jq -r '[.step] + (.compute_s // []) + (.wait_s // []) | map(tostring) | join(" ")' \
     "$tmp/run.jsonl" >"$tmp/compute.dat"
 P=$(head -n 1 "$tmp/run.jsonl" | jq '.shards | length')
@@ -194,6 +198,11 @@ set ytics nomirror
 set y2tics
 plot '$tmp/throughput.dat' using 1:2 with lines title 'samples/s', \\
      '' using 1:3 axes x1y2 with lines title 'efficiency'"
+
+if [ -s "$tmp/loss.dat" ]; then
+    plot loss "training loss (mean per sample or token)" \
+        "plot '$tmp/loss.dat' using 1:2 with lines title 'loss'"
+fi
 
 cmd="plot"
 r=0
