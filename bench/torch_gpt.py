@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `ballast-train --model gpt2`: a plain float32 GPT-2 trained
+on the CPU on the bytes of a text file, in one process or with
+DistributedDataParallel over gloo under mpirun. bench_gpt.sh runs it next to
+ballast-train; see bench/README.md (bench_gpt).
+
+Needs Debian's python3-torch (run it with /usr/bin/python3).
+
+  torch_gpt.py --text FILE --threads 1                    one process
+  torch_gpt.py --text FILE --threads 2 --sdpa             fused attention
+  mpirun -np 2 --bind-to none torch_gpt.py --ddp --text FILE --threads 1
+                                                          DDP, B / 2 sequences per rank
+
+The model is GPT-2 in llm.c's shapes (tests/torch_gpt2.py has the same
+choices): token and position embeddings; L pre-LN blocks (LayerNorm, causal
+self-attention with one fused QKV Linear(C, 3C) and a projection
+Linear(C, C), residual; LayerNorm, Linear(C, 4C), GELU (tanh), Linear(4C, C),
+residual); a final LayerNorm; the head tied to the token embedding; the mean
+cross-entropy over the B * T targets. GPT-2's initialisation: weights
+N(0, 0.02^2), the two residual projections N(0, (0.02 / sqrt(2L))^2), biases
+0, LayerNorms 1 and 0. AdamW (betas 0.9, 0.95, eps 1e-8) with weight decay
+on the >= 2-D parameters only, a constant learning rate, the gradient's
+global norm clipped to --clip (0: no clipping).
+
+Data: token i is byte i of the file (vocab 256). A sequence is T + 1
+consecutive tokens starting at a multiple of T (input its first T, target
+the T after the first); each step draws B starts at random from a generator
+seeded by --seed, the same on every rank; with --ddp rank r trains on
+sequences r * B / P .. (r + 1) * B / P - 1 of that global batch.
+
+Timing: the training loop only (after start-up, data loading, model
+creation and, with --ddp, a barrier), all S steps including the first,
+ending with a barrier: tokens_per_s = S * B * T / that wall time, as
+ballast-train's summary counts. Rank 0 prints an info line and
+  summary: steps=S tokens_per_s=X train_loss=Y last_loss=Z
+(train_loss: the mean loss of the last min(S, 100) steps over the global
+batch, as ballast-train's summary; last_loss: the last step's)."""
+import argparse
+import math
+import os
+import sys
+import time
+
+p = argparse.ArgumentParser(description="PyTorch GPT-2 training throughput (ballast's peer).")
+p.add_argument("--n-layer", type=int, default=4)
+p.add_argument("--n-head", type=int, default=4)
+p.add_argument("--n-embd", type=int, default=256)
+p.add_argument("--seq-len", type=int, default=128, help="T, also the position table's size")
+p.add_argument("--vocab", type=int, default=256)
+p.add_argument("--batch", type=int, default=16, help="global batch B, in sequences")
+p.add_argument("--steps", type=int, default=30)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--weight-decay", type=float, default=0.1)
+p.add_argument("--clip", type=float, default=1.0, help="max global gradient norm (0: none)")
+p.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
+p.add_argument("--text", required=True, help="the training text; its bytes are the tokens")
+p.add_argument("--seed", type=int, default=1)
+p.add_argument("--sdpa", action="store_true",
+               help="attention by F.scaled_dot_product_attention(is_causal=True)")
+p.add_argument("--ddp", action="store_true",
+               help="DistributedDataParallel over gloo; rank and size from mpirun's "
+                    "OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE")
+p.add_argument("--port", type=int, default=int(os.environ.get("MASTER_PORT", "29547")),
+               help="the gloo rendezvous port on 127.0.0.1 (default $MASTER_PORT or 29547)")
+a = p.parse_args()
+
+# The BLAS reads these when it loads: set them before torch is imported.
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(a.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def die(msg):
+    sys.exit(f"torch_gpt.py: {msg}")
+
+
+class Block(nn.Module):
+    def __init__(self, C, NH, T, sdpa):
+        super().__init__()
+        self.C, self.NH, self.sdpa = C, NH, sdpa
+        self.ln_1 = nn.LayerNorm(C, eps=1e-5)
+        self.c_attn = nn.Linear(C, 3 * C)
+        self.c_proj = nn.Linear(C, C)
+        self.ln_2 = nn.LayerNorm(C, eps=1e-5)
+        self.c_fc = nn.Linear(C, 4 * C)
+        self.mlp_proj = nn.Linear(4 * C, C)
+        # A plain attribute, not a buffer: DDP would broadcast a buffer, and gloo
+        # cannot broadcast bool tensors.
+        self.causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+
+    def attention(self, x):
+        B, T, C = x.shape
+        hs = C // self.NH
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (z.view(B, T, self.NH, hs).transpose(1, 2) for z in (q, k, v))
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+            att = att.masked_fill(~self.causal[:T, :T], float("-inf"))
+            y = F.softmax(att, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+    def forward(self, x):
+        x = x + self.attention(self.ln_1(x))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    def __init__(self, L, NH, C, maxT, V, sdpa):
+        super().__init__()
+        self.wte = nn.Embedding(V, C)
+        self.wpe = nn.Embedding(maxT, C)
+        self.blocks = nn.ModuleList(Block(C, NH, maxT, sdpa) for _ in range(L))
+        self.ln_f = nn.LayerNorm(C, eps=1e-5)
+        # GPT-2's (and ballast's bl_gpt2_init_params') initialisation.
+        for name, q in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(q)
+            elif "ln_" in name:
+                nn.init.ones_(q)
+            elif name.endswith("c_proj.weight") or name.endswith("mlp_proj.weight"):
+                nn.init.normal_(q, 0.0, 0.02 / math.sqrt(2 * L))
+            else:
+                nn.init.normal_(q, 0.0, 0.02)
+
+    def forward(self, idx, targets):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe.weight[:T]
+        for block in self.blocks:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.weight.t()  # the head, tied to the embedding
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def main():
+    L, NH, C, T, V, B = a.n_layer, a.n_head, a.n_embd, a.seq_len, a.vocab, a.batch
+    for name in ("n_layer", "n_head", "n_embd", "seq_len", "vocab", "batch", "steps",
+                 "threads"):
+        if getattr(a, name) < 1:
+            die(f"--{name.replace('_', '-')} must be at least 1")
+    if C % NH:
+        die(f"--n-head {NH} does not divide --n-embd {C}")
+    if a.sdpa and not hasattr(F, "scaled_dot_product_attention"):
+        die(f"--sdpa needs torch >= 2.0 (F.scaled_dot_product_attention); this is torch "
+            f"{torch.__version__}")
+    rank, world = 0, 1
+    if a.ddp:
+        try:
+            rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+            world = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+        except KeyError:
+            die("--ddp: run it under mpirun (OMPI_COMM_WORLD_RANK/SIZE are not set)")
+        if B % world:
+            die(f"--batch {B} is not a multiple of the {world} ranks")
+    torch.set_num_threads(a.threads)
+    torch.set_num_interop_threads(1)
+
+    data = np.fromfile(a.text, dtype=np.uint8)
+    if data.max(initial=0) >= V:
+        die(f"--vocab {V}: {a.text} has byte {int(data.max())}")
+    tokens = torch.from_numpy(data.astype(np.int64))
+    nseq = (tokens.numel() - 1) // T  # starts 0, T, 2T, ... with T + 1 tokens after them
+    if nseq < 1:
+        die(f"{a.text}: {tokens.numel()} bytes, fewer than one sequence of {T + 1}")
+    offsets = torch.arange(T + 1)
+
+    if a.ddp:
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(a.port)
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+
+    torch.manual_seed(a.seed)
+    model = GPT2(L, NH, C, T, V, a.sdpa)
+    nparams = sum(q.numel() for q in model.parameters())  # wte counted once (tied)
+    formula = 12 * L * C * C + 13 * L * C + V * C + T * C + 2 * C
+    if nparams != formula:
+        die(f"{nparams} parameters, the formula 12LC^2 + 13LC + VC + TC + 2C gives {formula}")
+    net = nn.parallel.DistributedDataParallel(model) if a.ddp else model
+    decay = [q for q in model.parameters() if q.dim() >= 2]
+    no_decay = [q for q in model.parameters() if q.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(a.seed)
+    local = B // world
+    losses = torch.zeros(a.steps)
+
+    if rank == 0:
+        print(f"torch_gpt: torch {torch.__version__}, "
+              f"{'DDP (gloo) np=' + str(world) if a.ddp else 'one process'}, "
+              f"threads/rank={torch.get_num_threads()}, "
+              f"attention={'sdpa' if a.sdpa else 'eager'}, L={L} NH={NH} C={C} T={T} V={V} "
+              f"B={B} ({local}/rank), params={nparams} (12LC^2+13LC+VC+TC+2C={formula}), "
+              f"text={a.text} ({tokens.numel()} bytes, {nseq} sequence starts)", flush=True)
+
+    if a.ddp:
+        dist.barrier()
+    t0 = time.perf_counter()
+    for s in range(a.steps):
+        starts = torch.randint(0, nseq, (B,), generator=gen)[rank * local:(rank + 1) * local]
+        win = tokens[(starts * T).unsqueeze(1) + offsets]  # (local, T + 1)
+        opt.zero_grad(set_to_none=True)
+        loss = net(win[:, :-1], win[:, 1:])
+        loss.backward()
+        if a.clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, a.clip)
+        opt.step()
+        losses[s] = loss.detach()
+    if a.ddp:
+        dist.barrier()
+    wall = time.perf_counter() - t0
+
+    if a.ddp:  # the global batch's loss: the mean of the ranks' (equal-sized) shares
+        dist.all_reduce(losses)
+        losses /= world
+    if rank == 0:
+        tail = losses[-min(a.steps, 100):]
+        print(f"summary: steps={a.steps} tokens_per_s={a.steps * B * T / wall:.1f} "
+              f"train_loss={tail.mean().item():.6f} last_loss={losses[-1].item():.6f} "
+              f"step_ms={1e3 * wall / a.steps:.2f}", flush=True)
+    if a.ddp:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
