@@ -12,7 +12,10 @@ extern "C" const bl_kernels_t bl_cuda_kernels = {
     bl_cuda_softmax_xent,
     bl_cuda_sgd_update,
     bl_cuda_gather_rows,
-    /* embedding_forward..sum_squares: no CUDA twin yet; the runtime must refuse them on a GPU. */
+    /* embedding_forward..softmax_rows_backward: no CUDA twin yet; the
+     * runtime refuses them on a GPU (bl_math_* say BL_ERR_UNSUPPORTED). */
+    NULL,
+    NULL,
     NULL,
     NULL,
     NULL,

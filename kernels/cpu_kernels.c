@@ -53,6 +53,8 @@ const bl_kernels_t bl_cpu_kernels = {
     .vocab_xent = bl_cpu_vocab_xent,
     .adamw_update = bl_cpu_adamw_update,
     .sum_squares = bl_cpu_sum_squares,
+    .softmax_rows = bl_cpu_softmax_rows,
+    .softmax_rows_backward = bl_cpu_softmax_rows_backward,
 };
 
 void bl_cpu_set_threads(int n)

@@ -63,6 +63,10 @@ void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, c
 double bl_cpu_vocab_xent(int rows, int V, int Vp, const float *logits, const int32_t *targets,
                          float *dlogits);
 
+/* softmax_rows.c */
+void bl_cpu_softmax_rows(int rows, int cols, const float *x, float *y);
+void bl_cpu_softmax_rows_backward(int rows, int cols, const float *y, const float *dy, float *dx);
+
 /* adamw.c */
 void bl_cpu_adamw_update(size_t count, float *w, float *m, float *v, const float *grad,
                          float grad_scale, float lr, float beta1, float beta2, float eps,

@@ -146,6 +146,13 @@ typedef struct bl_kernels {
     /* The sum of x[i]² over count elements, accumulated in double (a
      * gradient's squared norm, for global norm clipping); 0 for count 0. */
     double (*sum_squares)(size_t count, const float *x);
+
+    /* y = softmax of each row of x (rows, cols), the maximum subtracted;
+     * x == y is allowed. Backward: dx = y · (dy − Σ_j y_j · dy_j) per row,
+     * from the forward's y; dy == dx is allowed, y must not overlap dx. For
+     * user layers (bl_math_softmax); NULL in a table without them. */
+    void (*softmax_rows)(int rows, int cols, const float *x, float *y);
+    void (*softmax_rows_backward)(int rows, int cols, const float *y, const float *dy, float *dx);
 } bl_kernels_t;
 
 /* The CPU implementation (OpenBLAS). */

@@ -183,6 +183,40 @@ bl_status_t bl_math_relu(const bl_device_t *dev, size_t count, const float *x, f
 bl_status_t bl_math_relu_backward(const bl_device_t *dev, size_t count, const float *y,
                                   const float *dy, float *dx);
 
+/* The same product `batch` times: C_i = alpha · op(A_i) · op(B_i) + beta · C_i
+ * with X_i = X + i · stride_x (in floats), e.g. the heads of an attention
+ * layer. BL_ERR_INVALID_ARG for a NULL device or negative sizes. */
+bl_status_t bl_math_gemm_batched(const bl_device_t *dev, int trans_a, int trans_b, int m, int n,
+                                 int k, float alpha, const float *a, int lda, long stride_a,
+                                 const float *b, int ldb, long stride_b, float beta, float *c,
+                                 int ldc, long stride_c, int batch);
+
+/* The transformer's building blocks for user layers, on the layer's device.
+ * Each returns BL_OK, BL_ERR_INVALID_ARG for a NULL device or bad sizes, or
+ * BL_ERR_UNSUPPORTED (named in bl_last_error) on a device that has no such
+ * kernel yet (today: GPUs), having written nothing.
+ *   bl_math_softmax: y = the softmax of each row of x (rows, cols), x == y
+ *     allowed; its backward dx = y · (dy − Σ y · dy) per row.
+ *   bl_math_layernorm: y = (x − mean) · rstd · weight + bias per row (rows,
+ *     cols), eps 1e-5, writing mean and rstd (rows each; NULL when no
+ *     backward follows); its backward adds into dweight and dbias (cols)
+ *     and writes (accumulate 0) or adds (1) dx.
+ *   bl_math_gelu: GPT-2's tanh approximation; its backward dx = dy ·
+ *     gelu'(x), dy == dx allowed. */
+bl_status_t bl_math_softmax(const bl_device_t *dev, int rows, int cols, const float *x, float *y);
+bl_status_t bl_math_softmax_backward(const bl_device_t *dev, int rows, int cols, const float *y,
+                                     const float *dy, float *dx);
+bl_status_t bl_math_layernorm(const bl_device_t *dev, int rows, int cols, const float *x,
+                              const float *weight, const float *bias, float *y, float *mean,
+                              float *rstd);
+bl_status_t bl_math_layernorm_backward(const bl_device_t *dev, int rows, int cols, const float *dy,
+                                       const float *x, const float *weight, const float *mean,
+                                       const float *rstd, float *dx, float *dweight, float *dbias,
+                                       int accumulate);
+bl_status_t bl_math_gelu(const bl_device_t *dev, size_t count, const float *x, float *y);
+bl_status_t bl_math_gelu_backward(const bl_device_t *dev, size_t count, const float *x,
+                                  const float *dy, float *dx);
+
 /* ---- Layers ------------------------------------------------------------ */
 
 /* What a layer's forward or backward pass receives. Shapes are row-major. */
@@ -737,6 +771,31 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
  * llm.c, PyTorch scripts and bl_lm_generate read. Rank 0 writes, atomically;
  * collective, and every rank returns its status. */
 bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path);
+
+/* Saves the trainer's state into dir/ckpt-<step>/, keeping the newest `keep`
+ * checkpoints (0: all); path (n bytes; may be NULL with n 0) receives the
+ * checkpoint's directory. Collective; a step callback may call it. Every
+ * replica holds the same state, so rank 0 writes it (after checking that the
+ * replicas agree): the next step, the seed, batch, sequence length and
+ * shuffle that fix the batches, the model's shape, the parameters, AdamW's
+ * moments and step count, the plan (its version and shards) and the shard
+ * policy's learned state. A failed save leaves the previous checkpoints as
+ * they were; every rank returns the same status. (Format: runtime/io/
+ * checkpoint.h; README: "Transformers") */
+bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, int keep, char *path,
+                                          size_t n);
+
+/* Loads the newest complete and valid checkpoint in dir (skipping, with a
+ * warning, any that is damaged) and continues from it: the next run starts
+ * at its step with its parameters, AdamW state and plan (which wins over the
+ * config's), bit for bit as if never stopped on the same ranks with a fixed
+ * plan. On another number of ranks the saved shards do not apply and the
+ * trainer keeps its first plan (an info line says so). *resumed says whether
+ * it resumed (0 when dir has no checkpoint). Collective; call it before
+ * bl_lm_trainer_run. BL_ERR_MISMATCH, naming the field and both values: the
+ * newest intact checkpoint is of another model shape, sequence length,
+ * seed, batch or shuffle, or is a layer trainer's. */
+bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resumed);
 
 /* As bl_trainer_emulate_slowdown, for a language-model trainer. */
 bl_status_t bl_lm_trainer_emulate_slowdown(bl_lm_trainer_t *t, const bl_slowdown_t *list,

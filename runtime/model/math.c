@@ -55,3 +55,115 @@ bl_status_t bl_device_sync(const bl_device_t *dev)
     char err[8];
     return dev->memory->finish(err, sizeof err) == 0 ? BL_OK : BL_ERR_CUDA;
 }
+
+/* Returns BL_OK when the device's table has a kernel, else
+ * BL_ERR_UNSUPPORTED naming the helper and the device (the transformer's
+ * kernels have no CUDA twin yet). */
+static bl_status_t have(const bl_device_t *dev, const void *kernel, const char *helper)
+{
+    if (kernel != NULL) {
+        return BL_OK;
+    }
+    if (dev->rt != NULL) {
+        return bl_fail(dev->rt, BL_ERR_UNSUPPORTED, "%s: device %s has no such kernel yet", helper,
+                       dev->name);
+    }
+    return BL_ERR_UNSUPPORTED;
+}
+
+bl_status_t bl_math_gemm_batched(const bl_device_t *dev, int trans_a, int trans_b, int m, int n,
+                                 int k, float alpha, const float *a, int lda, long stride_a,
+                                 const float *b, int ldb, long stride_b, float beta, float *c,
+                                 int ldc, long stride_c, int batch)
+{
+    if (dev == NULL || m < 0 || n < 0 || k < 0 || batch < 0) {
+        return BL_ERR_INVALID_ARG;
+    }
+    for (int i = 0; i < batch; i++) {
+        dev->kernels->gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda,
+                           b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_math_softmax(const bl_device_t *dev, int rows, int cols, const float *x, float *y)
+{
+    if (dev == NULL || rows < 0 || cols < 1) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st = have(dev, (const void *)dev->kernels->softmax_rows, "bl_math_softmax");
+    if (st == BL_OK) {
+        dev->kernels->softmax_rows(rows, cols, x, y);
+    }
+    return st;
+}
+
+bl_status_t bl_math_softmax_backward(const bl_device_t *dev, int rows, int cols, const float *y,
+                                     const float *dy, float *dx)
+{
+    if (dev == NULL || rows < 0 || cols < 1) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st =
+        have(dev, (const void *)dev->kernels->softmax_rows_backward, "bl_math_softmax_backward");
+    if (st == BL_OK) {
+        dev->kernels->softmax_rows_backward(rows, cols, y, dy, dx);
+    }
+    return st;
+}
+
+bl_status_t bl_math_layernorm(const bl_device_t *dev, int rows, int cols, const float *x,
+                              const float *weight, const float *bias, float *y, float *mean,
+                              float *rstd)
+{
+    if (dev == NULL || rows < 0 || cols < 1) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st = have(dev, (const void *)dev->kernels->layernorm_forward, "bl_math_layernorm");
+    if (st == BL_OK) {
+        dev->kernels->layernorm_forward(rows, cols, x, weight, bias, y, mean, rstd);
+    }
+    return st;
+}
+
+bl_status_t bl_math_layernorm_backward(const bl_device_t *dev, int rows, int cols, const float *dy,
+                                       const float *x, const float *weight, const float *mean,
+                                       const float *rstd, float *dx, float *dweight, float *dbias,
+                                       int accumulate)
+{
+    if (dev == NULL || rows < 0 || cols < 1) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st =
+        have(dev, (const void *)dev->kernels->layernorm_backward, "bl_math_layernorm_backward");
+    if (st == BL_OK) {
+        dev->kernels->layernorm_backward(rows, cols, dy, x, weight, mean, rstd, dx, dweight, dbias,
+                                         accumulate);
+    }
+    return st;
+}
+
+bl_status_t bl_math_gelu(const bl_device_t *dev, size_t count, const float *x, float *y)
+{
+    if (dev == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st = have(dev, (const void *)dev->kernels->gelu_forward, "bl_math_gelu");
+    if (st == BL_OK) {
+        dev->kernels->gelu_forward(count, x, y);
+    }
+    return st;
+}
+
+bl_status_t bl_math_gelu_backward(const bl_device_t *dev, size_t count, const float *x,
+                                  const float *dy, float *dx)
+{
+    if (dev == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    bl_status_t st = have(dev, (const void *)dev->kernels->gelu_backward, "bl_math_gelu_backward");
+    if (st == BL_OK) {
+        dev->kernels->gelu_backward(count, x, dy, dx);
+    }
+    return st;
+}
