@@ -630,7 +630,6 @@ const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
  * does). */
 bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);
 
-
 /* ---- Language models: GPT-2 (README: "Transformers") ---------------------- */
 
 /* A GPT-2 model's shape, in the order of llm.c's checkpoint header. */
@@ -657,8 +656,7 @@ bl_status_t bl_tokens_open(bl_runtime_t *rt, const char *path, int vocab, bl_tok
 bl_status_t bl_tokens_open_text(bl_runtime_t *rt, const char *path, bl_token_set_t **out);
 /* Writes count tokens to path in llm.c's format, atomically (a temporary
  * file renamed over path). Local. */
-bl_status_t bl_tokens_save(bl_runtime_t *rt, const char *path, const uint16_t *tokens,
-                           long count);
+bl_status_t bl_tokens_save(bl_runtime_t *rt, const char *path, const uint16_t *tokens, long count);
 void bl_token_set_destroy(bl_token_set_t *s);
 long bl_token_set_count(const bl_token_set_t *s);
 const uint16_t *bl_token_set_data(const bl_token_set_t *s);
@@ -714,8 +712,12 @@ typedef struct bl_lm_config {
     int shuffle; /* 1: a seeded permutation of the sequences per epoch */
     bl_adamw_config_t adamw;
     bl_lr_schedule_t schedule;
-    bl_plan_config_t plan;       /* shards and caps in sequences; no stage map yet */
-    bl_balance_config_t balance; /* the shard policy */
+    /* Pipelines: S stages over the units (0 the embedding, 1 .. L the
+     * blocks, L + 1 the head), M micro-batches, GPipe or 1F1B; the ranks
+     * form P / S pipelines, and shards and caps are per pipeline. */
+    bl_pipeline_config_t pipeline;
+    bl_plan_config_t plan;       /* shards and caps in sequences; the stage map over units */
+    bl_balance_config_t balance; /* the shard policy (one stage only, for now) */
     bl_diagnostics_config_t diagnostics;
 } bl_lm_config_t;
 
@@ -729,29 +731,30 @@ typedef struct bl_lm_config {
                   .channels = 256,                                                                 \
                   .padded_vocab_size = 256},                                                       \
         .seq_len = 128, .batch = 16, .seed = 1, .shuffle = 1,                                      \
+        .pipeline = {.stages = 1, .micro_batches = 1, .schedule = BL_SCHEDULE_1F1B},               \
         .adamw = {.lr = 1e-3f,                                                                     \
                   .beta1 = 0.9f,                                                                   \
                   .beta2 = 0.95f,                                                                  \
                   .eps = 1e-8f,                                                                    \
                   .weight_decay = 0.1f,                                                            \
                   .clip_grad_norm = 1.0f},                                                         \
-        .balance = {.rebalance_every = 10,                                                         \
-                    .repartition_horizon = 200.0,                                                  \
-                    .repartition_threshold = 0.02},                                                \
+        .balance = {                                                                               \
+            .rebalance_every = 10, .repartition_horizon = 200.0, .repartition_threshold = 0.02},   \
     }
 
 typedef struct bl_lm_trainer bl_lm_trainer_t;
 
 /* Creates a GPT-2 trainer over the training tokens train[0 .. count), which
  * the caller keeps alive and unchanged while the trainer lives. Collective:
- * every rank trains a data-parallel replica on its shard of each batch, and
- * the ranks first check that they hold the same config, tokens and initial
+ * the ranks form P / S pipelines of cfg->pipeline.stages stages, each
+ * pipeline trains on its shard of each batch, and every stage on its units
+ * of the stage map; the ranks first check that they hold the same config, tokens and initial
  * parameters (BL_ERR_MISMATCH naming the rank and the field if not). A bad
  * config is BL_ERR_INVALID_ARG naming the field; a bad init_from file is
  * BL_ERR_IO or BL_ERR_FORMAT naming the file and the field; tokens at or above
  * the vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. */
-bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg,
-                                 const uint16_t *train, long count, bl_lm_trainer_t **out);
+bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, const uint16_t *train,
+                                 long count, bl_lm_trainer_t **out);
 void bl_lm_trainer_destroy(bl_lm_trainer_t *t);
 
 /* Runs `steps` more steps, as bl_trainer_run does; info->loss is the mean
@@ -805,7 +808,8 @@ long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t);
 /* The parameters (host memory, llm.c's tensor order) and their count; they
  * belong to t. */
 const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count);
-/* This rank's shard of the batch under the plan in force, in sequences. */
+/* This rank's pipeline's shard of the batch under the plan in force, in
+ * sequences. */
 int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t);
 
 /* Samples new_tokens tokens from the GPT-2 model in the llm.c file

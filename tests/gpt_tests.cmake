@@ -36,6 +36,16 @@ endfunction()
 bl_gpt_case(even2 2)
 bl_gpt_case(uneven2 2 --shards 3,5)
 bl_gpt_case(uneven3 3 --shards 0,5,3)
+# Pipelines over the units (0 the embedding, 1-2 the blocks, 3 the head):
+# both schedules, micro-batches that do not divide the slice, every unit a
+# stage of its own, and the hybrid grid with uneven pipelines. The tied
+# embedding's gradient is summed between the first and last stages.
+bl_gpt_case(pp2 2 --pp 2)
+bl_gpt_case(pp2_1f1b_m3 2 --pp 2 --micro-batches 3)
+bl_gpt_case(pp2_gpipe_m4 2 --pp 2 --micro-batches 4 --schedule gpipe)
+bl_gpt_case(pp3_m2 3 --pp 3 --micro-batches 2)
+bl_gpt_case(pp4_units 4 --pp 4 --micro-batches 3 --stages 0-0,1-1,2-2,3-3)
+bl_gpt_case(hybrid2x2 4 --pp 2 --micro-batches 2 --shards 3,5)
 # A policy under an emulated 3x slower rank 1: the telemetry's shards must
 # take more than one value, so the equality is not vacuous.
 bl_gpt_case(proportional2 2 --policy proportional --rebalance-every 2
@@ -73,8 +83,13 @@ bl_cli_test(gpt_init_seq_len EXIT 1 MATCH "T = 32, max_seq_len maxT = 16"
     REQUIRES gpt_ref)
 bl_cli_test(gpt_bad_tokens EXIT 1 MATCH "README.md"
     COMMAND ${BL_CLI_TRAIN} --model gpt2 --tokens ${bl_gpt_text} --steps 1 --quiet)
-bl_cli_test(gpt_pp EXIT 2 MATCH "--pp does not apply to --model gpt2"
-    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2)
+bl_cli_test(gpt_stages_at EXIT 2 MATCH "--stages-at does not apply to --model gpt2"
+    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --stages-at 5:0-0,1-3)
+bl_cli_test(gpt_pp_too_many EXIT 2 MATCH "--pp 5: the model has 4 units and every stage needs at least one"
+    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 5)
+bl_cli_test(gpt_pp_policy EXIT 1 MATCH "a policy with 2 pipeline stages: the language model's blocks do not move"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --policy bandit)
+set_tests_properties(cli_gpt_pp_policy PROPERTIES LABELS "cli;mpi")
 bl_cli_test(gpt_flag_without_model EXIT 2 MATCH "--n-layer needs --model gpt2"
     COMMAND ${BL_CLI_TRAIN} --n-layer 2)
 bl_cli_test(gpt_bad_schedule EXIT 2 MATCH "--lr-schedule: 'linear' is neither constant nor cosine"
@@ -86,3 +101,129 @@ bl_cli_test(gpt_too_few_sequences EXIT 1 MATCH "fewer than the batch of 100000"
 bl_cli_test(gpt_bad_shards EXIT 2 MATCH "--shards: the sizes sum to 7 but --batch is 8"
     COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --shards 3,4)
 set_tests_properties(cli_gpt_bad_shards PROPERTIES LABELS "cli;mpi")
+
+# ---- Checkpoints and resume (tests/gpt_checkpoint.sh) ------------------------
+# A run killed after a periodic checkpoint and resumed writes the same model
+# file, bit for bit, as the uninterrupted run: on 2 ranks with uneven shards
+# (gpt_uneven2.bin) and on one process (gpt_ref.bin).
+set(bl_gpt_ckpt ${BL_CLI_OUT}/gpt-ckpt)
+set(bl_gpt_ckpt_script ${CMAKE_CURRENT_SOURCE_DIR}/gpt_checkpoint.sh)
+bl_cli_test(gpt_kill_resume2 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 0:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill2 ${BL_CLI_OUT}/gpt_uneven2.bin 0:13 4
+            -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --shards 3,5
+    REQUIRES gpt_uneven2)
+bl_cli_test(gpt_kill_resume_pp2 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 1:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill_pp2 ${BL_CLI_OUT}/gpt_pp2_1f1b_m3.bin
+            1:13 4 -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2
+            --micro-batches 3
+    REQUIRES gpt_pp2_1f1b_m3)
+bl_cli_test(gpt_kill_resume1 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 0:9, resumed from step 8: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill1 ${BL_CLI_OUT}/gpt_ref.bin 0:9 4
+            -- ${BL_CLI_TRAIN} ${bl_gpt_run}
+    REQUIRES gpt_ref SETUP gpt_ckpt_kill1)
+
+# SIGUSR1 to rank 1 after step 9 stops both ranks there with a checkpoint
+# (exit 3); resumed on one process, the saved shards 3,5 no longer apply (an
+# info line says so) and the model ends within the tolerance of one
+# process's.
+bl_cli_test(gpt_signal_stop EXIT 3
+    MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
+    COMMAND env BALLAST_TEST_SIGNAL_AT=1:9 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_gpt_run} --shards 3,5 --checkpoint-dir ${bl_gpt_ckpt}/signal2
+    REQUIRES cli_out SETUP gpt_ckpt_signal2)
+bl_cli_test(gpt_resume_np1 EXIT 0
+    MATCH "resumed from .*/ckpt-000000000010 at step 10 .saved on 2 ranks."
+          "shard plan 3,5 was saved on 2 ranks; this run has 1 rank, so the plan starts as 8"
+          "^summary: steps=20 "
+    COMMAND env BALLAST_LOG=info ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --checkpoint-dir ${bl_gpt_ckpt}/signal2 --resume
+            --save-model ${BL_CLI_OUT}/gpt_resumed_np1.bin
+    REQUIRES gpt_ckpt_signal2 SETUP gpt_ckpt_resumed_np1)
+bl_cli_test(gpt_resume_np1_equals_one_process EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_resumed_np1.bin
+            ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+    REQUIRES gpt_ref gpt_ckpt_resumed_np1)
+
+# The shard policy's learned state travels in the checkpoint: a bandit
+# policy (rank 1 emulated 2x slower) goes on from it after a resume on the
+# same ranks.
+bl_cli_test(gpt_policy_state_save EXIT 0 MATCH "^summary: steps=12 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --steps 12
+            --policy bandit --rebalance-every 3 --emulate-slowdown 1:2
+            --checkpoint-dir ${bl_gpt_ckpt}/policy
+    REQUIRES cli_out SETUP gpt_ckpt_policy)
+bl_cli_test(gpt_policy_state_resume EXIT 0
+    MATCH "resume: the shard policy goes on from its saved state" "^summary: steps=16 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --steps 16 --policy bandit --rebalance-every 3 --emulate-slowdown 1:2
+            --checkpoint-dir ${bl_gpt_ckpt}/policy --resume
+    REQUIRES gpt_ckpt_policy)
+
+# A damaged newest checkpoint (truncated) and a damaged next one (a byte
+# flipped) are skipped, each with a warning naming the file and the fault;
+# the run resumes from the one before and still ends bit for bit.
+bl_cli_test(gpt_resume_damaged EXIT 0
+    MATCH "warn: resume: skipping .*/ckpt-000000000020: checkpoint file .*/lm.bin: .*more than the file holds"
+          "warn: resume: skipping .*/ckpt-000000000016: checkpoint file .*/lm.bin: .*checksum mismatch"
+          "resumed from .*/ckpt-000000000012 at step 12" "^summary: steps=20 "
+    COMMAND sh ${bl_gpt_ckpt_script} damage ${bl_gpt_ckpt}/kill1/ckpt ${bl_gpt_ckpt}/damaged
+            -- ${BL_CLI_TRAIN} ${bl_gpt_run}
+    REQUIRES gpt_ckpt_kill1 SETUP gpt_ckpt_damaged)
+bl_cli_test(gpt_resume_damaged_bitwise COMPARE same ${bl_gpt_ckpt}/damaged/final.bin
+    ${BL_CLI_OUT}/gpt_ref.bin REQUIRES gpt_ckpt_damaged gpt_ref)
+
+# A checkpoint of another run is refused, naming the field and both values.
+foreach(case "n_embd|channels C = 32. this run has channels C = 64|--n-embd|64"
+             "seq_len|sequence length T = 16. this run has sequence length T = 8|--seq-len|8"
+             "seed|seed 1. this run has seed 7|--seed|7"
+             "shuffle|shuffle on. this run has shuffle off|--shuffle|off")
+    string(REPLACE "|" ";" fields "${case}")
+    list(POP_FRONT fields cname regex)
+    bl_cli_test(gpt_resume_other_${cname} EXIT 1
+        MATCH "mismatch.*resume: .*lm.bin was saved with ${regex}"
+        "!^summary"
+        COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} ${fields} --checkpoint-dir ${bl_gpt_ckpt}/kill1/ckpt
+                --resume
+        REQUIRES gpt_ckpt_kill1)
+endforeach()
+
+# The two trainers never take each other's checkpoints: GPT-2 refuses the
+# MLP's (exit 1, naming it), and the MLP skips GPT-2's with a warning and
+# starts from step 0 (in a copy, which its own checkpoint then joins: the
+# pruning counts each trainer's checkpoints apart, so all 4 stay).
+bl_cli_test(gpt_ckpt_mlp_save EXIT 0 MATCH "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_dp_run} --steps 2 --checkpoint-dir ${bl_gpt_ckpt}/mlp
+    REQUIRES cli_data_good cli_out SETUP gpt_ckpt_mlp)
+bl_cli_test(gpt_resume_mlp_checkpoint EXIT 1
+    MATCH "mismatch.*checkpoint .*/mlp/ckpt-000000000002 is the layer trainer's .manifest.bin., not the language-model trainer's"
+          "!^summary"
+    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --checkpoint-dir ${bl_gpt_ckpt}/mlp --resume
+    REQUIRES gpt_ckpt_mlp)
+bl_cli_test(mlp_resume_gpt_checkpoint EXIT 0
+    MATCH "warn: resume: skipping .*/ckpt-000000000020: checkpoint .* holds the language-model trainer's state .lm.bin., not the layer trainer's"
+          "resume: no checkpoint in .*; starting from step 0" "^summary: steps=2 "
+    COMMAND sh -c "rm -rf \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
+            ${bl_gpt_ckpt}/gpt-for-mlp ${bl_gpt_ckpt}/kill1/ckpt env BALLAST_LOG=info
+            ${BL_CLI_TRAIN} ${bl_dp_run} --steps 2 --checkpoint-dir ${bl_gpt_ckpt}/gpt-for-mlp
+            --resume
+    REQUIRES cli_data_good gpt_ckpt_kill1 SETUP gpt_ckpt_gpt_for_mlp)
+bl_cli_test(mlp_checkpoint_beside_gpt EXIT 0
+    MATCH "^ckpt-000000000002 ckpt-000000000012 ckpt-000000000016 ckpt-000000000020 $"
+    COMMAND sh -c "cd \"$0\" && ls -d ckpt-* | tr '\\n' ' ' && echo" ${bl_gpt_ckpt}/gpt-for-mlp
+    REQUIRES gpt_ckpt_gpt_for_mlp)
+
+set_tests_properties(cli_gpt_kill_resume2 cli_gpt_kill_resume1 cli_gpt_signal_stop
+    cli_gpt_resume_np1 cli_gpt_resume_np1_equals_one_process cli_gpt_resume_damaged
+    cli_gpt_resume_damaged_bitwise cli_gpt_resume_other_n_embd cli_gpt_resume_other_seq_len
+    cli_gpt_resume_other_seed cli_gpt_resume_other_shuffle cli_gpt_ckpt_mlp_save
+    cli_gpt_resume_mlp_checkpoint cli_mlp_resume_gpt_checkpoint cli_mlp_checkpoint_beside_gpt
+    cli_gpt_policy_state_save cli_gpt_policy_state_resume PROPERTIES LABELS "cli;mpi")
+
+# The same in one process through the C API (label unit): a resumed trainer
+# goes on bit for bit; every cut and bit flip of the newest file's first
+# bytes (and a sample beyond) is skipped for the older checkpoint; another
+# seed or shape, or a layer trainer's checkpoint, is BL_ERR_MISMATCH.
+bl_unit_test(test_lm_checkpoint)

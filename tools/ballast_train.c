@@ -2,7 +2,6 @@
  * printing progress and a final summary line. The program (not the library)
  * decides to exit: 0 success, 1 run-time failure, 2 bad usage. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 
 #include "ballast.h"
 #include "lm_train.h"
+#include "run_hooks.h"
 #include "train_options.h"
 
 #define LOSS_WINDOW 100 /* the summary's train_loss: mean of the last steps */
@@ -32,77 +32,15 @@ typedef struct progress {
     int tty;     /* stdout is a terminal: one line, redrawn in place */
     int pending; /* a redrawn line is on screen without its newline */
     bl_runtime_t *rt;
-    long first_step;                        /* the step this process started from (a resume's) */
-    int stopped;                            /* a signal stopped the run (every rank agreed) */
-    bl_status_t ckpt_status;                /* a failed periodic checkpoint stops the run */
-    long kill_step, signal_step, hang_step; /* test hooks (BALLAST_TEST_KILL_AT,
-                                               ..._SIGNAL_AT, ..._HANG_AT), or -1 */
+    long first_step;   /* the step this process started from (a resume's) */
+    run_hooks_t hooks; /* the test hooks, the stop on a signal, the periodic checkpoints */
 } progress_t;
 
-/* SIGTERM or SIGUSR1 arrived: the ranks stop together at the next step
- * boundary (with --checkpoint-dir). */
-static volatile sig_atomic_t stop_requested;
-
-static void request_stop(int sig)
+/* The trainer's own save, for the periodic checkpoints. */
+static bl_status_t save_periodic(void *arg)
 {
-    (void)sig;
-    stop_requested = 1;
-}
-
-static void arm_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = request_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
-
-/* A test hook: "RANK:STEP" in the environment variable `name` names the
- * step after which this rank acts; -1 when unset or not this rank. */
-static long hook_step(const char *name, int rank)
-{
-    const char *v = getenv(name);
-    int r = -1;
-    long step = -1;
-    if (v == NULL || sscanf(v, "%d:%ld", &r, &step) != 2 || r != rank) {
-        return -1;
-    }
-    return step;
-}
-
-/* Before anything else of a step's callback, on every rank: the test
- * hooks, the agreement to stop on a signal, the periodic checkpoint.
- * Returns 1 to stop the run. */
-static int between_steps(progress_t *p, const bl_step_info_t *info)
-{
-    if (info->step == p->kill_step) {
-        raise(SIGKILL); /* the kill-and-resume test: die here, mid-run */
-    }
-    if (info->step == p->signal_step) {
-        raise(SIGUSR1); /* the signal test: as if the scheduler sent it */
-    }
-    if (info->step == p->hang_step) {
-        sleep(600); /* the hang test: this rank never reaches the next step's collectives */
-    }
-    const train_options_t *o = p->opt;
-    if (o->checkpoint_dir == NULL) {
-        return 0;
-    }
-    int any = 0;
-    p->ckpt_status = bl_runtime_any(p->rt, stop_requested, &any);
-    if (p->ckpt_status != BL_OK || any) {
-        p->stopped = any;
-        return 1;
-    }
-    int last = info->step + 1 >= p->total_steps;
-    if (o->checkpoint_every > 0 && !last && (info->step + 1) % o->checkpoint_every == 0) {
-        p->ckpt_status =
-            bl_trainer_save_checkpoint(p->trainer, o->checkpoint_dir, o->keep, NULL, 0);
-        return p->ckpt_status != BL_OK;
-    }
-    return 0;
+    const progress_t *p = arg;
+    return bl_trainer_save_checkpoint(p->trainer, p->opt->checkpoint_dir, p->opt->keep, NULL, 0);
 }
 
 /* Progress is redrawn in place only on the user's terminal. Under an MPI
@@ -145,7 +83,9 @@ static void format_duration(double seconds, char *out, size_t n)
 static int on_step(const bl_step_info_t *info, void *arg)
 {
     progress_t *p = arg;
-    if (between_steps(p, info)) {
+    /* Before anything else: the test hooks, the agreement to stop on a
+     * signal, the periodic checkpoint. */
+    if (run_hooks_between_steps(&p->hooks, info->step)) {
         p->done++;
         return 1;
     }
@@ -420,9 +360,6 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                    o->checkpoint_dir);
         }
     }
-    if (o->checkpoint_dir != NULL) {
-        arm_signals();
-    }
     long first = bl_trainer_step(trainer);
     progress_t p = {.opt = o,
                     .rank = rank,
@@ -434,20 +371,18 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                     .rt = rt,
                     .first_step = first,
                     .last_step = first,
-                    .done = first,
-                    .kill_step = hook_step("BALLAST_TEST_KILL_AT", rank),
-                    .signal_step = hook_step("BALLAST_TEST_SIGNAL_AT", rank),
-                    .hang_step = hook_step("BALLAST_TEST_HANG_AT", rank)};
+                    .done = first};
+    run_hooks_init(&p.hooks, rt, o, steps, save_periodic, &p);
     p.start = p.last_print = MPI_Wtime();
     st = bl_trainer_run(trainer, steps > first ? steps - first : 0, on_step, &p);
     end_progress_line(&p);
     if (st == BL_OK) {
-        st = p.eval_status != BL_OK ? p.eval_status : p.ckpt_status;
+        st = p.eval_status != BL_OK ? p.eval_status : p.hooks.ckpt_status;
     }
     if (st == BL_OK && o->checkpoint_dir != NULL) {
         char path[4096];
         st = bl_trainer_save_checkpoint(trainer, o->checkpoint_dir, o->keep, path, sizeof path);
-        if (st == BL_OK && p.stopped) {
+        if (st == BL_OK && p.hooks.stopped) {
             *stopped = 1;
             if (rank == 0) {
                 printf("stopped: after step %ld by a signal; checkpoint %s\n", p.done - 1, path);
@@ -544,7 +479,8 @@ int main(int argc, char **argv)
     int reported = 0, stopped = 0;
     bl_status_t st = bl_runtime_create(MPI_COMM_WORLD, &cfg, &rt);
     if (st == BL_OK) {
-        st = opt.lm.on ? lm_train(rt, &opt, &reported) : train(rt, &opt, &reported, &stopped);
+        st = opt.lm.on ? lm_train(rt, &opt, &reported, &stopped)
+                       : train(rt, &opt, &reported, &stopped);
     }
     if (st != BL_OK) {
         if (!reported) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lm_train.h"
+#include "run_hooks.h"
 
 #define LOSS_WINDOW 20 /* the summary's train_loss: the mean of the last steps */
 
@@ -15,11 +16,13 @@ typedef struct lm_progress {
     long val_count;
     long total_steps;
     double start, last_print;
+    long first; /* the step this process started from (a resume's) */
     long done, last_step;
     double window_loss;
     long window_tokens;
     double recent[LOSS_WINDOW];
     bl_status_t eval_status;
+    run_hooks_t hooks; /* the test hooks, the stop on a signal, the periodic checkpoints */
 } lm_progress_t;
 
 /* The training and validation streams: the files the options name, or
@@ -87,6 +90,10 @@ static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
     c->plan.shard_min = o->shard_min_count > 0 ? o->shard_min : NULL;
     c->plan.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
     c->plan.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
+    c->plan.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
+    c->plan.stage_count = o->stage_count;
+    c->pipeline = (bl_pipeline_config_t){
+        .stages = o->pp, .micro_batches = o->micro_batches, .schedule = o->schedule};
     c->balance.policy = o->policy;
     c->balance.rebalance_every = o->rebalance_every;
     c->balance.policy_file = o->policy_file;
@@ -111,6 +118,11 @@ static int on_step(const bl_step_info_t *info, void *arg)
 {
     lm_progress_t *p = arg;
     p->done = info->step + 1;
+    /* Before anything else: the test hooks, the agreement to stop on a
+     * signal, the periodic checkpoint. */
+    if (run_hooks_between_steps(&p->hooks, info->step)) {
+        return 1;
+    }
     p->window_loss += info->loss;
     p->window_tokens += info->tokens;
     p->recent[info->step % LOSS_WINDOW] = info->loss;
@@ -148,8 +160,28 @@ static int on_step(const bl_step_info_t *info, void *arg)
     return 0;
 }
 
-/* Trains with the data open. */
-static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data_t *d)
+/* The trainer's own save, for the periodic checkpoints. */
+static bl_status_t save_periodic(void *arg)
+{
+    const lm_progress_t *p = arg;
+    return bl_lm_trainer_save_checkpoint(p->trainer, p->opt->checkpoint_dir, p->opt->keep, NULL, 0);
+}
+
+/* Continues from the newest checkpoint in --checkpoint-dir, if any. */
+static bl_status_t resume(bl_runtime_t *rt, const train_options_t *o, bl_lm_trainer_t *t)
+{
+    int resumed = 0;
+    bl_status_t st = bl_lm_trainer_resume(t, o->checkpoint_dir, &resumed);
+    if (st == BL_OK && !resumed) {
+        bl_log(rt, BL_LOG_INFO, "resume: no checkpoint in %s; starting from step 0",
+               o->checkpoint_dir);
+    }
+    return st;
+}
+
+/* Trains with the data open. *stopped: a signal stopped the run after a
+ * checkpoint. */
+static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data_t *d, int *stopped)
 {
     const lm_options_t *lm = &o->lm;
     long steps = o->steps;
@@ -163,20 +195,41 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
     if (st == BL_OK && o->slowdown_count > 0) {
         st = bl_lm_trainer_emulate_slowdown(t, o->slowdowns, o->slowdown_count);
     }
+    if (st == BL_OK && o->resume) {
+        st = resume(rt, o, t);
+    }
+    const long first = bl_lm_trainer_step(t);
     lm_progress_t p = {.opt = o,
                        .rt = rt,
                        .trainer = t,
                        .val = d->val,
                        .val_count = d->val_count,
-                       .total_steps = steps};
+                       .total_steps = steps,
+                       .first = first,
+                       .done = first,
+                       .last_step = first};
     double seconds = 0.0;
     if (st == BL_OK) {
+        run_hooks_init(&p.hooks, rt, o, steps, save_periodic, &p);
         p.start = p.last_print = MPI_Wtime();
-        st = bl_lm_trainer_run(t, steps, on_step, &p);
+        st = bl_lm_trainer_run(t, steps > first ? steps - first : 0, on_step, &p);
         seconds = MPI_Wtime() - p.start;
     }
     if (st == BL_OK) {
-        st = p.eval_status;
+        st = p.eval_status != BL_OK ? p.eval_status : p.hooks.ckpt_status;
+    }
+    if (st == BL_OK && o->checkpoint_dir != NULL) {
+        char path[4096];
+        st = bl_lm_trainer_save_checkpoint(t, o->checkpoint_dir, o->keep, path, sizeof path);
+        if (st == BL_OK && p.hooks.stopped) {
+            *stopped = 1;
+            if (bl_runtime_rank(rt) == 0) {
+                printf("stopped: after step %ld by a signal; checkpoint %s\n", p.done - 1, path);
+                fflush(stdout);
+            }
+            bl_lm_trainer_destroy(t);
+            return st;
+        }
     }
     double val = NAN;
     if (st == BL_OK) {
@@ -184,13 +237,14 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
         st = p.eval_status;
     }
     if (st == BL_OK && bl_runtime_rank(rt) == 0) {
-        long n = p.done < LOSS_WINDOW ? p.done : LOSS_WINDOW;
-        double recent = 0.0;
-        for (long i = 0; i < n; i++) {
+        long ran = p.done - p.first; /* steps this process trained */
+        long n = ran < LOSS_WINDOW ? ran : LOSS_WINDOW;
+        double recent = 0.0; /* slots not yet written hold 0 */
+        for (long i = 0; i < LOSS_WINDOW; i++) {
             recent += p.recent[i];
         }
         printf("summary: steps=%ld tokens_per_s=%.1f train_loss=%.6f val_loss=%.6f\n", p.done,
-               seconds > 0.0 ? (double)p.done * o->batch * lm->seq_len / seconds : 0.0,
+               seconds > 0.0 ? (double)ran * o->batch * lm->seq_len / seconds : 0.0,
                n > 0 ? recent / (double)n : 0.0, val);
         fflush(stdout);
     }
@@ -201,7 +255,7 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
     return st;
 }
 
-bl_status_t lm_train(bl_runtime_t *rt, const train_options_t *o, int *reported)
+bl_status_t lm_train(bl_runtime_t *rt, const train_options_t *o, int *reported, int *stopped)
 {
     lm_data_t d;
     bl_status_t st = open_data(rt, &o->lm, &d);
@@ -220,7 +274,7 @@ bl_status_t lm_train(bl_runtime_t *rt, const train_options_t *o, int *reported)
         return st;
     }
     if (st == BL_OK) {
-        st = run(rt, o, &d);
+        st = run(rt, o, &d, stopped);
     }
     close_data(&d);
     if (st != BL_OK) {

@@ -115,8 +115,8 @@ static const char usage_text[] =
     "  --model mlp|gpt2      the MLP above (default), or a GPT-2 decoder trained with AdamW on\n"
     "                        text; then --batch counts sequences (default 16), --lr defaults\n"
     "                        to 0.001, --weight-decay (decoupled, on >= 2-D weights) to 0.1\n"
-    "                        and --steps to 100, and the flags of pipelines, devices and\n"
-    "                        checkpoints do not apply yet\n"
+    "                        and --steps to 100, and the flags of pipelines and devices do\n"
+    "                        not apply yet (checkpoints, --resume and the signals do)\n"
     "  --text FILE           train on a plain text file, one token per byte (vocabulary 256)\n"
     "  --tokens FILE         train on an llm.c token file (uint16 tokens)\n"
     "  --val-tokens FILE     evaluate on this llm.c token file; without it the last\n"
@@ -703,14 +703,21 @@ static int check_stage_plan(train_options_t *o, char *err, size_t errlen)
 static int check_model_flags(train_options_t *o, const unsigned char *seen, char *err,
                              size_t errlen)
 {
-    static const int mlp_only[] = {OPT_DATA,         OPT_LAYERS,        OPT_CLASSES,
-                                   OPT_MOMENTUM,     OPT_INIT_PARAMS,   OPT_SAVE_PARAMS,
-                                   OPT_EVAL_EVERY,   OPT_PP,            OPT_DP,
-                                   OPT_MICRO_BATCHES, OPT_SCHEDULE,     OPT_STAGES,
-                                   OPT_STAGES_AT,    OPT_CHECKPOINT_DIR, OPT_CHECKPOINT_EVERY,
-                                   OPT_RESUME,       OPT_DEVICE,        OPT_NODE_REDUCE,
-                                   OPT_NCCL,         OPT_DATA_ON_DEVICE, OPT_BUCKET_MB,
-                                   OPT_REPARTITION_HORIZON, OPT_REPARTITION_THRESHOLD};
+    static const int mlp_only[] = {OPT_DATA,
+                                   OPT_LAYERS,
+                                   OPT_CLASSES,
+                                   OPT_MOMENTUM,
+                                   OPT_INIT_PARAMS,
+                                   OPT_SAVE_PARAMS,
+                                   OPT_EVAL_EVERY,
+                                   OPT_STAGES_AT,
+                                   OPT_DEVICE,
+                                   OPT_NODE_REDUCE,
+                                   OPT_NCCL,
+                                   OPT_DATA_ON_DEVICE,
+                                   OPT_BUCKET_MB,
+                                   OPT_REPARTITION_HORIZON,
+                                   OPT_REPARTITION_THRESHOLD};
     if (!o->lm.on) {
         for (int i = 1; i < LM_FLAG_COUNT; i++) {
             if (seen[OPT_LM_FIRST + i - OPT_DATA]) {
@@ -723,7 +730,7 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
         if (seen[mlp_only[i] - OPT_DATA]) {
             return flags_fail(err, errlen,
                               "--%s does not apply to --model gpt2 (the language model trains "
-                              "data parallel on CPUs, without checkpoints, for now)",
+                              "on CPUs, its blocks fixed to their stages, for now)",
                               long_options[mlp_only[i] - OPT_DATA].name);
         }
     }
@@ -765,13 +772,15 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
     if (seen_epochs && o->steps >= 0) {
         return flags_fail(err, errlen, "--epochs and --steps: give one of them, not both");
     }
+    /* A language model from a file: its units are known only once it is read. */
+    const int shape_known = !(o->lm.on && o->lm.init_from != NULL);
+    const char *noun = o->lm.on ? "units" : "layers";
     if (o->stage_count > 0) {
         int layers = train_options_layer_count(o);
-        if (o->stages_end != layers) {
+        if (shape_known && o->stages_end != layers) {
             return flags_fail(err, errlen,
-                              "--stages: the stages cover layers 0-%d but the model has layers "
-                              "0-%d",
-                              o->stages_end - 1, layers - 1);
+                              "--stages: the stages cover %s 0-%d but the model has %s 0-%d", noun,
+                              o->stages_end - 1, noun, layers - 1);
         }
         if (o->pp == 1) {
             o->pp = o->stage_count; /* the map says how many stages */
@@ -780,10 +789,10 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
                               o->stage_count, o->pp);
         }
     }
-    if (o->pp > train_options_layer_count(o)) {
+    if (shape_known && o->pp > train_options_layer_count(o)) {
         return flags_fail(err, errlen,
-                          "--pp %d: the model has %d layers and every stage needs at least one",
-                          o->pp, train_options_layer_count(o));
+                          "--pp %d: the model has %d %s and every stage needs at least one", o->pp,
+                          train_options_layer_count(o), noun);
     }
     if ((o->resume || o->checkpoint_every > 0) && o->checkpoint_dir == NULL) {
         return flags_fail(err, errlen, "%s needs --checkpoint-dir DIR",
@@ -794,7 +803,8 @@ int train_options_parse(int argc, char **argv, train_options_t *o, char *err, si
 
 int train_options_layer_count(const train_options_t *o)
 {
-    return 2 * o->hidden_count + 1;
+    /* The language model's pipeline units: the embedding, the blocks, the head. */
+    return o->lm.on ? o->lm.shape.num_layers + 2 : 2 * o->hidden_count + 1;
 }
 
 /* A per-pipeline list (count 0: not given) has one value per pipeline. */

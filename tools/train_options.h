@@ -82,7 +82,8 @@ typedef struct train_options {
 int train_options_parse(int argc, char **argv, train_options_t *o, char *err, size_t errlen);
 
 /* Layers of the model the options describe: dense + ReLU per hidden
- * width, then the output dense layer. */
+ * width, then the output dense layer; for --model gpt2, its pipeline units
+ * (the embedding, the blocks, the head). */
 int train_options_layer_count(const train_options_t *o);
 
 /* Checks what depends on the job's size: --dp × --pp must be the ranks,

@@ -1,5 +1,5 @@
-/* Checkpoints. Each checkpoint is a directory, DIR/ckpt-<step>/, that holds
- * a manifest (the run's state, the model's shape and the layout it was
+/* Checkpoints. Each checkpoint is a directory, DIR/ckpt-<step>/. A layer
+ * trainer's holds a manifest (the run's state, the model's shape and the layout it was
  * saved with) and one file per pipeline stage (that stage's layers'
  * parameters and momentum, written by the stage's rank of pipeline 0, so
  * that no rank holds more than its own layers' state for the save). The
@@ -8,11 +8,12 @@
  * so a ckpt-* directory is always complete. Every file has a versioned
  * header (magic, version, byte order, kind) with its own CRC32, and a CRC32
  * per section; a loader checks every length against the model before it
- * allocates or reads.
+ * allocates or reads. checkpoint_file.h holds the pieces that every kind of
+ * checkpoint shares.
  *
  * The file layout (little-endian):
  *   header (32 bytes): "BALLASTK", u32 version (2; 1 is read too), u32 0x01020304,
- *     u32 kind (1 manifest, 2 stage), u32 sections, u32 CRC32 of the first
+ *     u32 kind (1 manifest, 2 stage, 3 language model), u32 sections, u32 CRC32 of the first
  *     24 bytes, u32 0
  *   each section: u32 id, u32 CRC32 of the payload, u64 payload bytes,
  *     payload
@@ -23,7 +24,26 @@
  *     shards), CONTROL (from version 2: the controllers' state, policy_state.h, opaque
  *     here, bl_ckpt_state_t.control; may be empty)
  *   stage sections: RANGE (u32 first layer, u32 last layer, u64 first
- *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats) */
+ *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats)
+ *
+ * A language-model trainer's checkpoint (runtime/lm/lm_checkpoint.c) is one
+ * file of the same format, DIR/ckpt-<step>/lm.bin, of kind 3, which rank 0
+ * writes (every replica holds the same state): everything is in its
+ * sections, the parameters too, so one CRC'd file is the whole checkpoint
+ * (no llm.c model file beside it). Its sections:
+ *   GPT2 (u32 max_seq_len, vocab_size, num_layers, num_heads, channels,
+ *     padded_vocab_size, as bl_gpt2_config_t; u64 parameter count N),
+ *   LM_STATE (u64 next step, u64 seed, u32 batch, u32 sequence length,
+ *     u32 shuffle, u32 0, u64 AdamW steps taken, u64 plan version),
+ *   SHARDS (u32 ranks P, u32 pipelines D, D × u32 shards in sequences,
+ *     summing to the batch),
+ *   CONTROL (the shard policy's learned state and window, policy_state.h;
+ *     may be empty),
+ *   PARAMS, ADAM_M, ADAM_V (N floats each: the parameters in llm.c's
+ *     order, AdamW's first and second moments).
+ * Its loader checks every section before it changes the model. A reader of
+ * either trainer refuses the other's checkpoints with BL_ERR_MISMATCH
+ * naming what it found (checkpoint_file.h). */
 #ifndef BL_CHECKPOINT_H
 #define BL_CHECKPOINT_H
 

@@ -21,8 +21,25 @@
 #define VERSION        2u
 #define BYTE_ORDER_TAG 0x01020304u
 
-static const char *const section_names[] = {"?",     "MODEL",  "STATE",    "LAYOUT",
-                                            "RANGE", "PARAMS", "MOMENTUM", "CONTROL"};
+static const char *const section_names[BL_CKPT_SEC_COUNT] = {
+    "?",       "MODEL", "STATE",    "LAYOUT", "RANGE",  "PARAMS", "MOMENTUM",
+    "CONTROL", "GPT2",  "LM_STATE", "SHARDS", "ADAM_M", "ADAM_V"};
+
+/* What each kind of file is, for the message that refuses another
+ * trainer's file. */
+static const char *kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case BL_CKPT_KIND_MANIFEST:
+        return "the layer trainer's manifest";
+    case BL_CKPT_KIND_STAGE:
+        return "a stage file of the layer trainer";
+    case BL_CKPT_KIND_LM:
+        return "the language-model trainer's state";
+    default:
+        return "?";
+    }
+}
 
 static uint32_t crc_of(const void *bytes, size_t n)
 {
@@ -52,19 +69,9 @@ void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, co
 
 /* ---- Decoding --------------------------------------------------------- */
 
-typedef struct reader {
-    bl_runtime_t *rt;
-    const char *name;
-    const unsigned char *bytes;
-    size_t len, pos;
-    uint32_t version; /* the file's version, once its header is read */
-} reader_t;
+typedef bl_ckpt_reader_t reader_t;
 
-/* Records a malformed file on the runtime, with the message "checkpoint file
- * NAME: <what is wrong>", and returns BL_ERR_FORMAT. */
-static bl_status_t bad(const reader_t *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static bl_status_t bad(const reader_t *r, const char *fmt, ...)
+bl_status_t bl_ckpt_bad(const reader_t *r, const char *fmt, ...)
 {
     char why[200];
     va_list ap;
@@ -74,64 +81,67 @@ static bl_status_t bad(const reader_t *r, const char *fmt, ...)
     return bl_fail(r->rt, BL_ERR_FORMAT, "checkpoint file %s: %s", r->name, why);
 }
 
-/* Reads and checks the header of a file of `kind` with `sections` sections
- * (plus `added` more from version 2 on). Returns BL_OK or BL_ERR_FORMAT. */
-static bl_status_t read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
+bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
 {
     const unsigned char *h = r->bytes;
     if (r->len < BL_CKPT_HEADER_BYTES) {
-        return bad(r, "header: %zu bytes, shorter than a header", r->len);
+        return bl_ckpt_bad(r, "header: %zu bytes, shorter than a header", r->len);
     }
     if (memcmp(h, MAGIC, 8) != 0) {
-        return bad(r, "header: not a ballast checkpoint file (magic)");
+        return bl_ckpt_bad(r, "header: not a ballast checkpoint file (magic)");
     }
     if (bl_le_get32(h + 24) != crc_of(h, 24) || bl_le_get32(h + 28) != 0) {
-        return bad(r, "header: checksum mismatch");
+        return bl_ckpt_bad(r, "header: checksum mismatch");
     }
     r->version = bl_le_get32(h + 8);
     if (r->version < 1 || r->version > VERSION) {
-        return bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
-                   VERSION);
+        return bl_ckpt_bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
+                           VERSION);
     }
     sections += r->version >= 2 ? added : 0;
     if (bl_le_get32(h + 12) != BYTE_ORDER_TAG) {
-        return bad(r, "header: byte order tag %#x (written on another byte order?)",
-                   bl_le_get32(h + 12));
+        return bl_ckpt_bad(r, "header: byte order tag %#x (written on another byte order?)",
+                           bl_le_get32(h + 12));
     }
-    if (bl_le_get32(h + 16) != kind || bl_le_get32(h + 20) != sections) {
-        return bad(r, "header: kind %u with %u sections, not the file expected here",
-                   bl_le_get32(h + 16), bl_le_get32(h + 20));
+    /* The language model's files and the layer trainer's are never taken
+     * for each other. */
+    uint32_t got = bl_le_get32(h + 16);
+    if (got != kind && (got == BL_CKPT_KIND_LM || kind == BL_CKPT_KIND_LM) &&
+        got >= BL_CKPT_KIND_MANIFEST && got <= BL_CKPT_KIND_LM) {
+        return bl_fail(r->rt, BL_ERR_MISMATCH, "checkpoint file %s holds %s, not %s", r->name,
+                       kind_name(got), kind_name(kind));
+    }
+    if (got != kind || bl_le_get32(h + 20) != sections) {
+        return bl_ckpt_bad(r, "header: kind %u with %u sections, not the file expected here",
+                           bl_le_get32(h + 16), bl_le_get32(h + 20));
     }
     r->pos = BL_CKPT_HEADER_BYTES;
     return BL_OK;
 }
 
-/* Reads the next section, which must be section `id` of `want` bytes (0
- * allows any length up to what is left), and checks its checksum. On
- * success *out points at its payload of *len bytes. Returns BL_OK or
- * BL_ERR_FORMAT. */
-static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
-                                size_t *len)
+bl_status_t bl_ckpt_read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
+                                 size_t *len)
 {
-    const char *name = section_names[id];
+    const char *name = id < BL_CKPT_SEC_COUNT ? section_names[id] : "?";
     if (r->len - r->pos < BL_CKPT_SECTION_BYTES) {
-        return bad(r, "%s section: truncated before its header (%zu bytes left)", name,
-                   r->len - r->pos);
+        return bl_ckpt_bad(r, "%s section: truncated before its header (%zu bytes left)", name,
+                           r->len - r->pos);
     }
     const unsigned char *s = r->bytes + r->pos;
     uint64_t n = bl_le_get64(s + 8);
     if (bl_le_get32(s) != id) {
-        return bad(r, "%s section expected; found section id %u", name, bl_le_get32(s));
+        return bl_ckpt_bad(r, "%s section expected; found section id %u", name, bl_le_get32(s));
     }
     if (n > r->len - r->pos - BL_CKPT_SECTION_BYTES) {
-        return bad(r, "%s section: %llu bytes announced, more than the file holds", name,
-                   (unsigned long long)n);
+        return bl_ckpt_bad(r, "%s section: %llu bytes announced, more than the file holds", name,
+                           (unsigned long long)n);
     }
     if (want != 0 && n != want) {
-        return bad(r, "%s section: %llu bytes; %zu expected", name, (unsigned long long)n, want);
+        return bl_ckpt_bad(r, "%s section: %llu bytes; %zu expected", name, (unsigned long long)n,
+                           want);
     }
     if (bl_le_get32(s + 4) != crc_of(s + BL_CKPT_SECTION_BYTES, (size_t)n)) {
-        return bad(r, "%s section: checksum mismatch", name);
+        return bl_ckpt_bad(r, "%s section: checksum mismatch", name);
     }
     *out = s + BL_CKPT_SECTION_BYTES;
     *len = (size_t)n;
@@ -139,9 +149,10 @@ static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, const uns
     return BL_OK;
 }
 
-static bl_status_t check_end(const reader_t *r)
+bl_status_t bl_ckpt_read_end(const reader_t *r)
 {
-    return r->pos == r->len ? BL_OK : bad(r, "%zu bytes after the last section", r->len - r->pos);
+    return r->pos == r->len ? BL_OK
+                            : bl_ckpt_bad(r, "%zu bytes after the last section", r->len - r->pos);
 }
 
 /* Reads the MODEL section and checks it against m. Returns BL_OK,
@@ -151,12 +162,13 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
 {
     const unsigned char *p;
     size_t len;
-    bl_status_t st = read_section(r, BL_CKPT_SEC_MODEL, 0, &p, &len);
+    bl_status_t st = bl_ckpt_read_section(r, BL_CKPT_SEC_MODEL, 0, &p, &len);
     if (st != BL_OK) {
         return st;
     }
     if (len < 8 || (len - 8) % 20 != 0 || (len - 8) / 20 != bl_le_get32(p)) {
-        return bad(r, "MODEL section: %zu bytes for %u layers", len, len >= 8 ? bl_le_get32(p) : 0);
+        return bl_ckpt_bad(r, "MODEL section: %zu bytes for %u layers", len,
+                           len >= 8 ? bl_le_get32(p) : 0);
     }
     if (bl_le_get32(p) != (uint32_t)m->layer_count ||
         bl_le_get32(p + 4) != (uint32_t)m->in_features) {
@@ -186,14 +198,14 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
  * BL_OK, BL_ERR_FORMAT, BL_ERR_MISMATCH or BL_ERR_NO_MEM. */
 static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
 {
-    bl_status_t st = read_header(r, BL_CKPT_KIND_MANIFEST, 3, 1);
+    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_MANIFEST, 3, 1);
     if (st == BL_OK) {
         st = check_model(r, m);
     }
     const unsigned char *p;
     size_t len;
     if (st == BL_OK) {
-        st = read_section(r, BL_CKPT_SEC_STATE, 32, &p, &len);
+        st = bl_ckpt_read_section(r, BL_CKPT_SEC_STATE, 32, &p, &len);
     }
     if (st != BL_OK) {
         return st;
@@ -206,20 +218,20 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
     if (bl_le_get64(p) > (uint64_t)LONG_MAX || bl_le_get32(p + 16) == 0 ||
         bl_le_get32(p + 16) > INT_MAX || bl_le_get32(p + 20) > 1 ||
         bl_le_get64(p + 24) > (uint64_t)LONG_MAX) {
-        return bad(r, "STATE section: step, batch, shuffle or plan version out of range");
+        return bl_ckpt_bad(r, "STATE section: step, batch, shuffle or plan version out of range");
     }
-    st = read_section(r, BL_CKPT_SEC_LAYOUT, 0, &p, &len);
+    st = bl_ckpt_read_section(r, BL_CKPT_SEC_LAYOUT, 0, &p, &len);
     if (st != BL_OK) {
         return st;
     }
     if (len < 12) {
-        return bad(r, "LAYOUT section: %zu bytes, shorter than its counts", len);
+        return bl_ckpt_bad(r, "LAYOUT section: %zu bytes, shorter than its counts", len);
     }
     uint32_t P = bl_le_get32(p), D = bl_le_get32(p + 4), S = bl_le_get32(p + 8);
     if (S < 1 || S > (uint32_t)m->layer_count || D < 1 || P != D * S || P > (1u << 20) ||
         len != 12 + 4 * ((size_t)S + 1 + D)) {
-        return bad(r, "LAYOUT section: %zu bytes for %u ranks, %u pipelines and %u stages", len, P,
-                   D, S);
+        return bl_ckpt_bad(r, "LAYOUT section: %zu bytes for %u ranks, %u pipelines and %u stages",
+                           len, P, D, S);
     }
     long sum = 0;
     for (uint32_t i = 0; i <= S; i++) {
@@ -227,26 +239,27 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
         uint32_t prev = i > 0 ? bl_le_get32(p + 12 + 4 * (size_t)(i - 1)) : 0;
         if ((i == 0 && f != 0) || (i > 0 && f <= prev) ||
             (i == S && f != (uint32_t)m->layer_count)) {
-            return bad(r, "LAYOUT section: stage map entry %u is not contiguous over the layers",
-                       i);
+            return bl_ckpt_bad(
+                r, "LAYOUT section: stage map entry %u is not contiguous over the layers", i);
         }
     }
     for (uint32_t d = 0; d < D; d++) {
         sum += bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
     }
     if (sum != got.batch) {
-        return bad(r, "LAYOUT section: the shards sum to %ld, not the batch %d", sum, got.batch);
+        return bl_ckpt_bad(r, "LAYOUT section: the shards sum to %ld, not the batch %d", sum,
+                           got.batch);
     }
     /* The policies' learned state is opaque here; its loaders check it. */
     const unsigned char *control = NULL;
     size_t control_bytes = 0;
     if (r->version >= 2) {
-        st = read_section(r, BL_CKPT_SEC_CONTROL, 0, &control, &control_bytes);
+        st = bl_ckpt_read_section(r, BL_CKPT_SEC_CONTROL, 0, &control, &control_bytes);
         if (st != BL_OK) {
             return st;
         }
     }
-    st = check_end(r);
+    st = bl_ckpt_read_end(r);
     if (st != BL_OK || s == NULL) {
         return st;
     }
@@ -282,11 +295,11 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
 static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
                                float *momentum)
 {
-    bl_status_t st = read_header(r, BL_CKPT_KIND_STAGE, 3, 0);
+    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_STAGE, 3, 0);
     const unsigned char *p;
     size_t len;
     if (st == BL_OK) {
-        st = read_section(r, BL_CKPT_SEC_RANGE, 24, &p, &len);
+        st = bl_ckpt_read_section(r, BL_CKPT_SEC_RANGE, 24, &p, &len);
     }
     if (st != BL_OK) {
         return st;
@@ -294,18 +307,19 @@ static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
     uint32_t a = bl_le_get32(p), b = bl_le_get32(p + 4);
     if (a >= b || b > (uint32_t)m->layer_count ||
         (lo >= 0 && (a != (uint32_t)lo || b != (uint32_t)hi))) {
-        return bad(r, "RANGE section: layers [%u, %u) are not this stage's", a, b);
+        return bl_ckpt_bad(r, "RANGE section: layers [%u, %u) are not this stage's", a, b);
     }
     size_t first, count;
     bl_ckpt_param_range(m, (int)a, (int)b, &first, &count);
     if (bl_le_get64(p + 8) != first || bl_le_get64(p + 16) != count) {
-        return bad(r, "RANGE section: %llu parameters from %llu, not the model's %zu from %zu",
-                   (unsigned long long)bl_le_get64(p + 16), (unsigned long long)bl_le_get64(p + 8),
-                   count, first);
+        return bl_ckpt_bad(r,
+                           "RANGE section: %llu parameters from %llu, not the model's %zu from %zu",
+                           (unsigned long long)bl_le_get64(p + 16),
+                           (unsigned long long)bl_le_get64(p + 8), count, first);
     }
     for (int k = 0; k < 2; k++) {
-        st = read_section(r, k == 0 ? BL_CKPT_SEC_PARAMS : BL_CKPT_SEC_MOMENTUM,
-                          count * sizeof(float), &p, &len);
+        st = bl_ckpt_read_section(r, k == 0 ? BL_CKPT_SEC_PARAMS : BL_CKPT_SEC_MOMENTUM,
+                                  count * sizeof(float), &p, &len);
         if (st != BL_OK) {
             return st;
         }
@@ -314,7 +328,7 @@ static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
             memcpy(to + first, p, len);
         }
     }
-    return check_end(r);
+    return bl_ckpt_read_end(r);
 }
 
 bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const unsigned char *bytes,

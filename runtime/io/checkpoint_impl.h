@@ -5,7 +5,9 @@
  * encode a header or a section's header, and the loader asks it to check
  * and decode a whole file held in memory. checkpoint_save.c writes a
  * checkpoint; checkpoint_load.c finds the newest valid one and loads it.
- * checkpoint.h describes the format in full. */
+ * checkpoint.h describes the format in full, and checkpoint_file.h holds
+ * the pieces that other kinds of checkpoint share (the kinds, the sections'
+ * ids, the reader, the one-file save and the finder). */
 #ifndef BL_CHECKPOINT_IMPL_H
 #define BL_CHECKPOINT_IMPL_H
 
@@ -13,30 +15,13 @@
 #include <stdint.h>
 
 #include "checkpoint.h"
+#include "checkpoint_file.h"
 
-/* The sizes of a file's header and of a section's header, in bytes. */
-#define BL_CKPT_HEADER_BYTES  32u
-#define BL_CKPT_SECTION_BYTES 16u
-/* A file's kind, in its header. */
-#define BL_CKPT_KIND_MANIFEST 1u
-#define BL_CKPT_KIND_STAGE    2u
-/* The largest manifest and the largest policies' state, in bytes. A
- * manifest is small: a few words per layer, stage and pipeline, and the
- * policies' state, which is kept under half of it so that every manifest
- * written can be read back. */
-#define BL_CKPT_MANIFEST_MAX (1u << 24)
-#define BL_CKPT_CONTROL_MAX  (BL_CKPT_MANIFEST_MAX / 2)
-
-/* The sections' ids, in the order a file holds them. */
-enum {
-    BL_CKPT_SEC_MODEL = 1,
-    BL_CKPT_SEC_STATE = 2,
-    BL_CKPT_SEC_LAYOUT = 3,
-    BL_CKPT_SEC_RANGE = 4,
-    BL_CKPT_SEC_PARAMS = 5,
-    BL_CKPT_SEC_MOMENTUM = 6,
-    BL_CKPT_SEC_CONTROL = 7
-};
+/* The largest manifest, in bytes. A manifest is small: a few words per
+ * layer, stage and pipeline, and the policies' state, which is kept under
+ * half of it (BL_CKPT_CONTROL_MAX) so that every manifest written can be
+ * read back. */
+#define BL_CKPT_MANIFEST_MAX (2 * BL_CKPT_CONTROL_MAX)
 
 /* Sets [*first, *first + *count) to the parameter range of the layers
  * [lo, hi) of m, with lo < hi: what a stage file of those layers holds. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkpoint_impl.h"
 #include "wait.h"
@@ -79,13 +80,8 @@ long *bl_ckpt_list(bl_runtime_t *rt, const char *dir, int *count)
 
 /* ---- Loading ---------------------------------------------------------- */
 
-/* Reads a whole file of at most `max` bytes into *out, a buffer from the
- * runtime's allocator that the caller frees, and sets *len to its length.
- * Returns BL_OK; BL_ERR_IO when the file cannot be opened or read;
- * BL_ERR_FORMAT when it is larger than max (or cannot be stat'ed); or
- * BL_ERR_NO_MEM. On failure *out is NULL. */
-static bl_status_t read_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
-                             size_t *len)
+bl_status_t bl_ckpt_read_whole(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
+                               size_t *len)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -128,8 +124,15 @@ static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t
     unsigned char *bytes = NULL;
     size_t len = 0;
     bl_ckpt_state_t got = {0};
-    snprintf(path, sizeof path, "%s/manifest.bin", dir);
-    bl_status_t st = read_file(rt, path, BL_CKPT_MANIFEST_MAX, &bytes, &len);
+    snprintf(path, sizeof path, "%s/%s", dir, BL_CKPT_LM_FILE);
+    if (access(path, F_OK) == 0) {
+        return bl_fail(rt, BL_ERR_MISMATCH,
+                       "checkpoint %s holds the language-model trainer's state (%s), not the layer "
+                       "trainer's",
+                       dir, BL_CKPT_LM_FILE);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, BL_CKPT_MANIFEST_FILE);
+    bl_status_t st = bl_ckpt_read_whole(rt, path, BL_CKPT_MANIFEST_MAX, &bytes, &len);
     if (st == BL_OK) {
         st = bl_ckpt_parse_manifest(rt, path, bytes, len, m, &got);
     }
@@ -140,7 +143,7 @@ static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t
         snprintf(path, sizeof path, "%s/stage-%d.bin", dir, s2);
         size_t max =
             BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
-        st = read_file(rt, path, max, &bytes, &len);
+        st = bl_ckpt_read_whole(rt, path, max, &bytes, &len);
         if (st == BL_OK) {
             st = bl_ckpt_parse_stage(rt, path, bytes, len, m, got.plan.first[s2],
                                      got.plan.first[s2 + 1], params, momentum);
@@ -205,43 +208,65 @@ static void remove_leftovers(const char *dir)
     closedir(d);
 }
 
-bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
-                         size_t n, int *found)
+bl_status_t bl_ckpt_find_valid(bl_runtime_t *rt, const char *dir, bl_ckpt_check_fn check, void *arg,
+                               int mismatch_stops, char *path, size_t n, int *found)
 {
-    int result[2] = {0, 0}; /* whether one was found, whether the search failed */
+    /* whether one was found, and the status that ended the search */
+    int result[2] = {0, BL_OK};
+    /* The chosen checkpoint's name, or the message of a refusal that ends
+     * the search; it travels in a buffer of the same size on every rank,
+     * whatever n is. */
+    char chosen[PATH_MAX] = "";
     if (rt->rank == 0) {
         remove_leftovers(dir);
         int count = 0;
         long *steps = bl_ckpt_list(rt, dir, &count);
-        for (int i = 0; i < count && !result[0]; i++) {
-            if (snprintf(path, n, "%s/ckpt-%012ld", dir, steps[i]) >= (int)n) {
+        for (int i = 0; i < count && !result[0] && result[1] == BL_OK; i++) {
+            if (snprintf(chosen, sizeof chosen, "%s/ckpt-%012ld", dir, steps[i]) >=
+                (int)sizeof chosen) {
                 continue;
             }
-            if (read_checkpoint(rt, path, (bl_model_t *)m, NULL, NULL, NULL) == BL_OK) {
+            bl_status_t st = check(rt, chosen, arg);
+            if (st == BL_OK) {
                 result[0] = 1;
+            } else if (st == BL_ERR_MISMATCH && mismatch_stops) {
+                result[1] = (int)st;
+                snprintf(chosen, sizeof chosen, "%s", bl_last_error(rt));
             } else {
-                bl_log(rt, BL_LOG_WARN, "resume: skipping %s: %s", path, bl_last_error(rt));
+                bl_log(rt, BL_LOG_WARN, "resume: skipping %s: %s", chosen, bl_last_error(rt));
             }
         }
         bl_mem_free(bl_rt_allocator(rt), steps);
     }
-    /* The name travels in a buffer of the same size on every rank, whatever
-     * n is. */
-    char chosen[PATH_MAX] = "";
-    if (rt->rank == 0 && result[0]) {
-        snprintf(chosen, sizeof chosen, "%s", path);
-    }
     const char *op = "the broadcast of the checkpoint to resume from";
     bl_status_t st = bl_bcast_bounded(rt, result, 2, MPI_INT, 0, rt->comm, op);
-    if (st == BL_OK && result[0]) {
+    if (st == BL_OK && (result[0] || result[1] != BL_OK)) {
         st = bl_bcast_bounded(rt, chosen, (int)sizeof chosen, MPI_CHAR, 0, rt->comm, op);
-        if (st == BL_OK && snprintf(path, n, "%s", chosen) >= (int)n) {
-            return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint %s: path too long", chosen);
-        }
     }
     if (st != BL_OK) {
         return st;
     }
+    if (result[1] != BL_OK) {
+        /* Rank 0's message, on every rank. */
+        return rt->rank == 0 ? (bl_status_t)result[1]
+                             : bl_fail(rt, (bl_status_t)result[1], "%s", chosen);
+    }
+    if (result[0] && snprintf(path, n, "%s", chosen) >= (int)n) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint %s: path too long", chosen);
+    }
     *found = result[0];
     return BL_OK;
+}
+
+/* The layer trainer's check: every file of the checkpoint is valid for the
+ * model arg. */
+static bl_status_t check_layer_checkpoint(bl_runtime_t *rt, const char *path, void *arg)
+{
+    return read_checkpoint(rt, path, arg, NULL, NULL, NULL);
+}
+
+bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
+                         size_t n, int *found)
+{
+    return bl_ckpt_find_valid(rt, dir, check_layer_checkpoint, (void *)m, 0, path, n, found);
 }

@@ -209,7 +209,7 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
                     (uint32_t)s->plan.shards[d]);
     }
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/manifest.bin", tmpdir);
+    snprintf(path, sizeof path, "%s/%s", tmpdir, BL_CKPT_MANIFEST_FILE);
     writer_t w;
     bl_status_t st = open_writer(rt, &w, path);
     if (st == BL_OK) {
@@ -233,16 +233,24 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
     return st;
 }
 
-/* Removes all but the newest `keep` checkpoints in dir (keep 0 keeps all).
- * Only rank 0 calls it. */
-static void prune(bl_runtime_t *rt, const char *dir, int keep)
+/* Removes all but the newest `keep` checkpoints in dir (keep 0 keeps all),
+ * counting only this trainer's: a checkpoint that holds the file `other`
+ * (the other trainer's) is neither counted nor removed. Only rank 0 calls
+ * it. */
+static void prune(bl_runtime_t *rt, const char *dir, int keep, const char *other)
 {
-    int n = 0;
+    int n = 0, kept = 0;
     long *steps = keep > 0 ? bl_ckpt_list(rt, dir, &n) : NULL;
-    for (int i = keep; i < n; i++) {
-        char path[PATH_MAX];
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX], file[PATH_MAX];
         snprintf(path, sizeof path, "%s/ckpt-%012ld", dir, steps[i]);
-        bl_ckpt_remove_tree(path);
+        if (snprintf(file, sizeof file, "%s/%s", path, other) >= (int)sizeof file ||
+            access(file, F_OK) == 0) {
+            continue;
+        }
+        if (++kept > keep) {
+            bl_ckpt_remove_tree(path);
+        }
     }
     bl_mem_free(bl_rt_allocator(rt), steps);
 }
@@ -284,30 +292,51 @@ static bl_status_t commit(bl_runtime_t *rt, const char *dir, const char *tmpdir,
                                             final, dir, strerror(errno));
 }
 
+/* Checks that this host can write checkpoints and that the checkpoint's
+ * directory name fits in path (n bytes), and writes it there. Local. */
+static bl_status_t check_target(bl_runtime_t *rt, const char *dir, long step, char *path, size_t n)
+{
+    if (!host_is_little_endian()) {
+        return bl_fail(rt, BL_ERR_UNSUPPORTED, "checkpoints are little-endian; this host is not");
+    }
+    if (snprintf(path, n, "%s/ckpt-%012ld", dir, step) >= (int)n) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
+    }
+    return BL_OK;
+}
+
+/* Creates dir if it is missing and the temporary directory of a save of
+ * `step` in it, whose name (with this process's pid) goes into tmpdir (n
+ * bytes). Only rank 0 calls it. */
+static bl_status_t make_tmpdir(bl_runtime_t *rt, const char *dir, long step, char *tmpdir, size_t n)
+{
+    if (make_dirs(dir) != 0) {
+        return bl_fail(rt, BL_ERR_IO, "checkpoint directory %s: cannot create it: %s", dir,
+                       strerror(errno));
+    }
+    if (snprintf(tmpdir, n, "%s/.tmp-ckpt-%012ld-%ld", dir, step, (long)getpid()) >= (int)n) {
+        tmpdir[0] = '\0';
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
+    }
+    if (mkdir(tmpdir, 0755) != 0) {
+        bl_status_t st =
+            bl_fail(rt, BL_ERR_IO, "checkpoint %s: cannot create it: %s", tmpdir, strerror(errno));
+        tmpdir[0] = '\0';
+        return st;
+    }
+    return BL_OK;
+}
+
 bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          const float *momentum, const bl_layout_t *l, const bl_ckpt_state_t *s,
                          int keep, bl_ckpt_fault_t fault, char *path, size_t n)
 {
     char tmpdir[PATH_MAX] = "";
-    bl_status_t st = BL_OK;
-    if (!host_is_little_endian()) {
-        st = bl_fail(rt, BL_ERR_UNSUPPORTED, "checkpoints are little-endian; this host is not");
-    } else if (snprintf(path, n, "%s/ckpt-%012ld", dir, s->step) >= (int)n) {
-        st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
-    }
+    bl_status_t st = check_target(rt, dir, s->step, path, n);
     /* Rank 0 makes the temporary directory (its name holds rank 0's pid),
      * and every rank writes into it. */
     if (st == BL_OK && rt->rank == 0) {
-        if (make_dirs(dir) != 0) {
-            st = bl_fail(rt, BL_ERR_IO, "checkpoint directory %s: cannot create it: %s", dir,
-                         strerror(errno));
-        } else if (snprintf(tmpdir, sizeof tmpdir, "%s/.tmp-ckpt-%012ld-%ld", dir, s->step,
-                            (long)getpid()) >= (int)sizeof tmpdir) {
-            st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
-        } else if (mkdir(tmpdir, 0755) != 0) {
-            st = bl_fail(rt, BL_ERR_IO, "checkpoint %s: cannot create it: %s", tmpdir,
-                         strerror(errno));
-        }
+        st = make_tmpdir(rt, dir, s->step, tmpdir, sizeof tmpdir);
     }
     st = bl_agree(rt, st, BL_ERR_IO, "creating the checkpoint directory");
     if (st == BL_OK) {
@@ -328,7 +357,7 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
             st = commit(rt, dir, tmpdir, path, fault);
         }
         if (st == BL_OK) {
-            prune(rt, dir, keep);
+            prune(rt, dir, keep, BL_CKPT_LM_FILE);
         }
     }
     /* A failure leaves nothing behind (a simulated crash leaves what a
@@ -340,4 +369,49 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
     /* Rank 0 has committed the checkpoint or failed; the other ranks were
      * done after the agreement on the stage files. */
     return bl_agree(rt, st, BL_ERR_IO, "committing the checkpoint");
+}
+
+/* Writes the file path of `kind` with the `count` sections given, flushed
+ * and fsynced. Returns BL_OK or BL_ERR_IO. */
+static bl_status_t write_file(bl_runtime_t *rt, const char *path, uint32_t kind,
+                              const bl_ckpt_section_t *sections, int count)
+{
+    writer_t w;
+    bl_status_t st = open_writer(rt, &w, path);
+    if (st != BL_OK) {
+        return st;
+    }
+    write_header(&w, kind, (uint32_t)count);
+    for (int i = 0; i < count; i++) {
+        write_section(&w, sections[i].id, sections[i].bytes, sections[i].nbytes);
+    }
+    return close_writer(rt, &w);
+}
+
+bl_status_t bl_ckpt_save_file(bl_runtime_t *rt, const char *dir, long step, const char *name,
+                              uint32_t kind, const bl_ckpt_section_t *sections, int count, int keep,
+                              char *path, size_t n)
+{
+    bl_status_t st = check_target(rt, dir, step, path, n);
+    if (st == BL_OK && rt->rank == 0) {
+        char tmpdir[PATH_MAX] = "", file[PATH_MAX];
+        st = make_tmpdir(rt, dir, step, tmpdir, sizeof tmpdir);
+        if (st == BL_OK && snprintf(file, sizeof file, "%s/%s", tmpdir, name) >= (int)sizeof file) {
+            st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
+        }
+        if (st == BL_OK) {
+            st = write_file(rt, file, kind, sections, count);
+        }
+        if (st == BL_OK) {
+            st = commit(rt, dir, tmpdir, path, BL_CKPT_NO_FAULT);
+        }
+        if (st == BL_OK) {
+            /* The layer trainer's checkpoints hold a manifest, the language
+             * model's do not. */
+            prune(rt, dir, keep, kind == BL_CKPT_KIND_LM ? BL_CKPT_MANIFEST_FILE : BL_CKPT_LM_FILE);
+        } else if (tmpdir[0] != '\0') {
+            bl_ckpt_remove_tree(tmpdir); /* a failure leaves nothing behind */
+        }
+    }
+    return bl_agree(rt, st, BL_ERR_IO, "saving the checkpoint");
 }

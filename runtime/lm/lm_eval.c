@@ -1,5 +1,4 @@
-/* The language-model trainer's passes over sequences, its evaluation and its
- * model file (lm_impl.h). */
+/* The language-model trainer's evaluation and its model file (lm_impl.h). */
 #include <string.h>
 
 #include "gpt2_file.h"
@@ -31,10 +30,11 @@ bl_status_t bl_lm_check_tokens(bl_runtime_t *rt, const char *what, const uint16_
     return BL_OK;
 }
 
-/* Runs the passes over sequences seq[0 .. n) of stream, in pieces of at most
- * the activations' capacity; backward adds into the gradients when asked. */
-static bl_status_t passes(bl_lm_trainer_t *t, const uint16_t *stream, const long *seq, long n,
-                          int backward, double *loss_sum)
+/* Runs the whole model's forward over sequences seq[0 .. n) of stream, in
+ * pieces of at most the activations' capacity, and sets *loss_sum to their
+ * loss sum. */
+static bl_status_t forward(bl_lm_trainer_t *t, const uint16_t *stream, const long *seq, long n,
+                           double *loss_sum)
 {
     const int T = t->cfg.seq_len;
     bl_error_t err = {0};
@@ -47,21 +47,12 @@ static bl_status_t passes(bl_lm_trainer_t *t, const uint16_t *stream, const long
         if (st == BL_OK) {
             st = bl_gpt2_forward(t->model, &t->acts, t->tokens, t->targets, &loss, &err);
         }
-        if (st == BL_OK && backward) {
-            st = bl_gpt2_backward(t->model, &t->acts, &err);
-        }
         if (st != BL_OK) {
             return bl_fail_from(t->rt, &err);
         }
         *loss_sum += loss;
     }
     return BL_OK;
-}
-
-bl_status_t bl_lm_compute(bl_lm_trainer_t *t, const long *seq, int n, int backward,
-                          double *loss_sum)
-{
-    return passes(t, t->train, seq, n, backward, loss_sum);
 }
 
 bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, long count,
@@ -84,6 +75,9 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
             bl_lm_check_tokens(rt, "evaluation tokens", tokens, count, t->model->config.vocab_size);
     }
     st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "checking the evaluation tokens");
+    if (st == BL_OK) {
+        st = bl_lm_make_whole(t); /* every rank evaluates on the whole model */
+    }
     if (st != BL_OK) {
         return st;
     }
@@ -101,7 +95,7 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
             seq[i] = at + i;
         }
         double part = 0.0;
-        st = passes(t, tokens, seq, k, 0, &part);
+        st = forward(t, tokens, seq, k, &part);
         sum += part;
     }
     st = bl_agree(rt, st, BL_ERR_MISMATCH, "the evaluation's passes");
@@ -120,7 +114,10 @@ bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
     if (t == NULL) {
         return BL_ERR_INVALID_ARG;
     }
-    bl_status_t st = BL_OK;
+    bl_status_t st = bl_lm_make_whole(t);
+    if (st != BL_OK) {
+        return st;
+    }
     if (path == NULL) {
         st = bl_fail(t->rt, BL_ERR_INVALID_ARG, "saving the model: NULL path");
     } else if (t->rt->rank == 0) {

@@ -132,7 +132,8 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
     ctx = bl_mem_array_zeroed(a, (size_t)T, sizeof *ctx);
     prob = bl_mem_array(a, (size_t)V, sizeof *prob);
     if (ctx == NULL || prob == NULL) {
-        st = bl_fail(rt, BL_ERR_NO_MEM, "bl_lm_generate: out of memory for %d tokens' scratch", V);
+        st = bl_fail(rt, BL_ERR_NO_MEM,
+                     "bl_lm_generate: out of memory for the sampler's %d probabilities", V);
         goto done;
     }
 

@@ -1,19 +1,21 @@
 /* The language-model trainer's state (ballast.h: bl_lm_trainer_*), shared by
  * lm_trainer.c (create, destroy, the start-up checks), lm_step.c (the step
- * and the run), lm_eval.c (evaluation, the model file) and lm_schedule.c. It
- * is private to them.
+ * and the run), lm_eval.c (evaluation, the model file), lm_checkpoint.c
+ * (checkpoints and resume) and lm_schedule.c. It is private to them.
  *
- * The trainer is data parallel over every rank of the runtime: each rank
- * computes the per-token gradient sums of its shard of the global batch, one
- * all-reduce sums them over the job, and every rank takes the same AdamW step
- * on the sums, so every replica holds the same parameters and the math is one
- * process's whatever the shards. The balancer (telemetry and the shard
+ * The trainer runs D pipelines of S stages (lm_pipe.h; S = 1: plain data
+ * parallelism): each pipeline computes the per-token gradient sums of its
+ * shard of the global batch, the all-reduces sum them over the job, and
+ * every rank takes the same AdamW step on its stage's units, so every
+ * replica holds the same parameters and the math is one process's whatever
+ * the shards, stages and micro-batches. The balancer (telemetry and the shard
  * controller) is the layer trainer's. */
 #ifndef BL_LM_IMPL_H
 #define BL_LM_IMPL_H
 
 #include "balancer.h"
 #include "gpt2.h"
+#include "lm_pipe.h"
 #include "sampler.h"
 #include "slowdown.h"
 
@@ -27,7 +29,7 @@ struct bl_lm_trainer {
     bl_gpt2_t *model;
     bl_gpt2_acts_t acts; /* for up to `capacity` sequences */
     int capacity;        /* the largest shard the plan may give this rank */
-    bl_plan_t plan;      /* the shards in force (one stage) */
+    bl_plan_t plan;      /* the shards in force (one stage); a resume continues the saved one */
     bl_plan_t next;      /* scratch: the controller's next shards */
     long offset;         /* this rank's slice of the batch: [offset, offset + local) */
     int local;
@@ -37,9 +39,18 @@ struct bl_lm_trainer {
     int32_t *targets; /* (capacity, T) its targets */
     bl_balancer_t balancer;
     bl_slowdowns_t slowdowns;
-    long step; /* the next global step */
+    long step; /* the next global step (a resume sets it) */
     int failed;
+    bl_lm_grid_t grid; /* the pipelines and stages, and this rank's units */
+    long whole_at;     /* the step at which every rank last held the whole model, or -1 */
 };
+
+/* ---- lm_step.c ---------------------------------------------------------- */
+
+/* Makes every rank hold the whole current model (with pipelines, each stage
+ * sends its units' parameters and moments to the rest of its pipeline);
+ * nothing to do when that already holds at this step. Collective. */
+bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t);
 
 /* ---- lm_schedule.c ------------------------------------------------------ */
 
@@ -59,11 +70,5 @@ void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *t
  * `what` and the first one that does not (BL_ERR_INVALID_ARG). Local. */
 bl_status_t bl_lm_check_tokens(bl_runtime_t *rt, const char *what, const uint16_t *stream,
                                long count, int vocab);
-
-/* Runs forward (and, when `backward`, backward) over this rank's n training
- * sequences seq (n may be 0), adding the per-token gradient sums into the
- * model's gradients, and sets *loss_sum to their loss sum. Local. */
-bl_status_t bl_lm_compute(bl_lm_trainer_t *t, const long *seq, int n, int backward,
-                          double *loss_sum);
 
 #endif /* BL_LM_IMPL_H */

@@ -1,35 +1,16 @@
 /* The language-model trainer's step and run (lm_impl.h). One step follows
  * DESIGN.md's data flow: every rank draws the global batch of B sequences,
- * computes its slice's per-token gradient sums, the sums are all-reduced
- * over the job, every rank takes the same AdamW step (the sums scaled by
- * 1 / (B · T), clipped by the global norm), and the balancer records the
- * step and may emit new shards for the next one. */
-#include <limits.h>
+ * and its pipeline takes its slice; the stages run their units' passes over
+ * the slice's micro-batches (lm_pipe.h); the per-token gradient sums are
+ * all-reduced over the job and the global norm taken; every rank takes the
+ * same AdamW step on its stage's units (the sums scaled by 1 / (B · T),
+ * clipped by the global norm); and the balancer records the step and may
+ * emit new shards for the next one. */
 #include <string.h>
 
 #include "consistency.h"
 #include "lm_impl.h"
 #include "wait.h"
-
-/* Sums the gradients and the loss over the job, in place. Collective. The
- * gradients go in pieces of at most INT_MAX / 2 floats, MPI's int count. */
-static bl_status_t sum_over_ranks(bl_lm_trainer_t *t, double *loss_sum)
-{
-    bl_runtime_t *rt = t->rt;
-    if (rt->size == 1) {
-        return BL_OK;
-    }
-    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM,
-                                          rt->comm, "the all-reduce of the step's loss");
-    const size_t piece = INT_MAX / 2;
-    float *g = t->model->grads;
-    for (size_t at = 0; st == BL_OK && at < t->model->param_count; at += piece) {
-        size_t n = t->model->param_count - at < piece ? t->model->param_count - at : piece;
-        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, g + at, (int)n, MPI_FLOAT, MPI_SUM, rt->comm,
-                                  "the all-reduce of the gradients");
-    }
-    return st;
-}
 
 /* Applies the balancer's decision: new shards move this rank's slice. */
 static bl_status_t control(bl_lm_trainer_t *t, const bl_step_record_t *record, bl_step_info_t *info)
@@ -39,8 +20,8 @@ static bl_status_t control(bl_lm_trainer_t *t, const bl_step_record_t *record, b
         bl_balancer_after_step(&t->balancer, record, info, &t->plan, t->next.shards, &changed);
     if (st == BL_OK && changed) {
         memcpy(t->plan.shards, t->next.shards, (size_t)t->plan.groups * sizeof *t->plan.shards);
-        t->offset = bl_plan_offset(&t->plan, t->rt->rank);
-        t->local = (int)t->plan.shards[t->rt->rank];
+        t->offset = bl_plan_offset(&t->plan, t->grid.layout.replica);
+        t->local = (int)t->plan.shards[t->grid.layout.replica];
         t->plan.version++;
     }
     info->plan_changed = changed;
@@ -61,16 +42,18 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     t->rt->wait_step = t->step;
     bl_sampler_batch(&t->sampler, t->step, t->indices);
     bl_error_t err = {0};
-    double loss_sum = 0.0;
+    bl_lm_passes_t passes = {0};
     bl_status_t st =
         bl_gpt2_zero_grads(t->model, &err) == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
     if (st == BL_OK) {
-        st = bl_lm_compute(t, t->indices + t->offset, t->local, 1, &loss_sum);
+        st = bl_lm_grid_passes(&t->grid, t->model, &t->acts, t->train, t->indices + t->offset,
+                               t->local, t->step, &t->slowdowns, &passes);
     }
-    record.compute_s = bl_slowdowns_apply(&t->slowdowns, t->step, bl_now_seconds() - start);
-    double synced = bl_now_seconds();
+    record.compute_s = passes.compute_s;
+    record.pipe_s = passes.pipe_s;
+    double synced = bl_now_seconds(), loss_sum = passes.loss_sum, norm = 0.0;
     if (st == BL_OK) {
-        st = sum_over_ranks(t, &loss_sum);
+        st = bl_lm_grid_reduce(&t->grid, t->model, tokens, &loss_sum, &norm);
     }
     record.sync_s = bl_now_seconds() - synced;
     const bl_adamw_config_t *o = &c->adamw;
@@ -80,9 +63,11 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
                            .eps = o->eps,
                            .weight_decay = o->weight_decay,
                            .max_grad_norm = o->clip_grad_norm};
-    double norm = 0.0;
-    if (st == BL_OK && bl_gpt2_adamw_step(t->model, &opt, tokens, &norm, &err) != BL_OK) {
-        st = bl_fail_from(t->rt, &err);
+    if (st == BL_OK) {
+        /* Every rank updates its stage's units, with the same scale. */
+        const float scale = (float)bl_gpt2_grad_scale(norm, tokens, o->clip_grad_norm);
+        bl_gpt2_adamw_ranges(t->model, &opt, scale, ++t->model->adam_steps, t->grid.owned,
+                             t->grid.owned_count);
     }
     if (st != BL_OK) {
         return st;
@@ -99,8 +84,21 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     return control(t, &record, info);
 }
 
-/* Checks that every replica holds the same parameters and AdamW moments.
- * Collective. */
+bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)
+{
+    if (t->whole_at == t->step) {
+        return BL_OK;
+    }
+    bl_status_t st = bl_agree(t->rt, bl_lm_grid_make_whole(&t->grid, t->model, t->plan.first),
+                              BL_ERR_MISMATCH, "making every rank's model whole");
+    if (st == BL_OK) {
+        t->whole_at = t->step;
+    }
+    return st;
+}
+
+/* Checks that every rank holds the same parameters and AdamW moments (after
+ * bl_lm_make_whole). Collective. */
 static bl_status_t check_replicas(bl_lm_trainer_t *t)
 {
     const bl_gpt2_t *g = t->model;
@@ -134,5 +132,8 @@ bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, voi
     }
     bl_status_t st =
         bl_agree(t->rt, bl_balancer_flush(&t->balancer), BL_ERR_IO, "writing the last telemetry");
+    if (st == BL_OK) {
+        st = bl_lm_make_whole(t);
+    }
     return st == BL_OK ? check_replicas(t) : st;
 }

@@ -2,6 +2,7 @@
  * the config's checks, the model (from an llm.c file or GPT-2's
  * initialisation), the first plan and the start-up agreement. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "consistency.h"
@@ -50,11 +51,19 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
                        "batch %d (sequences) and sequence length %d must be positive", c->batch,
                        c->seq_len);
     }
-    if (c->plan.stage_first != NULL || c->plan.stage_count != 0 ||
-        c->balance.stage_plan_count != 0) {
+    const int S = c->pipeline.stages;
+    if (S < 1 || rt->size % S != 0) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "%d pipeline stages: the job's %d ranks must be a whole number of "
+                       "pipelines",
+                       S, rt->size);
+    }
+    if (c->balance.stage_plan_count != 0 ||
+        (S > 1 && c->balance.policy != NULL && strcmp(c->balance.policy, "none") != 0)) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "a stage map or stage plan: the language-model trainer runs data "
-                       "parallel only, without pipeline stages");
+                       "%s with %d pipeline stages: the language model's blocks do not move "
+                       "between stages yet",
+                       c->balance.stage_plan_count != 0 ? "a scripted stage plan" : "a policy", S);
     }
     if (!(c->diagnostics.timeout_s >= 0.0) || !isfinite(c->diagnostics.timeout_s)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
@@ -110,6 +119,7 @@ static void balancer_view(const bl_lm_config_t *c, bl_train_config_t *tc)
     tc->plan = c->plan;
     tc->balance = c->balance;
     tc->diagnostics = c->diagnostics;
+    tc->pipeline = c->pipeline;
 }
 
 /* The first plan, the sampler over the training sequences and the host
@@ -118,21 +128,38 @@ static bl_status_t setup_plan(bl_lm_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
     const bl_lm_config_t *c = &t->cfg;
-    const int B = c->batch, T = c->seq_len, D = rt->size;
+    const int B = c->batch, T = c->seq_len, S = c->pipeline.stages, D = rt->size / S;
+    const int replica = rt->rank / S;
     const int units = t->model->config.num_layers + 2; /* the embedding, the blocks, the head */
     const int capped = c->plan.shard_min != NULL || c->plan.shard_max != NULL;
     bl_part_allocator_t pa = bl_rt_part_allocator(rt);
-    if (bl_plan_init(&t->plan, D, 1, units, B, capped, &pa) != 0 ||
-        bl_plan_init(&t->next, D, 1, units, B, 0, &pa) != 0) {
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-rank shard plan", D);
+    if (S > units) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "%d pipeline stages but the model has %d units (the embedding, %d blocks "
+                       "and the head): every stage needs at least one",
+                       S, units, units - 2);
     }
-    bl_status_t st = bl_first_shards(rt, &c->plan, B, "rank", "", &t->plan);
+    if (bl_plan_init(&t->plan, D, S, units, B, capped, &pa) != 0 ||
+        bl_plan_init(&t->next, D, S, units, B, 0, &pa) != 0) {
+        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a %d-pipeline shard plan", D);
+    }
+    bl_status_t st = c->plan.stage_first != NULL
+                         ? bl_layout_check_map(rt, units, S, c->plan.stage_first,
+                                               c->plan.stage_count, t->plan.first)
+                         : bl_lm_grid_balanced_map(rt, t->model, T, S, t->plan.first);
+    char grid[96] = "";
+    if (S > 1) {
+        snprintf(grid, sizeof grid, " (%d ranks / %d stages)", rt->size, S);
+    }
+    if (st == BL_OK) {
+        st = bl_first_shards(rt, &c->plan, B, S > 1 ? "pipeline" : "rank", grid, &t->plan);
+    }
     if (st != BL_OK) {
         return st;
     }
-    t->offset = bl_plan_offset(&t->plan, rt->rank);
-    t->local = (int)t->plan.shards[rt->rank];
-    t->capacity = capped ? (int)t->plan.shard_max[rt->rank] : B;
+    t->offset = bl_plan_offset(&t->plan, replica);
+    t->local = (int)t->plan.shards[replica];
+    t->capacity = capped ? (int)t->plan.shard_max[replica] : B;
     if (t->capacity < 1) {
         t->capacity = 1; /* evaluation still runs on a rank capped at 0 */
     }
@@ -185,6 +212,11 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
          bl_digest(g->params, g->param_count * sizeof(float))},
         {"shards", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
+        {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
+        {"micro-batches", BL_CHECK_INT, (uint64_t)c->pipeline.micro_batches},
+        {"pipeline schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
+        {"stage map", BL_CHECK_DIGEST,
+         bl_digest(t->plan.first, ((size_t)t->plan.stages + 1) * sizeof *t->plan.first)},
         {"adaptive settings", BL_CHECK_DIGEST, bl_balancer_digest(&t->tc)},
     };
     return bl_check_same_on_all_ranks(t->rt, "language-model trainer", fields,
@@ -212,6 +244,9 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     }
     if (st == BL_OK) {
         memset(t, 0, sizeof *t);
+        t->grid.tied = MPI_COMM_NULL; /* the grid is set up later, after the checks */
+        t->grid.layout.pipe = MPI_COMM_NULL;
+        t->grid.layout.dp = MPI_COMM_NULL;
         t->rt = rt;
         t->cfg = *cfg;
         t->train = train;
@@ -232,20 +267,27 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         st = check_ranks_agree(t);
     }
     if (st == BL_OK) {
+        st = bl_lm_grid_init(&t->grid, rt, t->model, cfg->pipeline.stages,
+                             cfg->pipeline.micro_batches, cfg->pipeline.schedule);
+    }
+    if (st == BL_OK) {
+        bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
         st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
     }
     if (st != BL_OK) {
         bl_lm_trainer_destroy(t);
         return st;
     }
-    char shards[256];
+    char shards[256], map[256];
     bl_plan_format_shards(&t->plan, shards, sizeof shards);
+    bl_plan_format_map(t->plan.first, t->plan.stages, map, sizeof map);
     bl_log(rt, BL_LOG_INFO,
            "GPT-2: %zu parameters (L=%d H=%d C=%d V=%d maxT=%d), T=%d, batch %d sequences, "
-           "%ld sequences per epoch, shards %s",
+           "%ld sequences per epoch, shards %s, %d stage(s) over units %s, %d micro-batch(es)",
            t->model->param_count, t->model->config.num_layers, t->model->config.num_heads,
            t->model->config.channels, t->model->config.vocab_size, t->model->config.max_seq_len,
-           cfg->seq_len, cfg->batch, t->sequences, shards);
+           cfg->seq_len, cfg->batch, t->sequences, shards, t->plan.stages, map,
+           cfg->pipeline.micro_batches);
     *out = t;
     return BL_OK;
 }
@@ -264,6 +306,7 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
         bl_balancer_free(&t->balancer);
     }
     bl_slowdowns_free(&t->slowdowns);
+    bl_lm_grid_free(&t->grid);
     bl_sampler_free(&t->sampler);
     bl_gpt2_acts_free(t->model, &t->acts);
     bl_gpt2_destroy(t->model);

@@ -147,6 +147,25 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
  * acts->capacity; the buffers keep their size. Returns BL_OK or
  * BL_ERR_INVALID_ARG naming B. */
 bl_status_t bl_gpt2_acts_set_batch(bl_gpt2_acts_t *acts, int B, bl_error_t *err);
+/* Makes *view the activations of sequences [b0, b0 + B) of whole, a
+ * pipeline's micro-batch: every per-sequence buffer points into whole's at
+ * that offset, and the per-layer pointers go into layers (L entries, the
+ * caller's). The shared scratch (attention_backward's) and the residual
+ * adds' row numbers are whole's. 0 <= b0 and b0 + B <= whole->capacity;
+ * B may be 0 (a micro-batch without sequences, which no pass may run on).
+ * The view owns nothing: never free it. */
+void bl_gpt2_acts_view(const bl_gpt2_t *g, const bl_gpt2_acts_t *whole, int b0, int B,
+                       bl_gpt2_layer_acts_t *layers, bl_gpt2_acts_t *view);
+
+/* The units of a pipeline: 0 the embedding, 1 .. L the blocks, L + 1 the
+ * head. Returns the output (B, T, C) of unit u <= L in acts: the
+ * embedding's (encoded) or block u − 1's (its res3), which unit u + 1
+ * reads. */
+static inline float *bl_gpt2_unit_output(const bl_gpt2_acts_t *acts, int u)
+{
+    return u == 0 ? acts->encoded : acts->layers[u - 1].res3;
+}
+
 /* Frees acts (in any state, a zeroed one too) and zeroes it. g must be the
  * model that it was made for. */
 void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
@@ -209,5 +228,35 @@ int bl_gpt2_decays(int id);
  * BL_ERR_INVALID_ARG (NULL arguments, tokens not positive). */
 bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long tokens,
                                double *grad_norm, bl_error_t *err);
+
+/* The factor that AdamW applies to gradient sums over `tokens` targets
+ * whose mean has the global norm `norm`: 1 / tokens, times
+ * min(1, max_grad_norm / (norm + 1e-6)) when max_grad_norm > 0. */
+double bl_gpt2_grad_scale(double norm, long tokens, float max_grad_norm);
+
+/* A contiguous range of the parameter array and the tensor it lies in. */
+typedef struct bl_gpt2_range {
+    size_t offset, count;
+    int tensor;
+} bl_gpt2_range_t;
+
+/* Writes to out (at most BL_GPT2_TENSOR_COUNT entries) the parameter ranges
+ * of units [first, last) (0 <= first < last <= L + 2), one per tensor: wte
+ * and wpe for the embedding, each per-layer tensor's slices of the blocks
+ * (contiguous, since a tensor holds its L slices in order), lnfw, lnfb and
+ * wte for the head; wte once when both ends are in. Returns their count. */
+int bl_gpt2_unit_ranges(const bl_gpt2_t *g, int first, int last, bl_gpt2_range_t *out);
+
+/* The sum of the squares of g->grads over ranges (count of them), in
+ * double; skip_tensor (or -1) names a tensor left out. */
+double bl_gpt2_grad_sum_squares(const bl_gpt2_t *g, const bl_gpt2_range_t *ranges, int count,
+                                int skip_tensor);
+
+/* AdamW's step t (>= 1) over ranges only, with the gradients scaled by
+ * grad_scale (1 / tokens and any clipping folded in), the learning rate and
+ * the betas of opt, and the weight decay on the tensors bl_gpt2_decays
+ * names. */
+void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
+                          const bl_gpt2_range_t *ranges, int count);
 
 #endif /* BL_GPT2_H */

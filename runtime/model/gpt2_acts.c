@@ -162,6 +162,47 @@ bl_status_t bl_gpt2_acts_set_batch(bl_gpt2_acts_t *acts, int B, bl_error_t *err)
     return BL_OK;
 }
 
+void bl_gpt2_acts_view(const bl_gpt2_t *g, const bl_gpt2_acts_t *whole, int b0, int B,
+                       bl_gpt2_layer_acts_t *layers, bl_gpt2_acts_t *view)
+{
+    const bl_gpt2_config_t *c = &g->config;
+    const size_t T = (size_t)whole->T, C = (size_t)c->channels, NH = (size_t)c->num_heads;
+    const size_t seq = (size_t)b0 * T; /* rows before the view's first */
+    *view = *whole;
+    view->B = B;
+    view->capacity = B;
+    view->layers = layers;
+    view->encoded = whole->encoded + seq * C;
+    for (int l = 0; l < c->num_layers; l++) {
+        const bl_gpt2_layer_acts_t *w = &whole->layers[l];
+        layers[l] = (bl_gpt2_layer_acts_t){.ln1 = w->ln1 + seq * C,
+                                           .ln1_mean = w->ln1_mean + seq,
+                                           .ln1_rstd = w->ln1_rstd + seq,
+                                           .qkv = w->qkv + seq * 3 * C,
+                                           .atty = w->atty + seq * C,
+                                           .att = w->att + seq * NH * T,
+                                           .res2 = w->res2 + seq * C,
+                                           .ln2 = w->ln2 + seq * C,
+                                           .ln2_mean = w->ln2_mean + seq,
+                                           .ln2_rstd = w->ln2_rstd + seq,
+                                           .fch = w->fch + seq * 4 * C,
+                                           .fch_gelu = w->fch_gelu + seq * 4 * C,
+                                           .res3 = w->res3 + seq * C};
+    }
+    view->lnf = whole->lnf + seq * C;
+    view->lnf_mean = whole->lnf_mean + seq;
+    view->lnf_rstd = whole->lnf_rstd + seq;
+    view->logits = whole->logits + seq * (size_t)c->padded_vocab_size;
+    view->dlogits = whole->dlogits + seq * (size_t)c->padded_vocab_size;
+    view->proj = whole->proj + seq * C;
+    view->dres = whole->dres + seq * C;
+    view->dln = whole->dln + seq * C;
+    view->dwide = whole->dwide + seq * 4 * C;
+    view->tokens = whole->tokens + seq;
+    view->targets = whole->targets + seq;
+    view->mem = NULL; /* owns nothing */
+}
+
 void bl_gpt2_acts_free(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)
 {
     if (acts == NULL) {

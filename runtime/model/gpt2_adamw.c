@@ -37,30 +37,76 @@ bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long to
                             "gradient sums over)",
                             tokens);
     }
-    const bl_kernels_t *k = g->kernels;
+    const double norm = sqrt(g->kernels->sum_squares(g->param_count, g->grads)) / (double)tokens;
+    const double scale = bl_gpt2_grad_scale(norm, tokens, opt->max_grad_norm);
+    if (grad_norm != NULL) {
+        *grad_norm = norm;
+    }
+    bl_gpt2_range_t all[BL_GPT2_TENSOR_COUNT];
+    const int n = bl_gpt2_unit_ranges(g, 0, g->config.num_layers + 2, all);
+    bl_gpt2_adamw_ranges(g, opt, (float)scale, ++g->adam_steps, all, n);
+    return BL_OK;
+}
+
+double bl_gpt2_grad_scale(double norm, long tokens, float max_grad_norm)
+{
     /* The gradient is a sum over tokens targets; the optimizer sees the
-     * mean. Its norm is the mean's: the sum's norm / tokens. */
-    const double mean_scale = 1.0 / (double)tokens;
-    const double norm = sqrt(k->sum_squares(g->param_count, g->grads)) * mean_scale;
-    double scale = mean_scale;
-    if (opt->max_grad_norm > 0.0f) {
-        /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6)
-         * when that is below 1. */
-        const double clip = (double)opt->max_grad_norm / (norm + 1e-6);
+     * mean. torch.nn.utils.clip_grad_norm_ then scales by
+     * max_norm / (norm + 1e-6) when that is below 1. */
+    double scale = 1.0 / (double)tokens;
+    if (max_grad_norm > 0.0f) {
+        const double clip = (double)max_grad_norm / (norm + 1e-6);
         if (clip < 1.0) {
             scale *= clip;
         }
     }
-    if (grad_norm != NULL) {
-        *grad_norm = norm;
-    }
-    const long t = ++g->adam_steps;
+    return scale;
+}
+
+int bl_gpt2_unit_ranges(const bl_gpt2_t *g, int first, int last, bl_gpt2_range_t *out)
+{
+    const int L = g->config.num_layers;
+    int n = 0;
+    /* The tensors without layers: the embedding's, the head's (wte once). */
+    const int embedding = first == 0, head = last == L + 2;
     for (int id = 0; id < BL_GPT2_TENSOR_COUNT; id++) {
-        const size_t at = g->tensors[id].offset;
-        const float wd = bl_gpt2_decays(id) ? opt->weight_decay : 0.0f;
-        k->adamw_update(g->tensors[id].count, g->params + at, g->adam_m + at, g->adam_v + at,
-                        g->grads + at, (float)scale, opt->lr, opt->beta1, opt->beta2, opt->eps, wd,
-                        t);
+        const bl_gpt2_tensor_t *t = &g->tensors[id];
+        if (id > BL_GPT2_WPE && id < BL_GPT2_LNFW) {
+            /* A per-layer tensor: the slices of blocks [first − 1, last − 1) ∩ [0, L). */
+            const int lo = first > 1 ? first - 1 : 0, hi = last - 1 < L ? last - 1 : L;
+            if (lo < hi) {
+                const size_t slice = t->count / (size_t)t->layers;
+                out[n++] = (bl_gpt2_range_t){t->offset + (size_t)lo * slice,
+                                             (size_t)(hi - lo) * slice, id};
+            }
+        } else if ((id == BL_GPT2_WTE && (embedding || head)) || (id == BL_GPT2_WPE && embedding) ||
+                   ((id == BL_GPT2_LNFW || id == BL_GPT2_LNFB) && head)) {
+            out[n++] = (bl_gpt2_range_t){t->offset, t->count, id};
+        }
     }
-    return BL_OK;
+    return n;
+}
+
+double bl_gpt2_grad_sum_squares(const bl_gpt2_t *g, const bl_gpt2_range_t *ranges, int count,
+                                int skip_tensor)
+{
+    double sum = 0.0;
+    for (int i = 0; i < count; i++) {
+        if (ranges[i].tensor != skip_tensor) {
+            sum += g->kernels->sum_squares(ranges[i].count, g->grads + ranges[i].offset);
+        }
+    }
+    return sum;
+}
+
+void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
+                          const bl_gpt2_range_t *ranges, int count)
+{
+    for (int i = 0; i < count; i++) {
+        const size_t at = ranges[i].offset;
+        const float wd = bl_gpt2_decays(ranges[i].tensor) ? opt->weight_decay : 0.0f;
+        g->kernels->adamw_update(ranges[i].count, g->params + at, g->adam_m + at, g->adam_v + at,
+                                 g->grads + at, grad_scale, opt->lr, opt->beta1, opt->beta2,
+                                 opt->eps, wd, t);
+    }
 }

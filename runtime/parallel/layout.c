@@ -66,7 +66,7 @@ bl_status_t bl_layout_balanced_map(bl_runtime_t *rt, const bl_model_t *m, int st
                              m->layer_count, stages);
 }
 
-static bl_status_t split_comm(bl_runtime_t *rt, int color, int key, MPI_Comm *out, const char *what)
+bl_status_t bl_layout_split(bl_runtime_t *rt, int color, int key, MPI_Comm *out, const char *what)
 {
     int rc = MPI_Comm_split(rt->comm, color, key, out);
     if (rc == MPI_SUCCESS && *out != MPI_COMM_NULL) {
@@ -77,21 +77,27 @@ static bl_status_t split_comm(bl_runtime_t *rt, int color, int key, MPI_Comm *ou
 
 bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages)
 {
+    return bl_layout_init_units(l, rt, m->layer_count, "layers", stages);
+}
+
+bl_status_t bl_layout_init_units(bl_layout_t *l, bl_runtime_t *rt, int units, const char *noun,
+                                 int stages)
+{
     memset(l, 0, sizeof *l);
     l->pipe = MPI_COMM_NULL;
     l->dp = MPI_COMM_NULL;
-    int P = rt->size, L = m->layer_count;
+    int P = rt->size;
     if (stages < 1 || P % stages != 0) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "%d pipeline stages: the job's %d ranks must be a whole number of "
                        "pipelines (ranks = data-parallel groups × stages)",
                        stages, P);
     }
-    if (stages > L) {
+    if (stages > units) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
-                       "%d pipeline stages but the model has %d layers: every stage needs at "
-                       "least one layer",
-                       stages, L);
+                       "%d pipeline stages but the model has %d %s: every stage needs at "
+                       "least one",
+                       stages, units, noun);
     }
     l->rt = rt;
     l->stages = stages;
@@ -114,11 +120,12 @@ bl_status_t bl_layout_connect(bl_layout_t *l)
 {
     bl_status_t st = BL_OK;
     if (l->stages > 1) {
-        st = split_comm(l->rt, l->replica, l->stage, &l->pipe, "MPI_Comm_split of the pipelines");
+        st = bl_layout_split(l->rt, l->replica, l->stage, &l->pipe,
+                             "MPI_Comm_split of the pipelines");
     }
     if (st == BL_OK && l->replicas > 1) {
-        st = split_comm(l->rt, l->stage, l->replica, &l->dp,
-                        "MPI_Comm_split of the data-parallel groups");
+        st = bl_layout_split(l->rt, l->stage, l->replica, &l->dp,
+                             "MPI_Comm_split of the data-parallel groups");
     }
     return st;
 }

@@ -26,6 +26,14 @@ typedef struct bl_layout {
  * (BL_ERR_INVALID_ARG naming the problem if not). Local: the communicators come
  * with bl_layout_connect. */
 bl_status_t bl_layout_init(bl_layout_t *l, bl_runtime_t *rt, const bl_model_t *m, int stages);
+/* The same for a model of `units` pipeline units, which messages call
+ * `noun` ("layers", or the language model's "units"). */
+bl_status_t bl_layout_init_units(bl_layout_t *l, bl_runtime_t *rt, int units, const char *noun,
+                                 int stages);
+/* MPI_Comm_split of the runtime's communicator with MPI_ERRORS_RETURN on
+ * the result (MPI_COMM_NULL for color MPI_UNDEFINED); a failure is
+ * BL_ERR_MPI naming `what`. Collective. */
+bl_status_t bl_layout_split(bl_runtime_t *rt, int color, int key, MPI_Comm *out, const char *what);
 
 /* Checks a stage map as a user gives it: `count` first layers, which must be
  * `stages` of them, ascending from 0, with at least one of the model's `layers`

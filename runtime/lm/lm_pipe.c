@@ -1,0 +1,301 @@
+/* The language-model trainer's grid and one step's passes (lm_pipe.h). */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "lm_pipe.h"
+#include "wait.h"
+
+bl_status_t bl_lm_grid_init(bl_lm_grid_t *g, bl_runtime_t *rt, const bl_gpt2_t *model, int stages,
+                            int micro, int schedule)
+{
+    memset(g, 0, sizeof *g);
+    g->tied = MPI_COMM_NULL;
+    const int L = model->config.num_layers;
+    bl_status_t st = bl_layout_init_units(&g->layout, rt, L + 2,
+                                          "units (the embedding, the blocks and the head)", stages);
+    if (st == BL_OK && (micro < 1 || micro > 32767)) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG, "micro-batches %d must be in 1..32767", micro);
+    }
+    if (st != BL_OK) {
+        return st;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    g->micro = micro;
+    g->ops = bl_mem_array(a, 2 * (size_t)micro, sizeof *g->ops);
+    g->views = bl_mem_array_zeroed(a, (size_t)micro, sizeof *g->views);
+    g->view_layers =
+        bl_mem_array_zeroed(a, (size_t)micro * (size_t)(L > 0 ? L : 1), sizeof *g->view_layers);
+    g->sends = bl_mem_array(a, 2 * (size_t)micro, sizeof *g->sends);
+    if (g->ops == NULL || g->views == NULL || g->view_layers == NULL || g->sends == NULL) {
+        st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for %d micro-batches", micro);
+    } else if (bl_pipe_schedule(schedule, stages, g->layout.stage, micro, g->ops) < 0) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG,
+                     "pipeline schedule %d is neither GPipe (%d) nor 1F1B (%d)", schedule,
+                     BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
+    }
+    /* Collective from here: every rank got this far or failed alike. */
+    st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "the pipeline grid's set-up");
+    if (st == BL_OK) {
+        st = bl_layout_connect(&g->layout);
+    }
+    if (st == BL_OK) {
+        const int s = g->layout.stage, S = g->layout.stages;
+        st = bl_layout_split(rt, s == 0 || s == S - 1 ? 0 : MPI_UNDEFINED, rt->rank, &g->tied,
+                             "MPI_Comm_split of the tied embedding's stages");
+    }
+    int tied_size = 0;
+    if (st == BL_OK && g->tied != MPI_COMM_NULL &&
+        MPI_Comm_size(g->tied, &tied_size) == MPI_SUCCESS && tied_size == 1) {
+        MPI_Comm_free(&g->tied); /* nothing to sum with */
+    }
+    if (st != BL_OK) {
+        bl_lm_grid_free(g);
+    }
+    return st;
+}
+
+void bl_lm_grid_free(bl_lm_grid_t *g)
+{
+    bl_runtime_t *rt = g->layout.rt;
+    if (g->tied != MPI_COMM_NULL) {
+        MPI_Comm_free(&g->tied);
+    }
+    if (rt != NULL) {
+        const bl_allocator_t *a = bl_rt_allocator(rt);
+        bl_mem_free(a, g->ops);
+        bl_mem_free(a, g->views);
+        bl_mem_free(a, g->view_layers);
+        bl_mem_free(a, g->sends);
+    }
+    bl_layout_free(&g->layout);
+    memset(g, 0, sizeof *g);
+    g->tied = MPI_COMM_NULL;
+}
+
+void bl_lm_grid_set_map(bl_lm_grid_t *g, const bl_gpt2_t *model, const int *map)
+{
+    g->first = map[g->layout.stage];
+    g->last = map[g->layout.stage + 1];
+    g->owned_count = bl_gpt2_unit_ranges(model, g->first, g->last, g->owned);
+}
+
+bl_status_t bl_lm_grid_balanced_map(bl_runtime_t *rt, const bl_gpt2_t *model, int T, int stages,
+                                    int *first)
+{
+    const bl_gpt2_config_t *c = &model->config;
+    const int units = c->num_layers + 2;
+    const double C = c->channels;
+    double cost[units];
+    /* Multiply-adds per token: a block's four products (12 C²) and
+     * attention's two (2 T C, scores and values); the head's logits (C Vp);
+     * the embedding's lookups (C, nearly free). */
+    cost[0] = C;
+    for (int u = 1; u <= c->num_layers; u++) {
+        cost[u] = 12.0 * C * C + 2.0 * T * C;
+    }
+    cost[units - 1] = C * c->padded_vocab_size;
+    bl_part_allocator_t pa = bl_rt_part_allocator(rt);
+    int rc = bl_pipe_partition_layers(units, cost, stages, NULL, first, &pa);
+    first[stages] = units;
+    return rc == 0 ? BL_OK
+                   : bl_fail(rt, BL_ERR_NO_MEM, "no memory to split %d units over %d stages", units,
+                             stages);
+}
+
+/* Runs unit u's forward over the view; returns the head's loss sum (else 0). */
+static double unit_forward(const bl_gpt2_t *model, bl_gpt2_acts_t *v, int u)
+{
+    const int L = model->config.num_layers;
+    if (u == 0) {
+        bl_gpt2_embedding_forward(model, v);
+    } else if (u <= L) {
+        bl_gpt2_block_forward(model, v, u - 1);
+    } else {
+        return bl_gpt2_head_forward(model, v);
+    }
+    return 0.0;
+}
+
+static void unit_backward(bl_gpt2_t *model, bl_gpt2_acts_t *v, int u)
+{
+    const int L = model->config.num_layers;
+    if (u == 0) {
+        bl_gpt2_embedding_backward(model, v);
+    } else if (u <= L) {
+        bl_gpt2_block_backward(model, v, u - 1);
+    } else {
+        bl_gpt2_head_backward(model, v);
+    }
+}
+
+/* Receives count floats from pipeline stage `from` into buf, bounded. */
+static bl_status_t receive(bl_lm_grid_t *g, float *buf, int count, int from, int tag)
+{
+    bl_runtime_t *rt = g->layout.rt;
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Irecv(buf, count, MPI_FLOAT, from, tag, g->layout.pipe, &req);
+    return bl_collective_posted(rt, rc, &req, "a pipeline receive", g->layout.pipe);
+}
+
+static bl_status_t send(bl_lm_grid_t *g, const float *buf, int count, int to, int tag, int *sends)
+{
+    int rc = MPI_Isend(buf, count, MPI_FLOAT, to, tag, g->layout.pipe, &g->sends[*sends]);
+    if (rc != MPI_SUCCESS) {
+        return bl_fail_mpi(g->layout.rt, rc, "a pipeline send");
+    }
+    (*sends)++;
+    return BL_OK;
+}
+
+/* Cuts the pipeline's n sequences into the micro-batches' views. */
+static void cut_micro_batches(bl_lm_grid_t *g, const bl_gpt2_t *model, bl_gpt2_acts_t *whole,
+                              const uint16_t *stream, const long *seq, int n)
+{
+    const int M = g->micro, L = model->config.num_layers, T = whole->T;
+    const int last_stage = g->layout.stage == g->layout.stages - 1;
+    int b0 = 0;
+    for (int i = 0; i < M; i++) {
+        const int m = n / M + (i < n % M);
+        bl_gpt2_acts_t *v = &g->views[i];
+        bl_gpt2_acts_view(model, whole, b0, m, g->view_layers + (size_t)i * (size_t)(L > 0 ? L : 1),
+                          v);
+        for (int b = 0; b < m; b++) {
+            const uint16_t *s = stream + seq[b0 + b] * (long)T;
+            for (int j = 0; j < T; j++) {
+                v->tokens[(size_t)b * T + j] = s[j];
+                v->targets[(size_t)b * T + j] = s[j + 1];
+            }
+        }
+        v->has_targets = last_stage;
+        b0 += m;
+    }
+}
+
+bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t *whole,
+                              const uint16_t *stream, const long *seq, int n, long step,
+                              const bl_slowdowns_t *slowdowns, bl_lm_passes_t *out)
+{
+    *out = (bl_lm_passes_t){0};
+    const int s = g->layout.stage, S = g->layout.stages, C = model->config.channels;
+    cut_micro_batches(g, model, whole, stream, seq, n);
+    int sends = 0;
+    bl_status_t st = BL_OK;
+    for (int k = 0; k < 2 * g->micro && st == BL_OK; k++) {
+        const int i = g->ops[k].micro;
+        bl_gpt2_acts_t *v = &g->views[i];
+        const int count = v->B * whole->T * C;
+        const int forward = g->ops[k].pass == BL_PIPE_FORWARD;
+        double t0 = bl_now_seconds();
+        /* The input: the previous stage's activations, or the next one's
+         * gradient of this stage's output. */
+        if (forward && s > 0) {
+            st = receive(g, bl_gpt2_unit_output(v, g->first - 1), count, s - 1, 2 * i);
+        } else if (!forward && s < S - 1) {
+            st = receive(g, v->dres, count, s + 1, 2 * i + 1);
+        }
+        double t1 = bl_now_seconds();
+        out->pipe_s += t1 - t0;
+        if (st != BL_OK) {
+            break;
+        }
+        for (int u = forward ? g->first : g->last - 1; v->B > 0 && u >= g->first && u < g->last;
+             u += forward ? 1 : -1) {
+            if (forward) {
+                out->loss_sum += unit_forward(model, v, u);
+            } else {
+                unit_backward(model, v, u);
+            }
+        }
+        out->compute_s += bl_slowdowns_apply(slowdowns, step, bl_now_seconds() - t1);
+        /* The output: this stage's activations forward, or the gradient of
+         * its input back. */
+        if (forward && s < S - 1) {
+            st = send(g, bl_gpt2_unit_output(v, g->last - 1), count, s + 1, 2 * i, &sends);
+        } else if (!forward && s > 0) {
+            st = send(g, v->dres, count, s - 1, 2 * i + 1, &sends);
+        }
+    }
+    double t2 = bl_now_seconds();
+    for (int k = 0; k < sends; k++) {
+        bl_status_t w =
+            bl_wait_collective(g->layout.rt, &g->sends[k], "a pipeline send", g->layout.pipe);
+        st = st == BL_OK ? w : st;
+    }
+    out->pipe_s += bl_now_seconds() - t2;
+    return st;
+}
+
+/* All-reduces count floats at buf over comm (MPI_COMM_NULL: nothing), in
+ * pieces of at most INT_MAX / 2. */
+static bl_status_t sum_floats(bl_runtime_t *rt, MPI_Comm comm, float *buf, size_t count,
+                              const char *what)
+{
+    const size_t piece = INT_MAX / 2;
+    bl_status_t st = BL_OK;
+    for (size_t at = 0; comm != MPI_COMM_NULL && st == BL_OK && at < count; at += piece) {
+        const size_t k = count - at < piece ? count - at : piece;
+        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, buf + at, (int)k, MPI_FLOAT, MPI_SUM, comm,
+                                  what);
+    }
+    return st;
+}
+
+bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, double *loss_sum,
+                              double *norm)
+{
+    bl_runtime_t *rt = g->layout.rt;
+    bl_status_t st = BL_OK;
+    for (int r = 0; r < g->owned_count && st == BL_OK; r++) {
+        const bl_gpt2_range_t *range = &g->owned[r];
+        /* wte sums over the tied stages of every pipeline, the rest over
+         * the stage's replicas. */
+        MPI_Comm comm = range->tensor == BL_GPT2_WTE ? g->tied : g->layout.dp;
+        st = sum_floats(rt, comm, model->grads + range->offset, range->count,
+                        "the all-reduce of the gradients");
+    }
+    if (st == BL_OK && rt->size > 1) {
+        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM, rt->comm,
+                                  "the all-reduce of the step's loss");
+    }
+    /* The squared norm of the stage's units (wte counted by stage 0 only),
+     * summed over the pipeline. */
+    double squares = bl_gpt2_grad_sum_squares(model, g->owned, g->owned_count,
+                                              g->layout.stage == 0 ? -1 : BL_GPT2_WTE);
+    if (st == BL_OK && g->layout.pipe != MPI_COMM_NULL) {
+        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, &squares, 1, MPI_DOUBLE, MPI_SUM,
+                                  g->layout.pipe, "the all-reduce of the gradient norm");
+    }
+    *norm = sqrt(squares) / (double)tokens;
+    return st;
+}
+
+bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *map)
+{
+    if (g->layout.pipe == MPI_COMM_NULL) {
+        return BL_OK;
+    }
+    bl_runtime_t *rt = g->layout.rt;
+    float *const arrays[3] = {model->params, model->adam_m, model->adam_v};
+    bl_status_t st = BL_OK;
+    for (int s = 0; s < g->layout.stages && st == BL_OK; s++) {
+        bl_gpt2_range_t ranges[BL_GPT2_TENSOR_COUNT];
+        const int n = bl_gpt2_unit_ranges(model, map[s], map[s + 1], ranges);
+        for (int r = 0; r < n && st == BL_OK; r++) {
+            /* wte is the first stage's (the last one's copy is the same). */
+            if (ranges[r].tensor == BL_GPT2_WTE && s > 0) {
+                continue;
+            }
+            for (int k = 0; k < 3 && st == BL_OK; k++) {
+                const size_t piece = INT_MAX / 2;
+                for (size_t at = 0; st == BL_OK && at < ranges[r].count; at += piece) {
+                    const size_t c = ranges[r].count - at < piece ? ranges[r].count - at : piece;
+                    st = bl_bcast_bounded(rt, arrays[k] + ranges[r].offset + at, (int)c, MPI_FLOAT,
+                                          s, g->layout.pipe,
+                                          "sending the stages' parameters to the pipeline");
+                }
+            }
+        }
+    }
+    return st;
+}
