@@ -717,7 +717,7 @@ typedef struct bl_lm_config {
      * form P / S pipelines, and shards and caps are per pipeline. */
     bl_pipeline_config_t pipeline;
     bl_plan_config_t plan;       /* shards and caps in sequences; the stage map over units */
-    bl_balance_config_t balance; /* the shard policy (one stage only, for now) */
+    bl_balance_config_t balance; /* the shard policy; with pipelines, the stage-map one */
     bl_diagnostics_config_t diagnostics;
 } bl_lm_config_t;
 

@@ -11,12 +11,6 @@
 #include "restager.h"
 #include "wait.h"
 
-/* First guesses, which the measured migrations soon replace: a migration moves
- * about a gigabyte a second and pays a millisecond of set-up (new stage
- * buffers, the agreement). */
-#define BL_RESTAGE_BANDWIDTH 1e9
-#define BL_RESTAGE_LATENCY   1e-3
-
 static int uses_policy(const bl_train_config_t *cfg)
 {
     return cfg->balance.policy != NULL && strcmp(cfg->balance.policy, "none") != 0;

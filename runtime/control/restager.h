@@ -10,6 +10,12 @@
 #include "restage.h"
 #include "stage.h"
 
+/* First guesses, which the measured migrations soon replace: a migration moves
+ * about a gigabyte a second and pays a millisecond of set-up (new stage
+ * buffers, the agreement). */
+#define BL_RESTAGE_BANDWIDTH 1e9
+#define BL_RESTAGE_LATENCY   1e-3
+
 typedef struct bl_restager {
     bl_runtime_t *rt;
     int on;       /* 1 when S > 1 and there is a policy, a stage plan or a telemetry file */

@@ -16,8 +16,22 @@
 #include "balancer.h"
 #include "gpt2.h"
 #include "lm_pipe.h"
+#include "restage.h"
 #include "sampler.h"
 #include "slowdown.h"
+
+/* The stage controller's state (lm_restage.c). */
+typedef struct bl_lm_restager {
+    int on;               /* pipelines and a policy */
+    int units;            /* L + 2 */
+    double *unit_s;       /* (units) this rank's units' seconds over the window */
+    double step_s;        /* the window's summed step seconds */
+    int steps;            /* the steps observed in the window */
+    int skip;             /* warm-up steps still not observed */
+    int *message;         /* (S + 2) the changed flag and the next map, broadcast */
+    bl_restage_t *policy; /* rank 0 */
+    const char *last_action;
+} bl_lm_restager_t;
 
 struct bl_lm_trainer {
     bl_runtime_t *rt;
@@ -42,8 +56,19 @@ struct bl_lm_trainer {
     long step; /* the next global step (a resume sets it) */
     int failed;
     bl_lm_grid_t grid; /* the pipelines and stages, and this rank's units */
-    long whole_at;     /* the step at which every rank last held the whole model, or -1 */
+    bl_lm_restager_t restager;
+    long whole_at; /* the step at which every rank last held the whole model, or -1 */
 };
+
+/* ---- lm_restage.c ------------------------------------------------------- */
+
+/* Sets up the stage controller (on with pipelines and a policy): rank 0's
+ * policy, the units' clocks. Collective. */
+bl_status_t bl_lm_restager_init(bl_lm_trainer_t *t);
+void bl_lm_restager_free(bl_lm_trainer_t *t);
+/* After every step (step_s its seconds): the window's telemetry, and at its
+ * end the decision and the move, which sets info->stages_moved. Collective. */
+bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step_info_t *info);
 
 /* ---- lm_step.c ---------------------------------------------------------- */
 

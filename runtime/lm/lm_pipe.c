@@ -199,12 +199,17 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
         if (st != BL_OK) {
             break;
         }
+        const double factor = bl_slowdowns_factor(slowdowns, step);
         for (int u = forward ? g->first : g->last - 1; v->B > 0 && u >= g->first && u < g->last;
              u += forward ? 1 : -1) {
+            const double u0 = g->unit_s != NULL ? bl_now_seconds() : 0.0;
             if (forward) {
                 out->loss_sum += unit_forward(model, v, u);
             } else {
                 unit_backward(model, v, u);
+            }
+            if (g->unit_s != NULL) {
+                g->unit_s[u] += factor * (bl_now_seconds() - u0);
             }
         }
         out->compute_s += bl_slowdowns_apply(slowdowns, step, bl_now_seconds() - t1);
@@ -270,31 +275,55 @@ bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, do
     return st;
 }
 
-bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *map)
+/* Sends the parameters and moments of units [lo, hi) from pipeline stage
+ * `root` to the rest of the pipeline (wte only when root is stage 0: the
+ * last stage's copy is the same), adding the bytes to *bytes. */
+static bl_status_t send_units(bl_lm_grid_t *g, bl_gpt2_t *model, int lo, int hi, int root,
+                              double *bytes)
 {
-    if (g->layout.pipe == MPI_COMM_NULL) {
-        return BL_OK;
-    }
     bl_runtime_t *rt = g->layout.rt;
     float *const arrays[3] = {model->params, model->adam_m, model->adam_v};
+    bl_gpt2_range_t ranges[BL_GPT2_TENSOR_COUNT];
+    const int n = bl_gpt2_unit_ranges(model, lo, hi, ranges);
     bl_status_t st = BL_OK;
-    for (int s = 0; s < g->layout.stages && st == BL_OK; s++) {
-        bl_gpt2_range_t ranges[BL_GPT2_TENSOR_COUNT];
-        const int n = bl_gpt2_unit_ranges(model, map[s], map[s + 1], ranges);
-        for (int r = 0; r < n && st == BL_OK; r++) {
-            /* wte is the first stage's (the last one's copy is the same). */
-            if (ranges[r].tensor == BL_GPT2_WTE && s > 0) {
-                continue;
+    for (int r = 0; r < n && st == BL_OK; r++) {
+        if (ranges[r].tensor == BL_GPT2_WTE && root > 0) {
+            continue;
+        }
+        *bytes += 3.0 * (double)ranges[r].count * sizeof(float);
+        for (int k = 0; k < 3 && st == BL_OK; k++) {
+            const size_t piece = INT_MAX / 2;
+            for (size_t at = 0; st == BL_OK && at < ranges[r].count; at += piece) {
+                const size_t c = ranges[r].count - at < piece ? ranges[r].count - at : piece;
+                st = bl_bcast_bounded(rt, arrays[k] + ranges[r].offset + at, (int)c, MPI_FLOAT,
+                                      root, g->layout.pipe,
+                                      "sending the stages' parameters to the pipeline");
             }
-            for (int k = 0; k < 3 && st == BL_OK; k++) {
-                const size_t piece = INT_MAX / 2;
-                for (size_t at = 0; st == BL_OK && at < ranges[r].count; at += piece) {
-                    const size_t c = ranges[r].count - at < piece ? ranges[r].count - at : piece;
-                    st = bl_bcast_bounded(rt, arrays[k] + ranges[r].offset + at, (int)c, MPI_FLOAT,
-                                          s, g->layout.pipe,
-                                          "sending the stages' parameters to the pipeline");
-                }
-            }
+        }
+    }
+    return st;
+}
+
+bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *map)
+{
+    double bytes = 0.0;
+    bl_status_t st = BL_OK;
+    for (int s = 0; g->layout.pipe != MPI_COMM_NULL && s < g->layout.stages && st == BL_OK; s++) {
+        st = send_units(g, model, map[s], map[s + 1], s, &bytes);
+    }
+    return st;
+}
+
+bl_status_t bl_lm_grid_move(bl_lm_grid_t *g, bl_gpt2_t *model, const int *from, const int *to,
+                            double *bytes)
+{
+    *bytes = 0.0;
+    const int S = g->layout.stages, units = model->config.num_layers + 2;
+    bl_status_t st = BL_OK;
+    for (int u = 0; g->layout.pipe != MPI_COMM_NULL && u < units && st == BL_OK; u++) {
+        const int old = bl_layout_stage_of(from, S, u), now = bl_layout_stage_of(to, S, u);
+        if (old != now) {
+            st = send_units(g, model, u, u + 1, old, bytes);
         }
     }
     return st;

@@ -31,6 +31,7 @@ typedef struct bl_lm_grid {
     bl_gpt2_acts_t *views;             /* (M) each micro-batch's activations */
     bl_gpt2_layer_acts_t *view_layers; /* (M · L) their per-layer pointers */
     MPI_Request *sends;                /* (2M) the step's sends in flight */
+    double *unit_s; /* (L + 2) or NULL: each unit's seconds (slowdown included) add up here */
 } bl_lm_grid_t;
 
 /* What one step's passes report. */
@@ -79,5 +80,13 @@ bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, do
  * its pipeline, so that every rank holds the whole current model. Collective
  * over the pipeline; nothing to do with one stage. */
 bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *map);
+
+/* Moves the units whose stage differs between the maps from and to: in
+ * every pipeline, the old stage sends their parameters and AdamW moments
+ * to the rest of the pipeline. The embedding and the head never move (the
+ * first and last stages keep them). Sets *bytes to the bytes one pipeline
+ * sent. Collective over the pipeline. */
+bl_status_t bl_lm_grid_move(bl_lm_grid_t *g, bl_gpt2_t *model, const int *from, const int *to,
+                            double *bytes);
 
 #endif /* BL_LM_PIPE_H */

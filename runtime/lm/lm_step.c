@@ -81,7 +81,8 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
                              .lr = (double)opt.lr,
                              .grad_norm = norm};
     t->step++;
-    return control(t, &record, info);
+    st = control(t, &record, info);
+    return st == BL_OK ? bl_lm_restager_after_step(t, info->seconds, info) : st;
 }
 
 bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)

@@ -58,12 +58,10 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
                        "pipelines",
                        S, rt->size);
     }
-    if (c->balance.stage_plan_count != 0 ||
-        (S > 1 && c->balance.policy != NULL && strcmp(c->balance.policy, "none") != 0)) {
+    if (c->balance.stage_plan_count != 0) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "%s with %d pipeline stages: the language model's blocks do not move "
-                       "between stages yet",
-                       c->balance.stage_plan_count != 0 ? "a scripted stage plan" : "a policy", S);
+                       "a scripted stage plan: the language model's stages move by a policy "
+                       "only");
     }
     if (!(c->diagnostics.timeout_s >= 0.0) || !isfinite(c->diagnostics.timeout_s)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
@@ -274,6 +272,9 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
         st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
     }
+    if (st == BL_OK) {
+        st = bl_lm_restager_init(t);
+    }
     if (st != BL_OK) {
         bl_lm_trainer_destroy(t);
         return st;
@@ -306,6 +307,7 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
         bl_balancer_free(&t->balancer);
     }
     bl_slowdowns_free(&t->slowdowns);
+    bl_lm_restager_free(t);
     bl_lm_grid_free(&t->grid);
     bl_sampler_free(&t->sampler);
     bl_gpt2_acts_free(t->model, &t->acts);
