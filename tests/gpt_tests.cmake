@@ -162,6 +162,26 @@ bl_cli_test(gpt_resume_np1_equals_one_process EXIT 0 MATCH "worst tensor"
             ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
     REQUIRES gpt_ref gpt_ckpt_resumed_np1)
 
+# A 2-stage pipeline's checkpoint (every stage's units, made whole before
+# the save) resumes on one process and ends within the tolerance of one
+# process's model: the optimizer state reshards onto the other layout.
+bl_cli_test(gpt_signal_stop_pp2 EXIT 3
+    MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
+    COMMAND env BALLAST_TEST_SIGNAL_AT=1:9 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_gpt_run} --pp 2 --micro-batches 3 --checkpoint-dir ${bl_gpt_ckpt}/signal_pp2
+    REQUIRES cli_out SETUP gpt_ckpt_signal_pp2)
+bl_cli_test(gpt_resume_pp2_np1 EXIT 0
+    MATCH "resumed from .*/ckpt-000000000010 at step 10" "^summary: steps=20 "
+    COMMAND env BALLAST_LOG=info ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --checkpoint-dir ${bl_gpt_ckpt}/signal_pp2 --resume
+            --save-model ${BL_CLI_OUT}/gpt_resumed_pp2_np1.bin
+    REQUIRES gpt_ckpt_signal_pp2 SETUP gpt_ckpt_resumed_pp2_np1)
+bl_cli_test(gpt_resume_pp2_np1_equals_one_process EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_resumed_pp2_np1.bin
+            ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+    REQUIRES gpt_ref gpt_ckpt_resumed_pp2_np1)
+set_tests_properties(cli_gpt_signal_stop_pp2 PROPERTIES LABELS "cli;mpi")
+
 # The shard policy's learned state travels in the checkpoint: a bandit
 # policy (rank 1 emulated 2x slower) goes on from it after a resume on the
 # same ranks.

@@ -273,6 +273,10 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
     }
     if (st == BL_OK) {
+        /* Telemetry lines carry the stage map each step ran. */
+        st = bl_balancer_track_pipeline(&t->balancer, cfg->pipeline.stages, NULL, NULL);
+    }
+    if (st == BL_OK) {
         st = bl_lm_restager_init(t);
     }
     if (st != BL_OK) {
