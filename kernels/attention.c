@@ -11,25 +11,13 @@
 #include <cblas.h>
 
 #include "cpu_kernels.h"
+#include "xent_row.h"
 
 /* Row i of the scores, in place: a stable softmax over its first n = i + 1
- * entries (max subtracted, exp in float, the sum in double) and exactly 0
- * over the rest of its T entries. */
+ * entries (xent_row.h's) and exactly 0 over the rest of its T entries. */
 static void causal_softmax_row(int n, int T, float *row)
 {
-    float m = row[0];
-    for (int j = 1; j < n; j++) {
-        m = row[j] > m ? row[j] : m;
-    }
-    double sum = 0.0;
-    for (int j = 0; j < n; j++) {
-        row[j] = expf(row[j] - m);
-        sum += row[j];
-    }
-    const float inv = (float)(1.0 / sum); /* sum >= 1: the max gives exp(0) */
-    for (int j = 0; j < n; j++) {
-        row[j] *= inv;
-    }
+    bl_softmax_row(n, row, row);
     for (int j = n; j < T; j++) {
         row[j] = 0.0f;
     }

@@ -1,29 +1,13 @@
 /* Softmax over the rows of a matrix and its backward (kernels.h's
  * softmax_rows and softmax_rows_backward), for user layers through
- * bl_math_softmax. Each row subtracts its maximum before exponentiating
- * (no overflow) and sums in double. */
-#include <math.h>
-
+ * bl_math_softmax. Each row is xent_row.h's bl_softmax_row. */
 #include "cpu_kernels.h"
+#include "xent_row.h"
 
 void bl_cpu_softmax_rows(int rows, int cols, const float *x, float *y)
 {
     for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * (size_t)cols;
-        float *yr = y + (size_t)r * (size_t)cols;
-        float max = -INFINITY;
-        for (int j = 0; j < cols; j++) {
-            max = xr[j] > max ? xr[j] : max;
-        }
-        double sum = 0.0;
-        for (int j = 0; j < cols; j++) {
-            yr[j] = expf(xr[j] - max);
-            sum += yr[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < cols; j++) {
-            yr[j] *= inv;
-        }
+        bl_softmax_row(cols, x + (size_t)r * (size_t)cols, y + (size_t)r * (size_t)cols);
     }
 }
 

@@ -1,7 +1,8 @@
 /* One row of softmax cross-entropy, shared by the CPU kernel
  * (softmax_xent.c) and the CUDA one (cuda/softmax_xent.cu) so both compute
  * the same thing the same way: max and argmax with the lowest index on
- * ties, exp(l − m) in float (so nothing overflows), sums in double. */
+ * ties, exp(l − m) in float (so nothing overflows), sums in double; and
+ * one row of a plain softmax the same way (attention, bl_math_softmax). */
 #ifndef BL_XENT_ROW_H
 #define BL_XENT_ROW_H
 
@@ -46,6 +47,25 @@ static inline BL_HOST_DEVICE double bl_xent_row(int classes, const float *row, i
         }
     }
     return log(sum) - ((double)row[label] - (double)m); /* sum >= 1 */
+}
+
+/* y[0 .. n) = the softmax of x[0 .. n), n >= 1 (x == y allowed): the
+ * maximum subtracted, exp in float, the sum in double. */
+static inline BL_HOST_DEVICE void bl_softmax_row(int n, const float *x, float *y)
+{
+    float m = x[0];
+    for (int j = 1; j < n; j++) {
+        m = x[j] > m ? x[j] : m;
+    }
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) {
+        y[j] = expf(x[j] - m);
+        sum += y[j];
+    }
+    const float inv = (float)(1.0 / sum); /* sum >= 1: the max gives exp(0) */
+    for (int j = 0; j < n; j++) {
+        y[j] *= inv;
+    }
 }
 
 #endif /* BL_XENT_ROW_H */

@@ -806,7 +806,9 @@ bl_status_t bl_lm_trainer_emulate_slowdown(bl_lm_trainer_t *t, const bl_slowdown
 long bl_lm_trainer_step(const bl_lm_trainer_t *t);
 long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t);
 /* The parameters (host memory, llm.c's tensor order) and their count; they
- * belong to t. */
+ * belong to t. They are whole and current once bl_lm_trainer_run has
+ * returned BL_OK (and after evaluation or a save); inside a step callback a
+ * pipeline stage's rank holds only its own units' current values. */
 const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count);
 /* This rank's pipeline's shard of the batch under the plan in force, in
  * sequences. */

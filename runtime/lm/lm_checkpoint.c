@@ -307,21 +307,6 @@ static bl_status_t collect_control(bl_lm_trainer_t *t, unsigned char **out, size
     return st;
 }
 
-/* Checks that every replica holds the same parameters and AdamW state, so
- * that rank 0's are everyone's. Collective. */
-static bl_status_t check_replicas(bl_lm_trainer_t *t)
-{
-    const bl_gpt2_t *g = t->model;
-    const size_t bytes = g->param_count * sizeof(float);
-    const bl_check_field_t fields[] = {
-        {"parameters", BL_CHECK_DIGEST, bl_digest(g->params, bytes)},
-        {"AdamW first moments", BL_CHECK_DIGEST, bl_digest(g->adam_m, bytes)},
-        {"AdamW second moments", BL_CHECK_DIGEST, bl_digest(g->adam_v, bytes)},
-        {"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps},
-    };
-    return bl_check_same_on_all_ranks(t->rt, "replicas at a checkpoint", fields, 4);
-}
-
 bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, int keep, char *path,
                                           size_t n)
 {
@@ -351,7 +336,7 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
         st = bl_lm_make_whole(t); /* with pipelines, each stage updated its own units */
     }
     if (st == BL_OK) {
-        st = check_replicas(t);
+        st = bl_lm_check_replicas(t, "replicas at a checkpoint");
     }
     if (st == BL_OK) {
         unsigned char shape[GPT2_BYTES], state[LM_STATE_BYTES] = {0};

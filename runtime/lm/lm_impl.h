@@ -77,6 +77,11 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
  * nothing to do when that already holds at this step. Collective. */
 bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t);
 
+/* Checks that every rank holds the same parameters, AdamW moments and
+ * step count (after bl_lm_make_whole), so that rank 0's are everyone's;
+ * BL_ERR_MISMATCH names `when`, the rank and the field. Collective. */
+bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
+
 /* ---- lm_schedule.c ------------------------------------------------------ */
 
 /* Checks a schedule for the base rate lr; BL_ERR_INVALID_ARG names the

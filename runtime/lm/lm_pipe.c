@@ -7,7 +7,7 @@
 #include "wait.h"
 
 bl_status_t bl_lm_grid_init(bl_lm_grid_t *g, bl_runtime_t *rt, const bl_gpt2_t *model, int stages,
-                            int micro, int schedule)
+                            int micro, int schedule, int capacity, int T)
 {
     memset(g, 0, sizeof *g);
     g->tied = MPI_COMM_NULL;
@@ -33,6 +33,15 @@ bl_status_t bl_lm_grid_init(bl_lm_grid_t *g, bl_runtime_t *rt, const bl_gpt2_t *
         st = bl_fail(rt, BL_ERR_INVALID_ARG,
                      "pipeline schedule %d is neither GPipe (%d) nor 1F1B (%d)", schedule,
                      BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
+    }
+    /* A micro-batch's message (up to capacity sequences of T · C floats)
+     * must fit MPI's int count. The tag is the micro-batch: the source
+     * tells activations (from stage − 1) from gradients (from stage + 1). */
+    if (st == BL_OK && (double)capacity * (double)T * (double)model->config.channels > INT_MAX) {
+        st = bl_fail(rt, BL_ERR_INVALID_ARG,
+                     "a pipeline message of %d sequences of T = %d tokens by C = %d channels "
+                     "exceeds MPI's int count",
+                     capacity, T, model->config.channels);
     }
     /* Collective from here: every rank got this far or failed alike. */
     st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "the pipeline grid's set-up");
@@ -190,9 +199,9 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
         /* The input: the previous stage's activations, or the next one's
          * gradient of this stage's output. */
         if (forward && s > 0) {
-            st = receive(g, bl_gpt2_unit_output(v, g->first - 1), count, s - 1, 2 * i);
+            st = receive(g, bl_gpt2_unit_output(v, g->first - 1), count, s - 1, i);
         } else if (!forward && s < S - 1) {
-            st = receive(g, v->dres, count, s + 1, 2 * i + 1);
+            st = receive(g, v->dres, count, s + 1, i);
         }
         double t1 = bl_now_seconds();
         out->pipe_s += t1 - t0;
@@ -216,9 +225,9 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
         /* The output: this stage's activations forward, or the gradient of
          * its input back. */
         if (forward && s < S - 1) {
-            st = send(g, bl_gpt2_unit_output(v, g->last - 1), count, s + 1, 2 * i, &sends);
+            st = send(g, bl_gpt2_unit_output(v, g->last - 1), count, s + 1, i, &sends);
         } else if (!forward && s > 0) {
-            st = send(g, v->dres, count, s - 1, 2 * i + 1, &sends);
+            st = send(g, v->dres, count, s - 1, i, &sends);
         }
     }
     double t2 = bl_now_seconds();

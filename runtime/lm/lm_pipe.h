@@ -42,10 +42,11 @@ typedef struct bl_lm_passes {
 } bl_lm_passes_t;
 
 /* Sets up the grid for S stages (which must divide the ranks and not exceed
- * the units) of M micro-batches under `schedule`, with its communicators.
- * Collective; on failure nothing stays allocated. */
+ * the units) of M micro-batches under `schedule`, with its communicators,
+ * for slices of up to `capacity` sequences of T tokens. Collective; on
+ * failure nothing stays allocated. */
 bl_status_t bl_lm_grid_init(bl_lm_grid_t *g, bl_runtime_t *rt, const bl_gpt2_t *model, int stages,
-                            int micro, int schedule);
+                            int micro, int schedule, int capacity, int T);
 void bl_lm_grid_free(bl_lm_grid_t *g);
 
 /* Makes this stage own the units [map[stage], map[stage + 1]) of the stage

@@ -121,6 +121,7 @@ static bl_status_t decide(bl_lm_trainer_t *t, bl_lm_restager_t *r)
         r->message[0] = d.changed;
         r->last_action = d.action;
     }
+    st = bl_agree(rt, st, BL_ERR_MPI, "the stage controller's decision");
     return st == BL_OK ? bl_bcast_bounded(rt, r->message, S + 2, MPI_INT, 0, rt->comm,
                                           "the broadcast of the next stage map")
                        : st;
@@ -148,7 +149,14 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
         const int *next = r->message + 1;
         double bytes = 0.0, start = bl_now_seconds();
         st = bl_lm_grid_move(&t->grid, t->model, t->plan.first, next, &bytes);
+        /* Every rank switches maps, or none does; the policy learns the
+         * slowest rank's seconds. */
+        st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "moving units between stages");
         double seconds = bl_now_seconds() - start;
+        if (st == BL_OK) {
+            st = bl_allreduce_bounded(t->rt, MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX,
+                                      t->rt->comm, "the all-reduce of the move's seconds");
+        }
         for (int u = 0; u < r->units; u++) {
             info->stages_moved +=
                 bl_layout_stage_of(t->plan.first, S, u) != bl_layout_stage_of(next, S, u);

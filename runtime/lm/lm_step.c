@@ -98,9 +98,7 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)
     return st;
 }
 
-/* Checks that every rank holds the same parameters and AdamW moments (after
- * bl_lm_make_whole). Collective. */
-static bl_status_t check_replicas(bl_lm_trainer_t *t)
+bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when)
 {
     const bl_gpt2_t *g = t->model;
     const size_t bytes = g->param_count * sizeof(float);
@@ -108,8 +106,9 @@ static bl_status_t check_replicas(bl_lm_trainer_t *t)
         {"parameters", BL_CHECK_DIGEST, bl_digest(g->params, bytes)},
         {"AdamW first moments", BL_CHECK_DIGEST, bl_digest(g->adam_m, bytes)},
         {"AdamW second moments", BL_CHECK_DIGEST, bl_digest(g->adam_v, bytes)},
+        {"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps},
     };
-    return bl_check_same_on_all_ranks(t->rt, "replicas after the run", fields, 3);
+    return bl_check_same_on_all_ranks(t->rt, when, fields, 4);
 }
 
 bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg)
@@ -136,5 +135,5 @@ bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, voi
     if (st == BL_OK) {
         st = bl_lm_make_whole(t);
     }
-    return st == BL_OK ? check_replicas(t) : st;
+    return st == BL_OK ? bl_lm_check_replicas(t, "replicas after the run") : st;
 }

@@ -266,7 +266,8 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     }
     if (st == BL_OK) {
         st = bl_lm_grid_init(&t->grid, rt, t->model, cfg->pipeline.stages,
-                             cfg->pipeline.micro_batches, cfg->pipeline.schedule);
+                             cfg->pipeline.micro_batches, cfg->pipeline.schedule, t->capacity,
+                             cfg->seq_len);
     }
     if (st == BL_OK) {
         bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
