@@ -19,8 +19,12 @@ residual); a final LayerNorm; the head tied to the token embedding; the mean
 cross-entropy over the B * T targets. GPT-2's initialisation: weights
 N(0, 0.02^2), the two residual projections N(0, (0.02 / sqrt(2L))^2), biases
 0, LayerNorms 1 and 0. AdamW (betas 0.9, 0.95, eps 1e-8) with weight decay
-on the >= 2-D parameters only, a constant learning rate, the gradient's
-global norm clipped to --clip (0: no clipping).
+on the >= 2-D parameters only, the gradient's global norm clipped to --clip
+(0: no clipping). The learning rate follows ballast-train's schedule
+(runtime/lm/lm_schedule.c), set per step in the optimizer's param_groups:
+step s (0-based) uses lr * (s + 1) / W for s < W (--warmup W, default 0),
+then lr (--lr-schedule constant, the default) or, with cosine,
+lr_min + 0.5 * (1 + cos(pi * (s - W) / (S - W))) * (lr - lr_min).
 
 Data: token i is byte i of the file (vocab 256). A sequence is T + 1
 consecutive tokens starting at a multiple of T (input its first T, target
@@ -28,13 +32,22 @@ the T after the first); each step draws B starts at random from a generator
 seeded by --seed, the same on every rank; with --ddp rank r trains on
 sequences r * B / P .. (r + 1) * B / P - 1 of that global batch.
 
+Validation (--val-fraction X > 0; default 0, none): as ballast-train
+without --val-tokens, the last floor(N * X) of the file's N tokens are held
+out and the batches are drawn from the first N - floor(N * X) alone. After
+the last step rank 0 evaluates the final model (eval mode, no_grad) on the
+first min(--val-sequences, (Nval - 1) // T) sequences of the held-out
+stream (sequence i: its tokens i * T .. i * T + T), the mean per-token
+cross-entropy over their targets, as bl_lm_trainer_evaluate computes it.
+
 Timing: the training loop only (after start-up, data loading, model
 creation and, with --ddp, a barrier), all S steps including the first,
 ending with a barrier: tokens_per_s = S * B * T / that wall time, as
 ballast-train's summary counts. Rank 0 prints an info line and
-  summary: steps=S tokens_per_s=X train_loss=Y last_loss=Z
+  summary: steps=S tokens_per_s=X train_loss=Y last_loss=Z [val_loss=V]
 (train_loss: the mean loss of the last min(S, 100) steps over the global
-batch, as ballast-train's summary; last_loss: the last step's)."""
+batch; last_loss: the last step's; val_loss, with --val-fraction > 0, the
+validation loss above; the evaluation is outside the timed loop)."""
 import argparse
 import math
 import os
@@ -51,6 +64,14 @@ p.add_argument("--batch", type=int, default=16, help="global batch B, in sequenc
 p.add_argument("--steps", type=int, default=30)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--weight-decay", type=float, default=0.1)
+p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+               help="after the warm-up: constant, or a cosine decay to --lr-min at the last step")
+p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps: lr * (s + 1) / W")
+p.add_argument("--lr-min", type=float, default=0.0, help="the cosine schedule's floor")
+p.add_argument("--val-fraction", type=float, default=0.0,
+               help="hold out the last floor(N * X) tokens for validation (0: none)")
+p.add_argument("--val-sequences", type=int, default=64,
+               help="evaluate on at most N held-out sequences (0: all)")
 p.add_argument("--clip", type=float, default=1.0, help="max global gradient norm (0: none)")
 p.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
 p.add_argument("--text", required=True, help="the training text; its bytes are the tokens")
@@ -138,6 +159,36 @@ class GPT2(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+def lr_at(s):
+    """ballast's bl_lr_at: the learning rate of step s (0-based)."""
+    if s < a.warmup:
+        return a.lr * (s + 1) / a.warmup
+    if a.lr_schedule == "constant":
+        return a.lr
+    if s >= a.steps:
+        return a.lr_min
+    done = (s - a.warmup) / (a.steps - a.warmup)
+    return a.lr_min + 0.5 * (1.0 + math.cos(math.pi * done)) * (a.lr - a.lr_min)
+
+
+@torch.no_grad()
+def evaluate(model, val, T, max_seqs):
+    """The mean per-token cross-entropy over the first sequences of val."""
+    n = (val.numel() - 1) // T
+    if max_seqs > 0:
+        n = min(n, max_seqs)
+    was_training = model.training
+    model.eval()
+    offsets = torch.arange(T + 1)
+    total = 0.0
+    for at in range(0, n, 64):
+        k = min(64, n - at)
+        win = val[(torch.arange(at, at + k) * T).unsqueeze(1) + offsets]  # (k, T + 1)
+        total += model(win[:, :-1], win[:, 1:]).item() * k * T  # the mean over k * T targets
+    model.train(was_training)
+    return total / (n * T)
+
+
 def main():
     L, NH, C, T, V, B = a.n_layer, a.n_head, a.n_embd, a.seq_len, a.vocab, a.batch
     for name in ("n_layer", "n_head", "n_embd", "seq_len", "vocab", "batch", "steps",
@@ -146,6 +197,17 @@ def main():
             die(f"--{name.replace('_', '-')} must be at least 1")
     if C % NH:
         die(f"--n-head {NH} does not divide --n-embd {C}")
+    if a.warmup < 0:
+        die("--warmup must be >= 0")
+    if a.lr_schedule == "cosine":
+        if a.steps <= a.warmup:
+            die(f"--lr-schedule cosine: --steps {a.steps} must exceed --warmup {a.warmup}")
+        if not 0.0 <= a.lr_min <= a.lr:
+            die(f"--lr-min {a.lr_min} must be in [0, --lr {a.lr}]")
+    if not 0.0 <= a.val_fraction < 1.0:
+        die(f"--val-fraction {a.val_fraction} must be in [0, 1)")
+    if a.val_sequences < 0:
+        die("--val-sequences must be >= 0")
     if a.sdpa and not hasattr(F, "scaled_dot_product_attention"):
         die(f"--sdpa needs torch >= 2.0 (F.scaled_dot_product_attention); this is torch "
             f"{torch.__version__}")
@@ -165,9 +227,18 @@ def main():
     if data.max(initial=0) >= V:
         die(f"--vocab {V}: {a.text} has byte {int(data.max())}")
     tokens = torch.from_numpy(data.astype(np.int64))
+    ntok = tokens.numel()
+    val = None
+    if a.val_fraction > 0:  # ballast-train's split: the last floor(N * X) tokens
+        nval = int(ntok * a.val_fraction)
+        val = tokens[ntok - nval:]
+        tokens = tokens[:ntok - nval]
+        if nval < T + 1:
+            die(f"--val-fraction {a.val_fraction}: {nval} held-out tokens, fewer than one "
+                f"sequence of {T + 1}")
     nseq = (tokens.numel() - 1) // T  # starts 0, T, 2T, ... with T + 1 tokens after them
     if nseq < 1:
-        die(f"{a.text}: {tokens.numel()} bytes, fewer than one sequence of {T + 1}")
+        die(f"{a.text}: {tokens.numel()} training tokens, fewer than one sequence of {T + 1}")
     offsets = torch.arange(T + 1)
 
     if a.ddp:
@@ -198,7 +269,10 @@ def main():
               f"threads/rank={torch.get_num_threads()}, "
               f"attention={'sdpa' if a.sdpa else 'eager'}, L={L} NH={NH} C={C} T={T} V={V} "
               f"B={B} ({local}/rank), params={nparams} (12LC^2+13LC+VC+TC+2C={formula}), "
-              f"text={a.text} ({tokens.numel()} bytes, {nseq} sequence starts)", flush=True)
+              f"text={a.text} ({ntok} bytes, {nseq} training sequence starts"
+              f"{'' if val is None else f', {val.numel()} held out'}), "
+              f"lr={a.lr} {a.lr_schedule} warmup={a.warmup}"
+              f"{f' lr_min={a.lr_min}' if a.lr_schedule == 'cosine' else ''}", flush=True)
 
     if a.ddp:
         dist.barrier()
@@ -206,6 +280,9 @@ def main():
     for s in range(a.steps):
         starts = torch.randint(0, nseq, (B,), generator=gen)[rank * local:(rank + 1) * local]
         win = tokens[(starts * T).unsqueeze(1) + offsets]  # (local, T + 1)
+        lr = lr_at(s)
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss = net(win[:, :-1], win[:, 1:])
         loss.backward()
@@ -222,9 +299,12 @@ def main():
         losses /= world
     if rank == 0:
         tail = losses[-min(a.steps, 100):]
+        # Rank 0 alone, on the module itself (not DDP's wrapper): every rank holds
+        # the same parameters.
+        vl = "" if val is None else f" val_loss={evaluate(model, val, T, a.val_sequences):.6f}"
         print(f"summary: steps={a.steps} tokens_per_s={a.steps * B * T / wall:.1f} "
               f"train_loss={tail.mean().item():.6f} last_loss={losses[-1].item():.6f} "
-              f"step_ms={1e3 * wall / a.steps:.2f}", flush=True)
+              f"step_ms={1e3 * wall / a.steps:.2f}{vl}", flush=True)
     if a.ddp:
         dist.destroy_process_group()
     return 0
