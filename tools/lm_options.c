@@ -8,7 +8,7 @@ const char *const lm_flag_names[LM_FLAG_COUNT] = {
     "model",          "n-layer",     "n-head",     "n-embd", "seq-len",    "vocab",
     "max-seq-len",    "init-from",   "text",       "tokens", "val-tokens", "val-fraction",
     "val-sequences",  "val-every",   "save-model", "beta1",  "beta2",      "eps",
-    "clip-grad-norm", "lr-schedule", "warmup",     "lr-min",
+    "clip-grad-norm", "lr-schedule", "warmup",     "lr-min", "optimizer",
 };
 
 void lm_options_defaults(lm_options_t *o)
@@ -99,6 +99,12 @@ int lm_options_apply(int index, const char *flag, const char *arg, lm_options_t 
         return flags_long(flag, arg, 0, 1L << 40, &o->warmup, err, errlen);
     case 21:
         return real(flag, arg, 0.0, 1e6, 0, &o->lr_min, err, errlen);
+    case LM_FLAG_OPTIMIZER:
+        if (strcmp(arg, "sgd") == 0 || strcmp(arg, "adamw") == 0) {
+            o->optimizer = arg;
+            return 0;
+        }
+        return flags_fail(err, errlen, "%s: '%s' is neither sgd nor adamw", flag, arg);
     default:
         return flags_fail(err, errlen, "internal: unhandled language-model flag %d", index);
     }

@@ -24,12 +24,14 @@ typedef struct lm_options {
     bl_lr_kind_t schedule; /* --lr-schedule */
     long warmup;           /* --warmup */
     float lr_min;          /* --lr-min */
+    const char *optimizer; /* --optimizer sgd|adamw as given, or NULL (the model's own) */
 } lm_options_t;
 
 /* The flag names this file handles, in the order of train_options.c's
  * option table, and how many there are. */
 extern const char *const lm_flag_names[];
-#define LM_FLAG_COUNT 22
+#define LM_FLAG_COUNT     23
+#define LM_FLAG_OPTIMIZER 22 /* --optimizer, which both models take */
 
 void lm_options_defaults(lm_options_t *o);
 

@@ -131,6 +131,8 @@ static const char usage_text[] =
     "                        shape wins over the flags above\n"
     "  --save-model FILE     write the final model as an llm.c GPT-2 file (ballast-generate,\n"
     "                        llm.c and PyTorch read it)\n"
+    "  --optimizer sgd|adamw each model's own: sgd for the MLP, adamw for gpt2 (a\n"
+    "                        mismatch is refused)\n"
     "  --beta1 X --beta2 X --eps X\n"
     "                        AdamW's settings (defaults 0.9, 0.95, 1e-8)\n"
     "  --clip-grad-norm X    clip the global gradient norm to X (default 1; 0: off)\n"
@@ -482,6 +484,7 @@ static const struct option long_options[] = {
     {"lr-schedule", required_argument, NULL, OPT_LM_FIRST + 19},
     {"warmup", required_argument, NULL, OPT_LM_FIRST + 20},
     {"lr-min", required_argument, NULL, OPT_LM_FIRST + 21},
+    {"optimizer", required_argument, NULL, OPT_LM_FIRST + LM_FLAG_OPTIMIZER},
     {NULL, 0, NULL, 0},
 };
 
@@ -720,8 +723,17 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
                                    OPT_BUCKET_MB,
                                    OPT_REPARTITION_HORIZON,
                                    OPT_REPARTITION_THRESHOLD};
+    /* Each model has its optimizer: the MLP SGD, GPT-2 AdamW. */
+    const char *own = o->lm.on ? "adamw" : "sgd";
+    if (o->lm.optimizer != NULL && strcmp(o->lm.optimizer, own) != 0) {
+        return flags_fail(err, errlen, "--optimizer %s: --model %s trains with %s", o->lm.optimizer,
+                          o->lm.on ? "gpt2" : "mlp", own);
+    }
     if (!o->lm.on) {
         for (int i = 1; i < LM_FLAG_COUNT; i++) {
+            if (i == LM_FLAG_OPTIMIZER) {
+                continue;
+            }
             if (seen[OPT_LM_FIRST + i - OPT_DATA]) {
                 return flags_fail(err, errlen, "--%s needs --model gpt2", lm_flag_names[i]);
             }
