@@ -289,6 +289,53 @@ static void test_split_batch_sums_to_whole(void **state)
     assert_memory_equal(got, want, P * sizeof(float));
 }
 
+/* The parameter ranges of a stage's units, for every stage map of the
+ * tiny model's 4 units (the embedding, 2 blocks, the head) over 1 to 4
+ * stages: together the stages cover every parameter exactly once, except
+ * wte, which both the first stage (the embedding) and the last (the tied
+ * head) hold; and the clipping scale follows torch's rule. */
+static void test_unit_ranges_cover_the_model(void **state)
+{
+    (void)state;
+    bl_gpt2_t *g = make_model(NULL);
+    const size_t P = g->param_count;
+    const bl_gpt2_tensor_t *wte = &g->tensors[BL_GPT2_WTE];
+    int *seen = calloc(P, sizeof *seen);
+    assert_non_null(seen);
+    /* A map of 4 units is a subset of the cuts {1, 2, 3}. */
+    for (int cuts = 0; cuts < 8; cuts++) {
+        int first[5] = {0}, S = 0;
+        for (int u = 1; u < 4; u++) {
+            if (cuts & (1 << (u - 1))) {
+                first[++S] = u;
+            }
+        }
+        first[++S] = 4;
+        memset(seen, 0, P * sizeof *seen);
+        for (int s = 0; s < S; s++) {
+            bl_gpt2_range_t r[BL_GPT2_TENSOR_COUNT];
+            const int n = bl_gpt2_unit_ranges(g, first[s], first[s + 1], r);
+            for (int k = 0; k < n; k++) {
+                for (size_t i = r[k].offset; i < r[k].offset + r[k].count; i++) {
+                    seen[i]++;
+                }
+            }
+        }
+        for (size_t i = 0; i < P; i++) {
+            const int in_wte = i >= wte->offset && i < wte->offset + wte->count;
+            const int want = in_wte && S > 1 ? 2 : 1;
+            if (seen[i] != want) {
+                fail_msg("map of %d stages (cuts %d): parameter %zu held %d times, not %d", S,
+                         cuts, i, seen[i], want);
+            }
+        }
+    }
+    free(seen);
+    assert_true(fabs(bl_gpt2_grad_scale(2.0, 100, 1.0f) - 0.01 * 1.0 / (2.0 + 1e-6)) < 1e-15);
+    assert_true(bl_gpt2_grad_scale(0.5, 100, 1.0f) == 0.01);
+    assert_true(bl_gpt2_grad_scale(5.0, 4, 0.0f) == 0.25);
+}
+
 /* Weight decay only on wte, wpe, qkvw, attprojw, fcw and fcprojw: with a
  * zero gradient, AdamW's step is the decay alone, so the decayed tensors
  * are w · (1 − lr · wd) exactly and the others unchanged. */
@@ -451,6 +498,7 @@ int main(void)
         cmocka_unit_test_teardown(test_gradient_matches_finite_differences, release_all),
         cmocka_unit_test_teardown(test_tied_embedding_gets_both_shares, release_all),
         cmocka_unit_test_teardown(test_split_batch_sums_to_whole, release_all),
+        cmocka_unit_test_teardown(test_unit_ranges_cover_the_model, release_all),
         cmocka_unit_test_teardown(test_adamw_decay_mask, release_all),
         cmocka_unit_test_teardown(test_adamw_scale_and_clipping, release_all),
         cmocka_unit_test_teardown(test_init_params, release_all),
