@@ -325,8 +325,8 @@ static void test_unit_ranges_cover_the_model(void **state)
             const int in_wte = i >= wte->offset && i < wte->offset + wte->count;
             const int want = in_wte && S > 1 ? 2 : 1;
             if (seen[i] != want) {
-                fail_msg("map of %d stages (cuts %d): parameter %zu held %d times, not %d", S,
-                         cuts, i, seen[i], want);
+                fail_msg("map of %d stages (cuts %d): parameter %zu held %d times, not %d", S, cuts,
+                         i, seen[i], want);
             }
         }
     }
