@@ -55,7 +55,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ -z "$text" ]; then
     text=$tmp/fortunes.txt
-    cat $(ls /usr/share/games/fortunes/* | grep -v -e '\.dat$' -e '\.u8$') >"$text"
+    bench_fortunes bench_gpt_pp.sh "$text"
 fi
 base="--model gpt2 --text $text --steps $steps --threads 1 --val-fraction 0 --quiet --pp 2
       --micro-batches 4 --emulate-slowdown 1:2 --rebalance-every $every"

@@ -133,18 +133,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$text" ]; then
-    # The demo's text: every text of the fortunes package, not the .dat
-    # indexes nor the .u8 links.
     text=$tmp/fortunes.txt
-    : >"$text"
-    for f in /usr/share/games/fortunes/*; do
-        case $f in *.dat | *.u8) continue ;; esac
-        [ -f "$f" ] && cat "$f" >>"$text"
-    done
-    [ -s "$text" ] || {
-        echo "bench_gpt_val.sh: no text: install the fortunes package or pass --text FILE" >&2
-        exit 1
-    }
+    bench_fortunes bench_gpt_val.sh "$text"
 fi
 [ -r "$text" ] || {
     echo "bench_gpt_val.sh: --text: cannot read $text" >&2

@@ -44,6 +44,21 @@ bench_interleave() {
     done
 }
 
+# bench_fortunes NAME FILE: writes the demo's text into FILE, every text of
+# the fortunes package concatenated (not the .dat indexes nor the .u8
+# links); exits 1, naming the script NAME, when there is none.
+bench_fortunes() {
+    : >"$2"
+    for _bench_f in /usr/share/games/fortunes/*; do
+        case $_bench_f in *.dat | *.u8) continue ;; esac
+        [ -f "$_bench_f" ] && cat "$_bench_f" >>"$2"
+    done
+    [ -s "$2" ] || {
+        echo "$1: no text: install the fortunes package or pass --text FILE" >&2
+        exit 1
+    }
+}
+
 # bench_prepare NAME PROGRAM: exits 1, naming the script NAME, unless
 # PROGRAM is built and $mpirun (default mpirun) and jq are installed; then
 # lets Open MPI run as root and gives every rank one BLAS thread.
