@@ -16,10 +16,13 @@ bl_dp_case(hybrid_scripted_moves 4 --dp 2 --pp 2 --shards 20,12 --micro-batches 
            --stages-at 4:0-2,3-4 --stages-at 15:0-0,1-4)
 
 # The policy moves layers off an emulated 8x slower stage 1; the telemetry
-# must show a migration (so the equivalence below is not vacuous).
+# must show a migration (so the equivalence below is not vacuous). Step
+# times are modelled (BALLAST_TEST_MODELLED_TIME), as in the shard policies'
+# move tests: with measured sub-millisecond steps, the load of tests running
+# beside it could hide the slow stage and the policy held in one CI run.
 set(bl_restage_out ${BL_CLI_OUT}/restage_policy)
 bl_cli_test(restage_policy EXIT 0 MATCH "^summary: steps=25 "
-    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2
+    COMMAND env BALLAST_TEST_MODELLED_TIME=1e-7 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_dp_run} --pp 2
             --micro-batches 2 --policy proportional --rebalance-every 3
             --emulate-slowdown 1:8 --telemetry ${bl_restage_out}.jsonl
             --save-params ${bl_restage_out}.bin
