@@ -7,7 +7,9 @@
 #  3. preemption: a longer sbatch job signalled with SIGUSR1 mid-run (as
 #     --signal does before the time limit) checkpoints, exits 3, requeues
 #     itself, resumes and finishes with parameters equal to an uninterrupted
-#     mpirun run, bit for bit.
+#     mpirun run, bit for bit;
+#  4. slurm/gpt2.sbatch trains a small GPT-2 to completion and writes its
+#     model.
 # Exits 77 (ctest: skipped) with the reason when no local Slurm can start
 # here (not root, slurm-wlm/munge missing, daemons refused).
 #   slurm_test.sh ROOT TRAIN DATA WORK REFERENCE
@@ -131,5 +133,19 @@ cmp -s "$work/preempted.bin" "$work/whole.bin" ||
     fail "the preempted job's parameters differ from the uninterrupted run's" "$work/preempt.out"
 echo "slurm test: job $job stopped by SIGUSR1, checkpointed, requeued, resumed; parameters equal"
 echo "slurm test: $(grep -o 'stopped: after step [0-9]*' "$work/preempt.out")"
+# 4. The GPT-2 script (slurm/gpt2.sbatch) on a small model and a Debian
+# text: the job completes, prints its summary and writes the model file.
+if [ -r /usr/share/games/fortunes/linux ]; then
+    job=$(BALLAST_CKPT=$work/gpt2-ckpt BALLAST_TEXT=/usr/share/games/fortunes/linux \
+        BALLAST_ARGS="--n-layer 2 --n-head 2 --n-embd 32 --seq-len 16 --batch 8 --steps 10 \
+--warmup 2 --quiet --val-sequences 4 --save-model $work/gpt2.bin" \
+        sbatch --parsable --ntasks=2 --output="$work/gpt2.out" "$root/slurm/gpt2.sbatch") ||
+        fail "sbatch refused the GPT-2 job"
+    wait_done "$job" || job_failed "$job" "$work/gpt2.out"
+    grep -q "^summary: steps=10 tokens_per_s=" "$work/gpt2.out" ||
+        fail "no GPT-2 summary in the job's output" "$work/gpt2.out"
+    [ -s "$work/gpt2.bin" ] || fail "the GPT-2 job wrote no model file" "$work/gpt2.out"
+    echo "slurm test: GPT-2 job $job completed: summary printed, model written ($(date +%T))"
+fi
 sh "$root/slurm/local-cluster.sh" stop "$work/cluster" >/dev/null 2>&1
 echo "slurm test: ok"
