@@ -5,18 +5,6 @@
 #include "lm_impl.h"
 #include "wait.h"
 
-void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *tokens,
-               int32_t *targets)
-{
-    for (int b = 0; b < n; b++) {
-        const uint16_t *s = stream + seq[b] * (long)T;
-        for (int i = 0; i < T; i++) {
-            tokens[(size_t)b * T + i] = s[i];
-            targets[(size_t)b * T + i] = s[i + 1];
-        }
-    }
-}
-
 bl_status_t bl_lm_check_tokens(bl_runtime_t *rt, const char *what, const uint16_t *stream,
                                long count, int vocab)
 {

@@ -53,8 +53,7 @@ struct bl_lm_trainer {
     int32_t *targets; /* (capacity, T) its targets */
     bl_balancer_t balancer;
     bl_slowdowns_t slowdowns;
-    long step; /* the next global step (a resume sets it) */
-    int failed;
+    long step;         /* the next global step (a resume sets it) */
     bl_lm_grid_t grid; /* the pipelines and stages, and this rank's units */
     bl_lm_restager_t restager;
     long whole_at; /* the step at which every rank last held the whole model, or -1 */
@@ -89,12 +88,6 @@ bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
 bl_status_t bl_lm_check_schedule(bl_runtime_t *rt, const bl_lr_schedule_t *s, float lr);
 
 /* ---- lm_eval.c ---------------------------------------------------------- */
-
-/* Copies the n sequences seq[0 .. n) of T + 1 tokens of stream (sequence i
- * is stream[i·T .. i·T + T]) into tokens (n, T), its first T tokens, and
- * targets (n, T), its last T. */
-void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *tokens,
-               int32_t *targets);
 
 /* Checks that every token of stream[0 .. count) lies below vocab, naming
  * `what` and the first one that does not (BL_ERR_INVALID_ARG). Local. */

@@ -157,6 +157,18 @@ static bl_status_t send(bl_lm_grid_t *g, const float *buf, int count, int to, in
     return BL_OK;
 }
 
+void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *tokens,
+               int32_t *targets)
+{
+    for (int b = 0; b < n; b++) {
+        const uint16_t *s = stream + seq[b] * (long)T;
+        for (int i = 0; i < T; i++) {
+            tokens[(size_t)b * T + i] = s[i];
+            targets[(size_t)b * T + i] = s[i + 1];
+        }
+    }
+}
+
 /* Cuts the pipeline's n sequences into the micro-batches' views. */
 static void cut_micro_batches(bl_lm_grid_t *g, const bl_gpt2_t *model, bl_gpt2_acts_t *whole,
                               const uint16_t *stream, const long *seq, int n)
@@ -169,13 +181,7 @@ static void cut_micro_batches(bl_lm_grid_t *g, const bl_gpt2_t *model, bl_gpt2_a
         bl_gpt2_acts_t *v = &g->views[i];
         bl_gpt2_acts_view(model, whole, b0, m, g->view_layers + (size_t)i * (size_t)(L > 0 ? L : 1),
                           v);
-        for (int b = 0; b < m; b++) {
-            const uint16_t *s = stream + seq[b0 + b] * (long)T;
-            for (int j = 0; j < T; j++) {
-                v->tokens[(size_t)b * T + j] = s[j];
-                v->targets[(size_t)b * T + j] = s[j + 1];
-            }
-        }
+        bl_lm_cut(stream, T, seq + b0, m, v->tokens, v->targets);
         v->has_targets = last_stage;
         b0 += m;
     }

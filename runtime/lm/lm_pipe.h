@@ -41,6 +41,12 @@ typedef struct bl_lm_passes {
     double pipe_s;    /* the seconds blocked on the neighbouring stages */
 } bl_lm_passes_t;
 
+/* Copies the n sequences seq[0 .. n) of T + 1 tokens of stream (sequence i
+ * is stream[i·T .. i·T + T]) into tokens (n, T), its first T tokens, and
+ * targets (n, T), its last T. */
+void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *tokens,
+               int32_t *targets);
+
 /* Sets up the grid for S stages (which must divide the ranks and not exceed
  * the units) of M micro-batches under `schedule`, with its communicators,
  * for slices of up to `capacity` sequences of T tokens. Collective; on

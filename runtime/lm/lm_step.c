@@ -123,7 +123,6 @@ bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, voi
         bl_step_info_t info;
         bl_status_t st = train_step(t, &info);
         if (st != BL_OK) {
-            t->failed = 1;
             return st;
         }
         if (cb != NULL && cb(&info, cb_arg) != 0) {
