@@ -294,11 +294,11 @@ static void test_version1_manifest(void **state)
     assert_null(s.control);
     assert_int_equal(s.control_bytes, 0);
     bl_ckpt_state_free(rt, &s);
-    /* Version 3 does not exist yet. */
-    put32(b + 8, 3);
+    /* Version 4 does not exist yet. */
+    put32(b + 8, 4);
     put32(b + 24, (uint32_t)crc32(0L, b, 24));
     assert_int_equal(bl_ckpt_check_file(rt, "manifest.bin", b, v1_len, f.m), BL_ERR_FORMAT);
-    assert_non_null(strstr(bl_last_error(rt), "version 3; this library reads versions 1 to 2"));
+    assert_non_null(strstr(bl_last_error(rt), "version 4; this library reads versions 1 to 3"));
     free(b);
     teardown(&f);
 }

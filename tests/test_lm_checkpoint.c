@@ -4,7 +4,11 @@
  * is skipped (at every cut of its first bytes and every bit of its small
  * sections, and a sample beyond) and the older checkpoint is taken; a
  * checkpoint of another seed or shape, or a layer trainer's, is refused
- * with BL_ERR_MISMATCH naming the field. */
+ * with BL_ERR_MISMATCH naming the field. The STAGES section (the stage map,
+ * format version 3): a malformed map, with its checksum made right, is
+ * skipped as damaged with a warning naming the section and the entry; a
+ * version 2 file without it still resumes, bit for bit; and a map saved for
+ * another number of stages leaves the run's own map, with an info line. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "ballast.h"
 #include "test_support.h"
@@ -40,12 +45,17 @@ static bl_lm_config_t tiny_config(uint64_t seed, int channels)
     return c;
 }
 
-static bl_lm_trainer_t *make(uint64_t seed, int channels)
+static bl_lm_trainer_t *make_on(bl_runtime_t *on, uint64_t seed, int channels)
 {
     bl_lm_config_t c = tiny_config(seed, channels);
     bl_lm_trainer_t *t = NULL;
-    assert_int_equal(bl_lm_trainer_create(rt, &c, tokens, COUNT, &t), BL_OK);
+    assert_int_equal(bl_lm_trainer_create(on, &c, tokens, COUNT, &t), BL_OK);
     return t;
+}
+
+static bl_lm_trainer_t *make(uint64_t seed, int channels)
+{
+    return make_on(rt, seed, channels);
 }
 
 static void fresh_dir(char *dir, size_t n, const char *name)
@@ -208,6 +218,227 @@ static void test_other_run_refused(void **state)
     remove_dir(dir);
 }
 
+/* ---- The STAGES section ---------------------------------------------------- */
+
+/* The log lines of the runtime `loud` (info and up), one per line. */
+static char logged[1 << 16];
+
+static void capture(bl_log_level_t level, int rank, const char *line, void *arg)
+{
+    (void)level;
+    (void)rank;
+    (void)arg;
+    size_t used = strlen(logged);
+    snprintf(logged + used, sizeof logged - used, "%s\n", line);
+}
+
+/* One section of a checkpoint file: its id and payload. */
+typedef struct section {
+    uint32_t id;
+    const unsigned char *bytes;
+    size_t nbytes;
+} section_t;
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* Splits a checkpoint file (checkpoint.h: a 32-byte header, then per
+ * section u32 id, u32 CRC32, u64 length and the payload) into its sections;
+ * returns their count. */
+static int split_file(const unsigned char *b, size_t len, section_t *out, int max)
+{
+    int n = 0;
+    for (size_t at = 32; at < len; n++) {
+        assert_true(n < max && len - at >= 16);
+        uint64_t k = (uint64_t)get32(b + at + 8) | (uint64_t)get32(b + at + 12) << 32;
+        out[n] = (section_t){get32(b + at), b + at + 16, (size_t)k};
+        at += 16 + (size_t)k;
+    }
+    assert_int_equal(n, (int)get32(b + 20));
+    return n;
+}
+
+/* Writes a file of `version` (kind 3) with the sections given, with every
+ * checksum right, as a save writes it. */
+static void write_file(const char *path, uint32_t version, const section_t *sec, int n)
+{
+    unsigned char h[32] = "BALLASTK";
+    put32(h + 8, version);
+    put32(h + 12, 0x01020304u);
+    put32(h + 16, 3);
+    put32(h + 20, (uint32_t)n);
+    put32(h + 24, (uint32_t)crc32(0L, h, 24));
+    put32(h + 28, 0);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(h, 1, 32, f), 32);
+    for (int i = 0; i < n; i++) {
+        unsigned char s[16];
+        put32(s, sec[i].id);
+        put32(s + 4, (uint32_t)crc32(0L, sec[i].bytes, (uInt)sec[i].nbytes));
+        put32(s + 8, (uint32_t)sec[i].nbytes);
+        put32(s + 12, (uint32_t)((uint64_t)sec[i].nbytes >> 32));
+        assert_int_equal(fwrite(s, 1, 16, f), 16);
+        assert_int_equal(fwrite(sec[i].bytes, 1, sec[i].nbytes, f), sec[i].nbytes);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+enum { SEC_SHARDS = 10, SEC_STAGES = 13 };
+
+static int find_section(const section_t *sec, int n, uint32_t id)
+{
+    for (int i = 0; i < n; i++) {
+        if (sec[i].id == id) {
+            return i;
+        }
+    }
+    fail_msg("section %u missing", id);
+    return -1;
+}
+
+/* Resumes a fresh trainer on `loud` from dir and checks that it took the
+ * checkpoint of `step`; returns it. */
+static bl_lm_trainer_t *resume_at(bl_runtime_t *loud, const char *dir, long step)
+{
+    bl_lm_trainer_t *b = make_on(loud, 3, 16);
+    logged[0] = '\0';
+    int resumed = 0;
+    assert_int_equal(bl_lm_trainer_resume(b, dir, &resumed), BL_OK);
+    assert_int_equal(resumed, 1);
+    assert_int_equal(bl_lm_trainer_step(b), step);
+    return b;
+}
+
+static void test_stage_map_section(void **state)
+{
+    (void)state;
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_INFO;
+    cfg.log_fn = capture;
+    cfg.blas_threads = 1;
+    bl_runtime_t *loud = NULL;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &loud), BL_OK);
+    char dir[256], path[512], file[600];
+    fresh_dir(dir, sizeof dir, "stages");
+    bl_lm_trainer_t *a = make_on(loud, 3, 16);
+    assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
+    assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, NULL, 0), BL_OK);
+    assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
+    assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, path, sizeof path), BL_OK);
+    snprintf(file, sizeof file, "%s/lm.bin", path);
+    size_t len;
+    unsigned char *good = slurp_file(file, &len);
+    /* Version 3, 8 sections; STAGES follows SHARDS and holds one stage over
+     * the 3 units (the embedding, 1 block, the head): 1, then 0, 3. */
+    assert_int_equal(get32(good + 8), 3);
+    section_t sec[8], bad[8];
+    int n = split_file(good, len, sec, 8);
+    assert_int_equal(n, 8);
+    const int shards = find_section(sec, n, SEC_SHARDS), stages = find_section(sec, n, SEC_STAGES);
+    assert_int_equal(stages, shards + 1);
+    assert_int_equal(sec[stages].nbytes, 12);
+    assert_int_equal(get32(sec[stages].bytes), 1);
+    assert_int_equal(get32(sec[stages].bytes + 4), 0);
+    assert_int_equal(get32(sec[stages].bytes + 8), 3);
+
+    /* Malformed maps (and SHARDS of 2 ranks in 1 pipeline, so that 2 stages
+     * fit): the newest checkpoint is skipped as damaged, naming the field,
+     * and the older one is taken. */
+    static const unsigned char two_ranks[12] = {2, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0};
+    const struct {
+        unsigned char map[16];
+        size_t nbytes;
+        int two_ranks;
+        const char *says;
+    } cases[] = {
+        {{1, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0},
+         12,
+         0,
+         "STAGES section: stage map entry 0 is unit 1; the first stage must start at unit 0"},
+        {{1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0},
+         12,
+         0,
+         "STAGES section: stage map entry 1 (the end) is unit 2; the last stage must end at the "
+         "model's 3 units"},
+        {{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0},
+         16,
+         1,
+         "STAGES section: stage map entry 1 is unit 0, not after entry 0 (0): the stages must be "
+         "in order"},
+        {{2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0},
+         16,
+         1,
+         "STAGES section: stage map entry 1 is unit 3, past the model's last unit 2"},
+        {{2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0},
+         16,
+         0,
+         "STAGES section: S = 2 stages, but SHARDS has P = 1 ranks in D = 1 pipelines, so S = "
+         "P / D = 1"},
+        {{2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0}, 12, 0, "STAGES section: 12 bytes for 2 stages"},
+        {{4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0},
+         16,
+         0,
+         "STAGES section: 16 bytes for 4 stages over 3 units"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(bad, sec, sizeof sec);
+        bad[stages] = (section_t){SEC_STAGES, cases[i].map, cases[i].nbytes};
+        if (cases[i].two_ranks) {
+            bad[shards] = (section_t){SEC_SHARDS, two_ranks, sizeof two_ranks};
+        }
+        write_file(file, 3, bad, n);
+        bl_lm_trainer_t *b = resume_at(loud, dir, STEPS);
+        assert_non_null(strstr(logged, "skipping"));
+        if (strstr(logged, cases[i].says) == NULL) {
+            fail_msg("case %zu: the log does not say '%s':\n%s", i, cases[i].says, logged);
+        }
+        bl_lm_trainer_destroy(b);
+    }
+
+    /* A map of 2 stages, saved on 2 ranks, is well formed but does not fit
+     * this one-stage run: it keeps its own map, and says so. */
+    static const unsigned char map2[16] = {2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0};
+    memcpy(bad, sec, sizeof sec);
+    bad[stages] = (section_t){SEC_STAGES, map2, sizeof map2};
+    bad[shards] = (section_t){SEC_SHARDS, two_ranks, sizeof two_ranks};
+    write_file(file, 3, bad, n);
+    bl_lm_trainer_t *b = resume_at(loud, dir, 2 * STEPS);
+    if (strstr(logged, "stage map 0-0,1-2 was saved for 2 stages; this run has 1, so the "
+                       "balanced map 0-2 is used") == NULL) {
+        fail_msg("no line about the other stage count:\n%s", logged);
+    }
+    assert_same_params(a, b);
+    bl_lm_trainer_destroy(b);
+
+    /* A version 2 file (written before the STAGES section) still resumes,
+     * and the run goes on bit for bit. */
+    memcpy(bad, sec, sizeof sec);
+    memmove(bad + stages, bad + stages + 1, (size_t)(n - stages - 1) * sizeof *bad);
+    write_file(file, 2, bad, n - 1);
+    b = resume_at(loud, dir, 2 * STEPS);
+    assert_null(strstr(logged, "skipping"));
+    assert_same_params(a, b);
+    assert_int_equal(bl_lm_trainer_run(a, 2, NULL, NULL), BL_OK);
+    assert_int_equal(bl_lm_trainer_run(b, 2, NULL, NULL), BL_OK);
+    assert_same_params(a, b);
+    bl_lm_trainer_destroy(b);
+
+    free(good);
+    bl_lm_trainer_destroy(a);
+    bl_runtime_destroy(loud);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     for (int i = 0; i < COUNT; i++) {
@@ -218,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_damage_skipped),
         cmocka_unit_test(test_other_run_refused),
+        cmocka_unit_test(test_stage_map_section),
     };
     return run_tests_with_runtime("lm_checkpoint", tests, sizeof tests / sizeof tests[0], &rt);
 }

@@ -12,7 +12,7 @@
  * checkpoint shares.
  *
  * The file layout (little-endian):
- *   header (32 bytes): "BALLASTK", u32 version (2; 1 is read too), u32 0x01020304,
+ *   header (32 bytes): "BALLASTK", u32 version (3; 1 and 2 are read too), u32 0x01020304,
  *     u32 kind (1 manifest, 2 stage, 3 language model), u32 sections, u32 CRC32 of the first
  *     24 bytes, u32 0
  *   each section: u32 id, u32 CRC32 of the payload, u64 payload bytes,
@@ -37,8 +37,14 @@
  *     u32 shuffle, u32 0, u64 AdamW steps taken, u64 plan version),
  *   SHARDS (u32 ranks P, u32 pipelines D, D × u32 shards in sequences,
  *     summing to the batch),
- *   CONTROL (the shard policy's learned state and window, policy_state.h;
- *     may be empty),
+ *   STAGES (from version 3: u32 stages S, with S × D = P, then S + 1 × u32
+ *     the stage map in force over the pipeline units, 0 the embedding, 1 .. L
+ *     the blocks, L + 1 the head: stage s computes the units [first[s],
+ *     first[s + 1]); the map starts at 0, rises strictly and ends at L + 2,
+ *     so the embedding is on the first stage and the head on the last; a
+ *     version 2 file has no map, and its run keeps its own),
+ *   CONTROL (the shard policy's and the stage policy's learned state and the
+ *     shard controller's window, policy_state.h; may be empty),
  *   PARAMS, ADAM_M, ADAM_V (N floats each: the parameters in llm.c's
  *     order, AdamW's first and second moments).
  * Its loader checks every section before it changes the model. A reader of

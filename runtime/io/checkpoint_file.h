@@ -18,6 +18,12 @@
 #define BL_CKPT_HEADER_BYTES  32u
 #define BL_CKPT_SECTION_BYTES 16u
 
+/* The format's version, which a save writes; a load reads every version from
+ * 1 on. Version 2 added the manifest's CONTROL section, and version 3 the
+ * language model's STAGES section (checkpoint.h). Each reader says how many
+ * sections its kind of file holds in each version (bl_ckpt_read_header). */
+#define BL_CKPT_VERSION 3u
+
 /* A file's kind, in its header: the layer trainer's manifest and stage
  * files, and the language-model trainer's one state file. A reader that
  * finds another trainer's kind says so (BL_ERR_MISMATCH). */
@@ -48,6 +54,7 @@ enum {
     BL_CKPT_SEC_SHARDS = 10,
     BL_CKPT_SEC_ADAM_M = 11,
     BL_CKPT_SEC_ADAM_V = 12,
+    BL_CKPT_SEC_STAGES = 13,
     BL_CKPT_SEC_COUNT
 };
 
@@ -63,12 +70,14 @@ typedef struct bl_ckpt_reader {
     uint32_t version; /* the file's version, once its header is read */
 } bl_ckpt_reader_t;
 
-/* Reads and checks the header of a file of `kind` with `sections` sections
- * (plus `added` more from version 2 on). Returns BL_OK, BL_ERR_FORMAT, or
- * BL_ERR_MISMATCH for a file of the other trainer (the message names both
- * kinds). */
-bl_status_t bl_ckpt_read_header(bl_ckpt_reader_t *r, uint32_t kind, uint32_t sections,
-                                uint32_t added);
+/* Reads and checks the header of a file of `kind`, which in version v of the
+ * format holds sections[v - 1] sections (0: the format had no such file in
+ * that version); r->version then says which version the file is, so that
+ * the caller reads the sections that version holds. Returns BL_OK,
+ * BL_ERR_FORMAT, or BL_ERR_MISMATCH for a file of the other trainer (the
+ * message names both kinds). */
+bl_status_t bl_ckpt_read_header(bl_ckpt_reader_t *r, uint32_t kind,
+                                const uint32_t sections[BL_CKPT_VERSION]);
 
 /* Reads the next section, which must be section `id` of `want` bytes (0
  * allows any length up to what is left), and checks its checksum. On
@@ -80,6 +89,17 @@ bl_status_t bl_ckpt_read_section(bl_ckpt_reader_t *r, uint32_t id, size_t want,
 /* Returns BL_OK when the file ends after its last section, else
  * BL_ERR_FORMAT. */
 bl_status_t bl_ckpt_read_end(const bl_ckpt_reader_t *r);
+
+/* Reads a stage map of stages + 1 entries (u32 each, little-endian) at p,
+ * inside a section that r has read, over `units` units (`unit` names one in
+ * messages: the layer trainer's layers, the language model's pipeline
+ * units). A map starts at unit 0, rises strictly (every stage holds at
+ * least one unit) and ends at `units`, so the first unit lies on the first
+ * stage and the last unit on the last. The entries go into first (stages +
+ * 1 ints) when it is not NULL. Returns BL_OK, or BL_ERR_FORMAT naming the
+ * section, the entry and the rule it breaks. Needs 1 <= stages <= units. */
+bl_status_t bl_ckpt_read_map(const bl_ckpt_reader_t *r, const char *section, const unsigned char *p,
+                             uint32_t stages, uint32_t units, const char *unit, int *first);
 
 /* Records a malformed file on the runtime, with the message "checkpoint
  * file NAME: <what is wrong>", and returns BL_ERR_FORMAT. */
@@ -113,6 +133,23 @@ typedef bl_status_t (*bl_ckpt_check_fn)(bl_runtime_t *rt, const char *path, void
  * path does not fit in path. */
 bl_status_t bl_ckpt_find_valid(bl_runtime_t *rt, const char *dir, bl_ckpt_check_fn check, void *arg,
                                int mismatch_stops, char *path, size_t n, int *found);
+
+/* ---- Resuming (checkpoint_load.c) ------------------------------------- */
+
+/* On resume (either trainer): takes the stage map `saved` (saved_stages + 1
+ * entries, checked by bl_ckpt_read_map) of the checkpoint `path` into this
+ * run's map `first` (stages + 1 entries) when both have the same number of
+ * stages, so that a resumed pipeline goes on with the map it had: the run
+ * then continues as if never stopped, whatever map the config gives. When
+ * the maps differ, one info line names the checkpoint and both maps, with
+ * `mine` saying where this run's map came from ("configured", "balanced").
+ * With another number of stages the run keeps its map, and an info line
+ * says so; with no saved map (saved NULL: a checkpoint written before maps
+ * were saved) it keeps its map too, with an info line when it has more than
+ * one stage. Returns 1 when first changed, else 0. Local: every rank reads
+ * the same checkpoint and decides the same. */
+int bl_ckpt_adopt_map(bl_runtime_t *rt, const char *path, const int *saved, int saved_stages,
+                      int *first, int stages, const char *mine);
 
 /* ---- Writing (checkpoint_save.c) -------------------------------------- */
 

@@ -16,14 +16,16 @@
 #include "checkpoint_impl.h"
 
 #define MAGIC "BALLASTK"
-/* Version 2 added the manifest's CONTROL section; version 1 files are
- * still read (their runs resume with fresh policies). */
-#define VERSION        2u
+/* The version written is BL_CKPT_VERSION (checkpoint_file.h). Older files
+ * are still read: a version 1 manifest has no CONTROL section (its run
+ * resumes with fresh policies), and a version 2 language-model file no
+ * STAGES section (its run resumes on its own stage map). */
+#define VERSION        BL_CKPT_VERSION
 #define BYTE_ORDER_TAG 0x01020304u
 
 static const char *const section_names[BL_CKPT_SEC_COUNT] = {
     "?",       "MODEL", "STATE",    "LAYOUT", "RANGE",  "PARAMS", "MOMENTUM",
-    "CONTROL", "GPT2",  "LM_STATE", "SHARDS", "ADAM_M", "ADAM_V"};
+    "CONTROL", "GPT2",  "LM_STATE", "SHARDS", "ADAM_M", "ADAM_V", "STAGES"};
 
 /* What each kind of file is, for the message that refuses another
  * trainer's file. */
@@ -81,7 +83,7 @@ bl_status_t bl_ckpt_bad(const reader_t *r, const char *fmt, ...)
     return bl_fail(r->rt, BL_ERR_FORMAT, "checkpoint file %s: %s", r->name, why);
 }
 
-bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, uint32_t sections, uint32_t added)
+bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, const uint32_t sections[VERSION])
 {
     const unsigned char *h = r->bytes;
     if (r->len < BL_CKPT_HEADER_BYTES) {
@@ -98,7 +100,6 @@ bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, uint32_t sections, u
         return bl_ckpt_bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
                            VERSION);
     }
-    sections += r->version >= 2 ? added : 0;
     if (bl_le_get32(h + 12) != BYTE_ORDER_TAG) {
         return bl_ckpt_bad(r, "header: byte order tag %#x (written on another byte order?)",
                            bl_le_get32(h + 12));
@@ -111,9 +112,12 @@ bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, uint32_t sections, u
         return bl_fail(r->rt, BL_ERR_MISMATCH, "checkpoint file %s holds %s, not %s", r->name,
                        kind_name(got), kind_name(kind));
     }
-    if (got != kind || bl_le_get32(h + 20) != sections) {
-        return bl_ckpt_bad(r, "header: kind %u with %u sections, not the file expected here",
-                           bl_le_get32(h + 16), bl_le_get32(h + 20));
+    if (got != kind || sections[r->version - 1] == 0 ||
+        bl_le_get32(h + 20) != sections[r->version - 1]) {
+        return bl_ckpt_bad(r,
+                           "header: kind %u with %u sections in version %u, not the file "
+                           "expected here",
+                           got, bl_le_get32(h + 20), r->version);
     }
     r->pos = BL_CKPT_HEADER_BYTES;
     return BL_OK;
@@ -146,6 +150,44 @@ bl_status_t bl_ckpt_read_section(reader_t *r, uint32_t id, size_t want, const un
     *out = s + BL_CKPT_SECTION_BYTES;
     *len = (size_t)n;
     r->pos += BL_CKPT_SECTION_BYTES + (size_t)n;
+    return BL_OK;
+}
+
+bl_status_t bl_ckpt_read_map(const reader_t *r, const char *section, const unsigned char *p,
+                             uint32_t stages, uint32_t units, const char *unit, int *first)
+{
+    uint32_t prev = 0;
+    for (uint32_t i = 0; i <= stages; i++) {
+        uint32_t f = bl_le_get32(p + 4 * (size_t)i);
+        if (i == 0 && f != 0) {
+            return bl_ckpt_bad(r,
+                               "%s section: stage map entry 0 is %s %u; the first stage must "
+                               "start at %s 0",
+                               section, unit, f, unit);
+        }
+        if (i > 0 && f <= prev) {
+            return bl_ckpt_bad(r,
+                               "%s section: stage map entry %u is %s %u, not after entry %u (%u): "
+                               "the stages must be in order, each with a %s",
+                               section, i, unit, f, i - 1, prev, unit);
+        }
+        if (i < stages && f >= units) {
+            return bl_ckpt_bad(r,
+                               "%s section: stage map entry %u is %s %u, past the model's last "
+                               "%s %u: a later stage is left without one",
+                               section, i, unit, f, unit, units - 1);
+        }
+        if (i == stages && f != units) {
+            return bl_ckpt_bad(r,
+                               "%s section: stage map entry %u (the end) is %s %u; the last "
+                               "stage must end at the model's %u %ss",
+                               section, i, unit, f, units, unit);
+        }
+        if (first != NULL) {
+            first[i] = (int)f;
+        }
+        prev = f;
+    }
     return BL_OK;
 }
 
@@ -198,7 +240,9 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
  * BL_OK, BL_ERR_FORMAT, BL_ERR_MISMATCH or BL_ERR_NO_MEM. */
 static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
 {
-    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_MANIFEST, 3, 1);
+    /* Version 2 added the CONTROL section. */
+    static const uint32_t counts[VERSION] = {3, 4, 4};
+    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_MANIFEST, counts);
     if (st == BL_OK) {
         st = check_model(r, m);
     }
@@ -233,16 +277,11 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
         return bl_ckpt_bad(r, "LAYOUT section: %zu bytes for %u ranks, %u pipelines and %u stages",
                            len, P, D, S);
     }
-    long sum = 0;
-    for (uint32_t i = 0; i <= S; i++) {
-        uint32_t f = bl_le_get32(p + 12 + 4 * (size_t)i);
-        uint32_t prev = i > 0 ? bl_le_get32(p + 12 + 4 * (size_t)(i - 1)) : 0;
-        if ((i == 0 && f != 0) || (i > 0 && f <= prev) ||
-            (i == S && f != (uint32_t)m->layer_count)) {
-            return bl_ckpt_bad(
-                r, "LAYOUT section: stage map entry %u is not contiguous over the layers", i);
-        }
+    st = bl_ckpt_read_map(r, "LAYOUT", p + 12, S, (uint32_t)m->layer_count, "layer", NULL);
+    if (st != BL_OK) {
+        return st;
     }
+    long sum = 0;
     for (uint32_t d = 0; d < D; d++) {
         sum += bl_le_get32(p + 12 + 4 * ((size_t)S + 1 + d));
     }
@@ -295,7 +334,8 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
 static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
                                float *momentum)
 {
-    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_STAGE, 3, 0);
+    static const uint32_t counts[VERSION] = {3, 3, 3};
+    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_STAGE, counts);
     const unsigned char *p;
     size_t len;
     if (st == BL_OK) {

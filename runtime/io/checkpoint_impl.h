@@ -1,7 +1,8 @@
 /* What the pieces of the checkpoint code share. This header is not
  * installed, and only runtime/io/checkpoint_*.c include it. The file format
- * itself (the magic, the version, the layout of the header and of the
- * sections) is known to checkpoint_format.c alone: the writer asks it to
+ * itself (the magic, the layout of the header and of the sections) is known
+ * to checkpoint_format.c alone (checkpoint_file.h gives the version's
+ * number, and each reader the sections of each version): the writer asks it to
  * encode a header or a section's header, and the loader asks it to check
  * and decode a whole file held in memory. checkpoint_save.c writes a
  * checkpoint; checkpoint_load.c finds the newest valid one and loads it.

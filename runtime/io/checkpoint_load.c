@@ -1,4 +1,6 @@
-/* This file finds and loads checkpoints (bl_ckpt_find, bl_ckpt_load). A
+/* This file finds and loads checkpoints (bl_ckpt_find, bl_ckpt_load), and
+ * it takes a checkpoint's stage map on resume for either trainer
+ * (bl_ckpt_adopt_map, checkpoint_file.h). A
  * valid checkpoint is a ckpt-<step> directory whose manifest and stage
  * files all pass checkpoint_format.c's checks against the model. The finder
  * removes the temporary directories that dead saves left, tries the
@@ -269,4 +271,37 @@ bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          size_t n, int *found)
 {
     return bl_ckpt_find_valid(rt, dir, check_layer_checkpoint, (void *)m, 0, path, n, found);
+}
+
+/* ---- Resuming ---------------------------------------------------------- */
+
+int bl_ckpt_adopt_map(bl_runtime_t *rt, const char *path, const int *saved, int saved_stages,
+                      int *first, int stages, const char *mine)
+{
+    char theirs[512], ours[512];
+    bl_plan_format_map(first, stages, ours, sizeof ours);
+    if (saved == NULL) {
+        if (stages > 1) {
+            bl_log(rt, BL_LOG_INFO,
+                   "resume: %s holds no stage map (it was saved before maps were); the %s map %s "
+                   "is used",
+                   path, mine, ours);
+        }
+        return 0;
+    }
+    bl_plan_format_map(saved, saved_stages, theirs, sizeof theirs);
+    if (saved_stages != stages) {
+        bl_log(rt, BL_LOG_INFO,
+               "resume: %s's stage map %s was saved for %d stage%s; this run has %d, so the %s "
+               "map %s is used",
+               path, theirs, saved_stages, saved_stages == 1 ? "" : "s", stages, mine, ours);
+        return 0;
+    }
+    if (memcmp(first, saved, ((size_t)stages + 1) * sizeof *first) == 0) {
+        return 0;
+    }
+    bl_log(rt, BL_LOG_INFO, "resume: %s's stage map %s is kept; the %s map %s is not used", path,
+           theirs, mine, ours);
+    memcpy(first, saved, ((size_t)stages + 1) * sizeof *first);
+    return 1;
 }

@@ -10,8 +10,13 @@
  * trainer's) with BL_ERR_MISMATCH naming the field. Each rank then reads
  * the file itself, checks every section before it changes anything, and
  * the ranks agree before the state is applied. With pipelines, a save first
- * makes every rank's model whole (bl_lm_make_whole), and the stage map is
- * not saved: it is the run's own (the config's or the balanced one). */
+ * makes every rank's model whole (bl_lm_make_whole), and it saves the stage
+ * map in force and the stage policy's learned state with the shard
+ * policy's. A resume on as many stages continues the saved map (every rank
+ * holds the whole model after the load, so nothing moves) and the policies'
+ * state when their kinds match; on another number of stages, or from a file
+ * written before maps were saved (format version 2), the run keeps its own
+ * map (the config's or the balanced one). An info line says which. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,8 +28,9 @@
 #include "policy_state.h"
 #include "wait.h"
 
-/* The sections of lm.bin, in file order (checkpoint.h). */
-#define LM_SECTIONS    7
+/* The sections of lm.bin, in file order (checkpoint.h): 8 since version 3
+ * of the format added STAGES, 7 in a version 2 file. */
+#define LM_SECTIONS    8
 #define GPT2_BYTES     32u
 #define LM_STATE_BYTES 48u
 #define MAX_RANKS      (1u << 20)
@@ -44,6 +50,8 @@ typedef struct lm_saved {
     long plan_version;
     int ranks, pipelines;
     const unsigned char *shards; /* pipelines × u32 */
+    int stages;                  /* S, or 0 in a file without a stage map (version 2) */
+    const unsigned char *map;    /* (S + 1) × u32, checked, or NULL */
     const unsigned char *control;
     size_t control_bytes;
     const unsigned char *params, *adam_m, *adam_v; /* param_count floats each */
@@ -62,6 +70,10 @@ static void put_shape(unsigned char *p, const bl_gpt2_config_t *c, size_t param_
 }
 
 /* ---- Decoding --------------------------------------------------------- */
+
+/* The sections that lm.bin holds in each version of the format: none in
+ * version 1, 7 in version 2, and 8 from version 3 on (STAGES). */
+static const uint32_t lm_sections[BL_CKPT_VERSION] = {0, 7, LM_SECTIONS};
 
 /* Reads the GPT2 and LM_STATE sections (the reader is past the header) into
  * *s. Returns BL_OK or BL_ERR_FORMAT. */
@@ -112,11 +124,44 @@ static bl_status_t parse_head(bl_ckpt_reader_t *r, lm_saved_t *s)
     return BL_OK;
 }
 
+/* Reads the STAGES section (after SHARDS, whose ranks and pipelines are in
+ * *s): S stages, which with the pipelines make the ranks, and a stage map
+ * over the model's L + 2 units (bl_ckpt_read_map), so that the embedding
+ * (unit 0) lies on the first stage and the head (unit L + 1) on the last,
+ * as the grid requires. Returns BL_OK or BL_ERR_FORMAT naming the field. */
+static bl_status_t parse_stages(bl_ckpt_reader_t *r, lm_saved_t *s)
+{
+    const unsigned char *p;
+    size_t len;
+    bl_status_t st = bl_ckpt_read_section(r, BL_CKPT_SEC_STAGES, 0, &p, &len);
+    if (st != BL_OK) {
+        return st;
+    }
+    const uint64_t units = (uint64_t)s->shape.num_layers + 2;
+    const uint64_t S = len >= 4 ? bl_le_get32(p) : 0;
+    if (S < 1 || S > units || len != 4 + 4 * ((size_t)S + 1)) {
+        return bl_ckpt_bad(r, "STAGES section: %zu bytes for %llu stages over %llu units", len,
+                           (unsigned long long)S, (unsigned long long)units);
+    }
+    if (S * (uint64_t)s->pipelines != (uint64_t)s->ranks) {
+        return bl_ckpt_bad(r,
+                           "STAGES section: S = %llu stages, but SHARDS has P = %d ranks in D = "
+                           "%d pipelines, so S = P / D = %d",
+                           (unsigned long long)S, s->ranks, s->pipelines, s->ranks / s->pipelines);
+    }
+    st = bl_ckpt_read_map(r, "STAGES", p + 4, (uint32_t)S, (uint32_t)units, "unit", NULL);
+    if (st == BL_OK) {
+        s->stages = (int)S;
+        s->map = p + 4;
+    }
+    return st;
+}
+
 /* Decodes the whole file (the reader is fresh) into *s. Returns BL_OK or
  * BL_ERR_FORMAT, or BL_ERR_MISMATCH for another kind of file. */
 static bl_status_t parse_file(bl_ckpt_reader_t *r, lm_saved_t *s)
 {
-    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_LM, LM_SECTIONS, 0);
+    bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_LM, lm_sections);
     if (st == BL_OK) {
         st = parse_head(r, s);
     }
@@ -143,7 +188,12 @@ static bl_status_t parse_file(bl_ckpt_reader_t *r, lm_saved_t *s)
     s->ranks = (int)P;
     s->pipelines = (int)D;
     s->shards = p + 8;
-    st = bl_ckpt_read_section(r, BL_CKPT_SEC_CONTROL, 0, &s->control, &s->control_bytes);
+    s->stages = 0;
+    s->map = NULL;
+    st = r->version >= 3 ? parse_stages(r, s) : BL_OK;
+    if (st == BL_OK) {
+        st = bl_ckpt_read_section(r, BL_CKPT_SEC_CONTROL, 0, &s->control, &s->control_bytes);
+    }
     const uint32_t ids[3] = {BL_CKPT_SEC_PARAMS, BL_CKPT_SEC_ADAM_M, BL_CKPT_SEC_ADAM_V};
     const unsigned char **to[3] = {&s->params, &s->adam_m, &s->adam_v};
     for (int k = 0; k < 3 && st == BL_OK; k++) {
@@ -233,7 +283,7 @@ static bl_status_t read_checkpoint(bl_lm_trainer_t *t, const char *dir, unsigned
     bl_status_t st = read_head(rt, path, head, &len);
     bl_ckpt_reader_t r = {.rt = rt, .name = path, .bytes = head, .len = len};
     if (st == BL_OK) {
-        st = bl_ckpt_read_header(&r, BL_CKPT_KIND_LM, LM_SECTIONS, 0);
+        st = bl_ckpt_read_header(&r, BL_CKPT_KIND_LM, lm_sections);
     }
     if (st == BL_OK) {
         st = parse_head(&r, s);
@@ -244,11 +294,13 @@ static bl_status_t read_checkpoint(bl_lm_trainer_t *t, const char *dir, unsigned
     if (st != BL_OK) {
         return st;
     }
-    /* The most a file of this model holds: the headers, the small sections,
-     * the largest policy state and three arrays of the parameters. */
+    /* The most a file of this model holds: the headers, the small sections
+     * (the stage map has at most one stage a unit), the largest policy state
+     * and three arrays of the parameters. */
+    const size_t units = (size_t)t->model->config.num_layers + 2;
     const size_t max = BL_CKPT_HEADER_BYTES + LM_SECTIONS * BL_CKPT_SECTION_BYTES + GPT2_BYTES +
-                       LM_STATE_BYTES + 8 + 4 * (size_t)MAX_RANKS + BL_CKPT_CONTROL_MAX +
-                       3 * t->model->param_count * sizeof(float);
+                       LM_STATE_BYTES + 8 + 4 * (size_t)MAX_RANKS + 8 + 4 * units +
+                       BL_CKPT_CONTROL_MAX + 3 * t->model->param_count * sizeof(float);
     st = bl_ckpt_read_whole(rt, path, max, bytes, &len);
     if (st == BL_OK) {
         r = (bl_ckpt_reader_t){.rt = rt, .name = path, .bytes = *bytes, .len = len};
@@ -276,9 +328,11 @@ static bl_status_t check_checkpoint(bl_runtime_t *rt, const char *dir, void *arg
 
 /* ---- Saving ------------------------------------------------------------ */
 
-/* Packs the shard policy's learned state and its window in progress into
- * *out (rank 0; NULL with 0 bytes elsewhere), as the layer trainer's
- * control.c does for its shard controller. Collective. */
+/* Packs the learned state of the shard policy and of the stage policy
+ * (when each runs) and the shard controller's window in progress into *out
+ * (rank 0; NULL with 0 bytes elsewhere), as the layer trainer's control.c
+ * does. The stage controller's window is not saved: a resumed run observes
+ * its units afresh after the warm-up (lm_restage.c). Collective. */
 static bl_status_t collect_control(bl_lm_trainer_t *t, unsigned char **out, size_t *n)
 {
     bl_runtime_t *rt = t->rt;
@@ -302,7 +356,7 @@ static bl_status_t collect_control(bl_lm_trainer_t *t, unsigned char **out, size
         w.shard = shard;
     }
     st = bl_policy_state_collect(rt, t->balancer.controller_on ? t->balancer.ctl.policy : NULL,
-                                 NULL, &w, out, n);
+                                 t->restager.on ? t->restager.policy : NULL, &w, out, n);
     bl_mem_free(a, shard);
     return st;
 }
@@ -319,16 +373,18 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     const bl_allocator_t *a = bl_rt_allocator(rt);
     const bl_gpt2_t *g = t->model;
     const int D = t->plan.groups; /* the pipelines, each with its shard */
+    const int S = t->plan.stages; /* the stages of the map */
     char scratch[4096];
     char *where = path != NULL ? path : scratch;
     double t0 = bl_now_seconds();
-    unsigned char *control = NULL, *shards = NULL;
+    unsigned char *control = NULL, *shards = NULL, *stages = NULL;
     size_t control_bytes = 0;
     bl_status_t st = collect_control(t, &control, &control_bytes);
     if (st == BL_OK && rt->rank == 0) {
         shards = bl_mem_array(a, 8 + 4 * (size_t)D, 1);
-        if (shards == NULL) {
-            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a checkpoint's shards");
+        stages = bl_mem_array(a, 4 + 4 * ((size_t)S + 1), 1);
+        if (shards == NULL || stages == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for a checkpoint's shards and stage map");
         }
     }
     st = bl_agree(rt, st, BL_ERR_NO_MEM, "gathering the controllers' state");
@@ -355,6 +411,13 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
                 bl_le_put32(shards + 8 + 4 * (size_t)d, (uint32_t)t->plan.shards[d]);
             }
         }
+        if (stages != NULL) {
+            /* The map in force: every rank switched to it together. */
+            bl_le_put32(stages, (uint32_t)S);
+            for (int i = 0; i <= S; i++) {
+                bl_le_put32(stages + 4 + 4 * (size_t)i, (uint32_t)t->plan.first[i]);
+            }
+        }
         if (control_bytes > BL_CKPT_CONTROL_MAX) {
             bl_log(rt, BL_LOG_WARN,
                    "checkpoint: the policy's state (%zu bytes) is over %u bytes; saved without "
@@ -368,6 +431,7 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
             {BL_CKPT_SEC_GPT2, shape, sizeof shape},
             {BL_CKPT_SEC_LM_STATE, state, sizeof state},
             {BL_CKPT_SEC_SHARDS, shards, 8 + 4 * (size_t)D},
+            {BL_CKPT_SEC_STAGES, stages, 4 + 4 * ((size_t)S + 1)},
             {BL_CKPT_SEC_CONTROL, control, control_bytes},
             {BL_CKPT_SEC_PARAMS, g->params, floats},
             {BL_CKPT_SEC_ADAM_M, g->adam_m, floats},
@@ -378,6 +442,7 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     }
     bl_mem_free(a, control);
     bl_mem_free(a, shards);
+    bl_mem_free(a, stages);
     if (st == BL_OK) {
         /* The parameters and both moments take 4 bytes each. */
         bl_log(rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
@@ -449,9 +514,31 @@ static void adopt_plan(bl_lm_trainer_t *t, const lm_saved_t *s, const char *path
     t->local = (int)p->shards[t->grid.layout.replica];
 }
 
-/* Rank 0 loads the shard policy's learned state and its window in progress
- * when they fit this run (the same policy and ranks); the first steps after
- * the resume are a warm-up that is not observed, as at a start. Local. */
+/* Continues the saved stage map on as many stages (bl_ckpt_adopt_map, as the
+ * layer trainer does): this stage then owns its units under it. Every rank
+ * loaded the whole model, so no parameters move. A file without a map
+ * (version 2), or a map of another number of stages, leaves the run's own
+ * map (the configured or the balanced one), with an info line. Local; every
+ * rank decides the same from the same file. */
+static void adopt_map(bl_lm_trainer_t *t, const lm_saved_t *s, const char *path)
+{
+    /* At most one stage a unit of this model (parse_stages). */
+    int saved[s->stages + 1];
+    for (int i = 0; s->map != NULL && i <= s->stages; i++) {
+        saved[i] = (int)bl_le_get32(s->map + 4 * (size_t)i);
+    }
+    if (bl_ckpt_adopt_map(t->rt, path, s->map != NULL ? saved : NULL, s->stages, t->plan.first,
+                          t->plan.stages,
+                          t->cfg.plan.stage_first != NULL ? "configured" : "balanced")) {
+        bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
+    }
+}
+
+/* Rank 0 loads the learned state of the shard policy and of the stage
+ * policy, and the shard controller's window in progress, when they fit this
+ * run (the same policy kind, ranks and stages; bl_policy_state_restore says
+ * in an info line which start afresh and why); the first steps after the
+ * resume are a warm-up that is not observed, as at a start. Local. */
 static void restore_control(bl_lm_trainer_t *t, const lm_saved_t *s, const char *path)
 {
     bl_runtime_t *rt = t->rt;
@@ -461,7 +548,8 @@ static void restore_control(bl_lm_trainer_t *t, const lm_saved_t *s, const char 
         return;
     }
     bl_control_windows_t w;
-    bl_policy_state_restore(rt, b->controller_on ? b->ctl.policy : NULL, NULL, s->control,
+    bl_policy_state_restore(rt, b->controller_on ? b->ctl.policy : NULL,
+                            t->restager.on ? t->restager.policy : NULL, s->control,
                             s->control_bytes, path, &w);
     const size_t count = BL_CONTROLLER_WINDOW_DOUBLES(rt->size);
     int fits = 0;
@@ -512,6 +600,7 @@ bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resum
         bl_log(rt, BL_LOG_INFO, "resumed from %s at step %ld (saved on %d ranks)", path, s.step,
                s.ranks);
         adopt_plan(t, &s, path);
+        adopt_map(t, &s, path);
         restore_control(t, &s, path);
         *resumed = 1;
     }

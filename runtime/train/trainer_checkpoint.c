@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "checkpoint_file.h"
 #include "consistency.h"
 #include "trainer_impl.h"
 #include "wait.h"
@@ -79,15 +80,15 @@ static int shards_fit_caps(const bl_plan_t *p, const long *shards)
 /* A resume continues the checkpoint's plan and takes its plan version. With the
  * same number of pipelines, its shards replace the config's plan (or the even
  * split), and with the same number of stages, its stage map replaces the
- * config's (or the balanced one): the run then goes on exactly as if never
- * stopped, whatever the command line gives. A configured plan that differs is
- * named in one info line. Saved shards outside this run's caps give way to the
- * plan that the config gives, also with an info line. A new stage map rebuilds
- * the stages, agreed over the job. */
+ * config's (or the balanced one, bl_ckpt_adopt_map): the run then goes on
+ * exactly as if never stopped, whatever the command line gives. A configured
+ * plan or a map that differs is named in one info line. Saved shards outside
+ * this run's caps give way to the plan that the config gives, also with an
+ * info line. A new stage map rebuilds the stages, agreed over the job. */
 static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const char *path)
 {
     bl_plan_t *p = &t->plan;
-    int D = p->groups, S = p->stages;
+    int D = p->groups;
     char theirs[512], mine[512];
     p->version = saved->version;
     if (saved->groups == D && memcmp(p->shards, saved->shards, (size_t)D * sizeof *p->shards)) {
@@ -109,16 +110,8 @@ static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const cha
                    path, theirs, mine);
         }
     }
-    if (saved->stages == S &&
-        memcmp(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first) != 0) {
-        if (t->user_map) {
-            bl_plan_format_map(saved->first, S, theirs, sizeof theirs);
-            bl_plan_format_map(p->first, S, mine, sizeof mine);
-            bl_log(t->rt, BL_LOG_INFO,
-                   "resume: %s's stage map %s is kept; the configured map %s is not used", path,
-                   theirs, mine);
-        }
-        memcpy(p->first, saved->first, (size_t)(S + 1) * sizeof *p->first);
+    if (bl_ckpt_adopt_map(t->rt, path, saved->first, saved->stages, p->first, p->stages,
+                          t->user_map ? "configured" : "balanced")) {
         return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH,
                         "rebuilding the stages");
     }
