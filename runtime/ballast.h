@@ -233,6 +233,10 @@ typedef struct bl_layer_call {
     float *grads;   /* backward: d loss / d params, param_count floats, summed over the batch */
     int accumulate; /* backward: 0 overwrites grads, 1 adds to them */
     void *state;    /* the user_state given to bl_model_add_layer */
+    /* The rows are batch / seq_len sequences of seq_len consecutive tokens
+     * (a language model's stream, where a layer may mix tokens of one
+     * sequence); 1 in the layer trainer, whose rows are samples. */
+    int seq_len;
 } bl_layer_call_t;
 
 /* A layer defined by callbacks. forward and backward may be called with batch
@@ -691,7 +695,33 @@ typedef struct bl_adamw_config {
     float clip_grad_norm; /* > 0: the largest global gradient norm; 0: no clipping */
 } bl_adamw_config_t;
 
-#define BL_LM_CONFIG_VERSION 1
+#define BL_LM_CONFIG_VERSION 2
+
+/* The most user layers a language model takes. */
+#define BL_LM_MAX_LAYERS 16
+
+/* A user layer inside a GPT-2's residual stream: it maps the stream
+ * (B · T rows of C channels) to a stream of the same width, after unit
+ * `after` (0: the embedding, 1 .. L: that block), before the next unit
+ * reads it. Several layers after one unit run in the array's order. The
+ * layer belongs to the unit it follows: a pipeline stage that owns the unit
+ * computes it, and it moves with the unit.
+ *   ops.shape(state, C, &out, &count) must give out = C; ops.init (or
+ *   zeros, when NULL) gives the parameters from a seed derived from the
+ *   trainer's seed and the layer's index; ops.forward and ops.backward see
+ *   batch = B · T rows in sequence order, seq_len = T, in_features =
+ *   out_features = C, and backward adds (accumulate 1) the per-token
+ *   gradient SUMS of its micro-batch into grads, as the built-in layers do:
+ *   a pass must not scale by its batch. ops.cost_hint (multiply-adds per
+ *   row, or NULL) counts in the default stage map. ops.destroy is not
+ *   called: the caller owns state. AdamW updates the parameters, with the
+ *   weight decay when `decay` is 1. */
+typedef struct bl_lm_layer {
+    int after;
+    bl_layer_ops_t ops;
+    void *state;
+    int decay;
+} bl_lm_layer_t;
 
 /* A language-model trainer's configuration. Start from BL_LM_CONFIG_INIT. The
  * batch is B sequences of T tokens; each sequence is T + 1 consecutive tokens
@@ -719,6 +749,15 @@ typedef struct bl_lm_config {
     bl_plan_config_t plan;       /* shards and caps in sequences; the stage map over units */
     bl_balance_config_t balance; /* the shard policy; with pipelines, the stage-map one */
     bl_diagnostics_config_t diagnostics;
+    /* 1: with one stage and every rank of the job on one node, the ranks sum
+     * the gradients and take AdamW's step through MPI shared memory, each
+     * rank its slice, instead of all-reducing; 0: always all-reduce. */
+    int node_reduce;
+    /* The user layers in the residual stream (bl_lm_layer_t), layer_count of
+     * them, at most BL_LM_MAX_LAYERS; NULL with 0: none. The trainer copies
+     * the array; each layer's state must outlive the trainer. */
+    const bl_lm_layer_t *layers;
+    int layer_count;
 } bl_lm_config_t;
 
 #define BL_LM_CONFIG_INIT                                                                          \
@@ -738,8 +777,10 @@ typedef struct bl_lm_config {
                   .eps = 1e-8f,                                                                    \
                   .weight_decay = 0.1f,                                                            \
                   .clip_grad_norm = 1.0f},                                                         \
-        .balance = {                                                                               \
-            .rebalance_every = 10, .repartition_horizon = 200.0, .repartition_threshold = 0.02},   \
+        .balance = {.rebalance_every = 10,                                                         \
+                    .repartition_horizon = 200.0,                                                  \
+                    .repartition_threshold = 0.02},                                                \
+        .node_reduce = 1,                                                                          \
     }
 
 typedef struct bl_lm_trainer bl_lm_trainer_t;
@@ -771,8 +812,12 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
                                    long max_sequences, double *loss);
 
 /* Writes the model to path in llm.c's GPT-2 format (float32, version 3), which
- * llm.c, PyTorch scripts and bl_lm_generate read. Rank 0 writes, atomically;
- * collective, and every rank returns its status. */
+ * llm.c, PyTorch scripts and bl_lm_generate read. With user layers, whose
+ * parameters that format has no place for, it also writes them to
+ * "<path>.layers" (the layers' parameters in the config's order, raw
+ * little-endian float32); the llm.c file alone is the model without them.
+ * Rank 0 writes, atomically; collective, and every rank returns its
+ * status. */
 bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path);
 
 /* Saves the trainer's state into dir/ckpt-<step>/, keeping the newest `keep`
@@ -780,11 +825,12 @@ bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path);
  * checkpoint's directory. Collective; a step callback may call it. Every
  * replica holds the same state, so rank 0 writes it (after checking that the
  * replicas agree): the next step, the seed, batch, sequence length and
- * shuffle that fix the batches, the model's shape, the parameters, AdamW's
- * moments and step count, the plan (its version and shards) and the shard
- * policy's learned state. A failed save leaves the previous checkpoints as
- * they were; every rank returns the same status. (Format: runtime/io/
- * checkpoint.h; README: "Transformers") */
+ * shuffle that fix the batches, the model's shape, the parameters (the user
+ * layers' too), AdamW's moments and step count, the plan (its version, shards
+ * and stage map) and the learned state of the shard policy and of the stage
+ * policy. A failed save leaves the previous checkpoints as they were; every
+ * rank returns the same status. (Format: runtime/io/checkpoint.h; README:
+ * "Transformers") */
 bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, int keep, char *path,
                                           size_t n);
 
@@ -792,12 +838,20 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
  * warning, any that is damaged) and continues from it: the next run starts
  * at its step with its parameters, AdamW state and plan (which wins over the
  * config's), bit for bit as if never stopped on the same ranks with a fixed
- * plan. On another number of ranks the saved shards do not apply and the
- * trainer keeps its first plan (an info line says so). *resumed says whether
- * it resumed (0 when dir has no checkpoint). Collective; call it before
- * bl_lm_trainer_run. BL_ERR_MISMATCH, naming the field and both values: the
- * newest intact checkpoint is of another model shape, sequence length,
- * seed, batch or shuffle, or is a layer trainer's. */
+ * plan. With as many pipeline stages, the saved stage map replaces the
+ * configured or balanced one (an info line names both when they differ; no
+ * parameters move, since every rank holds the whole model after the load),
+ * and the stage policy goes on from its saved state when it is of the same
+ * kind (else it starts afresh, with an info line saying why). On another
+ * number of ranks the saved shards do not apply, and on another number of
+ * stages the saved map does not: the trainer keeps its first plan (an info
+ * line says so); a checkpoint written before stage maps were saved resumes
+ * on the run's own map. *resumed says whether it resumed (0 when dir has no
+ * checkpoint). Collective; call it before bl_lm_trainer_run.
+ * BL_ERR_MISMATCH, naming the field and both values: the newest intact
+ * checkpoint is of another model shape or parameter count (the user
+ * layers' included), sequence length, seed, batch or shuffle, or is a layer
+ * trainer's. */
 bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resumed);
 
 /* As bl_trainer_emulate_slowdown, for a language-model trainer. */

@@ -7,7 +7,7 @@
 #     Trains with a checkpoint every EVERY steps and RANK killed with
 #     SIGKILL after STEP (the BALLAST_TEST_KILL_AT hook), then resumes with
 #     --resume; the resumed run's model file must equal REFERENCE bit for
-#     bit. Prints "gpt-checkpoint: killed at RANK:STEP, resumed from step
+#     bit (and its user layers' file REFERENCE.layers, where that exists). Prints "gpt-checkpoint: killed at RANK:STEP, resumed from step
 #     N: equal bit for bit". The checkpoints stay in WORKDIR/ckpt.
 #   gpt_checkpoint.sh damage SOURCE WORKDIR -- COMMAND...
 #     Copies the checkpoint directory SOURCE to WORKDIR/ckpt, truncates the
@@ -53,7 +53,9 @@ kill)
         cat "$work/resumed.log"
         exit 1
     fi
-    if ! cmp -s "$work/final.bin" "$ref"; then
+    # With user layers, their parameters' file too.
+    if ! cmp -s "$work/final.bin" "$ref" ||
+        { [ -e "$ref.layers" ] && ! cmp -s "$work/final.bin.layers" "$ref.layers"; }; then
         echo "gpt-checkpoint: killed at $kill, resumed from step $from: DIFFERS from $ref"
         exit 1
     fi

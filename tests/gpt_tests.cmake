@@ -41,6 +41,54 @@ endfunction()
 bl_gpt_case(even2 2)
 bl_gpt_case(uneven2 2 --shards 3,5)
 bl_gpt_case(uneven3 3 --shards 0,5,3)
+# Every rank of these jobs is on one node, so the one-stage cases above (and
+# the policy's below) sum their gradients and take AdamW's step through
+# shared memory, each rank its slice (runtime/lm/lm_node.c, the default);
+# the _mpi cases all-reduce instead (--node-reduce off), as jobs across nodes
+# do. Every step of these runs clips: the gradient norm (1.2 and above on
+# this text) exceeds --clip-grad-norm 0.5, which gpt_node3_clip checks.
+bl_gpt_case(uneven2_mpi 2 --shards 3,5 --node-reduce off)
+bl_gpt_case(uneven3_mpi 3 --shards 0,5,3 --node-reduce off)
+# The node path ran (the info line says so, so that the equality is not
+# vacuous), on 3 ranks with a zero shard, with every step's norm above the
+# clip (no progress line shows a norm below 1).
+set(bl_gpt_loud ${bl_gpt_run})
+list(REMOVE_ITEM bl_gpt_loud --quiet)
+bl_cli_test(gpt_node3_clip EXIT 0
+    MATCH "gradient reduction: shared memory .3 ranks on one node"
+          "^step 20/20 .* grad_norm [0-9.]+$" "!grad_norm 0[.]" "^summary: steps=20 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_loud}
+            --progress 0 --shards 2,0,6 --save-model ${BL_CLI_OUT}/gpt_node3_clip.bin
+    REQUIRES cli_out SETUP gpt_node3_clip)
+bl_cli_test(gpt_node3_clip_equals_one_process EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_node3_clip.bin
+            ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+    REQUIRES gpt_ref gpt_node3_clip)
+# --node-reduce off all-reduces, and says so; a job whose ranks disagree on
+# it stops before step 0, naming the field.
+bl_cli_test(gpt_node_reduce_off_logged EXIT 0
+    MATCH "gradient reduction: MPI all-reduce .the node-local reduction is off."
+          "^summary: steps=8 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --steps 8 --node-reduce off
+    REQUIRES cli_out)
+bl_cli_test(gpt_mismatch_node_reduce EXIT 1
+    MATCH "rank 1 differs from rank 0 in node reduce" "!^summary:"
+    COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} :
+            ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN} ${bl_gpt_run} --node-reduce off
+    REQUIRES cli_out)
+# A rank that stops arriving (the test hook sleeps rank 1 after step 7) ends
+# the job under --timeout at the node's first barrier, naming it.
+bl_cli_test(gpt_hang_node_reduce EXIT 1
+    MATCH "rank [02]: timed out: step 8: the barrier before the node's gradient sum did not complete within 2 s: ranks that had not arrived: 1 "
+    COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_gpt_run} --timeout 2
+    REQUIRES cli_out)
+set_tests_properties(cli_gpt_node3_clip cli_gpt_node3_clip_equals_one_process
+    cli_gpt_node_reduce_off_logged cli_gpt_mismatch_node_reduce cli_gpt_hang_node_reduce
+    PROPERTIES LABELS "cli;mpi")
+# The node path's slices of the parameter ranges (label unit).
+bl_unit_test(test_lm_node)
 # Pipelines over the units (0 the embedding, 1-2 the blocks, 3 the head):
 # both schedules, micro-batches that do not divide the slice, every unit a
 # stage of its own, and the hybrid grid with uneven pipelines. The tied
@@ -131,7 +179,8 @@ set_tests_properties(cli_gpt_bad_shards PROPERTIES LABELS "cli;mpi")
 # ---- Checkpoints and resume (tests/gpt_checkpoint.sh) ------------------------
 # A run killed after a periodic checkpoint and resumed writes the same model
 # file, bit for bit, as the uninterrupted run: on 2 ranks with uneven shards
-# (gpt_uneven2.bin) and on one process (gpt_ref.bin).
+# (gpt_uneven2.bin; both runs through the node-local reduction, the default)
+# and on one process (gpt_ref.bin).
 set(bl_gpt_ckpt ${BL_CLI_OUT}/gpt-ckpt)
 set(bl_gpt_ckpt_script ${CMAKE_CURRENT_SOURCE_DIR}/gpt_checkpoint.sh)
 bl_cli_test(gpt_kill_resume2 EXIT 0
@@ -145,6 +194,43 @@ bl_cli_test(gpt_kill_resume_pp2 EXIT 0
             1:13 4 -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2
             --micro-batches 3
     REQUIRES gpt_pp2_1f1b_m3)
+# The stage map and the stage policy's learned state travel in the
+# checkpoint (its STAGES and CONTROL sections): gpt_pp2_restage's run, whose
+# proportional stage policy moves a block to stage 0 after step 6, is killed
+# after step 13 and resumed from its checkpoint of step 12. The resumed run
+# starts on the saved map 0-2,3-3, not on the balanced 0-1,2-3 (its log says
+# so, and its telemetry, which replaces the killed run's, shows step 12 ran
+# it), its stage policy goes on from its saved state, and it ends with
+# gpt_pp2_restage's model bit for bit.
+set(bl_gpt_restage_kill ${bl_gpt_ckpt}/kill_pp2_restage)
+bl_cli_test(gpt_kill_resume_pp2_restage EXIT 0
+    MATCH "^gpt-checkpoint: killed at 1:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_restage_kill} ${BL_CLI_OUT}/gpt_pp2_restage.bin
+            1:13 4 -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2
+            --micro-batches 2 --policy proportional --rebalance-every 2 --emulate-slowdown 1:4
+            --telemetry ${bl_gpt_restage_kill}/telemetry.jsonl
+    REQUIRES gpt_pp2_restage SETUP gpt_ckpt_kill_pp2_restage)
+bl_cli_test(gpt_kill_resume_pp2_restage_map EXIT 0
+    MATCH "resume: .*/ckpt-000000000012's stage map 0-2,3-3 is kept; the balanced map 0-1,2-3 is not used"
+          "resume: the stage policy goes on from its saved state"
+    COMMAND cat ${bl_gpt_restage_kill}/resumed.log
+    REQUIRES gpt_ckpt_kill_pp2_restage)
+bl_cli_test(gpt_kill_resume_pp2_restage_telemetry EXIT 0 MATCH "^true$"
+    COMMAND ${JQ} -s -e ".[0].step == 12 and .[0].stage_first == [0,3,4]"
+            ${bl_gpt_restage_kill}/telemetry.jsonl
+    REQUIRES gpt_ckpt_kill_pp2_restage)
+# Under another stage policy (bandit) the saved map is still kept, but the
+# saved proportional state is not taken: the policy starts afresh, saying
+# why (in a copy of the checkpoints, which the run's own final save joins).
+bl_cli_test(gpt_resume_pp2_other_policy EXIT 0
+    MATCH "resume: .*/ckpt-000000000020's stage map 0-2,3-3 is kept"
+          "resume: the stage policy starts afresh: stage policy state: [0-9]+ bytes are not the state of this policy .bandit"
+    COMMAND sh -c "rm -rf \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
+            ${bl_gpt_restage_kill}/other-policy ${bl_gpt_restage_kill}/ckpt env BALLAST_LOG=info
+            ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --micro-batches 2
+            --policy bandit --rebalance-every 2 --checkpoint-dir ${bl_gpt_restage_kill}/other-policy
+            --resume
+    REQUIRES gpt_ckpt_kill_pp2_restage)
 bl_cli_test(gpt_kill_resume1 EXIT 0
     MATCH "^gpt-checkpoint: killed at 0:9, resumed from step 8: equal bit for bit$"
     COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill1 ${BL_CLI_OUT}/gpt_ref.bin 0:9 4
@@ -175,14 +261,17 @@ bl_cli_test(gpt_resume_np1_equals_one_process EXIT 0 MATCH "worst tensor"
 
 # A 2-stage pipeline's checkpoint (every stage's units, made whole before
 # the save) resumes on one process and ends within the tolerance of one
-# process's model: the optimizer state reshards onto the other layout.
+# process's model: the optimizer state reshards onto the other layout, and
+# the saved 2-stage map gives way to the one stage (an info line says so).
 bl_cli_test(gpt_signal_stop_pp2 EXIT 3
     MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
     COMMAND env BALLAST_TEST_SIGNAL_AT=1:9 ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
             ${bl_gpt_run} --pp 2 --micro-batches 3 --checkpoint-dir ${bl_gpt_ckpt}/signal_pp2
     REQUIRES cli_out SETUP gpt_ckpt_signal_pp2)
 bl_cli_test(gpt_resume_pp2_np1 EXIT 0
-    MATCH "resumed from .*/ckpt-000000000010 at step 10" "^summary: steps=20 "
+    MATCH "resumed from .*/ckpt-000000000010 at step 10"
+          "stage map 0-1,2-3 was saved for 2 stages. this run has 1, so the balanced map 0-3 is used"
+          "^summary: steps=20 "
     COMMAND env BALLAST_LOG=info ${BL_CLI_TRAIN} ${bl_gpt_run}
             --checkpoint-dir ${bl_gpt_ckpt}/signal_pp2 --resume
             --save-model ${BL_CLI_OUT}/gpt_resumed_pp2_np1.bin
@@ -262,6 +351,8 @@ bl_cli_test(mlp_checkpoint_beside_gpt EXIT 0
     REQUIRES gpt_ckpt_gpt_for_mlp)
 
 set_tests_properties(cli_gpt_kill_resume2 cli_gpt_kill_resume1 cli_gpt_signal_stop
+    cli_gpt_kill_resume_pp2_restage cli_gpt_kill_resume_pp2_restage_map
+    cli_gpt_kill_resume_pp2_restage_telemetry cli_gpt_resume_pp2_other_policy
     cli_gpt_resume_np1 cli_gpt_resume_np1_equals_one_process cli_gpt_resume_damaged
     cli_gpt_resume_damaged_bitwise cli_gpt_resume_other_n_embd cli_gpt_resume_other_seq_len
     cli_gpt_resume_other_seed cli_gpt_resume_other_shuffle cli_gpt_ckpt_mlp_save
@@ -271,5 +362,9 @@ set_tests_properties(cli_gpt_kill_resume2 cli_gpt_kill_resume1 cli_gpt_signal_st
 # The same in one process through the C API (label unit): a resumed trainer
 # goes on bit for bit; every cut and bit flip of the newest file's first
 # bytes (and a sample beyond) is skipped for the older checkpoint; another
-# seed or shape, or a layer trainer's checkpoint, is BL_ERR_MISMATCH.
+# seed or shape, or a layer trainer's checkpoint, is BL_ERR_MISMATCH; a
+# malformed STAGES section is skipped naming the entry, a file without one
+# (format version 2) still resumes, and a map of another stage count is
+# not taken.
 bl_unit_test(test_lm_checkpoint)
+target_link_libraries(test_lm_checkpoint PRIVATE ZLIB::ZLIB) # the rewritten files' CRC32s

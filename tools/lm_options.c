@@ -5,10 +5,11 @@
 #include "lm_options.h"
 
 const char *const lm_flag_names[LM_FLAG_COUNT] = {
-    "model",          "n-layer",     "n-head",     "n-embd", "seq-len",    "vocab",
-    "max-seq-len",    "init-from",   "text",       "tokens", "val-tokens", "val-fraction",
-    "val-sequences",  "val-every",   "save-model", "beta1",  "beta2",      "eps",
-    "clip-grad-norm", "lr-schedule", "warmup",     "lr-min", "optimizer",
+    "model",      "n-layer",      "n-head",        "n-embd",         "seq-len",
+    "vocab",      "max-seq-len",  "init-from",     "text",           "tokens",
+    "val-tokens", "val-fraction", "val-sequences", "val-every",      "save-model",
+    "beta1",      "beta2",        "eps",           "clip-grad-norm", "lr-schedule",
+    "warmup",     "lr-min",       "optimizer",     "adapter",        "token-shift",
 };
 
 void lm_options_defaults(lm_options_t *o)
@@ -34,6 +35,35 @@ static int real(const char *flag, const char *arg, double lo, double hi, int hi_
         return -1;
     }
     *out = (float)v;
+    return 0;
+}
+
+/* --adapter UNIT:RANK (shift 0) or --token-shift UNIT (shift 1). */
+static int add_layer(int shift, const char *flag, const char *arg, lm_options_t *o, char *err,
+                     size_t errlen)
+{
+    if (o->layer_count == BL_LM_MAX_LAYERS) {
+        return flags_fail(err, errlen, "%s: at most %d user layers", flag, BL_LM_MAX_LAYERS);
+    }
+    struct lm_layer_spec *l = &o->layers[o->layer_count];
+    char unit[32];
+    const char *colon = strchr(arg, ':');
+    if (shift ? colon != NULL : colon == NULL || (size_t)(colon - arg) >= sizeof unit) {
+        return flags_fail(err, errlen, "%s: '%s' is not %s", flag, arg,
+                          shift ? "a unit number" : "UNIT:RANK");
+    }
+    const size_t n = shift ? strlen(arg) : (size_t)(colon - arg);
+    if (n >= sizeof unit) {
+        return flags_fail(err, errlen, "%s: '%s' is not a unit number", flag, arg);
+    }
+    memcpy(unit, arg, n);
+    unit[n] = '\0';
+    *l = (struct lm_layer_spec){.shift = shift};
+    if (flags_int(flag, unit, 0, 1024, &l->after, err, errlen) != 0 ||
+        (!shift && flags_int(flag, colon + 1, 1, 65536, &l->rank, err, errlen) != 0)) {
+        return -1;
+    }
+    o->layer_count++;
     return 0;
 }
 
@@ -105,6 +135,9 @@ int lm_options_apply(int index, const char *flag, const char *arg, lm_options_t 
             return 0;
         }
         return flags_fail(err, errlen, "%s: '%s' is neither sgd nor adamw", flag, arg);
+    case 23:
+    case 24:
+        return add_layer(index == 24, flag, arg, o, err, errlen);
     default:
         return flags_fail(err, errlen, "internal: unhandled language-model flag %d", index);
     }

@@ -25,12 +25,20 @@ typedef struct lm_options {
     long warmup;           /* --warmup */
     float lr_min;          /* --lr-min */
     const char *optimizer; /* --optimizer sgd|adamw as given, or NULL (the model's own) */
+    /* --adapter UNIT:RANK and --token-shift UNIT: the user layers of
+     * lm_layers.h in the stream, in the command line's order. */
+    struct lm_layer_spec {
+        int shift; /* 1: a token shift; 0: an adapter */
+        int after; /* the unit it follows (0 .. L) */
+        int rank;  /* an adapter's bottleneck width */
+    } layers[BL_LM_MAX_LAYERS];
+    int layer_count;
 } lm_options_t;
 
 /* The flag names this file handles, in the order of train_options.c's
  * option table, and how many there are. */
 extern const char *const lm_flag_names[];
-#define LM_FLAG_COUNT     23
+#define LM_FLAG_COUNT     25
 #define LM_FLAG_OPTIMIZER 22 /* --optimizer, which both models take */
 
 void lm_options_defaults(lm_options_t *o);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lm_layers.h"
 #include "lm_train.h"
 #include "run_hooks.h"
 
@@ -100,6 +101,7 @@ static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
     c->diagnostics.telemetry_path = o->telemetry_path;
     c->diagnostics.trace_path = o->trace_path;
     c->diagnostics.timeout_s = o->timeout_s;
+    c->node_reduce = o->node_reduce;
 }
 
 static double evaluate(lm_progress_t *p)
@@ -181,6 +183,13 @@ static bl_status_t resume(bl_runtime_t *rt, const train_options_t *o, bl_lm_trai
 
 /* Trains with the data open. *stopped: a signal stopped the run after a
  * checkpoint. */
+static void free_adapters(lm_adapter_t *a, int count)
+{
+    for (int k = 0; k < count; k++) {
+        lm_adapter_free(&a[k]);
+    }
+}
+
 static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data_t *d, int *stopped)
 {
     const lm_options_t *lm = &o->lm;
@@ -190,6 +199,20 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
     }
     bl_lm_config_t cfg;
     make_config(o, steps, &cfg);
+    /* The user layers of --adapter and --token-shift; the adapters' states
+     * (their scratch) live until the trainer is gone. */
+    lm_adapter_t adapters[BL_LM_MAX_LAYERS] = {{0}};
+    bl_lm_layer_t layers[BL_LM_MAX_LAYERS];
+    for (int k = 0; k < lm->layer_count; k++) {
+        const struct lm_layer_spec *s = &lm->layers[k];
+        adapters[k].rank = s->rank;
+        layers[k] = (bl_lm_layer_t){.after = s->after,
+                                    .ops = s->shift ? lm_token_shift_ops : lm_adapter_ops,
+                                    .state = s->shift ? NULL : &adapters[k],
+                                    .decay = !s->shift};
+    }
+    cfg.layers = layers;
+    cfg.layer_count = lm->layer_count;
     bl_lm_trainer_t *t = NULL;
     bl_status_t st = bl_lm_trainer_create(rt, &cfg, d->train, d->train_count, &t);
     if (st == BL_OK && o->slowdown_count > 0) {
@@ -228,6 +251,7 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
                 fflush(stdout);
             }
             bl_lm_trainer_destroy(t);
+            free_adapters(adapters, lm->layer_count);
             return st;
         }
     }
@@ -252,6 +276,7 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
         st = bl_lm_trainer_save_model(t, lm->save_model);
     }
     bl_lm_trainer_destroy(t);
+    free_adapters(adapters, lm->layer_count);
     return st;
 }
 

@@ -130,7 +130,12 @@ static const char usage_text[] =
     "  --init-from FILE      start from an llm.c GPT-2 model file (float32, version 3); its\n"
     "                        shape wins over the flags above\n"
     "  --save-model FILE     write the final model as an llm.c GPT-2 file (ballast-generate,\n"
-    "                        llm.c and PyTorch read it)\n"
+    "                        llm.c and PyTorch read it); user layers' parameters go to\n"
+    "                        FILE.layers\n"
+    "  --adapter UNIT:RANK   a bottleneck adapter x + relu(x A^T) B^T of width RANK in the\n"
+    "                        residual stream after unit UNIT (0 the embedding, l block l),\n"
+    "                        through the user-layer API (tools/lm_layers.c); repeatable\n"
+    "  --token-shift UNIT    a causal token mix x[t] + a * x[t-1] after unit UNIT; repeatable\n"
     "  --optimizer sgd|adamw each model's own: sgd for the MLP, adamw for gpt2 (a\n"
     "                        mismatch is refused)\n"
     "  --beta1 X --beta2 X --eps X\n"
@@ -485,6 +490,8 @@ static const struct option long_options[] = {
     {"warmup", required_argument, NULL, OPT_LM_FIRST + 20},
     {"lr-min", required_argument, NULL, OPT_LM_FIRST + 21},
     {"optimizer", required_argument, NULL, OPT_LM_FIRST + LM_FLAG_OPTIMIZER},
+    {"adapter", required_argument, NULL, OPT_LM_FIRST + 23},
+    {"token-shift", required_argument, NULL, OPT_LM_FIRST + 24},
     {NULL, 0, NULL, 0},
 };
 
@@ -717,7 +724,6 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
                                    OPT_EVAL_EVERY,
                                    OPT_STAGES_AT,
                                    OPT_DEVICE,
-                                   OPT_NODE_REDUCE,
                                    OPT_NCCL,
                                    OPT_DATA_ON_DEVICE,
                                    OPT_BUCKET_MB,

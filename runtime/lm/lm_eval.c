@@ -1,6 +1,8 @@
 /* The language-model trainer's evaluation and its model file (lm_impl.h). */
+#include <stdio.h>
 #include <string.h>
 
+#include "file_io.h"
 #include "gpt2_file.h"
 #include "lm_impl.h"
 #include "wait.h"
@@ -97,6 +99,40 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
     return st;
 }
 
+/* Writes the user layers' parameters (the floats after the GPT-2 tensors),
+ * little-endian float32: the order of every host ballast builds on. */
+static int write_layers(FILE *f, const void *ctx)
+{
+    const bl_gpt2_t *g = ctx;
+    const size_t count = g->param_count - g->gpt_param_count;
+    return fwrite(g->params + g->gpt_param_count, sizeof(float), count, f) == count;
+}
+
+/* Rank 0's part of a save: the llm.c file of the GPT-2 tensors, then the
+ * user layers' file beside it. */
+static bl_status_t write_model(bl_lm_trainer_t *t, const char *path)
+{
+    const bl_gpt2_t *g = t->model;
+    bl_gpt2_file_t file;
+    memset(&file, 0, sizeof file);
+    file.config = g->config;
+    file.param_count = g->gpt_param_count;
+    file.params = g->params;
+    bl_error_t err = {0};
+    bl_status_t st = bl_gpt2_write(path, &file, &err);
+    if (st == BL_OK && g->user_count > 0) {
+        char layers[4096], contents[64];
+        if (snprintf(layers, sizeof layers, "%s.layers", path) >= (int)sizeof layers) {
+            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "%s: the path is too long", path);
+        }
+        snprintf(contents, sizeof contents, "%zu user-layer parameters",
+                 g->param_count - g->gpt_param_count);
+        const bl_file_words_t words = {.contents = contents, .done = "saved"};
+        st = bl_file_replace(layers, &words, write_layers, g, &err);
+    }
+    return st == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
+}
+
 bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
 {
     if (t == NULL) {
@@ -110,15 +146,7 @@ bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
         st = bl_fail(t->rt, BL_ERR_INVALID_ARG, "saving the model: NULL path");
     } else if (t->rt->rank == 0) {
         /* Every replica holds the same parameters: rank 0 writes them. */
-        bl_gpt2_file_t file;
-        memset(&file, 0, sizeof file);
-        file.config = t->model->config;
-        file.param_count = t->model->param_count;
-        file.params = t->model->params;
-        bl_error_t err = {0};
-        if (bl_gpt2_write(path, &file, &err) != BL_OK) {
-            st = bl_fail_from(t->rt, &err);
-        }
+        st = write_model(t, path);
     }
     return bl_agree(t->rt, st, BL_ERR_IO, "writing the model file");
 }

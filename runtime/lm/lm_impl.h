@@ -15,6 +15,7 @@
 
 #include "balancer.h"
 #include "gpt2.h"
+#include "lm_node.h"
 #include "lm_pipe.h"
 #include "restage.h"
 #include "sampler.h"
@@ -41,6 +42,7 @@ struct bl_lm_trainer {
     long train_count;
     long sequences; /* the sequences of T + 1 tokens the training tokens hold */
     bl_gpt2_t *model;
+    bl_device_t cpu;     /* the CPU, which the model computes on: the user layers' device */
     bl_gpt2_acts_t acts; /* for up to `capacity` sequences */
     int capacity;        /* the largest shard the plan may give this rank */
     bl_plan_t plan;      /* the shards in force (one stage); a resume continues the saved one */
@@ -53,8 +55,9 @@ struct bl_lm_trainer {
     int32_t *targets; /* (capacity, T) its targets */
     bl_balancer_t balancer;
     bl_slowdowns_t slowdowns;
-    long step;         /* the next global step (a resume sets it) */
-    bl_lm_grid_t grid; /* the pipelines and stages, and this rank's units */
+    long step;          /* the next global step (a resume sets it) */
+    bl_lm_grid_t grid;  /* the pipelines and stages, and this rank's units */
+    bl_lm_node_t *node; /* the node-local reduction (lm_node.h), or NULL: the all-reduces */
     bl_lm_restager_t restager;
     long whole_at; /* the step at which every rank last held the whole model, or -1 */
 };

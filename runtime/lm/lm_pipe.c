@@ -89,53 +89,33 @@ void bl_lm_grid_set_map(bl_lm_grid_t *g, const bl_gpt2_t *model, const int *map)
     g->owned_count = bl_gpt2_unit_ranges(model, g->first, g->last, g->owned);
 }
 
+double bl_lm_unit_cost(const bl_gpt2_t *model, int T, int u)
+{
+    const bl_gpt2_config_t *c = &model->config;
+    const double C = c->channels;
+    /* Multiply-adds per token: a block's four products (12 C²) and
+     * attention's two (2 T C, scores and values); the head's logits (C Vp);
+     * the embedding's lookups (C, nearly free); and the user layers' hints. */
+    if (u == c->num_layers + 1) {
+        return C * c->padded_vocab_size;
+    }
+    return (u == 0 ? C : 12.0 * C * C + 2.0 * T * C) + bl_gpt2_layers_cost(model, u);
+}
+
 bl_status_t bl_lm_grid_balanced_map(bl_runtime_t *rt, const bl_gpt2_t *model, int T, int stages,
                                     int *first)
 {
-    const bl_gpt2_config_t *c = &model->config;
-    const int units = c->num_layers + 2;
-    const double C = c->channels;
+    const int units = model->config.num_layers + 2;
     double cost[units];
-    /* Multiply-adds per token: a block's four products (12 C²) and
-     * attention's two (2 T C, scores and values); the head's logits (C Vp);
-     * the embedding's lookups (C, nearly free). */
-    cost[0] = C;
-    for (int u = 1; u <= c->num_layers; u++) {
-        cost[u] = 12.0 * C * C + 2.0 * T * C;
+    for (int u = 0; u < units; u++) {
+        cost[u] = bl_lm_unit_cost(model, T, u);
     }
-    cost[units - 1] = C * c->padded_vocab_size;
     bl_part_allocator_t pa = bl_rt_part_allocator(rt);
     int rc = bl_pipe_partition_layers(units, cost, stages, NULL, first, &pa);
     first[stages] = units;
     return rc == 0 ? BL_OK
                    : bl_fail(rt, BL_ERR_NO_MEM, "no memory to split %d units over %d stages", units,
                              stages);
-}
-
-/* Runs unit u's forward over the view; returns the head's loss sum (else 0). */
-static double unit_forward(const bl_gpt2_t *model, bl_gpt2_acts_t *v, int u)
-{
-    const int L = model->config.num_layers;
-    if (u == 0) {
-        bl_gpt2_embedding_forward(model, v);
-    } else if (u <= L) {
-        bl_gpt2_block_forward(model, v, u - 1);
-    } else {
-        return bl_gpt2_head_forward(model, v);
-    }
-    return 0.0;
-}
-
-static void unit_backward(bl_gpt2_t *model, bl_gpt2_acts_t *v, int u)
-{
-    const int L = model->config.num_layers;
-    if (u == 0) {
-        bl_gpt2_embedding_backward(model, v);
-    } else if (u <= L) {
-        bl_gpt2_block_backward(model, v, u - 1);
-    } else {
-        bl_gpt2_head_backward(model, v);
-    }
 }
 
 /* Receives count floats from pipeline stage `from` into buf, bounded. */
@@ -205,7 +185,7 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
         /* The input: the previous stage's activations, or the next one's
          * gradient of this stage's output. */
         if (forward && s > 0) {
-            st = receive(g, bl_gpt2_unit_output(v, g->first - 1), count, s - 1, i);
+            st = receive(g, bl_gpt2_stream(model, v, g->first - 1), count, s - 1, i);
         } else if (!forward && s < S - 1) {
             st = receive(g, v->dres, count, s + 1, i);
         }
@@ -215,23 +195,25 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
             break;
         }
         const double factor = bl_slowdowns_factor(slowdowns, step);
-        for (int u = forward ? g->first : g->last - 1; v->B > 0 && u >= g->first && u < g->last;
-             u += forward ? 1 : -1) {
+        bl_error_t err = {0};
+        for (int u = forward ? g->first : g->last - 1;
+             st == BL_OK && v->B > 0 && u >= g->first && u < g->last; u += forward ? 1 : -1) {
             const double u0 = g->unit_s != NULL ? bl_now_seconds() : 0.0;
-            if (forward) {
-                out->loss_sum += unit_forward(model, v, u);
-            } else {
-                unit_backward(model, v, u);
-            }
+            st = forward ? bl_gpt2_unit_forward(model, v, u, &out->loss_sum, &err)
+                         : bl_gpt2_unit_backward(model, v, u, &err);
             if (g->unit_s != NULL) {
                 g->unit_s[u] += factor * (bl_now_seconds() - u0);
             }
+        }
+        if (st != BL_OK) {
+            st = bl_fail_from(g->layout.rt, &err);
+            break;
         }
         out->compute_s += bl_slowdowns_apply(slowdowns, step, bl_now_seconds() - t1);
         /* The output: this stage's activations forward, or the gradient of
          * its input back. */
         if (forward && s < S - 1) {
-            st = send(g, bl_gpt2_unit_output(v, g->last - 1), count, s + 1, i, &sends);
+            st = send(g, bl_gpt2_stream(model, v, g->last - 1), count, s + 1, i, &sends);
         } else if (!forward && s > 0) {
             st = send(g, v->dres, count, s - 1, i, &sends);
         }
@@ -298,7 +280,7 @@ static bl_status_t send_units(bl_lm_grid_t *g, bl_gpt2_t *model, int lo, int hi,
 {
     bl_runtime_t *rt = g->layout.rt;
     float *const arrays[3] = {model->params, model->adam_m, model->adam_v};
-    bl_gpt2_range_t ranges[BL_GPT2_TENSOR_COUNT];
+    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
     const int n = bl_gpt2_unit_ranges(model, lo, hi, ranges);
     bl_status_t st = BL_OK;
     for (int r = 0; r < n && st == BL_OK; r++) {

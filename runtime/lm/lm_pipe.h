@@ -24,7 +24,7 @@ typedef struct bl_lm_grid {
     bl_layout_t layout; /* S, D, this rank's stage and pipeline, and their communicators */
     MPI_Comm tied;      /* the first and last stages of every pipeline; MPI_COMM_NULL alone */
     int first, last;    /* this stage's units [first, last) */
-    bl_gpt2_range_t owned[BL_GPT2_TENSOR_COUNT]; /* their parameter ranges */
+    bl_gpt2_range_t owned[BL_GPT2_MAX_RANGES]; /* their parameter ranges */
     int owned_count;
     int micro;                         /* M micro-batches per step */
     bl_pipe_op_t *ops;                 /* (2M) this stage's passes in the schedule's order */
@@ -58,6 +58,10 @@ void bl_lm_grid_free(bl_lm_grid_t *g);
 /* Makes this stage own the units [map[stage], map[stage + 1]) of the stage
  * map (S + 1 entries). Local. */
 void bl_lm_grid_set_map(bl_lm_grid_t *g, const bl_gpt2_t *model, const int *map);
+
+/* Unit u's multiply-adds per token for sequences of T tokens: attention's
+ * and the user layers' (their cost hints) included. */
+double bl_lm_unit_cost(const bl_gpt2_t *model, int T, int u);
 
 /* Writes into first (S + 1 entries) the stage map that balances the
  * units' multiply-adds per token (attention's included). Local;

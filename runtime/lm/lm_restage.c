@@ -24,13 +24,13 @@ static bl_status_t create_policy(bl_lm_trainer_t *t, bl_lm_restager_t *r)
      * (gradients), 4 bytes each. */
     const double rows = (double)c->batch / t->grid.layout.replicas * T;
     for (int u = 0; u < U; u++) {
-        bl_gpt2_range_t ranges[BL_GPT2_TENSOR_COUNT];
+        bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
         const int n = bl_gpt2_unit_ranges(t->model, u, u + 1, ranges);
         double params = 0.0;
         for (int k = 0; k < n; k++) {
             params += (double)ranges[k].count;
         }
-        anchor[u] = u == 0 ? C : u == U - 1 ? C * m->padded_vocab_size : 12.0 * C * C + 2.0 * T * C;
+        anchor[u] = bl_lm_unit_cost(t->model, c->seq_len, u);
         layer_bytes[u] = 3.0 * params * sizeof(float); /* parameters and two moments */
         edge_bytes[u] = 2.0 * rows * C * sizeof(float);
     }

@@ -53,7 +53,9 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     record.pipe_s = passes.pipe_s;
     double synced = bl_now_seconds(), loss_sum = passes.loss_sum, norm = 0.0;
     if (st == BL_OK) {
-        st = bl_lm_grid_reduce(&t->grid, t->model, tokens, &loss_sum, &norm);
+        /* Through shared memory on one node (lm_node.h), else all-reduces. */
+        st = t->node != NULL ? bl_lm_node_reduce(t->node, tokens, &loss_sum, &norm)
+                             : bl_lm_grid_reduce(&t->grid, t->model, tokens, &loss_sum, &norm);
     }
     record.sync_s = bl_now_seconds() - synced;
     const bl_adamw_config_t *o = &c->adamw;
@@ -66,8 +68,13 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     if (st == BL_OK) {
         /* Every rank updates its stage's units, with the same scale. */
         const float scale = (float)bl_gpt2_grad_scale(norm, tokens, o->clip_grad_norm);
-        bl_gpt2_adamw_ranges(t->model, &opt, scale, ++t->model->adam_steps, t->grid.owned,
-                             t->grid.owned_count);
+        if (t->node != NULL) {
+            /* Each rank its slice of the one shared copy. */
+            st = bl_lm_node_update(t->node, &opt, scale, ++t->model->adam_steps);
+        } else {
+            bl_gpt2_adamw_ranges(t->model, &opt, scale, ++t->model->adam_steps, t->grid.owned,
+                                 t->grid.owned_count);
+        }
     }
     if (st != BL_OK) {
         return st;
@@ -119,10 +126,16 @@ bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, voi
     if (steps < 0) {
         return bl_fail(t->rt, BL_ERR_INVALID_ARG, "steps %ld must not be negative", steps);
     }
+    /* A resume wrote the shared parameters on every rank. */
+    bl_status_t synced = bl_lm_node_sync(t->node);
+    if (synced != BL_OK) {
+        return synced;
+    }
     for (long i = 0; i < steps; i++) {
         bl_step_info_t info;
         bl_status_t st = train_step(t, &info);
         if (st != BL_OK) {
+            bl_lm_node_failed(t->node);
             return st;
         }
         if (cb != NULL && cb(&info, cb_arg) != 0) {

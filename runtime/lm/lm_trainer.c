@@ -98,9 +98,18 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
     if (st == BL_OK) {
         st = bl_gpt2_create(&shape, &bl_cpu_kernels, NULL, a, &err, &t->model);
     }
+    t->cpu = (bl_device_t){.kernels = &bl_cpu_kernels, .kind = BL_DEVICE_CPU, .rt = rt};
+    snprintf(t->cpu.name, sizeof t->cpu.name, "cpu");
     if (st == BL_OK) {
-        st = c->init_from != NULL ? bl_gpt2_upload(t->model, file.params, &err)
-                                  : bl_gpt2_init_params(t->model, c->seed, &err);
+        st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, &t->cpu, &err);
+    }
+    /* GPT-2's initialisation (the user layers' too), then the file's
+     * tensors over the GPT-2 part. */
+    if (st == BL_OK) {
+        st = bl_gpt2_init_params(t->model, c->seed, &err);
+    }
+    if (st == BL_OK && c->init_from != NULL) {
+        st = bl_gpt2_upload_gpt(t->model, file.params, &err);
     }
     bl_gpt2_free(&file, a);
     return st == BL_OK ? BL_OK : bl_fail_from(rt, &err);
@@ -196,12 +205,21 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
     const float adamw[] = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip_grad_norm};
     const double sched[] = {(double)c->schedule.kind, (double)c->schedule.warmup_steps,
                             (double)c->schedule.decay_steps, (double)c->schedule.lr_min};
+    /* Each user layer's place, size and decay (not its callbacks, whose
+     * addresses differ between programs). */
+    uint64_t users[1 + 3 * BL_LM_MAX_LAYERS] = {(uint64_t)g->user_count};
+    for (int k = 0; k < g->user_count; k++) {
+        users[1 + 3 * k] = (uint64_t)g->users[k].layer.after;
+        users[2 + 3 * k] = (uint64_t)g->users[k].count;
+        users[3 + 3 * k] = (uint64_t)g->users[k].layer.decay;
+    }
     const bl_check_field_t fields[] = {
         {"batch", BL_CHECK_INT, (uint64_t)c->batch},
         {"sequence length", BL_CHECK_INT, (uint64_t)c->seq_len},
         {"seed", BL_CHECK_INT, c->seed},
         {"shuffle", BL_CHECK_INT, (uint64_t)c->shuffle},
         {"model shape", BL_CHECK_DIGEST, bl_digest(&g->config, sizeof g->config)},
+        {"user layers", BL_CHECK_DIGEST, bl_digest(users, sizeof users)},
         {"AdamW settings", BL_CHECK_DIGEST, bl_digest(adamw, sizeof adamw)},
         {"lr schedule", BL_CHECK_DIGEST, bl_digest(sched, sizeof sched)},
         {"training tokens", BL_CHECK_DIGEST,
@@ -211,6 +229,7 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
         {"shards", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
+        {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->pipeline.micro_batches},
         {"pipeline schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
         {"stage map", BL_CHECK_DIGEST,
@@ -280,6 +299,10 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     if (st == BL_OK) {
         st = bl_lm_restager_init(t);
     }
+    if (st == BL_OK) {
+        st = bl_lm_node_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,
+                               cfg->pipeline.stages, &t->node);
+    }
     if (st != BL_OK) {
         bl_lm_trainer_destroy(t);
         return st;
@@ -288,12 +311,13 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     bl_plan_format_shards(&t->plan, shards, sizeof shards);
     bl_plan_format_map(t->plan.first, t->plan.stages, map, sizeof map);
     bl_log(rt, BL_LOG_INFO,
-           "GPT-2: %zu parameters (L=%d H=%d C=%d V=%d maxT=%d), T=%d, batch %d sequences, "
-           "%ld sequences per epoch, shards %s, %d stage(s) over units %s, %d micro-batch(es)",
+           "GPT-2: %zu parameters (L=%d H=%d C=%d V=%d maxT=%d, %d user layer(s)), T=%d, "
+           "batch %d sequences, %ld sequences per epoch, shards %s, %d stage(s) over units %s, "
+           "%d micro-batch(es)",
            t->model->param_count, t->model->config.num_layers, t->model->config.num_heads,
            t->model->config.channels, t->model->config.vocab_size, t->model->config.max_seq_len,
-           cfg->seq_len, cfg->batch, t->sequences, shards, t->plan.stages, map,
-           cfg->pipeline.micro_batches);
+           t->model->user_count, cfg->seq_len, cfg->batch, t->sequences, shards, t->plan.stages,
+           map, cfg->pipeline.micro_batches);
     *out = t;
     return BL_OK;
 }
@@ -313,6 +337,7 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
     }
     bl_slowdowns_free(&t->slowdowns);
     bl_lm_restager_free(t);
+    bl_lm_node_destroy(t->node); /* before the model: it points the model at its own arrays */
     bl_lm_grid_free(&t->grid);
     bl_sampler_free(&t->sampler);
     bl_gpt2_acts_free(t->model, &t->acts);

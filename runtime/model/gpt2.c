@@ -94,6 +94,7 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
     if (s != BL_OK) {
         goto fail;
     }
+    g->gpt_param_count = g->param_count;
     /* params, grads, m and v in one allocation, each zeroed. */
     const size_t P = g->param_count;
     if (P > SIZE_MAX / (4 * sizeof(float))) {
@@ -150,11 +151,11 @@ bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err)
     }
     float *host = g->params;
     if (g->memory != NULL) {
-        host = bl_mem_array(&g->alloc, g->param_count, sizeof(float));
+        host = bl_mem_array(&g->alloc, g->gpt_param_count, sizeof(float));
         if (host == NULL) {
             return bl_error_set(err, BL_ERR_NO_MEM,
                                 "GPT-2 model: out of memory for %zu staged parameters",
-                                g->param_count);
+                                g->gpt_param_count);
         }
     }
     const bl_gpt2_config_t *c = &g->config;
@@ -192,10 +193,10 @@ bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err)
     }
     bl_status_t s = BL_OK;
     if (g->memory != NULL) {
-        s = bl_gpt2_upload(g, host, err);
+        s = bl_gpt2_upload_gpt(g, host, err);
         bl_mem_free(&g->alloc, host);
     }
-    return s;
+    return s == BL_OK ? bl_gpt2_init_layers(g, seed, err) : s;
 }
 
 bl_status_t bl_gpt2_upload(bl_gpt2_t *g, const float *params, bl_error_t *err)
@@ -285,15 +286,14 @@ bl_status_t bl_gpt2_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, const int32_t *t
         return copy_failed(g, "uploading the tokens", err);
     }
     acts->has_targets = targets != NULL;
-    bl_gpt2_embedding_forward(g, acts);
-    for (int l = 0; l < g->config.num_layers; l++) {
-        bl_gpt2_block_forward(g, acts, l);
+    double sum = 0.0;
+    for (int u = 0; u <= g->config.num_layers + 1 && s == BL_OK; u++) {
+        s = bl_gpt2_unit_forward(g, acts, u, &sum, err);
     }
-    const double sum = bl_gpt2_head_forward(g, acts);
     if (loss != NULL) {
         *loss = sum;
     }
-    return BL_OK;
+    return s;
 }
 
 bl_status_t bl_gpt2_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, bl_error_t *err)
@@ -306,10 +306,9 @@ bl_status_t bl_gpt2_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, bl_error_t *err
         return bl_error_set(err, BL_ERR_INVALID_ARG,
                             "GPT-2 backward: the last forward had no targets");
     }
-    bl_gpt2_head_backward(g, acts);
-    for (int l = g->config.num_layers - 1; l >= 0; l--) {
-        bl_gpt2_block_backward(g, acts, l);
+    bl_status_t s = BL_OK;
+    for (int u = g->config.num_layers + 1; u >= 0 && s == BL_OK; u--) {
+        s = bl_gpt2_unit_backward(g, acts, u, err);
     }
-    bl_gpt2_embedding_backward(g, acts);
-    return BL_OK;
+    return s;
 }

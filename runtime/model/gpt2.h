@@ -43,13 +43,30 @@ enum {
     BL_GPT2_LNFB      /* (C) */
 };
 
+/* The most parameter ranges one set of units has: one per tensor and one
+ * per user layer (bl_gpt2_unit_ranges). */
+#define BL_GPT2_MAX_RANGES (BL_GPT2_TENSOR_COUNT + BL_LM_MAX_LAYERS)
+
+/* A user layer in the residual stream (ballast.h: bl_lm_layer_t) and where
+ * its parameters lie in the model's arrays. Its parameter range's tensor
+ * number is BL_GPT2_TENSOR_COUNT + its index. */
+typedef struct bl_gpt2_user {
+    bl_lm_layer_t layer;
+    size_t offset, count; /* its floats within params (after the GPT-2 tensors) */
+} bl_gpt2_user_t;
+
 /* A model. Its fields are read-only for callers; bl_gpt2_create fills them.
  * params, grads, adam_m and adam_v are views of one allocation of
- * 4 · param_count floats, each in the tensor layout of `tensors`. */
+ * 4 · param_count floats, each in the tensor layout of `tensors`, followed
+ * by the user layers' parameters (bl_gpt2_add_layers). */
 typedef struct bl_gpt2 {
     bl_gpt2_config_t config;
     bl_gpt2_tensor_t tensors[BL_GPT2_TENSOR_COUNT];
-    size_t param_count;
+    size_t param_count;     /* the GPT-2 tensors' floats and the user layers' */
+    size_t gpt_param_count; /* the GPT-2 tensors' floats: what llm.c's file holds */
+    int user_count;
+    bl_gpt2_user_t users[BL_LM_MAX_LAYERS];
+    const bl_device_t *device; /* the user layers' calls' device (bl_gpt2_add_layers) */
     const bl_kernels_t *kernels;
     const bl_device_memory_t *memory; /* NULL: host memory */
     bl_allocator_t alloc;             /* a copy of the caller's hooks (all NULL: malloc) */
@@ -98,7 +115,8 @@ typedef struct bl_gpt2_acts {
     float *dln;     /* (B, T, C), d loss / d a LayerNorm's output or the attention's */
     float *dwide;   /* (B, T, 4C), d loss / d fch, then d loss / d qkv */
     float *scratch; /* (T, T), attention_backward's scratch */
-    void *mem;      /* the one device allocation that the buffers above cut */
+    float *user_out[BL_LM_MAX_LAYERS]; /* (B, T, C) each user layer's output */
+    void *mem;                         /* the one device allocation that the buffers above cut */
 } bl_gpt2_acts_t;
 
 /* Creates a model of shape cfg whose passes run on kernels over memory
@@ -158,13 +176,10 @@ void bl_gpt2_acts_view(const bl_gpt2_t *g, const bl_gpt2_acts_t *whole, int b0, 
                        bl_gpt2_layer_acts_t *layers, bl_gpt2_acts_t *view);
 
 /* The units of a pipeline: 0 the embedding, 1 .. L the blocks, L + 1 the
- * head. Returns the output (B, T, C) of unit u <= L in acts: the
- * embedding's (encoded) or block u − 1's (its res3), which unit u + 1
- * reads. */
-static inline float *bl_gpt2_unit_output(const bl_gpt2_acts_t *acts, int u)
-{
-    return u == 0 ? acts->encoded : acts->layers[u - 1].res3;
-}
+ * head. Returns the residual stream (B, T, C) after unit u <= L in acts,
+ * which unit u + 1 reads: the output of the last user layer after u, or
+ * else the unit's own (the embedding's encoded, block u − 1's res3). */
+float *bl_gpt2_stream(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int u);
 
 /* Frees acts (in any state, a zeroed one too) and zeroes it. g must be the
  * model that it was made for. */
@@ -184,14 +199,20 @@ bl_status_t bl_gpt2_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, const int32_t *t
  * BL_ERR_INVALID_ARG when the last forward had no targets. */
 bl_status_t bl_gpt2_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, bl_error_t *err);
 
-/* The passes one unit at a time, which bl_gpt2_forward and
- * bl_gpt2_backward chain: forward embedding, blocks 0 .. L−1, head;
- * backward head, blocks L−1 .. 0, embedding. They read acts->tokens and
- * acts->targets as bl_gpt2_forward uploaded them, and do not check them.
- * head_forward returns the loss sum when acts->has_targets, else 0. The
- * backward passes add into g->grads; the head's and each block's leave
- * d loss / d the unit's input (B, T, C) in acts->dres, which the next
- * unit back reads. */
+/* The passes of unit u (0 .. L + 1), which bl_gpt2_forward and
+ * bl_gpt2_backward chain: the unit and then the user layers after it
+ * forward, in reverse backward. They read acts->tokens and acts->targets
+ * as bl_gpt2_forward uploaded them, and do not check them. The forward adds
+ * the head's loss sum (when acts->has_targets) to *loss. The backward adds
+ * into g->grads and, from d loss / d the stream after the unit in
+ * acts->dres, leaves d loss / d the unit's input there (the head starts
+ * it). Return BL_OK, or the status of a user layer's failed pass, which
+ * err names with the layer. */
+bl_status_t bl_gpt2_unit_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, double *loss,
+                                 bl_error_t *err);
+bl_status_t bl_gpt2_unit_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, bl_error_t *err);
+
+/* The built-in units' passes alone, which the two above run. */
 void bl_gpt2_embedding_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
 void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
 double bl_gpt2_head_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
@@ -217,6 +238,9 @@ typedef struct bl_gpt2_adamw {
  * dimensions (wte, wpe, qkvw, attprojw, fcw, fcprojw), 0 for the biases and
  * the LayerNorm parameters (and for ids outside the table). */
 int bl_gpt2_decays(int id);
+/* As bl_gpt2_decays, and for a user layer's range (tensor
+ * BL_GPT2_TENSOR_COUNT + k) the layer's `decay`. */
+int bl_gpt2_range_decays(const bl_gpt2_t *g, int tensor);
 
 /* One AdamW step (kernels.h's adamw_update, step g->adam_steps + 1) over
  * g->grads, which hold the per-token sums of `tokens` targets: the
@@ -240,11 +264,12 @@ typedef struct bl_gpt2_range {
     int tensor;
 } bl_gpt2_range_t;
 
-/* Writes to out (at most BL_GPT2_TENSOR_COUNT entries) the parameter ranges
+/* Writes to out (at most BL_GPT2_MAX_RANGES entries) the parameter ranges
  * of units [first, last) (0 <= first < last <= L + 2), one per tensor: wte
  * and wpe for the embedding, each per-layer tensor's slices of the blocks
  * (contiguous, since a tensor holds its L slices in order), lnfw, lnfb and
- * wte for the head; wte once when both ends are in. Returns their count. */
+ * wte for the head; wte once when both ends are in; then one per user
+ * layer after a unit in the set. Returns their count. */
 int bl_gpt2_unit_ranges(const bl_gpt2_t *g, int first, int last, bl_gpt2_range_t *out);
 
 /* The sum of the squares of g->grads over ranges (count of them), in
@@ -254,9 +279,34 @@ double bl_gpt2_grad_sum_squares(const bl_gpt2_t *g, const bl_gpt2_range_t *range
 
 /* AdamW's step t (>= 1) over ranges only, with the gradients scaled by
  * grad_scale (1 / tokens and any clipping folded in), the learning rate and
- * the betas of opt, and the weight decay on the tensors bl_gpt2_decays
- * names. */
+ * the betas of opt, and the weight decay on the ranges that
+ * bl_gpt2_range_decays names. */
 void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
                           const bl_gpt2_range_t *ranges, int count);
+
+/* Adds count user layers (bl_lm_layer_t) to a model that has none, before
+ * its parameters are initialised or uploaded and before any activations are
+ * made: the parameter arrays grow by the layers' parameters, zeroed. The
+ * layers' calls get `device` (whose memory must be the model's). Returns
+ * BL_OK, or BL_ERR_INVALID_ARG naming the layer (index and name) and what is
+ * wrong: more than BL_LM_MAX_LAYERS, `after` outside 0 .. L, a NULL shape,
+ * forward or backward, a failed shape or one whose width is not C,
+ * parameters already added; or BL_ERR_NO_MEM, with the model unchanged. */
+bl_status_t bl_gpt2_add_layers(bl_gpt2_t *g, const bl_lm_layer_t *layers, int count,
+                               const bl_device_t *device, bl_error_t *err);
+
+/* Initialises the user layers' parameters with their init (zeros where it
+ * is NULL), layer k from a seed mixed from seed and k. Returns BL_OK, or the
+ * status of a failed init naming the layer, or BL_ERR_NO_MEM / BL_ERR_CUDA
+ * (staging on a device). bl_gpt2_init_params calls it. */
+bl_status_t bl_gpt2_init_layers(bl_gpt2_t *g, uint64_t seed, bl_error_t *err);
+
+/* Copies gpt_param_count host floats (an llm.c file's tensors) into the
+ * GPT-2 tensors of g->params, leaving the user layers' parameters. Returns
+ * as bl_gpt2_upload. */
+bl_status_t bl_gpt2_upload_gpt(bl_gpt2_t *g, const float *params, bl_error_t *err);
+
+/* The user layers' multiply-adds per row after unit u (their cost_hint). */
+double bl_gpt2_layers_cost(const bl_gpt2_t *g, int u);
 
 #endif /* BL_GPT2_H */

@@ -42,8 +42,9 @@ static float *take(carve_t *cv, uint64_t count)
 
 /* Cuts every buffer of acts out of cv, in one fixed order. The int32 id
  * arrays come last; an int32 has a float's size and alignment. */
-static void cut(const bl_gpt2_config_t *c, int B, int T, carve_t *cv, bl_gpt2_acts_t *acts)
+static void cut(const bl_gpt2_t *g, int B, int T, carve_t *cv, bl_gpt2_acts_t *acts)
 {
+    const bl_gpt2_config_t *c = &g->config;
     const uint64_t n = (uint64_t)B * (uint64_t)T; /* rows, which fit an int */
     const uint64_t nc = mul3(cv, n, (uint64_t)c->channels, 1);
     acts->encoded = take(cv, nc);
@@ -73,6 +74,9 @@ static void cut(const bl_gpt2_config_t *c, int B, int T, carve_t *cv, bl_gpt2_ac
     acts->dln = take(cv, nc);
     acts->dwide = take(cv, mul3(cv, nc, 4, 1));
     acts->scratch = take(cv, mul3(cv, (uint64_t)T, (uint64_t)T, 1));
+    for (int k = 0; k < g->user_count; k++) {
+        acts->user_out[k] = take(cv, nc);
+    }
     acts->tokens = (int32_t *)take(cv, n);
     acts->targets = (int32_t *)take(cv, n);
     acts->rows = (int32_t *)take(cv, n);
@@ -114,7 +118,7 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
         goto fail;
     }
     carve_t count = {0};
-    cut(c, B, T, &count, acts);
+    cut(g, B, T, &count, acts);
     if (count.overflow || count.used > SIZE_MAX / sizeof(float)) {
         s = bl_error_set(err, BL_ERR_NO_MEM,
                          "GPT-2 activations: B = %d, T = %d with this config overflow memory", B,
@@ -130,7 +134,7 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
         goto fail;
     }
     carve_t give = {.base = acts->mem};
-    cut(c, B, T, &give, acts);
+    cut(g, B, T, &give, acts);
     acts->B = B;
     acts->T = T;
     acts->capacity = B;
@@ -198,6 +202,9 @@ void bl_gpt2_acts_view(const bl_gpt2_t *g, const bl_gpt2_acts_t *whole, int b0, 
     view->dres = whole->dres + seq * C;
     view->dln = whole->dln + seq * C;
     view->dwide = whole->dwide + seq * 4 * C;
+    for (int k = 0; k < g->user_count; k++) {
+        view->user_out[k] = whole->user_out[k] + seq * C;
+    }
     view->tokens = whole->tokens + seq;
     view->targets = whole->targets + seq;
     view->mem = NULL; /* owns nothing */

@@ -42,7 +42,7 @@ bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long to
     if (grad_norm != NULL) {
         *grad_norm = norm;
     }
-    bl_gpt2_range_t all[BL_GPT2_TENSOR_COUNT];
+    bl_gpt2_range_t all[BL_GPT2_MAX_RANGES];
     const int n = bl_gpt2_unit_ranges(g, 0, g->config.num_layers + 2, all);
     bl_gpt2_adamw_ranges(g, opt, (float)scale, ++g->adam_steps, all, n);
     return BL_OK;
@@ -84,6 +84,13 @@ int bl_gpt2_unit_ranges(const bl_gpt2_t *g, int first, int last, bl_gpt2_range_t
             out[n++] = (bl_gpt2_range_t){t->offset, t->count, id};
         }
     }
+    /* A user layer belongs to the unit it follows. */
+    for (int k = 0; k < g->user_count; k++) {
+        const bl_gpt2_user_t *u = &g->users[k];
+        if (u->layer.after >= first && u->layer.after < last && u->count > 0) {
+            out[n++] = (bl_gpt2_range_t){u->offset, u->count, BL_GPT2_TENSOR_COUNT + k};
+        }
+    }
     return n;
 }
 
@@ -104,7 +111,7 @@ void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_s
 {
     for (int i = 0; i < count; i++) {
         const size_t at = ranges[i].offset;
-        const float wd = bl_gpt2_decays(ranges[i].tensor) ? opt->weight_decay : 0.0f;
+        const float wd = bl_gpt2_range_decays(g, ranges[i].tensor) ? opt->weight_decay : 0.0f;
         g->kernels->adamw_update(ranges[i].count, g->params + at, g->adam_m + at, g->adam_v + at,
                                  g->grads + at, grad_scale, opt->lr, opt->beta1, opt->beta2,
                                  opt->eps, wd, t);

@@ -22,11 +22,11 @@ static float *grad(const bl_gpt2_t *g, int id, int layer)
     return bl_gpt2_slice(g, g->grads, id, layer);
 }
 
-/* The input of block `layer` (B, T, C): the embedding's output or the
- * previous block's. */
-static const float *block_input(const bl_gpt2_acts_t *acts, int layer)
+/* The input of block `layer` (B, T, C): the stream after the unit before
+ * it (the embedding or the previous block, and their user layers). */
+static const float *block_input(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int layer)
 {
-    return layer == 0 ? acts->encoded : acts->layers[layer - 1].res3;
+    return bl_gpt2_stream(g, acts, layer);
 }
 
 /* out (n, C) = x + f, a residual add. The kernel table has no element-wise
@@ -54,7 +54,7 @@ void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
     const bl_kernels_t *k = g->kernels;
     const int B = acts->B, T = acts->T, n = B * T;
     const int C = g->config.channels, NH = g->config.num_heads;
-    const float *x = block_input(acts, layer);
+    const float *x = block_input(g, acts, layer);
     bl_gpt2_layer_acts_t *a = &acts->layers[layer];
 
     k->layernorm_forward(n, C, x, param(g, BL_GPT2_LN1W, layer), param(g, BL_GPT2_LN1B, layer),
@@ -85,7 +85,7 @@ double bl_gpt2_head_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)
     const bl_kernels_t *k = g->kernels;
     const bl_gpt2_config_t *c = &g->config;
     const int n = acts->B * acts->T, C = c->channels, Vp = c->padded_vocab_size;
-    const float *x = block_input(acts, c->num_layers);
+    const float *x = block_input(g, acts, c->num_layers);
 
     k->layernorm_forward(n, C, x, param(g, BL_GPT2_LNFW, 0), param(g, BL_GPT2_LNFB, 0), acts->lnf,
                          acts->lnf_mean, acts->lnf_rstd);
@@ -104,7 +104,7 @@ void bl_gpt2_head_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts)
     const bl_kernels_t *k = g->kernels;
     const bl_gpt2_config_t *c = &g->config;
     const int n = acts->B * acts->T, C = c->channels, Vp = c->padded_vocab_size;
-    const float *x = block_input(acts, c->num_layers);
+    const float *x = block_input(g, acts, c->num_layers);
 
     /* dwte (Vp, C) += dlogits^T (Vp, n) · lnf (n, C); the padding columns
      * of dlogits are 0, so the padding rows of wte receive nothing. */
@@ -124,7 +124,7 @@ void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
     const bl_kernels_t *k = g->kernels;
     const int B = acts->B, T = acts->T, n = B * T;
     const int C = g->config.channels, NH = g->config.num_heads;
-    const float *x = block_input(acts, layer);
+    const float *x = block_input(g, acts, layer);
     const bl_gpt2_layer_acts_t *a = &acts->layers[layer];
 
     /* dres holds d loss / d res3. res3 = res2 + proj: d proj = dres, which

@@ -319,6 +319,7 @@ static bl_layer_call_t user_call(const bl_model_t *m, const bl_layer_t *l, int b
                             .params = bl_model_exec_params(m) + l->param_offset,
                             .x = x,
                             .y = y,
+                            .seq_len = 1,
                             .state = l->state};
     return call;
 }

@@ -5,10 +5,7 @@
 #include "node_reduce.h"
 #include "wait.h"
 
-/* Sets *yes when every rank of dp is on this node, that is, when the group's
- * node-local part (*node) is the whole group on every member (agreed by a
- * reduction). */
-static bl_status_t whole_group_here(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, int *yes)
+bl_status_t bl_node_whole_group(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, int *yes)
 {
     int size = 0, node_size = 0;
     MPI_Comm_size(dp, &size);
@@ -49,7 +46,7 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
         return BL_OK;
     }
     int yes = 0;
-    bl_status_t st = whole_group_here(rt, dp, &n->comm, &yes);
+    bl_status_t st = bl_node_whole_group(rt, dp, &n->comm, &yes);
     if (st != BL_OK || !yes) {
         if (n->comm != MPI_COMM_NULL) {
             MPI_Comm_free(&n->comm);

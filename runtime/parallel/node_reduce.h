@@ -33,6 +33,16 @@ typedef struct bl_node_reduce {
     double totals[2];
 } bl_node_reduce_t;
 
+/* Sets *yes when every rank of dp is on this node, that is, when the group's
+ * node-local part (*node, from MPI_Comm_split_type with MPI_COMM_TYPE_SHARED,
+ * in dp's rank order) is the whole group on every member, agreed by a bounded
+ * reduction. Collective over dp. The caller sets *node to MPI_COMM_NULL
+ * before the call and frees it afterwards unless it is still MPI_COMM_NULL,
+ * whatever *yes and the status say. Returns BL_OK, BL_ERR_MPI or
+ * BL_ERR_TIMEOUT. The language-model trainer's node-local reduction
+ * (runtime/lm/lm_node.h) decides with it too. */
+bl_status_t bl_node_whole_group(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, int *yes);
+
 /* Sets n->active when the group qualifies (`enabled`, more than one rank, all
  * of them on one node, and a model with parameters), and then moves the
  * parameters, the gradients and *velocity (the trainer's momentum, one float

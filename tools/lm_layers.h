@@ -1,0 +1,37 @@
+/* Two user layers for a GPT-2's residual stream (bl_lm_layer_t), written
+ * against the public API only, so they also show how to write one. Used by
+ * ballast-train's --adapter and --token-shift, and by the language model's
+ * user-layer tests.
+ *
+ *   lm_adapter_ops: a bottleneck adapter, y = x + relu(x · A^T) · Bm^T, with A
+ *     (r × C) and Bm (C × r): r · C + C · r parameters, A first. Its state
+ *     is a lm_adapter_t. The products run through bl_math_gemm and the
+ *     ReLU through bl_math_relu; its scratch is host memory.
+ *   lm_token_shift_ops: a causal token mix, y[t] = x[t] + a ⊙ x[t − 1] within
+ *     each sequence (y[0] = x[0]), with a (C): C parameters. It reads the
+ *     call's seq_len to find the sequences' edges. Its state is unused.
+ * Both compute on host memory: on a device with memory of its own they
+ * return BL_ERR_UNSUPPORTED. */
+#ifndef LM_LAYERS_H
+#define LM_LAYERS_H
+
+#include <stddef.h>
+
+#include "ballast.h"
+
+/* An adapter's width and its scratch, which grows to the largest call. */
+typedef struct lm_adapter {
+    int rank;      /* r, the bottleneck width */
+    float *hidden; /* (rows, r) relu(x · A^T), recomputed in backward */
+    float *dhidden;
+    size_t capacity; /* floats each scratch holds */
+} lm_adapter_t;
+
+extern const bl_layer_ops_t lm_adapter_ops;
+extern const bl_layer_ops_t lm_token_shift_ops;
+
+/* Frees an adapter's scratch (the layer's ops have no destroy, since a
+ * language model's caller owns the state). */
+void lm_adapter_free(lm_adapter_t *a);
+
+#endif
