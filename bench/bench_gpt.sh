@@ -18,6 +18,8 @@
 #   (6) PyTorch DDP over gloo: mpirun -np 2, 1 thread per rank
 #   (7) the GEMM-bound limit: bench_gpt_gemm, one step against its matrix
 #       products alone, 1 thread (after the interleaved figures)
+#   (8) the same in two processes at once: the GEMM limit of the np=2 jobs,
+#       which bounds ratio_dp2 (dp2_ceiling)
 # Both sides time the training loop only (not start-up, data loading or model
 # creation), every step including the first: tokens/s = S * 16 * 128 / wall.
 # See bench/README.md (bench_gpt) for how to read the output.
@@ -309,4 +311,28 @@ if [ -x "$gemm" ]; then
     "$gemm" --reps "$reps" --steps 5 --text "$text" 2>/dev/null | sed 's/^/    /'
 else
     echo "(7) skipped: $gemm is not built (configure with -DBALLAST_BENCH=ON)"
+fi
+
+# ---- (8) The data-parallel ceiling -----------------------------------------
+# Two bench_gpt_gemm processes at once, one thread each, as the np=2 jobs run:
+# their GEMM-only figures together are what (5) could reach with no work but
+# the matrix products and no communication, so against (6) they bound
+# ratio_dp2 on this machine.
+if [ -x "$gemm" ]; then
+    env OPENBLAS_NUM_THREADS=1 "$mpirun" --oversubscribe -np 2 --bind-to none sh -c \
+        '"$0" --reps "$1" --steps 5 --text "$2" >"$3.$OMPI_COMM_WORLD_RANK" 2>/dev/null' \
+        "$gemm" "$reps" "$text" "$tmp/gemm2" || {
+        echo "bench_gpt.sh: (8) failed: two bench_gpt_gemm processes" >&2
+        exit 1
+    }
+    limits=$(cat "$tmp/gemm2.0" "$tmp/gemm2.1" | awk '/GEMM-bound limit/ { print $4 }')
+    steps2=$(cat "$tmp/gemm2.0" "$tmp/gemm2.1" | awk '/ballast train step/ { print $5 }')
+    echo
+    echo "(8) two processes at once, 1 thread each (bench_gpt_gemm per process):"
+    echo "    GEMM-bound limits $(echo $limits | tr ' ' '+') tokens/s;" \
+        "ballast steps $(echo $steps2 | tr ' ' '+') tokens/s"
+    echo "$limits" | awk -v dm="$(bench_median "$tmp/td.values")" \
+        -v bm="$(bench_median "$tmp/bd.values")" \
+        '{ s += $1 } END { printf "dp2_ceiling=%.3f   ((8) limits summed / (6): the most ratio_dp2 can be here)\n", s / dm
+                           printf "dp2_fraction=%.3f  ((5) / (8) limits summed: the DP job against its GEMM limit)\n", bm / s }'
 fi

@@ -10,18 +10,11 @@
 
 enum { L = BL_CPU_LANES };
 
-/* y (n) = y + b, then max(·, 0) when relu is set. */
-static void bias_span(int n, float *restrict y, const float *restrict b, int relu)
+/* y (n) = max(y, 0). */
+static void relu_span(int n, float *restrict y)
 {
-    if (relu) {
-        for (int j = 0; j < n; j++) {
-            const float v = y[j] + b[j];
-            y[j] = v < 0.0f ? 0.0f : v; /* NaN stays NaN, as in PyTorch */
-        }
-    } else {
-        for (int j = 0; j < n; j++) {
-            y[j] += b[j];
-        }
+    for (int j = 0; j < n; j++) {
+        y[j] = y[j] < 0.0f ? 0.0f : y[j]; /* NaN stays NaN, as in PyTorch */
     }
 }
 
@@ -31,22 +24,28 @@ void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const floa
     if (batch <= 0 || out <= 0) {
         return;
     }
-    /* y (batch, out) = x (batch, in) · W^T, W is (out, in); beta 0, so y is
-     * not read. An empty product (in == 0) is zero without calling BLAS. */
+    /* y starts as the bias in every row, and the product adds onto it
+     * (beta 1), as torch.addmm does for nn.Linear: one write pass instead
+     * of OpenBLAS zeroing y for beta 0 and a pass adding the bias after. */
+    for (int i = 0; i < batch; i++) {
+        memcpy(y + (size_t)i * (size_t)out, b, (size_t)out * sizeof(float));
+    }
+    /* y (batch, out) += x (batch, in) · W^T, W is (out, in). An empty
+     * product (in == 0) leaves the bias. */
     if (in > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in,
-                    0.0f, y, out);
-    } else {
-        memset(y, 0, (size_t)batch * (size_t)out * sizeof(float));
+                    1.0f, y, out);
     }
-    /* One pass over y: bias, then ReLU. */
+    if (!relu) {
+        return;
+    }
     for (int i = 0; i < batch; i++) {
         float *row = y + (size_t)i * (size_t)out;
         int j = 0;
         for (; j + L <= out; j += L) {
-            bias_span(L, row + j, b + j, relu);
+            relu_span(L, row + j);
         }
-        bias_span(out - j, row + j, b + j, relu);
+        relu_span(out - j, row + j);
     }
 }
 

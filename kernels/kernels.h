@@ -19,7 +19,8 @@ typedef struct bl_kernels {
                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
     /* y (batch, out) = x (batch, in) · W^T + b, W (out, in), b (out);
-     * then y = max(y, 0) when relu is set (bias and ReLU in one pass). */
+     * then y = max(y, 0) when relu is set. y starts as the bias and the
+     * product adds onto it, as torch.addmm computes nn.Linear. */
     void (*dense_forward)(int batch, int in, int out, const float *x, const float *w,
                           const float *b, float *y, int relu);
 

@@ -133,6 +133,17 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
                          (unsigned long long)count.used, B, T);
         goto fail;
     }
+    /* Touch every page now: the first step would otherwise fault them in
+     * one by one (about half a second for the default model on a VM),
+     * which slows it and makes the balancer see a slow rank that is not. */
+    const size_t nbytes = (size_t)count.used * sizeof(float);
+    if (g->memory == NULL) {
+        memset(acts->mem, 0, nbytes);
+    } else if (g->memory->zero(acts->mem, nbytes) != 0) {
+        s = bl_error_set(err, BL_ERR_CUDA, "GPT-2 activations: zeroing on device '%s' failed",
+                         g->memory->name);
+        goto fail;
+    }
     carve_t give = {.base = acts->mem};
     cut(g, B, T, &give, acts);
     acts->B = B;
