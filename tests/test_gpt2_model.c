@@ -19,22 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2.h"
+#include "gpt2_fixture.h"
 
-#define B                2
-#define T                5
-#define NROWS            (B * T)
 #define FD_H             1e-2f /* the finite-difference step */
 #define FD_ABS           2e-3  /* the check: |fd − analytic| <= FD_ABS + FD_REL · |analytic| */
 #define FD_REL           1e-2
 #define PER_TENSOR_LAYER 4 /* sampled entries of each tensor's layer slice */
-
-/* maxT 8, V 11, L 2, NH 2, C 8, Vp 16. */
-static const bl_gpt2_config_t CFG = {8, 11, 2, 2, 8, 16};
-
-/* Tokens and targets (B, T); token 3 repeats, and 10 (= V − 1) occurs. */
-static const int32_t TOKENS[NROWS] = {3, 1, 4, 3, 5, 9, 2, 6, 10, 3};
-static const int32_t TARGETS[NROWS] = {1, 4, 3, 5, 9, 2, 6, 10, 3, 7};
 
 /* Deterministic inputs from the runtime's generator. */
 static bl_rng_t rng;
@@ -58,16 +48,6 @@ static void random_params(const bl_gpt2_t *g, float *p, uint64_t seed)
     }
 }
 
-/* Models, their activations and host buffers of a test, all freed by
- * release_all when the test ends (its teardown), pass or fail. */
-static struct {
-    bl_gpt2_t *model[4];
-    bl_gpt2_acts_t acts[4];
-    const bl_gpt2_t *acts_of[4];
-    void *buf[8];
-    int models, acts_count, bufs;
-} held;
-
 static bl_gpt2_t *make_model(const bl_device_memory_t *memory)
 {
     bl_gpt2_t *g = NULL;
@@ -75,45 +55,18 @@ static bl_gpt2_t *make_model(const bl_device_memory_t *memory)
     if (bl_gpt2_create(&CFG, &bl_cpu_kernels, memory, NULL, &err, &g) != BL_OK) {
         fail_msg("bl_gpt2_create: %s", err.msg);
     }
-    assert_true(held.models < 4);
-    held.model[held.models++] = g;
-    return g;
+    return gpt2_hold(g);
 }
 
 static bl_gpt2_acts_t *make_acts(const bl_gpt2_t *g, int batch)
 {
-    bl_error_t err = {0};
-    assert_true(held.acts_count < 4);
-    bl_gpt2_acts_t *acts = &held.acts[held.acts_count];
-    if (bl_gpt2_acts_init(g, batch, T, acts, &err) != BL_OK) {
-        fail_msg("bl_gpt2_acts_init: %s", err.msg);
-    }
-    held.acts_of[held.acts_count++] = g;
-    return acts;
-}
-
-static float *fbuf(size_t count)
-{
-    assert_true(held.bufs < 8);
-    float *p = malloc(count * sizeof(float));
-    assert_non_null(p);
-    held.buf[held.bufs++] = p;
-    return p;
+    return gpt2_make_acts(g, batch);
 }
 
 static int release_all(void **state)
 {
     (void)state;
-    while (held.acts_count > 0) {
-        held.acts_count--;
-        bl_gpt2_acts_free(held.acts_of[held.acts_count], &held.acts[held.acts_count]);
-    }
-    while (held.models > 0) {
-        bl_gpt2_destroy(held.model[--held.models]);
-    }
-    while (held.bufs > 0) {
-        free(held.buf[--held.bufs]);
-    }
+    gpt2_release_held();
     return 0;
 }
 

@@ -23,20 +23,12 @@
 #include <string.h>
 
 #include "device.h"
-#include "gpt2.h"
+#include "gpt2_fixture.h"
 #include "lm_layers.h"
 
-#define B      2
-#define T      5
-#define NROWS  (B * T)
 #define FD_H   1e-2f /* the finite-difference step */
 #define FD_ABS 2e-3  /* |fd − analytic| <= FD_ABS + FD_REL · |analytic| */
 #define FD_REL 1e-2
-
-/* maxT 8, V 11, L 2, NH 2, C 8, Vp 16. */
-static const bl_gpt2_config_t CFG = {8, 11, 2, 2, 8, 16};
-static const int32_t TOKENS[NROWS] = {3, 1, 4, 3, 5, 9, 2, 6, 10, 3};
-static const int32_t TARGETS[NROWS] = {1, 4, 3, 5, 9, 2, 6, 10, 3, 7};
 
 static bl_device_t cpu = {.kernels = &bl_cpu_kernels, .name = "cpu"};
 static bl_device_t mirror = {
@@ -99,40 +91,13 @@ static bl_status_t failing_pass(const bl_layer_call_t *c)
 
 static lm_adapter_t adapters[2];
 
-/* Models, activations and buffers of a test, freed by release_all. */
-static struct {
-    bl_gpt2_t *model[4];
-    bl_gpt2_acts_t acts[4];
-    const bl_gpt2_t *acts_of[4];
-    void *buf[8];
-    int models, acts_count, bufs;
-} held;
-
 static int release_all(void **state)
 {
     (void)state;
-    while (held.acts_count > 0) {
-        held.acts_count--;
-        bl_gpt2_acts_free(held.acts_of[held.acts_count], &held.acts[held.acts_count]);
-    }
-    while (held.models > 0) {
-        bl_gpt2_destroy(held.model[--held.models]);
-    }
-    while (held.bufs > 0) {
-        free(held.buf[--held.bufs]);
-    }
+    gpt2_release_held();
     lm_adapter_free(&adapters[0]);
     lm_adapter_free(&adapters[1]);
     return 0;
-}
-
-static float *fbuf(size_t count)
-{
-    assert_true(held.bufs < 8);
-    float *p = malloc(count * sizeof(float));
-    assert_non_null(p);
-    held.buf[held.bufs++] = p;
-    return p;
 }
 
 /* A model on memory (NULL: the host) with `count` user layers (none when
@@ -146,8 +111,7 @@ static bl_gpt2_t *make_model(const bl_device_memory_t *memory, const bl_lm_layer
     if (bl_gpt2_create(&CFG, &bl_cpu_kernels, memory, NULL, &err, &g) != BL_OK) {
         fail_msg("bl_gpt2_create: %s", err.msg);
     }
-    assert_true(held.models < 4);
-    held.model[held.models++] = g;
+    gpt2_hold(g);
     if (layers != NULL &&
         bl_gpt2_add_layers(g, layers, count, memory != NULL ? &mirror : &cpu, &err) != BL_OK) {
         fail_msg("bl_gpt2_add_layers: %s", err.msg);
@@ -155,12 +119,7 @@ static bl_gpt2_t *make_model(const bl_device_memory_t *memory, const bl_lm_layer
     if (bl_gpt2_init_params(g, 5, &err) != BL_OK) {
         fail_msg("bl_gpt2_init_params: %s", err.msg);
     }
-    assert_true(held.acts_count < 4);
-    *acts = &held.acts[held.acts_count];
-    if (bl_gpt2_acts_init(g, B, T, *acts, &err) != BL_OK) {
-        fail_msg("bl_gpt2_acts_init: %s", err.msg);
-    }
-    held.acts_of[held.acts_count++] = g;
+    *acts = gpt2_make_acts(g, B);
     return g;
 }
 
