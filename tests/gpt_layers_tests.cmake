@@ -62,6 +62,18 @@ bl_cli_test(gpt_layers_kill_resume EXIT 0
             ${bl_gpt_layers} --shards 3,5
     REQUIRES gpt_layers_uneven2)
 
+# A checkpoint of other user layers is refused, naming the layer: the same
+# parameter count in another place would load onto the wrong layers.
+bl_cli_test(gpt_layers_resume_other_layers EXIT 1
+    MATCH "resume: .*ckpt-000000000020/lm.bin was saved with user layer 0 after unit 1 .decay 1, 256 parameters.; this run's is after unit 2"
+    COMMAND sh -c "rm -rf \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
+            ${bl_gpt_ckpt}/layers-other ${bl_gpt_ckpt}/layers/ckpt ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --adapter 2:4 --token-shift 0 --adapter 2:3 --adapter 2:2
+            --checkpoint-dir ${bl_gpt_ckpt}/layers-other --resume
+    REQUIRES gpt_layers_kill_resume_done)
+set_property(TEST cli_gpt_layers_kill_resume APPEND PROPERTY FIXTURES_SETUP
+    gpt_layers_kill_resume_done)
+
 # Bad layers, named.
 bl_cli_test(gpt_layers_bad_unit EXIT 1
     MATCH "user layer 1 .adapter.: after = 3 must name a unit 0 .. L = 2"
@@ -75,6 +87,6 @@ bl_cli_test(gpt_layers_bad_shift EXIT 2 MATCH "--token-shift: '1:2' is not a uni
 bl_cli_test(gpt_layers_need_gpt2 EXIT 2 MATCH "--adapter needs --model gpt2"
     COMMAND ${BL_CLI_TRAIN} --adapter 1:4 --steps 1)
 set_tests_properties(cli_gpt_layers_reference cli_gpt_layers_change_the_model
-    cli_gpt_layers_kill_resume cli_gpt_layers_bad_unit cli_gpt_layers_bad_spec
+    cli_gpt_layers_kill_resume cli_gpt_layers_resume_other_layers cli_gpt_layers_bad_unit cli_gpt_layers_bad_spec
     cli_gpt_layers_bad_rank cli_gpt_layers_bad_shift cli_gpt_layers_need_gpt2
     PROPERTIES LABELS "cli;mpi")

@@ -293,7 +293,7 @@ static void write_file(const char *path, uint32_t version, const section_t *sec,
     assert_int_equal(fclose(f), 0);
 }
 
-enum { SEC_SHARDS = 10, SEC_STAGES = 13 };
+enum { SEC_SHARDS = 10, SEC_STAGES = 13, SEC_LAYERS = 14 };
 
 static int find_section(const section_t *sec, int n, uint32_t id)
 {
@@ -338,12 +338,13 @@ static void test_stage_map_section(void **state)
     snprintf(file, sizeof file, "%s/lm.bin", path);
     size_t len;
     unsigned char *good = slurp_file(file, &len);
-    /* Version 3, 8 sections; STAGES follows SHARDS and holds one stage over
-     * the 3 units (the embedding, 1 block, the head): 1, then 0, 3. */
+    /* Version 3, 9 sections; STAGES follows SHARDS and holds one stage over
+     * the 3 units (the embedding, 1 block, the head): 1, then 0, 3; LAYERS
+     * follows it and holds no user layer. */
     assert_int_equal(get32(good + 8), 3);
-    section_t sec[8], bad[8];
-    int n = split_file(good, len, sec, 8);
-    assert_int_equal(n, 8);
+    section_t sec[9], bad[9];
+    int n = split_file(good, len, sec, 9);
+    assert_int_equal(n, 9);
     const int shards = find_section(sec, n, SEC_SHARDS), stages = find_section(sec, n, SEC_STAGES);
     assert_int_equal(stages, shards + 1);
     assert_int_equal(sec[stages].nbytes, 12);
@@ -420,11 +421,39 @@ static void test_stage_map_section(void **state)
     assert_same_params(a, b);
     bl_lm_trainer_destroy(b);
 
-    /* A version 2 file (written before the STAGES section) still resumes,
-     * and the run goes on bit for bit. */
+    /* A LAYERS section that does not hold what it says, or a layer the
+     * model cannot have, is damage too. */
+    static const unsigned char one_missing[4] = {1, 0, 0, 0};
+    static const unsigned char past_block[20] = {9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char one_past[20] = {1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+    const struct {
+        const unsigned char *bytes;
+        size_t nbytes;
+        const char *says;
+    } layer_cases[] = {
+        {one_missing, sizeof one_missing, "LAYERS section: 4 bytes for 1 user layers"},
+        {past_block, sizeof past_block, "LAYERS section: 20 bytes for 9 user layers"},
+        {one_past, sizeof one_past, "LAYERS section: user layer 0 (unit 9, decay 0, 1 parameters)"},
+    };
+    for (size_t i = 0; i < sizeof layer_cases / sizeof layer_cases[0]; i++) {
+        memcpy(bad, sec, sizeof sec);
+        bad[stages + 1] = (section_t){SEC_LAYERS, layer_cases[i].bytes, layer_cases[i].nbytes};
+        write_file(file, 3, bad, n);
+        bl_lm_trainer_t *c = resume_at(loud, dir, STEPS);
+        if (strstr(logged, "skipping") == NULL || strstr(logged, layer_cases[i].says) == NULL) {
+            fail_msg("layers case %zu: the log does not say '%s':\n%s", i, layer_cases[i].says,
+                     logged);
+        }
+        bl_lm_trainer_destroy(c);
+    }
+
+    /* A version 2 file (written before the STAGES and LAYERS sections)
+     * still resumes, and the run goes on bit for bit. */
     memcpy(bad, sec, sizeof sec);
-    memmove(bad + stages, bad + stages + 1, (size_t)(n - stages - 1) * sizeof *bad);
-    write_file(file, 2, bad, n - 1);
+    assert_int_equal(find_section(sec, n, SEC_LAYERS), stages + 1);
+    assert_int_equal(sec[stages + 1].nbytes, 4);
+    memmove(bad + stages, bad + stages + 2, (size_t)(n - stages - 2) * sizeof *bad);
+    write_file(file, 2, bad, n - 2);
     b = resume_at(loud, dir, 2 * STEPS);
     assert_null(strstr(logged, "skipping"));
     assert_same_params(a, b);

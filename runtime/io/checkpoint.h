@@ -43,6 +43,10 @@
  *     first[s + 1]); the map starts at 0, rises strictly and ends at L + 2,
  *     so the embedding is on the first stage and the head on the last; a
  *     version 2 file has no map, and its run keeps its own),
+ *   LAYERS (from version 3: u32 user layers U, then per layer u32 the unit
+ *     it follows, u32 decay (0 or 1), u64 its parameter count, in the
+ *     config's order: their parameters are the last of the N, in that
+ *     order; a resume refuses another list),
  *   CONTROL (the shard policy's and the stage policy's learned state and the
  *     shard controller's window, policy_state.h; may be empty),
  *   PARAMS, ADAM_M, ADAM_V (N floats each: the parameters in llm.c's

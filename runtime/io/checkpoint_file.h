@@ -55,6 +55,7 @@ enum {
     BL_CKPT_SEC_ADAM_M = 11,
     BL_CKPT_SEC_ADAM_V = 12,
     BL_CKPT_SEC_STAGES = 13,
+    BL_CKPT_SEC_LAYERS = 14,
     BL_CKPT_SEC_COUNT
 };
 

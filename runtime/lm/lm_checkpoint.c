@@ -28,9 +28,10 @@
 #include "policy_state.h"
 #include "wait.h"
 
-/* The sections of lm.bin, in file order (checkpoint.h): 8 since version 3
- * of the format added STAGES, 7 in a version 2 file. */
-#define LM_SECTIONS    8
+/* The sections of lm.bin, in file order (checkpoint.h): 9 since version 3
+ * of the format added STAGES and LAYERS, 7 in a version 2 file. */
+#define LM_SECTIONS    9
+#define LAYER_BYTES    16u /* a LAYERS entry: u32 unit, u32 decay, u64 parameters */
 #define GPT2_BYTES     32u
 #define LM_STATE_BYTES 48u
 #define MAX_RANKS      (1u << 20)
@@ -52,6 +53,8 @@ typedef struct lm_saved {
     const unsigned char *shards; /* pipelines × u32 */
     int stages;                  /* S, or 0 in a file without a stage map (version 2) */
     const unsigned char *map;    /* (S + 1) × u32, checked, or NULL */
+    int layers;                  /* U user layers (0 in a version 2 file) */
+    const unsigned char *layer;  /* U × LAYER_BYTES, or NULL */
     const unsigned char *control;
     size_t control_bytes;
     const unsigned char *params, *adam_m, *adam_v; /* param_count floats each */
@@ -72,7 +75,7 @@ static void put_shape(unsigned char *p, const bl_gpt2_config_t *c, size_t param_
 /* ---- Decoding --------------------------------------------------------- */
 
 /* The sections that lm.bin holds in each version of the format: none in
- * version 1, 7 in version 2, and 8 from version 3 on (STAGES). */
+ * version 1, 7 in version 2, and 9 from version 3 on (STAGES, LAYERS). */
 static const uint32_t lm_sections[BL_CKPT_VERSION] = {0, 7, LM_SECTIONS};
 
 /* Reads the GPT2 and LM_STATE sections (the reader is past the header) into
@@ -157,6 +160,39 @@ static bl_status_t parse_stages(bl_ckpt_reader_t *r, lm_saved_t *s)
     return st;
 }
 
+/* Reads the LAYERS section: U user layers, whose parameters, with the
+ * GPT-2 tensors', make the GPT2 section's count. Returns BL_OK or
+ * BL_ERR_FORMAT naming the field. */
+static bl_status_t parse_layers(bl_ckpt_reader_t *r, lm_saved_t *s)
+{
+    const unsigned char *p;
+    size_t len;
+    bl_status_t st = bl_ckpt_read_section(r, BL_CKPT_SEC_LAYERS, 0, &p, &len);
+    if (st != BL_OK) {
+        return st;
+    }
+    const uint32_t U = len >= 4 ? bl_le_get32(p) : UINT32_MAX;
+    if (U > BL_LM_MAX_LAYERS || len != 4 + LAYER_BYTES * (size_t)U) {
+        return bl_ckpt_bad(r, "LAYERS section: %zu bytes for %u user layers", len, U);
+    }
+    uint64_t total = 0;
+    for (uint32_t k = 0; k < U; k++) {
+        const unsigned char *e = p + 4 + LAYER_BYTES * (size_t)k;
+        const uint64_t count = bl_le_get64(e + 8);
+        if (bl_le_get32(e) > (uint32_t)s->shape.num_layers || bl_le_get32(e + 4) > 1 ||
+            count > s->param_count - total) {
+            return bl_ckpt_bad(r,
+                               "LAYERS section: user layer %u (unit %u, decay %u, %llu "
+                               "parameters) does not fit the model",
+                               k, bl_le_get32(e), bl_le_get32(e + 4), (unsigned long long)count);
+        }
+        total += count;
+    }
+    s->layers = (int)U;
+    s->layer = p + 4;
+    return BL_OK;
+}
+
 /* Decodes the whole file (the reader is fresh) into *s. Returns BL_OK or
  * BL_ERR_FORMAT, or BL_ERR_MISMATCH for another kind of file. */
 static bl_status_t parse_file(bl_ckpt_reader_t *r, lm_saved_t *s)
@@ -190,7 +226,12 @@ static bl_status_t parse_file(bl_ckpt_reader_t *r, lm_saved_t *s)
     s->shards = p + 8;
     s->stages = 0;
     s->map = NULL;
+    s->layers = 0;
+    s->layer = NULL;
     st = r->version >= 3 ? parse_stages(r, s) : BL_OK;
+    if (st == BL_OK && r->version >= 3) {
+        st = parse_layers(r, s);
+    }
     if (st == BL_OK) {
         st = bl_ckpt_read_section(r, BL_CKPT_SEC_CONTROL, 0, &s->control, &s->control_bytes);
     }
@@ -239,6 +280,29 @@ static bl_status_t check_same_run(bl_lm_trainer_t *t, const char *path, const lm
                        "resume: %s was saved with shuffle %s; this run has shuffle %s", path,
                        s->shuffle ? "on" : "off", cfg->shuffle ? "on" : "off");
     }
+    /* The user layers, one by one: the same parameter count could hide
+     * another list, whose parameters would land on the wrong layers. */
+    const bl_gpt2_t *g = t->model;
+    if (s->layer != NULL && s->layers != g->user_count) {
+        return bl_fail(t->rt, BL_ERR_MISMATCH,
+                       "resume: %s was saved with %d user layer(s); this run has %d", path,
+                       s->layers, g->user_count);
+    }
+    for (int k = 0; s->layer != NULL && k < s->layers; k++) {
+        const unsigned char *e = s->layer + LAYER_BYTES * (size_t)k;
+        const bl_gpt2_user_t *u = &g->users[k];
+        if (bl_le_get32(e) != (uint32_t)u->layer.after ||
+            bl_le_get32(e + 4) != (uint32_t)(u->layer.decay != 0) ||
+            bl_le_get64(e + 8) != (uint64_t)u->count) {
+            return bl_fail(t->rt, BL_ERR_MISMATCH,
+                           "resume: %s was saved with user layer %d after unit %u (decay %u, "
+                           "%llu parameters); this run's is after unit %d (decay %d, %zu "
+                           "parameters)",
+                           path, k, bl_le_get32(e), bl_le_get32(e + 4),
+                           (unsigned long long)bl_le_get64(e + 8), u->layer.after,
+                           u->layer.decay != 0, u->count);
+        }
+    }
     if (s->param_count != (uint64_t)t->model->param_count) {
         return bl_fail(t->rt, BL_ERR_MISMATCH,
                        "resume: %s holds %llu parameters; this model has %zu", path,
@@ -270,6 +334,7 @@ static bl_status_t read_checkpoint(bl_lm_trainer_t *t, const char *dir, unsigned
     bl_runtime_t *rt = t->rt;
     char path[PATH_MAX], other[PATH_MAX];
     *bytes = NULL;
+    memset(s, 0, sizeof *s); /* the head's check sees no LAYERS section yet */
     snprintf(path, sizeof path, "%s/%s", dir, BL_CKPT_LM_FILE);
     snprintf(other, sizeof other, "%s/%s", dir, BL_CKPT_MANIFEST_FILE);
     if (access(path, F_OK) != 0 && access(other, F_OK) == 0) {
@@ -299,8 +364,9 @@ static bl_status_t read_checkpoint(bl_lm_trainer_t *t, const char *dir, unsigned
      * and three arrays of the parameters. */
     const size_t units = (size_t)t->model->config.num_layers + 2;
     const size_t max = BL_CKPT_HEADER_BYTES + LM_SECTIONS * BL_CKPT_SECTION_BYTES + GPT2_BYTES +
-                       LM_STATE_BYTES + 8 + 4 * (size_t)MAX_RANKS + 8 + 4 * units +
-                       BL_CKPT_CONTROL_MAX + 3 * t->model->param_count * sizeof(float);
+                       LM_STATE_BYTES + 8 + 4 * (size_t)MAX_RANKS + 8 + 4 * units + 4 +
+                       LAYER_BYTES * BL_LM_MAX_LAYERS + BL_CKPT_CONTROL_MAX +
+                       3 * t->model->param_count * sizeof(float);
     st = bl_ckpt_read_whole(rt, path, max, bytes, &len);
     if (st == BL_OK) {
         r = (bl_ckpt_reader_t){.rt = rt, .name = path, .bytes = *bytes, .len = len};
@@ -396,7 +462,15 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     }
     if (st == BL_OK) {
         unsigned char shape[GPT2_BYTES], state[LM_STATE_BYTES] = {0};
+        unsigned char layers[4 + LAYER_BYTES * BL_LM_MAX_LAYERS];
         put_shape(shape, &g->config, g->param_count);
+        bl_le_put32(layers, (uint32_t)g->user_count);
+        for (int k = 0; k < g->user_count; k++) {
+            unsigned char *e = layers + 4 + LAYER_BYTES * (size_t)k;
+            bl_le_put32(e, (uint32_t)g->users[k].layer.after);
+            bl_le_put32(e + 4, (uint32_t)(g->users[k].layer.decay != 0));
+            bl_le_put64(e + 8, (uint64_t)g->users[k].count);
+        }
         bl_le_put64(state, (uint64_t)t->step);
         bl_le_put64(state + 8, t->cfg.seed);
         bl_le_put32(state + 16, (uint32_t)t->cfg.batch);
@@ -432,6 +506,8 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
             {BL_CKPT_SEC_LM_STATE, state, sizeof state},
             {BL_CKPT_SEC_SHARDS, shards, 8 + 4 * (size_t)D},
             {BL_CKPT_SEC_STAGES, stages, 4 + 4 * ((size_t)S + 1)},
+            {BL_CKPT_SEC_LAYERS, layers,
+             sizeof layers - LAYER_BYTES * (size_t)(BL_LM_MAX_LAYERS - g->user_count)},
             {BL_CKPT_SEC_CONTROL, control, control_bytes},
             {BL_CKPT_SEC_PARAMS, g->params, floats},
             {BL_CKPT_SEC_ADAM_M, g->adam_m, floats},
