@@ -19,6 +19,15 @@
 #       3 buckets (ballast's default --bucket-mb 4 makes 3 for this model);
 #       with --diagnose also its overlap probe (the 3 buckets posted, then
 #       16 ms of work with 7 MPI_Testall, then MPI_Waitall)
+# and with --pretend-nodes, the node-then-network reduction of a group that
+# spans nodes, on this one machine cut into 2 pretend nodes of consecutive
+# ranks (BALLAST_PRETEND_NODES=2, runtime/parallel/node_reduce.h), against the
+# flat MPI all-reduce of the same job:
+#   (j) (b) with BALLAST_PRETEND_NODES=2: 2 nodes of 1 rank
+#   (k) mpirun -np 4 ballast-train ... with BALLAST_PRETEND_NODES=2: 2 nodes
+#       of 2 ranks, shared memory within each, then MPI between them
+#   (l) (k) without the override and with --node-reduce off
+# (np=4 on fewer than 4 cores runs oversubscribed and unbound)
 # and with --diagnose, to split (b)'s loss into compute and communication:
 #   (f) two independent one-rank runs at --batch 128, side by side, one per
 #       core: the compute of np=2 with no communication at all
@@ -43,6 +52,7 @@ peer=
 peer_steps=100
 bind=core
 diagnose=0
+pretend=0
 
 usage() {
     cat <<EOF
@@ -61,6 +71,9 @@ repetitions.
   --data DIR        Fashion-MNIST IDX files (default $data)
   --bind core|none  mpirun --bind-to for the ballast runs (default core)
   --diagnose        also run (f) compute-only, (g) one bucket, (h) libnbc default iallreduce
+  --pretend-nodes   also run the node-then-network reduction on 2 pretend nodes
+                    (BALLAST_PRETEND_NODES=2) at np=2 (j) and np=4 (k), and the flat
+                    MPI all-reduce at np=4 (l), with the ratios (j)/(i) and (k)/(l)
   --help            this text
 Environment: BALLAST_BUILD_DIR, MPIRUN (default mpirun), PYTHON.
 EOF
@@ -103,6 +116,10 @@ while [ $# -gt 0 ]; do
         ;;
     --diagnose)
         diagnose=1
+        shift
+        ;;
+    --pretend-nodes)
+        pretend=1
         shift
         ;;
     --help)
@@ -183,7 +200,12 @@ ballast() {
     shift 4
     bind_to=$bind
     [ "$cpu" = - ] || bind_to=none
-    set -- "$mpirun" -np "$np" --bind-to "$bind_to" "$train" --data "$data" \
+    over=
+    # More ranks than cores (np=4 on a small machine): oversubscribed, unbound.
+    if [ "$np" -gt "$(nproc)" ]; then
+        over=--oversubscribe bind_to=none
+    fi
+    set -- "$mpirun" -np "$np" $over --bind-to "$bind_to" "$train" --data "$data" \
         --layers 1024,1024,1024 --batch "$b" --steps "$steps" --threads 1 --quiet "$@"
     [ "$var" = - ] || set -- env "$var" "$@"
     [ "$cpu" = - ] || set -- taskset -c "$cpu" "$@"
@@ -256,11 +278,24 @@ figure_i() {
     run i ballast - - 2 "$batch" --node-reduce off
     record i "$tmp/i.out" summary: samples_per_s
 }
+figure_j() {
+    run j ballast - BALLAST_PRETEND_NODES=2 2 "$batch"
+    record j "$tmp/j.out" summary: samples_per_s
+}
+figure_k() {
+    run k ballast - BALLAST_PRETEND_NODES=2 4 "$batch"
+    record k "$tmp/k.out" summary: samples_per_s
+}
+figure_l() {
+    run l ballast - - 4 "$batch" --node-reduce off
+    record l "$tmp/l.out" summary: samples_per_s
+}
 
 figures="a b i"
 [ -n "$peer" ] && figures="$figures c d"
 figures="$figures e"
 [ "$diagnose" = 1 ] && figures="$figures f g h"
+[ "$pretend" = 1 ] && figures="$figures j k l"
 
 # ---- Header --------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
@@ -327,6 +362,11 @@ if [ "$diagnose" = 1 ]; then
     row "(g) ballast np=2 --bucket-mb 4096" g
     row "(h) ballast np=2, libnbc default (binomial)" h
 fi
+if [ "$pretend" = 1 ]; then
+    row "(j) np=2, 2 pretend nodes of 1 (node+net)" j
+    row "(k) np=4, 2 pretend nodes of 2 (node+net)" k
+    row "(l) np=4 --node-reduce off (MPI)" l
+fi
 # A figure whose range exceeds 20% of its median says the machine was busy.
 noisy=
 for n in $figures; do
@@ -355,6 +395,10 @@ fi
 if [ "$diagnose" = 1 ]; then
     ratio "no-comm bound, (f) / (2 x (a)):" f a 2 ""
     ratio "ballast np=2 / no-comm bound, (b) / (f):" b f 1 ""
+fi
+if [ "$pretend" = 1 ]; then
+    ratio "node+net over flat MPI np=2, (j) / (i):" j i 1 ""
+    ratio "node+net over flat MPI np=4, (k) / (l):" k l 1 ""
 fi
 echo
 echo "(e) raw MPI all-reduce of the gradient, $grad_bytes bytes, np=2 (float32 SUM in place):"

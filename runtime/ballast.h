@@ -473,6 +473,11 @@ typedef struct bl_train_config {
     bl_balance_config_t balance;
     bl_transport_config_t transport;
     bl_diagnostics_config_t diagnostics;
+    /* > 0: refuse to start (BL_ERR_NO_MEM) when a rank's accounted bytes of
+     * parameters, gradients, optimizer state and activations exceed it; 0:
+     * the limit of the rank's cgroup (memory.max) when one is set, else none.
+     * (README: "Memory accounting") */
+    double mem_limit_bytes;
 } bl_train_config_t;
 
 #define BL_TRAIN_CONFIG_INIT                                                                       \
@@ -758,6 +763,10 @@ typedef struct bl_lm_config {
      * the array; each layer's state must outlive the trainer. */
     const bl_lm_layer_t *layers;
     int layer_count;
+    /* > 0: refuse to start (BL_ERR_NO_MEM) when a rank's accounted bytes
+     * exceed it; 0: the rank's cgroup's memory.max when one is set, else
+     * none (as bl_train_config_t's). */
+    double mem_limit_bytes;
 } bl_lm_config_t;
 
 #define BL_LM_CONFIG_INIT                                                                          \

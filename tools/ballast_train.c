@@ -322,6 +322,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.plan.shard_max = o->shard_max_count > 0 ? o->shard_max : NULL;
     cfg.plan.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
     cfg.diagnostics.timeout_s = o->timeout_s;
+    cfg.mem_limit_bytes = o->mem_limit_bytes;
     if (st == BL_OK) {
         st = bl_trainer_create(rt, model, train_set, &cfg, &trainer);
     }

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "flags.h"
 
@@ -61,6 +62,49 @@ int flags_double(const char *flag, const char *text, double lo, double hi, int h
     if (v < lo || v > hi || (hi_open && v == hi)) {
         return flags_fail(err, errlen, "%s: %g is outside [%g, %g%s", flag, v, lo, hi,
                           hi_open ? ")" : "]");
+    }
+    *out = v;
+    return 0;
+}
+
+int flags_bytes(const char *flag, const char *text, double *out, char *err, size_t errlen)
+{
+    /* Binary multiples: K and KiB are both 1024 bytes, and so on. */
+    static const struct {
+        const char *suffix;
+        double scale;
+    } units[] = {{"", 1.0},
+                 {"K", 1024.0},
+                 {"KiB", 1024.0},
+                 {"M", 1048576.0},
+                 {"MiB", 1048576.0},
+                 {"G", 1073741824.0},
+                 {"GiB", 1073741824.0},
+                 {"T", 1099511627776.0},
+                 {"TiB", 1099511627776.0}};
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    int known = 0;
+    double scale = 1.0;
+    for (size_t k = 0; k < sizeof units / sizeof units[0] && end != text; k++) {
+        if (strcmp(end, units[k].suffix) == 0) {
+            known = 1;
+            scale = units[k].scale;
+        }
+    }
+    /* strtod also reads hexadecimal, "inf" and "nan": a size is decimal. */
+    int decimal = text[0] >= '0' && text[0] <= '9' && strpbrk(text, "xXpP") == NULL;
+    if (starts_badly(text) || end == text || !known || !decimal || errno == ERANGE ||
+        !isfinite(v)) {
+        return flags_fail(err, errlen,
+                          "%s: '%s' is not a size (bytes, or a number with K, M, G, T or KiB, "
+                          "MiB, GiB, TiB)",
+                          flag, text);
+    }
+    v *= scale;
+    if (!(v >= 1.0) || !isfinite(v)) {
+        return flags_fail(err, errlen, "%s: '%s' must be at least 1 byte", flag, text);
     }
     *out = v;
     return 0;

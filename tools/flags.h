@@ -21,6 +21,10 @@ int flags_int(const char *flag, const char *text, int lo, int hi, int *out, char
 int flags_double(const char *flag, const char *text, double lo, double hi, int hi_open, double *out,
                  char *err, size_t errlen);
 
+/* A size in bytes, >= 1: a decimal number alone (bytes) or followed by K,
+ * M, G, T or KiB, MiB, GiB, TiB (binary multiples: K = KiB = 1024). */
+int flags_bytes(const char *flag, const char *text, double *out, char *err, size_t errlen);
+
 /* Iterates getopt_long over long options only, whose vals are first_val,
  * first_val + 1, ... in table order. Call flags_begin once, then
  * flags_next until it returns -1 (done) or -2 (an unknown option or a

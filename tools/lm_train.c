@@ -101,6 +101,7 @@ static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
     c->diagnostics.telemetry_path = o->telemetry_path;
     c->diagnostics.trace_path = o->trace_path;
     c->diagnostics.timeout_s = o->timeout_s;
+    c->mem_limit_bytes = o->mem_limit_bytes;
     c->node_reduce = o->node_reduce;
 }
 

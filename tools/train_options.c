@@ -111,6 +111,10 @@ static const char usage_text[] =
     "                        broadcasts, migrations, checkpoints) takes longer, naming the\n"
     "                        step, the operation and the ranks that had not arrived\n"
     "                        (default 0: wait forever)\n"
+    "  --mem-limit SIZE      refuse to start when a rank's parameters, gradients, optimizer\n"
+    "                        state and activations exceed SIZE bytes (K, M, G, T or KiB,\n"
+    "                        MiB, GiB, TiB: binary multiples), naming the rank and its\n"
+    "                        largest layer (default: the cgroup's memory.max, if set)\n"
     "Language models (--model gpt2; README: \"Transformers\"):\n"
     "  --model mlp|gpt2      the MLP above (default), or a GPT-2 decoder trained with AdamW on\n"
     "                        text; then --batch counts sequences (default 16), --lr defaults\n"
@@ -393,6 +397,7 @@ enum {
     OPT_KEEP,
     OPT_RESUME,
     OPT_TIMEOUT,
+    OPT_MEM_LIMIT,
     OPT_NODE_REDUCE,
     OPT_DEVICE,
     OPT_NCCL,
@@ -443,6 +448,7 @@ static const struct option long_options[] = {
     {"keep", required_argument, NULL, OPT_KEEP},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"mem-limit", required_argument, NULL, OPT_MEM_LIMIT},
     {"node-reduce", required_argument, NULL, OPT_NODE_REDUCE},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"nccl", required_argument, NULL, OPT_NCCL},
@@ -556,6 +562,8 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
         return 0;
     case OPT_TIMEOUT:
         return flags_double(flag, arg, 0.0, 1e9, 0, &o->timeout_s, err, errlen);
+    case OPT_MEM_LIMIT:
+        return flags_bytes(flag, arg, &o->mem_limit_bytes, err, errlen);
     case OPT_SHARD_MIN:
         return parse_int_list(flag, arg, 0, 1 << 24, TRAIN_MAX_RANKS, "shard cap", "shard caps",
                               o->shard_min, &o->shard_min_count, err, errlen);

@@ -68,6 +68,7 @@ typedef struct train_options {
     int keep;                   /* --keep: newest checkpoints kept; 0: all */
     int resume;                 /* --resume */
     double timeout_s;           /* --timeout: seconds a step's wait may take; 0: none */
+    double mem_limit_bytes;     /* --mem-limit: bytes a rank may account for; 0: the cgroup's */
     const char *init_params;
     const char *save_params;
     double progress_seconds; /* between progress lines */

@@ -131,6 +131,7 @@ bl_status_t bl_telemetry_close(bl_telemetry_t *tm)
     for (int k = 0; k < 2; k++) {
         bl_mem_free(bl_rt_allocator(tm->rt), tm->gathered[k]);
     }
+    bl_mem_free(bl_rt_allocator(tm->rt), tm->once);
     memset(tm, 0, sizeof *tm);
     return st;
 }
@@ -221,7 +222,29 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
     if (extra != NULL && extra[0] != '\0') {
         fprintf(f, ",%s", extra);
     }
+    if (tm->once != NULL) {
+        fprintf(f, ",%s", tm->once);
+        bl_mem_free(bl_rt_allocator(tm->rt), tm->once);
+        tm->once = NULL;
+    }
     fputs("}\n", f);
+}
+
+void bl_telemetry_attach_once(bl_telemetry_t *tm, const char *member)
+{
+    if (tm->rt == NULL || tm->jsonl == NULL) {
+        return;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(tm->rt);
+    bl_mem_free(a, tm->once);
+    tm->once = NULL;
+    if (member != NULL) {
+        size_t n = strlen(member) + 1;
+        tm->once = bl_mem_alloc(a, n);
+        if (tm->once != NULL) {
+            memcpy(tm->once, member, n);
+        }
+    }
 }
 
 /* Writes one complete ("X") event: a span on `rank`'s row from ts for dur

@@ -45,6 +45,10 @@ typedef struct bl_telemetry {
     FILE *jsonl;      /* rank 0: the --telemetry file */
     FILE *trace;      /* rank 0: the --trace file */
     int trace_events; /* the events written so far (for the commas) */
+    /* Rank 0: a JSON member (e.g. the start-up "memory" report) that the next
+     * step line carries, once; allocated with the runtime's allocator and
+     * owned here, or NULL. */
+    char *once;
 } bl_telemetry_t;
 
 /* Sets up the gather and opens the files, on rank 0 only; either path may be
@@ -73,6 +77,13 @@ bl_status_t bl_telemetry_close(bl_telemetry_t *tm);
  * file. extra is a JSON fragment of further members (without braces), or NULL. */
 void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records,
                              const long *shards, double loss, double accuracy, const char *extra);
+
+/* Copies member, a JSON member such as "memory":[...] (NULL: nothing), for
+ * the next step line to carry once; it replaces one not yet written. It
+ * does nothing without a telemetry file, and a copy that finds no memory is
+ * dropped (the member is a report, not state). Local (rank 0 alone has the
+ * file). */
+void bl_telemetry_attach_once(bl_telemetry_t *tm, const char *member);
 
 /* Rank 0: writes the step's spans (compute, pipeline, wait and comm per rank)
  * into the trace, when there is one. */

@@ -14,6 +14,7 @@
 #define BL_LM_IMPL_H
 
 #include "balancer.h"
+#include "memory_account.h"
 #include "gpt2.h"
 #include "lm_node.h"
 #include "lm_pipe.h"
@@ -89,6 +90,15 @@ bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
 /* Checks a schedule for the base rate lr; BL_ERR_INVALID_ARG names the
  * field. Local. */
 bl_status_t bl_lm_check_schedule(bl_runtime_t *rt, const bl_lr_schedule_t *s, float lr);
+
+/* ---- lm_memory.c -------------------------------------------------------- */
+
+/* Fills *out with this rank's bytes (memory_account.h) from the model's
+ * shape, the activations' capacity and the host token buffers, and names
+ * the unit (the embedding, a block or the head) with the most bytes of
+ * parameters, gradients and AdamW moments. Call it after the plan is made.
+ * Local. */
+void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out);
 
 /* ---- lm_eval.c ---------------------------------------------------------- */
 

@@ -64,16 +64,11 @@ int bl_lm_node_slice(const bl_gpt2_range_t *ranges, int count, int part, int par
     return n;
 }
 
-/* A bounded barrier between a step's phases. The window syncs around it make
- * every rank's stores before it visible to every rank's loads after it (as
- * node_reduce.c's). */
+/* A phase over the node (bl_node_phase); a failure marks the reduction
+ * failed, so that its windows are not freed collectively. */
 static bl_status_t phase(bl_lm_node_t *n, MPI_Win win, const char *op)
 {
-    MPI_Win_sync(win);
-    MPI_Request req = MPI_REQUEST_NULL;
-    int rc = MPI_Ibarrier(n->comm, &req);
-    bl_status_t st = bl_collective_posted(n->rt, rc, &req, op, n->comm);
-    MPI_Win_sync(win);
+    bl_status_t st = bl_node_phase(n->rt, n->comm, win, op);
     if (st != BL_OK) {
         n->failed = 1;
     }

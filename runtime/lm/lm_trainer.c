@@ -58,6 +58,11 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
                        "pipelines",
                        S, rt->size);
     }
+    if (!(c->mem_limit_bytes >= 0.0) || !isfinite(c->mem_limit_bytes)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "memory limit %g bytes must be finite and >= 0 (0: the cgroup's, if any)",
+                       c->mem_limit_bytes);
+    }
     if (c->balance.stage_plan_count != 0) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
                        "a scripted stage plan: the language model's stages move by a policy "
@@ -283,6 +288,14 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     if (st == BL_OK) {
         st = check_ranks_agree(t);
     }
+    /* Every rank's memory is reported, and a rank over its limit stops the
+     * job here, before the pipelines' and the reduction's set-up. */
+    char *memory_json = NULL;
+    if (st == BL_OK) {
+        bl_mem_account_t mine;
+        bl_lm_account_memory(t, &mine);
+        st = bl_mem_account_check(rt, &mine, cfg->mem_limit_bytes, &memory_json);
+    }
     if (st == BL_OK) {
         st = bl_lm_grid_init(&t->grid, rt, t->model, cfg->pipeline.stages,
                              cfg->pipeline.micro_batches, cfg->pipeline.schedule, t->capacity,
@@ -292,6 +305,11 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
         st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
     }
+    if (st == BL_OK) {
+        /* The first step line carries the start-up memory report. */
+        bl_telemetry_attach_once(&t->balancer.tm, memory_json);
+    }
+    bl_mem_free(bl_rt_allocator(rt), memory_json);
     if (st == BL_OK) {
         /* Telemetry lines carry the stage map each step ran. */
         st = bl_balancer_track_pipeline(&t->balancer, cfg->pipeline.stages, NULL, NULL);

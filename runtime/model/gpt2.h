@@ -161,6 +161,9 @@ bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err);
  * holds nothing. The caller frees it with bl_gpt2_acts_free. */
 bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,
                               bl_error_t *err);
+/* Returns the bytes that bl_gpt2_acts_init allocates for g, B and T (B,
+ * T > 0), from the shapes alone. */
+double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T);
 /* Makes the next passes run on batches of B sequences, 1 <= B <=
  * acts->capacity; the buffers keep their size. Returns BL_OK or
  * BL_ERR_INVALID_ARG naming B. */

@@ -41,15 +41,17 @@ static float *take(carve_t *cv, uint64_t count)
 }
 
 /* Cuts every buffer of acts out of cv, in one fixed order. The int32 id
- * arrays come last; an int32 has a float's size and alignment. */
+ * arrays come last; an int32 has a float's size and alignment. With
+ * acts->layers NULL it only counts (bl_gpt2_acts_nbytes). */
 static void cut(const bl_gpt2_t *g, int B, int T, carve_t *cv, bl_gpt2_acts_t *acts)
 {
     const bl_gpt2_config_t *c = &g->config;
     const uint64_t n = (uint64_t)B * (uint64_t)T; /* rows, which fit an int */
     const uint64_t nc = mul3(cv, n, (uint64_t)c->channels, 1);
     acts->encoded = take(cv, nc);
+    bl_gpt2_layer_acts_t counting;
     for (int l = 0; l < c->num_layers; l++) {
-        bl_gpt2_layer_acts_t *la = &acts->layers[l];
+        bl_gpt2_layer_acts_t *la = acts->layers != NULL ? &acts->layers[l] : &counting;
         la->ln1 = take(cv, nc);
         la->ln1_mean = take(cv, n);
         la->ln1_rstd = take(cv, n);
@@ -80,6 +82,18 @@ static void cut(const bl_gpt2_t *g, int B, int T, carve_t *cv, bl_gpt2_acts_t *a
     acts->tokens = (int32_t *)take(cv, n);
     acts->targets = (int32_t *)take(cv, n);
     acts->rows = (int32_t *)take(cv, n);
+}
+
+double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T)
+{
+    bl_gpt2_acts_t shape = {0}; /* layers NULL: cut only counts */
+    carve_t count = {0};
+    cut(g, B, T, &count, &shape);
+    /* The device allocation, the host array of per-layer pointers and the
+     * residual adds' row numbers, as bl_gpt2_acts_init allocates them. */
+    return (double)count.used * sizeof(float) +
+           (double)g->config.num_layers * sizeof(bl_gpt2_layer_acts_t) +
+           (double)B * (double)T * sizeof(int32_t);
 }
 
 bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,

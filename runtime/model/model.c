@@ -298,6 +298,25 @@ bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_
     return BL_OK;
 }
 
+size_t bl_workspace_nbytes(const bl_model_t *m, const bl_workspace_t *ws)
+{
+    /* The same sizes as bl_workspace_init_range allocates. */
+    size_t act_floats = 0;
+    size_t widest = 1;
+    size_t rows = (size_t)ws->max_batch;
+    for (int i = ws->first; i < ws->last; i++) {
+        if (!bl_relu_is_fused(m, ws, i)) {
+            act_floats += rows * (size_t)m->layers[i].out_features;
+        }
+        if ((size_t)m->layers[i].out_features > widest) {
+            widest = (size_t)m->layers[i].out_features;
+        }
+    }
+    size_t dgrad = (rows > 0 ? rows : 1) * widest;
+    return (size_t)m->layer_count * sizeof *ws->acts +
+           ((act_floats > 0 ? act_floats : 1) + 2 * dgrad) * sizeof(float);
+}
+
 void bl_workspace_free(const bl_allocator_t *a, bl_workspace_t *ws)
 {
     bl_mem_free(a, ws->acts);

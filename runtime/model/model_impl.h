@@ -88,6 +88,9 @@ bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws);
  * failure ws holds no buffers. The caller frees ws with bl_workspace_free. */
 bl_status_t bl_workspace_init_range(bl_model_t *m, int first, int last, int max_batch,
                                     bl_workspace_t *ws);
+/* Returns the bytes of ws's buffers: its layers' activations, the two
+ * input-gradient buffers and the host array of activation pointers. */
+size_t bl_workspace_nbytes(const bl_model_t *m, const bl_workspace_t *ws);
 /* Frees ws, in any state (a zeroed one too), with the allocator (for host
  * buffers) or the device memory (for device buffers) that it came from, and
  * zeroes it. It does not touch the model, which may be gone already. */

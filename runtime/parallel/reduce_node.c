@@ -1,5 +1,6 @@
-/* The reducer of a data-parallel group on one node: shared memory
- * (node_reduce.h) behind the reducer's interface (reducer.h). */
+/* The reducer of a data-parallel group on one node, or on nodes of equal size:
+ * shared memory within each node, then MPI across them (node_reduce.h), behind
+ * the reducer's interface (reducer.h). */
 #include <string.h>
 
 #include "node_reduce.h"
@@ -53,6 +54,9 @@ bl_status_t bl_reducer_create_node(const bl_reducer_setup_t *setup, bl_reducer_t
         bl_node_reduce_free(&n->shared, !setup->rt->gave_up);
         bl_mem_free(bl_rt_allocator(setup->rt), n);
         return st;
+    }
+    if (n->shared.nodes > 1) {
+        n->base.path = "shared memory within nodes, then MPI across them";
     }
     *active = 1;
     *out = &n->base;

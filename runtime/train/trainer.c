@@ -110,6 +110,17 @@ static bl_status_t setup_buffers(bl_trainer_t *t)
     return bl_agree(rt, st, BL_ERR_MISMATCH, "the trainer's buffers");
 }
 
+/* Accounts this rank's memory now that its buffers exist, has rank 0 log
+ * every rank's account, and refuses to go on when a rank exceeds its limit
+ * (memory_account.h), before the communicators and the reduction are set
+ * up. Collective. */
+static bl_status_t setup_memory(bl_trainer_t *t)
+{
+    bl_mem_account_t mine;
+    bl_trainer_account_memory(t, &mine);
+    return bl_mem_account_check(t->rt, &mine, t->cfg.mem_limit_bytes, &t->memory_json);
+}
+
 /* Opens the pipeline's device communicator when its stages move device memory
  * directly. Collective over the pipeline, then agreed over the job: a pipeline
  * whose set-up failed must not leave the other pipelines waiting in their
@@ -166,14 +177,19 @@ static bl_status_t setup_reducer(bl_trainer_t *t)
 /* Sets up telemetry and the controllers. Collective. */
 static bl_status_t setup_control(bl_trainer_t *t)
 {
-    return bl_control_init(&t->control, t->rt, &t->cfg, t->model, &t->layout, &t->plan);
+    bl_status_t st = bl_control_init(&t->control, t->rt, &t->cfg, t->model, &t->layout, &t->plan);
+    /* The first step line carries the start-up memory report. */
+    if (st == BL_OK) {
+        bl_telemetry_attach_once(&t->control.balancer.tm, t->memory_json);
+    }
+    return st;
 }
 
 /* The set-up steps, in order. Every rank runs every step in this order (the
  * collective ones say so). */
 static bl_status_t (*const setup_steps[])(bl_trainer_t *t) = {
-    setup_plan,      setup_state,   setup_agreement, setup_buffers,
-    setup_transfers, setup_reducer, setup_control,
+    setup_plan,   setup_state,     setup_agreement, setup_buffers,
+    setup_memory, setup_transfers, setup_reducer,   setup_control,
 };
 
 bl_status_t bl_trainer_create(bl_runtime_t *rt, bl_model_t *m, bl_dataset_t *train,
@@ -247,6 +263,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_plan_free(&t->next, &pa);
     bl_mem_free(a, t->velocity);
     bl_mem_free(a, t->indices);
+    bl_mem_free(a, t->memory_json);
     bl_mem_free(a, t);
 }
 

@@ -14,6 +14,7 @@
 #include "device_data.h"
 #include "device_group.h"
 #include "layout.h"
+#include "memory_account.h"
 #include "reducer.h"
 #include "sampler.h"
 #include "stage.h"
@@ -55,6 +56,7 @@ struct bl_trainer {
     long whole_at;            /* the step at which every rank last held every layer's
                                  current parameters (pipelines; 0: the initial ones) */
     double modelled_s_per_op; /* > 0: modelled step times (bl_trainer_emulate_timing) */
+    char *memory_json; /* rank 0: the start-up "memory" telemetry member, until it is handed on */
 };
 
 /* ---- trainer_setup.c ---------------------------------------------------- */
@@ -89,6 +91,14 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t);
 /* Logs one info line with the grid, the stage map and the micro-batches (none
  * for one stage and one micro-batch). */
 void bl_trainer_log_layout(const bl_trainer_t *t);
+
+/* ---- trainer_memory.c --------------------------------------------------- */
+
+/* Fills *out with this rank's bytes (bl_mem_account_t) from the buffers that
+ * it has allocated: the model's parameters and gradients, the momentum, the
+ * stage's slots and the batch's sample numbers, and names the layer with the
+ * most parameter bytes. Call it once the stage exists. Local. */
+void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out);
 
 /* ---- stage_moves.c ------------------------------------------------------ */
 

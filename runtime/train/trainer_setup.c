@@ -50,6 +50,11 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
         return bl_fail(rt, BL_ERR_INVALID_ARG, "timeout %g s must be finite and >= 0 (0: none)",
                        c->diagnostics.timeout_s);
     }
+    if (!(c->mem_limit_bytes >= 0.0) || !isfinite(c->mem_limit_bytes)) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "memory limit %g bytes must be finite and >= 0 (0: the cgroup's, if any)",
+                       c->mem_limit_bytes);
+    }
     if (!(c->transport.bucket_mb > 0.0) || !(c->transport.bucket_mb <= 4096.0)) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
                        c->transport.bucket_mb);

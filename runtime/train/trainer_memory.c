@@ -1,0 +1,74 @@
+/* The layer trainer's memory account (trainer_impl.h): what this rank has
+ * allocated, read from the shapes of its real buffers once they exist. */
+#include <stdio.h>
+
+#include "trainer_impl.h"
+
+/* Bytes of count elements of elem_nbytes each. */
+static double nbytes(size_t count, size_t elem_nbytes)
+{
+    return (double)count * (double)elem_nbytes;
+}
+
+/* The bytes of one slot: its workspace, the stage's input and output
+ * gradient buffers, and the host twins of a device stage (stage.c's
+ * alloc_slot makes the same ones). */
+static double slot_nbytes(const bl_stage_t *s, const bl_stage_slot_t *slot)
+{
+    size_t rows = (size_t)(s->max_micro > 0 ? s->max_micro : 1);
+    size_t in = rows * (size_t)s->in_width, out = rows * (size_t)s->out_width;
+    int last = s->stage == s->stages - 1;
+    double b = (double)bl_workspace_nbytes(s->model, &slot->ws);
+    b += nbytes(in, sizeof(float)) + nbytes(out, sizeof(float));
+    b += s->stage > 0 ? nbytes(in, sizeof(float)) : 0.0;
+    b += last ? nbytes(rows, sizeof(int)) : 0.0;
+    if (slot->host_in != NULL) {
+        b += nbytes(in, sizeof(float)) + nbytes(rows, sizeof(int64_t));
+    }
+    b += slot->host_labels != NULL ? nbytes(rows, sizeof(int)) : 0.0;
+    b += slot->host_dy != NULL ? nbytes(out, sizeof(float)) : 0.0;
+    b += slot->host_out != NULL ? nbytes(out, sizeof(float)) : 0.0;
+    b += slot->host_dx != NULL ? nbytes(in, sizeof(float)) : 0.0;
+    return b;
+}
+
+/* Layer kinds as the message names them. */
+static const char *kind_name(bl_layer_kind_t kind)
+{
+    return kind == BL_LAYER_DENSE ? "dense" : kind == BL_LAYER_RELU ? "relu" : "user";
+}
+
+void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out)
+{
+    const bl_model_t *m = t->model;
+    const bl_stage_t *s = &t->stage;
+    /* Every rank holds the whole model's parameters, gradients and momentum
+     * (one allocation each), pipelines too: a stage does not free the
+     * layers it does not own. */
+    *out = (bl_mem_account_t){0};
+    out->params = nbytes(m->param_count, sizeof(float));
+    out->grads = nbytes(m->param_count, sizeof(float));
+    out->optimizer = t->velocity != NULL ? nbytes(m->param_count, sizeof(float)) : 0.0;
+    for (int k = 0; k < s->slot_count && s->slots != NULL; k++) {
+        out->activations += slot_nbytes(s, &s->slots[k]);
+    }
+    if (s->x_scratch != NULL) {
+        out->activations += nbytes(
+            (size_t)(s->max_micro > 0 ? s->max_micro : 1) * (size_t)m->in_features, sizeof(float));
+    }
+    out->other = nbytes((size_t)t->cfg.batch, sizeof *t->indices);
+    /* The largest layer: its parameters, gradients and momentum. */
+    int copies = 2 + (t->velocity != NULL);
+    int best = 0;
+    for (int i = 1; i < m->layer_count; i++) {
+        if (m->layers[i].param_count > m->layers[best].param_count) {
+            best = i;
+        }
+    }
+    if (m->layer_count > 0) {
+        const bl_layer_t *l = &m->layers[best];
+        snprintf(out->largest, sizeof out->largest, "layer %d (%s %d\u2192%d)", best,
+                 kind_name(l->kind), l->in_features, l->out_features);
+        out->largest_bytes = nbytes(l->param_count, sizeof(float)) * copies;
+    }
+}

@@ -1,0 +1,68 @@
+# Memory accounting through ballast-train (label cli): the start-up report at
+# info level for the MLP and for GPT-2, --mem-limit refusing a rank over it
+# (exit 1, naming the rank, the total, the limit and the largest layer or
+# unit), a generous limit training as usual, a bad size refused naming the
+# flag (exit 2), and the report in the first telemetry line. Included from
+# tests/CMakeLists.txt after cli/ and the data parallelism's tests (it uses
+# BL_CLI_*, BL_MPIRUN and JQ).
+
+set(bl_mem_mlp --data ${BL_CLI_DATA}/good --layers 64,32 --steps 2 --batch 32 --threads 1)
+set(bl_mem_gpt --model gpt2 --text /usr/share/games/fortunes/linux --n-layer 2 --n-head 2
+               --n-embd 32 --seq-len 16 --batch 8 --steps 2 --threads 1 --quiet)
+
+bl_cli_test(memory_report_mlp EXIT 0
+    MATCH "info: memory: rank 0: params 24\\.9 KiB, grads 24\\.9 KiB, optimizer 24\\.9 KiB, activations [0-9.]+ KiB, other [0-9.]+ (B|KiB); total [0-9.]+ KiB$"
+          "^summary: steps=2 "
+    COMMAND env BALLAST_LOG=info ${BL_CLI_TRAIN} ${bl_mem_mlp}
+    REQUIRES cli_data_good)
+bl_cli_test(memory_report_mlp_2ranks EXIT 0
+    MATCH "info: memory: rank 0: params " "info: memory: rank 1: params " "^summary: steps=2 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_mem_mlp}
+    REQUIRES cli_data_good)
+bl_cli_test(memory_report_gpt2 EXIT 0
+    MATCH "info: memory: rank 0: params 133\\.5 KiB, grads 133\\.5 KiB, optimizer 267\\.0 KiB, activations [0-9.]+ KiB, other [0-9.]+ KiB; total [0-9.]+ MiB$"
+          "^summary: steps=2 "
+    COMMAND env BALLAST_LOG=info ${BL_CLI_TRAIN} ${bl_mem_gpt})
+# The default log level says nothing of memory.
+bl_cli_test(memory_report_quiet_by_default EXIT 0 MATCH "!memory: rank" "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --quiet
+    REQUIRES cli_data_good)
+
+bl_cli_test(memory_limit_refuses_mlp EXIT 1
+    MATCH "rank 0: [0-9.]+ KiB of parameters, gradients, optimizer state and activations exceed the memory limit 1\\.0 KiB \\(--mem-limit\\); the largest layer is layer 0 \\(dense 64.64\\): 48\\.8 KiB"
+          "!^summary"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --mem-limit 1K --quiet
+    REQUIRES cli_data_good)
+bl_cli_test(memory_limit_refuses_2ranks EXIT 1
+    MATCH "rank 0: [0-9.]+ KiB of parameters.* exceed the memory limit 1\\.0 KiB \\(--mem-limit\\); the largest layer is layer 0 .*\\(and 1 more rank over its limit\\)"
+          "!^summary"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_mem_mlp} --mem-limit 1K --quiet
+    REQUIRES cli_data_good)
+bl_cli_test(memory_limit_refuses_gpt2 EXIT 1
+    MATCH "rank 0: 1\\.5 MiB of parameters, gradients, optimizer state and activations exceed the memory limit 100\\.0 KiB \\(--mem-limit\\); the largest layer is unit 1 \\(block 0\\): [0-9.]+ KiB"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_gpt} --mem-limit 100KiB)
+bl_cli_test(memory_limit_generous_mlp EXIT 0 MATCH "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --mem-limit 1G --quiet
+    REQUIRES cli_data_good)
+bl_cli_test(memory_limit_generous_gpt2 EXIT 0 MATCH "^summary: steps=2 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_gpt} --mem-limit 64MiB)
+bl_cli_test(memory_limit_bad EXIT 2
+    MATCH "^ballast-train: --mem-limit: 'abc' is not a size"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --mem-limit abc)
+bl_cli_test(memory_limit_zero EXIT 2
+    MATCH "^ballast-train: --mem-limit: '0' must be at least 1 byte"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --mem-limit 0)
+
+# The first telemetry line carries one "memory" object per rank, and every
+# line is still a step record (so ballast-report and the jq checks read it).
+bl_cli_test(memory_telemetry_run EXIT 0 MATCH "^summary: steps=2 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_mem_mlp} --quiet
+            --telemetry ${BL_CLI_OUT}/memory.jsonl
+    REQUIRES cli_data_good cli_out SETUP memory_telemetry)
+add_test(NAME memory_telemetry_check
+    COMMAND ${JQ} -s -e "length == 2 and all(.[]; has(\"step\"))
+        and (.[0].memory | length) == 2 and (.[0].memory | map(.rank)) == [0, 1]
+        and all(.[0].memory[]; .total == .params + .grads + .optimizer + .activations + .other
+                               and .params == 25488 and .limit >= 0)
+        and (.[1] | has(\"memory\") | not)" ${BL_CLI_OUT}/memory.jsonl)
+set_tests_properties(memory_telemetry_check PROPERTIES LABELS cli FIXTURES_REQUIRED memory_telemetry)
