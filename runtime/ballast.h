@@ -708,9 +708,10 @@ typedef struct bl_adamw_config {
 /* A user layer inside a GPT-2's residual stream: it maps the stream
  * (B · T rows of C channels) to a stream of the same width, after unit
  * `after` (0: the embedding, 1 .. L: that block), before the next unit
- * reads it. Several layers after one unit run in the array's order. The
- * layer belongs to the unit it follows: a pipeline stage that owns the unit
- * computes it, and it moves with the unit.
+ * reads it, or with `inside`, within block `after` between its attention
+ * and its MLP. Several layers at one place run in the array's order. The
+ * layer belongs to its unit: a pipeline stage that owns the unit computes
+ * it, and it moves with the unit.
  *   ops.shape(state, C, &out, &count) must give out = C; ops.init (or
  *   zeros, when NULL) gives the parameters from a seed derived from the
  *   trainer's seed and the layer's index; ops.forward and ops.backward see
@@ -726,6 +727,10 @@ typedef struct bl_lm_layer {
     bl_layer_ops_t ops;
     void *state;
     int decay;
+    /* 1: inside block `after` (1 .. L) instead, between its attention and
+     * its MLP, on the stream after attention's residual add, which the
+     * MLP half then reads; 0: after the unit. */
+    int inside;
 } bl_lm_layer_t;
 
 /* A language-model trainer's configuration. Start from BL_LM_CONFIG_INIT. The

@@ -1,7 +1,8 @@
 /* Tests of user layers in a GPT-2's residual stream (runtime/model/
  * gpt2_users.c) on a tiny config: the gradient of a model with a token
- * shift after the embedding, a mixing layer and an adapter after block 1
- * and an adapter after the last block against central finite differences,
+ * shift after the embedding, a mixing layer and an adapter after block 1,
+ * an adapter after the last block and a mixing layer inside it (between its
+ * attention and its MLP) against central finite differences,
  * for the layers' parameters and the GPT-2 tensors around them; a layer
  * that is the identity changing nothing, bit for bit; the mirror device
  * giving the CPU's numbers bit for bit; the parameter ranges, the decay
@@ -139,9 +140,10 @@ static double loss_of(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int grads)
     return loss;
 }
 
-/* The four layers of the gradient test: a shift after the embedding, a mix
+/* The five layers of the gradient test: a shift after the embedding, a mix
  * and an adapter of width 3 after block 1, an adapter of width 2 after the
- * last block. */
+ * last block, and a mix inside the last block (between its attention and
+ * its MLP). */
 static int stream_layers(bl_lm_layer_t *l)
 {
     adapters[0] = (lm_adapter_t){.rank = 3};
@@ -150,7 +152,8 @@ static int stream_layers(bl_lm_layer_t *l)
     l[1] = (bl_lm_layer_t){.after = 1, .ops = mix_ops, .decay = 1};
     l[2] = (bl_lm_layer_t){.after = 1, .ops = lm_adapter_ops, .state = &adapters[0], .decay = 1};
     l[3] = (bl_lm_layer_t){.after = 2, .ops = lm_adapter_ops, .state = &adapters[1], .decay = 1};
-    return 4;
+    l[4] = (bl_lm_layer_t){.after = 2, .ops = mix_ops, .inside = 1};
+    return 5;
 }
 
 /* ---- Tests ---------------------------------------------------------------- */
@@ -175,7 +178,7 @@ static void check_fd(bl_gpt2_t *g, bl_gpt2_acts_t *acts, const float *analytic, 
 static void test_gradient_through_layers_matches_finite_differences(void **state)
 {
     (void)state;
-    bl_lm_layer_t layers[4];
+    bl_lm_layer_t layers[5];
     const int n = stream_layers(layers);
     bl_gpt2_acts_t *acts = NULL;
     bl_gpt2_t *g = make_model(NULL, layers, n, &acts);
@@ -215,18 +218,20 @@ static void test_gradient_through_layers_matches_finite_differences(void **state
     }
 }
 
-/* A mix layer initialised to the identity, after the embedding and after
- * block 1: the loss and the GPT-2 tensors' gradients are those of the model
- * without it, bit for bit. */
+/* A mix layer initialised to the identity, after the embedding, after
+ * block 1 and inside block 2: the loss and the GPT-2 tensors' gradients are
+ * those of the model without it, bit for bit. */
 static void test_identity_layer_changes_nothing(void **state)
 {
     (void)state;
-    const bl_lm_layer_t layers[2] = {{.after = 0, .ops = mix_ops}, {.after = 1, .ops = mix_ops}};
+    const bl_lm_layer_t layers[3] = {{.after = 0, .ops = mix_ops},
+                                     {.after = 1, .ops = mix_ops},
+                                     {.after = 2, .ops = mix_ops, .inside = 1}};
     bl_gpt2_acts_t *with_acts = NULL, *plain_acts = NULL;
-    bl_gpt2_t *with = make_model(NULL, layers, 2, &with_acts);
+    bl_gpt2_t *with = make_model(NULL, layers, 3, &with_acts);
     bl_gpt2_t *plain = make_model(NULL, NULL, 0, &plain_acts);
     assert_int_equal(with->gpt_param_count, plain->param_count);
-    assert_int_equal(with->param_count, plain->param_count + 2 * 64);
+    assert_int_equal(with->param_count, plain->param_count + 3 * 64);
     assert_memory_equal(with->params, plain->params, plain->param_count * sizeof(float));
     const double a = loss_of(with, with_acts, 1), b = loss_of(plain, plain_acts, 1);
     assert_true(a == b);
@@ -238,10 +243,12 @@ static void test_identity_layer_changes_nothing(void **state)
 static void test_layers_on_the_mirror_device(void **state)
 {
     (void)state;
-    const bl_lm_layer_t layers[2] = {{.after = 1, .ops = mix_ops}, {.after = 2, .ops = mix_ops}};
+    const bl_lm_layer_t layers[3] = {{.after = 1, .ops = mix_ops},
+                                     {.after = 2, .ops = mix_ops},
+                                     {.after = 1, .ops = mix_ops, .inside = 1}};
     bl_gpt2_acts_t *host_acts = NULL, *dev_acts = NULL;
-    bl_gpt2_t *host = make_model(NULL, layers, 2, &host_acts);
-    bl_gpt2_t *dev = make_model(&bl_mirror_memory, layers, 2, &dev_acts);
+    bl_gpt2_t *host = make_model(NULL, layers, 3, &host_acts);
+    bl_gpt2_t *dev = make_model(&bl_mirror_memory, layers, 3, &dev_acts);
     /* Perturb M so that the layers are not the identity, on both. */
     float *p = fbuf(host->param_count);
     memcpy(p, host->params, host->param_count * sizeof(float));
@@ -263,7 +270,7 @@ static void test_layers_on_the_mirror_device(void **state)
 static void test_ranges_decay_and_stream(void **state)
 {
     (void)state;
-    bl_lm_layer_t layers[4];
+    bl_lm_layer_t layers[5];
     const int n = stream_layers(layers);
     bl_gpt2_acts_t *acts = NULL;
     bl_gpt2_t *g = make_model(NULL, layers, n, &acts);
@@ -283,18 +290,21 @@ static void test_ranges_decay_and_stream(void **state)
             }
             covered += r[i].count;
         }
-        assert_int_equal(users, u == 0 ? 1 : u == 1 ? 2 : u == 2 ? 1 : 0);
+        assert_int_equal(users, u == 0 ? 1 : u == 1 || u == 2 ? 2 : 0);
     }
     /* wte is in both the embedding's and the head's ranges. */
     assert_int_equal(covered, g->param_count + g->tensors[BL_GPT2_WTE].count);
     assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_TENSOR_COUNT + 0), 0);
     assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_TENSOR_COUNT + 1), 1);
-    assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_TENSOR_COUNT + 4), 0); /* no such layer */
+    assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_TENSOR_COUNT + 5), 0); /* no such layer */
     assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_QKVW), 1);
     assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_QKVB), 0);
     assert_ptr_equal(bl_gpt2_stream(g, acts, 0), acts->user_out[0]);
     assert_ptr_equal(bl_gpt2_stream(g, acts, 1), acts->user_out[2]);
     assert_ptr_equal(bl_gpt2_stream(g, acts, 2), acts->user_out[3]);
+    assert_ptr_equal(bl_gpt2_mid_stream(g, acts, 0), acts->layers[0].res2);
+    assert_ptr_equal(bl_gpt2_mid_stream(g, acts, 1), acts->user_out[4]);
+    assert_int_equal(bl_gpt2_range_decays(g, BL_GPT2_TENSOR_COUNT + 4), 0);
     /* A unit's cost counts its layers' hints: the adapter's 2 r C. */
     assert_true(bl_gpt2_layers_cost(g, 2) == 2.0 * 2 * CFG.channels);
     assert_true(bl_gpt2_layers_cost(g, 3) == 0.0);
@@ -335,6 +345,10 @@ static void test_bad_layers_are_refused(void **state)
     expect_refused(&l, 1, BL_ERR_INVALID_ARG, "user layer 0 (mix): after = 3 must name a unit");
     l.after = -1;
     expect_refused(&l, 1, BL_ERR_INVALID_ARG, "after = -1");
+    l = (bl_lm_layer_t){.after = 0, .ops = mix_ops, .inside = 1};
+    expect_refused(&l, 1, BL_ERR_INVALID_ARG, "inside = 1 with after = 0: a layer inside a block");
+    l = (bl_lm_layer_t){.after = 1, .ops = mix_ops, .inside = 2};
+    expect_refused(&l, 1, BL_ERR_INVALID_ARG, "inside = 2 with after = 1");
     l = (bl_lm_layer_t){.after = 1, .ops = mix_ops};
     l.ops.forward = NULL;
     expect_refused(&l, 1, BL_ERR_INVALID_ARG, "must provide shape, forward and backward");
@@ -376,6 +390,13 @@ static void test_failing_passes_name_the_layer(void **state)
     double loss = 0.0;
     assert_int_equal(bl_gpt2_forward(g, acts, TOKENS, TARGETS, &loss, &err), BL_ERR_IO);
     assert_non_null(strstr(err.msg, "user layer 1 (broken, after unit 2): forward() failed"));
+
+    /* Inside a block too: the pass stops between the block's halves. */
+    l[1].inside = 1;
+    g = make_model(NULL, l, 2, &acts);
+    assert_int_equal(bl_gpt2_forward(g, acts, TOKENS, TARGETS, &loss, &err), BL_ERR_IO);
+    assert_non_null(strstr(err.msg, "user layer 1 (broken, inside unit 2): forward() failed"));
+    l[1].inside = 0;
 
     l[1].ops.forward = mix_forward;
     l[1].ops.backward = failing_pass;

@@ -433,7 +433,7 @@ static void test_stage_map_section(void **state)
     } layer_cases[] = {
         {one_missing, sizeof one_missing, "LAYERS section: 4 bytes for 1 user layers"},
         {past_block, sizeof past_block, "LAYERS section: 20 bytes for 9 user layers"},
-        {one_past, sizeof one_past, "LAYERS section: user layer 0 (unit 9, decay 0, 1 parameters)"},
+        {one_past, sizeof one_past, "LAYERS section: user layer 0 (unit 9, flags 0, 1 parameters)"},
     };
     for (size_t i = 0; i < sizeof layer_cases / sizeof layer_cases[0]; i++) {
         memcpy(bad, sec, sizeof sec);

@@ -33,38 +33,34 @@ static bl_status_t adapter_init(void *state, int in, int out, float *params, uin
     return BL_OK;
 }
 
-/* Makes the scratch hold rows × r floats each. */
-static bl_status_t adapter_reserve(lm_adapter_t *a, int rows)
+/* Makes one scratch array hold `need` floats. */
+static bl_status_t reserve(float **array, size_t need)
 {
-    const size_t need = (size_t)rows * (size_t)a->rank;
-    if (need <= a->capacity) {
-        return BL_OK;
-    }
-    float *h = realloc(a->hidden, need * sizeof(float));
-    if (h != NULL) {
-        a->hidden = h;
-    }
-    float *d = realloc(a->dhidden, need * sizeof(float));
-    if (d != NULL) {
-        a->dhidden = d;
-    }
-    if (h == NULL || d == NULL) {
+    float *p = realloc(*array, need * sizeof(float));
+    if (p == NULL) {
         return BL_ERR_NO_MEM;
     }
-    a->capacity = need;
+    *array = p;
     return BL_OK;
 }
 
-/* hidden (rows, r) = relu(x · A^T). */
+/* pre (rows, r) = x · A^T and hidden = gelu(pre), the scratch first made to
+ * hold rows × r floats each. */
 static bl_status_t adapter_hidden(const bl_layer_call_t *c, lm_adapter_t *a)
 {
     const int n = c->batch, C = c->in_features, r = a->rank;
-    bl_status_t st = adapter_reserve(a, n);
-    if (st == BL_OK) {
-        st =
-            bl_math_gemm(c->device, 0, 1, n, r, C, 1.0f, c->x, C, c->params, C, 0.0f, a->hidden, r);
+    const size_t need = (size_t)n * (size_t)r;
+    bl_status_t st = BL_OK;
+    if (need > a->capacity) {
+        st = reserve(&a->pre, need);
+        st = st == BL_OK ? reserve(&a->hidden, need) : st;
+        st = st == BL_OK ? reserve(&a->dhidden, need) : st;
+        a->capacity = st == BL_OK ? need : 0;
     }
-    return st == BL_OK ? bl_math_relu(c->device, (size_t)n * (size_t)r, a->hidden, a->hidden) : st;
+    if (st == BL_OK) {
+        st = bl_math_gemm(c->device, 0, 1, n, r, C, 1.0f, c->x, C, c->params, C, 0.0f, a->pre, r);
+    }
+    return st == BL_OK ? bl_math_gelu(c->device, need, a->pre, a->hidden) : st;
 }
 
 static bl_status_t adapter_forward(const bl_layer_call_t *c)
@@ -105,13 +101,13 @@ static bl_status_t adapter_backward(const bl_layer_call_t *c)
     if (st == BL_OK) {
         st = bl_math_gemm(c->device, 1, 0, C, r, n, 1.0f, c->dy, C, a->hidden, r, keep, dB, r);
     }
-    /* dhidden (n, r) = dy · Bm, then through the ReLU. */
+    /* dhidden (n, r) = dy · Bm, then through the GELU: d pre. */
     if (st == BL_OK) {
         st = bl_math_gemm(c->device, 0, 0, n, r, C, 1.0f, c->dy, C, Bm, r, 0.0f, a->dhidden, r);
     }
     if (st == BL_OK) {
-        st = bl_math_relu_backward(c->device, (size_t)n * (size_t)r, a->hidden, a->dhidden,
-                                   a->dhidden);
+        st =
+            bl_math_gelu_backward(c->device, (size_t)n * (size_t)r, a->pre, a->dhidden, a->dhidden);
     }
     /* dA (r, C) += dhidden^T (r, n) · x (n, C). */
     if (st == BL_OK) {
@@ -141,9 +137,10 @@ const bl_layer_ops_t lm_adapter_ops = {.name = "adapter",
 
 void lm_adapter_free(lm_adapter_t *a)
 {
+    free(a->pre);
     free(a->hidden);
     free(a->dhidden);
-    a->hidden = a->dhidden = NULL;
+    a->pre = a->hidden = a->dhidden = NULL;
     a->capacity = 0;
 }
 

@@ -3,10 +3,13 @@
  * ballast-train's --adapter and --token-shift, and by the language model's
  * user-layer tests.
  *
- *   lm_adapter_ops: a bottleneck adapter, y = x + relu(x · A^T) · Bm^T, with A
- *     (r × C) and Bm (C × r): r · C + C · r parameters, A first. Its state
- *     is a lm_adapter_t. The products run through bl_math_gemm and the
- *     ReLU through bl_math_relu; its scratch is host memory.
+ *   lm_adapter_ops: a bottleneck adapter, y = x + gelu(x · A^T) · Bm^T, with
+ *     A (r × C) and Bm (C × r): r · C + C · r parameters, A first. Its state
+ *     is a lm_adapter_t. The products run through bl_math_gemm and the GELU
+ *     (GPT-2's tanh form) through bl_math_gelu; its scratch is host memory.
+ *     The GELU is smooth: with a ReLU's kink, two summation orders' rounding
+ *     can switch a unit on in one run and off in the other, and AdamW then
+ *     grows that into differences far above float rounding.
  *   lm_token_shift_ops: a causal token mix, y[t] = x[t] + a ⊙ x[t − 1] within
  *     each sequence (y[0] = x[0]), with a (C): C parameters. It reads the
  *     call's seq_len to find the sequences' edges. Its state is unused.
@@ -22,7 +25,8 @@
 /* An adapter's width and its scratch, which grows to the largest call. */
 typedef struct lm_adapter {
     int rank;      /* r, the bottleneck width */
-    float *hidden; /* (rows, r) relu(x · A^T), recomputed in backward */
+    float *pre;    /* (rows, r) x · A^T, recomputed in backward */
+    float *hidden; /* (rows, r) gelu(pre) */
     float *dhidden;
     size_t capacity; /* floats each scratch holds */
 } lm_adapter_t;

@@ -5,11 +5,11 @@
 #include "lm_options.h"
 
 const char *const lm_flag_names[LM_FLAG_COUNT] = {
-    "model",      "n-layer",      "n-head",        "n-embd",         "seq-len",
-    "vocab",      "max-seq-len",  "init-from",     "text",           "tokens",
-    "val-tokens", "val-fraction", "val-sequences", "val-every",      "save-model",
-    "beta1",      "beta2",        "eps",           "clip-grad-norm", "lr-schedule",
-    "warmup",     "lr-min",       "optimizer",     "adapter",        "token-shift",
+    "model",          "n-layer",        "n-head",     "n-embd", "seq-len",    "vocab",
+    "max-seq-len",    "init-from",      "text",       "tokens", "val-tokens", "val-fraction",
+    "val-sequences",  "val-every",      "save-model", "beta1",  "beta2",      "eps",
+    "clip-grad-norm", "lr-schedule",    "warmup",     "lr-min", "optimizer",  "adapter",
+    "token-shift",    "adapter-inside",
 };
 
 void lm_options_defaults(lm_options_t *o)
@@ -38,9 +38,10 @@ static int real(const char *flag, const char *arg, double lo, double hi, int hi_
     return 0;
 }
 
-/* --adapter UNIT:RANK (shift 0) or --token-shift UNIT (shift 1). */
-static int add_layer(int shift, const char *flag, const char *arg, lm_options_t *o, char *err,
-                     size_t errlen)
+/* --adapter UNIT:RANK (shift 0), --token-shift UNIT (shift 1) or
+ * --adapter-inside BLOCK:RANK (inside 1). */
+static int add_layer(int shift, int inside, const char *flag, const char *arg, lm_options_t *o,
+                     char *err, size_t errlen)
 {
     if (o->layer_count == BL_LM_MAX_LAYERS) {
         return flags_fail(err, errlen, "%s: at most %d user layers", flag, BL_LM_MAX_LAYERS);
@@ -58,7 +59,7 @@ static int add_layer(int shift, const char *flag, const char *arg, lm_options_t 
     }
     memcpy(unit, arg, n);
     unit[n] = '\0';
-    *l = (struct lm_layer_spec){.shift = shift};
+    *l = (struct lm_layer_spec){.shift = shift, .inside = inside};
     if (flags_int(flag, unit, 0, 1024, &l->after, err, errlen) != 0 ||
         (!shift && flags_int(flag, colon + 1, 1, 65536, &l->rank, err, errlen) != 0)) {
         return -1;
@@ -137,7 +138,9 @@ int lm_options_apply(int index, const char *flag, const char *arg, lm_options_t 
         return flags_fail(err, errlen, "%s: '%s' is neither sgd nor adamw", flag, arg);
     case 23:
     case 24:
-        return add_layer(index == 24, flag, arg, o, err, errlen);
+        return add_layer(index == 24, 0, flag, arg, o, err, errlen);
+    case 25:
+        return add_layer(0, 1, flag, arg, o, err, errlen);
     default:
         return flags_fail(err, errlen, "internal: unhandled language-model flag %d", index);
     }

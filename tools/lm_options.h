@@ -28,9 +28,10 @@ typedef struct lm_options {
     /* --adapter UNIT:RANK and --token-shift UNIT: the user layers of
      * lm_layers.h in the stream, in the command line's order. */
     struct lm_layer_spec {
-        int shift; /* 1: a token shift; 0: an adapter */
-        int after; /* the unit it follows (0 .. L) */
-        int rank;  /* an adapter's bottleneck width */
+        int shift;  /* 1: a token shift; 0: an adapter */
+        int after;  /* the unit it follows (0 .. L) */
+        int rank;   /* an adapter's bottleneck width */
+        int inside; /* 1: inside block `after`, between attention and MLP */
     } layers[BL_LM_MAX_LAYERS];
     int layer_count;
 } lm_options_t;
@@ -38,7 +39,7 @@ typedef struct lm_options {
 /* The flag names this file handles, in the order of train_options.c's
  * option table, and how many there are. */
 extern const char *const lm_flag_names[];
-#define LM_FLAG_COUNT     25
+#define LM_FLAG_COUNT     26
 #define LM_FLAG_OPTIMIZER 22 /* --optimizer, which both models take */
 
 void lm_options_defaults(lm_options_t *o);

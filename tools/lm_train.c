@@ -210,7 +210,8 @@ static bl_status_t run(bl_runtime_t *rt, const train_options_t *o, const lm_data
         layers[k] = (bl_lm_layer_t){.after = s->after,
                                     .ops = s->shift ? lm_token_shift_ops : lm_adapter_ops,
                                     .state = s->shift ? NULL : &adapters[k],
-                                    .decay = !s->shift};
+                                    .decay = !s->shift,
+                                    .inside = s->inside};
     }
     cfg.layers = layers;
     cfg.layer_count = lm->layer_count;

@@ -136,10 +136,13 @@ static const char usage_text[] =
     "  --save-model FILE     write the final model as an llm.c GPT-2 file (ballast-generate,\n"
     "                        llm.c and PyTorch read it); user layers' parameters go to\n"
     "                        FILE.layers\n"
-    "  --adapter UNIT:RANK   a bottleneck adapter x + relu(x A^T) B^T of width RANK in the\n"
+    "  --adapter UNIT:RANK   a bottleneck adapter x + gelu(x A^T) B^T of width RANK in the\n"
     "                        residual stream after unit UNIT (0 the embedding, l block l),\n"
     "                        through the user-layer API (tools/lm_layers.c); repeatable\n"
     "  --token-shift UNIT    a causal token mix x[t] + a * x[t-1] after unit UNIT; repeatable\n"
+    "  --adapter-inside BLOCK:RANK\n"
+    "                        an adapter inside block BLOCK, between its attention and its\n"
+    "                        MLP; repeatable\n"
     "  --optimizer sgd|adamw each model's own: sgd for the MLP, adamw for gpt2 (a\n"
     "                        mismatch is refused)\n"
     "  --beta1 X --beta2 X --eps X\n"
@@ -498,6 +501,7 @@ static const struct option long_options[] = {
     {"optimizer", required_argument, NULL, OPT_LM_FIRST + LM_FLAG_OPTIMIZER},
     {"adapter", required_argument, NULL, OPT_LM_FIRST + 23},
     {"token-shift", required_argument, NULL, OPT_LM_FIRST + 24},
+    {"adapter-inside", required_argument, NULL, OPT_LM_FIRST + 25},
     {NULL, 0, NULL, 0},
 };
 

@@ -43,8 +43,9 @@
  *     first[s + 1]); the map starts at 0, rises strictly and ends at L + 2,
  *     so the embedding is on the first stage and the head on the last; a
  *     version 2 file has no map, and its run keeps its own),
- *   LAYERS (from version 3: u32 user layers U, then per layer u32 the unit
- *     it follows, u32 decay (0 or 1), u64 its parameter count, in the
+ *   LAYERS (from version 3: u32 user layers U, then per layer u32 its unit,
+ *     u32 flags (bit 0: decay; bit 1: inside the block, else after the
+ *     unit), u64 its parameter count, in the
  *     config's order: their parameters are the last of the N, in that
  *     order; a resume refuses another list),
  *   CONTROL (the shard policy's and the stage policy's learned state and the

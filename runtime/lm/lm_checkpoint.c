@@ -31,7 +31,7 @@
 /* The sections of lm.bin, in file order (checkpoint.h): 9 since version 3
  * of the format added STAGES and LAYERS, 7 in a version 2 file. */
 #define LM_SECTIONS    9
-#define LAYER_BYTES    16u /* a LAYERS entry: u32 unit, u32 decay, u64 parameters */
+#define LAYER_BYTES    16u /* a LAYERS entry: u32 unit, u32 flags, u64 parameters */
 #define GPT2_BYTES     32u
 #define LM_STATE_BYTES 48u
 #define MAX_RANKS      (1u << 20)
@@ -70,6 +70,12 @@ static void put_shape(unsigned char *p, const bl_gpt2_config_t *c, size_t param_
         bl_le_put32(p + 4 * i, (uint32_t)v[i]);
     }
     bl_le_put64(p + 24, (uint64_t)param_count);
+}
+
+/* A user layer's LAYERS flags: bit 0 its decay, bit 1 inside its block. */
+static uint32_t layer_flags(const bl_lm_layer_t *l)
+{
+    return (uint32_t)(l->decay != 0) | (uint32_t)(l->inside != 0) << 1;
 }
 
 /* ---- Decoding --------------------------------------------------------- */
@@ -179,10 +185,10 @@ static bl_status_t parse_layers(bl_ckpt_reader_t *r, lm_saved_t *s)
     for (uint32_t k = 0; k < U; k++) {
         const unsigned char *e = p + 4 + LAYER_BYTES * (size_t)k;
         const uint64_t count = bl_le_get64(e + 8);
-        if (bl_le_get32(e) > (uint32_t)s->shape.num_layers || bl_le_get32(e + 4) > 1 ||
+        if (bl_le_get32(e) > (uint32_t)s->shape.num_layers || bl_le_get32(e + 4) > 3 ||
             count > s->param_count - total) {
             return bl_ckpt_bad(r,
-                               "LAYERS section: user layer %u (unit %u, decay %u, %llu "
+                               "LAYERS section: user layer %u (unit %u, flags %u, %llu "
                                "parameters) does not fit the model",
                                k, bl_le_get32(e), bl_le_get32(e + 4), (unsigned long long)count);
         }
@@ -291,16 +297,15 @@ static bl_status_t check_same_run(bl_lm_trainer_t *t, const char *path, const lm
     for (int k = 0; s->layer != NULL && k < s->layers; k++) {
         const unsigned char *e = s->layer + LAYER_BYTES * (size_t)k;
         const bl_gpt2_user_t *u = &g->users[k];
-        if (bl_le_get32(e) != (uint32_t)u->layer.after ||
-            bl_le_get32(e + 4) != (uint32_t)(u->layer.decay != 0) ||
+        const uint32_t flags = layer_flags(&u->layer), saved = bl_le_get32(e + 4);
+        if (bl_le_get32(e) != (uint32_t)u->layer.after || saved != flags ||
             bl_le_get64(e + 8) != (uint64_t)u->count) {
             return bl_fail(t->rt, BL_ERR_MISMATCH,
-                           "resume: %s was saved with user layer %d after unit %u (decay %u, "
-                           "%llu parameters); this run's is after unit %d (decay %d, %zu "
-                           "parameters)",
-                           path, k, bl_le_get32(e), bl_le_get32(e + 4),
-                           (unsigned long long)bl_le_get64(e + 8), u->layer.after,
-                           u->layer.decay != 0, u->count);
+                           "resume: %s was saved with user layer %d %s unit %u (decay %u, %llu "
+                           "parameters); this run's is %s unit %d (decay %u, %zu parameters)",
+                           path, k, saved & 2 ? "inside" : "after", bl_le_get32(e), saved & 1,
+                           (unsigned long long)bl_le_get64(e + 8), flags & 2 ? "inside" : "after",
+                           u->layer.after, flags & 1, u->count);
         }
     }
     if (s->param_count != (uint64_t)t->model->param_count) {
@@ -468,7 +473,7 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
         for (int k = 0; k < g->user_count; k++) {
             unsigned char *e = layers + 4 + LAYER_BYTES * (size_t)k;
             bl_le_put32(e, (uint32_t)g->users[k].layer.after);
-            bl_le_put32(e + 4, (uint32_t)(g->users[k].layer.decay != 0));
+            bl_le_put32(e + 4, layer_flags(&g->users[k].layer));
             bl_le_put64(e + 8, (uint64_t)g->users[k].count);
         }
         bl_le_put64(state, (uint64_t)t->step);

@@ -212,11 +212,12 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
                             (double)c->schedule.decay_steps, (double)c->schedule.lr_min};
     /* Each user layer's place, size and decay (not its callbacks, whose
      * addresses differ between programs). */
-    uint64_t users[1 + 3 * BL_LM_MAX_LAYERS] = {(uint64_t)g->user_count};
+    uint64_t users[1 + 4 * BL_LM_MAX_LAYERS] = {(uint64_t)g->user_count};
     for (int k = 0; k < g->user_count; k++) {
-        users[1 + 3 * k] = (uint64_t)g->users[k].layer.after;
-        users[2 + 3 * k] = (uint64_t)g->users[k].count;
-        users[3 + 3 * k] = (uint64_t)g->users[k].layer.decay;
+        users[1 + 4 * k] = (uint64_t)g->users[k].layer.after;
+        users[2 + 4 * k] = (uint64_t)g->users[k].count;
+        users[3 + 4 * k] = (uint64_t)g->users[k].layer.decay;
+        users[4 + 4 * k] = (uint64_t)g->users[k].layer.inside;
     }
     const bl_check_field_t fields[] = {
         {"batch", BL_CHECK_INT, (uint64_t)c->batch},

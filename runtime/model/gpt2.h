@@ -183,6 +183,9 @@ void bl_gpt2_acts_view(const bl_gpt2_t *g, const bl_gpt2_acts_t *whole, int b0, 
  * which unit u + 1 reads: the output of the last user layer after u, or
  * else the unit's own (the embedding's encoded, block u − 1's res3). */
 float *bl_gpt2_stream(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int u);
+/* The stream (B, T, C) inside block `layer` (0 .. L − 1) that its MLP half
+ * reads: the output of the last user layer inside it, else its res2. */
+float *bl_gpt2_mid_stream(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int layer);
 
 /* Frees acts (in any state, a zeroed one too) and zeroes it. g must be the
  * model that it was made for. */
@@ -218,6 +221,12 @@ bl_status_t bl_gpt2_unit_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, bl_
 /* The built-in units' passes alone, which the two above run. */
 void bl_gpt2_embedding_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
 void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+/* A block's two halves: attention (writing res2) and the MLP (reading
+ * bl_gpt2_mid_stream), which bl_gpt2_block_forward and _backward chain. */
+void bl_gpt2_block_forward_attention(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+void bl_gpt2_block_forward_mlp(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+void bl_gpt2_block_backward_mlp(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
+void bl_gpt2_block_backward_attention(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);
 double bl_gpt2_head_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts);
 void bl_gpt2_head_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts);
 void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer);

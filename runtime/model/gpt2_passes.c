@@ -3,11 +3,13 @@
  * kernel of the model's table, so the passes run wherever the table does;
  * nothing here reads or writes the buffers from the host.
  *
- * A block computes, with n = B · T rows and x its input (B, T, C):
+ * A block computes, with n = B · T rows and x its input (B, T, C), in two
+ * halves, between which user layers may change the stream (mid = res2 when
+ * there are none):
  *   ln1 = LN(x);  qkv = ln1 · qkvw^T + qkvb;  atty = attention(qkv)
  *   res2 = x + (atty · attprojw^T + attprojb)
- *   ln2 = LN(res2);  fch = ln2 · fcw^T + fcb;  fch_gelu = GELU(fch)
- *   res3 = res2 + (fch_gelu · fcprojw^T + fcprojb)
+ *   ln2 = LN(mid);  fch = ln2 · fcw^T + fcb;  fch_gelu = GELU(fch)
+ *   res3 = mid + (fch_gelu · fcprojw^T + fcprojb)
  * and the head: lnf = LN(x);  logits = lnf · wte^T over Vp columns; the
  * cross-entropy over the first V. */
 #include "gpt2.h"
@@ -49,7 +51,7 @@ void bl_gpt2_embedding_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)
                                   acts->encoded);
 }
 
-void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+void bl_gpt2_block_forward_attention(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
 {
     const bl_kernels_t *k = g->kernels;
     const int B = acts->B, T = acts->T, n = B * T;
@@ -67,9 +69,17 @@ void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
     k->dense_forward(n, C, C, a->atty, param(g, BL_GPT2_ATTPROJW, layer),
                      param(g, BL_GPT2_ATTPROJB, layer), acts->proj, 0);
     residual_add(g, acts, x, acts->proj, a->res2);
+}
 
-    k->layernorm_forward(n, C, a->res2, param(g, BL_GPT2_LN2W, layer),
-                         param(g, BL_GPT2_LN2B, layer), a->ln2, a->ln2_mean, a->ln2_rstd);
+void bl_gpt2_block_forward_mlp(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+{
+    const bl_kernels_t *k = g->kernels;
+    const int n = acts->B * acts->T, C = g->config.channels;
+    const float *mid = bl_gpt2_mid_stream(g, acts, layer);
+    bl_gpt2_layer_acts_t *a = &acts->layers[layer];
+
+    k->layernorm_forward(n, C, mid, param(g, BL_GPT2_LN2W, layer), param(g, BL_GPT2_LN2B, layer),
+                         a->ln2, a->ln2_mean, a->ln2_rstd);
     /* fch (n, 4C) = ln2 · fcw^T + fcb, fcw (4C, C). */
     k->dense_forward(n, C, 4 * C, a->ln2, param(g, BL_GPT2_FCW, layer),
                      param(g, BL_GPT2_FCB, layer), a->fch, 0);
@@ -77,7 +87,13 @@ void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
     /* proj (n, C) = fch_gelu (n, 4C) · fcprojw^T + fcprojb, fcprojw (C, 4C). */
     k->dense_forward(n, 4 * C, C, a->fch_gelu, param(g, BL_GPT2_FCPROJW, layer),
                      param(g, BL_GPT2_FCPROJB, layer), acts->proj, 0);
-    residual_add(g, acts, a->res2, acts->proj, a->res3);
+    residual_add(g, acts, mid, acts->proj, a->res3);
+}
+
+void bl_gpt2_block_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+{
+    bl_gpt2_block_forward_attention(g, acts, layer);
+    bl_gpt2_block_forward_mlp(g, acts, layer);
 }
 
 double bl_gpt2_head_forward(const bl_gpt2_t *g, bl_gpt2_acts_t *acts)
@@ -119,27 +135,35 @@ void bl_gpt2_head_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts)
                           grad(g, BL_GPT2_LNFB, 0), 0);
 }
 
-void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+void bl_gpt2_block_backward_mlp(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+{
+    const bl_kernels_t *k = g->kernels;
+    const int n = acts->B * acts->T, C = g->config.channels;
+    const float *mid = bl_gpt2_mid_stream(g, acts, layer);
+    const bl_gpt2_layer_acts_t *a = &acts->layers[layer];
+
+    /* dres holds d loss / d res3. res3 = mid + proj: d proj = dres, which
+     * dense_backward reads without changing (no ReLU), and dres flows on
+     * to mid unchanged. dwide (n, 4C) = d fch_gelu, then d fch. */
+    k->dense_backward(n, 4 * C, C, a->fch_gelu, param(g, BL_GPT2_FCPROJW, layer), NULL, acts->dres,
+                      acts->dwide, grad(g, BL_GPT2_FCPROJW, layer), grad(g, BL_GPT2_FCPROJB, layer),
+                      0, 1);
+    k->gelu_backward((size_t)n * 4 * (size_t)C, a->fch, acts->dwide, acts->dwide);
+    /* dln (n, C) = d ln2; its LayerNorm adds d mid into dres. */
+    k->dense_backward(n, C, 4 * C, a->ln2, param(g, BL_GPT2_FCW, layer), NULL, acts->dwide,
+                      acts->dln, grad(g, BL_GPT2_FCW, layer), grad(g, BL_GPT2_FCB, layer), 0, 1);
+    k->layernorm_backward(n, C, acts->dln, mid, param(g, BL_GPT2_LN2W, layer), a->ln2_mean,
+                          a->ln2_rstd, acts->dres, grad(g, BL_GPT2_LN2W, layer),
+                          grad(g, BL_GPT2_LN2B, layer), 1);
+}
+
+void bl_gpt2_block_backward_attention(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
 {
     const bl_kernels_t *k = g->kernels;
     const int B = acts->B, T = acts->T, n = B * T;
     const int C = g->config.channels, NH = g->config.num_heads;
     const float *x = block_input(g, acts, layer);
     const bl_gpt2_layer_acts_t *a = &acts->layers[layer];
-
-    /* dres holds d loss / d res3. res3 = res2 + proj: d proj = dres, which
-     * dense_backward reads without changing (no ReLU), and dres flows on
-     * to res2 unchanged. dwide (n, 4C) = d fch_gelu, then d fch. */
-    k->dense_backward(n, 4 * C, C, a->fch_gelu, param(g, BL_GPT2_FCPROJW, layer), NULL, acts->dres,
-                      acts->dwide, grad(g, BL_GPT2_FCPROJW, layer), grad(g, BL_GPT2_FCPROJB, layer),
-                      0, 1);
-    k->gelu_backward((size_t)n * 4 * (size_t)C, a->fch, acts->dwide, acts->dwide);
-    /* dln (n, C) = d ln2; its LayerNorm adds d res2 into dres. */
-    k->dense_backward(n, C, 4 * C, a->ln2, param(g, BL_GPT2_FCW, layer), NULL, acts->dwide,
-                      acts->dln, grad(g, BL_GPT2_FCW, layer), grad(g, BL_GPT2_FCB, layer), 0, 1);
-    k->layernorm_backward(n, C, acts->dln, a->res2, param(g, BL_GPT2_LN2W, layer), a->ln2_mean,
-                          a->ln2_rstd, acts->dres, grad(g, BL_GPT2_LN2W, layer),
-                          grad(g, BL_GPT2_LN2B, layer), 1);
 
     /* res2 = x + proj, as above: dln = d atty, dwide (n, 3C) = d qkv. */
     k->dense_backward(n, C, C, a->atty, param(g, BL_GPT2_ATTPROJW, layer), NULL, acts->dres,
@@ -152,6 +176,12 @@ void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
     k->layernorm_backward(n, C, acts->dln, x, param(g, BL_GPT2_LN1W, layer), a->ln1_mean,
                           a->ln1_rstd, acts->dres, grad(g, BL_GPT2_LN1W, layer),
                           grad(g, BL_GPT2_LN1B, layer), 1);
+}
+
+void bl_gpt2_block_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int layer)
+{
+    bl_gpt2_block_backward_mlp(g, acts, layer);
+    bl_gpt2_block_backward_attention(g, acts, layer);
 }
 
 void bl_gpt2_embedding_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts)

@@ -6,6 +6,10 @@
  * ranges, the reductions, AdamW, the moves between stages and the
  * checkpoints treat them as one more tensor of the unit they follow.
  *
+ * A layer with `inside` sits in block `after` instead, between its attention
+ * half and its MLP half (gpt2_passes.c), on the stream after attention's
+ * residual add; the MLP half then reads its output (bl_gpt2_mid_stream).
+ *
  * The backward pass of a user layer reads d loss / d its output from
  * acts->dres and writes d loss / d its input into acts->dln, which is then
  * copied back into dres: the call's dy and dx must not alias, and dres is
@@ -31,6 +35,12 @@ static bl_status_t check_layer(const bl_gpt2_t *g, const bl_lm_layer_t *l, int k
                             "user layer %d (%s): after = %d must name a unit 0 .. L = %d (0 the "
                             "embedding, l block l)",
                             k, name, l->after, L);
+    }
+    if (l->inside != 0 && (l->inside != 1 || l->after < 1)) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "user layer %d (%s): inside = %d with after = %d: a layer inside a "
+                            "block needs inside 1 and a block 1 .. L = %d",
+                            k, name, l->inside, l->after, L);
     }
     if (l->ops.shape == NULL || l->ops.forward == NULL || l->ops.backward == NULL) {
         return bl_error_set(err, BL_ERR_INVALID_ARG,
@@ -192,33 +202,51 @@ int bl_gpt2_range_decays(const bl_gpt2_t *g, int tensor)
     return k < 0 ? bl_gpt2_decays(tensor) : k < g->user_count && g->users[k].layer.decay != 0;
 }
 
-/* The stream that unit u itself leaves (before its user layers). */
-static float *unit_output(const bl_gpt2_acts_t *acts, int u)
+/* The stream that unit u itself leaves (before its user layers), or with
+ * inside, that block u's attention half leaves (its res2). */
+static float *own_output(const bl_gpt2_acts_t *acts, int u, int inside)
 {
-    return u == 0 ? acts->encoded : acts->layers[u - 1].res3;
+    return inside ? acts->layers[u - 1].res2 : u == 0 ? acts->encoded : acts->layers[u - 1].res3;
 }
 
-/* The input of user layer k: the output of the user layer before it after
- * the same unit, or the unit's own. */
+/* Whether user layer k sits at (unit u, inside). */
+static int sits_at(const bl_gpt2_t *g, int k, int u, int inside)
+{
+    return g->users[k].layer.after == u && (g->users[k].layer.inside != 0) == inside;
+}
+
+/* The output of the last user layer at (u, inside), or the unit's own. */
+static float *stream_at(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int u, int inside)
+{
+    for (int k = g->user_count - 1; k >= 0; k--) {
+        if (sits_at(g, k, u, inside)) {
+            return acts->user_out[k];
+        }
+    }
+    return own_output(acts, u, inside);
+}
+
+/* The input of user layer k: the output of the user layer before it at the
+ * same place, or the unit's own. */
 static float *layer_input(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int k)
 {
-    const int u = g->users[k].layer.after;
+    const int u = g->users[k].layer.after, inside = g->users[k].layer.inside != 0;
     for (int j = k - 1; j >= 0; j--) {
-        if (g->users[j].layer.after == u) {
+        if (sits_at(g, j, u, inside)) {
             return acts->user_out[j];
         }
     }
-    return unit_output(acts, u);
+    return own_output(acts, u, inside);
 }
 
 float *bl_gpt2_stream(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int u)
 {
-    for (int k = g->user_count - 1; k >= 0; k--) {
-        if (g->users[k].layer.after == u) {
-            return acts->user_out[k];
-        }
-    }
-    return unit_output(acts, u);
+    return stream_at(g, acts, u, 0);
+}
+
+float *bl_gpt2_mid_stream(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts, int layer)
+{
+    return stream_at(g, acts, layer + 1, 1);
 }
 
 /* Layer k's call over acts (no dy, dx or grads: forward's). */
@@ -239,24 +267,17 @@ static bl_layer_call_t layer_call(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts
 static bl_status_t pass_failed(const bl_gpt2_t *g, int k, bl_status_t st, const char *pass,
                                bl_error_t *err)
 {
-    return bl_error_set(err, st, "user layer %d (%s, after unit %d): %s() failed with status %d", k,
-                        layer_name(&g->users[k]), g->users[k].layer.after, pass, (int)st);
+    return bl_error_set(err, st, "user layer %d (%s, %s unit %d): %s() failed with status %d", k,
+                        layer_name(&g->users[k]), g->users[k].layer.inside ? "inside" : "after",
+                        g->users[k].layer.after, pass, (int)st);
 }
 
-bl_status_t bl_gpt2_unit_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, double *loss,
-                                 bl_error_t *err)
+/* Runs the forward passes of the user layers at (u, inside), in order. */
+static bl_status_t layers_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, int inside,
+                                  bl_error_t *err)
 {
-    const int L = g->config.num_layers;
-    if (u == 0) {
-        bl_gpt2_embedding_forward(g, acts);
-    } else if (u <= L) {
-        bl_gpt2_block_forward(g, acts, u - 1);
-    } else {
-        *loss += bl_gpt2_head_forward(g, acts);
-        return BL_OK;
-    }
     for (int k = 0; k < g->user_count; k++) {
-        if (g->users[k].layer.after != u) {
+        if (!sits_at(g, k, u, inside)) {
             continue;
         }
         const bl_layer_call_t call = layer_call(g, acts, k);
@@ -268,13 +289,16 @@ bl_status_t bl_gpt2_unit_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, doub
     return BL_OK;
 }
 
-bl_status_t bl_gpt2_unit_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, bl_error_t *err)
+/* Runs the backward passes of the user layers at (u, inside), in reverse
+ * order, from d loss / d their stream in acts->dres to d loss / d the
+ * stream before them, there again. */
+static bl_status_t layers_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, int inside,
+                                   bl_error_t *err)
 {
-    const int L = g->config.num_layers;
     const size_t nbytes =
         (size_t)acts->B * (size_t)acts->T * (size_t)g->config.channels * sizeof(float);
-    for (int k = g->user_count - 1; k >= 0 && u <= L; k--) {
-        if (g->users[k].layer.after != u) {
+    for (int k = g->user_count - 1; k >= 0; k--) {
+        if (!sits_at(g, k, u, inside)) {
             continue;
         }
         bl_layer_call_t call = layer_call(g, acts, k);
@@ -293,12 +317,48 @@ bl_status_t bl_gpt2_unit_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, bl_
                                 g->memory->name);
         }
     }
+    return BL_OK;
+}
+
+bl_status_t bl_gpt2_unit_forward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, double *loss,
+                                 bl_error_t *err)
+{
+    const int L = g->config.num_layers;
+    bl_status_t st = BL_OK;
+    if (u == 0) {
+        bl_gpt2_embedding_forward(g, acts);
+    } else if (u <= L) {
+        bl_gpt2_block_forward_attention(g, acts, u - 1);
+        st = layers_forward(g, acts, u, 1, err);
+        if (st == BL_OK) {
+            bl_gpt2_block_forward_mlp(g, acts, u - 1);
+        }
+    } else {
+        *loss += bl_gpt2_head_forward(g, acts);
+        return BL_OK;
+    }
+    return st == BL_OK ? layers_forward(g, acts, u, 0, err) : st;
+}
+
+bl_status_t bl_gpt2_unit_backward(bl_gpt2_t *g, bl_gpt2_acts_t *acts, int u, bl_error_t *err)
+{
+    const int L = g->config.num_layers;
+    if (u > L) {
+        bl_gpt2_head_backward(g, acts);
+        return BL_OK;
+    }
+    bl_status_t st = layers_backward(g, acts, u, 0, err);
+    if (st != BL_OK) {
+        return st;
+    }
     if (u == 0) {
         bl_gpt2_embedding_backward(g, acts);
-    } else if (u <= L) {
-        bl_gpt2_block_backward(g, acts, u - 1);
-    } else {
-        bl_gpt2_head_backward(g, acts);
+        return BL_OK;
     }
-    return BL_OK;
+    bl_gpt2_block_backward_mlp(g, acts, u - 1);
+    st = layers_backward(g, acts, u, 1, err);
+    if (st == BL_OK) {
+        bl_gpt2_block_backward_attention(g, acts, u - 1);
+    }
+    return st;
 }
