@@ -123,26 +123,9 @@ static void release(bl_lm_node_t *n, int collective)
 static bl_status_t open_windows(bl_lm_node_t *n, float **mine)
 {
     const size_t count = n->model->param_count;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)(count * sizeof(float)), sizeof(float),
-                                     MPI_INFO_NULL, n->comm, mine, &n->grads_win);
     float *state = NULL;
-    if (rc == MPI_SUCCESS) {
-        const MPI_Aint bytes = n->rank == 0 ? (MPI_Aint)(3 * count * sizeof(float)) : 0;
-        rc = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, n->comm, &state,
-                                     &n->state_win);
-    }
-    for (int q = 0; rc == MPI_SUCCESS && q < n->size; q++) {
-        MPI_Aint bytes;
-        int unit;
-        float *base = NULL;
-        rc = MPI_Win_shared_query(n->grads_win, q, &bytes, &unit, &base);
-        n->grads[q] = base;
-    }
-    if (rc == MPI_SUCCESS) {
-        MPI_Aint bytes;
-        int unit;
-        rc = MPI_Win_shared_query(n->state_win, 0, &bytes, &unit, &state);
-    }
+    int rc = bl_node_windows(n->comm, n->rank, n->size, count, 3 * count, &n->grads_win,
+                             &n->state_win, mine, n->grads, &state);
     if (rc != MPI_SUCCESS) {
         return bl_fail_mpi(n->rt, rc, "allocating the node's shared gradients and parameters");
     }

@@ -134,6 +134,33 @@ bl_status_t bl_node_phase(bl_runtime_t *rt, MPI_Comm comm, MPI_Win win, const ch
     return st;
 }
 
+int bl_node_windows(MPI_Comm comm, int rank, int size, size_t count, size_t state_floats,
+                    MPI_Win *grads_win, MPI_Win *state_win, float **mine, const float **bases,
+                    float **state)
+{
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(count * sizeof(float)), sizeof(float),
+                                     MPI_INFO_NULL, comm, mine, grads_win);
+    float *ignored = NULL;
+    if (rc == MPI_SUCCESS) {
+        const MPI_Aint bytes = rank == 0 ? (MPI_Aint)(state_floats * sizeof(float)) : 0;
+        rc =
+            MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, comm, &ignored, state_win);
+    }
+    for (int q = 0; rc == MPI_SUCCESS && q < size; q++) {
+        MPI_Aint bytes;
+        int unit;
+        float *base = NULL;
+        rc = MPI_Win_shared_query(*grads_win, q, &bytes, &unit, &base);
+        bases[q] = base;
+    }
+    if (rc == MPI_SUCCESS) {
+        MPI_Aint bytes;
+        int unit;
+        rc = MPI_Win_shared_query(*state_win, 0, &bytes, &unit, state);
+    }
+    return rc;
+}
+
 /* A phase over this node's ranks. */
 static bl_status_t phase(bl_node_reduce_t *n, MPI_Win win, const char *op)
 {
@@ -218,26 +245,9 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
     }
     /* Every rank's gradients go in its own segment; the parameters and the
      * momentum go in rank 0's. */
-    float *mine = NULL, *state = NULL;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)(count * sizeof(float)), sizeof(float),
-                                     MPI_INFO_NULL, n->comm, &mine, &n->grads_win);
-    if (rc == MPI_SUCCESS) {
-        MPI_Aint bytes = n->rank == 0 ? (MPI_Aint)(2 * count * sizeof(float)) : 0;
-        rc = MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, n->comm, &state,
-                                     &n->state_win);
-    }
-    for (int q = 0; rc == MPI_SUCCESS && q < n->size; q++) {
-        MPI_Aint bytes;
-        int unit;
-        float *base = NULL;
-        rc = MPI_Win_shared_query(n->grads_win, q, &bytes, &unit, &base);
-        n->slices[q] = base;
-    }
-    if (rc == MPI_SUCCESS) {
-        MPI_Aint bytes;
-        int unit;
-        rc = MPI_Win_shared_query(n->state_win, 0, &bytes, &unit, &n->params);
-    }
+    float *mine = NULL;
+    int rc = bl_node_windows(n->comm, n->rank, n->size, count, 2 * count, &n->grads_win,
+                             &n->state_win, &mine, n->slices, &n->params);
     if (rc != MPI_SUCCESS) {
         bl_node_reduce_free(n, 1);
         return bl_fail_mpi(rt, rc, "allocating the node's shared gradients and parameters");

@@ -76,6 +76,16 @@ bl_status_t bl_node_pretend(bl_runtime_t *rt, MPI_Comm dp, int *k);
  * to win before it visible to every rank's loads after it. Collective. */
 bl_status_t bl_node_phase(bl_runtime_t *rt, MPI_Comm comm, MPI_Win win, const char *op);
 
+/* Allocates a node reduction's two shared windows over comm (this rank is
+ * `rank` of `size`): every rank's segment of `count` gradient floats (*mine
+ * this rank's, bases[q] rank q's) and rank 0's `state_floats` floats of
+ * shared state (*state, as every rank sees it). Returns MPI's code; on
+ * failure the windows made so far are left for the caller to free.
+ * Collective over comm. */
+int bl_node_windows(MPI_Comm comm, int rank, int size, size_t count, size_t state_floats,
+                    MPI_Win *grads_win, MPI_Win *state_win, float **mine, const float **bases,
+                    float **state);
+
 /* Splits dp into its nodes: *node (in dp's rank order) gets this rank's node,
  * from MPI_Comm_split_type with MPI_COMM_TYPE_SHARED or, under
  * BALLAST_PRETEND_NODES=k, from ranks [j·P/k, (j+1)·P/k) of dp for pretend node
