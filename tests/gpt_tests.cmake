@@ -368,3 +368,27 @@ set_tests_properties(cli_gpt_kill_resume2 cli_gpt_kill_resume1 cli_gpt_signal_st
 # not taken.
 bl_unit_test(test_lm_checkpoint)
 target_link_libraries(test_lm_checkpoint PRIVATE ZLIB::ZLIB) # the rewritten files' CRC32s
+
+# The node-then-network reduction for GPT-2 (runtime/lm/lm_node.c) on pretend
+# nodes (BALLAST_PRETEND_NODES): shared memory within each, the slices
+# all-reduced across them, the norm from every node's slices. Each equals one
+# process, and the log shows the path ran.
+function(bl_gpt_node_case name ranks nodes)
+    math(EXPR per "${ranks} / ${nodes}")
+    bl_cli_test(gpt_node_${name} EXIT 0
+        MATCH "^summary: steps=20 "
+              "gradient reduction: shared memory within ${nodes} pretend nodes of ${per} ranks, then MPI across nodes"
+        COMMAND env BALLAST_PRETEND_NODES=${nodes} BALLAST_LOG=info ${BL_MPIRUN} ${ranks}
+                --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} ${ARGN}
+                --save-model ${BL_CLI_OUT}/gpt_node_${name}.bin
+        REQUIRES cli_out SETUP gpt_node_${name})
+    bl_cli_test(gpt_node_${name}_equals_one_process EXIT 0 MATCH "worst tensor"
+        COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_node_${name}.bin
+                ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+        REQUIRES gpt_ref gpt_node_${name})
+    set_tests_properties(cli_gpt_node_${name} cli_gpt_node_${name}_equals_one_process
+        PROPERTIES LABELS "cli;mpi")
+endfunction()
+
+bl_gpt_node_case(np2_nodes2 2 2 --shards 3,5)
+bl_gpt_node_case(np4_nodes2 4 2 --shards 1,3,0,4)

@@ -1,5 +1,6 @@
 /* The language-model trainer's node-local reduction through shared memory
  * (lm_node.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 struct bl_lm_node {
     bl_runtime_t *rt;
     bl_gpt2_t *model;
-    MPI_Comm comm; /* the data-parallel group, all of it on this node, in its rank order */
-    int rank, size;
+    MPI_Comm comm;       /* the group's ranks on this node (real or pretend), in rank order */
+    MPI_Comm cross;      /* with several nodes: rank j of every node; else MPI_COMM_NULL */
+    int rank, size;      /* this rank in comm, and comm's size n */
+    int nodes;           /* the nodes the group spans, n ranks on each */
     MPI_Win grads_win;   /* every rank's segment: its gradients (param_count floats) */
     MPI_Win state_win;   /* rank 0's segment: the parameters, first and second moments */
     const float **grads; /* (size) every member's gradient array, whole */
@@ -112,6 +115,9 @@ static void release(bl_lm_node_t *n, int collective)
         if (n->comm != MPI_COMM_NULL) {
             MPI_Comm_free(&n->comm);
         }
+        if (n->cross != MPI_COMM_NULL) {
+            MPI_Comm_free(&n->cross);
+        }
     }
     const bl_allocator_t *a = bl_rt_allocator(n->rt);
     bl_mem_free(a, n->grads);
@@ -179,18 +185,25 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
                                    : "MPI all-reduce");
         return BL_OK;
     }
+    /* One node, or nodes of n >= 2 ranks each (pretend nodes of one rank
+     * too, so that the path is tested), as the layer trainer's reduction
+     * decides (node_reduce.h). */
     MPI_Comm comm = MPI_COMM_NULL;
-    int here = 0, host = 0;
-    bl_status_t st = bl_node_whole_group(rt, dp, &comm, &here);
-    if (st == BL_OK && here) {
-        st = all_on_host(rt, comm, model, &host);
+    bl_node_split_t split = {0};
+    int host = 0;
+    bl_status_t st = bl_node_split(rt, dp, &comm, &split);
+    const int fits = st == BL_OK && split.node_size > 0 &&
+                     (split.nodes == 1 || split.node_size > 1 || split.pretend > 0);
+    if (fits) {
+        st = all_on_host(rt, dp, model, &host);
     }
-    if (st != BL_OK || !here || !host) {
+    if (st != BL_OK || !fits || !host) {
         if (comm != MPI_COMM_NULL) {
             MPI_Comm_free(&comm);
         }
         if (st == BL_OK) {
-            log_path(rt, !here ? "MPI all-reduce (the ranks span several nodes)"
+            log_path(rt, !fits ? "MPI all-reduce (the ranks span nodes of unequal size, or of "
+                                 "one rank each)"
                                : "MPI all-reduce (a model lives in a device's memory)");
         }
         return st;
@@ -202,6 +215,8 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
         n->rt = rt;
         n->model = model;
         n->comm = comm;
+        n->cross = MPI_COMM_NULL;
+        n->nodes = split.nodes;
         n->grads_win = n->state_win = MPI_WIN_NULL;
         MPI_Comm_rank(comm, &n->rank);
         MPI_Comm_size(comm, &n->size);
@@ -212,7 +227,16 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
              ? BL_OK
              : bl_fail(rt, BL_ERR_NO_MEM, "no memory for the node-local reduction's state");
     /* The windows are collective: every member learns of a failure first. */
-    st = bl_agree_in(rt, comm, st, BL_ERR_NO_MEM, "setting up the node-local reduction");
+    st = bl_agree(rt, st, BL_ERR_NO_MEM, "setting up the node-local reduction");
+    if (st == BL_OK && n->nodes > 1) {
+        int dp_rank = 0;
+        MPI_Comm_rank(dp, &dp_rank);
+        const int rc = MPI_Comm_split(dp, n->rank, dp_rank, &n->cross);
+        st = rc == MPI_SUCCESS
+                 ? BL_OK
+                 : bl_fail_mpi(rt, rc, "splitting the data-parallel group across nodes");
+        st = bl_agree(rt, st, BL_ERR_MPI, "splitting the data-parallel group across nodes");
+    }
     if (st != BL_OK) {
         if (n != NULL) {
             release(n, 1);
@@ -233,11 +257,18 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
         release(n, !rt->gave_up);
         return st;
     }
-    char how[160];
-    snprintf(how, sizeof how,
-             "shared memory (%d ranks on one node, each sums and updates its slice of the %zu "
-             "parameters)",
-             n->size, model->param_count);
+    char how[200];
+    if (n->nodes > 1) {
+        snprintf(how, sizeof how,
+                 "shared memory within %d %snodes of %d ranks, then MPI across nodes (each "
+                 "sums and updates its slice of the %zu parameters)",
+                 n->nodes, split.pretend > 0 ? "pretend " : "", n->size, model->param_count);
+    } else {
+        snprintf(how, sizeof how,
+                 "shared memory (%d ranks on one node, each sums and updates its slice of the %zu "
+                 "parameters)",
+                 n->size, model->param_count);
+    }
     log_path(rt, how);
     *out = n;
     return BL_OK;
@@ -248,6 +279,9 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
  * sum_squares, block by block while the block is in cache). */
 static double sum_slice(bl_lm_node_t *n)
 {
+    /* With several nodes the slice is summed across them afterwards, and
+     * its squares are taken then (cross_sum). */
+    const int squares_now = n->nodes == 1;
     enum { BLOCK = 512 };
     float sum[BLOCK];
     float *own = n->model->grads;
@@ -270,10 +304,32 @@ static double sum_slice(bl_lm_node_t *n)
             /* Own's block was read above (as grads[rank]) before it is
              * written; no other rank reads this rank's slice. */
             memcpy(own + at + i, sum, m * sizeof(float));
-            squares += k->sum_squares(m, sum);
+            squares += squares_now ? k->sum_squares(m, sum) : 0.0;
         }
     }
     return squares;
+}
+
+/* With several nodes: all-reduces this rank's node-summed slice with rank j
+ * of every other node, in place, and sets *squares to the whole slice's sum
+ * of squares. Every node then holds the same summed slice j. */
+static bl_status_t cross_sum(bl_lm_node_t *n, double *squares)
+{
+    float *own = n->model->grads;
+    const bl_kernels_t *k = n->model->kernels;
+    bl_status_t st = BL_OK;
+    *squares = 0.0;
+    for (int r = 0; r < n->slice_count && st == BL_OK; r++) {
+        const size_t at = n->slice[r].offset, count = n->slice[r].count;
+        const size_t piece = INT_MAX / 2;
+        for (size_t i = 0; i < count && st == BL_OK; i += piece) {
+            const size_t m = count - i < piece ? count - i : piece;
+            st = bl_allreduce_bounded(n->rt, MPI_IN_PLACE, own + at + i, (int)m, MPI_FLOAT, MPI_SUM,
+                                      n->cross, "the all-reduce of a slice across nodes");
+        }
+        *squares += st == BL_OK ? k->sum_squares(count, own + at) : 0.0;
+    }
+    return st;
 }
 
 bl_status_t bl_lm_node_reduce(bl_lm_node_t *n, long tokens, double *loss_sum, double *norm)
@@ -284,6 +340,13 @@ bl_status_t bl_lm_node_reduce(bl_lm_node_t *n, long tokens, double *loss_sum, do
     }
     n->mine[0] = *loss_sum;
     n->mine[1] = sum_slice(n);
+    if (n->nodes > 1) {
+        st = cross_sum(n, &n->mine[1]);
+        if (st != BL_OK) {
+            n->failed = 1;
+            return st;
+        }
+    }
     /* A gather rather than an all-reduce: every rank adds the same values
      * in the same (rank) order, so the norm, and the clip scale made from
      * it, are the same bits everywhere. It also tells this rank that every
@@ -300,6 +363,16 @@ bl_status_t bl_lm_node_reduce(bl_lm_node_t *n, long tokens, double *loss_sum, do
     for (int q = 0; q < n->size; q++) {
         loss += n->gathered[2 * q];
         squares += n->gathered[2 * q + 1];
+    }
+    /* Every node's slices together are the whole gradient, so the squares
+     * are complete; the losses are this node's, summed over the nodes. */
+    if (n->nodes > 1) {
+        st = bl_allreduce_bounded(n->rt, MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, n->cross,
+                                  "the all-reduce of the loss across nodes");
+        if (st != BL_OK) {
+            n->failed = 1;
+            return st;
+        }
     }
     *loss_sum = loss;
     *norm = sqrt(squares) / (double)tokens;
