@@ -185,15 +185,12 @@ bl_status_t bl_lm_node_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
                                    : "MPI all-reduce");
         return BL_OK;
     }
-    /* One node, or nodes of n >= 2 ranks each (pretend nodes of one rank
-     * too, so that the path is tested), as the layer trainer's reduction
-     * decides (node_reduce.h). */
+    /* The layout's rule is the layer trainer's (bl_node_split_usable). */
     MPI_Comm comm = MPI_COMM_NULL;
     bl_node_split_t split = {0};
     int host = 0;
     bl_status_t st = bl_node_split(rt, dp, &comm, &split);
-    const int fits = st == BL_OK && split.node_size > 0 &&
-                     (split.nodes == 1 || split.node_size > 1 || split.pretend > 0);
+    const int fits = st == BL_OK && bl_node_split_usable(&split);
     if (fits) {
         st = all_on_host(rt, dp, model, &host);
     }

@@ -124,6 +124,15 @@ bl_status_t bl_node_whole_group(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, i
     return st;
 }
 
+int bl_node_split_usable(const bl_node_split_t *s)
+{
+    /* Real nodes of one rank each gain nothing from shared memory, and the
+     * flat all-reduce's buckets overlap backward (measured faster at np 2:
+     * bench_dp.sh --pretend-nodes); pretend nodes of one rank still take
+     * the path, so that its cross-node code runs on one machine. */
+    return s->node_size > 0 && (s->nodes == 1 || s->node_size > 1 || s->pretend > 0);
+}
+
 bl_status_t bl_node_phase(bl_runtime_t *rt, MPI_Comm comm, MPI_Win win, const char *op)
 {
     MPI_Win_sync(win);
@@ -193,11 +202,7 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
                "size (%d to %d ranks) and the node-then-network reduction needs equal ones",
                size, split.nodes, split.min_size, split.max_size);
     }
-    /* Real nodes of one rank each gain nothing from shared memory, and the
-     * flat all-reduce's buckets overlap backward (measured faster at np 2:
-     * bench_dp.sh --pretend-nodes); pretend nodes of one rank still take
-     * this path, so that its cross-node code runs on one machine. */
-    const int single = st == BL_OK && split.node_size == 1 && split.nodes > 1 && split.pretend == 0;
+    const int single = st == BL_OK && split.node_size == 1 && !bl_node_split_usable(&split);
     if (single) {
         bl_log(rt, BL_LOG_INFO,
                "gradient reduction: MPI all-reduce, since the %d ranks lie on %d nodes of one "

@@ -96,6 +96,11 @@ int bl_node_windows(MPI_Comm comm, int rank, int size, size_t count, size_t stat
  * (bl_node_pretend), BL_ERR_MPI or BL_ERR_TIMEOUT. */
 bl_status_t bl_node_split(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm *node, bl_node_split_t *out);
 
+/* Whether a split takes the shared-memory path (node-local, or node then
+ * network): one node, or nodes of the same n >= 2 ranks, or pretend nodes of
+ * any equal size. Both trainers' reductions decide with it. */
+int bl_node_split_usable(const bl_node_split_t *s);
+
 /* Sets *yes when every rank of dp is on this node, that is, when the group's
  * node-local part (*node, from bl_node_split, so pretend nodes count) is the
  * whole group on every member. Collective over dp. The caller sets *node to
