@@ -71,6 +71,9 @@ double bl_part_estimator_noise(const bl_estimator_t *e);
  * observed ranks of σ·sqrt(f), the window noise scaled by how many windows
  * the estimate averages (see estimator.c); 0 before any observation. */
 double bl_part_estimator_error(const bl_estimator_t *e);
+/* Each rank's relative sigma of a window's speed (ranks values into out),
+ * 0 for a rank not yet observed. */
+void bl_part_estimator_rank_noise(const bl_estimator_t *e, double *out);
 
 /* Discounted UCB1's choice (Garivier & Moulines): the arm maximising
  * sums[i] / pulls[i] + c · sqrt(ln Σ pulls / pulls[i]), an arm whose pulls

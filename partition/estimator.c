@@ -353,6 +353,13 @@ double bl_part_estimator_noise(const bl_estimator_t *e)
     return n > 0 ? sum / (double)n : 0.0;
 }
 
+void bl_part_estimator_rank_noise(const bl_estimator_t *e, double *out)
+{
+    for (int r = 0; r < e->ranks; r++) {
+        out[r] = e->speed[r] > 0.0 ? sqrt(e->var[r]) : 0.0;
+    }
+}
+
 double bl_part_estimator_error(const bl_estimator_t *e)
 {
     double sum = 0.0;

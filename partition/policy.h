@@ -159,10 +159,10 @@ int bl_policy_state_load(bl_policy_t *p, const void *buf, size_t n, char *err, s
  * BL_RL_STATES states, BL_RL_STATE_DOUBLES values: the discounted weight
  * of the windows seen there and of their squares, then, for each of the
  * BL_RL_ACTIONS controller settings (tuner.h), the discounted sum of its
- * score minus the proportional setting's, then the sum of their squares
+ * log score over the anchor setting's, then the sum of their squares
  * (see policy_learn.c). BL_RL_TABLE_DOUBLES values in all. */
 #define BL_RL_STATES        9
-#define BL_RL_ACTIONS       8
+#define BL_RL_ACTIONS       9
 #define BL_RL_STATE_DOUBLES (2 + 2 * BL_RL_ACTIONS)
 #define BL_RL_TABLE_DOUBLES (BL_RL_STATES * BL_RL_STATE_DOUBLES)
 const double *bl_policy_q_table(const bl_policy_t *p);

@@ -26,7 +26,12 @@
  * stopped) computes some windows fast and some slowly, and the mean of its
  * speeds overstates it (fast windows count as much as slow ones, although
  * they hold less time); the ratio of its mean samples to its mean compute
- * seconds is its throughput. */
+ * seconds is its throughput. And how much of the ranks' differences is
+ * real: the shrink setting treats each rank's estimate as its true speed
+ * plus estimation noise and keeps only the part of the spread between
+ * ranks that the noise does not explain (an empirical-Bayes shrinkage), so
+ * equal ranks under heavy noise keep the even split, while ranks that
+ * truly differ move at once. */
 #ifndef BL_PARTITION_TUNER_H
 #define BL_PARTITION_TUNER_H
 
@@ -45,6 +50,7 @@ enum {
     BL_TUNE_SLOW,         /* an EMA of weight 0.1, with the dead-band */
     BL_TUNE_TREND,        /* the last window plus its change from the one before */
     BL_TUNE_RATIO,        /* EMAs of samples and of compute seconds, their ratio, dead-band */
+    BL_TUNE_SPARSE,       /* median3, but only the differences that noise cannot explain */
     BL_TUNE_SETTINGS
 };
 
@@ -55,6 +61,7 @@ typedef struct bl_part_tune_input {
     const bl_rank_obs_t *obs;   /* the window's observations, ranks of them */
     const double *fallback;     /* speeds for ranks the window did not measure (shard 0) */
     const double *proportional; /* the shared estimator's speeds, unknown ones filled */
+    const double *noise;        /* each rank's relative sigma of a window's speed (0: unknown) */
     double threshold;           /* the least relative gain worth a move, dead-band settings */
 } bl_part_tune_input_t;
 
@@ -74,7 +81,7 @@ void bl_part_tuner_observe(bl_part_tuner_t *t, const bl_part_tune_input_t *in, d
 const long *bl_part_tuner_plan(const bl_part_tuner_t *t, int k);
 
 /* The setting's name for telemetry ("proportional", "even", "last",
- * "median3", "ema0.5", "slow", "trend", "ratio"). */
+ * "median3", "ema0.5", "slow", "trend", "ratio", "shrink"). */
 const char *bl_part_tuner_name(int k);
 
 /* The tuner's state for checkpoints (state.h), and whether loaded values

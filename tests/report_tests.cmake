@@ -56,7 +56,7 @@ bl_cli_test(report_help EXIT 0 MATCH "^usage: ballast-report"
 # and no carriage return; run directly on a terminal (script(1) gives it
 # one) the line is redrawn in place.
 bl_cli_test(progress_policy EXIT 0
-    MATCH "^step 25/25 epoch 1/1 loss [0-9.]+ samples/s [0-9]+ eta [0-9]+s balance [01]\\.[0-9][0-9] plan v[0-9]+ (hold|move|even|proportional|last|median3|ema0\\.5|slow|trend)$"
+    MATCH "^step 25/25 epoch 1/1 loss [0-9.]+ samples/s [0-9]+ eta [0-9]+s balance [01]\\.[0-9][0-9] plan v[0-9]+ (hold|move|even|proportional|last|median3|ema0\\.5|slow|trend|ratio|sparse)$"
     COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} --data ${BL_CLI_DATA}/good
             --layers 32,16 --batch 32 --steps 25 --progress 0 --policy bandit
             --rebalance-every 3 --emulate-slowdown 1:3
