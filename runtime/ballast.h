@@ -168,6 +168,20 @@ int bl_device_has_memory(const bl_device_t *dev);
  * bl_last_error of the device's runtime; BL_ERR_INVALID_ARG for NULL. */
 bl_status_t bl_device_sync(const bl_device_t *dev);
 
+/* Allocates nbytes of scratch where dev computes, for a user layer's own
+ * buffers: in the device's memory when it has memory of its own (its
+ * contents are then for the bl_math_* helpers, not for host code), else in
+ * host memory from the runtime's allocator. nbytes 0 gives a unique pointer.
+ * Returns NULL on failure or for a NULL dev. The caller frees it with
+ * bl_device_free on the same dev (NULL is a no-op). */
+void *bl_device_alloc(const bl_device_t *dev, size_t nbytes);
+void bl_device_free(const bl_device_t *dev, void *ptr);
+
+/* Copies count floats from x to y on dev (they must not overlap), queued in
+ * order with the helpers' work on a device. Returns BL_OK, BL_ERR_INVALID_ARG
+ * for a NULL device, or BL_ERR_CUDA when the device's copy failed. */
+bl_status_t bl_math_copy(const bl_device_t *dev, size_t count, const float *x, float *y);
+
 /* Computes C (M×N) = alpha · op(A) · op(B) + beta · C, row-major, where op(X)
  * is X or X^T as trans_a and trans_b (0 or 1) say; lda, ldb, ldc are row
  * strides. Returns BL_OK, or BL_ERR_INVALID_ARG for a NULL device or negative
@@ -807,7 +821,13 @@ typedef struct bl_lm_trainer bl_lm_trainer_t;
  * parameters (BL_ERR_MISMATCH naming the rank and the field if not). A bad
  * config is BL_ERR_INVALID_ARG naming the field; a bad init_from file is
  * BL_ERR_IO or BL_ERR_FORMAT naming the file and the field; tokens at or above
- * the vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. */
+ * the vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. The model
+ * lives on the runtime's device: on a rank whose device has memory of its own
+ * (a GPU, the mirror), its parameters, gradients, AdamW moments and
+ * activations live there and the user layers' calls get that device; such a
+ * rank refuses pipelines (stages > 1) with BL_ERR_UNSUPPORTED, and a kernel
+ * table without the transformer's kernels with BL_ERR_INVALID_ARG, each
+ * naming the rank and the device. */
 bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, const uint16_t *train,
                                  long count, bl_lm_trainer_t **out);
 void bl_lm_trainer_destroy(bl_lm_trainer_t *t);
@@ -876,7 +896,11 @@ long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t);
 /* The parameters (host memory, llm.c's tensor order) and their count; they
  * belong to t. They are whole and current once bl_lm_trainer_run has
  * returned BL_OK (and after evaluation or a save); inside a step callback a
- * pipeline stage's rank holds only its own units' current values. */
+ * pipeline stage's rank holds only its own units' current values. On a rank
+ * whose device has memory of its own (the runtime's device: the model trains
+ * there), they are a host copy, downloaded at the end of a run, at
+ * checkpoints and saves (and filled by a resume): stale inside a step
+ * callback. */
 const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count);
 /* This rank's pipeline's shard of the batch under the plan in force, in
  * sequences. */
@@ -884,7 +908,9 @@ int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t);
 
 /* Samples new_tokens tokens from the GPT-2 model in the llm.c file
  * model_path after the prompt (prompt_count >= 1 tokens): each step runs the
- * model over the last max_seq_len tokens so far and draws the next token from
+ * model (on the runtime's device: in its memory when it has memory of its
+ * own, BL_ERR_INVALID_ARG naming it when its kernels lack the transformer's)
+ * over the last max_seq_len tokens so far and draws the next token from
  * the softmax of its logits over the V real tokens divided by temperature
  * (> 0), with a generator seeded by seed, so one seed always gives the same
  * text. out receives prompt_count + new_tokens tokens (the prompt first).

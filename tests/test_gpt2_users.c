@@ -239,16 +239,25 @@ static void test_identity_layer_changes_nothing(void **state)
 }
 
 /* The mirror device computes the CPU's loss and gradients bit for bit, its
- * user layers' passes on device memory included. */
+ * user layers' passes on device memory included: ballast-train's adapter
+ * too, whose scratch then lives in the mirror's memory (each model its own
+ * adapter state). */
 static void test_layers_on_the_mirror_device(void **state)
 {
     (void)state;
-    const bl_lm_layer_t layers[3] = {{.after = 1, .ops = mix_ops},
-                                     {.after = 2, .ops = mix_ops},
-                                     {.after = 1, .ops = mix_ops, .inside = 1}};
+    adapters[0] = (lm_adapter_t){.rank = 2};
+    adapters[1] = (lm_adapter_t){.rank = 2};
+    bl_lm_layer_t layers[2][4];
+    for (int d = 0; d < 2; d++) {
+        layers[d][0] = (bl_lm_layer_t){.after = 1, .ops = mix_ops};
+        layers[d][1] = (bl_lm_layer_t){.after = 2, .ops = mix_ops};
+        layers[d][2] = (bl_lm_layer_t){.after = 1, .ops = mix_ops, .inside = 1};
+        layers[d][3] =
+            (bl_lm_layer_t){.after = 2, .ops = lm_adapter_ops, .state = &adapters[d], .decay = 1};
+    }
     bl_gpt2_acts_t *host_acts = NULL, *dev_acts = NULL;
-    bl_gpt2_t *host = make_model(NULL, layers, 3, &host_acts);
-    bl_gpt2_t *dev = make_model(&bl_mirror_memory, layers, 3, &dev_acts);
+    bl_gpt2_t *host = make_model(NULL, layers[0], 4, &host_acts);
+    bl_gpt2_t *dev = make_model(&bl_mirror_memory, layers[1], 4, &dev_acts);
     /* Perturb M so that the layers are not the identity, on both. */
     float *p = fbuf(host->param_count);
     memcpy(p, host->params, host->param_count * sizeof(float));
@@ -263,6 +272,7 @@ static void test_layers_on_the_mirror_device(void **state)
     float *got = fbuf(host->param_count);
     assert_int_equal(bl_gpt2_download(dev, dev->grads, got, &err), BL_OK);
     assert_memory_equal(got, host->grads, host->param_count * sizeof(float));
+    assert_ptr_equal(adapters[1].device, &mirror); /* the adapter's scratch is the mirror's */
 }
 
 /* The layers' ranges belong to the units they follow; the decay is each

@@ -2,7 +2,8 @@
  * learning-rate schedules against their formulas, the trainer's config and
  * input checks (each bad value fails with its status and a message naming
  * it), a short run whose loss falls, evaluation, the model file (its
- * errors, and a saved model starting a new trainer) and determinism. */
+ * errors, and a saved model starting a new trainer), determinism, and a
+ * trainer on the mirror device equal to the CPU's bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,6 +235,58 @@ static void test_deterministic_and_clipped(void **state)
     }
 }
 
+/* The info lines a runtime logged, one after another. */
+static char logged[8192];
+
+static void keep_line(bl_log_level_t level, int rank, const char *line, void *arg)
+{
+    (void)level;
+    (void)rank;
+    (void)arg;
+    size_t used = strlen(logged);
+    snprintf(logged + used, sizeof logged - used, "%s\n", line);
+}
+
+/* A trainer on the mirror device (its model, user layers' calls and steps
+ * in the device's memory: the log says so) trains, evaluates and saves the
+ * CPU's model bit for bit. */
+static void test_mirror_device_equals_cpu(void **state)
+{
+    (void)state;
+    const long n = sizeof stream / sizeof stream[0];
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_INFO;
+    cfg.blas_threads = 1;
+    cfg.device = BL_DEVICE_MIRROR;
+    cfg.log_fn = keep_line;
+    logged[0] = '\0';
+    bl_runtime_t *mirror = NULL;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &mirror), BL_OK);
+    bl_runtime_t *rts[2] = {rt, mirror};
+    bl_lm_trainer_t *t[2] = {NULL, NULL};
+    double loss[2] = {0.0, 0.0};
+    for (int d = 0; d < 2; d++) {
+        bl_lm_config_t c = small_config();
+        c.adamw.clip_grad_norm = 0.1f;
+        assert_int_equal(bl_lm_trainer_create(rts[d], &c, stream, n, &t[d]), BL_OK);
+        assert_int_equal(bl_lm_trainer_run(t[d], 5, NULL, NULL), BL_OK);
+        assert_int_equal(bl_lm_trainer_evaluate(t[d], stream, n, 32, &loss[d]), BL_OK);
+    }
+    if (strstr(logged, "GPT-2: the model lives in a device's memory on 1 of 1 rank(s) (0 on "
+                       "GPUs, 1 on other devices; rank 0: mirror)") == NULL) {
+        fail_msg("the mirror runtime's log does not place the model on the device:\n%s", logged);
+    }
+    size_t count = 0, count_m = 0;
+    const float *p = bl_lm_trainer_params(t[0], &count);
+    const float *q = bl_lm_trainer_params(t[1], &count_m);
+    assert_int_equal(count, count_m);
+    assert_memory_equal(p, q, count * sizeof(float));
+    assert_true(loss[0] == loss[1]);
+    bl_lm_trainer_destroy(t[0]);
+    bl_lm_trainer_destroy(t[1]);
+    bl_runtime_destroy(mirror);
+}
+
 int main(void)
 {
     make_stream(32);
@@ -242,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_run_evaluate_save),
         cmocka_unit_test(test_deterministic_and_clipped),
+        cmocka_unit_test(test_mirror_device_equals_cpu),
     };
     return run_tests_with_runtime("lm", tests, sizeof tests / sizeof tests[0], &rt);
 }

@@ -1,7 +1,8 @@
 /* Tests of text generation from a GPT-2 checkpoint (bl_lm_generate,
  * runtime/lm/lm_generate.c) on tiny random models written here: one seed
  * gives one text and another seed another, the prompt comes first, texts
- * longer than max_seq_len slide their window, a near-greedy draw (an
+ * longer than max_seq_len slide their window, the mirror device draws the
+ * CPU's text (its logits downloaded), a near-greedy draw (an
  * overwhelming argmax at temperature 1e-3) equals the argmax of a forward
  * run here over exactly each context (no padding), every bad argument and
  * file is refused with a message naming it, and nothing leaks, out of
@@ -105,6 +106,27 @@ static void test_same_seed_same_text(void **state)
     for (int i = 0; i < 33; i++) {
         assert_true(a[i] < V && c[i] < V);
     }
+}
+
+/* On a runtime whose device is the mirror, the model runs in the device's
+ * memory and each logits row is downloaded before the draw: the same text
+ * as the CPU's, longer than max_seq_len too (the window slides). */
+static void test_mirror_device_same_text(void **state)
+{
+    (void)state;
+    const char *path = default_model();
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_ERROR;
+    cfg.blas_threads = 1;
+    cfg.device = BL_DEVICE_MIRROR;
+    bl_runtime_t *mirror = NULL;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &mirror), BL_OK);
+    const uint16_t prompt[2] = {'h', 'i'};
+    uint16_t a[2 + 40], b[2 + 40];
+    check_generate_ok(g_rt, path, prompt, 2, 40, 0.9f, 3, a);
+    check_generate_ok(mirror, path, prompt, 2, 40, 0.9f, 3, b);
+    assert_memory_equal(a, b, sizeof a);
+    bl_runtime_destroy(mirror);
 }
 
 static void test_longer_than_max_seq_len(void **state)
@@ -306,6 +328,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_seed_same_text),
+        cmocka_unit_test(test_mirror_device_same_text),
         cmocka_unit_test(test_longer_than_max_seq_len),
         cmocka_unit_test(test_low_temperature_is_greedy),
         cmocka_unit_test(test_bad_arguments),

@@ -2,9 +2,10 @@
  * plain float64 references: the batched GEMM (strided operands, both
  * transposes), the row softmax and its backward (also against finite
  * differences), LayerNorm and GELU with their backwards through the kernel
- * table; and a device whose table lacks a kernel (as the CUDA table lacks
+ * table; a device whose table lacks a kernel (as the CUDA table lacks
  * the transformer's today): BL_ERR_UNSUPPORTED naming the helper and the
- * device, with nothing written. */
+ * device, with nothing written; and a user layer's scratch
+ * (bl_device_alloc) and copies (bl_math_copy) on the CPU and the mirror. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,6 +192,47 @@ static void test_missing_kernels(void **state)
                      BL_ERR_INVALID_ARG);
 }
 
+/* A user layer's scratch and copies: on the CPU, host memory and memcpy;
+ * on the mirror, the device's own memory, filled and read back only through
+ * its copies. */
+static void test_scratch_and_copy_on_the_cpu_and_the_mirror(void **state)
+{
+    (void)state;
+    bl_device_t mirror = {.kernels = &bl_cpu_kernels, .memory = &bl_mirror_memory, .rt = rt};
+    strcpy(mirror.name, "mirror");
+    const bl_device_t *devices[2] = {&bl_host_device, &mirror};
+    const float x[5] = {1.5f, -2.0f, 0.0f, 3.25f, -0.0f};
+    for (int d = 0; d < 2; d++) {
+        const bl_device_t *dev = devices[d];
+        float *a = bl_device_alloc(dev, sizeof x), *b = bl_device_alloc(dev, sizeof x);
+        assert_non_null(a);
+        assert_non_null(b);
+        float got[5] = {9, 9, 9, 9, 9};
+        if (dev->memory != NULL) {
+            assert_int_equal(dev->memory->to_device(a, x, sizeof x), 0);
+        } else {
+            memcpy(a, x, sizeof x);
+        }
+        assert_int_equal(bl_math_copy(dev, 5, a, b), BL_OK);
+        assert_int_equal(bl_math_copy(dev, 0, a, b), BL_OK); /* nothing to copy */
+        if (dev->memory != NULL) {
+            assert_int_equal(dev->memory->to_host(got, b, sizeof got), 0);
+        } else {
+            memcpy(got, b, sizeof got);
+        }
+        assert_memory_equal(got, x, sizeof x); /* bit for bit, -0 included */
+        bl_device_free(dev, a);
+        bl_device_free(dev, b);
+        void *empty = bl_device_alloc(dev, 0); /* a unique pointer */
+        assert_non_null(empty);
+        bl_device_free(dev, empty);
+        bl_device_free(dev, NULL);
+    }
+    assert_null(bl_device_alloc(NULL, 4));
+    bl_device_free(NULL, NULL);
+    assert_int_equal(bl_math_copy(NULL, 1, x, NULL), BL_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layernorm_and_gelu),
         cmocka_unit_test(test_missing_kernels),
+        cmocka_unit_test(test_scratch_and_copy_on_the_cpu_and_the_mirror),
     };
     return run_tests_with_runtime("math", tests, sizeof tests / sizeof tests[0], &rt);
 }

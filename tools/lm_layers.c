@@ -2,7 +2,6 @@
  * adds its parameter gradients (call->accumulate is 1 in a language model:
  * the micro-batches of a step add up) as per-row SUMS, never means. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lm_layers.h"
@@ -33,14 +32,25 @@ static bl_status_t adapter_init(void *state, int in, int out, float *params, uin
     return BL_OK;
 }
 
-/* Makes one scratch array hold `need` floats. */
-static bl_status_t reserve(float **array, size_t need)
+/* Makes the three scratch arrays hold `need` floats each on dev, where the
+ * call's pointers live: made again when they are too small, or on another
+ * device. Their contents need not survive (every pass writes them first). */
+static bl_status_t reserve(lm_adapter_t *a, const bl_device_t *dev, size_t need)
 {
-    float *p = realloc(*array, need * sizeof(float));
-    if (p == NULL) {
+    if (need <= a->capacity && a->device == dev) {
+        return BL_OK;
+    }
+    lm_adapter_free(a);
+    const size_t nbytes = need * sizeof(float);
+    a->device = dev;
+    a->pre = bl_device_alloc(dev, nbytes);
+    a->hidden = bl_device_alloc(dev, nbytes);
+    a->dhidden = bl_device_alloc(dev, nbytes);
+    if (a->pre == NULL || a->hidden == NULL || a->dhidden == NULL) {
+        lm_adapter_free(a);
         return BL_ERR_NO_MEM;
     }
-    *array = p;
+    a->capacity = need;
     return BL_OK;
 }
 
@@ -50,13 +60,7 @@ static bl_status_t adapter_hidden(const bl_layer_call_t *c, lm_adapter_t *a)
 {
     const int n = c->batch, C = c->in_features, r = a->rank;
     const size_t need = (size_t)n * (size_t)r;
-    bl_status_t st = BL_OK;
-    if (need > a->capacity) {
-        st = reserve(&a->pre, need);
-        st = st == BL_OK ? reserve(&a->hidden, need) : st;
-        st = st == BL_OK ? reserve(&a->dhidden, need) : st;
-        a->capacity = st == BL_OK ? need : 0;
-    }
+    bl_status_t st = reserve(a, c->device, need);
     if (st == BL_OK) {
         st = bl_math_gemm(c->device, 0, 1, n, r, C, 1.0f, c->x, C, c->params, C, 0.0f, a->pre, r);
     }
@@ -67,20 +71,17 @@ static bl_status_t adapter_forward(const bl_layer_call_t *c)
 {
     lm_adapter_t *a = c->state;
     const int n = c->batch, C = c->in_features, r = a->rank;
-    if (bl_device_has_memory(c->device)) {
-        return BL_ERR_UNSUPPORTED;
-    }
     if (n == 0) {
         return BL_OK;
     }
     bl_status_t st = adapter_hidden(c, a);
-    if (st != BL_OK) {
-        return st;
-    }
     /* y = x + hidden · Bm^T, Bm (C, r). */
-    memcpy(c->y, c->x, (size_t)n * (size_t)C * sizeof(float));
-    return bl_math_gemm(c->device, 0, 1, n, C, r, 1.0f, a->hidden, r,
-                        c->params + (size_t)r * (size_t)C, r, 1.0f, c->y, C);
+    if (st == BL_OK) {
+        st = bl_math_copy(c->device, (size_t)n * (size_t)C, c->x, c->y);
+    }
+    return st == BL_OK ? bl_math_gemm(c->device, 0, 1, n, C, r, 1.0f, a->hidden, r,
+                                      c->params + (size_t)r * (size_t)C, r, 1.0f, c->y, C)
+                       : st;
 }
 
 static bl_status_t adapter_backward(const bl_layer_call_t *c)
@@ -90,9 +91,6 @@ static bl_status_t adapter_backward(const bl_layer_call_t *c)
     const float *A = c->params, *Bm = c->params + (size_t)r * (size_t)C;
     float *dA = c->grads, *dB = c->grads + (size_t)r * (size_t)C;
     const float keep = c->accumulate ? 1.0f : 0.0f;
-    if (bl_device_has_memory(c->device)) {
-        return BL_ERR_UNSUPPORTED;
-    }
     if (n == 0) {
         return BL_OK;
     }
@@ -115,7 +113,9 @@ static bl_status_t adapter_backward(const bl_layer_call_t *c)
     }
     /* dx = dy + dhidden · A. */
     if (st == BL_OK && c->dx != NULL) {
-        memcpy(c->dx, c->dy, (size_t)n * (size_t)C * sizeof(float));
+        st = bl_math_copy(c->device, (size_t)n * (size_t)C, c->dy, c->dx);
+    }
+    if (st == BL_OK && c->dx != NULL) {
         st = bl_math_gemm(c->device, 0, 0, n, C, r, 1.0f, a->dhidden, r, A, C, 1.0f, c->dx, C);
     }
     return st;
@@ -137,11 +137,12 @@ const bl_layer_ops_t lm_adapter_ops = {.name = "adapter",
 
 void lm_adapter_free(lm_adapter_t *a)
 {
-    free(a->pre);
-    free(a->hidden);
-    free(a->dhidden);
+    bl_device_free(a->device, a->pre);
+    bl_device_free(a->device, a->hidden);
+    bl_device_free(a->device, a->dhidden);
     a->pre = a->hidden = a->dhidden = NULL;
     a->capacity = 0;
+    a->device = NULL;
 }
 
 /* ---- The causal token shift ------------------------------------------------ */

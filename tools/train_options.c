@@ -121,8 +121,12 @@ static const char usage_text[] =
     "                        to 0.001, --weight-decay (decoupled, on >= 2-D weights) to 0.1\n"
     "                        and --steps to 100; --pp, --stages (over units: 0 the\n"
     "                        embedding, 1..L the blocks, L+1 the head), --micro-batches,\n"
-    "                        --schedule, the policies and checkpoints apply, --device,\n"
-    "                        --stages-at and the MLP's data flags do not (yet)\n"
+    "                        --schedule, the policies and checkpoints apply, and so does\n"
+    "                        --device: a cuda or mirror rank trains the model in its device's\n"
+    "                        memory (data parallelism only: --pp is refused there), its\n"
+    "                        gradient sums staged through host memory for the all-reduce;\n"
+    "                        --nccl, --data-on-device, --stages-at and the MLP's data flags\n"
+    "                        do not apply (yet)\n"
     "  --text FILE           train on a plain text file, one token per byte (vocabulary 256)\n"
     "  --tokens FILE         train on an llm.c token file (uint16 tokens)\n"
     "  --val-tokens FILE     evaluate on this llm.c token file; without it the last\n"
@@ -735,7 +739,6 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
                                    OPT_SAVE_PARAMS,
                                    OPT_EVAL_EVERY,
                                    OPT_STAGES_AT,
-                                   OPT_DEVICE,
                                    OPT_NCCL,
                                    OPT_DATA_ON_DEVICE,
                                    OPT_BUCKET_MB,
@@ -761,8 +764,8 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
     for (size_t i = 0; i < sizeof mlp_only / sizeof mlp_only[0]; i++) {
         if (seen[mlp_only[i] - OPT_DATA]) {
             return flags_fail(err, errlen,
-                              "--%s does not apply to --model gpt2 (the language model trains "
-                              "on CPUs, its blocks fixed to their stages, for now)",
+                              "--%s does not apply to --model gpt2 (it is the MLP's only, for "
+                              "now)",
                               long_options[mlp_only[i] - OPT_DATA].name);
         }
     }

@@ -465,6 +465,10 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     if (st == BL_OK) {
         st = bl_lm_check_replicas(t, "replicas at a checkpoint");
     }
+    bl_lm_state_t host = {0}; /* downloaded by the check from a device */
+    if (st == BL_OK) {
+        st = bl_lm_host_state(t, &host);
+    }
     if (st == BL_OK) {
         unsigned char shape[GPT2_BYTES], state[LM_STATE_BYTES] = {0};
         unsigned char layers[4 + LAYER_BYTES * BL_LM_MAX_LAYERS];
@@ -504,7 +508,7 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
                    control_bytes, BL_CKPT_CONTROL_MAX);
             control_bytes = 0;
         }
-        /* The model lives in host memory (the trainer runs on CPUs). */
+        /* The host arrays: the model's own, or a device's twin. */
         const size_t floats = g->param_count * sizeof(float);
         const bl_ckpt_section_t sections[LM_SECTIONS] = {
             {BL_CKPT_SEC_GPT2, shape, sizeof shape},
@@ -514,9 +518,9 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
             {BL_CKPT_SEC_LAYERS, layers,
              sizeof layers - LAYER_BYTES * (size_t)(BL_LM_MAX_LAYERS - g->user_count)},
             {BL_CKPT_SEC_CONTROL, control, control_bytes},
-            {BL_CKPT_SEC_PARAMS, g->params, floats},
-            {BL_CKPT_SEC_ADAM_M, g->adam_m, floats},
-            {BL_CKPT_SEC_ADAM_V, g->adam_v, floats},
+            {BL_CKPT_SEC_PARAMS, host.params, floats},
+            {BL_CKPT_SEC_ADAM_M, host.adam_m, floats},
+            {BL_CKPT_SEC_ADAM_V, host.adam_v, floats},
         };
         st = bl_ckpt_save_file(rt, dir, t->step, BL_CKPT_LM_FILE, BL_CKPT_KIND_LM, sections,
                                LM_SECTIONS, keep, where, path != NULL ? n : sizeof scratch);
@@ -670,11 +674,12 @@ bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resum
     lm_saved_t s;
     st = bl_agree(rt, read_checkpoint(t, path, &bytes, &s), BL_ERR_IO, "the resume");
     if (st == BL_OK) {
+        /* Uploaded to a device; a failure there fails every rank. */
+        st = bl_agree(rt, bl_lm_put_state(t, s.params, s.adam_m, s.adam_v), BL_ERR_CUDA,
+                      "loading the checkpoint's state");
+    }
+    if (st == BL_OK) {
         bl_gpt2_t *g = t->model;
-        const size_t floats = g->param_count * sizeof(float);
-        memcpy(g->params, s.params, floats);
-        memcpy(g->adam_m, s.adam_m, floats);
-        memcpy(g->adam_v, s.adam_v, floats);
         g->adam_steps = s.adam_steps;
         t->step = s.step;
         t->whole_at = s.step; /* every rank loaded the whole model */

@@ -99,25 +99,32 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
     return st;
 }
 
-/* Writes the user layers' parameters (the floats after the GPT-2 tensors),
- * little-endian float32: the order of every host ballast builds on. */
+/* The user layers' parameters (the floats after the GPT-2 tensors) of a
+ * host copy of the model's parameters, for write_layers. */
+typedef struct layer_floats {
+    const float *first;
+    size_t count;
+} layer_floats_t;
+
+/* Writes the user layers' parameters, little-endian float32: the order of
+ * every host ballast builds on. */
 static int write_layers(FILE *f, const void *ctx)
 {
-    const bl_gpt2_t *g = ctx;
-    const size_t count = g->param_count - g->gpt_param_count;
-    return fwrite(g->params + g->gpt_param_count, sizeof(float), count, f) == count;
+    const layer_floats_t *l = ctx;
+    return fwrite(l->first, sizeof(float), l->count, f) == l->count;
 }
 
-/* Rank 0's part of a save: the llm.c file of the GPT-2 tensors, then the
- * user layers' file beside it. */
-static bl_status_t write_model(bl_lm_trainer_t *t, const char *path)
+/* Rank 0's part of a save, from the host copy params of the parameters:
+ * the llm.c file of the GPT-2 tensors, then the user layers' file beside
+ * it. */
+static bl_status_t write_model(bl_lm_trainer_t *t, const char *path, const float *params)
 {
     const bl_gpt2_t *g = t->model;
     bl_gpt2_file_t file;
     memset(&file, 0, sizeof file);
     file.config = g->config;
     file.param_count = g->gpt_param_count;
-    file.params = g->params;
+    file.params = (float *)params; /* only read */
     bl_error_t err = {0};
     bl_status_t st = bl_gpt2_write(path, &file, &err);
     if (st == BL_OK && g->user_count > 0) {
@@ -125,10 +132,11 @@ static bl_status_t write_model(bl_lm_trainer_t *t, const char *path)
         if (snprintf(layers, sizeof layers, "%s.layers", path) >= (int)sizeof layers) {
             return bl_fail(t->rt, BL_ERR_INVALID_ARG, "%s: the path is too long", path);
         }
-        snprintf(contents, sizeof contents, "%zu user-layer parameters",
-                 g->param_count - g->gpt_param_count);
+        const layer_floats_t floats = {params + g->gpt_param_count,
+                                       g->param_count - g->gpt_param_count};
+        snprintf(contents, sizeof contents, "%zu user-layer parameters", floats.count);
         const bl_file_words_t words = {.contents = contents, .done = "saved"};
-        st = bl_file_replace(layers, &words, write_layers, g, &err);
+        st = bl_file_replace(layers, &words, write_layers, &floats, &err);
     }
     return st == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
 }
@@ -145,8 +153,13 @@ bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
     if (path == NULL) {
         st = bl_fail(t->rt, BL_ERR_INVALID_ARG, "saving the model: NULL path");
     } else if (t->rt->rank == 0) {
-        /* Every replica holds the same parameters: rank 0 writes them. */
-        st = write_model(t, path);
+        /* Every replica holds the same parameters: rank 0 writes them,
+         * downloaded first from a device. */
+        bl_lm_state_t state;
+        st = bl_lm_host_state(t, &state);
+        if (st == BL_OK) {
+            st = write_model(t, path, state.params);
+        }
     }
     return bl_agree(t->rt, st, BL_ERR_IO, "writing the model file");
 }

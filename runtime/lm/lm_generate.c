@@ -6,8 +6,10 @@
  * generator seeded by bl_seed_mix(seed, BL_SEED_DOMAIN_SAMPLE), one 53-bit
  * uniform per token, so one seed always gives the same text.
  *
- * The model runs on the CPU kernels over host memory, one sequence (B = 1)
- * of T positions, T = min(max_seq_len, the longest context needed). The
+ * The model runs on the runtime's device (the CPU, or in the memory of a
+ * device with memory of its own, whose logits row is downloaded before it
+ * is read), one sequence (B = 1) of T positions, T = min(max_seq_len, the
+ * longest context needed). The
  * forward always runs all T positions: a shorter context of len tokens
  * sits at positions 0 .. len − 1 and token 0 pads the rest, which causal
  * attention keeps from reaching position len − 1, whose logits are read. */
@@ -89,6 +91,7 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
     bl_gpt2_acts_t acts = {0};
     int32_t *ctx = NULL; /* (T) the forward's tokens */
     double *prob = NULL; /* (V) the sampler's scratch */
+    float *row = NULL;   /* (V) the logits read, downloaded from a device */
     bl_status_t st = bl_gpt2_load(model_path, a, &err, &file);
     if (st != BL_OK) {
         return bl_fail_from(rt, &err);
@@ -117,7 +120,8 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
 
     /* The last draw reads total − 1 tokens, so T never needs more. */
     const int T = total - 1 < cfg.max_seq_len ? (int)(total - 1) : cfg.max_seq_len;
-    st = bl_gpt2_create(&cfg, &bl_cpu_kernels, NULL, a, &err, &g);
+    const bl_device_t *dev = &rt->device;
+    st = bl_gpt2_create(&cfg, dev->kernels, dev->memory, a, &err, &g);
     if (st == BL_OK) {
         st = bl_gpt2_upload(g, file.params, &err);
     }
@@ -126,12 +130,17 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
         st = bl_gpt2_acts_init(g, 1, T, &acts, &err);
     }
     if (st != BL_OK) {
-        st = bl_fail_from(rt, &err);
+        st = dev->memory != NULL
+                 ? bl_fail(rt, err.status, "rank %d (%s): %s", rt->rank, dev->name, err.msg)
+                 : bl_fail_from(rt, &err);
         goto done;
     }
     ctx = bl_mem_array_zeroed(a, (size_t)T, sizeof *ctx);
     prob = bl_mem_array(a, (size_t)V, sizeof *prob);
-    if (ctx == NULL || prob == NULL) {
+    if (dev->memory != NULL) {
+        row = bl_mem_array(a, (size_t)V, sizeof *row);
+    }
+    if (ctx == NULL || prob == NULL || (dev->memory != NULL && row == NULL)) {
         st = bl_fail(rt, BL_ERR_NO_MEM,
                      "bl_lm_generate: out of memory for the sampler's %d probabilities", V);
         goto done;
@@ -151,8 +160,15 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
             st = bl_fail_from(rt, &err);
             goto done;
         }
-        const float *row = acts.logits + (size_t)(len - 1) * (size_t)Vp;
-        const int token = sample_token(row, V, (double)temperature, prob, &r);
+        const float *logits = acts.logits + (size_t)(len - 1) * (size_t)Vp;
+        if (row != NULL) {
+            if (bl_gpt2_get(g, logits, row, (size_t)V, &err) != BL_OK) {
+                st = bl_fail(rt, err.status, "rank %d (%s): %s", rt->rank, dev->name, err.msg);
+                goto done;
+            }
+            logits = row;
+        }
+        const int token = sample_token(logits, V, (double)temperature, prob, &r);
         if (token < 0) {
             st = bl_fail(rt, BL_ERR_FORMAT,
                          "%s: the logits for token %ld are not finite (NaN or infinite "
@@ -164,6 +180,7 @@ bl_status_t bl_lm_generate(bl_runtime_t *rt, const char *model_path, const uint1
     }
 
 done:
+    bl_mem_free(a, row);
     bl_mem_free(a, prob);
     bl_mem_free(a, ctx);
     if (g != NULL) {

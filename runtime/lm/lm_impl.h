@@ -9,7 +9,9 @@
  * every rank takes the same AdamW step on its stage's units, so every
  * replica holds the same parameters and the math is one process's whatever
  * the shards, stages and micro-batches. The balancer (telemetry and the shard
- * controller) is the layer trainer's. */
+ * controller) is the layer trainer's. The model lives on the rank's device;
+ * on one with memory of its own, lm_device.c says what crosses to the host
+ * and when. */
 #ifndef BL_LM_IMPL_H
 #define BL_LM_IMPL_H
 
@@ -43,7 +45,16 @@ struct bl_lm_trainer {
     long train_count;
     long sequences; /* the sequences of T + 1 tokens the training tokens hold */
     bl_gpt2_t *model;
-    bl_device_t cpu;     /* the CPU, which the model computes on: the user layers' device */
+    /* The rank's device (rt->device), which the model computes on and in
+     * whose memory it lives: the user layers' device too (lm_device.c). */
+    const bl_device_t *device;
+    /* NULL on the CPU. On a device with memory of its own, the model's
+     * host twin: 4 · param_count floats, cut as the model's arrays are
+     * (params, grads, adam_m, adam_v). The gradient sums are staged through
+     * its grads for MPI every step; its state is downloaded only when the
+     * host reads it (digests, checkpoints, the model file). */
+    float *host;
+    long host_at;        /* the step at which host's state was downloaded, or -1 */
     bl_gpt2_acts_t acts; /* for up to `capacity` sequences */
     int capacity;        /* the largest shard the plan may give this rank */
     bl_plan_t plan;      /* the shards in force (one stage); a resume continues the saved one */
@@ -84,6 +95,35 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t);
  * step count (after bl_lm_make_whole), so that rank 0's are everyone's;
  * BL_ERR_MISMATCH names `when`, the rank and the field. Collective. */
 bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
+
+/* ---- lm_device.c -------------------------------------------------------- */
+
+/* The model's parameters and AdamW moments as host arrays (param_count
+ * floats each), for the host to read. */
+typedef struct bl_lm_state {
+    const float *params, *adam_m, *adam_v;
+} bl_lm_state_t;
+
+/* Refuses what the trainer does not run on a device with memory of its own
+ * yet (pipelines: BL_ERR_UNSUPPORTED naming the rank and its device).
+ * Local; every rank calls it before the model is made. */
+bl_status_t bl_lm_device_check(bl_lm_trainer_t *t);
+/* Makes the host twin (t->host) when the model lives in a device's memory;
+ * nothing on the CPU. Local; BL_ERR_NO_MEM names the rank. */
+bl_status_t bl_lm_device_init(bl_lm_trainer_t *t);
+void bl_lm_device_free(bl_lm_trainer_t *t);
+/* Has rank 0 log where the ranks' models live, when any rank's is in a
+ * device's memory. Collective. */
+bl_status_t bl_lm_device_report(bl_lm_trainer_t *t);
+/* Sets *out to the current state as host arrays: the model's own on the
+ * CPU, else the host twin, downloaded first unless it was at this step
+ * already. Local; BL_ERR_CUDA names the rank and its device. */
+bl_status_t bl_lm_host_state(bl_lm_trainer_t *t, bl_lm_state_t *out);
+/* Replaces the model's parameters and moments with count floats each, read
+ * from bytes at any alignment (a checkpoint file's), uploading them on a
+ * device. Local; BL_ERR_CUDA names the rank and its device. */
+bl_status_t bl_lm_put_state(bl_lm_trainer_t *t, const void *params, const void *adam_m,
+                            const void *adam_v);
 
 /* ---- lm_schedule.c ------------------------------------------------------ */
 

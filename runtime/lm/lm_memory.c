@@ -1,6 +1,7 @@
 /* The language-model trainer's memory account (lm_impl.h): the GPT-2
  * model's one allocation of parameters, gradients and AdamW's two moments,
- * the activations for `capacity` sequences and the host token buffers. */
+ * the activations for `capacity` sequences, the host token buffers and, for
+ * a model in a device's memory, its host twin. */
 #include <stdio.h>
 
 #include "lm_impl.h"
@@ -18,6 +19,9 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
     out->activations = bl_gpt2_acts_nbytes(g, t->capacity, t->cfg.seq_len);
     out->other = (double)rows * (sizeof *t->tokens + sizeof *t->targets) +
                  (double)t->cfg.batch * sizeof *t->indices;
+    if (t->host != NULL) {
+        out->other += 4.0 * floats; /* a device model's host twin (lm_device.c) */
+    }
     /* The largest unit: its parameters, gradients and two moments. */
     const int L = g->config.num_layers;
     bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "device.h"
 #include "lm_pipe.h"
 #include "wait.h"
 
@@ -149,33 +150,41 @@ void bl_lm_cut(const uint16_t *stream, int T, const long *seq, int n, int32_t *t
     }
 }
 
-/* Cuts the pipeline's n sequences into the micro-batches' views. */
-static void cut_micro_batches(bl_lm_grid_t *g, const bl_gpt2_t *model, bl_gpt2_acts_t *whole,
-                              const uint16_t *stream, const long *seq, int n)
+/* Cuts the pipeline's n sequences into the host buffers tokens and
+ * targets, copies them into whole (uploads them, on a device) and makes
+ * the micro-batches' views, each of which sees its slice. */
+static bl_status_t cut_micro_batches(bl_lm_grid_t *g, const bl_gpt2_t *model, bl_gpt2_acts_t *whole,
+                                     const uint16_t *stream, const long *seq, int n,
+                                     int32_t *tokens, int32_t *targets)
 {
     const int M = g->micro, L = model->config.num_layers, T = whole->T;
     const int last_stage = g->layout.stage == g->layout.stages - 1;
+    bl_lm_cut(stream, T, seq, n, tokens, targets);
+    bl_error_t err = {0};
+    if (bl_gpt2_put_batch(model, whole, tokens, targets, n, &err) != BL_OK) {
+        return bl_fail_from(g->layout.rt, &err);
+    }
     int b0 = 0;
     for (int i = 0; i < M; i++) {
         const int m = n / M + (i < n % M);
         bl_gpt2_acts_t *v = &g->views[i];
         bl_gpt2_acts_view(model, whole, b0, m, g->view_layers + (size_t)i * (size_t)(L > 0 ? L : 1),
                           v);
-        bl_lm_cut(stream, T, seq + b0, m, v->tokens, v->targets);
         v->has_targets = last_stage;
         b0 += m;
     }
+    return BL_OK;
 }
 
 bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t *whole,
-                              const uint16_t *stream, const long *seq, int n, long step,
-                              const bl_slowdowns_t *slowdowns, bl_lm_passes_t *out)
+                              const uint16_t *stream, const long *seq, int n, int32_t *tokens,
+                              int32_t *targets, long step, const bl_slowdowns_t *slowdowns,
+                              bl_lm_passes_t *out)
 {
     *out = (bl_lm_passes_t){0};
     const int s = g->layout.stage, S = g->layout.stages, C = model->config.channels;
-    cut_micro_batches(g, model, whole, stream, seq, n);
     int sends = 0;
-    bl_status_t st = BL_OK;
+    bl_status_t st = cut_micro_batches(g, model, whole, stream, seq, n, tokens, targets);
     for (int k = 0; k < 2 * g->micro && st == BL_OK; k++) {
         const int i = g->ops[k].micro;
         bl_gpt2_acts_t *v = &g->views[i];
@@ -208,6 +217,14 @@ bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t 
         if (st != BL_OK) {
             st = bl_fail_from(g->layout.rt, &err);
             break;
+        }
+        if (model->memory != NULL) {
+            /* A device runs behind the host: its kernels are waited for, so
+             * that the balancer sees their time, and their failures here. */
+            st = bl_device_check_compute(g->layout.rt, &g->layout.rt->device, "a step's passes");
+            if (st != BL_OK) {
+                break;
+            }
         }
         out->compute_s += bl_slowdowns_apply(slowdowns, step, bl_now_seconds() - t1);
         /* The output: this stage's activations forward, or the gradient of
@@ -243,8 +260,26 @@ static bl_status_t sum_floats(bl_runtime_t *rt, MPI_Comm comm, float *buf, size_
     return st;
 }
 
-bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, double *loss_sum,
-                              double *norm)
+/* Sums one range of a device model's gradients over comm through host:
+ * the download, the all-reduce on the host copy, the upload of the sums. */
+static bl_status_t sum_staged(bl_runtime_t *rt, MPI_Comm comm, bl_gpt2_t *model, float *host,
+                              const bl_gpt2_range_t *range)
+{
+    float *grads = model->grads + range->offset, *staged = host + range->offset;
+    bl_error_t err = {0};
+    if (bl_gpt2_get(model, grads, staged, range->count, &err) != BL_OK) {
+        return bl_fail(rt, err.status, "rank %d (%s): %s", rt->rank, rt->device.name, err.msg);
+    }
+    bl_status_t st =
+        sum_floats(rt, comm, staged, range->count, "the all-reduce of the staged gradients");
+    if (st == BL_OK && bl_gpt2_put(model, grads, staged, range->count, &err) != BL_OK) {
+        st = bl_fail(rt, err.status, "rank %d (%s): %s", rt->rank, rt->device.name, err.msg);
+    }
+    return st;
+}
+
+bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, float *host, long tokens,
+                              double *loss_sum, double *norm)
 {
     bl_runtime_t *rt = g->layout.rt;
     bl_status_t st = BL_OK;
@@ -253,8 +288,12 @@ bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, do
         /* wte sums over the tied stages of every pipeline, the rest over
          * the stage's replicas. */
         MPI_Comm comm = range->tensor == BL_GPT2_WTE ? g->tied : g->layout.dp;
-        st = sum_floats(rt, comm, model->grads + range->offset, range->count,
-                        "the all-reduce of the gradients");
+        if (comm == MPI_COMM_NULL) {
+            continue; /* nothing to sum with */
+        }
+        st = host != NULL ? sum_staged(rt, comm, model, host, range)
+                          : sum_floats(rt, comm, model->grads + range->offset, range->count,
+                                       "the all-reduce of the gradients");
     }
     if (st == BL_OK && rt->size > 1) {
         st = bl_allreduce_bounded(rt, MPI_IN_PLACE, loss_sum, 1, MPI_DOUBLE, MPI_SUM, rt->comm,

@@ -74,18 +74,25 @@ bl_status_t bl_lm_grid_balanced_map(bl_runtime_t *rt, const bl_gpt2_t *model, in
  * n % M one sequence more), in the schedule's order, passing activations
  * and gradients to the neighbouring stages: the per-token gradient sums of
  * this stage's units are added into model->grads. whole is the activations
- * for at least n sequences; tokens and targets are cut into it. Collective
- * over the pipeline. */
+ * for at least n sequences. The sequences are cut into the host buffers
+ * tokens and targets (n · T each at least), then copied into whole, on
+ * the model's device when it has memory of its own. Collective over the
+ * pipeline. */
 bl_status_t bl_lm_grid_passes(bl_lm_grid_t *g, bl_gpt2_t *model, bl_gpt2_acts_t *whole,
-                              const uint16_t *stream, const long *seq, int n, long step,
-                              const bl_slowdowns_t *slowdowns, bl_lm_passes_t *out);
+                              const uint16_t *stream, const long *seq, int n, int32_t *tokens,
+                              int32_t *targets, long step, const bl_slowdowns_t *slowdowns,
+                              bl_lm_passes_t *out);
 
 /* Sums the step's gradients over the job (this stage's units over its
  * data-parallel group, wte over the tied stages) and the loss over every
  * rank, and sets *norm to the global gradient norm of the mean (the sums'
- * norm / tokens), the same on every rank. Collective. */
-bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, long tokens, double *loss_sum,
-                              double *norm);
+ * norm / tokens), the same on every rank. host is NULL when model->grads is
+ * host memory; for a model in a device's memory it is param_count host
+ * floats, through which each range is staged: downloaded, all-reduced with
+ * MPI there, and the sums uploaded (so the math is the CPU's: the same MPI
+ * sums of the same floats). Collective. */
+bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, float *host, long tokens,
+                              double *loss_sum, double *norm);
 
 /* Sends every stage's units' parameters and AdamW moments to the rest of
  * its pipeline, so that every rank holds the whole current model. Collective

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "consistency.h"
+#include "device.h"
 #include "lm_impl.h"
 #include "wait.h"
 
@@ -47,15 +48,18 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
         bl_gpt2_zero_grads(t->model, &err) == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
     if (st == BL_OK) {
         st = bl_lm_grid_passes(&t->grid, t->model, &t->acts, t->train, t->indices + t->offset,
-                               t->local, t->step, &t->slowdowns, &passes);
+                               t->local, t->tokens, t->targets, t->step, &t->slowdowns, &passes);
     }
     record.compute_s = passes.compute_s;
     record.pipe_s = passes.pipe_s;
     double synced = bl_now_seconds(), loss_sum = passes.loss_sum, norm = 0.0;
     if (st == BL_OK) {
-        /* Through shared memory on one node (lm_node.h), else all-reduces. */
-        st = t->node != NULL ? bl_lm_node_reduce(t->node, tokens, &loss_sum, &norm)
-                             : bl_lm_grid_reduce(&t->grid, t->model, tokens, &loss_sum, &norm);
+        /* Through shared memory on one node (lm_node.h), else all-reduces
+         * (on a device, of the sums staged through the host twin). */
+        float *staged = t->host != NULL ? t->host + t->model->param_count : NULL;
+        st = t->node != NULL
+                 ? bl_lm_node_reduce(t->node, tokens, &loss_sum, &norm)
+                 : bl_lm_grid_reduce(&t->grid, t->model, staged, tokens, &loss_sum, &norm);
     }
     record.sync_s = bl_now_seconds() - synced;
     const bl_adamw_config_t *o = &c->adamw;
@@ -75,6 +79,10 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
             bl_gpt2_adamw_ranges(t->model, &opt, scale, ++t->model->adam_steps, t->grid.owned,
                                  t->grid.owned_count);
         }
+    }
+    if (st == BL_OK && t->host != NULL) {
+        /* A device's kernels report their failures when it is waited for. */
+        st = bl_device_check(t->rt, t->device, "the step's AdamW update");
     }
     if (st != BL_OK) {
         return st;
@@ -109,10 +117,16 @@ bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when)
 {
     const bl_gpt2_t *g = t->model;
     const size_t bytes = g->param_count * sizeof(float);
+    bl_lm_state_t state; /* downloaded first from a device */
+    bl_status_t st =
+        bl_agree(t->rt, bl_lm_host_state(t, &state), BL_ERR_CUDA, "reading the replicas' state");
+    if (st != BL_OK) {
+        return st;
+    }
     const bl_check_field_t fields[] = {
-        {"parameters", BL_CHECK_DIGEST, bl_digest(g->params, bytes)},
-        {"AdamW first moments", BL_CHECK_DIGEST, bl_digest(g->adam_m, bytes)},
-        {"AdamW second moments", BL_CHECK_DIGEST, bl_digest(g->adam_v, bytes)},
+        {"parameters", BL_CHECK_DIGEST, bl_digest(state.params, bytes)},
+        {"AdamW first moments", BL_CHECK_DIGEST, bl_digest(state.adam_m, bytes)},
+        {"AdamW second moments", BL_CHECK_DIGEST, bl_digest(state.adam_v, bytes)},
         {"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps},
     };
     return bl_check_same_on_all_ranks(t->rt, when, fields, 4);

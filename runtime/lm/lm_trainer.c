@@ -76,8 +76,9 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
     return st != BL_OK ? st : bl_lm_check_schedule(rt, &c->schedule, c->adamw.lr);
 }
 
-/* Makes the model: its shape and parameters from init_from, or the
- * config's shape with GPT-2's initialisation from the seed. */
+/* Makes the model on the rank's device (in its memory, when it has memory
+ * of its own): its shape and parameters from init_from, or the config's
+ * shape with GPT-2's initialisation from the seed. */
 static bl_status_t setup_model(bl_lm_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
@@ -100,13 +101,14 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
                           "sequence length T = %d exceeds the model's max_seq_len maxT = %d",
                           c->seq_len, shape.max_seq_len);
     }
+    /* The user layers' calls get the same device, so that their bl_math_*
+     * helpers run where their pointers live. */
+    const bl_device_t *dev = t->device;
     if (st == BL_OK) {
-        st = bl_gpt2_create(&shape, &bl_cpu_kernels, NULL, a, &err, &t->model);
+        st = bl_gpt2_create(&shape, dev->kernels, dev->memory, a, &err, &t->model);
     }
-    t->cpu = (bl_device_t){.kernels = &bl_cpu_kernels, .kind = BL_DEVICE_CPU, .rt = rt};
-    snprintf(t->cpu.name, sizeof t->cpu.name, "cpu");
     if (st == BL_OK) {
-        st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, &t->cpu, &err);
+        st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, dev, &err);
     }
     /* GPT-2's initialisation (the user layers' too), then the file's
      * tensors over the GPT-2 part. */
@@ -117,7 +119,12 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
         st = bl_gpt2_upload_gpt(t->model, file.params, &err);
     }
     bl_gpt2_free(&file, a);
-    return st == BL_OK ? BL_OK : bl_fail_from(rt, &err);
+    if (st != BL_OK && dev->memory != NULL) {
+        /* A device's refusal (a kernel table without the transformer's
+         * kernels, its memory full) names the rank and the device. */
+        return bl_fail(rt, err.status, "rank %d (%s): %s", rt->rank, dev->name, err.msg);
+    }
+    return st == BL_OK ? bl_lm_device_init(t) : bl_fail_from(rt, &err);
 }
 
 /* The balancer's view of the config: a one-stage layer-trainer config with
@@ -201,9 +208,16 @@ static bl_status_t setup_plan(bl_lm_trainer_t *t)
 }
 
 /* Checks that every rank holds the same config, tokens, model and plan
- * before step 0. Collective. */
+ * before step 0 (the initial parameters downloaded from a device).
+ * Collective. */
 static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
 {
+    bl_lm_state_t state;
+    bl_status_t st =
+        bl_agree(t->rt, bl_lm_host_state(t, &state), BL_ERR_CUDA, "reading the initial parameters");
+    if (st != BL_OK) {
+        return st;
+    }
     const bl_lm_config_t *c = &t->cfg;
     const bl_gpt2_t *g = t->model;
     const bl_adamw_config_t *o = &c->adamw;
@@ -231,7 +245,7 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
         {"training tokens", BL_CHECK_DIGEST,
          bl_digest(t->train, (size_t)t->train_count * sizeof *t->train)},
         {"initial parameters", BL_CHECK_DIGEST,
-         bl_digest(g->params, g->param_count * sizeof(float))},
+         bl_digest(state.params, g->param_count * sizeof(float))},
         {"shards", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
@@ -272,10 +286,15 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         t->grid.layout.dp = MPI_COMM_NULL;
         t->rt = rt;
         t->cfg = *cfg;
+        t->device = &rt->device;
+        t->host_at = -1;
         t->train = train;
         t->train_count = count;
         balancer_view(cfg, &t->tc);
         rt->wait_timeout_s = cfg->diagnostics.timeout_s;
+        st = bl_lm_device_check(t);
+    }
+    if (st == BL_OK) {
         st = setup_model(t);
     }
     if (st == BL_OK) {
@@ -322,6 +341,9 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         st = bl_lm_node_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,
                                cfg->pipeline.stages, &t->node);
     }
+    if (st == BL_OK) {
+        st = bl_lm_device_report(t);
+    }
     if (st != BL_OK) {
         bl_lm_trainer_destroy(t);
         return st;
@@ -361,6 +383,7 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
     bl_sampler_free(&t->sampler);
     bl_gpt2_acts_free(t->model, &t->acts);
     bl_gpt2_destroy(t->model);
+    bl_lm_device_free(t);
     bl_plan_free(&t->plan, &pa);
     bl_plan_free(&t->next, &pa);
     bl_mem_free(a, t->indices);
@@ -389,7 +412,12 @@ const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count)
     if (count != NULL) {
         *count = t != NULL ? t->model->param_count : 0;
     }
-    return t != NULL ? t->model->params : NULL;
+    if (t == NULL) {
+        return NULL;
+    }
+    /* On a device, the twin: current after every download (the end of a
+     * run, a save, an evaluation). */
+    return t->host != NULL ? t->host : t->model->params;
 }
 
 int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t)

@@ -52,7 +52,7 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
     }
     *out = NULL;
     /* The members the passes and the optimizer call; a table that lacks
-     * one (a GPU's, before it gains the transformer kernels) is refused. */
+     * one (a backend without the transformer's kernels) is refused. */
     const struct {
         const char *name;
         int present;
@@ -224,6 +224,38 @@ bl_status_t bl_gpt2_download(const bl_gpt2_t *g, const float *src, float *dst, b
         memcpy(dst, src, nbytes);
     } else if (g->memory->to_host(dst, src, nbytes) != 0) {
         return copy_failed(g, "downloading a parameter array", err);
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_gpt2_put(const bl_gpt2_t *g, float *dst, const float *src, size_t count,
+                        bl_error_t *err)
+{
+    if (bl_gpt2_dev_put(g, dst, src, count * sizeof(float)) != 0) {
+        return copy_failed(g, "uploading a parameter range", err);
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_gpt2_get(const bl_gpt2_t *g, const float *src, float *dst, size_t count,
+                        bl_error_t *err)
+{
+    const size_t nbytes = count * sizeof(float);
+    if (g->memory == NULL) {
+        memcpy(dst, src, nbytes);
+    } else if (g->memory->to_host(dst, src, nbytes) != 0) {
+        return copy_failed(g, "downloading a parameter range", err);
+    }
+    return BL_OK;
+}
+
+bl_status_t bl_gpt2_put_batch(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, const int32_t *tokens,
+                              const int32_t *targets, int B, bl_error_t *err)
+{
+    const size_t nbytes = (size_t)B * (size_t)acts->T * sizeof(int32_t);
+    if (B > 0 && (bl_gpt2_dev_put(g, acts->tokens, tokens, nbytes) != 0 ||
+                  bl_gpt2_dev_put(g, acts->targets, targets, nbytes) != 0)) {
+        return copy_failed(g, "uploading the batch's tokens", err);
     }
     return BL_OK;
 }

@@ -150,6 +150,15 @@ bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err);
  * (NULL arguments) or BL_ERR_CUDA (the device's copy failed). */
 bl_status_t bl_gpt2_upload(bl_gpt2_t *g, const float *params, bl_error_t *err);
 bl_status_t bl_gpt2_download(const bl_gpt2_t *g, const float *src, float *dst, bl_error_t *err);
+/* The same for count floats: bl_gpt2_put copies host src into dst, which
+ * lies in one of g's arrays (a range of g->grads, say), and bl_gpt2_get
+ * copies src, in g's arrays, into host dst, so that a trainer moves the
+ * slices it reduces over MPI. On a host model both are memcpy. Return BL_OK,
+ * or BL_ERR_CUDA (the device's copy failed), with err->msg saying so. */
+bl_status_t bl_gpt2_put(const bl_gpt2_t *g, float *dst, const float *src, size_t count,
+                        bl_error_t *err);
+bl_status_t bl_gpt2_get(const bl_gpt2_t *g, const float *src, float *dst, size_t count,
+                        bl_error_t *err);
 /* Zeroes g->grads before a new batch's backward passes accumulate.
  * Returns BL_OK, BL_ERR_INVALID_ARG (NULL g) or BL_ERR_CUDA. */
 bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err);
@@ -168,6 +177,13 @@ double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T);
  * acts->capacity; the buffers keep their size. Returns BL_OK or
  * BL_ERR_INVALID_ARG naming B. */
 bl_status_t bl_gpt2_acts_set_batch(bl_gpt2_acts_t *acts, int B, bl_error_t *err);
+/* Copies B sequences of host tokens (B, T) and targets (B, T) into
+ * acts->tokens and acts->targets, the first B · T of each, where the unit
+ * passes read them: a pipeline's micro-batch views see their slices. The
+ * ids are not checked (the caller checked the stream). 0 <= B <=
+ * acts->capacity. Returns BL_OK, or BL_ERR_CUDA (an upload failed). */
+bl_status_t bl_gpt2_put_batch(const bl_gpt2_t *g, bl_gpt2_acts_t *acts, const int32_t *tokens,
+                              const int32_t *targets, int B, bl_error_t *err);
 /* Makes *view the activations of sequences [b0, b0 + B) of whole, a
  * pipeline's micro-batch: every per-sequence buffer points into whole's at
  * that offset, and the per-layer pointers go into layers (L entries, the

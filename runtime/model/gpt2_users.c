@@ -267,9 +267,10 @@ static bl_layer_call_t layer_call(const bl_gpt2_t *g, const bl_gpt2_acts_t *acts
 static bl_status_t pass_failed(const bl_gpt2_t *g, int k, bl_status_t st, const char *pass,
                                bl_error_t *err)
 {
-    return bl_error_set(err, st, "user layer %d (%s, %s unit %d): %s() failed with status %d", k,
+    return bl_error_set(err, st, "user layer %d (%s, %s unit %d): %s() failed on %s: %s", k,
                         layer_name(&g->users[k]), g->users[k].layer.inside ? "inside" : "after",
-                        g->users[k].layer.after, pass, (int)st);
+                        g->users[k].layer.after, pass,
+                        g->memory != NULL ? g->memory->name : "the CPU", bl_status_string(st));
 }
 
 /* Runs the forward passes of the user layers at (u, inside), in order. */

@@ -2,6 +2,7 @@
  * device through its kernel table: OpenBLAS on the CPU, and cuBLAS and
  * ballast's kernels on a GPU, where they are queued on ballast's stream. */
 #include <stdio.h>
+#include <string.h>
 
 #include "runtime_impl.h"
 #include "device.h"
@@ -36,6 +37,45 @@ bl_status_t bl_math_relu_backward(const bl_device_t *dev, size_t count, const fl
     return BL_OK;
 }
 
+void *bl_device_alloc(const bl_device_t *dev, size_t nbytes)
+{
+    if (dev == NULL) {
+        return NULL;
+    }
+    if (dev->memory == NULL) {
+        return bl_mem_alloc(dev->rt != NULL ? bl_rt_allocator(dev->rt) : NULL, nbytes);
+    }
+    return bl_buffer_alloc(dev->rt, dev, nbytes, 1);
+}
+
+void bl_device_free(const bl_device_t *dev, void *ptr)
+{
+    if (dev != NULL && ptr != NULL) {
+        bl_buffer_free(dev->rt != NULL ? bl_rt_allocator(dev->rt) : NULL, dev, ptr);
+    }
+}
+
+bl_status_t bl_math_copy(const bl_device_t *dev, size_t count, const float *x, float *y)
+{
+    if (dev == NULL) {
+        return BL_ERR_INVALID_ARG;
+    }
+    const size_t nbytes = count * sizeof(float);
+    if (dev->memory == NULL) {
+        if (nbytes > 0) {
+            memcpy(y, x, nbytes);
+        }
+        return BL_OK;
+    }
+    if (dev->memory->copy(y, x, nbytes) == 0) {
+        return BL_OK;
+    }
+    if (dev->rt != NULL) {
+        return bl_device_check(dev->rt, dev, "bl_math_copy");
+    }
+    return BL_ERR_CUDA;
+}
+
 int bl_device_has_memory(const bl_device_t *dev)
 {
     return dev != NULL && dev->memory != NULL;
@@ -57,8 +97,8 @@ bl_status_t bl_device_sync(const bl_device_t *dev)
 }
 
 /* Returns BL_OK when the device's table has a kernel, else
- * BL_ERR_UNSUPPORTED naming the helper and the device (the transformer's
- * kernels have no CUDA twin yet). */
+ * BL_ERR_UNSUPPORTED naming the helper and the device (a table of another
+ * backend may leave the transformer's kernels NULL). */
 static bl_status_t have(const bl_device_t *dev, const void *kernel, const char *helper)
 {
     if (kernel != NULL) {
