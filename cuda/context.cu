@@ -157,8 +157,10 @@ extern "C" void bl_cuda_shutdown(void)
     }
     /* Only what was allocated: cudaFree(NULL) would create a context on
      * the current device (device 0 before init picked one). */
-    void *buffers[] = {bl_cuda_ctx.totals, bl_cuda_ctx.row_loss, bl_cuda_ctx.row_hit,
-                       bl_cuda_ctx.ones};
+    void *buffers[] = {bl_cuda_ctx.totals,         bl_cuda_ctx.row_loss,
+                       bl_cuda_ctx.row_hit,        bl_cuda_ctx.ones,
+                       bl_cuda_ctx.attn_scratch,   bl_cuda_ctx.sort_scratch,
+                       bl_cuda_ctx.colsum_scratch, bl_cuda_ctx.sumsq_scratch};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
         if (buffers[i] != NULL) {
             cudaFree(buffers[i]);
@@ -232,5 +234,30 @@ int bl_cuda_row_scratch(size_t rows)
         return 0;
     }
     bl_cuda_ctx.row_cap = rows;
+    return 1;
+}
+
+int bl_cuda_grow(void **buf, size_t *cap, size_t nbytes, const char *what)
+{
+    if (nbytes <= *cap && *buf != NULL) {
+        return 1;
+    }
+    /* At least doubled: growing is slow (it waits for the GPU). */
+    nbytes = nbytes > 2 * *cap ? nbytes : 2 * *cap;
+    nbytes = nbytes > 0 ? nbytes : 1;
+    /* The old buffer may still be read by queued kernels. */
+    if (!bl_cuda_ok(cudaStreamSynchronize(bl_cuda_ctx.stream), what)) {
+        return 0;
+    }
+    if (*buf != NULL) {
+        cudaFree(*buf);
+    }
+    *buf = NULL;
+    *cap = 0;
+    if (!bl_cuda_ok(cudaMalloc(buf, nbytes), what)) {
+        *buf = NULL;
+        return 0;
+    }
+    *cap = nbytes;
     return 1;
 }

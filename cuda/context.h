@@ -39,6 +39,25 @@ typedef struct bl_cuda_context {
     double *totals; /* device (2): the loss sum and the hit count */
     float *ones;    /* device (ones_cap): 1.0f each, column sums as a product */
     size_t ones_cap;
+    /* device (attn_cap floats): attention's scratch (attention.cu), the
+     * heads of q, k, v and dout cut out as (B, NH, T, hs) arrays and the
+     * backward's score gradients (B, NH, T, T), so every (batch, head)
+     * pair runs in one batched product. Grown on demand (in stream order,
+     * where the device has memory pools), never shrunk. */
+    float *attn_scratch;
+    size_t attn_cap;
+    /* device (each *_bytes): the element-wise transformer kernels'
+     * scratch, grown on demand by bl_cuda_grow, never shrunk:
+     * embedding_backward's token sort (embedding.cu: the sorted tokens,
+     * their positions and CUB's temporary storage), layernorm_backward's
+     * column partial sums (layernorm.cu) and sum_squares's block sums
+     * (adamw.cu). */
+    void *sort_scratch;
+    size_t sort_bytes;
+    void *colsum_scratch;
+    size_t colsum_bytes;
+    void *sumsq_scratch;
+    size_t sumsq_bytes;
     char failure[256]; /* the first failed call since the last check, or "" */
 } bl_cuda_context_t;
 
@@ -63,6 +82,11 @@ enum { BL_CUDA_ROWS_AT_START = 1 << 16 };
 int bl_cuda_row_scratch(size_t rows);
 /* Makes ones hold at least `count` ones; 0 on failure (recorded). */
 int bl_cuda_ones(size_t count);
+/* Makes the device buffer *buf (of *cap bytes) hold at least nbytes: a
+ * growth at least doubles, waits for the compute stream (queued kernels
+ * may still read the old buffer), frees it and allocates anew (contents
+ * lost). 1, or 0 on failure (recorded naming `what`). */
+int bl_cuda_grow(void **buf, size_t *cap, size_t nbytes, const char *what);
 
 /* Threads per block for the element-wise kernels, and the blocks to cover
  * n elements (capped at 65535: every kernel loops with a grid stride, so

@@ -1,6 +1,8 @@
 /* The CUDA kernel table (kernels.h's interface on device memory). */
 #include "cuda_kernels.h"
 #include "ops.h"
+#include "ops_attention.h"
+#include "ops_transformer.h"
 
 extern "C" const bl_kernels_t bl_cuda_kernels = {
     "cuda",
@@ -12,19 +14,19 @@ extern "C" const bl_kernels_t bl_cuda_kernels = {
     bl_cuda_softmax_xent,
     bl_cuda_sgd_update,
     bl_cuda_gather_rows,
-    /* The transformer's kernels: NULL where no CUDA twin exists yet (the
-     * runtime refuses them on a GPU; bl_math_* say BL_ERR_UNSUPPORTED). */
-    NULL, /* embedding_forward */
-    NULL, /* embedding_backward */
-    NULL, /* layernorm_forward */
-    NULL, /* layernorm_backward */
-    NULL, /* gelu_forward */
-    NULL, /* gelu_backward */
-    NULL, /* attention_forward */
-    NULL, /* attention_backward */
-    NULL, /* vocab_xent */
-    NULL, /* adamw_update */
-    NULL, /* sum_squares */
-    NULL, /* softmax_rows */
-    NULL, /* softmax_rows_backward */
+    /* The transformer's kernels (embedding.cu, layernorm.cu, gelu.cu,
+     * attention.cu, vocab_xent.cu, adamw.cu, softmax_rows.cu). */
+    bl_cuda_embedding_forward,
+    bl_cuda_embedding_backward,
+    bl_cuda_layernorm_forward,
+    bl_cuda_layernorm_backward,
+    bl_cuda_gelu_forward,
+    bl_cuda_gelu_backward,
+    bl_cuda_attention_forward,
+    bl_cuda_attention_backward,
+    bl_cuda_vocab_xent,
+    bl_cuda_adamw_update,
+    bl_cuda_sum_squares,
+    bl_cuda_softmax_rows,
+    bl_cuda_softmax_rows_backward,
 };

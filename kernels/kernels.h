@@ -69,8 +69,8 @@ typedef struct bl_kernels {
 
     /* ---- A GPT-2-style transformer (llm.c's shapes): B batch, T time,
      * C channels, NH heads, V vocabulary, Vp padded vocabulary. Gradients
-     * are per-token SUMS; every buffer is row-major float32. Only the CPU
-     * table has these members so far; a table without them leaves them NULL. */
+     * are per-token SUMS; every buffer is row-major float32. The CPU and
+     * CUDA tables have them; a table without them leaves them NULL. */
 
     /* out (B, T, C): out[b, t] = wte[tokens[b, t]] + wpe[t], with wte (Vp, C),
      * wpe (maxT, C), maxT >= T. Each token must lie in [0, Vp); a token
