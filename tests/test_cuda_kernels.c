@@ -25,6 +25,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_kernels.h"
+#include "cuda_test_support.h"
 #include "kernels.h"
 #include "memory_contract.h"
 
@@ -32,64 +33,6 @@
 
 static const bl_kernels_t *G = &bl_cuda_kernels;
 static const bl_kernels_t *C = &bl_cpu_kernels;
-
-static uint64_t rng = 88172645463325252ULL;
-
-static float uniform(float lo, float hi)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return lo + (hi - lo) * (float)((rng >> 40) * 0x1.0p-24);
-}
-
-static float *host(size_t n, float lo, float hi)
-{
-    float *a = malloc((n == 0 ? 1 : n) * sizeof *a);
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) {
-        a[i] = uniform(lo, hi);
-    }
-    return a;
-}
-
-/* A device copy of n bytes of h. */
-static void *up(const void *h, size_t n)
-{
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, n == 0 ? 1 : n), cudaSuccess);
-    if (n > 0) {
-        assert_int_equal(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice), cudaSuccess);
-    }
-    return d;
-}
-
-/* Copies the device's n floats back into h, after the GPU is done. */
-static void down(float *h, const void *d, size_t n)
-{
-    char err[256];
-    assert_int_equal(bl_cuda_sync(err, sizeof err), 0);
-    assert_int_equal(cudaMemcpy(h, d, n * sizeof *h, cudaMemcpyDeviceToHost), cudaSuccess);
-}
-
-static void check_close(const float *gpu, const float *cpu, size_t n, double atol, double rtol,
-                        const char *what)
-{
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)gpu[i] - (double)cpu[i]);
-        if (!(d <= atol + rtol * fabs((double)cpu[i]))) {
-            fail_msg("%s[%zu]: gpu %.9g, cpu %.9g", what, i, (double)gpu[i], (double)cpu[i]);
-        }
-    }
-}
-
-static void no_failure(void)
-{
-    char err[256] = "";
-    if (bl_cuda_check(err, sizeof err) != 0) {
-        fail_msg("a CUDA call failed: %s", err);
-    }
-}
 
 static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float beta)
 {

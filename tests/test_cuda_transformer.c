@@ -38,6 +38,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_kernels.h"
+#include "cuda_test_support.h"
 #include "kernels.h"
 
 #define ELEM_TOL  1e-5
@@ -45,26 +46,6 @@
 
 static const bl_kernels_t *GPU = &bl_cuda_kernels;
 static const bl_kernels_t *CPU = &bl_cpu_kernels;
-
-static uint64_t rng = 88172645463325252ULL;
-
-static float uniform(float lo, float hi)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return lo + (hi - lo) * (float)((rng >> 40) * 0x1.0p-24);
-}
-
-static float *host(size_t n, float lo, float hi)
-{
-    float *a = malloc((n == 0 ? 1 : n) * sizeof *a);
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) {
-        a[i] = uniform(lo, hi);
-    }
-    return a;
-}
 
 /* n floats, each NaN: a start that fails every check unless the kernel
  * overwrites it. */
@@ -86,17 +67,6 @@ static float *copy(const float *a, size_t n)
     return b;
 }
 
-/* A device copy of n bytes of h. */
-static void *up(const void *h, size_t n)
-{
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, n == 0 ? 1 : n), cudaSuccess);
-    if (n > 0) {
-        assert_int_equal(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice), cudaSuccess);
-    }
-    return d;
-}
-
 /* Overwrites the device's n floats at d with h's (ordered after the
  * kernels queued before: the context's stream waits for the legacy one,
  * and the copy waits for the GPU first). */
@@ -105,25 +75,6 @@ static void reset(void *d, const float *h, size_t n)
     char err[256];
     assert_int_equal(bl_cuda_sync(err, sizeof err), 0);
     assert_int_equal(cudaMemcpy(d, h, n * sizeof *h, cudaMemcpyHostToDevice), cudaSuccess);
-}
-
-/* Copies the device's n floats back into h, after the GPU is done. */
-static void down(float *h, const void *d, size_t n)
-{
-    char err[256];
-    assert_int_equal(bl_cuda_sync(err, sizeof err), 0);
-    assert_int_equal(cudaMemcpy(h, d, n * sizeof *h, cudaMemcpyDeviceToHost), cudaSuccess);
-}
-
-static void check_close(const float *gpu, const float *cpu, size_t n, double atol, double rtol,
-                        const char *what)
-{
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)gpu[i] - (double)cpu[i]);
-        if (!(d <= atol + rtol * fabs((double)cpu[i]))) {
-            fail_msg("%s[%zu]: gpu %.9g, cpu %.9g", what, i, (double)gpu[i], (double)cpu[i]);
-        }
-    }
 }
 
 /* The CPU's bits, where the kernel promises them (after check_close, so a
@@ -135,14 +86,6 @@ static void check_bits(const float *gpu, const float *cpu, size_t n, const char 
             fail_msg("%s[%zu]: gpu %.9g, cpu %.9g (not the CPU's bits)", what, i, (double)gpu[i],
                      (double)cpu[i]);
         }
-    }
-}
-
-static void no_failure(void)
-{
-    char err[256] = "";
-    if (bl_cuda_check(err, sizeof err) != 0) {
-        fail_msg("a CUDA call failed: %s", err);
     }
 }
 
