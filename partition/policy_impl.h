@@ -64,7 +64,7 @@ const char *bl_part_policy_check_window(const bl_policy_t *p, const bl_rank_obs_
 
 /* ---- policy_learn.c ---------------------------------------------------- */
 
-/* Starts the learners: the anchor setting (sparse) runs, and the table is
+/* Starts the learners: the anchor setting (proportional) runs, and the table is
  * q_init's copy (rl, BL_RL_TABLE_DOUBLES values) or empty (no evidence). */
 void bl_part_policy_priors(bl_policy_t *p, const double *q_init);
 
