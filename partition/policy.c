@@ -322,8 +322,10 @@ static int policy_walk(void *obj, bl_part_state_t *s)
 static int policy_valid(const void *obj)
 {
     const bl_policy_t *p = obj;
+    /* prev_state indexes the learners' table: states rows (1 for bandit,
+     * none for the kinds that do not learn, which keep -1). */
     int ok = p->chosen >= 0 && p->chosen < BL_TUNE_SETTINGS && p->prev_state >= -1 &&
-             p->prev_state < BL_RL_STATES && (p->tuner == NULL || bl_part_tuner_valid(p->tuner));
+             p->prev_state < p->states && (p->tuner == NULL || bl_part_tuner_valid(p->tuner));
     for (int k = 0; k < BL_TUNE_SETTINGS && ok; k++) {
         ok = isfinite(p->score[k]) && p->score[k] >= 1.0;
     }
