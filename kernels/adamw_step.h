@@ -10,13 +10,7 @@
 
 #include <math.h>
 
-#ifndef BL_HOST_DEVICE
-#ifdef __CUDACC__
-#define BL_HOST_DEVICE __host__ __device__
-#else
-#define BL_HOST_DEVICE
-#endif
-#endif
+#include "host_device.h"
 
 /* The per-call scalars, rounded to float once. */
 typedef struct bl_adamw_consts {

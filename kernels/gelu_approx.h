@@ -11,13 +11,7 @@
 
 #include <stdint.h>
 
-#ifndef BL_HOST_DEVICE
-#ifdef __CUDACC__
-#define BL_HOST_DEVICE __host__ __device__
-#else
-#define BL_HOST_DEVICE
-#endif
-#endif
+#include "host_device.h"
 
 #define BL_GELU_K 0.7978845608028654f /* sqrt(2/π) */
 #define BL_GELU_A 0.044715f

@@ -8,11 +8,7 @@
 
 #include <math.h>
 
-#ifdef __CUDACC__
-#define BL_HOST_DEVICE __host__ __device__
-#else
-#define BL_HOST_DEVICE
-#endif
+#include "host_device.h"
 
 /* Row (classes) of logits with its label: writes g (classes) = softmax −
  * onehot when g is not NULL, sets *hit to whether the argmax is the label,
