@@ -22,12 +22,19 @@
  * default math mode, plain FP32; that must stay so (no
  * CUBLAS_TF32_TENSOR_OP_MATH or FP32 emulation mode, and
  * NVIDIA_TF32_OVERRIDE unset), or the products round their inputs to
- * TF32 or BF16 and drift far from the CPU's and the tests' tolerances. */
+ * TF32 or BF16 and drift far from the CPU's and the tests' tolerances.
+ *
+ * bf16 autocast (ops_bf16.h) is the same computation with every product's
+ * two operands rounded to bfloat16 (gemm_bf16.cu, into a scratch of its
+ * own) and accumulated in fp32; the softmax, its backward, att and every
+ * buffer here stay fp32. */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "context.h"
 #include "ops_attention.h"
+#include "ops_bf16.h"
 
 enum { WARP = 32 };
 static const unsigned int FULL_MASK = 0xffffffffu;
@@ -156,15 +163,29 @@ __global__ static void causal_softmax_backward_kernel(size_t rows, int T, const 
     }
 }
 
+/* The products' arithmetic: fp32 operands (bl_cuda_kernels) or operands
+ * rounded to bf16 (bl_cuda_bf16_kernels). */
+typedef enum precision { PRECISION_FP32, PRECISION_BF16 } precision_t;
+
 /* C_z (m, n) = alpha · op(A_z) · op(B_z) for z in [0, count), row-major
  * as bl_cuda_gemm (cuBLAS is column-major: the operands swap), each
- * operand `stride_*` elements after the last. m, n, k >= 1. cuBLAS takes
- * an int count, so a larger one goes in pieces. */
-static void batched_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                         int lda, long long stride_a, const float *b, int ldb, long long stride_b,
-                         float *c, int ldc, long long stride_c, long count, const char *what)
+ * operand `stride_*` elements after the last, in the given precision.
+ * m, n, k >= 1. cuBLAS takes an int count, so a larger one goes in
+ * pieces. A failure is recorded naming the call and `product`. */
+static void batched_gemm(precision_t precision, int trans_a, int trans_b, int m, int n, int k,
+                         float alpha, const float *a, int lda, long long stride_a, const float *b,
+                         int ldb, long long stride_b, float *c, int ldc, long long stride_c,
+                         long count, const char *product)
 {
     const float zero = 0.0f;
+    char what[128];
+    if (precision == PRECISION_BF16) {
+        snprintf(what, sizeof what, "cuBLAS bf16 product of %s", product);
+        bl_cuda_gemm_bf16_batched(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb,
+                                  stride_b, 0.0f, c, ldc, stride_c, count, what);
+        return;
+    }
+    snprintf(what, sizeof what, "cublasSgemmStridedBatched of %s", product);
     for (long z = 0; z < count; z += INT_MAX) {
         const int chunk = count - z < INT_MAX ? (int)(count - z) : INT_MAX;
         if (!bl_cublas_ok(
@@ -261,8 +282,8 @@ static unsigned int row_blocks(size_t rows)
     return bl_cuda_blocks(rows * WARP);
 }
 
-void bl_cuda_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out,
-                               float *att)
+static void attention_forward(precision_t precision, int B, int T, int C, int NH, const float *qkv,
+                              float *out, float *att)
 {
     if (!attention_shapes(B, T, C, NH, "attention_forward (C is not a multiple of NH)")) {
         return;
@@ -282,23 +303,22 @@ void bl_cuda_attention_forward(int B, int T, int C, int NH, const float *qkv, fl
     split_heads_kernel<<<bl_cuda_blocks(3 * per), BL_CUDA_THREADS, 0, st>>>(3 * per, T, C, NH, 3,
                                                                             qkv, qkv_heads);
     /* att_z (T, T) = scale · q_z (T, hs) · k_z^T. */
-    batched_gemm(0, 1, T, T, hs, scale, q, hs, head, k, hs, head, att, T, scores, pairs,
-                 "cublasSgemmStridedBatched of attention's scores");
+    batched_gemm(precision, 0, 1, T, T, hs, scale, q, hs, head, k, hs, head, att, T, scores, pairs,
+                 "attention's scores");
     const size_t rows = (size_t)pairs * (size_t)T;
     causal_softmax_kernel<<<row_blocks(rows), BL_CUDA_THREADS, 0, st>>>(rows, T, att);
     /* o_z (T, hs) = att_z (T, T) · v_z (T, hs), into q's place (q is read
      * only by the scores' product, queued before). */
-    batched_gemm(0, 0, T, hs, T, 1.0f, att, T, scores, v, hs, head, q, hs, head, pairs,
-                 "cublasSgemmStridedBatched of attention's values");
+    batched_gemm(precision, 0, 0, T, hs, T, 1.0f, att, T, scores, v, hs, head, q, hs, head, pairs,
+                 "attention's values");
     const_heads_t o_heads = {{q, NULL, NULL}};
     merge_heads_kernel<<<bl_cuda_blocks(per), BL_CUDA_THREADS, 0, st>>>(per, T, C, NH, 1, o_heads,
                                                                         out);
 }
 
-void bl_cuda_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
-                                const float *att, float *dqkv, float *scratch)
+static void attention_backward(precision_t precision, int B, int T, int C, int NH,
+                               const float *dout, const float *qkv, const float *att, float *dqkv)
 {
-    (void)scratch; /* T·T floats: too few for all pairs at once (ops_attention.h) */
     if (!attention_shapes(B, T, C, NH, "attention_backward (C is not a multiple of NH)")) {
         return;
     }
@@ -324,24 +344,51 @@ void bl_cuda_attention_backward(int B, int T, int C, int NH, const float *dout, 
     split_heads_kernel<<<bl_cuda_blocks(per), BL_CUDA_THREADS, 0, st>>>(per, T, C, NH, 1, dout,
                                                                         dout_heads);
     /* datt_z (T, T) = dout_z (T, hs) · v_z^T. */
-    batched_gemm(0, 1, T, T, hs, 1.0f, g, hs, head, v, hs, head, datt, T, scores, pairs,
-                 "cublasSgemmStridedBatched of attention's dscores");
+    batched_gemm(precision, 0, 1, T, T, hs, 1.0f, g, hs, head, v, hs, head, datt, T, scores, pairs,
+                 "attention's dscores");
     /* dv_z (T, hs) = att_z^T (T, T) · dout_z (T, hs), into v's slot (v's
      * last reader is the product above). */
-    batched_gemm(1, 0, T, hs, T, 1.0f, att, T, scores, g, hs, head, v, hs, head, pairs,
-                 "cublasSgemmStridedBatched of attention's dv");
+    batched_gemm(precision, 1, 0, T, hs, T, 1.0f, att, T, scores, g, hs, head, v, hs, head, pairs,
+                 "attention's dv");
     /* datt becomes the gradient of the scaled scores, dS. */
     causal_softmax_backward_kernel<<<row_blocks(rows), BL_CUDA_THREADS, 0, st>>>(rows, T, att,
                                                                                  datt);
     /* scores = scale · q · k^T: dq = scale · dS · k, into dout's slot (read
      * last by the dv product); dk = scale · dS^T · q, into k's slot (read
      * last by the dq product). */
-    batched_gemm(0, 0, T, hs, T, scale, datt, T, scores, k, hs, head, g, hs, head, pairs,
-                 "cublasSgemmStridedBatched of attention's dq");
-    batched_gemm(1, 0, T, hs, T, scale, datt, T, scores, q, hs, head, k, hs, head, pairs,
-                 "cublasSgemmStridedBatched of attention's dk");
+    batched_gemm(precision, 0, 0, T, hs, T, scale, datt, T, scores, k, hs, head, g, hs, head, pairs,
+                 "attention's dq");
+    batched_gemm(precision, 1, 0, T, hs, T, scale, datt, T, scores, q, hs, head, k, hs, head, pairs,
+                 "attention's dk");
     /* dqkv (B, T, 3C) = [dq | dk | dv], every element written. */
     const_heads_t grads = {{g, k, v}};
     merge_heads_kernel<<<bl_cuda_blocks(3 * per), BL_CUDA_THREADS, 0, st>>>(3 * per, T, C, NH, 3,
                                                                             grads, dqkv);
+}
+
+void bl_cuda_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out,
+                               float *att)
+{
+    attention_forward(PRECISION_FP32, B, T, C, NH, qkv, out, att);
+}
+
+void bl_cuda_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
+                                const float *att, float *dqkv, float *scratch)
+{
+    (void)scratch; /* T·T floats: too few for all pairs at once (ops_attention.h) */
+    attention_backward(PRECISION_FP32, B, T, C, NH, dout, qkv, att, dqkv);
+}
+
+void bl_cuda_attention_forward_bf16(int B, int T, int C, int NH, const float *qkv, float *out,
+                                    float *att)
+{
+    attention_forward(PRECISION_BF16, B, T, C, NH, qkv, out, att);
+}
+
+void bl_cuda_attention_backward_bf16(int B, int T, int C, int NH, const float *dout,
+                                     const float *qkv, const float *att, float *dqkv,
+                                     float *scratch)
+{
+    (void)scratch; /* as bl_cuda_attention_backward's */
+    attention_backward(PRECISION_BF16, B, T, C, NH, dout, qkv, att, dqkv);
 }

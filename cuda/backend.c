@@ -9,6 +9,7 @@ static const bl_cuda_backend_t backend = {
     .table_bytes = sizeof(bl_cuda_backend_t),
     .build = BALLAST_BACKEND_BUILD,
     .kernels = &bl_cuda_kernels,
+    .kernels_bf16 = &bl_cuda_bf16_kernels,
     .memory = &bl_cuda_memory,
     .device_count = bl_cuda_device_count,
     .describe = bl_cuda_describe,

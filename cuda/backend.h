@@ -25,7 +25,7 @@ extern "C" {
 
 /* Raised whenever this table, kernels.h's tables or the signatures below
  * change. */
-enum { BL_CUDA_BACKEND_ABI = 1 };
+enum { BL_CUDA_BACKEND_ABI = 2 };
 
 /* The module's one exported symbol, looked up by this name. */
 #define BL_CUDA_BACKEND_ENTRY "bl_cuda_backend_entry"
@@ -37,6 +37,7 @@ typedef struct bl_cuda_backend {
 
     /* cuda_kernels.h */
     const bl_kernels_t *kernels;
+    const bl_kernels_t *kernels_bf16; /* bf16 autocast (cuda_kernels.h) */
     const bl_device_memory_t *memory;
     int (*device_count)(char *err, size_t errlen);
     int (*describe)(int device, bl_cuda_info_t *out, char *err, size_t errlen);

@@ -157,10 +157,10 @@ extern "C" void bl_cuda_shutdown(void)
     }
     /* Only what was allocated: cudaFree(NULL) would create a context on
      * the current device (device 0 before init picked one). */
-    void *buffers[] = {bl_cuda_ctx.totals,         bl_cuda_ctx.row_loss,
-                       bl_cuda_ctx.row_hit,        bl_cuda_ctx.ones,
-                       bl_cuda_ctx.attn_scratch,   bl_cuda_ctx.sort_scratch,
-                       bl_cuda_ctx.colsum_scratch, bl_cuda_ctx.sumsq_scratch};
+    void *buffers[] = {
+        bl_cuda_ctx.totals,         bl_cuda_ctx.row_loss,      bl_cuda_ctx.row_hit,
+        bl_cuda_ctx.ones,           bl_cuda_ctx.attn_scratch,  bl_cuda_ctx.sort_scratch,
+        bl_cuda_ctx.colsum_scratch, bl_cuda_ctx.sumsq_scratch, bl_cuda_ctx.bf16_scratch};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
         if (buffers[i] != NULL) {
             cudaFree(buffers[i]);

@@ -58,6 +58,12 @@ typedef struct bl_cuda_context {
     size_t colsum_bytes;
     void *sumsq_scratch;
     size_t sumsq_bytes;
+    /* device (bf16_bytes): the bf16 products' operands (gemm_bf16.cu),
+     * each product's A and B rounded to bfloat16 into contiguous copies,
+     * A's first and B's after it. Grown on demand by bl_cuda_grow, never
+     * shrunk; reused by every bf16 product, in stream order. */
+    void *bf16_scratch;
+    size_t bf16_bytes;
     char failure[256]; /* the first failed call since the last check, or "" */
 } bl_cuda_context_t;
 

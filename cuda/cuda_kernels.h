@@ -25,6 +25,10 @@ extern "C" {
 #endif
 
 extern const bl_kernels_t bl_cuda_kernels;
+/* bf16 autocast on the GPU: bl_cuda_kernels with its products taking
+ * bfloat16 operands on the tensor cores and accumulating in fp32, the
+ * products that kernels.h's bl_cpu_bf16_kernels names (its twin). */
+extern const bl_kernels_t bl_cuda_bf16_kernels;
 /* Its memory (cudaMalloc'd; copies on the compute stream; memory.cu). */
 extern const bl_device_memory_t bl_cuda_memory;
 

@@ -1,8 +1,17 @@
 /* Products on cuBLAS and the dense layer built from them. cuBLAS is
  * column-major: a row-major C (m, n) is the column-major C^T (n, m) =
- * op(B)^T · op(A)^T, so every call swaps the operands and m with n. */
+ * op(B)^T · op(A)^T, so every call swaps the operands and m with n.
+ * The dense layer is written once over the product it calls: fp32
+ * (bl_cuda_gemm) for bl_cuda_kernels, bf16 operands (gemm_bf16.cu) for
+ * bl_cuda_bf16_kernels; the bias, the mask and db stay fp32 in both. */
 #include "context.h"
 #include "ops.h"
+#include "ops_bf16.h"
+
+/* A row-major product with bl_cuda_gemm's contract. */
+typedef void (*product_fn)(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                           int ldc);
 
 void bl_cuda_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                   int lda, const float *b, int ldb, float beta, float *c, int ldc)
@@ -31,20 +40,20 @@ void bl_cuda_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, co
                  "cublasSgemm");
 }
 
-void bl_cuda_dense_forward(int batch, int in, int out, const float *x, const float *w,
-                           const float *b, float *y, int relu)
+static void dense_forward(product_fn product, int batch, int in, int out, const float *x,
+                          const float *w, const float *b, float *y, int relu)
 {
     if (batch <= 0 || out <= 0) {
         return;
     }
     /* y (batch, out) = x (batch, in) · W^T; an empty product is zero. */
-    bl_cuda_gemm(0, 1, batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    product(0, 1, batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     bl_cuda_bias(batch, out, y, b, relu);
 }
 
-void bl_cuda_dense_backward(int batch, int in, int out, const float *x, const float *w,
-                            const float *y, float *dy, float *dx, float *dw, float *db, int relu,
-                            int accumulate)
+static void dense_backward(product_fn product, int batch, int in, int out, const float *x,
+                           const float *w, const float *y, float *dy, float *dx, float *dw,
+                           float *db, int relu, int accumulate)
 {
     cudaStream_t st = bl_cuda_ctx.stream;
     if (out <= 0) {
@@ -71,9 +80,35 @@ void bl_cuda_dense_backward(int batch, int in, int out, const float *x, const fl
         return;
     }
     /* dW (out, in) (+)= dy^T (out, batch) · x (batch, in). */
-    bl_cuda_gemm(1, 0, out, in, batch, 1.0f, dy, out, x, in, accumulate ? 1.0f : 0.0f, dw, in);
+    product(1, 0, out, in, batch, 1.0f, dy, out, x, in, accumulate ? 1.0f : 0.0f, dw, in);
     /* dx (batch, in) = dy (batch, out) · W (out, in). */
     if (dx != NULL) {
-        bl_cuda_gemm(0, 0, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+        product(0, 0, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
     }
+}
+
+void bl_cuda_dense_forward(int batch, int in, int out, const float *x, const float *w,
+                           const float *b, float *y, int relu)
+{
+    dense_forward(bl_cuda_gemm, batch, in, out, x, w, b, y, relu);
+}
+
+void bl_cuda_dense_backward(int batch, int in, int out, const float *x, const float *w,
+                            const float *y, float *dy, float *dx, float *dw, float *db, int relu,
+                            int accumulate)
+{
+    dense_backward(bl_cuda_gemm, batch, in, out, x, w, y, dy, dx, dw, db, relu, accumulate);
+}
+
+void bl_cuda_dense_forward_bf16(int batch, int in, int out, const float *x, const float *w,
+                                const float *b, float *y, int relu)
+{
+    dense_forward(bl_cuda_gemm_bf16, batch, in, out, x, w, b, y, relu);
+}
+
+void bl_cuda_dense_backward_bf16(int batch, int in, int out, const float *x, const float *w,
+                                 const float *y, float *dy, float *dx, float *dw, float *db,
+                                 int relu, int accumulate)
+{
+    dense_backward(bl_cuda_gemm_bf16, batch, in, out, x, w, y, dy, dx, dw, db, relu, accumulate);
 }

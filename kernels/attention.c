@@ -1,14 +1,13 @@
 /* Causal multi-head self-attention (kernels.h's attention_forward and
  * attention_backward), llm.c's GPT-2 layout: qkv (B, T, 3C) is [q | k | v]
  * per token and head h owns channels [h·hs, (h+1)·hs) of each, hs = C/NH.
- * Per (b, h), the products are OpenBLAS GEMMs that read the heads in
- * place through their strides (lda = 3C for q, k, v; C for out, dout), with
+ * Per (b, h), the products are GEMMs (a bl_cpu_gemm_fn's: OpenBLAS's fp32
+ * sgemm, or bf16.c's bf16-rounded one) that read the heads in place
+ * through their strides (lda = 3C for q, k, v; C for out, dout), with
  * a masked softmax (or its backward) over the (T, T) scores in between.
  * The GEMMs also fill the masked half, which the softmax then zeroes; for
  * GPT-2's sizes the wasted half costs less than T small calls would. */
 #include <math.h>
-
-#include <cblas.h>
 
 #include "cpu_kernels.h"
 #include "xent_row.h"
@@ -23,7 +22,8 @@ static void causal_softmax_row(int n, int T, float *row)
     }
 }
 
-void bl_cpu_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out, float *att)
+void bl_cpu_attention_forward_by(bl_cpu_gemm_fn *gemm, int B, int T, int C, int NH,
+                                 const float *qkv, float *out, float *att)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C < NH) {
         return;
@@ -37,14 +37,12 @@ void bl_cpu_attention_forward(int B, int T, int C, int NH, const float *qkv, flo
             float *a = att + ((size_t)b * (size_t)NH + (size_t)h) * (size_t)T * (size_t)T;
             float *o = out + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hs;
             /* a (T, T) = scale · Q (T, hs) · K^T, K (T, hs). */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                        0.0f, a, T);
+            gemm(0, 1, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
             for (int i = 0; i < T; i++) {
                 causal_softmax_row(i + 1, T, a + (size_t)i * (size_t)T);
             }
             /* o (T, hs) = a (T, T) · V (T, hs). */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                        0.0f, o, C);
+            gemm(0, 0, T, hs, T, 1.0f, a, T, v, C3, 0.0f, o, C);
         }
     }
 }
@@ -67,8 +65,9 @@ static void softmax_backward_row(int n, int T, const float *p, float *d)
     }
 }
 
-void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
-                               const float *att, float *dqkv, float *scratch)
+void bl_cpu_attention_backward_by(bl_cpu_gemm_fn *gemm, int B, int T, int C, int NH,
+                                  const float *dout, const float *qkv, const float *att,
+                                  float *dqkv, float *scratch)
 {
     if (B <= 0 || T <= 0 || NH <= 0 || C < NH) {
         return;
@@ -83,21 +82,28 @@ void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, c
             const float *a = att + ((size_t)b * (size_t)NH + (size_t)h) * (size_t)T * (size_t)T;
             const float *d_o = dout + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hs;
             /* dV (T, hs) = a^T (T, T) · dO (T, hs). */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, d_o, C, 0.0f,
-                        dv, C3);
+            gemm(1, 0, T, hs, T, 1.0f, a, T, d_o, C, 0.0f, dv, C3);
             /* dA (T, T) = dO (T, hs) · V^T, in scratch; then the scores'
              * gradient dS in place. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d_o, C, v, C3,
-                        0.0f, scratch, T);
+            gemm(0, 1, T, T, hs, 1.0f, d_o, C, v, C3, 0.0f, scratch, T);
             for (int i = 0; i < T; i++) {
                 const size_t row = (size_t)i * (size_t)T;
                 softmax_backward_row(i + 1, T, a + row, scratch + row);
             }
             /* scores = scale · Q · K^T: dQ = scale · dS · K, dK = scale · dS^T · Q. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, scratch, T, k,
-                        C3, 0.0f, dq, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, scratch, T, q, C3,
-                        0.0f, dk, C3);
+            gemm(0, 0, T, hs, T, scale, scratch, T, k, C3, 0.0f, dq, C3);
+            gemm(1, 0, T, hs, T, scale, scratch, T, q, C3, 0.0f, dk, C3);
         }
     }
+}
+
+void bl_cpu_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out, float *att)
+{
+    bl_cpu_attention_forward_by(bl_cpu_gemm, B, T, C, NH, qkv, out, att);
+}
+
+void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
+                               const float *att, float *dqkv, float *scratch)
+{
+    bl_cpu_attention_backward_by(bl_cpu_gemm, B, T, C, NH, dout, qkv, att, dqkv, scratch);
 }

@@ -9,8 +9,8 @@
 /* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major. Empty products are
  * handled here, so BLAS never sees a zero dimension: with k == 0 the result
  * is beta · C (and exactly 0 for beta == 0, where C is not read, as in BLAS). */
-static void cpu_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                     int lda, const float *b, int ldb, float beta, float *c, int ldc)
+void bl_cpu_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0) {
         return;
@@ -34,7 +34,7 @@ static void cpu_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 
 const bl_kernels_t bl_cpu_kernels = {
     .name = "cpu",
-    .gemm = cpu_gemm,
+    .gemm = bl_cpu_gemm,
     .dense_forward = bl_cpu_dense_forward,
     .dense_backward = bl_cpu_dense_backward,
     .relu_forward = bl_cpu_relu_forward,

@@ -13,7 +13,22 @@
  * length gets SIMD (SSE: two vectors, AVX: one) with no special flags. */
 enum { BL_CPU_LANES = 8 };
 
-/* dense.c */
+/* A product as kernels.h's gemm computes it: C (m, n) = alpha · op(A) ·
+ * op(B) + beta · C, row-major. The dense layer and attention take one, so
+ * that the fp32 table (bl_cpu_gemm, cpu_kernels.c) and the bf16 one
+ * (bf16.c) share their code and differ only in their products. */
+typedef void bl_cpu_gemm_fn(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                            const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                            int ldc);
+bl_cpu_gemm_fn bl_cpu_gemm;
+
+/* dense.c: kernels.h's dense_forward and dense_backward, whose products are
+ * `gemm`'s. */
+void bl_cpu_dense_forward_by(bl_cpu_gemm_fn *gemm, int batch, int in, int out, const float *x,
+                             const float *w, const float *b, float *y, int relu);
+void bl_cpu_dense_backward_by(bl_cpu_gemm_fn *gemm, int batch, int in, int out, const float *x,
+                              const float *w, const float *y, float *dy, float *dx, float *dw,
+                              float *db, int relu, int accumulate);
 void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const float *w,
                           const float *b, float *y, int relu);
 void bl_cpu_dense_backward(int batch, int in, int out, const float *x, const float *w,
@@ -53,7 +68,13 @@ void bl_cpu_layernorm_backward(int rows, int C, const float *dout, const float *
 void bl_cpu_gelu_forward(size_t count, const float *x, float *y);
 void bl_cpu_gelu_backward(size_t count, const float *x, const float *dy, float *dx);
 
-/* attention.c */
+/* attention.c: kernels.h's attention, whose products are `gemm`'s (the
+ * _by forms) or OpenBLAS's fp32 ones. */
+void bl_cpu_attention_forward_by(bl_cpu_gemm_fn *gemm, int B, int T, int C, int NH,
+                                 const float *qkv, float *out, float *att);
+void bl_cpu_attention_backward_by(bl_cpu_gemm_fn *gemm, int B, int T, int C, int NH,
+                                  const float *dout, const float *qkv, const float *att,
+                                  float *dqkv, float *scratch);
 void bl_cpu_attention_forward(int B, int T, int C, int NH, const float *qkv, float *out,
                               float *att);
 void bl_cpu_attention_backward(int B, int T, int C, int NH, const float *dout, const float *qkv,
@@ -74,5 +95,10 @@ void bl_cpu_adamw_update(size_t count, float *w, float *m, float *v, const float
 
 /* sumsq.c */
 double bl_cpu_sum_squares(size_t count, const float *x);
+
+/* mirror_memory.c: records `what` as the mirror device's failure, if it is
+ * the first since the last report (its finish reports it), for a kernel of
+ * the mirror's tables that cannot complete (bf16.c's copies). */
+void bl_mirror_record_failure(const char *what);
 
 #endif /* BL_CPU_KERNELS_H */

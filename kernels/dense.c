@@ -1,10 +1,9 @@
 /* Fully connected layer on OpenBLAS: the hot loop of an MLP step.
- * Each kernel is one or two sgemm calls plus one pass over the (batch, out)
- * activations. The passes go row by row; each row runs in spans of
- * BL_CPU_LANES through restrict-qualified loops that vectorise at -O2. */
+ * Each kernel is one or two products plus one pass over the (batch, out)
+ * activations. The products are a bl_cpu_gemm_fn's: OpenBLAS's fp32 sgemm
+ * (bl_cpu_gemm) for the fp32 table, bf16-rounded operands for bf16.c's. The passes go row by row;
+ * each row runs in spans of BL_CPU_LANES through restrict-qualified loops that vectorise at -O2. */
 #include <string.h>
-
-#include <cblas.h>
 
 #include "cpu_kernels.h"
 
@@ -18,8 +17,8 @@ static void relu_span(int n, float *restrict y)
     }
 }
 
-void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const float *w,
-                          const float *b, float *y, int relu)
+void bl_cpu_dense_forward_by(bl_cpu_gemm_fn *gemm, int batch, int in, int out, const float *x,
+                             const float *w, const float *b, float *y, int relu)
 {
     if (batch <= 0 || out <= 0) {
         return;
@@ -33,8 +32,7 @@ void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const floa
     /* y (batch, out) += x (batch, in) · W^T, W is (out, in). An empty
      * product (in == 0) leaves the bias. */
     if (in > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in,
-                    1.0f, y, out);
+        gemm(0, 1, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
     }
     if (!relu) {
         return;
@@ -85,9 +83,9 @@ static void dy_row(int n, const float *y, float *g, float *sum)
     }
 }
 
-void bl_cpu_dense_backward(int batch, int in, int out, const float *x, const float *w,
-                           const float *y, float *dy, float *dx, float *dw, float *db, int relu,
-                           int accumulate)
+void bl_cpu_dense_backward_by(bl_cpu_gemm_fn *gemm, int batch, int in, int out, const float *x,
+                              const float *w, const float *y, float *dy, float *dx, float *dw,
+                              float *db, int relu, int accumulate)
 {
     if (out <= 0) {
         /* No outputs: dW and db are empty and dx (batch, in) is zero. */
@@ -118,11 +116,23 @@ void bl_cpu_dense_backward(int batch, int in, int out, const float *x, const flo
         return;
     }
     /* dW (out, in) (+)= dy^T (out, batch) · x (batch, in). */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in,
-                accumulate ? 1.0f : 0.0f, dw, in);
+    gemm(1, 0, out, in, batch, 1.0f, dy, out, x, in, accumulate ? 1.0f : 0.0f, dw, in);
     /* dx (batch, in) = dy (batch, out) · W (out, in). */
     if (dx != NULL) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, dy, out, w, in,
-                    0.0f, dx, in);
+        gemm(0, 0, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
     }
+}
+
+void bl_cpu_dense_forward(int batch, int in, int out, const float *x, const float *w,
+                          const float *b, float *y, int relu)
+{
+    bl_cpu_dense_forward_by(bl_cpu_gemm, batch, in, out, x, w, b, y, relu);
+}
+
+void bl_cpu_dense_backward(int batch, int in, int out, const float *x, const float *w,
+                           const float *y, float *dy, float *dx, float *dw, float *db, int relu,
+                           int accumulate)
+{
+    bl_cpu_dense_backward_by(bl_cpu_gemm, batch, in, out, x, w, y, dy, dx, dw, db, relu,
+                             accumulate);
 }

@@ -159,6 +159,25 @@ typedef struct bl_kernels {
 /* The CPU implementation (OpenBLAS). */
 extern const bl_kernels_t bl_cpu_kernels;
 
+/* bf16 autocast: a table whose products take their two operands rounded
+ * to bfloat16 (bf16_round.h, ties to even) and accumulate in fp32, the
+ * arithmetic of a GPU's bf16 tensor-core GEMMs with fp32 accumulation;
+ * every other kernel, and every buffer, stays fp32 (master weights,
+ * optimizer state, the loss). The rounded products are:
+ *   gemm: A and B;  dense_forward: x and W (the bias is added in fp32);
+ *   dense_backward: dy and x for dW, dy and W for dx (db sums the fp32 dy);
+ *   attention_forward: q and k for the scores, the probabilities and v for
+ *     the output (att keeps the fp32 probabilities);
+ *   attention_backward: att and dout for dv, dout and v for datt, the
+ *     scores' gradient and k (q) for dq (dk).
+ * bl_cpu_bf16_kernels is the mirror device's twin of the CUDA backend's
+ * bf16 table: OpenBLAS sgemm on rounded copies of the operands, so it is
+ * the reference that the GPU's bf16 products are tested against. It
+ * allocates its copies on the heap; when that fails, the failure is
+ * recorded as the mirror device's (reported by its finish) and the
+ * product's output is unspecified. */
+extern const bl_kernels_t bl_cpu_bf16_kernels;
+
 /* The memory of a device whose kernel table does not work on host memory
  * (a GPU): the pointers given to such a table come from alloc. Copies are
  * ordered with the table's kernels (they run on the same stream): an

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_kernels.h"
 #include "kernels.h"
 
 /* Downloads started and not yet copied: at most this many; starting one
@@ -97,6 +98,13 @@ static int mirror_arrived(long number, int wait)
     }
     copy_downloads(number);
     return 1;
+}
+
+void bl_mirror_record_failure(const char *what)
+{
+    if (mirror.failure[0] == '\0') {
+        snprintf(mirror.failure, sizeof mirror.failure, "%s", what);
+    }
 }
 
 /* The first failure since the last report, into err (then cleared). */

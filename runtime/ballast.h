@@ -714,7 +714,21 @@ typedef struct bl_adamw_config {
     float clip_grad_norm; /* > 0: the largest global gradient norm; 0: no clipping */
 } bl_adamw_config_t;
 
-#define BL_LM_CONFIG_VERSION 2
+#define BL_LM_CONFIG_VERSION 3
+
+/* The arithmetic of a language model's products (bl_lm_config_t.precision).
+ * BL_PRECISION_BF16 is autocast as on GPUs: the products (the dense layers,
+ * the tied head, attention's scores and values, forward and backward) take
+ * their operands rounded to bfloat16 and accumulate in fp32, while the
+ * master weights, the gradients, AdamW's moments, LayerNorm, softmax and the
+ * loss stay fp32. Only ranks that compute on a device (a GPU, or the mirror
+ * test device, which is the GPU's reference twin) use it; CPU ranks compute
+ * in fp32 either way. The gradients are all-reduced in fp32, so the
+ * replicas' fp32 parameters stay bit-equal in a group that mixes both. */
+typedef enum bl_precision {
+    BL_PRECISION_FP32 = 0,
+    BL_PRECISION_BF16 = 1,
+} bl_precision_t;
 
 /* The most user layers a language model takes. */
 #define BL_LM_MAX_LAYERS 16
@@ -786,6 +800,9 @@ typedef struct bl_lm_config {
      * exceed it; 0: the rank's cgroup's memory.max when one is set, else
      * none (as bl_train_config_t's). */
     double mem_limit_bytes;
+    /* bl_precision_t: BL_PRECISION_FP32 (the default) or BL_PRECISION_BF16
+     * on the ranks that compute on a device; every rank must give the same. */
+    int precision;
 } bl_lm_config_t;
 
 #define BL_LM_CONFIG_INIT                                                                          \

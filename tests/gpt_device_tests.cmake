@@ -113,6 +113,66 @@ bl_cli_test(gpt_device_kill_resume_mirror2 EXIT 0
             ${BL_CLI_TRAIN} ${bl_gpt_run} --device mirror --shards 3,5
     REQUIRES gpt_device_cpu2)
 
+# bf16 autocast (--precision bf16) on the mirror device, whose products
+# round their operands to bf16 (kernels/bf16.c, the GPU's reference twin):
+#   - one process with the two adapters: the log says that its products
+#     take bf16 operands; the model stays within bf16's reach of the fp32
+#     CPU twin's (3e-2 per tensor in relative norm, measured 7.7e-3 at
+#     worst, on ln1b, whose values start at 0; the key bias within 1e-2) and
+#     the val_loss values within 1e-3 relative (measured 6e-6), yet it is
+#     NOT the fp32 model (the 1e-5 comparison fails: rounding happened);
+#   - run twice, the same bits (bf16 stays deterministic);
+#   - a mixed job, rank 0 on the CPU (fp32), rank 1 on the mirror (bf16):
+#     the gradients are all-reduced in fp32 and the update is the CPU's on
+#     both, so the replicas' parameters stay bit-equal (the trainer's check
+#     at the end of the run fails the job otherwise) and the log says that
+#     the CPU rank computes in fp32;
+#   - kill-and-resume: the resumed bf16 run ends bit for bit as the
+#     uninterrupted one (the checkpoint holds the fp32 master state).
+bl_gpt_device_run(mirror1_bf16 1
+    MATCH "precision bf16: 1 of 1 rank.s. run their products with bf16 operands and fp32 accumulation"
+    FLAGS ${bl_gpt_dev_layers} --device mirror --precision bf16)
+bl_cli_test(gpt_device_mirror1_bf16_close EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_device_mirror1_bf16.bin
+            ${BL_CLI_OUT}/gpt_device_cpu1.bin 3e-2 1e-2
+    REQUIRES gpt_device_mirror1_bf16 gpt_device_cpu1)
+bl_cli_test(gpt_device_mirror1_bf16_not_fp32 EXIT 1 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_device_mirror1_bf16.bin
+            ${BL_CLI_OUT}/gpt_device_cpu1.bin 1e-5 1e-4
+    REQUIRES gpt_device_mirror1_bf16 gpt_device_cpu1)
+bl_cli_test(gpt_device_mirror1_bf16_val_loss_close EXIT 0 MATCH "^val_loss: val_loss="
+    COMMAND sh ${bl_gpt_dev_script} close-val-loss ${BL_CLI_OUT}/gpt_device_mirror1_bf16.log
+            ${BL_CLI_OUT}/gpt_device_cpu1.log 1e-3
+    REQUIRES gpt_device_mirror1_bf16 gpt_device_cpu1)
+bl_gpt_device_run(mirror1_bf16_again 1 FLAGS ${bl_gpt_dev_layers} --device mirror --precision bf16)
+bl_gpt_device_same(mirror1_bf16_again mirror1_bf16 LAYERS)
+bl_gpt_device_run(mixed2_bf16 2
+    MATCH "precision bf16: 1 of 2 rank.s. run their products with bf16 operands .*; the CPU ranks compute in fp32"
+    FLAGS --device cpu,mirror --shards 3,5 --precision bf16)
+bl_cli_test(gpt_device_mixed2_bf16_close EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_device_mixed2_bf16.bin
+            ${BL_CLI_OUT}/gpt_device_cpu2.bin 3e-2 1e-2
+    REQUIRES gpt_device_mixed2_bf16 gpt_device_cpu2)
+bl_cli_test(gpt_device_kill_resume_mirror1_bf16 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 0:9, resumed from step 8: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/device_mirror1_bf16
+            ${BL_CLI_OUT}/gpt_device_mirror1_bf16.bin 0:9 4 -- ${BL_CLI_TRAIN} ${bl_gpt_run}
+            ${bl_gpt_dev_layers} --device mirror --precision bf16
+    REQUIRES gpt_device_mirror1_bf16)
+# bf16 asked for with no device rank: every rank computes in fp32, and the
+# log warns. A precision other than fp32 or bf16, and --precision on the
+# MLP, are refused naming the flag.
+bl_cli_test(gpt_device_bf16_cpu_warns EXIT 0
+    MATCH "warn: GPT-2: precision bf16: 0 of 1 rank.s. .*no rank computes on a device" "^summary"
+    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --precision bf16 --steps 6)
+bl_cli_test(gpt_device_precision_bad EXIT 2 MATCH "--precision: 'fp16' is neither fp32 nor bf16"
+    COMMAND ${BL_CLI_TRAIN} ${bl_gpt_run} --precision fp16)
+bl_cli_test(gpt_device_precision_mlp EXIT 2 MATCH "--precision needs --model gpt2"
+    COMMAND ${BL_CLI_TRAIN} --precision bf16)
+set_tests_properties(cli_gpt_device_mirror1_bf16_close cli_gpt_device_mirror1_bf16_not_fp32
+    cli_gpt_device_mirror1_bf16_val_loss_close cli_gpt_device_mixed2_bf16_close
+    cli_gpt_device_kill_resume_mirror1_bf16 PROPERTIES LABELS "cli;mpi")
+
 # Refused, naming the rank and the device: pipelines with a device rank
 # (for now), and a user layer that computes on host memory only (the token
 # shift). --nccl and --data-on-device stay the MLP's.

@@ -11,7 +11,12 @@
 #                GPU's gradient sums go through host memory to the MPI
 #                all-reduce and its parameters must stay the CPU rank's;
 #   shared2      two GPU ranks on one GPU (a one-GPU machine cannot give each
-#                rank its own), uneven shards, against gpt_device_cpu2.
+#                rank its own), uneven shards, against gpt_device_cpu2;
+#   one_bf16     one GPU rank with --precision bf16 and the two adapters,
+#                against the mirror's bf16 run (gpt_device_mirror1_bf16);
+#   mixed2_bf16  rank 0 on the CPU (fp32), rank 1 on the GPU (bf16), against
+#                the mixed CPU + mirror bf16 run (gpt_device_mixed2_bf16);
+#                the replicas must stay bit-equal (the run's end checks).
 # Every run is bl_gpt_run (20 steps of AdamW with warm-up, cosine decay and
 # clipping) evaluating at step 10 and at the end, so that its twins are the
 # CPU runs that gpt_tests.cmake and gpt_device_tests.cmake already make.
@@ -45,17 +50,35 @@ if(BALLAST_HAVE_CUDA)
     set(BL_GPT_GPU_KEY_ATOL 1e-4)
     set(BL_GPT_GPU_VAL_RTOL 1e-4)
 
-    # bl_gpt_gpu_case(NAME RANKS TWIN [LAYERS] [LOG] [MATCH REGEX...] FLAGS
-    # FLAG...): trains bl_gpt_run --val-every 10 FLAGS on RANKS ranks into
+    # bf16 runs against their mirror twins: both round every operand to the
+    # same bf16, but the fp32 sums inside the products run in other orders,
+    # so now and then an activation lands on the other side of a bf16
+    # rounding boundary and its product moves by 2^-8 relative; AdamW then
+    # carries such differences through 20 steps. 1e-2 per tensor (relative
+    # norm; the key bias 1e-2 absolute) and 1e-3 on the val_loss bound them
+    # with room and still catch a lost, doubled or unscaled step (5e-2). The
+    # operand rounding itself is checked kernel by kernel, far tighter, by
+    # test_cuda_bf16.
+    set(BL_GPT_GPU_BF16_RTOL 1e-2)
+    set(BL_GPT_GPU_BF16_VAL_RTOL 1e-3)
+
+    # bl_gpt_gpu_case(NAME RANKS TWIN [LAYERS] [LOG] [RTOL X] [KEY_ATOL X]
+    # [VAL_RTOL X] [MATCH REGEX...] FLAGS FLAG...): trains bl_gpt_run --val-every 10 FLAGS on RANKS ranks into
     # gpt_gpu_NAME.bin (its log in gpt_gpu_NAME.log), wanting every MATCH
     # and a finite val_loss in its summary, then compares the file with
     # ${BL_CLI_OUT}/TWIN.bin (test cli_gpt_gpu_NAME_close), with LAYERS the
     # adapters' files too (cli_gpt_gpu_NAME_layers_close) and with LOG the
     # val_loss values of TWIN.log (cli_gpt_gpu_NAME_val_loss_close). The
-    # twin's fixture is TWIN. Every test skips (77) where no GPU is visible;
+    # twin's fixture is TWIN. RTOL, KEY_ATOL and VAL_RTOL replace the fp32
+    # tolerances above. Every test skips (77) where no GPU is visible;
     # the comparisons ask the probe too, since a skipped run leaves no file.
     function(bl_gpt_gpu_case name ranks twin)
-        cmake_parse_arguments(G "LAYERS;LOG" "" "MATCH;FLAGS" ${ARGN})
+        cmake_parse_arguments(G "LAYERS;LOG" "RTOL;KEY_ATOL;VAL_RTOL" "MATCH;FLAGS" ${ARGN})
+        foreach(tol RTOL KEY_ATOL VAL_RTOL)
+            if(NOT DEFINED G_${tol})
+                set(G_${tol} ${BL_GPT_GPU_${tol}})
+            endif()
+        endforeach()
         set(skip sh ${CMAKE_CURRENT_SOURCE_DIR}/gpu_or_skip.sh $<TARGET_FILE:gpu_probe> 1 --)
         set(run ${BL_CLI_OUT}/gpt_gpu_${name})
         set(ref ${BL_CLI_OUT}/${twin})
@@ -66,8 +89,8 @@ if(BALLAST_HAVE_CUDA)
                     --save-model ${run}.bin
             REQUIRES cli_out SETUP gpt_gpu_${name})
         bl_cli_test(gpt_gpu_${name}_close EXIT 0 MATCH "worst tensor"
-            COMMAND ${skip} $<TARGET_FILE:compare_gpt2> ${run}.bin ${ref}.bin ${BL_GPT_GPU_RTOL}
-                    ${BL_GPT_GPU_KEY_ATOL}
+            COMMAND ${skip} $<TARGET_FILE:compare_gpt2> ${run}.bin ${ref}.bin ${G_RTOL}
+                    ${G_KEY_ATOL}
             REQUIRES ${twin} gpt_gpu_${name})
         set(tests cli_gpt_gpu_${name} cli_gpt_gpu_${name}_close)
         if(G_LAYERS)
@@ -82,7 +105,7 @@ if(BALLAST_HAVE_CUDA)
                 MATCH "^val_loss: val_loss=[0-9.]+ val_loss=[0-9.]+ [|]"
                       "^val_loss: largest relative difference "
                 COMMAND ${skip} sh ${bl_gpt_dev_script} close-val-loss ${run}.log ${ref}.log
-                        ${BL_GPT_GPU_VAL_RTOL}
+                        ${G_VAL_RTOL}
                 REQUIRES ${twin} gpt_gpu_${name})
             list(APPEND tests cli_gpt_gpu_${name}_val_loss_close)
         endif()
@@ -106,4 +129,12 @@ if(BALLAST_HAVE_CUDA)
     bl_gpt_gpu_case(shared2 2 gpt_device_cpu2 LOG
         MATCH "on 2 of 2 rank.s. .2 on GPUs, 0 on other devices. rank 0: cuda:0 "
         FLAGS --device cuda --shards 3,5)
+    bl_gpt_gpu_case(one_bf16 1 gpt_device_mirror1_bf16 LOG RTOL ${BL_GPT_GPU_BF16_RTOL}
+        KEY_ATOL ${BL_GPT_GPU_BF16_RTOL} VAL_RTOL ${BL_GPT_GPU_BF16_VAL_RTOL}
+        MATCH "precision bf16: 1 of 1 rank.s. run their products with bf16 operands"
+        FLAGS ${bl_gpt_dev_layers} --device cuda --precision bf16)
+    bl_gpt_gpu_case(mixed2_bf16 2 gpt_device_mixed2_bf16 RTOL ${BL_GPT_GPU_BF16_RTOL}
+        KEY_ATOL ${BL_GPT_GPU_BF16_RTOL}
+        MATCH "precision bf16: 1 of 2 rank.s. run their products with bf16 operands .*; the CPU ranks compute in fp32"
+        FLAGS --device cpu,cuda --shards 3,5 --precision bf16)
 endif()

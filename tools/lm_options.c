@@ -9,7 +9,7 @@ const char *const lm_flag_names[LM_FLAG_COUNT] = {
     "max-seq-len",    "init-from",      "text",       "tokens", "val-tokens", "val-fraction",
     "val-sequences",  "val-every",      "save-model", "beta1",  "beta2",      "eps",
     "clip-grad-norm", "lr-schedule",    "warmup",     "lr-min", "optimizer",  "adapter",
-    "token-shift",    "adapter-inside",
+    "token-shift",    "adapter-inside", "precision",
 };
 
 void lm_options_defaults(lm_options_t *o)
@@ -141,6 +141,12 @@ int lm_options_apply(int index, const char *flag, const char *arg, lm_options_t 
         return add_layer(index == 24, 0, flag, arg, o, err, errlen);
     case 25:
         return add_layer(0, 1, flag, arg, o, err, errlen);
+    case 26:
+        if (strcmp(arg, "fp32") == 0 || strcmp(arg, "bf16") == 0) {
+            o->precision = strcmp(arg, "bf16") == 0 ? BL_PRECISION_BF16 : BL_PRECISION_FP32;
+            return 0;
+        }
+        return flags_fail(err, errlen, "%s: '%s' is neither fp32 nor bf16", flag, arg);
     default:
         return flags_fail(err, errlen, "internal: unhandled language-model flag %d", index);
     }

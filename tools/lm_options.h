@@ -34,12 +34,13 @@ typedef struct lm_options {
         int inside; /* 1: inside block `after`, between attention and MLP */
     } layers[BL_LM_MAX_LAYERS];
     int layer_count;
+    int precision; /* --precision: bl_precision_t */
 } lm_options_t;
 
 /* The flag names this file handles, in the order of train_options.c's
  * option table, and how many there are. */
 extern const char *const lm_flag_names[];
-#define LM_FLAG_COUNT     26
+#define LM_FLAG_COUNT     27
 #define LM_FLAG_OPTIMIZER 22 /* --optimizer, which both models take */
 
 void lm_options_defaults(lm_options_t *o);

@@ -147,6 +147,9 @@ static const char usage_text[] =
     "  --adapter-inside BLOCK:RANK\n"
     "                        an adapter inside block BLOCK, between its attention and its\n"
     "                        MLP; repeatable\n"
+    "  --precision fp32|bf16 bf16: ranks on a device (cuda, mirror) run the products with\n"
+    "                        bf16 operands and fp32 accumulation, master weights, AdamW and\n"
+    "                        the loss in fp32; CPU ranks stay fp32 (default fp32)\n"
     "  --optimizer sgd|adamw each model's own: sgd for the MLP, adamw for gpt2 (a\n"
     "                        mismatch is refused)\n"
     "  --beta1 X --beta2 X --eps X\n"
@@ -506,6 +509,7 @@ static const struct option long_options[] = {
     {"adapter", required_argument, NULL, OPT_LM_FIRST + 23},
     {"token-shift", required_argument, NULL, OPT_LM_FIRST + 24},
     {"adapter-inside", required_argument, NULL, OPT_LM_FIRST + 25},
+    {"precision", required_argument, NULL, OPT_LM_FIRST + 26},
     {NULL, 0, NULL, 0},
 };
 

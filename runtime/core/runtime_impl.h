@@ -19,6 +19,7 @@ struct bl_cuda_backend;
 
 struct bl_device {
     const bl_kernels_t *kernels;
+    const bl_kernels_t *kernels_bf16;   /* bf16 autocast (kernels.h); NULL for the CPU */
     const bl_device_memory_t *memory;   /* NULL for the CPU */
     const struct bl_cuda_backend *cuda; /* a GPU's backend (cuda/backend.h), else NULL */
     bl_device_kind_t kind;

@@ -93,6 +93,7 @@ static int open_gpu(bl_runtime_t *rt, const bl_cuda_backend_t *cuda, int index, 
     }
     bl_device_t *d = &rt->device;
     d->kernels = cuda->kernels;
+    d->kernels_bf16 = cuda->kernels_bf16;
     d->memory = cuda->memory;
     d->cuda = cuda;
     d->kind = BL_DEVICE_CUDA;
@@ -223,6 +224,7 @@ bl_status_t bl_device_setup(bl_runtime_t *rt, int requested)
     int count = 0, broken = 0;
     if (requested == BL_DEVICE_MIRROR) {
         rt->device.memory = &bl_mirror_memory;
+        rt->device.kernels_bf16 = &bl_cpu_bf16_kernels;
         rt->device.kind = BL_DEVICE_MIRROR;
         snprintf(rt->device.name, sizeof rt->device.name, "mirror");
     } else if (requested == BL_DEVICE_CUDA || requested == BL_DEVICE_AUTO) {

@@ -38,6 +38,15 @@ bl_status_t bl_lm_device_check(bl_lm_trainer_t *t)
     return BL_OK;
 }
 
+const bl_kernels_t *bl_lm_device_kernels(const bl_lm_trainer_t *t)
+{
+    const bl_device_t *d = t->device;
+    if (t->cfg.precision == BL_PRECISION_BF16 && d->kernels_bf16 != NULL) {
+        return d->kernels_bf16;
+    }
+    return d->kernels;
+}
+
 bl_status_t bl_lm_device_init(bl_lm_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
@@ -66,15 +75,31 @@ bl_status_t bl_lm_device_report(bl_lm_trainer_t *t)
 {
     bl_runtime_t *rt = t->rt;
     const bl_device_t *d = t->device;
-    /* The ranks with memory of their own, and of them the GPUs. */
-    int counts[2] = {d->memory != NULL, d->kind == BL_DEVICE_CUDA};
+    /* The ranks with memory of their own, of them the GPUs, and the ranks
+     * whose products take bf16 operands. */
+    const int bf16 = t->model->kernels != d->kernels;
+    int counts[3] = {d->memory != NULL, d->kind == BL_DEVICE_CUDA, bf16};
     bl_status_t st = BL_OK;
     if (rt->size > 1) {
-        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 2, MPI_INT, MPI_SUM, rt->comm,
+        st = bl_allreduce_bounded(rt, MPI_IN_PLACE, counts, 3, MPI_INT, MPI_SUM, rt->comm,
                                   "the count of the ranks' devices");
     }
-    if (st != BL_OK || counts[0] == 0) {
+    if (st != BL_OK) {
         return st;
+    }
+    if (t->cfg.precision == BL_PRECISION_BF16) {
+        /* Rank 0 says where bf16 applies; with no device rank, nowhere. */
+        bl_log(rt, counts[2] > 0 ? BL_LOG_INFO : BL_LOG_WARN,
+               "GPT-2: precision bf16: %d of %d rank(s) run their products with bf16 operands "
+               "and fp32 accumulation (master weights, AdamW and the loss in fp32)%s",
+               counts[2], rt->size,
+               counts[2] == rt->size ? ""
+               : counts[2] > 0       ? "; the CPU ranks compute in fp32"
+                                     : "; no rank computes on a device (--device cuda or "
+                                       "mirror), so every rank computes in fp32");
+    }
+    if (counts[0] == 0) {
+        return BL_OK;
     }
     bl_log(rt, BL_LOG_INFO,
            "GPT-2: the model lives in a device's memory on %d of %d rank(s) (%d on GPUs, %d on "

@@ -108,12 +108,16 @@ typedef struct bl_lm_state {
  * yet (pipelines: BL_ERR_UNSUPPORTED naming the rank and its device).
  * Local; every rank calls it before the model is made. */
 bl_status_t bl_lm_device_check(bl_lm_trainer_t *t);
+/* The kernel table the rank's model computes with: the device's bf16 table
+ * when the config asks for bf16 and the device has one (a GPU, the
+ * mirror), else the device's own (fp32; the CPU always). */
+const bl_kernels_t *bl_lm_device_kernels(const bl_lm_trainer_t *t);
 /* Makes the host twin (t->host) when the model lives in a device's memory;
  * nothing on the CPU. Local; BL_ERR_NO_MEM names the rank. */
 bl_status_t bl_lm_device_init(bl_lm_trainer_t *t);
 void bl_lm_device_free(bl_lm_trainer_t *t);
 /* Has rank 0 log where the ranks' models live, when any rank's is in a
- * device's memory. Collective. */
+ * device's memory, and with bf16 asked for, which ranks use it. Collective. */
 bl_status_t bl_lm_device_report(bl_lm_trainer_t *t);
 /* Sets *out to the current state as host arrays: the model's own on the
  * CPU, else the host twin, downloaded first unless it was at this step

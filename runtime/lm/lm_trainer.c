@@ -63,6 +63,11 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_lm_config_t *c)
                        "memory limit %g bytes must be finite and >= 0 (0: the cgroup's, if any)",
                        c->mem_limit_bytes);
     }
+    if (c->precision != BL_PRECISION_FP32 && c->precision != BL_PRECISION_BF16) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "precision %d is neither BL_PRECISION_FP32 (0) nor BL_PRECISION_BF16 (1)",
+                       c->precision);
+    }
     if (c->balance.stage_plan_count != 0) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
                        "a scripted stage plan: the language model's stages move by a policy "
@@ -105,7 +110,7 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
      * helpers run where their pointers live. */
     const bl_device_t *dev = t->device;
     if (st == BL_OK) {
-        st = bl_gpt2_create(&shape, dev->kernels, dev->memory, a, &err, &t->model);
+        st = bl_gpt2_create(&shape, bl_lm_device_kernels(t), dev->memory, a, &err, &t->model);
     }
     if (st == BL_OK) {
         st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, dev, &err);
@@ -250,6 +255,7 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
         {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
+        {"precision", BL_CHECK_INT, (uint64_t)c->precision},
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->pipeline.micro_batches},
         {"pipeline schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
         {"stage map", BL_CHECK_DIGEST,
