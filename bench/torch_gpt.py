@@ -11,19 +11,21 @@ Needs Debian's python3-torch (run it with /usr/bin/python3).
   mpirun -np 2 --bind-to none torch_gpt.py --ddp --text FILE --threads 1
                                                           DDP, B / 2 sequences per rank
 
-The model is GPT-2 in llm.c's shapes (tests/torch_gpt2.py has the same
-choices): token and position embeddings; L pre-LN blocks (LayerNorm, causal
-self-attention with one fused QKV Linear(C, 3C) and a projection
-Linear(C, C), residual; LayerNorm, Linear(C, 4C), GELU (tanh), Linear(4C, C),
-residual); a final LayerNorm; the head tied to the token embedding; the mean
-cross-entropy over the B * T targets. GPT-2's initialisation: weights
-N(0, 0.02^2), the two residual projections N(0, (0.02 / sqrt(2L))^2), biases
-0, LayerNorms 1 and 0. AdamW (betas 0.9, 0.95, eps 1e-8) with weight decay
-on the >= 2-D parameters only, the gradient's global norm clipped to --clip
-(0: no clipping). The learning rate follows ballast-train's schedule
-(runtime/lm/lm_schedule.c), set per step in the optimizer's param_groups:
-step s (0-based) uses lr * (s + 1) / W for s < W (--warmup W, default 0),
-then lr (--lr-schedule constant, the default) or, with cosine,
+The model is GPT-2 in llm.c's shapes, bench/torch_gpt_model.py's (shared
+with bench/torch_gpt_gpu.py; tests/torch_gpt2.py has the same choices),
+with the token table unpadded (V rows): token and position embeddings; L
+pre-LN blocks (LayerNorm, causal self-attention with one fused QKV
+Linear(C, 3C) and a projection Linear(C, C), residual; LayerNorm,
+Linear(C, 4C), GELU (tanh), Linear(4C, C), residual); a final LayerNorm; the
+head tied to the token embedding; the mean cross-entropy over the B * T
+targets. GPT-2's initialisation: weights N(0, 0.02^2), the two residual
+projections N(0, (0.02 / sqrt(2L))^2), biases 0, LayerNorms 1 and 0. AdamW
+(betas 0.9, 0.95, eps 1e-8) with weight decay on the >= 2-D parameters only,
+the gradient's global norm clipped to --clip (0: no clipping). The learning
+rate follows ballast-train's schedule (runtime/lm/lm_schedule.c), set per
+step in the optimizer's param_groups: step s (0-based) uses lr * (s + 1) / W
+for s < W (--warmup W, default 0), then lr (--lr-schedule constant, the
+default) or, with cosine,
 lr_min + 0.5 * (1 + cos(pi * (s - W) / (S - W))) * (lr - lr_min).
 
 Data: token i is byte i of the file (vocab 256). A sequence is T + 1
@@ -94,69 +96,11 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch_gpt_model import GPT2  # noqa: E402
 
 
 def die(msg):
     sys.exit(f"torch_gpt.py: {msg}")
-
-
-class Block(nn.Module):
-    def __init__(self, C, NH, T, sdpa):
-        super().__init__()
-        self.C, self.NH, self.sdpa = C, NH, sdpa
-        self.ln_1 = nn.LayerNorm(C, eps=1e-5)
-        self.c_attn = nn.Linear(C, 3 * C)
-        self.c_proj = nn.Linear(C, C)
-        self.ln_2 = nn.LayerNorm(C, eps=1e-5)
-        self.c_fc = nn.Linear(C, 4 * C)
-        self.mlp_proj = nn.Linear(4 * C, C)
-        # A plain attribute, not a buffer: DDP would broadcast a buffer, and gloo
-        # cannot broadcast bool tensors.
-        self.causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-
-    def attention(self, x):
-        B, T, C = x.shape
-        hs = C // self.NH
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (z.view(B, T, self.NH, hs).transpose(1, 2) for z in (q, k, v))
-        if self.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-            att = att.masked_fill(~self.causal[:T, :T], float("-inf"))
-            y = F.softmax(att, dim=-1) @ v
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-    def forward(self, x):
-        x = x + self.attention(self.ln_1(x))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-
-
-class GPT2(nn.Module):
-    def __init__(self, L, NH, C, maxT, V, sdpa):
-        super().__init__()
-        self.wte = nn.Embedding(V, C)
-        self.wpe = nn.Embedding(maxT, C)
-        self.blocks = nn.ModuleList(Block(C, NH, maxT, sdpa) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C, eps=1e-5)
-        # GPT-2's (and ballast's bl_gpt2_init_params') initialisation.
-        for name, q in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(q)
-            elif "ln_" in name:
-                nn.init.ones_(q)
-            elif name.endswith("c_proj.weight") or name.endswith("mlp_proj.weight"):
-                nn.init.normal_(q, 0.0, 0.02 / math.sqrt(2 * L))
-            else:
-                nn.init.normal_(q, 0.0, 0.02)
-
-    def forward(self, idx, targets):
-        T = idx.shape[1]
-        x = self.wte(idx) + self.wpe.weight[:T]
-        for block in self.blocks:
-            x = block(x)
-        logits = self.ln_f(x) @ self.wte.weight.t()  # the head, tied to the embedding
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def lr_at(s):
@@ -247,7 +191,7 @@ def main():
         dist.init_process_group("gloo", rank=rank, world_size=world)
 
     torch.manual_seed(a.seed)
-    model = GPT2(L, NH, C, T, V, a.sdpa)
+    model = GPT2(L, NH, C, T, V, attention="sdpa" if a.sdpa else "eager")
     nparams = sum(q.numel() for q in model.parameters())  # wte counted once (tied)
     formula = 12 * L * C * C + 13 * L * C + V * C + T * C + 2 * C
     if nparams != formula:

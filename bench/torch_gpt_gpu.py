@@ -10,17 +10,17 @@ trained on one device, each step timed on its own.
   torch_gpt_gpu.py train --tokens FILE --device cuda|cpu [--attention
       eager|sdpa|auto] [--compile] [--bf16] [shape and optimiser flags]
 
-The model is GPT-2 in llm.c's layout, as ballast's (and bench/torch_gpt.py's:
-the same choices): token and position embeddings; L pre-LN blocks
-(LayerNorm, causal self-attention with one fused QKV Linear(C, 3C) and a
-projection Linear(C, C), residual; LayerNorm, Linear(C, 4C), GELU (tanh),
-Linear(4C, C), residual); a final LayerNorm; the head tied to the token
-embedding, whose table has V rounded up to a multiple of 128 rows (Vp) as
-llm.c and ballast pad it: the logits are (B, T, Vp) and the cross-entropy
-(mean over the B·T targets) reads their first V columns, as ballast's does.
-GPT-2's initialisation. AdamW (betas 0.9, 0.95, eps 1e-8; torch's default
-implementation) with weight decay on the >= 2-D parameters only, the
-gradient's global norm clipped to --clip (0: none), constant lr.
+The model is GPT-2 in llm.c's layout, as ballast's: bench/torch_gpt_model.py's,
+which bench/torch_gpt.py trains too (the same choices): token and position
+embeddings; L pre-LN blocks (LayerNorm, causal self-attention with one fused
+QKV Linear(C, 3C) and a projection Linear(C, C), residual; LayerNorm,
+Linear(C, 4C), GELU (tanh), Linear(4C, C), residual); a final LayerNorm; the
+head tied to the token embedding, whose table has V rounded up to a multiple
+of 128 rows (Vp) as llm.c and ballast pad it: the logits are (B, T, Vp) and
+the cross-entropy (mean over the B·T targets) reads their first V columns, as
+ballast's does. GPT-2's initialisation. AdamW (betas 0.9, 0.95, eps 1e-8;
+torch's default implementation) with weight decay on the >= 2-D parameters
+only, the gradient's global norm clipped to --clip (0: none), constant lr.
 
 Attention: eager (the default) computes q·kᵀ / sqrt(hs), the causal mask,
 softmax and ·v, the scores materialised, as ballast does; sdpa calls
@@ -49,7 +49,6 @@ failed; 2 bad usage; 3 when the mode is unavailable here (no CUDA device, no
 torch.compile, no bf16), with a line "torch_gpt_gpu: unavailable: REASON".
 """
 import argparse
-import math
 import os
 import random
 import statistics
@@ -98,8 +97,8 @@ def train(a):
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(a.threads)
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
+    from torch_gpt_model import GPT2
 
     L, NH, C, T, V, B = a.n_layer, a.n_head, a.n_embd, a.seq_len, a.vocab, a.batch
     Vp = (V + 127) // 128 * 128
@@ -123,57 +122,6 @@ def train(a):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1 = nn.LayerNorm(C, eps=1e-5)
-            self.c_attn = nn.Linear(C, 3 * C)
-            self.c_proj = nn.Linear(C, C)
-            self.ln_2 = nn.LayerNorm(C, eps=1e-5)
-            self.c_fc = nn.Linear(C, 4 * C)
-            self.mlp_proj = nn.Linear(4 * C, C)
-            self.register_buffer("causal", torch.tril(torch.ones(T, T, dtype=torch.bool)),
-                                 persistent=False)
-
-        def attend(self, x):
-            hs = C // NH
-            q, k, v = self.c_attn(x).split(C, dim=2)
-            q, k, v = (z.view(B, T, NH, hs).transpose(1, 2) for z in (q, k, v))
-            if attention == "sdpa":
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-                y = F.softmax(att.masked_fill(~self.causal, float("-inf")), dim=-1) @ v
-            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-        def forward(self, x):
-            x = x + self.attend(self.ln_1(x))
-            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-
-    class GPT2(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte = nn.Embedding(Vp, C)
-            self.wpe = nn.Embedding(T, C)
-            self.blocks = nn.ModuleList(Block() for _ in range(L))
-            self.ln_f = nn.LayerNorm(C, eps=1e-5)
-            for name, q in self.named_parameters():  # GPT-2's initialisation
-                if name.endswith("bias"):
-                    nn.init.zeros_(q)
-                elif "ln_" in name:
-                    nn.init.ones_(q)
-                elif name.endswith("c_proj.weight") or name.endswith("mlp_proj.weight"):
-                    nn.init.normal_(q, 0.0, 0.02 / math.sqrt(2 * L))
-                else:
-                    nn.init.normal_(q, 0.0, 0.02)
-
-        def forward(self, idx, targets):
-            x = self.wte(idx) + self.wpe.weight
-            for block in self.blocks:
-                x = block(x)
-            logits = self.ln_f(x) @ self.wte.weight.t()  # (B, T, Vp), tied
-            return F.cross_entropy(logits[:, :, :V].reshape(-1, V), targets.reshape(-1))
-
     tokens = torch.tensor(read_tokens(a.tokens), dtype=torch.int64)
     if int(tokens.max()) >= V:
         die(f"{a.tokens}: token {int(tokens.max())} is not below --vocab {V}")
@@ -181,7 +129,7 @@ def train(a):
     if nseq < 1:
         die(f"{a.tokens}: {tokens.numel()} tokens, fewer than one sequence of {T + 1}")
     torch.manual_seed(a.seed)
-    model = GPT2().to(dev)
+    model = GPT2(L, NH, C, T, V, padded_vocab=Vp, attention=attention, device=dev).to(dev)
     nparams = sum(q.numel() for q in model.parameters())
     formula = 12 * L * C * C + 13 * L * C + Vp * C + T * C + 2 * C
     if nparams != formula:
