@@ -803,6 +803,16 @@ typedef struct bl_lm_config {
     /* bl_precision_t: BL_PRECISION_FP32 (the default) or BL_PRECISION_BF16
      * on the ranks that compute on a device; every rank must give the same. */
     int precision;
+    /* 1: ZeRO-1, the optimizer state sharded over the data-parallel group:
+     * the gradients are reduce-scattered, each of the D replicas holds
+     * AdamW's moments for its slice of the parameters only (about 1/D of
+     * them) and updates that slice, and the parameters are all-gathered, the
+     * same math bit for bit as the node-local reduction's. It takes
+     * precedence over node_reduce, and is a no-op with one replica. CPU ranks
+     * without pipelines only (pipelines, or a model in a device's memory:
+     * BL_ERR_UNSUPPORTED). 0 (the default): every replica holds all the
+     * moments. Every rank must give the same. */
+    int zero;
 } bl_lm_config_t;
 
 #define BL_LM_CONFIG_INIT                                                                          \

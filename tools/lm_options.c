@@ -9,7 +9,7 @@ const char *const lm_flag_names[LM_FLAG_COUNT] = {
     "max-seq-len",    "init-from",      "text",       "tokens", "val-tokens", "val-fraction",
     "val-sequences",  "val-every",      "save-model", "beta1",  "beta2",      "eps",
     "clip-grad-norm", "lr-schedule",    "warmup",     "lr-min", "optimizer",  "adapter",
-    "token-shift",    "adapter-inside", "precision",
+    "token-shift",    "adapter-inside", "precision",  "zero",
 };
 
 void lm_options_defaults(lm_options_t *o)
@@ -147,6 +147,12 @@ int lm_options_apply(int index, const char *flag, const char *arg, lm_options_t 
             return 0;
         }
         return flags_fail(err, errlen, "%s: '%s' is neither fp32 nor bf16", flag, arg);
+    case 27:
+        if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+            o->zero = strcmp(arg, "on") == 0;
+            return 0;
+        }
+        return flags_fail(err, errlen, "%s: '%s' is neither on nor off", flag, arg);
     default:
         return flags_fail(err, errlen, "internal: unhandled language-model flag %d", index);
     }

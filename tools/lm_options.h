@@ -35,12 +35,13 @@ typedef struct lm_options {
     } layers[BL_LM_MAX_LAYERS];
     int layer_count;
     int precision; /* --precision: bl_precision_t */
+    int zero;      /* --zero on|off: 1 ZeRO-1 (bl_lm_config_t.zero), 0 off (default) */
 } lm_options_t;
 
 /* The flag names this file handles, in the order of train_options.c's
  * option table, and how many there are. */
 extern const char *const lm_flag_names[];
-#define LM_FLAG_COUNT     27
+#define LM_FLAG_COUNT     28
 #define LM_FLAG_OPTIMIZER 22 /* --optimizer, which both models take */
 
 void lm_options_defaults(lm_options_t *o);

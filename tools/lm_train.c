@@ -104,6 +104,7 @@ static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
     c->mem_limit_bytes = o->mem_limit_bytes;
     c->node_reduce = o->node_reduce;
     c->precision = o->lm.precision;
+    c->zero = o->lm.zero;
 }
 
 static double evaluate(lm_progress_t *p)

@@ -150,6 +150,10 @@ static const char usage_text[] =
     "  --precision fp32|bf16 bf16: ranks on a device (cuda, mirror) run the products with\n"
     "                        bf16 operands and fp32 accumulation, master weights, AdamW and\n"
     "                        the loss in fp32; CPU ranks stay fp32 (default fp32)\n"
+    "  --zero on|off         ZeRO-1: each data-parallel rank holds AdamW's moments for its\n"
+    "                        1/D slice of the parameters only (gradients reduce-scattered,\n"
+    "                        parameters all-gathered; the same model bit for bit as the\n"
+    "                        node-local reduction); CPU ranks without --pp (default off)\n"
     "  --optimizer sgd|adamw each model's own: sgd for the MLP, adamw for gpt2 (a\n"
     "                        mismatch is refused)\n"
     "  --beta1 X --beta2 X --eps X\n"
@@ -510,6 +514,7 @@ static const struct option long_options[] = {
     {"token-shift", required_argument, NULL, OPT_LM_FIRST + 24},
     {"adapter-inside", required_argument, NULL, OPT_LM_FIRST + 25},
     {"precision", required_argument, NULL, OPT_LM_FIRST + 26},
+    {"zero", required_argument, NULL, OPT_LM_FIRST + 27},
     {NULL, 0, NULL, 0},
 };
 

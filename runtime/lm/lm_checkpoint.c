@@ -9,14 +9,18 @@
  * model shape, sequence length, seed, batch or shuffle, or a layer
  * trainer's) with BL_ERR_MISMATCH naming the field. Each rank then reads
  * the file itself, checks every section before it changes anything, and
- * the ranks agree before the state is applied. With pipelines, a save first
- * makes every rank's model whole (bl_lm_make_whole), and it saves the stage
- * map in force and the stage policy's learned state with the shard
- * policy's. A resume on as many stages continues the saved map (every rank
- * holds the whole model after the load, so nothing moves) and the policies'
- * state when their kinds match; on another number of stages, or from a file
- * written before maps were saved (format version 2), the run keeps its own
- * map (the config's or the balanced one). An info line says which. */
+ * the ranks agree before the state is applied. Under ZeRO-1 (lm_zero.h),
+ * where each rank holds a slice of the AdamW moments, rank 0 gathers the
+ * slices for the save, and on a resume each rank takes its slice from the
+ * file, so the file is the same whichever way it is written or read. With
+ * pipelines, a save first makes every rank's model whole
+ * (bl_lm_make_whole), and it saves the stage map in force and the stage
+ * policy's learned state with the shard policy's. A resume on as many
+ * stages continues the saved map (every rank holds the whole model after
+ * the load, so nothing moves) and the policies' state when their kinds
+ * match; on another number of stages, or from a file written before maps
+ * were saved (format version 2), the run keeps its own map (the config's or
+ * the balanced one). An info line says which. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -469,6 +473,15 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     if (st == BL_OK) {
         st = bl_lm_host_state(t, &host);
     }
+    /* Under ZeRO-1 each rank holds a slice of the moments: rank 0 gathers
+     * them into two temporary arrays of param_count floats (8 bytes a
+     * parameter, freed after the write), so lm.bin keeps its format. */
+    float *gathered_m = NULL, *gathered_v = NULL;
+    if (st == BL_OK && t->zero != NULL) {
+        st = bl_lm_zero_gather_moments(t->zero, 0, &gathered_m, &gathered_v);
+        host.adam_m = gathered_m;
+        host.adam_v = gathered_v;
+    }
     if (st == BL_OK) {
         unsigned char shape[GPT2_BYTES], state[LM_STATE_BYTES] = {0};
         unsigned char layers[4 + LAYER_BYTES * BL_LM_MAX_LAYERS];
@@ -528,6 +541,8 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     bl_mem_free(a, control);
     bl_mem_free(a, shards);
     bl_mem_free(a, stages);
+    bl_mem_free(a, gathered_m);
+    bl_mem_free(a, gathered_v);
     if (st == BL_OK) {
         /* The parameters and both moments take 4 bytes each. */
         bl_log(rt, BL_LOG_INFO, "checkpoint %s: step %ld, %.1f MB in %.1f ms", where, t->step,
@@ -673,7 +688,12 @@ bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resum
     unsigned char *bytes = NULL;
     lm_saved_t s;
     st = bl_agree(rt, read_checkpoint(t, path, &bytes, &s), BL_ERR_IO, "the resume");
-    if (st == BL_OK) {
+    if (st == BL_OK && t->zero != NULL) {
+        /* ZeRO-1: every rank takes its slice of the moments from the file
+         * it read (whether it was written with ZeRO-1 or without, on any
+         * number of ranks: the file holds the whole arrays). */
+        bl_lm_zero_put_state(t->zero, s.params, s.adam_m, s.adam_v);
+    } else if (st == BL_OK) {
         /* Uploaded to a device; a failure there fails every rank. */
         st = bl_agree(rt, bl_lm_put_state(t, s.params, s.adam_m, s.adam_v), BL_ERR_CUDA,
                       "loading the checkpoint's state");

@@ -20,6 +20,7 @@
 #include "gpt2.h"
 #include "lm_node.h"
 #include "lm_pipe.h"
+#include "lm_zero.h"
 #include "restage.h"
 #include "sampler.h"
 #include "slowdown.h"
@@ -70,6 +71,11 @@ struct bl_lm_trainer {
     long step;          /* the next global step (a resume sets it) */
     bl_lm_grid_t grid;  /* the pipelines and stages, and this rank's units */
     bl_lm_node_t *node; /* the node-local reduction (lm_node.h), or NULL: the all-reduces */
+    /* 1 when ZeRO-1 runs (bl_lm_zero_check): the model is made without its
+     * moments, and zero (made with the grid, lm_zero.h) holds this rank's
+     * slice of them and reduces in place of node and the all-reduces. */
+    int zero_on;
+    bl_lm_zero_t *zero;
     bl_lm_restager_t restager;
     long whole_at; /* the step at which every rank last held the whole model, or -1 */
 };
@@ -93,13 +99,16 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t);
 
 /* Checks that every rank holds the same parameters, AdamW moments and
  * step count (after bl_lm_make_whole), so that rank 0's are everyone's;
- * BL_ERR_MISMATCH names `when`, the rank and the field. Collective. */
+ * BL_ERR_MISMATCH names `when`, the rank and the field. Under ZeRO-1 each
+ * rank holds another slice of the moments, so only the parameters and the
+ * step count are compared. Collective. */
 bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
 
 /* ---- lm_device.c -------------------------------------------------------- */
 
 /* The model's parameters and AdamW moments as host arrays (param_count
- * floats each), for the host to read. */
+ * floats each), for the host to read. Under ZeRO-1 the moments are NULL:
+ * each rank holds its slice (bl_lm_zero_gather_moments collects them). */
 typedef struct bl_lm_state {
     const float *params, *adam_m, *adam_v;
 } bl_lm_state_t;

@@ -1,10 +1,26 @@
 /* The language-model trainer's memory account (lm_impl.h): the GPT-2
- * model's one allocation of parameters, gradients and AdamW's two moments,
- * the activations for `capacity` sequences, the host token buffers and, for
- * a model in a device's memory, its host twin. */
+ * model's one allocation of parameters, gradients and AdamW's two moments
+ * (under ZeRO-1 the moments of this rank's slice only, and the
+ * reduce-scatter's bucket with the gradients), the activations for
+ * `capacity` sequences, the host token buffers and, for a model in a
+ * device's memory, its host twin. */
 #include <stdio.h>
 
 #include "lm_impl.h"
+
+/* The floats of range r that the sub-ranges mine[0 .. count) cover. */
+static double overlap(const bl_gpt2_range_t *r, const bl_gpt2_range_t *mine, int count)
+{
+    double n = 0.0;
+    for (int k = 0; k < count; k++) {
+        const size_t a = r->offset > mine[k].offset ? r->offset : mine[k].offset;
+        const size_t b = r->offset + r->count < mine[k].offset + mine[k].count
+                             ? r->offset + r->count
+                             : mine[k].offset + mine[k].count;
+        n += b > a ? (double)(b - a) : 0.0;
+    }
+    return n;
+}
 
 void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
 {
@@ -16,25 +32,38 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
     out->params = floats;
     out->grads = floats;
     out->optimizer = 2.0 * floats; /* adam_m and adam_v */
+    const int D = t->rt->size / t->cfg.pipeline.stages, replica = t->rt->rank;
+    if (t->zero_on) {
+        /* ZeRO-1 (one stage, so the replica is the rank): this rank's
+         * slice's moments, and the bucket that its pieces arrive in. */
+        out->optimizer = 2.0 * (double)bl_lm_zero_slice_floats(g, replica, D) * sizeof(float);
+        out->grads +=
+            (double)bl_lm_zero_bucket_floats(g, D, BL_LM_ZERO_BUCKET_FLOATS) * sizeof(float);
+    }
     out->activations = bl_gpt2_acts_nbytes(g, t->capacity, t->cfg.seq_len);
     out->other = (double)rows * (sizeof *t->tokens + sizeof *t->targets) +
                  (double)t->cfg.batch * sizeof *t->indices;
     if (t->host != NULL) {
         out->other += 4.0 * floats; /* a device model's host twin (lm_device.c) */
     }
-    /* The largest unit: its parameters, gradients and two moments. */
+    /* The largest unit: its parameters, gradients and the moments of them
+     * that this rank holds (all of them, or under ZeRO-1 those in its
+     * slice). */
     const int L = g->config.num_layers;
-    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
+    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES], mine[BL_GPT2_MAX_RANGES];
+    const int mine_count = t->zero_on ? bl_lm_zero_slice_ranges(g, replica, D, mine) : 0;
     int best = 0;
-    double best_floats = -1.0;
+    double best_bytes = -1.0;
     for (int u = 0; u < L + 2; u++) {
         int n = bl_gpt2_unit_ranges(g, u, u + 1, ranges);
-        double count = 0.0;
+        double count = 0.0, moments = 0.0;
         for (int k = 0; k < n; k++) {
             count += (double)ranges[k].count;
+            moments += t->zero_on ? overlap(&ranges[k], mine, mine_count) : (double)ranges[k].count;
         }
-        if (count > best_floats) {
-            best_floats = count;
+        const double bytes = (2.0 * count + 2.0 * moments) * sizeof(float);
+        if (bytes > best_bytes) {
+            best_bytes = bytes;
             best = u;
         }
     }
@@ -46,5 +75,5 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
     } else {
         snprintf(out->largest, sizeof out->largest, "unit %d (block %d)", best, best - 1);
     }
-    out->largest_bytes = best_floats * 4.0 * sizeof(float);
+    out->largest_bytes = best_bytes;
 }

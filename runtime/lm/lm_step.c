@@ -54,12 +54,17 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     record.pipe_s = passes.pipe_s;
     double synced = bl_now_seconds(), loss_sum = passes.loss_sum, norm = 0.0;
     if (st == BL_OK) {
-        /* Through shared memory on one node (lm_node.h), else all-reduces
-         * (on a device, of the sums staged through the host twin). */
+        /* A reduce-scatter under ZeRO-1 (lm_zero.h), through shared memory
+         * on one node (lm_node.h), else all-reduces (on a device, of the
+         * sums staged through the host twin). */
         float *staged = t->host != NULL ? t->host + t->model->param_count : NULL;
-        st = t->node != NULL
-                 ? bl_lm_node_reduce(t->node, tokens, &loss_sum, &norm)
-                 : bl_lm_grid_reduce(&t->grid, t->model, staged, tokens, &loss_sum, &norm);
+        if (t->zero != NULL) {
+            st = bl_lm_zero_reduce(t->zero, tokens, &loss_sum, &norm);
+        } else if (t->node != NULL) {
+            st = bl_lm_node_reduce(t->node, tokens, &loss_sum, &norm);
+        } else {
+            st = bl_lm_grid_reduce(&t->grid, t->model, staged, tokens, &loss_sum, &norm);
+        }
     }
     record.sync_s = bl_now_seconds() - synced;
     const bl_adamw_config_t *o = &c->adamw;
@@ -72,7 +77,10 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
     if (st == BL_OK) {
         /* Every rank updates its stage's units, with the same scale. */
         const float scale = (float)bl_gpt2_grad_scale(norm, tokens, o->clip_grad_norm);
-        if (t->node != NULL) {
+        if (t->zero != NULL) {
+            /* Each rank its slice with its moments, then the all-gather. */
+            st = bl_lm_zero_update(t->zero, &opt, scale, ++t->model->adam_steps);
+        } else if (t->node != NULL) {
             /* Each rank its slice of the one shared copy. */
             st = bl_lm_node_update(t->node, &opt, scale, ++t->model->adam_steps);
         } else {
@@ -122,6 +130,14 @@ bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when)
         bl_agree(t->rt, bl_lm_host_state(t, &state), BL_ERR_CUDA, "reading the replicas' state");
     if (st != BL_OK) {
         return st;
+    }
+    if (state.adam_m == NULL) {
+        /* ZeRO-1: every rank holds another slice of the moments. */
+        const bl_check_field_t sliced[] = {
+            {"parameters", BL_CHECK_DIGEST, bl_digest(state.params, bytes)},
+            {"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps},
+        };
+        return bl_check_same_on_all_ranks(t->rt, when, sliced, 2);
     }
     const bl_check_field_t fields[] = {
         {"parameters", BL_CHECK_DIGEST, bl_digest(state.params, bytes)},

@@ -1,6 +1,7 @@
 /* The language-model trainer's creation, teardown and accessors (lm_impl.h):
  * the config's checks, the model (from an llm.c file or GPT-2's
  * initialisation), the first plan and the start-up agreement. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,7 +111,9 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
      * helpers run where their pointers live. */
     const bl_device_t *dev = t->device;
     if (st == BL_OK) {
-        st = bl_gpt2_create(&shape, bl_lm_device_kernels(t), dev->memory, a, &err, &t->model);
+        /* Under ZeRO-1 the moments are the slices' (lm_zero.h). */
+        st = bl_gpt2_create_with(&shape, bl_lm_device_kernels(t), dev->memory, a,
+                                 t->zero_on ? BL_GPT2_NO_MOMENTS : 0, &err, &t->model);
     }
     if (st == BL_OK) {
         st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, dev, &err);
@@ -256,6 +259,7 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
         {"node reduce", BL_CHECK_INT, (uint64_t)c->node_reduce},
         {"precision", BL_CHECK_INT, (uint64_t)c->precision},
+        {"ZeRO-1", BL_CHECK_INT, (uint64_t)c->zero},
         {"micro-batches", BL_CHECK_INT, (uint64_t)c->pipeline.micro_batches},
         {"pipeline schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
         {"stage map", BL_CHECK_DIGEST,
@@ -301,6 +305,9 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         st = bl_lm_device_check(t);
     }
     if (st == BL_OK) {
+        st = bl_lm_zero_check(rt, cfg, t->device, &t->zero_on);
+    }
+    if (st == BL_OK) {
         st = setup_model(t);
     }
     if (st == BL_OK) {
@@ -343,7 +350,13 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     if (st == BL_OK) {
         st = bl_lm_restager_init(t);
     }
-    if (st == BL_OK) {
+    if (st == BL_OK && t->zero_on) {
+        /* ZeRO-1 takes precedence over the node-local reduction: it was
+         * asked for by name, while node_reduce is on by default, and its
+         * slices are the node path's, so the math is the same bits. */
+        st = bl_lm_zero_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,
+                               BL_LM_ZERO_BUCKET_FLOATS, INT_MAX, &t->zero);
+    } else if (st == BL_OK) {
         st = bl_lm_node_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,
                                cfg->pipeline.stages, &t->node);
     }
@@ -385,6 +398,7 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t)
     bl_slowdowns_free(&t->slowdowns);
     bl_lm_restager_free(t);
     bl_lm_node_destroy(t->node); /* before the model: it points the model at its own arrays */
+    bl_lm_zero_destroy(t->zero);
     bl_lm_grid_free(&t->grid);
     bl_sampler_free(&t->sampler);
     bl_gpt2_acts_free(t->model, &t->acts);

@@ -44,6 +44,13 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
                            const bl_device_memory_t *memory, const bl_allocator_t *a,
                            bl_error_t *err, bl_gpt2_t **out)
 {
+    return bl_gpt2_create_with(cfg, kernels, memory, a, 0, err, out);
+}
+
+bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
+                                const bl_device_memory_t *memory, const bl_allocator_t *a,
+                                unsigned flags, bl_error_t *err, bl_gpt2_t **out)
+{
     if (cfg == NULL || kernels == NULL || out == NULL) {
         return bl_error_set(err, BL_ERR_INVALID_ARG, "bl_gpt2_create: %s is NULL",
                             cfg == NULL       ? "cfg"
@@ -95,26 +102,28 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
         goto fail;
     }
     g->gpt_param_count = g->param_count;
-    /* params, grads, m and v in one allocation, each zeroed. */
+    /* params, grads, m and v in one allocation (m and v only with the
+     * moments), each zeroed. */
     const size_t P = g->param_count;
+    const size_t arrays = flags & BL_GPT2_NO_MOMENTS ? 2 : 4;
     if (P > SIZE_MAX / (4 * sizeof(float))) {
         s = bl_error_set(err, BL_ERR_NO_MEM, "GPT-2 model: 4 × %zu floats overflow", P);
         goto fail;
     }
-    g->params = bl_gpt2_dev_alloc(g, 4 * P * sizeof(float));
+    g->params = bl_gpt2_dev_alloc(g, arrays * P * sizeof(float));
     if (g->params == NULL) {
         s = bl_error_set(err, BL_ERR_NO_MEM,
-                         "GPT-2 model: out of memory for 4 × %zu floats (parameters, gradients "
-                         "and AdamW's moments)",
-                         P);
+                         "GPT-2 model: out of memory for %zu × %zu floats (parameters, "
+                         "gradients%s)",
+                         arrays, P, arrays == 4 ? " and AdamW's moments" : "");
         goto fail;
     }
     g->grads = g->params + P;
-    g->adam_m = g->grads + P;
-    g->adam_v = g->adam_m + P;
+    g->adam_m = arrays == 4 ? g->grads + P : NULL;
+    g->adam_v = arrays == 4 ? g->adam_m + P : NULL;
     if (memory == NULL) {
-        memset(g->params, 0, 4 * P * sizeof(float));
-    } else if (memory->zero(g->params, 4 * P * sizeof(float)) != 0) {
+        memset(g->params, 0, arrays * P * sizeof(float));
+    } else if (memory->zero(g->params, arrays * P * sizeof(float)) != 0) {
         s = copy_failed(g, "zeroing the parameters", err);
         goto fail;
     }

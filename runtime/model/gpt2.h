@@ -58,7 +58,11 @@ typedef struct bl_gpt2_user {
 /* A model. Its fields are read-only for callers; bl_gpt2_create fills them.
  * params, grads, adam_m and adam_v are views of one allocation of
  * 4 · param_count floats, each in the tensor layout of `tensors`, followed
- * by the user layers' parameters (bl_gpt2_add_layers). */
+ * by the user layers' parameters (bl_gpt2_add_layers). A model made with
+ * BL_GPT2_NO_MOMENTS (bl_gpt2_create_with) allocates 2 · param_count floats
+ * (params and grads) and has adam_m = adam_v = NULL: its AdamW moments are
+ * held elsewhere (a ZeRO-1 trainer's slices, runtime/lm/lm_zero.h), so only
+ * bl_gpt2_adamw_ranges_at, which takes them, may update it. */
 typedef struct bl_gpt2 {
     bl_gpt2_config_t config;
     bl_gpt2_tensor_t tensors[BL_GPT2_TENSOR_COUNT];
@@ -72,8 +76,8 @@ typedef struct bl_gpt2 {
     bl_allocator_t alloc;             /* a copy of the caller's hooks (all NULL: malloc) */
     float *params;
     float *grads;    /* the per-token gradient sums since the last bl_gpt2_zero_grads */
-    float *adam_m;   /* AdamW's first moments, zero at creation */
-    float *adam_v;   /* AdamW's second moments, zero at creation */
+    float *adam_m;   /* AdamW's first moments, zero at creation; NULL without moments */
+    float *adam_v;   /* AdamW's second moments, zero at creation; NULL without moments */
     long adam_steps; /* the AdamW steps taken so far */
 } bl_gpt2_t;
 
@@ -131,6 +135,13 @@ typedef struct bl_gpt2_acts {
 bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
                            const bl_device_memory_t *memory, const bl_allocator_t *a,
                            bl_error_t *err, bl_gpt2_t **out);
+/* bl_gpt2_create_with's flags. BL_GPT2_NO_MOMENTS: no AdamW moments (the
+ * model's adam_m and adam_v are NULL), half the memory of the four arrays. */
+#define BL_GPT2_NO_MOMENTS 1u
+/* As bl_gpt2_create (which is this with flags 0), with flags. */
+bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
+                                const bl_device_memory_t *memory, const bl_allocator_t *a,
+                                unsigned flags, bl_error_t *err, bl_gpt2_t **out);
 /* Frees g and its buffers; NULL is a no-op. */
 void bl_gpt2_destroy(bl_gpt2_t *g);
 
@@ -277,7 +288,8 @@ int bl_gpt2_range_decays(const bl_gpt2_t *g, int tensor);
  * scaled gradient over all tensors (torch.nn.utils.clip_grad_norm_'s
  * rule), both folded into the kernel's grad_scale. Sets *grad_norm (which
  * may be NULL) to that norm before clipping. Returns BL_OK, or
- * BL_ERR_INVALID_ARG (NULL arguments, tokens not positive). */
+ * BL_ERR_INVALID_ARG (NULL arguments, tokens not positive, a model without
+ * moments). */
 bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long tokens,
                                double *grad_norm, bl_error_t *err);
 
@@ -308,9 +320,18 @@ double bl_gpt2_grad_sum_squares(const bl_gpt2_t *g, const bl_gpt2_range_t *range
 /* AdamW's step t (>= 1) over ranges only, with the gradients scaled by
  * grad_scale (1 / tokens and any clipping folded in), the learning rate and
  * the betas of opt, and the weight decay on the ranges that
- * bl_gpt2_range_decays names. */
+ * bl_gpt2_range_decays names. g must have its moments. */
 void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
                           const bl_gpt2_range_t *ranges, int count);
+/* The same with the moments held apart from the model: the moments of the
+ * parameter at offset i (base <= i, for i in every range) are m[i − base]
+ * and v[i − base], in g's memory. A ZeRO-1 rank passes its slice's
+ * sub-ranges, the slice's moments and the slice's first offset. Element by
+ * element the arithmetic is bl_gpt2_adamw_ranges', so the result is the
+ * same bits. */
+void bl_gpt2_adamw_ranges_at(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
+                             const bl_gpt2_range_t *ranges, int count, float *m, float *v,
+                             size_t base);
 
 /* Adds count user layers (bl_lm_layer_t) to a model that has none, before
  * its parameters are initialised or uploaded and before any activations are

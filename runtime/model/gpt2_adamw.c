@@ -37,6 +37,11 @@ bl_status_t bl_gpt2_adamw_step(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, long to
                             "gradient sums over)",
                             tokens);
     }
+    if (g->adam_m == NULL) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 AdamW: the model was made without its moments "
+                            "(BL_GPT2_NO_MOMENTS)");
+    }
     const double norm = sqrt(g->kernels->sum_squares(g->param_count, g->grads)) / (double)tokens;
     const double scale = bl_gpt2_grad_scale(norm, tokens, opt->max_grad_norm);
     if (grad_norm != NULL) {
@@ -109,10 +114,17 @@ double bl_gpt2_grad_sum_squares(const bl_gpt2_t *g, const bl_gpt2_range_t *range
 void bl_gpt2_adamw_ranges(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
                           const bl_gpt2_range_t *ranges, int count)
 {
+    bl_gpt2_adamw_ranges_at(g, opt, grad_scale, t, ranges, count, g->adam_m, g->adam_v, 0);
+}
+
+void bl_gpt2_adamw_ranges_at(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float grad_scale, long t,
+                             const bl_gpt2_range_t *ranges, int count, float *m, float *v,
+                             size_t base)
+{
     for (int i = 0; i < count; i++) {
         const size_t at = ranges[i].offset;
         const float wd = bl_gpt2_range_decays(g, ranges[i].tensor) ? opt->weight_decay : 0.0f;
-        g->kernels->adamw_update(ranges[i].count, g->params + at, g->adam_m + at, g->adam_v + at,
+        g->kernels->adamw_update(ranges[i].count, g->params + at, m + (at - base), v + (at - base),
                                  g->grads + at, grad_scale, opt->lr, opt->beta1, opt->beta2,
                                  opt->eps, wd, t);
     }

@@ -102,17 +102,19 @@ bl_status_t bl_gpt2_add_layers(bl_gpt2_t *g, const bl_lm_layer_t *layers, int co
         }
         total += users[k].count;
     }
-    /* The four arrays again, larger, zeroed; the GPT-2 tensors' values are
-     * still zero (nothing was initialised yet), so nothing is copied. */
-    float *grown = bl_gpt2_dev_alloc(g, 4 * total * sizeof(float));
+    /* The four arrays again (two for a model without moments), larger,
+     * zeroed; the GPT-2 tensors' values are still zero (nothing was
+     * initialised yet), so nothing is copied. */
+    const size_t arrays = g->adam_m != NULL ? 4 : 2;
+    float *grown = bl_gpt2_dev_alloc(g, arrays * total * sizeof(float));
     if (grown == NULL) {
         return bl_error_set(err, BL_ERR_NO_MEM,
-                            "GPT-2 model: out of memory for 4 × %zu floats with the user layers",
-                            total);
+                            "GPT-2 model: out of memory for %zu × %zu floats with the user layers",
+                            arrays, total);
     }
     if (g->memory == NULL) {
-        memset(grown, 0, 4 * total * sizeof(float));
-    } else if (g->memory->zero(grown, 4 * total * sizeof(float)) != 0) {
+        memset(grown, 0, arrays * total * sizeof(float));
+    } else if (g->memory->zero(grown, arrays * total * sizeof(float)) != 0) {
         bl_gpt2_dev_free(g, grown);
         return bl_error_set(err, BL_ERR_CUDA, "GPT-2 model: zeroing on device '%s' failed",
                             g->memory->name);
@@ -120,8 +122,8 @@ bl_status_t bl_gpt2_add_layers(bl_gpt2_t *g, const bl_lm_layer_t *layers, int co
     bl_gpt2_dev_free(g, g->params);
     g->params = grown;
     g->grads = grown + total;
-    g->adam_m = g->grads + total;
-    g->adam_v = g->adam_m + total;
+    g->adam_m = arrays == 4 ? g->grads + total : NULL;
+    g->adam_v = arrays == 4 ? g->adam_m + total : NULL;
     g->param_count = total;
     memcpy(g->users, users, (size_t)count * sizeof *users);
     g->user_count = count;
