@@ -3,7 +3,11 @@
 # held to 0.4 of a CPU core (bench/cpu_quota.sh), and ballast is not told.
 # The proportional policy must move samples off rank 1: in the telemetry's
 # last step rank 1's shard is at most 3/4 of rank 0's (a full move is about
-# 0.4 : 1). Speed is not asserted. Both ranks' cgroups weigh 8 times a
+# 0.4 : 1). The runtime finds the quota itself (the start-up warning names
+# rank 1 and its 0.4 of a core), and the telemetry's cpu_s shows rank 1
+# got at most 0.55 of the wall time in CPU over the run (0.4, plus slack
+# for the time between steps that step_s leaves out). Speed is not
+# asserted. Both ranks' cgroups weigh 8 times a
 # plain process (cpu.shares 8192), so that other load on the machine
 # (builds) slows neither rank much: without that, a rank 0 sharing its core
 # gets half of it or less, and rank 1's 0.4 is then hardly a straggler.
@@ -59,6 +63,18 @@ wrap='q=$1 d=$2; [ "${OMPI_COMM_WORLD_RANK:-}" = 1 ] && d=$3; shift 3; exec sh "
     --quiet --policy proportional --rebalance-every 10 --telemetry "$tel" \
     </dev/null >"$log" 2>&1 || { echo "$me: the job failed:"; cat "$log"; exit 1; }
 grep '^summary: ' "$log"
+if ! grep -q "rank 1 may use 0.4 of a core's time (its cgroup's CPU quota)" "$log"; then
+    echo "$me: FAILED: the log does not name rank 1's CPU quota:"
+    cat "$log"
+    exit 1
+fi
+share=$(jq -s '([.[] | .cpu_s[1]] | add) / ([.[] | .step_s] | add)' "$tel") ||
+    { echo "$me: cannot read cpu_s from the telemetry $tel"; exit 1; }
+echo "$me: rank 1's CPU seconds over the steps' wall seconds: $share"
+if ! awk -v s="$share" 'BEGIN { exit !(s > 0 && s <= 0.55) }'; then
+    echo "$me: FAILED: rank 1 got $share of the wall time in CPU, not within (0, 0.55]"
+    exit 1
+fi
 
 # One line: first shards, last shards, and whether the last ones pass.
 verdict=$(jq -s -r '

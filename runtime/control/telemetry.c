@@ -154,6 +154,11 @@ static double compute_of(const bl_step_record_t *r, double max)
     return r->compute_s;
 }
 
+static double cpu_of(const bl_step_record_t *r, double max)
+{
+    return r->cpu_s;
+}
+
 static double wait_of(const bl_step_record_t *r, double max)
 {
     return max - r->compute_s;
@@ -216,6 +221,7 @@ void bl_telemetry_write_step(bl_telemetry_t *tm, const bl_step_record_t *records
     write_array(f, "compute_s", records, P, compute_of, max);
     write_array(f, "comm_s", records, P, comm_of, max);
     write_array(f, "wait_s", records, P, wait_of, max);
+    write_array(f, "cpu_s", records, P, cpu_of, max);
     if (piped) {
         write_array(f, "pipe_s", records, P, pipe_of, max);
     }

@@ -19,6 +19,10 @@ typedef struct bl_step_record {
     double sync_s;    /* waiting for the reductions after compute: comm + wait */
     double plan;      /* the plan version the step ran */
     double pipe_s;    /* pipelines: blocked on the neighbouring stages (bubble + transfers) */
+    /* The CPU seconds the rank's process used in the step (bl_cpu_seconds),
+     * against its wall seconds: a rank held by a CPU quota, or sharing its
+     * cores, gets less CPU than wall time while it computes. */
+    double cpu_s;
 } bl_step_record_t;
 
 #define BL_RECORD_DOUBLES ((int)(sizeof(bl_step_record_t) / sizeof(double)))

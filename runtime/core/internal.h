@@ -58,6 +58,10 @@ uint64_t bl_rng_below(bl_rng_t *r, uint64_t n);
 /* Returns the seconds on CLOCK_MONOTONIC. On Linux that clock is
  * system-wide, so its readings are comparable across the ranks of one node. */
 double bl_now_seconds(void);
+/* Returns the CPU seconds this process has used (CLOCK_PROCESS_CPUTIME_ID:
+ * every thread's, OpenBLAS's and MPI's included); differences of two
+ * readings are what a step cost the CPU, which a CPU quota caps. */
+double bl_cpu_seconds(void);
 
 /* Little-endian integers in byte buffers, as checkpoint files store them. */
 static inline void bl_le_put32(unsigned char *b, uint32_t v)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "runtime_impl.h"
+#include "cpu_quota.h"
 #include "topology.h"
 
 /* ---- One place, plain hwloc --------------------------------------------- */
@@ -164,6 +165,7 @@ typedef struct node_entry {
     int world_rank;
     int requested; /* that rank's requested_threads */
     int known;     /* 0: the rank could not read its topology */
+    double quota;  /* the cores' worth of CPU time its cgroup allows (cpu_quota.h); 0: no limit */
     bl_rank_place_t place;
 } node_entry_t;
 
@@ -260,9 +262,25 @@ static void summarise_node(const char *host, const node_entry_t *e, int count, n
             line_add(&l, "%s rank %d cpus %s%s numa %d threads %d", sep, e[i].world_rank, p->cpuset,
                      p->bound ? "" : " (unbound)", p->numa_node, threads);
         }
+        if (e[i].quota > 0.0) {
+            line_add(&l, " cpu quota %.3g core%s", e[i].quota, e[i].quota == 1.0 ? "" : "s");
+        }
     }
 
     s->warn[0] = '\0';
+    /* The first rank held below its threads: it computes in bursts. */
+    for (int i = 0; i < count; i++) {
+        const int threads = entry_threads(e, count, i);
+        if (e[i].quota > 0.0 && e[i].quota < (double)threads) {
+            snprintf(s->warn, sizeof s->warn,
+                     "node %s: rank %d may use %.3g of a core's time (its cgroup's CPU quota) for "
+                     "%d BLAS thread%s: it computes in bursts, at full speed until the quota of "
+                     "each period is spent, then not at all; the telemetry's cpu_s shows what it "
+                     "gets",
+                     host, e[i].world_rank, e[i].quota, threads, plural(threads));
+            return;
+        }
+    }
     if (cores > 0 && threads_sum > cores) {
         int fair = count <= cores ? cores / count : 0; /* threads per rank that fit */
         char advice[160];
@@ -341,6 +359,12 @@ bl_status_t bl_topology_setup(bl_runtime_t *rt, int requested_threads, int *thre
     memset(&mine, 0, sizeof mine);
     mine.world_rank = rt->rank;
     mine.requested = requested_threads;
+    char quota_file[256];
+    mine.quota = bl_cpu_quota_cores(quota_file, sizeof quota_file);
+    if (mine.quota > 0.0) {
+        bl_log(rt, BL_LOG_DEBUG, "rank %d: a CPU quota of %.3g cores (%s)", rt->rank, mine.quota,
+               quota_file);
+    }
     bl_error_t perr = {0};
     mine.known = bl_place_probe(&mine.place, &perr) == BL_OK;
     if (!mine.known) {

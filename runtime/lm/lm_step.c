@@ -39,7 +39,7 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
                                .samples = t->local,
                                .start_s = bl_balancer_now(&t->balancer),
                                .plan = (double)t->plan.version};
-    double start = bl_now_seconds();
+    double start = bl_now_seconds(), cpu_start = bl_cpu_seconds();
     t->rt->wait_step = t->step;
     bl_sampler_batch(&t->sampler, t->step, t->indices);
     bl_error_t err = {0};
@@ -67,6 +67,7 @@ static bl_status_t train_step(bl_lm_trainer_t *t, bl_step_info_t *info)
         }
     }
     record.sync_s = bl_now_seconds() - synced;
+    record.cpu_s = bl_cpu_seconds() - cpu_start;
     const bl_adamw_config_t *o = &c->adamw;
     bl_gpt2_adamw_t opt = {.lr = (float)bl_lr_at(&c->schedule, o->lr, t->step),
                            .beta1 = o->beta1,

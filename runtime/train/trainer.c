@@ -353,7 +353,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
                                .samples = t->local,
                                .start_s = bl_control_now(&t->control),
                                .plan = (double)t->plan.version};
-    double start = bl_now_seconds();
+    double start = bl_now_seconds(), cpu_start = bl_cpu_seconds();
     t->rt->wait_step = t->step; /* the step that a timed-out wait names */
     /* 1. Sample: every rank draws the whole global batch, and its pipeline
      *    takes a slice of it. */
@@ -382,6 +382,7 @@ static bl_status_t train_step(bl_trainer_t *t, bl_step_info_t *info)
     record.compute_s = r.compute_s;
     record.pipe_s = r.pipe_s;
     record.sync_s = modelled ? 0.0 : bl_now_seconds() - synced;
+    record.cpu_s = bl_cpu_seconds() - cpu_start;
     *info = (bl_step_info_t){.step = t->step,
                              .steps_per_epoch = t->sampler.steps_per_epoch,
                              .epoch = t->step / t->sampler.steps_per_epoch,
