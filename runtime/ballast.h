@@ -584,6 +584,14 @@ typedef struct bl_slowdown {
  * must pass the same list (BL_ERR_MISMATCH if not). */
 bl_status_t bl_trainer_emulate_slowdown(bl_trainer_t *t, const bl_slowdown_t *list, int count);
 
+/* Tells the library that the process has been asked to stop (call it from a
+ * SIGTERM or SIGUSR1 handler: it is async-signal-safe): from then on the
+ * emulated slowdowns of every trainer of the process sleep no more, so the
+ * steps until the ranks agree to stop run at their real speed and the job
+ * stops within a launcher's grace period (Open MPI's mpirun gives its ranks
+ * 1 s after forwarding SIGTERM). The math is unchanged. */
+void bl_interrupt_slowdowns(void);
+
 /* A test and demo hook: from the next step on, the controllers see times
  * modelled from each layer's multiply-adds (seconds_per_op each), not measured
  * ones, so decisions depend on the plan alone, runs under any policy repeat bit

@@ -16,6 +16,7 @@ static void request_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+    bl_interrupt_slowdowns();
 }
 
 static void arm_signals(void)

@@ -1,5 +1,6 @@
 /* Emulated slowdowns (slowdown.h). */
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -72,16 +73,25 @@ double bl_slowdowns_factor(const bl_slowdowns_t *s, long step)
     return factor;
 }
 
+/* Set by bl_interrupt_slowdowns, from a signal handler. */
+static volatile sig_atomic_t interrupted;
+
+void bl_interrupt_slowdowns(void)
+{
+    interrupted = 1;
+}
+
 double bl_slowdowns_apply(const bl_slowdowns_t *s, long step, double compute_s)
 {
     double factor = bl_slowdowns_factor(s, step);
-    if (factor <= 1.0) {
+    if (factor <= 1.0 || interrupted) {
         return compute_s;
     }
     double extra = (factor - 1.0) * compute_s;
     /* A signal cuts the sleep short (EINTR), so a job asked to stop by SIGTERM
      * or SIGUSR1 reaches its next step boundary at once instead of sleeping on
-     * while its launcher's grace period runs out. */
+     * while its launcher's grace period runs out; after bl_interrupt_slowdowns
+     * no step sleeps (the ranks agree to stop a step later). */
     struct timespec ts = {(time_t)extra, (long)((extra - (double)(time_t)extra) * 1e9)};
     nanosleep(&ts, NULL);
     return factor * compute_s;
