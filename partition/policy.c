@@ -190,6 +190,7 @@ void bl_policy_destroy(bl_policy_t *p)
     bl_part_free(&a, p->even);
     bl_part_free(&a, p->floor);
     bl_part_tuner_destroy(p->tuner);
+    bl_part_budget_free(p);
     bl_part_free(&a, p->table);
     bl_part_free(&a, p);
 }
@@ -263,13 +264,16 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
     }
     d.speed_changes = bl_estimator_update(p->est, obs, NULL, 0);
     fill_speeds(p);
-    /* Feasible (checked at create) and valid speeds: cannot fail. */
-    bl_part_plan(p->batch, n, p->speed, p->floor != NULL ? p->floor : p->lo, p->hi, p->target,
-                 p->rem);
+    bl_part_budget_observe(p, obs);
+    /* The quota ranks' CPU budgets cap the plans (capacity.h). Feasible
+     * (checked at create, or the caps are dropped) and valid speeds: the
+     * plan cannot fail. */
+    const long *hi = bl_part_budget_bounds(p);
+    bl_part_plan(p->batch, n, p->speed, p->floor != NULL ? p->floor : p->lo, hi, p->target, p->rem);
     d.optimal_step_s = bl_plan_step_time(n, p->target, p->speed);
     double predicted = bl_plan_step_time(n, current, p->speed);
     double gain = predicted > 0.0 ? (predicted - d.optimal_step_s) / predicted : 0.0;
-    int must = !bounds_ok(p, current);
+    int must = !bounds_ok(p, current) || bl_part_budget_exceeded(p, hi, current);
     int act = BL_SHARD_HOLD;
     if (p->kind == BL_POLICY_STATIC) {
         act = BL_SHARD_EVEN;
@@ -278,6 +282,10 @@ int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, co
     } else {
         bl_part_policy_learn(p, obs, move_threshold(p));
         memcpy(p->cand, bl_part_tuner_plan(p->tuner, p->chosen), nbytes);
+        if (bl_part_budget_exceeded(p, hi, p->cand)) {
+            /* The setting's plan overdraws a quota rank: the capped target. */
+            memcpy(p->cand, p->target, nbytes);
+        }
     }
     if (act == BL_SHARD_EVEN) {
         memcpy(p->cand, p->even, nbytes);

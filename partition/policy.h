@@ -31,6 +31,10 @@ typedef struct bl_rank_obs {
     double compute_s; /* seconds of forward + backward for them */
     double comm_s;    /* seconds in gradient communication (informative) */
     double wait_s;    /* seconds waiting for slower ranks (informative) */
+    /* CPU seconds the rank's process used in the window's steps (0:
+     * unknown). With a CPU quota set (bl_policy_set_cpu_quotas), they give
+     * the rank's CPU budget (partition/capacity.h). */
+    double cpu_s;
 } bl_rank_obs_t;
 
 typedef struct bl_estimator_params {
@@ -140,6 +144,16 @@ void bl_policy_destroy(bl_policy_t *p);
  * input (next then equals current). */
 int bl_policy_decide(bl_policy_t *p, const bl_rank_obs_t *obs, double step_s, const long *current,
                      long *next, bl_decision_t *decision);
+
+/* Tells the policy each rank's CPU quota in cores (ranks values; 0: none),
+ * as the ranks' cgroups set them. proportional, bandit and rl then cap a
+ * rank with a quota at the shard its CPU budget can take per step without
+ * stalling the others (partition/capacity.h), once a window with its CPU
+ * seconds (obs.cpu_s) has measured that budget; static is not affected,
+ * nor is any policy when no rank, or every rank, has a quota. The budgets
+ * are measured again after a checkpoint's load. Returns 0, or -1 when out
+ * of memory or a quota is negative or not finite (nothing changed). */
+int bl_policy_set_cpu_quotas(bl_policy_t *p, const double *quota);
 
 /* The policy's estimator (for straggler alerts and telemetry). */
 const bl_estimator_t *bl_policy_estimator(const bl_policy_t *p);

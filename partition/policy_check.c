@@ -75,6 +75,9 @@ const char *bl_part_policy_check_window(const bl_policy_t *p, const bl_rank_obs_
         if (!(o->wait_s >= 0.0) || !isfinite(o->wait_s)) {
             return "invalid obs.wait_s: negative or not finite";
         }
+        if (!(o->cpu_s >= 0.0) || !isfinite(o->cpu_s)) {
+            return "invalid obs.cpu_s: negative or not finite";
+        }
     }
     long sum = 0;
     for (int r = 0; r < p->ranks; r++) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capacity.h"
 #include "policy.h"
 #include "tuner.h"
 
@@ -49,7 +50,23 @@ struct bl_policy {
     double *table;
     int states;
     int prev_state;
+    /* CPU budgets (capacity.h; NULL without a rank under a quota): each
+     * rank's budget, its last BL_BUDGET_HISTORY windows' compute seconds
+     * per sample (newest at hist_at; 0: none), the unconstrained ranks'
+     * seconds per step beyond compute (an EMA; < 0: none yet), the caps,
+     * and the bounds with the caps in them. */
+    bl_cpu_budget_t *budget;
+    double *per_sample_hist;
+    int hist_at;
+    double overhead_s;
+    long *cap;
+    long *capped_hi;
 };
+
+/* The windows over which a quota rank's least compute seconds per sample
+ * stand for its full speed: some windows of a rank that runs in bursts
+ * miss the stalls, and the least of 8 finds one. */
+enum { BL_BUDGET_HISTORY = 8 };
 
 /* ---- policy_check.c ---------------------------------------------------- */
 
@@ -77,5 +94,22 @@ void bl_part_policy_learn(bl_policy_t *p, const bl_rank_obs_t *obs, double thres
 /* Whether a learners' table (states × BL_RL_STATE_DOUBLES values, loaded
  * from a checkpoint) is usable: finite, weights and squares >= 0. */
 int bl_part_policy_table_valid(const double *table, int states);
+
+/* ---- policy_budget.c --------------------------------------------------- */
+
+/* Adds a window to the quota ranks' budgets (nothing without quotas). */
+void bl_part_budget_observe(bl_policy_t *p, const bl_rank_obs_t *obs);
+
+/* The plans' upper bounds: the policy's own (p->hi, maybe NULL), or with
+ * the quota ranks' caps in them (p->capped_hi) once their budgets are
+ * known and the caps can hold the batch. Reads p->speed (filled). */
+const long *bl_part_budget_bounds(bl_policy_t *p);
+
+/* Whether plan puts more on a rank than bounds (from
+ * bl_part_budget_bounds) allow; 0 when bounds are the policy's own. */
+int bl_part_budget_exceeded(const bl_policy_t *p, const long *bounds, const long *plan);
+
+/* Frees the budgets (bl_policy_destroy). */
+void bl_part_budget_free(bl_policy_t *p);
 
 #endif /* BL_PARTITION_POLICY_IMPL_H */

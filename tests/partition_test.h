@@ -50,6 +50,7 @@ static inline double run_window(int ranks, const double *speeds, const long *pla
         obs[r].compute_s = (double)plan[r] / speeds[r] * factor;
         obs[r].comm_s = 0.001;
         obs[r].wait_s = 0.0;
+        obs[r].cpu_s = 0.0; /* unknown: no CPU budgets */
         slowest = obs[r].compute_s > slowest ? obs[r].compute_s : slowest;
     }
     for (int r = 0; r < ranks; r++) {

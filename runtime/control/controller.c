@@ -7,6 +7,22 @@
 #include "controller.h"
 #include "wait.h"
 
+/* Rank 0 learns every rank's CPU quota and gives them to the policy, which
+ * caps the shards of ranks held by one (partition/capacity.h). Collective. */
+static bl_status_t gather_quotas(bl_controller_t *c)
+{
+    bl_runtime_t *rt = c->rt;
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc =
+        MPI_Igather(&rt->cpu_quota, 1, MPI_DOUBLE, c->quotas, 1, MPI_DOUBLE, 0, rt->comm, &req);
+    bl_status_t st =
+        bl_collective_posted(rt, rc, &req, "gathering the ranks' CPU quotas", rt->comm);
+    if (st == BL_OK && rt->rank == 0 && bl_policy_set_cpu_quotas(c->policy, c->quotas) != 0) {
+        bl_log(rt, BL_LOG_WARN, "controller: the ranks' CPU quotas are not used (no memory)");
+    }
+    return st;
+}
+
 bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char *policy_name,
                                int every, long batch, uint64_t seed, const double *q_init,
                                const long *shard_min, const long *shard_max)
@@ -42,7 +58,9 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
         c->current = bl_mem_array(a, (size_t)P, sizeof *c->current);
         c->next = bl_mem_array(a, (size_t)P, sizeof *c->next);
         c->hosts = bl_mem_array(a, (size_t)P, BL_HOST_CHARS);
-        if (c->window == NULL || c->current == NULL || c->next == NULL || c->hosts == NULL) {
+        c->quotas = bl_mem_array(a, (size_t)P, sizeof *c->quotas);
+        if (c->window == NULL || c->current == NULL || c->next == NULL || c->hosts == NULL ||
+            c->quotas == NULL) {
             st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for the controller of %d ranks", P);
         }
     }
@@ -77,6 +95,9 @@ bl_status_t bl_controller_init(bl_controller_t *c, bl_runtime_t *rt, const char 
                              rt->comm, &req);
         shared = bl_collective_posted(rt, rc, &req, op, rt->comm);
     }
+    if (shared == BL_OK && !any) {
+        shared = gather_quotas(c);
+    }
     if (shared != BL_OK && st == BL_OK) {
         st = shared;
     } else if (any && st == BL_OK) {
@@ -99,6 +120,7 @@ void bl_controller_free(bl_controller_t *c)
     bl_mem_free(a, c->current);
     bl_mem_free(a, c->next);
     bl_mem_free(a, c->hosts);
+    bl_mem_free(a, c->quotas);
     bl_mem_free(a, c->message);
     memset(c, 0, sizeof *c);
 }
@@ -113,6 +135,7 @@ void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records)
         c->window[r].samples += records[r].samples;
         c->window[r].compute_s += records[r].compute_s;
         c->window[r].comm_s += records[r].sync_s;
+        c->window[r].cpu_s += records[r].cpu_s;
         double s = records[r].compute_s + records[r].sync_s;
         step_s = s > step_s ? s : step_s;
     }

@@ -32,6 +32,7 @@ typedef struct bl_controller {
     long *current, *next; /* rank 0: the plans as the policy sees them */
     long *message;        /* (1 + P) the broadcast: the changed flag, then the shards */
     char *hosts;          /* rank 0: P × BL_HOST_CHARS host names, for alerts */
+    double *quotas;       /* rank 0: P, each rank's CPU quota in cores (0: none) */
     long warm_until;      /* rank 0: the steps before this one are not observed
                              (the warm-up, see BL_CONTROL_WARMUP_STEPS) */
     bl_decision_t last;   /* rank 0: the latest decision */

@@ -36,6 +36,7 @@ struct bl_runtime {
     bl_config_t cfg; /* the config, with log_level resolved and the allocator hooks copied */
     bl_device_t device;
     int blas_threads; /* the BLAS threads of this rank, as bl_topology_setup chose them */
+    double cpu_quota; /* the cores of CPU time its cgroup allows (core/cpu_quota.h); 0: none */
     bl_error_t err;   /* the last failure, for bl_last_error */
     /* Hang detection: a step's waits give up after wait_timeout_s seconds
      * (0 means that they wait forever), and the error names wait_step. The

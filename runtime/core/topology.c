@@ -361,6 +361,7 @@ bl_status_t bl_topology_setup(bl_runtime_t *rt, int requested_threads, int *thre
     mine.requested = requested_threads;
     char quota_file[256];
     mine.quota = bl_cpu_quota_cores(quota_file, sizeof quota_file);
+    rt->cpu_quota = mine.quota;
     if (mine.quota > 0.0) {
         bl_log(rt, BL_LOG_DEBUG, "rank %d: a CPU quota of %.3g cores (%s)", rt->rank, mine.quota,
                quota_file);
