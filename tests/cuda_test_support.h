@@ -75,4 +75,38 @@ static inline void check_close(const float *gpu, const float *cpu, size_t n, dou
     }
 }
 
+/* Frees an array of host buffers (free) or of device buffers (cudaFree),
+ * given as the array itself: FREE_HOSTS(bufs), FREE_DEVICES(dbufs). */
+static inline void free_hosts(float **bufs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(bufs[i]);
+    }
+}
+static inline void free_devices(float **bufs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cudaFree(bufs[i]);
+    }
+}
+#define FREE_HOSTS(bufs)   free_hosts((bufs), sizeof(bufs) / sizeof((bufs)[0]))
+#define FREE_DEVICES(bufs) free_devices((bufs), sizeof(bufs) / sizeof((bufs)[0]))
+
+/* Runs one attention case per shape: B 1 .. max_batch, T 1, 7 and 64, NH 1,
+ * 2 and 12, hs 1, 8 and 64 (C = NH·hs): one query, a few, and GPT-2's head
+ * size, so that the context's scratch grows and is reused across them. */
+static inline void for_attention_shapes(int max_batch, void (*run)(int B, int T, int NH, int hs))
+{
+    static const int Ts[] = {1, 7, 64}, NHs[] = {1, 2, 12}, hss[] = {1, 8, 64};
+    for (int B = 1; B <= max_batch; B++) {
+        for (int t = 0; t < 3; t++) {
+            for (int h = 0; h < 3; h++) {
+                for (int s = 0; s < 3; s++) {
+                    run(B, Ts[t], NHs[h], hss[s]);
+                }
+            }
+        }
+    }
+}
+
 #endif /* BL_CUDA_TEST_SUPPORT_H */

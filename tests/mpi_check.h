@@ -38,4 +38,19 @@ static inline int check_total(void)
     return total;
 }
 
+/* The end of a test's main: rank 0 prints "NAME: P ranks, N failures", MPI
+ * ends, and the exit status (0 when no rank failed) is returned. */
+static inline int check_finish(const char *name)
+{
+    int total = check_total();
+    int rank = 0, size = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank == 0) {
+        printf("%s: %d ranks, %d failures\n", name, size, total);
+    }
+    MPI_Finalize();
+    return total == 0 ? 0 : 1;
+}
+
 #endif /* BL_MPI_CHECK_H */

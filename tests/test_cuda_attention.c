@@ -181,13 +181,9 @@ static void attention_case(int B, int T, int NH, int hs)
     assert_memory_equal(again, gdqkv, nqkv * sizeof *gdqkv);
 
     float *bufs[] = {qkv, dout, out, att, dqkv, scratch, gout, gatt, gdqkv, again};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(bufs[i]);
-    }
+    FREE_HOSTS(bufs);
     float *dbufs[] = {d_qkv, d_dout, d_out, d_att, d_dqkv, d_out2, d_att2, d_dqkv2, d_scratch};
-    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
-        cudaFree(dbufs[i]);
-    }
+    FREE_DEVICES(dbufs);
 }
 
 /* Every combination of B 1..3, T 1, 7, 64, NH 1, 2, 12 and hs 1, 8, 64
@@ -196,16 +192,7 @@ static void attention_case(int B, int T, int NH, int hs)
 static void test_attention(void **state)
 {
     (void)state;
-    static const int Ts[] = {1, 7, 64}, NHs[] = {1, 2, 12}, hss[] = {1, 8, 64};
-    for (int B = 1; B <= 3; B++) {
-        for (int t = 0; t < 3; t++) {
-            for (int h = 0; h < 3; h++) {
-                for (int s = 0; s < 3; s++) {
-                    attention_case(B, Ts[t], NHs[h], hss[s]);
-                }
-            }
-        }
-    }
+    for_attention_shapes(3, attention_case);
 }
 
 /* Empty shapes launch nothing and touch no pointer; a C that is not a

@@ -243,14 +243,10 @@ static void gemm_case(int ta, int tb, int m, int n, int k, int pad, float alpha,
     }
 
     float *bufs[] = {a, b, c, cin, got, again, got32, aa, ab, bound};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(bufs[i]);
-    }
+    FREE_HOSTS(bufs);
     free(tol);
     float *dbufs[] = {da, db, dc, dc2, dc32};
-    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
-        cudaFree(dbufs[i]);
-    }
+    FREE_DEVICES(dbufs);
 }
 
 /* m or n of 0: nothing is read or written (C keeps its bits). */
@@ -416,13 +412,9 @@ static void dense_case(int batch, int in, int out, int relu, int accumulate, int
 
     float *bufs[] = {x,     w,    b,  dy0, dw0,   db0, y,   dy,  dx,  dw,  db,  gy,
                      again, gy32, ax, aw,  bound, gdy, gdx, gdw, gdb, g32, ady, bw};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(bufs[i]);
-    }
+    FREE_HOSTS(bufs);
     float *dbufs[] = {d_x, d_w, d_b, d_y, d_y2, d_y32, d_yc};
-    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
-        cudaFree(dbufs[i]);
-    }
+    FREE_DEVICES(dbufs);
     for (int t = 0; t < 3; t++) {
         cudaFree(d_dy[t]);
         cudaFree(d_dx[t]);
@@ -674,14 +666,10 @@ static void attention_case(int B, int T, int NH, int hs)
     assert_memory_equal(again, gdqkv, nqkv * sizeof *gdqkv);
 
     float *bufs[] = {qkv, dout, out, att, dqkv, scratch, gout, gatt, gdqkv, g32, again};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(bufs[i]);
-    }
+    FREE_HOSTS(bufs);
     float *dbufs[] = {d_qkv,  d_dout,  d_out,   d_att,   d_dqkv,   d_out2,
                       d_att2, d_dqkv2, d_out32, d_att32, d_dqkv32, d_scratch};
-    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
-        cudaFree(dbufs[i]);
-    }
+    FREE_DEVICES(dbufs);
 }
 
 /* B 1 and 2, T 1, 7 and 64, NH 1, 2 and 12, hs 1, 8 and 64 (C = NH·hs):
@@ -690,16 +678,7 @@ static void attention_case(int B, int T, int NH, int hs)
 static void test_attention(void **state)
 {
     (void)state;
-    static const int Ts[] = {1, 7, 64}, NHs[] = {1, 2, 12}, hss[] = {1, 8, 64};
-    for (int B = 1; B <= 2; B++) {
-        for (int t = 0; t < 3; t++) {
-            for (int h = 0; h < 3; h++) {
-                for (int s = 0; s < 3; s++) {
-                    attention_case(B, Ts[t], NHs[h], hss[s]);
-                }
-            }
-        }
-    }
+    for_attention_shapes(2, attention_case);
 }
 
 /* Empty shapes launch nothing and touch no pointer; a C that is not a

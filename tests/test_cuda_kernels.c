@@ -127,13 +127,9 @@ static void dense_case(int batch, int in, int out, int relu, int accumulate, int
         check_close(gdx, dx, nx, 1e-3, 0, "dense_backward dx");
     }
     float *bufs[] = {x, w, b, y, dy, dx, dw, dbias, gy, gdy, gdx, gdw, gdb};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(bufs[i]);
-    }
+    FREE_HOSTS(bufs);
     float *dbufs[] = {d_x, d_w, d_b, d_y, d_dy, d_dx, d_dw, d_db};
-    for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) {
-        cudaFree(dbufs[i]);
-    }
+    FREE_DEVICES(dbufs);
 }
 
 static void test_dense(void **state)

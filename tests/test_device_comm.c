@@ -153,13 +153,5 @@ int main(int argc, char **argv)
     }
     bl_runtime_destroy(rt);
 
-    int total = check_total();
-    int rank = 0, size = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank == 0) {
-        printf("test_device_comm: %d ranks, %d failures\n", size, total);
-    }
-    MPI_Finalize();
-    return total == 0 ? 0 : 1;
+    return check_finish("test_device_comm");
 }
