@@ -1,4 +1,4 @@
-# cmake --install: the library and ballast.h, the programs, a CMake package
+# cmake --install: the library and its headers (ballast.h, ballast_lm.h), the programs, a CMake package
 # (find_package(ballast) gives ballast::ballast) and a pkg-config file
 # (pkg-config --cflags --libs ballast). tests/install_test.sh builds a
 # program against the installed tree both ways.

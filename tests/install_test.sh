@@ -15,7 +15,7 @@ prefix=$work/prefix
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 cmake --install "$build" --prefix "$prefix" >"$work/install.log"
-for f in include/ballast.h lib/libballast.so lib/cmake/ballast/ballastConfig.cmake \
+for f in include/ballast.h include/ballast_lm.h lib/libballast.so lib/cmake/ballast/ballastConfig.cmake \
     lib/pkgconfig/ballast.pc bin/ballast-train bin/ballast-sim bin/ballast-report \
     bin/ballast-bench bin/ballast-generate; do
     [ -e "$prefix/$f" ] || [ -e "$prefix/$(echo "$f" | sed 's|^lib/|lib/x86_64-linux-gnu/|')" ] ||
