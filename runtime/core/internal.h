@@ -31,6 +31,13 @@ void *bl_mem_alloc(const bl_allocator_t *a, size_t nbytes);
 void *bl_mem_array(const bl_allocator_t *a, size_t count, size_t elem_nbytes);
 void *bl_mem_array_zeroed(const bl_allocator_t *a, size_t count, size_t elem_nbytes);
 void bl_mem_free(const bl_allocator_t *a, void *ptr);
+/* Gives the physical pages that lie wholly inside [ptr, ptr + nbytes) back
+ * to the system (madvise MADV_DONTNEED) and keeps the addresses: for an
+ * array whose contents are dead until it is rewritten in full (a model's own
+ * arrays while a node-local reduction keeps the state in shared windows). A
+ * later touch reads zeros (or, in a shared file mapping, the file). Returns
+ * the bytes given back (0 where madvise refuses). */
+size_t bl_mem_release_pages(void *ptr, size_t nbytes);
 
 /* The SplitMix64 generator: a small counter-based generator. The same seed
  * always gives the same stream. */

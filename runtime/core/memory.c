@@ -1,8 +1,13 @@
 /* The allocation funnel. Every allocation of the library comes here, so the
  * allocator hooks see all of them (and tests can make any one of them fail). */
+/* madvise and MADV_DONTNEED (glibc's posix_madvise ignores
+ * POSIX_MADV_DONTNEED). */
+#define _DEFAULT_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -44,4 +49,19 @@ void bl_mem_free(const bl_allocator_t *a, void *ptr)
         return;
     }
     free(ptr);
+}
+
+size_t bl_mem_release_pages(void *ptr, size_t nbytes)
+{
+    const long page = sysconf(_SC_PAGESIZE);
+    if (ptr == NULL || page <= 0) {
+        return 0;
+    }
+    const uintptr_t p = (uintptr_t)page;
+    const uintptr_t lo = ((uintptr_t)ptr + p - 1) / p * p;
+    const uintptr_t hi = ((uintptr_t)ptr + nbytes) / p * p;
+    if (hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
+        return 0;
+    }
+    return hi - lo;
 }

@@ -158,6 +158,18 @@ static bl_status_t open_windows(bl_lm_node_t *n, float **mine)
     g->adam_v = state + 2 * count;
     g->grads = *mine;
     n->swapped = 1;
+    /* The model's own arrays are dead until release() copies the state
+     * back over them in full: their pages go back to the system, so the
+     * rank does not hold the model twice while it trains. */
+    size_t released = 0;
+    float *const own[4] = {n->own_params, n->own_grads, n->own_m, n->own_v};
+    for (int k = 0; k < 4; k++) {
+        released += bl_mem_release_pages(own[k], bytes);
+    }
+    bl_log(n->rt, BL_LOG_DEBUG,
+           "rank %d: %zu bytes of the model's own arrays given back while "
+           "the node-local reduction lives",
+           n->rt->rank, released);
     return BL_OK;
 }
 

@@ -48,7 +48,9 @@ int bl_lm_node_slice(const bl_gpt2_range_t *ranges, int count, int part, int par
  * model lives in a device's memory. Rank 0 logs at info which path the
  * gradients take. While the reduction lives, model->params, ->adam_m and
  * ->adam_v point into the shared window and ->grads into this rank's segment
- * of the other; the model's own arrays keep their allocation. Collective
+ * of the other; the model's own arrays keep their allocation, but their
+ * pages go back to the system (bl_mem_release_pages) until the reduction
+ * ends and copies the state back over them. Collective
  * over dp (every rank of the job with one stage); a failure anywhere fails
  * every member. Returns BL_OK, BL_ERR_NO_MEM, BL_ERR_MPI or BL_ERR_TIMEOUT;
  * on failure *out is NULL and the model is as it was. */
