@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cuda_runtime_api.h>
@@ -74,6 +75,27 @@ static inline void check_close(const float *gpu, const float *cpu, size_t n, dou
         }
     }
 }
+
+/* The main of a GPU test: exits 77 (a skip to ctest), saying why, when no
+ * GPU is visible; else opens GPU 0, runs the tests (CUDA_TESTS(tests) passes
+ * the array with its length) under `what` and shuts the GPU down. Returns
+ * the exit status: 1 when the GPU cannot be opened, else the failures. */
+static inline int run_on_gpu(const char *what, const struct CMUnitTest *tests, size_t count)
+{
+    char err[256] = "";
+    if (bl_cuda_device_count(err, sizeof err) == 0) {
+        printf("%s skipped: %s\n", what, err);
+        return 77;
+    }
+    if (bl_cuda_init(0, err, sizeof err) != 0) {
+        printf("%s FAILED: %s\n", what, err);
+        return 1;
+    }
+    int failed = _cmocka_run_group_tests(what, tests, count, NULL, NULL);
+    bl_cuda_shutdown();
+    return failed;
+}
+#define CUDA_TESTS(tests) (tests), sizeof(tests) / sizeof((tests)[0])
 
 /* Frees an array of host buffers (free) or of device buffers (cudaFree),
  * given as the array itself: FREE_HOSTS(bufs), FREE_DEVICES(dbufs). */

@@ -94,9 +94,8 @@ static double job_window(const long *plan, bl_rank_obs_t *obs)
     return pace + stall;
 }
 
-/* Runs `windows` windows of a policy of kind from the even split, rank 1
- * under the quota when told, and returns rank 1's last shard. */
-static long settle(bl_policy_kind_t kind, int told, int windows)
+/* A policy of kind for the simulated job's 2 ranks and batch B. */
+static bl_policy_t *two_rank_policy(bl_policy_kind_t kind)
 {
     bl_policy_config_t c = {.kind = kind,
                             .ranks = 2,
@@ -106,6 +105,14 @@ static long settle(bl_policy_kind_t kind, int told, int windows)
     bl_policy_t *p = NULL;
     char err[128];
     assert_int_equal(bl_policy_create(&c, NULL, &p, err, sizeof err), 0);
+    return p;
+}
+
+/* Runs `windows` windows of a policy of kind from the even split, rank 1
+ * under the quota when told, and returns rank 1's last shard. */
+static long settle(bl_policy_kind_t kind, int told, int windows)
+{
+    bl_policy_t *p = two_rank_policy(kind);
     const double quotas[2] = {0.0, QUOTA};
     if (told) {
         assert_int_equal(bl_policy_set_cpu_quotas(p, quotas), 0);
@@ -149,14 +156,7 @@ static void test_policies_under_quota(void **state)
 static void test_bad_quotas(void **state)
 {
     (void)state;
-    bl_policy_config_t c = {.kind = BL_POLICY_PROPORTIONAL,
-                            .ranks = 2,
-                            .batch = B,
-                            .deadband = 0.02,
-                            .estimator = BL_ESTIMATOR_PARAMS_DEFAULT};
-    bl_policy_t *p = NULL;
-    char err[128];
-    assert_int_equal(bl_policy_create(&c, NULL, &p, err, sizeof err), 0);
+    bl_policy_t *p = two_rank_policy(BL_POLICY_PROPORTIONAL);
     const double negative[2] = {0.0, -0.5}, nan[2] = {NAN, 0.5}, none[2] = {0.0, 0.0};
     assert_int_equal(bl_policy_set_cpu_quotas(p, negative), -1);
     assert_int_equal(bl_policy_set_cpu_quotas(p, nan), -1);

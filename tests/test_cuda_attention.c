@@ -290,21 +290,10 @@ static void test_vocab_xent(void **state)
 
 int main(void)
 {
-    char err[256] = "";
-    if (bl_cuda_device_count(err, sizeof err) == 0) {
-        printf("CUDA attention tests skipped: %s\n", err);
-        return 77;
-    }
-    if (bl_cuda_init(0, err, sizeof err) != 0) {
-        printf("CUDA attention tests FAILED: %s\n", err);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_empty_and_bad_shapes),
         cmocka_unit_test(test_vocab_xent),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    bl_cuda_shutdown();
-    return failed;
+    return run_on_gpu("CUDA attention tests", CUDA_TESTS(tests));
 }

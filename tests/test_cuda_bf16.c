@@ -146,6 +146,19 @@ static double *scaled(const float *bound, size_t n, double factor)
     return t;
 }
 
+/* A product's check: gpu within factor · bound[i] of cpu everywhere, and,
+ * when fp32 (the fp32 table's result) is not NULL, apart from it somewhere. */
+static void check_product(const float *gpu, const float *cpu, const float *bound, size_t n,
+                          double factor, const float *fp32, const char *what)
+{
+    double *tol = scaled(bound, n, factor);
+    check_within(gpu, cpu, tol, n, what);
+    if (fp32 != NULL) {
+        check_rounded(gpu, fp32, tol, n, what);
+    }
+    free(tol);
+}
+
 /* ---- The table's wiring (no GPU needed). */
 
 static void test_table(void **state)
@@ -321,13 +334,8 @@ static void dense_case(int batch, int in, int out, int relu, int accumulate, int
     if (nonempty) { /* OpenBLAS takes no leading dimension of 0 */
         C32->gemm(0, 1, batch, out, in, 1.0f, ax, in, aw, in, 1.0f, bound, out);
     }
-    double *tol = scaled(bound, ny, tol_per_sum(in));
     snprintf(what, sizeof what, "dense_forward y %dx%dx%d relu %d", batch, in, out, relu);
-    check_within(gy, y, tol, ny, what);
-    if (nonempty) {
-        check_rounded(gy, gy32, tol, ny, what);
-    }
-    free(tol);
+    check_product(gy, y, bound, ny, tol_per_sum(in), nonempty ? gy32 : NULL, what);
 
     /* Backward on the CPU's forward output (the same ReLU mask), twice on
      * the bf16 table and once on the fp32 one, each on fresh copies. */
@@ -362,13 +370,10 @@ static void dense_case(int batch, int in, int out, int relu, int accumulate, int
     if (nonempty) {
         C32->gemm(1, 0, out, in, batch, 1.0f, ady, out, ax, in, 1.0f, bw, in);
     }
-    tol = scaled(bw, nw, tol_per_sum(batch));
-    check_within(gdw, dw, tol, nw, what);
     if (nonempty) {
         down(g32, d_dw[2], nw);
-        check_rounded(gdw, g32, tol, nw, what);
     }
-    free(tol);
+    check_product(gdw, dw, bw, nw, tol_per_sum(batch), nonempty ? g32 : NULL, what);
     /* db (out) (+)= the column sums of the fp32 dy. */
     double *tdb = malloc((nb == 0 ? 1 : nb) * sizeof *tdb);
     assert_non_null(tdb);
@@ -388,13 +393,10 @@ static void dense_case(int batch, int in, int out, int relu, int accumulate, int
         if (nonempty) {
             C32->gemm(0, 0, batch, in, out, 1.0f, ady, out, aw, in, 0.0f, bx, in);
         }
-        tol = scaled(bx, nx, tol_per_sum(out));
-        check_within(gdx, dx, tol, nx, what);
         if (nonempty) {
             down(g32, d_dx[2], nx);
-            check_rounded(gdx, g32, tol, nx, what);
         }
-        free(tol);
+        check_product(gdx, dx, bx, nx, tol_per_sum(out), nonempty ? g32 : NULL, what);
         free(bx);
     }
     /* The second run's bits. */
@@ -717,22 +719,11 @@ int main(void)
     if (cmocka_run_group_tests_name("cuda-bf16 table", wiring, NULL, NULL) != 0) {
         return 1;
     }
-    char err[256] = "";
-    if (bl_cuda_device_count(err, sizeof err) == 0) {
-        printf("CUDA bf16 tests skipped: %s\n", err);
-        return 77;
-    }
-    if (bl_cuda_init(0, err, sizeof err) != 0) {
-        printf("CUDA bf16 tests FAILED: %s\n", err);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_dense),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_empty_and_bad_shapes),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    bl_cuda_shutdown();
-    return failed;
+    return run_on_gpu("CUDA bf16 tests", CUDA_TESTS(tests));
 }

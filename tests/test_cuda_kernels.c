@@ -303,15 +303,6 @@ static void test_memory_contract(void **state)
 
 int main(void)
 {
-    char err[256] = "";
-    if (bl_cuda_device_count(err, sizeof err) == 0) {
-        printf("CUDA kernel tests skipped: %s\n", err);
-        return 77;
-    }
-    if (bl_cuda_init(0, err, sizeof err) != 0) {
-        printf("CUDA kernel tests FAILED: %s\n", err);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_dense),
@@ -321,7 +312,5 @@ int main(void)
         cmocka_unit_test(test_failure_reported),
         cmocka_unit_test(test_memory_contract),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    bl_cuda_shutdown();
-    return failed;
+    return run_on_gpu("CUDA kernel tests", CUDA_TESTS(tests));
 }

@@ -496,22 +496,11 @@ static void test_empty(void **state)
 
 int main(void)
 {
-    char err[256] = "";
-    if (bl_cuda_device_count(err, sizeof err) == 0) {
-        printf("CUDA transformer kernel tests skipped: %s\n", err);
-        return 77;
-    }
-    if (bl_cuda_init(0, err, sizeof err) != 0) {
-        printf("CUDA transformer kernel tests FAILED: %s\n", err);
-        return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedding),   cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_gelu),        cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_sum_squares), cmocka_unit_test(test_softmax_rows),
         cmocka_unit_test(test_empty),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    bl_cuda_shutdown();
-    return failed;
+    return run_on_gpu("CUDA transformer kernel tests", CUDA_TESTS(tests));
 }
