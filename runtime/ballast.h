@@ -309,9 +309,13 @@ bl_status_t bl_model_add_layer(bl_model_t *m, const bl_layer_ops_t *ops, void *u
 bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forward,
                                     bl_layer_fn backward);
 
-/* Allocates the parameters and the gradients (one allocation each, cut into
- * per-layer views) and initialises the parameters from seed. The last layer's
- * output width is the number of classes of the softmax cross-entropy loss. */
+/* Fixes the parameter layout and reserves address space for the parameters
+ * and the gradients (one array each, cut into per-layer views). Memory comes
+ * with a layer's first use: bl_model_params, bl_model_load_params or a
+ * trainer, which holds every layer or, under stage-local memory, its stage's
+ * only. Each layer is initialised from seed when it is first held, so the
+ * values never depend on which rank holds it. The last layer's output width
+ * is the number of classes of the softmax cross-entropy loss. */
 bl_status_t bl_model_build(bl_model_t *m, uint64_t seed);
 
 /* Return the layers added, the last layer's output width (the input width while
@@ -321,7 +325,10 @@ int bl_model_layer_count(const bl_model_t *m);
 int bl_model_out_features(const bl_model_t *m);
 size_t bl_model_param_count(const bl_model_t *m);
 /* Returns the parameters in file order (see bl_model_save_params); they belong
- * to the model, NULL before bl_model_build. While a trainer lives, the array
+ * to the model, NULL before bl_model_build or when their memory cannot be had.
+ * It holds (and first initialises) every layer, unless a stage-local trainer
+ * gave some back: then only that trainer's stage's layers may be read
+ * (bl_trainer_layout says which). While a trainer lives, the array
  * may move (the node-local reduction, transport.node_reduce, shares one copy
  * per node) or go stale (a GPU rank trains a device copy): ask again after
  * bl_trainer_create and bl_trainer_destroy, and read it after bl_trainer_run or
@@ -333,7 +340,9 @@ float *bl_model_params(bl_model_t *m);
  * order (dense: W as (out × in) row-major, then b (out)), and nothing else.
  * Save writes a temporary file and renames it, so a failed save leaves an
  * existing file intact. Load checks the file's length against the model and
- * changes nothing on failure. */
+ * changes nothing on failure. Both need every layer: a model cut down by a
+ * stage-local trainer gives BL_ERR_INVALID_ARG (save it with
+ * bl_trainer_save_params). */
 bl_status_t bl_model_save_params(bl_model_t *m, const char *path);
 bl_status_t bl_model_load_params(bl_model_t *m, const char *path);
 
@@ -375,7 +384,7 @@ int bl_dataset_classes(const bl_dataset_t *d);
 
 /* ---- Trainer ----------------------------------------------------------- */
 
-#define BL_TRAIN_CONFIG_VERSION 6
+#define BL_TRAIN_CONFIG_VERSION 7
 
 /* Pipeline schedules. */
 typedef enum {
@@ -401,6 +410,16 @@ typedef struct bl_pipeline_config {
     int stages;        /* S >= 1 */
     int micro_batches; /* M, 1..32767 */
     bl_schedule_t schedule;
+    /* 1: each rank holds memory for its own stage's layers only (their
+     * parameters, gradients and momentum); the rest of the model's arrays is
+     * address space without memory, which a migration fills on the receiving
+     * stage and gives back on the sending one. Evaluation then runs through
+     * the pipeline, and bl_trainer_save_params writes the parameter file from
+     * the stages. bl_model_params still returns the whole array, but only
+     * this stage's layers (bl_trainer_layout) may be read. 0: every rank holds
+     * every layer, and the end of a run makes every rank's model whole. It
+     * changes nothing with one stage. (README: "Stage-local memory") */
+    int stage_local;
 } bl_pipeline_config_t;
 
 /* The first plan (README: "Concepts"). Arrays are copied; NULL gives the default. */
@@ -553,7 +572,9 @@ typedef int (*bl_step_cb)(const bl_step_info_t *info, void *arg);
 /* Runs `steps` more steps from where the trainer is; cb may be NULL.
  * Collective. When it returns, every rank's model holds the current parameters
  * of every layer, whatever the layout (pipeline stages send theirs to the rest
- * of their pipeline), so bl_model_save_params works on any rank. It returns
+ * of their pipeline), so bl_model_save_params works on any rank; under
+ * stage-local memory (pipeline.stage_local) each rank's model holds its
+ * stage's current layers only, and bl_trainer_save_params writes the file. It returns
  * BL_ERR_INVALID_ARG for negative steps, and BL_ERR_MISMATCH when the replicas
  * of a stage differ. */
 bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
@@ -561,10 +582,25 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
 /* Brings the host's view of the training state up to date on every rank: the
  * model's parameters (bl_model_params) and the momentum (bl_trainer_momentum).
  * A GPU rank downloads them; a pipelined job sends every stage's layers to the
- * rest of its pipeline. bl_trainer_run does it when it returns, and a
+ * rest of its pipeline (under stage-local memory, a rank's own layers only
+ * are brought up to date). bl_trainer_run does it when it returns, and a
  * checkpoint save and an evaluation do what they need; call it in a step
  * callback before reading or saving the parameters. Collective. */
 bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
+
+/* Writes the trainer's current parameters to path as a parameter file, the
+ * same bytes that bl_model_save_params writes for the whole model, without any
+ * rank reading parameters outside its own stage (so it works under
+ * pipeline.stage_local): rank 0 makes a temporary file beside path, the rank of
+ * pipeline 0 of each stage writes that stage's layers into it (a GPU rank
+ * downloads them first; the file system must be one that those ranks share,
+ * as for checkpoints), and rank 0 renames it onto path and syncs the
+ * directory. Collective: every rank must call it, with the same path. Returns
+ * BL_OK on every rank, or the same failure on every rank (BL_ERR_IO for a file
+ * that cannot be created, written or renamed) with bl_last_error naming path
+ * and the step that failed; a failure removes the temporary file and leaves an
+ * existing file at path intact. BL_ERR_INVALID_ARG for a NULL argument. */
+bl_status_t bl_trainer_save_params(bl_trainer_t *t, const char *path);
 
 /* An emulated slow rank, for tests and demos: from step from_step to step
  * to_step (inclusive; -1: to the end), the rank's compute takes `factor` times
@@ -650,15 +686,19 @@ const int *bl_trainer_stage_map(const bl_trainer_t *t);
 
 /* Returns the optimizer state, the SGD momentum: one float per parameter in the
  * model's parameter layout (*count of them). In a pipelined job a rank's
- * entries are current for its stage's layers only; on a GPU rank they are
+ * entries are current for its stage's layers only, and under stage-local
+ * memory no other entry may be read; on a GPU rank they are
  * current when the parameters are (see bl_model_params). The array belongs to
  * t; NULL for a NULL t. */
 const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
 
 /* Computes the mean loss and accuracy of the model over every sample of d.
- * Collective; it may be called from a step callback in the middle of a run (a
- * pipelined job first makes every rank's model whole, as the end of a run
- * does). */
+ * Collective; it may be called from a step callback in the middle of a run. A
+ * pipelined job evaluates through its pipelines, forward only: each pipeline
+ * takes a contiguous share of d, every stage runs its own layers and passes the
+ * activations on, and the last stage computes the loss, so no rank needs other
+ * stages' layers (stage-local memory works as well). The figures equal a
+ * one-process evaluation's up to the order of the float sums. */
 bl_status_t bl_trainer_evaluate(bl_trainer_t *t, bl_dataset_t *d, double *loss, double *accuracy);
 
 #ifdef __cplusplus

@@ -6,7 +6,10 @@
  * field, and the earlier checkpoint is used; a write that fails (a full
  * disk) reports it, keeps the previous checkpoint, and leaves no temporary
  * files after the next start; keep K prunes; a checkpoint of another model
- * is refused. */
+ * is refused; a window of layers of a checkpoint saved on another stage
+ * map loads exactly that window and touches no memory outside it, reading
+ * only the stage files it needs, and a missing, truncated or mismatched file
+ * that it needs is refused naming the file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -32,15 +35,21 @@ typedef struct fixture {
     bl_model_t *m;
     bl_layout_t layout;
     float *momentum;
-    int first[2];
+    int stages;   /* of the stage map that saves record */
+    int first[8]; /* that map */
     long shards[1];
     char dir[256];
 } fixture_t;
 
-static void setup(fixture_t *f, const char *name, uint64_t seed)
+/* Sets f up around the model m (which f then owns), with the momentum
+ * i / 4 - 3 and a stage map of one stage. A built model holds memory for a
+ * layer from its first use on; bl_model_params makes it whole before the
+ * checkpoint code reads or writes every layer. */
+static void setup_with(fixture_t *f, const char *name, bl_model_t *m)
 {
     memset(f, 0, sizeof *f);
-    assert_int_equal(test_mlp(rt, IN, (const int[]){HIDDEN}, 1, OUT, seed, &f->m), BL_OK);
+    f->m = m;
+    assert_non_null(bl_model_params(m));
     assert_int_equal(bl_layout_init(&f->layout, rt, f->m, 1), BL_OK);
     assert_int_equal(bl_layout_connect(&f->layout), BL_OK);
     size_t n = bl_model_param_count(f->m);
@@ -48,13 +57,21 @@ static void setup(fixture_t *f, const char *name, uint64_t seed)
     for (size_t i = 0; i < n; i++) {
         f->momentum[i] = (float)i * 0.25f - 3.0f;
     }
+    f->stages = 1;
     f->first[0] = 0;
-    f->first[1] = 3;
+    f->first[1] = bl_model_layer_count(m);
     f->shards[0] = 16;
     snprintf(f->dir, sizeof f->dir, "/tmp/ballast-test-ckpt-%ld-%s", (long)getpid(), name);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
+}
+
+static void setup(fixture_t *f, const char *name, uint64_t seed)
+{
+    bl_model_t *m = NULL;
+    assert_int_equal(test_mlp(rt, IN, (const int[]){HIDDEN}, 1, OUT, seed, &m), BL_OK);
+    setup_with(f, name, m);
 }
 
 static void teardown(fixture_t *f)
@@ -76,11 +93,11 @@ static bl_ckpt_state_t state_at(fixture_t *f, long step)
                          .seed = 7,
                          .batch = 16,
                          .shuffle = 1,
-                         .ranks = 1,
+                         .ranks = f->stages,
                          .plan = {.version = 2,
                                   .groups = 1,
-                                  .stages = 1,
-                                  .layers = 3,
+                                  .stages = f->stages,
+                                  .layers = bl_model_layer_count(f->m),
                                   .batch = 16,
                                   .shards = f->shards,
                                   .first = f->first},
@@ -125,7 +142,7 @@ static void test_round_trip(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 12);
     bl_ckpt_state_t s = {0};
-    assert_int_equal(bl_ckpt_load(rt, path, g.m, g.momentum, &s), BL_OK);
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 0, 3, g.momentum, &s), BL_OK);
     assert_memory_equal(bl_model_params(g.m), want, n * sizeof(float));
     assert_memory_equal(g.momentum, f.momentum, n * sizeof(float));
     assert_int_equal(s.step, 12);
@@ -289,7 +306,7 @@ static void test_version1_manifest(void **state)
     assert_int_equal(bl_ckpt_check_file(rt, "manifest.bin", b, v1_len, f.m), BL_OK);
     spit(path, b, v1_len);
     bl_ckpt_state_t s = {0};
-    assert_int_equal(bl_ckpt_load(rt, dir, f.m, f.momentum, &s), BL_OK);
+    assert_int_equal(bl_ckpt_load(rt, dir, f.m, 0, 3, f.momentum, &s), BL_OK);
     assert_int_equal(s.step, 6);
     assert_null(s.control);
     assert_int_equal(s.control_bytes, 0);
@@ -336,7 +353,7 @@ static void test_other_model_refused(void **state)
     snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 2);
     float *mom = calloc(bl_model_param_count(other), sizeof(float));
     bl_ckpt_state_t s = {0};
-    assert_int_equal(bl_ckpt_load(rt, path, other, mom, &s), BL_ERR_MISMATCH);
+    assert_int_equal(bl_ckpt_load(rt, path, other, 0, 3, mom, &s), BL_ERR_MISMATCH);
     assert_non_null(strstr(bl_last_error(rt), "manifest.bin: layer 0 differs"));
     int found = 1;
     assert_int_equal(bl_ckpt_find(rt, f.dir, other, path, sizeof path, &found), BL_OK);
@@ -349,13 +366,263 @@ static void test_other_model_refused(void **state)
     teardown(&f);
 }
 
+/* ---- Windows of layers ------------------------------------------------- */
+
+/* The model of the window tests: four dense layers (no ReLU, so that every
+ * layer holds parameters), 6 -> 5 -> 4 -> 4 -> 3. */
+enum { DEEP_LAYERS = 4 };
+static const int deep_widths[DEEP_LAYERS + 1] = {6, 5, 4, 4, 3};
+
+static void setup_deep(fixture_t *f, const char *name, uint64_t seed)
+{
+    bl_model_t *m = NULL;
+    assert_int_equal(bl_model_create(rt, deep_widths[0], &m), BL_OK);
+    for (int i = 1; i <= DEEP_LAYERS; i++) {
+        assert_int_equal(bl_model_add_dense(m, deep_widths[i]), BL_OK);
+    }
+    assert_int_equal(bl_model_build(m, seed), BL_OK);
+    setup_with(f, name, m);
+}
+
+/* The first parameter of layer i of the deep model (i = DEEP_LAYERS: the
+ * count): a dense layer holds out × in weights and out biases. */
+static size_t deep_offset(int layer)
+{
+    size_t offset = 0;
+    for (int i = 0; i < layer; i++) {
+        offset += (size_t)deep_widths[i + 1] * (size_t)deep_widths[i] + (size_t)deep_widths[i + 1];
+    }
+    return offset;
+}
+
+/* Saves step `step` of f under the stage map first[0..stages], as the ranks
+ * of one pipeline would: each stage's file comes from a save by this rank
+ * posing as that stage (into a directory of its own, then moved into place),
+ * and the manifest from stage 0's. */
+static void save_with_map(fixture_t *f, const int *first, int stages, long step)
+{
+    f->stages = stages;
+    memcpy(f->first, first, ((size_t)stages + 1) * sizeof *first);
+    char part[300], path[512], from[700], to[700];
+    snprintf(part, sizeof part, "%s-part", f->dir);
+    for (int stage = 0; stage < stages; stage++) {
+        bl_layout_t l = f->layout;
+        l.stage = stage;
+        bl_ckpt_state_t s = state_at(f, step);
+        assert_int_equal(bl_ckpt_save(rt, stage == 0 ? f->dir : part, f->m, f->momentum, &l, &s, 0,
+                                      BL_CKPT_NO_FAULT, path, sizeof path),
+                         BL_OK);
+        if (stage > 0) {
+            snprintf(from, sizeof from, "%s/stage-%d.bin", path, stage);
+            snprintf(to, sizeof to, "%s/ckpt-%012ld/stage-%d.bin", f->dir, step, stage);
+            assert_int_equal(rename(from, to), 0);
+        }
+    }
+    snprintf(path, sizeof path, "rm -rf '%s'", part);
+    assert_int_equal(system(path), 0);
+}
+
+static const float sentinel = -777.0f;
+
+static void fill_sentinel(fixture_t *g)
+{
+    size_t n = bl_model_param_count(g->m);
+    for (size_t i = 0; i < n; i++) {
+        bl_model_params(g->m)[i] = sentinel;
+        g->momentum[i] = sentinel;
+    }
+}
+
+/* Checks that g's parameters and momentum equal f's in the layers [lo, hi)
+ * and still hold the sentinel everywhere else. */
+static void assert_window(const fixture_t *g, const fixture_t *f, int lo, int hi)
+{
+    size_t n = bl_model_param_count(g->m), first = deep_offset(lo), end = deep_offset(hi);
+    const float *params = bl_model_params(g->m);
+    assert_memory_equal(params + first, bl_model_params(f->m) + first,
+                        (end - first) * sizeof(float));
+    assert_memory_equal(g->momentum + first, f->momentum + first, (end - first) * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        if (i < first || i >= end) {
+            assert_true(params[i] == sentinel && g->momentum[i] == sentinel);
+        }
+    }
+}
+
+static void assert_untouched(const fixture_t *g)
+{
+    size_t n = bl_model_param_count(g->m);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(bl_model_params(g->m)[i] == sentinel && g->momentum[i] == sentinel);
+    }
+}
+
+/* A checkpoint saved on the stage map {0, 2, 4} loads in windows of any
+ * other map (as a rank that holds only its stage's layers would): exactly
+ * the window's parameters and momentum are the saved ones, and the memory
+ * around it is untouched. Its state reads alone, before any layer. */
+static void test_window_other_map(void **state)
+{
+    (void)state;
+    fixture_t f, g;
+    setup_deep(&f, "window", 1);
+    setup_deep(&g, "window-other", 2);
+    assert_int_equal(deep_offset(DEEP_LAYERS), bl_model_param_count(f.m));
+    save_with_map(&f, (const int[]){0, 2, 4}, 2, 7);
+    assert_int_equal(newest(&f), 7);
+    char path[512];
+    snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 7);
+    fill_sentinel(&g);
+    bl_ckpt_state_t s = {0};
+    assert_int_equal(bl_ckpt_read_state(rt, path, g.m, &s), BL_OK);
+    assert_int_equal(s.step, 7);
+    assert_int_equal(s.plan.stages, 2);
+    assert_int_equal(s.ranks, 2);
+    assert_memory_equal(s.plan.first, ((const int[]){0, 2, 4}), 3 * sizeof(int));
+    assert_int_equal(s.control_bytes, sizeof control_bytes);
+    bl_ckpt_state_free(rt, &s);
+    assert_untouched(&g);
+    /* Windows across both files, inside one, equal to one, and the whole. */
+    const int windows[][2] = {{1, 3}, {0, 1}, {3, 4}, {2, 4}, {0, 2}, {1, 4}, {0, 4}};
+    for (size_t k = 0; k < sizeof windows / sizeof windows[0]; k++) {
+        int lo = windows[k][0], hi = windows[k][1];
+        fill_sentinel(&g);
+        s = (bl_ckpt_state_t){0};
+        assert_int_equal(bl_ckpt_load(rt, path, g.m, lo, hi, g.momentum, &s), BL_OK);
+        assert_window(&g, &f, lo, hi);
+        assert_int_equal(s.step, 7);
+        assert_int_equal(s.plan.first[1], 2);
+        bl_ckpt_state_free(rt, &s);
+        /* Without a state to fill. */
+        fill_sentinel(&g);
+        assert_int_equal(bl_ckpt_load(rt, path, g.m, lo, hi, g.momentum, NULL), BL_OK);
+        assert_window(&g, &f, lo, hi);
+    }
+    /* A window that is no window of the model. */
+    const int bad[][2] = {{2, 2}, {3, 1}, {-1, 2}, {0, DEEP_LAYERS + 1}};
+    fill_sentinel(&g);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        assert_int_equal(bl_ckpt_load(rt, path, g.m, bad[k][0], bad[k][1], g.momentum, NULL),
+                         BL_ERR_INVALID_ARG);
+        assert_non_null(strstr(bl_last_error(rt), "are not a window of this model's 4 layers"));
+    }
+    assert_untouched(&g);
+    teardown(&g);
+    teardown(&f);
+}
+
+/* A missing stage file: a window that needs it fails naming it, and leaves
+ * the model as it was; a window that does not need it loads. The finder
+ * checks every file, so a resume never takes that checkpoint: the complete
+ * one before it is found. */
+static void test_window_missing_file(void **state)
+{
+    (void)state;
+    fixture_t f, g;
+    setup_deep(&f, "missing", 1);
+    setup_deep(&g, "missing-other", 2);
+    save_with_map(&f, (const int[]){0, 2, 4}, 2, 3);
+    save_with_map(&f, (const int[]){0, 2, 4}, 2, 7);
+    char path[512], file[600];
+    snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 7);
+    snprintf(file, sizeof file, "%s/stage-1.bin", path);
+    assert_int_equal(unlink(file), 0);
+    const int needs[][2] = {{1, 3}, {2, 4}, {3, 4}, {0, 4}};
+    for (size_t k = 0; k < sizeof needs / sizeof needs[0]; k++) {
+        fill_sentinel(&g);
+        bl_status_t st = bl_ckpt_load(rt, path, g.m, needs[k][0], needs[k][1], g.momentum, NULL);
+        assert_true(st == BL_ERR_IO || st == BL_ERR_FORMAT);
+        assert_non_null(strstr(bl_last_error(rt), "stage-1.bin"));
+        assert_untouched(&g);
+    }
+    fill_sentinel(&g);
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 0, 2, g.momentum, NULL), BL_OK);
+    assert_window(&g, &f, 0, 2);
+    assert_int_equal(newest(&f), 3);
+    teardown(&g);
+    teardown(&f);
+}
+
+/* A truncated stage file is refused with BL_ERR_FORMAT naming it by every
+ * window that needs it, and the model is left as it was; a window that
+ * does not need it loads. */
+static void test_window_truncated_file(void **state)
+{
+    (void)state;
+    fixture_t f, g;
+    setup_deep(&f, "truncated", 1);
+    setup_deep(&g, "truncated-other", 2);
+    save_with_map(&f, (const int[]){0, 1, 3, 4}, 3, 5);
+    char path[512], file[600];
+    snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 5);
+    snprintf(file, sizeof file, "%s/stage-1.bin", path);
+    size_t len;
+    unsigned char *b = slurp(file, &len);
+    for (size_t cut = 0; cut < len; cut += len / 7) {
+        spit(file, b, cut);
+        fill_sentinel(&g);
+        assert_int_equal(bl_ckpt_load(rt, path, g.m, 2, 4, g.momentum, NULL), BL_ERR_FORMAT);
+        assert_non_null(strstr(bl_last_error(rt), "stage-1.bin"));
+        assert_untouched(&g);
+    }
+    fill_sentinel(&g);
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 3, 4, g.momentum, NULL), BL_OK);
+    assert_window(&g, &f, 3, 4);
+    spit(file, b, len);
+    fill_sentinel(&g);
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 2, 4, g.momentum, NULL), BL_OK);
+    assert_window(&g, &f, 2, 4);
+    free(b);
+    teardown(&g);
+    teardown(&f);
+}
+
+/* A manifest whose stage map is not the one the stage files were saved on:
+ * a file whose RANGE is not its stage's under the manifest's map is refused
+ * naming it, and the model is left as it was. */
+static void test_window_map_mismatch(void **state)
+{
+    (void)state;
+    fixture_t f, g;
+    setup_deep(&f, "map", 1);
+    setup_deep(&g, "map-other", 2);
+    save_with_map(&f, (const int[]){0, 2, 4}, 2, 4);
+    /* The manifest of the same step saved on the map {0, 3, 4} replaces it. */
+    fixture_t h;
+    setup_deep(&h, "map-manifest", 1);
+    save_with_map(&h, (const int[]){0, 3, 4}, 2, 4);
+    char path[512], file[600];
+    snprintf(path, sizeof path, "%s/ckpt-%012d", f.dir, 4);
+    snprintf(file, sizeof file, "%s/ckpt-%012d/manifest.bin", h.dir, 4);
+    size_t len;
+    unsigned char *b = slurp(file, &len);
+    snprintf(file, sizeof file, "%s/manifest.bin", path);
+    spit(file, b, len);
+    free(b);
+    fill_sentinel(&g);
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 0, 1, g.momentum, NULL), BL_ERR_FORMAT);
+    assert_non_null(strstr(bl_last_error(rt),
+                           "stage-0.bin: RANGE section: layers [0, 2) are not this stage's"));
+    assert_untouched(&g);
+    /* Stage 1's file holds more layers than the manifest gives it. */
+    assert_int_equal(bl_ckpt_load(rt, path, g.m, 3, 4, g.momentum, NULL), BL_ERR_FORMAT);
+    assert_non_null(strstr(bl_last_error(rt), "stage-1.bin"));
+    assert_untouched(&g);
+    assert_int_equal(newest(&f), -1);
+    teardown(&h);
+    teardown(&g);
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_crash_during_save),
-        cmocka_unit_test(test_disk_full),         cmocka_unit_test(test_corruption_rejected),
-        cmocka_unit_test(test_keep_prunes),       cmocka_unit_test(test_other_model_refused),
-        cmocka_unit_test(test_version1_manifest),
+        cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_crash_during_save),
+        cmocka_unit_test(test_disk_full),           cmocka_unit_test(test_corruption_rejected),
+        cmocka_unit_test(test_keep_prunes),         cmocka_unit_test(test_other_model_refused),
+        cmocka_unit_test(test_version1_manifest),   cmocka_unit_test(test_window_other_map),
+        cmocka_unit_test(test_window_missing_file), cmocka_unit_test(test_window_truncated_file),
+        cmocka_unit_test(test_window_map_mismatch),
     };
     return run_tests_with_runtime("checkpoint", tests, sizeof tests / sizeof tests[0], &rt);
 }

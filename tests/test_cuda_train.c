@@ -287,6 +287,9 @@ static bl_status_t make_model(bl_runtime_t *rt, model_kind_t kind, bl_model_t **
     if (st == BL_OK) {
         st = bl_model_build(m, 7);
     }
+    if (st == BL_OK && bl_model_params(m) == NULL) {
+        st = BL_ERR_NO_MEM; /* every layer is held, for the checks that read them */
+    }
     if (st != BL_OK) {
         bl_model_destroy(m);
         m = NULL;

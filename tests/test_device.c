@@ -122,6 +122,7 @@ static bl_model_t *make_model(bl_runtime_t *rt, linear_state_t *user, int device
     }
     assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
     assert_int_equal(bl_model_build(m, 7), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     return m;
 }
 

@@ -93,6 +93,7 @@ static void test_user_layer_and_unfused_relu(void **state)
     assert_int_equal(bl_model_add_relu(m), BL_OK); /* after a user layer: its own pass */
     assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
     assert_int_equal(bl_model_build(m, 5), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     check_gradients(m);
     bl_model_destroy(m);
 }
@@ -105,6 +106,7 @@ static void test_user_layer_first(void **state)
     assert_int_equal(bl_model_add_layer(m, &tanh_dense_ops, &width), BL_OK); /* dx == NULL */
     assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
     assert_int_equal(bl_model_build(m, 8), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     check_gradients(m);
     bl_model_destroy(m);
 }
@@ -179,6 +181,7 @@ static void test_stage_splits_match_whole_model(void **state)
     assert_int_equal(bl_model_add_relu(m), BL_OK);
     assert_int_equal(bl_model_add_dense(m, CLASSES), BL_OK);
     assert_int_equal(bl_model_build(m, 13), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     for (int cut = 1; cut < bl_model_layer_count(m); cut++) {
         check_split_matches_whole(m, cut);
     }

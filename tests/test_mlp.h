@@ -31,6 +31,9 @@ static inline bl_status_t test_mlp(bl_runtime_t *rt, int in, const int *widths, 
     if (st == BL_OK) {
         st = bl_model_build(m, seed);
     }
+    if (st == BL_OK && bl_model_params(m) == NULL) {
+        st = BL_ERR_NO_MEM; /* every layer is held, for tests that read them directly */
+    }
     if (st != BL_OK) {
         bl_model_destroy(m);
         m = NULL;

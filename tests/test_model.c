@@ -129,6 +129,7 @@ static void test_unfused_relu_first(void **state)
     assert_int_equal(bl_model_add_relu(m), BL_OK);
     assert_int_equal(bl_model_add_dense(m, 2), BL_OK);
     assert_int_equal(bl_model_build(m, 1), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     float *p = bl_model_params(m);
     const float w[8] = {1, 2, 3, 4, 5, 6, 0.5f, -0.5f}; /* W 2×3, b 2 */
     memcpy(p, w, sizeof w);
@@ -156,6 +157,7 @@ static void test_build_errors(void **state)
     assert_non_null(strstr(bl_last_error(rt), "dense layer 0: output width is 0"));
     assert_int_equal(bl_model_add_dense(m, 2), BL_OK);
     assert_int_equal(bl_model_build(m, 1), BL_OK);
+    assert_non_null(bl_model_params(m)); /* hold every layer */
     assert_int_equal(bl_model_build(m, 1), BL_ERR_INVALID_ARG);
     assert_int_equal(bl_model_add_relu(m), BL_ERR_INVALID_ARG);
     assert_non_null(strstr(bl_last_error(rt), "already built"));

@@ -280,7 +280,8 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
         }
     }
     if (st == BL_OK && o->save_params != NULL) {
-        /* Rank 0 writes the parameters, so rank 0 checks, and all follow. */
+        /* Rank 0 creates the file (the stages write into it), so rank 0
+         * checks, and all follow. */
         int refused = rank == 0 ? check_save_path(o->save_params) != BL_OK : 0;
         MPI_Bcast(&refused, 1, MPI_INT, 0, MPI_COMM_WORLD);
         st = refused ? BL_ERR_INVALID_ARG : BL_OK;
@@ -311,6 +312,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.pipeline.stages = o->pp;
     cfg.pipeline.micro_batches = o->micro_batches;
     cfg.pipeline.schedule = o->schedule;
+    cfg.pipeline.stage_local = o->stage_local;
     cfg.plan.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
     cfg.plan.stage_count = o->stage_count;
     cfg.balance.stage_plan_steps = o->stage_plan_count > 0 ? o->stage_plan_steps : NULL;
@@ -414,9 +416,9 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
                n > 0 ? recent / (double)n : 0.0, test_accuracy, test_loss);
         fflush(stdout);
     }
-    if (st == BL_OK && o->save_params != NULL && rank == 0) {
-        /* Every rank holds the same parameters: rank 0 writes them. */
-        st = bl_model_save_params(model, o->save_params);
+    if (st == BL_OK && o->save_params != NULL) {
+        /* Collective: each stage writes its own layers into the one file. */
+        st = bl_trainer_save_params(trainer, o->save_params);
     }
 done:
     /* Said before the teardown, which may wait on ranks that are gone. */

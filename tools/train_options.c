@@ -251,6 +251,7 @@ enum {
     OPT_PP,
     OPT_MICRO_BATCHES,
     OPT_SCHEDULE,
+    OPT_STAGE_MEMORY,
     OPT_STAGES,
     OPT_STAGES_AT,
     OPT_REPARTITION_HORIZON,
@@ -302,6 +303,7 @@ static const struct option long_options[] = {
     {"pp", required_argument, NULL, OPT_PP},
     {"micro-batches", required_argument, NULL, OPT_MICRO_BATCHES},
     {"schedule", required_argument, NULL, OPT_SCHEDULE},
+    {"stage-memory", required_argument, NULL, OPT_STAGE_MEMORY},
     {"stages", required_argument, NULL, OPT_STAGES},
     {"stages-at", required_argument, NULL, OPT_STAGES_AT},
     {"repartition-horizon", required_argument, NULL, OPT_REPARTITION_HORIZON},
@@ -374,6 +376,7 @@ static void set_defaults(train_options_t *o)
     o->pp = 1;
     o->micro_batches = 1;
     o->schedule = BL_SCHEDULE_1F1B;
+    o->stage_local = 1;
     o->repartition_horizon = 200.0;
     o->keep = 3;
     o->repartition_threshold = 0.02;
@@ -428,6 +431,12 @@ static int apply(int opt, const char *flag, const char *arg, train_options_t *o,
             return 0;
         }
         return flags_fail(err, errlen, "%s: '%s' is neither gpipe nor 1f1b", flag, arg);
+    case OPT_STAGE_MEMORY:
+        if (strcmp(arg, "local") == 0 || strcmp(arg, "whole") == 0) {
+            o->stage_local = strcmp(arg, "local") == 0;
+            return 0;
+        }
+        return flags_fail(err, errlen, "%s: '%s' is neither local nor whole", flag, arg);
     case OPT_STAGES:
         return parse_map(flag, arg, o->stage_first, &o->stage_count, &o->stages_end, err, errlen);
     case OPT_STAGES_AT:
@@ -577,6 +586,7 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
                                    OPT_SAVE_PARAMS,
                                    OPT_EVAL_EVERY,
                                    OPT_STAGES_AT,
+                                   OPT_STAGE_MEMORY,
                                    OPT_NCCL,
                                    OPT_DATA_ON_DEVICE,
                                    OPT_BUCKET_MB,

@@ -43,6 +43,7 @@ typedef struct train_options {
     int pp;                            /* --pp: pipeline stages (default 1) */
     int micro_batches;                 /* --micro-batches (default 1) */
     bl_schedule_t schedule;            /* --schedule (default 1f1b) */
+    int stage_local;                   /* --stage-memory local (1, default) or whole (0) */
     int stage_first[TRAIN_MAX_LAYERS]; /* --stages: each stage's first layer */
     int stage_count;                   /* 0: balanced by cost */
     int stages_end;                    /* one past the last layer --stages covers */

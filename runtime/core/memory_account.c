@@ -94,25 +94,36 @@ int bl_mem_read_cgroup_limit(const char *path, double *nbytes)
 
 /* Reads the limit of this process's cgroup: v2's memory.max of the cgroup
  * that /proc/self/cgroup names ("0::/path"), then the one at the root of
- * /sys/fs/cgroup (a container's own cgroup), then v1's limit_in_bytes.
- * Returns 0 when none is set. */
+ * /sys/fs/cgroup (a container's own cgroup), then v1's limit_in_bytes of the
+ * memory cgroup that /proc/self/cgroup names ("N:memory:/path"), then the
+ * one at the v1 hierarchy's root. Returns 0 when none is set. */
 static double cgroup_limit(bl_runtime_t *rt)
 {
-    char paths[3][512];
+    char paths[4][512];
+    char v2[400] = "", v1[400] = "";
     int count = 0;
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (f != NULL) {
         char line[400];
         while (fgets(line, sizeof line, f) != NULL) {
+            line[strcspn(line, "\n")] = '\0';
+            const char *memory = strstr(line, ":memory:");
             if (strncmp(line, "0::", 3) == 0) {
-                line[strcspn(line, "\n")] = '\0';
-                snprintf(paths[count++], sizeof paths[0], "/sys/fs/cgroup%s/memory.max", line + 3);
-                break;
+                snprintf(v2, sizeof v2, "%s", line + 3);
+            } else if (memory != NULL) {
+                snprintf(v1, sizeof v1, "%s", memory + 8);
             }
         }
         fclose(f);
     }
+    if (v2[0] == '/') {
+        snprintf(paths[count++], sizeof paths[0], "/sys/fs/cgroup%s/memory.max", v2);
+    }
     snprintf(paths[count++], sizeof paths[0], "/sys/fs/cgroup/memory.max");
+    if (v1[0] == '/' && v1[1] != '\0') {
+        snprintf(paths[count++], sizeof paths[0], "/sys/fs/cgroup/memory%s/memory.limit_in_bytes",
+                 v1);
+    }
     snprintf(paths[count++], sizeof paths[0], "/sys/fs/cgroup/memory/memory.limit_in_bytes");
     for (int i = 0; i < count; i++) {
         double v = 0.0;

@@ -106,26 +106,50 @@ bl_status_t bl_ckpt_save(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
                          const float *momentum, const bl_layout_t *l, const bl_ckpt_state_t *s,
                          int keep, bl_ckpt_fault_t fault, char *path, size_t n);
 
-/* Finds the newest checkpoint in dir that is complete and valid for model
- * m. Collective over rt: every rank must call it, and every rank gets the
- * checkpoint's path in path (n bytes) and *found = 1, or *found = 0 when
- * there is none. Rank 0 first removes leftover temporary directories, and
- * it warns about each checkpoint that it skips, with the reason. Returns
- * BL_OK, the status of a failed broadcast, or BL_ERR_INVALID_ARG when the
- * path does not fit in path. */
+/* Finds the newest checkpoint in dir that is complete and valid for model m:
+ * its manifest and every stage file that its map names pass the loader's
+ * checks, so that every rank may then load any window of it. Collective over
+ * rt: every rank must call it, and every rank gets the checkpoint's path in
+ * path (n bytes) and *found = 1, or *found = 0 when there is none. Rank 0
+ * first removes leftover temporary directories, and it warns about each
+ * checkpoint that it skips, with the reason. Returns BL_OK, the status of a
+ * failed broadcast, or BL_ERR_INVALID_ARG when the path does not fit in
+ * path. */
 bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,
                          size_t n, int *found);
 
-/* Loads the checkpoint at path into m's parameters and momentum (every
- * layer) and into *s. It is local, not collective. *s's arrays (the plan's,
- * and the policies' state) are allocated with the runtime's allocator; free
- * them with bl_ckpt_state_free. Every malformed file gives BL_ERR_FORMAT
- * naming the file and the field, and a model of another shape gives
- * BL_ERR_MISMATCH; a file that cannot be read gives BL_ERR_IO, and a lack
- * of memory BL_ERR_NO_MEM. On failure the model, momentum and *s are left
- * as they were. */
-bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
-                         bl_ckpt_state_t *s);
+/* Reads the state of the checkpoint at path (its manifest: the run's
+ * state, the plan it was saved with and the policies' state) into *s,
+ * after checking the manifest against m, but no parameters: a resume adopts
+ * the saved stage map before it loads the layers that it then holds. It is
+ * local, not collective. *s's arrays (the plan's, and the policies' state)
+ * are allocated with the runtime's allocator; free them with
+ * bl_ckpt_state_free. A malformed manifest gives BL_ERR_FORMAT naming the
+ * file and the field, and a model of another shape or the language-model
+ * trainer's checkpoint BL_ERR_MISMATCH; a manifest that cannot be read
+ * gives BL_ERR_IO, and a lack of memory BL_ERR_NO_MEM. On failure *s is
+ * left as it was. */
+bl_status_t bl_ckpt_read_state(bl_runtime_t *rt, const char *path, const bl_model_t *m,
+                               bl_ckpt_state_t *s);
+
+/* Loads the layers [lo, hi) of the checkpoint at path (0 <= lo < hi <= m's
+ * layers; BL_ERR_INVALID_ARG otherwise) into their places in m's parameters
+ * and in momentum (both of the model's full length, with memory for the
+ * window's layers at least), and the state into *s when s is not NULL (as
+ * bl_ckpt_read_state). It is local, not collective. It reads the manifest,
+ * and then only the stage files whose layers, under the manifest's stage
+ * map, overlap the window: each is checked in full (its CRCs, its lengths,
+ * and its range against the map), and only its overlap with the window is
+ * kept, in scratch arrays of the window's size, so that memory outside the
+ * window is never touched (a rank may hold memory for its own stage's layers
+ * only). Every malformed file gives BL_ERR_FORMAT naming the file and the
+ * field, and a model of another shape gives BL_ERR_MISMATCH; a file that
+ * cannot be read (or is missing) gives BL_ERR_IO naming it, and a lack of
+ * memory BL_ERR_NO_MEM. A stage file outside the window is not read, so a
+ * checkpoint that lacks one still loads that window; bl_ckpt_find checks
+ * every file. On failure the model, momentum and *s are left as they were. */
+bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, int lo, int hi,
+                         float *momentum, bl_ckpt_state_t *s);
 void bl_ckpt_state_free(bl_runtime_t *rt, bl_ckpt_state_t *s);
 
 /* Checks one checkpoint file held in memory against m (the fuzzers' entry

@@ -329,10 +329,11 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
 }
 
 /* Parses a stage file. Its range must be [lo, hi) when lo >= 0, else any
- * whole layers of m. Its parameters and momentum go into params and
- * momentum when those are not NULL. Returns BL_OK or BL_ERR_FORMAT. */
-static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi, float *params,
-                               float *momentum)
+ * whole layers of m. The part of its parameters and momentum inside w's
+ * window goes into w's arrays when w is not NULL. Returns BL_OK or
+ * BL_ERR_FORMAT. */
+static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
+                               const bl_ckpt_window_t *w)
 {
     static const uint32_t counts[VERSION] = {3, 3, 3};
     bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_STAGE, counts);
@@ -357,15 +358,22 @@ static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
                            (unsigned long long)bl_le_get64(p + 16),
                            (unsigned long long)bl_le_get64(p + 8), count, first);
     }
+    /* The layers are laid out in order, so the overlap of the file's layers
+     * with the window's is the overlap of their parameter ranges. */
+    size_t from = 0, to = 0;
+    if (w != NULL) {
+        from = first > w->first ? first : w->first;
+        to = first + count < w->first + w->count ? first + count : w->first + w->count;
+    }
     for (int k = 0; k < 2; k++) {
         st = bl_ckpt_read_section(r, k == 0 ? BL_CKPT_SEC_PARAMS : BL_CKPT_SEC_MOMENTUM,
                                   count * sizeof(float), &p, &len);
         if (st != BL_OK) {
             return st;
         }
-        float *to = k == 0 ? params : momentum;
-        if (to != NULL) {
-            memcpy(to + first, p, len);
+        if (from < to) {
+            memcpy((k == 0 ? w->params : w->momentum) + (from - w->first),
+                   p + (from - first) * sizeof(float), (to - from) * sizeof(float));
         }
     }
     return bl_ckpt_read_end(r);
@@ -379,11 +387,11 @@ bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const uns
 }
 
 bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
-                                size_t len, const bl_model_t *m, int lo, int hi, float *params,
-                                float *momentum)
+                                size_t len, const bl_model_t *m, int lo, int hi,
+                                const bl_ckpt_window_t *w)
 {
     reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
-    return parse_stage(&r, m, lo, hi, params, momentum);
+    return parse_stage(&r, m, lo, hi, w);
 }
 
 bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
@@ -391,7 +399,7 @@ bl_status_t bl_ckpt_check_file(bl_runtime_t *rt, const char *name, const unsigne
 {
     reader_t r = {.rt = rt, .name = name, .bytes = bytes, .len = len};
     if (len >= BL_CKPT_HEADER_BYTES && bl_le_get32(bytes + 16) == BL_CKPT_KIND_STAGE) {
-        return parse_stage(&r, m, -1, -1, NULL, NULL);
+        return parse_stage(&r, m, -1, -1, NULL);
     }
     return parse_manifest(&r, m, NULL);
 }

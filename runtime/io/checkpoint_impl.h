@@ -55,15 +55,23 @@ void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, co
 bl_status_t bl_ckpt_parse_manifest(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
                                    size_t len, const bl_model_t *m, bl_ckpt_state_t *s);
 
+/* A window of the model's parameters, [first, first + count), and the
+ * arrays of `count` floats that receive its parameters and momentum from the
+ * stage files that overlap it. */
+typedef struct bl_ckpt_window {
+    size_t first, count;
+    float *params, *momentum;
+} bl_ckpt_window_t;
+
 /* Checks the stage file `name` held in bytes[0, len) against m. Returns
  * BL_OK, or BL_ERR_FORMAT naming the file and the field. Its range must be
- * the layers [lo, hi) when lo >= 0, else any whole layers of m. Its
- * parameters and momentum are copied to their places in params and
- * momentum (each of m's full length) when those are not NULL, even when a
- * later check fails. It never reads outside bytes[0, len). */
+ * the layers [lo, hi) when lo >= 0, else any whole layers of m. With w not
+ * NULL, the part of its parameters and momentum that lies in w's window is
+ * copied to its place in w's arrays, even when a later check fails. It never
+ * reads outside bytes[0, len). */
 bl_status_t bl_ckpt_parse_stage(bl_runtime_t *rt, const char *name, const unsigned char *bytes,
-                                size_t len, const bl_model_t *m, int lo, int hi, float *params,
-                                float *momentum);
+                                size_t len, const bl_model_t *m, int lo, int hi,
+                                const bl_ckpt_window_t *w);
 
 /* ---- checkpoint_save.c ----------------------------------------------- */
 

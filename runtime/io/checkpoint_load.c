@@ -1,13 +1,14 @@
-/* This file finds and loads checkpoints (bl_ckpt_find, bl_ckpt_load), and
- * it takes a checkpoint's stage map on resume for either trainer
- * (bl_ckpt_adopt_map, checkpoint_file.h). A
- * valid checkpoint is a ckpt-<step> directory whose manifest and stage
- * files all pass checkpoint_format.c's checks against the model. The finder
- * removes the temporary directories that dead saves left, tries the
- * checkpoints newest first and warns about each one it skips. The loader
- * reads every file whole into memory, after checking its size against the
- * most that the model's checkpoint needs, and decodes it into scratch
- * arrays, so that a bad file leaves the model as it was. */
+/* This file finds and loads checkpoints (bl_ckpt_find, bl_ckpt_read_state,
+ * bl_ckpt_load), and it takes a checkpoint's stage map on resume for either
+ * trainer (bl_ckpt_adopt_map, checkpoint_file.h). A valid checkpoint is a
+ * ckpt-<step> directory whose manifest and stage files all pass
+ * checkpoint_format.c's checks against the model. The finder removes the
+ * temporary directories that dead saves left, tries the checkpoints newest
+ * first and warns about each one it skips. The loader reads the manifest and
+ * then the stage files that hold the window of layers asked for, each whole
+ * into memory after checking its size against the most that its layers
+ * need, and decodes the window's part into scratch arrays of the window's
+ * size, so that a bad file leaves the model as it was. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -114,18 +115,14 @@ bl_status_t bl_ckpt_read_whole(bl_runtime_t *rt, const char *path, size_t max, u
     return st;
 }
 
-/* Reads and checks the manifest and every stage file of the checkpoint at
- * dir. With params and momentum not NULL, it loads the files' parameters
- * and momentum into them; with s not NULL, it fills *s on success (and
- * leaves it untouched on failure). Returns BL_OK or the first failure. */
-static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t *m, float *params,
-                                   float *momentum, bl_ckpt_state_t *s)
+/* Reads and checks the manifest of the checkpoint at dir into *got, whose
+ * arrays are allocated (free them with bl_ckpt_state_free); *got is
+ * untouched on failure. A language-model checkpoint is refused with
+ * BL_ERR_MISMATCH. */
+static bl_status_t read_manifest(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
+                                 bl_ckpt_state_t *got)
 {
-    const bl_allocator_t *a = bl_rt_allocator(rt);
     char path[PATH_MAX];
-    unsigned char *bytes = NULL;
-    size_t len = 0;
-    bl_ckpt_state_t got = {0};
     snprintf(path, sizeof path, "%s/%s", dir, BL_CKPT_LM_FILE);
     if (access(path, F_OK) == 0) {
         return bl_fail(rt, BL_ERR_MISMATCH,
@@ -134,49 +131,88 @@ static bl_status_t read_checkpoint(bl_runtime_t *rt, const char *dir, bl_model_t
                        dir, BL_CKPT_LM_FILE);
     }
     snprintf(path, sizeof path, "%s/%s", dir, BL_CKPT_MANIFEST_FILE);
+    unsigned char *bytes = NULL;
+    size_t len = 0;
     bl_status_t st = bl_ckpt_read_whole(rt, path, BL_CKPT_MANIFEST_MAX, &bytes, &len);
     if (st == BL_OK) {
-        st = bl_ckpt_parse_manifest(rt, path, bytes, len, m, &got);
+        st = bl_ckpt_parse_manifest(rt, path, bytes, len, m, got);
     }
-    bl_mem_free(a, bytes);
-    for (int s2 = 0; st == BL_OK && s2 < got.plan.stages; s2++) {
-        size_t first, count;
-        bl_ckpt_param_range(m, got.plan.first[s2], got.plan.first[s2 + 1], &first, &count);
-        snprintf(path, sizeof path, "%s/stage-%d.bin", dir, s2);
+    bl_mem_free(bl_rt_allocator(rt), bytes);
+    return st;
+}
+
+/* Reads and checks the stage files of the checkpoint at dir whose layers,
+ * under the manifest's stage map (in saved), overlap the layers [lo, hi);
+ * each must hold exactly its stage's layers. With w not NULL, the part of
+ * their parameters and momentum in w's window goes into w's arrays. Returns
+ * BL_OK or the first failure. */
+static bl_status_t read_stages(bl_runtime_t *rt, const char *dir, const bl_model_t *m,
+                               const bl_ckpt_state_t *saved, int lo, int hi,
+                               const bl_ckpt_window_t *w)
+{
+    const int *first = saved->plan.first;
+    bl_status_t st = BL_OK;
+    for (int stage = 0; st == BL_OK && stage < saved->plan.stages; stage++) {
+        if (first[stage + 1] <= lo || first[stage] >= hi) {
+            continue;
+        }
+        size_t offset, count;
+        bl_ckpt_param_range(m, first[stage], first[stage + 1], &offset, &count);
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/stage-%d.bin", dir, stage);
         size_t max =
             BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
+        unsigned char *bytes = NULL;
+        size_t len = 0;
         st = bl_ckpt_read_whole(rt, path, max, &bytes, &len);
         if (st == BL_OK) {
-            st = bl_ckpt_parse_stage(rt, path, bytes, len, m, got.plan.first[s2],
-                                     got.plan.first[s2 + 1], params, momentum);
+            st = bl_ckpt_parse_stage(rt, path, bytes, len, m, first[stage], first[stage + 1], w);
         }
-        bl_mem_free(a, bytes);
+        bl_mem_free(bl_rt_allocator(rt), bytes);
+    }
+    return st;
+}
+
+bl_status_t bl_ckpt_read_state(bl_runtime_t *rt, const char *path, const bl_model_t *m,
+                               bl_ckpt_state_t *s)
+{
+    return read_manifest(rt, path, m, s);
+}
+
+bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, int lo, int hi,
+                         float *momentum, bl_ckpt_state_t *s)
+{
+    if (lo < 0 || hi > m->layer_count || lo >= hi) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "checkpoint %s: the layers [%d, %d) to load are not a window of this "
+                       "model's %d layers",
+                       path, lo, hi, m->layer_count);
+    }
+    /* The window is read into scratch arrays of its size first, so that a bad
+     * file leaves the model as it was. */
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    bl_ckpt_window_t w;
+    bl_ckpt_param_range(m, lo, hi, &w.first, &w.count);
+    w.params = bl_mem_array(a, w.count > 0 ? w.count : 1, sizeof(float));
+    w.momentum = bl_mem_array(a, w.count > 0 ? w.count : 1, sizeof(float));
+    bl_ckpt_state_t got = {0};
+    bl_status_t st = w.params != NULL && w.momentum != NULL
+                         ? read_manifest(rt, path, m, &got)
+                         : bl_fail(rt, BL_ERR_NO_MEM, "no memory to load a checkpoint");
+    if (st == BL_OK) {
+        st = read_stages(rt, path, m, &got, lo, hi, &w);
+    }
+    if (st == BL_OK) {
+        memcpy(m->params + w.first, w.params, w.count * sizeof(float));
+        memcpy(momentum + w.first, w.momentum, w.count * sizeof(float));
     }
     if (st == BL_OK && s != NULL) {
         *s = got;
     } else {
         bl_ckpt_state_free(rt, &got);
     }
-    return st;
-}
-
-bl_status_t bl_ckpt_load(bl_runtime_t *rt, const char *path, bl_model_t *m, float *momentum,
-                         bl_ckpt_state_t *s)
-{
-    /* The checkpoint is read into scratch arrays first, so that a bad file
-     * leaves the model as it was. */
-    const bl_allocator_t *a = bl_rt_allocator(rt);
-    float *params = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
-    float *mom = bl_mem_array(a, m->param_count > 0 ? m->param_count : 1, sizeof(float));
-    bl_status_t st = params != NULL && mom != NULL
-                         ? read_checkpoint(rt, path, m, params, mom, s)
-                         : bl_fail(rt, BL_ERR_NO_MEM, "no memory to load a checkpoint");
-    if (st == BL_OK) {
-        memcpy(m->params, params, m->param_count * sizeof(float));
-        memcpy(momentum, mom, m->param_count * sizeof(float));
-    }
-    bl_mem_free(a, params);
-    bl_mem_free(a, mom);
+    bl_mem_free(a, w.params);
+    bl_mem_free(a, w.momentum);
     return st;
 }
 
@@ -261,10 +297,19 @@ bl_status_t bl_ckpt_find_valid(bl_runtime_t *rt, const char *dir, bl_ckpt_check_
 }
 
 /* The layer trainer's check: every file of the checkpoint is valid for the
- * model arg. */
+ * model arg (its manifest, and the stage files of all its layers), so that a
+ * resume, whichever window of layers each rank then loads, never takes an
+ * incomplete checkpoint. */
 static bl_status_t check_layer_checkpoint(bl_runtime_t *rt, const char *path, void *arg)
 {
-    return read_checkpoint(rt, path, arg, NULL, NULL, NULL);
+    const bl_model_t *m = arg;
+    bl_ckpt_state_t got = {0};
+    bl_status_t st = read_manifest(rt, path, m, &got);
+    if (st == BL_OK) {
+        st = read_stages(rt, path, m, &got, 0, m->layer_count, NULL);
+    }
+    bl_ckpt_state_free(rt, &got);
+    return st;
 }
 
 bl_status_t bl_ckpt_find(bl_runtime_t *rt, const char *dir, const bl_model_t *m, char *path,

@@ -1,5 +1,6 @@
 /* Models: an ordered list of layers, the parameters and the gradients in
  * one allocation each, and the forward and backward passes. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,8 +45,8 @@ void bl_model_destroy(bl_model_t *m)
         }
     }
     bl_mem_free(a, m->layers);
-    bl_mem_free(a, m->params);
-    bl_mem_free(a, m->grads);
+    bl_span_release(&m->param_span);
+    bl_span_release(&m->grad_span);
     bl_mem_free(a, m);
 }
 
@@ -158,23 +159,12 @@ bl_status_t bl_model_set_device_ops(bl_model_t *m, int layer, bl_layer_fn forwar
     return BL_OK;
 }
 
-/* Fills a dense layer's parameters as torch.nn.Linear does by default: W
- * and b are uniform in ±1/√in. */
-static void init_dense(const bl_layer_t *l, float *params, uint64_t seed)
-{
-    float bound = 1.0f / sqrtf((float)l->in_features);
-    size_t w_count = (size_t)l->in_features * (size_t)l->out_features;
-    bl_fill_uniform(params, w_count, -bound, bound, bl_seed_mix(seed, 0));
-    bl_fill_uniform(params + w_count, (size_t)l->out_features, -bound, bound, bl_seed_mix(seed, 1));
-}
-
 bl_status_t bl_model_build(bl_model_t *m, uint64_t seed)
 {
     if (m == NULL) {
         return BL_ERR_INVALID_ARG;
     }
     bl_runtime_t *rt = m->rt;
-    const bl_allocator_t *a = bl_rt_allocator(rt);
     if (m->built) {
         return bl_fail(rt, BL_ERR_INVALID_ARG, "the model is already built");
     }
@@ -193,33 +183,22 @@ bl_status_t bl_model_build(bl_model_t *m, uint64_t seed)
         l->param_offset = total;
         total += l->param_count;
     }
-    float *params = bl_mem_array(a, total, sizeof(float));
-    float *grads = bl_mem_array_zeroed(a, total, sizeof(float));
-    if (params == NULL || grads == NULL) {
-        bl_mem_free(a, params);
-        bl_mem_free(a, grads);
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for %zu parameters and their gradients",
-                       total);
+    /* Address space for every layer now, memory for a layer from its first
+     * use on (model_hold.c): a pipeline stage never pays for the others. */
+    if (total > 0 && (bl_span_reserve(&m->param_span, total * sizeof(float)) != 0 ||
+                      bl_span_reserve(&m->grad_span, total * sizeof(float)) != 0)) {
+        bl_span_release(&m->param_span);
+        return bl_fail(rt, BL_ERR_NO_MEM,
+                       "no address space for %zu parameters and their gradients: %s", total,
+                       strerror(errno));
     }
     for (int i = 0; i < m->layer_count; i++) {
-        bl_layer_t *l = &m->layers[i];
-        uint64_t layer_seed = bl_seed_mix(bl_seed_mix(seed, BL_SEED_DOMAIN_INIT), (uint64_t)i);
-        float *p = params + l->param_offset;
-        if (l->kind == BL_LAYER_DENSE) {
-            init_dense(l, p, layer_seed);
-        } else if (l->kind == BL_LAYER_USER && l->param_count > 0) {
-            bl_status_t st = l->ops.init(l->state, l->in_features, l->out_features, p, layer_seed);
-            if (st != BL_OK) {
-                bl_mem_free(a, params);
-                bl_mem_free(a, grads);
-                return bl_fail(rt, st, "layer %d (%s): init() failed", i,
-                               l->ops.name ? l->ops.name : "user layer");
-            }
-        }
+        m->layers[i].fresh = 1;
     }
-    m->params = params;
-    m->grads = grads;
+    m->params = (float *)m->param_span.base;
+    m->grads = (float *)m->grad_span.base;
     m->param_count = total;
+    m->seed = seed;
     m->built = 1;
     return BL_OK;
 }
@@ -241,7 +220,12 @@ size_t bl_model_param_count(const bl_model_t *m)
 
 float *bl_model_params(bl_model_t *m)
 {
-    return m == NULL ? NULL : m->params;
+    /* A model that no stage-local trainer has cut down is made whole here;
+     * otherwise only its held layers may be read. */
+    if (m == NULL || (m->built && !m->dropped && bl_model_widen(m, 0, m->layer_count) != BL_OK)) {
+        return NULL;
+    }
+    return m->params;
 }
 
 bl_status_t bl_workspace_init(bl_model_t *m, int max_batch, bl_workspace_t *ws)

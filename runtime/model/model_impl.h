@@ -5,6 +5,7 @@
 
 #include "runtime_impl.h"
 #include "device.h"
+#include "span.h"
 
 typedef enum { BL_LAYER_DENSE, BL_LAYER_RELU, BL_LAYER_USER } bl_layer_kind_t;
 
@@ -21,6 +22,7 @@ typedef struct bl_layer {
      * bl_model_set_device_ops. */
     bl_layer_fn device_forward;
     bl_layer_fn device_backward;
+    int fresh; /* 1 until the layer's parameters are first held and initialised */
 } bl_layer_t;
 
 struct bl_model {
@@ -31,8 +33,18 @@ struct bl_model {
     int layer_capacity;
     int built;
     size_t param_count;
-    float *params; /* all the parameters in one allocation; layers view it by offset */
-    float *grads;  /* the same layout: the per-sample gradient sums of the last backward */
+    /* All the parameters, and the per-sample gradient sums of the last
+     * backward in the same layout; layers view them by offset. Each is a
+     * span (span.h) of the whole model's length with memory for the held
+     * layers [held_first, held_last) only (model_hold.c). While a trainer's
+     * node-local reduction lives, params and grads point into its shared
+     * windows instead. */
+    float *params;
+    float *grads;
+    bl_span_t param_span, grad_span;
+    int held_first, held_last;
+    int dropped;   /* 1 once a held layer with parameters was given back */
+    uint64_t seed; /* the seed that initialises a layer when first held */
     /* Where the passes run. While a trainer lives on a rank with a device
      * of its own (a GPU), it points these at the device and at the device's
      * copies of the parameters and gradients (in the same layout). NULL
@@ -56,6 +68,29 @@ static inline float *bl_model_exec_grads(const bl_model_t *m)
 {
     return m->exec_grads != NULL ? m->exec_grads : m->grads;
 }
+
+/* ---- model_hold.c: which layers have memory ----------------------------- */
+
+/* Holds memory for the parameters and gradients of exactly the layers
+ * [first, last) (0 <= first <= last <= the layer count) and gives back the
+ * memory of every other layer, whose values are lost (a pipeline stage's
+ * layers). A layer held for the first time is initialised from the seed
+ * (its gradients read as zeros). Returns BL_OK, or BL_ERR_NO_MEM or the
+ * failure of a user layer's init, recorded on the model's runtime. */
+bl_status_t bl_model_hold(bl_model_t *m, int first, int last);
+/* Holds memory for the layers [first, last) as well as those held already
+ * (the smallest run of layers covering both), keeping every held value: the
+ * receiving side of a layer migration. Returns as bl_model_hold does. */
+bl_status_t bl_model_widen(bl_model_t *m, int first, int last);
+/* Holds every layer for a caller that reads or writes the whole model
+ * (`what`, e.g. "save params to x.bin"). Returns BL_OK, the failures of
+ * bl_model_widen, or BL_ERR_INVALID_ARG naming the held layers when some
+ * layer's values were given back (a stage-local trainer's model). */
+bl_status_t bl_model_hold_all(bl_model_t *m, const char *what);
+/* Sets [*first, *first + *count) to the parameters of the held layers. */
+void bl_model_held_params(const bl_model_t *m, size_t *first, size_t *count);
+/* Sets [*first, *first + *count) to the parameters of layers [lo, hi). */
+void bl_model_layer_params(const bl_model_t *m, int lo, int hi, size_t *first, size_t *count);
 
 /* The activation and gradient buffers of the layers [first, last), which
  * are the whole model or one pipeline stage's layers, for batches of up to

@@ -43,7 +43,7 @@ static bl_status_t require_built(bl_model_t *m, const char *path)
     if (!m->built) {
         return bl_fail(m->rt, BL_ERR_INVALID_ARG, "%s: the model is not built yet", path);
     }
-    return BL_OK;
+    return bl_model_hold_all(m, path);
 }
 
 /* Writes the parameters of the model ctx to f, little-endian. The model's

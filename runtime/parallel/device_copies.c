@@ -40,10 +40,14 @@ bl_status_t bl_device_copies_download(bl_device_copies_t *c, bl_runtime_t *rt, f
     if (c->device == NULL) {
         return BL_OK;
     }
-    size_t nbytes = c->count * sizeof(float);
+    /* Only the layers that the host holds travel (a stage-local pipeline
+     * stage's, else all). */
+    size_t first, count;
+    bl_model_held_params(c->model, &first, &count);
+    size_t nbytes = count * sizeof(float);
     const bl_device_memory_t *mem = c->device->memory;
-    mem->to_host(c->model->params, c->params, nbytes);
-    mem->to_host(velocity, c->velocity, nbytes);
+    mem->to_host(c->model->params + first, c->params + first, nbytes);
+    mem->to_host(velocity + first, c->velocity + first, nbytes);
     return bl_device_check(rt, c->device, "downloading the parameters and momentum");
 }
 
@@ -52,21 +56,27 @@ bl_status_t bl_device_copies_upload(bl_device_copies_t *c, bl_runtime_t *rt, con
     if (c->device == NULL) {
         return BL_OK;
     }
-    size_t nbytes = c->count * sizeof(float);
+    size_t first, count;
+    bl_model_held_params(c->model, &first, &count);
+    size_t nbytes = count * sizeof(float);
     const bl_device_memory_t *mem = c->device->memory;
-    mem->to_device(c->params, c->model->params, nbytes);
-    mem->to_device(c->velocity, velocity, nbytes);
+    mem->to_device(c->params + first, c->model->params + first, nbytes);
+    mem->to_device(c->velocity + first, velocity + first, nbytes);
     return bl_device_check(rt, c->device, "uploading the parameters and momentum");
 }
 
 void bl_device_copies_pin_grads(bl_device_copies_t *c, bl_runtime_t *rt)
 {
-    size_t nbytes = c->count * sizeof(float);
+    /* The held layers' gradients: a stage-local stage pins its own layers'
+     * (the ones it starts with; after a migration the rest go pageable). */
+    size_t first, count;
+    bl_model_held_params(c->model, &first, &count);
+    size_t nbytes = count * sizeof(float);
     if (c->device == NULL || c->pinned_grads != NULL || nbytes == 0) {
         return;
     }
-    if (c->device->memory->pin(c->model->grads, nbytes) == 0) {
-        c->pinned_grads = c->model->grads;
+    if (c->device->memory->pin(c->model->grads + first, nbytes) == 0) {
+        c->pinned_grads = c->model->grads + first;
     } else {
         bl_log(rt, BL_LOG_DEBUG,
                "rank %d: the host gradients (%zu bytes) could not be page-locked; staged copies "

@@ -1,6 +1,7 @@
 /* Stage maps in motion (trainer_impl.h): every step of a layer migration
  * besides the transfers themselves (migration.h), the stage's rebuild for its
  * new layers, and making every rank's model whole and current. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,34 @@
 #include "replica_check.h"
 #include "trainer_impl.h"
 #include "wait.h"
+
+void bl_trainer_held_layers(const bl_trainer_t *t, int *first, int *last)
+{
+    *first = t->stage_local ? t->plan.first[t->layout.stage] : 0;
+    *last = t->stage_local ? t->plan.first[t->layout.stage + 1] : t->model->layer_count;
+}
+
+bl_status_t bl_trainer_hold_layers(bl_trainer_t *t, const int *map, int keep)
+{
+    bl_model_t *m = t->model;
+    int first = t->stage_local ? map[t->layout.stage] : 0;
+    int last = t->stage_local ? map[t->layout.stage + 1] : m->layer_count;
+    bl_status_t st =
+        keep || !t->stage_local ? bl_model_widen(m, first, last) : bl_model_hold(m, first, last);
+    if (st != BL_OK || m->param_count == 0) {
+        return st;
+    }
+    /* The momentum follows the model's held parameters. */
+    size_t lo, count;
+    bl_model_held_params(m, &lo, &count);
+    size_t a = lo * sizeof(float), b = (lo + count) * sizeof(float);
+    int rc = keep || !t->stage_local ? bl_span_widen(&t->velocity_span, a, b)
+                                     : bl_span_hold(&t->velocity_span, a, b);
+    return rc == 0 ? BL_OK
+                   : bl_fail(t->rt, BL_ERR_NO_MEM,
+                             "rank %d: no memory for the momentum of %zu parameters: %s",
+                             t->rt->rank, count, strerror(errno));
+}
 
 /* Sets [*first, *first + *count) to the parameters of stage `stage`'s layers. */
 void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count)
@@ -48,7 +77,10 @@ bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
 bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
 {
     bl_stage_free(&t->stage);
-    bl_status_t st = bl_trainer_init_stage(t);
+    bl_status_t st = bl_trainer_hold_layers(t, t->plan.first, 0);
+    if (st == BL_OK) {
+        st = bl_trainer_init_stage(t);
+    }
     return st != BL_OK ? st : bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
 }
 
@@ -66,9 +98,22 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
      * first, and its device copies afterwards, so that these hold the new
      * layers too. */
     bl_status_t down = bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    /* Under stage-local memory the stage holds its incoming layers beside its
+     * own during the transfers, and gives back the outgoing ones afterwards
+     * (bl_trainer_rebuild_stage). A rank that cannot hold them must not
+     * receive, so the job agrees on it before any transfer. */
+    int pinned = t->stage_local && t->dev.pinned_grads != NULL;
+    if (pinned) {
+        bl_device_copies_settle(&t->dev); /* page-locked memory is not given back */
+    }
+    bl_status_t st = bl_agree(t->rt, bl_trainer_hold_layers(t, next, 1), BL_ERR_NO_MEM,
+                              "holding the incoming layers of a migration");
+    if (st != BL_OK) {
+        return st;
+    }
     /* Every rank takes part in the transfers even after a failed download; the
      * agreement below then fails the move everywhere. */
-    bl_status_t st = bl_migrate_layers(l, t->model, t->velocity, t->plan.first, next, &mig);
+    st = bl_migrate_layers(l, t->model, t->velocity, t->plan.first, next, &mig);
     if (st == BL_OK) {
         st = down;
     }
@@ -105,7 +150,11 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
     *moved = mig.layers_moved;
     /* The new buffers (device memory may run out) are agreed on before the next
      * step. */
-    return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
+    st = bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
+    if (st == BL_OK && pinned) {
+        bl_device_copies_pin_grads(&t->dev, t->rt); /* the new layers' gradients */
+    }
+    return st;
 }
 
 /* In a pipelined job a rank's model is current only in its stage's layers once
@@ -115,6 +164,9 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
  * Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t)
 {
+    if (t->stage_local) {
+        return bl_device_copies_download(&t->dev, t->rt, t->velocity);
+    }
     if (t->layout.stages == 1 || t->whole_at == t->step) {
         return BL_OK;
     }

@@ -40,6 +40,7 @@ static bl_status_t setup_plan(bl_trainer_t *t)
     if (st != BL_OK) {
         return st;
     }
+    t->stage_local = t->cfg.pipeline.stage_local && t->layout.stages > 1;
     t->user_map = t->cfg.plan.stage_first != NULL;
     t->cfg_shards_given = t->cfg.plan.shards != NULL;
     return bl_trainer_first_plan(t);
@@ -60,13 +61,19 @@ static bl_status_t setup_state(bl_trainer_t *t)
         BL_OK) {
         return bl_fail_from(t->rt, &err);
     }
-    t->velocity = bl_mem_array_zeroed(a, t->model->param_count, sizeof(float));
-    t->indices = bl_mem_array(a, (size_t)B, sizeof *t->indices);
-    if (t->velocity == NULL || t->indices == NULL) {
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for the optimizer state and a batch of %d",
-                       B);
+    /* The momentum is a span like the model's arrays (model_hold.c), holding
+     * memory for the same layers. */
+    size_t count = t->model->param_count;
+    if (count > 0 && bl_span_reserve(&t->velocity_span, count * sizeof(float)) != 0) {
+        return bl_fail(t->rt, BL_ERR_NO_MEM, "no address space for the momentum of %zu parameters",
+                       count);
     }
-    return BL_OK;
+    t->velocity = (float *)t->velocity_span.base;
+    t->indices = bl_mem_array(a, (size_t)B, sizeof *t->indices);
+    if (t->indices == NULL) {
+        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a batch of %d", B);
+    }
+    return bl_trainer_hold_layers(t, t->plan.first, 0);
 }
 
 /* Every rank arrives here with a plan. The device check and the start-up check
@@ -261,7 +268,7 @@ void bl_trainer_destroy(bl_trainer_t *t)
     bl_layout_free(&t->layout);
     bl_plan_free(&t->plan, &pa);
     bl_plan_free(&t->next, &pa);
-    bl_mem_free(a, t->velocity);
+    bl_span_release(&t->velocity_span);
     bl_mem_free(a, t->indices);
     bl_mem_free(a, t->memory_json);
     bl_mem_free(a, t);

@@ -118,6 +118,19 @@ static bl_status_t adopt_plan(bl_trainer_t *t, const bl_plan_t *saved, const cha
     return BL_OK;
 }
 
+/* The resume reads the checkpoint's state first, checks that it continues this
+ * run and adopts its plan (which may rebuild the stage for the saved map), and
+ * only then loads the layers that this rank holds under that map
+ * (bl_trainer_held_layers: its stage's under stage-local memory, else every
+ * layer), so that a rank never touches another stage's memory. Every step's
+ * failure is agreed over the job, so every rank fails together. A failure
+ * before the plan is adopted leaves the trainer as it was. A failed load
+ * leaves the parameters and momentum that the rank holds as they were, but
+ * by then the plan may be the saved one and the stage rebuilt for it (with
+ * memory for other layers under stage-local memory), and after a failed
+ * upload the host arrays hold the checkpoint's layers but the device does
+ * not: a trainer whose resume failed must not be used, only destroyed
+ * (ballast-train ends the job on a failed resume). */
 bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
 {
     if (t == NULL || dir == NULL || resumed == NULL) {
@@ -132,21 +145,32 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
         return st;
     }
     bl_ckpt_state_t s = {0};
-    st = bl_ckpt_load(t->rt, path, t->model, t->velocity, &s);
+    st = bl_ckpt_read_state(t->rt, path, t->model, &s);
     if (st == BL_OK) {
         st = check_resumable(t, path, &s);
     }
     /* Every rank read the same files, so a failure anywhere fails everywhere. */
     st = bl_agree(t->rt, st, BL_ERR_IO, "the resume");
     if (st == BL_OK) {
-        st = bl_device_copies_upload(&t->dev, t->rt, t->velocity);
+        st = adopt_plan(t, &s.plan, path);
+    }
+    int lo = 0, hi = 0;
+    if (st == BL_OK) {
+        bl_trainer_held_layers(t, &lo, &hi);
+        st = bl_agree(t->rt, bl_ckpt_load(t->rt, path, t->model, lo, hi, t->velocity, NULL),
+                      BL_ERR_IO, "loading the checkpoint's layers");
+    }
+    if (st == BL_OK) {
+        /* bl_control_restore below is collective, so an upload that fails on
+         * one rank fails every rank here. */
+        st = bl_agree(t->rt, bl_device_copies_upload(&t->dev, t->rt, t->velocity), BL_ERR_IO,
+                      "uploading the checkpoint's layers");
     }
     if (st == BL_OK) {
         t->step = s.step;
-        t->whole_at = s.step; /* every rank loaded every layer */
-        st = adopt_plan(t, &s.plan, path);
-    }
-    if (st == BL_OK) {
+        if (lo == 0 && hi == t->model->layer_count) {
+            t->whole_at = s.step; /* this rank loaded every layer */
+        }
         bl_log(t->rt, BL_LOG_INFO,
                "resumed from %s at step %ld (saved on %d ranks: %d pipelines x %d stages)", path,
                s.step, s.ranks, s.plan.groups, s.plan.stages);

@@ -38,6 +38,7 @@ struct bl_trainer {
     bl_reducer_t *reducer;    /* the stage's gradient reduction and update */
     int failed;               /* 1 when a step failed, so teardown must not wait for the others */
     float *velocity;          /* the momentum, in the parameters' layout */
+    bl_span_t velocity_span;  /* velocity's memory: the held layers' part (span.h) */
     /* A rank computing on a device of its own keeps the parameters, gradients
      * and momentum there (dev; the host arrays are synced at the API's edges).
      * group says what the rank's data-parallel group is made of. */
@@ -53,6 +54,7 @@ struct bl_trainer {
     long step;                /* the next global step */
     int user_map;             /* 1 when the stage map came from the config */
     int cfg_shards_given;     /* 1 when the shard plan came from the config */
+    int stage_local;          /* 1: this rank holds its stage's layers only (pipelines) */
     long whole_at;            /* the step at which every rank last held every layer's
                                  current parameters (pipelines; 0: the initial ones) */
     double modelled_s_per_op; /* > 0: modelled step times (bl_trainer_emulate_timing) */
@@ -102,21 +104,35 @@ void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out);
 
 /* ---- stage_moves.c ------------------------------------------------------ */
 
+/* Sets [*first, *last) to the layers whose parameters, gradients and momentum
+ * this rank holds: its stage's under stage-local memory (t->stage_local), else
+ * every layer. */
+void bl_trainer_held_layers(const bl_trainer_t *t, int *first, int *last);
 /* Sets [*first, *first + *count) to the parameters of stage `stage`'s layers
  * under the stage map in force. */
 void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, size_t *count);
+/* Holds memory for the parameters, gradients and momentum of the layers that
+ * this rank holds under the stage map in force (bl_trainer_held_layers), and
+ * gives back every other layer's. With keep 1 the layers held already stay
+ * too (the receiving side of a migration, before its transfers). Local;
+ * BL_ERR_NO_MEM or a user layer's init failure. */
+bl_status_t bl_trainer_hold_layers(bl_trainer_t *t, const int *map, int keep);
 /* Sets up this rank's stage for the layers that the stage map in force gives
  * it: its buffers and its transfers (the pipeline's device communicator, when
  * direct). Local. */
 bl_status_t bl_trainer_init_stage(bl_trainer_t *t);
 /* Makes the stage and the reducer's buckets anew for the layers that the stage
- * map gives this rank's stage now (after a layer migration). Local. */
+ * map gives this rank's stage now (after a layer migration, or a resume that
+ * adopts a saved map), and under stage-local memory gives back the memory of
+ * the layers that the stage no longer owns. Local. */
 bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t);
 /* Moves to stage map `next` at the boundary after step `step`, in every
  * pipeline at once: the plan's map becomes `next`, and *moved receives the
  * number of layers moved. Collective: a failure anywhere fails every rank. */
 bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int *moved);
-/* Makes every rank's model whole and current in a pipelined job. Collective. */
+/* Makes every rank's model whole and current in a pipelined job; under
+ * stage-local memory it only brings this rank's host arrays up to date.
+ * Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t);
 /* Checks that every replica of a stage holds the same parameters and momentum
  * (BL_ERR_MISMATCH if not), agreed over the job. Collective. */

@@ -42,13 +42,14 @@ void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out)
 {
     const bl_model_t *m = t->model;
     const bl_stage_t *s = &t->stage;
-    /* Every rank holds the whole model's parameters, gradients and momentum
-     * (one allocation each), pipelines too: a stage does not free the
-     * layers it does not own. */
+    /* The parameters, gradients and momentum of the layers this rank holds:
+     * every layer, or its stage's under stage-local memory (model_hold.c). */
+    size_t first, held;
+    bl_model_held_params(m, &first, &held);
     *out = (bl_mem_account_t){0};
-    out->params = nbytes(m->param_count, sizeof(float));
-    out->grads = nbytes(m->param_count, sizeof(float));
-    out->optimizer = t->velocity != NULL ? nbytes(m->param_count, sizeof(float)) : 0.0;
+    out->params = nbytes(held, sizeof(float));
+    out->grads = nbytes(held, sizeof(float));
+    out->optimizer = t->velocity != NULL ? nbytes(held, sizeof(float)) : 0.0;
     for (int k = 0; k < s->slot_count && s->slots != NULL; k++) {
         out->activations += slot_nbytes(s, &s->slots[k]);
     }
@@ -57,15 +58,15 @@ void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out)
             (size_t)(s->max_micro > 0 ? s->max_micro : 1) * (size_t)m->in_features, sizeof(float));
     }
     out->other = nbytes((size_t)t->cfg.batch, sizeof *t->indices);
-    /* The largest layer: its parameters, gradients and momentum. */
+    /* The largest held layer: its parameters, gradients and momentum. */
     int copies = 2 + (t->velocity != NULL);
-    int best = 0;
-    for (int i = 1; i < m->layer_count; i++) {
+    int best = m->held_first;
+    for (int i = m->held_first + 1; i < m->held_last; i++) {
         if (m->layers[i].param_count > m->layers[best].param_count) {
             best = i;
         }
     }
-    if (m->layer_count > 0) {
+    if (m->held_first < m->held_last) {
         const bl_layer_t *l = &m->layers[best];
         snprintf(out->largest, sizeof out->largest, "layer %d (%s %d\u2192%d)", best,
                  kind_name(l->kind), l->in_features, l->out_features);

@@ -65,6 +65,10 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
                        "1F1B (%d)",
                        (int)c->pipeline.schedule, BL_SCHEDULE_GPIPE, BL_SCHEDULE_1F1B);
     }
+    if (c->pipeline.stage_local != 0 && c->pipeline.stage_local != 1) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG, "pipeline.stage_local is %d; it must be 0 or 1",
+                       c->pipeline.stage_local);
+    }
     if (c->pipeline.stages > 1 && c->balance.policy_file != NULL) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
                        "policy file %s with %d pipeline stages: a policy file holds a shard "
@@ -161,8 +165,10 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
         {"model layers", BL_CHECK_DIGEST, bl_digest(layers, n * sizeof layers[0])},
         {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
         {"parameter count", BL_CHECK_INT, m->param_count},
+        /* Under stage-local memory the stages hold different layers, whose
+         * first values all come from the checked seed. */
         {"initial parameters", BL_CHECK_DIGEST,
-         bl_digest(m->params, m->param_count * sizeof(float))},
+         t->stage_local ? 0 : bl_digest(m->params, m->param_count * sizeof(float))},
         {"training set samples", BL_CHECK_INT, (uint64_t)t->data->count},
         {"training set features", BL_CHECK_INT, (uint64_t)t->data->features},
         {"training set classes", BL_CHECK_INT, (uint64_t)t->data->classes},
@@ -193,14 +199,21 @@ bl_status_t bl_trainer_check_inputs(bl_runtime_t *rt, const bl_model_t *m,
                                     const bl_dataset_t *train, const bl_train_config_t *cfg,
                                     bl_train_config_t *out)
 {
-    /* Versions 1 to 5 were the flat struct of ballast 0.1. Their fields cannot
-     * be read from this layout, so they are refused by name. */
-    if (cfg->version >= 1 && cfg->version < BL_TRAIN_CONFIG_VERSION) {
+    /* Versions 1 to 5 were the flat struct of ballast 0.1, and version 6 had
+     * no pipeline.stage_local. Their fields cannot be read from this layout,
+     * so they are refused by name. */
+    if (cfg->version >= 1 && cfg->version < 6) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "train config version %d is the flat layout of ballast 0.1; this library "
                        "reads version %d, by concern (rebuild against ballast.h and start from "
                        "BL_TRAIN_CONFIG_INIT)",
                        cfg->version, BL_TRAIN_CONFIG_VERSION);
+    }
+    if (cfg->version == 6) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "train config version 6 has no pipeline.stage_local; this library reads "
+                       "version %d (rebuild against ballast.h and start from BL_TRAIN_CONFIG_INIT)",
+                       BL_TRAIN_CONFIG_VERSION);
     }
     if (cfg->version != BL_TRAIN_CONFIG_VERSION) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,

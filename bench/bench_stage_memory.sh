@@ -1,0 +1,239 @@
+#!/bin/sh
+# bench_stage_memory.sh: what a pipeline stage holds, measured. Figures and
+# one proof, never timings: exit status 0 when every run did what it should,
+# 1 when one did not (with the failing command and its output), 2 on bad usage.
+#
+# The model: ballast-train --layers W,W,W,W (default W = 2048: a 64-2048-
+# 2048-2048-2048-4 ReLU MLP, 12.7M parameters, 50.7 MB per copy) on a small
+# synthetic set (tests/cli/make_idx: 64 features, 4 classes), --batch 32,
+# --steps 5, one BLAS thread per rank. Part 1, each layout once:
+#   (a) one rank
+#   (b) pp=2 --stage-memory whole   (c) pp=2 --stage-memory local
+#   (d) pp=4 --stage-memory whole   (e) pp=4 --stage-memory local
+# For each it prints every rank's peak RSS (getrusage's maximum resident set,
+# through /usr/bin/time -f %M) and its accounted parameters + gradients +
+# momentum (the start-up report, BALLAST_LOG=info), the largest rank's share
+# of the one-rank figure, and the bound that the stage meets: 1/S of the
+# model's bytes plus one layer's.
+# Part 2, the proof: a memory limit below the model's parameters, gradients
+# and momentum, LIMIT (default 2/3 of (a)'s accounted bytes):
+#   (f) one rank with --mem-limit LIMIT: refused, naming the rank and layer
+#   (g) pp=2 and (h) pp=4 with --mem-limit LIMIT: train, and their parameter
+#       files equal (a)'s within 1e-5 (compare_params)
+# and with --cgroup, the same three with no flag but each rank in a memory
+# cgroup of its own whose limit is LIMIT plus the process's fixed overhead
+# (--overhead, default 160 MiB: libraries, MPI and the data), so that the
+# kernel, not the flag, holds every rank to it (cgroup v1 memory or v2).
+# See bench/README.md for how to read the output.
+# shellcheck disable=SC2086
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BALLAST_BUILD_DIR:-$root/build}
+. "$root/bench/common.sh"
+mpirun=${MPIRUN:-mpirun}
+width=2048
+limit=
+cgroup=0
+overhead_mib=160
+out=
+
+usage() {
+    cat <<EOF
+usage: bench/bench_stage_memory.sh [options]
+Peak RSS and accounted bytes per rank of one rank, pp=2 and pp=4 with stage-local
+and whole-model memory, and the proof that a model over a rank's memory limit trains
+on pp=2 and pp=4 to the one-rank parameters.
+  --build DIR      build directory with tools/ballast-train, tests/make_idx and
+                   tests/compare_params (default \$BALLAST_BUILD_DIR, else build/)
+  --width W        hidden width of the 4 hidden layers (default $width)
+  --limit BYTES    the per-rank limit of part 2 (default 2/3 of one rank's accounted
+                   parameters, gradients and momentum)
+  --cgroup         also run part 2 in per-rank memory cgroups (needs root)
+  --overhead MIB   the cgroup's allowance above the limit (default $overhead_mib)
+  --out DIR        keep the runs' output there (default a temporary directory)
+  --help           this text
+Environment: BALLAST_BUILD_DIR, MPIRUN (default mpirun).
+EOF
+}
+
+die_usage() {
+    echo "bench_stage_memory.sh: $1 (see --help)" >&2
+    exit 2
+}
+
+check_positive() {
+    case $2 in
+    '' | *[!0-9]* | 0*) die_usage "$1: '$2' is not a positive integer" ;;
+    esac
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build | --width | --limit | --overhead | --out)
+        [ $# -ge 2 ] || die_usage "$1: needs a value"
+        case $1 in
+        --width | --limit | --overhead) check_positive "$1" "$2" ;;
+        esac
+        case $1 in
+        --build) build=$2 ;;
+        --width) width=$2 ;;
+        --limit) limit=$2 ;;
+        --overhead) overhead_mib=$2 ;;
+        --out) out=$2 ;;
+        esac
+        shift 2
+        ;;
+    --cgroup)
+        cgroup=1
+        shift
+        ;;
+    --help)
+        usage
+        exit 0
+        ;;
+    *) die_usage "unknown option '$1'" ;;
+    esac
+done
+
+train=$build/tools/ballast-train
+bench_prepare bench_stage_memory.sh "$train"
+for tool in "$build/tests/make_idx" "$build/tests/compare_params" /usr/bin/time; do
+    [ -x "$tool" ] || {
+        echo "bench_stage_memory.sh: $tool is missing (build the tests; apt-get install time)" >&2
+        exit 1
+    }
+done
+if [ -z "$out" ]; then
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+fi
+mkdir -p "$out"
+"$build/tests/make_idx" "$out/data" --train 2048 --test 256 >/dev/null
+run="--data $out/data --layers $width,$width,$width,$width --batch 32 --steps 5 --threads 1 --quiet"
+
+# fail NAME: the run NAME did not do what it should; show it and stop.
+fail() {
+    echo "bench_stage_memory.sh: $1: unexpected outcome; its output:" >&2
+    cat "$out/$1.log" >&2
+    exit 1
+}
+
+# layout NAME RANKS FLAGS...: runs ballast-train on RANKS ranks, each under
+# /usr/bin/time, into $out/NAME.log, saving NAME.bin; returns its status.
+layout() {
+    _name=$1
+    _ranks=$2
+    shift 2
+    env BALLAST_LOG=info "$mpirun" -n "$_ranks" --oversubscribe /usr/bin/time -f "peak_kib=%M" \
+        "$train" $run "$@" --save-params "$out/$_name.bin" >"$out/$_name.log" 2>&1
+}
+
+# state_bytes NAME RANK: the accounted parameters + gradients + optimizer
+# bytes of RANK in NAME's start-up report.
+state_bytes() {
+    awk -v r="memory: rank $2:" 'index($0, r) {
+        n = 0
+        for (i = 1; i <= NF; i++) if ($i ~ /^(params|grads|optimizer)$/) {
+            v = $(i + 1); u = $(i + 2); sub(/,$/, "", u)
+            m = u == "B" ? 1 : u == "KiB" ? 1024 : u == "MiB" ? 1048576 : 1073741824
+            n += v * m
+        }
+        printf "%.0f\n", n
+    }' "$out/$1.log" | head -n 1
+}
+
+mib() {
+    awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'
+}
+
+echo "model: 64-$width-$width-$width-$width-4 MLP, batch 32, 5 steps, one BLAS thread per rank"
+echo "part 1: per rank, peak RSS and accounted params+grads+momentum (MiB)"
+whole_state=
+largest_layer=$((3 * 4 * (width * width + width)))
+for spec in "a 1" "b 2 --pp 2 --stage-memory whole" "c 2 --pp 2 --stage-memory local" \
+    "d 4 --pp 4 --stage-memory whole" "e 4 --pp 4 --stage-memory local"; do
+    set -- $spec
+    name=$1
+    ranks=$2
+    shift 2
+    layout "$name" "$ranks" "$@" || fail "$name"
+    peaks=$(grep -o 'peak_kib=[0-9]*' "$out/$name.log" | cut -d= -f2 | tr '\n' ' ')
+    states=
+    most=0
+    r=0
+    while [ "$r" -lt "$ranks" ]; do
+        b=$(state_bytes "$name" "$r")
+        states="$states$(mib "$b") "
+        [ "$b" -gt "$most" ] && most=$b
+        r=$((r + 1))
+    done
+    [ -n "$whole_state" ] || whole_state=$most
+    peak_mib=$(for p in $peaks; do echo "$p"; done | awk '{ printf "%.1f ", $1 / 1024 }')
+    bound=$((whole_state / ranks + largest_layer))
+    printf '(%s) %d rank(s) %s: peak_rss=[ %s] state=[ %s] largest_state/one_rank=%.3f bound_1/S+layer=%s MiB %s\n' \
+        "$name" "$ranks" "$*" "$peak_mib" "$states" \
+        "$(awk -v a="$most" -v b="$whole_state" 'BEGIN { print a / b }')" "$(mib "$bound")" \
+        "$([ "$most" -le "$bound" ] && echo within || echo over)"
+done
+
+[ -n "$limit" ] || limit=$((whole_state * 2 / 3))
+echo "part 2: a per-rank limit of $(mib "$limit") MiB, below one rank's $(mib "$whole_state") MiB"
+layout f 1 --mem-limit "$limit" && fail f
+grep -q "exceed the memory limit" "$out/f.log" || fail f
+echo "(f) one rank --mem-limit: refused: $(grep -o 'rank 0: .*exceed the memory limit[^;]*; the largest layer is [^:]*' "$out/f.log" | head -n 1)"
+for spec in "g 2" "h 4"; do
+    set -- $spec
+    layout "$1" "$2" --pp "$2" --mem-limit "$limit" || fail "$1"
+    "$build/tests/compare_params" "$out/$1.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1 ||
+        { cat "$out/$1.cmp" >&2; fail "$1"; }
+    echo "($1) pp=$2 --mem-limit: trained; against one rank: $(tail -n 1 "$out/$1.cmp")"
+done
+
+[ "$cgroup" = 1 ] || exit 0
+# Per-rank cgroups: each rank moves itself into its own, then runs.
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    parent=/sys/fs/cgroup
+    limit_file=memory.max
+    grep -qw memory "$parent/cgroup.subtree_control" || {
+        echo "(cgroup) skipped: the memory controller is not enabled for children of $parent"
+        exit 0
+    }
+else
+    parent=/sys/fs/cgroup/memory
+    limit_file=memory.limit_in_bytes
+    [ -d "$parent" ] || {
+        echo "(cgroup) skipped: no cgroup v2 and no v1 memory hierarchy"
+        exit 0
+    }
+fi
+cg_limit=$((limit + overhead_mib * 1048576))
+cat >"$out/in_cgroup.sh" <<EOF
+#!/bin/sh
+dir=$parent/bl-stage-mem-\$\$
+mkdir "\$dir" && echo $cg_limit >"\$dir/$limit_file" && echo \$\$ >"\$dir/cgroup.procs" || exit 3
+exec "\$@"
+EOF
+chmod +x "$out/in_cgroup.sh"
+cg_run() {
+    _name=$1
+    _ranks=$2
+    shift 2
+    env BALLAST_LOG=info "$mpirun" -n "$_ranks" --oversubscribe "$out/in_cgroup.sh" \
+        /usr/bin/time -f "peak_kib=%M" "$train" $run "$@" --save-params "$out/$_name.bin" \
+        >"$out/$_name.log" 2>&1
+}
+echo "(cgroup) each rank in its own cgroup, $limit_file = $(mib "$cg_limit") MiB"
+cg_run cf 1 && fail cf
+grep -q "memory.max" "$out/cf.log" || fail cf
+echo "(cf) one rank: refused: $(grep -o 'rank 0: .*exceed the memory limit[^;]*' "$out/cf.log" | head -n 1)"
+for spec in "cg 2" "ch 4"; do
+    set -- $spec
+    cg_run "$1" "$2" --pp "$2" || fail "$1"
+    "$build/tests/compare_params" "$out/$1.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1 ||
+        { cat "$out/$1.cmp" >&2; fail "$1"; }
+    echo "($1) pp=$2: trained, peak_rss_kib=[ $(grep -o 'peak_kib=[0-9]*' "$out/$1.log" | cut -d= -f2 | tr '\n' ' ')]; against one rank: $(tail -n 1 "$out/$1.cmp")"
+done
+for d in "$parent"/bl-stage-mem-*; do
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+done

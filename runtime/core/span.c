@@ -1,0 +1,118 @@
+/* Spans (span.h): address space reserved with mmap, memory held with
+ * mprotect and given back with madvise. */
+#define _DEFAULT_SOURCE
+#include "span.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static size_t page_bytes(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return page > 0 ? (size_t)page : 4096;
+}
+
+static size_t round_down(size_t n, size_t page)
+{
+    return n / page * page;
+}
+
+static size_t round_up(size_t n, size_t page)
+{
+    return (n + page - 1) / page * page;
+}
+
+int bl_span_reserve(bl_span_t *s, size_t nbytes)
+{
+    memset(s, 0, sizeof *s);
+    size_t page = page_bytes();
+    if (nbytes == 0 || nbytes > (size_t)-1 - page) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t reserved = round_up(nbytes, page);
+    void *p = mmap(NULL, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        return -1;
+    }
+    s->base = p;
+    s->nbytes = nbytes;
+    s->reserved = reserved;
+    return 0;
+}
+
+/* Makes the pages [lo, hi) readable and writable (lo < hi, page-aligned). */
+static int open_pages(bl_span_t *s, size_t lo, size_t hi)
+{
+    return mprotect(s->base + lo, hi - lo, PROT_READ | PROT_WRITE);
+}
+
+/* Gives back the memory of the pages [lo, hi) and makes them fault again. */
+static int close_pages(bl_span_t *s, size_t lo, size_t hi)
+{
+    if (lo >= hi) {
+        return 0;
+    }
+    if (madvise(s->base + lo, hi - lo, MADV_DONTNEED) != 0) {
+        return -1;
+    }
+    return mprotect(s->base + lo, hi - lo, PROT_NONE);
+}
+
+int bl_span_widen(bl_span_t *s, size_t lo, size_t hi)
+{
+    if (s->base == NULL || lo > hi || hi > s->nbytes) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (lo == hi) {
+        return 0;
+    }
+    size_t page = page_bytes();
+    size_t new_lo = round_down(lo, page), new_hi = round_up(hi, page);
+    if (s->lo < s->hi) {
+        new_lo = new_lo < s->lo ? new_lo : s->lo;
+        new_hi = new_hi > s->hi ? new_hi : s->hi;
+    }
+    if (open_pages(s, new_lo, new_hi) != 0) {
+        return -1;
+    }
+    s->lo = new_lo;
+    s->hi = new_hi;
+    return 0;
+}
+
+int bl_span_hold(bl_span_t *s, size_t lo, size_t hi)
+{
+    if (bl_span_widen(s, lo, hi) != 0) {
+        return -1;
+    }
+    size_t page = page_bytes();
+    size_t keep_lo = lo < hi ? round_down(lo, page) : s->lo;
+    size_t keep_hi = lo < hi ? round_up(hi, page) : s->lo;
+    /* The window now covers [keep_lo, keep_hi); the pages on either side go. */
+    if (close_pages(s, s->lo, keep_lo) != 0) {
+        return -1;
+    }
+    s->lo = keep_lo;
+    if (close_pages(s, keep_hi, s->hi) != 0) {
+        return -1;
+    }
+    s->hi = keep_hi;
+    return 0;
+}
+
+size_t bl_span_held_bytes(const bl_span_t *s)
+{
+    return s->hi - s->lo;
+}
+
+void bl_span_release(bl_span_t *s)
+{
+    if (s->base != NULL) {
+        munmap(s->base, s->reserved);
+    }
+    memset(s, 0, sizeof *s);
+}
