@@ -3,15 +3,16 @@
 # one proof, never timings: exit status 0 when every run did what it should,
 # 1 when one did not (with the failing command and its output), 2 on bad usage.
 #
-# The model: ballast-train --layers W,W,W,W (default W = 2048: a 64-2048-
-# 2048-2048-2048-4 ReLU MLP, 12.7M parameters, 50.7 MB per copy) on a small
+# The model: ballast-train --layers W,W,W,W,W (default W = 2048: a 64-2048-
+# 2048-2048-2048-2048-4 ReLU MLP, 16.9M parameters, 64.5 MiB per copy, with
+# four equal 2048x2048 layers, so 2 and 4 stages can split them evenly) on a small
 # synthetic set (tests/cli/make_idx: 64 features, 4 classes), --batch 32,
 # --steps 5, one BLAS thread per rank. Part 1, each layout once:
 #   (a) one rank
 #   (b) pp=2 --stage-memory whole   (c) pp=2 --stage-memory local
 #   (d) pp=4 --stage-memory whole   (e) pp=4 --stage-memory local
 # For each it prints every rank's peak RSS (getrusage's maximum resident set,
-# through /usr/bin/time -f %M) and its accounted parameters + gradients +
+# through /usr/bin/time -f %M, one file per rank) and its accounted parameters + gradients +
 # momentum (the start-up report, BALLAST_LOG=info), the largest rank's share
 # of the one-rank figure, and the bound that the stage meets: 1/S of the
 # model's bytes plus one layer's.
@@ -20,10 +21,14 @@
 #   (f) one rank with --mem-limit LIMIT: refused, naming the rank and layer
 #   (g) pp=2 and (h) pp=4 with --mem-limit LIMIT: train, and their parameter
 #       files equal (a)'s within 1e-5 (compare_params)
-# and with --cgroup, the same three with no flag but each rank in a memory
-# cgroup of its own whose limit is LIMIT plus the process's fixed overhead
-# (--overhead, default 160 MiB: libraries, MPI and the data), so that the
-# kernel, not the flag, holds every rank to it (cgroup v1 memory or v2).
+# and with --cgroup, the same with no flag but each rank in a memory cgroup
+# of its own (cgroup v1 memory or v2; needs root), whose limit CGLIMIT
+# (default 3/4 of (a)'s accounted bytes) the kernel enforces on everything
+# the rank touches, libraries and MPI included:
+#   (cf) one rank: refused by ballast, which reads the cgroup's limit
+#   (cf-kernel) one rank with --mem-limit 1T (ballast's check passed over):
+#       the kernel ends it (no swap here), so the limit is real
+#   (cg) pp=2 and (ch) pp=4: train, equal to (a) within 1e-5
 # See bench/README.md for how to read the output.
 # shellcheck disable=SC2086
 set -eu
@@ -35,7 +40,7 @@ mpirun=${MPIRUN:-mpirun}
 width=2048
 limit=
 cgroup=0
-overhead_mib=160
+cg_limit=
 out=
 
 usage() {
@@ -50,7 +55,8 @@ on pp=2 and pp=4 to the one-rank parameters.
   --limit BYTES    the per-rank limit of part 2 (default 2/3 of one rank's accounted
                    parameters, gradients and momentum)
   --cgroup         also run part 2 in per-rank memory cgroups (needs root)
-  --overhead MIB   the cgroup's allowance above the limit (default $overhead_mib)
+  --cgroup-limit BYTES  each rank's cgroup limit (default 3/4 of one rank's
+                   accounted parameters, gradients and momentum)
   --out DIR        keep the runs' output there (default a temporary directory)
   --help           this text
 Environment: BALLAST_BUILD_DIR, MPIRUN (default mpirun).
@@ -70,16 +76,16 @@ check_positive() {
 
 while [ $# -gt 0 ]; do
     case $1 in
-    --build | --width | --limit | --overhead | --out)
+    --build | --width | --limit | --cgroup-limit | --out)
         [ $# -ge 2 ] || die_usage "$1: needs a value"
         case $1 in
-        --width | --limit | --overhead) check_positive "$1" "$2" ;;
+        --width | --limit | --cgroup-limit) check_positive "$1" "$2" ;;
         esac
         case $1 in
         --build) build=$2 ;;
         --width) width=$2 ;;
         --limit) limit=$2 ;;
-        --overhead) overhead_mib=$2 ;;
+        --cgroup-limit) cg_limit=$2 ;;
         --out) out=$2 ;;
         esac
         shift 2
@@ -110,7 +116,23 @@ if [ -z "$out" ]; then
 fi
 mkdir -p "$out"
 "$build/tests/make_idx" "$out/data" --train 2048 --test 256 >/dev/null
-run="--data $out/data --layers $width,$width,$width,$width --batch 32 --steps 5 --threads 1 --quiet"
+run="--data $out/data --layers $width,$width,$width,$width,$width --batch 32 --steps 5 --threads 1 --quiet"
+# peak.sh CMD...: runs CMD under /usr/bin/time, which writes the rank's peak
+# RSS in KiB into $PEAK_PREFIX.<rank>.
+cat >"$out/peak.sh" <<'EOF'
+#!/bin/sh
+exec /usr/bin/time -o "$PEAK_PREFIX.${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-0}}" -f %M "$@"
+EOF
+chmod +x "$out/peak.sh"
+
+# peaks NAME RANKS: the ranks' peak RSS in MiB, in rank order.
+peaks() {
+    _r=0
+    while [ "$_r" -lt "$2" ]; do
+        awk '/^[0-9]+$/ { printf "%.1f ", $1 / 1024 }' "$out/$1.peak.$_r"
+        _r=$((_r + 1))
+    done
+}
 
 # fail NAME: the run NAME did not do what it should; show it and stop.
 fail() {
@@ -125,8 +147,8 @@ layout() {
     _name=$1
     _ranks=$2
     shift 2
-    env BALLAST_LOG=info "$mpirun" -n "$_ranks" --oversubscribe /usr/bin/time -f "peak_kib=%M" \
-        "$train" $run "$@" --save-params "$out/$_name.bin" >"$out/$_name.log" 2>&1
+    env BALLAST_LOG=info PEAK_PREFIX="$out/$_name.peak" "$mpirun" -n "$_ranks" --oversubscribe \
+        "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" >"$out/$_name.log" 2>&1
 }
 
 # state_bytes NAME RANK: the accounted parameters + gradients + optimizer
@@ -147,7 +169,7 @@ mib() {
     awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'
 }
 
-echo "model: 64-$width-$width-$width-$width-4 MLP, batch 32, 5 steps, one BLAS thread per rank"
+echo "model: 64-$width-$width-$width-$width-$width-4 MLP, batch 32, 5 steps, one BLAS thread per rank"
 echo "part 1: per rank, peak RSS and accounted params+grads+momentum (MiB)"
 whole_state=
 largest_layer=$((3 * 4 * (width * width + width)))
@@ -158,7 +180,6 @@ for spec in "a 1" "b 2 --pp 2 --stage-memory whole" "c 2 --pp 2 --stage-memory l
     ranks=$2
     shift 2
     layout "$name" "$ranks" "$@" || fail "$name"
-    peaks=$(grep -o 'peak_kib=[0-9]*' "$out/$name.log" | cut -d= -f2 | tr '\n' ' ')
     states=
     most=0
     r=0
@@ -169,7 +190,7 @@ for spec in "a 1" "b 2 --pp 2 --stage-memory whole" "c 2 --pp 2 --stage-memory l
         r=$((r + 1))
     done
     [ -n "$whole_state" ] || whole_state=$most
-    peak_mib=$(for p in $peaks; do echo "$p"; done | awk '{ printf "%.1f ", $1 / 1024 }')
+    peak_mib=$(peaks "$name" "$ranks")
     bound=$((whole_state / ranks + largest_layer))
     printf '(%s) %d rank(s) %s: peak_rss=[ %s] state=[ %s] largest_state/one_rank=%.3f bound_1/S+layer=%s MiB %s\n' \
         "$name" "$ranks" "$*" "$peak_mib" "$states" \
@@ -207,7 +228,7 @@ else
         exit 0
     }
 fi
-cg_limit=$((limit + overhead_mib * 1048576))
+[ -n "$cg_limit" ] || cg_limit=$((whole_state * 3 / 4))
 cat >"$out/in_cgroup.sh" <<EOF
 #!/bin/sh
 dir=$parent/bl-stage-mem-\$\$
@@ -219,20 +240,23 @@ cg_run() {
     _name=$1
     _ranks=$2
     shift 2
-    env BALLAST_LOG=info "$mpirun" -n "$_ranks" --oversubscribe "$out/in_cgroup.sh" \
-        /usr/bin/time -f "peak_kib=%M" "$train" $run "$@" --save-params "$out/$_name.bin" \
+    env BALLAST_LOG=info PEAK_PREFIX="$out/$_name.peak" "$mpirun" -n "$_ranks" --oversubscribe \
+        "$out/in_cgroup.sh" "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" \
         >"$out/$_name.log" 2>&1
 }
 echo "(cgroup) each rank in its own cgroup, $limit_file = $(mib "$cg_limit") MiB"
 cg_run cf 1 && fail cf
 grep -q "memory.max" "$out/cf.log" || fail cf
-echo "(cf) one rank: refused: $(grep -o 'rank 0: .*exceed the memory limit[^;]*' "$out/cf.log" | head -n 1)"
+echo "(cf) one rank: refused: $(grep -o 'rank 0: [0-9.]* MiB.*exceed the memory limit[^;]*' "$out/cf.log" | head -n 1)"
+cg_run cf-kernel 1 --mem-limit 1T && fail cf-kernel
+grep -q "signal 9" "$out/cf-kernel.peak.0" || fail cf-kernel
+echo "(cf-kernel) one rank with --mem-limit 1T: ended by the kernel: $(head -n 1 "$out/cf-kernel.peak.0"), peak $(peaks cf-kernel 1)MiB"
 for spec in "cg 2" "ch 4"; do
     set -- $spec
     cg_run "$1" "$2" --pp "$2" || fail "$1"
     "$build/tests/compare_params" "$out/$1.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1 ||
         { cat "$out/$1.cmp" >&2; fail "$1"; }
-    echo "($1) pp=$2: trained, peak_rss_kib=[ $(grep -o 'peak_kib=[0-9]*' "$out/$1.log" | cut -d= -f2 | tr '\n' ' ')]; against one rank: $(tail -n 1 "$out/$1.cmp")"
+    echo "($1) pp=$2: trained, peak_rss=[ $(peaks "$1" "$2")] MiB; against one rank: $(tail -n 1 "$out/$1.cmp")"
 done
 for d in "$parent"/bl-stage-mem-*; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true

@@ -66,3 +66,59 @@ add_test(NAME memory_telemetry_check
                                and .params == 25488 and .limit >= 0)
         and (.[1] | has(\"memory\") | not)" ${BL_CLI_OUT}/memory.jsonl)
 set_tests_properties(memory_telemetry_check PROPERTIES LABELS cli FIXTURES_REQUIRED memory_telemetry)
+
+# Stage-local memory (README "Stage-local memory"): a model whose
+# parameters, gradients and momentum (3.3 MiB: four 256x256 layers of 771.0
+# KiB each with their gradients and momentum) exceed a rank's limit is
+# refused on one rank, and on pp=2 with --stage-memory whole, but trains on
+# pp=2, pp=4 and a 2x2 grid within the same kind of limit to the parameters
+# of one process without it. Each stage's account is its own layers'.
+set(bl_stage_mem --data ${BL_CLI_DATA}/good --layers 256,256,256,256,256 --batch 32 --steps 25
+                 --threads 1 --quiet)
+bl_cli_test(stage_mem_reference EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_mem} --save-params ${BL_CLI_OUT}/stage_mem_ref.bin
+    REQUIRES cli_data_good cli_out SETUP stage_mem_ref)
+bl_cli_test(stage_mem_refuses_one_rank EXIT 1
+    MATCH "rank 0: 3\\.4 MiB of parameters, gradients, optimizer state and activations exceed the memory limit 2\\.5 MiB \\(--mem-limit\\); the largest layer is layer 2 \\(dense 256.256\\): 771\\.0 KiB"
+          "!^summary"
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_mem} --mem-limit 2.5MiB
+    REQUIRES cli_data_good)
+bl_cli_test(stage_mem_refuses_pp2_whole EXIT 1
+    MATCH "rank 0: 3\\.[0-9] MiB of parameters.* exceed the memory limit 2\\.5 MiB" "!^summary"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_mem} --pp 2
+            --stage-memory whole --mem-limit 2.5MiB
+    REQUIRES cli_data_good)
+bl_cli_test(stage_mem_report_pp2 EXIT 0
+    MATCH "info: memory: rank 0: params 579\\.0 KiB, grads 579\\.0 KiB, optimizer 579\\.0 KiB,"
+          "info: memory: rank 1: params 518\\.0 KiB, grads 518\\.0 KiB, optimizer 518\\.0 KiB,"
+          "^summary: steps=2 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_mem}
+            --pp 2 --steps 2
+    REQUIRES cli_data_good)
+# bl_stage_mem_case(NAME RANKS FLAGS...): trains within the limit FLAGS give,
+# into stage_mem_NAME.bin, equal to the one-process reference.
+function(bl_stage_mem_case name ranks)
+    bl_cli_test(stage_mem_${name} EXIT 0 MATCH "^summary: steps=25 "
+        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_mem} ${ARGN}
+                --save-params ${BL_CLI_OUT}/stage_mem_${name}.bin
+        REQUIRES cli_data_good cli_out SETUP stage_mem_${name})
+    bl_cli_test(stage_mem_${name}_equals_one_process EXIT 0 MATCH " 0 outside "
+        COMMAND $<TARGET_FILE:compare_params> ${BL_CLI_OUT}/stage_mem_${name}.bin
+                ${BL_CLI_OUT}/stage_mem_ref.bin 1e-5 1e-6
+        REQUIRES stage_mem_ref stage_mem_${name})
+    set_tests_properties(cli_stage_mem_${name} cli_stage_mem_${name}_equals_one_process
+        PROPERTIES LABELS "cli;mpi")
+endfunction()
+bl_stage_mem_case(pp2 2 --pp 2 --mem-limit 2.5MiB)
+bl_stage_mem_case(pp4 4 --pp 4 --mem-limit 1.5MiB)
+bl_stage_mem_case(hybrid 4 --dp 2 --pp 2 --shards 20,12 --mem-limit 2.5MiB)
+# Layers that migrate between stages (held, received, given back).
+bl_stage_mem_case(migrations 3 --pp 3 --stages 0-0,1-1,2-10 --stages-at 6:0-4,5-6,7-10
+                  --stages-at 14:0-0,1-8,9-10 --micro-batches 3)
+
+bl_cli_test(stage_memory_bad EXIT 2
+    MATCH "^ballast-train: --stage-memory: 'bogus' is neither local nor whole"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --stage-memory bogus)
+bl_cli_test(stage_memory_gpt2 EXIT 2
+    MATCH "^ballast-train: --stage-memory does not apply to --model gpt2"
+    COMMAND ${BL_CLI_TRAIN} ${bl_mem_gpt} --stage-memory local)
