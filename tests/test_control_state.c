@@ -189,15 +189,18 @@ static void test_controller_window(void **state)
     bl_controller_t c;
     assert_int_equal(bl_controller_init(&c, rt, "proportional", 4, 32, 1, NULL, NULL, NULL), BL_OK);
     enum { N = BL_CONTROLLER_WINDOW_DOUBLES(1) };
-    double in[N] = {12.0, 0.25, 0.125, 0.0625, 0.75, 3.0}, out[N];
+    /* samples, compute, comm, wait and CPU seconds; the step time; the steps */
+    double in[N] = {12.0, 0.25, 0.125, 0.0625, 0.1875, 0.75, 3.0}, out[N];
     assert_int_equal(bl_controller_window_load(&c, in), 1);
     bl_controller_window_save(&c, out);
     assert_memory_equal(in, out, sizeof in);
     assert_int_equal(c.window_steps, 3);
-    const double bad[][N] = {{-1.0, 0.25, 0.125, 0.0625, 0.75, 3.0},
-                             {12.0, NAN, 0.125, 0.0625, 0.75, 3.0},
-                             {12.0, 0.25, 0.125, INFINITY, 0.75, 3.0},
-                             {12.0, 0.25, 0.125, 0.0625, 0.75, 1e12}};
+    assert_true(c.window[0].cpu_s == 0.1875); /* the quota budgets' CPU seconds resume too */
+    const double bad[][N] = {{-1.0, 0.25, 0.125, 0.0625, 0.1875, 0.75, 3.0},
+                             {12.0, NAN, 0.125, 0.0625, 0.1875, 0.75, 3.0},
+                             {12.0, 0.25, 0.125, INFINITY, 0.1875, 0.75, 3.0},
+                             {12.0, 0.25, 0.125, 0.0625, -0.5, 0.75, 3.0},
+                             {12.0, 0.25, 0.125, 0.0625, 0.1875, 0.75, 1e12}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(bl_controller_window_load(&c, bad[i]), 0);
         bl_controller_window_save(&c, out);

@@ -148,14 +148,15 @@ void bl_controller_window_save(const bl_controller_t *c, double *out)
     int P = c->rt->size;
     for (int r = 0; r < P; r++) {
         const bl_rank_obs_t *o = &c->window[r];
-        double *v = out + 4 * (size_t)r;
+        double *v = out + BL_CONTROLLER_RANK_DOUBLES * (size_t)r;
         v[0] = o->samples;
         v[1] = o->compute_s;
         v[2] = o->comm_s;
         v[3] = o->wait_s;
+        v[4] = o->cpu_s;
     }
-    out[4 * (size_t)P] = c->window_step_s;
-    out[4 * (size_t)P + 1] = (double)c->window_steps;
+    out[BL_CONTROLLER_RANK_DOUBLES * (size_t)P] = c->window_step_s;
+    out[BL_CONTROLLER_RANK_DOUBLES * (size_t)P + 1] = (double)c->window_steps;
 }
 
 int bl_controller_window_load(bl_controller_t *c, const double *in)
@@ -171,12 +172,12 @@ int bl_controller_window_load(bl_controller_t *c, const double *in)
     }
     int P = c->rt->size;
     for (int r = 0; r < P; r++) {
-        const double *v = in + 4 * (size_t)r;
-        c->window[r] =
-            (bl_rank_obs_t){.samples = v[0], .compute_s = v[1], .comm_s = v[2], .wait_s = v[3]};
+        const double *v = in + BL_CONTROLLER_RANK_DOUBLES * (size_t)r;
+        c->window[r] = (bl_rank_obs_t){
+            .samples = v[0], .compute_s = v[1], .comm_s = v[2], .wait_s = v[3], .cpu_s = v[4]};
     }
-    c->window_step_s = in[4 * (size_t)P];
-    c->window_steps = (int)in[4 * (size_t)P + 1];
+    c->window_step_s = in[BL_CONTROLLER_RANK_DOUBLES * (size_t)P];
+    c->window_steps = (int)in[BL_CONTROLLER_RANK_DOUBLES * (size_t)P + 1];
     return 1;
 }
 

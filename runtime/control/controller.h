@@ -56,10 +56,13 @@ void bl_controller_free(bl_controller_t *c);
 void bl_controller_observe(bl_controller_t *c, const bl_step_record_t *records);
 
 /* Rank 0: the window in progress as doubles, for checkpoints: for each of the P
- * ranks its samples and its compute, comm and wait seconds, then the window's
- * summed step time and its step count. bl_controller_window_save writes them
- * into out. */
-#define BL_CONTROLLER_WINDOW_DOUBLES(P) (4 * (size_t)(P) + 2)
+ * ranks its samples and its compute, comm, wait and CPU seconds (the CPU
+ * seconds since checkpoints of 2026-12; an older window, of 4 doubles a rank,
+ * does not fit and the resumed window starts empty), then the window's summed
+ * step time and its step count. bl_controller_window_save writes them into
+ * out. */
+#define BL_CONTROLLER_RANK_DOUBLES      5
+#define BL_CONTROLLER_WINDOW_DOUBLES(P) (BL_CONTROLLER_RANK_DOUBLES * (size_t)(P) + 2)
 void bl_controller_window_save(const bl_controller_t *c, double *out);
 /* Rank 0: replaces the window in progress with a saved one and returns 1.
  * Returns 0 when the values are not a window (negative, not finite, or too many
