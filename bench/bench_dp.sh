@@ -28,6 +28,10 @@
 #       of 2 ranks, shared memory within each, then MPI between them
 #   (l) (k) without the override and with --node-reduce off
 # (np=4 on fewer than 4 cores runs oversubscribed and unbound)
+# and with --zero, ZeRO-1 (the momentum sharded over the ranks,
+# runtime/parallel/reduce_zero.c) against the two paths it replaces:
+#   (m) (b) with --zero on: a reduce-scatter of the gradient after backward,
+#       each rank's update of its half, then an all-gather of the parameters
 # and with --diagnose, to split (b)'s loss into compute and communication:
 #   (f) two independent one-rank runs at --batch 128, side by side, one per
 #       core: the compute of np=2 with no communication at all
@@ -53,6 +57,7 @@ peer_steps=100
 bind=core
 diagnose=0
 pretend=0
+zero=0
 
 usage() {
     cat <<EOF
@@ -74,6 +79,8 @@ repetitions.
   --pretend-nodes   also run the node-then-network reduction on 2 pretend nodes
                     (BALLAST_PRETEND_NODES=2) at np=2 (j) and np=4 (k), and the flat
                     MPI all-reduce at np=4 (l), with the ratios (j)/(i) and (k)/(l)
+  --zero            also run ZeRO-1 at np=2 (m, --zero on), with the ratios (m)/(i)
+                    and (m)/(b)
   --help            this text
 Environment: BALLAST_BUILD_DIR, MPIRUN (default mpirun), PYTHON.
 EOF
@@ -120,6 +127,10 @@ while [ $# -gt 0 ]; do
         ;;
     --pretend-nodes)
         pretend=1
+        shift
+        ;;
+    --zero)
+        zero=1
         shift
         ;;
     --help)
@@ -290,12 +301,17 @@ figure_l() {
     run l ballast - - 4 "$batch" --node-reduce off
     record l "$tmp/l.out" summary: samples_per_s
 }
+figure_m() {
+    run m ballast - - 2 "$batch" --zero on
+    record m "$tmp/m.out" summary: samples_per_s
+}
 
 figures="a b i"
 [ -n "$peer" ] && figures="$figures c d"
 figures="$figures e"
 [ "$diagnose" = 1 ] && figures="$figures f g h"
 [ "$pretend" = 1 ] && figures="$figures j k l"
+[ "$zero" = 1 ] && figures="$figures m"
 
 # ---- Header --------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
@@ -367,6 +383,9 @@ if [ "$pretend" = 1 ]; then
     row "(k) np=4, 2 pretend nodes of 2 (node+net)" k
     row "(l) np=4 --node-reduce off (MPI)" l
 fi
+if [ "$zero" = 1 ]; then
+    row "(m) ballast np=2 --zero on (ZeRO-1)" m
+fi
 # A figure whose range exceeds 20% of its median says the machine was busy.
 noisy=
 for n in $figures; do
@@ -399,6 +418,10 @@ fi
 if [ "$pretend" = 1 ]; then
     ratio "node+net over flat MPI np=2, (j) / (i):" j i 1 ""
     ratio "node+net over flat MPI np=4, (k) / (l):" k l 1 ""
+fi
+if [ "$zero" = 1 ]; then
+    ratio "ZeRO-1 over MPI all-reduce, (m) / (i):" m i 1 ""
+    ratio "ZeRO-1 over node-local, (m) / (b):" m b 1 ""
 fi
 echo
 echo "(e) raw MPI all-reduce of the gradient, $grad_bytes bytes, np=2 (float32 SUM in place):"

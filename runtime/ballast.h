@@ -479,6 +479,14 @@ typedef struct bl_transport_config {
      * it fits and cuts each micro-batch out there; 0 reads each micro-batch on
      * the host and uploads it. */
     int data_on_device;
+    /* 1: ZeRO-1, which shards the SGD momentum over each stage's data-parallel
+     * group: each replica sums and updates only its slice of the stage's
+     * parameters (a reduce-scatter of the gradients, then an all-gather of the
+     * new parameters) and keeps memory for its slice of the momentum only; it
+     * takes precedence over node_reduce, whose parameters it gives bit for
+     * bit. Host ranks only. 0 (the default): every replica keeps the stage's
+     * whole momentum. */
+    int zero;
 } bl_transport_config_t;
 
 /* What the trainer writes and watches. */
@@ -688,7 +696,11 @@ const int *bl_trainer_stage_map(const bl_trainer_t *t);
  * model's parameter layout (*count of them). In a pipelined job a rank's
  * entries are current for its stage's layers only, and under stage-local
  * memory no other entry may be read; on a GPU rank they are
- * current when the parameters are (see bl_model_params). The array belongs to
+ * current when the parameters are (see bl_model_params). Under ZeRO-1
+ * (transport.zero) a rank holds and updates only its slice of its stage's
+ * momentum while it trains, and no other entry may be read then (in a step
+ * callback, say); bl_trainer_run gathers the stage's whole momentum on every
+ * replica when it returns, and that stays readable until the next run. The array belongs to
  * t; NULL for a NULL t. */
 const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
 

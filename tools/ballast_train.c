@@ -299,6 +299,7 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     cfg.seed = o->seed;
     cfg.shuffle = o->shuffle;
     cfg.transport.node_reduce = o->node_reduce;
+    cfg.transport.zero = o->lm.zero; /* --zero, which both models take */
     cfg.transport.nccl = o->nccl;
     cfg.transport.data_on_device = o->data_on_device;
     cfg.plan.shards = o->shard_count > 0 ? o->shards : NULL;

@@ -600,7 +600,8 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
     }
     if (!o->lm.on) {
         for (int i = 1; i < LM_FLAG_COUNT; i++) {
-            if (i == LM_FLAG_OPTIMIZER) {
+            /* --optimizer and --zero apply to both models. */
+            if (i == LM_FLAG_OPTIMIZER || strcmp(lm_flag_names[i], "zero") == 0) {
                 continue;
             }
             if (seen[OPT_LM_FIRST + i - OPT_DATA]) {

@@ -1,5 +1,6 @@
-/* ZeRO-1 for the language-model trainer: the reduce-scatter, the sliced
- * AdamW step and the all-gather (lm_zero.h). */
+/* ZeRO-1 for the language-model trainer: the sliced AdamW step on the
+ * exchanges of zero_exchange.h (the reduce-scatter, the all-gather and the
+ * gather of the moments) (lm_zero.h). */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -8,10 +9,10 @@
 #include "lm_zero.h"
 #include "memory_account.h"
 #include "wait.h"
+#include "zero_exchange.h"
 
 enum {
     BLOCK = 512, /* the floats summed at a time: the node-local reduction's block */
-    TAG = 0,     /* every message of the state's own communicator */
 };
 
 struct bl_lm_zero {
@@ -19,19 +20,15 @@ struct bl_lm_zero {
     bl_gpt2_t *model;
     MPI_Comm comm;  /* the data-parallel group's duplicate, in rank order */
     int rank, size; /* this rank in comm, and D */
-    size_t *lo;     /* (size) each slice's first float in the flat parameter array */
-    size_t *count;  /* (size) each slice's floats */
+    /* The slices of the flat parameter array, one per rank of comm, and
+     * their exchanges. */
+    bl_zero_exchange_t x;
     bl_gpt2_range_t slice[BL_GPT2_MAX_RANGES]; /* this rank's sub-ranges, each with its tensor */
     int slice_count;
-    float *adam_m, *adam_v; /* this slice's moments: count[rank] floats each */
-    size_t chunk;           /* the floats of one rank's piece in a round of the reduce-scatter */
-    size_t rounds;          /* the rounds that cover the largest slice */
-    float *bucket;     /* ((size − 1) · chunk) a round's pieces of this slice from the others */
-    size_t piece;      /* the most floats one message carries */
-    MPI_Request *reqs; /* (2 · size) a round's receives and sends */
-    int *counts, *displs; /* (size) the all-gather's, when the array fits an int */
-    double mine[2];       /* this rank's loss sum and its summed slice's sum of squares */
-    double *gathered;     /* (2 · size) every rank's pair, in rank order */
+    float *adam_m, *adam_v; /* this slice's moments: x.count[rank] floats each */
+    size_t piece;           /* the most floats one message carries */
+    double mine[2];         /* this rank's loss sum and its summed slice's sum of squares */
+    double *gathered;       /* (2 · size) every rank's pair, in rank order */
 };
 
 bl_status_t bl_lm_zero_check(bl_runtime_t *rt, const bl_lm_config_t *c, const bl_device_t *device,
@@ -88,39 +85,28 @@ size_t bl_lm_zero_slice_floats(const bl_gpt2_t *model, int part, int parts)
     return floats;
 }
 
-/* The floats of one rank's piece in a round: an even share of the bucket
- * (16 floats at least), but no more than the largest slice or a message.
- * The bucket holds the pieces of the other ranks. */
-static size_t chunk_floats(const bl_gpt2_t *model, int parts, size_t bucket, size_t piece)
+size_t bl_lm_zero_bucket_floats(const bl_gpt2_t *model, int parts, size_t bucket)
 {
     size_t largest = 0;
     for (int k = 0; k < parts; k++) {
         const size_t n = bl_lm_zero_slice_floats(model, k, parts);
         largest = n > largest ? n : largest;
     }
-    size_t chunk = bucket / (size_t)parts;
-    chunk = chunk < 16 ? 16 : chunk;
-    chunk = chunk < largest ? chunk : largest;
-    return chunk < piece ? chunk : piece;
-}
-
-size_t bl_lm_zero_bucket_floats(const bl_gpt2_t *model, int parts, size_t bucket)
-{
-    return (size_t)(parts - 1) * chunk_floats(model, parts, bucket, (size_t)INT_MAX);
+    return (size_t)(parts - 1) * bl_zero_chunk_floats(largest, parts, bucket, (size_t)INT_MAX);
 }
 
 /* Logs on rank 0 which path the gradients take. */
 static void log_path(const bl_lm_zero_t *z, int instead_of_node)
 {
     char moments[32], bucket[32];
-    bl_mem_format_bytes(2.0 * (double)z->count[0] * sizeof(float), moments, sizeof moments);
-    bl_mem_format_bytes((double)(z->size - 1) * (double)z->chunk * sizeof(float), bucket,
+    bl_mem_format_bytes(2.0 * (double)z->x.count[0] * sizeof(float), moments, sizeof moments);
+    bl_mem_format_bytes((double)(z->size - 1) * (double)z->x.chunk * sizeof(float), bucket,
                         sizeof bucket);
     bl_log(z->rt, BL_LOG_INFO,
            "gradient reduction: ZeRO-1 over %d replicas (reduce-scatter in %zu round(s) of a %s "
            "bucket, each rank updates its slice of the %zu parameters with its %s of AdamW "
            "moments, then all-gather)%s",
-           z->size, z->rounds, bucket, z->model->param_count, moments,
+           z->size, z->x.rounds, bucket, z->model->param_count, moments,
            instead_of_node ? "; it takes precedence over the node-local reduction" : "");
 }
 
@@ -128,17 +114,12 @@ static void log_path(const bl_lm_zero_t *z, int instead_of_node)
 static void release(bl_lm_zero_t *z)
 {
     const bl_allocator_t *a = bl_rt_allocator(z->rt);
+    bl_zero_exchange_free(&z->x);
     if (z->comm != MPI_COMM_NULL) {
         MPI_Comm_free(&z->comm);
     }
-    bl_mem_free(a, z->lo);
-    bl_mem_free(a, z->count);
     bl_mem_free(a, z->adam_m);
     bl_mem_free(a, z->adam_v);
-    bl_mem_free(a, z->bucket);
-    bl_mem_free(a, z->reqs);
-    bl_mem_free(a, z->counts);
-    bl_mem_free(a, z->displs);
     bl_mem_free(a, z->gathered);
     bl_mem_free(a, z);
 }
@@ -170,38 +151,34 @@ static bl_status_t make_slices(bl_lm_zero_t *z, size_t bucket)
                        at, g->param_count);
     }
     const size_t D = (size_t)z->size;
-    z->lo = bl_mem_array(a, D, sizeof *z->lo);
-    z->count = bl_mem_array(a, D, sizeof *z->count);
-    z->reqs = bl_mem_array(a, 2 * D, sizeof *z->reqs);
-    z->counts = bl_mem_array(a, D, sizeof *z->counts);
-    z->displs = bl_mem_array(a, D, sizeof *z->displs);
+    size_t *lo = bl_mem_array(a, D, sizeof *lo);
+    size_t *count = bl_mem_array(a, D, sizeof *count);
     z->gathered = bl_mem_array(a, 2 * D, sizeof *z->gathered);
-    if (z->lo == NULL || z->count == NULL || z->reqs == NULL || z->counts == NULL ||
-        z->displs == NULL || z->gathered == NULL) {
-        return bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's slices of %d ranks", z->size);
+    bl_status_t st = BL_OK;
+    if (lo == NULL || count == NULL || z->gathered == NULL) {
+        st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's slices of %d ranks", z->size);
+    } else {
+        /* The slices lie end to end from the array's start. */
+        size_t from = 0;
+        for (int k = 0; k < z->size; k++) {
+            lo[k] = from;
+            count[k] = bl_lm_zero_slice_floats(g, k, z->size);
+            from += count[k];
+        }
+        st = bl_zero_exchange_init(&z->x, rt, z->comm, lo, count, bucket, z->piece);
     }
-    size_t lo = 0, largest = 0;
-    for (int k = 0; k < z->size; k++) {
-        z->lo[k] = lo;
-        z->count[k] = bl_lm_zero_slice_floats(g, k, z->size);
-        lo += z->count[k];
-        largest = z->count[k] > largest ? z->count[k] : largest;
-        /* Only read when the whole array fits an int (all_gather). */
-        z->counts[k] = (int)(z->count[k] <= INT_MAX ? z->count[k] : 0);
-        z->displs[k] = (int)(z->lo[k] <= INT_MAX ? z->lo[k] : 0);
+    bl_mem_free(a, lo);
+    bl_mem_free(a, count);
+    if (st != BL_OK) {
+        return st;
     }
     z->slice_count = bl_lm_zero_slice_ranges(g, z->rank, z->size, z->slice);
-    z->chunk = chunk_floats(g, z->size, bucket, z->piece);
-    z->rounds = z->chunk > 0 ? (largest + z->chunk - 1) / z->chunk : 0;
-    const size_t mine = z->count[z->rank];
+    const size_t mine = z->x.count[z->rank];
     z->adam_m = bl_mem_array_zeroed(a, mine, sizeof(float));
     z->adam_v = bl_mem_array_zeroed(a, mine, sizeof(float));
-    z->bucket = bl_mem_array(a, (D - 1) * z->chunk, sizeof(float));
-    if (z->adam_m == NULL || z->adam_v == NULL || z->bucket == NULL) {
+    if (z->adam_m == NULL || z->adam_v == NULL) {
         return bl_fail(rt, BL_ERR_NO_MEM,
-                       "rank %d: no memory for ZeRO-1's moments of %zu parameters and its "
-                       "bucket of %zu floats",
-                       rt->rank, mine, (D - 1) * z->chunk);
+                       "rank %d: no memory for ZeRO-1's moments of %zu parameters", rt->rank, mine);
     }
     return BL_OK;
 }
@@ -245,74 +222,6 @@ bl_status_t bl_lm_zero_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
     return BL_OK;
 }
 
-/* Where rank q's piece (q not this rank) lands in the bucket. */
-static float *slot(const bl_lm_zero_t *z, int q)
-{
-    return z->bucket + (size_t)(q < z->rank ? q : q - 1) * z->chunk;
-}
-
-/* Waits for the n requests of a round, each under the bound. */
-static bl_status_t wait_all(bl_lm_zero_t *z, int n, const char *op)
-{
-    bl_status_t st = BL_OK;
-    for (int i = 0; i < n && st == BL_OK; i++) {
-        st = bl_wait_collective(z->rt, &z->reqs[i], op, z->comm);
-    }
-    return st;
-}
-
-/* Round j of the reduce-scatter: sends every other rank its piece of its
- * slice, receives this slice's piece from every other rank, and adds the
- * pieces in rank order into this rank's own gradients. */
-static bl_status_t scatter_round(bl_lm_zero_t *z, size_t j)
-{
-    float *grads = z->model->grads;
-    const size_t from = j * z->chunk;
-    const size_t mine = z->count[z->rank] > from ? z->count[z->rank] - from : 0;
-    const size_t n = mine < z->chunk ? mine : z->chunk;
-    float *own = grads + z->lo[z->rank] + from;
-    int posted = 0, rc = MPI_SUCCESS;
-    for (int q = 0; q < z->size && rc == MPI_SUCCESS; q++) {
-        if (q == z->rank) {
-            continue;
-        }
-        const size_t theirs = z->count[q] > from ? z->count[q] - from : 0;
-        const size_t m = theirs < z->chunk ? theirs : z->chunk;
-        if (n > 0) {
-            rc = MPI_Irecv(slot(z, q), (int)n, MPI_FLOAT, q, TAG, z->comm, &z->reqs[posted++]);
-        }
-        if (rc == MPI_SUCCESS && m > 0) {
-            rc = MPI_Isend(grads + z->lo[q] + from, (int)m, MPI_FLOAT, q, TAG, z->comm,
-                           &z->reqs[posted++]);
-        }
-    }
-    bl_status_t st = rc == MPI_SUCCESS
-                         ? wait_all(z, posted, "the reduce-scatter of the gradients (ZeRO-1)")
-                         : bl_fail_mpi(z->rt, rc, "posting the reduce-scatter of the gradients");
-    if (st != BL_OK) {
-        return st;
-    }
-    /* Rank 0's piece first, then each next rank's added to it: the order
-     * of the node-local reduction's sum (lm_node.c), so the same bits.
-     * This rank's own piece is read before its block is written. */
-    float sum[BLOCK];
-    for (size_t i = 0; i < n; i += BLOCK) {
-        const size_t m = n - i < BLOCK ? n - i : BLOCK;
-        for (int q = 0; q < z->size; q++) {
-            const float *p = (q == z->rank ? own : slot(z, q)) + i;
-            if (q == 0) {
-                memcpy(sum, p, m * sizeof(float));
-            } else {
-                for (size_t k = 0; k < m; k++) {
-                    sum[k] += p[k];
-                }
-            }
-        }
-        memcpy(own + i, sum, m * sizeof(float));
-    }
-    return BL_OK;
-}
-
 /* The summed slice's sum of squares, block by block as the node-local
  * reduction takes it (each sub-range in blocks of BLOCK from its start), so
  * the same bits. */
@@ -333,10 +242,7 @@ static double slice_squares(const bl_lm_zero_t *z)
 
 bl_status_t bl_lm_zero_reduce(bl_lm_zero_t *z, long tokens, double *loss_sum, double *norm)
 {
-    bl_status_t st = BL_OK;
-    for (size_t j = 0; j < z->rounds && st == BL_OK; j++) {
-        st = scatter_round(z, j);
-    }
+    bl_status_t st = bl_zero_reduce_scatter(&z->x, z->model->grads);
     if (st != BL_OK) {
         return st;
     }
@@ -362,52 +268,12 @@ bl_status_t bl_lm_zero_reduce(bl_lm_zero_t *z, long tokens, double *loss_sum, do
     return BL_OK;
 }
 
-/* Gives every rank every slice of the parameters: one all-gather in place
- * when the array's counts fit an int, else each slice broadcast from its
- * rank in messages of at most `piece` floats. */
-static bl_status_t all_gather(bl_lm_zero_t *z)
-{
-    float *params = z->model->params;
-    const char *op = "the all-gather of the parameters (ZeRO-1)";
-    if (z->model->param_count <= z->piece) {
-        MPI_Request req = MPI_REQUEST_NULL;
-        int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, z->counts, z->displs,
-                                 MPI_FLOAT, z->comm, &req);
-        return bl_collective_posted(z->rt, rc, &req, op, z->comm);
-    }
-    bl_status_t st = BL_OK;
-    for (int k = 0; k < z->size && st == BL_OK; k++) {
-        for (size_t at = 0; at < z->count[k] && st == BL_OK; at += z->piece) {
-            const size_t m = z->count[k] - at < z->piece ? z->count[k] - at : z->piece;
-            st = bl_bcast_bounded(z->rt, params + z->lo[k] + at, (int)m, MPI_FLOAT, k, z->comm, op);
-        }
-    }
-    return st;
-}
-
 bl_status_t bl_lm_zero_update(bl_lm_zero_t *z, const bl_gpt2_adamw_t *opt, float grad_scale, long t)
 {
     /* The sub-ranges keep their tensor, so each gets its own decay. */
     bl_gpt2_adamw_ranges_at(z->model, opt, grad_scale, t, z->slice, z->slice_count, z->adam_m,
-                            z->adam_v, z->lo[z->rank]);
-    return all_gather(z);
-}
-
-/* Sends (on rank k) or receives (on the root) rank k's slice of one moment
- * array, at dst's offset on the root, in messages of at most `piece`. */
-static bl_status_t move_slice(bl_lm_zero_t *z, int k, int root, const float *src, float *dst)
-{
-    const char *op = "the gather of the AdamW moments (ZeRO-1)";
-    bl_status_t st = BL_OK;
-    for (size_t at = 0; at < z->count[k] && st == BL_OK; at += z->piece) {
-        const size_t m = z->count[k] - at < z->piece ? z->count[k] - at : z->piece;
-        MPI_Request req = MPI_REQUEST_NULL;
-        int rc = z->rank == root
-                     ? MPI_Irecv(dst + z->lo[k] + at, (int)m, MPI_FLOAT, k, TAG, z->comm, &req)
-                     : MPI_Isend(src + at, (int)m, MPI_FLOAT, root, TAG, z->comm, &req);
-        st = bl_collective_posted(z->rt, rc, &req, op, z->comm);
-    }
-    return st;
+                            z->adam_v, z->x.lo[z->rank]);
+    return bl_zero_all_gather(&z->x, z->model->params, "the all-gather of the parameters (ZeRO-1)");
 }
 
 bl_status_t bl_lm_zero_gather_moments(bl_lm_zero_t *z, int root, float **adam_m, float **adam_v)
@@ -427,16 +293,12 @@ bl_status_t bl_lm_zero_gather_moments(bl_lm_zero_t *z, int root, float **adam_m,
         }
     }
     st = bl_agree_in(rt, z->comm, st, BL_ERR_NO_MEM, "gathering the AdamW moments");
-    for (int k = 0; k < z->size && st == BL_OK; k++) {
-        if (k == root && z->rank == root) {
-            memcpy(*adam_m + z->lo[k], z->adam_m, z->count[k] * sizeof(float));
-            memcpy(*adam_v + z->lo[k], z->adam_v, z->count[k] * sizeof(float));
-        } else if (k != root && (z->rank == root || z->rank == k)) {
-            st = move_slice(z, k, root, z->adam_m, *adam_m);
-            if (st == BL_OK) {
-                st = move_slice(z, k, root, z->adam_v, *adam_v);
-            }
-        }
+    const char *op = "the gather of the AdamW moments (ZeRO-1)";
+    if (st == BL_OK) {
+        st = bl_zero_gather_to(&z->x, root, z->adam_m, *adam_m, op);
+    }
+    if (st == BL_OK) {
+        st = bl_zero_gather_to(&z->x, root, z->adam_v, *adam_v, op);
     }
     if (st != BL_OK) {
         bl_mem_free(a, *adam_m);
@@ -450,7 +312,8 @@ void bl_lm_zero_put_state(bl_lm_zero_t *z, const void *params, const void *adam_
                           const void *adam_v)
 {
     bl_gpt2_t *g = z->model;
-    const size_t at = z->lo[z->rank] * sizeof(float), nbytes = z->count[z->rank] * sizeof(float);
+    const size_t at = z->x.lo[z->rank] * sizeof(float);
+    const size_t nbytes = z->x.count[z->rank] * sizeof(float);
     memcpy(g->params, params, g->param_count * sizeof(float));
     memcpy(z->adam_m, (const unsigned char *)adam_m + at, nbytes);
     memcpy(z->adam_v, (const unsigned char *)adam_v + at, nbytes);

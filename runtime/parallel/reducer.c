@@ -10,6 +10,10 @@ bl_status_t bl_reducer_create(const bl_reducer_setup_t *setup, bl_reducer_t **ou
     if (setup->replicas <= 1) {
         return bl_reducer_create_single(setup, out);
     }
+    /* ZeRO-1 takes precedence over the node-local reduction and the buckets. */
+    if (setup->zero) {
+        return bl_reducer_create_zero(setup, out);
+    }
     /* Data parallelism on one node without pipelining, on host arrays, uses
      * shared memory when the whole group qualifies (a collective decision). */
     if (setup->stages == 1) {
@@ -36,6 +40,11 @@ bl_status_t bl_reducer_finish(bl_reducer_t *r, double *loss_sum, long *correct)
 bl_status_t bl_reducer_restage(bl_reducer_t *r, int first, int last)
 {
     return r->ops->restage != NULL ? r->ops->restage(r, first, last) : BL_OK;
+}
+
+bl_status_t bl_reducer_gather_momentum(bl_reducer_t *r)
+{
+    return r->ops->gather_momentum != NULL ? r->ops->gather_momentum(r) : BL_OK;
 }
 
 void bl_reducer_destroy(bl_reducer_t *r, int healthy)
@@ -68,8 +77,7 @@ typedef struct single {
     size_t first, count; /* the stage's parameters, [first, first + count) */
 } single_t;
 
-/* Sets [*lo, *lo + *count) to the parameters of layers [first, last). */
-static void layer_params(const bl_model_t *m, int first, int last, size_t *lo, size_t *count)
+void bl_reducer_layer_params(const bl_model_t *m, int first, int last, size_t *lo, size_t *count)
 {
     const bl_layer_t *a = &m->layers[first];
     const bl_layer_t *b = &m->layers[last - 1];
@@ -89,7 +97,7 @@ static bl_status_t single_finish(bl_reducer_t *r, double *loss_sum, long *correc
 static bl_status_t single_restage(bl_reducer_t *r, int first, int last)
 {
     single_t *s = (single_t *)r;
-    layer_params(s->setup.model, first, last, &s->first, &s->count);
+    bl_reducer_layer_params(s->setup.model, first, last, &s->first, &s->count);
     return BL_OK;
 }
 
@@ -112,7 +120,8 @@ bl_status_t bl_reducer_create_single(const bl_reducer_setup_t *setup, bl_reducer
     memset(s, 0, sizeof *s);
     s->base = (bl_reducer_t){.ops = &single_ops, .path = "none (one replica)"};
     s->setup = *setup;
-    layer_params(setup->model, setup->first_layer, setup->last_layer, &s->first, &s->count);
+    bl_reducer_layer_params(setup->model, setup->first_layer, setup->last_layer, &s->first,
+                            &s->count);
     *out = &s->base;
     return BL_OK;
 }

@@ -11,6 +11,7 @@
 #include "replica_check.h"
 #include "trainer_impl.h"
 #include "wait.h"
+#include "zero_exchange.h"
 
 void bl_trainer_held_layers(const bl_trainer_t *t, int *first, int *last)
 {
@@ -50,6 +51,55 @@ void bl_trainer_stage_params(const bl_trainer_t *t, int stage, size_t *first, si
     *count = hi->param_offset + hi->param_count - lo->param_offset;
 }
 
+void bl_trainer_momentum_slice(const bl_trainer_t *t, size_t *first, size_t *count)
+{
+    bl_trainer_stage_params(t, t->layout.stage, first, count);
+    if (t->zero) {
+        bl_zero_even_slice(*first, *count, t->layout.replica, t->layout.replicas, first, count);
+    }
+}
+
+bl_status_t bl_trainer_narrow_momentum(bl_trainer_t *t)
+{
+    if (!t->zero || t->model->param_count == 0) {
+        return BL_OK;
+    }
+    size_t first, count;
+    bl_trainer_momentum_slice(t, &first, &count);
+    if (bl_span_hold(&t->velocity_span, first * sizeof(float), (first + count) * sizeof(float)) !=
+        0) {
+        return bl_fail(t->rt, BL_ERR_NO_MEM,
+                       "rank %d: cannot narrow the momentum to its ZeRO-1 slice of %zu "
+                       "parameters: %s",
+                       t->rt->rank, count, strerror(errno));
+    }
+    t->momentum_whole = 0;
+    return BL_OK;
+}
+
+bl_status_t bl_trainer_gather_momentum(bl_trainer_t *t)
+{
+    if (!t->zero || t->momentum_whole) {
+        return BL_OK;
+    }
+    size_t first, count;
+    bl_trainer_stage_params(t, t->layout.stage, &first, &count);
+    bl_status_t st = BL_OK;
+    if (count > 0 && bl_span_widen(&t->velocity_span, first * sizeof(float),
+                                   (first + count) * sizeof(float)) != 0) {
+        st = bl_fail(t->rt, BL_ERR_NO_MEM,
+                     "rank %d: no memory to gather the momentum of the stage's %zu parameters: %s",
+                     t->rt->rank, count, strerror(errno));
+    }
+    /* Every replica takes part in the gather, or none does. */
+    st = bl_agree_in(t->rt, t->layout.dp, st, BL_ERR_NO_MEM, "gathering the stage's momentum");
+    if (st == BL_OK) {
+        st = bl_reducer_gather_momentum(t->reducer);
+    }
+    t->momentum_whole = st == BL_OK;
+    return st;
+}
+
 /* Checks that every replica of a stage holds the same arrays (replica_check.h).
  * The result is agreed over the job, since only the differing stage's group
  * learns of a difference. */
@@ -81,7 +131,11 @@ bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
     if (st == BL_OK) {
         st = bl_trainer_init_stage(t);
     }
-    return st != BL_OK ? st : bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
+    if (st == BL_OK) {
+        st = bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
+    }
+    /* Under ZeRO-1 the rank keeps its new slice's momentum only. */
+    return st != BL_OK ? st : bl_trainer_narrow_momentum(t);
 }
 
 /* Moves to stage map next at the boundary after step `step`, in every pipeline
@@ -106,8 +160,12 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
     if (pinned) {
         bl_device_copies_settle(&t->dev); /* page-locked memory is not given back */
     }
-    bl_status_t st = bl_agree(t->rt, bl_trainer_hold_layers(t, next, 1), BL_ERR_NO_MEM,
-                              "holding the incoming layers of a migration");
+    /* Under ZeRO-1 every replica first gathers the stage's whole momentum,
+     * which the outgoing layers carry; the new slices narrow it again
+     * (bl_trainer_rebuild_stage). */
+    bl_status_t st = bl_trainer_gather_momentum(t);
+    st = bl_agree(t->rt, st == BL_OK ? bl_trainer_hold_layers(t, next, 1) : st, BL_ERR_NO_MEM,
+                  "holding the incoming layers of a migration");
     if (st != BL_OK) {
         return st;
     }

@@ -41,6 +41,9 @@ static bl_status_t setup_plan(bl_trainer_t *t)
         return st;
     }
     t->stage_local = t->cfg.pipeline.stage_local && t->layout.stages > 1;
+    /* ZeRO-1 shards the momentum of host ranks with replicas; a device rank's
+     * reducer refuses it (reduce_zero.c). */
+    t->zero = t->cfg.transport.zero && t->layout.replicas > 1 && t->rt->device.memory == NULL;
     t->user_map = t->cfg.plan.stage_first != NULL;
     t->cfg_shards_given = t->cfg.plan.shards != NULL;
     return bl_trainer_first_plan(t);
@@ -73,7 +76,10 @@ static bl_status_t setup_state(bl_trainer_t *t)
     if (t->indices == NULL) {
         return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a batch of %d", B);
     }
-    return bl_trainer_hold_layers(t, t->plan.first, 0);
+    st = bl_trainer_hold_layers(t, t->plan.first, 0);
+    /* Under ZeRO-1 the rank keeps its slice of the stage's momentum only,
+     * from the start, so that the memory account shows it. */
+    return st != BL_OK ? st : bl_trainer_narrow_momentum(t);
 }
 
 /* Every rank arrives here with a plan. The device check and the start-up check
@@ -171,6 +177,7 @@ static bl_status_t setup_reducer(bl_trainer_t *t)
                                 .dev = &t->dev,
                                 .group = &t->group,
                                 .node_reduce = c->transport.node_reduce,
+                                .zero = c->transport.zero,
                                 .timeout_s = c->diagnostics.timeout_s};
     bl_status_t st = bl_reducer_create(&setup, &t->reducer);
     st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "the gradient reduction's set-up");
@@ -409,6 +416,12 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     if (steps < 0) {
         return bl_fail(t->rt, BL_ERR_INVALID_ARG, "steps %ld must not be negative", steps);
     }
+    /* Under ZeRO-1 a rank trains with its slice of the momentum only (the
+     * previous run's end gathered it whole). */
+    bl_status_t narrowed = bl_trainer_narrow_momentum(t);
+    if (narrowed != BL_OK) {
+        return narrowed;
+    }
     for (long i = 0; i < steps; i++) {
         bl_step_info_t info;
         bl_status_t st = train_step(t, &info);
@@ -421,12 +434,18 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
         }
     }
     /* The run ends with the last telemetry (rank 0's, agreed on before the
-     * collectives), then makes the host arrays current everywhere and checks
-     * that they are equal on a stage's replicas. */
+     * collectives), then makes the host arrays current everywhere (under
+     * ZeRO-1 it gathers every replica's slice of the momentum, so that
+     * bl_trainer_momentum reads the whole) and checks that they are equal on
+     * a stage's replicas. */
     bl_status_t st =
         bl_agree(t->rt, bl_control_flush(&t->control), BL_ERR_IO, "writing the last telemetry");
     if (st == BL_OK) {
         st = bl_agree(t->rt, bl_trainer_sync_params(t), BL_ERR_MISMATCH, "ending the run");
+    }
+    if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_trainer_gather_momentum(t), BL_ERR_MISMATCH,
+                      "gathering the momentum (ZeRO-1)");
     }
     return st == BL_OK ? bl_trainer_check_replicas(t) : st;
 }

@@ -25,6 +25,10 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .plan = t->plan};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
+    /* Under ZeRO-1 a save in the middle of a run gathers the stage's whole
+     * momentum (the file and the replica check need it) and narrows it again
+     * afterwards; a save after a run finds it whole. */
+    const int narrow_after = t->zero && !t->momentum_whole;
     /* A device rank's host arrays are current only after a run, so a save (from
      * a step callback) downloads them first. Every rank takes part in gathering
      * the controllers' state even after a failed download (the others wait in
@@ -34,11 +38,19 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
     st = bl_agree(t->rt, st != BL_OK ? st : down, BL_ERR_NO_MEM,
                   "gathering the parameters and the controllers' state");
     if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_trainer_gather_momentum(t), BL_ERR_MISMATCH,
+                      "gathering the momentum (ZeRO-1)");
+    }
+    if (st == BL_OK) {
         st = bl_trainer_check_replicas(t); /* replica 0 of each stage writes the stage's file */
     }
     if (st == BL_OK) {
         st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
                           where, path != NULL ? n : sizeof scratch);
+    }
+    if (narrow_after && t->momentum_whole) {
+        bl_status_t narrowed = bl_trainer_narrow_momentum(t);
+        st = st != BL_OK ? st : narrowed;
     }
     bl_mem_free(bl_rt_allocator(t->rt), s.control);
     if (st == BL_OK) {
@@ -155,10 +167,20 @@ bl_status_t bl_trainer_resume(bl_trainer_t *t, const char *dir, int *resumed)
         st = adopt_plan(t, &s.plan, path);
     }
     int lo = 0, hi = 0;
+    if (st == BL_OK && t->zero) {
+        /* Under ZeRO-1 the load fills the momentum of every held layer, and
+         * the rank then keeps its slice of it. */
+        st = bl_agree(t->rt, bl_trainer_hold_layers(t, t->plan.first, 1), BL_ERR_NO_MEM,
+                      "holding the momentum to load");
+    }
     if (st == BL_OK) {
         bl_trainer_held_layers(t, &lo, &hi);
         st = bl_agree(t->rt, bl_ckpt_load(t->rt, path, t->model, lo, hi, t->velocity, NULL),
                       BL_ERR_IO, "loading the checkpoint's layers");
+    }
+    if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_trainer_narrow_momentum(t), BL_ERR_NO_MEM,
+                      "narrowing the momentum to its ZeRO-1 slice");
     }
     if (st == BL_OK) {
         /* bl_control_restore below is collective, so an upload that fails on

@@ -50,11 +50,17 @@ struct bl_trainer {
      * use. */
     bl_device_group_t pipe_group;
     bl_device_comm_t *pipe_comm;
-    long *indices;            /* (B) the sample indices of this step's whole global batch */
-    long step;                /* the next global step */
-    int user_map;             /* 1 when the stage map came from the config */
-    int cfg_shards_given;     /* 1 when the shard plan came from the config */
-    int stage_local;          /* 1: this rank holds its stage's layers only (pipelines) */
+    long *indices;        /* (B) the sample indices of this step's whole global batch */
+    long step;            /* the next global step */
+    int user_map;         /* 1 when the stage map came from the config */
+    int cfg_shards_given; /* 1 when the shard plan came from the config */
+    int stage_local;      /* 1: this rank holds its stage's layers only (pipelines) */
+    /* 1 under ZeRO-1 (transport.zero, several replicas, a host rank): the rank
+     * holds memory for its slice of its stage's momentum only
+     * (bl_trainer_momentum_slice) while it trains; momentum_whole is 1 while
+     * the stage's whole momentum is held and current (gathered). */
+    int zero;
+    int momentum_whole;
     long whole_at;            /* the step at which every rank last held every layer's
                                  current parameters (pipelines; 0: the initial ones) */
     double modelled_s_per_op; /* > 0: modelled step times (bl_trainer_emulate_timing) */
@@ -135,7 +141,23 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
  * Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t);
 /* Checks that every replica of a stage holds the same parameters and momentum
- * (BL_ERR_MISMATCH if not), agreed over the job. Collective. */
+ * (BL_ERR_MISMATCH if not), agreed over the job. Under ZeRO-1 the momentum
+ * must be gathered first (bl_trainer_gather_momentum). Collective. */
 bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t);
+
+/* Sets [*first, *first + *count) to the parameters whose momentum this rank
+ * keeps current: under ZeRO-1 (t->zero) its slice of its stage's parameters,
+ * cut by the reducer's rule (bl_zero_even_slice over the stage's replicas),
+ * else its stage's. Pure. */
+void bl_trainer_momentum_slice(const bl_trainer_t *t, size_t *first, size_t *count);
+/* Under ZeRO-1, gives back the momentum's memory outside this rank's slice
+ * (the pages that cover it stay); otherwise nothing. Local; BL_ERR_NO_MEM. */
+bl_status_t bl_trainer_narrow_momentum(bl_trainer_t *t);
+/* Under ZeRO-1, holds memory for the stage's whole momentum again and
+ * gathers every replica's slice into it, so that every replica holds the
+ * stage's current momentum (for a checkpoint, a layer migration, the end of
+ * a run); nothing when it is whole already or without ZeRO-1. Collective
+ * over the stage's data-parallel group. */
+bl_status_t bl_trainer_gather_momentum(bl_trainer_t *t);
 
 #endif /* BL_TRAINER_IMPL_H */

@@ -1,8 +1,10 @@
 /* The layer trainer's memory account (trainer_impl.h): what this rank has
  * allocated, read from the shapes of its real buffers once they exist. */
+#include <limits.h>
 #include <stdio.h>
 
 #include "trainer_impl.h"
+#include "zero_exchange.h"
 
 /* Bytes of count elements of elem_nbytes each. */
 static double nbytes(size_t count, size_t elem_nbytes)
@@ -49,7 +51,13 @@ void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out)
     *out = (bl_mem_account_t){0};
     out->params = nbytes(held, sizeof(float));
     out->grads = nbytes(held, sizeof(float));
-    out->optimizer = t->velocity != NULL ? nbytes(held, sizeof(float)) : 0.0;
+    /* The optimizer state: the momentum of the held layers, counted as the
+     * parameters are; under ZeRO-1 the memory that the momentum holds for
+     * this rank's slice of its stage's parameters (bl_trainer_narrow_momentum),
+     * page-rounded, since a slice's edges share pages with its neighbours'. */
+    out->optimizer = t->velocity == NULL ? 0.0
+                     : t->zero           ? (double)bl_span_held_bytes(&t->velocity_span)
+                                         : nbytes(held, sizeof(float));
     for (int k = 0; k < s->slot_count && s->slots != NULL; k++) {
         out->activations += slot_nbytes(s, &s->slots[k]);
     }
@@ -58,6 +66,22 @@ void bl_trainer_account_memory(const bl_trainer_t *t, bl_mem_account_t *out)
             (size_t)(s->max_micro > 0 ? s->max_micro : 1) * (size_t)m->in_features, sizeof(float));
     }
     out->other = nbytes((size_t)t->cfg.batch, sizeof *t->indices);
+    if (t->zero) {
+        /* ZeRO-1's reduce-scatter bucket (reduce_zero.c): the other replicas'
+         * pieces of this rank's slice in a round. */
+        size_t stage_first, stage_count, lo, count, largest = 0;
+        bl_trainer_stage_params(t, t->layout.stage, &stage_first, &stage_count);
+        const int D = t->layout.replicas;
+        for (int k = 0; k < D; k++) {
+            bl_zero_even_slice(stage_first, stage_count, k, D, &lo, &count);
+            largest = count > largest ? count : largest;
+        }
+        const size_t bucket = (size_t)(t->cfg.transport.bucket_mb * 1024.0 * 1024.0);
+        out->other +=
+            nbytes((size_t)(D - 1) *
+                       bl_zero_chunk_floats(largest, D, bucket / sizeof(float), (size_t)INT_MAX),
+                   sizeof(float));
+    }
     /* The largest held layer: its parameters, gradients and momentum. */
     int copies = 2 + (t->velocity != NULL);
     int best = m->held_first;

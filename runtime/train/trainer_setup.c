@@ -59,6 +59,10 @@ static bl_status_t check_config(bl_runtime_t *rt, const bl_train_config_t *c)
         return bl_fail(rt, BL_ERR_INVALID_ARG, "bucket size %g MiB must be in (0, 4096]",
                        c->transport.bucket_mb);
     }
+    if (c->transport.zero != 0 && c->transport.zero != 1) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "transport.zero is %d; it must be 0 (off) or 1 (ZeRO-1)", c->transport.zero);
+    }
     if (c->pipeline.schedule != BL_SCHEDULE_GPIPE && c->pipeline.schedule != BL_SCHEDULE_1F1B) {
         return bl_fail(rt, BL_ERR_INVALID_ARG,
                        "pipeline schedule %d is neither GPipe (%d) nor "
@@ -155,6 +159,8 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
         {"schedule", BL_CHECK_INT, (uint64_t)c->pipeline.schedule},
         {"node reduce", BL_CHECK_INT, (uint64_t)c->transport.node_reduce},
         {"nccl", BL_CHECK_INT, (uint64_t)c->transport.nccl},
+        {"ZeRO-1", BL_CHECK_INT, (uint64_t)c->transport.zero},
+        {"stage-local memory", BL_CHECK_INT, (uint64_t)c->pipeline.stage_local},
         {"shard plan", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"shard caps", BL_CHECK_DIGEST,
