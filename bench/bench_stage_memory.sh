@@ -15,7 +15,14 @@
 # through /usr/bin/time -f %M, one file per rank) and its accounted parameters + gradients +
 # momentum (the start-up report, BALLAST_LOG=info), the largest rank's share
 # of the one-rank figure, and the bound that the stage meets: 1/S of the
-# model's bytes plus one layer's.
+# model's bytes plus one layer's. Then ZeRO-1, each run's parameters checked
+# against (a) within 1e-5:
+#   (z0) 4 replicas --zero off (the node-local reduction, the default)
+#   (z0m) 4 replicas --zero off --node-reduce off (the MPI all-reduce)
+#   (z1) 4 replicas --zero on
+#   (z2) 2x2 (--dp 2 --pp 2) --zero on
+# with every rank's optimizer and other bytes and the bound 1/D of one rank's
+# optimizer state plus one 4 MiB bucket.
 # Part 2, the proof: a memory limit below the model's parameters, gradients
 # and momentum, LIMIT (default 2/3 of (a)'s accounted bytes):
 #   (f) one rank with --mem-limit LIMIT: refused, naming the rank and layer
@@ -151,13 +158,14 @@ layout() {
         "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" >"$out/$_name.log" 2>&1
 }
 
-# state_bytes NAME RANK: the accounted parameters + gradients + optimizer
-# bytes of RANK in NAME's start-up report.
+# state_bytes NAME RANK [KINDS]: the accounted bytes of RANK in NAME's
+# start-up report, summed over KINDS (an awk pattern; default the
+# parameters, gradients and optimizer state).
 state_bytes() {
-    awk -v r="memory: rank $2:" 'index($0, r) {
+    awk -v r="memory: rank $2:" -v k="${3:-^(params|grads|optimizer)\$}" 'index($0, r) {
         n = 0
-        for (i = 1; i <= NF; i++) if ($i ~ /^(params|grads|optimizer)$/) {
-            v = $(i + 1); u = $(i + 2); sub(/,$/, "", u)
+        for (i = 1; i <= NF; i++) if ($i ~ k) {
+            v = $(i + 1); u = $(i + 2); sub(/[,;]$/, "", u)
             m = u == "B" ? 1 : u == "KiB" ? 1024 : u == "MiB" ? 1048576 : 1073741824
             n += v * m
         }
@@ -196,6 +204,41 @@ for spec in "a 1" "b 2 --pp 2 --stage-memory whole" "c 2 --pp 2 --stage-memory l
         "$name" "$ranks" "$*" "$peak_mib" "$states" \
         "$(awk -v a="$most" -v b="$whole_state" 'BEGIN { print a / b }')" "$(mib "$bound")" \
         "$([ "$most" -le "$bound" ] && echo within || echo over)"
+done
+
+# ZeRO-1: 4 data-parallel replicas with and without --zero on, and a 2x2
+# grid with it. The bound on a rank's optimizer state is 1/D of one rank's
+# (the momentum of its slice of its stage) plus one bucket (--bucket-mb 4),
+# which also holds the round's pieces (counted as "other").
+one_opt=$(state_bytes a 0 '^optimizer$')
+bucket=$((4 * 1048576))
+for spec in "z0 4 4 --zero off" "z0m 4 4 --zero off --node-reduce off" "z1 4 4 --zero on" \
+    "z2 4 2 --dp 2 --pp 2 --zero on"; do
+    set -- $spec
+    name=$1
+    ranks=$2
+    replicas=$3
+    shift 3
+    layout "$name" "$ranks" "$@" || fail "$name"
+    opts=
+    others=
+    most=0
+    r=0
+    while [ "$r" -lt "$ranks" ]; do
+        b=$(state_bytes "$name" "$r" '^optimizer$')
+        opts="$opts$(mib "$b") "
+        others="$others$(mib "$(state_bytes "$name" "$r" '^other$')") "
+        [ "$b" -gt "$most" ] && most=$b
+        r=$((r + 1))
+    done
+    "$build/tests/compare_params" "$out/$name.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$name.cmp" 2>&1 ||
+        { cat "$out/$name.cmp" >&2; fail "$name"; }
+    bound=$((one_opt / replicas + bucket))
+    printf '(%s) %d ranks %s: peak_rss=[ %s] optimizer=[ %s] other=[ %s] largest_optimizer/one_rank=%.3f bound_1/D+bucket=%s MiB %s; %s\n' \
+        "$name" "$ranks" "$*" "$(peaks "$name" "$ranks")" "$opts" "$others" \
+        "$(awk -v a="$most" -v b="$one_opt" 'BEGIN { print a / b }')" "$(mib "$bound")" \
+        "$([ "$most" -le "$bound" ] && echo within || echo over)" \
+        "$(tail -n 1 "$out/$name.cmp" | sed 's/^compare_params: //')"
 done
 
 [ -n "$limit" ] || limit=$((whole_state * 2 / 3))

@@ -698,10 +698,9 @@ const int *bl_trainer_stage_map(const bl_trainer_t *t);
  * memory no other entry may be read; on a GPU rank they are
  * current when the parameters are (see bl_model_params). Under ZeRO-1
  * (transport.zero) a rank holds and updates only its slice of its stage's
- * momentum while it trains, and no other entry may be read then (in a step
- * callback, say); bl_trainer_run gathers the stage's whole momentum on every
- * replica when it returns, and that stays readable until the next run. The array belongs to
- * t; NULL for a NULL t. */
+ * momentum (the stage's parameters cut into D even contiguous slices in the
+ * rank order of its data-parallel group), and no other entry may be read;
+ * a checkpoint holds the whole. The array belongs to t; NULL for a NULL t. */
 const float *bl_trainer_momentum(const bl_trainer_t *t, size_t *count);
 
 /* Computes the mean loss and accuracy of the model over every sample of d.

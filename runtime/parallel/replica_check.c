@@ -53,7 +53,7 @@ static bl_status_t measure(bl_runtime_t *rt, MPI_Comm group, const float *params
     differences_t mine = {0, 0, 0.0};
     const float *arrays[2] = {params, velocity};
     uint64_t *counts[2] = {&mine.params, &mine.velocity};
-    for (int a = 0; st == BL_OK && a < 2; a++) {
+    for (int a = 0; st == BL_OK && a < (velocity != NULL ? 2 : 1); a++) {
         for (size_t done = 0; st == BL_OK && done < count; done += CHUNK) {
             int n = count - done < CHUNK ? (int)(count - done) : CHUNK;
             memcpy(chunk, arrays[a] + done, (size_t)n * sizeof(float));
@@ -87,11 +87,11 @@ bl_status_t bl_replicas_check(bl_runtime_t *rt, MPI_Comm group, long step, const
         return BL_OK;
     }
     params += first;
-    velocity += first;
+    velocity = velocity != NULL ? velocity + first : NULL;
     /* The first member's job rank and digests are broadcast and compared with
      * every member's. */
     uint64_t root[3] = {(uint64_t)rt->rank, bl_digest(params, count * sizeof(float)),
-                        bl_digest(velocity, count * sizeof(float))};
+                        velocity != NULL ? bl_digest(velocity, count * sizeof(float)) : 0};
     uint64_t mine[3] = {root[0], root[1], root[2]};
     bl_status_t st =
         bl_bcast_bounded(rt, root, 3, MPI_UINT64_T, 0, group, "the replica comparison");

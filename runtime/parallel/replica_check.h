@@ -14,7 +14,9 @@
 #include "runtime_impl.h"
 
 /* Compares params[first, first + count) and the same range of velocity across
- * group; with MPI_COMM_NULL or one member there is nothing to compare. Returns
+ * group (velocity may be NULL: the parameters only, as under ZeRO-1, where
+ * each replica holds its own slice of the momentum); with MPI_COMM_NULL or
+ * one member there is nothing to compare. Returns
  * BL_OK, or BL_ERR_MISMATCH on every member with a message naming the lowest
  * rank that differs from the group's first member, the step, and the counts.
  * Collective over group; the waits are bounded like every collective's. The

@@ -107,8 +107,11 @@ bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t)
 {
     size_t first, count;
     bl_trainer_stage_params(t, t->layout.stage, &first, &count);
+    /* Under ZeRO-1 each replica holds its own slice of the momentum, unless it
+     * was just gathered whole. */
+    const float *momentum = t->zero && !t->momentum_whole ? NULL : t->velocity;
     return bl_agree(t->rt,
-                    bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, t->velocity,
+                    bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, momentum,
                                       first, count),
                     BL_ERR_MISMATCH, "the replica check");
 }

@@ -416,8 +416,8 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     if (steps < 0) {
         return bl_fail(t->rt, BL_ERR_INVALID_ARG, "steps %ld must not be negative", steps);
     }
-    /* Under ZeRO-1 a rank trains with its slice of the momentum only (the
-     * previous run's end gathered it whole). */
+    /* Under ZeRO-1 a rank trains with its slice of the momentum only (a
+     * checkpoint or a migration may have gathered it whole). */
     bl_status_t narrowed = bl_trainer_narrow_momentum(t);
     if (narrowed != BL_OK) {
         return narrowed;
@@ -434,18 +434,14 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
         }
     }
     /* The run ends with the last telemetry (rank 0's, agreed on before the
-     * collectives), then makes the host arrays current everywhere (under
-     * ZeRO-1 it gathers every replica's slice of the momentum, so that
-     * bl_trainer_momentum reads the whole) and checks that they are equal on
-     * a stage's replicas. */
+     * collectives), then makes the host arrays current everywhere and checks
+     * that they are equal on a stage's replicas. Under ZeRO-1 the momentum
+     * stays sliced (gathering it would hold the stage's whole momentum, the
+     * memory that ZeRO-1 saves): a replica's own slice is current. */
     bl_status_t st =
         bl_agree(t->rt, bl_control_flush(&t->control), BL_ERR_IO, "writing the last telemetry");
     if (st == BL_OK) {
         st = bl_agree(t->rt, bl_trainer_sync_params(t), BL_ERR_MISMATCH, "ending the run");
-    }
-    if (st == BL_OK) {
-        st = bl_agree(t->rt, bl_trainer_gather_momentum(t), BL_ERR_MISMATCH,
-                      "gathering the momentum (ZeRO-1)");
     }
     return st == BL_OK ? bl_trainer_check_replicas(t) : st;
 }
