@@ -610,6 +610,19 @@ bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
  * existing file at path intact. BL_ERR_INVALID_ARG for a NULL argument. */
 bl_status_t bl_trainer_save_params(bl_trainer_t *t, const char *path);
 
+/* Loads a parameter file (bl_model_save_params' format) into the trainer's
+ * model before training: every rank reads only the layers it holds (its
+ * stage's under pipeline.stage_local; a GPU rank uploads them), so no rank
+ * ever holds the whole model. Collective; call it after bl_trainer_create and
+ * before bl_trainer_resume (which wins) and bl_trainer_run. Returns BL_OK on
+ * every rank, or a failure on every rank (BL_ERR_IO, BL_ERR_FORMAT for a file
+ * of another model's length or a value that is not finite, BL_ERR_NO_MEM)
+ * with bl_last_error naming path. A bad file fails alike everywhere and
+ * changes no model; after a read error on some ranks only, the others hold
+ * the file's values, so a trainer whose load failed should not train on.
+ * BL_ERR_INVALID_ARG for a NULL argument. */
+bl_status_t bl_trainer_load_params(bl_trainer_t *t, const char *path);
+
 /* An emulated slow rank, for tests and demos: from step from_step to step
  * to_step (inclusive; -1: to the end), the rank's compute takes `factor` times
  * as long, its measured compute time and then the extra time asleep. It changes

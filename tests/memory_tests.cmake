@@ -122,3 +122,31 @@ bl_cli_test(stage_memory_bad EXIT 2
 bl_cli_test(stage_memory_gpt2 EXIT 2
     MATCH "^ballast-train: --stage-memory does not apply to --model gpt2"
     COMMAND ${BL_CLI_TRAIN} ${bl_mem_gpt} --stage-memory local)
+# --init-params under stage-local memory: each stage reads only its layers'
+# part of the file (bl_trainer_load_params), within the limit that refuses one
+# rank, and trains on to the one-process run's parameters from the same file.
+bl_cli_test(stage_mem_init_one_process EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_mem} --init-params ${BL_CLI_OUT}/stage_mem_ref.bin
+            --save-params ${BL_CLI_OUT}/stage_mem_init_one.bin
+    REQUIRES stage_mem_ref SETUP stage_mem_init_one)
+bl_cli_test(stage_mem_init_pp2 EXIT 0 MATCH "^summary: steps=25 "
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_mem} --pp 2
+            --mem-limit 2.5MiB --init-params ${BL_CLI_OUT}/stage_mem_ref.bin
+            --save-params ${BL_CLI_OUT}/stage_mem_init_pp2.bin
+    REQUIRES stage_mem_ref SETUP stage_mem_init_pp2)
+bl_cli_test(stage_mem_init_pp2_equals_one_process EXIT 0 MATCH " 0 outside "
+    COMMAND $<TARGET_FILE:compare_params> ${BL_CLI_OUT}/stage_mem_init_pp2.bin
+            ${BL_CLI_OUT}/stage_mem_init_one.bin 1e-5 1e-6
+    REQUIRES stage_mem_init_one stage_mem_init_pp2)
+# The runs from the file are not the runs from the seed (the reference
+# trained 25 steps from the seed, and these 25 more from there).
+bl_cli_test(stage_mem_init_differs_from_seed EXIT 1 MATCH " outside "
+    COMMAND $<TARGET_FILE:compare_params> ${BL_CLI_OUT}/stage_mem_init_pp2.bin
+            ${BL_CLI_OUT}/stage_mem_ref.bin 1e-5 1e-6
+    REQUIRES stage_mem_ref stage_mem_init_pp2)
+# A file of another model is refused on every rank, naming it.
+bl_cli_test(stage_mem_init_wrong_model EXIT 1
+    MATCH "stage_mem_ref\\.bin: holds 1123344 bytes, but the model has 83460 parameters" "!^summary"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_mem} --layers 256,256
+            --pp 2 --init-params ${BL_CLI_OUT}/stage_mem_ref.bin
+    REQUIRES stage_mem_ref)

@@ -2,13 +2,15 @@
  * (runtime/model/model_hold.c): memory only for the held window, values kept
  * across widening and narrowing, zeros where memory comes back, a fault on
  * any touch outside the window, layers initialised alike whichever are held
- * first, and the refusals of a model cut down to a stage. */
+ * first, a parameter file's window loaded alone, and the refusals of a model
+ * cut down to a stage. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -159,6 +161,55 @@ static void test_cut_model_refuses_whole_uses(void **state)
     bl_model_destroy(m);
 }
 
+/* A window of a parameter file: only its layers are read and held, with the
+ * file's values; a file of another length or with a value that is not finite
+ * is refused, naming it, and changes nothing. */
+static void test_load_a_window(void **state)
+{
+    (void)state;
+    bl_model_t *whole = deep_mlp();
+    float *p = bl_model_params(whole);
+    assert_non_null(p);
+    for (size_t i = 0; i < whole->param_count; i++) {
+        p[i] = (float)i * 0.5f;
+    }
+    const char *path = "span_window.bin";
+    assert_int_equal(bl_model_save_params(whole, path), BL_OK);
+
+    bl_model_t *m = deep_mlp();
+    assert_int_equal(bl_model_hold(m, 2, 4), BL_OK);
+    float seeded = m->params[m->layers[2].param_offset];
+    assert_int_equal(bl_model_load_params_window(m, path, 4, 6), BL_OK);
+    size_t first, count;
+    bl_model_layer_params(m, 4, 6, &first, &count);
+    assert_memory_equal(m->params + first, p + first, count * sizeof(float));
+    assert_int_equal(m->held_first, 2); /* the window joins the held layers */
+    assert_int_equal(m->held_last, 6);
+    assert_true(m->params[m->layers[2].param_offset] == seeded); /* untouched */
+    assert_true(faults(&m->param_span, 0));                      /* layer 0, never held */
+
+    /* A non-finite value inside the window is refused; outside it, it is
+     * never read. */
+    p[m->layers[4].param_offset + 3] = NAN;
+    assert_int_equal(bl_model_save_params(whole, path), BL_OK);
+    assert_int_equal(bl_model_load_params_window(m, path, 4, 6), BL_ERR_FORMAT);
+    assert_non_null(strstr(bl_last_error(rt), "span_window.bin: parameter"));
+    assert_true(m->params[first + 3] == (float)(first + 3) * 0.5f);
+    assert_int_equal(bl_model_load_params_window(m, path, 0, 2), BL_OK);
+
+    /* A file of another model. */
+    bl_model_t *other = NULL;
+    assert_int_equal(test_mlp(rt, 16, (const int[]){8}, 1, 4, 1, &other), BL_OK);
+    assert_int_equal(bl_model_save_params(other, path), BL_OK);
+    assert_int_equal(bl_model_load_params_window(m, path, 4, 6), BL_ERR_FORMAT);
+    assert_non_null(strstr(bl_last_error(rt), "span_window.bin: holds"));
+    assert_int_equal(bl_model_load_params_window(m, path, 3, 2), BL_ERR_INVALID_ARG);
+    unlink(path);
+    bl_model_destroy(other);
+    bl_model_destroy(m);
+    bl_model_destroy(whole);
+}
+
 static void test_model_without_parameters(void **state)
 {
     (void)state;
@@ -180,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_span_holds_a_window),
         cmocka_unit_test(test_layers_held_alike_in_any_order),
         cmocka_unit_test(test_cut_model_refuses_whole_uses),
+        cmocka_unit_test(test_load_a_window),
         cmocka_unit_test(test_model_without_parameters),
     };
     return run_tests_with_runtime("span", tests, sizeof tests / sizeof tests[0], &rt);

@@ -200,9 +200,6 @@ static bl_status_t build_model(bl_runtime_t *rt, const train_options_t *o, int f
     if (st == BL_OK) {
         st = bl_model_build(m, o->seed);
     }
-    if (st == BL_OK && o->init_params != NULL) {
-        st = bl_model_load_params(m, o->init_params);
-    }
     if (st != BL_OK) {
         bl_model_destroy(m);
         m = NULL;
@@ -349,6 +346,14 @@ static bl_status_t train(bl_runtime_t *rt, const train_options_t *o, int *report
     const char *modelled = getenv("BALLAST_TEST_MODELLED_TIME");
     if (modelled != NULL) {
         st = bl_trainer_emulate_timing(trainer, strtod(modelled, NULL));
+        if (st != BL_OK) {
+            goto done;
+        }
+    }
+    /* Each rank reads the layers it holds (its stage's under stage-local
+     * memory); a checkpoint to resume from wins over the file. */
+    if (o->init_params != NULL) {
+        st = bl_trainer_load_params(trainer, o->init_params);
         if (st != BL_OK) {
             goto done;
         }

@@ -87,6 +87,13 @@ bl_status_t bl_model_widen(bl_model_t *m, int first, int last);
  * bl_model_widen, or BL_ERR_INVALID_ARG naming the held layers when some
  * layer's values were given back (a stage-local trainer's model). */
 bl_status_t bl_model_hold_all(bl_model_t *m, const char *what);
+/* Loads the parameters of layers [lo, hi) from the parameter file at path
+ * (bl_model_save_params' format: the file must hold the whole model), reading
+ * only their part of it, and holds them (bl_model_widen). Local; changes
+ * nothing on failure: BL_ERR_IO, BL_ERR_FORMAT (a length that is not the
+ * model's, a value that is not finite), BL_ERR_NO_MEM or BL_ERR_INVALID_ARG,
+ * naming path. */
+bl_status_t bl_model_load_params_window(bl_model_t *m, const char *path, int lo, int hi);
 /* Sets [*first, *first + *count) to the parameters of the held layers. */
 void bl_model_held_params(const bl_model_t *m, size_t *first, size_t *count);
 /* Sets [*first, *first + *count) to the parameters of layers [lo, hi). */

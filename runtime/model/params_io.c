@@ -3,6 +3,7 @@
  * it), so it has no header: the file's length must equal the model's
  * parameter count × 4. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,16 +76,23 @@ bl_status_t bl_model_save_params(bl_model_t *m, const char *path)
     return st == BL_OK ? BL_OK : bl_fail_from(m->rt, &err);
 }
 
-bl_status_t bl_model_load_params(bl_model_t *m, const char *path)
+bl_status_t bl_model_load_params_window(bl_model_t *m, const char *path, int lo, int hi)
 {
-    bl_status_t st = require_built(m, path);
-    if (st != BL_OK) {
-        return st;
+    if (m == NULL || path == NULL) {
+        return BL_ERR_INVALID_ARG;
     }
     bl_runtime_t *rt = m->rt;
+    if (!m->built || lo < 0 || lo > hi || hi > m->layer_count) {
+        return bl_fail(rt, BL_ERR_INVALID_ARG,
+                       "%s: the model is not built, or layers [%d, %d) "
+                       "are not among its %d",
+                       path, lo, hi, m->layer_count);
+    }
     const bl_allocator_t *a = bl_rt_allocator(rt);
-    size_t count = m->param_count;
+    size_t first, count;
+    bl_model_layer_params(m, lo, hi, &first, &count);
     float *staged = NULL;
+    bl_status_t st = BL_OK;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         return bl_fail(rt, BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -98,35 +106,46 @@ bl_status_t bl_model_load_params(bl_model_t *m, const char *path)
         st = bl_fail(rt, BL_ERR_FORMAT, "%s: not a regular file", path);
         goto done;
     }
-    if ((unsigned long long)sb.st_size != (unsigned long long)count * sizeof(float)) {
+    if ((unsigned long long)sb.st_size != (unsigned long long)m->param_count * sizeof(float)) {
         st = bl_fail(rt, BL_ERR_FORMAT,
                      "%s: holds %lld bytes, but the model has %zu parameters (%zu bytes of "
                      "float32); is it from another model?",
-                     path, (long long)sb.st_size, count, count * sizeof(float));
+                     path, (long long)sb.st_size, m->param_count, m->param_count * sizeof(float));
         goto done;
     }
-    /* The file is read into a staging buffer, so that a failed read leaves
+    /* The window is read into a staging buffer, so that a failed read leaves
      * the model as it was. */
-    staged = bl_mem_array(a, count, sizeof(float));
+    staged = bl_mem_array(a, count > 0 ? count : 1, sizeof(float));
     if (staged == NULL) {
         st = bl_fail(rt, BL_ERR_NO_MEM, "%s: no memory for %zu parameters", path, count);
         goto done;
     }
-    if (fread(staged, sizeof(float), count, f) != count) {
+    if (first > (size_t)LONG_MAX / sizeof(float) ||
+        fseek(f, (long)(first * sizeof(float)), SEEK_SET) != 0 ||
+        fread(staged, sizeof(float), count, f) != count) {
         st = bl_fail(rt, BL_ERR_IO, "%s: short read", path);
         goto done;
     }
     to_little_endian(staged, count);
     for (size_t i = 0; i < count; i++) {
         if (!isfinite(staged[i])) {
-            st = bl_fail(rt, BL_ERR_FORMAT, "%s: parameter %zu is not a finite number", path, i);
+            st = bl_fail(rt, BL_ERR_FORMAT, "%s: parameter %zu is not a finite number", path,
+                         first + i);
             goto done;
         }
     }
-    memcpy(m->params, staged, count * sizeof(float));
-    st = BL_OK;
+    st = bl_model_widen(m, lo, hi);
+    if (st == BL_OK && count > 0) {
+        memcpy(m->params + first, staged, count * sizeof(float));
+    }
 done:
     bl_mem_free(a, staged);
     fclose(f);
     return st;
+}
+
+bl_status_t bl_model_load_params(bl_model_t *m, const char *path)
+{
+    bl_status_t st = require_built(m, path);
+    return st != BL_OK ? st : bl_model_load_params_window(m, path, 0, m->layer_count);
 }

@@ -1,4 +1,6 @@
-/* The trainer's parameter file (bl_trainer_save_params): the file of
+/* The trainer's parameter file: the load (bl_trainer_load_params), each rank
+ * reading its held layers' part, and the save (bl_trainer_save_params), the
+ * file of
  * bl_model_save_params, byte for byte, written from the stages, so that no
  * rank reads parameters outside its own stage (stage-local memory holds no
  * others). Rank 0 makes a temporary file of the whole file's length beside
@@ -244,6 +246,30 @@ done:
      * rename, so that path keeps its old file and nothing is left beside. */
     if (rt->rank == 0 && tmp[0] != '\0' && !renamed) {
         unlink(tmp);
+    }
+    return st;
+}
+
+bl_status_t bl_trainer_load_params(bl_trainer_t *t, const char *path)
+{
+    if (t == NULL || path == NULL) {
+        return t == NULL ? BL_ERR_INVALID_ARG
+                         : bl_fail(t->rt, BL_ERR_INVALID_ARG, "load params: NULL path");
+    }
+    /* Each rank stages its window and copies it in only on success, so a
+     * failure anywhere is agreed before anything is uploaded. The model's
+     * other layers keep their memory as it was (none under stage-local
+     * memory). */
+    int lo, hi;
+    bl_trainer_held_layers(t, &lo, &hi);
+    bl_status_t st = bl_agree(t->rt, bl_model_load_params_window(t->model, path, lo, hi), BL_ERR_IO,
+                              "loading the parameter file");
+    if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_device_copies_upload(&t->dev, t->rt, t->velocity), BL_ERR_CUDA,
+                      "uploading the loaded parameters");
+    }
+    if (st == BL_OK && !t->stage_local) {
+        t->whole_at = t->step; /* every rank loaded every layer */
     }
     return st;
 }
