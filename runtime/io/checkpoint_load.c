@@ -5,16 +5,20 @@
  * checkpoint_format.c's checks against the model. The finder removes the
  * temporary directories that dead saves left, tries the checkpoints newest
  * first and warns about each one it skips. The loader reads the manifest and
- * then the stage files that hold the window of layers asked for, each whole
- * into memory after checking its size against the most that its layers
- * need, and decodes the window's part into scratch arrays of the window's
- * size, so that a bad file leaves the model as it was. */
+ * then the stage files that hold the window of layers asked for, each mapped
+ * read-only (page cache the kernel may reclaim, not the process's own
+ * memory, so a stage of a model larger than a rank's memory can check a file
+ * of the whole model) after checking its size against the most that its
+ * layers need, and decodes the window's part into scratch arrays of the
+ * window's size, so that a bad file leaves the model as it was. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,6 +119,51 @@ bl_status_t bl_ckpt_read_whole(bl_runtime_t *rt, const char *path, size_t max, u
     return st;
 }
 
+/* Maps the file path of at most `max` bytes read-only: *out points at its
+ * *len bytes (a 0-byte file gives a valid pointer and 0), to be given back
+ * with unmap_file. Returns BL_OK, or BL_ERR_IO or BL_ERR_FORMAT (larger than
+ * max) naming the file, with *out NULL. A file that shrinks while it is
+ * mapped would fault; checkpoints are never changed in place. */
+static bl_status_t map_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
+                            size_t *len)
+{
+    static unsigned char empty[1];
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return bl_fail(rt, BL_ERR_IO, "checkpoint file %s: cannot open it: %s", path,
+                       strerror(errno));
+    }
+    struct stat sb;
+    bl_status_t st = BL_OK;
+    if (fstat(fd, &sb) != 0 || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
+        st = bl_fail(rt, BL_ERR_FORMAT,
+                     "checkpoint file %s: %lld bytes, more than this model's checkpoint needs",
+                     path, (long long)sb.st_size);
+    } else if (sb.st_size == 0) {
+        *out = empty;
+    } else {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            st = bl_fail(rt, BL_ERR_IO, "checkpoint file %s: cannot map it: %s", path,
+                         strerror(errno));
+        } else {
+            *out = p;
+            *len = (size_t)sb.st_size;
+        }
+    }
+    close(fd);
+    return st;
+}
+
+static void unmap_file(unsigned char *bytes, size_t len)
+{
+    if (bytes != NULL && len > 0) {
+        munmap(bytes, len);
+    }
+}
+
 /* Reads and checks the manifest of the checkpoint at dir into *got, whose
  * arrays are allocated (free them with bl_ckpt_state_free); *got is
  * untouched on failure. A language-model checkpoint is refused with
@@ -164,11 +213,11 @@ static bl_status_t read_stages(bl_runtime_t *rt, const char *dir, const bl_model
             BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
         unsigned char *bytes = NULL;
         size_t len = 0;
-        st = bl_ckpt_read_whole(rt, path, max, &bytes, &len);
+        st = map_file(rt, path, max, &bytes, &len);
         if (st == BL_OK) {
             st = bl_ckpt_parse_stage(rt, path, bytes, len, m, first[stage], first[stage + 1], w);
         }
-        bl_mem_free(bl_rt_allocator(rt), bytes);
+        unmap_file(bytes, len);
     }
     return st;
 }
