@@ -36,6 +36,9 @@
 #   (cf-kernel) one rank with --mem-limit 1T (ballast's check passed over):
 #       the kernel ends it (no swap here), so the limit is real
 #   (cg) pp=2 and (ch) pp=4: train, equal to (a) within 1e-5
+#   (ckpp2) pp=2 resumes a one-rank checkpoint of step 5 (one stage file of
+#       the whole model) and trains to step 10, equal within 1e-5 to one
+#       rank's 10 steps
 # See bench/README.md for how to read the output.
 # shellcheck disable=SC2086
 set -eu
@@ -301,6 +304,14 @@ for spec in "cg 2" "ch 4"; do
         { cat "$out/$1.cmp" >&2; fail "$1"; }
     echo "($1) pp=$2: trained, peak_rss=[ $(peaks "$1" "$2")] MiB; against one rank: $(tail -n 1 "$out/$1.cmp")"
 done
+# A one-rank checkpoint (whole model, one stage file) resumed by pp=2 in the
+# same cgroups: each stage maps the file to check it and reads its window.
+layout ck1 1 --checkpoint-dir "$out/ck" || fail ck1
+layout a10 1 --steps 10 || fail a10
+cg_run ckpp2 2 --pp 2 --steps 10 --checkpoint-dir "$out/ck" --resume || fail ckpp2
+"$build/tests/compare_params" "$out/ckpp2.bin" "$out/a10.bin" 1e-5 1e-6 >"$out/ckpp2.cmp" 2>&1 ||
+    { cat "$out/ckpp2.cmp" >&2; fail ckpp2; }
+echo "(ckpp2) pp=2 resumed a one-rank checkpoint at step 5 and trained to step 10: peak_rss=[ $(peaks ckpp2 2)] MiB; against one rank's 10 steps: $(tail -n 1 "$out/ckpp2.cmp")"
 for d in "$parent"/bl-stage-mem-*; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
 done
