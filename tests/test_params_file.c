@@ -7,7 +7,9 @@
  * - before any step, those of a one-process model built with the same seed;
  * - after a few steps, those of the job's own model made whole
  *   (bl_trainer_sync_params) and saved by rank 0;
- * - after the same steps under pipeline.stage_local, the same bytes again.
+ * - after the same steps under pipeline.stage_local, the same bytes again,
+ *   also from a model that no one made whole first, which is then cut down
+ *   for good: its whole-model save and a second trainer are refused.
  *
  * Before each whole-memory save, every rank overwrites the parameters that it
  * must not read with a poison value: a rank of pipeline 0 those outside its
@@ -257,6 +259,57 @@ static void save_fails(const job_t *j, bl_trainer_t *t, const char *path, int cu
     }
 }
 
+/* A model that no one made whole before a stage-local trainer (built and
+ * handed over, as a user does) is cut down to the rank's stage for good: the
+ * whole-model file calls refuse it on every rank of a pipeline, naming the
+ * layers it holds, and so does a second trainer; the trainer's own save
+ * still writes the reference's bytes. */
+static void cut_model_refused(const job_t *j, const char *ref)
+{
+    bl_model_t *m = NULL;
+    bl_status_t st = bl_model_create(j->rt, FEATURES, &m);
+    for (int i = 0; st == BL_OK && i < 2; i++) {
+        st = bl_model_add_dense(m, widths[i]);
+        st = st == BL_OK ? bl_model_add_relu(m) : st;
+    }
+    st = st == BL_OK ? bl_model_add_dense(m, CLASSES) : st;
+    st = st == BL_OK ? bl_model_build(m, SEED) : st;
+    check(st == BL_OK, "model: %s", bl_last_error(j->rt));
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = BATCH;
+    cfg.seed = 3;
+    cfg.pipeline.stages = j->stages;
+    cfg.pipeline.micro_batches = j->stages > 1 ? 2 : 1;
+    cfg.pipeline.stage_local = 1;
+    cfg.transport.node_reduce = 0;
+    bl_trainer_t *t = NULL;
+    st = st == BL_OK ? bl_trainer_create(j->rt, m, j->train, &cfg, &t) : st;
+    check(st == BL_OK, "trainer on a fresh model: %s", bl_last_error(j->rt));
+    if (st == BL_OK) {
+        st = bl_trainer_run(t, STEPS, NULL, NULL);
+        check(st == BL_OK, "run: %s", bl_last_error(j->rt));
+        char path[4096];
+        snprintf(path, sizeof path, "%s/cut.bin", j->dir);
+        save_equals(j, t, path, ref, "a fresh model's stage-local parameters");
+        bl_trainer_destroy(t);
+        t = NULL;
+        if (j->stages > 1) {
+            snprintf(path, sizeof path, "%s/cut-model.bin", j->dir);
+            st = bl_model_save_params(m, path);
+            check(st == BL_ERR_INVALID_ARG &&
+                      strstr(bl_last_error(j->rt), "(stage-local memory)") != NULL,
+                  "a cut model's whole-model save is refused: %s", bl_last_error(j->rt));
+            check(access(path, F_OK) != 0, "no file is written for a cut model");
+            st = bl_trainer_create(j->rt, m, j->train, &cfg, &t);
+            check(st == BL_ERR_INVALID_ARG && t == NULL &&
+                      strstr(bl_last_error(j->rt), "cut down by an earlier trainer") != NULL,
+                  "a second trainer on a cut model is refused: %s", bl_last_error(j->rt));
+        }
+    }
+    bl_trainer_destroy(t);
+    bl_model_destroy(m);
+}
+
 /* After STEPS steps: the file equals the job's whole model saved by rank 0,
  * and the failures leave that file intact. Then a stage-local job trained the
  * same way writes the same bytes. */
@@ -338,6 +391,7 @@ static void trained_params(const job_t *j)
     }
     bl_trainer_destroy(t);
     bl_model_destroy(m);
+    cut_model_refused(j, ref);
 }
 
 int main(int argc, char **argv)

@@ -100,7 +100,10 @@ bl_status_t bl_model_widen(bl_model_t *m, int first, int last)
 
 bl_status_t bl_model_hold(bl_model_t *m, int first, int last)
 {
-    for (int i = m->held_first; i < m->held_last; i++) {
+    /* A model that leaves any layer with parameters without memory is cut
+     * down for good: its other layers' values live on other ranks, so it is
+     * never made whole again here (bl_model_hold_all). */
+    for (int i = 0; i < m->layer_count; i++) {
         if ((i < first || i >= last) && m->layers[i].param_count > 0) {
             m->dropped = 1;
         }

@@ -43,7 +43,7 @@ struct bl_model {
     float *grads;
     bl_span_t param_span, grad_span;
     int held_first, held_last;
-    int dropped;   /* 1 once a held layer with parameters was given back */
+    int dropped;   /* 1 once a hold left a layer with parameters without memory */
     uint64_t seed; /* the seed that initialises a layer when first held */
     /* Where the passes run. While a trainer lives on a rank with a device
      * of its own (a GPU), it points these at the device and at the device's

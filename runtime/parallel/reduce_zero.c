@@ -8,7 +8,7 @@
  * to its slice with its slice of the momentum, the only part of the momentum
  * that it keeps current; and an all-gather gives every member the stage's new
  * parameters. The momentum is gathered whole only when the trainer needs it
- * (a checkpoint, a layer migration, the end of a run). Host ranks only. */
+ * (a checkpoint, a layer migration). Host ranks only. */
 #include <limits.h>
 #include <string.h>
 

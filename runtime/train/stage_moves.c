@@ -110,10 +110,10 @@ bl_status_t bl_trainer_check_replicas(const bl_trainer_t *t)
     /* Under ZeRO-1 each replica holds its own slice of the momentum, unless it
      * was just gathered whole. */
     const float *momentum = t->zero && !t->momentum_whole ? NULL : t->velocity;
-    return bl_agree(t->rt,
-                    bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, momentum,
-                                      first, count),
-                    BL_ERR_MISMATCH, "the replica check");
+    return bl_agree(
+        t->rt,
+        bl_replicas_check(t->rt, t->layout.dp, t->step, t->model->params, momentum, first, count),
+        BL_ERR_MISMATCH, "the replica check");
 }
 
 bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
@@ -129,6 +129,12 @@ bl_status_t bl_trainer_init_stage(bl_trainer_t *t)
 
 bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
 {
+    /* Page-locked gradients cannot be given back: a stage-local rank unlocks
+     * them around its change of layers and locks its new layers' after. */
+    int pinned = t->stage_local && t->dev.pinned_grads != NULL;
+    if (pinned) {
+        bl_device_copies_settle(&t->dev);
+    }
     bl_stage_free(&t->stage);
     bl_status_t st = bl_trainer_hold_layers(t, t->plan.first, 0);
     if (st == BL_OK) {
@@ -138,7 +144,13 @@ bl_status_t bl_trainer_rebuild_stage(bl_trainer_t *t)
         st = bl_reducer_restage(t->reducer, t->stage.first, t->stage.last);
     }
     /* Under ZeRO-1 the rank keeps its new slice's momentum only. */
-    return st != BL_OK ? st : bl_trainer_narrow_momentum(t);
+    if (st == BL_OK) {
+        st = bl_trainer_narrow_momentum(t);
+    }
+    if (st == BL_OK && pinned) {
+        bl_device_copies_pin_grads(&t->dev, t->rt);
+    }
+    return st;
 }
 
 /* Moves to stage map next at the boundary after step `step`, in every pipeline
@@ -159,10 +171,6 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
      * own during the transfers, and gives back the outgoing ones afterwards
      * (bl_trainer_rebuild_stage). A rank that cannot hold them must not
      * receive, so the job agrees on it before any transfer. */
-    int pinned = t->stage_local && t->dev.pinned_grads != NULL;
-    if (pinned) {
-        bl_device_copies_settle(&t->dev); /* page-locked memory is not given back */
-    }
     /* Under ZeRO-1 every replica first gathers the stage's whole momentum,
      * which the outgoing layers carry; the new slices narrow it again
      * (bl_trainer_rebuild_stage). */
@@ -211,11 +219,7 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
     *moved = mig.layers_moved;
     /* The new buffers (device memory may run out) are agreed on before the next
      * step. */
-    st = bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
-    if (st == BL_OK && pinned) {
-        bl_device_copies_pin_grads(&t->dev, t->rt); /* the new layers' gradients */
-    }
-    return st;
+    return bl_agree(t->rt, bl_trainer_rebuild_stage(t), BL_ERR_MISMATCH, "rebuilding the stages");
 }
 
 /* In a pipelined job a rank's model is current only in its stage's layers once

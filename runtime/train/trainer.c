@@ -49,9 +49,9 @@ static bl_status_t setup_plan(bl_trainer_t *t)
     return bl_trainer_first_plan(t);
 }
 
-/* Sets up the sampler, the (empty) emulated slowdowns, the optimizer state and
- * the array of the batch's sample numbers. */
-static bl_status_t setup_state(bl_trainer_t *t)
+/* Sets up this rank's own state: the sampler, the (empty) emulated slowdowns
+ * and the array of the batch's sample numbers. Local. */
+static bl_status_t setup_own_state(bl_trainer_t *t)
 {
     const bl_allocator_t *a = bl_rt_allocator(t->rt);
     int B = t->cfg.batch;
@@ -64,22 +64,46 @@ static bl_status_t setup_state(bl_trainer_t *t)
         BL_OK) {
         return bl_fail_from(t->rt, &err);
     }
-    /* The momentum is a span like the model's arrays (model_hold.c), holding
-     * memory for the same layers. */
-    size_t count = t->model->param_count;
+    t->indices = bl_mem_array(a, (size_t)B, sizeof *t->indices);
+    return t->indices != NULL ? BL_OK
+                              : bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a batch of %d", B);
+}
+
+/* Holds the memory of this rank's layers: their parameters and gradients
+ * (whose first use initialises them, user layers' init() included) and the
+ * momentum, a span like the model's arrays (model_hold.c); under ZeRO-1 the
+ * rank keeps its slice of the stage's momentum only, from the start, so that
+ * the memory account shows it. A model that an earlier stage-local trainer
+ * cut down to one stage is refused: its other layers' values are gone. Local. */
+static bl_status_t setup_layers(bl_trainer_t *t)
+{
+    const bl_model_t *m = t->model;
+    if (m->dropped) {
+        return bl_fail(t->rt, BL_ERR_INVALID_ARG,
+                       "trainer: rank %d's model holds only layers %d to %d of %d, cut down by an "
+                       "earlier trainer with stage-local memory; build the model anew",
+                       t->rt->rank, m->held_first, m->held_last - 1, m->layer_count);
+    }
+    size_t count = m->param_count;
     if (count > 0 && bl_span_reserve(&t->velocity_span, count * sizeof(float)) != 0) {
         return bl_fail(t->rt, BL_ERR_NO_MEM, "no address space for the momentum of %zu parameters",
                        count);
     }
     t->velocity = (float *)t->velocity_span.base;
-    t->indices = bl_mem_array(a, (size_t)B, sizeof *t->indices);
-    if (t->indices == NULL) {
-        return bl_fail(t->rt, BL_ERR_NO_MEM, "no memory for a batch of %d", B);
-    }
-    st = bl_trainer_hold_layers(t, t->plan.first, 0);
-    /* Under ZeRO-1 the rank keeps its slice of the stage's momentum only,
-     * from the start, so that the memory account shows it. */
+    bl_status_t st = bl_trainer_hold_layers(t, t->plan.first, 0);
     return st != BL_OK ? st : bl_trainer_narrow_momentum(t);
+}
+
+/* The rank's state and layers (above). A stage's layers may fail where
+ * others' do not (a user layer's init(), memory), so every rank agrees on
+ * the outcome before the collectives that follow. Collective. */
+static bl_status_t setup_state(bl_trainer_t *t)
+{
+    bl_status_t st = setup_own_state(t);
+    if (st == BL_OK) {
+        st = setup_layers(t);
+    }
+    return bl_agree(t->rt, st, BL_ERR_NO_MEM, "the trainer's state and the stage's layers");
 }
 
 /* Every rank arrives here with a plan. The device check and the start-up check
@@ -418,7 +442,8 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
     }
     /* Under ZeRO-1 a rank trains with its slice of the momentum only (a
      * checkpoint or a migration may have gathered it whole). */
-    bl_status_t narrowed = bl_trainer_narrow_momentum(t);
+    bl_status_t narrowed = bl_agree(t->rt, bl_trainer_narrow_momentum(t), BL_ERR_NO_MEM,
+                                    "narrowing the momentum to its ZeRO-1 slice");
     if (narrowed != BL_OK) {
         return narrowed;
     }

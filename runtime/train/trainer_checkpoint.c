@@ -25,9 +25,8 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
                          .plan = t->plan};
     double t0 = bl_now_seconds();
     char *where = path != NULL ? path : scratch;
-    /* Under ZeRO-1 a save in the middle of a run gathers the stage's whole
-     * momentum (the file and the replica check need it) and narrows it again
-     * afterwards; a save after a run finds it whole. */
+    /* Under ZeRO-1 a save gathers the stage's whole momentum (the file and the
+     * replica check need it) and narrows it again afterwards. */
     const int narrow_after = t->zero && !t->momentum_whole;
     /* A device rank's host arrays are current only after a run, so a save (from
      * a step callback) downloads them first. Every rank takes part in gathering
@@ -48,8 +47,9 @@ bl_status_t bl_trainer_save_checkpoint(bl_trainer_t *t, const char *dir, int kee
         st = bl_ckpt_save(t->rt, dir, t->model, t->velocity, &t->layout, &s, keep, BL_CKPT_NO_FAULT,
                           where, path != NULL ? n : sizeof scratch);
     }
-    if (narrow_after && t->momentum_whole) {
-        bl_status_t narrowed = bl_trainer_narrow_momentum(t);
+    if (narrow_after) { /* every rank alike, whatever its gather did */
+        bl_status_t narrowed = bl_agree(t->rt, bl_trainer_narrow_momentum(t), BL_ERR_NO_MEM,
+                                        "narrowing the momentum to its ZeRO-1 slice");
         st = st != BL_OK ? st : narrowed;
     }
     bl_mem_free(bl_rt_allocator(t->rt), s.control);

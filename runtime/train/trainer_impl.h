@@ -155,8 +155,8 @@ void bl_trainer_momentum_slice(const bl_trainer_t *t, size_t *first, size_t *cou
 bl_status_t bl_trainer_narrow_momentum(bl_trainer_t *t);
 /* Under ZeRO-1, holds memory for the stage's whole momentum again and
  * gathers every replica's slice into it, so that every replica holds the
- * stage's current momentum (for a checkpoint, a layer migration, the end of
- * a run); nothing when it is whole already or without ZeRO-1. Collective
+ * stage's current momentum (for a checkpoint, a layer migration); nothing
+ * when it is whole already or without ZeRO-1. Collective
  * over the stage's data-parallel group. */
 bl_status_t bl_trainer_gather_momentum(bl_trainer_t *t);
 

@@ -172,7 +172,8 @@ bl_status_t bl_trainer_check_ranks_agree(bl_trainer_t *t)
         {"model input width", BL_CHECK_INT, (uint64_t)m->in_features},
         {"parameter count", BL_CHECK_INT, m->param_count},
         /* Under stage-local memory the stages hold different layers, whose
-         * first values all come from the checked seed. */
+         * first values all come from the model's seed, checked here. */
+        {"model seed", BL_CHECK_INT, m->seed},
         {"initial parameters", BL_CHECK_DIGEST,
          t->stage_local ? 0 : bl_digest(m->params, m->param_count * sizeof(float))},
         {"training set samples", BL_CHECK_INT, (uint64_t)t->data->count},
