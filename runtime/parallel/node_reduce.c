@@ -280,6 +280,16 @@ bl_status_t bl_node_reduce_init(bl_node_reduce_t *n, bl_runtime_t *rt, MPI_Comm 
     for (int q = 0; q < n->size; q++) {
         n->slices[q] = n->slices[q] + n->lo; /* each rank's gradients, from this slice on */
     }
+    /* The model's own arrays are not read again until the end copies the
+     * windows back over them, so their pages go back to the system while the
+     * windows live: the rank holds the node's copy instead of two. */
+    size_t released = bl_mem_release_pages(n->own_params, count * sizeof(float)) +
+                      bl_mem_release_pages(n->own_grads, count * sizeof(float)) +
+                      bl_mem_release_pages(n->own_velocity, count * sizeof(float));
+    bl_log(rt, BL_LOG_DEBUG,
+           "rank %d: %zu bytes of the model's own arrays given back while the node-local "
+           "reduction lives",
+           rt->rank, released);
     n->active = 1;
     return phase(n, n->state_win, "sharing the parameters on the node");
 }
@@ -359,10 +369,17 @@ void bl_node_reduce_free(bl_node_reduce_t *n, int collective)
         return;
     }
     if (n->active) {
-        size_t count = n->model->param_count;
-        memcpy(n->own_params, n->params, count * sizeof(float));
-        memcpy(n->own_velocity, n->velocity, count * sizeof(float));
-        memcpy(n->own_grads, n->model->grads, count * sizeof(float));
+        /* Each array goes back into the model's own, and this rank's view of
+         * its window then lets its pages go (the node's shared memory stays
+         * for the other ranks), so the rank never holds both copies of all
+         * three at once. */
+        size_t nbytes = n->model->param_count * sizeof(float);
+        memcpy(n->own_params, n->params, nbytes);
+        bl_mem_release_pages(n->params, nbytes);
+        memcpy(n->own_velocity, n->velocity, nbytes);
+        bl_mem_release_pages(n->velocity, nbytes);
+        memcpy(n->own_grads, n->model->grads, nbytes);
+        bl_mem_release_pages(n->model->grads, nbytes);
         n->model->params = n->own_params;
         n->model->grads = n->own_grads;
         *n->velocity_ref = n->own_velocity;
