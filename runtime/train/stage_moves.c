@@ -223,9 +223,11 @@ bl_status_t bl_trainer_restage(bl_trainer_t *t, long step, const int *next, int 
 }
 
 /* In a pipelined job a rank's model is current only in its stage's layers once
- * a step has run. Every stage sends its layers' parameters to the rest of its
- * pipeline, so that every rank's model is whole and current (for saving,
- * evaluating and inspecting); there is nothing to do when it already is.
+ * a step has run. Without stage-local memory every stage sends its layers'
+ * parameters to the rest of its pipeline, so that every rank's model is whole
+ * and current for the caller (bl_model_save_params, inspection; evaluation and
+ * the trainer's own files need none of it); there is nothing to do when it
+ * already is. Under stage-local memory only the device copies come down.
  * Collective. */
 bl_status_t bl_trainer_make_params_whole(bl_trainer_t *t)
 {
