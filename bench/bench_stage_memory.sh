@@ -152,13 +152,16 @@ fail() {
 }
 
 # layout NAME RANKS FLAGS...: runs ballast-train on RANKS ranks, each under
-# /usr/bin/time, into $out/NAME.log, saving NAME.bin; returns its status.
+# /usr/bin/time (and $wrap, a command that execs the rest, when set), into
+# $out/NAME.log, saving NAME.bin; returns its status.
+wrap=
 layout() {
     _name=$1
     _ranks=$2
     shift 2
     env BALLAST_LOG=info PEAK_PREFIX="$out/$_name.peak" "$mpirun" -n "$_ranks" --oversubscribe \
-        "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" >"$out/$_name.log" 2>&1
+        $wrap "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" \
+        >"$out/$_name.log" 2>&1
 }
 
 # state_bytes NAME RANK [KINDS]: the accounted bytes of RANK in NAME's
@@ -282,13 +285,13 @@ mkdir "\$dir" && echo $cg_limit >"\$dir/$limit_file" && echo \$\$ >"\$dir/cgroup
 exec "\$@"
 EOF
 chmod +x "$out/in_cgroup.sh"
+# cg_run NAME RANKS FLAGS...: layout with every rank in a cgroup of its own.
 cg_run() {
-    _name=$1
-    _ranks=$2
-    shift 2
-    env BALLAST_LOG=info PEAK_PREFIX="$out/$_name.peak" "$mpirun" -n "$_ranks" --oversubscribe \
-        "$out/in_cgroup.sh" "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" \
-        >"$out/$_name.log" 2>&1
+    wrap="$out/in_cgroup.sh"
+    _status=0
+    layout "$@" || _status=$?
+    wrap=
+    return "$_status"
 }
 echo "(cgroup) each rank in its own cgroup, $limit_file = $(mib "$cg_limit") MiB"
 cg_run cf 1 && fail cf

@@ -590,10 +590,11 @@ bl_status_t bl_trainer_run(bl_trainer_t *t, long steps, bl_step_cb cb, void *cb_
 /* Brings the host's view of the training state up to date on every rank: the
  * model's parameters (bl_model_params) and the momentum (bl_trainer_momentum).
  * A GPU rank downloads them; a pipelined job sends every stage's layers to the
- * rest of its pipeline (under stage-local memory, a rank's own layers only
- * are brought up to date; under ZeRO-1, the momentum of its slice only). bl_trainer_run does it when it returns, and a
- * checkpoint save and an evaluation do what they need; call it in a step
- * callback before reading or saving the parameters. Collective. */
+ * rest of its pipeline (under stage-local memory, a rank's own layers only are
+ * brought up to date; under ZeRO-1, the momentum of its slice only).
+ * bl_trainer_run does it when it returns, and a checkpoint save and an
+ * evaluation do what they need; call it in a step callback before reading or
+ * saving the parameters. Collective. */
 bl_status_t bl_trainer_sync_params(bl_trainer_t *t);
 
 /* Writes the trainer's current parameters to path as a parameter file, the

@@ -145,6 +145,20 @@ static void fresh_dir(const char *dir)
     }
 }
 
+/* The test's trainer config on the job's layout. The node-local reduction is
+ * off, since it shares one parameter array between a node's replicas. */
+static bl_train_config_t job_config(const job_t *j, int stage_local)
+{
+    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
+    cfg.batch = BATCH;
+    cfg.seed = 3;
+    cfg.pipeline.stages = j->stages;
+    cfg.pipeline.micro_batches = j->stages > 1 ? 2 : 1;
+    cfg.pipeline.stage_local = stage_local;
+    cfg.transport.node_reduce = 0;
+    return cfg;
+}
+
 /* A model of the test's shape with the test's seed, and a trainer for it on
  * the job's layout. Returns the trainer, or NULL (with the model destroyed)
  * after a failed check. */
@@ -155,13 +169,7 @@ static bl_trainer_t *make_trainer(const job_t *j, int stage_local, bl_model_t **
     if (st != BL_OK) {
         return NULL;
     }
-    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.batch = BATCH;
-    cfg.seed = 3;
-    cfg.pipeline.stages = j->stages;
-    cfg.pipeline.micro_batches = j->stages > 1 ? 2 : 1;
-    cfg.pipeline.stage_local = stage_local;
-    cfg.transport.node_reduce = 0;
+    bl_train_config_t cfg = job_config(j, stage_local);
     bl_trainer_t *t = NULL;
     st = bl_trainer_create(j->rt, *m, j->train, &cfg, &t);
     check(st == BL_OK, "trainer (stage_local %d): %s", stage_local, bl_last_error(j->rt));
@@ -275,13 +283,7 @@ static void cut_model_refused(const job_t *j, const char *ref)
     st = st == BL_OK ? bl_model_add_dense(m, CLASSES) : st;
     st = st == BL_OK ? bl_model_build(m, SEED) : st;
     check(st == BL_OK, "model: %s", bl_last_error(j->rt));
-    bl_train_config_t cfg = BL_TRAIN_CONFIG_INIT;
-    cfg.batch = BATCH;
-    cfg.seed = 3;
-    cfg.pipeline.stages = j->stages;
-    cfg.pipeline.micro_batches = j->stages > 1 ? 2 : 1;
-    cfg.pipeline.stage_local = 1;
-    cfg.transport.node_reduce = 0;
+    bl_train_config_t cfg = job_config(j, 1);
     bl_trainer_t *t = NULL;
     st = st == BL_OK ? bl_trainer_create(j->rt, m, j->train, &cfg, &t) : st;
     check(st == BL_OK, "trainer on a fresh model: %s", bl_last_error(j->rt));

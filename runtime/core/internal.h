@@ -5,6 +5,7 @@
 #define BL_INTERNAL_H
 
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 #include "ballast.h"
@@ -75,6 +76,28 @@ static inline void bl_le_put32(unsigned char *b, uint32_t v)
 {
     for (int i = 0; i < 4; i++) {
         b[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* 1 on a big-endian host, whose floats a little-endian file (parameter files,
+ * checkpoints) must swap; 0 elsewhere. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define BL_HOST_BIG_ENDIAN 1
+#else
+#define BL_HOST_BIG_ENDIAN 0
+#endif
+
+/* Writes count floats of `from` to `to` with each one's bytes reversed; `to`
+ * may be `from` (in place). */
+static inline void bl_swap_floats(const float *from, float *to, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        unsigned char b[sizeof(float)], r[sizeof(float)];
+        memcpy(b, &from[i], sizeof b);
+        for (size_t k = 0; k < sizeof b; k++) {
+            r[k] = b[sizeof b - 1 - k];
+        }
+        memcpy(&to[i], r, sizeof r);
     }
 }
 

@@ -20,14 +20,6 @@
 #include "fsync_dir.h"
 #include "wait.h"
 
-static int host_is_little_endian(void)
-{
-    const uint32_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
 /* ---- Files ------------------------------------------------------------ */
 
 typedef struct writer {
@@ -296,7 +288,7 @@ static bl_status_t commit(bl_runtime_t *rt, const char *dir, const char *tmpdir,
  * directory name fits in path (n bytes), and writes it there. Local. */
 static bl_status_t check_target(bl_runtime_t *rt, const char *dir, long step, char *path, size_t n)
 {
-    if (!host_is_little_endian()) {
+    if (BL_HOST_BIG_ENDIAN) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED, "checkpoints are little-endian; this host is not");
     }
     if (snprintf(path, n, "%s/ckpt-%012ld", dir, step) >= (int)n) {

@@ -12,27 +12,12 @@
 #include "file_io.h"
 #include "model_impl.h"
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define BL_HOST_BIG_ENDIAN 1
-#else
-#define BL_HOST_BIG_ENDIAN 0
-#endif
-
 /* Swaps the byte order of count floats in place on big-endian hosts,
  * because the file is little-endian; on other hosts it does nothing. */
 static void to_little_endian(float *values, size_t count)
 {
-    if (!BL_HOST_BIG_ENDIAN) {
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        unsigned char *b = (unsigned char *)&values[i];
-        unsigned char t = b[0];
-        b[0] = b[3];
-        b[3] = t;
-        t = b[1];
-        b[1] = b[2];
-        b[2] = t;
+    if (BL_HOST_BIG_ENDIAN) {
+        bl_swap_floats(values, values, count);
     }
 }
 

@@ -22,12 +22,6 @@
 #include "trainer_impl.h"
 #include "wait.h"
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define BL_HOST_BIG_ENDIAN 1
-#else
-#define BL_HOST_BIG_ENDIAN 0
-#endif
-
 #define SWAP_CHUNK 1024 /* the floats swapped at a time on a big-endian host */
 
 /* Tells every rank the largest status of any rank (BL_OK when none failed).
@@ -82,17 +76,12 @@ static int write_floats(int fd, const float *values, size_t count, off_t offset)
     if (!BL_HOST_BIG_ENDIAN) {
         return write_all(fd, (const unsigned char *)values, count * sizeof(float), offset);
     }
-    unsigned char chunk[SWAP_CHUNK * sizeof(float)];
+    float chunk[SWAP_CHUNK];
     for (size_t done = 0; done < count;) {
         size_t n = count - done < SWAP_CHUNK ? count - done : SWAP_CHUNK;
-        const unsigned char *from = (const unsigned char *)(values + done);
-        for (size_t i = 0; i < n * sizeof(float); i += sizeof(float)) {
-            for (size_t b = 0; b < sizeof(float); b++) {
-                chunk[i + b] = from[i + sizeof(float) - 1 - b];
-            }
-        }
-        int failed =
-            write_all(fd, chunk, n * sizeof(float), offset + (off_t)(done * sizeof(float)));
+        bl_swap_floats(values + done, chunk, n);
+        int failed = write_all(fd, (const unsigned char *)chunk, n * sizeof(float),
+                               offset + (off_t)(done * sizeof(float)));
         if (failed != 0) {
             return failed;
         }
