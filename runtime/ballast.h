@@ -418,7 +418,10 @@ typedef struct bl_pipeline_config {
      * the stages. bl_model_params still returns the whole array, but only
      * this stage's layers (bl_trainer_layout) may be read. 0: every rank holds
      * every layer, and the end of a run makes every rank's model whole. It
-     * changes nothing with one stage. (README: "Stage-local memory") */
+     * changes nothing with one stage. The language-model trainer reads it
+     * too: a stage then holds its units' parameters, gradients and AdamW
+     * moments only, and its model file and checkpoints are written stage by
+     * stage (ballast_lm.h). (README: "Stage-local memory") */
     int stage_local;
 } bl_pipeline_config_t;
 

@@ -224,7 +224,8 @@ void bl_lm_trainer_destroy(bl_lm_trainer_t *t);
 /* Runs `steps` more steps, as bl_trainer_run does; info->loss is the mean
  * per-token loss of the step's global batch, and tokens, lr and grad_norm are
  * set. Collective. At its end every replica holds the same parameters
- * (BL_ERR_MISMATCH if not). */
+ * (BL_ERR_MISMATCH if not): every rank the whole model, or under stage-local
+ * memory each stage's replicas their units, compared with their moments. */
 bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, void *cb_arg);
 
 /* Computes the mean per-token loss of the model over the first max_sequences
@@ -239,21 +240,28 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
  * parameters that format has no place for, it also writes them to
  * "<path>.layers" (the layers' parameters in the config's order, raw
  * little-endian float32); the llm.c file alone is the model without them.
- * Rank 0 writes, atomically; collective, and every rank returns its
- * status. */
+ * With one stage rank 0 writes; with pipelines rank 0 makes a temporary file
+ * beside path, the first replica of every stage writes its units' ranges at
+ * their offsets (nothing is gathered, and no rank holds the whole model
+ * under stage-local memory), and rank 0 renames it into place: atomic
+ * either way. Collective, and every rank returns the same status, naming
+ * the file and the rank that failed. */
 bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path);
 
 /* Saves the trainer's state into dir/ckpt-<step>/, keeping the newest `keep`
  * checkpoints (0: all); path (n bytes; may be NULL with n 0) receives the
- * checkpoint's directory. Collective; a step callback may call it. Every
- * replica holds the same state, so rank 0 writes it (after checking that the
- * replicas agree): the next step, the seed, batch, sequence length and
- * shuffle that fix the batches, the model's shape, the parameters (the user
- * layers' too), AdamW's moments and step count, the plan (its version, shards
- * and stage map) and the learned state of the shard policy and of the stage
- * policy. A failed save leaves the previous checkpoints as they were; every
- * rank returns the same status. (Format: runtime/io/checkpoint.h; README:
- * "Transformers") */
+ * checkpoint's directory. Collective; a step callback may call it. The
+ * replicas of a stage hold the same state (checked first), so nothing is
+ * gathered: the first replica of every stage writes its units' parameters
+ * (the user layers' too) and AdamW moments to its own file,
+ * stage-K-of-S.bin, and rank 0 writes the manifest lm.bin: the next step,
+ * the seed, batch, sequence length and shuffle that fix the batches, the
+ * model's shape, AdamW's step count, the plan (its version, shards and stage
+ * map), the learned state of the shard policy and of the stage policy, and
+ * each stage file's units, length and checksum. One stage writes one stage
+ * file of the whole model. A failed save leaves the previous checkpoints as
+ * they were; every rank returns the same status. (Format:
+ * runtime/io/checkpoint.h; README: "Transformers") */
 bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, int keep, char *path,
                                           size_t n);
 
@@ -262,14 +270,14 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
  * at its step with its parameters, AdamW state and plan (which wins over the
  * config's), bit for bit as if never stopped on the same ranks with a fixed
  * plan. With as many pipeline stages, the saved stage map replaces the
- * configured or balanced one (an info line names both when they differ; no
- * parameters move, since every rank holds the whole model after the load),
- * and the stage policy goes on from its saved state when it is of the same
- * kind (else it starts afresh, with an info line saying why). On another
- * number of ranks the saved shards do not apply, and on another number of
- * stages the saved map does not: the trainer keeps its first plan (an info
- * line says so); a checkpoint written before stage maps were saved resumes
- * on the run's own map. *resumed says whether it resumed (0 when dir has no
+ * configured or balanced one (an info line names both when they differ),
+ * and each rank reads what it holds (its stage's units under stage-local
+ * memory, else every unit) from whichever stage files hold them, whatever
+ * the saved layout, and nothing more; the stage policy goes on from its saved state when it is of
+ * the same kind (else it starts afresh, with an info line saying why). On another number of ranks
+ * the saved shards do not apply, and on another number of stages the saved map does not: the
+ * trainer keeps its first plan (an info line says so); a checkpoint written before stage maps were
+ * saved resumes on the run's own map. *resumed says whether it resumed (0 when dir has no
  * checkpoint). Collective; call it before bl_lm_trainer_run.
  * BL_ERR_MISMATCH, naming the field and both values: the newest intact
  * checkpoint is of another model shape or parameter count (the user
@@ -284,8 +292,11 @@ long bl_lm_trainer_step(const bl_lm_trainer_t *t);
 long bl_lm_trainer_steps_per_epoch(const bl_lm_trainer_t *t);
 /* The parameters (host memory, llm.c's tensor order) and their count; they
  * belong to t. They are whole and current once bl_lm_trainer_run has
- * returned BL_OK (and after evaluation or a save); inside a step callback a
- * pipeline stage's rank holds only its own units' current values. On a rank
+ * returned BL_OK; inside a step callback a pipeline
+ * stage's rank holds only its own units' current values. Under stage-local
+ * memory (pipeline.stage_local with pipelines) a rank never holds the whole
+ * model: only its stage's units (bl_lm_trainer_units) may be read, and
+ * reading another unit's parameters faults. On a rank
  * whose device has memory of its own (the runtime's device: the model trains
  * there), they are a host copy, downloaded at the end of a run, at
  * checkpoints and saves (and filled by a resume): stale inside a step
@@ -294,6 +305,12 @@ const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count);
 /* This rank's pipeline's shard of the batch under the plan in force, in
  * sequences. */
 int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t);
+/* Sets [*first, *last) to the units that this rank's stage computes under
+ * the stage map in force (0 the embedding, 1 .. L the blocks, L + 1 the
+ * head; all of them with one stage), and returns whether the rank holds the
+ * whole model's memory (0 under stage-local memory, where only these units'
+ * ranges of bl_lm_trainer_params may be read). */
+int bl_lm_trainer_units(const bl_lm_trainer_t *t, int *first, int *last);
 
 /* Samples new_tokens tokens from the GPT-2 model in the llm.c file
  * model_path after the prompt (prompt_count >= 1 tokens): each step runs the

@@ -14,6 +14,13 @@
 #     newest checkpoint's lm.bin to half its size and flips a byte in the
 #     middle of the next one's, then resumes (its log is printed, for the
 #     caller's regexes) into WORKDIR/final.bin.
+#   gpt_checkpoint.sh shard HOW SOURCE WORKDIR -- COMMAND...
+#     The same with the newest checkpoint's last stage file (stage-K-of-S.bin,
+#     K = S - 1) damaged by HOW: missing (removed), truncated (to half its
+#     size), flipped (a byte in its middle), grown (a byte appended: the
+#     manifest's record of its length no longer matches) or swapped (the
+#     next checkpoint's file of the same stage in its place: the same
+#     length, but the manifest's CRC32 of its units no longer matches).
 # Exits 0, or 1 saying what failed (with the run's log).
 set -u
 mode=$1
@@ -85,8 +92,44 @@ damage)
     echo "gpt-checkpoint: truncated $(basename "$newest"), flipped a byte of $(basename "$next")"
     BALLAST_LOG=info "$@" 2>&1
     ;;
+shard)
+    how=$1
+    src=$2
+    work=$3
+    shift 4 # past "--"
+    rm -rf "$work"
+    mkdir -p "$work"
+    cp -r "$src" "$work/ckpt" || exit 1
+    set -- "$@" --checkpoint-dir "$work/ckpt" --resume --save-model "$work/final.bin"
+    newest=$(ls -d "$work"/ckpt/ckpt-* | sort | tail -n 1)
+    next=$(ls -d "$work"/ckpt/ckpt-* | sort | tail -n 2 | head -n 1)
+    stages=$(ls "$newest"/stage-0-of-*.bin 2>/dev/null | sed -n 's/.*-of-\([0-9]*\)[.]bin$/\1/p')
+    file="$newest/stage-$((${stages:-1} - 1))-of-${stages:-1}.bin"
+    if [ "$newest" = "$next" ] || [ ! -f "$file" ]; then
+        echo "gpt-checkpoint: $src holds fewer than 2 checkpoints with stage files"
+        exit 1
+    fi
+    bytes=$(wc -c <"$file")
+    case $how in
+    missing) rm -f "$file" ;;
+    truncated) truncate -s $((bytes / 2)) "$file" ;;
+    flipped)
+        old=$(dd if="$file" bs=1 skip=$((bytes / 2)) count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+        printf "\\$(printf '%03o' $(((old + 1) % 256)))" |
+            dd of="$file" bs=1 seek=$((bytes / 2)) conv=notrunc 2>/dev/null
+        ;;
+    grown) printf 'x' >>"$file" ;;
+    swapped) cp "$next/$(basename "$file")" "$file" ;;
+    *)
+        echo "gpt-checkpoint: unknown damage '$how'" >&2
+        exit 2
+        ;;
+    esac || exit 1
+    echo "gpt-checkpoint: $how $(basename "$newest")/$(basename "$file")"
+    BALLAST_LOG=info "$@" 2>&1
+    ;;
 *)
-    echo "usage: gpt_checkpoint.sh kill|damage ..." >&2
+    echo "usage: gpt_checkpoint.sh kill|damage|shard ..." >&2
     exit 2
     ;;
 esac

@@ -193,7 +193,16 @@ bl_cli_test(gpt_kill_resume_pp2 EXIT 0
     COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill_pp2 ${BL_CLI_OUT}/gpt_pp2_1f1b_m3.bin
             1:13 4 -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2
             --micro-batches 3
-    REQUIRES gpt_pp2_1f1b_m3)
+    REQUIRES gpt_pp2_1f1b_m3 SETUP gpt_ckpt_kill_pp2)
+# Two pipelines of 2 stages (each stage's first replica writes its stage
+# file; the replicas are compared stage by stage, nothing made whole).
+bl_cli_test(gpt_kill_resume_hybrid2x2 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 3:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_gpt_ckpt}/kill_hybrid2x2
+            ${BL_CLI_OUT}/gpt_hybrid2x2.bin 3:13 4 -- ${BL_MPIRUN} 4 --oversubscribe
+            ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --micro-batches 2 --shards 3,5
+    REQUIRES gpt_hybrid2x2)
+set_tests_properties(cli_gpt_kill_resume_hybrid2x2 PROPERTIES LABELS "cli;mpi")
 # The stage map and the stage policy's learned state travel in the
 # checkpoint (its STAGES and CONTROL sections): gpt_pp2_restage's run, whose
 # proportional stage policy moves a block to stage 0 after step 6, is killed
@@ -282,6 +291,51 @@ bl_cli_test(gpt_resume_pp2_np1_equals_one_process EXIT 0 MATCH "worst tensor"
     REQUIRES gpt_ref gpt_ckpt_resumed_pp2_np1)
 set_tests_properties(cli_gpt_signal_stop_pp2 PROPERTIES LABELS "cli;mpi")
 
+# Checkpoints cross layouts: each stage file holds its stage's units, and a
+# resume reads the units it holds from whichever files hold them. A
+# checkpoint of 2 stages (gpt_signal_stop_pp2's), of 3, and of one process,
+# each of step 10, resumes on other numbers of stages, under stage-local
+# memory (the default) and whole, with 2 pipelines of 2 stages, and on one
+# process, and each run ends within the tolerance of one process's model.
+bl_cli_test(gpt_signal_stop_np1 EXIT 3
+    MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
+    COMMAND env BALLAST_TEST_SIGNAL_AT=0:9 ${BL_CLI_TRAIN} ${bl_gpt_run}
+            --checkpoint-dir ${bl_gpt_ckpt}/signal_np1
+    REQUIRES cli_out SETUP gpt_ckpt_signal_np1)
+bl_cli_test(gpt_signal_stop_pp3 EXIT 3
+    MATCH "^stopped: after step 9 by a signal. checkpoint .*/ckpt-000000000010$"
+    COMMAND env BALLAST_TEST_SIGNAL_AT=1:9 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_gpt_run} --pp 3 --checkpoint-dir ${bl_gpt_ckpt}/signal_pp3
+    REQUIRES cli_out SETUP gpt_ckpt_signal_pp3)
+set_tests_properties(cli_gpt_signal_stop_np1 cli_gpt_signal_stop_pp3 PROPERTIES LABELS "cli;mpi")
+# bl_gpt_resume_case(NAME FROM RANKS MATCH FLAGS...): resumes the step-10
+# checkpoint of signal_FROM (copied alone) on RANKS ranks with FLAGS; the
+# log must match MATCH, and the model one process's.
+function(bl_gpt_resume_case name from ranks match)
+    set(dir ${bl_gpt_ckpt}/resume_${name})
+    bl_cli_test(gpt_resume_${name} EXIT 0
+        MATCH "resumed from .*/ckpt-000000000010 at step 10" "${match}" "^summary: steps=20 "
+        COMMAND sh -c "rm -rf \"$0\" && mkdir -p \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
+                ${dir} ${bl_gpt_ckpt}/signal_${from}/ckpt-000000000010 env BALLAST_LOG=info
+                ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} ${ARGN}
+                --checkpoint-dir ${dir} --resume --save-model ${BL_CLI_OUT}/gpt_resume_${name}.bin
+        REQUIRES gpt_ckpt_signal_${from} SETUP gpt_resume_${name})
+    bl_cli_test(gpt_resume_${name}_equals_one_process EXIT 0 MATCH "worst tensor"
+        COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/gpt_resume_${name}.bin
+                ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+        REQUIRES gpt_ref gpt_resume_${name})
+    set_tests_properties(cli_gpt_resume_${name} cli_gpt_resume_${name}_equals_one_process
+        PROPERTIES LABELS "cli;mpi")
+endfunction()
+set(bl_gpt_other_stages "stage map .* was saved for [0-9] stages?. this run has [0-9]")
+bl_gpt_resume_case(pp2_pp3 pp2 3 "${bl_gpt_other_stages}" --pp 3)
+bl_gpt_resume_case(pp2_pp4 pp2 4 "${bl_gpt_other_stages}" --pp 4)
+bl_gpt_resume_case(pp3_pp2_whole pp3 2 "${bl_gpt_other_stages}" --pp 2 --stage-memory whole)
+bl_gpt_resume_case(pp3_np1 pp3 1 "${bl_gpt_other_stages}")
+bl_gpt_resume_case(np1_pp2 np1 2 "saved on 1 ranks" --pp 2)
+bl_gpt_resume_case(np1_pp3 np1 3 "saved on 1 ranks" --pp 3)
+bl_gpt_resume_case(np1_pp2x2 np1 4 "saved on 1 ranks" --pp 2)
+
 # The shard policy's learned state travels in the checkpoint: a bandit
 # policy (rank 1 emulated 2x slower) goes on from it after a resume on the
 # same ranks.
@@ -309,6 +363,35 @@ bl_cli_test(gpt_resume_damaged EXIT 0
     REQUIRES gpt_ckpt_kill1 SETUP gpt_ckpt_damaged)
 bl_cli_test(gpt_resume_damaged_bitwise COMPARE same ${bl_gpt_ckpt}/damaged/final.bin
     ${BL_CLI_OUT}/gpt_ref.bin REQUIRES gpt_ckpt_damaged gpt_ref)
+
+# A damaged stage file (a checkpoint of 2 stages: lm.bin, stage-0-of-2.bin
+# and stage-1-of-2.bin, from gpt_kill_resume_pp2) makes the newest
+# checkpoint skipped, with a warning naming the file and the fault, whether
+# the file is missing, truncated, has a byte flipped, or does not match the
+# manifest's record of it (a byte appended: its length; the previous
+# checkpoint's file of the same stage, of the same length: its UNITS
+# section, of another step); the run resumes from the one before and still
+# ends bit for bit.
+foreach(case "missing|cannot open it"
+             "truncated|[0-9]+ bytes. the manifest .*/lm.bin records [0-9]+"
+             "flipped|checksum mismatch"
+             "grown|[0-9]+ bytes. the manifest .*/lm.bin records [0-9]+"
+             "swapped|UNITS section: step 16, stage 1 of 2, units .2, 4.. the manifest .*/lm.bin records step 20")
+    string(REPLACE "|" ";" fields "${case}")
+    list(POP_FRONT fields how regex)
+    bl_cli_test(gpt_resume_stage_file_${how} EXIT 0
+        MATCH "warn: resume: skipping .*/ckpt-000000000020: checkpoint file .*/ckpt-000000000020/stage-1-of-2[.]bin: .*${regex}"
+              "resumed from .*/ckpt-000000000016 at step 16" "^summary: steps=20 "
+        COMMAND sh ${bl_gpt_ckpt_script} shard ${how} ${bl_gpt_ckpt}/kill_pp2/ckpt
+                ${bl_gpt_ckpt}/stage_file_${how} -- ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+                ${bl_gpt_run} --pp 2 --micro-batches 3
+        REQUIRES gpt_ckpt_kill_pp2 SETUP gpt_ckpt_stage_file_${how})
+    bl_cli_test(gpt_resume_stage_file_${how}_bitwise COMPARE same
+        ${bl_gpt_ckpt}/stage_file_${how}/final.bin ${BL_CLI_OUT}/gpt_pp2_1f1b_m3.bin
+        REQUIRES gpt_ckpt_stage_file_${how} gpt_pp2_1f1b_m3)
+    set_tests_properties(cli_gpt_resume_stage_file_${how} cli_gpt_resume_stage_file_${how}_bitwise
+        PROPERTIES LABELS "cli;mpi")
+endforeach()
 
 # A checkpoint of another run is refused, naming the field and both values.
 foreach(case "n_embd|channels C = 32. this run has channels C = 64|--n-embd|64"

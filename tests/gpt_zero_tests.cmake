@@ -100,8 +100,9 @@ set_tests_properties(cli_gpt_zero_proportional2_moved PROPERTIES LABELS "cli;mpi
 # ---- Checkpoints --------------------------------------------------------------
 # Killed after step 13 and resumed from its checkpoint of step 12, a ZeRO-1
 # run on 3 ranks ends with the uninterrupted run's model bit for bit. The
-# node path's run with the same checkpoints writes the same lm.bin files,
-# byte for byte: the gathered moments are the node path's.
+# node path's run with the same checkpoints writes the same files (the
+# manifest lm.bin and the one stage file, stage-0-of-1.bin), byte for byte:
+# the gathered moments are the node path's.
 set(bl_zero_ckpt ${bl_zero_out}/ckpt)
 set(bl_zero_3 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --shards 0,5,3)
 bl_cli_test(gpt_zero_kill_resume3 EXIT 0
@@ -118,7 +119,12 @@ foreach(step 12 20)
         ${bl_zero_ckpt}/on3/ckpt/ckpt-0000000000${step}/lm.bin
         ${bl_zero_ckpt}/off3/ckpt-0000000000${step}/lm.bin
         REQUIRES gpt_zero_ckpt_on3 gpt_zero_ckpt_off3)
-    set_tests_properties(cli_gpt_zero_checkpoint${step}_same PROPERTIES LABELS "cli;mpi")
+    bl_cli_test(gpt_zero_checkpoint${step}_stage_file_same COMPARE same
+        ${bl_zero_ckpt}/on3/ckpt/ckpt-0000000000${step}/stage-0-of-1.bin
+        ${bl_zero_ckpt}/off3/ckpt-0000000000${step}/stage-0-of-1.bin
+        REQUIRES gpt_zero_ckpt_on3 gpt_zero_ckpt_off3)
+    set_tests_properties(cli_gpt_zero_checkpoint${step}_same
+        cli_gpt_zero_checkpoint${step}_stage_file_same PROPERTIES LABELS "cli;mpi")
 endforeach()
 
 # bl_gpt_zero_resume(NAME CKPT FIXTURE RANKS FLAGS...): resumes from the

@@ -119,9 +119,38 @@ bl_stage_mem_case(migrations 3 --pp 3 --stages 0-0,1-1,2-10 --stages-at 6:0-4,5-
 bl_cli_test(stage_memory_bad EXIT 2
     MATCH "^ballast-train: --stage-memory: 'bogus' is neither local nor whole"
     COMMAND ${BL_CLI_TRAIN} ${bl_mem_mlp} --stage-memory bogus)
-bl_cli_test(stage_memory_gpt2 EXIT 2
-    MATCH "^ballast-train: --stage-memory does not apply to --model gpt2"
-    COMMAND ${BL_CLI_TRAIN} ${bl_mem_gpt} --stage-memory local)
+# GPT-2 stages hold their units' parameters, gradients and AdamW moments
+# only: a 4-block model whose one rank accounts 5.9 MiB is refused under a
+# 4 MiB limit, while pp=2 (3.1 and 3.3 MiB), pp=4 and a 2x2 grid train under
+# it to the one-process model; --stage-memory whole over the limit is
+# refused too (every rank would hold the whole model).
+set(bl_stage_gpt --model gpt2 --text /usr/share/games/fortunes/linux --n-layer 4 --n-head 2
+                 --n-embd 64 --seq-len 16 --batch 8 --steps 10 --threads 1 --quiet)
+bl_cli_test(stage_mem_gpt_ref EXIT 0 MATCH "^summary: steps=10 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_gpt} --save-model ${BL_CLI_OUT}/stage_mem_gpt_ref.bin
+    REQUIRES cli_out SETUP stage_mem_gpt_ref)
+bl_cli_test(stage_mem_gpt_one_rank_refused EXIT 1
+    MATCH "rank 0: [0-9.]+ MiB of parameters, gradients, optimizer state and activations exceed the memory limit 4\\.0 MiB \\(--mem-limit\\); the largest layer is unit [0-9] \\(block"
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_gpt} --mem-limit 4MiB)
+bl_cli_test(stage_mem_gpt_pp2_whole_refused EXIT 1
+    MATCH "exceed the memory limit 4\\.0 MiB"
+    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_gpt} --pp 2
+            --stage-memory whole --mem-limit 4MiB)
+foreach(case "pp2|2|--pp;2" "pp4|4|--pp;4;--micro-batches;2" "hybrid|4|--pp;2;--shards;5,3")
+    string(REPLACE "|" ";" fields "${case}")
+    list(POP_FRONT fields name ranks)
+    bl_cli_test(stage_mem_gpt_${name} EXIT 0 MATCH "^summary: steps=10 "
+        COMMAND ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_gpt} ${fields}
+                --mem-limit 4MiB --save-model ${BL_CLI_OUT}/stage_mem_gpt_${name}.bin
+        REQUIRES cli_out SETUP stage_mem_gpt_${name})
+    bl_cli_test(stage_mem_gpt_${name}_equals_one_process EXIT 0 MATCH "worst tensor"
+        COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/stage_mem_gpt_${name}.bin
+                ${BL_CLI_OUT}/stage_mem_gpt_ref.bin 1e-5 1e-4
+        REQUIRES stage_mem_gpt_ref stage_mem_gpt_${name})
+    set_tests_properties(cli_stage_mem_gpt_${name} cli_stage_mem_gpt_${name}_equals_one_process
+        PROPERTIES LABELS "cli;mpi")
+endforeach()
+set_tests_properties(cli_stage_mem_gpt_pp2_whole_refused PROPERTIES LABELS "cli;mpi")
 # --init-params under stage-local memory: each stage reads only its layers'
 # part of the file (bl_trainer_load_params), within the limit that refuses one
 # rank, and trains on to the one-process run's parameters from the same file.

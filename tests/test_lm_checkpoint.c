@@ -90,6 +90,12 @@ static void test_round_trip(void **state)
     assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
     assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 2, path, sizeof path), BL_OK);
     assert_non_null(strstr(path, "/ckpt-000000000003"));
+    /* The manifest and the one stage file, which holds every unit. */
+    char file[600];
+    snprintf(file, sizeof file, "%s/lm.bin", path);
+    assert_int_equal(access(file, R_OK), 0);
+    snprintf(file, sizeof file, "%s/stage-0-of-1.bin", path);
+    assert_int_equal(access(file, R_OK), 0);
     int resumed = 0;
     assert_int_equal(bl_lm_trainer_resume(b, dir, &resumed), BL_OK);
     assert_int_equal(resumed, 1);
@@ -138,6 +144,42 @@ static void assert_resumes_older(bl_lm_trainer_t *b, const char *dir)
     assert_int_equal(bl_lm_trainer_step(b), STEPS);
 }
 
+/* Damages the file `name` of the checkpoint directory path, the newest in
+ * dir, at every cut within its first `dense` bytes and at every bit of its
+ * first `every_bit` bytes, then at one bit of each byte up to `dense`, and
+ * at a sample beyond: b must skip each for the older checkpoint. Returns
+ * how many it tried. */
+static long damage_file(bl_lm_trainer_t *b, const char *dir, const char *path, const char *name,
+                        size_t every_bit, size_t dense)
+{
+    char file[600];
+    snprintf(file, sizeof file, "%s/%s", path, name);
+    size_t len;
+    unsigned char *good = slurp_file(file, &len), *bad = malloc(len);
+    assert_non_null(bad);
+    long tried = 0;
+    for (size_t cut = 0; cut < len; cut += cut < dense ? 1 : 4099) {
+        spit_file(file, good, cut);
+        assert_resumes_older(b, dir);
+        tried++;
+    }
+    for (size_t bit = 0; bit < 8 * len;
+         bit += bit < 8 * every_bit ? 1 : (bit < 8 * dense ? 9 : 8191)) {
+        memcpy(bad, good, len);
+        bad[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        spit_file(file, bad, len);
+        assert_resumes_older(b, dir);
+        tried++;
+    }
+    /* Missing altogether. */
+    assert_int_equal(unlink(file), 0);
+    assert_resumes_older(b, dir);
+    spit_file(file, good, len);
+    free(good);
+    free(bad);
+    return tried + 1;
+}
+
 static void test_damage_skipped(void **state)
 {
     (void)state;
@@ -148,33 +190,16 @@ static void test_damage_skipped(void **state)
     assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, NULL, 0), BL_OK);
     assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
     assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, path, sizeof path), BL_OK);
-    char file[600];
-    snprintf(file, sizeof file, "%s/lm.bin", path);
-    size_t len;
-    unsigned char *good = slurp_file(file, &len), *bad = malloc(len);
-    long tried = 0;
-    /* Every cut within the header and the small sections, then a sample. */
-    for (size_t cut = 0; cut < len; cut += cut < 400 ? 1 : 4099) {
-        spit_file(file, good, cut);
-        assert_resumes_older(b, dir);
-        tried++;
-    }
-    /* Every bit of the first 400 bytes, then a sample of the arrays. */
-    for (size_t bit = 0; bit < 8 * len; bit += bit < 8 * 400 ? 1 : 8191) {
-        memcpy(bad, good, len);
-        bad[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-        spit_file(file, bad, len);
-        assert_resumes_older(b, dir);
-        tried++;
-    }
-    spit_file(file, good, len);
+    /* The manifest (small: every cut and bit), then the stage file: every
+     * cut and bit of its header and the start of its UNITS section, one bit
+     * a byte of the rest of its pieces' table, a sample of its floats. */
+    long tried = damage_file(b, dir, path, "lm.bin", 1000, 1000);
+    tried += damage_file(b, dir, path, "stage-0-of-1.bin", 128, 700);
     int resumed = 0;
     assert_int_equal(bl_lm_trainer_resume(b, dir, &resumed), BL_OK);
     assert_int_equal(bl_lm_trainer_step(b), 2 * STEPS);
     assert_same_params(a, b);
     print_message("damaged language-model checkpoints tried and skipped: %ld\n", tried);
-    free(good);
-    free(bad);
     bl_lm_trainer_destroy(a);
     bl_lm_trainer_destroy(b);
     remove_dir(dir);
@@ -267,14 +292,15 @@ static int split_file(const unsigned char *b, size_t len, section_t *out, int ma
     return n;
 }
 
-/* Writes a file of `version` (kind 3) with the sections given, with every
- * checksum right, as a save writes it. */
-static void write_file(const char *path, uint32_t version, const section_t *sec, int n)
+/* Writes a file of `version` and `kind` (3 a manifest, 4 a stage file) with
+ * the sections given, with every checksum right, as a save writes it. */
+static void write_kind(const char *path, uint32_t version, uint32_t kind, const section_t *sec,
+                       int n)
 {
     unsigned char h[32] = "BALLASTK";
     put32(h + 8, version);
     put32(h + 12, 0x01020304u);
-    put32(h + 16, 3);
+    put32(h + 16, kind);
     put32(h + 20, (uint32_t)n);
     put32(h + 24, (uint32_t)crc32(0L, h, 24));
     put32(h + 28, 0);
@@ -293,7 +319,20 @@ static void write_file(const char *path, uint32_t version, const section_t *sec,
     assert_int_equal(fclose(f), 0);
 }
 
-enum { SEC_SHARDS = 10, SEC_STAGES = 13, SEC_LAYERS = 14 };
+/* A manifest (lm.bin) of `version`. */
+static void write_file(const char *path, uint32_t version, const section_t *sec, int n)
+{
+    write_kind(path, version, 3, sec, n);
+}
+
+enum {
+    SEC_PARAMS = 5,
+    SEC_SHARDS = 10,
+    SEC_STAGES = 13,
+    SEC_LAYERS = 14,
+    SEC_FILES = 15,
+    SEC_UNITS = 16
+};
 
 static int find_section(const section_t *sec, int n, uint32_t id)
 {
@@ -338,13 +377,20 @@ static void test_stage_map_section(void **state)
     snprintf(file, sizeof file, "%s/lm.bin", path);
     size_t len;
     unsigned char *good = slurp_file(file, &len);
-    /* Version 3, 9 sections; STAGES follows SHARDS and holds one stage over
+    /* Version 4, 7 sections; STAGES follows SHARDS and holds one stage over
      * the 3 units (the embedding, 1 block, the head): 1, then 0, 3; LAYERS
-     * follows it and holds no user layer. */
-    assert_int_equal(get32(good + 8), 3);
+     * follows it and holds no user layer; FILES, last, names one stage
+     * file, of units [0, 3). */
+    assert_int_equal(get32(good + 8), 4);
     section_t sec[9], bad[9];
     int n = split_file(good, len, sec, 9);
-    assert_int_equal(n, 9);
+    assert_int_equal(n, 7);
+    const int files = find_section(sec, n, SEC_FILES);
+    assert_int_equal(files, n - 1);
+    assert_int_equal(sec[files].nbytes, 8 + 24);
+    assert_int_equal(get32(sec[files].bytes), 1);
+    assert_int_equal(get32(sec[files].bytes + 8), 0);
+    assert_int_equal(get32(sec[files].bytes + 12), 3);
     const int shards = find_section(sec, n, SEC_SHARDS), stages = find_section(sec, n, SEC_STAGES);
     assert_int_equal(stages, shards + 1);
     assert_int_equal(sec[stages].nbytes, 12);
@@ -397,7 +443,7 @@ static void test_stage_map_section(void **state)
         if (cases[i].two_ranks) {
             bad[shards] = (section_t){SEC_SHARDS, two_ranks, sizeof two_ranks};
         }
-        write_file(file, 3, bad, n);
+        write_file(file, 4, bad, n);
         bl_lm_trainer_t *b = resume_at(loud, dir, STEPS);
         assert_non_null(strstr(logged, "skipping"));
         if (strstr(logged, cases[i].says) == NULL) {
@@ -406,13 +452,30 @@ static void test_stage_map_section(void **state)
         bl_lm_trainer_destroy(b);
     }
 
-    /* A map of 2 stages, saved on 2 ranks, is well formed but does not fit
-     * this one-stage run: it keeps its own map, and says so. */
+    /* A version 3 file (before the stage files: its PARAMS, ADAM_M and
+     * ADAM_V in place of FILES, which the one stage file's hold whole) still
+     * resumes, without the stage file. Its map of 2 stages, saved on 2
+     * ranks, is well formed but does not fit this one-stage run: it keeps
+     * its own map, and says so. */
+    char stage_file[700];
+    snprintf(stage_file, sizeof stage_file, "%s/stage-0-of-1.bin", path);
+    size_t stage_len;
+    unsigned char *stage_bytes = slurp_file(stage_file, &stage_len);
+    assert_int_equal(get32(stage_bytes + 8), 4);
+    assert_int_equal(get32(stage_bytes + 16), 4);
+    section_t in_stage[5];
+    assert_int_equal(split_file(stage_bytes, stage_len, in_stage, 5), 5);
+    const int params = find_section(in_stage, 5, SEC_PARAMS);
+    assert_int_equal(params, 2);
+    section_t v3[9];
+    memcpy(v3, sec, (size_t)files * sizeof *v3);
+    memcpy(v3 + files, in_stage + params, 3 * sizeof *v3);
+    assert_int_equal(unlink(stage_file), 0);
     static const unsigned char map2[16] = {2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0};
-    memcpy(bad, sec, sizeof sec);
+    memcpy(bad, v3, sizeof v3);
     bad[stages] = (section_t){SEC_STAGES, map2, sizeof map2};
     bad[shards] = (section_t){SEC_SHARDS, two_ranks, sizeof two_ranks};
-    write_file(file, 3, bad, n);
+    write_file(file, 3, bad, 9);
     bl_lm_trainer_t *b = resume_at(loud, dir, 2 * STEPS);
     if (strstr(logged, "stage map 0-0,1-2 was saved for 2 stages; this run has 1, so the "
                        "balanced map 0-2 is used") == NULL) {
@@ -438,7 +501,7 @@ static void test_stage_map_section(void **state)
     for (size_t i = 0; i < sizeof layer_cases / sizeof layer_cases[0]; i++) {
         memcpy(bad, sec, sizeof sec);
         bad[stages + 1] = (section_t){SEC_LAYERS, layer_cases[i].bytes, layer_cases[i].nbytes};
-        write_file(file, 3, bad, n);
+        write_file(file, 4, bad, n);
         bl_lm_trainer_t *c = resume_at(loud, dir, STEPS);
         if (strstr(logged, "skipping") == NULL || strstr(logged, layer_cases[i].says) == NULL) {
             fail_msg("layers case %zu: the log does not say '%s':\n%s", i, layer_cases[i].says,
@@ -449,11 +512,11 @@ static void test_stage_map_section(void **state)
 
     /* A version 2 file (written before the STAGES and LAYERS sections)
      * still resumes, and the run goes on bit for bit. */
-    memcpy(bad, sec, sizeof sec);
-    assert_int_equal(find_section(sec, n, SEC_LAYERS), stages + 1);
-    assert_int_equal(sec[stages + 1].nbytes, 4);
-    memmove(bad + stages, bad + stages + 2, (size_t)(n - stages - 2) * sizeof *bad);
-    write_file(file, 2, bad, n - 2);
+    memcpy(bad, v3, sizeof v3);
+    assert_int_equal(find_section(v3, 9, SEC_LAYERS), stages + 1);
+    assert_int_equal(v3[stages + 1].nbytes, 4);
+    memmove(bad + stages, bad + stages + 2, (size_t)(9 - stages - 2) * sizeof *bad);
+    write_file(file, 2, bad, 9 - 2);
     b = resume_at(loud, dir, 2 * STEPS);
     assert_null(strstr(logged, "skipping"));
     assert_same_params(a, b);
@@ -463,6 +526,122 @@ static void test_stage_map_section(void **state)
     bl_lm_trainer_destroy(b);
 
     free(good);
+    free(stage_bytes);
+    bl_lm_trainer_destroy(a);
+    bl_runtime_destroy(loud);
+    remove_dir(dir);
+}
+
+/* ---- The stage files --------------------------------------------------------- */
+
+/* Resumes a fresh trainer on `loud` from dir, which must skip the newest
+ * checkpoint for the one of step STEPS, with a warning that says `says`. */
+static void assert_skipped_saying(bl_runtime_t *loud, const char *dir, const char *says)
+{
+    bl_lm_trainer_t *b = resume_at(loud, dir, STEPS);
+    if (strstr(logged, "skipping") == NULL || strstr(logged, says) == NULL) {
+        fail_msg("the log does not say '%s':\n%s", says, logged);
+    }
+    bl_lm_trainer_destroy(b);
+}
+
+static void test_stage_files(void **state)
+{
+    (void)state;
+    bl_config_t cfg = BL_CONFIG_INIT;
+    cfg.log_level = BL_LOG_INFO;
+    cfg.log_fn = capture;
+    cfg.blas_threads = 1;
+    bl_runtime_t *loud = NULL;
+    assert_int_equal(bl_runtime_create(MPI_COMM_SELF, &cfg, &loud), BL_OK);
+    char dir[256], old[512], path[512], manifest[600], file[600], older[600];
+    fresh_dir(dir, sizeof dir, "files");
+    bl_lm_trainer_t *a = make_on(loud, 3, 16);
+    assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
+    assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, old, sizeof old), BL_OK);
+    assert_int_equal(bl_lm_trainer_run(a, STEPS, NULL, NULL), BL_OK);
+    assert_int_equal(bl_lm_trainer_save_checkpoint(a, dir, 0, path, sizeof path), BL_OK);
+    snprintf(manifest, sizeof manifest, "%s/lm.bin", path);
+    snprintf(file, sizeof file, "%s/stage-0-of-1.bin", path);
+    snprintf(older, sizeof older, "%s/stage-0-of-1.bin", old);
+    size_t len, stage_len, older_len;
+    unsigned char *good = slurp_file(manifest, &len);
+    unsigned char *stage = slurp_file(file, &stage_len);
+    unsigned char *other = slurp_file(older, &older_len);
+    section_t sec[7], bad[7];
+    assert_int_equal(split_file(good, len, sec, 7), 7);
+    const int files = find_section(sec, 7, SEC_FILES);
+    char says[2048];
+
+    /* Missing, or truncated (the length is checked against the manifest's
+     * record before anything is read). */
+    assert_int_equal(unlink(file), 0);
+    snprintf(says, sizeof says, "checkpoint file %s: cannot open it", file);
+    assert_skipped_saying(loud, dir, says);
+    spit_file(file, stage, stage_len - 100);
+    snprintf(says, sizeof says, "checkpoint file %s: %zu bytes; the manifest %s records %zu", file,
+             stage_len - 100, manifest, stage_len);
+    assert_skipped_saying(loud, dir, says);
+    /* The older checkpoint's stage file, of the same length: its UNITS
+     * section is of another step. */
+    assert_int_equal(older_len, stage_len);
+    spit_file(file, other, older_len);
+    snprintf(says, sizeof says,
+             "checkpoint file %s: UNITS section: step 3, stage 0 of 1, units [0, 3); the manifest "
+             "%s records step 6, stage 0 of 1, units [0, 3)",
+             file, manifest);
+    assert_skipped_saying(loud, dir, says);
+    spit_file(file, stage, stage_len);
+
+    /* A manifest whose records do not match the stage file (its FILES
+     * section's checksum made right): another length, another CRC32 of the
+     * UNITS section, other units. */
+    unsigned char entry[32];
+    memcpy(entry, sec[files].bytes, sizeof entry);
+    memcpy(bad, sec, sizeof sec);
+    bad[files] = (section_t){SEC_FILES, entry, sizeof entry};
+    put32(entry + 16, get32(sec[files].bytes + 16) + 8);
+    write_file(manifest, 4, bad, 7);
+    snprintf(says, sizeof says, "checkpoint file %s: %zu bytes; the manifest %s records %zu", file,
+             stage_len, manifest, stage_len + 8);
+    assert_skipped_saying(loud, dir, says);
+    memcpy(entry, sec[files].bytes, sizeof entry);
+    put32(entry + 24, get32(sec[files].bytes + 24) ^ 1u);
+    write_file(manifest, 4, bad, 7);
+    assert_skipped_saying(loud, dir, "UNITS section: its CRC32");
+    assert_non_null(strstr(logged, "(a stage file of another checkpoint?)"));
+    memcpy(entry, sec[files].bytes, sizeof entry);
+    put32(entry + 12, 2);
+    write_file(manifest, 4, bad, 7);
+    assert_skipped_saying(loud, dir,
+                          "lm.bin: FILES section: stage file 0 holds units [0, 2); the stage map "
+                          "gives stage 0 units [0, 3)");
+    spit_file(manifest, good, len);
+
+    /* A float changed with the PARAMS section's checksum made right: the
+     * piece's own CRC32 still tells. */
+    section_t in_stage[5], bad_stage[5];
+    assert_int_equal(split_file(stage, stage_len, in_stage, 5), 5);
+    memcpy(bad_stage, in_stage, sizeof in_stage);
+    unsigned char *floats = malloc(in_stage[2].nbytes);
+    assert_non_null(floats);
+    memcpy(floats, in_stage[2].bytes, in_stage[2].nbytes);
+    floats[in_stage[2].nbytes / 2] ^= 0x10;
+    bad_stage[2].bytes = floats;
+    write_kind(file, 4, 4, bad_stage, 5);
+    assert_skipped_saying(loud, dir, "the parameters' checksum mismatch");
+    assert_non_null(strstr(logged, file));
+    spit_file(file, stage, stage_len);
+
+    /* Intact again: the newest is taken. */
+    bl_lm_trainer_t *b = resume_at(loud, dir, 2 * STEPS);
+    assert_null(strstr(logged, "skipping"));
+    assert_same_params(a, b);
+    bl_lm_trainer_destroy(b);
+    free(floats);
+    free(good);
+    free(stage);
+    free(other);
     bl_lm_trainer_destroy(a);
     bl_runtime_destroy(loud);
     remove_dir(dir);
@@ -475,10 +654,9 @@ int main(void)
     }
     setenv("BALLAST_LOG", "error", 0); /* thousands of skipped files are warned about */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_damage_skipped),
-        cmocka_unit_test(test_other_run_refused),
-        cmocka_unit_test(test_stage_map_section),
+        cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_damage_skipped),
+        cmocka_unit_test(test_other_run_refused), cmocka_unit_test(test_stage_map_section),
+        cmocka_unit_test(test_stage_files),
     };
     return run_tests_with_runtime("lm_checkpoint", tests, sizeof tests / sizeof tests[0], &rt);
 }

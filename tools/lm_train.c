@@ -93,8 +93,10 @@ static void make_config(const train_options_t *o, long steps, bl_lm_config_t *c)
     c->plan.shard_cap_count = o->shard_min_count > 0 ? o->shard_min_count : o->shard_max_count;
     c->plan.stage_first = o->stage_count > 0 ? o->stage_first : NULL;
     c->plan.stage_count = o->stage_count;
-    c->pipeline = (bl_pipeline_config_t){
-        .stages = o->pp, .micro_batches = o->micro_batches, .schedule = o->schedule};
+    c->pipeline = (bl_pipeline_config_t){.stages = o->pp,
+                                         .micro_batches = o->micro_batches,
+                                         .schedule = o->schedule,
+                                         .stage_local = o->stage_local};
     c->balance.policy = o->policy;
     c->balance.rebalance_every = o->rebalance_every;
     c->balance.policy_file = o->policy_file;

@@ -586,7 +586,6 @@ static int check_model_flags(train_options_t *o, const unsigned char *seen, char
                                    OPT_SAVE_PARAMS,
                                    OPT_EVAL_EVERY,
                                    OPT_STAGES_AT,
-                                   OPT_STAGE_MEMORY,
                                    OPT_NCCL,
                                    OPT_DATA_ON_DEVICE,
                                    OPT_BUCKET_MB,

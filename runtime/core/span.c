@@ -81,6 +81,7 @@ int bl_span_widen(bl_span_t *s, size_t lo, size_t hi)
     }
     s->lo = new_lo;
     s->hi = new_hi;
+    s->held = new_hi - new_lo;
     return 0;
 }
 
@@ -101,12 +102,69 @@ int bl_span_hold(bl_span_t *s, size_t lo, size_t hi)
         return -1;
     }
     s->hi = keep_hi;
+    s->held = keep_hi - keep_lo;
+    return 0;
+}
+
+int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count)
+{
+    if (s->base == NULL || count < 0 || count > 512) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* The ranges rounded out to pages, sorted by start (insertion sort: a
+     * few dozen at most), then merged where they touch. */
+    bl_span_range_t pages[512];
+    int n = 0;
+    const size_t page = page_bytes();
+    for (int i = 0; i < count; i++) {
+        if (ranges[i].lo > ranges[i].hi || ranges[i].hi > s->nbytes) {
+            errno = EINVAL;
+            return -1;
+        }
+        if (ranges[i].lo == ranges[i].hi) {
+            continue;
+        }
+        bl_span_range_t r = {round_down(ranges[i].lo, page), round_up(ranges[i].hi, page)};
+        int at = n++;
+        while (at > 0 && pages[at - 1].lo > r.lo) {
+            pages[at] = pages[at - 1];
+            at--;
+        }
+        pages[at] = r;
+    }
+    int merged = 0;
+    for (int i = 0; i < n; i++) {
+        if (merged > 0 && pages[i].lo <= pages[merged - 1].hi) {
+            if (pages[i].hi > pages[merged - 1].hi) {
+                pages[merged - 1].hi = pages[i].hi;
+            }
+        } else {
+            pages[merged++] = pages[i];
+        }
+    }
+    /* Each run held, each gap between runs (and around them) given back. */
+    size_t from = 0, held = 0;
+    for (int i = 0; i < merged; i++) {
+        if (close_pages(s, from, pages[i].lo) != 0 ||
+            open_pages(s, pages[i].lo, pages[i].hi) != 0) {
+            return -1;
+        }
+        held += pages[i].hi - pages[i].lo;
+        from = pages[i].hi;
+    }
+    if (close_pages(s, from, s->reserved) != 0) {
+        return -1;
+    }
+    s->lo = merged > 0 ? pages[0].lo : 0;
+    s->hi = merged > 0 ? pages[merged - 1].hi : 0;
+    s->held = held;
     return 0;
 }
 
 size_t bl_span_held_bytes(const bl_span_t *s)
 {
-    return s->hi - s->lo;
+    return s->held;
 }
 
 void bl_span_release(bl_span_t *s)

@@ -18,8 +18,14 @@ typedef struct bl_span {
     unsigned char *base; /* the reservation, page-aligned; NULL when there is none */
     size_t nbytes;       /* the bytes asked for */
     size_t reserved;     /* nbytes rounded up to whole pages */
-    size_t lo, hi;       /* the held window in bytes, page-aligned; lo == hi: none */
+    size_t lo, hi;       /* the held pages' bounds in bytes, page-aligned; lo == hi: none */
+    size_t held;         /* the bytes of the held pages (hi − lo for one window) */
 } bl_span_t;
+
+/* A byte range [lo, hi) of a span. */
+typedef struct bl_span_range {
+    size_t lo, hi;
+} bl_span_range_t;
 
 /* Reserves nbytes (> 0) of address space with nothing held. Returns 0, or -1
  * with errno set (s is then zeroed). */
@@ -38,6 +44,16 @@ int bl_span_widen(bl_span_t *s, size_t lo, size_t hi);
  * values. Returns 0, or -1 with errno set (the window may then be wider than
  * asked, never narrower). */
 int bl_span_hold(bl_span_t *s, size_t lo, size_t hi);
+
+/* Makes the held pages exactly those that cover the union of ranges[0 ..
+ * count) (each lo <= hi <= nbytes; in any order, overlapping or empty), and
+ * gives every other page's memory back: a model whose part lies in several
+ * pieces of one array (a GPT-2 stage's slices of every tensor) holds them
+ * all. Bytes held before and after keep their values; newly held ones read
+ * as zeros. At most count <= 512 ranges. Returns 0, or -1 with errno set
+ * (EINVAL for bad ranges; the held pages may then be any mix of the old and
+ * the new). */
+int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count);
 
 /* Returns the bytes of memory held (page-rounded). */
 size_t bl_span_held_bytes(const bl_span_t *s);

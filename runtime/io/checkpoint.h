@@ -12,9 +12,10 @@
  * checkpoint shares.
  *
  * The file layout (little-endian):
- *   header (32 bytes): "BALLASTK", u32 version (3; 1 and 2 are read too), u32 0x01020304,
- *     u32 kind (1 manifest, 2 stage, 3 language model), u32 sections, u32 CRC32 of the first
- *     24 bytes, u32 0
+ *   header (32 bytes): "BALLASTK", u32 version (3 for the layer trainer's files, 4 for the
+ *     language model's; older ones are read too), u32 0x01020304, u32 kind (1 manifest,
+ *     2 stage, 3 language-model manifest, 4 language-model stage file), u32 sections,
+ *     u32 CRC32 of the first 24 bytes, u32 0
  *   each section: u32 id, u32 CRC32 of the payload, u64 payload bytes,
  *     payload
  *   manifest sections: MODEL (u32 layers, u32 input width, per layer u32
@@ -26,11 +27,14 @@
  *   stage sections: RANGE (u32 first layer, u32 last layer, u64 first
  *     parameter, u64 parameter count), PARAMS (floats), MOMENTUM (floats)
  *
- * A language-model trainer's checkpoint (runtime/lm/lm_checkpoint.c) is one
- * file of the same format, DIR/ckpt-<step>/lm.bin, of kind 3, which rank 0
- * writes (every replica holds the same state): everything is in its
- * sections, the parameters too, so one CRC'd file is the whole checkpoint
- * (no llm.c model file beside it). Its sections:
+ * A language-model trainer's checkpoint (runtime/lm/lm_checkpoint.c) is a
+ * manifest, DIR/ckpt-<step>/lm.bin, of kind 3, which rank 0 writes, and
+ * one stage file per pipeline stage, DIR/ckpt-<step>/stage-K-of-S.bin, of
+ * kind 4, which the first replica of stage K writes (every replica holds
+ * the same state), so that no rank gathers the model for a save and a resume
+ * reads only the units that each rank holds. Both are written in version 4
+ * (BL_CKPT_VERSION); the layer trainer's files are still version 3. The
+ * manifest's sections:
  *   GPT2 (u32 max_seq_len, vocab_size, num_layers, num_heads, channels,
  *     padded_vocab_size, as bl_gpt2_config_t; u64 parameter count N),
  *   LM_STATE (u64 next step, u64 seed, u32 batch, u32 sequence length,
@@ -50,11 +54,25 @@
  *     order; a resume refuses another list),
  *   CONTROL (the shard policy's and the stage policy's learned state and the
  *     shard controller's window, policy_state.h; may be empty),
- *   PARAMS, ADAM_M, ADAM_V (N floats each: the parameters in llm.c's
- *     order, AdamW's first and second moments).
- * Its loader checks every section before it changes the model. A reader of
- * either trainer refuses the other's checkpoints with BL_ERR_MISMATCH
- * naming what it found (checkpoint_file.h). */
+ *   FILES (from version 4: u32 S, u32 0, then per stage K u32 its first
+ *     unit, u32 its last unit (exclusive), as the map says, u64 the length
+ *     of stage-K-of-S.bin, u32 the CRC32 of its UNITS section's payload,
+ *     u32 0);
+ *   in versions 2 and 3, PARAMS, ADAM_M, ADAM_V in place of FILES (N floats
+ *     each: the parameters in llm.c's order, AdamW's first and second
+ *     moments), with no stage files; they still resume.
+ * A stage file's sections (runtime/lm/lm_checkpoint_stage.c): GPT2 (as the
+ * manifest's), UNITS (u64 step, u32 K, u32 S, u32 first unit, u32 last
+ * unit, u32 pieces n, u32 0, then per piece u64 its first parameter, u64
+ * its parameter count, u32 its unit, u32 CRC32 of its parameters, of its
+ * first moments and of its second moments: a piece is one unit's part of
+ * one of the stage's parameter ranges, in increasing order), PARAMS, ADAM_M,
+ * ADAM_V (the pieces' floats, in their order; one stage's file holds the
+ * whole arrays). A loader checks a stage file's length and UNITS against
+ * the manifest, and each piece it reads against its CRC32; the manifest is
+ * checked in full before the model changes. A reader of either trainer
+ * refuses the other's checkpoints with BL_ERR_MISMATCH naming what it found
+ * (checkpoint_file.h). */
 #ifndef BL_CHECKPOINT_H
 #define BL_CHECKPOINT_H
 

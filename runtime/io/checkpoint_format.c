@@ -16,16 +16,18 @@
 #include "checkpoint_impl.h"
 
 #define MAGIC "BALLASTK"
-/* The version written is BL_CKPT_VERSION (checkpoint_file.h). Older files
- * are still read: a version 1 manifest has no CONTROL section (its run
- * resumes with fresh policies), and a version 2 language-model file no
- * STAGES section (its run resumes on its own stage map). */
+/* The newest version is BL_CKPT_VERSION (checkpoint_file.h); each kind of
+ * file is written in the newest version that changed it (kind_version).
+ * Older files are still read: a version 1 manifest has no CONTROL section
+ * (its run resumes with fresh policies), a version 2 language-model file no
+ * STAGES section (its run resumes on its own stage map), and a version 3
+ * one holds the floats itself, without stage files. */
 #define VERSION        BL_CKPT_VERSION
 #define BYTE_ORDER_TAG 0x01020304u
 
 static const char *const section_names[BL_CKPT_SEC_COUNT] = {
-    "?",       "MODEL", "STATE",    "LAYOUT", "RANGE",  "PARAMS", "MOMENTUM",
-    "CONTROL", "GPT2",  "LM_STATE", "SHARDS", "ADAM_M", "ADAM_V", "STAGES"};
+    "?",        "MODEL",  "STATE",  "LAYOUT", "RANGE",  "PARAMS", "MOMENTUM", "CONTROL", "GPT2",
+    "LM_STATE", "SHARDS", "ADAM_M", "ADAM_V", "STAGES", "LAYERS", "FILES",    "UNITS"};
 
 /* What each kind of file is, for the message that refuses another
  * trainer's file. */
@@ -38,9 +40,24 @@ static const char *kind_name(uint32_t kind)
         return "a stage file of the layer trainer";
     case BL_CKPT_KIND_LM:
         return "the language-model trainer's state";
+    case BL_CKPT_KIND_LM_STAGE:
+        return "a stage file of the language-model trainer";
     default:
         return "?";
     }
+}
+
+/* Whether a kind of file is the language-model trainer's. */
+static int is_lm_kind(uint32_t kind)
+{
+    return kind == BL_CKPT_KIND_LM || kind == BL_CKPT_KIND_LM_STAGE;
+}
+
+/* The version in which a file of `kind` is written: the newest that changed
+ * it (the layer trainer's files have not changed since version 3). */
+static uint32_t kind_version(uint32_t kind)
+{
+    return is_lm_kind(kind) ? VERSION : BL_CKPT_LAYER_VERSION;
 }
 
 static uint32_t crc_of(const void *bytes, size_t n)
@@ -54,7 +71,7 @@ void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, ui
 {
     memset(h, 0, BL_CKPT_HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    bl_le_put32(h + 8, VERSION);
+    bl_le_put32(h + 8, kind_version(kind));
     bl_le_put32(h + 12, BYTE_ORDER_TAG);
     bl_le_put32(h + 16, kind);
     bl_le_put32(h + 20, sections);
@@ -64,9 +81,15 @@ void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, ui
 void bl_ckpt_put_section(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, const void *bytes,
                          size_t nbytes)
 {
+    bl_ckpt_put_section_crc(s, id, crc_of(bytes, nbytes), (uint64_t)nbytes);
+}
+
+void bl_ckpt_put_section_crc(unsigned char s[BL_CKPT_SECTION_BYTES], uint32_t id, uint32_t crc,
+                             uint64_t nbytes)
+{
     bl_le_put32(s, id);
-    bl_le_put32(s + 4, crc_of(bytes, nbytes));
-    bl_le_put64(s + 8, (uint64_t)nbytes);
+    bl_le_put32(s + 4, crc);
+    bl_le_put64(s + 8, nbytes);
 }
 
 /* ---- Decoding --------------------------------------------------------- */
@@ -95,22 +118,27 @@ bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, const uint32_t secti
     if (bl_le_get32(h + 24) != crc_of(h, 24) || bl_le_get32(h + 28) != 0) {
         return bl_ckpt_bad(r, "header: checksum mismatch");
     }
-    r->version = bl_le_get32(h + 8);
-    if (r->version < 1 || r->version > VERSION) {
-        return bl_ckpt_bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
-                           VERSION);
-    }
     if (bl_le_get32(h + 12) != BYTE_ORDER_TAG) {
         return bl_ckpt_bad(r, "header: byte order tag %#x (written on another byte order?)",
                            bl_le_get32(h + 12));
     }
     /* The language model's files and the layer trainer's are never taken
-     * for each other. */
+     * for each other, whatever their version. */
     uint32_t got = bl_le_get32(h + 16);
-    if (got != kind && (got == BL_CKPT_KIND_LM || kind == BL_CKPT_KIND_LM) &&
-        got >= BL_CKPT_KIND_MANIFEST && got <= BL_CKPT_KIND_LM) {
+    if (got != kind && is_lm_kind(got) != is_lm_kind(kind) && got >= BL_CKPT_KIND_MANIFEST &&
+        got <= BL_CKPT_KIND_LM_STAGE) {
         return bl_fail(r->rt, BL_ERR_MISMATCH, "checkpoint file %s holds %s, not %s", r->name,
                        kind_name(got), kind_name(kind));
+    }
+    /* The newest version of this kind: the last that holds sections. */
+    uint32_t newest = VERSION;
+    while (newest > 1 && sections[newest - 1] == 0) {
+        newest--;
+    }
+    r->version = bl_le_get32(h + 8);
+    if (r->version < 1 || r->version > newest) {
+        return bl_ckpt_bad(r, "header: version %u; this library reads versions 1 to %u", r->version,
+                           newest);
     }
     if (got != kind || sections[r->version - 1] == 0 ||
         bl_le_get32(h + 20) != sections[r->version - 1]) {
@@ -123,8 +151,9 @@ bl_status_t bl_ckpt_read_header(reader_t *r, uint32_t kind, const uint32_t secti
     return BL_OK;
 }
 
-bl_status_t bl_ckpt_read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
-                                 size_t *len)
+/* Reads the next section, checking its payload's checksum when `check`. */
+static bl_status_t read_section(reader_t *r, uint32_t id, size_t want, int check,
+                                const unsigned char **out, size_t *len)
 {
     const char *name = id < BL_CKPT_SEC_COUNT ? section_names[id] : "?";
     if (r->len - r->pos < BL_CKPT_SECTION_BYTES) {
@@ -144,13 +173,29 @@ bl_status_t bl_ckpt_read_section(reader_t *r, uint32_t id, size_t want, const un
         return bl_ckpt_bad(r, "%s section: %llu bytes; %zu expected", name, (unsigned long long)n,
                            want);
     }
-    if (bl_le_get32(s + 4) != crc_of(s + BL_CKPT_SECTION_BYTES, (size_t)n)) {
+    if (check && bl_le_get32(s + 4) != crc_of(s + BL_CKPT_SECTION_BYTES, (size_t)n)) {
         return bl_ckpt_bad(r, "%s section: checksum mismatch", name);
     }
     *out = s + BL_CKPT_SECTION_BYTES;
     *len = (size_t)n;
     r->pos += BL_CKPT_SECTION_BYTES + (size_t)n;
     return BL_OK;
+}
+
+bl_status_t bl_ckpt_read_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
+                                 size_t *len)
+{
+    return read_section(r, id, want, 1, out, len);
+}
+
+bl_status_t bl_ckpt_skip_section(reader_t *r, uint32_t id, size_t want, const unsigned char **out,
+                                 size_t *len, uint32_t *crc)
+{
+    bl_status_t st = read_section(r, id, want, 0, out, len);
+    if (st == BL_OK) {
+        *crc = bl_le_get32(*out - BL_CKPT_SECTION_BYTES + 4);
+    }
+    return st;
 }
 
 bl_status_t bl_ckpt_read_map(const reader_t *r, const char *section, const unsigned char *p,
@@ -240,8 +285,9 @@ static bl_status_t check_model(reader_t *r, const bl_model_t *m)
  * BL_OK, BL_ERR_FORMAT, BL_ERR_MISMATCH or BL_ERR_NO_MEM. */
 static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_state_t *s)
 {
-    /* Version 2 added the CONTROL section. */
-    static const uint32_t counts[VERSION] = {3, 4, 4};
+    /* Version 2 added the CONTROL section; version 4 changed only the
+     * language model's files, so a manifest of version 4 is refused. */
+    static const uint32_t counts[VERSION] = {3, 4, 4, 0};
     bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_MANIFEST, counts);
     if (st == BL_OK) {
         st = check_model(r, m);
@@ -335,7 +381,7 @@ static bl_status_t parse_manifest(reader_t *r, const bl_model_t *m, bl_ckpt_stat
 static bl_status_t parse_stage(reader_t *r, const bl_model_t *m, int lo, int hi,
                                const bl_ckpt_window_t *w)
 {
-    static const uint32_t counts[VERSION] = {3, 3, 3};
+    static const uint32_t counts[VERSION] = {3, 3, 3, 0};
     bl_status_t st = bl_ckpt_read_header(r, BL_CKPT_KIND_STAGE, counts);
     const unsigned char *p;
     size_t len;

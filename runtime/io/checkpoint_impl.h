@@ -36,10 +36,6 @@ static inline void bl_ckpt_param_range(const bl_model_t *m, int lo, int hi, size
 
 /* ---- checkpoint_format.c --------------------------------------------- */
 
-/* Encodes the header of a file of `kind` with `sections` sections, in the
- * current version, into h. */
-void bl_ckpt_put_header(unsigned char h[BL_CKPT_HEADER_BYTES], uint32_t kind, uint32_t sections);
-
 /* Encodes into s the header of section `id`, whose payload is the `nbytes`
  * bytes at `bytes`: the id, the payload's CRC32 and its length. The payload
  * follows the header in the file. */

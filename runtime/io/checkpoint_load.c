@@ -119,13 +119,10 @@ bl_status_t bl_ckpt_read_whole(bl_runtime_t *rt, const char *path, size_t max, u
     return st;
 }
 
-/* Maps the file path of at most `max` bytes read-only: *out points at its
- * *len bytes (a 0-byte file gives a valid pointer and 0), to be given back
- * with unmap_file. Returns BL_OK, or BL_ERR_IO or BL_ERR_FORMAT (larger than
- * max) naming the file, with *out NULL. A file that shrinks while it is
- * mapped would fault; checkpoints are never changed in place. */
-static bl_status_t map_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
-                            size_t *len)
+/* A file that shrinks while it is mapped would fault; checkpoints are never
+ * changed in place. */
+bl_status_t bl_ckpt_map_file(bl_runtime_t *rt, const char *path, size_t max, unsigned char **out,
+                             size_t *len)
 {
     static unsigned char empty[1];
     *out = NULL;
@@ -157,7 +154,7 @@ static bl_status_t map_file(bl_runtime_t *rt, const char *path, size_t max, unsi
     return st;
 }
 
-static void unmap_file(unsigned char *bytes, size_t len)
+void bl_ckpt_unmap_file(unsigned char *bytes, size_t len)
 {
     if (bytes != NULL && len > 0) {
         munmap(bytes, len);
@@ -213,11 +210,11 @@ static bl_status_t read_stages(bl_runtime_t *rt, const char *dir, const bl_model
             BL_CKPT_HEADER_BYTES + 3 * BL_CKPT_SECTION_BYTES + 24 + 2 * count * sizeof(float);
         unsigned char *bytes = NULL;
         size_t len = 0;
-        st = map_file(rt, path, max, &bytes, &len);
+        st = bl_ckpt_map_file(rt, path, max, &bytes, &len);
         if (st == BL_OK) {
             st = bl_ckpt_parse_stage(rt, path, bytes, len, m, first[stage], first[stage + 1], w);
         }
-        unmap_file(bytes, len);
+        bl_ckpt_unmap_file(bytes, len);
     }
     return st;
 }

@@ -7,7 +7,9 @@
  * the newest `keep` checkpoints. A failure removes the temporary directory;
  * a crash that a test asks for (bl_ckpt_fault_t) stops where a real crash
  * would and leaves its files behind. The bytes of each file come from
- * checkpoint_format.c. */
+ * checkpoint_format.c. The same directory handling serves other kinds of
+ * checkpoint (checkpoint_file.h: bl_ckpt_begin, bl_ckpt_commit), and so does
+ * the file writer (bl_ckpt_writer_*). */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -22,13 +24,9 @@
 
 /* ---- Files ------------------------------------------------------------ */
 
-typedef struct writer {
-    FILE *f;
-    const char *path;
-    int failed; /* the errno of the first failure, or 0 */
-} writer_t;
+typedef bl_ckpt_writer_t writer_t;
 
-static void write_bytes(writer_t *w, const void *bytes, size_t n)
+void bl_ckpt_writer_put(writer_t *w, const void *bytes, size_t n)
 {
     if (w->failed == 0 && n > 0 && fwrite(bytes, 1, n, w->f) != n) {
         w->failed = errno != 0 ? errno : EIO;
@@ -39,7 +37,7 @@ static void write_header(writer_t *w, uint32_t kind, uint32_t sections)
 {
     unsigned char h[BL_CKPT_HEADER_BYTES];
     bl_ckpt_put_header(h, kind, sections);
-    write_bytes(w, h, sizeof h);
+    bl_ckpt_writer_put(w, h, sizeof h);
 }
 
 /* Writes a section whose payload is the `n` bytes at `bytes`. The bytes
@@ -49,11 +47,11 @@ static void write_section(writer_t *w, uint32_t id, const void *bytes, size_t n)
 {
     unsigned char s[BL_CKPT_SECTION_BYTES];
     bl_ckpt_put_section(s, id, bytes, n);
-    write_bytes(w, s, sizeof s);
-    write_bytes(w, bytes, n);
+    bl_ckpt_writer_put(w, s, sizeof s);
+    bl_ckpt_writer_put(w, bytes, n);
 }
 
-static bl_status_t open_writer(bl_runtime_t *rt, writer_t *w, const char *path)
+bl_status_t bl_ckpt_writer_open(bl_runtime_t *rt, writer_t *w, const char *path)
 {
     w->path = path;
     w->failed = 0;
@@ -63,9 +61,7 @@ static bl_status_t open_writer(bl_runtime_t *rt, writer_t *w, const char *path)
                                   strerror(errno));
 }
 
-/* Flushes, fsyncs and closes the file. Returns BL_OK, or BL_ERR_IO for the
- * first failure, whether of the file's writes or of these steps. */
-static bl_status_t close_writer(bl_runtime_t *rt, writer_t *w)
+bl_status_t bl_ckpt_writer_close(bl_runtime_t *rt, writer_t *w)
 {
     if (w->failed == 0 && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)) {
         w->failed = errno != 0 ? errno : EIO;
@@ -142,14 +138,14 @@ static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_mo
     bl_le_put64(range + 8, (uint64_t)offset);
     bl_le_put64(range + 16, (uint64_t)count);
     writer_t w;
-    bl_status_t st = open_writer(rt, &w, path);
+    bl_status_t st = bl_ckpt_writer_open(rt, &w, path);
     if (st != BL_OK) {
         return st;
     }
     write_header(&w, BL_CKPT_KIND_STAGE, 3);
     write_section(&w, BL_CKPT_SEC_RANGE, range, sizeof range);
     if (fault == BL_CKPT_CRASH_PARTIAL_DATA) {
-        write_bytes(&w, m->params + offset, count * sizeof(float) / 2);
+        bl_ckpt_writer_put(&w, m->params + offset, count * sizeof(float) / 2);
         fclose(w.f);
         return bl_fail(rt, BL_ERR_IO, "checkpoint %s: (test) crashed in the middle of the data",
                        path);
@@ -159,7 +155,7 @@ static bl_status_t write_stage(bl_runtime_t *rt, const char *tmpdir, const bl_mo
     }
     write_section(&w, BL_CKPT_SEC_PARAMS, m->params + offset, count * sizeof(float));
     write_section(&w, BL_CKPT_SEC_MOMENTUM, momentum + offset, count * sizeof(float));
-    return close_writer(rt, &w);
+    return bl_ckpt_writer_close(rt, &w);
 }
 
 static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl_model_t *m,
@@ -203,7 +199,7 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", tmpdir, BL_CKPT_MANIFEST_FILE);
     writer_t w;
-    bl_status_t st = open_writer(rt, &w, path);
+    bl_status_t st = bl_ckpt_writer_open(rt, &w, path);
     if (st == BL_OK) {
         write_header(&w, BL_CKPT_KIND_MANIFEST, 4);
         write_section(&w, BL_CKPT_SEC_MODEL, model, model_bytes);
@@ -218,7 +214,7 @@ static bl_status_t write_manifest(bl_runtime_t *rt, const char *tmpdir, const bl
             control_bytes = 0;
         }
         write_section(&w, BL_CKPT_SEC_CONTROL, s->control, control_bytes);
-        st = close_writer(rt, &w);
+        st = bl_ckpt_writer_close(rt, &w);
     }
     bl_mem_free(a, model);
     bl_mem_free(a, layout);
@@ -369,7 +365,7 @@ static bl_status_t write_file(bl_runtime_t *rt, const char *path, uint32_t kind,
                               const bl_ckpt_section_t *sections, int count)
 {
     writer_t w;
-    bl_status_t st = open_writer(rt, &w, path);
+    bl_status_t st = bl_ckpt_writer_open(rt, &w, path);
     if (st != BL_OK) {
         return st;
     }
@@ -377,17 +373,35 @@ static bl_status_t write_file(bl_runtime_t *rt, const char *path, uint32_t kind,
     for (int i = 0; i < count; i++) {
         write_section(&w, sections[i].id, sections[i].bytes, sections[i].nbytes);
     }
-    return close_writer(rt, &w);
+    return bl_ckpt_writer_close(rt, &w);
 }
 
-bl_status_t bl_ckpt_save_file(bl_runtime_t *rt, const char *dir, long step, const char *name,
-                              uint32_t kind, const bl_ckpt_section_t *sections, int count, int keep,
-                              char *path, size_t n)
+bl_status_t bl_ckpt_begin(bl_runtime_t *rt, const char *dir, long step, char *tmpdir, char *path,
+                          size_t n)
 {
+    tmpdir[0] = '\0';
     bl_status_t st = check_target(rt, dir, step, path, n);
     if (st == BL_OK && rt->rank == 0) {
-        char tmpdir[PATH_MAX] = "", file[PATH_MAX];
-        st = make_tmpdir(rt, dir, step, tmpdir, sizeof tmpdir);
+        st = make_tmpdir(rt, dir, step, tmpdir, PATH_MAX);
+    }
+    st = bl_agree(rt, st, BL_ERR_IO, "creating the checkpoint directory");
+    if (st == BL_OK) {
+        st = bl_bcast_bounded(rt, tmpdir, PATH_MAX, MPI_CHAR, 0, rt->comm,
+                              "the broadcast of the checkpoint's name");
+    }
+    if (st != BL_OK && rt->rank == 0 && tmpdir[0] != '\0') {
+        bl_ckpt_remove_tree(tmpdir);
+    }
+    return st;
+}
+
+bl_status_t bl_ckpt_commit(bl_runtime_t *rt, const char *dir, const char *tmpdir, bl_status_t mine,
+                           const char *name, uint32_t kind, const bl_ckpt_section_t *sections,
+                           int count, int keep, const char *path)
+{
+    bl_status_t st = bl_agree(rt, mine, BL_ERR_IO, "writing the checkpoint's files");
+    if (rt->rank == 0) {
+        char file[PATH_MAX];
         if (st == BL_OK && snprintf(file, sizeof file, "%s/%s", tmpdir, name) >= (int)sizeof file) {
             st = bl_fail(rt, BL_ERR_INVALID_ARG, "checkpoint directory %s: path too long", dir);
         }
@@ -401,9 +415,9 @@ bl_status_t bl_ckpt_save_file(bl_runtime_t *rt, const char *dir, long step, cons
             /* The layer trainer's checkpoints hold a manifest, the language
              * model's do not. */
             prune(rt, dir, keep, kind == BL_CKPT_KIND_LM ? BL_CKPT_MANIFEST_FILE : BL_CKPT_LM_FILE);
-        } else if (tmpdir[0] != '\0') {
+        } else {
             bl_ckpt_remove_tree(tmpdir); /* a failure leaves nothing behind */
         }
     }
-    return bl_agree(rt, st, BL_ERR_IO, "saving the checkpoint");
+    return bl_agree(rt, st, BL_ERR_IO, "committing the checkpoint");
 }

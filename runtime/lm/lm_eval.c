@@ -1,4 +1,5 @@
-/* The language-model trainer's evaluation and its model file (lm_impl.h). */
+/* The language-model trainer's evaluation (lm_impl.h); its model file is
+ * lm_model_file.c's. */
 #include <stdio.h>
 #include <string.h>
 
@@ -65,9 +66,6 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
             bl_lm_check_tokens(rt, "evaluation tokens", tokens, count, t->model->config.vocab_size);
     }
     st = bl_agree(rt, st, BL_ERR_INVALID_ARG, "checking the evaluation tokens");
-    if (st == BL_OK) {
-        st = bl_lm_make_whole(t); /* every rank evaluates on the whole model */
-    }
     if (st != BL_OK) {
         return st;
     }
@@ -75,9 +73,23 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
     if (max_sequences > 0 && max_sequences < n) {
         n = max_sequences;
     }
+    double sum = 0.0;
+    if (t->grid.layout.stages > 1) {
+        /* With pipelines a rank holds current values of its own units only
+         * (and under stage-local memory no others at all): the forward runs
+         * through the stages (lm_eval_pipe.c). */
+        st = bl_lm_evaluate_pipelined(t, tokens, n, &sum);
+        if (st == BL_OK) {
+            *loss = sum / ((double)n * T);
+        }
+        return st;
+    }
+    st = bl_lm_make_whole(t); /* every rank evaluates on the whole model */
+    if (st != BL_OK) {
+        return st;
+    }
     /* Rank r takes the contiguous sequences [n·r/P, n·(r+1)/P), in pieces. */
     const long first = n * rt->rank / rt->size, last = n * (rt->rank + 1) / rt->size;
-    double sum = 0.0;
     long seq[64];
     for (long at = first; at < last && st == BL_OK; at += 64) {
         int k = (int)(last - at < 64 ? last - at : 64);
@@ -97,69 +109,4 @@ bl_status_t bl_lm_trainer_evaluate(bl_lm_trainer_t *t, const uint16_t *tokens, l
         *loss = sum / ((double)n * T);
     }
     return st;
-}
-
-/* The user layers' parameters (the floats after the GPT-2 tensors) of a
- * host copy of the model's parameters, for write_layers. */
-typedef struct layer_floats {
-    const float *first;
-    size_t count;
-} layer_floats_t;
-
-/* Writes the user layers' parameters, little-endian float32: the order of
- * every host ballast builds on. */
-static int write_layers(FILE *f, const void *ctx)
-{
-    const layer_floats_t *l = ctx;
-    return fwrite(l->first, sizeof(float), l->count, f) == l->count;
-}
-
-/* Rank 0's part of a save, from the host copy params of the parameters:
- * the llm.c file of the GPT-2 tensors, then the user layers' file beside
- * it. */
-static bl_status_t write_model(bl_lm_trainer_t *t, const char *path, const float *params)
-{
-    const bl_gpt2_t *g = t->model;
-    bl_gpt2_file_t file;
-    memset(&file, 0, sizeof file);
-    file.config = g->config;
-    file.param_count = g->gpt_param_count;
-    file.params = (float *)params; /* only read */
-    bl_error_t err = {0};
-    bl_status_t st = bl_gpt2_write(path, &file, &err);
-    if (st == BL_OK && g->user_count > 0) {
-        char layers[4096], contents[64];
-        if (snprintf(layers, sizeof layers, "%s.layers", path) >= (int)sizeof layers) {
-            return bl_fail(t->rt, BL_ERR_INVALID_ARG, "%s: the path is too long", path);
-        }
-        const layer_floats_t floats = {params + g->gpt_param_count,
-                                       g->param_count - g->gpt_param_count};
-        snprintf(contents, sizeof contents, "%zu user-layer parameters", floats.count);
-        const bl_file_words_t words = {.contents = contents, .done = "saved"};
-        st = bl_file_replace(layers, &words, write_layers, &floats, &err);
-    }
-    return st == BL_OK ? BL_OK : bl_fail_from(t->rt, &err);
-}
-
-bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
-{
-    if (t == NULL) {
-        return BL_ERR_INVALID_ARG;
-    }
-    bl_status_t st = bl_lm_make_whole(t);
-    if (st != BL_OK) {
-        return st;
-    }
-    if (path == NULL) {
-        st = bl_fail(t->rt, BL_ERR_INVALID_ARG, "saving the model: NULL path");
-    } else if (t->rt->rank == 0) {
-        /* Every replica holds the same parameters: rank 0 writes them,
-         * downloaded first from a device. */
-        bl_lm_state_t state;
-        st = bl_lm_host_state(t, &state);
-        if (st == BL_OK) {
-            st = write_model(t, path, state.params);
-        }
-    }
-    return bl_agree(t->rt, st, BL_ERR_IO, "writing the model file");
 }

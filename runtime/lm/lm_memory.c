@@ -1,6 +1,7 @@
 /* The language-model trainer's memory account (lm_impl.h): the GPT-2
  * model's one allocation of parameters, gradients and AdamW's two moments
- * (under ZeRO-1 the moments of this rank's slice only, and the
+ * (a stage-local stage's units only; under ZeRO-1 the moments of this
+ * rank's slice only, and the
  * reduce-scatter's bucket with the gradients), the activations for
  * `capacity` sequences, the host token buffers and, for a model in a
  * device's memory, its host twin. */
@@ -27,11 +28,22 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
     const bl_gpt2_t *g = t->model;
     const double floats = (double)g->param_count * sizeof(float);
     const size_t rows = (size_t)t->capacity * (size_t)t->cfg.seq_len;
-    /* Every rank holds the whole model, pipeline stages too. */
+    /* Every rank holds the whole model, unless it is a stage-local stage:
+     * then its units under the plan's map (before it holds them). */
+    double held = floats;
+    if (t->stage_local) {
+        const int stage = t->rt->rank % t->cfg.pipeline.stages;
+        bl_gpt2_range_t mine[BL_GPT2_MAX_RANGES];
+        const int n = bl_gpt2_unit_ranges(g, t->plan.first[stage], t->plan.first[stage + 1], mine);
+        held = 0.0;
+        for (int k = 0; k < n; k++) {
+            held += (double)mine[k].count * sizeof(float);
+        }
+    }
     *out = (bl_mem_account_t){0};
-    out->params = floats;
-    out->grads = floats;
-    out->optimizer = 2.0 * floats; /* adam_m and adam_v */
+    out->params = held;
+    out->grads = held;
+    out->optimizer = 2.0 * held; /* adam_m and adam_v */
     const int D = t->rt->size / t->cfg.pipeline.stages, replica = t->rt->rank;
     if (t->zero_on) {
         /* ZeRO-1 (one stage, so the replica is the rank): this rank's
@@ -41,6 +53,11 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
             (double)bl_lm_zero_bucket_floats(g, D, BL_LM_ZERO_BUCKET_FLOATS) * sizeof(float);
     }
     out->activations = bl_gpt2_acts_nbytes(g, t->capacity, t->cfg.seq_len);
+    if (t->stage_local) {
+        const int stage = t->rt->rank % t->cfg.pipeline.stages;
+        out->activations = bl_gpt2_acts_units_nbytes(
+            g, t->capacity, t->cfg.seq_len, t->plan.first[stage], t->plan.first[stage + 1]);
+    }
     out->other = (double)rows * (sizeof *t->tokens + sizeof *t->targets) +
                  (double)t->cfg.batch * sizeof *t->indices;
     if (t->host != NULL) {

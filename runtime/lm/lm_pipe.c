@@ -311,10 +311,36 @@ bl_status_t bl_lm_grid_reduce(bl_lm_grid_t *g, bl_gpt2_t *model, float *host, lo
     return st;
 }
 
+/* Sends floats [0, count) of data from pipeline stage `from` to stage `to`
+ * (tag MOVE_TAG), or receives them there; nothing on other stages. */
+#define MOVE_TAG 32766
+static bl_status_t pass_floats(bl_lm_grid_t *g, float *data, size_t count, int from, int to)
+{
+    bl_runtime_t *rt = g->layout.rt;
+    const int me = g->layout.stage;
+    if (me != from && me != to) {
+        return BL_OK;
+    }
+    const size_t piece = INT_MAX / 2;
+    bl_status_t st = BL_OK;
+    for (size_t at = 0; st == BL_OK && at < count; at += piece) {
+        const int c = (int)(count - at < piece ? count - at : piece);
+        MPI_Request req;
+        const int rc =
+            me == from ? MPI_Isend(data + at, c, MPI_FLOAT, to, MOVE_TAG, g->layout.pipe, &req)
+                       : MPI_Irecv(data + at, c, MPI_FLOAT, from, MOVE_TAG, g->layout.pipe, &req);
+        st = rc == MPI_SUCCESS
+                 ? bl_wait_bounded(rt, &req, "moving units between stages", me == from ? to : from)
+                 : bl_fail(rt, BL_ERR_MPI, "rank %d: posting a unit's move failed", rt->rank);
+    }
+    return st;
+}
+
 /* Sends the parameters and moments of units [lo, hi) from pipeline stage
- * `root` to the rest of the pipeline (wte only when root is stage 0: the
- * last stage's copy is the same), adding the bytes to *bytes. */
-static bl_status_t send_units(bl_lm_grid_t *g, bl_gpt2_t *model, int lo, int hi, int root,
+ * `root` to the rest of the pipeline, or to stage `to` alone when to >= 0
+ * (wte only when root is stage 0: the last stage's copy is the same),
+ * adding the bytes to *bytes. */
+static bl_status_t send_units(bl_lm_grid_t *g, bl_gpt2_t *model, int lo, int hi, int root, int to,
                               double *bytes)
 {
     bl_runtime_t *rt = g->layout.rt;
@@ -327,7 +353,10 @@ static bl_status_t send_units(bl_lm_grid_t *g, bl_gpt2_t *model, int lo, int hi,
             continue;
         }
         *bytes += 3.0 * (double)ranges[r].count * sizeof(float);
-        for (int k = 0; k < 3 && st == BL_OK; k++) {
+        for (int k = 0; k < 3 && st == BL_OK && to >= 0; k++) {
+            st = pass_floats(g, arrays[k] + ranges[r].offset, ranges[r].count, root, to);
+        }
+        for (int k = 0; k < 3 && st == BL_OK && to < 0; k++) {
             const size_t piece = INT_MAX / 2;
             for (size_t at = 0; st == BL_OK && at < ranges[r].count; at += piece) {
                 const size_t c = ranges[r].count - at < piece ? ranges[r].count - at : piece;
@@ -345,13 +374,13 @@ bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *
     double bytes = 0.0;
     bl_status_t st = BL_OK;
     for (int s = 0; g->layout.pipe != MPI_COMM_NULL && s < g->layout.stages && st == BL_OK; s++) {
-        st = send_units(g, model, map[s], map[s + 1], s, &bytes);
+        st = send_units(g, model, map[s], map[s + 1], s, -1, &bytes);
     }
     return st;
 }
 
 bl_status_t bl_lm_grid_move(bl_lm_grid_t *g, bl_gpt2_t *model, const int *from, const int *to,
-                            double *bytes)
+                            int stage_local, double *bytes)
 {
     *bytes = 0.0;
     const int S = g->layout.stages, units = model->config.num_layers + 2;
@@ -359,7 +388,7 @@ bl_status_t bl_lm_grid_move(bl_lm_grid_t *g, bl_gpt2_t *model, const int *from, 
     for (int u = 0; g->layout.pipe != MPI_COMM_NULL && u < units && st == BL_OK; u++) {
         const int old = bl_layout_stage_of(from, S, u), now = bl_layout_stage_of(to, S, u);
         if (old != now) {
-            st = send_units(g, model, u, u + 1, old, bytes);
+            st = send_units(g, model, u, u + 1, old, stage_local ? now : -1, bytes);
         }
     }
     return st;

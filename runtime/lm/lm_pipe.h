@@ -2,10 +2,11 @@
  * (lm_pipe.c). P ranks = D pipelines × S stages (layout.h's grid); the
  * model's pipeline units are the embedding (0), the L blocks (1 .. L) and
  * the head (L + 1), and stage s computes the units [first[s], first[s + 1])
- * of the stage map. Every rank holds the whole model's arrays (stage-local
- * memory is to come), but computes, reduces and updates only its own
- * units' parameters; at the API's edges (the end of a run, evaluation,
- * saving) the stages send theirs to the rest of the pipeline.
+ * of the stage map. It computes, reduces and updates only its own units'
+ * parameters. Its model holds either the whole model's arrays (and at the
+ * API's edges, the end of a run and saving, the stages send theirs to the
+ * rest of the pipeline) or, with stage-local memory, its own units only
+ * (lm_impl.h: stage_local).
  *
  * The embedding's token table wte is tied to the head: stage 0 adds the
  * embedding's gradient into it and the last stage the head's, and one
@@ -101,10 +102,11 @@ bl_status_t bl_lm_grid_make_whole(bl_lm_grid_t *g, bl_gpt2_t *model, const int *
 
 /* Moves the units whose stage differs between the maps from and to: in
  * every pipeline, the old stage sends their parameters and AdamW moments
- * to the rest of the pipeline. The embedding and the head never move (the
- * first and last stages keep them). Sets *bytes to the bytes one pipeline
- * sent. Collective over the pipeline. */
+ * to the rest of the pipeline, or with stage_local to the new stage only
+ * (which must hold their memory: bl_gpt2_hold_units). The embedding and the
+ * head never move (the first and last stages keep them). Sets *bytes to the
+ * bytes one pipeline sent. Collective over the pipeline. */
 bl_status_t bl_lm_grid_move(bl_lm_grid_t *g, bl_gpt2_t *model, const int *from, const int *to,
-                            double *bytes);
+                            int stage_local, double *bytes);
 
 #endif /* BL_LM_PIPE_H */

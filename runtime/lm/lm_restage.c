@@ -148,7 +148,17 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
     if (st == BL_OK && r->message[0]) {
         const int *next = r->message + 1;
         double bytes = 0.0, start = bl_now_seconds();
-        st = bl_lm_grid_move(&t->grid, t->model, t->plan.first, next, &bytes);
+        /* Under stage-local memory the stage holds its old and new units
+         * together while they move (units move between neighbours, so they
+         * are one run), then its new ones alone. */
+        const int stage = t->grid.layout.stage;
+        const int lo = next[stage] < t->grid.first ? next[stage] : t->grid.first;
+        const int hi = next[stage + 1] > t->grid.last ? next[stage + 1] : t->grid.last;
+        st = bl_agree(t->rt, bl_lm_hold_units(t, lo, hi), BL_ERR_NO_MEM,
+                      "holding the moving units' memory");
+        if (st == BL_OK) {
+            st = bl_lm_grid_move(&t->grid, t->model, t->plan.first, next, t->stage_local, &bytes);
+        }
         /* Every rank switches maps, or none does; the policy learns the
          * slowest rank's seconds. */
         st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "moving units between stages");
@@ -174,6 +184,8 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
             }
             memcpy(t->plan.first, next, ((size_t)S + 1) * sizeof *next);
             bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
+            st = bl_agree(t->rt, bl_lm_hold_stage(t), BL_ERR_NO_MEM,
+                          "giving back the moved units' memory");
             t->plan.version++;
             info->plan_version = t->plan.version;
         }

@@ -114,6 +114,12 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)
     if (t->whole_at == t->step) {
         return BL_OK;
     }
+    if (t->stage_local) {
+        return bl_fail(t->rt, BL_ERR_UNSUPPORTED,
+                       "rank %d: under stage-local memory no rank holds the whole model (each "
+                       "stage writes its own part)",
+                       t->rt->rank);
+    }
     bl_status_t st = bl_agree(t->rt, bl_lm_grid_make_whole(&t->grid, t->model, t->plan.first),
                               BL_ERR_MISMATCH, "making every rank's model whole");
     if (st == BL_OK) {
@@ -125,6 +131,14 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)
 bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when)
 {
     const bl_gpt2_t *g = t->model;
+    if (t->stage_local || (t->plan.stages > 1 && t->whole_at != t->step)) {
+        /* Each stage's replicas on its units, then the step count: a stage
+         * holds no other units (stage-local memory), or holds stale ones
+         * (a whole-memory pipeline inside a run). */
+        bl_status_t st = bl_agree(t->rt, bl_lm_check_stage_replicas(t), BL_ERR_MISMATCH, when);
+        const bl_check_field_t steps[] = {{"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps}};
+        return st == BL_OK ? bl_check_same_on_all_ranks(t->rt, when, steps, 1) : st;
+    }
     const size_t bytes = g->param_count * sizeof(float);
     bl_lm_state_t state; /* downloaded first from a device */
     bl_status_t st =
@@ -175,7 +189,7 @@ bl_status_t bl_lm_trainer_run(bl_lm_trainer_t *t, long steps, bl_step_cb cb, voi
     }
     bl_status_t st =
         bl_agree(t->rt, bl_balancer_flush(&t->balancer), BL_ERR_IO, "writing the last telemetry");
-    if (st == BL_OK) {
+    if (st == BL_OK && !t->stage_local) {
         st = bl_lm_make_whole(t);
     }
     return st == BL_OK ? bl_lm_check_replicas(t, "replicas after the run") : st;

@@ -94,7 +94,11 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
     bl_error_t err = {0};
     bl_gpt2_config_t shape = c->model;
     if (c->init_from != NULL) {
-        if (bl_gpt2_load(c->init_from, a, &err, &file) != BL_OK) {
+        /* A stage reads its part later (bl_lm_init_stage); one process,
+         * or a whole-model stage, reads the file now. */
+        bl_status_t got = t->stage_local ? bl_gpt2_load_shape(c->init_from, &err, &file)
+                                         : bl_gpt2_load(c->init_from, a, &err, &file);
+        if (got != BL_OK) {
             return bl_fail_from(rt, &err);
         }
         shape = file.config;
@@ -111,15 +115,23 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
      * helpers run where their pointers live. */
     const bl_device_t *dev = t->device;
     if (st == BL_OK) {
-        /* Under ZeRO-1 the moments are the slices' (lm_zero.h). */
-        st = bl_gpt2_create_with(&shape, bl_lm_device_kernels(t), dev->memory, a,
-                                 t->zero_on ? BL_GPT2_NO_MOMENTS : 0, &err, &t->model);
+        /* Under ZeRO-1 the moments are the slices' (lm_zero.h); a
+         * stage-local model holds its units once the stage map is known. */
+        const unsigned flags =
+            (t->zero_on ? BL_GPT2_NO_MOMENTS : 0u) | (t->stage_local ? BL_GPT2_SPANS : 0u);
+        st = bl_gpt2_create_with(&shape, bl_lm_device_kernels(t), dev->memory, a, flags, &err,
+                                 &t->model);
     }
     if (st == BL_OK) {
         st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, dev, &err);
     }
     /* GPT-2's initialisation (the user layers' too), then the file's
-     * tensors over the GPT-2 part. */
+     * tensors over the GPT-2 part; a stage-local model's come after the
+     * memory check (bl_lm_init_stage). */
+    if (st == BL_OK && t->stage_local) {
+        bl_gpt2_free(&file, a);
+        return BL_OK;
+    }
     if (st == BL_OK) {
         st = bl_gpt2_init_params(t->model, c->seed, &err);
     }
@@ -252,8 +264,11 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
         {"lr schedule", BL_CHECK_DIGEST, bl_digest(sched, sizeof sched)},
         {"training tokens", BL_CHECK_DIGEST,
          bl_digest(t->train, (size_t)t->train_count * sizeof *t->train)},
+        /* A stage-local rank holds its stage's part: its replicas are
+         * compared after the set-up (bl_lm_check_stage_replicas). */
         {"initial parameters", BL_CHECK_DIGEST,
-         bl_digest(state.params, g->param_count * sizeof(float))},
+         t->stage_local ? 0 : bl_digest(state.params, g->param_count * sizeof(float))},
+        {"stage-local memory", BL_CHECK_INT, (uint64_t)t->stage_local},
         {"shards", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
@@ -303,6 +318,7 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         balancer_view(cfg, &t->tc);
         rt->wait_timeout_s = cfg->diagnostics.timeout_s;
         st = bl_lm_device_check(t);
+        t->stage_local = cfg->pipeline.stage_local && cfg->pipeline.stages > 1;
     }
     if (st == BL_OK) {
         st = bl_lm_zero_check(rt, cfg, t->device, &t->zero_on);
@@ -329,6 +345,12 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         bl_lm_account_memory(t, &mine);
         st = bl_mem_account_check(rt, &mine, cfg->mem_limit_bytes, &memory_json);
     }
+    if (st == BL_OK && t->stage_local) {
+        /* Within its limit, the stage takes its units' memory and values. */
+        const int stage = rt->rank % cfg->pipeline.stages;
+        st = bl_agree(rt, bl_lm_init_stage(t, t->plan.first[stage], t->plan.first[stage + 1]),
+                      BL_ERR_IO, "the stages' initial parameters");
+    }
     if (st == BL_OK) {
         st = bl_lm_grid_init(&t->grid, rt, t->model, cfg->pipeline.stages,
                              cfg->pipeline.micro_batches, cfg->pipeline.schedule, t->capacity,
@@ -336,6 +358,11 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     }
     if (st == BL_OK) {
         bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
+        if (t->stage_local) {
+            st = bl_lm_check_replicas(t, "the stages' initial parameters");
+        }
+    }
+    if (st == BL_OK) {
         st = bl_balancer_init(&t->balancer, rt, &t->tc, t->plan.shard_min, t->plan.shard_max);
     }
     if (st == BL_OK) {
@@ -443,4 +470,11 @@ const float *bl_lm_trainer_params(const bl_lm_trainer_t *t, size_t *count)
 int bl_lm_trainer_local_batch(const bl_lm_trainer_t *t)
 {
     return t != NULL ? t->local : 0;
+}
+
+int bl_lm_trainer_units(const bl_lm_trainer_t *t, int *first, int *last)
+{
+    *first = t != NULL ? t->grid.first : 0;
+    *last = t != NULL ? t->grid.last : 0;
+    return t != NULL && !t->stage_local;
 }

@@ -103,12 +103,26 @@ bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t 
     }
     g->gpt_param_count = g->param_count;
     /* params, grads, m and v in one allocation (m and v only with the
-     * moments), each zeroed. */
+     * moments), each zeroed: memory, or a span of address space. */
     const size_t P = g->param_count;
     const size_t arrays = flags & BL_GPT2_NO_MOMENTS ? 2 : 4;
     if (P > SIZE_MAX / (4 * sizeof(float))) {
         s = bl_error_set(err, BL_ERR_NO_MEM, "GPT-2 model: 4 × %zu floats overflow", P);
         goto fail;
+    }
+    g->held_last = cfg->num_layers + 2;
+    if (flags & BL_GPT2_SPANS) {
+        g->spanned = 1;
+        s = memory != NULL ? bl_error_set(err, BL_ERR_INVALID_ARG,
+                                          "GPT-2 model: a stage-local model (BL_GPT2_SPANS) "
+                                          "lives in host memory only, not on device '%s'",
+                                          memory->name)
+                           : bl_gpt2_reserve(g, (int)arrays, err);
+        if (s != BL_OK) {
+            goto fail;
+        }
+        *out = g;
+        return BL_OK;
     }
     g->params = bl_gpt2_dev_alloc(g, arrays * P * sizeof(float));
     if (g->params == NULL) {
@@ -139,7 +153,11 @@ void bl_gpt2_destroy(bl_gpt2_t *g)
     if (g == NULL) {
         return;
     }
-    bl_gpt2_dev_free(g, g->params);
+    if (g->spanned) {
+        bl_span_release(&g->span);
+    } else {
+        bl_gpt2_dev_free(g, g->params);
+    }
     bl_allocator_t a = g->alloc;
     bl_mem_free(&a, g);
 }
@@ -173,11 +191,16 @@ bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err)
     for (int id = 0; id < BL_GPT2_TENSOR_COUNT; id++) {
         float *w = host + g->tensors[id].offset;
         size_t count = g->tensors[id].count;
+        /* The elements [lo, hi) are held (all of them but on a stage). */
+        size_t lo = 0, hi = count;
+        if (g->spanned && !bl_gpt2_held_part(g, id, &lo, &hi)) {
+            continue;
+        }
         double std = 0.0; /* 0: a bias (0) or a LayerNorm weight (1) */
         switch (id) {
         case BL_GPT2_WTE:
             /* The padding rows [V, Vp) stay 0; only the real rows draw. */
-            memset(w, 0, count * sizeof(float));
+            memset(w + lo, 0, (hi - lo) * sizeof(float));
             count = (size_t)c->vocab_size * (size_t)c->channels;
             std = INIT_STD;
             break;
@@ -196,8 +219,14 @@ bl_status_t bl_gpt2_init_params(bl_gpt2_t *g, uint64_t seed, bl_error_t *err)
         const int ln_weight = id == BL_GPT2_LN1W || id == BL_GPT2_LN2W || id == BL_GPT2_LNFW;
         bl_rng_t r;
         bl_rng_init(&r, bl_seed_mix(base, (uint64_t)id));
-        for (size_t i = 0; i < count; i++) {
-            w[i] = std > 0.0 ? normal(&r, std) : ln_weight ? 1.0f : 0.0f;
+        /* The stream is drawn from its start, so a stage's part is the
+         * same draws as one process's. */
+        const size_t end = hi < count ? hi : count;
+        for (size_t i = 0; i < end; i++) {
+            const float v = std > 0.0 ? normal(&r, std) : ln_weight ? 1.0f : 0.0f;
+            if (i >= lo) {
+                w[i] = v;
+            }
         }
     }
     bl_status_t s = BL_OK;
@@ -275,7 +304,15 @@ bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err)
         return bl_error_set(err, BL_ERR_INVALID_ARG, "bl_gpt2_zero_grads: g is NULL");
     }
     const size_t nbytes = g->param_count * sizeof(float);
-    if (g->memory == NULL) {
+    if (g->spanned) {
+        bl_gpt2_range_t held[BL_GPT2_MAX_RANGES];
+        const int n = g->held_first < g->held_last
+                          ? bl_gpt2_unit_ranges(g, g->held_first, g->held_last, held)
+                          : 0;
+        for (int r = 0; r < n; r++) {
+            memset(g->grads + held[r].offset, 0, held[r].count * sizeof(float));
+        }
+    } else if (g->memory == NULL) {
         memset(g->grads, 0, nbytes);
     } else if (g->memory->zero(g->grads, nbytes) != 0) {
         return copy_failed(g, "zeroing the gradients", err);

@@ -22,6 +22,7 @@
 
 #include "kernels.h"
 #include "gpt2_file.h"
+#include "span.h"
 
 /* The tensors of the parameter array, in file order (bl_gpt2_tensors). */
 enum {
@@ -79,6 +80,13 @@ typedef struct bl_gpt2 {
     float *adam_m;   /* AdamW's first moments, zero at creation; NULL without moments */
     float *adam_v;   /* AdamW's second moments, zero at creation; NULL without moments */
     long adam_steps; /* the AdamW steps taken so far */
+    /* A model made with BL_GPT2_SPANS keeps its arrays in span (span.h):
+     * address space for all of them, with memory only for the units
+     * [held_first, held_last) (bl_gpt2_hold_units). Any other model holds
+     * every unit: held_first = 0, held_last = L + 2. */
+    int spanned;
+    bl_span_t span;
+    int held_first, held_last;
 } bl_gpt2_t;
 
 /* Returns tensor id's slice for `layer` (0 for the tensors without layers)
@@ -138,6 +146,10 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
 /* bl_gpt2_create_with's flags. BL_GPT2_NO_MOMENTS: no AdamW moments (the
  * model's adam_m and adam_v are NULL), half the memory of the four arrays. */
 #define BL_GPT2_NO_MOMENTS 1u
+/* BL_GPT2_SPANS: the arrays are reserved address space with no unit held
+ * (a pipeline stage's model, which holds only its own units: see
+ * bl_gpt2_hold_units). Host memory only (memory must be NULL). */
+#define BL_GPT2_SPANS 2u
 /* As bl_gpt2_create (which is this with flags 0), with flags. */
 bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
                                 const bl_device_memory_t *memory, const bl_allocator_t *a,
@@ -145,7 +157,25 @@ bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t 
 /* Frees g and its buffers; NULL is a no-op. */
 void bl_gpt2_destroy(bl_gpt2_t *g);
 
-/* GPT-2's initialisation from seed: wte (its first V rows; the padding
+/* Makes a BL_GPT2_SPANS model hold memory for exactly the units [first,
+ * last) (0 <= first <= last <= L + 2; first == last: none) in each of its
+ * arrays: their parameter ranges (bl_gpt2_unit_ranges), their gradients and
+ * moments. Values of units held before and after are kept; newly held ones
+ * read as zeros; every other page goes back to the system, and a touch of
+ * it faults. A pipeline stage holds its units; a migration holds the old and
+ * the new units together, moves them, then holds the new ones alone. Pages
+ * are whole, so the ends of a neighbouring unit's slices may be held too.
+ * Any other model holds every unit already: BL_OK, nothing done. Returns
+ * BL_OK, or BL_ERR_INVALID_ARG (units out of order) or BL_ERR_NO_MEM (the
+ * system refused the memory), with err->msg naming the units. */
+bl_status_t bl_gpt2_hold_units(bl_gpt2_t *g, int first, int last, bl_error_t *err);
+
+/* The bytes of memory that g's parameter arrays hold: the held pages of a
+ * BL_GPT2_SPANS model, every array's whole length otherwise. */
+size_t bl_gpt2_held_bytes(const bl_gpt2_t *g);
+
+/* GPT-2's initialisation from seed (of the held units only: a stage draws
+ * each tensor's stream but keeps its own part): wte (its first V rows; the padding
  * rows are 0, as llm.c pads them), wpe, qkvw and fcw from N(0, 0.02²),
  * attprojw and fcprojw from N(0, (0.02 / sqrt(2L))²), the biases 0 and the
  * LayerNorm weights 1. Each tensor draws from its own stream of the
@@ -170,7 +200,8 @@ bl_status_t bl_gpt2_put(const bl_gpt2_t *g, float *dst, const float *src, size_t
                         bl_error_t *err);
 bl_status_t bl_gpt2_get(const bl_gpt2_t *g, const float *src, float *dst, size_t count,
                         bl_error_t *err);
-/* Zeroes g->grads before a new batch's backward passes accumulate.
+/* Zeroes g->grads (the held units' ranges) before a new batch's backward
+ * passes accumulate.
  * Returns BL_OK, BL_ERR_INVALID_ARG (NULL g) or BL_ERR_CUDA. */
 bl_status_t bl_gpt2_zero_grads(bl_gpt2_t *g, bl_error_t *err);
 
@@ -184,6 +215,11 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
 /* Returns the bytes that bl_gpt2_acts_init allocates for g, B and T (B,
  * T > 0), from the shapes alone. */
 double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T);
+/* The bytes of those activations that a pipeline stage computing units
+ * [first, last) touches: its blocks' buffers, its input stream, the head's
+ * when it has the head, and the buffers every pass shares. A stage-local
+ * model (BL_GPT2_SPANS) touches no others, so they never take memory. */
+double bl_gpt2_acts_units_nbytes(const bl_gpt2_t *g, int B, int T, int first, int last);
 /* Makes the next passes run on batches of B sequences, 1 <= B <=
  * acts->capacity; the buffers keep their size. Returns BL_OK or
  * BL_ERR_INVALID_ARG naming B. */

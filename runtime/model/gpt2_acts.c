@@ -96,6 +96,27 @@ double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T)
            (double)B * (double)T * sizeof(int32_t);
 }
 
+double bl_gpt2_acts_units_nbytes(const bl_gpt2_t *g, int B, int T, int first, int last)
+{
+    const bl_gpt2_config_t *c = &g->config;
+    const int L = c->num_layers;
+    const double n = (double)B * T, nc = n * c->channels;
+    /* The buffers every pass shares: proj, dres, dln, dwide, the attention
+     * scratch, the user layers' outputs, the ids and the row numbers. */
+    double floats = 7.0 * nc + (double)T * T + (double)g->user_count * nc + 3.0 * n;
+    /* The stage's input: the embedding's output, or the stream it receives. */
+    floats += nc;
+    const int lo = first > 1 ? first - 1 : 0, hi = last - 1 < L ? last - 1 : L;
+    if (hi > lo) {
+        /* Each block's buffers, as cut() hands them out. */
+        floats += (double)(hi - lo) * (16.0 * nc + 4.0 * n + n * c->num_heads * T);
+    }
+    if (last == L + 2) {
+        floats += nc + 2.0 * n + 2.0 * n * c->padded_vocab_size; /* lnf, logits, dlogits */
+    }
+    return floats * sizeof(float) + (double)L * sizeof(bl_gpt2_layer_acts_t) + n * sizeof(int32_t);
+}
+
 bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *acts,
                               bl_error_t *err)
 {
@@ -149,9 +170,14 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
     }
     /* Touch every page now: the first step would otherwise fault them in
      * one by one (about half a second for the default model on a VM),
-     * which slows it and makes the balancer see a slow rank that is not. */
+     * which slows it and makes the balancer see a slow rank that is not.
+     * A stage-local model's stage touches its own units' buffers only
+     * (bl_gpt2_acts_units_nbytes), so the rest never takes memory: its
+     * pages come on first use instead (fresh memory, zeros). */
     const size_t nbytes = (size_t)count.used * sizeof(float);
-    if (g->memory == NULL) {
+    if (g->spanned) {
+        /* Nothing: see above. */
+    } else if (g->memory == NULL) {
         memset(acts->mem, 0, nbytes);
     } else if (g->memory->zero(acts->mem, nbytes) != 0) {
         s = bl_error_set(err, BL_ERR_CUDA, "GPT-2 activations: zeroing on device '%s' failed",

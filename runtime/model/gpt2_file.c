@@ -4,8 +4,11 @@
  * gigabytes of parameters. The parameters are read by bl_file_read_rest
  * (file_io.h), whose buffer grows with the bytes that really arrive. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "file_io.h"
 #include "gpt2_file.h"
@@ -219,20 +222,40 @@ bl_status_t bl_gpt2_load(const char *path, const bl_allocator_t *a, bl_error_t *
     return BL_OK;
 }
 
+/* Writes the header of config c with the words 8..255 rest (NULL: zero),
+ * little-endian, into out (GPT2_HEADER_NBYTES bytes). */
+static void put_header(const bl_gpt2_config_t *c, const uint32_t *rest, unsigned char *out)
+{
+    const int words[8] = {BL_GPT2_MAGIC, BL_GPT2_VERSION, c->max_seq_len, c->vocab_size,
+                          c->num_layers, c->num_heads,    c->channels,    c->padded_vocab_size};
+    for (int i = 0; i < BL_GPT2_HEADER_WORDS; i++) {
+        bl_le_put32(out + 4 * i, i < BL_GPT2_HEADER_CONFIG ? (uint32_t)words[i]
+                                 : rest != NULL            ? rest[i - BL_GPT2_HEADER_CONFIG]
+                                                           : 0u);
+    }
+}
+
+bl_status_t bl_gpt2_header(const bl_gpt2_config_t *cfg, unsigned char *header, size_t *param_count,
+                           bl_error_t *err)
+{
+    if (cfg == NULL || header == NULL) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG, "bl_gpt2_header: %s is NULL",
+                            cfg == NULL ? "cfg" : "header");
+    }
+    bl_status_t s = layout(cfg, "GPT-2 config", NULL, param_count, err);
+    if (s == BL_OK) {
+        put_header(cfg, NULL, header);
+    }
+    return s;
+}
+
 /* Writes the header and the parameters of the checkpoint ctx (a valid
  * bl_gpt2_file_t), little-endian, to f. */
 static int write_checkpoint(FILE *f, const void *ctx)
 {
     const bl_gpt2_file_t *m = ctx;
-    const bl_gpt2_config_t *c = &m->config;
-    const int words[8] = {BL_GPT2_MAGIC, BL_GPT2_VERSION, c->max_seq_len, c->vocab_size,
-                          c->num_layers, c->num_heads,    c->channels,    c->padded_vocab_size};
     unsigned char chunk[4 * GPT2_WRITE_CHUNK]; /* holds the header too */
-    for (int i = 0; i < BL_GPT2_HEADER_WORDS; i++) {
-        bl_le_put32(chunk + 4 * i, i < BL_GPT2_HEADER_CONFIG
-                                       ? (uint32_t)words[i]
-                                       : m->header_rest[i - BL_GPT2_HEADER_CONFIG]);
-    }
+    put_header(&m->config, m->header_rest, chunk);
     int ok = fwrite(chunk, 1, GPT2_HEADER_NBYTES, f) == GPT2_HEADER_NBYTES;
     for (size_t i = 0; ok && i < m->param_count; i += GPT2_WRITE_CHUNK) {
         size_t n = m->param_count - i < GPT2_WRITE_CHUNK ? m->param_count - i : GPT2_WRITE_CHUNK;
@@ -299,4 +322,64 @@ void bl_gpt2_free(bl_gpt2_file_t *m, const bl_allocator_t *a)
     }
     bl_mem_free(a, m->params);
     memset(m, 0, sizeof *m);
+}
+
+bl_status_t bl_gpt2_load_shape(const char *path, bl_error_t *err, bl_gpt2_file_t *out)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return bl_error_set(err, BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    bl_gpt2_file_t m = {0};
+    struct stat st;
+    bl_status_t s = read_header(f, path, &m.config, m.header_rest, err);
+    if (s == BL_OK) {
+        s = layout(&m.config, path, NULL, &m.param_count, err);
+    }
+    if (s == BL_OK && fstat(fileno(f), &st) != 0) {
+        s = bl_error_set(err, BL_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    const uint64_t want = GPT2_HEADER_NBYTES + (uint64_t)m.param_count * sizeof(float);
+    if (s == BL_OK && (uint64_t)st.st_size != want) {
+        s = bl_error_set(err, BL_ERR_FORMAT,
+                         "%s: the file is %lld bytes, but its header declares %zu parameters "
+                         "(%llu bytes with the header)",
+                         path, (long long)st.st_size, m.param_count, (unsigned long long)want);
+    }
+    fclose(f);
+    if (s == BL_OK) {
+        *out = m;
+    }
+    return s;
+}
+
+bl_status_t bl_gpt2_read_part(const char *path, size_t first, size_t count, float *dst,
+                              bl_error_t *err)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        return bl_error_set(err, BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    unsigned char *bytes = (unsigned char *)dst;
+    const size_t nbytes = count * sizeof(float);
+    const off_t at = (off_t)GPT2_HEADER_NBYTES + (off_t)(first * sizeof(float));
+    size_t done = 0;
+    while (done < nbytes) {
+        ssize_t got = pread(fd, bytes + done, nbytes - done, at + (off_t)done);
+        if (got <= 0) {
+            close(fd);
+            return bl_error_set(err, BL_ERR_IO, "%s: cannot read parameters %zu..%zu: %s", path,
+                                first, first + count - 1,
+                                got < 0 ? strerror(errno) : "the file is shorter than before");
+        }
+        done += (size_t)got;
+    }
+    close(fd);
+    /* The file is little-endian: the identity on little-endian hosts. */
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits = bl_le_get32(bytes + 4 * i);
+        memcpy(&dst[i], &bits, sizeof bits);
+    }
+    return BL_OK;
 }

@@ -85,11 +85,37 @@ bl_status_t bl_gpt2_load(const char *path, const bl_allocator_t *a, bl_error_t *
  * BL_ERR_IO, with err->msg naming the file. It allocates nothing. */
 bl_status_t bl_gpt2_write(const char *path, const bl_gpt2_file_t *m, bl_error_t *err);
 
+/* The bytes of the header, before the first parameter. */
+#define BL_GPT2_HEADER_BYTES (4 * BL_GPT2_HEADER_WORDS)
+
+/* Writes into header (BL_GPT2_HEADER_BYTES bytes) the header that
+ * bl_gpt2_write writes for config cfg with header_rest zero, and sets
+ * *param_count (which may be NULL) to the config's parameters. Parameter i
+ * of such a file lies at byte BL_GPT2_HEADER_BYTES + 4 · i, little-endian
+ * float32, so writers that write the parameters in parts at their offsets
+ * (pipeline stages) make bl_gpt2_write's bytes. Returns BL_OK, or
+ * BL_ERR_INVALID_ARG (NULL cfg or header) or BL_ERR_FORMAT (a bad config,
+ * named as bl_gpt2_tensors names it). */
+bl_status_t bl_gpt2_header(const bl_gpt2_config_t *cfg, unsigned char *header, size_t *param_count,
+                           bl_error_t *err);
+
 /* Checks a requested sequence length T against the checkpoint's maxT.
  * Returns BL_OK when 0 < T <= cfg->max_seq_len, and otherwise
  * BL_ERR_INVALID_ARG with err->msg naming path and both numbers. */
 bl_status_t bl_gpt2_check_seq_len(const char *path, const bl_gpt2_config_t *cfg, int T,
                                   bl_error_t *err);
+
+/* Reads the header of the checkpoint path into *out and checks it as
+ * bl_gpt2_load does (the file's length included), without reading the
+ * parameters: out->params stays NULL. A pipeline stage then reads its part
+ * with bl_gpt2_read_part. Returns as bl_gpt2_load. */
+bl_status_t bl_gpt2_load_shape(const char *path, bl_error_t *err, bl_gpt2_file_t *out);
+
+/* Reads parameters [first, first + count) of the checkpoint path (checked
+ * by bl_gpt2_load_shape) into dst (count floats). Returns BL_OK, or BL_ERR_IO
+ * naming the file (it cannot be read, or it is shorter than it was). */
+bl_status_t bl_gpt2_read_part(const char *path, size_t first, size_t count, float *dst,
+                              bl_error_t *err);
 
 /* Frees the parameters of m and zeroes it; NULL is a no-op. */
 void bl_gpt2_free(bl_gpt2_file_t *m, const bl_allocator_t *a);

@@ -17,4 +17,16 @@ void bl_gpt2_dev_free(const bl_gpt2_t *g, void *ptr);
  * device's copy fails. */
 int bl_gpt2_dev_put(const bl_gpt2_t *g, void *dst, const void *src, size_t nbytes);
 
+/* For a BL_GPT2_SPANS model: (re)reserves its span for `arrays` (2 or 4)
+ * arrays of param_count floats, with nothing held, and points params,
+ * grads, adam_m and adam_v into it (the moments NULL with 2). Returns BL_OK
+ * or BL_ERR_NO_MEM. */
+bl_status_t bl_gpt2_reserve(bl_gpt2_t *g, int arrays, bl_error_t *err);
+
+/* Sets [*lo, *hi) to the elements of range `tensor` (a GPT-2 tensor's id, or
+ * BL_GPT2_TENSOR_COUNT + k for user layer k), counted from its start, that
+ * the held units own, and returns 1; 0 (with an empty range) when none is
+ * held. */
+int bl_gpt2_held_part(const bl_gpt2_t *g, int tensor, size_t *lo, size_t *hi);
+
 #endif /* BL_GPT2_IMPL_H */

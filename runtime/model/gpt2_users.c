@@ -106,6 +106,21 @@ bl_status_t bl_gpt2_add_layers(bl_gpt2_t *g, const bl_lm_layer_t *layers, int co
      * zeroed; the GPT-2 tensors' values are still zero (nothing was
      * initialised yet), so nothing is copied. */
     const size_t arrays = g->adam_m != NULL ? 4 : 2;
+    if (g->spanned) {
+        /* A span: nothing is held yet, so a larger reservation replaces it. */
+        const size_t gpt = g->param_count;
+        g->param_count = total;
+        bl_status_t st = bl_gpt2_reserve(g, (int)arrays, err);
+        if (st != BL_OK) {
+            g->param_count = gpt;
+            bl_gpt2_reserve(g, (int)arrays, NULL);
+            return st;
+        }
+        memcpy(g->users, users, (size_t)count * sizeof *users);
+        g->user_count = count;
+        g->device = device;
+        return BL_OK;
+    }
     float *grown = bl_gpt2_dev_alloc(g, arrays * total * sizeof(float));
     if (grown == NULL) {
         return bl_error_set(err, BL_ERR_NO_MEM,
@@ -149,8 +164,10 @@ bl_status_t bl_gpt2_init_layers(bl_gpt2_t *g, uint64_t seed, bl_error_t *err)
     bl_status_t st = BL_OK;
     for (int k = 0; k < g->user_count && st == BL_OK; k++) {
         const bl_gpt2_user_t *u = &g->users[k];
-        if (u->count == 0) {
-            continue;
+        size_t lo, hi;
+        if (u->count == 0 ||
+            (g->spanned && !bl_gpt2_held_part(g, BL_GPT2_TENSOR_COUNT + k, &lo, &hi))) {
+            continue; /* no parameters, or another stage's layer */
         }
         const int C = g->config.channels;
         /* Layer k draws from its own stream, past the tensors' numbers. */
