@@ -22,15 +22,17 @@ bl_status_t bl_lm_hold_stage(bl_lm_trainer_t *t)
     return bl_lm_hold_units(t, t->grid.first, t->grid.last);
 }
 
-bl_status_t bl_lm_init_stage(bl_lm_trainer_t *t, int first, int last)
+bl_status_t bl_lm_init_units(bl_lm_trainer_t *t, int first, int last)
 {
-    bl_status_t st = bl_lm_hold_units(t, first, last);
-    if (st != BL_OK) {
-        return st;
-    }
     bl_gpt2_t *g = t->model;
+    if (!g->spanned) {
+        return BL_OK; /* a device's model, initialised when it was made */
+    }
     bl_error_t err = {0};
-    st = bl_gpt2_init_params(g, t->cfg.seed, &err);
+    bl_status_t st = bl_gpt2_hold_units(g, first, last, &err);
+    if (st == BL_OK) {
+        st = bl_gpt2_init_params(g, t->cfg.seed, &err);
+    }
     if (st == BL_OK && t->cfg.init_from != NULL) {
         /* The file's GPT-2 tensors over the stage's ranges; the user
          * layers keep their seeded values, as on one process. */

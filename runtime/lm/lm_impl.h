@@ -98,11 +98,14 @@ bl_status_t bl_lm_hold_units(bl_lm_trainer_t *t, int first, int last);
  * (t->grid.first, t->grid.last): after the map changed (a resume adopting a
  * saved map), so that the stage holds its new units. */
 bl_status_t bl_lm_hold_stage(bl_lm_trainer_t *t);
-/* Holds units [first, last) and gives them their initial values: GPT-2's
- * initialisation from the seed, then the stage's part of the llm.c file
- * cfg.init_from (read range by range, never whole). Local; a failure names
- * the rank. */
-bl_status_t bl_lm_init_stage(bl_lm_trainer_t *t, int first, int last);
+/* Makes a model in host memory (made with BL_GPT2_SPANS: reserved address
+ * space until the memory check has passed) hold units [first, last) (a
+ * stage-local stage's, else all of them) and gives them their initial
+ * values: GPT-2's initialisation from the seed, then their part of the
+ * llm.c file cfg.init_from (read range by range, never whole). Nothing to
+ * do for a device's model, initialised when it was made. Local; a failure
+ * names the rank. */
+bl_status_t bl_lm_init_units(bl_lm_trainer_t *t, int first, int last);
 /* Compares the stage's replicas (its data-parallel group) on its units:
  * parameters and both moments (replica_check.h). Collective over the
  * data-parallel group only: the caller agrees the result over the job. */

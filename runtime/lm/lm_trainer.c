@@ -93,11 +93,14 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
     bl_gpt2_file_t file = {0};
     bl_error_t err = {0};
     bl_gpt2_config_t shape = c->model;
+    /* A model in host memory is reserved address space until the memory
+     * check has passed (bl_lm_init_units): it reads its held part of the
+     * file then, range by range. A device's model reads the file now. */
+    const bl_device_t *dev = t->device;
+    const int host = dev->memory == NULL;
     if (c->init_from != NULL) {
-        /* A stage reads its part later (bl_lm_init_stage); one process,
-         * or a whole-model stage, reads the file now. */
-        bl_status_t got = t->stage_local ? bl_gpt2_load_shape(c->init_from, &err, &file)
-                                         : bl_gpt2_load(c->init_from, a, &err, &file);
+        bl_status_t got = host ? bl_gpt2_load_shape(c->init_from, &err, &file)
+                               : bl_gpt2_load(c->init_from, a, &err, &file);
         if (got != BL_OK) {
             return bl_fail_from(rt, &err);
         }
@@ -113,22 +116,19 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
     }
     /* The user layers' calls get the same device, so that their bl_math_*
      * helpers run where their pointers live. */
-    const bl_device_t *dev = t->device;
     if (st == BL_OK) {
-        /* Under ZeRO-1 the moments are the slices' (lm_zero.h); a
-         * stage-local model holds its units once the stage map is known. */
-        const unsigned flags =
-            (t->zero_on ? BL_GPT2_NO_MOMENTS : 0u) | (t->stage_local ? BL_GPT2_SPANS : 0u);
+        /* Under ZeRO-1 the moments are the slices' (lm_zero.h). */
+        const unsigned flags = (t->zero_on ? BL_GPT2_NO_MOMENTS : 0u) | (host ? BL_GPT2_SPANS : 0u);
         st = bl_gpt2_create_with(&shape, bl_lm_device_kernels(t), dev->memory, a, flags, &err,
                                  &t->model);
     }
     if (st == BL_OK) {
         st = bl_gpt2_add_layers(t->model, c->layers, c->layer_count, dev, &err);
     }
-    /* GPT-2's initialisation (the user layers' too), then the file's
-     * tensors over the GPT-2 part; a stage-local model's come after the
-     * memory check (bl_lm_init_stage). */
-    if (st == BL_OK && t->stage_local) {
+    /* On a device, GPT-2's initialisation (the user layers' too), then the
+     * file's tensors over the GPT-2 part; a host model's come after the
+     * memory check. */
+    if (st == BL_OK && host) {
         bl_gpt2_free(&file, a);
         return BL_OK;
     }
@@ -220,9 +220,6 @@ static bl_status_t setup_plan(bl_lm_trainer_t *t)
     t->targets = bl_mem_array(a, rows, sizeof *t->targets);
     if (t->indices == NULL || t->tokens == NULL || t->targets == NULL) {
         return bl_fail(rt, BL_ERR_NO_MEM, "no memory for a batch of %d sequences", t->capacity);
-    }
-    if (bl_gpt2_acts_init(t->model, t->capacity, T, &t->acts, &err) != BL_OK) {
-        return bl_fail_from(rt, &err);
     }
     return bl_slowdowns_init(&t->slowdowns, rt, NULL, 0);
 }
@@ -334,22 +331,33 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     }
     /* The local checks are agreed on, then the collective set-up follows. */
     st = bl_agree(rt, st, BL_ERR_MISMATCH, "the language-model trainer's set-up");
-    if (st == BL_OK) {
-        st = check_ranks_agree(t);
-    }
     /* Every rank's memory is reported, and a rank over its limit stops the
-     * job here, before the pipelines' and the reduction's set-up. */
+     * job here, before a host model or the activations take memory, and
+     * before the pipelines' and the reduction's set-up. */
     char *memory_json = NULL;
     if (st == BL_OK) {
         bl_mem_account_t mine;
         bl_lm_account_memory(t, &mine);
         st = bl_mem_account_check(rt, &mine, cfg->mem_limit_bytes, &memory_json);
     }
-    if (st == BL_OK && t->stage_local) {
-        /* Within its limit, the stage takes its units' memory and values. */
+    if (st == BL_OK) {
+        /* Within its limit, a host model takes the memory and values of its
+         * units (a stage-local stage's, else all), then the activations. */
         const int stage = rt->rank % cfg->pipeline.stages;
-        st = bl_agree(rt, bl_lm_init_stage(t, t->plan.first[stage], t->plan.first[stage + 1]),
-                      BL_ERR_IO, "the stages' initial parameters");
+        const int first = t->stage_local ? t->plan.first[stage] : 0;
+        const int last =
+            t->stage_local ? t->plan.first[stage + 1] : t->model->config.num_layers + 2;
+        st = bl_agree(rt, bl_lm_init_units(t, first, last), BL_ERR_IO,
+                      "the model's initial parameters");
+    }
+    if (st == BL_OK) {
+        bl_error_t err = {0};
+        bl_status_t made = bl_gpt2_acts_init(t->model, t->capacity, cfg->seq_len, &t->acts, &err);
+        st = bl_agree(rt, made == BL_OK ? BL_OK : bl_fail_from(rt, &err), BL_ERR_NO_MEM,
+                      "the activations");
+    }
+    if (st == BL_OK) {
+        st = check_ranks_agree(t);
     }
     if (st == BL_OK) {
         st = bl_lm_grid_init(&t->grid, rt, t->model, cfg->pipeline.stages,

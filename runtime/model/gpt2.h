@@ -147,8 +147,9 @@ bl_status_t bl_gpt2_create(const bl_gpt2_config_t *cfg, const bl_kernels_t *kern
  * model's adam_m and adam_v are NULL), half the memory of the four arrays. */
 #define BL_GPT2_NO_MOMENTS 1u
 /* BL_GPT2_SPANS: the arrays are reserved address space with no unit held
- * (a pipeline stage's model, which holds only its own units: see
- * bl_gpt2_hold_units). Host memory only (memory must be NULL). */
+ * until bl_gpt2_hold_units: a pipeline stage's model holds only its own
+ * units, and a trainer's model takes memory only once the memory check has
+ * passed. Host memory only (memory must be NULL). */
 #define BL_GPT2_SPANS 2u
 /* As bl_gpt2_create (which is this with flags 0), with flags. */
 bl_status_t bl_gpt2_create_with(const bl_gpt2_config_t *cfg, const bl_kernels_t *kernels,
@@ -217,8 +218,9 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
 double bl_gpt2_acts_nbytes(const bl_gpt2_t *g, int B, int T);
 /* The bytes of those activations that a pipeline stage computing units
  * [first, last) touches: its blocks' buffers, its input stream, the head's
- * when it has the head, and the buffers every pass shares. A stage-local
- * model (BL_GPT2_SPANS) touches no others, so they never take memory. */
+ * when it has the head, and the buffers every pass shares. A BL_GPT2_SPANS
+ * model that holds only some units when its activations are made touches
+ * no others, so they never take memory. */
 double bl_gpt2_acts_units_nbytes(const bl_gpt2_t *g, int B, int T, int first, int last);
 /* Makes the next passes run on batches of B sequences, 1 <= B <=
  * acts->capacity; the buffers keep their size. Returns BL_OK or

@@ -171,11 +171,12 @@ bl_status_t bl_gpt2_acts_init(const bl_gpt2_t *g, int B, int T, bl_gpt2_acts_t *
     /* Touch every page now: the first step would otherwise fault them in
      * one by one (about half a second for the default model on a VM),
      * which slows it and makes the balancer see a slow rank that is not.
-     * A stage-local model's stage touches its own units' buffers only
-     * (bl_gpt2_acts_units_nbytes), so the rest never takes memory: its
-     * pages come on first use instead (fresh memory, zeros). */
+     * A stage-local model (one that holds some units only) touches its own
+     * units' buffers only (bl_gpt2_acts_units_nbytes), so the rest never
+     * takes memory: its pages come on first use instead (fresh memory,
+     * zeros). */
     const size_t nbytes = (size_t)count.used * sizeof(float);
-    if (g->spanned) {
+    if (g->spanned && (g->held_first > 0 || g->held_last < g->config.num_layers + 2)) {
         /* Nothing: see above. */
     } else if (g->memory == NULL) {
         memset(acts->mem, 0, nbytes);
