@@ -39,6 +39,14 @@
 #   (ckpp2) pp=2 resumes a one-rank checkpoint of step 5 (one stage file of
 #       the whole model) and trains to step 10, equal within 1e-5 to one
 #       rank's 10 steps
+# With --model gpt2 the model is a GPT-2 (ballast-train --model gpt2
+# --n-layer 8 --n-head 4 --n-embd W, default W = 256: 6.4M parameters,
+# 24.4 MiB per copy; a stage holds parameters, gradients and AdamW's two
+# moments) on the fortunes package's Linux quotes, T = 32, --batch 4, the
+# files compared with tests/compare_gpt2 (every tensor's relative difference
+# within 1e-5), and the units of the stage map are the embedding, the eight
+# blocks and the head; the 2x2 ZeRO-1 run is left out (ZeRO-1 with pipelines
+# is the layer trainer's only).
 # See bench/README.md for how to read the output.
 # shellcheck disable=SC2086
 set -eu
@@ -47,7 +55,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BALLAST_BUILD_DIR:-$root/build}
 . "$root/bench/common.sh"
 mpirun=${MPIRUN:-mpirun}
-width=2048
+model=mlp
+width=
 limit=
 cgroup=0
 cg_limit=
@@ -61,7 +70,9 @@ and whole-model memory, and the proof that a model over a rank's memory limit tr
 on pp=2 and pp=4 to the one-rank parameters.
   --build DIR      build directory with tools/ballast-train, tests/make_idx and
                    tests/compare_params (default \$BALLAST_BUILD_DIR, else build/)
-  --width W        hidden width of the 4 hidden layers (default $width)
+  --model mlp|gpt2 the MLP (default) or a GPT-2 of 8 blocks
+  --width W        the MLP's hidden width of its 4 hidden layers (default 2048), or
+                   GPT-2's channels C (default 256)
   --limit BYTES    the per-rank limit of part 2 (default 2/3 of one rank's accounted
                    parameters, gradients and momentum)
   --cgroup         also run part 2 in per-rank memory cgroups (needs root)
@@ -86,13 +97,14 @@ check_positive() {
 
 while [ $# -gt 0 ]; do
     case $1 in
-    --build | --width | --limit | --cgroup-limit | --out)
+    --build | --model | --width | --limit | --cgroup-limit | --out)
         [ $# -ge 2 ] || die_usage "$1: needs a value"
         case $1 in
         --width | --limit | --cgroup-limit) check_positive "$1" "$2" ;;
         esac
         case $1 in
         --build) build=$2 ;;
+        --model) model=$2 ;;
         --width) width=$2 ;;
         --limit) limit=$2 ;;
         --cgroup-limit) cg_limit=$2 ;;
@@ -112,9 +124,15 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case $model in
+mlp) [ -n "$width" ] || width=2048 ;;
+gpt2) [ -n "$width" ] || width=256 ;;
+*) die_usage "--model: '$model' is neither mlp nor gpt2" ;;
+esac
 train=$build/tools/ballast-train
 bench_prepare bench_stage_memory.sh "$train"
-for tool in "$build/tests/make_idx" "$build/tests/compare_params" /usr/bin/time; do
+for tool in "$build/tests/make_idx" "$build/tests/compare_params" "$build/tests/compare_gpt2" \
+    /usr/bin/time; do
     [ -x "$tool" ] || {
         echo "bench_stage_memory.sh: $tool is missing (build the tests; apt-get install time)" >&2
         exit 1
@@ -125,8 +143,36 @@ if [ -z "$out" ]; then
     trap 'rm -rf "$out"' EXIT
 fi
 mkdir -p "$out"
-"$build/tests/make_idx" "$out/data" --train 2048 --test 256 >/dev/null
-run="--data $out/data --layers $width,$width,$width,$width,$width --batch 32 --steps 5 --threads 1 --quiet"
+# The model's flags, the flag that saves its parameters, a description and
+# one unit's (a layer's, or a block's) bytes of parameters, gradients and
+# optimizer state.
+if [ "$model" = mlp ]; then
+    "$build/tests/make_idx" "$out/data" --train 2048 --test 256 >/dev/null
+    run="--data $out/data --layers $width,$width,$width,$width,$width --batch 32 --steps 5 --threads 1 --quiet"
+    save=--save-params
+    described="64-$width-$width-$width-$width-$width-4 MLP, batch 32"
+    largest_layer=$((3 * 4 * (width * width + width)))
+else
+    text=/usr/share/games/fortunes/linux
+    [ -s "$text" ] || {
+        echo "bench_stage_memory.sh: $text is missing (apt-get install fortunes)" >&2
+        exit 1
+    }
+    run="--model gpt2 --text $text --n-layer 8 --n-head 4 --n-embd $width --seq-len 32 --batch 4 --steps 5 --threads 1 --val-sequences 8 --quiet"
+    save=--save-model
+    described="GPT-2 L=8 H=4 C=$width T=32, batch 4, AdamW"
+    largest_layer=$((4 * 4 * (12 * width * width + 13 * width)))
+fi
+
+# same_model NAME REFERENCE: compares NAME.bin with REFERENCE.bin within
+# 1e-5 into NAME.cmp; returns its status.
+same_model() {
+    if [ "$model" = mlp ]; then
+        "$build/tests/compare_params" "$out/$1.bin" "$out/$2.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1
+    else
+        "$build/tests/compare_gpt2" "$out/$1.bin" "$out/$2.bin" 1e-5 1e-4 >"$out/$1.cmp" 2>&1
+    fi
+}
 # peak.sh CMD...: runs CMD under /usr/bin/time, which writes the rank's peak
 # RSS in KiB into $PEAK_PREFIX.<rank>.
 cat >"$out/peak.sh" <<'EOF'
@@ -160,7 +206,7 @@ layout() {
     _ranks=$2
     shift 2
     env BALLAST_LOG=info PEAK_PREFIX="$out/$_name.peak" "$mpirun" -n "$_ranks" --oversubscribe \
-        $wrap "$out/peak.sh" "$train" $run "$@" --save-params "$out/$_name.bin" \
+        $wrap "$out/peak.sh" "$train" $run "$@" $save "$out/$_name.bin" \
         >"$out/$_name.log" 2>&1
 }
 
@@ -183,10 +229,9 @@ mib() {
     awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'
 }
 
-echo "model: 64-$width-$width-$width-$width-$width-4 MLP, batch 32, 5 steps, one BLAS thread per rank"
+echo "model: $described, 5 steps, one BLAS thread per rank"
 echo "part 1: per rank, peak RSS and accounted params+grads+momentum (MiB)"
 whole_state=
-largest_layer=$((3 * 4 * (width * width + width)))
 for spec in "a 1" "b 2 --pp 2 --stage-memory whole" "c 2 --pp 2 --stage-memory local" \
     "d 4 --pp 4 --stage-memory whole" "e 4 --pp 4 --stage-memory local"; do
     set -- $spec
@@ -218,8 +263,10 @@ done
 # which also holds the round's pieces (counted as "other").
 one_opt=$(state_bytes a 0 '^optimizer$')
 bucket=$((4 * 1048576))
-for spec in "z0 4 4 --zero off" "z0m 4 4 --zero off --node-reduce off" "z1 4 4 --zero on" \
-    "z2 4 2 --dp 2 --pp 2 --zero on"; do
+zero_runs="z0:4:4:--zero:off z0m:4:4:--zero:off:--node-reduce:off z1:4:4:--zero:on"
+[ "$model" = mlp ] && zero_runs="$zero_runs z2:4:2:--dp:2:--pp:2:--zero:on"
+for spec in $zero_runs; do
+    spec=$(echo "$spec" | tr : ' ')
     set -- $spec
     name=$1
     ranks=$2
@@ -237,14 +284,13 @@ for spec in "z0 4 4 --zero off" "z0m 4 4 --zero off --node-reduce off" "z1 4 4 -
         [ "$b" -gt "$most" ] && most=$b
         r=$((r + 1))
     done
-    "$build/tests/compare_params" "$out/$name.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$name.cmp" 2>&1 ||
-        { cat "$out/$name.cmp" >&2; fail "$name"; }
+    same_model "$name" a || { cat "$out/$name.cmp" >&2; fail "$name"; }
     bound=$((one_opt / replicas + bucket))
     printf '(%s) %d ranks %s: peak_rss=[ %s] optimizer=[ %s] other=[ %s] largest_optimizer/one_rank=%.3f bound_1/D+bucket=%s MiB %s; %s\n' \
         "$name" "$ranks" "$*" "$(peaks "$name" "$ranks")" "$opts" "$others" \
         "$(awk -v a="$most" -v b="$one_opt" 'BEGIN { print a / b }')" "$(mib "$bound")" \
         "$([ "$most" -le "$bound" ] && echo within || echo over)" \
-        "$(tail -n 1 "$out/$name.cmp" | sed 's/^compare_params: //')"
+        "$(tail -n 1 "$out/$name.cmp" | sed 's/^compare_[a-z0-9]*: //')"
 done
 
 [ -n "$limit" ] || limit=$((whole_state * 2 / 3))
@@ -255,8 +301,7 @@ echo "(f) one rank --mem-limit: refused: $(grep -o 'rank 0: .*exceed the memory 
 for spec in "g 2" "h 4"; do
     set -- $spec
     layout "$1" "$2" --pp "$2" --mem-limit "$limit" || fail "$1"
-    "$build/tests/compare_params" "$out/$1.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1 ||
-        { cat "$out/$1.cmp" >&2; fail "$1"; }
+    same_model "$1" a || { cat "$out/$1.cmp" >&2; fail "$1"; }
     echo "($1) pp=$2 --mem-limit: trained; against one rank: $(tail -n 1 "$out/$1.cmp")"
 done
 
@@ -303,8 +348,7 @@ echo "(cf-kernel) one rank with --mem-limit 1T: ended by the kernel: $(head -n 1
 for spec in "cg 2" "ch 4"; do
     set -- $spec
     cg_run "$1" "$2" --pp "$2" || fail "$1"
-    "$build/tests/compare_params" "$out/$1.bin" "$out/a.bin" 1e-5 1e-6 >"$out/$1.cmp" 2>&1 ||
-        { cat "$out/$1.cmp" >&2; fail "$1"; }
+    same_model "$1" a || { cat "$out/$1.cmp" >&2; fail "$1"; }
     echo "($1) pp=$2: trained, peak_rss=[ $(peaks "$1" "$2")] MiB; against one rank: $(tail -n 1 "$out/$1.cmp")"
 done
 # A one-rank checkpoint (whole model, one stage file) resumed by pp=2 in the
@@ -312,8 +356,7 @@ done
 layout ck1 1 --checkpoint-dir "$out/ck" || fail ck1
 layout a10 1 --steps 10 || fail a10
 cg_run ckpp2 2 --pp 2 --steps 10 --checkpoint-dir "$out/ck" --resume || fail ckpp2
-"$build/tests/compare_params" "$out/ckpp2.bin" "$out/a10.bin" 1e-5 1e-6 >"$out/ckpp2.cmp" 2>&1 ||
-    { cat "$out/ckpp2.cmp" >&2; fail ckpp2; }
+same_model ckpp2 a10 || { cat "$out/ckpp2.cmp" >&2; fail ckpp2; }
 echo "(ckpp2) pp=2 resumed a one-rank checkpoint at step 5 and trained to step 10: peak_rss=[ $(peaks ckpp2 2)] MiB; against one rank's 10 steps: $(tail -n 1 "$out/ckpp2.cmp")"
 for d in "$parent"/bl-stage-mem-*; do
     [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
