@@ -28,7 +28,9 @@
  * latency. A move is *admissible* when its predicted gain exceeds what
  * the estimates' error alone fakes, it pays back within the horizon, and
  * the previous window found the same map paying (so a spike or noise that
- * proposes a map once moves nothing).
+ * proposes a map once moves nothing), or the gain is strong: at least
+ * BL_RESTAGE_STRONG_GAIN of the step and far beyond the noise floor, which
+ * a persistent slowdown shows in one window.
  * The kinds differ only in whether an admissible move is made:
  *
  * - static: never.
@@ -56,6 +58,15 @@
 #include "restage_impl.h"
 
 static const char *const action_names[BL_STAGE_ACTIONS] = {"hold", "repartition"};
+
+/* A strong gain's margin over the noise floor, in its units (sigmas of a
+ * slowest-of-S prediction). */
+#define STRONG_SIGMAS 4.0
+/* The windows after a fast move in which returning to the map it left
+ * shows a transient, and the windows the fast path then rests. */
+#define UNDO_WINDOWS      3
+#define FAST_REST_WINDOWS 50
+#define REST_DOUBLINGS    6 /* the rest is at most 50 · 64 windows */
 
 static double *copy_doubles(const bl_part_allocator_t *a, const double *src, int n)
 {
@@ -103,16 +114,19 @@ int bl_restage_create(const bl_restage_config_t *config, const bl_part_allocator
     r->changes = bl_part_alloc(&r->a, (size_t)S, sizeof *r->changes);
     r->changed = bl_part_alloc(&r->a, (size_t)S, sizeof *r->changed);
     r->last_first = bl_part_alloc(&r->a, (size_t)S + 1, sizeof *r->last_first);
-    if (r->cost == NULL || r->anchor == NULL || r->layer_bytes == NULL || r->edge_bytes == NULL ||
-        r->boundary == NULL || r->stage_obs == NULL || r->best == NULL || r->proposed == NULL ||
-        r->changes == NULL || r->changed == NULL || r->last_first == NULL || r->seen == NULL ||
-        r->speed == NULL || bl_estimator_create(S, &config->estimator, &r->a, &r->est) != 0) {
+    r->undo = bl_part_alloc(&r->a, (size_t)S + 1, sizeof *r->undo);
+    if (r->undo == NULL || r->cost == NULL || r->anchor == NULL || r->layer_bytes == NULL ||
+        r->edge_bytes == NULL || r->boundary == NULL || r->stage_obs == NULL || r->best == NULL ||
+        r->proposed == NULL || r->changes == NULL || r->changed == NULL || r->last_first == NULL ||
+        r->seen == NULL || r->speed == NULL ||
+        bl_estimator_create(S, &config->estimator, &r->a, &r->est) != 0) {
         bl_restage_destroy(r);
         return bl_part_fail(err, errlen, "out of memory, or invalid estimator parameters");
     }
     /* Zeroed so that a saved state never holds stray bytes. */
     memset(r->proposed, 0, ((size_t)S + 1) * sizeof *r->proposed);
     memset(r->last_first, 0, ((size_t)S + 1) * sizeof *r->last_first);
+    memset(r->undo, 0, ((size_t)S + 1) * sizeof *r->undo);
     r->c.anchor = r->anchor;
     r->c.layer_bytes = r->layer_bytes;
     r->c.edge_bytes = r->edge_bytes;
@@ -146,6 +160,7 @@ void bl_restage_destroy(bl_restage_t *r)
     bl_part_free(&r->a, r->changes);
     bl_part_free(&r->a, r->changed);
     bl_part_free(&r->a, r->last_first);
+    bl_part_free(&r->a, r->undo);
     bl_part_allocator_t a = r->a;
     bl_part_free(&a, r);
 }
@@ -228,9 +243,31 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
                differs;
     /* A move must be the best for two windows in a row: a spike, or the
      * maximum of noisy stage estimates, proposes a map once; a real change
-     * proposes the same map again. */
+     * proposes the same map again. A gain far beyond what noise can fake
+     * (at least BL_RESTAGE_STRONG_GAIN of the step and STRONG_SIGMAS times
+     * the noise floor) needs no second window: a stage that became 2×
+     * slower moves at the first window's end, about rebalance_every steps
+     * after it appeared, not two windows later. */
     pays = pays && r->outliers == 0; /* a window with outliers proposes nothing */
-    int admissible = pays && r->proposed_valid && memcmp(r->proposed, r->best, map_bytes) == 0;
+    /* Which strong changes persist is learned: a fast move that the next
+     * windows undo (the best map is again the one it left) chased a
+     * transient, such as a co-located job every few windows, so the fast
+     * path rests, FAST_REST_WINDOWS windows after the first such move and
+     * twice as long after each next one. */
+    if (r->undo_windows > 0) {
+        r->undo_windows--;
+        if (differs && memcmp(r->best, r->undo, map_bytes) == 0) {
+            const int doublings = r->reversals < REST_DOUBLINGS ? r->reversals : REST_DOUBLINGS;
+            r->fast_rest = FAST_REST_WINDOWS << doublings;
+            r->reversals++;
+            r->undo_windows = 0;
+        }
+    }
+    const int strong = r->fast_rest == 0 && rel_gain >= BL_RESTAGE_STRONG_GAIN &&
+                       rel_gain > STRONG_SIGMAS * noise_floor;
+    r->fast_rest -= r->fast_rest > 0;
+    const int confirmed = r->proposed_valid && memcmp(r->proposed, r->best, map_bytes) == 0;
+    int admissible = pays && (strong || confirmed);
     r->proposed_valid = pays && !admissible;
     if (r->proposed_valid) {
         memcpy(r->proposed, r->best, map_bytes);
@@ -255,6 +292,11 @@ int bl_restage_decide(bl_restage_t *r, const bl_restage_obs_t *obs, int *next,
     }
     d.action = action_names[act];
     d.changed = act == BL_STAGE_REPARTITION;
+    if (d.changed && !confirmed) {
+        /* A fast move: watch whether the next windows undo it. */
+        memcpy(r->undo, obs->first, map_bytes);
+        r->undo_windows = UNDO_WINDOWS;
+    }
     if (d.changed) {
         memcpy(next, r->best, map_bytes);
     } else {
@@ -311,6 +353,10 @@ static int restage_walk(void *obj, bl_part_state_t *s)
     bl_part_state_field(s, r->last_first, ((size_t)S + 1) * sizeof *r->last_first);
     bl_part_state_field(s, &r->seen_map, sizeof r->seen_map);
     bl_part_state_field(s, &r->proposed_valid, sizeof r->proposed_valid);
+    bl_part_state_field(s, r->undo, ((size_t)S + 1) * sizeof *r->undo);
+    bl_part_state_field(s, &r->undo_windows, sizeof r->undo_windows);
+    bl_part_state_field(s, &r->fast_rest, sizeof r->fast_rest);
+    bl_part_state_field(s, &r->reversals, sizeof r->reversals);
     bl_part_state_field(s, &r->bandwidth, sizeof r->bandwidth);
     bl_part_state_field(s, &r->migrated_s, sizeof r->migrated_s);
     bl_part_state_field(s, &r->prev_action, sizeof r->prev_action);
@@ -331,7 +377,9 @@ static int restage_valid(const void *obj)
     int ok = r->prev_action >= -1 && r->prev_action < BL_STAGE_ACTIONS && r->t >= 0 &&
              (r->prev_action < 0 || (r->prev_state >= 0 && r->prev_state < BL_STAGE_RL_STATES)) &&
              isfinite(r->bandwidth) && r->bandwidth > 0.0 && isfinite(r->migrated_s) &&
-             isfinite(r->anchor_total);
+             isfinite(r->anchor_total) && r->undo_windows >= 0 && r->undo_windows <= UNDO_WINDOWS &&
+             r->fast_rest >= 0 && r->fast_rest <= FAST_REST_WINDOWS << REST_DOUBLINGS &&
+             r->reversals >= 0;
     for (size_t k = 0; k < (size_t)L * (size_t)S && ok; k++) {
         ok = isfinite(r->seen[k]) && r->seen[k] >= 0.0;
     }

@@ -16,6 +16,11 @@
 
 #include "policy.h" /* bl_part_allocator_t, bl_policy_kind_t, bl_estimator_params_t */
 
+/* The predicted relative gain (of the step) from which one window's
+ * evidence is enough to move, when it is also far beyond the noise floor;
+ * smaller gains must be found twice in a row (restage.c). */
+#define BL_RESTAGE_STRONG_GAIN 0.2
+
 typedef struct bl_restage_config {
     bl_policy_kind_t kind; /* static: never moves; proportional, bandit, rl (see restage.c) */
     int layers;            /* L */

@@ -38,6 +38,10 @@ struct bl_restage {
     int *last_first;            /* (S + 1) the map of the previous window */
     int seen_map;
     int proposed_valid;
+    int *undo;        /* (S + 1) the map the last fast move left */
+    int undo_windows; /* windows left in which a return to undo shows a transient */
+    int fast_rest;    /* windows left in which strong gains still need confirming */
+    int reversals;    /* fast moves undone so far */
     double bandwidth;
     double migrated_s;              /* measured migration seconds since the last decision */
     int prev_action;                /* bandit and rl: the action to credit (-1: none) */

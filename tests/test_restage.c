@@ -140,6 +140,98 @@ static void test_holds_when_balanced(void **state)
     bl_restage_destroy(r);
 }
 
+/* One decision on the window that map first shows at speeds speed; returns
+ * whether it moved (first then holds the new map). */
+static int decide_once(bl_restage_t *r, int *first, const double *speed)
+{
+    double layer_s[L], step_s;
+    observe(first, speed, layer_s, &step_s);
+    bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
+    int next[S + 1];
+    bl_restage_decision_t d;
+    assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
+    if (d.changed) {
+        bl_restage_migrated(r, bl_restage_move_bytes(r, first, next), d.move_s);
+        memcpy(first, next, sizeof next);
+    }
+    return d.changed;
+}
+
+/* The windows until the policy moves (at most max; max + 1: never). */
+static int windows_until_move(bl_restage_t *r, int *first, const double *speed, int max)
+{
+    for (int w = 1; w <= max; w++) {
+        if (decide_once(r, first, speed)) {
+            return w;
+        }
+    }
+    return max + 1;
+}
+
+/* A strong imbalance (a stage twice as slow, a gain far above
+ * BL_RESTAGE_STRONG_GAIN and the noise) moves at the first window's end; a
+ * modest one (a gain of about 10 %) must show the same map twice. */
+static void test_strong_gain_moves_at_once(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    const double slow[S] = {1.0, 0.5};
+    int first[S + 1] = {0, 2, L};
+    assert_int_equal(decide_once(r, first, slow), 1);
+    bl_restage_destroy(r);
+
+    /* Over a range of slowdowns from the even map: a first window whose
+     * predicted gain is below the strong gain never moves; a strong one
+     * does; and a modest one moves after more windows. */
+    int strong_seen = 0, modest_moved = 0;
+    for (double v = 0.95; v > 0.3; v -= 0.05) {
+        r = create(&c);
+        const double speed[S] = {1.0, v};
+        int even[S + 1] = {0, 4, L};
+        double layer_s[L], step_s;
+        observe(even, speed, layer_s, &step_s);
+        bl_restage_obs_t obs = {.first = even, .layer_s = layer_s, .step_s = step_s};
+        int next[S + 1];
+        bl_restage_decision_t d;
+        assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
+        const double predicted = (d.current_s - d.best_s) / d.current_s;
+        if (predicted < BL_RESTAGE_STRONG_GAIN) {
+            assert_false(d.changed);
+            if (predicted > 2.0 * c.threshold && windows_until_move(r, even, speed, 4) <= 4) {
+                modest_moved = 1;
+            }
+        } else {
+            strong_seen += d.changed;
+        }
+        bl_restage_destroy(r);
+    }
+    assert_true(strong_seen > 0);
+    assert_true(modest_moved);
+}
+
+/* After a steady history a sudden slowdown's first window is an outlier
+ * (a spike proposes nothing), so a strong change moves at the second
+ * window. A fast move that the next windows undo (the slowdown lasted a
+ * window or two) was a transient: the fast path rests, and the next strong
+ * change must show its map twice more, a window later. */
+static void test_undone_fast_move_rests_the_fast_path(void **state)
+{
+    bl_restage_config_t c = config(BL_POLICY_PROPORTIONAL);
+    bl_restage_t *r = create(&c);
+    const double equal[S] = {1.0, 1.0}, slow1[S] = {1.0, 0.4}, slow0[S] = {0.4, 1.0};
+    int first[S + 1], even[S + 1];
+    optimum(equal, even);
+    memcpy(first, even, sizeof first);
+    assert_int_equal(windows_until_move(r, first, equal, 3), 4);
+    const int fast = windows_until_move(r, first, slow1, 4);
+    assert_int_equal(fast, 2);
+    assert_true(windows_until_move(r, first, equal, 4) <= 3); /* back, the slowdown gone */
+    assert_memory_equal(first, even, sizeof even);
+    assert_int_equal(windows_until_move(r, first, equal, 3), 4);
+    assert_int_equal(windows_until_move(r, first, slow0, 5), fast + 1);
+    bl_restage_destroy(r);
+}
+
 /* The moves policy c makes over `windows` windows from map 0-3,4-7 when
  * stage 1 runs at speed `slow` (stage 0 at 1). */
 static int moves_from_even_map(bl_restage_config_t c, double slow, int windows)
@@ -414,6 +506,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_proportional_moves_off_a_slow_stage),
+        cmocka_unit_test(test_strong_gain_moves_at_once),
+        cmocka_unit_test(test_undone_fast_move_rests_the_fast_path),
         cmocka_unit_test(test_holds_when_balanced),
         cmocka_unit_test(test_no_move_that_does_not_pay_back),
         cmocka_unit_test(test_threshold_and_static),
