@@ -20,7 +20,7 @@
 #   (z0) 4 replicas --zero off (the node-local reduction, the default)
 #   (z0m) 4 replicas --zero off --node-reduce off (the MPI all-reduce)
 #   (z1) 4 replicas --zero on
-#   (z2) 2x2 (--dp 2 --pp 2) --zero on
+#   (z2) 2x2 (4 ranks, --pp 2) --zero on
 # with every rank's optimizer and other bytes and the bound 1/D of one rank's
 # optimizer state plus one 4 MiB bucket.
 # Part 2, the proof: a memory limit below the model's parameters, gradients
@@ -45,8 +45,7 @@
 # moments) on the fortunes package's Linux quotes, T = 32, --batch 4, the
 # files compared with tests/compare_gpt2 (every tensor's relative difference
 # within 1e-5), and the units of the stage map are the embedding, the eight
-# blocks and the head; the 2x2 ZeRO-1 run is left out (ZeRO-1 with pipelines
-# is the layer trainer's only).
+# blocks and the head.
 # See bench/README.md for how to read the output.
 # shellcheck disable=SC2086
 set -eu
@@ -263,9 +262,8 @@ done
 # which also holds the round's pieces (counted as "other").
 one_opt=$(state_bytes a 0 '^optimizer$')
 bucket=$((4 * 1048576))
-zero_runs="z0:4:4:--zero:off z0m:4:4:--zero:off:--node-reduce:off z1:4:4:--zero:on"
-[ "$model" = mlp ] && zero_runs="$zero_runs z2:4:2:--dp:2:--pp:2:--zero:on"
-for spec in $zero_runs; do
+for spec in z0:4:4:--zero:off z0m:4:4:--zero:off:--node-reduce:off z1:4:4:--zero:on \
+    z2:4:2:--pp:2:--zero:on; do
     spec=$(echo "$spec" | tr : ' ')
     set -- $spec
     name=$1

@@ -169,9 +169,10 @@ typedef struct bl_lm_config {
      * the gradients are reduce-scattered, each of the D replicas holds
      * AdamW's moments for its slice of the parameters only (about 1/D of
      * them) and updates that slice, and the parameters are all-gathered, the
-     * same math bit for bit as the node-local reduction's. It takes
-     * precedence over node_reduce, and is a no-op with one replica. CPU ranks
-     * without pipelines only (pipelines, or a model in a device's memory:
+     * same math bit for bit as the node-local reduction's. With pipelines
+     * each stage's replicas shard that stage's moments (the moving units'
+     * travel with them). It takes precedence over node_reduce, and is a
+     * no-op with one replica. CPU ranks only (a model in a device's memory:
      * BL_ERR_UNSUPPORTED). 0 (the default): every replica holds all the
      * moments. Every rank must give the same. */
     int zero;

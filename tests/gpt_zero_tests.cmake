@@ -9,7 +9,12 @@
 # shard policy that moves sequences still equals one process; kill-and-resume
 # ends bit for bit; checkpoints cross between ZeRO-1 on and off and between
 # rank counts; the memory report counts the moments of the slice only; and
-# what is not supported is refused naming the flag. Included after
+# what is not supported is refused naming the flag. With pipelines and
+# hybrid grids each stage's replicas shard that stage's moments: the runs
+# equal one process within 1e-5, also with units moving between stages; a
+# killed hybrid run resumes bit for bit; its checkpoints resume on other
+# layouts, with ZeRO-1 on and off; and each replica's optimizer bytes are
+# its share of its stage's. Included after
 # gpt_tests.cmake (bl_gpt_run, bl_gpt_case's model files, compare_gpt2,
 # gpt_checkpoint.sh) and dp_tests.cmake (bl_mpi_program).
 
@@ -128,12 +133,13 @@ foreach(step 12 20)
 endforeach()
 
 # bl_gpt_zero_resume(NAME CKPT FIXTURE RANKS FLAGS...): resumes from the
-# checkpoint directory CKPT (of step 12, written on 3 ranks; copied alone)
-# on RANKS ranks with FLAGS, into zero/resume_NAME.bin.
+# checkpoint directory CKPT (of step 12, written on bl_zero_saved ranks;
+# copied alone) on RANKS ranks with FLAGS, into zero/resume_NAME.bin.
+set(bl_zero_saved 3)
 function(bl_gpt_zero_resume name ckpt fixture ranks)
     set(dir ${bl_zero_ckpt}/resume_${name})
     bl_cli_test(gpt_zero_resume_${name} EXIT 0
-        MATCH "resumed from .*/ckpt-000000000012 at step 12 .saved on 3 ranks."
+        MATCH "resumed from .*/ckpt-000000000012 at step 12 .saved on ${bl_zero_saved} ranks."
               "^summary: steps=20 "
         COMMAND sh -c "rm -rf \"$0\" && mkdir -p \"$0\" && cp -r \"$1\" \"$0\" && shift && exec \"$@\""
                 ${dir} ${ckpt} env BALLAST_LOG=info ${BL_MPIRUN} ${ranks} --oversubscribe
@@ -190,11 +196,139 @@ bl_cli_test(gpt_zero_memory3_telemetry EXIT 0 MATCH "^true$"
 set_tests_properties(cli_gpt_zero_memory3 cli_gpt_zero_memory3_telemetry PROPERTIES
     LABELS "cli;mpi")
 
+# ---- Pipelines and hybrid grids ------------------------------------------------
+# bl_gpt_zero_pipe(NAME RANKS STAGES [MATCH REGEX...] [FLAGS FLAG...]): trains
+# with --zero on and --pp STAGES on RANKS ranks into zero/NAME.bin (info
+# log, which must say that each stage's replicas shard its moments), and
+# compares the model with one process's within 1e-5 per tensor.
+function(bl_gpt_zero_pipe name ranks stages)
+    cmake_parse_arguments(Z "" "" "MATCH;FLAGS" ${ARGN})
+    math(EXPR replicas "${ranks} / ${stages}")
+    bl_cli_test(gpt_zero_${name} EXIT 0
+        MATCH "^summary: steps=20 "
+              "gradient reduction: ZeRO-1 over ${replicas} replicas of each of ${stages} stages .*swap wte's gradient.* then all-gather"
+              ${Z_MATCH}
+        COMMAND sh -c "mkdir -p \"$0\" && exec \"$@\"" ${bl_zero_out} env BALLAST_LOG=info
+                ${BL_MPIRUN} ${ranks} --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp ${stages}
+                --zero on ${Z_FLAGS} --save-model ${bl_zero_out}/${name}.bin
+        REQUIRES cli_out SETUP gpt_zero_${name})
+    set_tests_properties(cli_gpt_zero_${name} PROPERTIES LABELS "cli;mpi")
+    bl_gpt_zero_near(${name} ${BL_CLI_OUT}/gpt_ref.bin gpt_ref)
+endfunction()
+
+# One pipeline (one replica a stage): nothing to shard, said at info; the
+# pipeline's model is one process's.
+bl_cli_test(gpt_zero_pp2_one_replica EXIT 0
+    MATCH "ZeRO-1: one data-parallel replica, so nothing to shard: --zero on is a no-op"
+          "^summary: steps=20 "
+    COMMAND sh -c "mkdir -p \"$0\" && exec \"$@\"" ${bl_zero_out} env BALLAST_LOG=info
+            ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --zero on
+            --save-model ${bl_zero_out}/pp2.bin
+    REQUIRES cli_out SETUP gpt_zero_pp2)
+set_tests_properties(cli_gpt_zero_pp2_one_replica PROPERTIES LABELS "cli;mpi")
+bl_gpt_zero_near(pp2 ${BL_CLI_OUT}/gpt_ref.bin gpt_ref)
+# Two pipelines of 2 and of 3 stages, three pipelines of 2 (slices of a
+# third, one pipeline without sequences), and two of 2 whose ranks hold the
+# whole model (made whole at the end with each stage's moments gathered).
+bl_gpt_zero_pipe(hybrid2x2 4 2 FLAGS --micro-batches 2 --shards 3,5)
+bl_gpt_zero_pipe(hybrid2x3 6 3 FLAGS --micro-batches 2 --shards 3,5)
+bl_gpt_zero_pipe(hybrid3x2 6 2 FLAGS --shards 2,0,6)
+bl_gpt_zero_pipe(hybrid2x2_whole 4 2 FLAGS --stage-memory whole)
+# Units move between stages under the stage policy (gpt_pp2_restage's
+# flags, on two pipelines): the moving block's moments travel with it, and
+# the model is still one process's.
+set(bl_zero_restage --micro-batches 2 --policy proportional --rebalance-every 2
+    --emulate-slowdown 1:4)
+bl_gpt_zero_pipe(restage2x2 4 2
+    MATCH "restage: after step [0-9]+ the stages' units move from 0-1,2-3 to 0-2,3-3"
+    FLAGS ${bl_zero_restage})
+# The same with gpt_layers_tests.cmake's user layers: their parameters
+# (after the GPT-2 tensors in the arrays, so runs of their own) are sliced,
+# and block 2 moves with its adapters; both files equal one process's.
+bl_cli_test(gpt_zero_layers_restage2x2 EXIT 0
+    MATCH "^summary: steps=20 " "restage: after step [0-9]+ the stages' units move"
+          "gradient reduction: ZeRO-1 over 2 replicas of each of 2 stages"
+    COMMAND sh -c "mkdir -p \"$0\" && exec \"$@\"" ${bl_zero_out} env BALLAST_LOG=info
+            ${BL_MPIRUN} 4 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} ${bl_gpt_layers} --pp 2
+            --zero on ${bl_zero_restage} --save-model ${bl_zero_out}/layers_restage2x2.bin
+    REQUIRES cli_out SETUP gpt_zero_layers_restage2x2)
+bl_cli_test(gpt_zero_layers_restage2x2_near_gpt_layers_ref EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${bl_zero_out}/layers_restage2x2.bin
+            ${BL_CLI_OUT}/gpt_layers_ref.bin 1e-5 1e-4
+    REQUIRES gpt_zero_layers_restage2x2 gpt_layers_ref)
+bl_cli_test(gpt_zero_layers_restage2x2_layers_near EXIT 0 MATCH "736 parameters, 0 outside"
+    COMMAND $<TARGET_FILE:compare_params> ${bl_zero_out}/layers_restage2x2.bin.layers
+            ${BL_CLI_OUT}/gpt_layers_ref.bin.layers 1e-5 1e-6
+    REQUIRES gpt_zero_layers_restage2x2 gpt_layers_ref)
+set_tests_properties(cli_gpt_zero_layers_restage2x2
+    cli_gpt_zero_layers_restage2x2_near_gpt_layers_ref cli_gpt_zero_layers_restage2x2_layers_near
+    PROPERTIES LABELS "cli;mpi")
+
+# The memory report: on three pipelines of 2 stages each replica holds its
+# share of its stage's moments. Against the same run with --zero off, the
+# three replicas of a stage hold together exactly the stage's optimizer
+# bytes, each at most a third plus the slices' rounding (16 floats a run of
+# at most 13, both moments), and their gradients gain the bucket.
+foreach(z on off)
+    bl_cli_test(gpt_zero_memory3x2_${z} EXIT 0 MATCH "^summary: steps=8 "
+        COMMAND sh -c "mkdir -p \"$0\" && exec \"$@\"" ${bl_zero_out} ${BL_MPIRUN} 6
+                --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --steps 8 --pp 2 --zero ${z}
+                --telemetry ${bl_zero_out}/memory3x2_${z}.jsonl
+        REQUIRES cli_out SETUP gpt_zero_memory3x2_${z})
+    set_tests_properties(cli_gpt_zero_memory3x2_${z} PROPERTIES LABELS "cli;mpi")
+endforeach()
+bl_cli_test(gpt_zero_memory3x2_share EXIT 0 MATCH "^true$"
+    COMMAND ${JQ} -n -e --slurpfile on ${bl_zero_out}/memory3x2_on.jsonl
+            --slurpfile off ${bl_zero_out}/memory3x2_off.jsonl
+            "($on[0].memory) as $a | ($off[0].memory) as $b | ($a | length == 6) and
+            ([range(2) as $s | ([$a[$s, $s + 2, $s + 4].optimizer] | add) == $b[$s].optimizer]
+             | all) and
+            ([range(6) as $r | $a[$r].optimizer <= $b[$r].optimizer / 3 + 13 * 16 * 8 and
+              $a[$r].optimizer < $b[$r].optimizer / 2 and $a[$r].grads > $b[$r].grads
+              and $a[$r].params == $b[$r].params] | all)"
+    REQUIRES gpt_zero_memory3x2_on gpt_zero_memory3x2_off)
+set_tests_properties(cli_gpt_zero_memory3x2_share PROPERTIES LABELS "cli;mpi")
+
+# Killed after step 13 and resumed from its checkpoint of step 12 (each
+# stage's first replica gathered its stage's moments into its stage file),
+# the hybrid ZeRO-1 run ends with the uninterrupted run's model bit for bit;
+# so does the run whose units moved (the saved map is adopted, and the
+# slices follow it).
+set(bl_zero_hybrid ${BL_MPIRUN} 4 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --zero on)
+bl_cli_test(gpt_zero_kill_resume_hybrid2x2 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 3:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_zero_ckpt}/hybrid2x2 ${bl_zero_out}/hybrid2x2.bin
+            3:13 4 -- ${bl_zero_hybrid} --micro-batches 2 --shards 3,5
+    REQUIRES gpt_zero_hybrid2x2 SETUP gpt_zero_ckpt_hybrid2x2)
+bl_cli_test(gpt_zero_kill_resume_restage2x2 EXIT 0
+    MATCH "^gpt-checkpoint: killed at 1:13, resumed from step 12: equal bit for bit$"
+    COMMAND sh ${bl_gpt_ckpt_script} kill ${bl_zero_ckpt}/restage2x2 ${bl_zero_out}/restage2x2.bin
+            1:13 4 -- ${bl_zero_hybrid} ${bl_zero_restage}
+    REQUIRES gpt_zero_restage2x2 SETUP gpt_zero_ckpt_restage2x2)
+bl_cli_test(gpt_zero_kill_resume_restage2x2_map EXIT 0
+    MATCH "resume: .*/ckpt-000000000012's stage map 0-2,3-3 is kept"
+    COMMAND cat ${bl_zero_ckpt}/restage2x2/resumed.log
+    REQUIRES gpt_zero_ckpt_restage2x2)
+set_tests_properties(cli_gpt_zero_kill_resume_hybrid2x2 cli_gpt_zero_kill_resume_restage2x2
+    cli_gpt_zero_kill_resume_restage2x2_map PROPERTIES LABELS "cli;mpi")
+# The hybrid's checkpoint of step 12 resumes on one process, on the same
+# grid with --zero off, and on two pipelines of 3 stages with ZeRO-1 (other
+# stages, so other slices): each within 1e-5 of one process.
+set(bl_zero_saved 4)
+set(bl_zero_hybrid_12 ${bl_zero_ckpt}/hybrid2x2/ckpt/ckpt-000000000012)
+bl_gpt_zero_resume(hybrid_np1 ${bl_zero_hybrid_12} gpt_zero_ckpt_hybrid2x2 1)
+bl_gpt_zero_resume(hybrid_off ${bl_zero_hybrid_12} gpt_zero_ckpt_hybrid2x2 4 --pp 2
+    --micro-batches 2 --shards 3,5)
+bl_gpt_zero_resume(hybrid_2x3 ${bl_zero_hybrid_12} gpt_zero_ckpt_hybrid2x2 6 --pp 3 --zero on)
+foreach(name hybrid_np1 hybrid_off hybrid_2x3)
+    bl_cli_test(gpt_zero_resume_${name}_near_gpt_ref EXIT 0 MATCH "worst tensor"
+        COMMAND $<TARGET_FILE:compare_gpt2> ${bl_zero_out}/resume_${name}.bin
+                ${BL_CLI_OUT}/gpt_ref.bin 1e-5 1e-4
+        REQUIRES gpt_zero_resume_${name} gpt_ref)
+    set_tests_properties(cli_gpt_zero_resume_${name}_near_gpt_ref PROPERTIES LABELS "cli;mpi")
+endforeach()
+
 # ---- What is refused, and the no-op -----------------------------------------
-bl_cli_test(gpt_zero_refuses_pp EXIT 1
-    MATCH "unsupported: --zero on [(]ZeRO-1[)] with pipelines [(]--pp 2[)] is not supported yet"
-          "!^summary"
-    COMMAND ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_gpt_run} --pp 2 --zero on)
 # A rank whose model lives in a device's memory (rank 1 on the mirror) is
 # refused by name; the other rank stops with it.
 bl_cli_test(gpt_zero_refuses_device EXIT 1
@@ -223,6 +357,6 @@ bl_cli_test(gpt_zero_hang EXIT 1
     MATCH "rank [02]: timed out: step 8: the reduce-scatter of the gradients [(]ZeRO-1[)] did not complete within 2 s: ranks that had not arrived: 1 "
     COMMAND env BALLAST_TEST_HANG_AT=1:7 ${BL_MPIRUN} 3 --oversubscribe ${BL_CLI_TRAIN}
             ${bl_gpt_run} --zero on --timeout 2)
-set_tests_properties(cli_gpt_zero_refuses_pp cli_gpt_zero_refuses_device cli_gpt_zero_mismatch
+set_tests_properties(cli_gpt_zero_refuses_device cli_gpt_zero_mismatch
     cli_gpt_zero_one_replica cli_gpt_zero_one_replica_same cli_gpt_zero_hang PROPERTIES
     LABELS "cli;mpi")

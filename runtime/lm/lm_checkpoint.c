@@ -13,8 +13,8 @@
  *   - the first replica of each stage writes its stage's units' parameters
  *     and AdamW moments into its stage file, without making any rank's
  *     model whole. With one stage the one file holds the whole model; under
- *     ZeRO-1 (lm_zero.h, one stage only), where each rank holds a slice of
- *     the moments, rank 0 gathers the slices for it.
+ *     ZeRO-1 (lm_zero.h), where each replica of a stage holds slices of the
+ *     stage's moments, the stage's first replica gathers them for it.
  * The replicas are checked before the save (bl_lm_check_replicas, or each
  * stage's on its own units while the stages' models are not whole). A
  * resume takes the newest checkpoint whose manifest and stage files are all
@@ -28,8 +28,8 @@
  * (bl_lm_hold_stage) and reads their parameters and moments, piece by
  * piece, from whichever stage files hold them (the saved map may differ,
  * or the number of stages): its own stage's units under stage-local memory
- * (t->stage_local), else every unit; under ZeRO-1 each rank keeps its slice
- * of the moments. A manifest of format version 3 or 2, which holds the
+ * (t->stage_local), else every unit; under ZeRO-1 each rank keeps its
+ * slices of its stage's moments. A manifest of format version 3 or 2, which holds the
  * floats itself (version 2 without a stage map, whose run keeps its own),
  * still resumes, each rank taking its part of it. This file saves;
  * lm_checkpoint_manifest.c reads and checks lm.bin, lm_checkpoint_stage.c
@@ -189,10 +189,11 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
     if (st == BL_OK) {
         st = bl_agree(rt, bl_lm_host_state(t, &host), BL_ERR_CUDA, "reading the state to save");
     }
-    /* Under ZeRO-1 (one stage) each rank holds a slice of the moments: rank
-     * 0, which writes the one stage file, gathers them into two temporary
-     * arrays of param_count floats (8 bytes a parameter, freed after the
-     * write). */
+    /* Under ZeRO-1 each replica of a stage holds slices of the stage's
+     * moments: the stage's first replica (rank 0 of its group), which
+     * writes the stage file, gathers them into two temporary arrays of
+     * param_count floats (of which only the stage's ranges take memory, 8
+     * bytes a parameter, freed after the write). */
     float *gathered_m = NULL, *gathered_v = NULL;
     if (st == BL_OK && t->zero != NULL) {
         st = bl_agree(rt, bl_lm_zero_gather_moments(t->zero, 0, &gathered_m, &gathered_v),

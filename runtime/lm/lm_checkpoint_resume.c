@@ -159,11 +159,12 @@ static void restore_control(bl_lm_trainer_t *t, const bl_lm_manifest_t *s, const
 /* Reads the parameters and AdamW moments that this rank holds from the
  * checkpoint dir (its manifest decoded in *s): its stage's units under
  * stage-local memory, else every unit; under ZeRO-1 the parameters and its
- * slice of the moments. A model in host memory takes them in place; under
- * ZeRO-1 and on a device they go through three temporary arrays of
- * param_count floats (of which only the pages written take memory: the
- * parameters and the slice's moments under ZeRO-1). A failure may leave
- * part of the model written. Local. */
+ * slices of its stage's moments. A model in host memory takes its
+ * parameters in place, and its moments too without ZeRO-1; under ZeRO-1 the
+ * moments go through two temporary arrays of param_count floats (of which
+ * only the pages written take memory: the pieces that overlap the slices),
+ * and on a device everything through three. A failure may leave part of
+ * the model written. Local. */
 static bl_status_t load_state(bl_lm_trainer_t *t, const char *dir, const bl_lm_manifest_t *s)
 {
     bl_runtime_t *rt = t->rt;
@@ -177,26 +178,21 @@ static bl_status_t load_state(bl_lm_trainer_t *t, const char *dir, const bl_lm_m
     w.params_need = w.moments_need = need;
     w.moments_count = w.params_count;
     float *temp = NULL;
-    if (t->zero != NULL || t->host != NULL) {
-        temp = bl_mem_array(a, 3 * N, sizeof(float));
+    const size_t arrays = t->host != NULL ? 3 : t->zero != NULL ? 2 : 0;
+    if (arrays > 0) {
+        temp = bl_mem_array(a, arrays * N, sizeof(float));
         if (temp == NULL) {
             return bl_fail(rt, BL_ERR_NO_MEM,
-                           "rank %d: no memory to load a checkpoint (3 x %zu floats)", rt->rank, N);
+                           "rank %d: no memory to load a checkpoint (%zu x %zu floats)", rt->rank,
+                           arrays, N);
         }
-        w.params = temp;
-        w.adam_m = temp + N;
-        w.adam_v = temp + 2 * N;
-    } else {
-        w.params = g->params;
-        w.adam_m = g->adam_m;
-        w.adam_v = g->adam_v;
     }
+    w.params = t->host != NULL ? temp + 2 * N : g->params;
+    w.adam_m = arrays > 0 ? temp : g->adam_m;
+    w.adam_v = arrays > 0 ? temp + N : g->adam_v;
     if (t->zero != NULL) {
-        /* This rank's slice of the moments: slice `part` of the group's. */
-        int part = 0, parts = 1;
-        MPI_Comm_rank(t->grid.layout.dp, &part);
-        MPI_Comm_size(t->grid.layout.dp, &parts);
-        w.moments_count = bl_lm_zero_slice_ranges(g, part, parts, slice);
+        /* This rank's slices of its stage's moments (lm_zero.h). */
+        w.moments_count = bl_lm_zero_ranges(t->zero, slice);
         w.moments_need = slice;
     }
     bl_status_t st = BL_OK;
@@ -222,7 +218,7 @@ static bl_status_t load_state(bl_lm_trainer_t *t, const char *dir, const bl_lm_m
         }
     }
     if (st == BL_OK && t->zero != NULL) {
-        bl_lm_zero_put_state(t->zero, w.params, w.adam_m, w.adam_v);
+        bl_lm_zero_put_moments(t->zero, w.adam_m, w.adam_v);
     } else if (st == BL_OK && t->host != NULL) {
         st = bl_lm_put_state(t, w.params, w.adam_m, w.adam_v); /* uploaded to the device */
     }
@@ -255,6 +251,12 @@ bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resum
         adopt_map(t, &s, path);
         st = bl_agree(rt, bl_lm_hold_stage(t), BL_ERR_NO_MEM,
                       "holding the stages' units under the checkpoint's map");
+    }
+    if (st == BL_OK && t->zero != NULL) {
+        /* Under ZeRO-1 the slices follow the stage's units under that map;
+         * the load puts their moments. */
+        st = bl_agree(rt, bl_lm_zero_restage(t->zero, t->grid.first, t->grid.last, NULL, NULL),
+                      BL_ERR_NO_MEM, "slicing the stages' moments under the checkpoint's map");
     }
     if (st == BL_OK) {
         /* Rank 0 checked every file; a failure now (a file changed since)

@@ -74,7 +74,8 @@ struct bl_lm_trainer {
     bl_lm_node_t *node; /* the node-local reduction (lm_node.h), or NULL: the all-reduces */
     /* 1 when ZeRO-1 runs (bl_lm_zero_check): the model is made without its
      * moments, and zero (made with the grid, lm_zero.h) holds this rank's
-     * slice of them and reduces in place of node and the all-reduces. */
+     * slices of its stage's and reduces in place of node and the
+     * all-reduces. */
     int zero_on;
     bl_lm_zero_t *zero;
     bl_lm_restager_t restager;
@@ -120,6 +121,15 @@ void bl_lm_restager_free(bl_lm_trainer_t *t);
 /* After every step (step_s its seconds): the window's telemetry, and at its
  * end the decision and the move, which sets info->stages_moved. Collective. */
 bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step_info_t *info);
+/* Under ZeRO-1 with pipelines, where the model has no moments of its own:
+ * gathers each stage's moments onto every one of its replicas
+ * (bl_lm_zero_gather_moments) and points the model's adam_m and adam_v at
+ * them, so that a move of units or the model made whole (lm_pipe.h), which
+ * send units' moments with their parameters, find them; nothing to do
+ * otherwise. bl_lm_return_moments frees them and leaves the model without
+ * moments again. Collective (a failure anywhere fails every rank). */
+bl_status_t bl_lm_lend_moments(bl_lm_trainer_t *t);
+void bl_lm_return_moments(bl_lm_trainer_t *t);
 
 /* ---- lm_step.c ---------------------------------------------------------- */
 
@@ -144,7 +154,7 @@ bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when);
 
 /* The model's parameters and AdamW moments as host arrays (param_count
  * floats each), for the host to read. Under ZeRO-1 the moments are NULL:
- * each rank holds its slice (bl_lm_zero_gather_moments collects them). */
+ * each rank holds its slices (bl_lm_zero_gather_moments collects them). */
 typedef struct bl_lm_state {
     const float *params, *adam_m, *adam_v;
 } bl_lm_state_t;

@@ -1,8 +1,8 @@
 /* The language-model trainer's memory account (lm_impl.h): the GPT-2
  * model's one allocation of parameters, gradients and AdamW's two moments
  * (a stage-local stage's units only; under ZeRO-1 the moments of this
- * rank's slice only, and the
- * reduce-scatter's bucket with the gradients), the activations for
+ * rank's slices of its stage's only, and the reduce-scatter's bucket with
+ * the gradients), the activations for
  * `capacity` sequences, the host token buffers and, for a model in a
  * device's memory, its host twin. */
 #include <stdio.h>
@@ -44,19 +44,24 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
     out->params = held;
     out->grads = held;
     out->optimizer = 2.0 * held; /* adam_m and adam_v */
-    const int D = t->rt->size / t->cfg.pipeline.stages, replica = t->rt->rank;
+    /* Rank r is stage r % S of pipeline r / S (layout.h). */
+    const int S = t->cfg.pipeline.stages, D = t->rt->size / S;
+    const int stage = t->rt->rank % S, replica = t->rt->rank / S;
+    const int first = t->plan.first[stage], last = t->plan.first[stage + 1];
     if (t->zero_on) {
-        /* ZeRO-1 (one stage, so the replica is the rank): this rank's
-         * slice's moments, and the bucket that its pieces arrive in. */
-        out->optimizer = 2.0 * (double)bl_lm_zero_slice_floats(g, replica, D) * sizeof(float);
+        /* ZeRO-1: the moments of this rank's slices of its stage's runs,
+         * and the bucket that the other replicas' pieces (and, on the
+         * first and last of several stages, wte's gradient) arrive in. */
+        const int tied = S > 1 && (stage == 0 || stage == S - 1);
+        out->optimizer =
+            2.0 * (double)bl_lm_zero_slice_floats(g, first, last, replica, D) * sizeof(float);
         out->grads +=
-            (double)bl_lm_zero_bucket_floats(g, D, BL_LM_ZERO_BUCKET_FLOATS) * sizeof(float);
+            (double)bl_lm_zero_bucket_floats(g, first, last, D, tied, BL_LM_ZERO_BUCKET_FLOATS) *
+            sizeof(float);
     }
     out->activations = bl_gpt2_acts_nbytes(g, t->capacity, t->cfg.seq_len);
     if (t->stage_local) {
-        const int stage = t->rt->rank % t->cfg.pipeline.stages;
-        out->activations = bl_gpt2_acts_units_nbytes(
-            g, t->capacity, t->cfg.seq_len, t->plan.first[stage], t->plan.first[stage + 1]);
+        out->activations = bl_gpt2_acts_units_nbytes(g, t->capacity, t->cfg.seq_len, first, last);
     }
     out->other = (double)rows * (sizeof *t->tokens + sizeof *t->targets) +
                  (double)t->cfg.batch * sizeof *t->indices;
@@ -68,7 +73,8 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
      * slice). */
     const int L = g->config.num_layers;
     bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES], mine[BL_GPT2_MAX_RANGES];
-    const int mine_count = t->zero_on ? bl_lm_zero_slice_ranges(g, replica, D, mine) : 0;
+    const int mine_count =
+        t->zero_on ? bl_lm_zero_slice_ranges(g, first, last, replica, D, mine) : 0;
     int best = 0;
     double best_bytes = -1.0;
     for (int u = 0; u < L + 2; u++) {

@@ -4,13 +4,42 @@
  * the stage-map policy (partition/restage.h), broadcasts the map it
  * chooses, and when it changes every pipeline moves the units whose stage
  * changes, with their parameters and AdamW moments (lm_pipe.h). Moves never
- * change the math: the units compute the same sums wherever they run. */
+ * change the math: the units compute the same sums wherever they run.
+ * Under ZeRO-1 each stage's replicas first gather the stage's moments (the
+ * moving units' travel from them), and after the move each takes its
+ * slices of its stage's new units. */
 #include <string.h>
 
 #include "controller.h" /* BL_CONTROL_WARMUP_STEPS */
 #include "lm_impl.h"
 #include "restager.h" /* BL_RESTAGE_BANDWIDTH, BL_RESTAGE_LATENCY */
 #include "wait.h"
+
+bl_status_t bl_lm_lend_moments(bl_lm_trainer_t *t)
+{
+    if (t->zero == NULL || t->grid.layout.stages < 2) {
+        return BL_OK;
+    }
+    float *m = NULL, *v = NULL;
+    bl_status_t st = bl_agree(t->rt, bl_lm_zero_gather_moments(t->zero, -1, &m, &v), BL_ERR_MPI,
+                              "gathering the stages' AdamW moments");
+    if (st == BL_OK) {
+        t->model->adam_m = m;
+        t->model->adam_v = v;
+    }
+    return st;
+}
+
+void bl_lm_return_moments(bl_lm_trainer_t *t)
+{
+    if (t->zero == NULL) {
+        return;
+    }
+    const bl_allocator_t *a = bl_rt_allocator(t->rt);
+    bl_mem_free(a, t->model->adam_m);
+    bl_mem_free(a, t->model->adam_v);
+    t->model->adam_m = t->model->adam_v = NULL;
+}
 
 /* Rank 0: the policy, from the units' multiply-adds and sizes. */
 static bl_status_t create_policy(bl_lm_trainer_t *t, bl_lm_restager_t *r)
@@ -156,9 +185,20 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
         const int hi = next[stage + 1] > t->grid.last ? next[stage + 1] : t->grid.last;
         st = bl_agree(t->rt, bl_lm_hold_units(t, lo, hi), BL_ERR_NO_MEM,
                       "holding the moving units' memory");
+        /* Under ZeRO-1 every replica gathers its stage's whole moments
+         * first, so that the moving units' travel with their parameters,
+         * and takes its slices of its new units' from them after. */
+        if (st == BL_OK) {
+            st = bl_lm_lend_moments(t);
+        }
         if (st == BL_OK) {
             st = bl_lm_grid_move(&t->grid, t->model, t->plan.first, next, t->stage_local, &bytes);
         }
+        if (st == BL_OK && t->zero != NULL) {
+            st = bl_lm_zero_restage(t->zero, next[stage], next[stage + 1], t->model->adam_m,
+                                    t->model->adam_v);
+        }
+        bl_lm_return_moments(t);
         /* Every rank switches maps, or none does; the policy learns the
          * slowest rank's seconds. */
         st = bl_agree(t->rt, st, BL_ERR_MISMATCH, "moving units between stages");

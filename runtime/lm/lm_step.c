@@ -11,6 +11,7 @@
 #include "consistency.h"
 #include "device.h"
 #include "lm_impl.h"
+#include "replica_check.h"
 #include "wait.h"
 
 /* Applies the balancer's decision: new shards move this rank's slice. */
@@ -120,17 +121,41 @@ bl_status_t bl_lm_make_whole(bl_lm_trainer_t *t)
                        "stage writes its own part)",
                        t->rt->rank);
     }
-    bl_status_t st = bl_agree(t->rt, bl_lm_grid_make_whole(&t->grid, t->model, t->plan.first),
-                              BL_ERR_MISMATCH, "making every rank's model whole");
+    /* The stages send their units' moments with their parameters: under
+     * ZeRO-1 the stage's moments gathered for the while (lm_restage.c). */
+    bl_status_t st = bl_lm_lend_moments(t);
+    if (st == BL_OK) {
+        st = bl_agree(t->rt, bl_lm_grid_make_whole(&t->grid, t->model, t->plan.first),
+                      BL_ERR_MISMATCH, "making every rank's model whole");
+    }
+    bl_lm_return_moments(t);
     if (st == BL_OK) {
         t->whole_at = t->step;
     }
     return st;
 }
 
+/* Under ZeRO-1 each stage's replicas hold other slices of its moments:
+ * compares their parameters over each owned range, then the step count. */
+static bl_status_t check_zero_stages(bl_lm_trainer_t *t, const char *when)
+{
+    const bl_gpt2_t *g = t->model;
+    bl_status_t st = BL_OK;
+    for (int r = 0; r < t->grid.owned_count && st == BL_OK; r++) {
+        st = bl_replicas_check(t->rt, t->grid.layout.dp, t->step, g->params, NULL,
+                               t->grid.owned[r].offset, t->grid.owned[r].count);
+    }
+    st = bl_agree(t->rt, st, BL_ERR_MISMATCH, when);
+    const bl_check_field_t steps[] = {{"AdamW steps", BL_CHECK_INT, (uint64_t)g->adam_steps}};
+    return st == BL_OK ? bl_check_same_on_all_ranks(t->rt, when, steps, 1) : st;
+}
+
 bl_status_t bl_lm_check_replicas(bl_lm_trainer_t *t, const char *when)
 {
     const bl_gpt2_t *g = t->model;
+    if (t->zero_on && (t->stage_local || (t->plan.stages > 1 && t->whole_at != t->step))) {
+        return check_zero_stages(t, when);
+    }
     if (t->stage_local || (t->plan.stages > 1 && t->whole_at != t->step)) {
         /* Each stage's replicas on its units, then the step count: a stage
          * holds no other units (stage-local memory), or holds stale ones

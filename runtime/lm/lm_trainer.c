@@ -386,10 +386,13 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
         st = bl_lm_restager_init(t);
     }
     if (st == BL_OK && t->zero_on) {
-        /* ZeRO-1 takes precedence over the node-local reduction: it was
-         * asked for by name, while node_reduce is on by default, and its
-         * slices are the node path's, so the math is the same bits. */
-        st = bl_lm_zero_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,
+        /* ZeRO-1 takes precedence over the node-local reduction (which
+         * runs with one stage only): it was asked for by name, while
+         * node_reduce is on by default, and its slices are the node path's,
+         * so the math is the same bits. With pipelines each stage's
+         * replicas shard that stage's moments. */
+        st = bl_lm_zero_create(rt, t->grid.layout.dp, t->grid.layout.pipe, t->model, t->grid.first,
+                               t->grid.last, cfg->node_reduce && cfg->pipeline.stages == 1,
                                BL_LM_ZERO_BUCKET_FLOATS, INT_MAX, &t->zero);
     } else if (st == BL_OK) {
         st = bl_lm_node_create(rt, t->grid.layout.dp, t->model, cfg->node_reduce,

@@ -1,35 +1,14 @@
-/* ZeRO-1 for the language-model trainer: the sliced AdamW step on the
- * exchanges of zero_exchange.h (the reduce-scatter, the all-gather and the
- * gather of the moments) (lm_zero.h). */
+/* ZeRO-1 for the language-model trainer (lm_zero.h): the check, the runs
+ * and slices of a stage and their sizes, and the state's set-up, rebuild
+ * and teardown. lm_zero_step.c reduces and updates; lm_zero_moments.c
+ * gathers the moments and puts them back. */
 #include <limits.h>
-#include <math.h>
 #include <string.h>
 
 #include "lm_node.h"
-#include "lm_zero.h"
+#include "lm_zero_impl.h"
 #include "memory_account.h"
 #include "wait.h"
-#include "zero_exchange.h"
-
-enum {
-    BLOCK = 512, /* the floats summed at a time: the node-local reduction's block */
-};
-
-struct bl_lm_zero {
-    bl_runtime_t *rt;
-    bl_gpt2_t *model;
-    MPI_Comm comm;  /* the data-parallel group's duplicate, in rank order */
-    int rank, size; /* this rank in comm, and D */
-    /* The slices of the flat parameter array, one per rank of comm, and
-     * their exchanges. */
-    bl_zero_exchange_t x;
-    bl_gpt2_range_t slice[BL_GPT2_MAX_RANGES]; /* this rank's sub-ranges, each with its tensor */
-    int slice_count;
-    float *adam_m, *adam_v; /* this slice's moments: x.count[rank] floats each */
-    size_t piece;           /* the most floats one message carries */
-    double mine[2];         /* this rank's loss sum and its summed slice's sum of squares */
-    double *gathered;       /* (2 · size) every rank's pair, in rank order */
-};
 
 bl_status_t bl_lm_zero_check(bl_runtime_t *rt, const bl_lm_config_t *c, const bl_device_t *device,
                              int *on)
@@ -42,14 +21,6 @@ bl_status_t bl_lm_zero_check(bl_runtime_t *rt, const bl_lm_config_t *c, const bl
     if (!c->zero) {
         return BL_OK;
     }
-    const int S = c->pipeline.stages;
-    if (S > 1) {
-        return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "--zero on (ZeRO-1) with pipelines (--pp %d) is not supported yet: a "
-                       "stage's optimizer state would have to be sliced over its own replicas "
-                       "and move with its units; train without --pp, or with --zero off",
-                       S);
-    }
     if (device->memory != NULL) {
         return bl_fail(rt, BL_ERR_UNSUPPORTED,
                        "--zero on (ZeRO-1) is not supported yet on rank %d, whose model lives in "
@@ -57,6 +28,7 @@ bl_status_t bl_lm_zero_check(bl_runtime_t *rt, const bl_lm_config_t *c, const bl
                        "give every rank --device cpu, or train with --zero off",
                        rt->rank, device->name);
     }
+    const int S = c->pipeline.stages > 0 ? c->pipeline.stages : 1;
     if (rt->size / S < 2) {
         bl_log(rt, BL_LOG_INFO,
                "ZeRO-1: one data-parallel replica, so nothing to shard: --zero on is a no-op and "
@@ -67,17 +39,37 @@ bl_status_t bl_lm_zero_check(bl_runtime_t *rt, const bl_lm_config_t *c, const bl
     return BL_OK;
 }
 
-int bl_lm_zero_slice_ranges(const bl_gpt2_t *model, int part, int parts, bl_gpt2_range_t *out)
+/* ---- The runs and their sizes (pure) --------------------------------------- */
+
+/* Writes the ranges of units [first, last) into sorted, ordered by offset
+ * (stable: bl_gpt2_unit_ranges gives them so already), and into start
+ * (BL_GPT2_MAX_RANGES + 1 entries) the index of each run's first range,
+ * with start[runs] the ranges' count; returns the runs. Run r is the
+ * ranges sorted[start[r] .. start[r + 1]), which lie end to end. */
+static int split_runs(const bl_gpt2_t *g, int first, int last, bl_gpt2_range_t *sorted, int *start)
 {
-    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
-    const int count = bl_gpt2_unit_ranges(model, 0, model->config.num_layers + 2, ranges);
-    return bl_lm_node_slice(ranges, count, part, parts, out);
+    const int n = first < last ? bl_gpt2_unit_ranges(g, first, last, sorted) : 0;
+    for (int i = 1; i < n; i++) {
+        const bl_gpt2_range_t key = sorted[i];
+        int j = i - 1;
+        for (; j >= 0 && sorted[j].offset > key.offset; j--) {
+            sorted[j + 1] = sorted[j];
+        }
+        sorted[j + 1] = key;
+    }
+    int runs = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || sorted[i].offset != sorted[i - 1].offset + sorted[i - 1].count) {
+            start[runs++] = i;
+        }
+    }
+    start[runs] = n;
+    return runs;
 }
 
-size_t bl_lm_zero_slice_floats(const bl_gpt2_t *model, int part, int parts)
+/* The floats of sub-ranges out[0 .. n). */
+static size_t floats_of(const bl_gpt2_range_t *out, int n)
 {
-    bl_gpt2_range_t out[BL_GPT2_MAX_RANGES];
-    const int n = bl_lm_zero_slice_ranges(model, part, parts, out);
     size_t floats = 0;
     for (int i = 0; i < n; i++) {
         floats += out[i].count;
@@ -85,134 +77,275 @@ size_t bl_lm_zero_slice_floats(const bl_gpt2_t *model, int part, int parts)
     return floats;
 }
 
-size_t bl_lm_zero_bucket_floats(const bl_gpt2_t *model, int parts, size_t bucket)
+int bl_lm_zero_runs(const bl_gpt2_t *model, int first, int last)
 {
-    size_t largest = 0;
-    for (int k = 0; k < parts; k++) {
-        const size_t n = bl_lm_zero_slice_floats(model, k, parts);
-        largest = n > largest ? n : largest;
-    }
-    return (size_t)(parts - 1) * bl_zero_chunk_floats(largest, parts, bucket, (size_t)INT_MAX);
+    bl_gpt2_range_t sorted[BL_GPT2_MAX_RANGES];
+    int start[BL_GPT2_MAX_RANGES + 1];
+    return split_runs(model, first, last, sorted, start);
 }
 
-/* Logs on rank 0 which path the gradients take. */
+int bl_lm_zero_slice_ranges(const bl_gpt2_t *model, int first, int last, int part, int parts,
+                            bl_gpt2_range_t *out)
+{
+    bl_gpt2_range_t sorted[BL_GPT2_MAX_RANGES];
+    int start[BL_GPT2_MAX_RANGES + 1];
+    const int runs = split_runs(model, first, last, sorted, start);
+    int n = 0;
+    for (int r = 0; r < runs; r++) {
+        /* A slice of a run holds at most one sub-range of each of its ranges. */
+        n += bl_lm_node_slice(sorted + start[r], start[r + 1] - start[r], part, parts, out + n);
+    }
+    return n;
+}
+
+size_t bl_lm_zero_slice_floats(const bl_gpt2_t *model, int first, int last, int part, int parts)
+{
+    bl_gpt2_range_t out[BL_GPT2_MAX_RANGES];
+    return floats_of(out, bl_lm_zero_slice_ranges(model, first, last, part, parts, out));
+}
+
+/* The floats of the shared bucket for the runs of units [first, last) on
+ * `parts` ranks, `bucket` floats a round and `piece` floats a message at
+ * most, and in *tied_chunk the floats of wte swapped a round (0 unless
+ * tied). */
+static size_t bucket_floats(const bl_gpt2_t *g, int first, int last, int parts, int tied,
+                            size_t bucket, size_t piece, size_t *tied_chunk)
+{
+    bl_gpt2_range_t sorted[BL_GPT2_MAX_RANGES], out[BL_GPT2_MAX_RANGES];
+    int start[BL_GPT2_MAX_RANGES + 1];
+    const int runs = split_runs(g, first, last, sorted, start);
+    size_t floats = 0;
+    for (int r = 0; r < runs; r++) {
+        size_t largest = 0;
+        for (int k = 0; k < parts; k++) {
+            const int n =
+                bl_lm_node_slice(sorted + start[r], start[r + 1] - start[r], k, parts, out);
+            const size_t m = floats_of(out, n);
+            largest = m > largest ? m : largest;
+        }
+        const size_t need =
+            (size_t)(parts - 1) * bl_zero_chunk_floats(largest, parts, bucket, piece);
+        floats = need > floats ? need : floats;
+    }
+    *tied_chunk = 0;
+    if (tied) {
+        /* wte in rounds of at most `bucket` floats (16 at least). */
+        const size_t wte = g->tensors[BL_GPT2_WTE].count;
+        size_t chunk = bucket < 16 ? 16 : bucket;
+        chunk = chunk < wte ? chunk : wte;
+        *tied_chunk = chunk < piece ? chunk : piece;
+        floats = *tied_chunk > floats ? *tied_chunk : floats;
+    }
+    return floats;
+}
+
+size_t bl_lm_zero_bucket_floats(const bl_gpt2_t *model, int first, int last, int parts, int tied,
+                                size_t bucket)
+{
+    size_t tied_chunk = 0;
+    return bucket_floats(model, first, last, parts, tied, bucket, (size_t)INT_MAX, &tied_chunk);
+}
+
+/* ---- The state --------------------------------------------------------------- */
+
+void bl_lm_zero_runs_free(const bl_lm_zero_t *z, bl_lm_zero_runs_t *r)
+{
+    const bl_allocator_t *a = bl_rt_allocator(z->rt);
+    for (int i = 0; r->run != NULL && i < r->count; i++) {
+        r->run[i].x.bucket = NULL; /* the shared one, freed below */
+        bl_zero_exchange_free(&r->run[i].x);
+    }
+    bl_mem_free(a, r->run);
+    bl_mem_free(a, r->adam_m);
+    bl_mem_free(a, r->adam_v);
+    bl_mem_free(a, r->bucket);
+    memset(r, 0, sizeof *r);
+}
+
+/* Cuts the run of the ranges member[0 .. n) (end to end in the arrays)
+ * into the group's slices (lo and count: scratch of D entries), sets up
+ * its exchange on the shared bucket and places this rank's slice's
+ * moments after the runs' before it. */
+static bl_status_t make_run(const bl_lm_zero_t *z, bl_lm_zero_runs_t *out, bl_lm_zero_run_t *run,
+                            const bl_gpt2_range_t *member, int n, size_t *lo, size_t *count)
+{
+    bl_gpt2_range_t slice[BL_GPT2_MAX_RANGES];
+    run->offset = member[0].offset;
+    run->count = floats_of(member, n);
+    /* The slices lie end to end from the run's start. */
+    size_t from = run->offset;
+    for (int k = 0; k < z->size; k++) {
+        lo[k] = from;
+        count[k] = floats_of(slice, bl_lm_node_slice(member, n, k, z->size, slice));
+        from += count[k];
+    }
+    bl_status_t st = bl_zero_exchange_init(&run->x, z->rt, z->comm, lo, count, z->bucket, z->piece);
+    if (st != BL_OK) {
+        return st;
+    }
+    bl_mem_free(bl_rt_allocator(z->rt), run->x.bucket);
+    run->x.bucket = out->bucket;
+    run->slice_count = bl_lm_node_slice(member, n, z->rank, z->size, run->slice);
+    run->at = out->mine;
+    out->mine += count[z->rank];
+    return BL_OK;
+}
+
+bl_status_t bl_lm_zero_runs_make(const bl_lm_zero_t *z, int first, int last, const float *adam_m,
+                                 const float *adam_v, bl_lm_zero_runs_t *out)
+{
+    bl_runtime_t *rt = z->rt;
+    const bl_allocator_t *a = bl_rt_allocator(rt);
+    memset(out, 0, sizeof *out);
+    out->first = first;
+    out->last = last;
+    bl_gpt2_range_t sorted[BL_GPT2_MAX_RANGES];
+    int start[BL_GPT2_MAX_RANGES + 1];
+    const int runs = split_runs(z->model, first, last, sorted, start);
+    const int tied = z->stages > 1 && (z->stage == 0 || z->stage == z->stages - 1);
+    out->bucket_floats =
+        bucket_floats(z->model, first, last, z->size, tied, z->bucket, z->piece, &out->tied_chunk);
+    const size_t D = (size_t)z->size;
+    size_t *lo = bl_mem_array(a, D, sizeof *lo);
+    size_t *count = bl_mem_array(a, D, sizeof *count);
+    out->run = bl_mem_array_zeroed(a, runs > 0 ? (size_t)runs : 1, sizeof *out->run);
+    out->bucket = bl_mem_array(a, out->bucket_floats > 0 ? out->bucket_floats : 1, sizeof(float));
+    bl_status_t st = BL_OK;
+    if (lo == NULL || count == NULL || out->run == NULL || out->bucket == NULL) {
+        st = bl_fail(rt, BL_ERR_NO_MEM,
+                     "rank %d: no memory for ZeRO-1's slices of units %d-%d (a bucket of %zu "
+                     "floats)",
+                     rt->rank, first, last - 1, out->bucket_floats);
+    }
+    for (int r = 0; r < runs && st == BL_OK; r++) {
+        st = make_run(z, out, &out->run[r], sorted + start[r], start[r + 1] - start[r], lo, count);
+        out->count = st == BL_OK ? r + 1 : r;
+    }
+    bl_mem_free(a, lo);
+    bl_mem_free(a, count);
+    if (st == BL_OK) {
+        const size_t n = out->mine > 0 ? out->mine : 1;
+        out->adam_m = bl_mem_array_zeroed(a, n, sizeof(float));
+        out->adam_v = bl_mem_array_zeroed(a, n, sizeof(float));
+        if (out->adam_m == NULL || out->adam_v == NULL) {
+            st = bl_fail(rt, BL_ERR_NO_MEM,
+                         "rank %d: no memory for ZeRO-1's moments of %zu parameters", rt->rank,
+                         out->mine);
+        }
+    }
+    for (int r = 0; r < out->count && st == BL_OK && adam_m != NULL; r++) {
+        const bl_lm_zero_run_t *run = &out->run[r];
+        const size_t at = run->x.lo[z->rank], n = run->x.count[z->rank];
+        memcpy(out->adam_m + run->at, adam_m + at, n * sizeof(float));
+        memcpy(out->adam_v + run->at, adam_v + at, n * sizeof(float));
+    }
+    if (st != BL_OK) {
+        bl_lm_zero_runs_free(z, out);
+    }
+    return st;
+}
+
+/* Logs on rank 0 which path the gradients take (rank 0's stage's sizes). */
 static void log_path(const bl_lm_zero_t *z, int instead_of_node)
 {
+    const bl_lm_zero_runs_t *r = &z->runs;
     char moments[32], bucket[32];
-    bl_mem_format_bytes(2.0 * (double)z->x.count[0] * sizeof(float), moments, sizeof moments);
-    bl_mem_format_bytes((double)(z->size - 1) * (double)z->x.chunk * sizeof(float), bucket,
-                        sizeof bucket);
+    size_t rounds = 0, params = 0;
+    for (int i = 0; i < r->count; i++) {
+        rounds = r->run[i].x.rounds > rounds ? r->run[i].x.rounds : rounds;
+        params += r->run[i].count;
+    }
+    bl_mem_format_bytes(2.0 * (double)r->mine * sizeof(float), moments, sizeof moments);
+    bl_mem_format_bytes((double)r->bucket_floats * sizeof(float), bucket, sizeof bucket);
+    const char *node = instead_of_node ? "; it takes precedence over the node-local reduction" : "";
+    if (z->stages == 1) {
+        bl_log(z->rt, BL_LOG_INFO,
+               "gradient reduction: ZeRO-1 over %d replicas (reduce-scatter in %zu round(s) of a "
+               "%s bucket, each rank updates its slice of the %zu parameters with its %s of "
+               "AdamW moments, then all-gather)%s",
+               z->size, rounds, bucket, z->model->param_count, moments, node);
+        return;
+    }
     bl_log(z->rt, BL_LOG_INFO,
-           "gradient reduction: ZeRO-1 over %d replicas (reduce-scatter in %zu round(s) of a %s "
-           "bucket, each rank updates its slice of the %zu parameters with its %s of AdamW "
-           "moments, then all-gather)%s",
-           z->size, z->x.rounds, bucket, z->model->param_count, moments,
-           instead_of_node ? "; it takes precedence over the node-local reduction" : "");
+           "gradient reduction: ZeRO-1 over %d replicas of each of %d stages (stage 0's %zu "
+           "parameters lie in %d run(s); the first and last stages swap wte's gradient, a "
+           "reduce-scatter per run in up to %zu round(s) of a %s bucket, each rank updates its "
+           "slices with its %s of AdamW moments, then all-gather)%s",
+           z->size, z->stages, params, r->count, rounds, bucket, moments, node);
 }
 
-/* Frees what create took; the communicator too. */
+/* Frees what create took; the communicators too. */
 static void release(bl_lm_zero_t *z)
 {
     const bl_allocator_t *a = bl_rt_allocator(z->rt);
-    bl_zero_exchange_free(&z->x);
+    bl_lm_zero_runs_free(z, &z->runs);
     if (z->comm != MPI_COMM_NULL) {
         MPI_Comm_free(&z->comm);
     }
-    bl_mem_free(a, z->adam_m);
-    bl_mem_free(a, z->adam_v);
+    if (z->pipe != MPI_COMM_NULL) {
+        MPI_Comm_free(&z->pipe);
+    }
     bl_mem_free(a, z->gathered);
     bl_mem_free(a, z);
 }
 
-/* Cuts the slices and allocates this rank's moments and buffers. Local. */
-static bl_status_t make_slices(bl_lm_zero_t *z, size_t bucket)
+/* Duplicates the communicators and reads this rank's places in them. */
+static bl_status_t connect_comms(bl_lm_zero_t *z, MPI_Comm dp, MPI_Comm pipe)
 {
-    bl_runtime_t *rt = z->rt;
-    const bl_gpt2_t *g = z->model;
-    const bl_allocator_t *a = bl_rt_allocator(rt);
-    /* The ranges of the whole model must lie end to end from 0, so that a
-     * slice of the sequence is one run of the arrays. */
-    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
-    const int n = bl_gpt2_unit_ranges(g, 0, g->config.num_layers + 2, ranges);
-    size_t at = 0;
-    for (int i = 0; i < n; i++) {
-        if (ranges[i].offset != at) {
-            return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                           "ZeRO-1: the model's parameter range %d starts at %zu, not at %zu: "
-                           "the ranges are not one array (an internal error)",
-                           i, ranges[i].offset, at);
-        }
-        at += ranges[i].count;
+    int rc = MPI_Comm_dup(dp, &z->comm);
+    if (rc != MPI_SUCCESS) {
+        z->comm = MPI_COMM_NULL;
+        return bl_fail_mpi(z->rt, rc, "duplicating the data-parallel group for ZeRO-1");
     }
-    if (at != g->param_count) {
-        return bl_fail(rt, BL_ERR_UNSUPPORTED,
-                       "ZeRO-1: the model's ranges hold %zu of its %zu parameters (an internal "
-                       "error)",
-                       at, g->param_count);
+    MPI_Comm_rank(z->comm, &z->rank);
+    MPI_Comm_size(z->comm, &z->size);
+    z->stage = 0;
+    z->stages = 1;
+    if (pipe == MPI_COMM_NULL) {
+        return BL_OK;
     }
-    const size_t D = (size_t)z->size;
-    size_t *lo = bl_mem_array(a, D, sizeof *lo);
-    size_t *count = bl_mem_array(a, D, sizeof *count);
-    z->gathered = bl_mem_array(a, 2 * D, sizeof *z->gathered);
-    bl_status_t st = BL_OK;
-    if (lo == NULL || count == NULL || z->gathered == NULL) {
-        st = bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's slices of %d ranks", z->size);
-    } else {
-        /* The slices lie end to end from the array's start. */
-        size_t from = 0;
-        for (int k = 0; k < z->size; k++) {
-            lo[k] = from;
-            count[k] = bl_lm_zero_slice_floats(g, k, z->size);
-            from += count[k];
-        }
-        st = bl_zero_exchange_init(&z->x, rt, z->comm, lo, count, bucket, z->piece);
+    rc = MPI_Comm_dup(pipe, &z->pipe);
+    if (rc != MPI_SUCCESS) {
+        z->pipe = MPI_COMM_NULL;
+        return bl_fail_mpi(z->rt, rc, "duplicating the pipeline for ZeRO-1");
     }
-    bl_mem_free(a, lo);
-    bl_mem_free(a, count);
-    if (st != BL_OK) {
-        return st;
-    }
-    z->slice_count = bl_lm_zero_slice_ranges(g, z->rank, z->size, z->slice);
-    const size_t mine = z->x.count[z->rank];
-    z->adam_m = bl_mem_array_zeroed(a, mine, sizeof(float));
-    z->adam_v = bl_mem_array_zeroed(a, mine, sizeof(float));
-    if (z->adam_m == NULL || z->adam_v == NULL) {
-        return bl_fail(rt, BL_ERR_NO_MEM,
-                       "rank %d: no memory for ZeRO-1's moments of %zu parameters", rt->rank, mine);
-    }
+    MPI_Comm_rank(z->pipe, &z->stage);
+    MPI_Comm_size(z->pipe, &z->stages);
     return BL_OK;
 }
 
-bl_status_t bl_lm_zero_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, int instead_of_node,
-                              size_t bucket, size_t piece, bl_lm_zero_t **out)
+bl_status_t bl_lm_zero_create(bl_runtime_t *rt, MPI_Comm dp, MPI_Comm pipe, bl_gpt2_t *model,
+                              int first, int last, int instead_of_node, size_t bucket, size_t piece,
+                              bl_lm_zero_t **out)
 {
     *out = NULL;
     const bl_allocator_t *a = bl_rt_allocator(rt);
     bl_lm_zero_t *z = bl_mem_alloc(a, sizeof *z);
     if (z == NULL) {
-        return bl_agree_in(rt, dp, bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's state"),
-                           BL_ERR_NO_MEM, "setting up ZeRO-1");
+        return bl_agree(rt, bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's state"),
+                        BL_ERR_NO_MEM, "setting up ZeRO-1");
     }
     memset(z, 0, sizeof *z);
     z->rt = rt;
     z->model = model;
     z->comm = MPI_COMM_NULL;
+    z->pipe = MPI_COMM_NULL;
+    z->bucket = bucket;
     z->piece = piece < INT_MAX ? piece : INT_MAX;
-    int rc = MPI_Comm_dup(dp, &z->comm);
-    bl_status_t st = BL_OK;
-    if (rc != MPI_SUCCESS) {
-        z->comm = MPI_COMM_NULL;
-        st = bl_fail_mpi(rt, rc, "duplicating the data-parallel group for ZeRO-1");
-    } else {
-        MPI_Comm_rank(z->comm, &z->rank);
-        MPI_Comm_size(z->comm, &z->size);
-        st = model->memory != NULL || model->adam_m != NULL
-                 ? bl_fail(rt, BL_ERR_UNSUPPORTED,
-                           "ZeRO-1: the model must be in host memory and made without its "
-                           "moments (an internal error)")
-                 : make_slices(z, bucket);
+    bl_status_t st = connect_comms(z, dp, pipe);
+    if (st == BL_OK && (model->memory != NULL || model->adam_m != NULL)) {
+        st = bl_fail(rt, BL_ERR_UNSUPPORTED,
+                     "ZeRO-1: the model must be in host memory and made without its moments (an "
+                     "internal error)");
     }
-    st = bl_agree_in(rt, dp, st, BL_ERR_NO_MEM, "setting up ZeRO-1");
+    if (st == BL_OK) {
+        const int most = z->size > z->stages ? z->size : z->stages;
+        z->gathered = bl_mem_array(a, 2 * (size_t)most, sizeof *z->gathered);
+        st = z->gathered == NULL
+                 ? bl_fail(rt, BL_ERR_NO_MEM, "no memory for ZeRO-1's gather of %d ranks", most)
+                 : bl_lm_zero_runs_make(z, first, last, NULL, NULL, &z->runs);
+    }
+    st = bl_agree(rt, st, BL_ERR_NO_MEM, "setting up ZeRO-1");
     if (st != BL_OK) {
         release(z);
         return st;
@@ -222,101 +355,27 @@ bl_status_t bl_lm_zero_create(bl_runtime_t *rt, MPI_Comm dp, bl_gpt2_t *model, i
     return BL_OK;
 }
 
-/* The summed slice's sum of squares, block by block as the node-local
- * reduction takes it (each sub-range in blocks of BLOCK from its start), so
- * the same bits. */
-static double slice_squares(const bl_lm_zero_t *z)
+bl_status_t bl_lm_zero_restage(bl_lm_zero_t *z, int first, int last, const float *adam_m,
+                               const float *adam_v)
 {
-    const float *grads = z->model->grads;
-    const bl_kernels_t *k = z->model->kernels;
-    double squares = 0.0;
-    for (int r = 0; r < z->slice_count; r++) {
-        const size_t at = z->slice[r].offset, count = z->slice[r].count;
-        for (size_t i = 0; i < count; i += BLOCK) {
-            const size_t m = count - i < BLOCK ? count - i : BLOCK;
-            squares += k->sum_squares(m, grads + at + i);
-        }
-    }
-    return squares;
-}
-
-bl_status_t bl_lm_zero_reduce(bl_lm_zero_t *z, long tokens, double *loss_sum, double *norm)
-{
-    bl_status_t st = bl_zero_reduce_scatter(&z->x, z->model->grads);
-    if (st != BL_OK) {
-        return st;
-    }
-    z->mine[0] = *loss_sum;
-    z->mine[1] = slice_squares(z);
-    /* A gather rather than an all-reduce: every rank adds the same values
-     * in the same (rank) order, so the norm, and the clip scale made from
-     * it, are the same bits everywhere. */
-    MPI_Request req = MPI_REQUEST_NULL;
-    int rc = MPI_Iallgather(z->mine, 2, MPI_DOUBLE, z->gathered, 2, MPI_DOUBLE, z->comm, &req);
-    st = bl_collective_posted(z->rt, rc, &req, "the gather of the loss and the gradient norm",
-                              z->comm);
-    if (st != BL_OK) {
-        return st;
-    }
-    double loss = 0.0, squares = 0.0;
-    for (int q = 0; q < z->size; q++) {
-        loss += z->gathered[2 * q];
-        squares += z->gathered[2 * q + 1];
-    }
-    *loss_sum = loss;
-    *norm = sqrt(squares) / (double)tokens;
-    return BL_OK;
-}
-
-bl_status_t bl_lm_zero_update(bl_lm_zero_t *z, const bl_gpt2_adamw_t *opt, float grad_scale, long t)
-{
-    /* The sub-ranges keep their tensor, so each gets its own decay. */
-    bl_gpt2_adamw_ranges_at(z->model, opt, grad_scale, t, z->slice, z->slice_count, z->adam_m,
-                            z->adam_v, z->x.lo[z->rank]);
-    return bl_zero_all_gather(&z->x, z->model->params, "the all-gather of the parameters (ZeRO-1)");
-}
-
-bl_status_t bl_lm_zero_gather_moments(bl_lm_zero_t *z, int root, float **adam_m, float **adam_v)
-{
-    bl_runtime_t *rt = z->rt;
-    const bl_allocator_t *a = bl_rt_allocator(rt);
-    const size_t N = z->model->param_count;
-    *adam_m = *adam_v = NULL;
-    bl_status_t st = BL_OK;
-    if (z->rank == root) {
-        *adam_m = bl_mem_array(a, N, sizeof(float));
-        *adam_v = bl_mem_array(a, N, sizeof(float));
-        if (*adam_m == NULL || *adam_v == NULL) {
-            st = bl_fail(rt, BL_ERR_NO_MEM,
-                         "rank %d: no memory to gather the AdamW moments (2 x %zu floats)",
-                         rt->rank, N);
-        }
-    }
-    st = bl_agree_in(rt, z->comm, st, BL_ERR_NO_MEM, "gathering the AdamW moments");
-    const char *op = "the gather of the AdamW moments (ZeRO-1)";
+    bl_lm_zero_runs_t next;
+    bl_status_t st = bl_lm_zero_runs_make(z, first, last, adam_m, adam_v, &next);
     if (st == BL_OK) {
-        st = bl_zero_gather_to(&z->x, root, z->adam_m, *adam_m, op);
-    }
-    if (st == BL_OK) {
-        st = bl_zero_gather_to(&z->x, root, z->adam_v, *adam_v, op);
-    }
-    if (st != BL_OK) {
-        bl_mem_free(a, *adam_m);
-        bl_mem_free(a, *adam_v);
-        *adam_m = *adam_v = NULL;
+        bl_lm_zero_runs_free(z, &z->runs);
+        z->runs = next;
     }
     return st;
 }
 
-void bl_lm_zero_put_state(bl_lm_zero_t *z, const void *params, const void *adam_m,
-                          const void *adam_v)
+int bl_lm_zero_ranges(const bl_lm_zero_t *z, bl_gpt2_range_t *out)
 {
-    bl_gpt2_t *g = z->model;
-    const size_t at = z->x.lo[z->rank] * sizeof(float);
-    const size_t nbytes = z->x.count[z->rank] * sizeof(float);
-    memcpy(g->params, params, g->param_count * sizeof(float));
-    memcpy(z->adam_m, (const unsigned char *)adam_m + at, nbytes);
-    memcpy(z->adam_v, (const unsigned char *)adam_v + at, nbytes);
+    int n = 0;
+    for (int r = 0; r < z->runs.count; r++) {
+        const bl_lm_zero_run_t *run = &z->runs.run[r];
+        memcpy(out + n, run->slice, (size_t)run->slice_count * sizeof *out);
+        n += run->slice_count;
+    }
+    return n;
 }
 
 void bl_lm_zero_destroy(bl_lm_zero_t *z)
