@@ -205,19 +205,22 @@ typedef struct bl_lm_trainer bl_lm_trainer_t;
 
 /* Creates a GPT-2 trainer over the training tokens train[0 .. count), which
  * the caller keeps alive and unchanged while the trainer lives. Collective:
- * the ranks form P / S pipelines of cfg->pipeline.stages stages, each
- * pipeline trains on its shard of each batch, and every stage on its units
- * of the stage map; the ranks first check that they hold the same config, tokens and initial
- * parameters (BL_ERR_MISMATCH naming the rank and the field if not). A bad
- * config is BL_ERR_INVALID_ARG naming the field; a bad init_from file is
- * BL_ERR_IO or BL_ERR_FORMAT naming the file and the field; tokens at or above
- * the vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. The model
+ * the ranks form P / S pipelines of cfg->pipeline.stages stages, each pipeline
+ * trains on its shard of each batch, and every stage on its units of the stage
+ * map. Every rank's memory is accounted and checked against its limit before
+ * the model takes any host memory; then the ranks check that they hold the
+ * same config, tokens and initial parameters (under stage-local memory: the
+ * same init_from file, and the same values within each stage's replicas)
+ * (BL_ERR_MISMATCH naming the rank and the field if not). A bad config is
+ * BL_ERR_INVALID_ARG naming the field; a bad init_from file is BL_ERR_IO or
+ * BL_ERR_FORMAT naming the file and the field; tokens at or above the
+ * vocabulary, or fewer than B sequences, are BL_ERR_INVALID_ARG. The model
  * lives on the runtime's device: on a rank whose device has memory of its own
  * (a GPU, the mirror), its parameters, gradients, AdamW moments and
  * activations live there and the user layers' calls get that device; such a
  * rank refuses pipelines (stages > 1) with BL_ERR_UNSUPPORTED, and a kernel
- * table without the transformer's kernels with BL_ERR_INVALID_ARG, each
- * naming the rank and the device. */
+ * table without the transformer's kernels with BL_ERR_INVALID_ARG, each naming
+ * the rank and the device. */
 bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, const uint16_t *train,
                                  long count, bl_lm_trainer_t **out);
 void bl_lm_trainer_destroy(bl_lm_trainer_t *t);
@@ -267,23 +270,26 @@ bl_status_t bl_lm_trainer_save_checkpoint(bl_lm_trainer_t *t, const char *dir, i
                                           size_t n);
 
 /* Loads the newest complete and valid checkpoint in dir (skipping, with a
- * warning, any that is damaged) and continues from it: the next run starts
- * at its step with its parameters, AdamW state and plan (which wins over the
+ * warning, any that is damaged) and continues from it: the next run starts at
+ * its step with its parameters, AdamW state and plan (which wins over the
  * config's), bit for bit as if never stopped on the same ranks with a fixed
  * plan. With as many pipeline stages, the saved stage map replaces the
  * configured or balanced one (an info line names both when they differ),
- * and each rank reads what it holds (its stage's units under stage-local
- * memory, else every unit) from whichever stage files hold them, whatever
- * the saved layout, and nothing more; the stage policy goes on from its saved state when it is of
- * the same kind (else it starts afresh, with an info line saying why). On another number of ranks
- * the saved shards do not apply, and on another number of stages the saved map does not: the
- * trainer keeps its first plan (an info line says so); a checkpoint written before stage maps were
- * saved resumes on the run's own map. *resumed says whether it resumed (0 when dir has no
- * checkpoint). Collective; call it before bl_lm_trainer_run.
- * BL_ERR_MISMATCH, naming the field and both values: the newest intact
- * checkpoint is of another model shape or parameter count (the user
- * layers' included), sequence length, seed, batch or shuffle, or is a layer
- * trainer's. */
+ * unless its units would put a stage-local rank over its memory limit (then
+ * the run's own map stays, with an info line), and each rank reads what it
+ * holds (its stage's units under stage-local memory, else every unit) from
+ * whichever stage files hold them, whatever the saved layout (rank 0 reads
+ * every file once, through a read-only mapping, to check it); the stage policy
+ * goes on from its saved state when it is of the same kind (else it starts
+ * afresh, with an info line saying why). On another number of ranks the saved
+ * shards do not apply, and on another number of stages the saved map does not:
+ * the trainer keeps its first plan (an info line says so); a checkpoint
+ * written before stage maps were saved resumes on the run's own map. *resumed
+ * says whether it resumed (0 when dir has no checkpoint). Collective; call it
+ * before bl_lm_trainer_run. BL_ERR_MISMATCH, naming the field and both values:
+ * the newest intact checkpoint is of another model shape or parameter count
+ * (the user layers' included), sequence length, seed, batch or shuffle, or is
+ * a layer trainer's. */
 bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resumed);
 
 /* As bl_trainer_emulate_slowdown, for a language-model trainer. */

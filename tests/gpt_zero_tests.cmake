@@ -266,9 +266,11 @@ set_tests_properties(cli_gpt_zero_layers_restage2x2
 
 # The memory report: on three pipelines of 2 stages each replica holds its
 # share of its stage's moments. Against the same run with --zero off, the
-# three replicas of a stage hold together exactly the stage's optimizer
-# bytes, each at most a third plus the slices' rounding (16 floats a run of
-# at most 13, both moments), and their gradients gain the bucket.
+# three replicas of a stage hold together the stage's optimizer floats,
+# which --zero off accounts as the whole pages that its stage-local moments
+# take (at most two pages more a range and moment), each at most a third plus
+# the slices' rounding (16 floats a run of at most 13, both moments), and
+# their gradients gain the bucket.
 foreach(z on off)
     bl_cli_test(gpt_zero_memory3x2_${z} EXIT 0 MATCH "^summary: steps=8 "
         COMMAND sh -c "mkdir -p \"$0\" && exec \"$@\"" ${bl_zero_out} ${BL_MPIRUN} 6
@@ -281,7 +283,8 @@ bl_cli_test(gpt_zero_memory3x2_share EXIT 0 MATCH "^true$"
     COMMAND ${JQ} -n -e --slurpfile on ${bl_zero_out}/memory3x2_on.jsonl
             --slurpfile off ${bl_zero_out}/memory3x2_off.jsonl
             "($on[0].memory) as $a | ($off[0].memory) as $b | ($a | length == 6) and
-            ([range(2) as $s | ([$a[$s, $s + 2, $s + 4].optimizer] | add) == $b[$s].optimizer]
+            ([range(2) as $s | ([$a[$s, $s + 2, $s + 4].optimizer] | add) as $sum |
+              $sum <= $b[$s].optimizer and $sum >= $b[$s].optimizer - 2 * 16 * 2 * 4096]
              | all) and
             ([range(6) as $r | $a[$r].optimizer <= $b[$r].optimizer / 3 + 13 * 16 * 8 and
               $a[$r].optimizer < $b[$r].optimizer / 2 and $a[$r].grads > $b[$r].grads

@@ -151,6 +151,53 @@ foreach(case "pp2|2|--pp;2" "pp4|4|--pp;4;--micro-batches;2" "hybrid|4|--pp;2;--
         PROPERTIES LABELS "cli;mpi")
 endforeach()
 set_tests_properties(cli_stage_mem_gpt_pp2_whole_refused PROPERTIES LABELS "cli;mpi")
+# Stages that read their parts of different --init-from files are stopped
+# before step 0 (under whole-model memory the parameters' digest does it).
+bl_cli_test(stage_mem_gpt_init_mismatch EXIT 1
+    MATCH "rank 1 differs from rank 0 in initial model file" "!^summary:"
+    COMMAND ${BL_MPIRUN} 1 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_gpt} --pp 2 --init-from
+            ${BL_CLI_OUT}/stage_mem_gpt_ref.bin : ${MPIEXEC_NUMPROC_FLAG} 1 ${BL_CLI_TRAIN}
+            ${bl_stage_gpt} --pp 2 --init-from ${BL_CLI_OUT}/stage_mem_gpt_pp2.bin
+    REQUIRES stage_mem_gpt_ref stage_mem_gpt_pp2)
+# A unit move that would put a stage over its limit is not made: stage 1 is
+# 4x slower, so the policy wants unit 3 or units 3 and 4 on stage 0 (the
+# move that the run without a limit makes, saving checkpoints under that
+# map), which would take rank 0 past 4 MiB. A resume of that checkpoint under the limit
+# keeps the run's own map, and trains on to the one-process model.
+set(bl_stage_gpt_move ${bl_stage_gpt} --pp 2 --micro-batches 2 --policy proportional
+                      --rebalance-every 2 --emulate-slowdown 1:4)
+bl_cli_test(stage_mem_gpt_move_refused EXIT 0
+    MATCH "restage: after step [0-9]+ the move to 0-[3-4],[4-5]-5 is not made: rank 0 would exceed its memory limit"
+          "!units move from" "^summary: steps=10 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_stage_gpt_move} --mem-limit 4MiB
+    REQUIRES cli_out)
+bl_cli_test(stage_mem_gpt_move_ckpt EXIT 0
+    MATCH "the stages' units move from 0-2,3-5 to 0-[3-4],[4-5]-5" "^summary: steps=10 "
+    COMMAND sh -c "rm -rf \"$0\" && exec \"$@\"" ${BL_CLI_OUT}/stage_mem_gpt_move_ckpt
+            env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN}
+            ${bl_stage_gpt_move} --checkpoint-dir ${BL_CLI_OUT}/stage_mem_gpt_move_ckpt
+            --checkpoint-every 5
+    REQUIRES cli_out SETUP stage_mem_gpt_move_ckpt)
+bl_cli_test(stage_mem_gpt_resume_keeps_own_map EXIT 0
+    MATCH "stage map 0-[3-4],[4-5]-5 would put rank 0 over its memory limit; this run's map stays"
+          "resumed from .*ckpt-0*10 at step 10" "^summary: steps=14 "
+    COMMAND env BALLAST_LOG=info ${BL_MPIRUN} 2 --oversubscribe ${BL_CLI_TRAIN} ${bl_stage_gpt}
+            --pp 2 --micro-batches 2 --steps 14 --checkpoint-dir
+            ${BL_CLI_OUT}/stage_mem_gpt_move_ckpt --resume --mem-limit 4MiB
+            --save-model ${BL_CLI_OUT}/stage_mem_gpt_resumed.bin
+    REQUIRES stage_mem_gpt_move_ckpt SETUP stage_mem_gpt_resumed)
+bl_cli_test(stage_mem_gpt_ref14 EXIT 0 MATCH "^summary: steps=14 "
+    COMMAND ${BL_CLI_TRAIN} ${bl_stage_gpt} --steps 14
+            --save-model ${BL_CLI_OUT}/stage_mem_gpt_ref14.bin
+    REQUIRES cli_out SETUP stage_mem_gpt_ref14)
+bl_cli_test(stage_mem_gpt_resumed_equals_one_process EXIT 0 MATCH "worst tensor"
+    COMMAND $<TARGET_FILE:compare_gpt2> ${BL_CLI_OUT}/stage_mem_gpt_resumed.bin
+            ${BL_CLI_OUT}/stage_mem_gpt_ref14.bin 1e-5 1e-4
+    REQUIRES stage_mem_gpt_resumed stage_mem_gpt_ref14)
+set_tests_properties(cli_stage_mem_gpt_init_mismatch cli_stage_mem_gpt_move_refused
+    cli_stage_mem_gpt_move_ckpt cli_stage_mem_gpt_resume_keeps_own_map
+    PROPERTIES LABELS "cli;mpi")
 # --init-params under stage-local memory: each stage reads only its layers'
 # part of the file (bl_trainer_load_params), within the limit that refuses one
 # rank, and trains on to the one-process run's parameters from the same file.

@@ -106,19 +106,23 @@ int bl_span_hold(bl_span_t *s, size_t lo, size_t hi)
     return 0;
 }
 
-int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count)
+/* Writes into pages the union of ranges[0 .. count) (each within limit)
+ * rounded out to whole pages, as runs sorted by start with gaps between
+ * them, and returns their number; -1 with errno EINVAL for a bad range or
+ * count. */
+static int merge_pages(const bl_span_range_t *ranges, int count, size_t limit,
+                       bl_span_range_t *pages)
 {
-    if (s->base == NULL || count < 0 || count > 512) {
+    if (count < 0 || count > BL_SPAN_MAX_RANGES) {
         errno = EINVAL;
         return -1;
     }
-    /* The ranges rounded out to pages, sorted by start (insertion sort: a
-     * few dozen at most), then merged where they touch. */
-    bl_span_range_t pages[512];
+    /* Sorted by start (insertion sort: a few dozen at most), then merged
+     * where they touch. */
     int n = 0;
     const size_t page = page_bytes();
     for (int i = 0; i < count; i++) {
-        if (ranges[i].lo > ranges[i].hi || ranges[i].hi > s->nbytes) {
+        if (ranges[i].lo > ranges[i].hi || ranges[i].hi > limit) {
             errno = EINVAL;
             return -1;
         }
@@ -143,17 +147,47 @@ int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count)
             pages[merged++] = pages[i];
         }
     }
-    /* Each run held, each gap between runs (and around them) given back. */
+    return merged;
+}
+
+size_t bl_span_ranges_bytes(const bl_span_range_t *ranges, int count)
+{
+    bl_span_range_t pages[BL_SPAN_MAX_RANGES];
+    const int n = merge_pages(ranges, count, (size_t)-1, pages);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        bytes += pages[i].hi - pages[i].lo;
+    }
+    return bytes;
+}
+
+int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count)
+{
+    if (s->base == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    bl_span_range_t pages[BL_SPAN_MAX_RANGES];
+    const int merged = merge_pages(ranges, count, s->nbytes, pages);
+    if (merged < 0) {
+        return -1;
+    }
+    /* Each run held, each gap between runs (and around them) given back.
+     * After a failure nothing is counted as held: the caller must hold
+     * again before it touches the span. */
     size_t from = 0, held = 0;
-    for (int i = 0; i < merged; i++) {
-        if (close_pages(s, from, pages[i].lo) != 0 ||
-            open_pages(s, pages[i].lo, pages[i].hi) != 0) {
-            return -1;
-        }
+    int failed = 0;
+    for (int i = 0; i < merged && !failed; i++) {
+        failed =
+            close_pages(s, from, pages[i].lo) != 0 || open_pages(s, pages[i].lo, pages[i].hi) != 0;
         held += pages[i].hi - pages[i].lo;
         from = pages[i].hi;
     }
-    if (close_pages(s, from, s->reserved) != 0) {
+    if (failed || close_pages(s, from, s->reserved) != 0) {
+        const int saved = errno;
+        close_pages(s, 0, s->reserved);
+        s->lo = s->hi = s->held = 0;
+        errno = saved;
         return -1;
     }
     s->lo = merged > 0 ? pages[0].lo : 0;

@@ -45,15 +45,23 @@ int bl_span_widen(bl_span_t *s, size_t lo, size_t hi);
  * asked, never narrower). */
 int bl_span_hold(bl_span_t *s, size_t lo, size_t hi);
 
+/* The most ranges one call below takes. */
+#define BL_SPAN_MAX_RANGES 512
+
 /* Makes the held pages exactly those that cover the union of ranges[0 ..
  * count) (each lo <= hi <= nbytes; in any order, overlapping or empty), and
  * gives every other page's memory back: a model whose part lies in several
  * pieces of one array (a GPT-2 stage's slices of every tensor) holds them
  * all. Bytes held before and after keep their values; newly held ones read
- * as zeros. At most count <= 512 ranges. Returns 0, or -1 with errno set
- * (EINVAL for bad ranges; the held pages may then be any mix of the old and
- * the new). */
+ * as zeros. At most BL_SPAN_MAX_RANGES ranges. Returns 0, or -1 with errno
+ * set: EINVAL for bad ranges (nothing changed), or the system's refusal,
+ * after which every page has been given back and nothing is held. */
 int bl_span_hold_ranges(bl_span_t *s, const bl_span_range_t *ranges, int count);
+
+/* The bytes that holding ranges[0 .. count) takes: their union rounded out
+ * to whole pages, as bl_span_hold_ranges holds it (0 for bad ranges). Pure:
+ * a memory account reads it before anything is held. */
+size_t bl_span_ranges_bytes(const bl_span_range_t *ranges, int count);
 
 /* Returns the bytes of memory held (page-rounded). */
 size_t bl_span_held_bytes(const bl_span_t *s);

@@ -105,20 +105,38 @@ static void adopt_plan(bl_lm_trainer_t *t, const bl_lm_manifest_t *s, const char
  * layer trainer does): this stage then owns its units under it, which the
  * load that follows reads, so no parameters move. A file without a map
  * (version 2), or a map of another number of stages, leaves the run's own
- * map (the configured or the balanced one), with an info line. Local; every
- * rank decides the same from the same file. */
-static void adopt_map(bl_lm_trainer_t *t, const bl_lm_manifest_t *s, const char *path)
+ * map (the configured or the balanced one), with an info line, and so does
+ * a saved map whose units would put a stage-local rank over its memory
+ * limit. Collective (the memory check); every rank decides the same from
+ * the same file. */
+static bl_status_t adopt_map(bl_lm_trainer_t *t, const bl_lm_manifest_t *s, const char *path)
 {
     /* At most one stage a unit of this model (parse_stages). */
-    int saved[s->stages + 1];
+    int saved[s->stages + 1], own[t->plan.stages + 1];
     for (int i = 0; s->map != NULL && i <= s->stages; i++) {
         saved[i] = (int)bl_le_get32(s->map + 4 * (size_t)i);
     }
-    if (bl_ckpt_adopt_map(t->rt, path, s->map != NULL ? saved : NULL, s->stages, t->plan.first,
-                          t->plan.stages,
-                          t->cfg.plan.stage_first != NULL ? "configured" : "balanced")) {
-        bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
+    memcpy(own, t->plan.first, sizeof own);
+    if (!bl_ckpt_adopt_map(t->rt, path, s->map != NULL ? saved : NULL, s->stages, t->plan.first,
+                           t->plan.stages,
+                           t->cfg.plan.stage_first != NULL ? "configured" : "balanced")) {
+        return BL_OK;
     }
+    /* A stage-local stage would hold the saved map's units: the run's own
+     * map stays when they would put a rank over its memory limit. */
+    int over = -1;
+    bl_status_t st = bl_lm_map_fits(t, t->plan.first, &over);
+    if (st == BL_OK && over >= 0) {
+        char theirs[128];
+        bl_plan_format_map(t->plan.first, t->plan.stages, theirs, sizeof theirs);
+        bl_log(t->rt, BL_LOG_INFO,
+               "resume: %s's stage map %s would put rank %d over its memory limit; this run's "
+               "map stays",
+               path, theirs, over);
+        memcpy(t->plan.first, own, sizeof own);
+    }
+    bl_lm_grid_set_map(&t->grid, t->model, t->plan.first);
+    return st;
 }
 
 /* Rank 0 loads the learned state of the shard policy and of the stage
@@ -248,7 +266,9 @@ bl_status_t bl_lm_trainer_resume(bl_lm_trainer_t *t, const char *dir, int *resum
         /* The saved plan and map first: they say which units this stage
          * holds, and so what it reads. */
         adopt_plan(t, &s, path);
-        adopt_map(t, &s, path);
+        st = adopt_map(t, &s, path);
+    }
+    if (st == BL_OK) {
         st = bl_agree(rt, bl_lm_hold_stage(t), BL_ERR_NO_MEM,
                       "holding the stages' units under the checkpoint's map");
     }

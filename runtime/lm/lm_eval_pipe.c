@@ -16,8 +16,10 @@
 /* The tag of the evaluation's messages on the pipeline's communicator. A
  * step's messages carry their micro-batch's index as their tag, at most
  * 32766 (bl_lm_grid_init allows 32767 micro-batches), so the two never
- * match; and MPI delivers the messages between two ranks with one tag in
- * the order they were sent. */
+ * match; a unit move's (lm_pipe.c) is 32766 too, but every step's and
+ * every move's messages are received before evaluation starts. MPI
+ * delivers the messages between two ranks with one tag in the order they
+ * were sent. */
 #define EVAL_TAG 32767
 
 /* The most sequence numbers one bl_lm_cut takes at a time. */

@@ -87,6 +87,9 @@ struct bl_lm_trainer {
      * the run's end, evaluation, the model file and checkpoints work stage
      * by stage, and bl_lm_make_whole refuses. */
     int stage_local;
+    /* Under stage-local memory, the CRC-32 of cfg.init_from (0 without),
+     * which the start-up agreement compares: the stages read its parts. */
+    uint32_t init_crc;
 };
 
 /* ---- lm_hold.c ---------------------------------------------------------- */
@@ -192,12 +195,19 @@ bl_status_t bl_lm_check_schedule(bl_runtime_t *rt, const bl_lr_schedule_t *s, fl
 
 /* ---- lm_memory.c -------------------------------------------------------- */
 
-/* Fills *out with this rank's bytes (memory_account.h) from the model's
- * shape, the activations' capacity and the host token buffers, and names
- * the unit (the embedding, a block or the head) with the most bytes of
- * parameters, gradients and AdamW moments. Call it after the plan is made.
- * Local. */
-void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out);
+/* Fills *out with this rank's bytes (memory_account.h) under the stage map
+ * `map` (S + 1 entries; the plan's, or one a resume or a move would adopt)
+ * from the model's shape (a stage-local stage's units' pages, as it would
+ * hold them), the activations' capacity and the host token buffers, and
+ * names the unit (the embedding, a block or the head) with the most bytes
+ * of parameters, gradients and AdamW moments. Local. */
+void bl_lm_account_memory(const bl_lm_trainer_t *t, const int *map, bl_mem_account_t *out);
+/* Sets *over_rank to the lowest rank whose account under `map` would exceed
+ * its memory limit (--mem-limit, or its cgroup's), or to -1 when every rank
+ * fits (always, without stage-local memory, where a map changes nothing
+ * that a rank holds). Collective; a resume and a unit move call it before
+ * they hold a new map's units. */
+bl_status_t bl_lm_map_fits(bl_lm_trainer_t *t, const int *map, int *over_rank);
 
 /* ---- lm_eval.c ---------------------------------------------------------- */
 

@@ -5,9 +5,11 @@
  * the gradients), the activations for
  * `capacity` sequences, the host token buffers and, for a model in a
  * device's memory, its host twin. */
+#include <limits.h>
 #include <stdio.h>
 
 #include "lm_impl.h"
+#include "wait.h"
 
 /* The floats of range r that the sub-ranges mine[0 .. count) cover. */
 static double overlap(const bl_gpt2_range_t *r, const bl_gpt2_range_t *mine, int count)
@@ -23,31 +25,28 @@ static double overlap(const bl_gpt2_range_t *r, const bl_gpt2_range_t *mine, int
     return n;
 }
 
-void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
+void bl_lm_account_memory(const bl_lm_trainer_t *t, const int *map, bl_mem_account_t *out)
 {
     const bl_gpt2_t *g = t->model;
     const double floats = (double)g->param_count * sizeof(float);
     const size_t rows = (size_t)t->capacity * (size_t)t->cfg.seq_len;
-    /* Every rank holds the whole model, unless it is a stage-local stage:
-     * then its units under the plan's map (before it holds them). */
-    double held = floats;
-    if (t->stage_local) {
-        const int stage = t->rt->rank % t->cfg.pipeline.stages;
-        bl_gpt2_range_t mine[BL_GPT2_MAX_RANGES];
-        const int n = bl_gpt2_unit_ranges(g, t->plan.first[stage], t->plan.first[stage + 1], mine);
-        held = 0.0;
-        for (int k = 0; k < n; k++) {
-            held += (double)mine[k].count * sizeof(float);
-        }
-    }
-    *out = (bl_mem_account_t){0};
-    out->params = held;
-    out->grads = held;
-    out->optimizer = 2.0 * held; /* adam_m and adam_v */
     /* Rank r is stage r % S of pipeline r / S (layout.h). */
     const int S = t->cfg.pipeline.stages, D = t->rt->size / S;
     const int stage = t->rt->rank % S, replica = t->rt->rank / S;
-    const int first = t->plan.first[stage], last = t->plan.first[stage + 1];
+    const int first = map[stage], last = map[stage + 1];
+    *out = (bl_mem_account_t){0};
+    /* Every rank holds the whole model, unless it is a stage-local stage:
+     * then its units' pages under the map (before it holds them). */
+    out->params = floats;
+    out->grads = floats;
+    out->optimizer = 2.0 * floats; /* adam_m and adam_v */
+    if (t->stage_local) {
+        out->params = (double)bl_gpt2_units_bytes(g, first, last, 0);
+        out->grads = (double)bl_gpt2_units_bytes(g, first, last, 1);
+        out->optimizer = g->adam_m != NULL ? (double)bl_gpt2_units_bytes(g, first, last, 2) +
+                                                 (double)bl_gpt2_units_bytes(g, first, last, 3)
+                                           : 0.0;
+    }
     if (t->zero_on) {
         /* ZeRO-1: the moments of this rank's slices of its stage's runs,
          * and the bucket that the other replicas' pieces (and, on the
@@ -99,4 +98,24 @@ void bl_lm_account_memory(const bl_lm_trainer_t *t, bl_mem_account_t *out)
         snprintf(out->largest, sizeof out->largest, "unit %d (block %d)", best, best - 1);
     }
     out->largest_bytes = best_bytes;
+}
+
+bl_status_t bl_lm_map_fits(bl_lm_trainer_t *t, const int *map, int *over_rank)
+{
+    bl_runtime_t *rt = t->rt;
+    *over_rank = -1;
+    if (!t->stage_local) {
+        return BL_OK; /* every rank holds every unit under any map */
+    }
+    bl_mem_account_t mine;
+    bl_lm_account_memory(t, map, &mine);
+    const char *source = NULL;
+    const double limit = bl_mem_process_limit(rt, t->cfg.mem_limit_bytes, &source);
+    int over = limit > 0.0 && bl_mem_account_total(&mine) > limit ? rt->rank : INT_MAX, lowest;
+    bl_status_t st = bl_allreduce_bounded(rt, &over, &lowest, 1, MPI_INT, MPI_MIN, rt->comm,
+                                          "the memory check of a stage map");
+    if (st == BL_OK && lowest != INT_MAX) {
+        *over_rank = lowest;
+    }
+    return st;
 }

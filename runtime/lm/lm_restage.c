@@ -173,13 +173,29 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
         return BL_OK;
     }
     bl_status_t st = decide(t, r);
+    if (st == BL_OK && r->message[0]) {
+        /* A stage-local stage takes its new units' memory: a map that would
+         * put a rank over its limit is not run. */
+        int over = -1;
+        st = bl_lm_map_fits(t, r->message + 1, &over);
+        if (st == BL_OK && over >= 0) {
+            char to[128];
+            bl_plan_format_map(r->message + 1, t->grid.layout.stages, to, sizeof to);
+            bl_log(t->rt, BL_LOG_INFO,
+                   "restage: after step %ld the move to %s is not made: rank %d would exceed its "
+                   "memory limit",
+                   t->step - 1, to, over);
+            r->message[0] = 0;
+        }
+    }
     const int S = t->grid.layout.stages;
     if (st == BL_OK && r->message[0]) {
         const int *next = r->message + 1;
         double bytes = 0.0, start = bl_now_seconds();
-        /* Under stage-local memory the stage holds its old and new units
-         * together while they move (units move between neighbours, so they
-         * are one run), then its new ones alone. */
+        /* Under stage-local memory the stage holds the run from the first
+         * to the last of its old and new units while they move (units that
+         * pass over it on their way between other stages are held too, but
+         * never touched, so they take no memory), then its new ones alone. */
         const int stage = t->grid.layout.stage;
         const int lo = next[stage] < t->grid.first ? next[stage] : t->grid.first;
         const int hi = next[stage + 1] > t->grid.last ? next[stage + 1] : t->grid.last;

@@ -114,6 +114,10 @@ static bl_status_t setup_model(bl_lm_trainer_t *t)
                           "sequence length T = %d exceeds the model's max_seq_len maxT = %d",
                           c->seq_len, shape.max_seq_len);
     }
+    if (st == BL_OK && c->init_from != NULL && t->stage_local) {
+        /* Each stage reads its part: all must read the same file. */
+        st = bl_gpt2_file_crc(c->init_from, &t->init_crc, &err);
+    }
     /* The user layers' calls get the same device, so that their bl_math_*
      * helpers run where their pointers live. */
     if (st == BL_OK) {
@@ -266,6 +270,7 @@ static bl_status_t check_ranks_agree(bl_lm_trainer_t *t)
         {"initial parameters", BL_CHECK_DIGEST,
          t->stage_local ? 0 : bl_digest(state.params, g->param_count * sizeof(float))},
         {"stage-local memory", BL_CHECK_INT, (uint64_t)t->stage_local},
+        {"initial model file", BL_CHECK_INT, (uint64_t)t->init_crc},
         {"shards", BL_CHECK_DIGEST,
          bl_digest(t->plan.shards, (size_t)t->plan.groups * sizeof *t->plan.shards)},
         {"pipeline stages", BL_CHECK_INT, (uint64_t)c->pipeline.stages},
@@ -337,7 +342,7 @@ bl_status_t bl_lm_trainer_create(bl_runtime_t *rt, const bl_lm_config_t *cfg, co
     char *memory_json = NULL;
     if (st == BL_OK) {
         bl_mem_account_t mine;
-        bl_lm_account_memory(t, &mine);
+        bl_lm_account_memory(t, t->plan.first, &mine);
         st = bl_mem_account_check(rt, &mine, cfg->mem_limit_bytes, &memory_json);
     }
     if (st == BL_OK) {

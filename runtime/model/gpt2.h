@@ -168,12 +168,19 @@ void bl_gpt2_destroy(bl_gpt2_t *g);
  * are whole, so the ends of a neighbouring unit's slices may be held too.
  * Any other model holds every unit already: BL_OK, nothing done. Returns
  * BL_OK, or BL_ERR_INVALID_ARG (units out of order) or BL_ERR_NO_MEM (the
- * system refused the memory), with err->msg naming the units. */
+ * system refused the memory; the model then holds no unit), with err->msg
+ * naming the units. The whole-model calls (bl_gpt2_upload, _download,
+ * _forward, _backward, _adamw_step) need every unit held. */
 bl_status_t bl_gpt2_hold_units(bl_gpt2_t *g, int first, int last, bl_error_t *err);
 
 /* The bytes of memory that g's parameter arrays hold: the held pages of a
  * BL_GPT2_SPANS model, every array's whole length otherwise. */
 size_t bl_gpt2_held_bytes(const bl_gpt2_t *g);
+/* The bytes that holding units [first, last) takes in array `array` (0 the
+ * parameters, 1 the gradients, 2 and 3 the moments) of a BL_GPT2_SPANS
+ * model: their ranges rounded out to whole pages, as bl_gpt2_hold_units
+ * holds them. Pure: a memory account reads it before anything is held. */
+size_t bl_gpt2_units_bytes(const bl_gpt2_t *g, int first, int last, int array);
 
 /* GPT-2's initialisation from seed (of the held units only: a stage draws
  * each tensor's stream but keeps its own part): wte (its first V rows; the padding
@@ -372,9 +379,9 @@ void bl_gpt2_adamw_ranges_at(bl_gpt2_t *g, const bl_gpt2_adamw_t *opt, float gra
                              size_t base);
 
 /* Adds count user layers (bl_lm_layer_t) to a model that has none, before
- * its parameters are initialised or uploaded and before any activations are
- * made: the parameter arrays grow by the layers' parameters, zeroed. The
- * layers' calls get `device` (whose memory must be the model's). Returns
+ * its parameters are initialised or uploaded, before any activations are
+ * made and (BL_GPT2_SPANS) before any unit is held: the parameter arrays grow by the layers'
+ * parameters, zeroed. The layers' calls get `device` (whose memory must be the model's). Returns
  * BL_OK, or BL_ERR_INVALID_ARG naming the layer (index and name) and what is
  * wrong: more than BL_LM_MAX_LAYERS, `after` outside 0 .. L, a NULL shape,
  * forward or backward, a failed shape or one whose width is not C,

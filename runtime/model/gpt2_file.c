@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "file_io.h"
 #include "gpt2_file.h"
@@ -381,5 +382,27 @@ bl_status_t bl_gpt2_read_part(const char *path, size_t first, size_t count, floa
         uint32_t bits = bl_le_get32(bytes + 4 * i);
         memcpy(&dst[i], &bits, sizeof bits);
     }
+    return BL_OK;
+}
+
+bl_status_t bl_gpt2_file_crc(const char *path, uint32_t *crc, bl_error_t *err)
+{
+    *crc = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return bl_error_set(err, BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    unsigned char piece[64 * 1024];
+    uLong sum = crc32(0L, Z_NULL, 0);
+    size_t got;
+    while ((got = fread(piece, 1, sizeof piece, f)) > 0) {
+        sum = crc32_z(sum, piece, got);
+    }
+    const int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        return bl_error_set(err, BL_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    }
+    *crc = (uint32_t)sum;
     return BL_OK;
 }

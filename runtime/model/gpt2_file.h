@@ -117,6 +117,12 @@ bl_status_t bl_gpt2_load_shape(const char *path, bl_error_t *err, bl_gpt2_file_t
 bl_status_t bl_gpt2_read_part(const char *path, size_t first, size_t count, float *dst,
                               bl_error_t *err);
 
+/* Sets *crc to the CRC-32 of the whole file at path, read in pieces (a
+ * pipeline's stages, which each read their part of it, compare it so that
+ * they start from the same file). Returns BL_OK or BL_ERR_IO naming the
+ * file. */
+bl_status_t bl_gpt2_file_crc(const char *path, uint32_t *crc, bl_error_t *err);
+
 /* Frees the parameters of m and zeroes it; NULL is a no-op. */
 void bl_gpt2_free(bl_gpt2_file_t *m, const bl_allocator_t *a);
 

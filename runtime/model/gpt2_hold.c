@@ -14,6 +14,24 @@ static int array_count(const bl_gpt2_t *g)
     return g->adam_m != NULL ? 4 : 2;
 }
 
+/* Writes the byte ranges (from the span's start) of units [first, last) in
+ * arrays [array0, array1) to out, and returns their number. */
+static int unit_bytes(const bl_gpt2_t *g, int first, int last, int array0, int array1,
+                      bl_span_range_t *out)
+{
+    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
+    const int n = first < last ? bl_gpt2_unit_ranges(g, first, last, ranges) : 0;
+    int m = 0;
+    for (int k = array0; k < array1; k++) {
+        for (int r = 0; r < n; r++) {
+            const size_t at = (size_t)k * g->param_count + ranges[r].offset;
+            out[m++] =
+                (bl_span_range_t){at * sizeof(float), (at + ranges[r].count) * sizeof(float)};
+        }
+    }
+    return m;
+}
+
 bl_status_t bl_gpt2_hold_units(bl_gpt2_t *g, int first, int last, bl_error_t *err)
 {
     const int units = g->config.num_layers + 2;
@@ -25,19 +43,11 @@ bl_status_t bl_gpt2_hold_units(bl_gpt2_t *g, int first, int last, bl_error_t *er
     if (!g->spanned) {
         return BL_OK;
     }
-    bl_gpt2_range_t ranges[BL_GPT2_MAX_RANGES];
-    const int n = first < last ? bl_gpt2_unit_ranges(g, first, last, ranges) : 0;
-    /* Each range in each array, in bytes from the span's start. */
     bl_span_range_t bytes[4 * BL_GPT2_MAX_RANGES];
-    int m = 0;
-    for (int k = 0; k < array_count(g); k++) {
-        for (int r = 0; r < n; r++) {
-            const size_t at = (size_t)k * g->param_count + ranges[r].offset;
-            bytes[m++] =
-                (bl_span_range_t){at * sizeof(float), (at + ranges[r].count) * sizeof(float)};
-        }
-    }
+    const int m = unit_bytes(g, first, last, 0, array_count(g), bytes);
     if (bl_span_hold_ranges(&g->span, bytes, m) != 0) {
+        /* The span then holds nothing. */
+        g->held_first = g->held_last = 0;
         return bl_error_set(err, BL_ERR_NO_MEM,
                             "GPT-2 model: holding the memory of units %d..%d failed: %s", first,
                             last - 1, strerror(errno));
@@ -45,6 +55,13 @@ bl_status_t bl_gpt2_hold_units(bl_gpt2_t *g, int first, int last, bl_error_t *er
     g->held_first = first;
     g->held_last = last;
     return BL_OK;
+}
+
+size_t bl_gpt2_units_bytes(const bl_gpt2_t *g, int first, int last, int array)
+{
+    bl_span_range_t bytes[BL_GPT2_MAX_RANGES];
+    const int m = unit_bytes(g, first, last, array, array + 1, bytes);
+    return bl_span_ranges_bytes(bytes, m);
 }
 
 size_t bl_gpt2_held_bytes(const bl_gpt2_t *g)
@@ -80,6 +97,7 @@ bl_status_t bl_gpt2_reserve(bl_gpt2_t *g, int arrays, bl_error_t *err)
 {
     bl_span_release(&g->span);
     if (bl_span_reserve(&g->span, (size_t)arrays * g->param_count * sizeof(float)) != 0) {
+        g->params = g->grads = g->adam_m = g->adam_v = NULL;
         return bl_error_set(err, BL_ERR_NO_MEM,
                             "GPT-2 model: reserving address space for %d × %zu floats failed: %s",
                             arrays, g->param_count, strerror(errno));

@@ -106,12 +106,18 @@ bl_status_t bl_gpt2_add_layers(bl_gpt2_t *g, const bl_lm_layer_t *layers, int co
      * zeroed; the GPT-2 tensors' values are still zero (nothing was
      * initialised yet), so nothing is copied. */
     const size_t arrays = g->adam_m != NULL ? 4 : 2;
+    if (g->spanned && g->held_first < g->held_last) {
+        return bl_error_set(err, BL_ERR_INVALID_ARG,
+                            "GPT-2 model: user layers must be added before any unit is held");
+    }
     if (g->spanned) {
         /* A span: nothing is held yet, so a larger reservation replaces it. */
         const size_t gpt = g->param_count;
         g->param_count = total;
         bl_status_t st = bl_gpt2_reserve(g, (int)arrays, err);
         if (st != BL_OK) {
+            /* The old reservation is gone; a model without one may only be
+             * destroyed (its arrays are NULL, so any use fails at once). */
             g->param_count = gpt;
             bl_gpt2_reserve(g, (int)arrays, NULL);
             return st;
