@@ -19,6 +19,8 @@
 # From the telemetry (jq), the steps measured are those after the warm-up W
 # and, for the adaptive run, after its last migration plus W:
 #   samples/s      256 / the median step_s over the measured steps
+#   whole_run      steps · 256 / the sum of every step's step_s: the whole
+#                  run, warm-up, decisions and migrations included
 #   stage max/mean max over the stages / mean of their median compute_s
 #                  (forward and backward passes with the emulated slowdown)
 #   map            the stage map of the last step; migrations, bytes, ms
@@ -116,7 +118,8 @@ def median: sort | if length % 2 == 1 then .[length / 2 | floor]
    ([$all[] | select(has("migration"))] | length),
    ([$all[] | .migration.bytes // 0] | add),
    ([$all[] | .migration.seconds // 0] | add * 1000),
-   ($all | length) - $from]
+   ($all | length) - $from,
+   ($all | map(.step_s) | add)]
 | map(tostring) | join(" ")
 EOF
 
@@ -146,6 +149,8 @@ measure() {
     awk -v a="$3" -v b="$4" 'BEGIN { m = a > b ? a : b; printf "%.6g\n", m / ((a + b) / 2) }' \
         >>"$tmp/$name.maxmean"
     echo "$5 $6 $7 $8" >>"$tmp/$name.moves"
+    awk -v n="$1" -v b="$batch" -v t="${10}" 'BEGIN { printf "%.6g\n", n * b / t }' \
+        >>"$tmp/$name.whole"
     printf ' %s %.0f' "$name" "$(tail -n 1 "$tmp/$name.sps")" >&2
     # Ratios are taken per repetition, once all its runs are in.
     if [ -s "$tmp/static.sps" ] && [ -s "$tmp/adaptive.sps" ] && [ -s "$tmp/best.sps" ] &&
@@ -156,6 +161,8 @@ measure() {
             >>"$tmp/ratio"
         awk -v a="$a" -v b="$(tail -n 1 "$tmp/best.sps")" 'BEGIN { printf "%.6g\n", a / b }' \
             >>"$tmp/ratio_best"
+        awk -v a="$(tail -n 1 "$tmp/adaptive.whole")" -v s="$(tail -n 1 "$tmp/static.whole")" \
+            'BEGIN { printf "%.6g\n", a / s }' >>"$tmp/ratio_whole"
     fi
 }
 
@@ -170,11 +177,12 @@ echo "  cpu: ${cpu:-unknown}, $(nproc) online; loadavg $(cut -d' ' -f1-3 /proc/l
 bench_interleave "$reps" measure static adaptive best
 
 echo
-printf '%-9s %10s %14s  %-12s %10s %10s %9s\n' run samples/s stage_max/mean map migrations \
-    bytes ms
+printf '%-9s %10s %10s %14s  %-12s %10s %10s %9s\n' run samples/s whole_run stage_max/mean \
+    map migrations bytes ms
 for name in static adaptive best; do
     set -- $(tail -n 1 "$tmp/$name.moves")
-    printf '%-9s %10.0f %14.3f  %-12s %10s %10s %9.2f\n' "$name" "$(bench_median "$tmp/$name.sps")" \
+    printf '%-9s %10.0f %10.0f %14.3f  %-12s %10s %10s %9.2f\n' "$name" \
+        "$(bench_median "$tmp/$name.sps")" "$(bench_median "$tmp/$name.whole")" \
         "$(bench_median "$tmp/$name.maxmean")" "$1" "$2" "$3" "$4"
 done
 set -- $(bench_stats "$tmp/ratio")
@@ -184,3 +192,6 @@ printf 'adaptive / static samples/s: median %.3f (min %.3f, max %.3f over %d rep
 set -- $(bench_stats "$tmp/ratio_best")
 printf 'adaptive / best   samples/s: median %.3f (min %.3f, max %.3f over %d repetitions)\n' \
     "$1" "$2" "$3" "$reps"
+set -- $(bench_stats "$tmp/ratio_whole")
+printf 'adaptive / static whole run (all %d steps, warm-up and moves included): median %.3f (min %.3f, max %.3f)\n' \
+    "$steps" "$1" "$2" "$3"

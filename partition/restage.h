@@ -21,6 +21,12 @@
  * smaller gains must be found twice in a row (restage.c). */
 #define BL_RESTAGE_STRONG_GAIN 0.2
 
+/* The observed steps of the first window after a start or a resume, when
+ * the decision period is longer: a pipeline that starts imbalanced (a
+ * stage 2x slower) is rebalanced a few steps after the warm-up, not a whole
+ * period later. The trainers' stage controllers apply it. */
+#define BL_RESTAGE_FIRST_WINDOW 4
+
 typedef struct bl_restage_config {
     bl_policy_kind_t kind; /* static: never moves; proportional, bandit, rl (see restage.c) */
     int layers;            /* L */

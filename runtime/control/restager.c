@@ -400,9 +400,16 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
         }
         return BL_OK;
     }
-    if ((step + 1) % r->every != 0 || !(r->deciding || r->logging) || r->window_steps == 0) {
+    /* A policy's first decision comes after BL_RESTAGE_FIRST_WINDOW
+     * observed steps (every rank counts the same ones); the next every
+     * `every` steps. */
+    const int opening = r->every < BL_RESTAGE_FIRST_WINDOW ? r->every : BL_RESTAGE_FIRST_WINDOW;
+    const int due =
+        r->deciding && !r->decided ? r->window_steps >= opening : (step + 1) % r->every == 0;
+    if (!due || !(r->deciding || r->logging) || r->window_steps == 0) {
         return BL_OK;
     }
+    r->decided = 1;
     /* The window's layer times reach rank 0 (every layer's from the D ranks of
      * its stage); the others contribute theirs and wait for the map. */
     const bl_allocator_t *a = bl_rt_allocator(r->rt);

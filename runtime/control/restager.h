@@ -30,6 +30,7 @@ typedef struct bl_restager {
     double window_step_s;
     int window_steps;
     int skip_next;        /* the coming steps that warm new buffers and are not observed */
+    int decided;          /* 1 after the first decision since the start or the resume */
     bl_restage_t *policy; /* rank 0 */
     double *layer_s;      /* rank 0: (L) the window's mean forward + backward seconds */
     int *message;         /* (S + 2) the changed flag, then the next map */

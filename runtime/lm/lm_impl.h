@@ -34,6 +34,7 @@ typedef struct bl_lm_restager {
     double step_s;        /* the window's summed step seconds */
     int steps;            /* the steps observed in the window */
     int skip;             /* warm-up steps still not observed */
+    int decided;          /* 1 after the first decision since the start or the resume */
     int *message;         /* (S + 2) the changed flag and the next map, broadcast */
     bl_restage_t *policy; /* rank 0 */
     const char *last_action;

@@ -169,9 +169,15 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
         return BL_OK;
     }
     r->step_s += step_s;
-    if (++r->steps < t->cfg.balance.rebalance_every) {
+    /* The first decision comes after BL_RESTAGE_FIRST_WINDOW observed
+     * steps, the next every rebalance_every. */
+    const int every = t->cfg.balance.rebalance_every;
+    const int window =
+        !r->decided && every > BL_RESTAGE_FIRST_WINDOW ? BL_RESTAGE_FIRST_WINDOW : every;
+    if (++r->steps < window) {
         return BL_OK;
     }
+    r->decided = 1;
     bl_status_t st = decide(t, r);
     if (st == BL_OK && r->message[0]) {
         /* A stage-local stage takes its new units' memory: a map that would
