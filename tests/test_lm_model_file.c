@@ -48,6 +48,7 @@
 #include "gpt2.h"
 #include "lm_layers.h"
 #include "mpi_check.h"
+#include "file_test_support.h"
 #include "test_support.h"
 
 enum { LAYERS = 3, USERS = 3, STEPS = 3, TOKENS = 4096 };
@@ -149,37 +150,6 @@ static void poison_others(const job_t *j, bl_lm_trainer_t *t)
     free(keep);
 }
 
-/* Reads the file at path whole into a new buffer; NULL if it cannot. */
-static unsigned char *read_whole(const char *path, long *nbytes)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    unsigned char *bytes = NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (*nbytes = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        bytes = malloc((size_t)*nbytes + 1);
-        if (bytes != NULL && fread(bytes, 1, (size_t)*nbytes, f) != (size_t)*nbytes) {
-            free(bytes);
-            bytes = NULL;
-        }
-    }
-    fclose(f);
-    return bytes;
-}
-
-/* Whether the files a and b hold the same bytes, `want` of them (both must
- * be readable). */
-static int same_bytes(const char *a, const char *b, long want)
-{
-    long na = -1, nb = -2;
-    unsigned char *x = read_whole(a, &na), *y = read_whole(b, &nb);
-    int same = x != NULL && y != NULL && na == want && nb == want && memcmp(x, y, (size_t)na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Whether the model files at path and ref (each with its ".layers") hold
  * the same bytes, of the model's lengths. */
 static int same_model(const job_t *j, const char *path, const char *ref)
@@ -195,49 +165,6 @@ static int same_model(const job_t *j, const char *path, const char *ref)
     snprintf(b, sizeof b, "%s.layers", ref);
     return same_bytes(path, ref, (long)(BL_GPT2_HEADER_BYTES + 4 * gpt)) &&
            same_bytes(a, b, 4 * users);
-}
-
-/* Counts the entries of dir whose names start with ".": the temporary files
- * of the saves (nothing else in dir starts so). */
-static int hidden_entries(const char *dir)
-{
-    int n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        n += e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    return n;
-}
-
-/* Empties dir (a previous run's files) or creates it. Rank 0 only. */
-static void fresh_dir(const char *dir)
-{
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    if (slash != NULL && slash != parent) {
-        *slash = '\0';
-        mkdir(parent, 0755);
-    }
-    mkdir(dir, 0755);
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        char path[4096 + 256];
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (unlink(path) != 0) {
-                rmdir(path);
-            }
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
 }
 
 /* Saves through the trainer and checks that every rank succeeded and that
@@ -305,17 +232,6 @@ static void write_reference(const job_t *j, bl_lm_trainer_t *t, const char *ref)
     if (f != NULL) {
         fclose(f);
     }
-}
-
-/* Sets the soft file size limit of this process to nbytes (RLIM_INFINITY:
- * back to no limit), so that writing or sizing a file past it fails with
- * EFBIG instead of a signal. */
-static void limit_file_size(rlim_t nbytes)
-{
-    struct rlimit lim;
-    check(getrlimit(RLIMIT_FSIZE, &lim) == 0, "getrlimit");
-    lim.rlim_cur = nbytes == RLIM_INFINITY || nbytes > lim.rlim_max ? lim.rlim_max : nbytes;
-    check(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
 }
 
 /* A failing save to path: every rank fails with BL_ERR_IO and a message

@@ -11,6 +11,7 @@
 
 #include "file_io.h"
 #include "fsync_dir.h"
+#include "internal.h"
 
 #define FILE_FIRST_CHUNK (64u * 1024u) /* the first read buffer, at least */
 #define FILE_SCRATCH     4096u         /* the bytes read at a time when counting trailing bytes */
@@ -150,4 +151,42 @@ bl_status_t bl_file_read_rest(FILE *f, const char *path, size_t want, const char
         src.known_nbytes = rest < SIZE_MAX ? (size_t)rest : SIZE_MAX;
     }
     return bl_file_read_body(&src, want, contents, a, err, out);
+}
+
+int bl_file_pwrite(int fd, const void *bytes, size_t nbytes, off_t offset)
+{
+    const unsigned char *b = bytes;
+    size_t done = 0;
+    while (done < nbytes) {
+        size_t want = nbytes - done < (size_t)SSIZE_MAX ? nbytes - done : (size_t)SSIZE_MAX;
+        ssize_t n = pwrite(fd, b + done, want, offset + (off_t)done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 && errno != 0 ? errno : EIO;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int bl_file_pwrite_floats(int fd, const float *values, size_t count, off_t offset)
+{
+    if (!BL_HOST_BIG_ENDIAN) {
+        return bl_file_pwrite(fd, values, count * sizeof(float), offset);
+    }
+    enum { SWAP_CHUNK = 1024 }; /* the floats swapped at a time */
+    float chunk[SWAP_CHUNK];
+    for (size_t done = 0; done < count;) {
+        size_t n = count - done < SWAP_CHUNK ? count - done : SWAP_CHUNK;
+        bl_swap_floats(values + done, chunk, n);
+        int failed =
+            bl_file_pwrite(fd, chunk, n * sizeof(float), offset + (off_t)(done * sizeof(float)));
+        if (failed != 0) {
+            return failed;
+        }
+        done += n;
+    }
+    return 0;
 }

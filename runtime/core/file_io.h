@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -99,5 +100,14 @@ bl_status_t bl_file_read_body(const bl_byte_source_t *src, size_t want, const ch
  * src->known_nbytes is what a regular file holds past f's position. */
 bl_status_t bl_file_read_rest(FILE *f, const char *path, size_t want, const char *contents,
                               const bl_allocator_t *a, bl_error_t *err, bl_file_body_t *out);
+
+/* Writes the nbytes at bytes to fd at offset (pwrite), looping over short
+ * writes and interruptions. Returns 0, or the errno of the failure. */
+int bl_file_pwrite(int fd, const void *bytes, size_t nbytes, off_t offset);
+
+/* Writes count floats to fd at offset, little-endian: as they are on a
+ * little-endian host, else through a swapped copy (the values are never
+ * swapped in place, since they may be shared). Returns 0 or an errno. */
+int bl_file_pwrite_floats(int fd, const float *values, size_t count, off_t offset);
 
 #endif /* BL_FILE_IO_H */

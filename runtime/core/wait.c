@@ -1,4 +1,5 @@
 /* Bounded waits (wait.h), which detect hangs in a step's communication. */
+#include <stdio.h>
 #include <time.h>
 
 #include "runtime_impl.h"
@@ -147,4 +148,32 @@ bl_status_t bl_agree_in(bl_runtime_t *rt, MPI_Comm group, bl_status_t mine, bl_s
 bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what)
 {
     return bl_agree_in(rt, rt->comm, mine, elsewhere, what);
+}
+
+bl_status_t bl_agree_step(bl_runtime_t *rt, bl_status_t mine, const char *path, const char *step)
+{
+    int worst[2] = {(int)mine, rt->rank}; /* MPI_MAXLOC: the lowest rank of the largest */
+    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, worst, 1, MPI_2INT, MPI_MAXLOC,
+                                          rt->comm, "the agreement on a file's writing");
+    if (st != BL_OK || worst[0] == (int)BL_OK) {
+        return st;
+    }
+    char cause[1024] = "";
+    if (rt->rank == worst[1]) {
+        snprintf(cause, sizeof cause, "%s", bl_last_error(rt));
+    }
+    st = bl_bcast_bounded(rt, cause, (int)sizeof cause, MPI_CHAR, worst[1], rt->comm,
+                          "the broadcast of a file's failure");
+    if (st != BL_OK) {
+        return st;
+    }
+    if (rt->rank == worst[1]) {
+        return mine;
+    }
+    char own[1024] = "";
+    if (mine != BL_OK) {
+        snprintf(own, sizeof own, "%s; and ", bl_last_error(rt));
+    }
+    return bl_fail(rt, (bl_status_t)worst[0], "%s%s: %s failed on rank %d: %s", own, path, step,
+                   worst[1], cause);
 }

@@ -13,6 +13,13 @@
  * "<what> failed on another rank". A failure of the agreement itself
  * returns its own status. */
 bl_status_t bl_agree(bl_runtime_t *rt, bl_status_t mine, bl_status_t elsewhere, const char *what);
+/* Tells every rank the outcome of one step of a file's writing: BL_OK when
+ * no rank failed, else the largest status of any rank. The lowest rank with
+ * that status keeps its message and broadcasts it; every other rank fails
+ * with "<path>: <step> failed on rank R: <R's message>" (after its own
+ * message, when it failed too). A failure of the agreement itself returns
+ * its own status. Collective over rt->comm. */
+bl_status_t bl_agree_step(bl_runtime_t *rt, bl_status_t mine, const char *path, const char *step);
 /* The same as bl_agree, over the members of group only (for a device
  * communicator's set-up; the trainer agrees over the whole job afterwards).
  * Collective over group. */

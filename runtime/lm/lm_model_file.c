@@ -34,8 +34,6 @@
 #include "lm_impl.h"
 #include "wait.h"
 
-#define SWAP_CHUNK 1024 /* the floats swapped at a time on a big-endian host */
-
 /* ---- One stage: rank 0 writes the whole model -------------------------- */
 
 /* The user layers' parameters (the floats after the GPT-2 tensors) of a
@@ -82,40 +80,6 @@ static bl_status_t write_model(bl_lm_trainer_t *t, const char *path, const float
 
 /* ---- The agreement ------------------------------------------------------ */
 
-/* Tells every rank the outcome of one step of a save: BL_OK when no rank
- * failed, else the largest status of any rank. The lowest rank with that
- * status keeps its message and broadcasts it; every other rank fails with
- * "<path>: <step> failed on rank R: <R's message>" (after its own message,
- * when it failed too). A failure of the agreement itself returns its own
- * status. Collective over rt->comm. */
-static bl_status_t agree(bl_runtime_t *rt, bl_status_t mine, const char *path, const char *step)
-{
-    int worst[2] = {(int)mine, rt->rank}; /* MPI_MAXLOC: the lowest rank of the largest */
-    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, worst, 1, MPI_2INT, MPI_MAXLOC,
-                                          rt->comm, "the agreement on the model file");
-    if (st != BL_OK || worst[0] == (int)BL_OK) {
-        return st;
-    }
-    char cause[1024] = "";
-    if (rt->rank == worst[1]) {
-        snprintf(cause, sizeof cause, "%s", bl_last_error(rt));
-    }
-    st = bl_bcast_bounded(rt, cause, (int)sizeof cause, MPI_CHAR, worst[1], rt->comm,
-                          "the broadcast of the model file's failure");
-    if (st != BL_OK) {
-        return st;
-    }
-    if (rt->rank == worst[1]) {
-        return mine;
-    }
-    char own[1024] = "";
-    if (mine != BL_OK) {
-        snprintf(own, sizeof own, "%s; and ", bl_last_error(rt));
-    }
-    return bl_fail(rt, (bl_status_t)worst[0], "%s%s: %s failed on rank %d: %s", own, path, step,
-                   worst[1], cause);
-}
-
 /* ---- Pipelines: the stages write their parts --------------------------- */
 
 /* One file of a save: the parameters [base, base + count), little-endian
@@ -127,47 +91,6 @@ typedef struct part_file {
     size_t base, count;
     int renamed;
 } part_file_t;
-
-/* Writes the nbytes at bytes to fd at offset, looping over short writes.
- * Returns 0, or the errno of the failure. */
-static int write_all(int fd, const unsigned char *bytes, size_t nbytes, off_t offset)
-{
-    size_t done = 0;
-    while (done < nbytes) {
-        size_t want = nbytes - done < (size_t)SSIZE_MAX ? nbytes - done : (size_t)SSIZE_MAX;
-        ssize_t n = pwrite(fd, bytes + done, want, offset + (off_t)done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 && errno != 0 ? errno : EIO;
-        }
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-/* Writes count floats to fd at offset, little-endian: as they are on a
- * little-endian host, and through a swapped copy elsewhere (the values are
- * the model's, so they are never swapped in place). Returns 0 or an errno. */
-static int write_floats(int fd, const float *values, size_t count, off_t offset)
-{
-    if (!BL_HOST_BIG_ENDIAN) {
-        return write_all(fd, (const unsigned char *)values, count * sizeof(float), offset);
-    }
-    float chunk[SWAP_CHUNK];
-    for (size_t done = 0; done < count;) {
-        size_t n = count - done < SWAP_CHUNK ? count - done : SWAP_CHUNK;
-        bl_swap_floats(values + done, chunk, n);
-        int failed = write_all(fd, (const unsigned char *)chunk, n * sizeof(float),
-                               offset + (off_t)(done * sizeof(float)));
-        if (failed != 0) {
-            return failed;
-        }
-        done += n;
-    }
-    return 0;
-}
 
 /* Fills files (count of them: the llm.c file, then the user layers' one
  * when the model has user layers) with their paths and parts. Local, the
@@ -219,7 +142,7 @@ static bl_status_t create_temp(bl_runtime_t *rt, part_file_t *f, const unsigned 
     int failed = ftruncate(fd, (off_t)nbytes) != 0 ? errno : 0;
     if (failed == 0 && header != NULL) {
         snprintf(doing, sizeof doing, "write its header");
-        failed = write_all(fd, header, f->header, 0);
+        failed = bl_file_pwrite(fd, header, f->header, 0);
     }
     if (close(fd) != 0 && failed == 0) {
         failed = errno;
@@ -291,7 +214,8 @@ static bl_status_t write_stage(bl_lm_trainer_t *t, const part_file_t *files)
             break;
         }
         const size_t first = at->header + (range->offset - at->base) * sizeof(float);
-        failed = write_floats(fds[k], state.params + range->offset, range->count, (off_t)first);
+        failed =
+            bl_file_pwrite_floats(fds[k], state.params + range->offset, range->count, (off_t)first);
         if (failed != 0) {
             if (range->tensor < BL_GPT2_TENSOR_COUNT) {
                 snprintf(doing, sizeof doing, "writing tensor %s's",
@@ -373,14 +297,15 @@ static bl_status_t save_from_stages(bl_lm_trainer_t *t, const char *path)
     bl_runtime_t *rt = t->rt;
     part_file_t files[2];
     int count = 1;
-    bl_status_t st = agree(rt, plan_files(t, path, files, &count), path, "naming the model files");
+    bl_status_t st =
+        bl_agree_step(rt, plan_files(t, path, files, &count), path, "naming the model files");
     if (st != BL_OK) {
         return st;
     }
     /* The files exist at their full length before anyone writes, so that the
      * stages' writes at their offsets never depend on one another's order. */
-    st = agree(rt, rt->rank == 0 ? create_files(t, files, count) : BL_OK, path,
-               "creating the temporary files");
+    st = bl_agree_step(rt, rt->rank == 0 ? create_files(t, files, count) : BL_OK, path,
+                       "creating the temporary files");
     for (int k = 0; k < count && st == BL_OK; k++) {
         st = bl_bcast_bounded(rt, files[k].tmp, (int)sizeof files[k].tmp, MPI_CHAR, 0, rt->comm,
                               "the broadcast of the model file's temporary name");
@@ -388,12 +313,12 @@ static bl_status_t save_from_stages(bl_lm_trainer_t *t, const char *path)
     /* The first replica of each stage writes; the other pipelines hold the
      * same parameters. */
     if (st == BL_OK) {
-        st = agree(rt, t->grid.layout.replica == 0 ? write_stage(t, files) : BL_OK, path,
-                   "writing the stages' parameters");
+        st = bl_agree_step(rt, t->grid.layout.replica == 0 ? write_stage(t, files) : BL_OK, path,
+                           "writing the stages' parameters");
     }
     if (st == BL_OK) {
-        st = agree(rt, rt->rank == 0 ? commit(rt, files, count) : BL_OK, path,
-                   "putting the model files in place");
+        st = bl_agree_step(rt, rt->rank == 0 ? commit(rt, files, count) : BL_OK, path,
+                           "putting the model files in place");
     }
     /* Rank 0 removes every temporary file that was not renamed, so that a
      * failed save leaves nothing beside the paths. */
@@ -433,5 +358,5 @@ bl_status_t bl_lm_trainer_save_model(bl_lm_trainer_t *t, const char *path)
             st = write_model(t, path, state.params);
         }
     }
-    return agree(rt, st, path, "writing the model file");
+    return bl_agree_step(rt, st, path, "writing the model file");
 }

@@ -18,77 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_io.h"
 #include "fsync_dir.h"
 #include "trainer_impl.h"
 #include "wait.h"
-
-#define SWAP_CHUNK 1024 /* the floats swapped at a time on a big-endian host */
-
-/* Tells every rank the largest status of any rank (BL_OK when none failed).
- * A rank whose own status is that one keeps its message; the others fail
- * with it and "<path>: <step> failed on another rank" (after their own
- * message, when theirs was another failure). A failure of the agreement
- * itself returns its own status. Collective over rt->comm. */
-static bl_status_t agree(bl_runtime_t *rt, bl_status_t mine, const char *path, const char *step)
-{
-    int worst = (int)mine;
-    bl_status_t st = bl_allreduce_bounded(rt, MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, rt->comm,
-                                          "the agreement on a parameter file");
-    if (st != BL_OK) {
-        return st;
-    }
-    if (worst == (int)mine) {
-        return mine;
-    }
-    if (mine == BL_OK) {
-        return bl_fail(rt, (bl_status_t)worst, "%s: %s failed on another rank", path, step);
-    }
-    char own[512];
-    snprintf(own, sizeof own, "%s", bl_last_error(rt));
-    return bl_fail(rt, (bl_status_t)worst, "%s; and %s: %s failed on another rank", own, path,
-                   step);
-}
-
-/* Writes the nbytes at bytes to fd at offset, looping over short writes.
- * Returns 0, or the errno of the failure. */
-static int write_all(int fd, const unsigned char *bytes, size_t nbytes, off_t offset)
-{
-    size_t done = 0;
-    while (done < nbytes) {
-        size_t want = nbytes - done < (size_t)SSIZE_MAX ? nbytes - done : (size_t)SSIZE_MAX;
-        ssize_t n = pwrite(fd, bytes + done, want, offset + (off_t)done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return n < 0 && errno != 0 ? errno : EIO;
-        }
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-/* Writes count floats to fd at offset, little-endian: as they are on a
- * little-endian host, and through a swapped copy elsewhere (the values may
- * be shared, so they are never swapped in place). Returns 0 or an errno. */
-static int write_floats(int fd, const float *values, size_t count, off_t offset)
-{
-    if (!BL_HOST_BIG_ENDIAN) {
-        return write_all(fd, (const unsigned char *)values, count * sizeof(float), offset);
-    }
-    float chunk[SWAP_CHUNK];
-    for (size_t done = 0; done < count;) {
-        size_t n = count - done < SWAP_CHUNK ? count - done : SWAP_CHUNK;
-        bl_swap_floats(values + done, chunk, n);
-        int failed = write_all(fd, (const unsigned char *)chunk, n * sizeof(float),
-                               offset + (off_t)(done * sizeof(float)));
-        if (failed != 0) {
-            return failed;
-        }
-        done += n;
-    }
-    return 0;
-}
 
 /* Makes the temporary file beside path, "<dir>/.<name>.tmp-<pid>-XXXXXX"
  * (mkstemp: unique, and in path's directory so that the rename is atomic),
@@ -151,7 +84,8 @@ static bl_status_t write_stage(bl_trainer_t *t, const char *path, const char *tm
         return bl_fail(rt, BL_ERR_IO, "%s: stage %d cannot open the temporary file %s: %s", path,
                        t->layout.stage, tmp, strerror(errno));
     }
-    int failed = write_floats(fd, t->model->params + first, count, (off_t)(first * sizeof(float)));
+    int failed =
+        bl_file_pwrite_floats(fd, t->model->params + first, count, (off_t)(first * sizeof(float)));
     const char *doing = "writing";
     if (failed == 0 && fsync(fd) != 0) {
         failed = errno;
@@ -211,7 +145,7 @@ bl_status_t bl_trainer_save_params(bl_trainer_t *t, const char *path)
     if (rt->rank == 0) {
         st = create_sized(rt, path, t->model->param_count * sizeof(float), tmp, sizeof tmp);
     }
-    st = agree(rt, st, path, "creating the temporary file");
+    st = bl_agree_step(rt, st, path, "creating the temporary file");
     if (st == BL_OK) {
         st = bl_bcast_bounded(rt, tmp, (int)sizeof tmp, MPI_CHAR, 0, rt->comm,
                               "the broadcast of the parameter file's temporary name");
@@ -221,15 +155,15 @@ bl_status_t bl_trainer_save_params(bl_trainer_t *t, const char *path)
     }
     /* Replica 0 of each stage writes the stage's range; the other pipelines
      * hold the same parameters. With one stage, rank 0 writes everything. */
-    st = agree(rt, t->layout.replica == 0 ? write_stage(t, path, tmp) : BL_OK, path,
-               "writing a stage's parameters");
+    st = bl_agree_step(rt, t->layout.replica == 0 ? write_stage(t, path, tmp) : BL_OK, path,
+                       "writing a stage's parameters");
     if (st != BL_OK) {
         goto done;
     }
     if (rt->rank == 0) {
         st = commit(rt, path, tmp, &renamed);
     }
-    st = agree(rt, st, path, "putting the parameter file in place");
+    st = bl_agree_step(rt, st, path, "putting the parameter file in place");
 done:
     /* Rank 0 removes the temporary file of a save that failed before the
      * rename, so that path keeps its old file and nothing is left beside. */
