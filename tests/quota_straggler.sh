@@ -4,9 +4,10 @@
 # The proportional policy must move samples off rank 1, past its average
 # speed: the runtime tells the policy rank 1's quota, and its CPU budget
 # caps rank 1's shard where its CPU use per step meets the quota
-# (partition/capacity.h; measured 31 of 256), while a split by average
-# speed would give it about 0.4 / 1.4 of the batch (73). In the
-# telemetry's last step rank 1's shard is at most 52. The runtime finds the quota itself (the start-up warning names
+# (partition/capacity.h; measured 31 of 256 on 2026-12-06, 40 to 55 on a
+# noisier host on 2026-12-08, against an analytic 45), while a split by
+# average speed would give it about 0.4 / 1.4 of the batch (73). In the
+# telemetry's last step rank 1's shard is at most 60. The runtime finds the quota itself (the start-up warning names
 # rank 1 and its 0.4 of a core), and the telemetry's cpu_s shows rank 1
 # got at most 0.55 of the wall time in CPU over the run (0.4, plus slack
 # for the time between steps that step_s leaves out). Speed is not
@@ -83,7 +84,7 @@ fi
 verdict=$(jq -s -r '
     (.[0].shards) as $a | (.[-1].shards) as $z
     | "\($a | map(tostring) | join(",")) \($z | map(tostring) | join(",")) \(.[-1].step)"
-      + " " + (if ($z | add) == 256 and $z[1] <= 52 then "moved" else "FAILED" end)
+      + " " + (if ($z | add) == 256 and $z[1] <= 60 then "moved" else "FAILED" end)
     ' "$tel") || { echo "$me: cannot read the telemetry $tel"; exit 1; }
 # shellcheck disable=SC2086
 set -- $verdict
@@ -92,5 +93,5 @@ if [ "$4" = moved ]; then
     echo "$me: ok: the policy capped rank 1 at its CPU budget"
     exit 0
 fi
-echo "$me: FAILED: rank 1's last shard is not at most 52 (or the shards do not sum to 256)"
+echo "$me: FAILED: rank 1's last shard is not at most 60 (or the shards do not sum to 256)"
 exit 1
