@@ -27,6 +27,13 @@
  * period later. The trainers' stage controllers apply it. */
 #define BL_RESTAGE_FIRST_WINDOW 4
 
+/* The observed steps of the first window when decisions come every
+ * `every` steps: BL_RESTAGE_FIRST_WINDOW, or every when that is shorter. */
+static inline int bl_restage_first_window(int every)
+{
+    return every < BL_RESTAGE_FIRST_WINDOW ? every : BL_RESTAGE_FIRST_WINDOW;
+}
+
 typedef struct bl_restage_config {
     bl_policy_kind_t kind; /* static: never moves; proportional, bandit, rl (see restage.c) */
     int layers;            /* L */

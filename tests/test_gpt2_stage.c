@@ -177,7 +177,8 @@ static void test_stage_hold_and_give_back(void **state)
     const bl_gpt2_tensor_t *wpe = &s->tensors[BL_GPT2_WPE], *fcw = &s->tensors[BL_GPT2_FCW];
     const size_t slice = fcw->count / (size_t)fcw->layers;
     assert_true(faults((const unsigned char *)(s->params + wpe->offset), 0));
-    assert_true(faults((const unsigned char *)(s->params + fcw->offset + 3 * slice + slice / 2), 0));
+    assert_true(
+        faults((const unsigned char *)(s->params + fcw->offset + 3 * slice + slice / 2), 0));
     assert_false(faults((const unsigned char *)(s->grads + fcw->offset + slice), 0));
     /* Block 2 joins (a migration), its parameters sent by hand, then
      * block 0 goes. */

@@ -68,27 +68,35 @@ static void observe(const int *first, const double *speed, double *layer_s, doub
     }
 }
 
+/* One decision on the window that map first shows at speeds speed; returns
+ * whether it moved (first then holds the new map). A move pays back within
+ * the horizon and is predicted faster; a hold leaves the map as it was. */
+static int decide_once(bl_restage_t *r, int *first, const double *speed)
+{
+    double layer_s[L], step_s;
+    observe(first, speed, layer_s, &step_s);
+    bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
+    int next[S + 1];
+    bl_restage_decision_t d;
+    assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
+    if (d.changed) {
+        assert_true(d.payback_steps <= 100.0);
+        assert_true(d.best_s < d.current_s);
+        bl_restage_migrated(r, bl_restage_move_bytes(r, first, next), d.move_s);
+        memcpy(first, next, sizeof next);
+    } else {
+        assert_memory_equal(next, first, sizeof next);
+    }
+    return d.changed;
+}
+
 /* Runs windows until the policy settles; returns the moves made; the map
  * ends in first. */
 static int run_windows(bl_restage_t *r, int *first, const double *speed, int windows)
 {
     int moves = 0;
     for (int w = 0; w < windows; w++) {
-        double layer_s[L], step_s;
-        observe(first, speed, layer_s, &step_s);
-        bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
-        int next[S + 1];
-        bl_restage_decision_t d;
-        assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
-        if (d.changed) {
-            assert_true(d.payback_steps <= 100.0);
-            assert_true(d.best_s < d.current_s);
-            moves++;
-            bl_restage_migrated(r, bl_restage_move_bytes(r, first, next), d.move_s);
-            memcpy(first, next, sizeof next);
-        } else {
-            assert_memory_equal(next, first, sizeof next);
-        }
+        moves += decide_once(r, first, speed);
     }
     return moves;
 }
@@ -138,23 +146,6 @@ static void test_holds_when_balanced(void **state)
     memcpy(first, best, sizeof first);
     assert_int_equal(run_windows(r, first, speed, 10), 0);
     bl_restage_destroy(r);
-}
-
-/* One decision on the window that map first shows at speeds speed; returns
- * whether it moved (first then holds the new map). */
-static int decide_once(bl_restage_t *r, int *first, const double *speed)
-{
-    double layer_s[L], step_s;
-    observe(first, speed, layer_s, &step_s);
-    bl_restage_obs_t obs = {.first = first, .layer_s = layer_s, .step_s = step_s};
-    int next[S + 1];
-    bl_restage_decision_t d;
-    assert_int_equal(bl_restage_decide(r, &obs, next, &d), 0);
-    if (d.changed) {
-        bl_restage_migrated(r, bl_restage_move_bytes(r, first, next), d.move_s);
-        memcpy(first, next, sizeof next);
-    }
-    return d.changed;
 }
 
 /* The windows until the policy moves (at most max; max + 1: never). */

@@ -403,9 +403,9 @@ bl_status_t bl_restager_boundary(bl_restager_t *r, long step, const int *first, 
     /* A policy's first decision comes after BL_RESTAGE_FIRST_WINDOW
      * observed steps (every rank counts the same ones); the next every
      * `every` steps. */
-    const int opening = r->every < BL_RESTAGE_FIRST_WINDOW ? r->every : BL_RESTAGE_FIRST_WINDOW;
-    const int due =
-        r->deciding && !r->decided ? r->window_steps >= opening : (step + 1) % r->every == 0;
+    const int due = r->deciding && !r->decided
+                        ? r->window_steps >= bl_restage_first_window(r->every)
+                        : (step + 1) % r->every == 0;
     if (!due || !(r->deciding || r->logging) || r->window_steps == 0) {
         return BL_OK;
     }

@@ -172,8 +172,7 @@ bl_status_t bl_lm_restager_after_step(bl_lm_trainer_t *t, double step_s, bl_step
     /* The first decision comes after BL_RESTAGE_FIRST_WINDOW observed
      * steps, the next every rebalance_every. */
     const int every = t->cfg.balance.rebalance_every;
-    const int window =
-        !r->decided && every > BL_RESTAGE_FIRST_WINDOW ? BL_RESTAGE_FIRST_WINDOW : every;
+    const int window = r->decided ? every : bl_restage_first_window(every);
     if (++r->steps < window) {
         return BL_OK;
     }
